@@ -1,0 +1,57 @@
+"""The `correlator` command line.
+
+Each sub-command lives in its own module `correlator/cli/cmd_<name>.py` exposing
+`register(subparsers)`, which adds its parser and sets `func` (taking the parsed namespace and
+returning an exit code). Modules are discovered by that naming rule, so adding a command never
+means editing a central list. Heavy libraries (textual, fastapi) are imported inside `func`, so
+`correlator --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from correlator import __version__
+from correlator.errors import CorrelatorError
+
+#: Exit code for a user error (bad option, unreadable input, bad definition file).
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="correlator",
+        description="Names the root cause of MQTT/OPC UA connection failures from logs, certificates "
+        "and broker configuration.",
+    )
+    parser.add_argument("--version", action="version", version=f"correlator {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("cmd_"):
+            modules.append(importlib.import_module(f"{__name__}.{info.name}"))
+    for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 50), m.__name__)):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(func(args))
+    except CorrelatorError as exc:
+        print(f"correlator: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `correlator ... | head` must not print a traceback
+        return 0
+    except KeyboardInterrupt:
+        return 130

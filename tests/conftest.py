@@ -1,0 +1,35 @@
+"""Shared fixtures. Real-broker tests use `mosquitto_available`: locally they skip when mosquitto
+is missing, but under CI (CI=true or CORRELATOR_REQUIRE_BROKER=1) they fail, so a machine that
+cannot run them never passes silently."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from correlator.lab.broker import BrokerUnavailable, mosquitto_binary
+
+REQUIRE_BROKER = os.environ.get("CI", "").lower() in {"1", "true", "yes"} or bool(
+    os.environ.get("CORRELATOR_REQUIRE_BROKER"))
+
+
+def _missing(what: str) -> None:
+    if REQUIRE_BROKER:
+        pytest.fail(f"{what} is required in CI but is not installed", pytrace=False)
+    pytest.skip(f"{what} is not installed")
+
+
+@pytest.fixture(scope="session")
+def mosquitto_available() -> str:
+    """Path of the mosquitto binary, with mosquitto_pub and mosquitto_sub beside it."""
+    try:
+        binary = mosquitto_binary()
+    except BrokerUnavailable:
+        _missing("mosquitto")
+        raise
+    for client in ("mosquitto_pub", "mosquitto_sub"):
+        if shutil.which(client) is None:
+            _missing(client)
+    return binary
