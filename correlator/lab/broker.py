@@ -34,7 +34,7 @@ def mosquitto_binary() -> str:
         found = shutil.which(candidate)
         if found:
             return found
-    raise BrokerUnavailable("mosquitto is not installed (Debian: apt-get install mosquitto mosquitto-clients)")
+    raise BrokerUnavailable("mosquitto is not installed (Debian: apt-get install mosquitto)")
 
 
 def free_port() -> int:
@@ -54,7 +54,7 @@ class Mosquitto:
         self.ports = [free_port() for _ in range(listeners)]
         self.log_path = self.workdir / log_name
         self.conf_path = self.workdir / "mosquitto.conf"
-        fill = {f"port{i}": p for i, p in enumerate(self.ports)}
+        fill: dict[str, object] = {f"port{i}": p for i, p in enumerate(self.ports)}
         fill["dir"] = str(self.workdir)
         text = config.format(**fill)
         if not re.search(r"^\s*log_dest\b", text, re.M):

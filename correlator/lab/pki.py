@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -141,5 +142,6 @@ def make_leaf(cn: str, issuer: Issued, *, sans: Sequence[str] = (), usage: Seque
     ekus = {"server": ExtendedKeyUsageOID.SERVER_AUTH, "client": ExtendedKeyUsageOID.CLIENT_AUTH}
     if usage:
         builder = builder.add_extension(x509.ExtendedKeyUsage([ekus[u] for u in usage]), critical=False)
-    digest = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}[hash_name]
+    # SHA-1 signatures exist in the field (old OPC UA stacks) and the weak-signature check needs one.
+    digest: Any = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}[hash_name]
     return Issued(builder.sign(issuer.key, digest), key)
