@@ -1,0 +1,253 @@
+"""Our ACL answers against a real mosquitto 2.0 broker on the same ACL file.
+
+One broker serves the whole table. Publish: each user publishes with QoS 1 and an observer with
+full rights reports what arrived. Read: each user subscribes to exact topics and a privileged
+user publishes to them. A message not seen within a short wait counts as denied; a message that
+was allowed arrives in milliseconds on loopback.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from correlator.artifacts.acl import AclFile, parse_acl
+from correlator.lab.broker import Mosquitto
+
+pytestmark = pytest.mark.broker
+
+ACL = """\
+# anonymous section: only for clients without a username
+topic read public/#
+topic write anon/in
+
+user alice
+topic readwrite sensors/#
+topic deny sensors/secret
+topic read cmd/+
+
+user bob
+topic write sensors/bob
+topic read STATE/+
+topic readwrite spBv1.0/#
+topic readwrite $custom/bob
+
+user dave
+topic readwrite #
+
+user e+vil
+topic readwrite evil/#
+
+user admin
+topic readwrite #
+topic readwrite $custom/#
+topic read $SYS/#
+
+pattern readwrite clients/%c/#
+pattern write users/%u/out
+pattern readwrite sensors/%u/#
+pattern deny sensors/%u/blocked
+"""
+
+USERS = ("alice", "bob", "carol", "dave", "e+vil", "admin")
+PASSWORD = "pw-secret"
+WAIT = 0.6
+
+
+@dataclass(frozen=True)
+class Case:
+    user: str | None
+    client_id: str
+    topic: str
+    expected: bool
+    """What we expect; the test asserts both that the broker and the parser agree with it."""
+
+
+WRITE_CASES = [
+    Case("alice", "a-1", "sensors/a", True),
+    Case("alice", "a-2", "sensors", True),  # 'sensors/#' matches its parent
+    Case("alice", "a-3", "sensors/secret", False),  # deny wins though it comes after the grant
+    Case("alice", "a-4", "cmd/x", False),  # read-only entry
+    Case("alice", "a-5", "public/x", False),  # the anonymous section is not alice's
+    Case("alice", "a-6", "sensors/alice/blocked", True),  # own section beats a pattern deny
+    Case("alice", "a-7", "$SYS/broker/x", False),  # $SYS writes are always refused
+    Case("bob", "b-1", "sensors/bob", True),
+    Case("bob", "b-2", "sensors/a", False),
+    Case("bob", "b-3", "STATE/host1", False),
+    Case("bob", "b-4", "spBv1.0/G/NBIRTH/n1", True),
+    Case("bob", "b-5", "$custom/bob", True),
+    Case("carol", "carol-c", "clients/carol-c/x", True),  # %c pattern; carol has no section
+    Case("carol", "carol-d", "clients/carol-c/x", False),
+    Case("carol", "carol-e", "users/carol/out", True),  # %u pattern
+    Case("carol", "carol-f", "sensors/carol/x", True),
+    Case("carol", "carol-g", "sensors/carol/blocked", False),  # pattern deny before pattern grant
+    Case("dave", "d-1", "x/y", True),
+    Case("dave", "d-2", "$custom/a", False),  # '#' does not reach $ topics
+    Case("e+vil", "e-1", "evil/x", True),  # own section is checked before the username test
+    Case("e+vil", "e-2", "clients/e-2/x", False),  # patterns refuse a username with '+'
+    Case(None, "anon-1", "anon/in", True),
+    Case(None, "anon-2", "public/x", False),
+    Case(None, "anon-3", "clients/anon-3/a", True),  # %c patterns apply to anonymous clients
+    Case(None, "anon-4", "users/anon-4/out", False),  # %u patterns are skipped without a username
+]
+
+READ_CASES = [
+    Case("alice", "ra-1", "sensors/a", True),
+    Case("alice", "ra-2", "sensors/secret", False),
+    Case("alice", "ra-3", "cmd/x", True),
+    Case("alice", "ra-4", "other/x", False),
+    Case("bob", "rb-1", "STATE/host1", True),
+    # bob's own 'write sensors/bob' does not grant read, so the check goes on to the patterns,
+    # where 'sensors/%u/#' grants it (a matching entry without the access is not a denial).
+    Case("bob", "rb-2", "sensors/bob", True),
+    Case("bob", "rb-4", "spBv1.0/G/NDATA/n1", True),
+    Case("bob", "rb-5", "sensors/a", False),
+    Case("bob", "rb-3", "$custom/bob", True),
+    Case("carol", "rc-1", "clients/rc-1/x", True),
+    Case("carol", "rc-2", "users/carol/out", False),
+    Case("dave", "rd-1", "$custom/a", False),
+    Case("dave", "rd-2", "any/thing", True),
+    Case(None, "rn-1", "public/news", True),
+    Case(None, "rn-2", "anon/in", False),
+]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, mosquitto_available: str) -> Iterator[tuple[Mosquitto, AclFile]]:
+    work = tmp_path_factory.mktemp("acl-broker")
+    acl_path = work / "acl"
+    acl_path.write_text(ACL)
+    pw_path = work / "passwd"
+    for i, user in enumerate(USERS):
+        flags = ["-b", "-c"] if i == 0 else ["-b"]
+        subprocess.run(["mosquitto_passwd", *flags, str(pw_path), user, PASSWORD], check=True,
+                       capture_output=True, timeout=10)
+    config = (f"listener {{port0}} 127.0.0.1\nallow_anonymous true\npassword_file {pw_path}\n"
+              f"acl_file {acl_path}\nlog_type all\n")
+    parsed = parse_acl(acl_path)
+    assert parsed.problems == []
+    with Mosquitto(work, config) as broker:
+        yield broker, parsed
+
+
+def _auth(user: str | None) -> list[str]:
+    return ["-u", user, "-P", PASSWORD] if user is not None else []
+
+
+def _collect(proc: subprocess.Popen[str]) -> str:
+    """Stop a mosquitto_sub with SIGINT so it exits cleanly and flushes its block-buffered stdout."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=5)
+    return out
+
+
+def _subscribe(broker: Mosquitto, user: str | None, client_id: str, topics: list[str]) -> subprocess.Popen[str]:
+    args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-i", client_id, "-v", "-q", "1"]
+    for topic in topics:
+        args += ["-t", topic]
+    return subprocess.Popen([*args, *_auth(user)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _publish(broker: Mosquitto, user: str | None, client_id: str, topic: str,
+             payload: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-i", client_id,
+                             "-q", "1", "-t", topic, "-m", payload, *_auth(user)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _received(output: str) -> set[str]:
+    return {line.rsplit(" ", 1)[-1] for line in output.splitlines() if " " in line}
+
+
+def test_publish_table_matches_broker(lab: tuple[Mosquitto, AclFile]) -> None:
+    broker, acl = lab
+    observer = _subscribe(broker, "admin", "observer", ["#", "$custom/#", "$SYS/broker/x"])
+    broker.wait_for_log(r"Sending SUBACK to observer", timeout=5)
+    pubs = [_publish(broker, case.user, case.client_id, case.topic, f"w{i}") for i, case in enumerate(WRITE_CASES)]
+    for pub in pubs:
+        pub.communicate(timeout=10)
+        assert pub.returncode == 0, "publishing itself must not fail (the broker answers a normal PUBACK)"
+    time.sleep(WAIT)
+    arrived = _received(_collect(observer))
+
+    mismatches = []
+    for i, case in enumerate(WRITE_CASES):
+        broker_says = f"w{i}" in arrived
+        ours = acl.check(case.user, case.client_id, case.topic, "write")
+        if not (broker_says == ours.allowed == case.expected):
+            mismatches.append(f"{case}: broker={broker_says} ours={ours.allowed} ({ours.reason})")
+    assert mismatches == []
+
+
+def test_read_table_matches_broker(lab: tuple[Mosquitto, AclFile]) -> None:
+    broker, acl = lab
+    by_client: dict[tuple[str | None, str], list[str]] = {}
+    for case in READ_CASES:
+        by_client.setdefault((case.user, case.client_id), []).append(case.topic)
+    subs = {key: _subscribe(broker, key[0], key[1], topics) for key, topics in by_client.items()}
+    for _user, client_id in subs:
+        broker.wait_for_log(rf"Sending SUBACK to {client_id}\b", timeout=5)
+    pubs = [_publish(broker, "admin", f"admin-{i}", case.topic, f"r{i}") for i, case in enumerate(READ_CASES)]
+    for pub in pubs:
+        pub.communicate(timeout=10)
+    time.sleep(WAIT)
+    outputs = {key: _collect(proc) for key, proc in subs.items()}
+
+    mismatches = []
+    for i, case in enumerate(READ_CASES):
+        output = outputs[(case.user, case.client_id)]
+        assert "denied" not in output.lower(), "mosquitto 2.0 grants every SUBSCRIBE"
+        broker_says = f"r{i}" in _received(output)
+        ours = acl.check(case.user, case.client_id, case.topic, "read")
+        if not (broker_says == ours.allowed == case.expected):
+            mismatches.append(f"{case}: broker={broker_says} ours={ours.allowed} ({ours.reason})")
+    assert mismatches == []
+
+
+def test_wildcard_subscription_delivers_only_readable_topics(lab: tuple[Mosquitto, AclFile]) -> None:
+    """alice subscribes to 'sensors/#': the SUBSCRIBE succeeds, sensors/a arrives, sensors/secret
+    is dropped without a word; check_subscription calls that 'some'."""
+    broker, acl = lab
+    sub = _subscribe(broker, "alice", "alice-wild", ["sensors/#"])
+    broker.wait_for_log(r"Sending SUBACK to alice-wild\b", timeout=5)
+    pubs = [_publish(broker, "admin", "admin-w1", "sensors/a", "ok"),
+            _publish(broker, "admin", "admin-w2", "sensors/secret", "hidden")]
+    for pub in pubs:
+        pub.communicate(timeout=10)
+    time.sleep(WAIT)
+    got = _received(_collect(sub))
+    assert got == {"ok"}
+    decision = acl.check_subscription("alice", "alice-wild", "sensors/#")
+    assert decision.subscribe_granted and decision.delivery == "some"
+    assert [d.line for d in decision.denying] == [7]
+
+
+def test_denied_publish_is_logged_only_at_debug_level(lab: tuple[Mosquitto, AclFile]) -> None:
+    """The broker line our rules look for, with our decision's file:line beside it."""
+    broker, acl = lab
+    pub = _publish(broker, "bob", "bob-denied", "sensors/a", "x")
+    pub.communicate(timeout=10)
+    lines = broker.wait_for_log(r"Denied PUBLISH from bob-denied", timeout=5)
+    assert "sensors/a" in lines[0]
+    decision = acl.check("bob", "bob-denied", "sensors/a", "write")
+    assert not decision.allowed
+    assert decision.fix == "topic write sensors/a" and decision.fix_section == "user bob"
+
+
+def test_acl_file_with_bad_line_stops_broker(tmp_path: Path, mosquitto_available: str) -> None:
+    """A line our parser flags is one mosquitto refuses too (it exits at start-up)."""
+    acl_path = tmp_path / "acl"
+    acl_path.write_text("user alice\ntopic sometimes sensors/#\n")
+    parsed = parse_acl(acl_path)
+    assert [p.line for p in parsed.problems] == [2]
+    broker = Mosquitto(tmp_path, f"listener {{port0}} 127.0.0.1\nallow_anonymous true\nacl_file {acl_path}\n")
+    broker.start(expect_failure=True)
+    assert broker.returncode not in (None, 0)
+    assert "Invalid topic access type" in broker.log_text()
