@@ -1,0 +1,86 @@
+"""Password files: user names and lines only, never the hashes; unknown user vs wrong password."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from correlator.artifacts.passwd import parse_passwd, parse_passwd_text
+from correlator.lab.broker import Mosquitto
+
+
+def _make(path: Path, *users: str) -> None:
+    for i, user in enumerate(users):
+        flags = ["-b", "-c"] if i == 0 else ["-b"]
+        subprocess.run(["mosquitto_passwd", *flags, str(path), user, "secret-pw"], check=True,
+                       capture_output=True, timeout=10)
+
+
+def test_real_password_file_users_and_lines(tmp_path: Path, mosquitto_available: str) -> None:
+    path = tmp_path / "passwd"
+    _make(path, "alice", "bob", "MyEACM")
+    result = parse_passwd(path)
+    assert result.problems == []
+    assert result.usernames == ["alice", "bob", "MyEACM"]
+    assert [u.line for u in result.users] == [1, 2, 3]
+    assert result.knows("bob") and not result.knows("carol") and not result.knows("Bob")
+    entry = result.user("MyEACM")
+    assert entry is not None and entry.location == f"{path}:3"
+
+
+def test_hashes_are_not_kept_anywhere(tmp_path: Path, mosquitto_available: str) -> None:
+    path = tmp_path / "passwd"
+    _make(path, "alice")
+    hash_text = path.read_text().split(":", 1)[1].strip()
+    result = parse_passwd(path)
+    dumped = repr(result) + "".join(repr(dataclasses.asdict(u)) for u in result.users)
+    assert hash_text not in dumped
+    assert hash_text.split("$")[3] not in dumped  # not even the salt
+
+
+def test_comments_blank_and_malformed_lines() -> None:
+    salt = "A" * 16  # 12 bytes
+    digest = "B" * 86 + "=="  # 64 bytes
+    text = (f"# users\n\nalice:$7$101${salt}${digest}\nnocolon\nbob:plaintext\n:$6${salt}${digest}\n"
+            f"carol:\nalice:$6${salt}${digest}\n")
+    result = parse_passwd_text(text, "pw")
+    assert [(u.name, u.line, u.usable) for u in result.users] == [
+        ("alice", 3, True), ("bob", 5, False), ("carol", 7, False), ("alice", 8, True)]
+    assert [(p.line, "plain text" in p.message) for p in result.problems][:1] == [(5, True)]
+    assert {p.line for p in result.problems} == {5, 6, 7, 8}
+    assert all(str(p).startswith("pw:") and "\n" not in str(p) for p in result.problems)
+    assert result.knows("alice") and not result.knows("bob")
+
+
+def test_unreadable_and_binary_files(tmp_path: Path) -> None:
+    missing = parse_passwd(tmp_path / "nope")
+    assert missing.users == [] and "cannot read" in str(missing.problems[0])
+    binary = tmp_path / "bin"
+    binary.write_bytes(b"\x7fELF\x00\x00alice:x\n")
+    result = parse_passwd(binary)
+    assert result.users == [] and "binary" in str(result.problems[0])
+
+
+@pytest.mark.broker
+def test_plain_text_entry_really_cannot_log_in(tmp_path: Path, mosquitto_available: str) -> None:
+    """What we flag as unusable, mosquitto drops: the right password is still refused."""
+    path = tmp_path / "passwd"
+    _make(path, "alice")
+    with path.open("a") as fh:
+        fh.write("bob:secret-pw\n")
+    result = parse_passwd(path)
+    assert result.knows("alice") and not result.knows("bob")
+    config = f"listener {{port0}} 127.0.0.1\npassword_file {path}\n"
+    with Mosquitto(tmp_path, config) as broker:
+        outcomes = {}
+        for user in ("alice", "bob"):
+            run = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-u", user,
+                                  "-P", "secret-pw", "-t", "t", "-m", "x"], capture_output=True, text=True,
+                                 timeout=10)
+            outcomes[user] = run.returncode
+        log = broker.log_text()
+    assert outcomes["alice"] == 0 and outcomes["bob"] != 0
+    assert "Invalid password hash type for user bob" in log
