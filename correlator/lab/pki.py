@@ -142,6 +142,57 @@ def make_leaf(cn: str, issuer: Issued, *, sans: Sequence[str] = (), usage: Seque
     ekus = {"server": ExtendedKeyUsageOID.SERVER_AUTH, "client": ExtendedKeyUsageOID.CLIENT_AUTH}
     if usage:
         builder = builder.add_extension(x509.ExtendedKeyUsage([ekus[u] for u in usage]), critical=False)
-    # SHA-1 signatures exist in the field (old OPC UA stacks) and the weak-signature check needs one.
-    digest: Any = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}[hash_name]
+    # SHA-1 and MD5 signatures exist in the field (old OPC UA stacks) and the weak-signature check
+    # needs them; cryptography no longer signs certificates with them, so they are re-signed by hand.
+    if hash_name in _WEAK_SIGNATURES:
+        return Issued(_resign_weak(builder.sign(issuer.key, hashes.SHA256()), issuer.key, hash_name), key)
+    digest: Any = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384()}[hash_name]
     return Issued(builder.sign(issuer.key, digest), key)
+
+
+#: DER of the sha256WithRSAEncryption OID and of the weak ones that replace it (same length).
+_SHA256_RSA_OID = bytes.fromhex("06092a864886f70d01010b")
+_WEAK_SIGNATURES: dict[str, tuple[bytes, Any]] = {
+    "sha1": (bytes.fromhex("06092a864886f70d010105"), hashes.SHA1()),
+    "md5": (bytes.fromhex("06092a864886f70d010104"), hashes.MD5()),
+}
+
+
+def _resign_weak(cert: x509.Certificate, issuer_key: PrivateKey, hash_name: str) -> x509.Certificate:
+    """Swap a SHA-256/RSA certificate's signature algorithm for a weak one and sign it again. The
+    OIDs have the same length, so the DER lengths do not change."""
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    if not isinstance(issuer_key, rsa.RSAPrivateKey):
+        raise ValueError("weak signatures are only made with an RSA issuer key")
+    oid, digest = _WEAK_SIGNATURES[hash_name]
+    der = cert.public_bytes(serialization.Encoding.DER)
+    tbs = cert.tbs_certificate_bytes
+    new_tbs = tbs.replace(_SHA256_RSA_OID, oid, 1)
+    signature = issuer_key.sign(new_tbs, padding.PKCS1v15(), digest)
+    rest = der[der.index(tbs) + len(tbs):]
+    rest = rest.replace(_SHA256_RSA_OID, oid, 1)
+    assert len(signature) == len(cert.signature)
+    rest = rest[: len(rest) - len(signature)] + signature
+    return x509.load_der_x509_certificate(der[: der.index(tbs)] + new_tbs + rest)
+
+
+def write_pkcs12(path: Path, issued: Issued, *, password: bytes | None = None,
+                 cas: Sequence[Issued] = (), friendly_name: bytes | None = b"correlator lab") -> None:
+    """Write a certificate, its key and optional CA certificates as PKCS#12 (.p12/.pfx), the form
+    Windows and OPC UA tools export, encrypted when a password is given."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    algorithm: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+    )
+    path.write_bytes(pkcs12.serialize_key_and_certificates(
+        friendly_name, issued.key, issued.cert, [ca.cert for ca in cas] or None, algorithm))
+
+
+def write_chain(path: Path, *certs: Issued) -> None:
+    """Write several certificates into one PEM file in the given order (a certfile with its
+    intermediates, or a CA bundle)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(c.cert.public_bytes(serialization.Encoding.PEM) for c in certs))
