@@ -1,0 +1,310 @@
+"""A log format as data: how a line starts (timestamp, wrapper, level) and what its messages mean.
+
+A format file holds one `[format]` table with its `[[format.line]]` patterns (each captures `ts`
+and `body`, optionally `level`, `host` and other fields; groups whose names start with `_` are
+matched but not kept) and a catalogue of `[[message]]` patterns applied to the body, each naming
+the event kind and carrying sample lines. Unknown keys are errors, so a typo in a user's file is
+reported with the file, the format and the key instead of silently doing nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from correlator.errors import DefinitionError
+from correlator.formats.timeparse import TimeParser
+from correlator.model import LEVELS, FieldValue
+
+#: Field names whose values are integers unless a format says otherwise.
+INT_FIELDS = frozenset({
+    "peer_port", "listener_port", "keepalive", "connack_code", "reason_code", "rc", "pid", "qos",
+    "retain", "mid", "bytes", "count", "port", "local_port", "dup",
+})
+
+_KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+_ROLES = ("broker", "client", "opcua_server", "opcua_client", "any")
+
+
+@dataclass
+class Sample:
+    line: str
+    kind: str
+    fields: dict[str, FieldValue]
+    where: str
+    message: str | None = None
+    """Name of the message pattern that must match (set for samples listed under a message)."""
+
+
+@dataclass
+class LinePattern:
+    name: str
+    regex: re.Pattern[str]
+    time: TimeParser | None
+    strip: re.Pattern[str] | None = None
+    decode: str = "regex"
+    json_keys: dict[str, str] = field(default_factory=dict)
+    json_match: dict[str, str] = field(default_factory=dict)
+    level: str | None = None
+    require_message: bool = False
+    """The pattern only counts when the body is a known message (for lines with no prefix at all,
+    which would otherwise claim every line of every file)."""
+
+
+@dataclass
+class MessagePattern:
+    name: str
+    kind: str
+    regex: re.Pattern[str]
+    level: str | None
+    extract: bool
+    const: dict[str, FieldValue]
+    first_word: str | None
+    samples: list[Sample]
+
+
+@dataclass
+class Format:
+    name: str
+    title: str
+    file: str
+    role: str
+    multiline: bool
+    priority: int
+    lines: list[LinePattern]
+    messages: list[MessagePattern]
+    levels: dict[str, str]
+    types: dict[str, str]
+    continuation: re.Pattern[str] | None
+    samples: list[Sample]
+    fallback: bool = False
+    notes: str = ""
+    by_word: dict[str, list[MessagePattern]] = field(default_factory=dict)
+    unkeyed: list[MessagePattern] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for message in self.messages:
+            if message.first_word:
+                self.by_word.setdefault(message.first_word, []).append(message)
+            else:
+                self.unkeyed.append(message)
+
+    def candidates(self, body: str) -> list[MessagePattern]:
+        """Message patterns that can match `body`, in catalogue order: those keyed on its first
+        word, then those with no literal first word. Keeps a 60-message catalogue at a few regex
+        tries per line."""
+        space = body.find(" ")
+        word = body if space < 0 else body[:space]
+        keyed = self.by_word.get(word)
+        if keyed is None:
+            return self.unkeyed
+        if not self.unkeyed:
+            return keyed
+        return sorted(keyed + self.unkeyed, key=self.messages.index)
+
+    def convert(self, name: str, value: str) -> FieldValue:
+        kind = self.types.get(name, "int" if name in INT_FIELDS else "str")
+        if kind == "int":
+            try:
+                return int(value)
+            except ValueError:
+                return value
+        if kind == "float":
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        if kind == "lower":
+            return value.lower()
+        return value
+
+    def level_of(self, word: str | None) -> str | None:
+        if not word:
+            return None
+        lowered = word.strip().lower()
+        mapped = self.levels.get(lowered)
+        if mapped:
+            return mapped
+        return lowered if lowered in LEVELS else None
+
+
+_META = set(".^$*+?{}[]|()")
+
+
+def first_word(pattern: str) -> str | None:
+    """The literal first word a message regex demands (ended by a space, `\\s` or `$`), or None
+    when the regex does not start with one. Only then may the message be looked up by the first
+    word of a body; anything cleverer stays in the always-tried list."""
+    text = pattern[1:] if pattern.startswith("^") else pattern
+    word: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt in " s" or (nxt == "x" and text[i:i + 4] == "\\x20"):
+                return "".join(word) or None
+            if nxt.isalnum():
+                return None
+            word.append(nxt)
+            i += 2
+            continue
+        if char == " ":
+            return "".join(word) or None
+        if char == "$" and i == len(text) - 1:
+            return "".join(word) or None
+        if char in _META:
+            return None
+        word.append(char)
+        i += 1
+    return None
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+_FORMAT_KEYS = {"name", "title", "role", "multiline", "priority", "line", "levels", "types", "continuation",
+                "fallback", "notes", "description"}
+_LINE_KEYS = {"name", "regex", "time", "strip", "decode", "json", "json_match", "level", "sample", "require_message"}
+_MESSAGE_KEYS = {"name", "kind", "regex", "level", "extract", "set", "samples", "notes"}
+_SAMPLE_KEYS = {"line", "kind", "fields", "message"}
+
+
+class _Loader:
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.format_name = file.stem
+
+    def error(self, message: str, key: str) -> DefinitionError:
+        return DefinitionError(message, file=self.file, context=f"format {self.format_name}, {key}")
+
+    def check_keys(self, table: Any, allowed: set[str], key: str) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            raise self.error("must be a table", key)
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            raise self.error(f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})", key)
+        return table
+
+    def need(self, table: dict[str, Any], name: str, key: str, kind: type = str) -> Any:
+        if name not in table:
+            raise self.error(f"missing key {name!r}", key)
+        value = table[name]
+        if not isinstance(value, kind):
+            raise self.error(f"{name!r} must be a {kind.__name__}", f"{key}.{name}")
+        return value
+
+    def regex(self, pattern: str, key: str) -> re.Pattern[str]:
+        try:
+            return re.compile(pattern)
+        except re.error as exc:
+            raise self.error(f"regex does not compile: {exc}", key) from exc
+
+    def level(self, value: Any, key: str) -> str | None:
+        if value is None:
+            return None
+        if value not in LEVELS:
+            raise self.error(f"level {value!r} is not one of {', '.join(LEVELS)}", key)
+        return str(value)
+
+    def samples(self, entries: Any, key: str, kind: str | None, message: str | None) -> list[Sample]:
+        if not isinstance(entries, list):
+            raise self.error("samples must be a list of tables", key)
+        result = []
+        for index, entry in enumerate(entries):
+            where = f"{key}[{index}]"
+            entry = self.check_keys(entry, _SAMPLE_KEYS, where)
+            line = self.need(entry, "line", where)
+            sample_kind = entry.get("kind", kind)
+            if sample_kind is None:
+                raise self.error("missing key 'kind'", where)
+            fields = entry.get("fields", {})
+            if not isinstance(fields, dict):
+                raise self.error("'fields' must be a table", where)
+            result.append(Sample(line, sample_kind, fields, where, entry.get("message", message)))
+        return result
+
+    def load(self) -> Format:
+        try:
+            data = tomllib.loads(self.file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise DefinitionError(f"not valid TOML: {exc}", file=self.file) from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DefinitionError(f"cannot read: {exc}", file=self.file) from exc
+        extra = sorted(set(data) - {"format", "message", "sample"})
+        if extra:
+            raise self.error(f"unknown top-level key(s) {', '.join(extra)}", "top level")
+        head = self.check_keys(data.get("format"), _FORMAT_KEYS, "[format]")
+        self.format_name = self.need(head, "name", "[format]")
+        role = head.get("role", "any")
+        if role not in _ROLES:
+            raise self.error(f"role {role!r} is not one of {', '.join(_ROLES)}", "format.role")
+        lines_data = head.get("line")
+        if not isinstance(lines_data, list) or not lines_data:
+            raise self.error("at least one [[format.line]] pattern is needed", "format.line")
+        samples: list[Sample] = []
+        lines = []
+        for index, entry in enumerate(lines_data):
+            key = f"format.line[{index}]"
+            entry = self.check_keys(entry, _LINE_KEYS, key)
+            name = entry.get("name", f"line{index}")
+            key = f"format.line '{name}'"
+            regex = self.regex(self.need(entry, "regex", key), f"{key}.regex")
+            decode = entry.get("decode", "regex")
+            if decode not in ("regex", "json"):
+                raise self.error("decode must be 'regex' or 'json'", f"{key}.decode")
+            if decode == "regex" and "body" not in regex.groupindex:
+                raise self.error("a line regex needs a (?P<body>...) group", f"{key}.regex")
+            json_keys = entry.get("json", {})
+            if decode == "json" and "body" not in json_keys:
+                raise self.error("a json line needs json.body (the key holding the message)", f"{key}.json")
+            has_ts = "ts" in regex.groupindex or "ts" in json_keys
+            time_spec = entry.get("time", "auto" if has_ts else None)
+            if time_spec is not None and not has_ts:
+                raise self.error("'time' is set but the pattern captures no (?P<ts>...)", f"{key}.time")
+            strip = self.regex(entry["strip"], f"{key}.strip") if "strip" in entry else None
+            lines.append(LinePattern(name, regex, TimeParser(time_spec) if time_spec else None, strip, decode,
+                                     dict(json_keys), dict(entry.get("json_match", {})),
+                                     self.level(entry.get("level"), f"{key}.level"),
+                                     bool(entry.get("require_message", False))))
+            samples += self.samples(entry.get("sample", []), f"{key}.sample", None, None)
+        messages = []
+        names: set[str] = set()
+        for index, entry in enumerate(data.get("message", [])):
+            key = f"message[{index}]"
+            entry = self.check_keys(entry, _MESSAGE_KEYS, key)
+            name = self.need(entry, "name", key)
+            key = f"message '{name}'"
+            if name in names:
+                raise self.error("duplicate message name", key)
+            names.add(name)
+            kind = self.need(entry, "kind", key)
+            if not _KIND.match(kind):
+                raise self.error(f"kind {kind!r} must look like area.name (lower case)", f"{key}.kind")
+            pattern = self.need(entry, "regex", key)
+            message_samples = self.samples(entry.get("samples", []), f"{key}.samples", kind, name)
+            messages.append(MessagePattern(
+                name, kind, self.regex(pattern, f"{key}.regex"), self.level(entry.get("level"), f"{key}.level"),
+                bool(entry.get("extract", False)), dict(entry.get("set", {})), first_word(pattern),
+                message_samples))
+            samples += message_samples
+        samples += self.samples(data.get("sample", []), "sample", None, None)
+        levels = {str(k).lower(): str(v) for k, v in head.get("levels", {}).items()}
+        for word, level in levels.items():
+            self.level(level, f"format.levels.{word}")
+        continuation = head.get("continuation")
+        return Format(
+            name=self.format_name, title=head.get("title", self.format_name), file=str(self.file), role=role,
+            multiline=bool(head.get("multiline", False)), priority=int(head.get("priority", 50)), lines=lines,
+            messages=messages, levels=levels, types=dict(head.get("types", {})),
+            continuation=self.regex(continuation, "format.continuation") if continuation else None,
+            samples=samples, fallback=bool(head.get("fallback", False)),
+            notes=str(head.get("notes", head.get("description", ""))))
+
+
+def load_format(file: Path) -> Format:
+    """Read and compile one format file. Samples are checked by the registry, which has the
+    evidence vocabularies the samples' fields depend on."""
+    return _Loader(file).load()

@@ -1,0 +1,140 @@
+"""Finds failure evidence anywhere in a message, whatever stack wrote it.
+
+Vocabularies in `parsers/vocab/` map the words of OpenSSL, Python, Java, .NET, Go and Node onto
+one reason per failure (field `tls_reason`, `mqtt_reason`, `net_error`) and recognise OPC UA
+status codes by name or hex (`opcua_status`). One rule can then serve every client. A cheap
+union regex rejects the common line that has no evidence before any ordered search runs.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from correlator.errors import DefinitionError
+from correlator.model import FieldValue
+
+_ALERT = re.compile(r"\b(?:sslv3|tlsv1|tlsv12|tlsv13|tls) alert\b", re.I)
+_OPCUA_NAME = re.compile(r"\b(Bad[A-Z][A-Za-z]+)\b")
+_OPCUA_HEX = re.compile(r"\b0x([0-9A-Fa-f]{8})\b")
+
+
+@dataclass(frozen=True)
+class Reason:
+    id: str
+    title: str
+    regex: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """One phrase vocabulary: an ordered list of reasons that fill one field."""
+
+    field: str
+    kind: str
+    reasons: tuple[Reason, ...]
+    quick: re.Pattern[str]
+    file: str
+
+    def find(self, text: str) -> Reason | None:
+        if self.quick.search(text) is None:
+            return None
+        for reason in self.reasons:
+            if reason.regex.search(text):
+                return reason
+        return None
+
+
+class Evidence:
+    """All vocabularies plus the OPC UA status table, applied to message text."""
+
+    def __init__(self, vocabularies: list[Vocabulary], opcua: dict[str, str]) -> None:
+        self.vocabularies = vocabularies
+        self.opcua_by_name = opcua
+        self.opcua_by_hex = {code.lower(): name for name, code in opcua.items()}
+        self.fields = (*(v.field for v in vocabularies), "tls_alert", "opcua_status", "opcua_status_code")
+
+    def extract(self, text: str) -> tuple[dict[str, FieldValue], str | None]:
+        """Fields found in `text`, and the kind the first vocabulary that matched suggests."""
+        found: dict[str, FieldValue] = {}
+        kind: str | None = None
+        for vocab in self.vocabularies:
+            reason = vocab.find(text)
+            if reason is not None:
+                found[vocab.field] = reason.id
+                if kind is None:
+                    kind = vocab.kind
+                if vocab.field == "tls_reason":
+                    found["tls_alert"] = _ALERT.search(text) is not None
+        status = self._opcua(text)
+        if status is not None:
+            found["opcua_status"] = status
+            found["opcua_status_code"] = self.opcua_by_name[status]
+            kind = kind or "opcua.status"
+        return found, kind
+
+    def _opcua(self, text: str) -> str | None:
+        if "Bad" in text:
+            for match in _OPCUA_NAME.finditer(text):
+                if match.group(1) in self.opcua_by_name:
+                    return match.group(1)
+        if "0x" in text:
+            for match in _OPCUA_HEX.finditer(text):
+                name = self.opcua_by_hex.get("0x" + match.group(1).lower())
+                if name is not None:
+                    return name
+        return None
+
+    def title(self, field: str, reason_id: str) -> str:
+        """Plain words for a reason id, for reports."""
+        for vocab in self.vocabularies:
+            if vocab.field == field:
+                for reason in vocab.reasons:
+                    if reason.id == reason_id:
+                        return reason.title
+        return reason_id
+
+
+def _compile(file: Path, where: str, pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern, re.I)
+    except re.error as exc:
+        raise DefinitionError(f"regex does not compile: {exc}", file=file, context=where) from exc
+
+
+def load_vocabulary(file: Path) -> Vocabulary:
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise DefinitionError(f"cannot read vocabulary: {exc}", file=file) from exc
+    for key in ("field", "kind", "reason"):
+        if key not in data:
+            raise DefinitionError(f"missing key {key!r}", file=file)
+    reasons = []
+    for index, entry in enumerate(data["reason"]):
+        where = f"reason[{index}]"
+        if not isinstance(entry, dict) or not {"id", "patterns"} <= entry.keys():
+            raise DefinitionError("a reason needs 'id' and 'patterns'", file=file, context=where)
+        joined = "|".join(f"(?:{p})" for p in entry["patterns"])
+        reasons.append(Reason(str(entry["id"]), str(entry.get("title", entry["id"])), _compile(file, where, joined)))
+    quick = _compile(file, "all patterns", "|".join(f"(?:{r.regex.pattern})" for r in reasons))
+    return Vocabulary(data["field"], data["kind"], tuple(reasons), quick, str(file))
+
+
+def load_evidence(vocab_dir: Path) -> Evidence:
+    """Vocabularies in file-name order (so tls before net before mqtt is the author's choice)."""
+    vocabularies = []
+    opcua: dict[str, str] = {}
+    for file in sorted(vocab_dir.glob("*.toml")):
+        if file.name == "opcua_status.toml":
+            try:
+                opcua = dict(tomllib.loads(file.read_text(encoding="utf-8"))["status"])
+            except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+                raise DefinitionError(f"cannot read OPC UA status table: {exc}", file=file) from exc
+        else:
+            vocabularies.append(load_vocabulary(file))
+    order = {"tls_reason": 0, "net_error": 1, "mqtt_reason": 2}
+    vocabularies.sort(key=lambda v: order.get(v.field, 9))
+    return Evidence(vocabularies, opcua)

@@ -1,0 +1,158 @@
+"""All formats the tool knows: the built-in ones, then the user's folders (a user's file with the
+same format name replaces the built-in one). Loading checks every sample of every format, so a
+format that does not do what its samples say never runs; `collect=True` gathers every error
+instead of stopping at the first, for `correlator formats validate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
+
+from correlator.errors import DefinitionError
+from correlator.formats.definition import Format, load_format
+from correlator.formats.evidence import Evidence, load_evidence
+from correlator.formats.parse import match_line
+from correlator.resources import builtin_dir, search_path
+
+#: How many of a file's first non-empty lines detection looks at.
+DETECT_LINES = 60
+
+
+@dataclass
+class Registry:
+    formats: dict[str, Format]
+    evidence: Evidence
+    errors: list[DefinitionError] = field(default_factory=list)
+
+    @property
+    def fallback(self) -> Format | None:
+        for fmt in self.formats.values():
+            if fmt.fallback:
+                return fmt
+        return None
+
+    def get(self, name: str) -> Format:
+        try:
+            return self.formats[name]
+        except KeyError:
+            known = ", ".join(sorted(self.formats))
+            raise DefinitionError(f"no format named {name!r} (known: {known})") from None
+
+    def detect(self, lines: Sequence[str]) -> tuple[Format, float]:
+        """The format that explains most of `lines` (first ones of a file) and the share of lines
+        it explained. Matching a catalogue message counts more than matching only a line prefix,
+        so 'timestamp then text' formats do not win over the one that knows the messages."""
+        sample = [line for line in lines if line.strip()][:DETECT_LINES]
+        best: Format | None = None
+        best_score = -1.0
+        best_share = 0.0
+        for fmt in sorted(self.formats.values(), key=lambda f: (f.fallback, -f.priority, f.name)):
+            hits = 0
+            score = 0.0
+            for text in sample:
+                found = match_line(fmt, text, self.evidence)
+                if found is None:
+                    continue
+                hits += 1
+                score += 2.0 if found.message is not None else 1.0
+                if found.ts is not None:
+                    score += 0.5
+            if fmt.fallback:
+                score *= 0.5
+            score += fmt.priority / 1000.0 if hits else 0.0
+            if score > best_score:
+                best, best_score, best_share = fmt, score, hits / len(sample) if sample else 0.0
+        if best is None or best_score <= 0:
+            fallback = self.fallback
+            if fallback is None:
+                raise DefinitionError("no format matches and there is no fallback format")
+            return fallback, 0.0
+        return best, best_share
+
+
+def check_samples(fmt: Format, evidence: Evidence) -> list[DefinitionError]:
+    """Every sample must yield its declared kind and exactly its declared fields, and every line
+    and message pattern must be exercised by at least one sample."""
+    errors = []
+    used_lines: set[str] = set()
+    used_messages: set[str] = set()
+    for sample in fmt.samples:
+        where = f"format {fmt.name}, {sample.where}"
+        found = match_line(fmt, sample.line, evidence, tz=UTC, year=2026)
+        if found is None:
+            errors.append(DefinitionError(f"sample matches no line pattern: {sample.line!r}", file=fmt.file,
+                                          context=where))
+            continue
+        used_lines.add(found.line_pattern.name)
+        if found.message is not None:
+            used_messages.add(found.message.name)
+        if sample.message is not None and (found.message is None or found.message.name != sample.message):
+            got = found.message.name if found.message else "no message pattern"
+            errors.append(DefinitionError(f"sample is matched by {got}, not by message {sample.message!r}: "
+                                          f"{sample.line!r}", file=fmt.file, context=where))
+            continue
+        if found.kind != sample.kind:
+            errors.append(DefinitionError(f"sample yields kind {found.kind!r}, declares {sample.kind!r}",
+                                          file=fmt.file, context=where))
+        if found.fields != sample.fields:
+            missing = {k: v for k, v in sample.fields.items() if found.fields.get(k, object()) != v}
+            extra = {k: v for k, v in found.fields.items() if k not in sample.fields}
+            errors.append(DefinitionError(
+                f"sample yields other fields than it declares: declared but not yielded {missing}, "
+                f"yielded but not declared {extra}", file=fmt.file, context=where))
+    for lp in fmt.lines:
+        if lp.name not in used_lines:
+            errors.append(DefinitionError("line pattern has no sample that matches it", file=fmt.file,
+                                          context=f"format {fmt.name}, format.line '{lp.name}'"))
+    for message in fmt.messages:
+        if message.name not in used_messages:
+            errors.append(DefinitionError("message pattern has no sample that matches it", file=fmt.file,
+                                          context=f"format {fmt.name}, message '{message.name}'"))
+    return errors
+
+
+def format_files(extra_dirs: Sequence[str | Path] | None = None) -> list[Path]:
+    """Format files in search order; later folders override earlier ones by file name."""
+    by_name: dict[str, Path] = {}
+    for folder in search_path("parsers", list(extra_dirs or [])):
+        if not folder.is_dir():
+            raise DefinitionError("format folder does not exist", file=folder)
+        for file in sorted(folder.glob("*.toml")):
+            by_name[file.name] = file
+    return list(by_name.values())
+
+
+def load_registry(extra_dirs: Sequence[str | Path] | None = None, *, collect: bool = False) -> Registry:
+    evidence = load_evidence(builtin_dir("parsers") / "vocab")
+    formats: dict[str, Format] = {}
+    errors: list[DefinitionError] = []
+    for file in format_files(extra_dirs):
+        try:
+            fmt = load_format(file)
+        except DefinitionError as exc:
+            if not collect:
+                raise
+            errors.append(exc)
+            continue
+        problems = check_samples(fmt, evidence)
+        if problems:
+            if not collect:
+                raise problems[0]
+            errors.extend(problems)
+            continue
+        formats[fmt.name] = fmt
+    return Registry(formats, evidence, errors)
+
+
+_DEFAULT: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The built-in formats plus those named by CORRELATOR_PARSERS, loaded once per process."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = load_registry()
+    return _DEFAULT

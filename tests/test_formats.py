@@ -1,0 +1,113 @@
+"""Every format's samples, the bad-definition catalogue, user format folders and detection."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from correlator.errors import DefinitionError
+from correlator.formats.definition import load_format
+from correlator.formats.parse import match_line
+from correlator.formats.registry import check_samples, default_registry, load_registry
+
+REGISTRY = default_registry()
+SAMPLES = [(fmt.name, sample) for fmt in REGISTRY.formats.values() for sample in fmt.samples]
+BAD = sorted((Path(__file__).parent / "bad_formats").glob("*.toml"))
+
+
+@pytest.mark.parametrize(("format_name", "sample"), SAMPLES, ids=[f"{n}:{s.where}" for n, s in SAMPLES])
+def test_sample_yields_declared_kind_and_fields(format_name: str, sample: object) -> None:
+    fmt = REGISTRY.formats[format_name]
+    found = match_line(fmt, sample.line, REGISTRY.evidence, year=2026)  # type: ignore[attr-defined]
+    assert found is not None, sample.line  # type: ignore[attr-defined]
+    assert found.kind == sample.kind  # type: ignore[attr-defined]
+    assert found.fields == sample.fields  # type: ignore[attr-defined]
+
+
+def test_every_builtin_format_has_samples_for_every_pattern() -> None:
+    for fmt in REGISTRY.formats.values():
+        assert check_samples(fmt, REGISTRY.evidence) == []
+        assert fmt.samples
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_bad_definition_gives_its_error(path: Path) -> None:
+    expected = re.match(r"# expect: (.*)", path.read_text()).group(1)  # type: ignore[union-attr]
+    with pytest.raises(DefinitionError) as info:
+        fmt = load_format(path)
+        problems = check_samples(fmt, REGISTRY.evidence)
+        if problems:
+            raise problems[0]
+    message = str(info.value)
+    assert expected in message
+    assert str(path) in message  # the error names the file
+
+
+def test_collect_mode_reports_every_error(tmp_path: Path) -> None:
+    for path in BAD:
+        (tmp_path / path.name).write_text(path.read_text())
+    registry = load_registry([tmp_path], collect=True)
+    assert len(registry.errors) >= len(BAD)
+    assert "mosquitto" in registry.formats  # the good built-ins still load
+
+
+def _user_format(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plc_gateway.toml").write_text(r"""
+[format]
+name = "plc_gateway"
+role = "client"
+[[format.line]]
+regex = '^GW\|(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\|(?P<level>\w+)\|(?P<body>.*)$'
+time = "iso"
+[[message]]
+name = "link_down"
+kind = "net.link_down"
+regex = '^uplink (?P<peer_addr>\S+) down$'
+samples = [{ line = 'GW|2026-11-23T14:20:00|ERROR|uplink 10.3.0.11 down', fields = { peer_addr = "10.3.0.11" } }]
+""")
+
+
+def test_user_folder_by_option_and_environment(tmp_path: Path) -> None:
+    _user_format(tmp_path / "mine")
+    assert "plc_gateway" in load_registry([tmp_path / "mine"]).formats
+    log = tmp_path / "gw.log"
+    log.write_text("GW|2026-11-23T14:20:00|ERROR|uplink 10.3.0.11 down\n")
+    env = dict(os.environ, CORRELATOR_PARSERS=str(tmp_path / "mine"))
+    out = subprocess.run([sys.executable, "-m", "correlator", "formats", "test", str(log)], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert "format plc_gateway" in out
+    assert "net.link_down" in out and "peer_addr=10.3.0.11" in out
+
+
+def test_validate_command_fails_on_bad_folder(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text((Path(__file__).parent / "bad_formats" / "wrong_fields.toml").read_text())
+    result = subprocess.run([sys.executable, "-m", "correlator", "formats", "validate", "--formats-dir",
+                             str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "wrong_fields" not in result.stdout or "bad.toml" in result.stdout
+    assert "sample yields other fields than it declares" in result.stdout
+
+
+def test_mosquitto_prefixes_all_detect_as_mosquitto() -> None:
+    lines = {
+        "epoch": "1795444254: New connection from 127.0.0.1:38880 on port 18830.",
+        "iso": "2026-11-23T14:30:54: New connection from 127.0.0.1:38880 on port 18830.",
+        "syslog": "Nov 23 14:30:54 gw mosquitto[81]: New connection from 127.0.0.1:38880 on port 18830.",
+        "bare": "New connection from 127.0.0.1:38880 on port 18830.",
+    }
+    for name, line in lines.items():
+        fmt, share = REGISTRY.detect([line] * 5)
+        assert (fmt.name, share) == ("mosquitto", 1.0), name
+
+
+def test_generic_fallback_for_unknown_text() -> None:
+    fmt, share = REGISTRY.detect(["2026-11-23 14:20:00 something happened"])
+    assert fmt.name == "generic"
+    fmt, share = REGISTRY.detect(["no time here at all"])
+    assert fmt.name == "generic" and share == 0.0
