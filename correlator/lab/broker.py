@@ -43,16 +43,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listening_ports() -> set[int]:
+    """Ports in LISTEN state on this host, read from /proc so that checking does not open a
+    connection (which the broker would log)."""
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A":
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 class Mosquitto:
     """A mosquitto process. Use as a context manager; `start()` raises BrokerStartFailed when the
     broker exits before it is running, unless `expect_failure=True` (then it waits for the exit)."""
 
     def __init__(self, workdir: Path, config: str, *, listeners: int = 1, log_name: str = "mosquitto.log",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, capture_stdout: bool = False,
+                 log_path: Path | None = None, ports: list[int] | None = None) -> None:
+        """`capture_stdout` sends mosquitto's stdout and stderr to `log_name` (as `> log 2>&1` would),
+        for configs with `log_dest stdout`; `log_path` names the file where the log appears when
+        something else writes it (a syslog daemon); `ports` fixes the listener ports."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.ports = [free_port() for _ in range(listeners)]
-        self.log_path = self.workdir / log_name
+        self.ports = list(ports) if ports is not None else [free_port() for _ in range(listeners)]
+        self.capture_stdout = capture_stdout
+        self.stdout_path = self.workdir / log_name
+        self.log_path = Path(log_path) if log_path is not None else self.workdir / log_name
         self.conf_path = self.workdir / "mosquitto.conf"
         fill: dict[str, object] = {f"port{i}": p for i, p in enumerate(self.ports)}
         fill["dir"] = str(self.workdir)
@@ -79,8 +101,13 @@ class Mosquitto:
         env = dict(os.environ)
         if self.env:
             env.update(self.env)
-        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf_path)], cwd=self.workdir,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        if self.capture_stdout:
+            with self.stdout_path.open("ab") as sink:
+                self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf_path)], cwd=self.workdir,
+                                             stdout=sink, stderr=subprocess.STDOUT, env=env)
+        else:
+            self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf_path)], cwd=self.workdir,
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -91,6 +118,9 @@ class Mosquitto:
                 raise BrokerStartFailed(f"mosquitto exited with {self.returncode}: {output.strip()}\n"
                                         f"log:\n{self.log_text()}")
             if not expect_failure and re.search(r"mosquitto version \S+ running", self.log_text()):
+                return self
+            # stdout redirected to a file is block-buffered: the "running" line shows only at exit.
+            if not expect_failure and self.capture_stdout and set(self.ports) <= listening_ports():
                 return self
             time.sleep(0.02)
         if expect_failure:

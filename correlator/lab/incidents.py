@@ -1,0 +1,931 @@
+"""Real incidents for sample_logs/: each function runs a real mosquitto (or asyncua) with its own
+certificates, config, password and ACL files, drives real clients into one failure, and saves what
+a person on call would collect: the broker's log and config, the certificates, the clients' logs.
+
+No log line here is written by hand. The parsers and rules are built against these folders, so a
+scenario that does not fail the way its name says is changed (or dropped), never its log.
+
+Folder layout per incident (`out/<name>/`): broker/ (mosquitto.log, mosquitto.conf, acl, passwd),
+certs/ (certificates only), keys/ (private keys only), clients/<name>.log, pki/ (OPC UA trust
+folders) and expected.json (the root causes from ROOT_CAUSES.md, the clients, the versions used).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from correlator.lab import pki
+from correlator.lab.broker import Mosquitto, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+SPARKPLUG_ACL = """\
+# The vendor guide's Sparkplug ACL (eACM, viewer, HMI), plus the lab's own users.
+user MyEACM
+topic read STATE/+
+topic readwrite spBv1.0/#
+
+user SparkplugViewer
+topic read STATE/+
+topic read spBv1.0/#
+
+user HMI
+topic readwrite STATE/+
+topic readwrite spBv1.0/#
+"""
+
+
+class IncidentUnavailable(RuntimeError):
+    """This machine cannot run the incident (a daemon or tool is missing); nothing was written."""
+
+
+class IncidentFailed(RuntimeError):
+    """Real software did not behave the way the scenario needs; the sample would be a lie."""
+
+
+# --------------------------------------------------------------------------- versions
+
+
+def _run_text(cmd: Sequence[str]) -> str:
+    try:
+        done = subprocess.run(list(cmd), capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (done.stdout + done.stderr).strip()
+
+
+@cache
+def versions() -> dict[str, str]:
+    """The versions of the real software that produced a sample, so a reader can tell what a
+    line looked like in which release."""
+    made: dict[str, str] = {}
+    match = re.search(r"mosquitto version (\S+)", _run_text(["mosquitto", "-h"]))
+    made["mosquitto"] = match.group(1) if match else "unknown"
+    match = re.search(r"OpenSSL (\S+)", _run_text(["openssl", "version"]))
+    made["openssl"] = match.group(1) if match else "unknown"
+    for package in ("paho-mqtt", "asyncua", "cryptography"):
+        try:
+            made[package] = version(package)
+        except PackageNotFoundError:
+            made[package] = "not installed"
+    made["python"] = platform.python_version()
+    return made
+
+
+@cache
+def dpkg_version(package: str) -> str:
+    text = _run_text(["dpkg-query", "-W", "-f=${Version}", package])
+    return text if text and "no packages" not in text else "unknown"
+
+
+# --------------------------------------------------------------------------- the scene
+
+
+@dataclass
+class Client:
+    """A client process: its command, where its log goes, and what expected.json says about it."""
+
+    name: str
+    info: dict[str, Any]
+    cmd: list[str]
+    env: dict[str, str] | None
+    proc: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class Scene:
+    """One incident folder being made. Clients run with the folder as working directory, so the
+    commands recorded in expected.json use the same relative paths a reader sees."""
+
+    root: Path
+    name: str
+    description: str
+    clients: dict[str, Client] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @classmethod
+    def create(cls, out: Path, name: str, description: str) -> Scene:
+        root = Path(out) / name
+        if root.exists():
+            shutil.rmtree(root)
+        for sub in ("broker", "certs", "keys", "clients"):
+            (root / sub).mkdir(parents=True)
+        return cls(root=root, name=name, description=description)
+
+    # ---- artifacts
+
+    def save_cert(self, issued: pki.Issued, stem: str) -> None:
+        """Certificates go to certs/, keys to keys/, the layout a bundle from the field has."""
+        issued.write(self.root / "certs" / f"{stem}.pem", self.root / "keys" / f"{stem}.key")
+
+    def save_chain(self, stem: str, *certs: pki.Issued) -> None:
+        (self.root / "certs" / f"{stem}.pem").write_bytes(
+            b"".join(c.cert.public_bytes(serialization.Encoding.PEM) for c in certs))
+
+    def passwd(self, users: dict[str, str]) -> None:
+        """A real mosquitto password file, made the way an operator makes it."""
+        path = self.root / "broker" / "passwd"
+        first = True
+        for user, password in users.items():
+            cmd = ["mosquitto_passwd", "-b", *(["-c"] if first else []), str(path), user, password]
+            subprocess.run(cmd, check=True, capture_output=True, timeout=20)
+            first = False
+
+    def acl(self, text: str) -> None:
+        (self.root / "broker" / "acl").write_text(text)
+
+    def broker(self, config: str, **kwargs: Any) -> Mosquitto:
+        return Mosquitto(self.root / "broker", config, **kwargs)
+
+    # ---- clients
+
+    def _add(self, name: str, info: dict[str, Any], cmd: list[str], env: dict[str, str] | None,
+             *, tz: str | None = None, clock_offset: int | None = None) -> Client:
+        if name in self.clients:
+            client = self.clients[name]
+            client.cmd, client.env = cmd, env
+            return client
+        full_env = dict(os.environ)
+        full_env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+        full_env.pop("PYTHONDONTWRITEBYTECODE", None)
+        full_env["PYTHONDONTWRITEBYTECODE"] = "1"
+        full_env.update(env or {})
+        if tz is not None:
+            full_env["TZ"] = tz
+            info["timezone"] = tz
+            self.extra.setdefault("timezones", {})[name] = tz
+        if clock_offset is not None:
+            cmd = ["faketime", "-f", f"{clock_offset:+d}s", *cmd]
+            info["clock_offset_seconds"] = clock_offset
+            self.extra.setdefault("clock_offsets", {})[name] = clock_offset
+        info["log"] = f"clients/{name}.log"
+        info["command"] = shlex.join(_show(cmd))
+        client = Client(name=name, info=info, cmd=cmd, env=full_env)
+        self.clients[name] = client
+        return client
+
+    def start(self, client: Client) -> Client:
+        log = self.root / "clients" / f"{client.name}.log"
+        with log.open("ab") as sink:  # `>> log 2>&1`: one file, both streams, as a user captures it
+            client.proc = subprocess.Popen(client.cmd, cwd=self.root, stdout=sink, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, env=client.env)
+        return client
+
+    def mosquitto_client(self, name: str, tool: str, port: int, args: Sequence[str], *, client_id: str,
+                         host: str = HOST, username: str | None = None, password: str | None = None,
+                         tz: str | None = None, clock_offset: int | None = None, start: bool = True,
+                         ) -> Client:
+        """mosquitto_pub / mosquitto_sub with -d, the way people reproduce a failure by hand."""
+        cmd = [tool, "-d", "-h", host, "-p", str(port), "-i", client_id]
+        if username is not None:
+            cmd += ["-u", username]
+        if password is not None:
+            cmd += ["-P", password]
+        cmd += list(args)
+        info: dict[str, Any] = {"kind": tool, "dials": f"{host}:{port}", "client_id": client_id}
+        if username is not None:
+            info["username"] = username
+        client = self._add(name, info, cmd, None, tz=tz, clock_offset=clock_offset)
+        return self.start(client) if start else client
+
+    def paho(self, name: str, port: int, args: Sequence[str], *, client_id: str, host: str = HOST,
+             username: str | None = None, password: str | None = None, tz: str | None = None,
+             clock_offset: int | None = None, duration: float = 4.0, start: bool = True) -> Client:
+        """The lab's paho-mqtt application (correlator.lab.paho_client)."""
+        cmd = [sys.executable, "-m", "correlator.lab.paho_client", "--host", host, "--port", str(port),
+               "--client-id", client_id, "--log-file", f"clients/{name}.log", "--duration", str(duration)]
+        if username is not None:
+            cmd += ["--username", username]
+        if password is not None:
+            cmd += ["--password", password]
+        cmd += list(args)
+        info: dict[str, Any] = {"kind": "paho", "dials": f"{host}:{port}", "client_id": client_id}
+        if username is not None:
+            info["username"] = username
+        client = self._add(name, info, cmd, None, tz=tz, clock_offset=clock_offset)
+        return self.start(client) if start else client
+
+    def wait(self, *clients: Client, timeout: float = 30.0) -> None:
+        """Wait for the given clients (all when none given); kill what hangs, since a hung client
+        is itself evidence, but say so in expected.json."""
+        deadline = time.monotonic() + timeout
+        for client in clients or tuple(self.clients.values()):
+            if client.proc is None:
+                continue
+            try:
+                client.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                client.proc.send_signal(signal.SIGINT)
+                try:
+                    client.proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    client.proc.kill()
+                    client.proc.wait()
+                client.info["stopped_by_lab"] = "still running at the end of the scenario, interrupted"
+            client.info["exit_code"] = client.proc.returncode
+
+    # ---- results
+
+    def finish(self, root_causes: Sequence[tuple[str, Sequence[str]]], *, broker: Mosquitto | None = None,
+               extra_versions: dict[str, str] | None = None) -> dict[str, Any]:
+        self.wait()
+        if broker is not None:
+            self.extra.setdefault("broker", {}).update(
+                {"listener_ports": broker.ports, "exit_code": broker.returncode})
+        for name, _ in root_causes:
+            _check_id(name)
+        made_with = dict(versions())
+        made_with.update(extra_versions or {})
+        if any(c.cmd and c.cmd[0] == "faketime" for c in self.clients.values()):
+            made_with["libfaketime"] = dpkg_version("libfaketime")
+        expected: dict[str, Any] = {
+            "description": self.description,
+            "root_causes": [{"id": rid, "clients": list(names)} for rid, names in root_causes],
+            "clients": {name: c.info for name, c in self.clients.items()},
+            "made_at": self.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "made_with": made_with,
+        }
+        expected.update(self.extra)
+        expected["certificates"] = _describe_certs(self.root / "certs")
+        for sub in ("certs", "keys", "clients"):
+            folder = self.root / sub
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        (self.root / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+        return expected
+
+
+def _show(cmd: Sequence[str]) -> list[str]:
+    """The command as a reader would type it (python -m ..., not this venv's absolute path)."""
+    return ["python" if part == sys.executable else part for part in cmd]
+
+
+def _describe_certs(folder: Path) -> dict[str, list[dict[str, str]]]:
+    described: dict[str, list[dict[str, str]]] = {}
+    if not folder.is_dir():
+        return described
+    for path in sorted(folder.glob("*.pem")):
+        entries = []
+        for cert in x509.load_pem_x509_certificates(path.read_bytes()):
+            entries.append({"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
+                             "not_before": cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                             "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        described[path.name] = entries
+    return described
+
+
+@cache
+def _known_ids() -> frozenset[str]:
+    for candidate in (REPO_ROOT / "ROOT_CAUSES.md", REPO_ROOT.parent / "shared" / "ROOT_CAUSES.md",
+                      Path("/work/shared/ROOT_CAUSES.md")):
+        if candidate.is_file():
+            return frozenset(re.findall(r"^\| ([a-z]+\.[a-z_]+) \|", candidate.read_text(), re.M))
+    return frozenset()
+
+
+def _check_id(rid: str) -> None:
+    known = _known_ids()
+    if known and rid not in known:
+        raise IncidentFailed(f"{rid!r} is not an id in ROOT_CAUSES.md")
+
+
+def _require(text: str, pattern: str, what: str) -> None:
+    """Fail loudly when real software did not print what the scenario is about."""
+    if not re.search(pattern, text, re.M):
+        raise IncidentFailed(f"{what}: no line matches {pattern!r}")
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _settle(broker: Mosquitto, seconds: float = 0.3) -> None:
+    """Give the broker a moment to log the last disconnects before it is stopped."""
+    time.sleep(seconds)
+    broker.stop()
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+@dataclass
+class Pki:
+    """The lab's usual PKI, made like the vendor guide's (RSA 2048, one CA, a server certificate
+    for the broker's address) but with dates relative to the moment the sample is made."""
+
+    now: datetime
+    ca: pki.Issued
+
+    @classmethod
+    def create(cls, now: datetime, cn: str = "correlator lab CA") -> Pki:
+        return cls(now=now, ca=pki.make_ca(cn, not_before=now - timedelta(days=400), days=3650))
+
+    def server(self, *, cn: str = "broker.lab", sans: Sequence[str] = ("localhost", HOST),
+               issuer: pki.Issued | None = None, not_before: datetime | None = None,
+               not_after: datetime | None = None) -> pki.Issued:
+        start = not_before or self.now - timedelta(days=30)
+        return pki.make_leaf(cn, issuer or self.ca, sans=sans, usage=("server",), not_before=start,
+                             not_after=not_after or start + timedelta(days=365))
+
+    def client(self, cn: str, *, issuer: pki.Issued | None = None, not_before: datetime | None = None,
+               not_after: datetime | None = None) -> pki.Issued:
+        start = not_before or self.now - timedelta(days=30)
+        return pki.make_leaf(cn, issuer or self.ca, sans=(), usage=("client",), not_before=start,
+                             not_after=not_after or start + timedelta(days=365))
+
+
+def tls_listener(port: str = "{port0}", *, require_certificate: bool = False, cafile: str = "../certs/ca.pem",
+                 certfile: str = "../certs/server.pem", keyfile: str = "../keys/server.key") -> str:
+    return (f"listener {port} {HOST}\n"
+            f"cafile {cafile}\ncertfile {certfile}\nkeyfile {keyfile}\n"
+            f"require_certificate {'true' if require_certificate else 'false'}\n")
+
+
+LOG_ALL = "log_dest file mosquitto.log\nlog_type all\n"
+SPB_TOPIC = "spBv1.0/Plant1/NDATA/edge-01"
+
+
+# --------------------------------------------------------------------------- TLS: the broker's certificate
+
+
+def _server_cert_incident(out: Path, name: str, description: str, rid: str,
+                          setup: Callable[[Scene, Pki], str], *,
+                          expect_broker: str, expect_pub: str, expect_paho: str) -> None:
+    """A TLS listener with a broker certificate the clients must reject; one mosquitto_pub and one
+    paho client, each verifying against certs/ca.pem. `setup` writes certs/ca.pem (what the
+    clients trust), certs/server.pem and keys/server.key, and returns the broker's cafile."""
+    scene = Scene.create(out, name, description)
+    lab = Pki.create(scene.now)
+    cafile = setup(scene, lab)
+    config = tls_listener(cafile=f"../certs/{cafile}") + "allow_anonymous true\n" + LOG_ALL
+    with scene.broker(config) as broker:
+        port = broker.port
+        scene.mosquitto_client("edge-01-pub", "mosquitto_pub", port,
+                               ["--cafile", "certs/ca.pem", "-t", SPB_TOPIC, "-m", "temperature=21.5",
+                                "-q", "1"], client_id="edge-01")
+        scene.paho("edge-02", port, ["--tls", "--cafile", "certs/ca.pem", "--publish",
+                                     "spBv1.0/Plant1/NDATA/edge-02", "--attempts", "2", "--retry-delay", "0.5"],
+                   client_id="edge-02", duration=3)
+        scene.wait(timeout=20)
+        _settle(broker)
+    _require(broker.log_text(), expect_broker, f"{name}: broker log")
+    _require(_read(scene.root / "clients/edge-01-pub.log"), expect_pub, f"{name}: mosquitto_pub log")
+    _require(_read(scene.root / "clients/edge-02.log"), expect_paho, f"{name}: paho log")
+    scene.finish([(rid, ["edge-01-pub", "edge-02"])], broker=broker)
+
+
+def _plain_server(make: Callable[[Pki], pki.Issued]) -> Callable[[Scene, Pki], str]:
+    """The usual files: one CA for everybody, the broker's certificate from `make`."""
+    def setup(scene: Scene, lab: Pki) -> str:
+        lab.ca.write(scene.root / "certs" / "ca.pem")
+        scene.save_cert(make(lab), "server")
+        return "ca.pem"
+    return setup
+
+
+def make_server_cert_expired(out: Path) -> None:
+    _server_cert_incident(
+        out, "server_cert_expired",
+        "The broker's certificate expired 12 days ago; clients that verify it refuse the handshake.",
+        "tls.server_cert_expired",
+        _plain_server(lambda lab: lab.server(not_before=lab.now - timedelta(days=377),
+                                             not_after=lab.now - timedelta(days=12))),
+        expect_broker=r"certificate expired", expect_pub=r"certificate verify failed|Error",
+        expect_paho=r"certificate has expired")
+
+
+def make_server_cert_not_yet_valid(out: Path) -> None:
+    _server_cert_incident(
+        out, "server_cert_not_yet_valid",
+        "The broker's certificate becomes valid only in 3 days (issued with a wrong clock on the CA).",
+        "tls.server_cert_not_yet_valid",
+        _plain_server(lambda lab: lab.server(not_before=lab.now + timedelta(days=3),
+                                             not_after=lab.now + timedelta(days=368))),
+        expect_broker=r"bad certificate|OpenSSL", expect_pub=r"Error|verify",
+        expect_paho=r"not yet valid")
+
+
+def make_server_hostname_mismatch(out: Path) -> None:
+    _server_cert_incident(
+        out, "server_hostname_mismatch",
+        "The vendor recipe: the broker's certificate has CN=10.3.0.11 and no subjectAltName, but the "
+        "clients dial 127.0.0.1.",
+        "tls.server_hostname_mismatch",
+        _plain_server(lambda lab: lab.server(cn="10.3.0.11", sans=())),
+        expect_broker=r"OpenSSL|failed", expect_pub=r"Error|mismatch|verify",
+        expect_paho=r"mismatch")
+
+
+def make_server_cert_untrusted(out: Path) -> None:
+    def setup(scene: Scene, lab: Pki) -> str:
+        other = pki.make_ca("other site CA", not_before=lab.now - timedelta(days=400))
+        other.write(scene.root / "certs" / "ca.pem")
+        lab.ca.write(scene.root / "certs" / "broker-ca.pem")
+        scene.save_cert(lab.server(), "server")
+        return "broker-ca.pem"
+
+    _server_cert_incident(
+        out, "server_cert_untrusted",
+        "The clients' ca.pem is another CA than the one that signed the broker's certificate "
+        "(certs/broker-ca.pem).",
+        "tls.server_cert_untrusted", setup,
+        expect_broker=r"unknown ca", expect_pub=r"Error|verify",
+        expect_paho=r"self-signed certificate in certificate chain|unable to get local issuer")
+
+
+def make_server_chain_incomplete(out: Path) -> None:
+    def setup(scene: Scene, lab: Pki) -> str:
+        intermediate = pki.make_ca("correlator lab issuing CA", issuer=lab.ca,
+                                   not_before=lab.now - timedelta(days=200), days=1825, path_length=0)
+        lab.ca.write(scene.root / "certs" / "ca.pem")
+        intermediate.write(scene.root / "certs" / "intermediate.pem")
+        scene.save_cert(lab.server(issuer=intermediate), "server")  # the leaf alone: the mistake
+        # The broker's cafile is the root alone too: OpenSSL completes a server's chain from the
+        # cafile when it can, and then the mistake would not show.
+        return "ca.pem"
+
+    _server_cert_incident(
+        out, "server_chain_incomplete",
+        "The broker's certfile holds only its leaf certificate; the issuing intermediate "
+        "(certs/intermediate.pem) is not sent, and the clients trust only the root (certs/ca.pem).",
+        "tls.server_chain_incomplete", setup,
+        expect_broker=r"unknown ca|OpenSSL|failed", expect_pub=r"Error|verify",
+        expect_paho=r"unable to get local issuer")
+
+
+# --------------------------------------------------------------------------- TLS: the client's certificate
+
+
+def _client_cert_incident(out: Path, name: str, description: str, rid: str,
+                          make_client_cert: Callable[[Pki], pki.Issued] | None, *,
+                          expect_broker: str, expect_pub: str, expect_paho: str,
+                          paho_tz: str | None = None) -> None:
+    """A listener with require_certificate true; the clients present `make_client_cert`'s
+    certificate (none when it is None). Both clients trust the broker: only their side is wrong."""
+    scene = Scene.create(out, name, description)
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    scene.save_cert(lab.server(), "server")
+    client_args: list[str] = []
+    paho_args: list[str] = []
+    if make_client_cert is not None:
+        scene.save_cert(make_client_cert(lab), "client")
+        client_args = ["--cert", "certs/client.pem", "--key", "keys/client.key"]
+        paho_args = ["--cert", "certs/client.pem", "--key", "keys/client.key"]
+    config = tls_listener(require_certificate=True) + "allow_anonymous true\n" + LOG_ALL
+    with scene.broker(config) as broker:
+        port = broker.port
+        scene.mosquitto_client("edge-03-pub", "mosquitto_pub", port,
+                               ["--cafile", "certs/ca.pem", *client_args, "-t", "spBv1.0/Plant1/NDATA/edge-03",
+                                "-m", "pressure=3.2", "-q", "1"], client_id="edge-03")
+        scene.paho("edge-04", port, ["--tls", "--cafile", "certs/ca.pem", *paho_args, "--publish",
+                                     "spBv1.0/Plant1/NDATA/edge-04", "--attempts", "3", "--retry-delay", "0.5"],
+                   client_id="edge-04", duration=3, tz=paho_tz)
+        scene.wait(timeout=20)
+        _settle(broker)
+    _require(broker.log_text(), expect_broker, f"{name}: broker log")
+    _require(_read(scene.root / "clients/edge-03-pub.log"), expect_pub, f"{name}: mosquitto_pub log")
+    _require(_read(scene.root / "clients/edge-04.log"), expect_paho, f"{name}: paho log")
+    scene.finish([(rid, ["edge-03-pub", "edge-04"])], broker=broker)
+
+
+def make_client_cert_missing(out: Path) -> None:
+    _client_cert_incident(
+        out, "client_cert_missing",
+        "The listener has require_certificate true; the clients verify the broker but send no "
+        "certificate of their own.",
+        "tls.client_cert_missing", None,
+        expect_broker=r"peer did not return a certificate", expect_pub=r"Error|error",
+        expect_paho=r"certificate required|CERTIFICATE_REQUIRED|Error|error")
+
+
+def make_client_cert_untrusted(out: Path) -> None:
+    def other(lab: Pki) -> pki.Issued:
+        vendor = pki.make_ca("vendor factory CA", not_before=lab.now - timedelta(days=400))
+        return lab.client("edge-03", issuer=vendor)
+
+    _client_cert_incident(
+        out, "client_cert_untrusted",
+        "The clients present certificates issued by a vendor CA that is not in the broker's cafile.",
+        "tls.client_cert_untrusted", other,
+        expect_broker=r"certificate verify failed", expect_pub=r"Error|error",
+        expect_paho=r"unknown ca|UNKNOWN_CA|error")
+
+
+def make_client_cert_expired(out: Path) -> None:
+    _client_cert_incident(
+        out, "client_cert_expired",
+        "The clients present a certificate from the right CA that expired 5 days ago. The paho "
+        "client's host runs in Europe/Berlin local time.",
+        "tls.client_cert_expired",
+        lambda lab: lab.client("edge-03", not_before=lab.now - timedelta(days=370),
+                               not_after=lab.now - timedelta(days=5)),
+        expect_broker=r"certificate verify failed", expect_pub=r"Error|error",
+        expect_paho=r"certificate expired|CERTIFICATE_EXPIRED|error", paho_tz="Europe/Berlin")
+
+
+# --------------------------------------------------------------------------- transport and broker configuration
+
+
+def make_plain_to_tls_port(out: Path) -> None:
+    scene = Scene.create(out, "plain_to_tls_port",
+                         "Clients speak plain MQTT to the broker's TLS listener (port 8883 style, "
+                         "configured without --cafile/--tls).")
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    scene.save_cert(lab.server(), "server")
+    with scene.broker(tls_listener() + "allow_anonymous true\n" + LOG_ALL) as broker:
+        port = broker.port
+        scene.mosquitto_client("edge-05-pub", "mosquitto_pub", port,
+                               ["-t", "spBv1.0/Plant1/NDATA/edge-05", "-m", "level=7", "-q", "1"],
+                               client_id="edge-05")
+        scene.paho("edge-06", port, ["--publish", "spBv1.0/Plant1/NDATA/edge-06", "--attempts", "2",
+                                     "--retry-delay", "0.5"], client_id="edge-06", duration=4)
+        scene.wait(timeout=25)
+        _settle(broker)
+    _require(broker.log_text(), r"OpenSSL Error|failed:", "plain_to_tls_port: broker log")
+    scene.finish([("tls.protocol_mismatch", ["edge-05-pub", "edge-06"])], broker=broker)
+
+
+def make_tls_to_plain_port(out: Path) -> None:
+    scene = Scene.create(out, "tls_to_plain_port",
+                         "Clients configured for TLS dial the broker's plain MQTT listener.")
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    scene.save_cert(lab.server(), "server")
+    config = f"listener {{port0}} {HOST}\nallow_anonymous true\n" + LOG_ALL
+    with scene.broker(config) as broker:
+        port = broker.port
+        scene.mosquitto_client("edge-05-pub", "mosquitto_pub", port,
+                               ["--cafile", "certs/ca.pem", "-t", "spBv1.0/Plant1/NDATA/edge-05", "-m",
+                                "level=7", "-q", "1"], client_id="edge-05")
+        scene.paho("edge-06", port, ["--tls", "--cafile", "certs/ca.pem", "--publish",
+                                     "spBv1.0/Plant1/NDATA/edge-06", "--attempts", "2", "--retry-delay", "0.5"],
+                   client_id="edge-06", duration=4)
+        scene.wait(timeout=25)
+        _settle(broker)
+    scene.finish([("tls.protocol_mismatch", ["edge-05-pub", "edge-06"])], broker=broker)
+
+
+def make_broker_tls_config_error(out: Path) -> None:
+    scene = Scene.create(out, "broker_tls_config_error",
+                         "The broker's keyfile belongs to another certificate (the old key left behind "
+                         "after a renewal): mosquitto exits at start-up, and clients find nothing listening.")
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    server = lab.server()
+    server.write(scene.root / "certs" / "server.pem")
+    pki.write_key(scene.root / "keys" / "server.key", pki.make_key())  # the wrong key
+    broker = scene.broker(tls_listener() + "allow_anonymous true\n" + LOG_ALL)
+    broker.start(expect_failure=True)
+    _require(broker.log_text(), r"Error", "broker_tls_config_error: broker log")
+    port = broker.port
+    scene.mosquitto_client("edge-01-pub", "mosquitto_pub", port,
+                           ["--cafile", "certs/ca.pem", "-t", SPB_TOPIC, "-m", "temperature=21.5"],
+                           client_id="edge-01")
+    scene.paho("edge-02", port, ["--tls", "--cafile", "certs/ca.pem", "--publish", "spBv1.0/Plant1/NDATA/edge-02",
+                                 "--attempts", "2", "--retry-delay", "0.5"], client_id="edge-02", duration=3)
+    scene.wait(timeout=20)
+    _require(_read(scene.root / "clients/edge-02.log"), r"Connection refused", "broker_tls_config_error: paho")
+    scene.finish([("broker.tls_config_error", ["edge-01-pub", "edge-02"])], broker=broker)
+
+
+def make_connection_refused(out: Path) -> None:
+    scene = Scene.create(out, "connection_refused",
+                         "The broker listens on one port; the clients are configured with another, where "
+                         "nothing listens.")
+    config = f"listener {{port0}} {HOST}\nallow_anonymous true\n" + LOG_ALL
+    with scene.broker(config) as broker:
+        wrong = free_port()
+        scene.mosquitto_client("edge-01-pub", "mosquitto_pub", wrong, ["-t", SPB_TOPIC, "-m", "temperature=21.5"],
+                               client_id="edge-01")
+        scene.paho("edge-02", wrong, ["--publish", "spBv1.0/Plant1/NDATA/edge-02", "--attempts", "3",
+                                      "--retry-delay", "0.5"], client_id="edge-02", duration=3)
+        scene.wait(timeout=20)
+        _settle(broker)
+    _require(_read(scene.root / "clients/edge-01-pub.log"), r"Connection refused", "connection_refused: pub")
+    scene.finish([("net.connection_refused", ["edge-01-pub", "edge-02"])], broker=broker)
+
+
+# --------------------------------------------------------------------------- authentication and authorisation
+
+
+USERS = {"MyEACM": "eacm-secret-1", "SparkplugViewer": "viewer-secret-2", "HMI": "hmi-secret-3"}
+
+
+def make_bad_credentials(out: Path) -> None:
+    scene = Scene.create(out, "bad_credentials",
+                         "The vendor guide's TLS listener with a password file: edge-10 (user MyEACM) "
+                         "sends a wrong password, edge-11 a user the password file does not know; "
+                         "hmi-01 logs in correctly.")
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    scene.save_cert(lab.server(cn=HOST, sans=(HOST, "localhost")), "server")
+    scene.passwd(USERS)
+    scene.acl(SPARKPLUG_ACL)
+    config = ("per_listener_settings true\n" + tls_listener() + "allow_anonymous false\n"
+              "password_file passwd\nacl_file acl\n" + LOG_ALL)
+    with scene.broker(config) as broker:
+        port = broker.port
+        tls = ["--tls", "--cafile", "certs/ca.pem"]
+        ok = scene.paho("hmi-01", port, [*tls, "--subscribe", "spBv1.0/#", "--attempts", "1"],
+                        client_id="hmi-01", username="HMI", password=USERS["HMI"], duration=4)
+        scene.paho("edge-10", port, [*tls, "--publish", "spBv1.0/Plant1/NDATA/edge-10", "--attempts", "3",
+                                     "--retry-delay", "0.5"], client_id="edge-10", username="MyEACM",
+                   password="eacm-secret-OLD", duration=3)
+        scene.mosquitto_client("edge-11-pub", "mosquitto_pub", port,
+                               ["--cafile", "certs/ca.pem", "-t", "spBv1.0/Plant1/NDATA/edge-11", "-m", "flow=12",
+                                "-q", "1"], client_id="edge-11", username="EdgeNode11", password="edge11-secret")
+        scene.wait(ok, timeout=20)
+        scene.wait(timeout=20)
+        _settle(broker)
+    _require(broker.log_text(), r"not authorised", "bad_credentials: broker log")
+    scene.finish([("auth.bad_credentials", ["edge-10", "edge-11-pub"])], broker=broker)
+
+
+def make_anonymous_denied(out: Path) -> None:
+    scene = Scene.create(out, "anonymous_denied",
+                         "allow_anonymous false with a password file; two clients send no username at all. "
+                         "The broker logs to stdout (log_dest stdout), captured as `mosquitto -c ... > "
+                         "mosquitto.log 2>&1`.")
+    scene.passwd(USERS)
+    config = (f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\n"
+              "log_dest stdout\nlog_type all\n")
+    with scene.broker(config, capture_stdout=True) as broker:
+        port = broker.port
+        scene.mosquitto_client("edge-12-pub", "mosquitto_pub", port, ["-t", "spBv1.0/Plant1/NDATA/edge-12",
+                                                                      "-m", "rpm=1500", "-q", "1"],
+                               client_id="edge-12")
+        scene.paho("edge-13", port, ["--publish", "spBv1.0/Plant1/NDATA/edge-13", "--attempts", "2",
+                                     "--retry-delay", "0.5"], client_id="edge-13", duration=3)
+        scene.wait(timeout=20)
+        _settle(broker)
+    _require(broker.log_text(), r"not authorised", "anonymous_denied: broker log")
+    scene.extra["broker"] = {"log_dest": "stdout"}
+    scene.finish([("auth.anonymous_denied", ["edge-12-pub", "edge-13"])], broker=broker)
+
+
+def make_client_id_takeover(out: Path) -> None:
+    scene = Scene.create(out, "client_id_takeover",
+                         "Two edge devices were cloned from one image and both use client id edge-07; each "
+                         "reconnect kicks the other off. The broker log uses log_timestamp_format "
+                         "%Y-%m-%dT%H:%M:%S (local time, UTC here).")
+    scene.passwd(USERS)
+    scene.acl(SPARKPLUG_ACL)
+    config = (f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\nacl_file acl\n"
+              "log_timestamp_format %Y-%m-%dT%H:%M:%S\n" + LOG_ALL)
+    with scene.broker(config, env={"TZ": "UTC"}) as broker:
+        port = broker.port
+        for suffix in ("a", "b"):
+            scene.paho(f"edge-07-{suffix}", port,
+                       ["--publish", "spBv1.0/Plant1/NDATA/edge-07", "--attempts", "40", "--retry-delay", "0.7",
+                        "--interval", "0.5"], client_id="edge-07", username="MyEACM", password=USERS["MyEACM"],
+                       duration=10)
+            time.sleep(0.3)
+        scene.wait(timeout=30)
+        _settle(broker)
+    _require(broker.log_text(), r"already connected, closing old connection", "client_id_takeover: broker log")
+    scene.extra["broker"] = {"log_timestamp_format": "%Y-%m-%dT%H:%M:%S", "timezone": "UTC"}
+    scene.finish([("session.client_id_takeover", ["edge-07-a", "edge-07-b"])], broker=broker)
+
+
+ACL_SPARKPLUG_22_HOST = SPARKPLUG_ACL + """
+# The SCADA host was set up for Sparkplug 2.2 (STATE/<host_id>); it now runs Sparkplug 3.0.
+user ScadaHost
+topic readwrite STATE/+
+topic read spBv1.0/+/NDATA/#
+
+# The historian may only read host state.
+user Historian
+topic read STATE/+
+"""
+USERS_ACL = {**USERS, "ScadaHost": "scada-secret-4", "Historian": "hist-secret-5"}
+
+
+def make_publish_denied(out: Path) -> None:
+    scene = Scene.create(out, "publish_denied",
+                         "ACL: SparkplugViewer (read-only) publishes a node command with mosquitto_pub over "
+                         "MQTT 5; ScadaHost publishes its Sparkplug 3.0 state topic spBv1.0/STATE/scada-01, "
+                         "but its ACL grants only the Sparkplug 2.2 STATE/+. Denials are logged at debug "
+                         "level only (log_type all).")
+    scene.passwd(USERS_ACL)
+    scene.acl(ACL_SPARKPLUG_22_HOST)
+    config = f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\nacl_file acl\n" + LOG_ALL
+    with scene.broker(config) as broker:
+        port = broker.port
+        watcher = scene.paho("hmi-01", port, ["--subscribe", "spBv1.0/#", "--attempts", "1"], client_id="hmi-01",
+                             username="HMI", password=USERS["HMI"], duration=4.5)
+        time.sleep(0.8)
+        scene.mosquitto_client("viewer-01-pub", "mosquitto_pub", port,
+                               ["-V", "mqttv5", "-t", "spBv1.0/Plant1/NCMD/edge-01", "-m", "rebirth=true", "-q", "1"],
+                               client_id="viewer-01", username="SparkplugViewer", password=USERS["SparkplugViewer"])
+        scene.paho("scada-01", port, ["--publish", "spBv1.0/STATE/scada-01", "--attempts", "1", "--interval", "1"],
+                   client_id="scada-01", username="ScadaHost", password=USERS_ACL["ScadaHost"], duration=3)
+        scene.wait(watcher, timeout=20)
+        scene.wait(timeout=20)
+        _settle(broker)
+    _require(broker.log_text(), r"Denied PUBLISH", "publish_denied: broker log")
+    scene.finish([("acl.publish_denied", ["viewer-01-pub", "scada-01"])], broker=broker)
+
+
+def make_subscribe_denied(out: Path) -> None:
+    scene = Scene.create(out, "subscribe_denied",
+                         "ACL: user Historian may read only STATE/+, but subscribes to spBv1.0/#. mosquitto "
+                         "2.0 grants the subscription and silently drops every message: the historians "
+                         "receive nothing while edge-01 publishes.")
+    scene.passwd(USERS_ACL)
+    scene.acl(ACL_SPARKPLUG_22_HOST)
+    config = f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\nacl_file acl\n" + LOG_ALL
+    with scene.broker(config) as broker:
+        port = broker.port
+        scene.mosquitto_client("historian-01-sub", "mosquitto_sub", port, ["-v", "-t", "spBv1.0/#", "-q", "1",
+                                                                           "-W", "4"],
+                               client_id="historian-01", username="Historian", password=USERS_ACL["Historian"])
+        scene.paho("historian-02", port, ["--subscribe", "spBv1.0/#", "--attempts", "1"], client_id="historian-02",
+                   username="Historian", password=USERS_ACL["Historian"], duration=4)
+        time.sleep(0.8)
+        scene.paho("edge-01", port, ["--publish", SPB_TOPIC, "--attempts", "1", "--interval", "0.5"],
+                   client_id="edge-01", username="MyEACM", password=USERS["MyEACM"], duration=2.5)
+        scene.wait(timeout=20)
+        _settle(broker)
+    _require(_read(scene.root / "clients/historian-02.log"), r"0 received", "subscribe_denied: paho subscriber")
+    scene.finish([("acl.subscribe_denied", ["historian-01-sub", "historian-02"])], broker=broker)
+
+
+# --------------------------------------------------------------------------- healthy and mixed traffic
+
+
+def _measured_offset(seconds: int) -> int:
+    """The offset faketime really applies here, measured rather than assumed."""
+    probe = [sys.executable, "-c", "import time; print(time.time())"]
+    done = subprocess.run(["faketime", "-f", f"{seconds:+d}s", *probe], capture_output=True, text=True,
+                          timeout=20, check=True)
+    return round(float(done.stdout.strip()) - time.time())
+
+
+def make_healthy_noisy(out: Path) -> None:
+    scene = Scene.create(out, "healthy_noisy",
+                         "A busy healthy site: Sparkplug publishers (one over TLS) that end their sessions "
+                         "cleanly and reconnect, an HMI and a viewer subscribing, host state published with "
+                         "mosquitto_pub. paho logs 'Client is not connected' after each clean disconnect: "
+                         "no failure. No root cause.")
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    scene.save_cert(lab.server(), "server")
+    scene.passwd(USERS)
+    scene.acl(SPARKPLUG_ACL)
+    config = (f"per_listener_settings false\nallow_anonymous false\npassword_file passwd\nacl_file acl\n"
+              f"listener {{port0}} {HOST}\n" + tls_listener("{port1}") + LOG_ALL)
+    with scene.broker(config, listeners=2) as broker:
+        plain, tls = broker.ports
+        eacm = ("MyEACM", USERS["MyEACM"])
+        scene.paho("hmi-21", plain, ["--subscribe", "spBv1.0/#", "--subscribe", "STATE/+", "--attempts", "20",
+                                     "--session-length", "7", "--retry-delay", "0.3"],
+                   client_id="hmi-21", username="HMI", password=USERS["HMI"], duration=15)
+        scene.mosquitto_client("viewer-21-sub", "mosquitto_sub", plain,
+                               ["-v", "-q", "1", "-t", "spBv1.0/Plant2/NDATA/edge-21", "-t", "STATE/+", "-W", "14"],
+                               client_id="viewer-21", username="SparkplugViewer",
+                               password=USERS["SparkplugViewer"])
+        time.sleep(0.5)
+        for i, port in ((21, tls), (22, plain), (23, plain)):
+            tls_args = ["--tls", "--cafile", "certs/ca.pem"] if port == tls else []
+            scene.paho(f"edge-{i}", port, [*tls_args, "--publish", f"spBv1.0/Plant2/NDATA/edge-{i}",
+                                           "--publish", f"spBv1.0/Plant2/DDATA/edge-{i}/pump-1",
+                                           "--interval", "0.06", "--session-length", str(3 + i % 3),
+                                           "--attempts", "20", "--retry-delay", "0.3"],
+                       client_id=f"edge-{i}", duration=13, username=eacm[0], password=eacm[1])
+        for _ in range(3):
+            scene.mosquitto_client("scada-21-pub", "mosquitto_pub", plain,
+                                   ["-t", "STATE/scada-21", "-m", "ONLINE", "-q", "1", "-r", "--repeat", "5",
+                                    "--repeat-delay", "0.4"],
+                                   client_id="scada-21", username="HMI", password=USERS["HMI"])
+            scene.wait(scene.clients["scada-21-pub"], timeout=10)
+            time.sleep(2)
+        scene.wait(timeout=30)
+        _settle(broker)
+    scene.finish([], broker=broker)
+
+
+def make_mixed(out: Path) -> None:
+    scene = Scene.create(out, "mixed",
+                         "One broker, a TLS listener with require_certificate and a plain one, both with "
+                         "passwords and the Sparkplug ACL. Three causes at once next to healthy traffic: "
+                         "hmi-32 sends a wrong password; edge-31's client certificate expired 2 days ago; "
+                         "viewer-33 (read-only SparkplugViewer, on a host whose clock runs 300 s ahead) "
+                         "publishes node commands.")
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    scene.save_cert(lab.server(), "server")
+    scene.save_cert(lab.client("edge-30"), "edge-30")
+    scene.save_cert(lab.client("edge-31", not_before=lab.now - timedelta(days=367),
+                               not_after=lab.now - timedelta(days=2)), "edge-31")
+    scene.passwd(USERS)
+    scene.acl(SPARKPLUG_ACL)
+    config = (f"per_listener_settings false\nallow_anonymous false\npassword_file passwd\nacl_file acl\n"
+              f"listener {{port0}} {HOST}\n" + tls_listener("{port1}", require_certificate=True) + LOG_ALL)
+    offset = _measured_offset(300)
+    with scene.broker(config, listeners=2) as broker:
+        plain, tls = broker.ports
+        eacm = ("MyEACM", USERS["MyEACM"])
+        scene.mosquitto_client("hmi-30-sub", "mosquitto_sub", plain, ["-v", "-q", "1", "-t", "spBv1.0/#", "-W", "7"],
+                               client_id="hmi-30", username="HMI", password=USERS["HMI"])
+        time.sleep(0.4)
+        scene.paho("edge-30", tls, ["--tls", "--cafile", "certs/ca.pem", "--cert", "certs/edge-30.pem", "--key",
+                                    "keys/edge-30.key", "--publish", "spBv1.0/Plant3/NDATA/edge-30",
+                                    "--interval", "0.5", "--attempts", "3"], client_id="edge-30", duration=6,
+                   username=eacm[0], password=eacm[1])
+        scene.paho("edge-31", tls, ["--tls", "--cafile", "certs/ca.pem", "--cert", "certs/edge-31.pem", "--key",
+                                    "keys/edge-31.key", "--publish", "spBv1.0/Plant3/NDATA/edge-31",
+                                    "--attempts", "4", "--retry-delay", "1"], client_id="edge-31", duration=5,
+                   username=eacm[0], password=eacm[1])
+        scene.paho("viewer-33", plain, ["--publish", "spBv1.0/Plant3/NCMD/edge-30", "--interval", "1",
+                                        "--attempts", "2"], client_id="viewer-33", username="SparkplugViewer",
+                   password=USERS["SparkplugViewer"], duration=5, clock_offset=offset)
+        for _ in range(2):
+            scene.mosquitto_client("hmi-32-pub", "mosquitto_pub", plain,
+                                   ["-t", "STATE/hmi-32", "-m", "ONLINE", "-q", "1"], client_id="hmi-32",
+                                   username="HMI", password="hmi-secret-OLD")
+            scene.wait(scene.clients["hmi-32-pub"], timeout=10)
+            time.sleep(1.5)
+        scene.wait(timeout=30)
+        _settle(broker)
+    text = broker.log_text()
+    _require(text, r"not authorised", "mixed: bad password")
+    _require(text, r"certificate verify failed", "mixed: expired client certificate")
+    _require(text, r"Denied PUBLISH from viewer-33", "mixed: ACL")
+    _require(text, r"Received PUBLISH from edge-30", "mixed: healthy traffic")
+    scene.finish([("auth.bad_credentials", ["hmi-32-pub"]), ("tls.client_cert_expired", ["edge-31"]),
+                  ("acl.publish_denied", ["viewer-33"])], broker=broker)
+
+
+# --------------------------------------------------------------------------- registry
+
+@dataclass(frozen=True)
+class Incident:
+    name: str
+    make: Callable[[Path], None]
+    summary: str
+
+
+REGISTRY: dict[str, Incident] = {}
+
+
+def _register(*entries: tuple[Callable[[Path], None], str]) -> None:
+    for make, summary in entries:
+        name = make.__name__.removeprefix("make_")
+        REGISTRY[name] = Incident(name, make, summary)
+
+
+_register(
+    (make_server_cert_expired, "broker certificate past notAfter"),
+    (make_server_cert_not_yet_valid, "broker certificate before notBefore"),
+    (make_server_hostname_mismatch, "CN=10.3.0.11 without SAN, clients dial 127.0.0.1"),
+    (make_server_cert_untrusted, "clients trust another CA"),
+    (make_server_chain_incomplete, "certfile without the intermediate"),
+    (make_client_cert_missing, "require_certificate true, clients send none"),
+    (make_client_cert_untrusted, "client certificates from a CA the broker does not know"),
+    (make_client_cert_expired, "client certificate past notAfter (paho client in Europe/Berlin time)"),
+    (make_plain_to_tls_port, "plain MQTT to a TLS listener"),
+    (make_tls_to_plain_port, "TLS to a plain listener"),
+    (make_broker_tls_config_error, "keyfile does not match certfile; mosquitto exits"),
+    (make_bad_credentials, "wrong password and an unknown user"),
+    (make_anonymous_denied, "no username, allow_anonymous false (broker logs to stdout)"),
+    (make_client_id_takeover, "two clients share one client id (ISO timestamps in the broker log)"),
+    (make_publish_denied, "ACL denies publishes (MQTT 5 and 3.1.1)"),
+    (make_subscribe_denied, "ACL denies reading: nothing arrives, no broker line"),
+    (make_connection_refused, "nothing listens on the port the clients dial"),
+    (make_healthy_noisy, "busy healthy traffic with clean reconnects; no root cause"),
+    (make_mixed, "bad password + expired client certificate + ACL publish denial, with healthy traffic"),
+)
+
+
+def make(names: Sequence[str], out: Path) -> Iterator[tuple[str, float, str | None]]:
+    """Make the named incidents one after the other; yield (name, seconds, problem or None)."""
+    for name in names:
+        started = time.monotonic()
+        try:
+            REGISTRY[name].make(out)
+        except IncidentUnavailable as exc:
+            yield name, time.monotonic() - started, f"skipped: {exc}"
+            continue
+        yield name, time.monotonic() - started, None
