@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from correlator.errors import ArtifactError
@@ -496,7 +498,15 @@ def _load_der(data: bytes, path: str, password: bytes | None) -> LoadResult:
 
 
 def load_bytes(data: bytes, *, path: str = "<bytes>", password: bytes | str | None = None) -> LoadResult:
-    """Parse one file's bytes, sniffing PEM, DER or PKCS#12. Never raises for bad content."""
+    """Parse one file's bytes, sniffing PEM, DER or PKCS#12. Never raises for bad content.
+    cryptography's deprecation warnings about real-world quirks (a negative serial in a system root)
+    are silenced: the certificate is what the field runs, and a warning per file is noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return _load_bytes(data, path, password)
+
+
+def _load_bytes(data: bytes, path: str, password: bytes | str | None) -> LoadResult:
     secret = _password_bytes(password)
     if not data.strip():
         return LoadResult(errors=[ArtifactError("empty file", file=path)])
