@@ -88,7 +88,7 @@ def _not_run(check: str, subject: str, why: str) -> CheckResult:
 
 
 def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+    return value.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _require_aware(at: datetime) -> None:

@@ -102,6 +102,8 @@ class ProbeResult:
     checks: tuple[CheckResult, ...] = ()
     mqtt: MqttOutcome | None = None
     notes: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+    """Every problem found, in plain words (some have no root-cause id: an unresolvable name)."""
     elapsed_ms: int = 0
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -111,7 +113,7 @@ class ProbeResult:
 
     @property
     def ok(self) -> bool:
-        return not self.causes
+        return not self.causes and not self.problems
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,6 +133,7 @@ class ProbeResult:
             "chain": [c.to_dict() for c in self.chain],
             "checks": [c.to_dict() for c in self.checks],
             "mqtt": self.mqtt.to_dict() if self.mqtt is not None else None,
+            "problems": list(self.problems),
             "notes": list(self.notes),
             "elapsed_ms": self.elapsed_ms,
             "at": self.at.isoformat().replace("+00:00", "Z"),
@@ -277,7 +280,8 @@ def probe(host: str, port: int, *, tls: bool = True, ca: str | Path | None = Non
         message = "; ".join(state.messages) if state.messages else "all checks passed"
         return ProbeResult(host=host, port=port, tls=tls, servername=name if tls else None, tcp=tcp,
                            tls_handshake=handshake, message=message, causes=tuple(state.causes),
-                           notes=tuple(state.notes), elapsed_ms=int((time.monotonic() - started) * 1000),
+                           notes=tuple(state.notes), problems=tuple(state.messages),
+                           elapsed_ms=int((time.monotonic() - started) * 1000),
                            at=at or datetime.now(UTC), **extra)
 
     try:

@@ -1,0 +1,205 @@
+"""`correlator certs FILES...`: what the certificates and keys in some files say, and what is wrong
+with them for a given host, CA and time, readable at a glance at 3 a.m.
+
+Exit code: 0 when nothing is wrong, 1 when a check found a problem (or a file did not load), 2 on a
+usage error (bad option, nothing loadable at all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from correlator.artifacts.cert_checks import CertReport, CheckResult, check_all
+from correlator.artifacts.certs import CertFacts, KeyFacts, LoadResult, load_paths
+from correlator.errors import ArtifactError
+
+ORDER = 30
+
+#: Symbols per status, so the eye finds problems before it reads words.
+MARKS = {"ok": "[green]✔[/]", "problem": "[red]✘[/]", "warning": "[yellow]⚠[/]", "not_run": "[dim]–[/]"}
+
+
+def parse_time(text: str) -> datetime:
+    """ISO 8601 ('2026-11-23T08:15:00Z', '2026-11-23 08:15', '2026-11-23') or 'now'; a time
+    without a zone is taken as UTC, like the broker's epoch timestamps."""
+    if text.lower() == "now":
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2026-11-23T08:15:00Z)") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("certs", help="inspect certificate and key files against a host, a CA and a time",
+                            description="Loads certificates (PEM, DER, PKCS#12; files and folders) and keys, "
+                            "prints their facts and checks them: validity at --at, host name (libmosquitto and "
+                            "strict clients), chain to --ca, key match, weak keys and signatures, purpose.")
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                        help="certificate/key files or folders (the first certificate of a file is its leaf)")
+    parser.add_argument("--host", help="the host name or IP address clients dial")
+    parser.add_argument("--ca", action="append", default=[], type=Path, metavar="CA",
+                        help="CA file or folder the peer trusts (repeatable)")
+    parser.add_argument("--key", action="append", default=[], type=Path, metavar="KEY",
+                        help="private key file to match against the certificates (repeatable; never printed)")
+    parser.add_argument("--password", help="password of encrypted keys and PKCS#12 files")
+    parser.add_argument("--at", type=parse_time, default=None, metavar="TIME",
+                        help="check validity at this time (ISO 8601, UTC unless a zone is given; default now)")
+    parser.add_argument("--role", choices=("server", "client"), default="server",
+                        help="how the certificates are used (default: server)")
+    parser.add_argument("--window", type=int, default=30, metavar="DAYS",
+                        help="warn when a certificate expires within DAYS (default 30)")
+    parser.add_argument("--format", dest="output", choices=("text", "json"), default="text")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    at: datetime = args.at or datetime.now(UTC)
+    loaded = load_paths(args.files, password=args.password)
+    key_result = load_paths(args.key, password=args.password) if args.key else LoadResult()
+    trust_result = load_paths(args.ca) if args.ca else LoadResult()
+    if args.ca and not trust_result.certs:
+        raise trust_result.errors[0] if trust_result.errors else ArtifactError(
+            "holds no CA certificate", file=", ".join(map(str, args.ca)))
+    if not loaded.certs and not loaded.keys and not key_result.keys:
+        raise loaded.errors[0] if loaded.errors else ArtifactError("no certificate found", file=str(args.files[0]))
+    keys = [*loaded.keys, *key_result.keys]
+    reports, extra = check_all(loaded.certs, at, role=args.role, host=args.host, trust=trust_result.certs,
+                               keys=keys, window=timedelta(days=args.window))
+    errors = [*loaded.errors, *key_result.errors, *trust_result.errors]
+    problems = [r for rep in reports for r in rep.problems] + [r for r in extra if r.is_problem]
+    if args.output == "json":
+        print(json.dumps(_as_json(args, at, reports, extra, keys, errors, problems), indent=2))
+    else:
+        _print_text(args, at, reports, extra, keys, trust_result.certs, errors, problems)
+    return 1 if problems or errors else 0
+
+
+def _causes(problems: Sequence[CheckResult]) -> list[str]:
+    seen: list[str] = []
+    for problem in problems:
+        if problem.cause and problem.cause not in seen:
+            seen.append(problem.cause)
+    return seen
+
+
+def _as_json(args: argparse.Namespace, at: datetime, reports: Sequence[CertReport], extra: Sequence[CheckResult],
+             keys: Sequence[KeyFacts], errors: Sequence[ArtifactError],
+             problems: Sequence[CheckResult]) -> dict[str, Any]:
+    return {
+        "at": at.isoformat().replace("+00:00", "Z"),
+        "role": args.role,
+        "host": args.host,
+        "ok": not problems and not errors,
+        "causes": _causes(problems),
+        "problems": len(problems),
+        "certificates": [r.to_dict() for r in reports],
+        "keys": [k.to_dict() for k in keys],
+        "checks": [r.to_dict() for r in extra],
+        "errors": [str(e) for e in errors],
+    }
+
+
+def mark(result: CheckResult) -> str:
+    if result.status == "problem" and result.severity != "error":
+        return MARKS["warning"]
+    return MARKS[result.status]
+
+
+def check_line(result: CheckResult) -> str:
+    """One check as one line of rich markup: mark, check name, message, cause id."""
+    from rich.markup import escape
+
+    cause = f" [bold]\\[{escape(result.cause)}][/]" if result.cause else ""
+    style = "red" if result.status == "problem" and result.severity == "error" else (
+        "yellow" if result.status == "problem" else "dim" if result.status == "not_run" else "")
+    message = f"[{style}]{escape(result.message)}[/]" if style else escape(result.message)
+    return f"  {mark(result)} {result.check:<14} {message}{cause}"
+
+
+def validity_text(cert: CertFacts, at: datetime) -> str:
+    """Dates with what they mean at `at`: days left, or how long ago it expired."""
+    span = f"{cert.not_before:%Y-%m-%d %H:%M} → {cert.not_after:%Y-%m-%d %H:%M} UTC"
+    if at > cert.not_after:
+        return f"{span}  [red bold]EXPIRED {(at - cert.not_after).total_seconds() / 86400:.1f} days ago[/]"
+    if at < cert.not_before:
+        return f"{span}  [red bold]NOT YET VALID for {(cert.not_before - at).total_seconds() / 86400:.1f} days[/]"
+    days = (cert.not_after - at).total_seconds() / 86400
+    colour = "yellow" if days <= 30 else "green"
+    return f"{span}  [{colour}]{days:.0f} days left[/]"
+
+
+def facts_lines(cert: CertFacts, at: datetime) -> list[tuple[str, str]]:
+    from rich.markup import escape
+
+    sans = [*(f"DNS:{d}" for d in cert.san_dns), *(f"IP:{i}" for i in cert.san_ip),
+            *(f"URI:{u}" for u in cert.san_uri)]
+    ca = "yes" if cert.is_ca else "no" if cert.is_ca is False else "no basicConstraints"
+    if cert.is_ca and cert.path_length is not None:
+        ca += f" (path length {cert.path_length})"
+    rows = [
+        ("subject", escape(cert.subject)),
+        ("issuer", escape(cert.issuer) + ("  (self-signed)" if cert.self_signed else "")),
+        ("valid", validity_text(cert, at)),
+        ("SAN", escape(", ".join(sans)) if sans else "[yellow]none[/] (clients that check only the SAN fail)"),
+        ("key", f"{escape(cert.key_type)} {cert.key_size or ''}".strip()),
+        ("signature", escape(cert.signature_algorithm)),
+        ("usage", escape(", ".join([*cert.key_usage, *cert.extended_key_usage]) or "unrestricted")),
+        ("CA", ca),
+        ("serial", cert.serial),
+        ("SHA-1", f"{cert.sha1}  (OPC UA thumbprint)"),
+        ("SHA-256", cert.sha256),
+    ]
+    return rows
+
+
+def _print_text(args: argparse.Namespace, at: datetime, reports: Sequence[CertReport], extra: Sequence[CheckResult],
+                keys: Sequence[KeyFacts], trust: Sequence[CertFacts], errors: Sequence[ArtifactError],
+                problems: Sequence[CheckResult]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False, soft_wrap=True)
+    context = [f"at {at:%Y-%m-%d %H:%M:%S} UTC", f"role {args.role}"]
+    if args.host:
+        context.append(f"host {args.host}")
+    if trust:
+        context.append(f"{len(trust)} CA certificate(s) from {', '.join(map(str, args.ca))}")
+    console.print(f"[dim]{escape(' · '.join(context))}[/]")
+    for report in reports:
+        cert = report.cert
+        kind = "leaf" if report.leaf else "CA" if cert.is_ca else "certificate"
+        console.print()
+        console.print(f"[bold]{escape(cert.where)}[/]  {escape(cert.label)}  [dim]({kind}, {cert.source_format})[/]")
+        for label, value in facts_lines(cert, at):
+            console.print(f"  [dim]{label:<10}[/] {value}")
+        shown = [r for r in report.results if r.status != "ok"]
+        passed = [r.check for r in report.results if r.status == "ok"]
+        for result in shown:
+            console.print(check_line(result))
+        if passed:
+            console.print(f"  {MARKS['ok']} [dim]{escape(', '.join(passed))}[/]")
+    for key in keys:
+        state = "opened" if key.state == "loaded" else key.state.replace("_", " ")
+        console.print(f"\n[bold]{escape(key.where)}[/]  private key {escape(key.key_type or '')} "
+                      f"{key.key_size or ''} [dim]({state}; never printed)[/]")
+    if extra:
+        console.print()
+        for result in extra:
+            console.print(check_line(result))
+    for error in errors:
+        console.print(f"[red]✘ cannot load[/] {escape(str(error))}")
+    console.print()
+    if problems or errors:
+        causes = _causes(problems)
+        what = f": {', '.join(causes)}" if causes else ""
+        count = len(problems) + len(errors)
+        console.print(f"[red bold]{count} problem{'s' if count != 1 else ''}{escape(what)}[/]")
+    else:
+        console.print("[green bold]no problems found[/]")
