@@ -1,0 +1,397 @@
+"""The incremental rules engine: events in one at a time, findings out as they appear and grow.
+
+Batch analysis and live tailing feed it the same way. State is bounded: sequence partials and
+threshold windows expire with event time, absences fire once their deadline passes, and a key's
+state is dropped as soon as its window closes. A match ("hit") is weighed by the rule's artifact
+checks (confirm, refute or keep) and then folded into one Finding per root cause and group.
+"""
+
+from __future__ import annotations
+
+import string
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from correlator.engine.rules import Match, Rule, Step, side_of
+from correlator.model import Event, EvidenceRef, Finding, severity_rank
+
+#: How many evidence lines a finding keeps from the start and from the end of its occurrences.
+EVIDENCE_HEAD = 6
+EVIDENCE_TAIL = 4
+#: Most partial sequences kept per rule and key (a flood of step-one events must not grow memory).
+MAX_PARTIALS = 32
+#: Client ids that say nothing about who the client is.
+_ANONYMOUS_IDS = frozenset({"<unknown>", "(null)", "", "unknown"})
+
+
+@dataclass
+class CheckResult:
+    """What an artifact check found: 'true', 'false' or 'unknown' (with why), the facts it rests
+    on, and values the explanation and remediation can use (a certificate's subject, a path...)."""
+
+    status: str
+    evidence: list[EvidenceRef] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+
+class Facts(Protocol):
+    def check(self, name: str, events: list[Event], context: dict[str, Any]) -> CheckResult: ...
+
+
+class NoFacts:
+    """No artifacts were given: every check is unknown, so log rules stand on the logs alone."""
+
+    def check(self, name: str, events: list[Event], context: dict[str, Any]) -> CheckResult:
+        return CheckResult("unknown", reason="no artifacts were given")
+
+
+@dataclass
+class _Partial:
+    next: int
+    events: list[Event]
+    start: float
+
+
+@dataclass
+class _MatchState:
+    match: Match
+    partials: dict[tuple[Any, ...], list[_Partial]] = field(default_factory=dict)
+    pending: dict[tuple[Any, ...], tuple[Event, float]] = field(default_factory=dict)
+    windows: dict[tuple[Any, ...], deque[Event]] = field(default_factory=dict)
+    fired: set[tuple[Any, ...]] = field(default_factory=set)
+
+
+def _key(step: Step, event: Event) -> tuple[Any, ...] | None:
+    values = []
+    for name in step.by:
+        value = event.connection if name == "connection" else event.get(name)
+        if value is None or value == "" or value in _ANONYMOUS_IDS:
+            return None
+        values.append(value)
+    return tuple(values)
+
+
+class _Template(string.Formatter):
+    """str.format that leaves unknown names visible as <name> instead of failing: a remediation
+    with one unknown path is still worth showing."""
+
+    def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
+        if isinstance(key, str):
+            value = kwargs.get(key)
+            return f"<{key}>" if value in (None, "") else value
+        return super().get_value(key, args, kwargs)
+
+
+_TEMPLATE = _Template()
+
+
+def render(template: str, context: dict[str, Any]) -> str:
+    try:
+        return _TEMPLATE.format(template, **context)
+    except (ValueError, IndexError, AttributeError):
+        return template
+
+
+class Engine:
+    """Evaluates rules over an ordered event stream. `feed` returns the findings a given event
+    created or changed; `findings()` is the current view, worst first."""
+
+    def __init__(self, rules: Iterable[Rule], facts: Facts | None = None) -> None:
+        self.rules = list(rules)
+        self.facts: Facts = facts or NoFacts()
+        self._states: list[tuple[Rule, _MatchState]] = [
+            (rule, _MatchState(match)) for rule in self.rules for match in rule.matches if match.type != "fact"]
+        self._findings: dict[tuple[str, tuple[Any, ...]], Finding] = {}
+        self._evidence_seen: dict[tuple[str, tuple[Any, ...]], set[tuple[str, int | None]]] = {}
+        self.watermark = float("-inf")
+        self.events_seen = 0
+        self.refuted: dict[str, int] = {}
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def feed(self, event: Event) -> list[Finding]:
+        self.events_seen += 1
+        changed: dict[int, Finding] = {}
+        if event.ts > self.watermark:
+            for overdue in self._advance(event.ts):
+                changed[id(overdue)] = overdue
+            self.watermark = event.ts
+        for rule, state in self._states:
+            for events in self._evaluate(state, event):
+                finding = self._hit(rule, events)
+                if finding is not None:
+                    changed[id(finding)] = finding
+        return list(changed.values())
+
+    def feed_many(self, events: Iterable[Event]) -> list[Finding]:
+        changed: dict[int, Finding] = {}
+        for event in events:
+            for finding in self.feed(event):
+                changed[id(finding)] = finding
+        return list(changed.values())
+
+    def advance_to(self, now: float) -> list[Finding]:
+        """Move event time forward without an event (live mode's clock tick, or a test's end), so
+        absences whose deadline passed can fire."""
+        changed = self._advance(now)
+        self.watermark = max(self.watermark, now)
+        return changed
+
+    def finish(self) -> list[Finding]:
+        """End of input: evaluate the rules that rest on artifacts alone. Absences whose deadline
+        was not reached stay silent: the log ended before we could know."""
+        changed = []
+        for rule in self.rules:
+            for match in rule.matches:
+                if match.type == "fact" and match.check is not None:
+                    result = self.facts.check(match.check, [], {})
+                    if result.status == "true":
+                        finding = self._fold(rule, [], result, confirmed=True)
+                        changed.append(finding)
+        return changed
+
+    # -- matching ------------------------------------------------------------------------------
+
+    def _evaluate(self, state: _MatchState, event: Event) -> list[list[Event]]:
+        match = state.match
+        if match.type == "event":
+            return [[event]] if match.steps[0].where(event) else []
+        if match.type == "threshold":
+            return self._threshold(state, event)
+        if match.type == "absence":
+            first, missing = match.steps
+            if missing.where(event):
+                key = _key(missing, event)
+                if key is not None:
+                    state.pending.pop(key, None)
+            if first.where(event):
+                key = _key(first, event)
+                if key is not None and key not in state.pending:
+                    state.pending[key] = (event, event.ts + match.window)
+            return []
+        return self._sequence(state, event)
+
+    def _sequence(self, state: _MatchState, event: Event) -> list[list[Event]]:
+        match = state.match
+        fired: list[list[Event]] = []
+        if match.until is not None and match.until.where(event):
+            key = _key(match.until, event)
+            if key is not None:
+                state.partials.pop(key, None)
+        for index in range(len(match.steps) - 1, 0, -1):
+            step = match.steps[index]
+            if not step.where(event):
+                continue
+            key = _key(step, event)
+            partials = state.partials.get(key) if key is not None else None
+            if not partials:
+                continue
+            for partial in list(partials):
+                if partial.next != index or event.ts - partial.start > match.window:
+                    continue
+                partial.events.append(event)
+                partial.next += 1
+                if partial.next == len(match.steps):
+                    fired.append(partial.events)
+                    partials.remove(partial)
+            if not partials:
+                del state.partials[key]  # type: ignore[arg-type]
+        first = match.steps[0]
+        if first.where(event):
+            key = _key(first, event)
+            if key is not None:
+                partials = state.partials.setdefault(key, [])
+                partials.append(_Partial(1, [event], event.ts))
+                if len(partials) > MAX_PARTIALS:
+                    del partials[0]
+        return fired
+
+    def _threshold(self, state: _MatchState, event: Event) -> list[list[Event]]:
+        match = state.match
+        step = match.steps[0]
+        if not step.where(event):
+            return []
+        key = _key(step, event) if step.by else ()
+        if key is None:
+            return []
+        window = state.windows.setdefault(key, deque())
+        window.append(event)
+        while window and event.ts - window[0].ts > match.window:
+            window.popleft()
+        if key in state.fired:
+            return [[event]]
+        if len(window) >= match.count:
+            state.fired.add(key)
+            return [list(window)]
+        return []
+
+    def _advance(self, now: float) -> list[Finding]:
+        """Event time moved to `now`: fire overdue absences, drop expired state."""
+        changed = []
+        for rule, state in self._states:
+            match = state.match
+            if match.type == "absence" and state.pending:
+                for key, (event, deadline) in list(state.pending.items()):
+                    if deadline < now:
+                        del state.pending[key]
+                        finding = self._hit(rule, [event])
+                        if finding is not None:
+                            changed.append(finding)
+            elif match.type == "sequence" and state.partials:
+                for key, partials in list(state.partials.items()):
+                    partials[:] = [p for p in partials if now - p.start <= match.window]
+                    if not partials:
+                        del state.partials[key]
+            elif match.type == "threshold" and state.windows:
+                for key, window in list(state.windows.items()):
+                    while window and now - window[0].ts > match.window:
+                        window.popleft()
+                    if not window:
+                        del state.windows[key]
+                        state.fired.discard(key)
+        return changed
+
+    # -- findings ------------------------------------------------------------------------------
+
+    def _context(self, rule: Rule, events: list[Event]) -> dict[str, Any]:
+        context: dict[str, Any] = {}
+        for event in events:
+            for name, value in event.fields.items():
+                context.setdefault(name, value)
+            context.setdefault("source", event.source)
+        return context
+
+    def _hit(self, rule: Rule, events: list[Event]) -> Finding | None:
+        context = self._context(rule, events)
+        confirmed = False
+        combined = CheckResult("unknown")
+        for check in rule.checks:
+            result = self.facts.check(check.name, events, context)
+            effect = {"true": check.on_true, "false": check.on_false}.get(result.status, check.on_unknown)
+            if effect == "refute":
+                self.refuted[rule.id] = self.refuted.get(rule.id, 0) + 1
+                return None
+            if effect == "confirm":
+                confirmed = True
+                combined.evidence.extend(result.evidence)
+            combined.values.update(result.values)
+        return self._fold(rule, events, combined, confirmed=confirmed)
+
+    def _fold(self, rule: Rule, events: list[Event], checks: CheckResult, *, confirmed: bool) -> Finding:
+        context = self._context(rule, events)
+        context.update(checks.values)
+        group_values = tuple(context.get(name) for name in rule.group_by)
+        key = (rule.id, group_values)
+        finding = self._findings.get(key)
+        times = [e.ts for e in events]
+        if finding is None:
+            start = min(times) if times else self.watermark if self.watermark > float("-inf") else 0.0
+            group = ", ".join(f"{n}={v}" for n, v in zip(rule.group_by, group_values, strict=True) if v is not None)
+            finding = Finding(id=rule.id, severity=rule.severity, title=rule.title, explanation="", group=group,
+                              first_seen=start, last_seen=max(times) if times else start,
+                              confirm_with=rule.confirm_with, tell_apart=rule.tell_apart)
+            self._findings[key] = finding
+            self._evidence_seen[key] = set()
+        finding.count += 1
+        if times:
+            finding.first_seen = min(finding.first_seen, min(times))
+            finding.last_seen = max(finding.last_seen, max(times))
+        for name, value in context.items():
+            finding.context.setdefault(name, value)
+        seen = self._evidence_seen[key]
+        for event in events:
+            side = side_of(event)
+            finding.sides.add(side)
+            client = event.fields.get("client_id")
+            if isinstance(client, str) and client not in _ANONYMOUS_IDS:
+                finding.clients.add(client)
+            elif side == "client":
+                finding.clients.add(event.source.split(":", 1)[-1])
+            user = event.fields.get("username")
+            if isinstance(user, str) and user:
+                finding.users.add(user)
+            for host_field in ("peer_addr", "host"):
+                host = event.fields.get(host_field) or (event.host if host_field == "host" else None)
+                if isinstance(host, str) and host:
+                    finding.hosts.add(host)
+            ref = (event.file, event.line)
+            if ref in seen:
+                continue
+            seen.add(ref)
+            evidence = EvidenceRef(side, event.file, event.line, event.raw.splitlines()[0] if event.raw else "",
+                                   event.ts, event.source, event.kind)
+            if len(finding.evidence) < EVIDENCE_HEAD + EVIDENCE_TAIL:
+                finding.evidence.append(evidence)
+            else:
+                del finding.evidence[EVIDENCE_HEAD]
+                finding.evidence.append(evidence)
+        known = {(f.file, f.text) for f in finding.facts}
+        for fact in checks.evidence:
+            if (fact.file, fact.text) not in known:
+                finding.facts.append(fact)
+        if confirmed or finding.facts:
+            finding.sides.add("artifact")
+        self._rate(finding)
+        finding.explanation = render(rule.explanation, self._render_context(finding))
+        finding.remediation = [render(step, self._render_context(finding)) for step in rule.remediation]
+        finding.revision += 1
+        return finding
+
+    @staticmethod
+    def _render_context(finding: Finding) -> dict[str, Any]:
+        context = dict(finding.context)
+        context.update(clients=", ".join(sorted(finding.clients)) or "<unknown client>",
+                       users=", ".join(sorted(finding.users)) or "<no user name>",
+                       hosts=", ".join(sorted(finding.hosts)) or "<unknown host>",
+                       count=finding.count)
+        return context
+
+    @staticmethod
+    def _rate(finding: Finding) -> None:
+        logs = finding.sides - {"artifact"}
+        artifact = "artifact" in finding.sides
+        both = len(logs) >= 2
+        if both and artifact:
+            finding.confidence, why = "high", "both sides of the connection and the artifacts agree"
+        elif both or (logs and artifact):
+            finding.confidence = "medium"
+            why = ("both sides of the connection agree" if both
+                   else f"the {next(iter(logs))} log and the artifacts agree")
+        elif artifact:
+            finding.confidence, why = "medium", "the artifacts alone show it"
+        else:
+            finding.confidence, why = "low", f"only the {next(iter(logs), 'log')} side shows it"
+        finding.confidence_reason = why
+
+    def findings(self) -> list[Finding]:
+        """Current findings, worst first, with look-alike causes folded: where two rules fit the
+        same evidence and artifacts confirmed neither, one finding names both; where artifacts
+        confirmed one, the unconfirmed look-alike is dropped."""
+        by_id: dict[str, list[Finding]] = {}
+        for finding in self._findings.values():
+            by_id.setdefault(finding.id, []).append(finding)
+        rules = {rule.id: rule for rule in self.rules}
+        hidden: set[int] = set()
+        for finding in self._findings.values():
+            rule = rules.get(finding.id)
+            if rule is None or id(finding) in hidden:
+                continue
+            confirmed = "artifact" in finding.sides
+            mine = {(e.file, e.line) for e in finding.evidence}
+            for other_id in rule.look_alike:
+                for other in by_id.get(other_id, []):
+                    if id(other) in hidden or not mine & {(e.file, e.line) for e in other.evidence}:
+                        continue
+                    other_confirmed = "artifact" in other.sides
+                    if confirmed and not other_confirmed:
+                        hidden.add(id(other))
+                    elif not confirmed and not other_confirmed:
+                        better, worse = sorted((finding, other), key=lambda f: (rules[f.id].priority, f.id))
+                        hidden.add(id(worse))
+                        if worse.id not in better.alternatives:
+                            better.alternatives.append(worse.id)
+        visible = [f for f in self._findings.values() if id(f) not in hidden]
+        return sorted(visible, key=lambda f: (-severity_rank(f.severity), -f.count, f.first_seen, f.id))

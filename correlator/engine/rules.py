@@ -1,0 +1,335 @@
+"""Rules as data: loading, validating and compiling the TOML files in `rules/`.
+
+A rule names one root cause from ROOT_CAUSES.md and says how the logs show it, with one or more
+`[[match]]` blocks, each of one type:
+
+- `event`: one event with field predicates;
+- `sequence`: ordered steps joined by a key (named differently per step if the sources differ),
+  within `maxspan`, cancelled by an optional `until`;
+- `absence`: a `first` event not followed by a `missing` event with the same key within `within`;
+- `threshold`: `count` events with the same key within `within`;
+- `fact`: an artifact check alone (certificates, configs), no log needed.
+
+`[[check]]` entries name artifact checks (correlator/engine/facts.py) that confirm or refute a
+match; `[[test]]` entries are the rule's own test cases. Predicates are tables of field -> value,
+where a value is a scalar (equality), a list (membership) or a table of operators
+(eq, ne, in, not_in, regex, not_regex, gt, ge, lt, le, exists, startswith).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from correlator.errors import DefinitionError
+from correlator.model import SEVERITIES, Event
+from correlator.resources import search_path
+
+Predicate = Callable[[Event], bool]
+
+_ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9_]+$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_OPS = {"eq", "ne", "in", "not_in", "regex", "not_regex", "gt", "ge", "lt", "le", "exists", "startswith"}
+
+
+def side_of(event: Event) -> str:
+    """Whose view an event is: the broker's, an OPC UA server's, or a client's."""
+    source = event.source
+    if source == "broker" or source.startswith("broker:"):
+        return "broker"
+    if source.startswith("opcua-server"):
+        return "server"
+    return "client"
+
+
+def _value(event: Event, name: str) -> Any:
+    if name == "side":
+        return side_of(event)
+    return event.get(name)
+
+
+@dataclass(frozen=True)
+class Step:
+    where: Predicate
+    by: tuple[str, ...]
+    text: str
+
+
+@dataclass
+class Match:
+    type: str
+    steps: tuple[Step, ...] = ()
+    until: Step | None = None
+    window: float = 0.0
+    count: int = 1
+    check: str | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    on_true: str
+    on_false: str
+    on_unknown: str
+
+
+@dataclass
+class RuleTest:
+    name: str
+    fires: bool
+    events: list[dict[str, Any]]
+    facts: dict[str, bool]
+
+
+@dataclass
+class Rule:
+    id: str
+    title: str
+    severity: str
+    file: str
+    explanation: str
+    matches: list[Match]
+    group_by: tuple[str, ...] = ()
+    checks: list[Check] = field(default_factory=list)
+    confirm_with: str = ""
+    look_alike: tuple[str, ...] = ()
+    tell_apart: str = ""
+    remediation: tuple[str, ...] = ()
+    tests: list[RuleTest] = field(default_factory=list)
+    priority: int = 50
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds in '10s', '5m', '2h', '1d', '250ms' or a bare number; None when it is none of them."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNITS[match.group(2)]
+    return None
+
+
+class _RuleLoader:
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.rule_id = file.stem
+
+    def error(self, message: str, key: str) -> DefinitionError:
+        return DefinitionError(message, file=self.file, context=f"rule {self.rule_id}, {key}")
+
+    def keys(self, table: Any, allowed: set[str], key: str) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            raise self.error("must be a table", key)
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            raise self.error(f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})", key)
+        return table
+
+    def predicate(self, where: Any, key: str) -> Predicate:
+        if not isinstance(where, dict) or not where:
+            raise self.error("'where' must be a non-empty table of field predicates", key)
+        tests: list[Predicate] = [self.field_test(name, spec, f"{key}.{name}") for name, spec in where.items()]
+        if len(tests) == 1:
+            return tests[0]
+        return lambda event: all(test(event) for test in tests)
+
+    def field_test(self, name: str, spec: Any, key: str) -> Predicate:
+        if isinstance(spec, list):
+            allowed = frozenset(spec)
+            return lambda event: _value(event, name) in allowed
+        if not isinstance(spec, dict):
+            return lambda event: _value(event, name) == spec
+        unknown = set(spec) - _OPS
+        if unknown:
+            raise self.error(f"unknown operator(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(_OPS))})",
+                             key)
+        parts: list[Predicate] = []
+        for op, arg in spec.items():
+            parts.append(self.operator(name, op, arg, f"{key}.{op}"))
+        return lambda event: all(part(event) for part in parts)
+
+    def operator(self, name: str, op: str, arg: Any, key: str) -> Predicate:
+        if op == "eq":
+            return lambda e: _value(e, name) == arg
+        if op == "ne":
+            return lambda e: _value(e, name) != arg
+        if op in ("in", "not_in"):
+            if not isinstance(arg, list):
+                raise self.error(f"'{op}' needs a list", key)
+            values = frozenset(arg)
+            return (lambda e: _value(e, name) in values) if op == "in" else (lambda e: _value(e, name) not in values)
+        if op in ("regex", "not_regex"):
+            try:
+                regex = re.compile(str(arg))
+            except re.error as exc:
+                raise self.error(f"regex does not compile: {exc}", key) from exc
+            if op == "regex":
+                return lambda e: (v := _value(e, name)) is not None and regex.search(str(v)) is not None
+            return lambda e: (v := _value(e, name)) is None or regex.search(str(v)) is None
+        if op == "exists":
+            return (lambda e: _value(e, name) not in (None, "")) if arg else (lambda e: _value(e, name) in (None, ""))
+        if op == "startswith":
+            return lambda e: str(_value(e, name) or "").startswith(str(arg))
+        if not isinstance(arg, int | float):
+            raise self.error(f"'{op}' needs a number", key)
+        compare: dict[str, Callable[[float, float], bool]] = {
+            "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b, "lt": lambda a, b: a < b, "le": lambda a, b: a <= b}
+        fn = compare[op]
+
+        def numeric(e: Event) -> bool:
+            value = _value(e, name)
+            return isinstance(value, int | float) and not isinstance(value, bool) and fn(value, arg)
+        return numeric
+
+    def duration(self, value: Any, key: str) -> float:
+        seconds = parse_duration(value)
+        if seconds is None:
+            raise self.error(f"{value!r} is not a duration (like 10s, 5m, 2h)", key)
+        return seconds
+
+    def by(self, value: Any, key: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise self.error("'by' must be a field name or a list of field names", key)
+
+    def step(self, table: Any, key: str, default_by: tuple[str, ...]) -> Step:
+        table = self.keys(table, {"where", "by"}, key)
+        if "where" not in table:
+            raise self.error("missing key 'where'", key)
+        by = self.by(table.get("by"), f"{key}.by") or default_by
+        return Step(self.predicate(table["where"], f"{key}.where"), by, repr(table["where"]))
+
+    def match(self, table: Any, key: str) -> Match:
+        kind = table.get("type") if isinstance(table, dict) else None
+        allowed = {"event": {"type", "where"},
+                   "sequence": {"type", "by", "maxspan", "steps", "until"},
+                   "absence": {"type", "by", "within", "first", "missing"},
+                   "threshold": {"type", "by", "within", "count", "where"},
+                   "fact": {"type", "check"}}
+        if kind not in allowed:
+            raise self.error(f"'type' must be one of {', '.join(allowed)}", f"{key}.type")
+        table = self.keys(table, allowed[kind], key)
+        default_by = self.by(table.get("by"), f"{key}.by")
+        if kind == "event":
+            return Match("event", (self.step({"where": table.get("where")}, key, ()),))
+        if kind == "sequence":
+            steps = table.get("steps")
+            if not isinstance(steps, list) or len(steps) < 2:
+                raise self.error("a sequence needs at least two steps", f"{key}.steps")
+            compiled = tuple(self.step(s, f"{key}.steps[{i}]", default_by) for i, s in enumerate(steps))
+            if any(not s.by for s in compiled):
+                raise self.error("every step of a sequence needs a join key ('by' on the match or the step)", key)
+            until = self.step(table["until"], f"{key}.until", default_by) if "until" in table else None
+            window = self.duration(table.get("maxspan", "30s"), f"{key}.maxspan")
+            return Match("sequence", compiled, until, window)
+        if kind == "absence":
+            for name in ("first", "missing", "within"):
+                if name not in table:
+                    raise self.error(f"missing key {name!r}", key)
+            first = self.step(table["first"], f"{key}.first", default_by)
+            missing = self.step(table["missing"], f"{key}.missing", default_by)
+            if not first.by or not missing.by:
+                raise self.error("an absence needs a join key ('by')", key)
+            return Match("absence", (first, missing), None, self.duration(table["within"], f"{key}.within"))
+        if kind == "threshold":
+            count = table.get("count")
+            if not isinstance(count, int) or count < 2:
+                raise self.error("'count' must be an integer of at least 2", f"{key}.count")
+            step = self.step({"where": table.get("where"), "by": table.get("by")}, key, ())
+            window = self.duration(table.get("within", "60s"), f"{key}.within")
+            return Match("threshold", (step,), None, window, count)
+        check = table.get("check")
+        if not isinstance(check, str):
+            raise self.error("a fact match needs 'check' (the name of an artifact check)", f"{key}.check")
+        return Match("fact", check=check)
+
+    def load(self) -> Rule:
+        try:
+            data = tomllib.loads(self.file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise DefinitionError(f"not valid TOML: {exc}", file=self.file) from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DefinitionError(f"cannot read: {exc}", file=self.file) from exc
+        self.keys(data, {"rule", "match", "check", "test"}, "top level")
+        head = self.keys(data.get("rule"), {"id", "title", "severity", "explanation", "group_by", "confirm_with",
+                                            "look_alike", "tell_apart", "remediation", "priority", "notes"},
+                         "[rule]")
+        for name in ("id", "title", "severity", "explanation"):
+            if not isinstance(head.get(name), str):
+                raise self.error(f"missing or non-text key {name!r}", "[rule]")
+        self.rule_id = head["id"]
+        if not _ID.match(self.rule_id):
+            raise self.error("id must look like area.name (see ROOT_CAUSES.md)", "rule.id")
+        if head["severity"] not in SEVERITIES:
+            raise self.error(f"severity must be one of {', '.join(SEVERITIES)}", "rule.severity")
+        matches_data = data.get("match")
+        if not isinstance(matches_data, list) or not matches_data:
+            raise self.error("at least one [[match]] is needed", "match")
+        matches = [self.match(m, f"match[{i}]") for i, m in enumerate(matches_data)]
+        checks = []
+        for index, entry in enumerate(data.get("check", [])):
+            key = f"check[{index}]"
+            entry = self.keys(entry, {"name", "on_true", "on_false", "on_unknown"}, key)
+            effects = {"confirm", "refute", "keep"}
+            values = [entry.get("on_true", "confirm"), entry.get("on_false", "keep"), entry.get("on_unknown", "keep")]
+            if not isinstance(entry.get("name"), str) or any(v not in effects for v in values):
+                raise self.error(f"a check needs 'name' and effects from {', '.join(sorted(effects))}", key)
+            checks.append(Check(entry["name"], *values))
+        tests = []
+        for index, entry in enumerate(data.get("test", [])):
+            key = f"test[{index}]"
+            entry = self.keys(entry, {"name", "fires", "events", "facts"}, key)
+            if not isinstance(entry.get("fires"), bool) or not isinstance(entry.get("events", []), list):
+                raise self.error("a test needs 'fires' (true/false) and 'events' (a list)", key)
+            tests.append(RuleTest(str(entry.get("name", key)), entry["fires"], list(entry.get("events", [])),
+                                  dict(entry.get("facts", {}))))
+        remediation = head.get("remediation", [])
+        if isinstance(remediation, str):
+            remediation = [remediation]
+        return Rule(
+            id=self.rule_id, title=head["title"], severity=head["severity"], file=str(self.file),
+            explanation=head["explanation"].strip(), matches=matches,
+            group_by=self.by(head.get("group_by"), "rule.group_by"), checks=checks,
+            confirm_with=str(head.get("confirm_with", "")), look_alike=tuple(head.get("look_alike", [])),
+            tell_apart=str(head.get("tell_apart", "")), remediation=tuple(str(r) for r in remediation), tests=tests,
+            priority=int(head.get("priority", 50)))
+
+
+def load_rule(file: Path) -> Rule:
+    return _RuleLoader(file).load()
+
+
+def rule_files(extra_dirs: list[str | Path] | None = None) -> list[Path]:
+    by_name: dict[str, Path] = {}
+    for folder in search_path("rules", list(extra_dirs or [])):
+        if not folder.is_dir():
+            raise DefinitionError("rule folder does not exist", file=folder)
+        for file in sorted(folder.glob("*.toml")):
+            by_name[file.name] = file
+    return list(by_name.values())
+
+
+def load_rules(extra_dirs: list[str | Path] | None = None, *, collect: bool = False
+               ) -> tuple[list[Rule], list[DefinitionError]]:
+    rules: dict[str, Rule] = {}
+    errors: list[DefinitionError] = []
+    for file in rule_files(extra_dirs):
+        try:
+            rule = load_rule(file)
+        except DefinitionError as exc:
+            if not collect:
+                raise
+            errors.append(exc)
+            continue
+        rules[rule.id] = rule
+    return sorted(rules.values(), key=lambda r: (r.priority, r.id)), errors
