@@ -133,7 +133,7 @@ ENUMS: dict[str, frozenset[str]] = {
     "protocol": frozenset({"mqtt", "websockets"}),
     "socket_domain": frozenset({"ipv4", "ipv6"}),
     "tls_keyform": frozenset({"pem", "engine"}),
-    "log_type": frozenset({"debug", "error", "warning", "notice", "information", "info", "subscribe",
+    "log_type": frozenset({"debug", "error", "warning", "notice", "information", "subscribe",
                            "unsubscribe", "websockets", "none", "all"}),
     "log_dest": frozenset({"stderr", "stdout", "syslog", "topic", "file", "dlt", "none"}),
 }
@@ -554,6 +554,10 @@ class _Parser:
             return
         port_text = words[0]
         bind = words[1] if len(words) > 1 and not words[1].startswith("#") else None
+        if port_text.isdigit() and int(port_text) > 65535:
+            self.problem("error", "bad_value", f"invalid listener port {port_text}: mosquitto refuses to start",
+                         setting.file, setting.line)
+            return
         if not _valid_port(port_text, allow_zero=True):
             self.problem("warning" if bind else "error", "bad_value",
                          f"listener port {port_text!r} is not a number: mosquitto reads it as 0"
@@ -572,7 +576,7 @@ class _Parser:
         listener = Listener(port, bind, "listener", setting)
         self.config.listeners.append(listener)
         self.listener_security[id(listener)] = listener.security
-        self.scope = _Scope(listener)
+        self.scope = _Scope(listener, self.scope.bridge)  # bridge options may continue below
 
     def security_option(self, setting: Setting) -> None:
         if self.config.per_listener_settings:

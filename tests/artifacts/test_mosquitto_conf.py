@@ -288,7 +288,8 @@ BROKEN = {
     "max_qos": "max_qos 3\n",
     "empty value": "cafile\n",
     "duplicate listener": "listener {port0} 127.0.0.1\n",
-    "bad log_type": "log_type everything\n",
+    "bad log_type": "log_type info\n",
+    "port out of range": "listener 70000\n",
 }
 
 
@@ -306,3 +307,27 @@ def test_conf_we_flag_as_error_really_stops_mosquitto(case: str, tmp_path: Path,
     reported = [line for line in broker.log_text().splitlines() if "Error found at" in line]
     if reported:
         assert int(reported[0].rsplit(":", 1)[1].rstrip(".")) in flagged
+
+
+ACCEPTED = {
+    "trailing comment after yes/no": ("allow_anonymous true # for now\n", None),
+    "log_type information": ("log_type information\nlog_type subscribe\n", None),
+    "bridge after listener": ("connection b1\naddress 127.0.0.1:9\nlistener {port1} 127.0.0.1\ntopic # both 0\n",
+                              None),
+    "certfile without keyfile": ("certfile /nonexistent/server.pem\n", "tls_incomplete"),
+    "tls_version typo without TLS": ("tls_version tlsv1.0\n", "bad_value"),
+    "number that is not one": ("max_connections lots\n", "bad_value"),
+}
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("case", sorted(ACCEPTED))
+def test_conf_we_accept_really_starts(case: str, tmp_path: Path, mosquitto_available: str) -> None:
+    extra, warning = ACCEPTED[case]
+    broker = Mosquitto(tmp_path, "listener {port0} 127.0.0.1\n" + extra, listeners=2)
+    config = parse_mosquitto_conf(broker.conf_path)
+    assert config.starts, [str(p) for p in config.problems]
+    if warning is not None:
+        assert warning in [p.code for p in config.problems if p.severity == "warning"]
+    with broker:
+        assert broker.proc is not None and broker.proc.poll() is None
