@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import cryptography
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import correlator
 from correlator.artifacts.certs import CertFacts, LoadResult, load_bytes, load_certificates, load_file, load_paths
 from correlator.errors import ArtifactError
 from correlator.lab import pki
@@ -187,29 +191,42 @@ def test_load_certificates_raises_when_nothing_loads(tmp_path: Path) -> None:
         load_certificates([tmp_path / "ca.pem"])
 
 
-def test_unreadable_folder_is_reported(tmp_path: Path) -> None:
-    """As root a mode-000 folder is still readable, so the walk runs in a child as 'nobody'."""
-    folder = tmp_path / "locked"
+def _unprivileged_python() -> str | None:
+    """An interpreter the 'nobody' user may run (the venv's may live under /root), same version."""
+    name = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    for candidate in (sys.executable, f"/usr/bin/{name}", f"/usr/local/bin/{name}"):
+        if candidate and os.access(candidate, os.X_OK) and all(
+                os.stat(parent).st_mode & 0o001 for parent in Path(candidate).resolve().parents):
+            return str(Path(candidate).resolve())
+    return None
+
+
+def test_unreadable_folder_is_reported() -> None:
+    """As root a mode-000 folder is still readable, so then the walk runs in a child as 'nobody'."""
+    base = Path(tempfile.mkdtemp(prefix="correlator-locked-"))
+    base.chmod(0o755)
+    folder = base / "locked"
     folder.mkdir()
     (folder / "ca.pem").write_text("x")
     folder.chmod(0)
     try:
         if os.geteuid() != 0:
-            result = load_paths([tmp_path])
-            assert any("cannot read folder" in str(e) and "locked" in str(e) for e in result.errors)
+            result = load_paths([base])
+            assert [str(e) for e in result.errors] == [f"{folder}: cannot read folder: Permission denied"]
             return
-        code = ("import sys; from correlator.artifacts.certs import load_paths;"
-                f"r = load_paths([{str(tmp_path)!r}]); print([str(e) for e in r.errors])")
-        try:
-            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, user=65534,
-                                  timeout=30, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
-        except PermissionError:
-            pytest.skip("cannot switch to an unprivileged user here")
-        if proc.returncode != 0:
-            pytest.skip(f"an unprivileged user cannot run this interpreter: {proc.stderr[-200:]}")
-        assert "cannot read folder" in proc.stdout and "locked" in proc.stdout
+        python = _unprivileged_python()
+        if python is None:
+            pytest.skip("no interpreter the unprivileged user can run")
+        code = ("from correlator.artifacts.certs import load_paths;"
+                f"print([str(e) for e in load_paths([{str(base)!r}]).errors])")
+        paths = [str(Path(correlator.__file__).parents[1]), str(Path(cryptography.__file__).parents[1])]
+        proc = subprocess.run([python, "-c", code], capture_output=True, text=True, user=65534, group=65534,
+                              timeout=30, env={"PYTHONPATH": os.pathsep.join(paths), "PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == str([f"{folder}: cannot read folder: Permission denied"])
     finally:
         folder.chmod(0o755)
+        shutil.rmtree(base)
 
 
 # ---------------------------------------------------------------------------------------------
