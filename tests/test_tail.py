@@ -1,0 +1,596 @@
+"""Live tailing loses and duplicates nothing: every test writes numbered lines and checks the exact
+sequence received per followed path, through bursts, rotations, truncations and new files, and
+against a real mosquitto that writes its own log while it is rotated."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from correlator.errors import InputError
+from correlator.lab.broker import Mosquitto
+from correlator.sources.lines import iter_lines
+from correlator.sources.tail import LineBatch, Tailer, TailEvent
+
+WAIT = 15.0  # generous upper bound for a condition; tests finish as soon as it holds
+
+
+class Collector:
+    """The consumer: records every batch and lets a test wait for a condition on them."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.batches: list[LineBatch] = []
+        self.lines: dict[Path, list[bytes]] = defaultdict(list)
+
+    def __call__(self, batch: LineBatch) -> None:
+        with self.cond:
+            self.batches.append(batch)
+            self.lines[batch.path].extend(line for _, line in batch.lines)
+            self.cond.notify_all()
+
+    def wait(self, predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+        with self.cond:
+            if not self.cond.wait_for(predicate, timeout):
+                counts = {str(p): len(v) for p, v in self.lines.items()}
+                pytest.fail(f"timed out waiting for {what}; lines so far: {counts}")
+
+    def wait_count(self, path: Path, count: int, timeout: float = WAIT) -> None:
+        self.wait(lambda: len(self.lines[path]) >= count, f"{count} lines of {path.name}", timeout)
+
+    def events(self, path: Path) -> list[TailEvent]:
+        with self.cond:
+            return [b.event for b in self.batches if b.path == path and b.event is not None]
+
+
+def numbered(tag: str, start: int, count: int) -> list[bytes]:
+    return [b"%s line %07d" % (tag.encode(), i) for i in range(start, start + count)]
+
+
+def append(path: Path, lines: list[bytes]) -> None:
+    with open(path, "ab") as handle:
+        handle.write(b"".join(line + b"\n" for line in lines))
+
+
+@pytest.fixture(params=["inotify", "polling"])
+def observer(request: pytest.FixtureRequest) -> bool:
+    """Whether to use the polling observer: both must pass, the fallback is not second class."""
+    return bool(request.param == "polling")
+
+
+@pytest.fixture
+def collector() -> Collector:
+    return Collector()
+
+
+@pytest.fixture
+def make_tailer(collector: Collector) -> Iterator[Callable[..., Tailer]]:
+    made: list[Tailer] = []
+
+    def make(**options: object) -> Tailer:
+        tailer = Tailer(collector, poll_interval=0.25, **options)  # type: ignore[arg-type]
+        made.append(tailer)
+        return tailer
+
+    yield make
+    for tailer in made:
+        tailer.stop()
+
+
+# --------------------------------------------------------------------------- plain appending
+
+
+def test_bursts_from_another_thread_arrive_complete_in_order_with_offsets(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer], observer: bool) -> None:
+    path = tmp_path / "burst.log"
+    path.write_bytes(b"")
+    tailer = make_tailer(polling=observer)
+    tailer.add_file(path)
+    tailer.start()
+    expected = numbered("b", 0, 50_000)
+
+    def writer() -> None:
+        # Uneven writes, and lines cut across writes, as a buffered logger produces them.
+        blob = b"".join(line + b"\n" for line in expected)
+        with open(path, "ab", buffering=0) as handle:
+            pos = 0
+            step = 1
+            while pos < len(blob):
+                size = (step * 7919) % 60_000 + 1
+                handle.write(blob[pos:pos + size])
+                pos += size
+                step += 1
+                if step % 20 == 0:
+                    time.sleep(0.001)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    thread.join()
+    collector.wait_count(path, len(expected))
+    tailer.stop()
+    assert collector.lines[path] == expected
+    offsets = [offset for batch in collector.batches for offset, _ in batch.lines]
+    assert offsets == [i * (len(expected[0]) + 1) for i in range(len(expected))]
+
+
+def test_start_at_end_skips_old_lines_but_keeps_the_line_being_written(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer]) -> None:
+    path = tmp_path / "end.log"
+    append(path, numbered("old", 0, 100))
+    with open(path, "ab") as handle:
+        handle.write(b"half of a li")
+    tailer = make_tailer()
+    tailer.add_file(path)
+    tailer.start()
+    collector.wait(lambda: TailEvent.OPENED in collector.events(path), "the opened event")
+    with open(path, "ab") as handle:
+        handle.write(b"ne\n")
+    append(path, numbered("new", 0, 10))
+    collector.wait_count(path, 11)
+    tailer.stop()
+    assert collector.lines[path] == [b"half of a line", *numbered("new", 0, 10)]
+
+
+def test_start_from_beginning_reads_everything(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer]) -> None:
+    path = tmp_path / "begin.log"
+    append(path, numbered("old", 0, 1000))
+    tailer = make_tailer(from_beginning=True)
+    tailer.add_file(path)
+    tailer.start()
+    append(path, numbered("new", 0, 10))
+    collector.wait_count(path, 1010)
+    tailer.stop()
+    assert collector.lines[path] == numbered("old", 0, 1000) + numbered("new", 0, 10)
+    assert collector.events(path) == [TailEvent.OPENED]
+
+
+def test_partial_line_waits_for_its_newline_and_stop_drains(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer]) -> None:
+    path = tmp_path / "partial.log"
+    path.write_bytes(b"")
+    tailer = make_tailer()
+    tailer.add_file(path)
+    tailer.start()
+    with open(path, "ab", buffering=0) as handle:
+        handle.write(b"first\r\nsec")
+        collector.wait_count(path, 1)
+        handle.write(b"ond\nthi")
+        collector.wait_count(path, 2)
+        handle.write(b"rd\n" + b"".join(line + b"\n" for line in numbered("x", 0, 5000)) + b"unfinished")
+    tailer.stop()  # no waiting: stop() itself reads everything written so far
+    assert collector.lines[path] == [b"first", b"second", b"third", *numbered("x", 0, 5000)]
+
+
+def test_file_that_does_not_exist_yet_is_read_from_its_start(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer]) -> None:
+    path = tmp_path / "later" / "app.log"
+    tailer = make_tailer()
+    tailer.add_file(path)
+    tailer.start()
+    path.parent.mkdir()
+    append(path, numbered("l", 0, 50))
+    collector.wait_count(path, 50)
+    tailer.stop()
+    assert collector.lines[path] == numbered("l", 0, 50)
+
+
+# --------------------------------------------------------------------------------- rotations
+
+
+class Writer(threading.Thread):
+    """An application logging numbered lines through its own file handle, as a daemon does.
+    `rotate` runs between two lines while the writer is paused, and may replace the handle."""
+
+    def __init__(self, path: Path, total: int, every: int,
+                 rotate: Callable[[int, Writer], None]) -> None:
+        super().__init__()
+        self.path = path
+        self.total = total
+        self.every = every
+        self.rotate = rotate
+        self.handle = open(path, "ab", buffering=0)  # noqa: SIM115 - closed in run()
+        self.lines = numbered("w", 0, total)
+        self.next = 0
+
+    def run(self) -> None:
+        try:
+            while self.next < self.total:
+                if self.next and self.next % self.every == 0:
+                    self.rotate(self.next // self.every, self)
+                self.write_next()
+                if self.next % 500 == 0:
+                    time.sleep(0.002)  # let the tailer see the file in many states
+        finally:
+            self.handle.close()
+
+    def write_next(self) -> None:
+        self.handle.write(self.lines[self.next] + b"\n")
+        self.next += 1
+
+    def reopen(self) -> None:
+        self.handle.close()
+        self.handle = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed in run()
+
+
+def test_rename_and_create_rotation_reads_old_file_to_its_end_first(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer], observer: bool) -> None:
+    path = tmp_path / "app.log"
+    path.write_bytes(b"")
+
+    def rotate(n: int, writer: Writer) -> None:
+        # Rotate while the tailer is still behind, but not by a whole rotation period: two
+        # rotations between two looks are a separate test.
+        collector.wait_count(path, writer.next - writer.every // 2)
+        os.rename(path, tmp_path / f"app.log.{n}")
+        # Like a daemon before its SIGHUP: a few more lines go to the renamed file ...
+        for _ in range(3):
+            writer.write_next()
+        writer.reopen()  # ... then it creates the new file and continues there
+
+    tailer = make_tailer(polling=observer)
+    tailer.add_file(path)
+    tailer.start()
+    writer = Writer(path, 20_000, 4_000, rotate)
+    writer.start()
+    writer.join()
+    collector.wait_count(path, 20_000)
+    tailer.stop()
+    assert collector.lines[path] == numbered("w", 0, 20_000)
+    assert collector.events(path) == [TailEvent.OPENED] + [TailEvent.ROTATED] * 4
+    on_disk = [line for n in range(1, 5) for _, line in iter_lines(tmp_path / f"app.log.{n}")]
+    assert on_disk + [line for _, line in iter_lines(path)] == numbered("w", 0, 20_000)
+
+
+def test_old_file_keeps_growing_after_the_rename_until_the_writer_reopens(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer]) -> None:
+    path = tmp_path / "daemon.log"
+    path.write_bytes(b"")
+    tailer = make_tailer()
+    tailer.add_file(path)
+    tailer.start()
+    handle = open(path, "ab", buffering=0)  # noqa: SIM115
+    try:
+        handle.write(b"a1\n")
+        collector.wait_count(path, 1)
+        os.rename(path, tmp_path / "daemon.log.1")
+        path.write_bytes(b"")  # logrotate's `create`: the new file exists before the daemon uses it
+        handle.write(b"a2\n")
+        collector.wait_count(path, 2)  # still read from the renamed file
+        handle.write(b"a3\n")
+    finally:
+        handle.close()
+    append(path, [b"b1", b"b2"])  # the daemon reopened after its signal
+    collector.wait_count(path, 5)
+    tailer.stop()
+    assert collector.lines[path] == [b"a1", b"a2", b"a3", b"b1", b"b2"]
+    ids = [batch.file_id for batch in collector.batches if batch.lines]
+    assert len(set(ids)) == 2 and ids == sorted(ids, key=ids.index)
+
+
+def test_two_renames_before_the_tailer_looks_lose_nothing(tmp_path: Path) -> None:
+    """The worker is held inside the consumer's callback while the log is rotated twice; the
+    file that held the name only in between is found through inotify's rename events. Whether
+    that event reaches the worker before it looks at the name is a race, so only completeness,
+    uniqueness and each file's own order are promised here."""
+    collector = Collector()
+    gate = threading.Event()
+    gate.set()
+    blocked = threading.Event()
+
+    def callback(batch: LineBatch) -> None:
+        if not gate.is_set():
+            blocked.set()
+            gate.wait()
+        collector(batch)
+
+    path = tmp_path / "fast.log"
+    append(path, [b"a1"])
+    tailer = Tailer(callback, from_beginning=True)
+    tailer.add_file(path)
+    tailer.start()
+    try:
+        collector.wait_count(path, 1)
+        gate.clear()
+        append(path, [b"a2"])
+        assert blocked.wait(WAIT)
+        os.rename(path, tmp_path / "fast.log.1")
+        append(path, [b"b1", b"b2"])
+        os.rename(path, tmp_path / "fast.log.2")
+        append(path, [b"c1"])
+        gate.set()
+        collector.wait_count(path, 5)
+    finally:
+        gate.set()
+        tailer.stop()
+    got = collector.lines[path]
+    assert sorted(got) == [b"a1", b"a2", b"b1", b"b2", b"c1"]
+    assert got[:2] == [b"a1", b"a2"] and got.index(b"b1") < got.index(b"b2")
+
+
+def test_copytruncate_while_the_writer_keeps_appending(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer], observer: bool) -> None:
+    path = tmp_path / "ct.log"
+    path.write_bytes(b"")
+
+    def rotate(n: int, writer: Writer) -> None:
+        # logrotate copytruncate: copy, then cut the file the writer keeps open (O_APPEND).
+        collector.wait_count(path, writer.next - writer.every // 2)
+        shutil.copyfile(path, tmp_path / f"ct.log.{n}")
+        os.truncate(path, 0)
+
+    tailer = make_tailer(polling=observer)
+    tailer.add_file(path)
+    tailer.start()
+    writer = Writer(path, 20_000, 4_000, rotate)
+    writer.start()
+    writer.join()
+    collector.wait_count(path, 20_000)
+    tailer.stop()
+    assert collector.lines[path] == numbered("w", 0, 20_000)
+    assert collector.events(path).count(TailEvent.TRUNCATED) == 4
+
+
+def test_delete_and_recreate(tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer],
+                             observer: bool) -> None:
+    path = tmp_path / "gone.log"
+    path.write_bytes(b"")
+    tailer = make_tailer(polling=observer)
+    tailer.add_file(path)
+    tailer.start()
+    expected: list[bytes] = []
+    for round_ in range(4):
+        lines = numbered(f"r{round_}", 0, 2000)
+        expected += lines
+        append(path, lines[:1000])
+        # Once the tailer holds the file open, deleting it loses nothing: the open descriptor
+        # keeps the bytes (the second half is written just before the delete, unread yet).
+        # A file created and deleted between two looks is gone for every reader.
+        collector.wait_count(path, len(expected) - 1000)
+        append(path, lines[1000:])
+        path.unlink()
+    path.write_bytes(b"last\n")
+    expected.append(b"last")
+    collector.wait_count(path, len(expected))
+    tailer.stop()
+    assert collector.lines[path] == expected
+    assert collector.events(path).count(TailEvent.ROTATED) == 4
+
+
+# ----------------------------------------------------------------------------------- folders
+
+
+def test_folder_picks_up_new_matching_files_only(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer], observer: bool) -> None:
+    existing = tmp_path / "existing.log"
+    append(existing, numbered("old", 0, 10))
+    tailer = make_tailer(polling=observer)
+    tailer.add_folder(tmp_path, "*.log")
+    tailer.start()
+    collector.wait(lambda: TailEvent.OPENED in collector.events(existing), "existing.log opened")
+    append(existing, numbered("e", 0, 5))
+    names = ["a.log", "b.log", "c.txt"]
+    for name in names:
+        append(tmp_path / name, numbered(name, 0, 3000))
+    for name in ("a.log", "b.log"):
+        collector.wait_count(tmp_path / name, 3000)
+    collector.wait_count(existing, 5)
+    tailer.stop()
+    assert collector.lines[existing] == numbered("e", 0, 5)
+    for name in ("a.log", "b.log"):
+        assert collector.lines[tmp_path / name] == numbered(name, 0, 3000)
+    assert tmp_path / "c.txt" not in collector.lines
+
+
+def test_folder_rotation_with_a_pattern_that_matches_the_rotated_name(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer]) -> None:
+    path = tmp_path / "svc.log"
+    append(path, numbered("a", 0, 100))
+    tailer = make_tailer(from_beginning=True)
+    tailer.add_folder(tmp_path, "svc*")
+    tailer.start()
+    collector.wait_count(path, 100)
+    os.rename(path, tmp_path / "svc.1.log")  # matches the pattern too: it must not be read again
+    append(path, numbered("b", 0, 100))
+    collector.wait_count(path, 200)
+    tailer.stop()
+    assert collector.lines[path] == numbered("a", 0, 100) + numbered("b", 0, 100)
+    assert tmp_path / "svc.1.log" not in collector.lines
+
+
+def test_files_added_while_running_and_multiple_files_stay_separate(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer]) -> None:
+    one, two = tmp_path / "one.log", tmp_path / "two.log"
+    append(one, [b"old"])
+    tailer = make_tailer()
+    tailer.add_file(one)
+    tailer.start()
+    append(two, [b"before it was added"])
+    tailer.add_file(two)
+    collector.wait(lambda: TailEvent.OPENED in collector.events(two), "two.log opened")
+    append(one, numbered("1", 0, 500))
+    append(two, numbered("2", 0, 500))
+    collector.wait_count(one, 500)
+    collector.wait_count(two, 500)
+    tailer.stop()
+    assert collector.lines[one] == numbered("1", 0, 500)
+    assert collector.lines[two] == numbered("2", 0, 500)
+
+
+# ------------------------------------------------------------------------------ robustness
+
+
+def test_a_failing_callback_is_raised_by_stop(tmp_path: Path) -> None:
+    path = tmp_path / "x.log"
+    append(path, [b"boom"])
+    seen = threading.Event()
+
+    def callback(batch: LineBatch) -> None:
+        if batch.lines:
+            seen.set()
+            raise ValueError("consumer bug")
+
+    tailer = Tailer(callback, from_beginning=True)
+    tailer.add_file(path)
+    tailer.start()
+    assert seen.wait(WAIT)
+    with pytest.raises(ValueError, match="consumer bug"):
+        tailer.stop()
+
+
+def test_start_and_stop_are_safe_to_repeat_and_race(tmp_path: Path, collector: Collector) -> None:
+    path = tmp_path / "s.log"
+    append(path, [b"x"])
+    tailer = Tailer(collector, from_beginning=True)
+    tailer.add_file(path)
+    threads = [threading.Thread(target=tailer.start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stoppers = [threading.Thread(target=tailer.stop) for _ in range(4)]
+    for thread in stoppers:
+        thread.start()
+    for thread in stoppers:
+        thread.join()
+    assert collector.lines[path] == [b"x"]
+    with pytest.raises(RuntimeError):
+        tailer.start()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_is_reported_once(tmp_path: Path, collector: Collector) -> None:
+    path = tmp_path / "secret.log"
+    append(path, [b"x"])
+    path.chmod(0)
+    errors: list[InputError] = []
+    tailer = Tailer(collector, on_error=errors.append, poll_interval=0.05)
+    tailer.add_file(path)
+    tailer.start()
+    deadline = time.monotonic() + WAIT
+    while not errors and time.monotonic() < deadline:
+        time.sleep(0.01)
+    tailer.stop()
+    assert len(errors) == 1 and str(path) in str(errors[0])
+
+
+# ---------------------------------------------------------------------- a real mosquitto log
+
+
+class Traffic(threading.Thread):
+    """mosquitto_pub in a loop, so the broker writes connect/disconnect lines continuously."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.running = threading.Event()
+        self.running.set()
+        self.idle = threading.Event()
+        self.done = threading.Event()
+        self.sent = 0
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            if not self.running.is_set():
+                self.idle.set()
+                self.running.wait(0.05)
+                continue
+            self.idle.clear()
+            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-t", "t",
+                            "-m", f"m{self.sent}", "-i", f"pub-{self.sent}"], check=True, timeout=10)
+            self.sent += 1
+
+    def pause(self) -> None:
+        self.running.clear()
+        assert self.idle.wait(WAIT)
+
+    def wait_sent(self, count: int) -> None:
+        deadline = time.monotonic() + WAIT
+        while self.sent < count:
+            assert time.monotonic() < deadline, "mosquitto_pub is not making progress"
+            time.sleep(0.01)
+
+
+def disk_lines(paths: list[Path]) -> list[bytes]:
+    return [line for path in paths if path.exists() for _, line in iter_lines(path)]
+
+
+BROKER_CONFIG = "listener {port0} 127.0.0.1\nallow_anonymous true\nlog_type all\n"
+
+
+@pytest.mark.broker
+def test_mosquitto_log_rotated_by_rename_and_sighup(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer],
+        mosquitto_available: str) -> None:
+    broker = Mosquitto(tmp_path, BROKER_CONFIG)
+    log = broker.log_path
+    rotated = [tmp_path / f"mosquitto.log.{n}" for n in (1, 2)]  # in the order they were made
+    broker.start()
+    traffic = Traffic(broker.port)
+    try:
+        tailer = make_tailer(from_beginning=True)
+        tailer.add_file(log)
+        tailer.start()
+        traffic.start()
+        for n, target in enumerate(rotated, start=1):
+            traffic.wait_sent(8 * n)
+            os.rename(log, target)  # the broker keeps writing to the renamed file ...
+            traffic.wait_sent(8 * n + 3)
+            broker.reopen_log()  # ... until SIGHUP makes it open a new one
+        traffic.wait_sent(30)
+    finally:
+        traffic.done.set()
+        traffic.join()
+        broker.stop()
+    expected = disk_lines([*rotated, log])
+    collector.wait(lambda: collector.lines[log] == expected or len(collector.lines[log]) > len(expected),
+                   "every line the broker wrote")
+    tailer.stop()
+    assert collector.lines[log] == expected
+    assert len(expected) > 100 and any(b"pub-29" in line for line in expected)
+    assert collector.events(log).count(TailEvent.ROTATED) == 2
+
+
+@pytest.mark.broker
+def test_mosquitto_log_rotated_by_copytruncate(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer],
+        mosquitto_available: str) -> None:
+    broker = Mosquitto(tmp_path, BROKER_CONFIG)
+    log = broker.log_path
+    copies = [tmp_path / f"mosquitto.log.{n}" for n in (1, 2)]
+    broker.start()
+    traffic = Traffic(broker.port)
+    try:
+        tailer = make_tailer(from_beginning=True)
+        tailer.add_file(log)
+        tailer.start()
+        traffic.start()
+        for n, copy in enumerate(copies, start=1):
+            traffic.wait_sent(10 * n)
+            # A line written between the copy and the cut exists nowhere (logrotate documents
+            # it): hold the traffic and let the broker log the last disconnect first.
+            traffic.pause()
+            broker.wait_for_log(rf"Client pub-{traffic.sent - 1} disconnected", timeout=WAIT)
+            shutil.copyfile(log, copy)
+            os.truncate(log, 0)
+            traffic.running.set()
+        traffic.wait_sent(30)
+    finally:
+        traffic.done.set()
+        traffic.join()
+        broker.stop()
+    expected = disk_lines([*copies, log])
+    collector.wait(lambda: collector.lines[log] == expected or len(collector.lines[log]) > len(expected),
+                   "every line the broker wrote")
+    tailer.stop()
+    assert collector.lines[log] == expected
+    assert len(expected) > 100 and any(b"pub-29" in line for line in expected)
+    assert collector.events(log).count(TailEvent.TRUNCATED) == 2
