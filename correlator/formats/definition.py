@@ -82,6 +82,9 @@ class Format:
     samples: list[Sample]
     fallback: bool = False
     notes: str = ""
+    extract_continuation: bool = False
+    """Evidence found in continuation lines is added to the record (stack traces); off by default
+    because continuations can be payload (mosquitto_sub) whose words are not evidence."""
     by_word: dict[str, list[MessagePattern]] = field(default_factory=dict)
     unkeyed: list[MessagePattern] = field(default_factory=list)
 
@@ -166,7 +169,7 @@ def first_word(pattern: str) -> str | None:
 # --- loading ---------------------------------------------------------------------------------
 
 _FORMAT_KEYS = {"name", "title", "role", "multiline", "priority", "line", "levels", "types", "continuation",
-                "fallback", "notes", "description"}
+                "fallback", "notes", "description", "extract_continuation"}
 _LINE_KEYS = {"name", "regex", "time", "strip", "decode", "json", "json_match", "level", "sample", "require_message"}
 _MESSAGE_KEYS = {"name", "kind", "regex", "level", "extract", "set", "samples", "notes"}
 _SAMPLE_KEYS = {"line", "kind", "fields", "message"}
@@ -301,7 +304,8 @@ class _Loader:
             messages=messages, levels=levels, types=dict(head.get("types", {})),
             continuation=self.regex(continuation, "format.continuation") if continuation else None,
             samples=samples, fallback=bool(head.get("fallback", False)),
-            notes=str(head.get("notes", head.get("description", ""))))
+            notes=str(head.get("notes", head.get("description", ""))),
+            extract_continuation=bool(head.get("extract_continuation", False)))
 
 
 def load_format(file: Path) -> Format:

@@ -69,9 +69,10 @@ def _split_line(fmt: Format, lp: LinePattern, text: str) -> tuple[dict[str, str]
 
 
 def match_line(fmt: Format, text: str, evidence: Evidence, *, tz: tzinfo = UTC, year: int | None = None,
-               start: int = 0) -> LineMatch | None:
+               start: int = 0, ref: float | None = None) -> LineMatch | None:
     """Parse `text` with `fmt`; None when none of its line patterns matches. `start` is the index
-    of the line pattern to try first (the one that matched the previous line of the file)."""
+    of the line pattern to try first (the one that matched the previous line of the file); `ref`
+    dates time-of-day-only stamps (the file's modification time)."""
     patterns = fmt.lines
     order = patterns if start == 0 else [patterns[start], *patterns[:start], *patterns[start + 1:]]
     for lp in order:
@@ -83,7 +84,7 @@ def match_line(fmt: Format, text: str, evidence: Evidence, *, tz: tzinfo = UTC, 
         ts: float | None = None
         if time_text and lp.time is not None:
             try:
-                ts = lp.time.parse(time_text, tz, year)
+                ts = lp.time.parse(time_text, tz, year, ref)
             except TimeParseError:
                 continue
         level = fmt.level_of(parts.pop("level", None)) or lp.level
@@ -170,16 +171,20 @@ class SourceParser:
     def _parse(self, number: int, offset: int, text: str) -> Event | None:
         if not text.strip():
             return None
-        result = match_line(self.fmt, text, self.evidence, tz=self.tz, year=self.year, start=self._start)
+        result = match_line(self.fmt, text, self.evidence, tz=self.tz, year=self.year, start=self._start,
+                            ref=self.fallback_time)
         if result is not None:
             self._start = self.fmt.lines.index(result.line_pattern)
         elif self.fmt.multiline and self._pending is not None and (
                 self.fmt.continuation is None or self.fmt.continuation.match(text)):
             self._pending.raw += "\n" + text
             self._pending.line_count += 1
+            if self.fmt.extract_continuation:
+                self._extract_into(self._pending, text)
             return None
         elif self.fallback is not None:
-            result = match_line(self.fallback, text, self.evidence, tz=self.tz, year=self.year)
+            result = match_line(self.fallback, text, self.evidence, tz=self.tz, year=self.year,
+                                ref=self.fallback_time)
             if result is not None and result.ts is None:
                 result = None  # the generic format only counts when it found a time
         if result is None:
@@ -193,6 +198,18 @@ class SourceParser:
                      source=self.source, file=self.file, line=number, kind=result.kind, raw=text,
                      level=result.level, host=result.host, fields=result.fields, format=result.pattern_name,
                      estimated=result.ts is None, offset=offset)
+
+    def _extract_into(self, event: Event, text: str) -> None:
+        """Evidence in a continuation line belongs to its record: the reason of a Java or Python
+        failure is often only in a `Caused by:` or the last line of the traceback. What the first
+        line already said wins; a record that had no kind of its own takes the evidence's."""
+        found, suggested = self.evidence.extract(text)
+        for key, value in found.items():
+            event.fields.setdefault(key, value)
+        if suggested is not None and event.kind == OTHER:
+            self.kinds[OTHER] -= 1
+            self.kinds[suggested] = self.kinds.get(suggested, 0) + 1
+            event.kind = suggested
 
     def _emit(self, event: Event | None, out: list[Event]) -> None:
         if event is None:

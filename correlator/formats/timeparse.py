@@ -1,7 +1,7 @@
 """Turns the timestamp text a line carries into UTC epoch seconds.
 
-A format names how its timestamps are written (`time = "epoch"`, `"iso"`, `"syslog"`, a strptime
-pattern, or `"auto"`). Naive times (no zone in the text) take the source's zone, which the
+A format names how its timestamps are written (`time = "epoch"`, `"iso"`, `"syslog"`, `"time_of_day"`,
+a strptime pattern, or `"auto"`). Naive times (no zone in the text) take the source's zone, which the
 timeline can correct later because the original text is kept. Parsing is cached per second of
 text because a log writes thousands of lines per second with the same prefix and strptime costs
 microseconds.
@@ -38,7 +38,7 @@ class TimeParseError(ValueError):
 
 class TimeParser:
     """Parses one format pattern's timestamps. `spec` is one of:
-    epoch, epoch_ms, epoch_us, iso, syslog, auto, or a strptime pattern."""
+    epoch, epoch_ms, epoch_us, iso, syslog, time_of_day, auto, or a strptime pattern."""
 
     def __init__(self, spec: str) -> None:
         # Fractions of a second are split off before parsing (that is what makes the cache work),
@@ -46,6 +46,7 @@ class TimeParser:
         spec = re.sub(r"[.,]%f", "", spec)
         self.spec = spec
         self._cache: dict[tuple[str, str], tuple[float, bool]] = {}
+        self._ref: float | None = None
         self._parse: Callable[[str, tzinfo, int], float]
         if spec == "epoch":
             self._parse = lambda text, tz, year: float(text)
@@ -53,6 +54,8 @@ class TimeParser:
             self._parse = lambda text, tz, year: float(text) / 1e3
         elif spec == "epoch_us":
             self._parse = lambda text, tz, year: float(text) / 1e6
+        elif spec == "time_of_day":
+            self._parse = self._parse_time_of_day
         else:
             self._parse = self._parse_calendar
 
@@ -60,13 +63,32 @@ class TimeParser:
     def is_epoch(self) -> bool:
         return self.spec.startswith("epoch")
 
-    def parse(self, text: str, tz: tzinfo = UTC, year: int | None = None) -> float:
+    def parse(self, text: str, tz: tzinfo = UTC, year: int | None = None, ref: float | None = None) -> float:
         """UTC epoch seconds for `text`; naive times are in `tz`; years missing from the text
-        (syslog) are `year` (default: this year)."""
+        (syslog) are `year` (default: this year). `ref` (epoch seconds, usually the file's
+        modification time) supplies the date for `time_of_day` stamps."""
+        self._ref = ref
         try:
             return self._parse(text, tz, year or datetime.now(UTC).year)
         except (ValueError, OverflowError, OSError) as exc:
             raise TimeParseError(f"{text!r} is not a {self.spec} timestamp") from exc
+
+    def _parse_time_of_day(self, text: str, tz: tzinfo, year: int) -> float:
+        # Layouts like logback's default %d{HH:mm:ss.SSS} carry no date. The file was last written
+        # on the day of its last line, so the date of `ref` is right for the end of the file; a
+        # time later than `ref` (plus an hour for clocks and buffering) was written before midnight.
+        # No cache: the result depends on `ref`, and such layouts are rare enough not to need one.
+        match = _FRACTION.match(text.strip())
+        if match is None:
+            raise ValueError(text)
+        clock = datetime.strptime(match.group("head").strip()[-8:], "%H:%M:%S").time()
+        ref = self._ref if self._ref is not None else datetime.now(UTC).timestamp()
+        day = datetime.fromtimestamp(ref, tz).date()
+        value = datetime.combine(day, clock, tzinfo=tz)
+        if value.timestamp() > ref + 3600:
+            value -= timedelta(days=1)
+        frac = match.group("frac")
+        return value.timestamp() + (float("0." + frac) if frac else 0.0)
 
     def has_zone(self, text: str) -> bool:
         """Whether the text itself says its zone (so the source's zone must not be applied)."""
@@ -120,6 +142,8 @@ def _syslog(text: str, tz: tzinfo, year: int) -> float:
     parts = text.split()
     if len(parts) < 3:
         raise ValueError(text)
+    if parts[0].isdigit():  # day first, as Node-RED writes it: "23 Nov 14:20:00"
+        parts[0], parts[1] = parts[1], parts[0]
     month = _MONTHS[parts[0][:3].lower()]
     hour, minute, second = (int(p) for p in parts[2].split(":"))
     value = datetime(year, month, int(parts[1]), hour, minute, second, tzinfo=tz)

@@ -1,0 +1,149 @@
+"""Client log formats: each kind of client file is detected as its own format, parses with no
+`unparsed` line, and its key failure lines carry the evidence rules depend on.
+
+Real output comes first (sample_logs/ and live runs against a real broker); the Java, .NET,
+Node-RED and eACM snippets are layouts and wordings taken from those projects' documentation and
+source, since no such software runs here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from correlator.formats.parse import match_line
+from correlator.formats.registry import default_registry
+from correlator.model import Event
+from correlator.sources.files import LogFile
+
+REGISTRY = default_registry()
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_LOGS = ROOT / "sample_logs"
+
+
+def _parse(path: Path) -> tuple[str, list[Event]]:
+    log = LogFile(path, REGISTRY)
+    return log.format.name, list(log.events())
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text.lstrip("\n"))
+    return path
+
+
+def _assert_format(path: Path, expected: str) -> list[Event]:
+    lines = path.read_text(errors="replace").splitlines()
+    fmt, _ = REGISTRY.detect(lines)
+    assert fmt.name == expected, f"{path} detected as {fmt.name}"
+    name, events = _parse(path)
+    assert name == expected
+    unparsed = [e.raw for e in events if e.kind == "unparsed"]
+    assert unparsed == [], f"{path}: unparsed lines {unparsed[:5]}"
+    return events
+
+
+def _line(format_name: str, text: str) -> dict[str, object]:
+    """Kind and fields one line yields, as one dict, for compact assertions."""
+    found = match_line(REGISTRY.get(format_name), text, REGISTRY.evidence, year=2026)
+    assert found is not None, text
+    return {"kind": found.kind, **found.fields}
+
+
+# ---------------------------------------------------------------- mosquitto_pub / mosquitto_sub
+
+CLIENT_TOOL_LOGS = sorted(SAMPLE_LOGS.glob("*/clients/*-pub.log")) + sorted(SAMPLE_LOGS.glob("*/clients/*-sub.log"))
+
+
+@pytest.mark.parametrize("path", CLIENT_TOOL_LOGS, ids=[f"{p.parent.parent.name}/{p.name}" for p in CLIENT_TOOL_LOGS])
+def test_sample_mosquitto_client_logs(path: Path) -> None:
+    _assert_format(path, "mosquitto_clients")
+
+
+def test_mosquitto_sub_payload_lines_attach_to_records(tmp_path: Path) -> None:
+    path = _write(tmp_path, "viewer-sub.log", """
+Client viewer sending CONNECT
+Client viewer received CONNACK (0)
+Client viewer sending SUBSCRIBE (Mid: 1, Topic: plant/#, QoS: 0, Options: 0x00)
+Client viewer received SUBACK
+Subscribed (mid: 1): 0
+Client viewer received PUBLISH (d0, q0, r0, m0, 'plant/a', ... (16 bytes))
+connection timed out
+Client viewer received PUBLISH (d0, q0, r0, m0, 'plant/b', ... (1 bytes))
+x
+""")
+    events = _assert_format(path, "mosquitto_clients")
+    deliveries = [e for e in events if e.kind == "mqtt.deliver"]
+    assert [e.line_count for e in deliveries] == [2, 2]
+    assert "net_error" not in deliveries[0].fields  # a payload's words are not evidence
+
+
+def test_mosquitto_client_evidence_lines() -> None:
+    fmt = "mosquitto_clients"
+    assert _line(fmt, "Client (null) received CONNACK (5)")["mqtt_reason"] == "not_authorized"
+    assert _line(fmt, "Client edge-11 received CONNACK (4)")["mqtt_reason"] == "bad_credentials"
+    assert _line(fmt, "Connection error: Connection Refused: not authorised.") == {
+        "kind": "mqtt.refused", "error": "Connection Refused: not authorised", "mqtt_reason": "not_authorized"}
+    tls = _line(fmt, "OpenSSL Error[0]: error:0A000086:SSL routines::certificate verify failed")
+    assert (tls["kind"], tls["tls_reason"]) == ("tls.error", "verify_failed")
+    assert _line(fmt, "Error: host name verification failed.")["tls_reason"] == "hostname_mismatch"
+    assert _line(fmt, "Error: Connection refused")["net_error"] == "refused"
+    assert _line(fmt, "Error: The connection was lost.")["net_error"] == "closed"
+    assert _line(fmt, "Unable to connect (Lookup error.).")["net_error"] == "dns"
+    assert _line(fmt, "Subscribed (mid: 1): 128")["kind"] == "mqtt.suback_failed"
+    assert _line(fmt, "Subscribed (mid: 1): 0, 1")["kind"] == "mqtt.subscribed"
+    assert _line(fmt, "Timed out") == {"kind": "mqtt.receive_timeout"}  # -W ran out: no net_error
+    assert _line(fmt, "Error: Problem setting TLS options: File not found.")["kind"] == "client.tls_config_error"
+
+
+def test_mosquitto_clients_do_not_claim_a_broker_log(tmp_path: Path) -> None:
+    path = _write(tmp_path, "mosquitto.log", """
+1763907600: mosquitto version 2.0.11 starting
+1763907600: Opening ipv4 listen socket on port 8883.
+1763907601: New connection from 127.0.0.1:50412 on port 8883.
+1763907601: OpenSSL Error[0]: error:0A000418:SSL routines::tlsv1 alert unknown ca
+1763907601: Client <unknown> disconnected: Protocol error.
+""")
+    assert REGISTRY.detect(path.read_text().splitlines())[0].name == "mosquitto"
+
+
+@pytest.mark.broker
+def test_real_mosquitto_clients_output(tmp_path: Path, mosquitto_available: str) -> None:
+    from correlator.lab.broker import Mosquitto, free_port
+
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "alice", "secret"], check=True,
+                   capture_output=True)
+    config = f"allow_anonymous false\npassword_file {passwd}\nlistener {{port0}} 127.0.0.1\n"
+
+    def run(name: str, *args: str, timeout: float = 10) -> Path:
+        out = tmp_path / f"{name}.log"
+        with out.open("wb") as sink:  # stdout and stderr into one file, as people capture them
+            subprocess.run(list(args), stdout=sink, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+        return out
+
+    with Mosquitto(tmp_path / "broker", config) as broker:
+        port = str(broker.port)
+        common = ["-d", "-h", "127.0.0.1", "-p", port]
+        bad = run("bad-pub", "mosquitto_pub", *common, "-u", "alice", "-P", "wrong", "-i", "edge-1",
+                  "-t", "plant/a", "-m", "x")
+        bad5 = run("bad5-pub", "mosquitto_pub", *common, "-V", "5", "-u", "alice", "-P", "wrong",
+                   "-t", "plant/a", "-m", "x")
+        sub = run("viewer-sub", "mosquitto_sub", *common, "-u", "alice", "-P", "secret", "-t", "plant/#",
+                  "-W", "1")
+        good = run("good-pub", "mosquitto_pub", *common, "-u", "alice", "-P", "secret", "-q", "1",
+                   "-t", "plant/a", "-m", "x")
+    refused = run("nobroker-pub", "mosquitto_pub", "-d", "-h", "127.0.0.1", "-p", str(free_port()),
+                  "-t", "a", "-m", "x")
+
+    kinds = {path.name: {e.kind: e for e in _assert_format(path, "mosquitto_clients")}
+             for path in (bad, bad5, sub, good, refused)}
+    assert kinds["bad-pub.log"]["mqtt.connack_refused"].fields["mqtt_reason"] == "not_authorized"
+    assert kinds["bad-pub.log"]["mqtt.refused"].fields["mqtt_reason"] == "not_authorized"
+    assert kinds["bad5-pub.log"]["mqtt.connack_refused"].fields["connack_code"] == 135
+    assert kinds["bad5-pub.log"]["mqtt.connect"].fields["client_id"] == "(null)"
+    assert {"mqtt.subscribe", "mqtt.subscribed", "mqtt.receive_timeout"} <= kinds["viewer-sub.log"].keys()
+    assert {"mqtt.connack", "mqtt.publish", "mqtt.packet", "mqtt.disconnect"} <= kinds["good-pub.log"].keys()
+    assert kinds["nobroker-pub.log"]["net.error"].fields["net_error"] == "refused"
