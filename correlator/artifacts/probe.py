@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import _ssl
 import contextlib
+import dataclasses
 import os
 import socket
 import ssl
@@ -262,11 +263,15 @@ def probe(host: str, port: int, *, tls: bool = True, ca: str | Path | None = Non
           cert: str | Path | None = None, key: str | Path | None = None, key_password: str | None = None,
           servername: str | None = None, mqtt: bool = False, username: str | None = None,
           password: str | None = None, client_id: str | None = None, timeout: float = 5.0,
-          at: datetime | None = None, trust: Sequence[CertFacts] | None = None) -> ProbeResult:
+          at: datetime | None = None, trust: Sequence[CertFacts] | None = None,
+          pool: Sequence[CertFacts] = ()) -> ProbeResult:
     """Probe `host:port`. `ca` (file or folder) is what the client would trust (default: the
     system bundle); `servername` is the name the client dials and sends as SNI (default: `host`);
     `cert`/`key` a client certificate; `mqtt` adds a CONNECT. Raises ProbeError only for bad
-    options (a CA file that does not load); everything the network says is in the result."""
+    options (a CA file that does not load); everything the network says is in the result.
+    `trust` replaces `ca` with certificates already loaded; `pool` holds other certificates known
+    from the inputs (a bundle's intermediate.pem), so an intermediate the broker fails to send is
+    named as tls.server_chain_incomplete rather than guessed at."""
     started = time.monotonic()
     name = servername or host
     state = _State()
@@ -307,13 +312,13 @@ def probe(host: str, port: int, *, tls: bool = True, ca: str | Path | None = Non
             return finish("ok", "not_run", mqtt=outcome)
         return _tls_probe(raw, host, name, state, finish, trust, cert=cert, key=key,
                           key_password=key_password, mqtt=mqtt, client_id=client_id, username=username,
-                          password=password, timeout=timeout, at=at or datetime.now(UTC))
+                          password=password, timeout=timeout, at=at or datetime.now(UTC), pool=pool)
 
 
 def _tls_probe(raw: socket.socket, host: str, name: str, state: _State, finish: Callable[..., ProbeResult],
                trust: Sequence[CertFacts] | None, *, cert: str | Path | None, key: str | Path | None,
                key_password: str | None, mqtt: bool, client_id: str | None, username: str | None,
-               password: str | None, timeout: float, at: datetime) -> ProbeResult:
+               password: str | None, timeout: float, at: datetime, pool: Sequence[CertFacts]) -> ProbeResult:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -352,7 +357,7 @@ def _tls_probe(raw: socket.socket, host: str, name: str, state: _State, finish: 
         chain = _presented_chain(sock)
         # A TLS 1.3 broker rejects our certificate about one round trip after our handshake ended.
         wait = min(timeout, max(0.25, 3 * (time.monotonic() - handshake_started) + 0.1))
-        checks = _judge_chain(chain, default_trust() if trust is None else trust, name, at, state)
+        checks = _judge_chain(chain, default_trust() if trust is None else trust, name, at, state, pool)
         tls_error: str | None = None
         outcome: MqttOutcome | None = None
         try:
@@ -394,12 +399,12 @@ def _presented_chain(sock: ssl.SSLSocket) -> list[CertFacts]:
     chain: list[CertFacts] = []
     for index, der in enumerate(ders):
         for facts in load_bytes(der, path="(presented by the broker)").certs:
-            chain.append(CertFacts(**{**facts.__dict__, "index": index}))
+            chain.append(dataclasses.replace(facts, index=index))
     return chain
 
 
 def _judge_chain(chain: list[CertFacts], trust: Sequence[CertFacts], name: str, at: datetime,
-                 state: _State) -> list[CheckResult]:
+                 state: _State, pool: Sequence[CertFacts]) -> list[CheckResult]:
     if not chain:
         state.add(None, "the broker presented no certificate")
         return []
@@ -407,7 +412,7 @@ def _judge_chain(chain: list[CertFacts], trust: Sequence[CertFacts], name: str, 
     results = [
         cert_checks.check_not_yet_valid(leaf, at),
         cert_checks.check_expired(leaf, at),
-        cert_checks.check_chain(leaf, trust, at, intermediates=chain[1:]),
+        cert_checks.check_chain(leaf, trust, at, intermediates=chain[1:], pool=pool),
         cert_checks.check_hostname(leaf, name),
         cert_checks.check_purpose(leaf, "server"),
         cert_checks.check_expiring_soon(leaf, at),

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from correlator.artifacts.certs import load_paths
 from correlator.artifacts.probe import ProbeResult, connect_packet, parse_connack, parse_target, probe
 from correlator.errors import ProbeError
 from correlator.lab import pki
@@ -95,6 +96,29 @@ def test_untrusted_server_certificate(lab: Lab, tmp_path: Path, mosquitto_availa
     assert result.causes == ("tls.server_cert_untrusted",)
     (chain,) = [c for c in result.checks if c.check == "chain"]
     assert chain.details["untrusted_root"] == "CN=correlator lab CA,O=correlator lab"  # sent by the broker
+
+
+def test_missing_intermediate(tmp_path: Path, mosquitto_available: str) -> None:
+    """OpenSSL completes the broker's chain from its cafile; only when that lacks the intermediate
+    too does the broker send the leaf alone. With the intermediate known from the inputs the probe
+    names the incomplete chain; without it, it names the missing issuer."""
+    root = pki.make_ca("plant root", not_before=NOW - timedelta(days=30), key_kind="ec")
+    issuing = pki.make_ca("plant issuing", issuer=root, not_before=NOW - timedelta(days=30), key_kind="ec")
+    root.write(tmp_path / "root.pem")
+    issuing.write(tmp_path / "issuing.pem")
+    pki.make_leaf("localhost", issuing, sans=["localhost"], not_before=NOW - timedelta(days=1),
+                  key_kind="ec").write(tmp_path / "leaf.pem", tmp_path / "leaf.key")
+    config = (f"listener {{port0}} 127.0.0.1\ncafile {tmp_path}/root.pem\ncertfile {tmp_path}/leaf.pem\n"
+              f"keyfile {tmp_path}/leaf.key\nallow_anonymous true\n")
+    with Mosquitto(tmp_path / "broker", config) as broker:
+        known = probe("127.0.0.1", broker.port, ca=tmp_path / "root.pem", servername="localhost", timeout=3,
+                      pool=load_paths([tmp_path / "issuing.pem"]).certs)
+        unknown = probe("127.0.0.1", broker.port, ca=tmp_path / "root.pem", servername="localhost", timeout=3)
+    assert [c.common_name for c in known.chain] == ["localhost"]
+    assert known.causes == ("tls.server_chain_incomplete",)
+    assert "issuing.pem" in known.message
+    assert unknown.causes == ("tls.server_cert_untrusted",)
+    assert "certfile must carry it" in unknown.message
 
 
 @pytest.mark.parametrize("mqtt", [False, True])
