@@ -21,8 +21,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -109,6 +111,7 @@ class Client:
     cmd: list[str]
     env: dict[str, str] | None
     proc: subprocess.Popen[bytes] | None = None
+    sink: str | None = None  # where stdout+stderr go, relative to the incident folder
 
 
 @dataclass
@@ -134,9 +137,9 @@ class Scene:
 
     # ---- artifacts
 
-    def save_cert(self, issued: pki.Issued, stem: str) -> None:
+    def save_cert(self, issued: pki.Issued, stem: str, *, key_suffix: str = ".key") -> None:
         """Certificates go to certs/, keys to keys/, the layout a bundle from the field has."""
-        issued.write(self.root / "certs" / f"{stem}.pem", self.root / "keys" / f"{stem}.key")
+        issued.write(self.root / "certs" / f"{stem}.pem", self.root / "keys" / f"{stem}{key_suffix}")
 
     def save_chain(self, stem: str, *certs: pki.Issued) -> None:
         (self.root / "certs" / f"{stem}.pem").write_bytes(
@@ -160,7 +163,7 @@ class Scene:
     # ---- clients
 
     def _add(self, name: str, info: dict[str, Any], cmd: list[str], env: dict[str, str] | None,
-             *, tz: str | None = None, clock_offset: int | None = None) -> Client:
+             *, tz: str | None = None, clock_offset: int | None = None, sink: str | None = None) -> Client:
         if name in self.clients:
             client = self.clients[name]
             client.cmd, client.env = cmd, env
@@ -180,12 +183,12 @@ class Scene:
             self.extra.setdefault("clock_offsets", {})[name] = clock_offset
         info["log"] = f"clients/{name}.log"
         info["command"] = shlex.join(_show(cmd))
-        client = Client(name=name, info=info, cmd=cmd, env=full_env)
+        client = Client(name=name, info=info, cmd=cmd, env=full_env, sink=sink)
         self.clients[name] = client
         return client
 
     def start(self, client: Client) -> Client:
-        log = self.root / "clients" / f"{client.name}.log"
+        log = self.root / (client.sink or f"clients/{client.name}.log")
         with log.open("ab") as sink:  # `>> log 2>&1`: one file, both streams, as a user captures it
             client.proc = subprocess.Popen(client.cmd, cwd=self.root, stdout=sink, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, env=client.env)
@@ -222,7 +225,8 @@ class Scene:
         info: dict[str, Any] = {"kind": "paho", "dials": f"{host}:{port}", "client_id": client_id}
         if username is not None:
             info["username"] = username
-        client = self._add(name, info, cmd, None, tz=tz, clock_offset=clock_offset)
+        client = self._add(name, info, cmd, None, tz=tz, clock_offset=clock_offset,
+                           sink=f"clients/{name}.stderr.txt")
         return self.start(client) if start else client
 
     def wait(self, *clients: Client, timeout: float = 30.0) -> None:
@@ -261,12 +265,23 @@ class Scene:
         expected: dict[str, Any] = {
             "description": self.description,
             "root_causes": [{"id": rid, "clients": list(names)} for rid, names in root_causes],
-            "clients": {name: c.info for name, c in self.clients.items()},
+            "clients": {name: c.info for name, c in self.clients.items()
+                        if not c.info["kind"].endswith("-server")},
             "made_at": self.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "made_with": made_with,
         }
+        servers = {name: c.info for name, c in self.clients.items() if c.info["kind"].endswith("-server")}
+        if servers:
+            expected["servers"] = servers
         expected.update(self.extra)
         expected["certificates"] = _describe_certs(self.root / "certs")
+        for client in self.clients.values():
+            # A Python client's own stdout/stderr (tracebacks, warnings) is kept only when it said something.
+            if client.sink and (self.root / client.sink).exists():
+                if (self.root / client.sink).stat().st_size == 0:
+                    (self.root / client.sink).unlink()
+                else:
+                    client.info["stderr"] = client.sink
         for sub in ("certs", "keys", "clients"):
             folder = self.root / sub
             if folder.is_dir() and not any(folder.iterdir()):
@@ -878,6 +893,194 @@ def make_mixed(out: Path) -> None:
                   ("acl.publish_denied", ["viewer-33"])], broker=broker)
 
 
+# --------------------------------------------------------------------------- OPC UA
+
+
+def _opcua_incident(out: Path, name: str, description: str, rid: str,
+                    make_client_cert: Callable[[Pki, pki.Issued], pki.Issued], *, expect_server: str,
+                    expect_client: str) -> None:
+    """An asyncua server whose trusted list (pki/server/trusted/certs) holds the plant's OPC UA CA;
+    one asyncua client connects with Basic256Sha256 SignAndEncrypt and the certificate from
+    `make_client_cert`."""
+    from correlator.lab.opcua_lab import CLIENT_URI, SERVER_URI
+
+    scene = Scene.create(out, name, description)
+    (scene.root / "broker").rmdir()
+    lab = Pki.create(scene.now, cn="plant OPC UA CA")
+    lab.ca.write(scene.root / "certs" / "opcua-ca.pem")
+    server = pki.make_leaf("correlator lab OPC UA server", lab.ca, sans=(f"URI:{SERVER_URI}", "localhost", HOST),
+                           usage=("server", "client"), not_before=lab.now - timedelta(days=30), days=730)
+    # asyncua picks a key's format from its file name: a PEM key must end in .pem.
+    scene.save_cert(server, "opcua-server", key_suffix=".pem")
+    scene.save_cert(make_client_cert(lab, lab.ca), "opcua-client", key_suffix=".pem")
+    trusted = scene.root / "pki" / "server" / "trusted" / "certs"
+    lab.ca.write(trusted / "opcua-ca.der", der=True)
+    server.write(scene.root / "pki" / "client" / "trusted" / "certs" / "opcua-server.der", der=True)
+    (scene.root / "server").mkdir()
+    port = free_port()
+    url = f"opc.tcp://{HOST}:{port}/correlator/"
+    ready = Path(scene.root / "server" / ".ready")
+    server_cmd = [sys.executable, "-m", "correlator.lab.opcua_lab", "server", "--port", str(port),
+                  "--cert", "certs/opcua-server.pem", "--key", "keys/opcua-server.pem",
+                  "--trusted", "pki/server/trusted/certs", "--log-file", "server/opcua-server.log",
+                  "--duration", "20", "--ready-file", "server/.ready", "--stop-file", "server/.stop"]
+    srv = scene._add("opcua-server", {"kind": "asyncua-server", "listens": f"{HOST}:{port}",
+                                      "application_uri": SERVER_URI}, server_cmd, None,
+                     sink="server/opcua-server.stderr.txt")
+    srv.info["log"] = "server/opcua-server.log"
+    scene.start(srv)
+    deadline = time.monotonic() + 20
+    while not ready.exists():
+        if time.monotonic() > deadline or (srv.proc is not None and srv.proc.poll() is not None):
+            raise IncidentFailed(f"{name}: the OPC UA server did not start:\n"
+                                 f"{_read(scene.root / 'server/opcua-server.log')}")
+        time.sleep(0.05)
+    ready.unlink()
+    client_cmd = [sys.executable, "-m", "correlator.lab.opcua_lab", "client", "--url", url,
+                  "--cert", "certs/opcua-client.pem", "--key", "keys/opcua-client.pem",
+                  "--server-cert", "certs/opcua-server.pem", "--log-file", "clients/opcua-client.log",
+                  "--attempts", "2", "--retry-delay", "0.5", "--duration", "5"]
+    cli = scene._add("opcua-client", {"kind": "asyncua", "dials": url, "application_uri": CLIENT_URI},
+                     client_cmd, None, sink="clients/opcua-client.stderr.txt")
+    scene.start(cli)
+    scene.wait(cli, timeout=25)
+    (scene.root / "server" / ".stop").write_text("")
+    scene.wait(timeout=25)
+    (scene.root / "server" / ".stop").unlink()
+    _require(_read(scene.root / "server/opcua-server.log"), expect_server, f"{name}: server log")
+    _require(_read(scene.root / "clients/opcua-client.log"), expect_client, f"{name}: client log")
+    scene.finish([(rid, ["opcua-client"])])
+
+
+def make_opcua_cert_untrusted(out: Path) -> None:
+    def vendor_signed(lab: Pki, _ca: pki.Issued) -> pki.Issued:
+        vendor = pki.make_ca("HMI vendor CA", not_before=lab.now - timedelta(days=400))
+        return pki.make_leaf("correlator lab OPC UA client", vendor,
+                             sans=("URI:urn:correlator:lab:opcua-client", "localhost"), usage=("client",),
+                             not_before=lab.now - timedelta(days=30), days=730)
+
+    _opcua_incident(
+        out, "opcua_cert_untrusted",
+        "The OPC UA client's application certificate is issued by its vendor's CA, which is not in the "
+        "server's trusted list; asyncua's CertificateValidator refuses it at CreateSession.",
+        "opcua.cert_untrusted", vendor_signed, expect_server=r"Not trusted certificate|Untrusted",
+        expect_client=r"BadCertificateUntrusted|BadSecurityChecksFailed|failed")
+
+
+def make_opcua_cert_time_invalid(out: Path) -> None:
+    def expired(lab: Pki, ca: pki.Issued) -> pki.Issued:
+        return pki.make_leaf("correlator lab OPC UA client", ca,
+                             sans=("URI:urn:correlator:lab:opcua-client", "localhost"), usage=("client",),
+                             not_before=lab.now - timedelta(days=400), not_after=lab.now - timedelta(days=9))
+
+    _opcua_incident(
+        out, "opcua_cert_time_invalid",
+        "The OPC UA client's certificate, issued by the trusted plant CA, expired 9 days ago.",
+        "opcua.cert_time_invalid", expired, expect_server=r"TimeInvalid|.",
+        expect_client=r"BadCertificateTimeInvalid|BadSecurityChecksFailed|failed")
+
+
+# --------------------------------------------------------------------------- syslog
+
+
+RSYSLOG_CONF = """\
+# rsyslogd run by correlator.lab.incidents for the syslog_variants sample: mosquitto's lines only,
+# written twice, in the traditional RFC 3164 file format and in RFC 5424.
+global(workDirectory="{work}")
+module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")
+if $programname == "mosquitto" then {{
+  action(type="omfile" file="{out}/syslog-rfc3164.log" template="RSYSLOG_TraditionalFileFormat")
+  action(type="omfile" file="{out}/syslog-rfc5424.log" template="RSYSLOG_SyslogProtocol23Format")
+  stop
+}}
+"""
+
+
+@contextmanager
+def rsyslogd(out_dir: Path) -> Iterator[Path]:
+    """A real rsyslogd owning /dev/log while the incident runs. mosquitto's syslog output always
+    goes to /dev/log, so the daemon must sit there; this refuses to run when another syslog
+    daemon already does, and removes the socket it created afterwards."""
+    binary = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None)
+    if binary is None:
+        raise IncidentUnavailable("rsyslogd is not installed (Debian: apt-get install rsyslog)")
+    dev_log = Path("/dev/log")
+    if dev_log.exists() or dev_log.is_symlink():
+        raise IncidentUnavailable("/dev/log already exists: another syslog daemon (or journald) owns it")
+    if os.geteuid() != 0:
+        raise IncidentUnavailable("creating /dev/log needs root")
+    with tempfile.TemporaryDirectory(prefix="correlator-rsyslog-") as work:
+        conf = Path(work) / "rsyslog.conf"
+        conf.write_text(RSYSLOG_CONF.format(work=work, out=out_dir))
+        pidfile = Path(work) / "rsyslogd.pid"
+        log = Path(work) / "rsyslogd.out"
+        with log.open("wb") as sink:
+            proc = subprocess.Popen([binary, "-n", "-f", str(conf), "-i", str(pidfile)], stdout=sink,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while not dev_log.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise IncidentFailed(f"rsyslogd did not create /dev/log: {_read(log)}")
+                time.sleep(0.05)
+            yield Path(binary)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if dev_log.is_socket():
+                dev_log.unlink()
+
+
+def make_syslog_variants(out: Path) -> None:
+    scene = Scene.create(out, "syslog_variants",
+                         "The broker logs to syslog (log_dest syslog) through a real rsyslogd, which writes "
+                         "the same lines in RFC 3164 (broker/syslog-rfc3164.log) and RFC 5424 "
+                         "(broker/syslog-rfc5424.log). Traffic: edge-41 sends a wrong password, edge-42 "
+                         "speaks plain MQTT to the TLS listener, hmi-41 is healthy.")
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    scene.save_cert(lab.server(), "server")
+    scene.passwd(USERS)
+    scene.acl(SPARKPLUG_ACL)
+    broker_dir = scene.root / "broker"
+    config = (f"per_listener_settings false\nallow_anonymous false\npassword_file passwd\nacl_file acl\n"
+              f"listener {{port0}} {HOST}\n" + tls_listener("{port1}") +
+              "log_dest syslog\nlog_facility 3\nlog_type all\n")
+    with rsyslogd(broker_dir) as binary:
+        broker = scene.broker(config, listeners=2, log_path=broker_dir / "syslog-rfc3164.log")
+        with broker:
+            plain, tls = broker.ports
+            scene.paho("hmi-41", plain, ["--subscribe", "spBv1.0/#", "--attempts", "1"], client_id="hmi-41",
+                       username="HMI", password=USERS["HMI"], duration=4)
+            time.sleep(0.5)
+            scene.paho("edge-40", plain, ["--publish", "spBv1.0/Plant4/NDATA/edge-40", "--attempts", "1",
+                                          "--interval", "0.5"], client_id="edge-40", username="MyEACM",
+                       password=USERS["MyEACM"], duration=2.5)
+            scene.mosquitto_client("edge-41-pub", "mosquitto_pub", plain,
+                                   ["-t", "spBv1.0/Plant4/NDATA/edge-41", "-m", "valve=open", "-q", "1"],
+                                   client_id="edge-41", username="MyEACM", password="eacm-secret-OLD")
+            scene.mosquitto_client("edge-42-pub", "mosquitto_pub", tls,
+                                   ["-t", "spBv1.0/Plant4/NDATA/edge-42", "-m", "valve=closed", "-q", "1"],
+                                   client_id="edge-42", username="MyEACM", password=USERS["MyEACM"])
+            scene.wait(timeout=20)
+            time.sleep(0.5)
+            _settle(broker)
+        time.sleep(0.5)  # let rsyslogd write the last lines before it is stopped
+    text = _read(broker_dir / "syslog-rfc5424.log")
+    _require(text, r"not authorised", "syslog_variants: RFC 5424 file")
+    _require(_read(broker_dir / "syslog-rfc3164.log"), r"mosquitto\[\d+\]: ", "syslog_variants: RFC 3164 file")
+    scene.extra["broker"] = {"log_dest": "syslog", "log_facility": 3,
+                             "logs": ["broker/syslog-rfc3164.log", "broker/syslog-rfc5424.log"],
+                             "syslog_daemon": f"rsyslogd {dpkg_version('rsyslog')} ({binary})",
+                             "journald": "not available here (no systemd); no journalctl output is included"}
+    scene.finish([("auth.bad_credentials", ["edge-41-pub"]), ("tls.protocol_mismatch", ["edge-42-pub"])],
+                 broker=broker, extra_versions={"rsyslog": dpkg_version("rsyslog")})
+
+
 # --------------------------------------------------------------------------- registry
 
 @dataclass(frozen=True)
@@ -916,6 +1119,9 @@ _register(
     (make_connection_refused, "nothing listens on the port the clients dial"),
     (make_healthy_noisy, "busy healthy traffic with clean reconnects; no root cause"),
     (make_mixed, "bad password + expired client certificate + ACL publish denial, with healthy traffic"),
+    (make_opcua_cert_untrusted, "OPC UA client certificate from a CA not in the server's trusted list"),
+    (make_opcua_cert_time_invalid, "OPC UA client certificate expired"),
+    (make_syslog_variants, "broker logging through rsyslogd, RFC 3164 and RFC 5424 files"),
 )
 
 
