@@ -389,7 +389,9 @@ class Engine:
                     if confirmed and not other_confirmed:
                         hidden.add(id(other))
                     elif not confirmed and not other_confirmed:
-                        better, worse = sorted((finding, other), key=lambda f: (rules[f.id].priority, f.id))
+                        # the cause more views agree on wins; then the rule's own priority
+                        better, worse = sorted((finding, other),
+                                               key=lambda f: (-len(f.sides), rules[f.id].priority, f.id))
                         hidden.add(id(worse))
                         if worse.id not in better.alternatives:
                             better.alternatives.append(worse.id)
