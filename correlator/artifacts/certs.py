@@ -121,6 +121,7 @@ class CertFacts:
             "sha1": self.sha1,
             "sha256": self.sha256,
             "self_signed": self.self_signed,
+            "public_key_sha256": self.public_key_sha256,
         }
 
 
@@ -413,17 +414,20 @@ def _der_head(data: bytes) -> tuple[int, int] | None:
     pos = 2 if length_byte < 0x80 else 2 + (length_byte & 0x7F)
     if length_byte == 0x80 or pos + 2 >= len(data):
         return None
-    value = data[pos + 2] if pos + 2 < len(data) else -1
-    return data[pos], value
+    return data[pos], data[pos + 2]
 
 
 def _load_pkcs12(data: bytes, path: str, password: bytes | None) -> LoadResult:
     result = LoadResult()
     bundle = None
-    tried = [password] if password is not None else [None, b""]
+    used: bytes | None = None
+    # Windows and OPC UA tools export with no password or with an empty one; a password given for
+    # a file that has none must not make a good file look broken.
+    tried = [password, None, b""] if password is not None else [None, b""]
     for candidate in tried:
         try:
             bundle = pkcs12.load_pkcs12(data, candidate)
+            used = candidate
             break
         except Exception:
             continue
@@ -444,7 +448,7 @@ def _load_pkcs12(data: bytes, path: str, password: bytes | None) -> LoadResult:
                                                file=path))
     if bundle.key is not None:
         result.keys.append(_key_facts(bundle.key, path=path, index=0, source_format="pkcs12",
-                                      encrypted=password is not None))
+                                      encrypted=bool(used)))
     if not result.certs and not result.keys:
         result.errors.append(ArtifactError("PKCS#12 file holds no certificate or key", file=path))
     return result

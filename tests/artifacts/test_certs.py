@@ -115,6 +115,13 @@ def test_pkcs12(server: pki.Issued, ca: pki.Issued, tmp_path: Path, password: by
     assert result.keys[0].state == "loaded" and result.keys[0].key_type == "RSA"
 
 
+def test_pkcs12_without_password_loads_even_when_one_is_given(server: pki.Issued, tmp_path: Path) -> None:
+    path = tmp_path / "open.pfx"
+    pki.write_pkcs12(path, server)
+    result = load_file(path, password="unneeded")
+    assert result.errors == [] and result.keys[0].encrypted is False
+
+
 def test_pkcs12_wrong_or_missing_password(server: pki.Issued, tmp_path: Path) -> None:
     path = tmp_path / "client.p12"
     pki.write_pkcs12(path, server, password=b"right")

@@ -4,6 +4,7 @@ the root-cause id the probe names and on what the broker itself logged."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -170,6 +171,15 @@ def test_bad_credentials(lab: Lab, tmp_path: Path, mosquitto_available: str, use
 def test_nothing_listening(mosquitto_available: str) -> None:
     result = probe("127.0.0.1", free_port(), timeout=2)
     assert result.causes == ("net.connection_refused",) and result.tcp == "failed"
+
+
+def test_silent_port_times_out(mosquitto_available: str) -> None:
+    """A listener that accepts TCP and never speaks (a hung broker, a half-open proxy)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        result = probe("127.0.0.1", server.getsockname()[1], timeout=0.5)
+    assert result.causes == ("net.timeout",) and result.tcp == "ok" and result.tls_handshake == "failed"
 
 
 def test_tls_to_a_plain_listener(lab: Lab, tmp_path: Path, mosquitto_available: str) -> None:
