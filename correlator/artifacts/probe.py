@@ -84,6 +84,17 @@ class MqttOutcome:
 
 
 @dataclass(frozen=True)
+class Problem:
+    """One thing the probe found wrong."""
+
+    cause: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cause": self.cause, "message": self.message}
+
+
+@dataclass(frozen=True)
 class ProbeResult:
     """Everything one probe learnt. `causes` lists every root cause found, most blocking first (the
     one a real client would hit first); `cause` is the first of them or None when all is well."""
@@ -103,8 +114,9 @@ class ProbeResult:
     checks: tuple[CheckResult, ...] = ()
     mqtt: MqttOutcome | None = None
     notes: tuple[str, ...] = ()
-    problems: tuple[str, ...] = ()
-    """Every problem found, in plain words (some have no root-cause id: an unresolvable name)."""
+    problems: tuple[Problem, ...] = ()
+    """Every problem found, in plain words, with its cause where one applies (an unresolvable
+    host name has none)."""
     elapsed_ms: int = 0
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -134,7 +146,7 @@ class ProbeResult:
             "chain": [c.to_dict() for c in self.chain],
             "checks": [c.to_dict() for c in self.checks],
             "mqtt": self.mqtt.to_dict() if self.mqtt is not None else None,
-            "problems": list(self.problems),
+            "problems": [p.to_dict() for p in self.problems],
             "notes": list(self.notes),
             "elapsed_ms": self.elapsed_ms,
             "at": self.at.isoformat().replace("+00:00", "Z"),
@@ -251,12 +263,12 @@ class _State:
 
     causes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    messages: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
     def add(self, cause: str | None, message: str) -> None:
         if cause is not None and cause not in self.causes:
             self.causes.append(cause)
-        self.messages.append(message)
+        self.problems.append(Problem(cause, message))
 
 
 def probe(host: str, port: int, *, tls: bool = True, ca: str | Path | None = None,
@@ -282,10 +294,10 @@ def probe(host: str, port: int, *, tls: bool = True, ca: str | Path | None = Non
         trust = loaded.certs
 
     def finish(tcp: StepStatus, handshake: StepStatus, **extra: Any) -> ProbeResult:
-        message = "; ".join(state.messages) if state.messages else "all checks passed"
+        message = "; ".join(p.message for p in state.problems) if state.problems else "all checks passed"
         return ProbeResult(host=host, port=port, tls=tls, servername=name if tls else None, tcp=tcp,
                            tls_handshake=handshake, message=message, causes=tuple(state.causes),
-                           notes=tuple(state.notes), problems=tuple(state.messages),
+                           notes=tuple(state.notes), problems=tuple(state.problems),
                            elapsed_ms=int((time.monotonic() - started) * 1000),
                            at=at or datetime.now(UTC), **extra)
 
@@ -409,10 +421,13 @@ def _judge_chain(chain: list[CertFacts], trust: Sequence[CertFacts], name: str, 
         state.add(None, "the broker presented no certificate")
         return []
     leaf = chain[0]
+    # Most blocking first, in libmosquitto's order: an untrusted chain before anything else, then
+    # time, then the host name (seen with mosquitto_pub 2.0.11: expired + wrong host -> the broker
+    # logs 'sslv3 alert certificate expired'; Python's ssl reports the host name first instead).
     results = [
+        cert_checks.check_chain(leaf, trust, at, intermediates=chain[1:], pool=pool),
         cert_checks.check_not_yet_valid(leaf, at),
         cert_checks.check_expired(leaf, at),
-        cert_checks.check_chain(leaf, trust, at, intermediates=chain[1:], pool=pool),
         cert_checks.check_hostname(leaf, name),
         cert_checks.check_purpose(leaf, "server"),
         cert_checks.check_expiring_soon(leaf, at),

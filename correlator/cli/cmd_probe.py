@@ -75,13 +75,21 @@ def print_result(result: ProbeResult) -> None:
     passed = [c.check for c in result.checks if c.status == "ok"]
     if passed:
         console.print(f"    [green]✔[/] [dim]{escape(', '.join(passed))}[/]")
+    if result.tls_handshake == "ok" and result.tls_error:
+        console.print(f"  [red]✘[/] after the handshake: [red]{escape(result.tls_error)}[/]")
     if result.mqtt is not None:
         code = "" if result.mqtt.return_code is None else f" CONNACK {result.mqtt.return_code}"
-        console.print(f"  {marks[result.mqtt.status]} MQTT CONNECT{code} {escape(result.mqtt.meaning)}")
+        meaning = result.mqtt.meaning or "not sent (the connection ended first)"
+        console.print(f"  {marks[result.mqtt.status]} MQTT CONNECT{code} {escape(meaning)}")
     for note in result.notes:
         console.print(f"  [dim]{escape(note)}[/]")
     console.print()
     if result.ok:
         console.print("[green bold]no problem found[/]")
-    else:
-        console.print(f"[red bold]{escape(', '.join(result.causes) or 'problem')}[/]: {escape(result.message)}")
+        return
+    count = len(result.problems)
+    console.print(f"[red bold]{count} problem{'s' if count != 1 else ''}[/]" + (
+        f" [dim](a client reports the first: {escape(result.cause)})[/]" if result.cause and count > 1 else ""))
+    for problem in result.problems:
+        cause = f"[bold]{escape(problem.cause)}[/]  " if problem.cause else ""
+        console.print(f"  [red]✘[/] {cause}{escape(problem.message)}")
