@@ -129,6 +129,8 @@ def test_client_certificate_required(lab: Lab, tmp_path: Path, mosquitto_availab
     assert result.causes == ("tls.client_cert_missing",)
     assert result.tls_handshake == "ok"  # TLS 1.3: the refusal comes after the client's handshake
     assert "certificate required" in (result.tls_error or "")
+    assert [p.cause for p in result.problems] == ["tls.client_cert_missing"]
+    assert result.to_dict()["problems"][0]["message"].endswith("(it requires a client certificate)")
     assert "peer did not return a certificate" in log
 
 
