@@ -343,7 +343,9 @@ def parse_acl_text(data: str | bytes, name: str = "<acl>") -> AclFile:
         else:
             shown = line if len(line) <= 60 else line[:57] + "..."
             hint = ""
-            if "\t" in keyword:
+            if keyword.startswith("\ufeff"):
+                hint = " (the file starts with a UTF-8 byte order mark: save it without BOM)"
+            elif "\t" in keyword:
                 hint = " (a tab is not a separator for mosquitto)"
             elif keyword.startswith("#"):
                 hint = " (only a line starting with '#' is a comment)"

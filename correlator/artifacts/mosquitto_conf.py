@@ -448,7 +448,9 @@ class _Parser:
                  or key.startswith(SECURITY_PREFIXES))
         if not known:
             hint = ""
-            if "\t" in key:
+            if key.startswith("\ufeff"):
+                hint = " (the file starts with a UTF-8 byte order mark: save it without BOM)"
+            elif "\t" in key:
                 hint = " (a tab is not a separator for mosquitto)"
             elif key.startswith("#"):
                 hint = " (only a line starting with '#' is a comment)"
@@ -554,7 +556,7 @@ class _Parser:
             return
         port_text = words[0]
         bind = words[1] if len(words) > 1 and not words[1].startswith("#") else None
-        if port_text.isdigit() and int(port_text) > 65535:
+        if _is_number(port_text) and int(port_text) > 65535:
             self.problem("error", "bad_value", f"invalid listener port {port_text}: mosquitto refuses to start",
                          setting.file, setting.line)
             return
@@ -715,7 +717,7 @@ class _Parser:
         config = self.config
         if self.default_needed is not None:
             port_setting = self.default.settings.get("port")
-            self.default.port = int(port_setting.value) if port_setting and port_setting.value.isdigit() else 1883
+            self.default.port = int(port_setting.value) if port_setting and _is_number(port_setting.value) else 1883
             bind = self.default.settings.get("bind_address")
             self.default.bind = bind.value if bind is not None else None
             self.default.declared_at = self.default_needed
@@ -788,8 +790,13 @@ def _bool_value(text: str) -> bool | None:
     return None
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '¹' and friends, which int() refuses."""
+    return re.fullmatch(r"[0-9]+", text) is not None
+
+
 def _valid_port(text: str, *, allow_zero: bool) -> bool:
-    if not text.isdigit():
+    if not _is_number(text):
         return False
     value = int(text)
     return (0 if allow_zero else 1) <= value <= 65535

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def _hash_usable(secret: str) -> tuple[bool, str]:
         return False, "the password is not a mosquitto hash (plain text? run mosquitto_passwd -U)"
     fields = parts[2:]
     if parts[1] == "7":
-        if not fields or not fields[0].isdigit() or int(fields[0]) < 1:
+        if not fields or not re.fullmatch(r"[0-9]+", fields[0]) or int(fields[0]) < 1:
             return False, "invalid iteration count in the password hash"
         fields = fields[1:]
     if len(fields) < 2:

@@ -190,3 +190,9 @@ def test_topic_matching_agrees_with_paho(sub_levels: list[str], hash_end: bool, 
     if not topic:
         return  # an empty topic name is invalid; mosquitto matches nothing, paho's '+' would
     assert _matches(sub, topic) == topic_matches_sub(sub, topic)
+
+
+def test_byte_order_mark_breaks_the_first_line() -> None:
+    acl = parse_acl_text(b"\xef\xbb\xbfuser alice\r\ntopic read a\r\n", "acl")
+    assert [p.line for p in acl.problems] == [1] and "byte order mark" in acl.problems[0].message
+    assert [(e.user, e.topic) for e in acl.entries] == [(None, "a")]  # lands in the anonymous section

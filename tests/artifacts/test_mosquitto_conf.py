@@ -293,6 +293,14 @@ BROKEN = {
 }
 
 
+def test_windows_line_endings_are_fine_but_a_bom_is_not() -> None:
+    crlf = parse_mosquitto_conf_text(b"# c\r\nlistener 8883\r\nallow_anonymous true\r\n")
+    assert crlf.problems == [] and crlf.listeners[0].security.allow_anonymous
+    bom = parse_mosquitto_conf_text(b"\xef\xbb\xbflistener 8883\r\n", "notepad.conf")
+    assert [(p.code, p.line) for p in bom.problems] == [("unknown_option", 1)]
+    assert "byte order mark" in bom.problems[0].message
+
+
 @pytest.mark.broker
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_conf_we_flag_as_error_really_stops_mosquitto(case: str, tmp_path: Path, mosquitto_available: str) -> None:

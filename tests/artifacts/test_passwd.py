@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from correlator.artifacts.passwd import parse_passwd, parse_passwd_text
 from correlator.lab.broker import Mosquitto
@@ -84,3 +86,11 @@ def test_plain_text_entry_really_cannot_log_in(tmp_path: Path, mosquitto_availab
         log = broker.log_text()
     assert outcomes["alice"] == 0 and outcomes["bob"] != 0
     assert "Invalid password hash type for user bob" in log
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=300) | st.text(max_size=300))
+def test_password_parser_never_crashes(data: bytes | str) -> None:
+    result = parse_passwd_text(data, "fuzz")
+    assert all(u.line >= 1 for u in result.users)
+    assert all("\n" not in str(p) for p in result.problems)
