@@ -263,6 +263,10 @@ class Listener:
         return setting.value if setting is not None else None
 
     @property
+    def all_interfaces(self) -> bool:
+        return self.bind in (None, "0.0.0.0", "::", "")
+
+    @property
     def tls(self) -> bool:
         """TLS is on when certfile and keyfile are both set, or a PSK hint is."""
         return ("certfile" in self.settings and "keyfile" in self.settings) or "psk_hint" in self.settings
@@ -341,7 +345,7 @@ class Config:
                 if lst.bind == address:
                     return lst
             for lst in candidates:
-                if lst.bind is None:
+                if lst.all_interfaces:
                     return lst
             return None
         return candidates[0] if candidates else None
@@ -571,7 +575,7 @@ class _Parser:
         else:
             port = int(port_text)
         for other in self.config.listeners:
-            if other.port == port and port != 0 and (other.bind == bind or other.bind is None or bind is None):
+            if other.port == port and port != 0 and _overlap(other.bind, bind):
                 self.problem("error", "duplicate_listener", f"a second listener on port {port} (the first is at "
                              f"{other.location}): the second cannot bind and mosquitto exits",
                              setting.file, setting.line)
@@ -723,8 +727,7 @@ class _Parser:
             self.default.declared_at = self.default_needed
             self.default.security = self.default_security
             for other in config.listeners:
-                if other.port == self.default.port and (other.bind is None or self.default.bind is None
-                                                        or other.bind == self.default.bind):
+                if other.port == self.default.port and _overlap(other.bind, self.default.bind):
                     self.problem("error", "duplicate_listener", f"the default listener (created by "
                                  f"{self.default_needed.text!r} at {self.default_needed.location}) and the listener "
                                  f"at {other.location} both use port {other.port}: mosquitto exits",
@@ -788,6 +791,12 @@ def _bool_value(text: str) -> bool | None:
     if text in ("false", "0"):
         return False
     return None
+
+
+def _overlap(a: str | None, b: str | None) -> bool:
+    """Would two listeners on one port fight over it? (A wildcard bind takes every address.)"""
+    wildcard = (None, "0.0.0.0", "::", "")
+    return a == b or a in wildcard or b in wildcard
 
 
 def _is_number(text: str) -> bool:

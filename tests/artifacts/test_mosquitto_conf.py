@@ -339,3 +339,15 @@ def test_conf_we_accept_really_starts(case: str, tmp_path: Path, mosquitto_avail
         assert warning in [p.code for p in config.problems if p.severity == "warning"]
     with broker:
         assert broker.proc is not None and broker.proc.poll() is None
+
+
+def test_listener_for_port_prefers_the_exact_bind_address() -> None:
+    config = parse_mosquitto_conf_text("listener 1883 10.0.0.5\nlistener 1883 127.0.0.1\n"
+                                       "listener 8883 0.0.0.0\ncertfile /c\nkeyfile /k\n")
+    assert config.problems == []
+    by_lo = config.listener_for_port(1883, "127.0.0.1")
+    assert by_lo is not None and by_lo.declared_at is not None and by_lo.declared_at.line == 2
+    assert config.listener_for_port(1883, "192.168.1.9") is None
+    assert config.tls_on_port(8883, "192.168.1.9") is True
+    clash = parse_mosquitto_conf_text("listener 1883 0.0.0.0\nlistener 1883 127.0.0.1\n")
+    assert [(p.code, p.line) for p in clash.problems] == [("duplicate_listener", 2)]
