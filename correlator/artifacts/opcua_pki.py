@@ -189,6 +189,9 @@ class PkiStore:
         else:
             state = "unknown"
             reason = f"{label} is in none of the trust lists of {self.root}"
+        if trusted_via is None and chain:
+            reason += (f"; its CA {chain[-1].subject!r} is only in the issuer list, which builds chains but "
+                       "trusts nothing")
         return CertStatus(thumbprint, state, found, trusted_via, chain, missing, revoked_by, reason)
 
     def _chain(self, cert: x509.Certificate) -> Iterator[PkiCert]:

@@ -181,3 +181,14 @@ def test_unreadable_folder(tmp_path: Path, certs: dict[str, pki.Issued]) -> None
 
 def test_normalise_thumbprint() -> None:
     assert normalise_thumbprint("ab:cd ef") == "ABCDEF"
+
+
+def test_ca_in_issuer_list_only_does_not_trust(tmp_path: Path, certs: dict[str, pki.Issued]) -> None:
+    base = tmp_path / "pki"
+    write_der(certs["inter"], base / "issuer" / "certs" / "inter.der")
+    write_der(certs["scada"], base / "rejected" / "certs" / f"SCADA Client [{thumb(certs['scada'])}].der")
+    (base / "trusted" / "certs").mkdir(parents=True)
+    store = load_pki(base)
+    status = store.status(thumb(certs["scada"]))
+    assert status.state == "rejected" and [c.common_name for c in status.chain] == ["Plant Issuing CA"]
+    assert "only in the issuer list" in status.reason and status.issuer_crl_present is False
