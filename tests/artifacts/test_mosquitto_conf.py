@@ -351,3 +351,27 @@ def test_listener_for_port_prefers_the_exact_bind_address() -> None:
     assert config.tls_on_port(8883, "192.168.1.9") is True
     clash = parse_mosquitto_conf_text("listener 1883 0.0.0.0\nlistener 1883 127.0.0.1\n")
     assert [(p.code, p.line) for p in clash.problems] == [("duplicate_listener", 2)]
+
+
+def _anonymous_pub(port: int) -> bool:
+    return subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-t", "t", "-m", "x"],
+                          capture_output=True, timeout=10).returncode == 0
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("per_listener", [False, True])
+def test_effective_allow_anonymous_matches_the_broker(per_listener: bool, tmp_path: Path,
+                                                      mosquitto_available: str) -> None:
+    """allow_anonymous under the second listener: global without per_listener_settings (both
+    listeners let anonymous in), only that listener's with it."""
+    text = (f"per_listener_settings {str(per_listener).lower()}\n"
+            "listener {port0} 127.0.0.1\nlistener {port1} 127.0.0.1\nallow_anonymous true\n")
+    with Mosquitto(tmp_path, text, listeners=2) as broker:
+        config = parse_mosquitto_conf(broker.conf_path)
+        assert config.starts
+        for port in broker.ports:
+            listener = config.listener_for_port(port, "127.0.0.1")
+            assert listener is not None
+            assert listener.security.allow_anonymous == _anonymous_pub(port), port
+        first = config.listener_for_port(broker.ports[0])
+        assert first is not None and first.security.allow_anonymous is (not per_listener)
