@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Literal
 
+from correlator.artifacts.acl import AclFile, parse_acl
+from correlator.artifacts.passwd import PasswordFile, parse_passwd
 from correlator.errors import ArtifactError
 
 Severity = Literal["error", "warning"]
@@ -365,6 +367,22 @@ class Config:
             if ref.setting == setting:
                 return ref
         return None
+
+
+    def acl_for(self, listener: Listener) -> AclFile | None:
+        """The parsed acl_file in force on this listener; None when there is none or it is not in
+        the bundle (see `missing_files`). Without an acl_file mosquitto allows every topic."""
+        ref = self.file_for("acl_file", listener)
+        if ref is None or ref.found is None:
+            return None
+        return parse_acl(ref.found, display_name=str(ref.found))
+
+    def passwd_for(self, listener: Listener) -> PasswordFile | None:
+        """The parsed password_file in force on this listener (user names only)."""
+        ref = self.file_for("password_file", listener)
+        if ref is None or ref.found is None:
+            return None
+        return parse_passwd(ref.found, display_name=str(ref.found))
 
 
 # -- parsing ---------------------------------------------------------------------------------

@@ -375,3 +375,18 @@ def test_effective_allow_anonymous_matches_the_broker(per_listener: bool, tmp_pa
             assert listener.security.allow_anonymous == _anonymous_pub(port), port
         first = config.listener_for_port(broker.ports[0])
         assert first is not None and first.security.allow_anonymous is (not per_listener)
+
+
+def test_acl_and_password_file_of_a_listener(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "acl").write_text("user HMI\ntopic readwrite STATE/+\n")
+    (tmp_path / "etc" / "passwd").write_text("HMI:$6$" + "A" * 16 + "$" + "B" * 86 + "==\n")
+    config = parse_mosquitto_conf_text("per_listener_settings true\nlistener 1883\nlistener 8883\n"
+                                       "acl_file /etc/mosquitto/acl\npassword_file D:\\mosq\\passwd\n",
+                                       bundle_root=tmp_path)
+    plain, tls = config.listeners
+    assert config.acl_for(plain) is None and config.passwd_for(plain) is None
+    acl = config.acl_for(tls)
+    assert acl is not None and acl.check("HMI", "hmi-1", "STATE/scada", "write").allowed
+    passwd = config.passwd_for(tls)
+    assert passwd is not None and passwd.knows("HMI") and not passwd.knows("MyEACM")
