@@ -457,14 +457,13 @@ class _Parser:
             words = [w for w in line.split(" ") if w]
             if not words:
                 continue
-            self.option(words[0], line, Setting(words[0], "", name, number), depth)
+            self.option(words[0], line, name, number, depth)
 
     # one option
 
-    def option(self, key: str, line: str, where: Setting, depth: int) -> None:
+    def option(self, key: str, line: str, file: str, number: int, depth: int) -> None:
         rest = _rest_after(line, 1)
         first = rest.split(" ", 1)[0] if rest else ""
-        name, file, number = key, where.file, where.line
         known = (key in SECURITY_OPTIONS or key in LISTENER_OPTIONS or key in GLOBAL_OPTIONS
                  or key in BRIDGE_OPTIONS or key in ("listener", "connection")
                  or key.startswith(SECURITY_PREFIXES))
@@ -483,7 +482,7 @@ class _Parser:
             return
         one_word = key in BOOL_OPTIONS or key in INT_OPTIONS or key in FIRST_WORD_OPTIONS
         value = first if one_word else rest
-        setting = Setting(name, value, file, number)
+        setting = Setting(key, value, file, number)
         self.config.settings.append(setting)
 
         if key == "listener":
@@ -537,7 +536,7 @@ class _Parser:
             self.problem("error", "bad_value", f"invalid {key} value {value!r} (true or false): mosquitto refuses "
                          "to start", file, number)
             return False
-        if key in INT_OPTIONS and not re.fullmatch(r"-?\d+", value):
+        if key in INT_OPTIONS and not re.fullmatch(r"-?[0-9]+", value):
             self.problem("warning", "bad_value", f"{key} value {value!r} is not a number; mosquitto reads it as 0",
                          file, number)
         if key == "max_qos" and value not in ("0", "1", "2"):
