@@ -122,7 +122,7 @@ REPEATABLE = frozenset({
 #: max_topic_alias do not).
 DEFAULT_LISTENER_TRIGGERS = frozenset({
     "bind_address", "bind_interface", "cafile", "capath", "certfile", "keyfile", "ciphers", "ciphers_tls1.3",
-    "crlfile", "dhparamfile", "max_connections", "max_qos", "mount_point", "port", "protocol", "psk_hint",
+    "crlfile", "dhparamfile", "max_connections", "max_qos", "port", "protocol", "psk_hint",
     "require_certificate", "socket_domain", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform",
     "use_identity_as_username", "use_subject_as_username", "use_username_as_clientid",
 })
@@ -428,7 +428,6 @@ class _Parser:
         self.scope = _Scope(self.default)
         self.security_seen: Setting | None = None
         self.default_security = Security()
-        self.listener_security: dict[int, Security] = {}
         self._index: list[Path] | None = None
 
     # reading
@@ -598,7 +597,6 @@ class _Parser:
                              setting.file, setting.line)
         listener = Listener(port, bind, "listener", setting)
         self.config.listeners.append(listener)
-        self.listener_security[id(listener)] = listener.security
         self.scope = _Scope(listener, self.scope.bridge)  # bridge options may continue below
 
     def security_option(self, setting: Setting) -> None:
@@ -627,6 +625,10 @@ class _Parser:
 
     def listener_option(self, setting: Setting) -> None:
         listener = self.scope.listener
+        if setting.name == "mount_point" and listener is self.default:
+            self.problem("error", "order", "mount_point before the first listener: mosquitto refuses to start",
+                         setting.file, setting.line)
+            return
         if listener is self.default and setting.name in DEFAULT_LISTENER_TRIGGERS:
             self.default_needed = self.default_needed or setting
         if setting.name in ("port", "bind_address") and listener is not self.default:

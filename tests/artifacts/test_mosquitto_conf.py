@@ -291,6 +291,7 @@ BROKEN = {
     "bad log_type": "log_type info\n",
     "port out of range": "listener 70000\n",
 }
+BROKEN_FIRST = {"mount_point before any listener": "mount_point site/\n"}
 
 
 def test_windows_line_endings_are_fine_but_a_bom_is_not() -> None:
@@ -302,9 +303,10 @@ def test_windows_line_endings_are_fine_but_a_bom_is_not() -> None:
 
 
 @pytest.mark.broker
-@pytest.mark.parametrize("case", sorted(BROKEN))
+@pytest.mark.parametrize("case", sorted(BROKEN) + sorted(BROKEN_FIRST))
 def test_conf_we_flag_as_error_really_stops_mosquitto(case: str, tmp_path: Path, mosquitto_available: str) -> None:
-    text = "listener {port0} 127.0.0.1\n" + BROKEN[case]
+    listener = "listener {port0} 127.0.0.1\n"
+    text = BROKEN_FIRST[case] + listener if case in BROKEN_FIRST else listener + BROKEN[case]
     broker = Mosquitto(tmp_path, text)
     config = parse_mosquitto_conf(broker.conf_path)
     assert not config.starts, [str(p) for p in config.problems]
