@@ -4,6 +4,7 @@ against a real mosquitto that writes its own log while it is rotated."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 
 from correlator.errors import InputError
 from correlator.lab.broker import Mosquitto
-from correlator.sources.lines import iter_lines
+from correlator.sources.lines import TRUNCATION_MARK, iter_lines
 from correlator.sources.tail import LineBatch, Tailer, TailEvent
 
 WAIT = 15.0  # generous upper bound for a condition; tests finish as soon as it holds
@@ -95,6 +96,7 @@ def test_bursts_from_another_thread_arrive_complete_in_order_with_offsets(
     tailer = make_tailer(polling=observer)
     tailer.add_file(path)
     tailer.start()
+    assert tailer.observer_kind == ("polling" if observer else "inotify")
     expected = numbered("b", 0, 50_000)
 
     def writer() -> None:
@@ -404,6 +406,35 @@ def test_folder_rotation_with_a_pattern_that_matches_the_rotated_name(
     tailer.stop()
     assert collector.lines[path] == numbered("a", 0, 100) + numbered("b", 0, 100)
     assert tmp_path / "svc.1.log" not in collector.lines
+
+
+def test_folder_ignores_compressed_rotations_that_match_the_pattern(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer]) -> None:
+    tailer = make_tailer()
+    tailer.add_folder(tmp_path, "broker*")
+    tailer.start()
+    (tmp_path / "broker.log.2.gz").write_bytes(gzip.compress(b"old\n" * 100))
+    append(tmp_path / "broker.log", [b"live"])
+    collector.wait_count(tmp_path / "broker.log", 1)
+    tailer.stop()
+    assert list(collector.lines) == [tmp_path / "broker.log"]
+
+
+def test_crlf_and_overlong_lines_are_split_as_in_batch_reading(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer]) -> None:
+    path = tmp_path / "win.log"
+    path.write_bytes(b"")
+    tailer = make_tailer(max_line=100)
+    tailer.add_file(path)
+    tailer.start()
+    with open(path, "ab", buffering=0) as handle:
+        handle.write(b"a\r\n" + b"x" * 150)
+        collector.wait_count(path, 2)  # the head of the long line goes out before its newline
+        handle.write(b"x" * 150 + b"\r\nb\r\n")
+    collector.wait_count(path, 3)
+    tailer.stop()
+    assert collector.lines[path] == [b"a", b"x" * 100 + TRUNCATION_MARK, b"b"]
+    assert [offset for batch in collector.batches for offset, _ in batch.lines] == [0, 3, 305]
 
 
 def test_files_added_while_running_and_multiple_files_stay_separate(

@@ -101,7 +101,7 @@ class LineBatch:
 class _Handle:
     """One open file and how far it has been read."""
 
-    __slots__ = ("event", "fd", "ident", "last_data", "sample", "splitter")
+    __slots__ = ("event", "fd", "ident", "last_data", "sample", "sniffed", "splitter")
 
     def __init__(self, fd: int, ident: FileId, splitter: LineSplitter, sample: bytes,
                  event: TailEvent | None) -> None:
@@ -111,6 +111,8 @@ class _Handle:
         self.sample = sample
         self.event = event
         self.last_data = time.monotonic()
+        #: Whether the first bytes were checked for a compression header (files found in folders).
+        self.sniffed = splitter.offset > 0
 
 
 class _Followed:
@@ -129,10 +131,16 @@ class _Followed:
 
 
 class _Wakeup(FileSystemEventHandler):
-    """Runs on watchdog's thread: only hands paths to the worker, never touches files."""
+    """Runs on watchdog's thread: only hands paths to the worker, never touches files.
+
+    A path already waiting for the worker is not queued again, so a writer doing 20,000 writes a
+    second, or a stalled consumer, costs one queue entry per file rather than one per write.
+    """
 
     def __init__(self, put: Callable[[object], None]) -> None:
         self._put = put
+        self._lock = threading.Lock()
+        self._waiting: set[str] = set()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
@@ -141,8 +149,18 @@ class _Wakeup(FileSystemEventHandler):
             # A rename says where a file that held a followed name went: that is how a file that
             # held the name only briefly (two rotations before we looked) is still found.
             self._put(("moved", os.fsdecode(event.src_path), os.fsdecode(event.dest_path)))
-        else:
-            self._put(os.fsdecode(event.src_path))
+            return
+        path = os.fsdecode(event.src_path)
+        with self._lock:
+            if path in self._waiting:
+                return
+            self._waiting.add(path)
+        self._put(path)
+
+    def taken(self, paths: set[str]) -> None:
+        """The worker is about to look at these paths: a change from now on must wake it again."""
+        with self._lock:
+            self._waiting -= paths
 
 
 _STOP = object()
@@ -353,6 +371,7 @@ class Tailer:
                     else:
                         assert isinstance(item, str)
                         paths.add(item)
+                self._handler.taken(paths)
                 now = time.monotonic()
                 if stopping or last_pass == float("-inf") or (
                         self._poll is not None and now - last_pass >= self._poll):
@@ -487,6 +506,18 @@ class Tailer:
                     followed.handles.append(handle)
                 elif handle is not None:
                     os.close(handle.fd)
+        if read and followed.discovered and followed.handles and not followed.handles[0].sniffed:
+            archive = self._sniff(followed.handles[0])
+            if archive is None:
+                return  # too few bytes to tell a plain log from an archive being written
+            if archive:
+                # An archived rotation (app.log.2.gz) caught by a broad pattern, perhaps while
+                # gzip was still writing it: batch reading's job, not a live log.
+                for handle in followed.handles:
+                    os.close(handle.fd)
+                self._ignored[followed.path] = followed.handles[0].ident
+                del self._files[followed.path]
+                return
         while read and followed.handles:
             head = followed.handles[0]
             # Look at the successor BEFORE the last read of the head: a writer fills the new file
@@ -516,6 +547,18 @@ class Tailer:
         except OSError:
             return True
         return links == 0 or followed.discovered
+
+    @staticmethod
+    def _sniff(handle: _Handle) -> bool | None:
+        """True for a compressed file, False for a plain one, None while it is too short to say."""
+        try:
+            head = os.pread(handle.fd, 6, 0)
+        except OSError:
+            return False
+        if len(head) < 6 and any(magic.startswith(head) for magic in (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):
+            return None  # includes the empty file
+        handle.sniffed = True
+        return compression_of(head) is not None
 
     def _size(self, handle: _Handle) -> int:
         try:
