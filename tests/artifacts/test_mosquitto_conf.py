@@ -392,3 +392,52 @@ def test_acl_and_password_file_of_a_listener(tmp_path: Path) -> None:
     assert acl is not None and acl.check("HMI", "hmi-1", "STATE/scada", "write").allowed
     passwd = config.passwd_for(tls)
     assert passwd is not None and passwd.knows("HMI") and not passwd.knows("MyEACM")
+
+
+LOGINS: list[tuple[str | None, str | None]] = [(None, None), ("alice", "good"), ("alice", "bad"), ("bob", "x"),
+                                              ("alice", None)]
+AUTH_CONFS = {
+    "no password_file, allow_anonymous false": "allow_anonymous false\n",
+    "no password_file, allow_anonymous true": "allow_anonymous true\n",
+    "password_file only": "password_file {dir}/pw\n",
+    "password_file, allow_anonymous true": "password_file {dir}/pw\nallow_anonymous true\n",
+}
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("case", sorted(AUTH_CONFS))
+def test_login_verdicts_match_the_broker(case: str, tmp_path: Path, mosquitto_available: str) -> None:
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(tmp_path / "pw"), "alice", "good"], check=True,
+                   capture_output=True, timeout=10)
+    with Mosquitto(tmp_path, "listener {port0} 127.0.0.1\n" + AUTH_CONFS[case]) as broker:
+        config = parse_mosquitto_conf(broker.conf_path)
+        listener = config.listener_for_port(broker.port)
+        assert listener is not None
+        procs = []
+        for user, password in LOGINS:
+            args = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "t", "-m", "x"]
+            args += ["-u", user] if user else []
+            args += ["-P", password] if password else []
+            procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        outcomes = [proc.wait(timeout=10) == 0 for proc in procs]
+    for (user, password), accepted in zip(LOGINS, outcomes, strict=True):
+        verdict = config.login_verdict(listener, user, password_given=password is not None)
+        if verdict.accepted is None:
+            assert verdict.cause == "known_user" and accepted == (password == "good"), (user, verdict)
+        else:
+            assert verdict.accepted == accepted, (case, user, password, verdict)
+
+
+def test_login_verdict_causes_name_the_evidence(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("alice:plaintext\n")
+    config = parse_mosquitto_conf_text("listener 1883\npassword_file /etc/mosquitto/pw\n", bundle_root=tmp_path)
+    [listener] = config.listeners
+    anon = config.login_verdict(listener, None)
+    assert (anon.accepted, anon.cause) == (False, "anonymous_denied") and "defaults it to false" in anon.explanation
+    dropped = config.login_verdict(listener, "alice")
+    assert dropped.cause == "unusable_entry" and dropped.user_entry is not None
+    assert [s.line for s in dropped.evidence] == [2]
+    missing = parse_mosquitto_conf_text("listener 1883\npassword_file /x/pw\n", bundle_root=tmp_path / "none")
+    assert missing.login_verdict(missing.listeners[0], "alice").cause == "password_file_missing"
+    local = parse_mosquitto_conf_text("log_type all\n")
+    assert local.login_verdict(local.listeners[0], None).accepted is True
