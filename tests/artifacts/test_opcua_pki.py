@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from correlator.artifacts.opcua_pki import detect_layout, find_pki_stores, load_pki, normalise_thumbprint
 from correlator.lab import pki
@@ -192,3 +195,21 @@ def test_ca_in_issuer_list_only_does_not_trust(tmp_path: Path, certs: dict[str, 
     status = store.status(thumb(certs["scada"]))
     assert status.state == "rejected" and [c.common_name for c in status.chain] == ["Plant Issuing CA"]
     assert "only in the issuer list" in status.reason and status.issuer_crl_present is False
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["trusted/certs", "issuer/crl", "rejected/certs", "own/certs"]),
+                          st.text(alphabet="abcXYZ[]0123456789 .", min_size=1, max_size=20),
+                          st.binary(max_size=200)), max_size=6))
+def test_pki_loader_never_crashes_on_junk(files: list[tuple[str, str, bytes]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "pki"
+        for folder, name, data in files:
+            target = base / folder
+            target.mkdir(parents=True, exist_ok=True)
+            if name.strip(" .") and not (target / name).is_dir():
+                (target / name).write_bytes(data)
+        store = load_pki(base)
+        assert store.certs == [] or all(c.thumbprint for c in store.certs)
+        assert all("\n" not in str(p) for p in store.problems)
+        assert store.status("ab" * 20).state == "unknown"
