@@ -55,7 +55,7 @@ pattern readwrite sensors/%u/#
 pattern deny sensors/%u/blocked
 """
 
-USERS = ("alice", "bob", "carol", "dave", "e+vil", "admin")
+USERS = ("alice", "bob", "carol", "dave", "e+vil", "site/a", "admin")
 PASSWORD = "pw-secret"
 WAIT = 0.6
 
@@ -91,6 +91,7 @@ WRITE_CASES = [
     Case("dave", "d-2", "$custom/a", False),  # '#' does not reach $ topics
     Case("e+vil", "e-1", "evil/x", True),  # own section is checked before the username test
     Case("e+vil", "e-2", "clients/e-2/x", False),  # patterns refuse a username with '+'
+    Case("site/a", "s-1", "users/site/a/out", True),  # '/' in a username is not refused in 2.0
     Case(None, "anon-1", "anon/in", True),
     Case(None, "anon-2", "public/x", False),
     Case(None, "anon-3", "clients/anon-3/a", True),  # %c patterns apply to anonymous clients
