@@ -306,7 +306,8 @@ class Tailer:
     def _apply(self, command: tuple[str, str, str]) -> None:
         kind, path, pattern = command
         if kind == "file":
-            self._files.setdefault(path, _Followed(path, discovered=False))
+            # Named explicitly, it is kept even while absent, also if a folder found it first.
+            self._files.setdefault(path, _Followed(path, discovered=False)).discovered = False
             self._ignored.pop(path, None)
             directory = os.path.dirname(path)
         else:
@@ -398,6 +399,8 @@ class Tailer:
         except OSError:
             return
         ident = (st.st_dev, st.st_ino)
+        if not stat.S_ISREG(st.st_mode):
+            return
         if any(h.ident == ident for f in self._files.values() for h in f.handles) or ident in self._retired:
             return
         handle = self._open(dest, at_end=False, event=TailEvent.ROTATED)
@@ -568,7 +571,8 @@ class Tailer:
 
     def _open(self, path: str, *, at_end: bool, event: TailEvent) -> _Handle | None:
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            # O_NONBLOCK: should a FIFO take the name between stat and open, do not hang on it.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             return None
         except OSError as error:
@@ -668,7 +672,7 @@ class Tailer:
                 ident = (st.st_dev, st.st_ino)
                 if not stat.S_ISREG(st.st_mode) or st.st_size <= offset or ident in held:
                     continue
-                fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
             except OSError:
                 continue
             try:
