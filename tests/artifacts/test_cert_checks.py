@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from correlator.artifacts import cert_checks as cc
 from correlator.artifacts.certs import CertFacts, KeyFacts, load_bytes, load_file
@@ -241,3 +243,51 @@ def test_check_all_reports_every_problem_once(ca: pki.Issued, tmp_path: Path) ->
     assert [r.message for r in extra] == [f"private key {tmp_path / 'stray.key'} belongs to none of the "
                                           "certificates given"]
     json.dumps([r.to_dict() for r in reports])
+
+
+# --- the strict verdict agrees with OpenSSL itself ----------------------------------------------
+
+
+def _openssl_accepts(leaf: pki.Issued, ca: pki.Issued, host: str, tmp_path: Path) -> bool:
+    """A real in-memory TLS handshake through Python's ssl (OpenSSL 3 with Python's strict host
+    name flags): does a client dialling `host` accept `leaf`?"""
+    import ssl
+
+    leaf.write(tmp_path / "leaf.pem", tmp_path / "leaf.key")
+    ca.write(tmp_path / "ca.pem")
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tmp_path / "leaf.pem", tmp_path / "leaf.key")
+    client_ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_ctx.wrap_bio(c_in, c_out, server_hostname=host)
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    for _ in range(10):
+        for side in (client, server):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLCertVerificationError:
+                return False
+            except ssl.SSLError:
+                pass
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+    client.do_handshake()
+    return True
+
+
+_LABELS = st.sampled_from(["a", "b", "mqtt", "plant", "xn--bcher-kva"])
+_NAMES = st.lists(_LABELS, min_size=1, max_size=4).map(".".join)
+_PATTERNS = st.one_of(_NAMES, _NAMES.map(lambda n: "*." + n), _NAMES.map(lambda n: "m*." + n),
+                      st.sampled_from(["10.0.0.5", "::1", "*"]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sans=st.lists(_PATTERNS, min_size=1, max_size=3),
+       host=st.one_of(_NAMES, st.sampled_from(["10.0.0.5", "10.0.0.6", "::1"])))
+def test_strict_verdict_matches_openssl(ca: pki.Issued, sans: list[str], host: str, tmp_path: Path) -> None:
+    leaf = pki.make_leaf("cn-is-ignored", ca, sans=sans, not_before=datetime.now(UTC) - timedelta(days=1),
+                         key_kind="ec")
+    _, strict = cc.hostname_verdicts(facts(leaf), host)
+    assert strict == _openssl_accepts(leaf, ca, host, tmp_path), (sans, host)

@@ -225,3 +225,25 @@ def test_parse_target(text: str, expected: tuple[str, int]) -> None:
 def test_parse_target_errors(text: str) -> None:
     with pytest.raises(ProbeError):
         parse_target(text)
+
+
+@pytest.mark.parametrize(("cn", "sans"), [
+    ("127.0.0.1", []),                    # the vendor recipe: IP in the CN, no SAN
+    ("127.0.0.1", ["other.example"]),     # a DNS SAN disables the CN fallback
+    ("127.0.0.1", ["10.9.9.9"]),          # an IP-only SAN does not
+    ("broker", ["127.0.0.1"]),
+])
+def test_libmosquitto_verdict_matches_mosquitto_pub(tmp_path: Path, mosquitto_available: str, cn: str,
+                                                     sans: list[str]) -> None:
+    ca = pki.make_ca(not_before=NOW - timedelta(days=5), key_kind="ec")
+    ca.write(tmp_path / "ca.pem")
+    leaf = pki.make_leaf(cn, ca, sans=sans, not_before=NOW - timedelta(days=1), key_kind="ec")
+    leaf.write(tmp_path / "s.pem", tmp_path / "s.key")
+    config = (f"listener {{port0}} 127.0.0.1\ncafile {tmp_path}/ca.pem\ncertfile {tmp_path}/s.pem\n"
+              f"keyfile {tmp_path}/s.key\nallow_anonymous true\n")
+    with Mosquitto(tmp_path / "broker", config) as broker:
+        pub = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "--cafile",
+                              str(tmp_path / "ca.pem"), "-t", "t", "-m", "x"], capture_output=True, timeout=10)
+        result = probe("127.0.0.1", broker.port, ca=tmp_path / "ca.pem", timeout=3)
+    (hostname,) = [c for c in result.checks if c.check == "hostname"]
+    assert hostname.details["libmosquitto"] is (pub.returncode == 0), pub.stderr
