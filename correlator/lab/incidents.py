@@ -164,10 +164,8 @@ class Scene:
 
     def _add(self, name: str, info: dict[str, Any], cmd: list[str], env: dict[str, str] | None,
              *, tz: str | None = None, clock_offset: int | None = None, sink: str | None = None) -> Client:
-        if name in self.clients:
-            client = self.clients[name]
-            client.cmd, client.env = cmd, env
-            return client
+        if name in self.clients:  # the same client run again (a retry by hand): same file, same info
+            return self.clients[name]
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
         full_env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -395,12 +393,15 @@ def _server_cert_incident(out: Path, name: str, description: str, rid: str,
     config = tls_listener(cafile=f"../certs/{cafile}") + "allow_anonymous true\n" + LOG_ALL
     with scene.broker(config) as broker:
         port = broker.port
-        scene.mosquitto_client("edge-01-pub", "mosquitto_pub", port,
-                               ["--cafile", "certs/ca.pem", "-t", SPB_TOPIC, "-m", "temperature=21.5",
-                                "-q", "1"], client_id="edge-01")
         scene.paho("edge-02", port, ["--tls", "--cafile", "certs/ca.pem", "--publish",
                                      "spBv1.0/Plant1/NDATA/edge-02", "--attempts", "2", "--retry-delay", "0.5"],
                    client_id="edge-02", duration=3)
+        for _ in range(2):  # tried twice by hand, appended to one file: its words vary between runs
+            pub = scene.mosquitto_client("edge-01-pub", "mosquitto_pub", port,
+                                         ["--cafile", "certs/ca.pem", "-t", SPB_TOPIC, "-m", "temperature=21.5",
+                                          "-q", "1"], client_id="edge-01")
+            scene.wait(pub, timeout=10)
+            time.sleep(0.5)
         scene.wait(timeout=20)
         _settle(broker)
     _require(broker.log_text(), expect_broker, f"{name}: broker log")
@@ -510,12 +511,16 @@ def _client_cert_incident(out: Path, name: str, description: str, rid: str,
     config = tls_listener(require_certificate=True) + "allow_anonymous true\n" + LOG_ALL
     with scene.broker(config) as broker:
         port = broker.port
-        scene.mosquitto_client("edge-03-pub", "mosquitto_pub", port,
-                               ["--cafile", "certs/ca.pem", *client_args, "-t", "spBv1.0/Plant1/NDATA/edge-03",
-                                "-m", "pressure=3.2", "-q", "1"], client_id="edge-03")
         scene.paho("edge-04", port, ["--tls", "--cafile", "certs/ca.pem", *paho_args, "--publish",
-                                     "spBv1.0/Plant1/NDATA/edge-04", "--attempts", "3", "--retry-delay", "0.5"],
-                   client_id="edge-04", duration=3, tz=paho_tz)
+                                     "spBv1.0/Plant1/NDATA/edge-04", "--attempts", "4", "--retry-delay", "0.4"],
+                   client_id="edge-04", duration=3.5, tz=paho_tz)
+        for _ in range(2):  # tried twice by hand, appended to one file: its words vary between runs
+            pub = scene.mosquitto_client("edge-03-pub", "mosquitto_pub", port,
+                                         ["--cafile", "certs/ca.pem", *client_args, "-t",
+                                          "spBv1.0/Plant1/NDATA/edge-03", "-m", "pressure=3.2", "-q", "1"],
+                                         client_id="edge-03")
+            scene.wait(pub, timeout=10)
+            time.sleep(0.5)
         scene.wait(timeout=20)
         _settle(broker)
     _require(broker.log_text(), expect_broker, f"{name}: broker log")
@@ -531,7 +536,7 @@ def make_client_cert_missing(out: Path) -> None:
         "certificate of their own.",
         "tls.client_cert_missing", None,
         expect_broker=r"peer did not return a certificate", expect_pub=r"Error|error",
-        expect_paho=r"certificate required|CERTIFICATE_REQUIRED|Error|error")
+        expect_paho=r"CERTIFICATE_REQUIRED")
 
 
 def make_client_cert_untrusted(out: Path) -> None:
@@ -544,7 +549,7 @@ def make_client_cert_untrusted(out: Path) -> None:
         "The clients present certificates issued by a vendor CA that is not in the broker's cafile.",
         "tls.client_cert_untrusted", other,
         expect_broker=r"certificate verify failed", expect_pub=r"Error|error",
-        expect_paho=r"unknown ca|UNKNOWN_CA|error")
+        expect_paho=r"UNKNOWN_CA")
 
 
 def make_client_cert_expired(out: Path) -> None:
@@ -556,7 +561,7 @@ def make_client_cert_expired(out: Path) -> None:
         lambda lab: lab.client("edge-03", not_before=lab.now - timedelta(days=370),
                                not_after=lab.now - timedelta(days=5)),
         expect_broker=r"certificate verify failed", expect_pub=r"Error|error",
-        expect_paho=r"certificate expired|CERTIFICATE_EXPIRED|error", paho_tz="Europe/Berlin")
+        expect_paho=r"CERTIFICATE_EXPIRED", paho_tz="Europe/Berlin")
 
 
 # --------------------------------------------------------------------------- transport and broker configuration
@@ -887,6 +892,7 @@ def make_mixed(out: Path) -> None:
     text = broker.log_text()
     _require(text, r"not authorised", "mixed: bad password")
     _require(text, r"certificate verify failed", "mixed: expired client certificate")
+    _require(_read(scene.root / "clients/edge-31.log"), r"CERTIFICATE_EXPIRED", "mixed: edge-31's log")
     _require(text, r"Denied PUBLISH from viewer-33", "mixed: ACL")
     _require(text, r"Received PUBLISH from edge-30", "mixed: healthy traffic")
     scene.finish([("auth.bad_credentials", ["hmi-32-pub"]), ("tls.client_cert_expired", ["edge-31"]),
