@@ -9,9 +9,9 @@ checks (confirm, refute or keep) and then folded into one Finding per root cause
 from __future__ import annotations
 
 import string
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from correlator.engine.rules import Match, Rule, Step, side_of
@@ -22,6 +22,8 @@ EVIDENCE_HEAD = 6
 EVIDENCE_TAIL = 4
 #: Most partial sequences kept per rule and key (a flood of step-one events must not grow memory).
 MAX_PARTIALS = 32
+#: How many client ids the engine remembers the user name of (a broker logs the user only at CONNECT).
+MAX_IDENTITIES = 50_000
 #: Client ids that say nothing about who the client is.
 _ANONYMOUS_IDS = frozenset({"<unknown>", "(null)", "", "unknown"})
 
@@ -106,6 +108,7 @@ class Engine:
             (rule, _MatchState(match)) for rule in self.rules for match in rule.matches if match.type != "fact"]
         self._findings: dict[tuple[str, tuple[Any, ...]], Finding] = {}
         self._evidence_seen: dict[tuple[str, tuple[Any, ...]], set[tuple[str, int | None]]] = {}
+        self._identities: OrderedDict[str, str] = OrderedDict()
         self.watermark = float("-inf")
         self.events_seen = 0
         self.refuted: dict[str, int] = {}
@@ -114,6 +117,14 @@ class Engine:
 
     def feed(self, event: Event) -> list[Finding]:
         self.events_seen += 1
+        user = event.fields.get("username")
+        if user:
+            client = event.fields.get("client_id")
+            if isinstance(client, str) and client not in _ANONYMOUS_IDS:
+                self._identities[client] = str(user)
+                self._identities.move_to_end(client)
+                if len(self._identities) > MAX_IDENTITIES:
+                    self._identities.popitem(last=False)
         changed: dict[int, Finding] = {}
         if event.ts > self.watermark:
             for overdue in self._advance(event.ts):
@@ -121,7 +132,7 @@ class Engine:
             self.watermark = event.ts
         for rule, state in self._states:
             for events in self._evaluate(state, event):
-                finding = self._hit(rule, events)
+                finding = self._hit(rule, events, state.match)
                 if finding is not None:
                     changed[id(finding)] = finding
         return list(changed.values())
@@ -140,10 +151,13 @@ class Engine:
         self.watermark = max(self.watermark, now)
         return changed
 
-    def finish(self) -> list[Finding]:
-        """End of input: evaluate the rules that rest on artifacts alone. Absences whose deadline
-        was not reached stay silent: the log ended before we could know."""
+    def finish(self, at: float | None = None) -> list[Finding]:
+        """End of input: evaluate the rules that rest on artifacts alone (dated `at`, the time of
+        the last event). Absences whose deadline was not reached stay silent: the log ended
+        before we could know."""
         changed = []
+        if at is not None:
+            self.watermark = max(self.watermark, at)
         for rule in self.rules:
             for match in rule.matches:
                 if match.type == "fact" and match.check is not None:
@@ -237,7 +251,7 @@ class Engine:
                 for key, (event, deadline) in list(state.pending.items()):
                     if deadline < now:
                         del state.pending[key]
-                        finding = self._hit(rule, [event])
+                        finding = self._hit(rule, [event], match)
                         if finding is not None:
                             changed.append(finding)
             elif match.type == "sequence" and state.partials:
@@ -262,12 +276,23 @@ class Engine:
             for name, value in event.fields.items():
                 context.setdefault(name, value)
             context.setdefault("source", event.source)
+        client = context.get("client_id")
+        if "username" not in context and isinstance(client, str) and client in self._identities:
+            # the broker names the user only at CONNECT; a later denial still belongs to that user
+            context["username"] = self._identities[client]
         return context
 
-    def _hit(self, rule: Rule, events: list[Event]) -> Finding | None:
+    def _hit(self, rule: Rule, events: list[Event], match: Match | None = None) -> Finding | None:
         context = self._context(rule, events)
         confirmed = False
         combined = CheckResult("unknown")
+        for name in match.require if match is not None else ():
+            required = self.facts.check(name, events, context)
+            if required.status != "true":
+                return None
+            confirmed = True
+            combined.evidence.extend(required.evidence)
+            combined.values.update(required.values)
         for check in rule.checks:
             result = self.facts.check(check.name, events, context)
             effect = {"true": check.on_true, "false": check.on_false}.get(result.status, check.on_unknown)
@@ -310,7 +335,7 @@ class Engine:
                 finding.clients.add(client)
             elif side == "client":
                 finding.clients.add(event.source.split(":", 1)[-1])
-            user = event.fields.get("username")
+            user = event.fields.get("username") or (self._identities.get(client) if isinstance(client, str) else None)
             if isinstance(user, str) and user:
                 finding.users.add(user)
             for host_field in ("peer_addr", "host"):
@@ -328,9 +353,10 @@ class Engine:
             else:
                 del finding.evidence[EVIDENCE_HEAD]
                 finding.evidence.append(evidence)
-        known = {(f.file, f.text) for f in finding.facts}
+        known = {(f.file, f.line) for f in finding.facts}
         for fact in checks.evidence:
-            if (fact.file, fact.text) not in known:
+            if (fact.file, fact.line) not in known:
+                known.add((fact.file, fact.line))
                 finding.facts.append(fact)
         if confirmed or finding.facts:
             finding.sides.add("artifact")
@@ -367,18 +393,28 @@ class Engine:
         finding.confidence_reason = why
 
     def findings(self) -> list[Finding]:
-        """Current findings, worst first, with look-alike causes folded: where two rules fit the
-        same evidence and artifacts confirmed neither, one finding names both; where artifacts
-        confirmed one, the unconfirmed look-alike is dropped."""
-        by_id: dict[str, list[Finding]] = {}
-        for finding in self._findings.values():
-            by_id.setdefault(finding.id, []).append(finding)
+        """Current findings, worst first, as a view (copies: the engine's own stay as evidence
+        arrived). Look-alike causes are folded: where artifacts confirmed one cause, an unconfirmed
+        look-alike sharing its evidence keeps only the clients the confirmed one does not explain
+        (and names it as the alternative), or disappears when none are left; where neither is
+        confirmed, one finding names both. A cause that `explains` another (a broker that never
+        started explains why clients were refused) absorbs it."""
         rules = {rule.id: rule for rule in self.rules}
+        view = {key: replace(f, clients=set(f.clients), alternatives=list(f.alternatives))
+                for key, f in self._findings.items()}
+        by_id: dict[str, list[Finding]] = {}
+        for finding in view.values():
+            by_id.setdefault(finding.id, []).append(finding)
         hidden: set[int] = set()
-        for finding in self._findings.values():
+        for finding in view.values():
             rule = rules.get(finding.id)
             if rule is None or id(finding) in hidden:
                 continue
+            for explained in rule.explains:
+                for other in by_id.get(explained, []):
+                    hidden.add(id(other))
+                    finding.clients |= other.clients
+                    finding.count += other.count
             confirmed = "artifact" in finding.sides
             mine = {(e.file, e.line) for e in finding.evidence}
             for other_id in rule.look_alike:
@@ -387,13 +423,19 @@ class Engine:
                         continue
                     other_confirmed = "artifact" in other.sides
                     if confirmed and not other_confirmed:
-                        hidden.add(id(other))
+                        other.clients -= finding.clients
+                        if other.clients:
+                            if finding.id not in other.alternatives:
+                                other.alternatives.append(finding.id)
+                        else:
+                            hidden.add(id(other))
                     elif not confirmed and not other_confirmed:
                         # the cause more views agree on wins; then the rule's own priority
                         better, worse = sorted((finding, other),
                                                key=lambda f: (-len(f.sides), rules[f.id].priority, f.id))
                         hidden.add(id(worse))
+                        better.clients |= worse.clients
                         if worse.id not in better.alternatives:
                             better.alternatives.append(worse.id)
-        visible = [f for f in self._findings.values() if id(f) not in hidden]
+        visible = [f for f in view.values() if id(f) not in hidden]
         return sorted(visible, key=lambda f: (-severity_rank(f.severity), -f.count, f.first_seen, f.id))

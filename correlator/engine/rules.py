@@ -68,6 +68,9 @@ class Match:
     window: float = 0.0
     count: int = 1
     check: str | None = None
+    require: tuple[str, ...] = ()
+    """Artifact checks that must be true for this match to count (evidence too vague alone, like a
+    client's bare 'certificate verify failed', that artifacts can pin to one cause)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ class Rule:
     checks: list[Check] = field(default_factory=list)
     confirm_with: str = ""
     look_alike: tuple[str, ...] = ()
+    explains: tuple[str, ...] = ()
+    """Causes that are consequences of this one: their findings are folded into this one's."""
     tell_apart: str = ""
     remediation: tuple[str, ...] = ()
     tests: list[RuleTest] = field(default_factory=list)
@@ -218,7 +223,17 @@ class _RuleLoader:
                    "fact": {"type", "check"}}
         if kind not in allowed:
             raise self.error(f"'type' must be one of {', '.join(allowed)}", f"{key}.type")
-        table = self.keys(table, allowed[kind], key)
+        table = self.keys(table, allowed[kind] | {"require"}, key)
+        require = table.get("require", [])
+        if isinstance(require, str):
+            require = [require]
+        if not isinstance(require, list) or not all(isinstance(r, str) for r in require):
+            raise self.error("'require' must be a check name or a list of them", f"{key}.require")
+        match = self._match(kind, table, key)
+        match.require = tuple(require)
+        return match
+
+    def _match(self, kind: str, table: dict[str, Any], key: str) -> Match:
         default_by = self.by(table.get("by"), f"{key}.by")
         if kind == "event":
             return Match("event", (self.step({"where": table.get("where")}, key, ()),))
@@ -262,7 +277,7 @@ class _RuleLoader:
             raise DefinitionError(f"cannot read: {exc}", file=self.file) from exc
         self.keys(data, {"rule", "match", "check", "test"}, "top level")
         head = self.keys(data.get("rule"), {"id", "title", "severity", "explanation", "group_by", "confirm_with",
-                                            "look_alike", "tell_apart", "remediation", "priority", "notes"},
+                                            "look_alike", "explains", "tell_apart", "remediation", "priority", "notes"},
                          "[rule]")
         for name in ("id", "title", "severity", "explanation"):
             if not isinstance(head.get(name), str):
@@ -301,6 +316,7 @@ class _RuleLoader:
             explanation=head["explanation"].strip(), matches=matches,
             group_by=self.by(head.get("group_by"), "rule.group_by"), checks=checks,
             confirm_with=str(head.get("confirm_with", "")), look_alike=tuple(head.get("look_alike", [])),
+            explains=tuple(head.get("explains", [])),
             tell_apart=str(head.get("tell_apart", "")), remediation=tuple(str(r) for r in remediation), tests=tests,
             priority=int(head.get("priority", 50)))
 

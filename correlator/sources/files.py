@@ -101,6 +101,21 @@ class LogFile:
                                    fallback_time=mtime)
         self.info = SourceInfo(display_path or str(path), self.parser.source, fmt.name, round(share, 3),
                                str(getattr(zone, "key", None) or zone))
+        self.zone_how = "given" if tz is not None else "UTC (no zone known)"
+
+    def peek_events(self) -> list[Event]:
+        """Events of the first lines, parsed aside (in UTC) without consuming them, so the zone can
+        be chosen before the real parse starts."""
+        probe = SourceParser(self.format, self.registry.evidence, source=self.parser.source, file=self.parser.file,
+                             fallback=self.registry.fallback, fallback_time=self.parser.fallback_time)
+        lines = [(i + 1, offset, decode(raw)) for i, (offset, raw) in enumerate(self._first[:DETECT_LINES])]
+        return probe.feed(lines) + probe.finish()
+
+    def set_zone(self, zone: tzinfo, how: str) -> None:
+        """The zone naive timestamps are read in; call before iterating `chunks()`."""
+        self.parser.tz = zone
+        self.info.zone = str(getattr(zone, "key", None) or zone)
+        self.zone_how = how
 
     def chunks(self) -> Iterator[list[Event]]:
         number = 0

@@ -1,0 +1,241 @@
+"""The one entry the surfaces call: inputs in, findings out, for a bundle and for live tails alike.
+
+    bundle (files, folders, archives) -> logs + artifacts
+    logs -> LogFile per file (format detected, zone chosen) -> timeline (merge, skew, stitching)
+    -> rules engine (with artifact checks) -> findings
+
+`Analysis` is the result a report renders; `Session` is the incremental form the TUI and the API
+drive: events go in (from files read to the end, or from tailers), findings come out as they
+change.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from correlator import __version__
+from correlator.engine.evaluate import Engine
+from correlator.engine.facts import Artifacts
+from correlator.engine.rules import Rule, load_rules
+from correlator.errors import CorrelatorError, InputError
+from correlator.formats.registry import Registry, default_registry, load_registry
+from correlator.model import Event, Finding, severity_rank
+from correlator.sources.bundle import Bundle, open_bundle
+from correlator.sources.files import LogFile, SourceInfo
+from correlator.timeline import zones as tz_rules
+
+Progress = Callable[[int, int], None]
+_ALARMING = frozenset({"warning", "error", "critical"})
+"""Called with (bytes or lines done, total) while reading, for progress bars."""
+
+
+@dataclass
+class Options:
+    zones: list[str] = field(default_factory=list)
+    """--tz rules: 'ZONE' (default for naive sources) or 'SOURCE_OR_GLOB=ZONE'."""
+    formats: list[str] = field(default_factory=list)
+    """--source-format rules: 'GLOB=FORMAT' forces a format on matching files."""
+    since: float | None = None
+    until: float | None = None
+    min_severity: str = "info"
+    formats_dirs: list[str] = field(default_factory=list)
+    rules_dirs: list[str] = field(default_factory=list)
+    now: datetime | None = None
+    """Clock for proactive checks (expiring certificates); default: the time of the last event."""
+
+
+@dataclass
+class SourceReport:
+    info: SourceInfo
+    zone_how: str
+    offset: float = 0.0
+    offset_how: str = "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.info.to_dict(), "zone_how": self.zone_how, "offset": self.offset,
+                "offset_how": self.offset_how}
+
+
+@dataclass
+class Analysis:
+    findings: list[Finding]
+    sources: list[SourceReport]
+    errors: list[str]
+    artifacts: dict[str, int]
+    events: int
+    first_event: float | None
+    last_event: float | None
+    connections: int = 0
+    histogram: dict[str, dict[int, list[int]]] = field(default_factory=dict)
+    """Per source: events per second of time, as [all, warnings and worse]: the report's picture."""
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    made_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def worst(self) -> str | None:
+        return max((f.severity for f in self.findings), key=severity_rank, default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        def iso(ts: float | None) -> str | None:
+            return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+        return {
+            "schema": "correlator.analysis/1",
+            "tool": {"name": "correlator", "version": __version__},
+            "made_at": self.made_at.isoformat().replace("+00:00", "Z"),
+            "summary": {"findings": len(self.findings), "worst_severity": self.worst, "events": self.events,
+                        "first_event": iso(self.first_event), "last_event": iso(self.last_event),
+                        "connections": self.connections,
+                        "unparsed": sum(s.info.unparsed for s in self.sources)},
+            "findings": [f.to_dict() for f in self.findings],
+            "sources": [s.to_dict() for s in self.sources],
+            "artifacts": self.artifacts,
+            "errors": list(self.errors),
+            "skipped": list(self.skipped),
+            "notes": list(self.notes),
+        }
+
+
+def _forced_format(path: str, rules: Sequence[str]) -> str | None:
+    chosen = None
+    for rule in rules:
+        pattern, sep, name = rule.rpartition("=")
+        if not sep or not pattern or not name:
+            raise CorrelatorError(f"--source-format wants GLOB=FORMAT, not {rule!r}")
+        if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(Path(path).name, pattern):
+            chosen = name
+    return chosen
+
+
+class Session:
+    """An analysis in progress: an engine with its rules and the bundle's artifacts. Feed it
+    events in time order (`feed`), move its clock (`tick`), read `findings()` at any time."""
+
+    def __init__(self, rules: Sequence[Rule], artifacts: Artifacts | None = None) -> None:
+        self.artifacts = artifacts or Artifacts()
+        self.engine = Engine(rules, self.artifacts)
+        self.first: float | None = None
+        self.last: float | None = None
+        self.histogram: dict[str, dict[int, list[int]]] = {}
+
+    def feed(self, events: Iterable[Event]) -> list[Finding]:
+        changed: dict[int, Finding] = {}
+        histogram = self.histogram
+        for event in events:
+            if self.first is None:
+                self.first = event.ts
+            self.last = event.ts if self.last is None else max(self.last, event.ts)
+            per_source = histogram.get(event.source)
+            if per_source is None:
+                per_source = histogram[event.source] = {}
+            cell = per_source.get(int(event.ts))
+            if cell is None:
+                cell = per_source[int(event.ts)] = [0, 0]
+            cell[0] += 1
+            if event.level in _ALARMING:
+                cell[1] += 1
+            for finding in self.engine.feed(event):
+                changed[id(finding)] = finding
+        return list(changed.values())
+
+    def tick(self, now: float) -> list[Finding]:
+        return self.engine.advance_to(now)
+
+    def finish(self) -> list[Finding]:
+        if self.artifacts.now is None and self.last is not None:
+            self.artifacts.now = datetime.fromtimestamp(self.last, UTC)
+        return self.engine.finish(self.last)
+
+    def findings(self, min_severity: str = "info") -> list[Finding]:
+        floor = severity_rank(min_severity)
+        return [f for f in self.engine.findings() if severity_rank(f.severity) >= floor]
+
+
+def open_logs(bundle: Bundle, registry: Registry, options: Options, errors: list[str]) -> list[LogFile]:
+    zone_config = tz_rules.parse_zone_options(options.zones)
+    logs: list[LogFile] = []
+    for path in bundle.logs:
+        name = bundle.name(path)
+        try:
+            log = LogFile(path, registry, format_name=_forced_format(name, options.formats), display_path=name)
+        except CorrelatorError as exc:
+            errors.append(str(exc))
+            continue
+        logs.append(log)
+    for log in logs:
+        sample = log.peek_events()
+        stamped = [e.time_text for e in sample if e.time_text][:20]
+        choice = zone_config.choose(log.info.source, log.info.path, zoned_text=tz_rules.guess_zoned(sample),
+                                    broker_epoch=bool(stamped) and all(t.isdigit() for t in stamped))
+        log.set_zone(choice.zone, choice.how)
+    return logs
+
+
+def _events(logs: list[LogFile], errors: list[str]) -> Iterator[list[Event]]:
+    """Each log's event chunks; a file that breaks half-way reports its error and keeps what it
+    gave (one broken file never hides the findings from the rest)."""
+    from correlator.timeline.merge import merge_chunks
+
+    def guarded(log: LogFile) -> Iterator[list[Event]]:
+        try:
+            yield from log.chunks()
+        except CorrelatorError as exc:
+            errors.append(str(exc))
+
+    yield from merge_chunks([guarded(log) for log in logs])
+
+
+def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, registry: Registry | None = None,
+            rules: Sequence[Rule] | None = None) -> Analysis:
+    """Analyse files, folders and archives to the end: the batch path of the one pipeline."""
+    from correlator.timeline.connections import Stitcher
+
+    options = options or Options()
+    registry = registry or (load_registry(options.formats_dirs) if options.formats_dirs else default_registry())
+    if rules is None:
+        rules, _ = load_rules(list(options.rules_dirs))
+    errors: list[str] = []
+    with open_bundle(inputs) as bundle:
+        errors.extend(str(e) for e in bundle.errors)
+        artifacts = Artifacts.from_bundle(bundle)
+        artifacts.now = options.now
+        errors.extend(str(e) for e in artifacts.errors)
+        session = Session(rules, artifacts)
+        logs = open_logs(bundle, registry, options, errors)
+        stitcher = Stitcher()
+        count = 0
+        connections = 0
+        for chunk in _events(logs, errors):
+            stitched: list[Event] = []
+            for event in chunk:
+                stitched.extend(stitcher.push(event))
+            connections += len(stitcher.pop_closed())
+            selected = [e for e in stitched if (options.since is None or e.ts >= options.since)
+                        and (options.until is None or e.ts <= options.until)]
+            count += len(selected)
+            session.feed(selected)
+        tail = stitcher.flush()
+        connections += len(stitcher.pop_closed())
+        tail = [e for e in tail if (options.since is None or e.ts >= options.since)
+                and (options.until is None or e.ts <= options.until)]
+        count += len(tail)
+        session.feed(tail)
+        session.finish()
+        if session.last is not None:
+            session.tick(session.last + 86400)
+        sources = [SourceReport(log.info, log.zone_how) for log in logs]
+        artifact_counts = {"certificates": len(artifacts.certs), "keys": len(artifacts.keys),
+                           "configs": len(artifacts.confs), "acl_files": len(artifacts.acls),
+                           "password_files": len(artifacts.passwds), "opcua_pki_folders": len(artifacts.pki)}
+        skipped = [f"{bundle.name(p)} ({why})" for p, why in bundle.skipped]
+    if not logs and not errors and artifacts.empty:
+        raise InputError("nothing to analyse: no log, certificate or configuration file in the input")
+    return Analysis(findings=session.findings(options.min_severity), sources=sources, errors=errors,
+                    artifacts=artifact_counts, events=count, first_event=session.first, last_event=session.last,
+                    connections=connections, histogram=session.histogram, skipped=skipped)

@@ -1,0 +1,528 @@
+"""Artifact checks the rules name (`[[check]] name = ...`): what the certificates, mosquitto.conf,
+ACL, password file and OPC UA PKI folders of a bundle say about one match, at the time of the
+failure. Each returns true, false or unknown (with why), the facts it rests on as evidence, and
+names for the remediation (the certificate's subject and file, the ACL line to add).
+
+The checks are code because they compute (chains, ACL semantics); the rules decide what a check
+means for a cause (confirm, refute, keep). Private keys are only used to match certificates:
+nothing of them reaches a value or an evidence line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from correlator.artifacts import cert_checks
+from correlator.artifacts.acl import AclFile, parse_acl
+from correlator.artifacts.certs import CertFacts, KeyFacts, load_paths
+from correlator.artifacts.mosquitto_conf import Config, Listener, parse_mosquitto_conf
+from correlator.artifacts.opcua_pki import PkiStore, load_pki
+from correlator.artifacts.passwd import PasswordFile, parse_passwd
+from correlator.engine.evaluate import CheckResult
+from correlator.errors import CorrelatorError
+from correlator.model import Event, EvidenceRef
+from correlator.sources.bundle import Bundle
+
+#: cert.expiring_soon's window.
+EXPIRY_WINDOW = timedelta(days=30)
+
+Check = Callable[["Artifacts", list[Event], dict[str, Any]], CheckResult]
+CHECKS: dict[str, Check] = {}
+
+
+def check(name: str) -> Callable[[Check], Check]:
+    def register(fn: Check) -> Check:
+        CHECKS[name] = fn
+        return fn
+    return register
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _unknown(reason: str) -> CheckResult:
+    return CheckResult("unknown", reason=reason)
+
+
+@dataclass
+class Artifacts:
+    """Everything a bundle holds besides logs, loaded once. `now` is the analysis's clock for
+    proactive checks (by default the time of the last log line, so an old bundle is judged as of
+    its own day, and a test is deterministic)."""
+
+    certs: list[CertFacts] = field(default_factory=list)
+    keys: list[KeyFacts] = field(default_factory=list)
+    confs: list[Config] = field(default_factory=list)
+    acls: list[AclFile] = field(default_factory=list)
+    passwds: list[PasswordFile] = field(default_factory=list)
+    pki: list[PkiStore] = field(default_factory=list)
+    errors: list[CorrelatorError] = field(default_factory=list)
+    display: dict[str, str] = field(default_factory=dict)
+    now: datetime | None = None
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle) -> Artifacts:
+        loaded = load_paths(bundle.certs)
+        arts = cls(certs=list(loaded.certs), keys=list(loaded.keys), errors=list(loaded.errors))
+        arts.display = {str(p): bundle.name(p) for p in bundle.display}
+        root = bundle.roots[0] if bundle.roots and bundle.roots[0].is_dir() else None
+        for path in bundle.confs:
+            try:
+                arts.confs.append(parse_mosquitto_conf(path, bundle_root=root))
+            except CorrelatorError as exc:
+                arts.errors.append(exc)
+        for path in bundle.acls:
+            try:
+                arts.acls.append(parse_acl(path, display_name=bundle.name(path)))
+            except CorrelatorError as exc:
+                arts.errors.append(exc)
+        for path in bundle.passwds:
+            try:
+                arts.passwds.append(parse_passwd(path, display_name=bundle.name(path)))
+            except CorrelatorError as exc:
+                arts.errors.append(exc)
+        for folder in bundle.pki_roots:
+            try:
+                arts.pki.append(load_pki(folder))
+            except CorrelatorError as exc:
+                arts.errors.append(exc)
+        return arts
+
+    @property
+    def empty(self) -> bool:
+        return not (self.certs or self.confs or self.acls or self.passwds or self.pki)
+
+    def name(self, path: str | Path) -> str:
+        return self.display.get(str(path), str(path))
+
+    def check(self, name: str, events: list[Event], context: dict[str, Any]) -> CheckResult:
+        fn = CHECKS.get(name)
+        if fn is None:
+            return _unknown(f"no artifact check named {name!r}")
+        try:
+            return fn(self, events, context)
+        except (CorrelatorError, ValueError, OSError) as exc:
+            return _unknown(f"{name} could not run: {exc}")
+
+    # -- lookups the checks share ---------------------------------------------------------------
+
+    def listener(self, context: dict[str, Any]) -> Listener | None:
+        port = context.get("listener_port")
+        for conf in self.confs:
+            if isinstance(port, int):
+                found = conf.listener_for_port(port)
+                if found is not None:
+                    return found
+            tls = [lst for lst in conf.listeners if lst.tls]
+            if len(tls) == 1:
+                return tls[0]
+            if len(conf.listeners) == 1:
+                return conf.listeners[0]
+        return None
+
+    def conf_file(self, option: str, context: dict[str, Any]) -> Path | None:
+        listener = self.listener(context)
+        for conf in self.confs:
+            ref = conf.file_for(option, listener)
+            if ref is not None and ref.found is not None:
+                return ref.found
+        return None
+
+    def certs_in(self, path: Path | None) -> list[CertFacts]:
+        if path is None:
+            return []
+        wanted = str(path)
+        return sorted((c for c in self.certs if c.path == wanted), key=lambda c: c.index)
+
+    def server_chain(self, context: dict[str, Any]) -> list[CertFacts]:
+        """The certificates the broker presents: its certfile from mosquitto.conf, else the leaf
+        that names itself a server (serverAuth) or whose file is called server*."""
+        chain = self.certs_in(self.conf_file("certfile", context))
+        if chain:
+            return chain
+        leaves = [c for c in self.certs if c.index == 0 and not c.is_ca]
+        picks: list[Callable[[CertFacts], bool]] = [
+            lambda c: "serverAuth" in c.extended_key_usage and "clientAuth" not in c.extended_key_usage,
+            lambda c: Path(c.path).name.lower().startswith(("server", "broker"))]
+        for pick in picks:
+            chosen = [c for c in leaves if pick(c)]
+            if len(chosen) == 1:
+                return self.certs_in(Path(chosen[0].path))
+        return []
+
+    def client_certs(self, context: dict[str, Any]) -> list[CertFacts]:
+        """Client certificates, narrowed to the client of the match when its name says which."""
+        server = {c.sha256 for c in self.server_chain(context)}
+        leaves = [c for c in self.certs if c.index == 0 and not c.is_ca and c.sha256 not in server
+                  and ("clientAuth" in c.extended_key_usage or "serverAuth" not in c.extended_key_usage)]
+        names = {str(v) for k, v in context.items() if k in ("client_id", "source_client", "username") and v}
+        source = context.get("source")
+        if isinstance(source, str) and ":" in source:
+            names.add(source.split(":", 1)[1])
+        named = [c for c in leaves if any(n and (n == c.common_name or n in Path(c.path).stem) for n in names)]
+        return named or leaves
+
+    def cas(self) -> list[CertFacts]:
+        return [c for c in self.certs if c.is_ca]
+
+    def broker_cas(self, context: dict[str, Any]) -> list[CertFacts]:
+        found = self.certs_in(self.conf_file("cafile", context))
+        return found or self.cas()
+
+    def cert_values(self, cert: CertFacts, prefix: str = "cert") -> dict[str, Any]:
+        return {f"{prefix}_file": self.name(cert.path), f"{prefix}_subject": cert.subject,
+                f"{prefix}_cn": cert.common_name or "", f"{prefix}_issuer": cert.issuer,
+                f"{prefix}_not_after": _iso(cert.not_after), f"{prefix}_not_before": _iso(cert.not_before),
+                f"{prefix}_san": ", ".join([*cert.san_dns, *cert.san_ip, *cert.san_uri]) or "(none)"}
+
+    def fact(self, cert_or_path: CertFacts | str | Path, text: str, line: int | None = None) -> EvidenceRef:
+        path = cert_or_path.path if isinstance(cert_or_path, CertFacts) else str(cert_or_path)
+        return EvidenceRef("artifact", self.name(path), line, text)
+
+
+def failure_time(events: list[Event]) -> datetime:
+    if not events:
+        return datetime.now(UTC)
+    return datetime.fromtimestamp(min(e.ts for e in events), UTC)
+
+
+def _validity(arts: Artifacts, events: list[Event], context: dict[str, Any], certs: list[CertFacts],
+              what: str, expired: bool) -> CheckResult:
+    if not certs:
+        return _unknown(f"no {what} certificate in the bundle")
+    at = failure_time(events)
+    leaf = certs[0]
+    values = arts.cert_values(leaf)
+    if expired:
+        bad = leaf.not_after < at
+        text = (f"{leaf.label}: notAfter {_iso(leaf.not_after)} is before the failure at {_iso(at)}" if bad
+                else f"{leaf.label}: valid until {_iso(leaf.not_after)}, after the failure at {_iso(at)}")
+    else:
+        bad = leaf.not_before > at
+        text = (f"{leaf.label}: notBefore {_iso(leaf.not_before)} is after the failure at {_iso(at)}" if bad
+                else f"{leaf.label}: valid since {_iso(leaf.not_before)}, before the failure at {_iso(at)}")
+    return CheckResult("true" if bad else "false", [arts.fact(leaf, text)], values)
+
+
+@check("server_cert_expired")
+def _server_expired(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    return _validity(arts, events, context, arts.server_chain(context), "broker", expired=True)
+
+
+@check("server_cert_not_yet_valid")
+def _server_future(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    return _validity(arts, events, context, arts.server_chain(context), "broker", expired=False)
+
+
+@check("client_cert_expired")
+def _client_expired(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    certs = arts.client_certs(context)
+    if not certs:
+        return _unknown("no client certificate in the bundle")
+    at = failure_time(events)
+    expired = [c for c in certs if c.not_after < at]
+    chosen = expired[0] if expired else certs[0]
+    result = _validity(arts, events, context, [chosen], "client", expired=True)
+    result.values["client_cert_files"] = ", ".join(arts.name(c.path) for c in certs)
+    return result
+
+
+@check("client_cert_untrusted")
+def _client_untrusted(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    certs = arts.client_certs(context)
+    trust = arts.broker_cas(context)
+    if not certs or not trust:
+        return _unknown("no client certificate or no CA certificate in the bundle")
+    at = failure_time(events)
+    evidence = []
+    untrusted = None
+    for cert in certs:
+        result = cert_checks.check_chain(cert, trust, at, role="client")
+        if result.status == "not_run":
+            continue
+        evidence.append(arts.fact(cert, f"{cert.label}: {result.message}"))
+        if result.is_problem and result.cause in ("tls.client_cert_untrusted", "tls.server_chain_incomplete"):
+            untrusted = cert
+    if not evidence:
+        return _unknown("the chain check could not run")
+    values = arts.cert_values(untrusted or certs[0])
+    ca_file = arts.conf_file("cafile", context)
+    values["ca_file"] = arts.name(ca_file) if ca_file else "the broker's cafile"
+    if untrusted is None:
+        return CheckResult("false", evidence, values)
+    return CheckResult("true", [e for e in evidence if untrusted.label in e.text], values)
+
+
+@check("server_cert_untrusted")
+def _server_untrusted(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    chain = arts.server_chain(context)
+    if not chain:
+        return _unknown("no broker certificate in the bundle")
+    leaf = chain[0]
+    values = arts.cert_values(leaf)
+    if leaf.self_signed:
+        return CheckResult("true", [arts.fact(leaf, f"{leaf.label} is self-signed: clients trust it only if they "
+                                                    "hold this very certificate")], values)
+    issuers = [c for c in arts.cas() if cert_checks.issued_by(leaf.cert, c.cert)]
+    if not issuers:
+        return CheckResult("true", [arts.fact(leaf, f"no CA certificate in the bundle issued {leaf.label} "
+                                                    f"(issuer: {leaf.issuer})")], values)
+    return _unknown("the bundle holds the broker certificate's issuer; which CA file the clients use is unknown")
+
+
+@check("server_chain_incomplete")
+def _chain_incomplete(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    chain = arts.server_chain(context)
+    if not chain:
+        return _unknown("no broker certificate in the bundle")
+    leaf = chain[0]
+    values = arts.cert_values(leaf)
+    if leaf.self_signed:
+        return CheckResult("false", [], values)
+    issuer = next((c for c in arts.certs if c.sha256 != leaf.sha256 and cert_checks.issued_by(leaf.cert, c.cert)),
+                  None)
+    if issuer is None:
+        return _unknown(f"the issuer of {leaf.label} ({leaf.issuer}) is not in the bundle")
+    if issuer.self_signed:
+        return CheckResult("false", [arts.fact(leaf, f"{leaf.label} is issued directly by the root {issuer.label}")],
+                           values)
+    presented = {c.sha256 for c in chain}
+    if issuer.sha256 in presented:
+        return CheckResult("false", [arts.fact(leaf, f"the broker's certfile carries the intermediate {issuer.label}")],
+                           values)
+    values["intermediate_file"] = arts.name(issuer.path)
+    return CheckResult("true", [arts.fact(leaf, f"the broker's certfile holds {leaf.label} without its intermediate "
+                                                f"{issuer.label} (found in {arts.name(issuer.path)})")], values)
+
+
+@check("server_hostname_mismatch")
+def _hostname(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    chain = arts.server_chain(context)
+    if not chain:
+        return _unknown("no broker certificate in the bundle")
+    leaf = chain[0]
+    values = arts.cert_values(leaf)
+    host = context.get("dial_host") or context.get("remote_host")
+    names = [*leaf.san_dns, *leaf.san_ip]
+    if not isinstance(host, str) or not host:
+        values["san_verdict"] = (f"The certificate names {', '.join(names) or 'no subjectAltName at all'}"
+                                 f" (CN {leaf.common_name}).")
+        values["wanted_san"] = "DNS:<the host name clients dial>"
+        return CheckResult("unknown", [arts.fact(leaf, values["san_verdict"])], values, "the host clients dial is "
+                           "not in their logs")
+    strict, lenient = cert_checks.hostname_verdicts(leaf, host)
+    kind = "IP" if host.replace(".", "").isdigit() or ":" in host else "DNS"
+    values["wanted_san"] = f"{kind}:{host}"
+    values["san_verdict"] = (f"Clients dial {host}; the certificate names {', '.join(names) or 'no SAN'} "
+                             f"(CN {leaf.common_name}).")
+    if strict:
+        return CheckResult("false", [arts.fact(leaf, f"{leaf.label} is valid for {host}")], values)
+    note = " (libmosquitto accepts it through the CN; Python and other strict clients do not)" if lenient else ""
+    return CheckResult("true", [arts.fact(leaf, f"{host} is not in the subjectAltName of {leaf.label}{note}")], values)
+
+
+@check("client_key_problem")
+def _client_key(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    certs = arts.client_certs(context)
+    if not certs or not arts.keys:
+        return _unknown("no client certificate or key in the bundle")
+    evidence = []
+    for key in arts.keys:
+        if key.public_key_sha256 is None:
+            evidence.append(arts.fact(key.path, f"the key cannot be opened: {key.state}"))
+    prints = {k.public_key_sha256 for k in arts.keys}
+    for cert in certs:
+        if cert.public_key_sha256 not in prints:
+            evidence.append(arts.fact(cert, f"no key in the bundle belongs to {cert.label}"))
+    return CheckResult("true" if evidence else "false", evidence, arts.cert_values(certs[0]))
+
+
+@check("listener_tls_mismatch")
+def _listener_tls(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    listener = arts.listener(context)
+    if listener is None:
+        return _unknown("no mosquitto.conf listener for this port")
+    text = f"listener {listener.port}: TLS {'on' if listener.tls else 'off'} ({listener.location})"
+    return CheckResult("true", [EvidenceRef("artifact", arts.name(listener.location.rsplit(':', 1)[0]),
+                                            _line(listener.location), text)], {"listener_port": listener.port})
+
+
+def _line(location: str) -> int | None:
+    tail = location.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+@check("listener_requires_certificate")
+def _requires_cert(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    listener = arts.listener(context)
+    if listener is None:
+        return _unknown("no mosquitto.conf listener for this port")
+    setting = listener.get("require_certificate")
+    text = f"listener {listener.port}: require_certificate {'true' if listener.require_certificate else 'false'}"
+    ref = EvidenceRef("artifact", arts.name(setting.file) if setting else arts.name(listener.location),
+                      setting.line if setting else None, text)
+    return CheckResult("true" if listener.require_certificate else "false", [ref])
+
+
+@check("anonymous_allowed")
+def _anonymous(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    listener = arts.listener(context)
+    if listener is None:
+        return _unknown("no mosquitto.conf")
+    allowed = listener.security.allow_anonymous
+    setting = listener.security.get("allow_anonymous")
+    text = (f"listener {listener.port}: allow_anonymous {'true' if allowed else 'false'}"
+            + ("" if setting else " (mosquitto 2.0's default)"))
+    ref = EvidenceRef("artifact", arts.name(setting.file) if setting else arts.name(listener.location),
+                      setting.line if setting else None, text)
+    values = {"password_file": _password_file_name(arts, listener)}
+    return CheckResult("true" if allowed else "false", [ref], values)
+
+
+def _password_file_name(arts: Artifacts, listener: Listener | None) -> str:
+    for conf in arts.confs:
+        ref = conf.file_for("password_file", listener)
+        if ref is not None:
+            return arts.name(ref.found) if ref.found else ref.setting.value
+    return "/etc/mosquitto/passwd"
+
+
+@check("client_sent_no_username")
+def _no_username(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    flag = context.get("has_username")
+    if flag is None:
+        return _unknown("no client CONNECT in the evidence")
+    return CheckResult("true" if flag in (0, "0", False) else "false")
+
+
+@check("user_in_password_file")
+def _user_known(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    values = {"password_file": _password_file_name(arts, arts.listener(context)), "username": context.get("username")}
+    if not arts.passwds:
+        values["user_verdict"] = ""
+        return CheckResult("unknown", [], values, "no password file in the bundle")
+    pw = arts.passwds[0]
+    user = context.get("username")
+    if not isinstance(user, str) or not user:
+        values["user_verdict"] = f"The password file knows: {', '.join(pw.usernames) or 'no users'}."
+        return CheckResult("unknown", [], values, "the user name is not in the logs")
+    entry = pw.user(user)
+    if entry is None:
+        values["user_verdict"] = (f"User {user} is not in the password file ({arts.name(pw.path)}): an unknown user, "
+                                  "not a wrong password.")
+        return CheckResult("false", [EvidenceRef("artifact", arts.name(pw.path), None, f"no user {user!r}")], values)
+    values["user_verdict"] = f"User {user} is in the password file (line {entry.line}): the password is wrong."
+    return CheckResult("true", [EvidenceRef("artifact", arts.name(pw.path), entry.line, f"user {user!r} exists")],
+                       values)
+
+
+def _acl(arts: Artifacts, context: dict[str, Any], action: str) -> CheckResult:
+    if not arts.acls:
+        return _unknown("no ACL file in the bundle")
+    acl = arts.acls[0]
+    topic = context.get("topic")
+    client_id = str(context.get("client_id") or "")
+    username = context.get("username")
+    if not isinstance(topic, str) or not topic:
+        return _unknown("no topic in the evidence")
+    user = username if isinstance(username, str) and username else None
+    values: dict[str, Any] = {"acl_file": arts.name(acl.path)}
+    if action == "write":
+        decision = acl.check(user, client_id, topic, "write")
+        allowed, reason, fix, section, entry = (decision.allowed, decision.reason, decision.fix, decision.fix_section,
+                                                decision.entry)
+    else:
+        sub = acl.check_subscription(user, client_id, topic)
+        allowed, reason, fix, section = sub.delivery != "none", sub.reason, sub.fix, sub.fix_section
+        entry = sub.denying[0] if sub.denying else None
+    values["acl_verdict"] = reason
+    values["acl_line_to_add"] = f"{fix} (under '{section}')" if fix and section else (fix or "")
+    ref = EvidenceRef("artifact", arts.name(acl.path), entry.line if entry else None,
+                      (entry.text if entry else reason))
+    return CheckResult("false" if allowed else "true", [ref], values)
+
+
+@check("acl_denies_publish")
+def _acl_publish(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    return _acl(arts, context, "write")
+
+
+@check("acl_denies_subscribe")
+def _acl_subscribe(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    return _acl(arts, context, "read")
+
+
+@check("opcua_cert_rejected")
+def _opcua_rejected(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    if not arts.pki:
+        return _unknown("no OPC UA PKI folder in the bundle")
+    for store in arts.pki:
+        for cert in store.rejected:
+            trusted = store.root / ("trusted/certs" if (store.root / "trusted" / "certs").is_dir() else "trusted")
+            move = f"mv '{cert.path}' '{trusted}/'"
+            return CheckResult("true", [EvidenceRef("artifact", arts.name(cert.path), None,
+                                                    f"{cert.common_name or cert.subject} [{cert.thumbprint}] is in the "
+                                                    "rejected folder")],
+                               {"move_command": move, "cert_subject": cert.subject, "cert_file": arts.name(cert.path)})
+    return CheckResult("false", [], {"move_command": "(no certificate waits in the rejected folder)"})
+
+
+@check("broker_tls_files_problem")
+def _broker_files(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    if not arts.confs:
+        return _unknown("no mosquitto.conf in the bundle")
+    evidence = []
+    for conf in arts.confs:
+        for ref in conf.missing_files:
+            evidence.append(EvidenceRef("artifact", arts.name(ref.setting.file), ref.setting.line,
+                                        f"{ref.option} {ref.setting.value}: not in the bundle"))
+        for listener in conf.listeners:
+            certref = conf.file_for("certfile", listener)
+            certs = arts.certs_in(certref.found if certref is not None else None)
+            keyref = conf.file_for("keyfile", listener)
+            if certs and keyref is not None and keyref.found is not None:
+                keys = [k for k in arts.keys if k.path == str(keyref.found)]
+                if keys and keys[0].public_key_sha256 not in (None, certs[0].public_key_sha256):
+                    evidence.append(arts.fact(keyref.found, f"keyfile does not belong to certfile {certs[0].label}"))
+    return CheckResult("true" if evidence else "false", evidence)
+
+
+@check("cert_expiring_soon")
+def _expiring(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    now = arts.now or datetime.now(UTC)
+    soon = [c for c in arts.certs if now <= c.not_after <= now + EXPIRY_WINDOW]
+    if not soon:
+        return CheckResult("false")
+    lines = [f"{c.label} ({arts.name(c.path)}) expires on {_iso(c.not_after)}, in {(c.not_after - now).days} days."
+             for c in soon]
+    return CheckResult("true", [arts.fact(c, line) for c, line in zip(soon, lines, strict=True)],
+                       {"expiring_list": " ".join(lines)})
+
+
+@check("config_insecure")
+def _insecure(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    evidence = []
+    fixes = []
+    for conf in arts.confs:
+        for listener in conf.listeners:
+            if listener.tls and listener.security.allow_anonymous and not listener.require_certificate \
+                    and listener.origin != "local_only":
+                setting = listener.security.get("allow_anonymous")
+                evidence.append(EvidenceRef("artifact", arts.name(setting.file if setting else conf.path),
+                                            setting.line if setting else None,
+                                            f"listener {listener.port} has TLS but lets anonymous clients in"))
+                fixes.append(f"set allow_anonymous false on listener {listener.port} and give clients users")
+            version = listener.tls_version
+            if version in ("tlsv1", "tlsv1.1"):
+                evidence.append(EvidenceRef("artifact", arts.name(conf.path), None,
+                                            f"listener {listener.port} allows {version}"))
+                fixes.append(f"set tls_version tlsv1.2 on listener {listener.port}")
+    if not evidence:
+        return CheckResult("false")
+    return CheckResult("true", evidence, {"insecure_list": " ".join(e.text + "." for e in evidence),
+                                          "insecure_fix": "; ".join(fixes)})

@@ -1,0 +1,27 @@
+"""Renderings of an Analysis: text for a terminal, JSON (the schema the API serves), Markdown for
+a ticket and a single self-contained HTML page. Each is a pure function of the Analysis."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from correlator.model import Finding
+
+
+def when(ts: float | None, *, date: bool = True) -> str:
+    if ts is None:
+        return "-"
+    value = datetime.fromtimestamp(ts, UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC" if date else "%H:%M:%S")
+
+
+def span(finding: Finding) -> str:
+    start = when(finding.first_seen)
+    if finding.last_seen - finding.first_seen < 1:
+        return start
+    same_day = int(finding.first_seen // 86400) == int(finding.last_seen // 86400)
+    return f"{start} → {when(finding.last_seen, date=not same_day)}"
+
+
+def times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"

@@ -1,0 +1,54 @@
+"""A Markdown report to paste into a ticket: the same content as the text report, with the
+commands in code blocks so they survive the ticket system."""
+
+from __future__ import annotations
+
+from correlator import __version__
+from correlator.analysis import Analysis
+from correlator.reports import span, times, when
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render(analysis: Analysis, *, title: str = "") -> str:
+    out = [f"# correlator report{': ' + title if title else ''}", ""]
+    out.append(f"correlator {__version__}; {len(analysis.findings)} finding(s) from {len(analysis.sources)} log(s), "
+               f"{analysis.events:,} events, {when(analysis.first_event)} to {when(analysis.last_event)}.")
+    out.append("")
+    if analysis.findings:
+        out += ["| severity | id | title | count | clients | confidence |", "|---|---|---|---|---|---|"]
+        for f in analysis.findings:
+            out.append(f"| {f.severity} | `{f.id}` | {_cell(f.title)} | {f.count} | "
+                       f"{_cell(', '.join(sorted(f.clients)) or '-')} | {f.confidence} |")
+    else:
+        out.append("**No root cause found.**")
+    for f in analysis.findings:
+        out += ["", f"## {f.severity.upper()}: {f.title} (`{f.id}`)", "",
+                f"{times(f.count)}, {span(f)}; clients: {', '.join(sorted(f.clients)) or '-'}; "
+                f"confidence **{f.confidence}** ({f.confidence_reason}).", "",
+                " ".join(f.explanation.split()), "", "**Evidence**", "", "```"]
+        for ref in f.evidence:
+            where = f"{ref.file}:{ref.line}" if ref.line else ref.file
+            out.append(f"{where}  {ref.text}")
+        for fact in f.facts:
+            where = f"{fact.file}:{fact.line}" if fact.line else fact.file
+            out.append(f"{where}  (artifact) {fact.text}")
+        out.append("```")
+        if f.alternatives:
+            out += ["", f"**Also possible:** {', '.join(f'`{a}`' for a in f.alternatives)}. {f.tell_apart}"]
+        if f.confidence != "high" and f.confirm_with:
+            out += ["", f"*Would confirm it:* {f.confirm_with}"]
+        if f.remediation:
+            out += ["", "**Fix**", ""]
+            for number, step in enumerate(f.remediation, 1):
+                out.append(f"{number}. {step}")
+    out += ["", "## Sources", "", "| file | format | source | zone | offset | lines | unparsed |",
+            "|---|---|---|---|---|---|---|"]
+    for s in analysis.sources:
+        out.append(f"| {_cell(s.info.path)} | {s.info.format} | {s.info.source} | {s.info.zone} ({s.zone_how}) | "
+                   f"{s.offset:+.1f}s ({s.offset_how}) | {s.info.lines_read} | {s.info.unparsed} |")
+    if analysis.errors:
+        out += ["", "## Errors", ""] + [f"- {_cell(e)}" for e in analysis.errors]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,81 @@
+"""The default report: findings first, worst first, each with its evidence as file:line and its
+fix; then the sources (zones, offsets, lines read and unparsed) and anything that went wrong.
+Readable in an 80-column terminal, coloured when stdout is one."""
+
+from __future__ import annotations
+
+import textwrap
+
+from rich.console import Console
+from rich.markup import escape
+
+from correlator import __version__
+from correlator.analysis import Analysis
+from correlator.reports import span, times, when
+
+SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",
+                  "info": "dim"}
+
+
+def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
+    width = min(console.width, 120)
+    wrap = textwrap.TextWrapper(width=width - 4, initial_indent="    ", subsequent_indent="    ")
+    logs = len(analysis.sources)
+    period = (f", {when(analysis.first_event)} → {when(analysis.last_event)}"
+              if analysis.first_event is not None else "")
+    count = len(analysis.findings)
+    console.print(f"[bold]correlator {__version__}[/]: {count} finding{'s' if count != 1 else ''}"
+                  f"{' in ' + escape(title) if title else ''} ({logs} log{'s' if logs != 1 else ''}, "
+                  f"{analysis.events:,} events{period})")
+    if not analysis.findings:
+        console.print("\n[green]No root cause found.[/] Nothing in the logs or artifacts matches a known failure.")
+    for finding in analysis.findings:
+        style = SEVERITY_STYLE.get(finding.severity, "")
+        console.print()
+        console.print(f"[{style}] {finding.severity.upper()} [/] [bold]{escape(finding.id)}[/]  "
+                      f"{escape(finding.title)}")
+        who = ", ".join(sorted(finding.clients)) or "-"
+        console.print(f"    {times(finding.count)}, {span(finding)}; clients: {escape(who)}")
+        console.print(f"    confidence {finding.confidence}: {escape(finding.confidence_reason)}")
+        console.print()
+        for paragraph in finding.explanation.split("\n\n"):
+            console.print(escape(wrap.fill(" ".join(paragraph.split()))))
+        console.print("\n    [bold]Evidence[/]")
+        for ref in finding.evidence:
+            where = f"{ref.file}:{ref.line}" if ref.line else ref.file
+            stamp = when(ref.time, date=False) if ref.time is not None else ""
+            console.print(f"      [cyan]{escape(where)}[/]  {stamp}")
+            console.print(escape(textwrap.fill(ref.text, width=width - 8, initial_indent="        ",
+                                               subsequent_indent="          ")))
+        for fact in finding.facts:
+            where = f"{fact.file}:{fact.line}" if fact.line else fact.file
+            console.print(f"      [magenta]{escape(where)}[/] (artifact)  {escape(fact.text)}")
+        if finding.alternatives:
+            console.print(f"\n    [bold]Also possible:[/] {escape(', '.join(finding.alternatives))}")
+            if finding.tell_apart:
+                console.print(escape(wrap.fill("To tell them apart: " + finding.tell_apart)))
+        if finding.confidence != "high" and finding.confirm_with:
+            console.print(escape(wrap.fill("Would confirm it: " + finding.confirm_with)))
+        if finding.remediation:
+            console.print("\n    [bold]Fix[/]")
+            for number, step in enumerate(finding.remediation, 1):
+                console.print(escape(textwrap.fill(step, width=width - 4, initial_indent=f"    {number}. ",
+                                                   subsequent_indent="       ")))
+    console.print("\n[bold]Sources[/]")
+    for source in analysis.sources:
+        info = source.info
+        offset = f"offset {source.offset:+.1f}s ({source.offset_how})" if source.offset else "offset 0"
+        unparsed = f"[yellow]{info.unparsed} unparsed[/]" if info.unparsed else "0 unparsed"
+        zone = source.zone_how if source.zone_how.startswith(info.zone) else f"{info.zone} ({source.zone_how})"
+        console.print(f"    {escape(info.path)}: {info.format}, {escape(info.source)}, zone {escape(zone)}, "
+                      f"{offset}; {info.lines_read:,} lines, {unparsed}")
+    artifacts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in analysis.artifacts.items() if n)
+    console.print(f"\n[bold]Artifacts[/]\n    {artifacts or 'none'}")
+    if analysis.errors:
+        console.print("\n[bold red]Errors[/] (the rest was analysed)")
+        for error in analysis.errors:
+            console.print(f"    {escape(error)}")
+    if analysis.notes:
+        console.print("\n[bold]Notes[/]")
+        for note in analysis.notes:
+            console.print(f"    {escape(note)}")
