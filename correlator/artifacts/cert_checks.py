@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -28,7 +27,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from correlator.artifacts.certs import CertFacts, KeyFacts
+from correlator.artifacts.certs import CertFacts, KeyFacts, issued_by
 
 Status = Literal["ok", "problem", "not_run"]
 Severity = Literal["info", "warning", "error"]
@@ -213,36 +212,6 @@ def check_hostname(cert: CertFacts, host: str) -> CheckResult:
 
 # ---------------------------------------------------------------------------------------------
 # chain
-
-
-def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    """Did `parent`'s key sign `child`? Names must match too. Falls back to a direct signature check
-    for algorithms cryptography's helper refuses (SHA-1, MD5), because old certificates with them
-    still chain in the field and the weak-signature check reports them separately."""
-    if child.issuer != parent.subject:
-        return False
-    try:
-        child.verify_directly_issued_by(parent)
-        return True
-    except ValueError as exc:
-        if "Unsupported signature algorithm" not in str(exc):
-            return False
-    except Exception:
-        return False
-    try:
-        key = parent.public_key()
-        digest = child.signature_hash_algorithm
-        if digest is None:
-            return False
-        if isinstance(key, rsa.RSAPublicKey):
-            key.verify(child.signature, child.tbs_certificate_bytes, padding.PKCS1v15(), digest)
-            return True
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(child.signature, child.tbs_certificate_bytes, ec.ECDSA(digest))
-            return True
-    except Exception:
-        return False
-    return False
 
 
 _CA_POLICY = ExtensionPolicy.permit_all().require_present(x509.BasicConstraints, Criticality.AGNOSTIC, None)

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.utils import CryptographyDeprecationWarning
@@ -249,14 +249,38 @@ def _key_usage(value: x509.KeyUsage | None) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _is_self_signed(cert: x509.Certificate) -> bool:
-    if cert.issuer != cert.subject:
+def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    """Did `parent`'s key sign `child`? Names must match too. Falls back to a direct signature check
+    for algorithms cryptography's helper refuses (SHA-1, MD5), because old certificates with them
+    still chain in the field and the weak-signature check reports them separately."""
+    if child.issuer != parent.subject:
         return False
     try:
-        cert.verify_directly_issued_by(cert)
-    except Exception:  # a bad signature, an unsupported algorithm: either way not self-signed
+        child.verify_directly_issued_by(parent)
+        return True
+    except ValueError as exc:
+        if "Unsupported signature algorithm" not in str(exc):
+            return False
+    except Exception:
         return False
-    return True
+    try:
+        key = parent.public_key()
+        digest = child.signature_hash_algorithm
+        if digest is None:
+            return False
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(child.signature, child.tbs_certificate_bytes, padding.PKCS1v15(), digest)
+            return True
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(child.signature, child.tbs_certificate_bytes, ec.ECDSA(digest))
+            return True
+    except Exception:
+        return False
+    return False
+
+
+def _is_self_signed(cert: x509.Certificate) -> bool:
+    return issued_by(cert, cert)
 
 
 def cert_facts(cert: x509.Certificate, *, path: str = "", index: int = 0,

@@ -74,8 +74,9 @@ def _window(not_before: datetime | None, not_after: datetime | None, days: int) 
 
 def make_ca(cn: str = "correlator lab CA", *, issuer: Issued | None = None, key: PrivateKey | None = None,
             not_before: datetime | None = None, not_after: datetime | None = None, days: int = 3650,
-            path_length: int | None = None, key_kind: str = "rsa") -> Issued:
-    """A root CA (self-signed) or, with `issuer`, an intermediate CA."""
+            path_length: int | None = None, key_kind: str = "rsa", hash_name: str = "sha256") -> Issued:
+    """A root CA (self-signed) or, with `issuer`, an intermediate CA. `hash_name` 'sha1'/'md5'
+    makes the old roots still found in the field (RSA keys only)."""
     key = key or make_key(key_kind)
     start, end = _window(not_before, not_after, days)
     subject = name(cn)
@@ -97,6 +98,8 @@ def make_ca(cn: str = "correlator lab CA", *, issuer: Issued | None = None, key:
     if issuer is not None:
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False)
+    if hash_name in _WEAK_SIGNATURES:
+        return Issued(_resign_weak(builder.sign(signer, hashes.SHA256()), signer, hash_name), key)
     return Issued(builder.sign(signer, hashes.SHA256()), key)
 
 
@@ -158,7 +161,8 @@ _WEAK_SIGNATURES: dict[str, tuple[bytes, Any]] = {
 }
 
 
-def _resign_weak(cert: x509.Certificate, issuer_key: PrivateKey, hash_name: str) -> x509.Certificate:
+def _resign_weak(cert: x509.Certificate, issuer_key: CertificateIssuerPrivateKeyTypes,
+                 hash_name: str) -> x509.Certificate:
     """Swap a SHA-256/RSA certificate's signature algorithm for a weak one and sign it again. The
     OIDs have the same length, so the DER lengths do not change."""
     from cryptography.hazmat.primitives.asymmetric import padding
