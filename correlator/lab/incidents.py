@@ -36,7 +36,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from correlator.lab import pki
-from correlator.lab.broker import Mosquitto, free_port
+from correlator.lab.broker import BrokerUnavailable, Mosquitto, free_port, mosquitto_binary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -847,6 +847,8 @@ def make_healthy_noisy(out: Path) -> None:
 
 
 def make_mixed(out: Path) -> None:
+    if shutil.which("faketime") is None:
+        raise IncidentUnavailable("faketime is not installed (Debian: apt-get install faketime)")
     scene = Scene.create(out, "mixed",
                          "One broker, a TLS listener with require_certificate and a plain one, both with "
                          "passwords and the Sparkplug ACL. Three causes at once next to healthy traffic: "
@@ -1002,11 +1004,9 @@ if $programname == "mosquitto" then {{
 """
 
 
-@contextmanager
-def rsyslogd(out_dir: Path) -> Iterator[Path]:
-    """A real rsyslogd owning /dev/log while the incident runs. mosquitto's syslog output always
-    goes to /dev/log, so the daemon must sit there; this refuses to run when another syslog
-    daemon already does, and removes the socket it created afterwards."""
+def rsyslogd_usable() -> str:
+    """The rsyslogd binary, when this machine lets the lab own /dev/log; checked before an
+    incident folder is touched, so a machine that cannot run it keeps the committed sample."""
     binary = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None)
     if binary is None:
         raise IncidentUnavailable("rsyslogd is not installed (Debian: apt-get install rsyslog)")
@@ -1015,6 +1015,16 @@ def rsyslogd(out_dir: Path) -> Iterator[Path]:
         raise IncidentUnavailable("/dev/log already exists: another syslog daemon (or journald) owns it")
     if os.geteuid() != 0:
         raise IncidentUnavailable("creating /dev/log needs root")
+    return binary
+
+
+@contextmanager
+def rsyslogd(out_dir: Path) -> Iterator[Path]:
+    """A real rsyslogd owning /dev/log while the incident runs. mosquitto's syslog output always
+    goes to /dev/log, so the daemon must sit there; this refuses to run when another syslog
+    daemon already does, and removes the socket it created afterwards."""
+    binary = rsyslogd_usable()
+    dev_log = Path("/dev/log")
     with tempfile.TemporaryDirectory(prefix="correlator-rsyslog-") as work:
         conf = Path(work) / "rsyslog.conf"
         conf.write_text(RSYSLOG_CONF.format(work=work, out=out_dir))
@@ -1042,6 +1052,7 @@ def rsyslogd(out_dir: Path) -> Iterator[Path]:
 
 
 def make_syslog_variants(out: Path) -> None:
+    rsyslogd_usable()
     scene = Scene.create(out, "syslog_variants",
                          "The broker logs to syslog (log_dest syslog) through a real rsyslogd, which writes "
                          "the same lines in RFC 3164 (broker/syslog-rfc3164.log) and RFC 5424 "
@@ -1136,8 +1147,13 @@ def make(names: Sequence[str], out: Path) -> Iterator[tuple[str, float, str | No
     for name in names:
         started = time.monotonic()
         try:
+            for tool in ("mosquitto_pub", "mosquitto_sub", "mosquitto_passwd", "openssl"):
+                if shutil.which(tool) is None:
+                    raise IncidentUnavailable(f"{tool} is not installed (Debian: apt-get install "
+                                              "mosquitto mosquitto-clients openssl)")
+            mosquitto_binary()
             REGISTRY[name].make(out)
-        except IncidentUnavailable as exc:
+        except (IncidentUnavailable, BrokerUnavailable) as exc:
             yield name, time.monotonic() - started, f"skipped: {exc}"
             continue
         yield name, time.monotonic() - started, None
