@@ -9,6 +9,7 @@ source, since no such software runs here.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,115 @@ def test_real_mosquitto_clients_output(tmp_path: Path, mosquitto_available: str)
     assert {"mqtt.subscribe", "mqtt.subscribed", "mqtt.receive_timeout"} <= kinds["viewer-sub.log"].keys()
     assert {"mqtt.connack", "mqtt.publish", "mqtt.packet", "mqtt.disconnect"} <= kinds["good-pub.log"].keys()
     assert kinds["nobroker-pub.log"]["net.error"].fields["net_error"] == "refused"
+
+
+# ---------------------------------------------------------------- Python logging (paho-mqtt, asyncua)
+
+PYTHON_LOGS = sorted(p for p in SAMPLE_LOGS.glob("*/*/*.log")
+                     if p.parent.name in ("clients", "server") and not p.name.endswith(("-pub.log", "-sub.log"))
+                     and p.read_text(errors="replace")[:4].isdigit())
+
+
+@pytest.mark.parametrize("path", PYTHON_LOGS, ids=[f"{p.parent.parent.name}/{p.name}" for p in PYTHON_LOGS])
+def test_sample_python_logs(path: Path) -> None:
+    _assert_format(path, "python_logging")
+
+
+def test_python_layouts_and_tracebacks(tmp_path: Path) -> None:
+    # asyncua 2.1 server refusing a client certificate (a real run, the cookbook's layout)
+    path = _write(tmp_path, "opcua-server.log", """
+2026-11-23 14:39:02,643 - asyncua.server.binary_server_asyncio - INFO - New connection from ('127.0.0.1', 60366)
+2026-11-23 14:39:02,691 - asyncuagds.validate - ERROR - Not trusted certificate used: [CN=urn:correlator:lab:opcua-client]
+Traceback (most recent call last):
+  File "/work/main/.venv/lib/python3.11/site-packages/asyncua/crypto/truststore.py", line 128, in is_trusted
+    verifier.verify(certificate, [])
+cryptography.hazmat.bindings._rust.x509.VerificationError: validation failed: candidates exhausted: all candidates exhausted with no interior errors
+2026-11-23 14:39:02,691 - asyncua.server.uaprocessor - ERROR - sending service fault response: The certificate is not trusted. (BadCertificateUntrusted)
+""")  # noqa: E501
+    events = _assert_format(path, "python_logging")
+    assert [e.kind for e in events] == ["net.accept", "opcua.cert_untrusted", "opcua.status"]
+    assert events[1].line_count == 5
+    assert events[2].fields["opcua_status"] == "BadCertificateUntrusted"
+    # an app's exception log: the reason is only in the traceback's last line
+    path = _write(tmp_path, "app.log", """
+[2026-11-23 14:36:56,665] ERROR [app] connect failed
+Traceback (most recent call last):
+  File "/opt/app/run.py", line 20, in <module>
+    c.connect("broker.plant", 8883, 30)
+  File "/root/.pyenv/versions/3.11.7/lib/python3.11/ssl.py", line 1383, in do_handshake
+    self._sslobj.do_handshake()
+ssl.SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: certificate has expired (_ssl.c:1006)
+[2026-11-23 14:36:57,665] INFO [app] retrying
+""")  # noqa: E501
+    events = _assert_format(path, "python_logging")
+    assert (events[0].kind, events[0].fields["tls_reason"], events[0].line_count) == ("tls.error", "cert_expired", 7)
+    # basicConfig's default layout has no time
+    path = _write(tmp_path, "basic.log", """
+DEBUG:paho.mqtt.client:Sending CONNECT (u0, p0, wr0, wq0, wf0, c1, k60) client_id=b'edge-06'
+DEBUG:paho.mqtt.client:Received CONNACK (0, 5)
+""")
+    events = _assert_format(path, "python_logging")
+    assert events[0].fields["has_username"] == 0 and events[1].fields["mqtt_reason"] == "not_authorized"
+
+
+def test_python_evidence_lines() -> None:
+    fmt = "python_logging"
+    head = "2026-11-23 14:31:44,174 DEBUG paho.mqtt.client: "
+    connect = _line(fmt, head + "Sending CONNECT (u1, p0, wr0, wq0, wf0, c1, k30) client_id=b'edge-10'")
+    assert (connect["kind"], connect["has_username"], connect["has_password"]) == ("mqtt.connect", 1, 0)
+    assert _line(fmt, head + "Received CONNACK (0, 4)")["mqtt_reason"] == "bad_credentials"
+    assert _line(fmt, head + "Received CONNACK (0, Not authorized) properties=[]")["mqtt_reason"] == "not_authorized"
+    assert _line(fmt, head + "Received CONNACK (0, Unsupported protocol version) properties=[]") == {
+        "kind": "mqtt.connack_refused", "logger": "paho.mqtt.client", "session_present": 0,
+        "reason": "Unsupported protocol version", "protocol": 5, "mqtt_reason": "bad_protocol"}
+    ssl = _line(fmt, "2026-11-23 14:31:42,329 ERROR lab.client: connection to 127.0.0.1:58337 failed: "
+                     "SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+                     "certificate has expired (_ssl.c:1006)")
+    assert (ssl["kind"], ssl["tls_reason"]) == ("tls.error", "cert_expired")
+    assert _line(fmt, "2026-11-23 14:31:48,127 ERROR paho.mqtt.client: Client is not connected. Socket: None). "
+                      "Last known Connection State: MQTT_CS_DISCONNECTED")["kind"] == "mqtt.not_connected"
+    assert _line(fmt, "INFO:asyncua.client.client:connect (auto_reconnect=None)")["kind"] == "opcua.connect"
+
+
+@pytest.mark.broker
+def test_real_paho_output(tmp_path: Path, mosquitto_available: str) -> None:
+    import logging
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from correlator.lab.broker import Mosquitto
+
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "alice", "secret"], check=True,
+                   capture_output=True)
+    config = f"allow_anonymous false\npassword_file {passwd}\nlistener {{port0}} 127.0.0.1\n"
+    log_path = tmp_path / "edge-50.log"
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("test.paho.edge-50")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        with Mosquitto(tmp_path / "broker", config) as broker:
+            for password, protocol in (("wrong", mqtt.MQTTv311), ("wrong", mqtt.MQTTv5), ("secret", mqtt.MQTTv311)):
+                client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="edge-50", protocol=protocol)
+                client.enable_logger(logger)
+                client.username_pw_set("alice", password)
+                client.connect("127.0.0.1", broker.port, 30)
+                client.loop_start()
+                client.subscribe("plant/#", 1)
+                client.publish("plant/a", "x", qos=1)
+                time.sleep(0.5)
+                client.disconnect()
+                client.loop_stop()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    events = _assert_format(log_path, "python_logging")
+    refused = [e for e in events if e.kind == "mqtt.connack_refused"]
+    assert {e.fields["mqtt_reason"] for e in refused} == {"not_authorized"}
+    assert any(e.fields.get("protocol") == 5 for e in refused)
+    assert all(e.fields["has_username"] == 1 for e in events if e.kind == "mqtt.connect")
+    assert "mqtt.connack" in {e.kind for e in events}
