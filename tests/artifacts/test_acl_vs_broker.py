@@ -8,9 +8,9 @@ was allowed arrives in milliseconds on loopback.
 
 from __future__ import annotations
 
-import signal
+import re
 import subprocess
-import time
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +53,13 @@ pattern readwrite clients/%c/#
 pattern write users/%u/out
 pattern readwrite sensors/%u/#
 pattern deny sensors/%u/blocked
+pattern read sentinel/%c
 """
 
 USERS = ("alice", "bob", "carol", "dave", "e+vil", "site/a", "admin")
 PASSWORD = "pw-secret"
-WAIT = 0.6
+#: Only a failure waits this long: an allowed message arrives in milliseconds.
+SENTINEL_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -141,19 +143,40 @@ def _auth(user: str | None) -> list[str]:
     return ["-u", user, "-P", PASSWORD] if user is not None else []
 
 
-def _collect(proc: subprocess.Popen[str]) -> str:
-    """Stop a mosquitto_sub with SIGINT so it exits cleanly and flushes its block-buffered stdout."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=5)
-    return out
+class Subscriber:
+    """A mosquitto_sub whose lines are read as they come (it flushes each message), so a test
+    waits for a sentinel instead of sleeping: the broker processes a QoS 1 PUBLISH before its
+    PUBACK and delivers to a subscriber in order, so once the sentinel (published after every
+    test message was acknowledged) arrives, everything allowed has arrived too."""
 
+    def __init__(self, broker: Mosquitto, user: str | None, client_id: str, topics: list[str]) -> None:
+        self.client_id = client_id
+        args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-i", client_id, "-v", "-q", "1"]
+        for topic in [*topics, f"sentinel/{client_id}"]:
+            args += ["-t", topic]
+        self.proc = subprocess.Popen([*args, *_auth(user)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        self.lines: list[str] = []
+        self.done = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
-def _subscribe(broker: Mosquitto, user: str | None, client_id: str, topics: list[str]) -> subprocess.Popen[str]:
-    args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-i", client_id, "-v", "-q", "1"]
-    for topic in topics:
-        args += ["-t", topic]
-    return subprocess.Popen([*args, *_auth(user)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith(f"sentinel/{self.client_id} "):
+                self.done.set()
+
+    def finish(self, broker: Mosquitto) -> set[str]:
+        """Publish the sentinel, wait for it, stop, and return the payloads received."""
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-t",
+                        f"sentinel/{self.client_id}", "-m", "END", *_auth("admin")], check=True, timeout=10)
+        assert self.done.wait(SENTINEL_TIMEOUT), f"{self.client_id}: no sentinel; got {self.lines}"
+        self.proc.terminate()
+        self.proc.wait(timeout=5)
+        self.reader.join(timeout=5)
+        return {line.rsplit(" ", 1)[-1] for line in self.lines if " " in line} - {"END"}
 
 
 def _publish(broker: Mosquitto, user: str | None, client_id: str, topic: str,
@@ -163,20 +186,19 @@ def _publish(broker: Mosquitto, user: str | None, client_id: str, topic: str,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _received(output: str) -> set[str]:
-    return {line.rsplit(" ", 1)[-1] for line in output.splitlines() if " " in line}
+def _publish_all(pubs: list[subprocess.Popen[str]]) -> None:
+    for pub in pubs:
+        pub.communicate(timeout=10)
+        assert pub.returncode == 0, "publishing itself never fails: MQTT 3.1.1 gets a normal PUBACK"
 
 
 def test_publish_table_matches_broker(lab: tuple[Mosquitto, AclFile]) -> None:
     broker, acl = lab
-    observer = _subscribe(broker, "admin", "observer", ["#", "$custom/#", "$SYS/broker/x"])
-    broker.wait_for_log(r"Sending SUBACK to observer", timeout=5)
-    pubs = [_publish(broker, case.user, case.client_id, case.topic, f"w{i}") for i, case in enumerate(WRITE_CASES)]
-    for pub in pubs:
-        pub.communicate(timeout=10)
-        assert pub.returncode == 0, "publishing itself must not fail (the broker answers a normal PUBACK)"
-    time.sleep(WAIT)
-    arrived = _received(_collect(observer))
+    observer = Subscriber(broker, "admin", "observer", ["#", "$custom/#", "$SYS/broker/x"])
+    broker.wait_for_log(r"Sending SUBACK to observer\b", timeout=5)
+    _publish_all([_publish(broker, case.user, case.client_id, case.topic, f"w{i}")
+                  for i, case in enumerate(WRITE_CASES)])
+    arrived = observer.finish(broker)
 
     mismatches = []
     for i, case in enumerate(WRITE_CASES):
@@ -192,20 +214,17 @@ def test_read_table_matches_broker(lab: tuple[Mosquitto, AclFile]) -> None:
     by_client: dict[tuple[str | None, str], list[str]] = {}
     for case in READ_CASES:
         by_client.setdefault((case.user, case.client_id), []).append(case.topic)
-    subs = {key: _subscribe(broker, key[0], key[1], topics) for key, topics in by_client.items()}
+    subs = {key: Subscriber(broker, key[0], key[1], topics) for key, topics in by_client.items()}
     for _user, client_id in subs:
-        broker.wait_for_log(rf"Sending SUBACK to {client_id}\b", timeout=5)
-    pubs = [_publish(broker, "admin", f"admin-{i}", case.topic, f"r{i}") for i, case in enumerate(READ_CASES)]
-    for pub in pubs:
-        pub.communicate(timeout=10)
-    time.sleep(WAIT)
-    outputs = {key: _collect(proc) for key, proc in subs.items()}
+        broker.wait_for_log(rf"Sending SUBACK to {re.escape(client_id)}\b", timeout=5)
+    _publish_all([_publish(broker, "admin", f"admin-{i}", case.topic, f"r{i}") for i, case in enumerate(READ_CASES)])
+    received = {key: sub.finish(broker) for key, sub in subs.items()}
 
     mismatches = []
     for i, case in enumerate(READ_CASES):
-        output = outputs[(case.user, case.client_id)]
-        assert "denied" not in output.lower(), "mosquitto 2.0 grants every SUBSCRIBE"
-        broker_says = f"r{i}" in _received(output)
+        sub = subs[(case.user, case.client_id)]
+        assert not any("denied" in line.lower() for line in sub.lines), "mosquitto 2.0 grants every SUBSCRIBE"
+        broker_says = f"r{i}" in received[(case.user, case.client_id)]
         ours = acl.check(case.user, case.client_id, case.topic, "read")
         if not (broker_says == ours.allowed == case.expected):
             mismatches.append(f"{case}: broker={broker_says} ours={ours.allowed} ({ours.reason})")
@@ -216,15 +235,11 @@ def test_wildcard_subscription_delivers_only_readable_topics(lab: tuple[Mosquitt
     """alice subscribes to 'sensors/#': the SUBSCRIBE succeeds, sensors/a arrives, sensors/secret
     is dropped without a word; check_subscription calls that 'some'."""
     broker, acl = lab
-    sub = _subscribe(broker, "alice", "alice-wild", ["sensors/#"])
+    sub = Subscriber(broker, "alice", "alice-wild", ["sensors/#"])
     broker.wait_for_log(r"Sending SUBACK to alice-wild\b", timeout=5)
-    pubs = [_publish(broker, "admin", "admin-w1", "sensors/a", "ok"),
-            _publish(broker, "admin", "admin-w2", "sensors/secret", "hidden")]
-    for pub in pubs:
-        pub.communicate(timeout=10)
-    time.sleep(WAIT)
-    got = _received(_collect(sub))
-    assert got == {"ok"}
+    _publish_all([_publish(broker, "admin", "admin-w1", "sensors/a", "ok"),
+                  _publish(broker, "admin", "admin-w2", "sensors/secret", "hidden")])
+    assert sub.finish(broker) == {"ok"}
     decision = acl.check_subscription("alice", "alice-wild", "sensors/#")
     assert decision.subscribe_granted and decision.delivery == "some"
     assert [d.line for d in decision.denying] == [7]
