@@ -278,44 +278,111 @@ def test_old_file_keeps_growing_after_the_rename_until_the_writer_reopens(
     assert len(set(ids)) == 2 and ids == sorted(ids, key=ids.index)
 
 
-def test_two_renames_before_the_tailer_looks_lose_nothing(tmp_path: Path) -> None:
-    """The worker is held inside the consumer's callback while the log is rotated twice; the
-    file that held the name only in between is found through inotify's rename events. Whether
-    that event reaches the worker before it looks at the name is a race, so only completeness,
-    uniqueness and each file's own order are promised here."""
-    collector = Collector()
-    gate = threading.Event()
-    gate.set()
-    blocked = threading.Event()
+class GatedCollector(Collector):
+    """A consumer that can hold the worker inside the callback, so a test can change the files
+    while the tailer is certainly not looking: rotations 'between two looks', deterministically."""
 
-    def callback(batch: LineBatch) -> None:
-        if not gate.is_set():
-            blocked.set()
-            gate.wait()
-        collector(batch)
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.blocked = threading.Event()
 
+    def __call__(self, batch: LineBatch) -> None:
+        if not self.gate.is_set():
+            self.blocked.set()
+            self.gate.wait()
+        super().__call__(batch)
+
+    def hold(self, trigger: Callable[[], None]) -> None:
+        """Close the gate, cause a batch with `trigger`, return once the worker waits in it."""
+        self.blocked.clear()
+        self.gate.clear()
+        trigger()
+        assert self.blocked.wait(WAIT), "the worker never reached the gate"
+
+
+@pytest.fixture
+def gated() -> Iterator[GatedCollector]:
+    collector = GatedCollector()
+    yield collector
+    collector.gate.set()
+
+
+def test_two_renames_before_the_tailer_looks_lose_nothing(tmp_path: Path, gated: GatedCollector) -> None:
+    """The log is rotated twice while the worker is held; the file that held the name only in
+    between is found through inotify's rename events. Whether that event reaches the worker
+    before it looks at the name again is a race, so only completeness, uniqueness and each
+    file's own order are promised here."""
     path = tmp_path / "fast.log"
     append(path, [b"a1"])
-    tailer = Tailer(callback, from_beginning=True)
+    tailer = Tailer(gated, from_beginning=True)
     tailer.add_file(path)
     tailer.start()
     try:
-        collector.wait_count(path, 1)
-        gate.clear()
-        append(path, [b"a2"])
-        assert blocked.wait(WAIT)
+        gated.wait_count(path, 1)
+        gated.hold(lambda: append(path, [b"a2"]))
         os.rename(path, tmp_path / "fast.log.1")
         append(path, [b"b1", b"b2"])
         os.rename(path, tmp_path / "fast.log.2")
         append(path, [b"c1"])
-        gate.set()
-        collector.wait_count(path, 5)
+        gated.gate.set()
+        gated.wait_count(path, 5)
     finally:
-        gate.set()
+        gated.gate.set()
         tailer.stop()
-    got = collector.lines[path]
+    got = gated.lines[path]
     assert sorted(got) == [b"a1", b"a2", b"b1", b"b2", b"c1"]
     assert got[:2] == [b"a1", b"a2"] and got.index(b"b1") < got.index(b"b2")
+
+
+@pytest.mark.parametrize("refill", [50, 5000], ids=["refilled-less", "refilled-beyond-our-offset"])
+def test_copytruncate_while_the_tailer_is_behind_reads_the_rest_from_the_copy(
+        tmp_path: Path, gated: GatedCollector, refill: int) -> None:
+    """Lines appended before the truncation that the tailer had not read yet are only in the
+    copy; and a file refilled past our old position must still be seen as truncated."""
+    path = tmp_path / "ct.log"
+    copy = tmp_path / "ct.log.1"
+    append(path, numbered("a", 0, 100))
+    tailer = Tailer(gated, from_beginning=True)
+    tailer.add_file(path)
+    tailer.start()
+    try:
+        gated.wait_count(path, 100)
+        gated.hold(lambda: append(path, numbered("a", 100, 1)))
+        append(path, numbered("a", 101, 99))  # unread when the truncation comes
+        with open(path, "ab") as handle:
+            handle.write(b"a half line that the copy completes")
+        shutil.copyfile(path, copy)
+        os.truncate(path, 0)
+        append(path, numbered("c", 0, refill))
+        gated.gate.set()
+        gated.wait_count(path, 201 + refill)
+    finally:
+        gated.gate.set()
+        tailer.stop()
+    assert gated.lines[path] == [*numbered("a", 0, 200), b"a half line that the copy completes",
+                                 *numbered("c", 0, refill)]
+    assert gated.events(path) == [TailEvent.OPENED, TailEvent.TRUNCATED]
+    copy_id = (copy.stat().st_dev, copy.stat().st_ino)
+    assert any(batch.file_id == copy_id and batch.lines for batch in gated.batches)
+
+
+def test_truncation_without_a_copy_starts_over_without_duplicates(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer]) -> None:
+    path = tmp_path / "cut.log"
+    append(path, numbered("a", 0, 10))
+    tailer = make_tailer(from_beginning=True)
+    tailer.add_file(path)
+    tailer.start()
+    collector.wait_count(path, 10)
+    os.truncate(path, 0)
+    append(path, numbered("b", 0, 5))
+    collector.wait_count(path, 15)
+    tailer.stop()
+    assert collector.lines[path] == numbered("a", 0, 10) + numbered("b", 0, 5)
+    assert collector.events(path) == [TailEvent.OPENED, TailEvent.TRUNCATED]
+    assert [offset for batch in collector.batches for offset, _ in batch.lines][10:] == [i * 15 for i in range(5)]
 
 
 def test_copytruncate_while_the_writer_keeps_appending(
