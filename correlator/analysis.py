@@ -28,6 +28,7 @@ from correlator.model import Event, Finding, severity_rank
 from correlator.sources.bundle import Bundle, open_bundle
 from correlator.sources.files import LogFile, SourceInfo
 from correlator.timeline import zones as tz_rules
+from correlator.timeline.connections import Connection
 
 Progress = Callable[[int, int], None]
 _ALARMING = frozenset({"warning", "error", "critical"})
@@ -123,6 +124,21 @@ class Session:
         self.first: float | None = None
         self.last: float | None = None
         self.histogram: dict[str, dict[int, list[int]]] = {}
+        self.client_of: dict[str, str] = {}
+        """Connection id -> the client it was (from the stitched client side or the client id)."""
+
+    def note_connections(self, connections: Iterable[Connection]) -> None:
+        """Remember who each finished connection was, so findings can name the clients behind
+        broker lines that only say '<unknown>'."""
+        for conn in connections:
+            name = None
+            if conn.client_source:
+                name = conn.client_source.split(":", 1)[-1]
+            elif conn.client_id and conn.client_id not in ("<unknown>", "(null)"):
+                name = conn.client_id
+            if name:
+                self.client_of[conn.id] = name
+                self.client_of[conn.resolve().id] = name
 
     def feed(self, events: Iterable[Event]) -> list[Finding]:
         changed: dict[int, Finding] = {}
@@ -154,7 +170,13 @@ class Session:
 
     def findings(self, min_severity: str = "info") -> list[Finding]:
         floor = severity_rank(min_severity)
-        return [f for f in self.engine.findings() if severity_rank(f.severity) >= floor]
+        found = [f for f in self.engine.findings() if severity_rank(f.severity) >= floor]
+        for finding in found:
+            for conn in finding.connections:
+                name = self.client_of.get(conn)
+                if name:
+                    finding.clients.add(name)
+        return found
 
 
 def open_logs(bundle: Bundle, registry: Registry, options: Options, errors: list[str]) -> list[LogFile]:
@@ -215,13 +237,17 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
             stitched: list[Event] = []
             for event in chunk:
                 stitched.extend(stitcher.push(event))
-            connections += len(stitcher.pop_closed())
+            closed = stitcher.pop_closed()
+            connections += len(closed)
+            session.note_connections(closed)
             selected = [e for e in stitched if (options.since is None or e.ts >= options.since)
                         and (options.until is None or e.ts <= options.until)]
             count += len(selected)
             session.feed(selected)
         tail = stitcher.flush()
-        connections += len(stitcher.pop_closed())
+        closed = stitcher.pop_closed()
+        connections += len(closed)
+        session.note_connections(closed)
         tail = [e for e in tail if (options.since is None or e.ts >= options.since)
                 and (options.until is None or e.ts <= options.until)]
         count += len(tail)

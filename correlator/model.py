@@ -166,6 +166,9 @@ class Finding:
     tell_apart: str = ""
     remediation: list[str] = field(default_factory=list)
     context: dict[str, Any] = field(default_factory=dict)
+    connections: set[str] = field(default_factory=set)
+    """Ids of the stitched connections the evidence came from (capped), so a broker-side line with
+    no client id can still be attributed to the client whose log shows the same connection."""
     revision: int = 0
 
     def to_dict(self) -> dict[str, Any]:

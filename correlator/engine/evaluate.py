@@ -20,6 +20,8 @@ from correlator.model import Event, EvidenceRef, Finding, severity_rank
 #: How many evidence lines a finding keeps from the start and from the end of its occurrences.
 EVIDENCE_HEAD = 6
 EVIDENCE_TAIL = 4
+#: Most connection ids a finding remembers for attributing clients.
+MAX_CONNECTIONS = 1000
 #: Most partial sequences kept per rule and key (a flood of step-one events must not grow memory).
 MAX_PARTIALS = 32
 #: How many client ids the engine remembers the user name of (a broker logs the user only at CONNECT).
@@ -330,6 +332,8 @@ class Engine:
         for event in events:
             side = side_of(event)
             finding.sides.add(side)
+            if event.connection and len(finding.connections) < MAX_CONNECTIONS:
+                finding.connections.add(event.connection)
             client = event.fields.get("client_id")
             if isinstance(client, str) and client not in _ANONYMOUS_IDS:
                 finding.clients.add(client)
@@ -400,7 +404,8 @@ class Engine:
         confirmed, one finding names both. A cause that `explains` another (a broker that never
         started explains why clients were refused) absorbs it."""
         rules = {rule.id: rule for rule in self.rules}
-        view = {key: replace(f, clients=set(f.clients), alternatives=list(f.alternatives))
+        view = {key: replace(f, clients=set(f.clients), alternatives=list(f.alternatives),
+                             connections=set(f.connections))
                 for key, f in self._findings.items()}
         by_id: dict[str, list[Finding]] = {}
         for finding in view.values():

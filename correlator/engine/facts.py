@@ -342,14 +342,25 @@ def _client_key(arts: Artifacts, events: list[Event], context: dict[str, Any]) -
     return CheckResult("true" if evidence else "false", evidence, arts.cert_values(certs[0]))
 
 
-@check("listener_tls_mismatch")
-def _listener_tls(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+def _listener_tls(arts: Artifacts, context: dict[str, Any], want_tls: bool) -> CheckResult:
     listener = arts.listener(context)
     if listener is None:
         return _unknown("no mosquitto.conf listener for this port")
     text = f"listener {listener.port}: TLS {'on' if listener.tls else 'off'} ({listener.location})"
-    return CheckResult("true", [EvidenceRef("artifact", arts.name(listener.location.rsplit(':', 1)[0]),
-                                            _line(listener.location), text)], {"listener_port": listener.port})
+    ref = EvidenceRef("artifact", arts.name(listener.location.rsplit(":", 1)[0]), _line(listener.location), text)
+    return CheckResult("true" if listener.tls == want_tls else "false", [ref], {"listener_port": listener.port})
+
+
+@check("listener_is_tls")
+def _is_tls(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    """Plain MQTT sent to this listener is a mismatch only if the listener speaks TLS."""
+    return _listener_tls(arts, context, True)
+
+
+@check("listener_is_plain")
+def _is_plain(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    """A TLS client that gets nothing back is at a plain listener only if the listener is plain."""
+    return _listener_tls(arts, context, False)
 
 
 def _line(location: str) -> int | None:

@@ -16,7 +16,8 @@ from pathlib import Path
 from correlator.errors import DefinitionError
 from correlator.model import FieldValue
 
-_ALERT = re.compile(r"\b(?:sslv3|tlsv1|tlsv12|tlsv13|tls) alert\b", re.I)
+# OpenSSL says "tlsv1 alert ...", Java "Received fatal alert: ...": both mean the peer complained
+_ALERT = re.compile(r"\b(?:(?:sslv3|tlsv1|tlsv12|tlsv13|tls) alert|Received fatal alert)\b", re.I)
 _OPCUA_NAME = re.compile(r"\b(Bad[A-Z][A-Za-z]+)\b")
 _OPCUA_HEX = re.compile(r"\b0x([0-9A-Fa-f]{8})\b")
 
@@ -70,9 +71,14 @@ class Evidence:
                     found["tls_alert"] = _ALERT.search(text) is not None
         status = self._opcua(text)
         if status is not None:
+            # An OPC UA status names the failure in OPC UA's own terms; the same message's
+            # "certificate has expired" is not a TLS handshake failure and must not feed TLS rules.
+            found.pop("tls_reason", None)
+            found.pop("tls_alert", None)
             found["opcua_status"] = status
             found["opcua_status_code"] = self.opcua_by_name[status]
-            kind = kind or "opcua.status"
+            if kind in (None, "tls.error"):
+                kind = "opcua.status"
         return found, kind
 
     def _opcua(self, text: str) -> str | None:
