@@ -177,7 +177,8 @@ class ConfProblem:
     severity: Severity
     code: str
     """Stable short id: unknown_option, bad_value, empty_value, duplicate_value, duplicate_listener,
-    order, lost_setting, default_listener, missing_file, tls_incomplete, unreadable, pasted_acl."""
+    order, lost_setting, default_listener, deprecated, missing_file, quoted_path, tls_incomplete,
+    unreadable."""
     message: str
     file: str
     line: int | None = None
@@ -748,6 +749,10 @@ class _Parser:
     def reference(self, setting: Setting) -> None:
         if setting.name not in FILE_OPTIONS:
             return
+        if setting.value[:1] in "\"'" or setting.value[-1:] in "\"'":
+            self.problem("error", "quoted_path", f"{setting.name} {setting.value}: mosquitto keeps the quotes as "
+                         "part of the file name and cannot open it; write the path without quotes",
+                         setting.file, setting.line)
         ref = self.resolve(setting.value, want_dir=setting.name in DIR_OPTIONS, setting=setting)
         self.config.referenced_files.append(ref)
         if ref.missing and self.root is not None:

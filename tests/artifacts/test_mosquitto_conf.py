@@ -290,6 +290,7 @@ BROKEN = {
     "duplicate listener": "listener {port0} 127.0.0.1\n",
     "bad log_type": "log_type info\n",
     "port out of range": "listener 70000\n",
+    "quoted path": "password_file \"/etc/mosquitto/passwd\"\n",
 }
 BROKEN_FIRST = {"mount_point before any listener": "mount_point site/\n"}
 
@@ -441,3 +442,14 @@ def test_login_verdict_causes_name_the_evidence(tmp_path: Path) -> None:
     assert missing.login_verdict(missing.listeners[0], "alice").cause == "password_file_missing"
     local = parse_mosquitto_conf_text("log_type all\n")
     assert local.login_verdict(local.listeners[0], None).accepted is True
+
+
+def test_windows_path_with_spaces_and_quotes(tmp_path: Path) -> None:
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "server.pem").write_text("x")
+    config = parse_mosquitto_conf_text('listener 8883\ncertfile C:\\Program Files\\mosquitto\\certs\\server.pem\n'
+                                       'keyfile "C:\\Program Files\\mosquitto\\certs\\server.pem"\n',
+                                       bundle_root=tmp_path)
+    refs = {r.option: r for r in config.referenced_files}
+    assert refs["certfile"].found == tmp_path / "certs" / "server.pem" and refs["certfile"].how == "relative"
+    assert [(p.code, p.line) for p in config.problems] == [("quoted_path", 3)]
