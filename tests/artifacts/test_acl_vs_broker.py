@@ -257,13 +257,24 @@ def test_denied_publish_is_logged_only_at_debug_level(lab: tuple[Mosquitto, AclF
     assert decision.fix == "topic write sensors/a" and decision.fix_section == "user bob"
 
 
-def test_acl_file_with_bad_line_stops_broker(tmp_path: Path, mosquitto_available: str) -> None:
-    """A line our parser flags is one mosquitto refuses too (it exits at start-up)."""
+BAD_ACL_LINES = {
+    "bad access": ("topic sometimes sensors/#", "Invalid topic access type"),
+    "tab separator": ("topic\tread sensors/#", "Invalid line"),
+    "indented comment": ("  # read-only users below", "Invalid line"),
+    "invalid topic": ("topic read sensors/#/x", "Invalid ACL topic"),
+    "user without name": ("user", "Missing username"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ACL_LINES))
+def test_acl_file_with_bad_line_stops_broker(case: str, tmp_path: Path, mosquitto_available: str) -> None:
+    """A line our parser flags is one mosquitto refuses too: it exits at start-up."""
+    line, broker_says = BAD_ACL_LINES[case]
     acl_path = tmp_path / "acl"
-    acl_path.write_text("user alice\ntopic sometimes sensors/#\n")
+    acl_path.write_text(f"user alice\ntopic read ok/#\n{line}\n")
     parsed = parse_acl(acl_path)
-    assert [p.line for p in parsed.problems] == [2]
+    assert [p.line for p in parsed.problems] == [3]
     broker = Mosquitto(tmp_path, f"listener {{port0}} 127.0.0.1\nallow_anonymous true\nacl_file {acl_path}\n")
     broker.start(expect_failure=True)
     assert broker.returncode not in (None, 0)
-    assert "Invalid topic access type" in broker.log_text()
+    assert broker_says in broker.log_text()
