@@ -213,3 +213,26 @@ def test_pki_loader_never_crashes_on_junk(files: list[tuple[str, str, bytes]]) -
         assert store.certs == [] or all(c.thumbprint for c in store.certs)
         assert all("\n" not in str(p) for p in store.problems)
         assert store.status("ab" * 20).state == "unknown"
+
+
+def test_trust_answers_agree_with_asyncua_truststore(tmp_path: Path, certs: dict[str, pki.Issued]) -> None:
+    """A real stack's validator as the oracle. asyncua's TrustStore passes no intermediates, so it
+    is compared only where the issuer list plays no part (the .NET and open62541 stacks do use
+    it: a leaf of an issuer-list CA under a trusted root is trusted there, and by us)."""
+    import asyncio
+    import logging
+
+    from asyncua.crypto.truststore import TrustStore
+
+    self_signed = pki.make_ca("Self-signed App", not_before=NOW - timedelta(days=2))
+    base = tmp_path / "pki"
+    write_der(certs["root"], base / "trusted" / "certs" / "root.der")
+    write_der(self_signed, base / "trusted" / "certs" / "app.der")
+    (base / "rejected" / "certs").mkdir(parents=True)
+    trust_store = TrustStore([base / "trusted" / "certs"], [])
+    asyncio.run(trust_store.load())
+    store = load_pki(base)
+    logging.getLogger("asyncuagds.validate").disabled = True
+    for name, cert in [("server", certs["server"]), ("rogue", certs["rogue"]), ("self", self_signed)]:
+        ours = store.status(cert.cert).state == "trusted"
+        assert ours == trust_store.is_trusted(cert.cert), name
