@@ -17,6 +17,11 @@ CA its chain ends in, is in the trusted list; certificates in the issuer list on
 chain. Each CA in the chain needs its CRL in the trust list, otherwise the stack answers
 BadCertificateRevocationUnknown (or BadCertificateIssuerRevocationUnknown).
 
+asyncua has no fixed layout and writes no rejected folder; its TrustStore trusts a certificate
+only if it, or its direct issuer, is in the trusted folders (it passes no intermediates) and it
+loads only file names with an extension (`*.*`), so an open62541-style `CN[thumbprint]` file is
+invisible to it.
+
 Certificates are read with `cryptography` directly; private key folders (`own/private`) are never
 opened.
 """
