@@ -19,7 +19,7 @@ import pytest
 from correlator.errors import InputError
 from correlator.lab.broker import Mosquitto
 from correlator.sources.lines import TRUNCATION_MARK, iter_lines
-from correlator.sources.tail import LineBatch, Tailer, TailEvent
+from correlator.sources.tail import LineBatch, Tailer, TailEvent, _pread_portable
 
 WAIT = 15.0  # generous upper bound for a condition; tests finish as soon as it holds
 
@@ -702,3 +702,15 @@ def test_mosquitto_log_rotated_by_copytruncate(
     assert collector.lines[log] == expected
     assert len(expected) > 100 and any(b"pub-29" in line for line in expected)
     assert collector.events(log).count(TailEvent.TRUNCATED) == 2
+
+
+def test_the_portable_positional_read_matches_pread(tmp_path: Path) -> None:
+    """Windows has no os.pread; the fallback must read the same bytes."""
+    path = tmp_path / "p.log"
+    path.write_bytes(b"0123456789")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert _pread_portable(fd, 4, 3) == os.pread(fd, 4, 3) == b"3456"
+        assert _pread_portable(fd, 4, 8) == b"89" and _pread_portable(fd, 4, 20) == b""
+    finally:
+        os.close(fd)

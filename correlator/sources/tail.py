@@ -71,6 +71,16 @@ _EVENTS: list[type[FileSystemEvent]] = [FileCreatedEvent, FileModifiedEvent, Fil
                                         FileDeletedEvent, FileClosedEvent]
 
 
+def _pread_portable(fd: int, size: int, offset: int) -> bytes:
+    # Only the worker thread reads, so moving the shared file position is safe.
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
+
+
+#: Positional reads leave no file position to keep in step; Windows lacks os.pread.
+_pread: Callable[[int, int, int], bytes] = getattr(os, "pread", _pread_portable)
+
+
 class TailEvent(enum.Enum):
     """What happened to a followed path just before the lines of the batch that carries it. A
     consumer resets whatever per-file state it keeps (multi-line records, line numbers)."""
@@ -221,11 +231,11 @@ class Tailer:
 
     @property
     def observer_kind(self) -> str:
-        """'inotify', 'polling' or 'mixed': which mechanism wakes the worker (diagnostics)."""
-        kinds = {type(o).__name__ for o in (self._observer, self._fallback) if o is not None}
-        if kinds == {"PollingObserver"}:
-            return "polling"
-        return "mixed" if len(kinds) > 1 else "inotify"
+        """Which mechanism wakes the worker, for diagnostics: 'inotify', 'polling' (or another
+        platform's observer), joined with '+' when some folders fell back to polling."""
+        kinds = {type(o).__name__.removesuffix("Observer").lower()
+                 for o in (self._observer, self._fallback) if o is not None}
+        return "+".join(sorted(kinds)) or "none"
 
     def start(self) -> Tailer:
         """Position every file, then start watching. Lines written after start() returns are
@@ -555,7 +565,7 @@ class Tailer:
     def _sniff(handle: _Handle) -> bool | None:
         """True for a compressed file, False for a plain one, None while it is too short to say."""
         try:
-            head = os.pread(handle.fd, 6, 0)
+            head = _pread(handle.fd, 6, 0)
         except OSError:
             return False
         if len(head) < 6 and any(magic.startswith(head) for magic in (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):
@@ -584,7 +594,7 @@ class Tailer:
                 os.close(fd)
                 return None
             offset = self._resume_point(fd, st.st_size) if at_end else 0
-            sample = os.pread(fd, min(_SAMPLE, offset), offset - min(_SAMPLE, offset))
+            sample = _pread(fd, min(_SAMPLE, offset), offset - min(_SAMPLE, offset))
         except OSError as error:
             os.close(fd)
             self._report(path, error)
@@ -600,7 +610,7 @@ class Tailer:
         floor = max(0, size - self._max_line)
         while end > floor:
             start = max(floor, end - 65536)
-            found = os.pread(fd, end - start, start).rfind(b"\n")
+            found = _pread(fd, end - start, start).rfind(b"\n")
             if found >= 0:
                 return start + found + 1
             end = start
@@ -613,10 +623,10 @@ class Tailer:
             size = os.fstat(fd).st_size
             offset = splitter.offset
             sample = handle.sample
-            if size < offset or (sample and os.pread(fd, len(sample), offset - len(sample)) != sample):
+            if size < offset or (sample and _pread(fd, len(sample), offset - len(sample)) != sample):
                 self._truncated(followed, handle)
             while True:
-                data = os.pread(fd, self._chunk, splitter.offset)
+                data = _pread(fd, self._chunk, splitter.offset)
                 if not data:
                     break
                 handle.last_data = time.monotonic()
@@ -636,7 +646,7 @@ class Tailer:
         if copy is not None:
             fd, ident = copy
             try:
-                while data := os.pread(fd, self._chunk, handle.splitter.offset):
+                while data := _pread(fd, self._chunk, handle.splitter.offset):
                     lines = handle.splitter.feed(data)
                     if lines:
                         self._callback(LineBatch(followed.path_obj, lines, None, ident))
@@ -676,8 +686,8 @@ class Tailer:
             except OSError:
                 continue
             try:
-                if (compression_of(os.pread(fd, 6, 0)) is None
-                        and os.pread(fd, len(sample), offset - len(sample)) == sample
+                if (compression_of(_pread(fd, 6, 0)) is None
+                        and _pread(fd, len(sample), offset - len(sample)) == sample
                         and (best is None or st.st_mtime_ns > best[1])):
                     if best is not None:
                         os.close(best[0])
