@@ -8,6 +8,7 @@ import gzip
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -714,3 +715,10 @@ def test_the_portable_positional_read_matches_pread(tmp_path: Path) -> None:
         assert _pread_portable(fd, 4, 8) == b"89" and _pread_portable(fd, 4, 20) == b""
     finally:
         os.close(fd)
+
+
+def test_reading_and_tailing_never_import_a_ui() -> None:
+    code = ("import sys, correlator.sources.lines, correlator.sources.tail; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in {'textual', 'fastapi', 'uvicorn'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
