@@ -1,0 +1,619 @@
+"""Stitch the lines of one network connection together, on the broker and across to the client.
+
+Broker side. mosquitto is single-threaded: it writes one connection's lines in the order things
+happened to it, and the lines that carry no client id yet (`OpenSSL Error[0]: ...`, `Sending CONNACK
+to 127.0.0.1 (0, 5)`, `Client <unknown> disconnected, not authorised.`) follow the `New connection
+from ip:port on port P` they belong to, possibly with other, established clients' lines in between
+(those carry their client ids). So:
+
+- `net.accept` opens a connection, keyed by peer address and port, and makes it the *pending* one
+  (accepted, no MQTT session yet);
+- an event with a client id goes to the open connection with that id; `mqtt.connect` (`New client
+  connected from ip:port as id`) finds the pending connection by address and port and names it;
+- an event with no client id (or `<unknown>`) goes to the newest pending connection, from the same
+  address when the event names one;
+- `No will message specified.` and the tab-indented topic lines of a SUBSCRIBE follow the line
+  before them;
+- the one-line TLS failure `Client connection from ip failed: reason` comes before mosquitto logs
+  an accept at all: it is a connection of its own;
+- a disconnect (or a broker restart) closes a connection; an idle timeout (event time) drops
+  connections whose end was never logged. Open connections are all that is kept in memory, and each
+  keeps at most `max_events` events per side (the count goes on).
+
+Client side. A client log is cut into *attempts*: a connect step (`net.connect(ing|ed)`,
+`mqtt.connect` = sending CONNECT) starts one unless it continues the current one (a later step of
+the same attempt), and a failure with no attempt open (a client that only logs the error) is an
+attempt of its own. An attempt is linked to the broker connection with the same port (the client's
+`local_port` field against the broker's `peer_port`), else with the same client id close in time,
+else to the only unlinked broker connection that started within `window` seconds. Unlinked
+attempts (refused at TCP level, never reached the broker) are connections of their own.
+
+Because a link may be found a moment after the first event of either side was seen, events wait
+two `window`s of event time in a small buffer before they leave with `Event.connection` set.
+The stitcher expects events in timeline order (the merge's output, skew already corrected).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from correlator.model import Event
+
+#: Outcomes, from most to least decisive.
+CONNECTED = "connected"
+REFUSED = "refused"
+TLS_FAILED = "tls_failed"
+NET_FAILED = "net_failed"
+CLOSED = "closed"
+UNKNOWN = "unknown"
+
+UNKNOWN_CLIENT = "<unknown>"
+
+#: Client-side connect steps, in the order one attempt goes through them (a client may log them in
+#: another order: paho logs `Sending CONNECT` inside connect(), before the app logs its socket).
+CLIENT_STEPS: dict[str, int] = {"net.connecting": 0, "net.connect": 1, "net.connected": 1, "tls.connected": 2,
+                                "mqtt.connecting": 3, "mqtt.connect": 3}
+#: Client-side events that end an attempt.
+CLIENT_TERMINAL = frozenset({"mqtt.connack", "mqtt.connack_refused", "mqtt.refused", "tls.error", "net.error",
+                             "mqtt.disconnect", "mqtt.protocol_error"})
+#: Broker events with no client id that belong to the pending connection.
+BROKER_UNNAMED = frozenset({"tls.error", "mqtt.disconnect", "mqtt.connack_refused", "mqtt.connack",
+                            "mqtt.protocol_error", "auth.protocol_error", "acl.denied", "net.denied"})
+#: Broker lines that belong to whatever connection the previous line belonged to.
+BROKER_FOLLOWERS = frozenset({"mqtt.will", "mqtt.subscribe_topic", "mqtt.unsubscribe_topic"})
+#: Broker lines that end every open connection of that broker.
+BROKER_RESTART = frozenset({"broker.start", "broker.stop"})
+
+
+def is_broker(event: Event) -> bool:
+    return event.source == "broker" or event.source.startswith("broker:")
+
+
+def client_id_of(event: Event) -> str | None:
+    value = event.fields.get("client_id")
+    if value is None or value in ("", UNKNOWN_CLIENT, "(null)"):
+        return None
+    return str(value)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+@dataclass(eq=False)
+class Connection:
+    """One network connection as both sides saw it. Fields fill in as lines arrive."""
+
+    id: str
+    start: float
+    end: float
+    broker_source: str | None = None
+    client_source: str | None = None
+    peer_addr: str | None = None
+    peer_port: int | None = None
+    """The client's source port, as the broker saw it."""
+    listener_port: int | None = None
+    client_id: str | None = None
+    username: str | None = None
+    outcome: str = UNKNOWN
+    """connected, refused, tls_failed, net_failed (client side only), closed (ended before an MQTT
+    session without a TLS error), or unknown."""
+    closed: bool = False
+    close_reason: str | None = None
+    """The broker's disconnect reason (clean, not_authorised, error, keepalive_timeout, takeover,
+    ...), 'idle' when evicted, 'broker restart' when the broker restarted."""
+    connack_code: int | None = None
+    errors: list[str] = field(default_factory=list)
+    """Error texts both sides logged (OpenSSL reasons, exception texts), first few."""
+    link: str | None = None
+    """How the client side was tied to the broker side: 'port', 'client_id', 'time', or None."""
+    broker_events: list[Event] = field(default_factory=list)
+    client_events: list[Event] = field(default_factory=list)
+    dropped_events: int = 0
+    """Events beyond `max_events` per side: counted, not kept."""
+    merged_into: Connection | None = field(default=None, repr=False)
+
+    def resolve(self) -> Connection:
+        conn = self
+        while conn.merged_into is not None:
+            conn = conn.merged_into
+        return conn
+
+    @property
+    def events(self) -> list[Event]:
+        return sorted(self.broker_events + self.client_events, key=lambda e: e.ts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "start": self.start, "end": self.end, "broker_source": self.broker_source,
+                "client_source": self.client_source, "peer_addr": self.peer_addr, "peer_port": self.peer_port,
+                "listener_port": self.listener_port, "client_id": self.client_id, "username": self.username,
+                "outcome": self.outcome, "closed": self.closed, "close_reason": self.close_reason,
+                "connack_code": self.connack_code, "errors": list(self.errors), "link": self.link,
+                "broker_events": [f"{e.file}:{e.line}" for e in self.broker_events],
+                "client_events": [f"{e.file}:{e.line}" for e in self.client_events],
+                "dropped_events": self.dropped_events}
+
+
+class _BrokerState:
+    """Open connections of one broker source."""
+
+    def __init__(self) -> None:
+        self.pending: OrderedDict[str, Connection] = OrderedDict()
+        self.by_client: dict[str, Connection] = {}
+        self.by_port: dict[tuple[str | None, int], Connection] = {}
+        self.previous: Connection | None = None
+
+
+class _ClientState:
+    def __init__(self) -> None:
+        self.attempt: Connection | None = None
+        self.steps: set[int] = set()
+        self.ended = False
+
+
+class Stitcher:
+    """Assigns events to connections, one event at a time, with bounded state.
+
+    `push(event)` returns the events whose wait is over, with `Event.connection` set; `flush()`
+    returns the rest at the end of input. Finished connections come out of `pop_closed()` (the
+    pipeline drains it after every push), or of `on_close` when given.
+    """
+
+    def __init__(self, *, window: float = 2.0, pending_timeout: float = 120.0, idle_timeout: float = 86400.0,
+                 max_events: int = 500, on_close: Callable[[Connection], None] | None = None) -> None:
+        self.window = window
+        self.pending_timeout = pending_timeout
+        self.idle_timeout = idle_timeout
+        self.max_events = max_events
+        self.on_close = on_close
+        self._brokers: dict[str, _BrokerState] = {}
+        self._clients: dict[str, _ClientState] = {}
+        # Live connections by class, each queue ordered by last activity (event time).
+        self._lru: dict[str, OrderedDict[int, tuple[float, Connection]]] = {
+            "closed": OrderedDict(), "pending": OrderedDict(), "established": OrderedDict()}
+        # Unlinked connections of one side, waiting `window` for the other side to show up.
+        self._unlinked_broker: OrderedDict[int, Connection] = OrderedDict()
+        self._unlinked_client: OrderedDict[int, Connection] = OrderedDict()
+        self._hold: deque[tuple[float, Event, Connection | None]] = deque()
+        self._closed: list[Connection] = []
+        self._now = float("-inf")
+        self._count = 0
+        self.total = 0
+
+    # ------------------------------------------------------------------ public
+
+    def push(self, event: Event) -> list[Event]:
+        if event.ts > self._now:
+            self._now = event.ts
+        conn = self._broker(event) if is_broker(event) else self._client(event)
+        if conn is not None:
+            self._touch(conn, event.ts)
+        self._hold.append((self._now, event, conn))
+        self._count += 1
+        if self._unlinked_client:
+            self._link_by_time()
+        if self._count & 63 == 0:
+            self._evict()
+        # Twice the window: a link by time is decided one window after an attempt began.
+        return self._release(self._now - 2 * self.window)
+
+    def feed(self, events: Iterable[Event]) -> Iterator[Event]:
+        """Stitch a stream: yields every event once its connection is known, then flushes."""
+        for event in events:
+            yield from self.push(event)
+        yield from self.flush()
+
+    def flush(self) -> list[Event]:
+        self._link_by_time(final=True)
+        out = self._release(float("inf"))
+        for lru in self._lru.values():
+            for _, conn in list(lru.values()):
+                self._finish(conn)
+        self._unlinked_broker.clear()
+        self._unlinked_client.clear()
+        self._brokers.clear()
+        self._clients.clear()
+        self._emit_closed()
+        return out
+
+    def pop_closed(self) -> list[Connection]:
+        out, self._closed = self._closed, []
+        return out
+
+    def open_connections(self) -> list[Connection]:
+        return [conn for lru in self._lru.values() for _, conn in lru.values() if not conn.closed]
+
+    # ------------------------------------------------------------------ broker side
+
+    def _new(self, event: Event) -> Connection:
+        self.total += 1
+        return Connection(id=f"c{self.total}", start=event.ts, end=event.ts)
+
+    def _broker(self, event: Event) -> Connection | None:
+        state = self._brokers.get(event.source)
+        if state is None:
+            state = self._brokers[event.source] = _BrokerState()
+        kind = event.kind
+        fields = event.fields
+        conn: Connection | None = None
+        if kind in BROKER_RESTART:
+            for old in {id(c): c for c in (*state.pending.values(), *state.by_client.values())}.values():
+                self._close(old, "broker restart")
+            self._brokers[event.source] = _BrokerState()
+            return None
+        if kind == "net.accept":
+            conn = self._new(event)
+            conn.broker_source = event.source
+            conn.peer_addr = _str(fields.get("peer_addr"))
+            conn.peer_port = _int(fields.get("peer_port"))
+            conn.listener_port = _int(fields.get("listener_port"))
+            state.pending[conn.id] = conn
+            if conn.peer_port is not None:
+                state.by_port[(conn.peer_addr, conn.peer_port)] = conn
+            self._unlinked_broker[id(conn)] = conn
+            self._link_broker(conn)
+        elif kind == "tls.error" and "peer_addr" in fields and event.format.endswith("connection_failed"):
+            # `Client connection from ip failed: reason`: mosquitto logs no accept for it.
+            conn = self._new(event)
+            conn.broker_source = event.source
+            conn.peer_addr = _str(fields.get("peer_addr"))
+            self._unlinked_broker[id(conn)] = conn
+        else:
+            cid = client_id_of(event)
+            if kind == "mqtt.connect":
+                conn = self._named(state, event, cid)
+            elif kind == "mqtt.takeover" and cid is not None:
+                conn = state.by_client.pop(cid, None)
+            elif cid is not None:
+                conn = state.by_client.get(cid)
+                if conn is None and kind != "auth.protocol_error":
+                    # A session from before the log began: group its lines anyway.
+                    conn = self._new(event)
+                    conn.broker_source = event.source
+                    conn.client_id = cid
+                    conn.outcome = CONNECTED
+                    state.by_client[cid] = conn
+            elif kind in BROKER_FOLLOWERS:
+                conn = state.previous
+            elif kind in BROKER_UNNAMED or (kind.startswith(("tls.", "mqtt.", "auth.")) and "peer_addr" in fields):
+                conn = self._pending_for(state, _str(fields.get("peer_addr")))
+            if conn is None and kind == "auth.protocol_error":
+                conn = self._pending_for(state, None)
+        if conn is None:
+            state.previous = None
+            return None
+        self._add(conn, event, broker=True)
+        self._broker_outcome(state, conn, event)
+        state.previous = conn
+        return conn
+
+    def _named(self, state: _BrokerState, event: Event, cid: str | None) -> Connection:
+        fields = event.fields
+        addr, port = _str(fields.get("peer_addr")), _int(fields.get("peer_port"))
+        conn = state.by_port.get((addr, port)) if port is not None else None
+        if conn is None or conn.closed:
+            conn = self._pending_for(state, addr)
+        if conn is None:
+            conn = self._new(event)
+            conn.broker_source = event.source
+            conn.peer_addr, conn.peer_port = addr, port
+        state.pending.pop(conn.id, None)
+        if cid is not None:
+            conn.client_id = cid
+            state.by_client[cid] = conn
+        username = fields.get("username")
+        if username is not None:
+            conn.username = str(username)
+        conn.outcome = CONNECTED
+        if id(conn) in self._unlinked_broker:
+            self._link_broker(conn)
+        return conn
+
+    def _pending_for(self, state: _BrokerState, addr: str | None) -> Connection | None:
+        for conn in reversed(state.pending.values()):
+            if addr is None or conn.peer_addr is None or conn.peer_addr == addr:
+                return conn
+        return None
+
+    def _broker_outcome(self, state: _BrokerState, conn: Connection, event: Event) -> None:
+        kind, fields = event.kind, event.fields
+        if kind == "tls.error":
+            if conn.outcome != CONNECTED:
+                conn.outcome = TLS_FAILED
+            self._error(conn, fields.get("error"))
+            if event.format.endswith("connection_failed"):
+                self._close(conn, "error")
+        elif kind == "mqtt.connack_refused":
+            conn.connack_code = _int(fields.get("connack_code"))
+            conn.outcome = REFUSED
+        elif kind == "mqtt.connack":
+            conn.connack_code = _int(fields.get("connack_code"))
+        elif kind in ("auth.protocol_error", "mqtt.protocol_error", "net.denied") or (
+                kind == "acl.denied" and fields.get("reason") == "dangerous_name"):
+            if conn.outcome != CONNECTED:
+                conn.outcome = REFUSED
+            self._error(conn, fields.get("error") or event.raw)
+        elif kind == "mqtt.takeover":
+            self._close(conn, "takeover")
+        elif kind == "mqtt.disconnect":
+            reason = _str(fields.get("reason"))
+            if reason == "not_authorised" and conn.outcome != CONNECTED:
+                conn.outcome = REFUSED
+            elif conn.outcome == UNKNOWN:
+                conn.outcome = CLOSED
+            self._error(conn, fields.get("error"))
+            self._close(conn, reason or "closed")
+
+    # ------------------------------------------------------------------ client side
+
+    def _client(self, event: Event) -> Connection | None:
+        state = self._clients.get(event.source)
+        if state is None:
+            state = self._clients[event.source] = _ClientState()
+        kind = event.kind
+        step = CLIENT_STEPS.get(kind)
+        conn = state.attempt
+        if step is not None:
+            # A step starts a new attempt unless it continues the current one. An attempt that so
+            # far holds only errors takes the first step: mosquitto_pub's stderr line lands in the
+            # file before its buffered stdout.
+            if conn is None or step in state.steps or (state.ended and state.steps):
+                conn = self._attempt(state, event)
+            state.steps.add(step)
+        elif kind in CLIENT_TERMINAL and kind != "mqtt.disconnect" and (
+                conn is None or (state.ended and event.ts - conn.resolve().end > self.window)):
+            # A failure with no attempt open is an attempt of its own; follow-up error lines of
+            # the same failure (paho logs three) stay with it.
+            conn = self._attempt(state, event)
+        if conn is None:
+            return None
+        conn = conn.resolve()
+        self._add(conn, event, broker=False)
+        fields = event.fields
+        cid = client_id_of(event)
+        if cid is not None and conn.client_id is None:
+            conn.client_id = cid
+        if conn.username is None and isinstance(fields.get("username"), str):
+            conn.username = str(fields["username"])
+        port = _int(fields.get("local_port"))
+        if port is not None and conn.peer_port is None:
+            conn.peer_port = port
+            if conn.peer_addr is None and fields.get("local_addr") is not None:
+                conn.peer_addr = _str(fields.get("local_addr"))
+        if id(conn) in self._unlinked_client:
+            self._link_client(conn)
+            conn = conn.resolve()
+        self._client_outcome(state, conn, event)
+        return conn
+
+    def _attempt(self, state: _ClientState, event: Event) -> Connection:
+        conn = self._new(event)
+        conn.client_source = event.source
+        state.attempt = conn
+        state.steps = set()
+        state.ended = False
+        self._unlinked_client[id(conn)] = conn
+        return conn
+
+    def _client_outcome(self, state: _ClientState, conn: Connection, event: Event) -> None:
+        kind, fields = event.kind, event.fields
+        if kind not in CLIENT_TERMINAL:
+            return
+        state.ended = True
+        error = fields.get("error") or fields.get("tls_reason") or fields.get("net_error") or fields.get("mqtt_reason")
+        if conn.broker_source is None or conn.outcome == UNKNOWN:
+            if kind == "mqtt.connack":
+                code = _int(fields.get("connack_code"))
+                conn.outcome = CONNECTED if not code else REFUSED
+                state.ended = bool(code)
+            elif kind in ("mqtt.connack_refused", "mqtt.refused"):
+                conn.outcome = REFUSED
+            elif kind == "tls.error":
+                conn.outcome = TLS_FAILED
+            elif kind == "net.error":
+                conn.outcome = NET_FAILED
+            elif kind == "mqtt.disconnect" and conn.outcome == UNKNOWN:
+                conn.outcome = CLOSED
+        elif kind == "mqtt.connack" and not _int(fields.get("connack_code")):
+            state.ended = False
+        if conn.connack_code is None and kind.startswith("mqtt.connack"):
+            conn.connack_code = _int(fields.get("connack_code"))
+        if conn.broker_source is None and conn.outcome in (REFUSED, TLS_FAILED, NET_FAILED):
+            conn.closed = True  # a client-side failure ends a client-only attempt
+        self._error(conn, error)
+
+    # ------------------------------------------------------------------ linking
+
+    def _link_broker(self, broker: Connection) -> None:
+        for client in reversed(self._unlinked_client.values()):
+            how = self._match(broker, client)
+            if how is not None:
+                self._merge(broker, client, how)
+                return
+
+    def _link_client(self, client: Connection) -> None:
+        for broker in reversed(self._unlinked_broker.values()):
+            how = self._match(broker, client)
+            if how is not None:
+                self._merge(broker, client, how)
+                return
+
+    def _match(self, broker: Connection, client: Connection) -> str | None:
+        if abs(broker.start - client.start) > self.window and abs(broker.end - client.end) > self.window:
+            return None
+        if client.peer_port is not None and broker.peer_port is not None:
+            same_addr = client.peer_addr is None or broker.peer_addr is None or client.peer_addr == broker.peer_addr
+            return "port" if client.peer_port == broker.peer_port and same_addr else None
+        if client.client_id is not None and broker.client_id is not None:
+            return "client_id" if client.client_id == broker.client_id else None
+        return None
+
+    def _merge(self, broker: Connection, client: Connection, how: str) -> None:
+        self._unlinked_broker.pop(id(broker), None)
+        self._unlinked_client.pop(id(client), None)
+        broker.link = how
+        broker.client_source = client.client_source
+        broker.client_events.extend(client.client_events)
+        broker.start = min(broker.start, client.start)
+        broker.end = max(broker.end, client.end)
+        broker.client_id = broker.client_id or client.client_id
+        broker.username = broker.username or client.username
+        if broker.outcome == UNKNOWN:
+            broker.outcome = client.outcome
+        for error in client.errors:
+            self._error(broker, error)
+        client.merged_into = broker
+        for lru in self._lru.values():
+            lru.pop(id(client), None)
+        for state in self._clients.values():
+            if state.attempt is client:
+                state.attempt = broker
+        self._touch(broker, max(broker.end, self._now))
+
+    def _link_by_time(self, *, final: bool = False) -> None:
+        """Attempts that waited a full window with no port or id to go by are tied to broker
+        connections by time: the oldest such attempt to the oldest compatible broker connection
+        within `window`, as long as no other client source has an attempt in that window (then
+        time alone cannot tell whose connection it was). A client that retried twice and a broker
+        that logged two TLS failures pair up in order."""
+        horizon = float("inf") if final else self._now - self.window
+        for client in list(self._unlinked_client.values()):
+            if client.start > horizon:
+                break
+            if id(client) not in self._unlinked_client:
+                continue
+            if client.client_events and client.client_events[0].estimated:
+                # a time borrowed from neighbours or the file's mtime ties nothing together
+                self._unlinked_client.pop(id(client), None)
+                continue
+            near = [b for b in self._unlinked_broker.values()
+                    if abs(b.start - client.start) <= self.window and _compatible(b, client)]
+            rivals = any(c.client_source != client.client_source and abs(c.start - client.start) <= self.window
+                         for c in self._unlinked_client.values())
+            if near and not rivals:
+                self._merge(near[0], client, "time")
+            else:
+                self._unlinked_client.pop(id(client), None)
+        # A broker connection can still pair with an attempt that began up to a window after it.
+        for broker in list(self._unlinked_broker.values()):
+            if broker.start > horizon - self.window:
+                break
+            self._unlinked_broker.pop(id(broker), None)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _add(self, conn: Connection, event: Event, *, broker: bool) -> None:
+        events = conn.broker_events if broker else conn.client_events
+        if len(events) < self.max_events:
+            events.append(event)
+        else:
+            conn.dropped_events += 1
+        if event.ts > conn.end:
+            conn.end = event.ts
+        if event.ts < conn.start:
+            conn.start = event.ts
+
+    def _error(self, conn: Connection, error: Any) -> None:
+        if error and len(conn.errors) < 8:
+            text = str(error)
+            if text not in conn.errors:
+                conn.errors.append(text)
+
+    def _touch(self, conn: Connection, ts: float) -> None:
+        """Move a connection to the back of its class's queue: closed ones wait `window` for the
+        other side, pending ones `pending_timeout`, established sessions `idle_timeout`."""
+        key = id(conn)
+        for lru in self._lru.values():
+            lru.pop(key, None)
+        cls = "closed" if conn.closed else ("established" if conn.outcome == CONNECTED else "pending")
+        self._lru[cls][key] = (ts, conn)
+
+    def _close(self, conn: Connection, reason: str | None) -> None:
+        if not conn.closed:
+            conn.closed = True
+            conn.close_reason = conn.close_reason or reason
+        for state in self._brokers.values():
+            state.pending.pop(conn.id, None)
+            if conn.client_id is not None and state.by_client.get(conn.client_id) is conn:
+                del state.by_client[conn.client_id]
+            if conn.peer_port is not None and state.by_port.get((conn.peer_addr, conn.peer_port)) is conn:
+                del state.by_port[(conn.peer_addr, conn.peer_port)]
+        self._touch(conn, max(conn.end, self._now))
+
+    def _finish(self, conn: Connection) -> None:
+        if not conn.closed:
+            self._close(conn, "idle")
+        key = id(conn)
+        for lru in self._lru.values():
+            lru.pop(key, None)
+        self._unlinked_broker.pop(key, None)
+        self._unlinked_client.pop(key, None)
+        for state in self._clients.values():
+            if state.attempt is conn:
+                state.attempt = None
+        self._closed.append(conn)
+
+    def _evict(self) -> None:
+        self._link_by_time()
+        now = self._now
+        limits = {"closed": self.window, "pending": self.pending_timeout, "established": self.idle_timeout}
+        for cls, lru in self._lru.items():
+            limit = limits[cls]
+            while lru:
+                last, conn = next(iter(lru.values()))
+                if last + limit > now:
+                    break
+                self._finish(conn)
+        self._emit_closed()
+
+    def _emit_closed(self) -> None:
+        if self.on_close is not None and self._closed:
+            for conn in self._closed:
+                self.on_close(conn)
+            self._closed = []
+
+    def _release(self, horizon: float) -> list[Event]:
+        hold = self._hold
+        out: list[Event] = []
+        while hold and hold[0][0] <= horizon:
+            _, event, conn = hold.popleft()
+            if conn is not None:
+                event.connection = conn.resolve().id
+            out.append(event)
+        return out
+
+
+def _compatible(broker: Connection, client: Connection) -> bool:
+    """Whether two sides could be one connection: no contradicting port or id, and outcomes that
+    agree (a broker-side TLS failure is a client-side TLS or network failure, and so on)."""
+    if client.peer_port is not None and broker.peer_port is not None and client.peer_port != broker.peer_port:
+        return False
+    if client.client_id is not None and broker.client_id is not None and client.client_id != broker.client_id:
+        return False
+    if UNKNOWN in (broker.outcome, client.outcome) or broker.outcome == client.outcome:
+        return True
+    return {broker.outcome, client.outcome} in ({TLS_FAILED, NET_FAILED}, {CLOSED, NET_FAILED}, {CLOSED, TLS_FAILED})
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def stitch(events: Iterable[Event], **options: Any) -> tuple[list[Event], list[Connection]]:
+    """Batch helper: stitch a whole (merged, ordered) stream; returns events and connections."""
+    connections: list[Connection] = []
+    stitcher = Stitcher(on_close=connections.append, **options)
+    out = list(stitcher.feed(events))
+    connections.extend(stitcher.pop_closed())
+    connections.sort(key=lambda c: (c.start, int(c.id[1:])))
+    return out, connections

@@ -1,0 +1,307 @@
+"""Connection stitching over real broker logs: the captured incidents in sample_logs/, and a real
+broker in tmp_path with clients that fail TLS, are refused, and succeed, whose own logs (Python
+logging, local port included) are linked to the broker's lines by port."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from correlator.formats.registry import Registry, load_registry
+from correlator.lab import pki
+from correlator.lab.broker import Mosquitto
+from correlator.model import Event
+from correlator.sources.files import LogFile
+from correlator.timeline.connections import (
+    CLOSED,
+    CONNECTED,
+    REFUSED,
+    TLS_FAILED,
+    Connection,
+    Stitcher,
+    stitch,
+)
+from correlator.timeline.merge import merge
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
+
+#: A small field-like client: Python logging (in a layout of its own, so the built-in
+#: python_logging format does not claim it and the test's format below applies), one connection per attempt,
+#: the local socket address logged once the TCP connection is up (that port is what the broker's
+#: `New connection from ip:port` carries).
+CLIENT = r'''
+import logging, sys, time
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+host, port, cid, cafile, attempts, logfile, user = sys.argv[1:8]
+port, attempts = int(port), int(attempts)
+logging.basicConfig(filename=logfile, level=logging.DEBUG, format="%(asctime)s [%(levelname)s] %(name)s | %(message)s")
+log = logging.getLogger("field.client")
+for attempt in range(1, attempts + 1):
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid)
+    client.enable_logger(logging.getLogger("paho.mqtt.client"))
+    if user:
+        client.username_pw_set(user, "wrong-password")
+    if cafile != "-":
+        client.tls_set(ca_certs=cafile)
+    log.info("connecting to %s:%d (attempt %d)", host, port, attempt)
+    try:
+        client.connect(host, port, keepalive=30)
+    except Exception as exc:
+        log.error("connect failed: %s", exc)
+        time.sleep(0.3)
+        continue
+    local = client.socket().getsockname()
+    log.info("socket open: local %s:%d", local[0], local[1])
+    done = time.monotonic() + 1.5
+    while time.monotonic() < done and not client.is_connected() and client.socket() is not None:
+        client.loop(0.05)
+    if client.is_connected():
+        log.info("connected as %s", cid)
+        client.disconnect()
+        client.loop(0.05)
+    else:
+        log.error("no session")
+    time.sleep(0.3)
+'''
+
+#: The format a user would drop in a folder for that client's log (it is not a built-in one).
+CLIENT_FORMAT = r"""
+[format]
+name = "timeline_test_client"
+title = "the timeline tests' paho client"
+role = "client"
+priority = 60
+
+[[format.line]]
+name = "pylog"
+regex = '^(?P<ts>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3}) \[(?P<level>[A-Z]+)\] (?P<_logger>\S+) \| (?P<body>.*)$'
+time = "iso"
+[[format.line.sample]]
+line = '2026-11-23 14:32:24,424 [INFO] field.client | connecting to 127.0.0.1:1883 (attempt 1)'
+kind = "net.connecting"
+fields = { remote_addr = "127.0.0.1", remote_port = "1883" }
+
+[[message]]
+name = "connecting"
+kind = "net.connecting"
+regex = '^connecting to (?P<remote_addr>\S+):(?P<remote_port>\d+) \(attempt \d+\)$'
+
+[[message]]
+name = "socket_open"
+kind = "net.connected"
+regex = '^socket open: local (?P<local_addr>\S+):(?P<local_port>\d+)$'
+[[message.samples]]
+line = '2026-11-23 14:32:24,431 [INFO] field.client | socket open: local 127.0.0.1:52547'
+fields = { local_addr = "127.0.0.1", local_port = 52547 }
+
+[[message]]
+name = "sending_connect"
+kind = "mqtt.connect"
+regex = "^Sending CONNECT \\(.*\\) client_id=b'(?P<client_id>[^']*)'$"
+[[message.samples]]
+line = "2026-11-23 14:32:24,432 [DEBUG] paho.mqtt.client | Sending CONNECT (u1, p1, c1, k30) client_id=b'edge-10'"
+fields = { client_id = "edge-10" }
+
+[[message]]
+name = "connack"
+kind = "mqtt.connack"
+regex = '^Received CONNACK \((?P<session_present>\d), (?P<connack_code>\d+)\)$'
+extract = true
+[[message.samples]]
+line = '2026-11-23 14:32:24,432 [DEBUG] paho.mqtt.client | Received CONNACK (0, 5)'
+fields = { session_present = "0", connack_code = 5 }
+"""
+
+
+def client_registry(folder: Path) -> Registry:
+    """Built-in formats plus the test client's; formats others are still writing and that do not
+    load yet are skipped rather than failing these tests."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "timeline_test_client.toml").write_text(CLIENT_FORMAT)
+    registry = load_registry([folder], collect=True)
+    assert "timeline_test_client" in registry.formats, registry.errors
+    return registry
+
+
+def run_client(workdir: Path, port: int, client_id: str, *, cafile: str = "-", attempts: int = 1,
+               user: str = "", faketime: str | None = None) -> Path:
+    log = workdir / "clients" / f"{client_id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    script = workdir / "field_client.py"
+    script.write_text(CLIENT)
+    command = [sys.executable, str(script), "127.0.0.1", str(port), client_id, cafile, str(attempts), str(log), user]
+    if faketime is not None:
+        command = ["faketime", "-f", faketime, *command]
+    subprocess.run(command, check=True, timeout=60, cwd=workdir)
+    return log
+
+
+def conns_of(connections: list[Connection], **want: object) -> list[Connection]:
+    return [c for c in connections if all(getattr(c, k) == v for k, v in want.items())]
+
+
+@pytest.fixture(scope="module")
+def samples_registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    return client_registry(tmp_path_factory.mktemp("formats"))
+
+
+def broker_log(name: str) -> Path:
+    path = SAMPLES / name / "broker" / "mosquitto.log"
+    if not path.exists():
+        pytest.skip(f"sample_logs/{name} not captured yet")
+    return path
+
+
+def test_bad_credentials_sample(samples_registry: Registry) -> None:
+    events, connections = stitch(LogFile(broker_log("bad_credentials"), samples_registry).events())
+    refused = conns_of(connections, outcome=REFUSED)
+    assert len(refused) == 4
+    for conn in refused:
+        assert [e.kind for e in conn.broker_events] == ["net.accept", "mqtt.connack_refused", "mqtt.disconnect"]
+        assert conn.connack_code == 5 and conn.close_reason == "not_authorised" and conn.peer_port is not None
+        assert all(e.connection == conn.id for e in conn.broker_events)
+    (hmi,) = conns_of(connections, client_id="hmi-01")
+    assert (hmi.outcome, hmi.username, hmi.close_reason) == (CONNECTED, "HMI", "clean")
+    assert hmi.broker_events[0].kind == "net.accept" and hmi.broker_events[-1].kind == "mqtt.disconnect"
+    # the subscription's tab-indented topic line has no client id: it follows its SUBSCRIBE
+    assert "mqtt.subscribe_topic" in [e.kind for e in hmi.broker_events]
+    # start-up lines belong to no connection
+    assert [e.connection for e in events[:4]] == [None] * 4
+
+
+def test_plain_to_tls_port_sample(samples_registry: Registry) -> None:
+    _, connections = stitch(LogFile(broker_log("plain_to_tls_port"), samples_registry).events())
+    failed = conns_of(connections, outcome=TLS_FAILED)
+    assert len(failed) == len(connections) >= 3
+    one_line = [c for c in failed if len(c.broker_events) == 1]
+    stitched = [c for c in failed if len(c.broker_events) == 3]
+    assert one_line and stitched
+    for conn in one_line:  # `Client connection from ip failed: reason` has no accept before it
+        assert conn.broker_events[0].kind == "tls.error" and conn.peer_port is None
+    for conn in stitched:
+        assert [e.kind for e in conn.broker_events] == ["net.accept", "tls.error", "mqtt.disconnect"]
+        assert any("wrong version number" in error for error in conn.errors)
+
+
+@pytest.mark.broker
+def test_real_broker_tls_failures_refusals_and_sessions_link_to_client_logs(
+        mosquitto_available: str, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    ca = pki.make_ca(not_before=now - timedelta(days=1))
+    other_ca = pki.make_ca("some other CA", not_before=now - timedelta(days=1))
+    server = pki.make_leaf("127.0.0.1", ca, sans=["127.0.0.1"], not_before=now - timedelta(days=1))
+    ca.write(tmp_path / "ca.pem")
+    other_ca.write(tmp_path / "other-ca.pem")
+    server.write(tmp_path / "server.pem", tmp_path / "server.key")
+    (tmp_path / "passwd").write_text("")
+    config = (f"per_listener_settings true\n"
+              f"listener {{port0}} 127.0.0.1\nallow_anonymous true\n"
+              f"cafile {tmp_path / 'ca.pem'}\ncertfile {tmp_path / 'server.pem'}\nkeyfile {tmp_path / 'server.key'}\n"
+              f"listener {{port1}} 127.0.0.1\nallow_anonymous false\npassword_file {tmp_path / 'passwd'}\n"
+              "log_type all\nlog_timestamp true\n")
+    registry = client_registry(tmp_path / "formats")
+    with Mosquitto(tmp_path / "broker", config, listeners=2) as broker:
+        tls_port, plain_port = broker.ports
+        bad_ca = run_client(tmp_path, tls_port, "edge-31", cafile=str(tmp_path / "other-ca.pem"), attempts=2)
+        good = run_client(tmp_path, tls_port, "hmi-31", cafile=str(tmp_path / "ca.pem"))
+        refused = run_client(tmp_path, plain_port, "edge-32", user="MyEACM", attempts=2)
+        broker.wait_for_log(r"Client (hmi-31|<unknown>) disconnected", count=3)
+    files = [broker.log_path, bad_ca, good, refused]
+    events, connections = stitch(merge(LogFile(p, registry).chunks() for p in files))
+    assert len(events) == sum(len(list(LogFile(p, registry).events())) for p in files)
+
+    # TLS failures: the broker stitched its lines (one of mosquitto's two shapes).
+    broker_tls = [c for c in conns_of(connections, outcome=TLS_FAILED) if c.broker_source]
+    assert len(broker_tls) == 2
+    for conn in broker_tls:
+        assert conn.listener_port in (tls_port, None)
+        assert any("unknown ca" in e or "certificate verify failed" in e for e in conn.errors), conn.errors
+    # The client's failures log no port; with no other client near them they pair up by time, in order.
+    assert [c.link for c in broker_tls] == ["time", "time"]
+    for conn in broker_tls:
+        assert conn.client_source == "client:edge-31"
+        assert [e.kind for e in conn.client_events] == ["net.connecting", "tls.error"]
+        assert {e.connection for e in conn.broker_events + conn.client_events} == {conn.id}
+    assert broker_tls[0].client_events[0].line < broker_tls[1].client_events[0].line
+
+    # The successful session: both sides, linked by the client's local port.
+    (session,) = conns_of(connections, client_id="hmi-31", outcome=CONNECTED)
+    # paho logs `Sending CONNECT` (with the id) inside connect(), before the app can log its port
+    assert session.link in ("port", "client_id") and session.client_source == "client:hmi-31"
+    local_ports = [e.fields["local_port"] for e in session.client_events if "local_port" in e.fields]
+    assert local_ports == [session.peer_port]
+    assert session.listener_port == tls_port and session.close_reason == "clean"
+    assert [e.kind for e in session.client_events][:3] == ["net.connecting", "mqtt.connect", "net.connected"]
+    assert session.broker_events[0].kind == "net.accept"
+    assert {e.connection for e in session.client_events + session.broker_events} == {session.id}
+
+    # Refused logins: every attempt is its own connection, both sides, linked by port.
+    logins = conns_of(connections, client_source="client:edge-32")
+    assert len(logins) == 2
+    for conn in logins:
+        assert (conn.outcome, conn.link, conn.connack_code, conn.listener_port) == (REFUSED, "port", 5, plain_port)
+        assert conn.broker_source == "broker" and conn.client_id == "edge-32"
+        kinds = [e.kind for e in conn.client_events]
+        assert kinds[:4] == ["net.connecting", "mqtt.connect", "net.connected", "mqtt.connack"]
+    assert logins[0].id != logins[1].id
+
+
+def ev(source: str, line: int, ts: float, kind: str, **fields: str | int) -> Event:
+    return Event(ts=ts, time_text="", source=source, file=f"{source}.log", line=line, kind=kind, raw="",
+                 fields=dict(fields))
+
+
+def test_state_stays_bounded_and_idle_connections_drop_out() -> None:
+    closed: list[Connection] = []
+    stitcher = Stitcher(on_close=closed.append, pending_timeout=30.0, idle_timeout=600.0)
+    line = 0
+    peak = 0
+    for n in range(5000):
+        t = n * 1.0
+        line += 1
+        stitcher.push(ev("broker", line, t, "net.accept", peer_addr="10.0.0.5", peer_port=40000 + n % 20000,
+                         listener_port=8883))
+        if n % 3 == 0:  # a third never say anything more: dropped after pending_timeout
+            continue
+        line += 1
+        stitcher.push(ev("broker", line, t + 0.1, "tls.error", error="sslv3 alert certificate expired"))
+        line += 1
+        stitcher.push(ev("broker", line, t + 0.1, "mqtt.disconnect", client_id="<unknown>", reason="error"))
+        peak = max(peak, len(stitcher.open_connections()))
+    stitcher.flush()
+    assert peak <= 40  # the silent ones within pending_timeout, not all 5000
+    assert len(closed) == 5000
+    silent = [c for c in closed if len(c.broker_events) == 1]
+    assert len(silent) == 1667 and all(c.close_reason == "idle" and c.outcome == "unknown" for c in silent)
+    assert all(c.outcome == TLS_FAILED for c in closed if len(c.broker_events) == 3)
+
+
+def test_takeover_restart_and_unnamed_lines() -> None:
+    events = [
+        ev("broker", 1, 1.0, "net.accept", peer_addr="10.0.0.1", peer_port=1001, listener_port=1883),
+        ev("broker", 2, 1.0, "mqtt.connect", peer_addr="10.0.0.1", peer_port=1001, client_id="plc", username="u"),
+        ev("broker", 3, 2.0, "net.accept", peer_addr="10.0.0.2", peer_port=2002, listener_port=1883),
+        ev("broker", 4, 2.0, "mqtt.publish", client_id="plc"),  # an established client's line in between
+        ev("broker", 5, 2.0, "mqtt.takeover", client_id="plc"),
+        ev("broker", 6, 2.0, "mqtt.connect", peer_addr="10.0.0.2", peer_port=2002, client_id="plc"),
+        ev("broker", 7, 3.0, "net.accept", peer_addr="10.0.0.3", peer_port=3003, listener_port=1883),
+        ev("broker", 8, 4.0, "broker.start"),
+        ev("broker", 9, 5.0, "mqtt.disconnect", client_id="ghost", reason="clean"),
+    ]
+    out, connections = stitch(events)
+    by_line = {e.line: e.connection for e in out}
+    first, second, third, ghost = connections
+    assert by_line[1] == by_line[2] == by_line[4] == by_line[5] == first.id
+    assert first.close_reason == "takeover" and first.outcome == CONNECTED
+    assert by_line[3] == by_line[6] == second.id and second.close_reason == "broker restart"
+    assert third.close_reason == "broker restart" and third.outcome == "unknown"
+    assert by_line[8] is None
+    # a session from before the log began still groups its lines
+    assert (ghost.client_id, ghost.close_reason, by_line[9]) == ("ghost", "clean", ghost.id)
+    assert CLOSED not in {c.outcome for c in connections}
