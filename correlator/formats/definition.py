@@ -87,26 +87,39 @@ class Format:
     because continuations can be payload (mosquitto_sub) whose words are not evidence."""
     by_word: dict[str, list[MessagePattern]] = field(default_factory=dict)
     unkeyed: list[MessagePattern] = field(default_factory=list)
+    _combined: dict[str | None, _Combined] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        keyed: dict[str, list[MessagePattern]] = {}
         for message in self.messages:
             if message.first_word:
-                self.by_word.setdefault(message.first_word, []).append(message)
+                keyed.setdefault(message.first_word, []).append(message)
             else:
                 self.unkeyed.append(message)
+        # Each word's list already merged with the unkeyed patterns in catalogue order, so a line
+        # costs one dict lookup before its few regex tries.
+        order = {id(m): i for i, m in enumerate(self.messages)}
+        for word, messages in keyed.items():
+            self.by_word[word] = sorted(messages + self.unkeyed, key=lambda m: order[id(m)])
+        for word, group in [*self.by_word.items(), (None, self.unkeyed)]:
+            if group:
+                self._combined[word] = _Combined.build(group)
+
+    def find_message(self, body: str) -> tuple[MessagePattern, list[tuple[str, str]]] | None:
+        """The first catalogue message (in catalogue order) that matches `body`, with its fields
+        as (name, text) pairs. One regex call per line: the candidates of a first word are
+        compiled into one alternation whose outer group names the message."""
+        space = body.find(" ")
+        word = body if space < 0 else body[:space]
+        combined = self._combined.get(word) or self._combined.get(None)
+        return None if combined is None else combined.match(body)
 
     def candidates(self, body: str) -> list[MessagePattern]:
         """Message patterns that can match `body`, in catalogue order: those keyed on its first
         word, then those with no literal first word. Keeps a 60-message catalogue at a few regex
         tries per line."""
         space = body.find(" ")
-        word = body if space < 0 else body[:space]
-        keyed = self.by_word.get(word)
-        if keyed is None:
-            return self.unkeyed
-        if not self.unkeyed:
-            return keyed
-        return sorted(keyed + self.unkeyed, key=self.messages.index)
+        return self.by_word.get(body if space < 0 else body[:space], self.unkeyed)
 
     def convert(self, name: str, value: str) -> FieldValue:
         kind = self.types.get(name, "int" if name in INT_FIELDS else "str")
@@ -132,6 +145,54 @@ class Format:
         if mapped:
             return mapped
         return lowered if lowered in LEVELS else None
+
+
+_GROUP_NAME = re.compile(r"\(\?P<([A-Za-z_]\w*)>")
+_BACKREF = re.compile(r"\(\?P=([A-Za-z_]\w*)\)")
+
+
+@dataclass
+class _Combined:
+    """Several message regexes as one alternation. Python tries alternatives in order, so the
+    first message that matches wins exactly as if each were tried in turn; the last group to
+    close is the outer one, so `lastgroup` names the message that matched."""
+
+    regex: re.Pattern[str] | None
+    messages: dict[str, tuple[MessagePattern, list[tuple[str, str]]]]
+    fallback: list[MessagePattern]
+
+    @classmethod
+    def build(cls, group: list[MessagePattern]) -> _Combined:
+        parts = []
+        messages: dict[str, tuple[MessagePattern, list[tuple[str, str]]]] = {}
+        for index, message in enumerate(group):
+            prefix = f"m{index}_"
+            source = _GROUP_NAME.sub(lambda m, p=prefix: f"(?P<{p}{m.group(1)}>", message.regex.pattern)
+            source = _BACKREF.sub(lambda m, p=prefix: f"(?P={p}{m.group(1)})", source)
+            marker = f"m{index}"
+            parts.append(f"(?P<{marker}>{source})")
+            fields = [(prefix + name, name) for name in message.regex.groupindex if not name.startswith("_")]
+            messages[marker] = (message, fields)
+        try:
+            regex: re.Pattern[str] | None = re.compile("|".join(parts))
+        except (re.error, OverflowError):
+            regex = None  # inline flags or too many groups: fall back to one regex at a time
+        return cls(regex, messages, group)
+
+    def match(self, body: str) -> tuple[MessagePattern, list[tuple[str, str]]] | None:
+        if self.regex is None:
+            for message in self.fallback:
+                found = message.regex.match(body)
+                if found is not None:
+                    return message, [(k, v) for k, v in found.groupdict().items()
+                                     if v is not None and not k.startswith("_")]
+            return None
+        found = self.regex.match(body)
+        if found is None or found.lastgroup is None:
+            return None
+        message, fields = self.messages[found.lastgroup]
+        group = found.group
+        return message, [(name, value) for key, name in fields if (value := group(key)) is not None]
 
 
 _META = set(".^$*+?{}[]|()")

@@ -94,19 +94,15 @@ def match_line(fmt: Format, text: str, evidence: Evidence, *, tz: tzinfo = UTC, 
         message = None
         kind = OTHER
         extract = True
-        for candidate in fmt.candidates(body):
-            found = candidate.regex.match(body)
-            if found is None:
-                continue
-            message = candidate
-            kind = candidate.kind
-            level = level or candidate.level
-            extract = candidate.extract
-            for key, value in found.groupdict().items():
-                if value is not None and not key.startswith("_"):
-                    fields[key] = fmt.convert(key, value)
-            fields.update(candidate.const)
-            break
+        found = fmt.find_message(body)
+        if found is not None:
+            message, pairs = found
+            kind = message.kind
+            level = level or message.level
+            extract = message.extract
+            for key, value in pairs:
+                fields[key] = fmt.convert(key, value)
+            fields.update(message.const)
         if message is None and lp.require_message:
             continue
         if extract:
