@@ -260,3 +260,138 @@ def test_real_paho_output(tmp_path: Path, mosquitto_available: str) -> None:
     assert any(e.fields.get("protocol") == 5 for e in refused)
     assert all(e.fields["has_username"] == 1 for e in events if e.kind == "mqtt.connect")
     assert "mqtt.connack" in {e.kind for e in events}
+
+
+# ---------------------------------------------------------------- Java, .NET, Node-RED, eACM
+# Layouts and wordings from the libraries' documentation and source (Paho Java's
+# messages.properties, HiveMQ client issues, Ignition's logback pattern, UA-.NETStandard's
+# CertificateValidator, Node-RED's 10-mqtt.js); eACM's are guesses (see parsers/eacm.toml).
+
+JAVA_LOGBACK = """
+14:20:00.101 [main] INFO  c.e.gateway.MqttUplink - connecting to ssl://broker.plant:8883 as edge-07
+14:20:00.412 [main] ERROR c.e.gateway.MqttUplink - connect failed
+org.eclipse.paho.client.mqttv3.MqttException: MqttException
+\tat org.eclipse.paho.client.mqttv3.internal.ExceptionHelper.createMqttException(ExceptionHelper.java:38)
+\tat org.eclipse.paho.client.mqttv3.internal.ClientComms$ConnectBG.run(ClientComms.java:736)
+Caused by: javax.net.ssl.SSLHandshakeException: PKIX path building failed: unable to find valid certification path
+\tat java.base/sun.security.ssl.Alert.createSSLException(Alert.java:131)
+\t... 4 common frames omitted
+14:20:05.000 [main] INFO  c.e.gateway.MqttUplink - retrying in 5 s
+"""
+
+IGNITION_WRAPPER = """
+STATUS | wrapper  | 2026/11/23 14:19:58 | --> Wrapper Started as Service
+INFO   | jvm 1    | 2026/11/23 14:20:00 | I [MqttServerConnection          ] [14:20:00.101] [MQTT-1]: Connecting to ssl://broker.plant:8883
+INFO   | jvm 1    | 2026/11/23 14:20:00 | E [MqttServerConnection          ] [14:20:00.412] [MQTT-1]: Failed to connect
+INFO   | jvm 1    | 2026/11/23 14:20:00 | org.eclipse.paho.client.mqttv3.MqttException: MqttException
+INFO   | jvm 1    | 2026/11/23 14:20:00 | \tat org.eclipse.paho.client.mqttv3.internal.ClientComms$ConnectBG.run(ClientComms.java:736)
+INFO   | jvm 1    | 2026/11/23 14:20:00 | Caused by: javax.net.ssl.SSLHandshakeException: Received fatal alert: certificate_expired
+INFO   | jvm 1    | 2026/11/23 14:20:05 | W [MqttServerConnection          ] [14:20:05.000] [MQTT-1]: Retrying in 5000 ms
+"""  # noqa: E501
+
+LOG4J2 = """
+2026-11-23 14:20:00,123 INFO  [main] c.h.m.c.MqttClient - connecting to broker.plant:8883
+2026-11-23 14:20:00,456 ERROR [main] c.h.m.c.MqttClient - CONNECT failed as CONNACK contained an Error Code: NOT_AUTHORIZED.
+2026-11-23 14:20:01,000 WARN  [main] c.e.Uplink - Not authorized to connect (5)
+"""  # noqa: E501
+
+DOTNET_MEL = """
+info: Microsoft.Hosting.Lifetime[0]
+      Application started. Press Ctrl+C to shut down.
+fail: Opc.Ua.CertificateValidator[0]
+      Certificate rejected. Reason=BadCertificateUntrusted. [CN=plc-07] [9F8E7D6C5B4A39281706F5E4D3C2B1A098765432]
+fail: Plant.Gateway.OpcUaSource[0]
+      Connect to opc.tcp://plc-07:4840 failed
+      Opc.Ua.ServiceResultException: BadSecurityChecksFailed 'Certificate validation failed.'
+         at Opc.Ua.Client.Session.Create(ISessionChannel channel)
+"""
+
+DOTNET_SERILOG = """
+2026-11-23 14:20:00.101 +01:00 [INF] Connecting to mqtts://broker.plant:8883 as edge-07
+2026-11-23 14:20:00.412 +01:00 [ERR] Connecting with MQTT server failed
+MQTTnet.Exceptions.MqttCommunicationException: The remote certificate is invalid: RemoteCertificateNameMismatch
+ ---> System.Security.Authentication.AuthenticationException: The remote certificate is invalid: RemoteCertificateNameMismatch
+   at System.Net.Security.SslStream.SendAuthResetSignal(ProtocolToken message, ExceptionDispatchInfo exception)
+   --- End of inner exception stack trace ---
+2026-11-23 14:20:05.000 +01:00 [INF] Retrying in 5 s
+"""  # noqa: E501
+
+DOTNET_NLOG = """
+2026-11-23 14:20:00.1234|INFO|Plant.Gateway.OpcUaSource|Connecting to opc.tcp://plc-07:4840
+2026-11-23 14:20:00.5678|ERROR|Opc.Ua.CertificateValidator|Certificate rejected. Reason=BadCertificateTimeInvalid. [CN=plc-07] [0A1B2C3D4E5F60718293A4B5C6D7E8F901234567]
+"""  # noqa: E501
+
+NODE_RED = """
+23 Nov 14:19:58 - [info] Node-RED version: v3.1.9
+23 Nov 14:19:59 - [info] Server now running at http://127.0.0.1:1880/
+23 Nov 14:19:59 - [info] Starting flows
+23 Nov 14:19:59 - [info] Started flows
+23 Nov 14:20:00 - [info] [mqtt-broker:plant broker] Connection failed to broker: edge-07@mqtts://broker.plant:8883
+23 Nov 14:20:15 - [info] [mqtt-broker:plant broker] Connection failed to broker: edge-07@mqtts://broker.plant:8883
+"""
+
+EACM = """
+2026-11-23 14:20:00.101 [INFO] [MQTT] Connecting to broker mqtts://10.3.0.11:8883 as edge-07
+2026-11-23 14:20:00.150 [ERROR] [TLS] TLS handshake failed: certificate verify failed: certificate has expired
+2026-11-23 14:20:00.151 [ERROR] [MQTT] Connection to broker 10.3.0.11:8883 failed: A TLS error occurred.
+2026-11-23 14:20:00.300 [WARN] [Sparkplug] Primary host STATE/scada-01 is OFFLINE, holding data
+"""
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), [
+    ("java-logback.log", JAVA_LOGBACK, "java_logging"),
+    ("wrapper.log", IGNITION_WRAPPER, "java_logging"),
+    ("java-log4j2.log", LOG4J2, "java_logging"),
+    ("dotnet-mel.log", DOTNET_MEL, "dotnet_logging"),
+    ("dotnet-serilog.log", DOTNET_SERILOG, "dotnet_logging"),
+    ("dotnet-nlog.log", DOTNET_NLOG, "dotnet_logging"),
+    ("node-red.log", NODE_RED, "node_red"),
+    ("eacm.log", EACM, "eacm"),
+])
+def test_other_client_logs_detected_and_parsed(tmp_path: Path, name: str, text: str, expected: str) -> None:
+    _assert_format(_write(tmp_path, name, text), expected)
+
+
+def test_stack_trace_cause_is_evidence_on_its_record(tmp_path: Path) -> None:
+    events = _assert_format(_write(tmp_path, "app.log", JAVA_LOGBACK), "java_logging")
+    failed = events[1]
+    assert (failed.kind, failed.fields["tls_reason"], failed.line_count) == ("tls.error", "unknown_ca", 7)
+    wrapper = _assert_format(_write(tmp_path, "wrapper.log", IGNITION_WRAPPER), "java_logging")
+    assert [e.fields.get("tls_reason") for e in wrapper if e.kind == "tls.error"] == ["cert_expired"]
+    assert wrapper[2].fields["tls_alert"] is True  # "Received fatal alert": the broker complained
+    serilog = _assert_format(_write(tmp_path, "serilog.log", DOTNET_SERILOG), "dotnet_logging")
+    assert serilog[1].fields["tls_reason"] == "hostname_mismatch"
+    mel = _assert_format(_write(tmp_path, "mel.log", DOTNET_MEL), "dotnet_logging")
+    assert [e.fields.get("opcua_status") for e in mel] == [None, "BadCertificateUntrusted", "BadSecurityChecksFailed"]
+
+
+def test_time_of_day_stamps_take_the_files_date(tmp_path: Path) -> None:
+    import os
+    from datetime import UTC, datetime
+
+    path = _write(tmp_path, "app.log", JAVA_LOGBACK)
+    mtime = datetime(2026, 11, 23, 15, 0, tzinfo=UTC).timestamp()
+    os.utime(path, (mtime, mtime))
+    events = _assert_format(path, "java_logging")
+    assert datetime.fromtimestamp(events[0].ts, UTC) == datetime(2026, 11, 23, 14, 20, 0, 101000, tzinfo=UTC)
+    os.utime(path, (mtime - 15 * 3600, mtime - 15 * 3600))  # written 00:00 on the 23rd: lines are the 22nd's
+    events = _assert_format(path, "java_logging")
+    assert datetime.fromtimestamp(events[0].ts, UTC).day == 22
+
+
+def test_other_client_evidence_lines() -> None:
+    hivemq = _line("java_logging", "2026-11-23 14:20:00,456 ERROR [main] c.h.m.c.MqttClient - CONNECT failed as "
+                                   "CONNACK contained an Error Code: BAD_USER_NAME_OR_PASSWORD.")
+    assert hivemq["mqtt_reason"] == "bad_credentials"
+    assert _line("java_logging", "14:20:00.412 [main] ERROR c.e.Uplink - Unable to connect to server (32103) - "
+                                 "java.net.ConnectException: Connection refused")["net_error"] == "refused"
+    node = _line("node_red", "23 Nov 14:20:00 - [error] [mqtt-broker:broker] Connection failed to broker: "
+                             "mqtts://10.3.0.11:8883")
+    assert (node["kind"], node["remote_host"], node["port"], node["scheme"]) == (
+        "mqtt.connect_failed", "10.3.0.11", 8883, "mqtts")
+    expired = _line("node_red", "23 Nov 14:20:00 - [error] [mqtt-broker:broker] CERT_HAS_EXPIRED")
+    assert expired["tls_reason"] == "cert_expired"
+    assert _line("dotnet_logging", "2026-11-23 14:20:00,123 [7] WARN  Gw.Uplink - TLS handshake failed: "
+                                   "RemoteCertificateNameMismatch")["tls_reason"] == "hostname_mismatch"
+    state = _line("eacm", "2026-11-23 14:20:00.300 [INFO] [Sparkplug] Primary host spBv1.0/STATE/scada-01 is ONLINE")
+    assert (state["kind"], state["host_id"], state["state"]) == ("sparkplug.state", "scada-01", "ONLINE")
