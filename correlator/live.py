@@ -1,0 +1,270 @@
+"""Live analysis: follow files and folders and keep the findings current as lines arrive.
+
+The same stages as the batch path (correlator.analysis): each file's lines go through its format's
+SourceParser, sources are merged in time (LiveMerger instead of the batch heap merge), connections
+are stitched, and the same Session (rules engine plus artifact checks) turns events into findings.
+Only the feeding differs: a watchdog Tailer delivers batches of lines, and a clock thread moves
+time on so held events are released and absences can fire while the logs are quiet.
+
+Surfaces (the TUI, the HTTP API) build a LiveAnalysis, call `start()`, and either pass `on_update`
+(called from a worker thread with what changed) or poll `snapshot()` / `events_since()`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from correlator.analysis import Options, Session
+from correlator.engine.facts import Artifacts
+from correlator.engine.rules import Rule, load_rules
+from correlator.errors import CorrelatorError, InputError
+from correlator.formats.parse import SourceParser
+from correlator.formats.registry import DETECT_LINES, Registry, default_registry, load_registry
+from correlator.model import Event, Finding
+from correlator.sources.bundle import classify, open_bundle
+from correlator.sources.files import decode, source_name
+from correlator.sources.lines import Line
+from correlator.sources.tail import LineBatch, Tailer, TailEvent
+from correlator.timeline import zones as tz_rules
+from correlator.timeline.connections import Stitcher
+from correlator.timeline.merge import LiveMerger
+
+#: How many recent events a live analysis keeps for the surfaces' timelines.
+RECENT_EVENTS = 50_000
+#: Seconds between clock ticks (release held events, fire absences, collapse updates).
+TICK = 0.1
+
+
+class _LiveStitcher(Stitcher):
+    """A stitcher whose clock can move without events: it releases a held event once its time
+    has passed by `window`, which in a quiet live log would otherwise wait for the next line."""
+
+    def advance(self, seconds: float) -> list[Event]:
+        if self._now == float("-inf"):
+            return []
+        self._now += seconds
+        return self._release(self._now - self.window)
+
+
+@dataclass
+class LiveUpdate:
+    """What one step changed: new events (in timeline order) and the findings created or updated."""
+
+    events: list[Event]
+    findings: list[Finding]
+
+
+@dataclass
+class LiveSource:
+    path: str
+    source: str = ""
+    format: str = ""
+    zone: str = "UTC"
+    lines: int = 0
+    unparsed: int = 0
+    parser: SourceParser | None = None
+    waiting: list[Line] = field(default_factory=list)
+    numbers: int = 0
+
+
+class LiveAnalysis:
+    """Follows `paths` (files and folders; folders are watched for new files matching `pattern`)."""
+
+    def __init__(self, paths: Sequence[str | Path], options: Options | None = None, *,
+                 from_beginning: bool = True, pattern: str = "*.log", registry: Registry | None = None,
+                 rules: Sequence[Rule] | None = None, on_update: Callable[[LiveUpdate], None] | None = None,
+                 on_error: Callable[[CorrelatorError], None] | None = None, polling: bool = False,
+                 stitch_window: float = 0.3) -> None:
+        self.options = options or Options()
+        self.paths = [Path(p) for p in paths]
+        self.registry = registry or (load_registry(self.options.formats_dirs) if self.options.formats_dirs
+                                     else default_registry())
+        if rules is None:
+            rules, _ = load_rules(list(self.options.rules_dirs))
+        self.zones = tz_rules.parse_zone_options(self.options.zones)
+        artifacts = Artifacts()
+        folders = [p for p in self.paths if p.is_dir()]
+        if folders:
+            with open_bundle(folders) as bundle:
+                artifacts = Artifacts.from_bundle(bundle)
+        self.session = Session(rules, artifacts)
+        self.on_update = on_update
+        self.on_error = on_error
+        self.errors: list[str] = []
+        self.sources: dict[str, LiveSource] = {}
+        self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
+        self.total_events = 0
+        self._merger = LiveMerger(delay=0.25)
+        self._stitcher = _LiveStitcher(window=stitch_window)
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._paused = False
+        self._rate: deque[tuple[float, int]] = deque(maxlen=50)
+        self._tailer = Tailer(self._on_batch, from_beginning=from_beginning, polling=polling,
+                              on_error=self._tail_error)
+        for path in self.paths:
+            if path.is_dir():
+                # the tailer watches one folder level; a bundle keeps logs in sub-folders
+                for folder in [path, *sorted(p for p in path.rglob("*") if p.is_dir())]:
+                    if len(folder.relative_to(path).parts) <= 3:
+                        self._tailer.add_folder(folder, pattern)
+            else:
+                self._tailer.add_file(path)
+
+    # -- control -------------------------------------------------------------------------------
+
+    def start(self) -> LiveAnalysis:
+        self._tailer.start()
+        self._ticker = threading.Thread(target=self._tick_loop, name="correlator-live-clock", daemon=True)
+        self._ticker.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._tailer.stop()
+        if self._ticker is not None:
+            self._ticker.join(timeout=2)
+        with self._lock:
+            self._publish(self._merger.flush(), final=True)
+
+    def __enter__(self) -> LiveAnalysis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self, paused: bool = True) -> None:
+        """Stop publishing updates (lines keep being read and analysed; nothing is lost)."""
+        self._paused = paused
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _tail_error(self, error: InputError) -> None:
+        self.errors.append(str(error))
+        if self.on_error is not None:
+            self.on_error(error)
+
+    def _source(self, path: Path) -> LiveSource:
+        key = str(path)
+        found = self.sources.get(key)
+        if found is None:
+            found = self.sources[key] = LiveSource(key)
+        return found
+
+    def _open_parser(self, state: LiveSource, path: Path, first: list[Line]) -> None:
+        texts = [decode(raw) for _, raw in first[:DETECT_LINES]]
+        forced = None
+        for rule in self.options.formats:
+            pattern, _, name = rule.rpartition("=")
+            if path.match(pattern):
+                forced = name
+        fmt = self.registry.get(forced) if forced else self.registry.detect(texts)[0]
+        name = source_name(fmt, path)
+        choice = self.zones.choose(name, str(path), broker_epoch=fmt.role == "broker")
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            mtime = time.time()
+        state.parser = SourceParser(fmt, self.registry.evidence, source=name, file=str(path), tz=choice.zone,
+                                    fallback=self.registry.fallback, fallback_time=mtime)
+        state.source, state.format, state.zone = name, fmt.name, choice.name
+        self._merger.add_source(name)
+
+    def _on_batch(self, batch: LineBatch) -> None:
+        if batch.path.exists() and classify(batch.path) not in ("log", "unreadable"):
+            return  # a certificate or config dropped into a watched folder is not a log
+        with self._lock:
+            state = self._source(batch.path)
+            if batch.event in (TailEvent.ROTATED, TailEvent.TRUNCATED):
+                state.numbers = 0
+            lines = batch.lines
+            if state.parser is None:
+                state.waiting.extend(lines)
+                if len(state.waiting) < 5 and batch.event is None:
+                    return  # a few more lines make detection reliable; the clock flushes stragglers
+                lines, state.waiting = state.waiting, []
+                self._open_parser(state, batch.path, lines)
+            self._parse(state, lines)
+
+    def _parse(self, state: LiveSource, lines: Iterable[Line]) -> None:
+        assert state.parser is not None
+        numbered = []
+        for offset, raw in lines:
+            state.numbers += 1
+            numbered.append((state.numbers, offset, decode(raw)))
+        events = state.parser.feed(numbered)
+        # a live record has no following line to close it: flush what waits for one
+        events += state.parser.finish()
+        state.lines = state.parser.lines_read
+        state.unparsed = state.parser.unparsed
+        self._merger.feed(state.source, events)
+        self._publish(self._merger.release())
+
+    # -- the clock -----------------------------------------------------------------------------
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(TICK):
+            with self._lock:
+                for path, state in self.sources.items():
+                    if state.parser is None and state.waiting:
+                        lines, state.waiting = state.waiting, []
+                        self._open_parser(state, Path(path), lines)
+                        self._parse(state, lines)
+                events = self._merger.release()
+                self._publish(events, tick=TICK)
+                if self.session.last is not None:
+                    # event time moves with the wall clock while logs are quiet, so absences fire
+                    findings = self.session.tick(self.session.last + TICK)
+                    if findings and not self._paused and self.on_update is not None:
+                        self.on_update(LiveUpdate([], findings))
+
+    def _publish(self, events: list[Event], *, final: bool = False, tick: float = 0.0) -> None:
+        stitched: list[Event] = []
+        for event in events:
+            stitched.extend(self._stitcher.push(event))
+        if tick:
+            stitched.extend(self._stitcher.advance(tick))
+        if final:
+            stitched.extend(self._stitcher.flush())
+        self.session.note_connections(self._stitcher.pop_closed())
+        if not stitched:
+            return
+        changed = self.session.feed(stitched)
+        self.recent.extend(stitched)
+        self.total_events += len(stitched)
+        self._rate.append((time.monotonic(), self.total_events))
+        if self.on_update is not None and not self._paused:
+            visible = {f.id + "|" + f.group: f for f in self.session.findings()}
+            self.on_update(LiveUpdate(stitched, [visible.get(f.id + "|" + f.group, f) for f in changed]))
+
+    # -- reading the state ---------------------------------------------------------------------
+
+    def findings(self) -> list[Finding]:
+        with self._lock:
+            return self.session.findings(self.options.min_severity)
+
+    def events_since(self, index: int) -> tuple[list[Event], int]:
+        """Events published after the `index`-th one (a cursor the caller keeps), and the new cursor."""
+        with self._lock:
+            total = self.total_events
+            missing = total - index
+            if missing <= 0:
+                return [], total
+            kept = list(self.recent)[-min(missing, len(self.recent)):]
+            return kept, total
+
+    def lines_per_second(self) -> float:
+        if len(self._rate) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self._rate[0], self._rate[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0

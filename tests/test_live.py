@@ -1,0 +1,52 @@
+"""Live analysis follows files through the same pipeline as batch analysis: the findings of a
+real incident appear while its logs are read, and grow when lines are appended."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from correlator.analysis import analyze
+from correlator.live import LiveAnalysis, LiveUpdate
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
+
+
+def _wait(predicate: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_live_finds_what_batch_finds_and_follows_appends(tmp_path: Path) -> None:
+    folder = tmp_path / "incident"
+    shutil.copytree(SAMPLES / "server_cert_expired", folder)
+    batch = {f.id: f for f in analyze([folder]).findings}
+    updates: list[LiveUpdate] = []
+    seen = threading.Event()
+
+    def on_update(update: LiveUpdate) -> None:
+        updates.append(update)
+        if any(f.id == "tls.server_cert_expired" for f in update.findings):
+            seen.set()
+
+    with LiveAnalysis([folder], on_update=on_update) as live:
+        assert seen.wait(10), "the finding was never published"
+        assert _wait(lambda: {f.id: f.count for f in live.findings()}.get("tls.server_cert_expired")
+                     == batch["tls.server_cert_expired"].count)
+        found = {f.id: f for f in live.findings()}
+        assert found["tls.server_cert_expired"].clients == batch["tls.server_cert_expired"].clients
+        before = found["tls.server_cert_expired"].count
+        log = folder / "broker" / "mosquitto.log"
+        alert = next(line for line in log.read_text().splitlines() if "alert certificate expired" in line)
+        with log.open("a") as out:
+            out.write(alert + "\n")
+        assert _wait(lambda: {f.id: f.count for f in live.findings()}["tls.server_cert_expired"] == before + 1)
+        formats = {Path(s.path).name: s.format for s in live.sources.values()}
+    assert formats["mosquitto.log"] == "mosquitto"
+    assert formats["edge-02.log"] == "python_logging"
