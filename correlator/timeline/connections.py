@@ -497,7 +497,7 @@ class Stitcher:
                 self._unlinked_client.pop(id(client), None)
                 continue
             near = [b for b in self._unlinked_broker.values()
-                    if abs(b.start - client.start) <= self.window and _compatible(b, client)]
+                    if abs(b.start - client.start) <= self.window and compatible(b, client)]
             rivals = any(c.client_source != client.client_source and abs(c.start - client.start) <= self.window
                          for c in self._unlinked_client.values())
             if near and not rivals:
@@ -587,13 +587,12 @@ class Stitcher:
         out: list[Event] = []
         while hold and hold[0][0] <= horizon:
             _, event, conn = hold.popleft()
-            if conn is not None:
-                event.connection = conn.resolve().id
+            event.connection = conn.resolve().id if conn is not None else None
             out.append(event)
         return out
 
 
-def _compatible(broker: Connection, client: Connection) -> bool:
+def compatible(broker: Connection, client: Connection) -> bool:
     """Whether two sides could be one connection: no contradicting port or id, and outcomes that
     agree (a broker-side TLS failure is a client-side TLS or network failure, and so on)."""
     if client.peer_port is not None and broker.peer_port is not None and client.peer_port != broker.peer_port:

@@ -69,6 +69,19 @@ def zone_name(zone: tzinfo) -> str:
     return str(zone)
 
 
+def pattern_matches(pattern: str, source: str, path: str) -> bool:
+    """Whether a per-source option's pattern names this source: a plain word is a source name
+    ('broker', 'client:edge-07') or a file name; anything with / * ? [ is a glob on the path (any
+    trailing part of it, so 'clients/*' matches '/abs/incident/clients/a.log') or the source."""
+    if not _GLOB_CHARS & set(pattern):
+        return pattern in (source, path) or path.replace("\\", "/").rsplit("/", 1)[-1] == pattern
+    path = path.replace("\\", "/")
+    if fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(source, pattern):
+        return True
+    parts = path.split("/")
+    return any(fnmatch.fnmatchcase("/".join(parts[i:]), pattern) for i in range(1, len(parts)))
+
+
 @dataclass(frozen=True)
 class ZoneRule:
     """One `--tz PATTERN=ZONE` option."""
@@ -83,15 +96,7 @@ class ZoneRule:
         return bool(_GLOB_CHARS & set(self.pattern))
 
     def matches(self, source: str, path: str) -> bool:
-        if not self.is_glob:
-            # A plain word names a source ('broker', 'client:edge-07') or a file by its name.
-            return self.pattern in (source, path) or path.rsplit("/", 1)[-1] == self.pattern
-        path = path.replace("\\", "/")
-        if fnmatch.fnmatchcase(path, self.pattern) or fnmatch.fnmatchcase(source, self.pattern):
-            return True
-        # 'clients/*' should match '/abs/incident/clients/a.log': try every path suffix.
-        parts = path.split("/")
-        return any(fnmatch.fnmatchcase("/".join(parts[i:]), self.pattern) for i in range(1, len(parts)))
+        return pattern_matches(self.pattern, source, path)
 
 
 @dataclass(frozen=True)
