@@ -31,8 +31,6 @@ PROACTIVE = {"config.insecure", "cert.expiring_soon"}
 KNOWN_GAPS: dict[str, str] = {
     "plain_to_tls_port": "the broker's lines carry no client id; naming the clients needs the stitcher to link "
                          "them to the client logs (timeline issue)",
-    "tls_to_plain_port": "paho's bare 'Connection reset by peer' is tied to the broker's protocol error only "
-                         "through connection stitching (timeline issue)",
     "syslog_variants": "the client of the TLS mismatch is named only through connection stitching (timeline issue)",
     "client_cert_expired": "mosquitto_pub logs only 'Protocol error' under TLS 1.3; only stitching to the broker's "
                            "connection names it",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from correlator.engine.rules import load_rules
 from correlator.engine.selftest import run_test
@@ -28,8 +29,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     rules, _ = load_rules(args.rules_dir)
-    rows = [{"id": r.id, "severity": r.severity, "title": r.title, "matches": sorted({m.type for m in r.matches}),
-             "checks": [c.name for c in r.checks], "tests": len(r.tests), "file": r.file} for r in rules]
+    rows: list[dict[str, Any]] = [
+        {"id": r.id, "severity": r.severity, "title": r.title, "matches": sorted({m.type for m in r.matches}),
+         "checks": [c.name for c in r.checks], "tests": len(r.tests), "file": r.file} for r in rules]
     if args.output == "json":
         print(json.dumps(rows, indent=2))
         return 0

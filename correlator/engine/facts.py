@@ -18,7 +18,7 @@ from typing import Any
 
 from correlator.artifacts import cert_checks
 from correlator.artifacts.acl import AclFile, parse_acl
-from correlator.artifacts.certs import CertFacts, KeyFacts, load_paths
+from correlator.artifacts.certs import CertFacts, KeyFacts, issued_by, load_paths
 from correlator.artifacts.mosquitto_conf import Config, Listener, parse_mosquitto_conf
 from correlator.artifacts.opcua_pki import PkiStore, load_pki
 from correlator.artifacts.passwd import PasswordFile, parse_passwd
@@ -268,7 +268,7 @@ def _server_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
     if leaf.self_signed:
         return CheckResult("true", [arts.fact(leaf, f"{leaf.label} is self-signed: clients trust it only if they "
                                                     "hold this very certificate")], values)
-    issuers = [c for c in arts.cas() if cert_checks.issued_by(leaf.cert, c.cert)]
+    issuers = [c for c in arts.cas() if issued_by(leaf.cert, c.cert)]
     if not issuers:
         return CheckResult("true", [arts.fact(leaf, f"no CA certificate in the bundle issued {leaf.label} "
                                                     f"(issuer: {leaf.issuer})")], values)
@@ -284,7 +284,7 @@ def _chain_incomplete(arts: Artifacts, events: list[Event], context: dict[str, A
     values = arts.cert_values(leaf)
     if leaf.self_signed:
         return CheckResult("false", [], values)
-    issuer = next((c for c in arts.certs if c.sha256 != leaf.sha256 and cert_checks.issued_by(leaf.cert, c.cert)),
+    issuer = next((c for c in arts.certs if c.sha256 != leaf.sha256 and issued_by(leaf.cert, c.cert)),
                   None)
     if issuer is None:
         return _unknown(f"the issuer of {leaf.label} ({leaf.issuer}) is not in the bundle")

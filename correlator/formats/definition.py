@@ -101,9 +101,10 @@ class Format:
         order = {id(m): i for i, m in enumerate(self.messages)}
         for word, messages in keyed.items():
             self.by_word[word] = sorted(messages + self.unkeyed, key=lambda m: order[id(m)])
-        for word, group in [*self.by_word.items(), (None, self.unkeyed)]:
+        groups: list[tuple[str | None, list[MessagePattern]]] = [*self.by_word.items(), (None, self.unkeyed)]
+        for key, group in groups:
             if group:
-                self._combined[word] = _Combined.build(group)
+                self._combined[key] = _Combined.build(group)
 
     def find_message(self, body: str) -> tuple[MessagePattern, list[tuple[str, str]]] | None:
         """The first catalogue message (in catalogue order) that matches `body`, with its fields
@@ -167,8 +168,8 @@ class _Combined:
         messages: dict[str, tuple[MessagePattern, list[tuple[str, str]]]] = {}
         for index, message in enumerate(group):
             prefix = f"m{index}_"
-            source = _GROUP_NAME.sub(lambda m, p=prefix: f"(?P<{p}{m.group(1)}>", message.regex.pattern)
-            source = _BACKREF.sub(lambda m, p=prefix: f"(?P={p}{m.group(1)})", source)
+            source = _GROUP_NAME.sub(f"(?P<{prefix}\\1>", message.regex.pattern)
+            source = _BACKREF.sub(f"(?P={prefix}\\1)", source)
             marker = f"m{index}"
             parts.append(f"(?P<{marker}>{source})")
             fields = [(prefix + name, name) for name in message.regex.groupindex if not name.startswith("_")]
