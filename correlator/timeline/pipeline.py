@@ -1,0 +1,262 @@
+"""The timeline stage as one path: zones, clock skew, merge and stitching over a set of sources.
+
+`correlator.analysis` (batch) and `correlator.live` (tails) call this module instead of wiring the
+stages themselves, so both order, correct and stitch events the same way:
+
+- `choose_zones(logs, config)`: each LogFile's zone, from the `--tz` rules and a peek at its first
+  events (before any event is made, so naive times are parsed in the right zone once);
+- `SkewTracker`: clock offsets per source. Estimation needs the broker's and the client's first
+  connection attempts, so it looks ahead: every source's events of its first `lookahead` seconds
+  (at most `max_events` of them) are buffered, the offsets are estimated from those buffers, and
+  then the buffered and all later events are corrected. Memory is bounded by the look-ahead, not
+  by the file. Live mode feeds the same tracker batch by batch (`observe`) and corrects each batch
+  with the estimate known at that moment (`correct`); once a source's look-ahead is full its
+  offset is frozen, so a live timeline stops moving;
+- `timeline(logs, ...)`: the batch path: zones, look-ahead and skew, `merge_chunks`, `Stitcher`;
+  yields stitched events in timeline order, chunk by chunk, and hands finished connections to a
+  callback. `sources()` reports each source's zone, offset and how both were found.
+
+Configured offsets (`--clock-offset client:edge-07=+300s`) replace the estimate for that source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from correlator.model import Event
+from correlator.sources.files import LogFile, SourceInfo
+from correlator.timeline.connections import Connection, Stitcher
+from correlator.timeline.merge import merge_chunks
+from correlator.timeline.skew import (
+    OffsetRule,
+    SkewEstimate,
+    apply_offset,
+    configured_offset,
+    estimate_sources,
+)
+from correlator.timeline.zones import ZoneChoice, ZoneConfig, guess_zoned
+
+#: Seconds of each source's start that skew estimation looks at.
+LOOKAHEAD = 600.0
+#: Events per source buffered for estimation at most, however busy the log.
+MAX_LOOKAHEAD_EVENTS = 50_000
+
+
+def choose_zones(logs: Sequence[LogFile], config: ZoneConfig) -> list[ZoneChoice]:
+    """Pick and set each log's zone before its events are made (LogFile.set_zone)."""
+    choices = []
+    for log in logs:
+        sample = log.peek_events()
+        stamped = [e.time_text for e in sample if e.time_text][:20]
+        choice = config.choose(log.info.source, log.info.path, zoned_text=guess_zoned(sample),
+                               broker_epoch=log.format.role == "broker" and bool(stamped)
+                               and all(t.isdigit() for t in stamped))
+        log.set_zone(choice.zone, choice.how)
+        choices.append(choice)
+    return choices
+
+
+@dataclass
+class _Buffer:
+    path: str
+    events: list[Event] = field(default_factory=list)
+    first: float | None = None
+    full: bool = False
+
+
+class SkewTracker:
+    """Clock offsets per source name, from look-ahead buffers (see the module doc). One source
+    name is one host's clock: rotated files of one log share it."""
+
+    def __init__(self, offsets: Sequence[OffsetRule] = (), *, lookahead: float = LOOKAHEAD,
+                 max_events: int = MAX_LOOKAHEAD_EVENTS) -> None:
+        self.rules = list(offsets)
+        self.lookahead = lookahead
+        self.max_events = max_events
+        self._buffers: dict[str, _Buffer] = {}
+        self._estimates: dict[str, SkewEstimate] = {}
+        self._dirty = False
+
+    def observe(self, source: str, path: str, events: Sequence[Event]) -> bool:
+        """Remember a source's events while its look-ahead lasts; False once it is full."""
+        buffer = self._buffers.get(source)
+        if buffer is None:
+            buffer = self._buffers[source] = _Buffer(path)
+        if buffer.full:
+            return False
+        for event in events:
+            if len(buffer.events) >= self.max_events:
+                buffer.full = True
+                break
+            if not event.estimated:
+                if buffer.first is None:
+                    buffer.first = event.ts
+                elif event.ts - buffer.first > self.lookahead:
+                    buffer.full = True
+                    break
+            buffer.events.append(event)
+        self._dirty = True
+        return not buffer.full
+
+    def finish(self, source: str) -> None:
+        """The source has nothing more to look ahead at (end of file)."""
+        buffer = self._buffers.get(source)
+        if buffer is not None:
+            buffer.full = True
+
+    @property
+    def complete(self) -> bool:
+        return all(b.full for b in self._buffers.values())
+
+    def estimates(self) -> dict[str, SkewEstimate]:
+        """Current estimates for every client source (recomputed only when something changed)."""
+        if self._dirty:
+            found = estimate_sources({s: b.events for s, b in self._buffers.items()})
+            for source, buffer in self._buffers.items():
+                rule = configured_offset(self.rules, source, buffer.path)
+                if rule is not None:
+                    found[source] = rule
+            self._estimates = found
+            self._dirty = False
+        return self._estimates
+
+    def offset(self, source: str) -> float:
+        estimate = self.estimates().get(source)
+        return estimate.offset if estimate is not None and estimate.found else 0.0
+
+    def estimate(self, source: str) -> SkewEstimate:
+        return self.estimates().get(source) or SkewEstimate(source, 0.0, "none: not a client source")
+
+    def correct(self, source: str, events: Sequence[Event]) -> None:
+        """Apply the source's current offset to events not corrected yet (live batches)."""
+        offset = self.offset(source)
+        if offset:
+            apply_offset([e for e in events if e.skew == 0.0], offset)
+
+    def release(self) -> None:
+        """Drop the look-ahead buffers once every estimate is final."""
+        self.estimates()
+        for buffer in self._buffers.values():
+            buffer.events = []
+
+
+@dataclass
+class SourceTimeline:
+    """What the timeline did with one source, for the report's source table."""
+
+    info: SourceInfo
+    zone: ZoneChoice
+    skew: SkewEstimate
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.info.to_dict(), "zone": self.zone.name, "zone_how": self.zone.how,
+                "offset": round(self.skew.offset, 3) if self.skew.found else 0.0, "offset_how": self.skew.how,
+                "skew": self.skew.to_dict()}
+
+
+class Timeline:
+    """The batch timeline over opened LogFiles (the caller opens them: bundles, forced formats).
+
+    Iterate `chunks()` once; `sources()` is complete after the iteration (line counts) and usable
+    for zones and offsets as soon as `chunks()` has yielded its first chunk.
+    """
+
+    def __init__(self, logs: Sequence[LogFile], *, zones: ZoneConfig | None = None,
+                 offsets: Sequence[OffsetRule] = (), since: float | None = None, until: float | None = None,
+                 lookahead: float = LOOKAHEAD, max_lookahead_events: int = MAX_LOOKAHEAD_EVENTS,
+                 stitcher: Stitcher | None = None, on_connection: Callable[[Connection], None] | None = None,
+                 on_error: Callable[[LogFile, Exception], None] | None = None) -> None:
+        self.logs = list(logs)
+        self.zone_config = zones or ZoneConfig()
+        self.tracker = SkewTracker(offsets, lookahead=lookahead, max_events=max_lookahead_events)
+        self.since = since
+        self.until = until
+        self.stitcher = stitcher or Stitcher()
+        self.on_connection = on_connection
+        self.on_error = on_error
+        self.connections = 0
+        self._zones: list[ZoneChoice] = []
+
+    def sources(self) -> list[SourceTimeline]:
+        return [SourceTimeline(log.info, zone, self.tracker.estimate(log.info.source))
+                for log, zone in zip(self.logs, self._zones, strict=False)]
+
+    def chunks(self) -> Iterator[list[Event]]:
+        """Stitched events in timeline order, in chunks."""
+        self._zones = choose_zones(self.logs, self.zone_config)
+        streams = [self._prefetch(log) for log in self.logs]
+        heads = [next(stream) for stream in streams]  # each reads its look-ahead, then waits
+        del heads
+        self.tracker.release()
+        stitcher = self.stitcher
+        for run in merge_chunks(streams):
+            out: list[Event] = []
+            for event in run:
+                out.extend(stitcher.push(event))
+            self._closed()
+            out = self._select(out)
+            if out:
+                yield out
+        tail = self._select(stitcher.flush())
+        self._closed()
+        if tail:
+            yield tail
+
+    def events(self) -> Iterator[Event]:
+        for chunk in self.chunks():
+            yield from chunk
+
+    def _prefetch(self, log: LogFile) -> Iterator[list[Event]]:
+        """A log's chunks, corrected for its clock. The first `next()` only reads the look-ahead
+        (and yields an empty chunk); the rest comes once every source's offset is known."""
+        source = log.info.source
+        buffered: list[list[Event]] = []
+        chunks = self._guarded(log)
+        for chunk in chunks:
+            buffered.append(chunk)
+            if not self.tracker.observe(source, log.info.path, chunk):
+                break
+        else:
+            self.tracker.finish(source)
+        yield []
+        offset = self.tracker.offset(source)
+        for chunk in buffered:
+            apply_offset(chunk, offset)
+            yield chunk
+        buffered = []
+        for chunk in chunks:
+            apply_offset(chunk, offset)
+            yield chunk
+
+    def _guarded(self, log: LogFile) -> Iterator[list[Event]]:
+        """One file that breaks half-way keeps what it gave and reports; the rest go on."""
+        try:
+            yield from log.chunks()
+        except Exception as exc:
+            if self.on_error is None:
+                raise
+            self.on_error(log, exc)
+
+    def _select(self, events: list[Event]) -> list[Event]:
+        if self.since is None and self.until is None:
+            return events
+        lo = float("-inf") if self.since is None else self.since
+        hi = float("inf") if self.until is None else self.until
+        return [e for e in events if lo <= e.ts <= hi]
+
+    def _closed(self) -> None:
+        closed = self.stitcher.pop_closed()
+        self.connections += len(closed)
+        if self.on_connection is not None:
+            for conn in closed:
+                self.on_connection(conn)
+
+
+def timeline(logs: Sequence[LogFile], **options: Any) -> tuple[list[Event], list[Connection], list[SourceTimeline]]:
+    """Batch helper for tests and small inputs: everything in memory at once."""
+    connections: list[Connection] = []
+    line = Timeline(logs, on_connection=connections.append, **options)
+    events = list(line.events())
+    return events, connections, line.sources()
