@@ -115,14 +115,9 @@ class Format:
         combined = self._combined.get(word) or self._combined.get(None)
         return None if combined is None else combined.match(body)
 
-    def candidates(self, body: str) -> list[MessagePattern]:
-        """Message patterns that can match `body`, in catalogue order: those keyed on its first
-        word, then those with no literal first word. Keeps a 60-message catalogue at a few regex
-        tries per line."""
-        space = body.find(" ")
-        return self.by_word.get(body if space < 0 else body[:space], self.unkeyed)
-
     def convert(self, name: str, value: str) -> FieldValue:
+        if name not in INT_FIELDS and name not in self.types:
+            return value  # the common case: text stays text, no lookups beyond these two
         kind = self.types.get(name, "int" if name in INT_FIELDS else "str")
         if kind == "int":
             try:
