@@ -510,6 +510,7 @@ class Stitcher:
             near = [b for b in self._unlinked_broker.values()
                     if abs(b.start - client.start) <= self.window and compatible(b, client)]
             rivals = any(c.client_source != client.client_source and abs(c.start - client.start) <= self.window
+                         and not (c.client_events and c.client_events[0].estimated)
                          for c in self._unlinked_client.values())
             if near and not rivals:
                 self._merge(near[0], client, "time")

@@ -41,7 +41,7 @@ from correlator.timeline.zones import ZoneChoice, ZoneConfig, guess_zoned
 #: Seconds of each source's start that skew estimation looks at.
 LOOKAHEAD = 600.0
 #: Events per source buffered for estimation at most, however busy the log.
-MAX_LOOKAHEAD_EVENTS = 50_000
+MAX_LOOKAHEAD_EVENTS = 20_000
 
 
 def choose_zones(logs: Sequence[LogFile], config: ZoneConfig) -> list[ZoneChoice]:
