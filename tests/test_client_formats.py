@@ -363,6 +363,8 @@ def test_stack_trace_cause_is_evidence_on_its_record(tmp_path: Path) -> None:
     assert serilog[1].fields["tls_reason"] == "hostname_mismatch"
     mel = _assert_format(_write(tmp_path, "mel.log", DOTNET_MEL), "dotnet_logging")
     assert [e.fields.get("opcua_status") for e in mel] == [None, "BadCertificateUntrusted", "BadSecurityChecksFailed"]
+    # MEL's message sits on the line under "fail: Category[0]": the catalogue reads it there
+    assert (mel[1].kind, mel[1].fields["subject"]) == ("opcua.cert_rejected", "CN=plc-07")
 
 
 def test_time_of_day_stamps_take_the_files_date(tmp_path: Path) -> None:

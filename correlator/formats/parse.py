@@ -134,6 +134,7 @@ class SourceParser:
         self._pending: Event | None = None
         self._untimed: list[Event] = []
         self._last_ts: float | None = None
+        self._body_next = False
         self.lines_read = 0
         self.unparsed = 0
         self.estimated = 0
@@ -175,7 +176,10 @@ class SourceParser:
                 self.fmt.continuation is None or self.fmt.continuation.match(text)):
             self._pending.raw += "\n" + text
             self._pending.line_count += 1
-            if self.fmt.extract_continuation:
+            if self._body_next:
+                self._body_next = False
+                self._message_into(self._pending, text.strip())
+            elif self.fmt.extract_continuation:
                 self._extract_into(self._pending, text)
             return None
         elif self.fallback is not None:
@@ -190,6 +194,9 @@ class SourceParser:
             return Event(ts=0.0, time_text="", source=self.source, file=self.file, line=number, kind=UNPARSED,
                          raw=text, level="info", fields=fields, estimated=True, offset=offset)
         self.kinds[result.kind] = self.kinds.get(result.kind, 0) + 1
+        # A head line with no message (Microsoft.Extensions.Logging's "info: Category[0]") has its
+        # message on the next line: that line is then read as the body.
+        self._body_next = self.fmt.multiline and result.format is self.fmt and not result.body.strip()
         return Event(ts=result.ts if result.ts is not None else 0.0, time_text=result.time_text,
                      source=self.source, file=self.file, line=number, kind=result.kind, raw=text,
                      level=result.level, host=result.host, fields=result.fields, format=result.pattern_name,
@@ -206,6 +213,25 @@ class SourceParser:
             self.kinds[OTHER] -= 1
             self.kinds[suggested] = self.kinds.get(suggested, 0) + 1
             event.kind = suggested
+
+    def _message_into(self, event: Event, body: str) -> None:
+        """Reads the continuation line that carries an empty head line's message as its body:
+        catalogue first, then evidence, as match_line does for a one-line record."""
+        found = self.fmt.find_message(body)
+        extract = True
+        if found is not None:
+            message, pairs = found
+            for key, value in pairs:
+                event.fields[key] = self.fmt.convert(key, value)
+            event.fields.update(message.const)
+            extract = message.extract
+            if event.kind == OTHER:
+                self.kinds[OTHER] -= 1
+                self.kinds[message.kind] = self.kinds.get(message.kind, 0) + 1
+                event.kind = message.kind
+                event.format += "/" + message.name
+        if extract:
+            self._extract_into(event, body)
 
     def _emit(self, event: Event | None, out: list[Event]) -> None:
         if event is None:
