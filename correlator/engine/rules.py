@@ -19,15 +19,14 @@ where a value is a scalar (equality), a list (membership) or a table of operator
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from correlator.definitions import DefinitionFile, definition_files
 from correlator.errors import DefinitionError
 from correlator.model import SEVERITIES, Event
-from correlator.resources import search_path
 
 Predicate = Callable[[Event], bool]
 
@@ -120,21 +119,8 @@ def parse_duration(value: Any) -> float | None:
     return None
 
 
-class _RuleLoader:
-    def __init__(self, file: Path) -> None:
-        self.file = file
-        self.rule_id = file.stem
-
-    def error(self, message: str, key: str) -> DefinitionError:
-        return DefinitionError(message, file=self.file, context=f"rule {self.rule_id}, {key}")
-
-    def keys(self, table: Any, allowed: set[str], key: str) -> dict[str, Any]:
-        if not isinstance(table, dict):
-            raise self.error("must be a table", key)
-        unknown = sorted(set(table) - allowed)
-        if unknown:
-            raise self.error(f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})", key)
-        return table
+class _RuleLoader(DefinitionFile):
+    what = "rule"
 
     def predicate(self, where: Any, key: str) -> Predicate:
         if not isinstance(where, dict) or not where:
@@ -170,10 +156,7 @@ class _RuleLoader:
             values = frozenset(arg)
             return (lambda e: _value(e, name) in values) if op == "in" else (lambda e: _value(e, name) not in values)
         if op in ("regex", "not_regex"):
-            try:
-                regex = re.compile(str(arg))
-            except re.error as exc:
-                raise self.error(f"regex does not compile: {exc}", key) from exc
+            regex = self.regex(str(arg), key)
             if op == "regex":
                 return lambda e: (v := _value(e, name)) is not None and regex.search(str(v)) is not None
             return lambda e: (v := _value(e, name)) is None or regex.search(str(v)) is None
@@ -269,12 +252,7 @@ class _RuleLoader:
         return Match("fact", check=check)
 
     def load(self) -> Rule:
-        try:
-            data = tomllib.loads(self.file.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise DefinitionError(f"not valid TOML: {exc}", file=self.file) from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DefinitionError(f"cannot read: {exc}", file=self.file) from exc
+        data = self.read()
         self.keys(data, {"rule", "match", "check", "test"}, "top level")
         head = self.keys(data.get("rule"), {"id", "title", "severity", "explanation", "group_by", "confirm_with",
                                             "look_alike", "explains", "tell_apart", "remediation", "priority", "notes"},
@@ -282,8 +260,8 @@ class _RuleLoader:
         for name in ("id", "title", "severity", "explanation"):
             if not isinstance(head.get(name), str):
                 raise self.error(f"missing or non-text key {name!r}", "[rule]")
-        self.rule_id = head["id"]
-        if not _ID.match(self.rule_id):
+        self.name = head["id"]
+        if not _ID.match(self.name):
             raise self.error("id must look like area.name (see ROOT_CAUSES.md)", "rule.id")
         if head["severity"] not in SEVERITIES:
             raise self.error(f"severity must be one of {', '.join(SEVERITIES)}", "rule.severity")
@@ -312,7 +290,7 @@ class _RuleLoader:
         if isinstance(remediation, str):
             remediation = [remediation]
         return Rule(
-            id=self.rule_id, title=head["title"], severity=head["severity"], file=str(self.file),
+            id=self.name, title=head["title"], severity=head["severity"], file=str(self.file),
             explanation=head["explanation"].strip(), matches=matches,
             group_by=self.by(head.get("group_by"), "rule.group_by"), checks=checks,
             confirm_with=str(head.get("confirm_with", "")), look_alike=tuple(head.get("look_alike", [])),
@@ -326,13 +304,7 @@ def load_rule(file: Path) -> Rule:
 
 
 def rule_files(extra_dirs: list[str | Path] | None = None) -> list[Path]:
-    by_name: dict[str, Path] = {}
-    for folder in search_path("rules", list(extra_dirs or [])):
-        if not folder.is_dir():
-            raise DefinitionError("rule folder does not exist", file=folder)
-        for file in sorted(folder.glob("*.toml")):
-            by_name[file.name] = file
-    return list(by_name.values())
+    return definition_files("rules", extra_dirs)
 
 
 def load_rules(extra_dirs: list[str | Path] | None = None, *, collect: bool = False

@@ -10,12 +10,11 @@ reported with the file, the format and the key instead of silently doing nothing
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from correlator.errors import DefinitionError
+from correlator.definitions import DefinitionFile
 from correlator.formats.timeparse import TimeParser
 from correlator.model import LEVELS, FieldValue
 
@@ -232,21 +231,11 @@ _MESSAGE_KEYS = {"name", "kind", "regex", "level", "extract", "set", "samples", 
 _SAMPLE_KEYS = {"line", "kind", "fields", "message"}
 
 
-class _Loader:
-    def __init__(self, file: Path) -> None:
-        self.file = file
-        self.format_name = file.stem
-
-    def error(self, message: str, key: str) -> DefinitionError:
-        return DefinitionError(message, file=self.file, context=f"format {self.format_name}, {key}")
+class _Loader(DefinitionFile):
+    what = "format"
 
     def check_keys(self, table: Any, allowed: set[str], key: str) -> dict[str, Any]:
-        if not isinstance(table, dict):
-            raise self.error("must be a table", key)
-        unknown = sorted(set(table) - allowed)
-        if unknown:
-            raise self.error(f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})", key)
-        return table
+        return self.keys(table, allowed, key)
 
     def need(self, table: dict[str, Any], name: str, key: str, kind: type = str) -> Any:
         if name not in table:
@@ -255,12 +244,6 @@ class _Loader:
         if not isinstance(value, kind):
             raise self.error(f"{name!r} must be a {kind.__name__}", f"{key}.{name}")
         return value
-
-    def regex(self, pattern: str, key: str) -> re.Pattern[str]:
-        try:
-            return re.compile(pattern)
-        except re.error as exc:
-            raise self.error(f"regex does not compile: {exc}", key) from exc
 
     def level(self, value: Any, key: str) -> str | None:
         if value is None:
@@ -287,17 +270,12 @@ class _Loader:
         return result
 
     def load(self) -> Format:
-        try:
-            data = tomllib.loads(self.file.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise DefinitionError(f"not valid TOML: {exc}", file=self.file) from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DefinitionError(f"cannot read: {exc}", file=self.file) from exc
+        data = self.read()
         extra = sorted(set(data) - {"format", "message", "sample"})
         if extra:
             raise self.error(f"unknown top-level key(s) {', '.join(extra)}", "top level")
         head = self.check_keys(data.get("format"), _FORMAT_KEYS, "[format]")
-        self.format_name = self.need(head, "name", "[format]")
+        self.name = self.need(head, "name", "[format]")
         role = head.get("role", "any")
         if role not in _ROLES:
             raise self.error(f"role {role!r} is not one of {', '.join(_ROLES)}", "format.role")
@@ -356,7 +334,7 @@ class _Loader:
             self.level(level, f"format.levels.{word}")
         continuation = head.get("continuation")
         return Format(
-            name=self.format_name, title=head.get("title", self.format_name), file=str(self.file), role=role,
+            name=self.name, title=head.get("title", self.name), file=str(self.file), role=role,
             multiline=bool(head.get("multiline", False)), priority=int(head.get("priority", 50)), lines=lines,
             messages=messages, levels=levels, types=dict(head.get("types", {})),
             continuation=self.regex(continuation, "format.continuation") if continuation else None,

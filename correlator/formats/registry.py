@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 
+from correlator.definitions import definition_files
 from correlator.errors import DefinitionError
 from correlator.formats.definition import Format, load_format
 from correlator.formats.evidence import Evidence, load_evidence
 from correlator.formats.parse import match_line
-from correlator.resources import builtin_dir, search_path
+from correlator.resources import builtin_dir
 
 #: How many of a file's first non-empty lines detection looks at.
 DETECT_LINES = 60
@@ -115,14 +116,7 @@ def check_samples(fmt: Format, evidence: Evidence) -> list[DefinitionError]:
 
 
 def format_files(extra_dirs: Sequence[str | Path] | None = None) -> list[Path]:
-    """Format files in search order; later folders override earlier ones by file name."""
-    by_name: dict[str, Path] = {}
-    for folder in search_path("parsers", list(extra_dirs or [])):
-        if not folder.is_dir():
-            raise DefinitionError("format folder does not exist", file=folder)
-        for file in sorted(folder.glob("*.toml")):
-            by_name[file.name] = file
-    return list(by_name.values())
+    return definition_files("parsers", extra_dirs)
 
 
 def load_registry(extra_dirs: Sequence[str | Path] | None = None, *, collect: bool = False) -> Registry:
