@@ -374,7 +374,7 @@ class Engine:
     def _render_context(finding: Finding) -> dict[str, Any]:
         context = dict(finding.context)
         context.update(clients=", ".join(sorted(finding.clients)) or "<unknown client>",
-                       users=", ".join(sorted(finding.users)) or "<no user name>",
+                       users=", ".join(sorted(finding.users)) or "not named in the logs",
                        hosts=", ".join(sorted(finding.hosts)) or "<unknown host>",
                        count=finding.count)
         return context

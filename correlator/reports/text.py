@@ -49,7 +49,9 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
                                                subsequent_indent="          ")))
         for fact in finding.facts:
             where = f"{fact.file}:{fact.line}" if fact.line else fact.file
-            console.print(f"      [magenta]{escape(where)}[/] (artifact)  {escape(fact.text)}")
+            console.print(f"      [magenta]{escape(where)}[/]  (artifact)")
+            console.print(escape(textwrap.fill(fact.text, width=width - 8, initial_indent="        ",
+                                               subsequent_indent="          ")))
         if finding.alternatives:
             console.print(f"\n    [bold]Also possible:[/] {escape(', '.join(finding.alternatives))}")
             if finding.tell_apart:
