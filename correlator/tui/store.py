@@ -1,0 +1,310 @@
+"""The timeline's memory: one compact row per event, the text read back from the log on demand.
+
+A two-million-line log must scroll as smoothly as a twenty-line one, so the store keeps what the
+screen filters and sorts on (time, source, level, kind, client, file, line, byte offset) in typed
+arrays, about 30 bytes a row, and never the Event objects or their text. The text of a visible row
+is read back from its file at its offset (the toolong way); only rows whose file cannot be read
+back (compressed logs, archives extracted to a folder that is gone, lines without an offset) keep
+their text.
+
+Rows are appended by one producer thread (the reader or the live engine's callback) and read by
+the screen: readers only look at the first `len(store)` rows, which is bumped after every column
+has grown, so they never see half a row. No textual import here: the store is tested and
+benchmarked without a screen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from array import array
+from bisect import bisect_left
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from correlator.model import LEVELS, Event, level_rank
+
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+#: Rows whose text is kept in a small cache after a read-back (a screenful, twice, plus search).
+TEXT_CACHE = 4096
+#: The longest piece of a line the screen reads back (longer lines are cut; the file has the rest).
+READ_BACK = 4096
+ERROR_RANK = LEVELS.index("error")
+WARNING_RANK = LEVELS.index("warning")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What the timeline shows: sources (by name; empty = all), client id and kind substrings,
+    the lowest level. Text search is not a filter: it moves the cursor and keeps the context."""
+
+    sources: frozenset[str] = frozenset()
+    client: str = ""
+    kind: str = ""
+    min_level: str = "debug"
+
+    @property
+    def active(self) -> bool:
+        return bool(self.sources or self.client or self.kind or self.min_level != "debug")
+
+    def describe(self) -> str:
+        parts = []
+        if self.sources:
+            parts.append("source " + ",".join(sorted(self.sources)))
+        if self.client:
+            parts.append(f"client ~{self.client}")
+        if self.kind:
+            parts.append(f"kind ~{self.kind}")
+        if self.min_level != "debug":
+            parts.append(f"level ≥ {self.min_level}")
+        return "; ".join(parts)
+
+
+@dataclass
+class SourceStats:
+    """Per-source counters the sparkline and the status bar show."""
+
+    name: str
+    rows: int = 0
+    alarming: int = 0
+    skew: float = 0.0
+    per_second: dict[int, int] = field(default_factory=dict)
+
+
+class EventStore:
+    def __init__(self) -> None:
+        self.ts = array("d")
+        self.src = array("H")
+        self.level = array("B")
+        self.kind = array("H")
+        self.client = array("I")
+        self.file = array("H")
+        self.line = array("I")
+        self.offset = array("q")
+        self.sources: list[str] = []
+        self.kinds: list[str] = []
+        self.clients: list[str] = [""]
+        self.files: list[str] = []
+        self.stats: list[SourceStats] = []
+        self._source_ix: dict[str, int] = {}
+        self._kind_ix: dict[str, int] = {}
+        self._client_ix: dict[str, int] = {"": 0}
+        self._file_ix: dict[str, int] = {}
+        self._readable: list[Path | None] = []
+        self._raw: dict[int, str] = {}
+        self._skew: dict[int, float] = {}
+        self._fds: dict[int, int] = {}
+        self._cache: OrderedDict[int, str] = OrderedDict()
+        self._count = 0
+        self._max_ts = float("-inf")
+        self._ordered = True
+        self._lock = threading.Lock()
+        self.real_paths: dict[str, Path] = {}
+        """Where a file named one way in events (a bundle's display name) really is on disk."""
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def ordered(self) -> bool:
+        """False once a late live event made time go backwards (then bisecting by time is off)."""
+        return self._ordered
+
+    # -- writing (one producer thread) ------------------------------------------------------
+
+    def _intern(self, table: dict[str, int], values: list[str], value: str) -> int:
+        found = table.get(value)
+        if found is None:
+            found = table[value] = len(values)
+            values.append(value)
+        return found
+
+    def _file_index(self, name: str) -> int:
+        found = self._file_ix.get(name)
+        if found is not None:
+            return found
+        path = self.real_paths.get(name, Path(name))
+        readable: Path | None = None
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(6)
+            if not any(head.startswith(magic) for magic in _COMPRESSED_MAGIC):
+                readable = path
+        except OSError:
+            readable = None
+        self._readable.append(readable)
+        return self._intern(self._file_ix, self.files, name)
+
+    def extend(self, events: Iterable[Event]) -> int:
+        """Append events in timeline order; returns how many were added."""
+        added = 0
+        with self._lock:
+            last = self.ts[-1] if self._count else float("-inf")
+            for event in events:
+                index = self._count
+                src = self._source_ix.get(event.source)
+                if src is None:
+                    src = self._intern(self._source_ix, self.sources, event.source)
+                    self.stats.append(SourceStats(event.source))
+                client_name = event.fields.get("client_id")
+                if not isinstance(client_name, str) or client_name in ("<unknown>", "(null)"):
+                    client_name = event.source.split(":", 1)[1] if ":" in event.source else ""
+                rank = level_rank(event.level)
+                file_ix = self._file_ix.get(event.file)
+                if file_ix is None:
+                    file_ix = self._file_index(event.file)
+                self.ts.append(event.ts)
+                self.src.append(src)
+                self.level.append(rank)
+                self.kind.append(self._intern(self._kind_ix, self.kinds, event.kind))
+                self.client.append(self._intern(self._client_ix, self.clients, client_name))
+                self.file.append(file_ix)
+                self.line.append(max(event.line, 0))
+                self.offset.append(event.offset)
+                if event.offset < 0 or self._readable[file_ix] is None:
+                    self._raw[index] = event.raw
+                if event.skew:
+                    self._skew[index] = event.skew
+                if event.ts < last:
+                    self._ordered = False
+                last = event.ts
+                if event.ts > self._max_ts:
+                    self._max_ts = event.ts
+                stats = self.stats[src]
+                stats.rows += 1
+                if rank >= WARNING_RANK:
+                    stats.alarming += 1
+                if event.skew:
+                    stats.skew = event.skew
+                second = int(event.ts)
+                stats.per_second[second] = stats.per_second.get(second, 0) + 1
+                self._count = index + 1
+                added += 1
+        return added
+
+    # -- reading (the screen) ---------------------------------------------------------------
+
+    def text(self, row: int) -> str:
+        """The row's log text: kept, cached, or read back from its file at its offset."""
+        raw = self._raw.get(row)
+        if raw is not None:
+            return raw
+        cached = self._cache.get(row)
+        if cached is not None:
+            return cached
+        file_ix = self.file[row]
+        path = self._readable[file_ix]
+        text = ""
+        if path is not None:
+            fd = self._fds.get(file_ix)
+            try:
+                if fd is None:
+                    fd = self._fds[file_ix] = os.open(path, os.O_RDONLY)
+                data = os.pread(fd, READ_BACK, self.offset[row])
+            except OSError:
+                data = b""
+            text = data.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
+        self._cache[row] = text
+        if len(self._cache) > TEXT_CACHE:
+            self._cache.popitem(last=False)
+        return text
+
+    def skew(self, row: int) -> float:
+        return self._skew.get(row, 0.0)
+
+    def source(self, row: int) -> str:
+        return self.sources[self.src[row]]
+
+    def level_name(self, row: int) -> str:
+        return LEVELS[self.level[row]]
+
+    def matches(self, flt: Filter) -> array[int] | None:
+        """The rows a filter keeps (None when it keeps everything). Pure Python over typed arrays:
+        about a quarter of a second per million rows, so the screen runs it on a worker thread."""
+        count = self._count
+        if not flt.active:
+            return None
+        src_ok = ({i for i, name in enumerate(self.sources) if name in flt.sources}
+                  if flt.sources else None)
+        client_ok = ({i for i, name in enumerate(self.clients) if flt.client.lower() in name.lower() and name}
+                     if flt.client else None)
+        kind_ok = ({i for i, name in enumerate(self.kinds) if flt.kind.lower() in name.lower()}
+                   if flt.kind else None)
+        floor = level_rank(flt.min_level)
+        src, client, kind, level = self.src, self.client, self.kind, self.level
+        rows = array("I")
+        for row in range(count):
+            if ((src_ok is None or src[row] in src_ok) and (client_ok is None or client[row] in client_ok)
+                    and (kind_ok is None or kind[row] in kind_ok) and level[row] >= floor):
+                rows.append(row)
+        return rows
+
+    def accepts(self, flt: Filter, row: int) -> bool:
+        """One row against a filter: how rows arriving live join a filtered view."""
+        if flt.sources and self.sources[self.src[row]] not in flt.sources:
+            return False
+        if flt.client and (not self.clients[self.client[row]]
+                           or flt.client.lower() not in self.clients[self.client[row]].lower()):
+            return False
+        if flt.kind and flt.kind.lower() not in self.kinds[self.kind[row]].lower():
+            return False
+        return self.level[row] >= level_rank(flt.min_level)
+
+    def find_line(self, file: str, line: int, near: float | None = None) -> int | None:
+        """The row of `file:line` (evidence names its file the way events do). Bisects by time
+        when the evidence has one, else scans."""
+        file_ix = self._file_ix.get(file)
+        if file_ix is None:
+            # a live path against a display name (or the other way round): match on the tail
+            for name, ix in self._file_ix.items():
+                if name.endswith("/" + file) or file.endswith("/" + name):
+                    file_ix = ix
+                    break
+        if file_ix is None:
+            return None
+        count = self._count
+        if near is not None and self._ordered and count:
+            start = bisect_left(self.ts, near - 5.0, 0, count)
+            for row in range(start, count):
+                if self.ts[row] > near + 5.0:
+                    break
+                if self.file[row] == file_ix and self.line[row] == line:
+                    return row
+        for row in range(count):
+            if self.file[row] == file_ix and self.line[row] == line:
+                return row
+        return None
+
+    def first_ts(self) -> float | None:
+        return self.ts[0] if self._count else None
+
+    def counts(self, source: int, end: int, bucket: int, width: int) -> list[int]:
+        """Events of one source per `bucket` seconds, `width` buckets ending with second `end`."""
+        per_second = self.stats[source].per_second
+        first = end - bucket * width + 1
+        out = [0] * width
+        for second, n in list(per_second.items()):
+            if first <= second <= end:
+                out[(second - first) // bucket] += n
+        return out
+
+    def last_ts(self) -> float | None:
+        return self._max_ts if self._count else None
+
+    def rows_by_level(self, floor: int, rows: Iterable[int]) -> Iterator[int]:
+        level = self.level
+        return (row for row in rows if level[row] >= floor)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
+
+    def nbytes(self) -> int:
+        """Bytes held by the row columns (the part that grows with the log)."""
+        return sum(a.itemsize * len(a) for a in (self.ts, self.src, self.level, self.kind, self.client,
+                                                  self.file, self.line, self.offset))

@@ -1,0 +1,166 @@
+"""How findings, times and certificates read on screen. Rich Text only (no textual), so the words
+are tested apart from the widgets and match the text report's vocabulary."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from rich.console import Group, RenderableType
+from rich.padding import Padding
+from rich.text import Text
+
+from correlator.model import Finding, severity_rank
+
+SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold white on dark_orange3",
+                  "medium": "bold black on yellow", "low": "black on cyan", "info": "black on grey50"}
+SEVERITY_LABEL = {"critical": "CRIT", "high": "HIGH", "medium": "MED", "low": "LOW", "info": "INFO"}
+#: One colour per source, in the order sources appear; chosen to stay apart on dark and light themes.
+SOURCE_COLOURS = ("dodger_blue1", "green3", "orange1", "medium_purple1", "deep_pink2", "cyan3", "gold3",
+                  "spring_green2", "salmon1", "sky_blue1", "plum2", "chartreuse3")
+LEVEL_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "notice": "", "info": "",
+               "debug": "dim"}
+SPARK = " ▁▂▃▄▅▆▇█"
+_COMMAND_START = re.compile(r"^(?:sudo |openssl |mosquitto|systemctl |kill |chmod |chown |cp |mv |ln |"
+                            r"keytool |curl |python|ip |ss |nc |date |timedatectl |chronyc |ntpdate |"
+                            r"[a-z_./-]+ -)")
+
+
+def badge(severity: str) -> Text:
+    return Text(f" {SEVERITY_LABEL.get(severity, severity.upper()[:4]):<4} ", style=SEVERITY_STYLE.get(severity, ""))
+
+
+def ago(seconds: float) -> str:
+    """'now', '42s', '5m', '3h', '2d': short enough for a column, exact enough under pressure."""
+    seconds = max(0.0, seconds)
+    if seconds < 2:
+        return "now"
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    if seconds < 86400 * 2:
+        return f"{int(seconds // 3600)}h"
+    return f"{int(seconds // 86400)}d"
+
+
+def clock_time(ts: float, *, date: bool = False) -> str:
+    moment = datetime.fromtimestamp(ts, UTC)
+    if date:
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+def order(findings: list[Finding]) -> list[Finding]:
+    """Worst first, then the most recently seen, then by id (stable for the eye and for snapshots)."""
+    return sorted(findings, key=lambda f: (-severity_rank(f.severity), -f.last_seen, f.id, f.group))
+
+
+def sparkline(counts: list[int]) -> str:
+    peak = max(counts, default=0)
+    if peak <= 0:
+        return " " * len(counts)
+    return "".join(SPARK[0] if n == 0 else SPARK[max(1, round(n / peak * (len(SPARK) - 1)))] for n in counts)
+
+
+def command_of(step: str) -> str:
+    """The command in a remediation step ('Check the dates: openssl x509 ...' -> 'openssl x509 ...'),
+    or the step itself when it holds none."""
+    _, sep, rest = step.partition(": ")
+    candidate = rest.strip() if sep else step.strip()
+    candidate = re.sub(r"\s+\(or [^)]*\)$", "", candidate)
+    if _COMMAND_START.match(candidate):
+        return candidate
+    return ""
+
+
+def fix_commands(finding: Finding) -> str:
+    """What `c` puts on the clipboard: the fix's commands, one a line (steps without a command as
+    comments, so the paste is still a runnable script)."""
+    lines = []
+    for number, step in enumerate(finding.remediation, 1):
+        command = command_of(step)
+        lines.append(command if command else f"# {number}. {step}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _days(not_after: str, now: float) -> str:
+    try:
+        moment = datetime.strptime(not_after.replace(" UTC", ""), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return ""
+    days = (moment.timestamp() - now) / 86400
+    if days < 0:
+        return f"expired {int(-days)} day{'s' if int(-days) != 1 else ''} ago"
+    return f"{int(days)} day{'s' if int(days) != 1 else ''} left"
+
+
+def certificate(finding: Finding, now: float) -> list[tuple[str, Text]]:
+    """The certificate facts the finding's checks found (cert_* in its context)."""
+    ctx = finding.context
+    if not any(k.startswith("cert_") for k in ctx):
+        return []
+    rows: list[tuple[str, Text]] = []
+    for key, label in (("cert_file", "file"), ("cert_subject", "subject"), ("cert_san", "SANs"),
+                       ("cert_issuer", "issuer"), ("cert_not_before", "valid from")):
+        if ctx.get(key):
+            rows.append((label, Text(str(ctx[key]))))
+    if ctx.get("cert_not_after"):
+        until = str(ctx["cert_not_after"])
+        left = _days(until, now)
+        style = "bold red" if left.startswith("expired") else ("yellow" if left and int(left.split()[0]) < 30
+                                                                else "green")
+        rows.append(("valid until", Text.assemble(until, "  ", (left, style))))
+    return rows
+
+
+def detail(finding: Finding, now: float, *, copy_hint: str = "") -> RenderableType:
+    """Everything about one finding, top to bottom in the order an engineer acts on it: what, how
+    sure, why, the proof, the certificate, the fix."""
+    parts: list[RenderableType] = []
+    head = Text.assemble(badge(finding.severity), " ", (finding.id, "bold"), "  ", finding.title)
+    parts.append(head)
+    who = ", ".join(sorted(finding.clients)) or "-"
+    span = f"{clock_time(finding.first_seen, date=True)} → {clock_time(finding.last_seen, date=True)[11:]} UTC"
+    parts.append(Text(f"{finding.count}× · {span} · clients: {who}", style="dim"))
+    parts.append(Text.assemble(("confidence ", "dim"), (finding.confidence, "bold"),
+                               (f": {finding.confidence_reason}" if finding.confidence_reason else "", "dim")))
+    parts.append(Text(""))
+    for paragraph in finding.explanation.split("\n\n"):
+        parts.append(Text(" ".join(paragraph.split())))
+        parts.append(Text(""))
+    cert = certificate(finding, now)
+    if cert:
+        parts.append(Text("Certificate", style="bold underline"))
+        for label, value in cert:
+            parts.append(Text.assemble((f"  {label:<12}", "dim"), value))
+        parts.append(Text(""))
+    parts.append(Text("Evidence", style="bold underline"))
+    for ref in finding.evidence:
+        where = f"{ref.file}:{ref.line}" if ref.line else ref.file
+        stamp = clock_time(ref.time) if ref.time is not None else ""
+        parts.append(Text.assemble("  ", (where, "cyan"), "  ", (stamp, "dim"), "  ", (ref.side, "italic dim")))
+        parts.append(Padding(Text(ref.text), (0, 0, 0, 4)))
+    for fact in finding.facts:
+        where = f"{fact.file}:{fact.line}" if fact.line else fact.file
+        parts.append(Text.assemble("  ", (where, "magenta"), (" (artifact)", "dim")))
+        parts.append(Padding(Text(fact.text), (0, 0, 0, 4)))
+    if finding.alternatives:
+        parts.append(Text(""))
+        parts.append(Text.assemble(("Also possible: ", "bold"), ", ".join(finding.alternatives)))
+        if finding.tell_apart:
+            parts.append(Text("To tell them apart: " + finding.tell_apart))
+    if finding.confidence != "high" and finding.confirm_with:
+        parts.append(Text("Would confirm it: " + finding.confirm_with, style="italic"))
+    if finding.remediation:
+        parts.append(Text(""))
+        parts.append(Text.assemble(("Fix", "bold underline"), (f"  {copy_hint}" if copy_hint else "", "dim")))
+        for number, step in enumerate(finding.remediation, 1):
+            command = command_of(step)
+            if (command and step.endswith(command)) or (command and command in step):
+                label = step[: step.find(command)].rstrip(": ").strip()
+                parts.append(Text(f"  {number}. {label}" if label else f"  {number}."))
+                parts.append(Padding(Text("$ " + command, style="bold green"), (0, 0, 0, 5)))
+            else:
+                parts.append(Text(f"  {number}. {step}"))
+    return Group(*parts)

@@ -1,0 +1,315 @@
+"""The app's widgets: the findings table, the timeline (rendered row by row from the store), the
+per-source activity panel and the status bar."""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable
+from typing import ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import DataTable, Static
+
+from correlator.model import Finding
+from correlator.tui import text as fmt
+from correlator.tui.sources import SourceInfo
+from correlator.tui.store import EventStore
+
+
+def source_colour(index: int) -> str:
+    return fmt.SOURCE_COLOURS[index % len(fmt.SOURCE_COLOURS)]
+
+
+class FindingsTable(DataTable[Text]):
+    """Findings worst first. Rows are keyed by id|group so the cursor stays on its finding when
+    the order changes under it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "app.evidence", "Evidence", show=True, priority=False)]
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
+        self.keys: list[str] = []
+        self._signature: tuple[object, ...] = ()
+
+    def on_mount(self) -> None:
+        self.add_column("sev", key="sev", width=6)
+        self.add_column("finding", key="id", width=28)
+        self.add_column("×", key="count", width=5)
+        self.add_column("clients", key="clients", width=18)
+        self.add_column("last", key="last", width=6)
+        self.add_column("what", key="title")
+
+    def show(self, findings: list[Finding], now: float, new: dict[str, float]) -> None:
+        rows = []
+        for f in findings:
+            key = f"{f.id}|{f.group}"
+            is_new = new.get(key, 0.0) > now
+            who = ", ".join(sorted(f.clients)) or "-"
+            last = fmt.ago(now - f.last_seen)
+            rows.append((key, f, who, last, is_new))
+        signature = tuple((k, f.count, f.severity, w, lst, n) for k, f, w, lst, n in rows)
+        if signature == self._signature:
+            return
+        self._signature = signature
+        current = self.keys[self.cursor_row] if self.keys and 0 <= self.cursor_row < len(self.keys) else None
+        self.clear()
+        self.keys = []
+        for key, f, who, last, is_new in rows:
+            label = Text(f.id, style="bold reverse" if is_new else "bold")
+            last_text = Text("NEW", style="bold black on yellow") if is_new else Text(last, style="dim")
+            self.add_row(fmt.badge(f.severity), label, Text(str(f.count), justify="right"),
+                         Text(who if len(who) <= 18 else who[:17] + "…"), last_text, Text(f.title), key=key)
+            self.keys.append(key)
+        if current in self.keys:
+            self.move_cursor(row=self.keys.index(current), animate=False)
+
+    @property
+    def selected(self) -> str | None:
+        if not self.keys or not 0 <= self.cursor_row < len(self.keys):
+            return None
+        return self.keys[self.cursor_row]
+
+
+class Timeline(ScrollView, can_focus=True):
+    """The merged timeline. Only the rows on screen are rendered, each read from the store (text
+    from its file at its offset), so a two-million-row timeline costs what a screenful costs.
+
+    `rows` is the filtered view (an array of store rows) or None for every row; `count` is how
+    many rows are shown, frozen while the screen is paused."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "move(-1)", "Up", show=False),
+        Binding("down,j", "move(1)", "Down", show=False),
+        Binding("pageup,b", "page(-1)", "Page up", show=False),
+        Binding("pagedown,space", "page(1)", "Page down", show=False),
+        Binding("home", "app.top", "Top", show=False),
+        Binding("end", "app.bottom", "Bottom", show=False),
+    ]
+
+    cursor: reactive[int] = reactive(0, always_update=True)
+
+    class Moved(Message):
+        def __init__(self, row: int | None) -> None:
+            self.row = row
+            super().__init__()
+
+    def __init__(self, store: EventStore, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.store = store
+        self.rows: array[int] | None = None
+        self.count = 0
+        self.marked: set[int] = set()
+        self.search = ""
+        self.follow = True
+        self.source_colour: Callable[[int], str] = source_colour
+
+    def set_view(self, rows: array[int] | None, count: int) -> None:
+        self.rows = rows
+        self.count = count
+        self.virtual_size = Size(self.size.width, count)
+        if self.follow and count:
+            if self.cursor != count - 1:
+                self.cursor = count - 1
+            self._reveal(centre=False)
+        elif self.cursor >= count:
+            self.cursor = max(0, count - 1)
+        self.refresh()
+
+    def row_at(self, position: int) -> int | None:
+        if not 0 <= position < self.count:
+            return None
+        return self.rows[position] if self.rows is not None else position
+
+    def position_of(self, row: int) -> int | None:
+        if self.rows is None:
+            return row if row < self.count else None
+        from bisect import bisect_left
+
+        at = bisect_left(self.rows, row, 0, self.count)
+        return at if at < self.count and self.rows[at] == row else None
+
+    def watch_cursor(self, value: int) -> None:
+        self.post_message(self.Moved(self.row_at(value)))
+        self.refresh()
+
+    def go(self, position: int, *, centre: bool = True) -> None:
+        if not self.count:
+            return
+        position = max(0, min(self.count - 1, position))
+        self.follow = position == self.count - 1
+        self.cursor = position
+        self._reveal(centre=centre)
+
+    def _reveal(self, *, centre: bool) -> None:
+        """Scroll so the cursor is on screen; again after the next layout when the widget has
+        just been shown (a hidden widget has no height to scroll by)."""
+        self._scroll_to_cursor(centre)
+        self.call_after_refresh(self._scroll_to_cursor, centre)
+
+    def _scroll_to_cursor(self, centre: bool) -> None:
+        position = self.cursor
+        height = self.size.height
+        if height <= 0:
+            return
+        top = self.scroll_offset.y
+        if centre and not top <= position < top + height:
+            target = max(0, position - height // 3)
+        elif position < top:
+            target = position
+        elif position >= top + height:
+            target = position - height + 1
+        else:
+            return
+        self.scroll_to(y=target, animate=False, immediate=True)
+
+    def action_move(self, step: int) -> None:
+        self.go(self.cursor + step, centre=False)
+
+    def action_page(self, step: int) -> None:
+        self.go(self.cursor + step * max(1, self.size.height - 1), centre=False)
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, self.count)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        position = self.scroll_offset.y + y
+        row = self.row_at(position)
+        base = self.rich_style
+        if row is None:
+            return Strip.blank(width, base)
+        store = self.store
+        src = store.src[row]
+        level = store.level_name(row)
+        colour = self.source_colour(src)
+        name = store.sources[src]
+        mark = "◆" if row in self.marked else ("!" if level in ("error", "critical") else " ")
+        mark_style = "bold yellow" if row in self.marked else fmt.LEVEL_STYLE.get(level, "")
+        skew = store.skew(row)
+        time_text = fmt.clock_time(store.ts[row] - 0.0)
+        line = Text(no_wrap=True, overflow="crop", end="")
+        line.append(mark, mark_style)
+        line.append("▌", colour)
+        line.append(time_text, "dim" if not skew else "italic")
+        line.append(" ")
+        line.append(f"{short(name)[:12]:<12}", colour)
+        line.append(" ")
+        body = store.text(row)
+        start = len(line)
+        line.append(body, fmt.LEVEL_STYLE.get(level, ""))
+        if self.search:
+            lowered = body.lower()
+            needle = self.search.lower()
+            at = lowered.find(needle)
+            while at >= 0:
+                line.stylize("black on yellow", start + at, start + at + len(needle))
+                at = lowered.find(needle, at + len(needle))
+        if position == self.cursor:
+            line.stylize("reverse" if self.has_focus else "underline")
+        segments = list(line.render(self.app.console))
+        strip = Strip(segments).crop_extend(0, width, base).apply_style(base) if segments else Strip.blank(width)
+        return strip
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+
+#: Bucket sizes for the activity chart: per minute when the logs span hours, finer for short incidents.
+BUCKETS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
+
+
+def short(name: str) -> str:
+    """'client:edge-07' -> 'edge-07': the role is in the colour and the file; the name must fit."""
+    return name.split(":", 1)[1] if ":" in name else name
+
+
+def bucket_label(seconds: int) -> str:
+    return f"{seconds}s" if seconds < 60 else f"{seconds // 60}min"
+
+
+class Activity(Static):
+    """One line per source: its colour, its events over time as a sparkline (per minute when the
+    logs span hours, finer for a short incident), its warnings and errors, its zone and offset.
+    A burst of failures shows as a spike without reading a number."""
+
+    def show(self, store: EventStore, infos: list[SourceInfo], width: int, *, rows: int = 0) -> None:
+        """`rows` > 0 limits the chart to that many sources, the noisiest in warnings first."""
+        by_name = {info.name: info for info in infos}
+        first, last = store.first_ts(), store.last_ts()
+        spark_width = max(8, min(72, width - 42))
+        span = int(last - first) + 1 if first is not None and last is not None else 1
+        bucket = next((b for b in BUCKETS if b * spark_width >= span), BUCKETS[-1])
+        lines = []
+        order = list(range(len(store.sources)))
+        if rows and len(order) > rows:
+            order = sorted(order, key=lambda i: -store.stats[i].alarming)[:rows]
+        for index in order:
+            name = store.sources[index]
+            stats = store.stats[index]
+            counts = store.counts(index, int(last), bucket, spark_width) if last is not None else []
+            info = by_name.get(name)
+            offset = info.offset if info is not None and info.offset else stats.skew
+            zone = info.zone if info is not None else ""
+            colour = source_colour(index)
+            line = Text(no_wrap=True, overflow="ellipsis")
+            line.append("▌", colour)
+            line.append(f"{short(name)[:14]:<14} ", colour)
+            line.append(fmt.sparkline(counts), colour)
+            line.append(f" {stats.rows:>6,}", "bold")
+            line.append(f" {stats.alarming:>4}!", "red" if stats.alarming else "dim")
+            line.append(f" {zone} {offset:+.1f}s", "dim")
+            lines.append(line)
+        if not lines:
+            lines.append(Text("waiting for the first lines…", style="dim italic"))
+        elif not rows:
+            lines.insert(0, Text(f" {'source':<14} events per {bucket_label(bucket):<{spark_width - 11}}"
+                                 f"  events warn+ zone offset", style="dim"))
+        self.update(Text("\n").join(lines))
+
+
+class StatusBar(Static):
+    def show(self, *, live: bool, paused: bool, pending: int, state: str, sources: int, rate: float,
+             findings: list[Finding], filter_text: str, errors: int) -> None:
+        line = Text(no_wrap=True, overflow="ellipsis")
+        if paused:
+            line.append(" ⏸ PAUSED ", "bold black on yellow")
+            if pending:
+                line.append(f" +{pending:,} new ", "yellow")
+        elif live:
+            line.append(" ● LIVE ", "bold white on dark_green")
+        else:
+            line.append(" ■ BUNDLE " if state == "done" else f" … {state} ", "bold white on grey35")
+        line.append(f" {sources} source{'s' if sources != 1 else ''}")
+        if live:
+            line.append(f" · {rate:,.0f} lines/s")
+        worst: dict[str, int] = {}
+        for f in findings:
+            worst[f.severity] = worst.get(f.severity, 0) + 1
+        line.append(" · ")
+        if findings:
+            line.append(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}", "bold")
+            for sev in ("critical", "high", "medium", "low", "info"):
+                if worst.get(sev):
+                    line.append(" ")
+                    line.append(f"{worst[sev]} {fmt.SEVERITY_LABEL[sev].lower()}", fmt.SEVERITY_STYLE[sev])
+        else:
+            line.append("no finding yet" if live else "no finding", "green")
+        if filter_text:
+            line.append(f" · filter: {filter_text}", "italic yellow")
+        if errors:
+            line.append(f" · {errors} error{'s' if errors != 1 else ''}", "red")
+        self.update(line)
+
+
+__all__ = ["Activity", "FindingsTable", "Segment", "StatusBar", "Style", "Timeline", "source_colour"]
