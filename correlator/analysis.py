@@ -214,8 +214,13 @@ def _events(logs: list[LogFile], errors: list[str]) -> Iterator[list[Event]]:
 
 
 def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, registry: Registry | None = None,
-            rules: Sequence[Rule] | None = None) -> Analysis:
-    """Analyse files, folders and archives to the end: the batch path of the one pipeline."""
+            rules: Sequence[Rule] | None = None,
+            on_events: Callable[[list[Event]], None] | None = None) -> Analysis:
+    """Analyse files, folders and archives to the end: the batch path of the one pipeline.
+
+    `on_events` sees each batch of timeline events (stitched, in time order, after since/until)
+    as the engine does: the report keeps no events, so a surface that serves the timeline (the
+    HTTP API) stores them from here instead of running the pipeline a second time."""
     from correlator.timeline.connections import Stitcher
 
     options = options or Options()
@@ -233,25 +238,25 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
         stitcher = Stitcher()
         count = 0
         connections = 0
-        for chunk in _events(logs, errors):
-            stitched: list[Event] = []
-            for event in chunk:
-                stitched.extend(stitcher.push(event))
+
+        def deliver(stitched: list[Event]) -> None:
+            nonlocal count, connections
             closed = stitcher.pop_closed()
             connections += len(closed)
             session.note_connections(closed)
             selected = [e for e in stitched if (options.since is None or e.ts >= options.since)
                         and (options.until is None or e.ts <= options.until)]
             count += len(selected)
+            if on_events is not None and selected:
+                on_events(selected)
             session.feed(selected)
-        tail = stitcher.flush()
-        closed = stitcher.pop_closed()
-        connections += len(closed)
-        session.note_connections(closed)
-        tail = [e for e in tail if (options.since is None or e.ts >= options.since)
-                and (options.until is None or e.ts <= options.until)]
-        count += len(tail)
-        session.feed(tail)
+
+        for chunk in _events(logs, errors):
+            stitched: list[Event] = []
+            for event in chunk:
+                stitched.extend(stitcher.push(event))
+            deliver(stitched)
+        deliver(stitcher.flush())
         session.finish()
         if session.last is not None:
             session.tick(session.last + 86400)
@@ -260,8 +265,9 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
                            "configs": len(artifacts.confs), "acl_files": len(artifacts.acls),
                            "password_files": len(artifacts.passwds), "opcua_pki_folders": len(artifacts.pki)}
         skipped = [f"{bundle.name(p)} ({why})" for p, why in bundle.skipped]
-    if not logs and not errors and artifacts.empty:
-        raise InputError("nothing to analyse: no log, certificate or configuration file in the input")
+    if not logs and artifacts.empty:
+        why = "; ".join(errors) if errors else "no log, certificate or configuration file in the input"
+        raise InputError(f"nothing to analyse: {why}")
     return Analysis(findings=session.findings(options.min_severity), sources=sources, errors=errors,
                     artifacts=artifact_counts, events=count, first_event=session.first, last_event=session.last,
                     connections=connections, histogram=session.histogram, skipped=skipped)

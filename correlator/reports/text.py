@@ -13,6 +13,19 @@ from correlator import __version__
 from correlator.analysis import Analysis
 from correlator.reports import span, times, when
 
+#: Words that start a command in a remediation step ("Prose: command").
+COMMANDS = ("openssl", "mosquitto_passwd", "mosquitto_pub", "mosquitto_sub", "sudo", "cat", "grep", "mv", "cp",
+            "chmod", "chown", "timedatectl", "correlator", "date", "kill", "systemctl", "mosquitto ")
+
+
+def split_command(step: str) -> tuple[str, str]:
+    """A step's prose and the command after its colon, when there is one."""
+    head, sep, tail = step.partition(": ")
+    if sep and tail.startswith(COMMANDS):
+        return head + ":", tail
+    return step, ""
+
+
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",
                   "info": "dim"}
 
@@ -61,8 +74,12 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
         if finding.remediation:
             console.print("\n    [bold]Fix[/]")
             for number, step in enumerate(finding.remediation, 1):
-                console.print(escape(textwrap.fill(step, width=width - 4, initial_indent=f"    {number}. ",
+                prose, command = split_command(step)
+                console.print(escape(textwrap.fill(prose, width=width - 4, initial_indent=f"    {number}. ",
                                                    subsequent_indent="       ")))
+                if command:
+                    # commands stay on one line, whatever the width, so they can be copied whole
+                    console.print(f"         {escape(command)}", soft_wrap=True, overflow="ignore", crop=False)
     console.print("\n[bold]Sources[/]")
     for source in analysis.sources:
         info = source.info

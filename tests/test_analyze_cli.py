@@ -1,0 +1,80 @@
+"""`correlator analyze` as a user runs it: the four report formats, exit codes by severity,
+options, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "correlator", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_text_report_leads_with_the_cause_its_evidence_and_fix() -> None:
+    result = run("analyze", str(SAMPLES / "server_cert_expired"))
+    assert result.returncode == 5  # critical
+    out = result.stdout
+    first = out.index("tls.server_cert_expired")
+    assert first < out.index("Evidence") < out.index("Fix") < out.index("Sources")
+    assert re.search(r"broker/mosquitto\.log:\d+", out)
+    assert "openssl x509 -in certs/server.pem" in out
+
+
+def test_json_report_follows_the_documented_schema() -> None:
+    result = run("analyze", str(SAMPLES / "mixed"), "--format", "json")
+    data = json.loads(result.stdout)
+    assert data["schema"] == "correlator.analysis/1"
+    finding = data["findings"][0]
+    for key in ("id", "severity", "title", "explanation", "clients", "first_seen", "last_seen", "count",
+                "confidence", "evidence", "remediation"):
+        assert key in finding
+    assert {"file", "line"} <= set(finding["evidence"][0])
+    assert {s["format"] for s in data["sources"]} >= {"mosquitto", "python_logging", "mosquitto_clients"}
+    assert result.returncode == 4  # the worst finding is high
+
+
+def test_markdown_and_html_reports(tmp_path: Path) -> None:
+    md = run("analyze", str(SAMPLES / "publish_denied"), "--format", "md").stdout
+    assert md.startswith("# correlator report") and "| high | `acl.publish_denied` |" in md
+    out = tmp_path / "report.html"
+    result = run("analyze", str(SAMPLES / "publish_denied"), "--format", "html", "-o", str(out))
+    page = out.read_text()
+    assert result.returncode == 4 and "report written to" in result.stderr
+    assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "acl.publish_denied" in page
+    assert not re.search(r"""(src|href)=["']https?://""", page)  # self-contained
+
+
+def test_healthy_log_exits_zero_and_says_so() -> None:
+    result = run("analyze", str(SAMPLES / "healthy_noisy"), "--min-severity", "high")
+    assert result.returncode == 0
+    assert "No root cause found" in result.stdout
+
+
+def test_time_range_and_zone_options() -> None:
+    result = run("analyze", str(SAMPLES / "server_cert_expired"), "--since", "2000-01-01T00:00:00Z",
+                 "--until", "2000-01-02T00:00:00Z", "--format", "json")
+    assert json.loads(result.stdout)["summary"]["events"] == 0
+    result = run("analyze", str(SAMPLES / "client_cert_expired"), "--tz", "clients/*.log=Europe/Berlin",
+                 "--format", "json")
+    zones = {s["path"]: s["zone"] for s in json.loads(result.stdout)["sources"]}
+    assert zones["clients/edge-04.log"] == "Europe/Berlin"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["analyze", "/no/such/place"], "no such file or folder"),
+    (["analyze", str(SAMPLES / "mixed"), "--since", "yesterday"], "--since: 'yesterday' is not an ISO 8601 time"),
+    (["analyze", str(SAMPLES / "mixed"), "--tz", "Mars/Olympus"], "Mars/Olympus"),
+])
+def test_errors_are_one_line_without_traceback(args: list[str], message: str) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
