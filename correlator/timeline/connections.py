@@ -170,7 +170,7 @@ class Stitcher:
     """
 
     def __init__(self, *, window: float = 2.0, pending_timeout: float = 120.0, idle_timeout: float = 86400.0,
-                 max_events: int = 500, on_close: Callable[[Connection], None] | None = None) -> None:
+                 max_events: int = 200, on_close: Callable[[Connection], None] | None = None) -> None:
         self.window = window
         self.pending_timeout = pending_timeout
         self.idle_timeout = idle_timeout
@@ -181,6 +181,7 @@ class Stitcher:
         # Live connections by class, each queue ordered by last activity (event time).
         self._lru: dict[str, OrderedDict[int, tuple[float, Connection]]] = {
             "closed": OrderedDict(), "pending": OrderedDict(), "established": OrderedDict()}
+        self._where: dict[int, str] = {}
         # Unlinked connections of one side, waiting `window` for the other side to show up.
         self._unlinked_broker: OrderedDict[int, Connection] = OrderedDict()
         self._unlinked_client: OrderedDict[int, Connection] = OrderedDict()
@@ -273,7 +274,9 @@ class Stitcher:
                 state.by_port[(conn.peer_addr, conn.peer_port)] = conn
             self._unlinked_broker[id(conn)] = conn
             self._link_broker(conn)
-        elif kind == "tls.error" and "peer_addr" in fields and event.format.endswith("connection_failed"):
+        elif kind == "tls.error" and "peer_addr" in fields and (
+                event.format.endswith("connection_failed")
+                or self._pending_for(state, _str(fields.get("peer_addr"))) is None):
             # `Client connection from ip failed: reason`: mosquitto logs no accept for it.
             conn = self._new(event)
             conn.broker_source = event.source
@@ -342,7 +345,7 @@ class Stitcher:
             if conn.outcome != CONNECTED:
                 conn.outcome = TLS_FAILED
             self._error(conn, fields.get("error"))
-            if event.format.endswith("connection_failed"):
+            if not conn.broker_events[:-1]:  # the one-line failure: nothing more will come
                 self._close(conn, "error")
         elif kind == "mqtt.connack_refused":
             conn.connack_code = _int(fields.get("connack_code"))
@@ -486,6 +489,7 @@ class Stitcher:
         client.merged_into = broker
         for lru in self._lru.values():
             lru.pop(id(client), None)
+        self._where.pop(id(client), None)
         for state in self._clients.values():
             if state.attempt is client:
                 state.attempt = broker
@@ -545,10 +549,15 @@ class Stitcher:
         """Move a connection to the back of its class's queue: closed ones wait `window` for the
         other side, pending ones `pending_timeout`, established sessions `idle_timeout`."""
         key = id(conn)
-        for lru in self._lru.values():
-            lru.pop(key, None)
         cls = "closed" if conn.closed else ("established" if conn.outcome == CONNECTED else "pending")
-        self._lru[cls][key] = (ts, conn)
+        was = self._where.get(key)
+        if was is not None and was != cls:
+            self._lru[was].pop(key, None)
+        lru = self._lru[cls]
+        lru[key] = (ts, conn)
+        if was == cls:
+            lru.move_to_end(key)
+        self._where[key] = cls
 
     def _close(self, conn: Connection, reason: str | None) -> None:
         if not conn.closed:
@@ -568,6 +577,7 @@ class Stitcher:
         key = id(conn)
         for lru in self._lru.values():
             lru.pop(key, None)
+        self._where.pop(key, None)
         self._unlinked_broker.pop(key, None)
         self._unlinked_client.pop(key, None)
         for state in self._clients.values():

@@ -6,12 +6,12 @@ stages themselves, so both order, correct and stitch events the same way:
 - `choose_zones(logs, config)`: each LogFile's zone, from the `--tz` rules and a peek at its first
   events (before any event is made, so naive times are parsed in the right zone once);
 - `SkewTracker`: clock offsets per source. Estimation needs the broker's and the client's first
-  connection attempts, so it looks ahead: every source's events of its first `lookahead` seconds
-  (at most `max_events` of them) are buffered, the offsets are estimated from those buffers, and
-  then the buffered and all later events are corrected. Memory is bounded by the look-ahead, not
-  by the file. Live mode feeds the same tracker batch by batch (`observe`) and corrects each batch
-  with the estimate known at that moment (`correct`); once a source's look-ahead is full its
-  offset is frozen, so a live timeline stops moving;
+  connection attempts, so it looks ahead: the batch path reads each file's first `lookahead`
+  seconds twice, once (a second LogFile on the same path) to collect its connection events for the
+  tracker and once for real, corrected. Only connection events are kept (at most `max_events` per
+  source), so memory does not grow with the file or with how busy it is. Live mode feeds the same
+  tracker batch by batch (`observe`) and corrects each batch with the estimate known at that
+  moment (`correct`); once a source's look-ahead is full its offset is frozen;
 - `timeline(logs, ...)`: the batch path: zones, look-ahead and skew, `merge_chunks`, `Stitcher`;
   yields stitched events in timeline order, chunk by chunk, and hands finished connections to a
   callback. `sources()` reports each source's zone, offset and how both were found.
@@ -25,9 +25,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from correlator.errors import CorrelatorError
 from correlator.model import Event
 from correlator.sources.files import LogFile, SourceInfo
-from correlator.timeline.connections import Connection, Stitcher
+from correlator.timeline.connections import CLIENT_STEPS, Connection, Stitcher
 from correlator.timeline.merge import merge_chunks
 from correlator.timeline.skew import (
     OffsetRule,
@@ -40,8 +41,13 @@ from correlator.timeline.zones import ZoneChoice, ZoneConfig, guess_zoned
 
 #: Seconds of each source's start that skew estimation looks at.
 LOOKAHEAD = 600.0
-#: Events per source buffered for estimation at most, however busy the log.
+#: Connection events per source kept for estimation at most, however busy the log.
 MAX_LOOKAHEAD_EVENTS = 20_000
+#: The kinds that start, name or end a connection or an attempt: all estimation looks at.
+ANCHOR_KINDS = frozenset({
+    "net.accept", "net.denied", "tls.error", "mqtt.connect", "mqtt.connack", "mqtt.connack_refused",
+    "mqtt.disconnect", "mqtt.takeover", "mqtt.protocol_error", "auth.protocol_error", "acl.denied",
+    "broker.start", "broker.stop", "mqtt.refused", "net.error", *CLIENT_STEPS})
 
 
 def choose_zones(logs: Sequence[LogFile], config: ZoneConfig) -> list[ZoneChoice]:
@@ -87,16 +93,19 @@ class SkewTracker:
         if buffer.full:
             return False
         for event in events:
-            if len(buffer.events) >= self.max_events:
-                buffer.full = True
-                break
             if not event.estimated:
                 if buffer.first is None:
                     buffer.first = event.ts
                 elif event.ts - buffer.first > self.lookahead:
                     buffer.full = True
                     break
-            buffer.events.append(event)
+            if event.kind in ANCHOR_KINDS:
+                # only what stitching needs to find connections and attempts: a busy log's
+                # publishes and pings would cost memory and say nothing about the clock
+                buffer.events.append(event)
+                if len(buffer.events) >= self.max_events:
+                    buffer.full = True
+                    break
         self._dirty = True
         return not buffer.full
 
@@ -186,10 +195,10 @@ class Timeline:
     def chunks(self) -> Iterator[list[Event]]:
         """Stitched events in timeline order, in chunks."""
         self._zones = choose_zones(self.logs, self.zone_config)
-        streams = [self._prefetch(log) for log in self.logs]
-        heads = [next(stream) for stream in streams]  # each reads its look-ahead, then waits
-        del heads
+        for log in self.logs:
+            self._look_ahead(log)
         self.tracker.release()
+        streams = [self._corrected(log) for log in self.logs]
         stitcher = self.stitcher
         for run in merge_chunks(streams):
             out: list[Event] = []
@@ -208,25 +217,24 @@ class Timeline:
         for chunk in self.chunks():
             yield from chunk
 
-    def _prefetch(self, log: LogFile) -> Iterator[list[Event]]:
-        """A log's chunks, corrected for its clock. The first `next()` only reads the look-ahead
-        (and yields an empty chunk); the rest comes once every source's offset is known."""
+    def _look_ahead(self, log: LogFile) -> None:
+        """First pass: the beginning of the file, parsed by a second reader of the same file in
+        the same format and zone, feeds the skew tracker; only connection events are kept, so a
+        look-ahead costs re-parsing a few minutes of log, not holding them."""
         source = log.info.source
-        buffered: list[list[Event]] = []
-        chunks = self._guarded(log)
-        for chunk in chunks:
-            buffered.append(chunk)
-            if not self.tracker.observe(source, log.info.path, chunk):
-                break
-        else:
-            self.tracker.finish(source)
-        yield []
-        offset = self.tracker.offset(source)
-        for chunk in buffered:
-            apply_offset(chunk, offset)
-            yield chunk
-        buffered = []
-        for chunk in chunks:
+        try:
+            probe = LogFile(log.path, log.registry, format_name=log.format.name, tz=log.parser.tz,
+                            source=source, display_path=log.info.path)
+            for chunk in probe.chunks():
+                if not self.tracker.observe(source, log.info.path, chunk):
+                    break
+        except (OSError, CorrelatorError):
+            pass  # the real pass reports it; this source just gets no estimate
+        self.tracker.finish(source)
+
+    def _corrected(self, log: LogFile) -> Iterator[list[Event]]:
+        offset = self.tracker.offset(log.info.source)
+        for chunk in self._guarded(log):
             apply_offset(chunk, offset)
             yield chunk
 

@@ -267,6 +267,8 @@ def estimate_sources(events_by_source: Mapping[str, Sequence[Event]], *,
                      tolerance: float = TOLERANCE) -> dict[str, SkewEstimate]:
     """Estimates for every client source against the broker source(s), from buffered events."""
     broker_anchors: list[Anchor] = []
+    if all(not events or is_broker(events[0]) for events in events_by_source.values()):
+        return {}
     for events in events_by_source.values():
         if events and is_broker(events[0]):
             broker_anchors.extend(anchors(events))
