@@ -1,0 +1,93 @@
+"""`create_app(settings)`: the FastAPI application. No global app or settings: the lifespan opens
+the store, re-queues analyses a restart cut short, starts the live watchers, and undoes all of it
+on shutdown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+
+from correlator import __version__
+from correlator.analysis import Options
+from correlator.api import errors
+from correlator.api.deps import require_token
+from correlator.api.jobs import Analyser
+from correlator.api.live import LiveHub
+from correlator.api.routes import analyses, artifacts, live, service
+from correlator.api.settings import Settings
+from correlator.api.store import Store
+from correlator.engine.rules import load_rules
+from correlator.formats.registry import default_registry, load_registry
+
+log = logging.getLogger("correlator.api")
+
+API_PREFIX = "/api/v1"
+
+
+def _operation_id(route: APIRoute) -> str:
+    """The handler's name: `create_analysis`, `list_findings` ... (what client generators show)."""
+    return route.name
+
+
+def create_app(settings: Settings) -> FastAPI:
+    registry = load_registry(settings.formats_dirs) if settings.formats_dirs else default_registry()
+    rules, _ = load_rules(list(settings.rules_dirs))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.state_dir)
+        analyser = Analyser(settings, store, registry, rules)
+        app.state.store = store
+        app.state.analyser = analyser
+        for row in store.unfinished():  # cut short by the last shutdown: the upload is still there
+            if row.upload:
+                log.info("resuming analysis %s", row.id)
+                analyser.submit(row.id)
+            else:
+                store.update(row.id, status="failed", phase="failed", message="the upload was lost")
+        for analysis_id in store.expired(settings.max_analyses, settings.max_age_days):
+            store.delete(analysis_id)
+        hub = None
+        if settings.live_paths:
+            options = Options(zones=list(settings.zones), formats_dirs=list(settings.formats_dirs),
+                              rules_dirs=list(settings.rules_dirs))
+            hub = LiveHub(settings.live_paths, options, registry=registry, rules=rules,
+                          stitch_window=settings.live_stitch_window)
+            hub.start()
+        app.state.live = hub
+        try:
+            yield
+        finally:
+            if hub is not None:
+                hub.stop()
+            analyser.shutdown()
+            store.close()
+
+    app = FastAPI(title="correlator", version=__version__, lifespan=lifespan,
+                  description="Root causes of MQTT (mosquitto) and OPC UA connection failures: upload a bundle of "
+                  "logs, certificates and configs, read the findings and page through the timeline, follow "
+                  "live findings of the files the server tails. Every route but health wants the server's "
+                  "bearer token when it has one.",
+                  generate_unique_id_function=_operation_id, openapi_url=f"{API_PREFIX}/openapi.json",
+                  docs_url="/docs", redoc_url=None)
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.rules = rules
+    app.state.live = None
+    errors.install(app)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["Authorization", "Content-Type"])
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(service.health_router)
+    protected = APIRouter(dependencies=[Depends(require_token)])
+    for router in (service.router, analyses.router, artifacts.router, live.router):
+        protected.include_router(router)
+    api.include_router(protected)
+    app.include_router(api)
+    return app

@@ -1,0 +1,86 @@
+"""Dependencies the routes declare with `Annotated` aliases. Everything comes from the app's
+state (set by `create_app` and its lifespan), never from module globals, so tests can build
+several apps side by side or override one dependency."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from correlator.api.jobs import Analyser
+from correlator.api.live import LiveHub
+from correlator.api.settings import Settings
+from correlator.api.store import AnalysisRow, Store
+
+_bearer = HTTPBearer(auto_error=False, description="The server's token (--token / CORRELATOR_TOKEN)")
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def get_analyser(request: Request) -> Analyser:
+    analyser: Analyser = request.app.state.analyser
+    return analyser
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+AnalyserDep = Annotated[Analyser, Depends(get_analyser)]
+
+
+def require_token(settings: SettingsDep,
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    """Without a configured token (loopback only) every caller is trusted; with one, every route
+    but health wants it, compared in constant time."""
+    if settings.token is None:
+        return
+    expected = settings.token.get_secret_value().encode()
+    given = credentials.credentials.encode() if credentials is not None else b""
+    if credentials is None or not secrets.compare_digest(given, expected):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a valid bearer token is required",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+def get_live(request: Request) -> LiveHub:
+    hub: LiveHub | None = request.app.state.live
+    if hub is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "live tailing is off: start `correlator serve` with files "
+                            "or folders to follow")
+    return hub
+
+
+LiveDep = Annotated[LiveHub, Depends(get_live)]
+
+
+def get_analysis(analysis_id: str, store: StoreDep) -> AnalysisRow:
+    row = store.get(analysis_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no analysis {analysis_id!r}")
+    return row
+
+
+AnalysisDep = Annotated[AnalysisRow, Depends(get_analysis)]
+
+
+def get_finished_analysis(row: AnalysisDep) -> AnalysisRow:
+    """Findings, timeline and sources exist once the analysis is done; before, say so (409) with
+    what it is doing, rather than an empty list that reads as 'nothing wrong'."""
+    if row.status == "failed":
+        raise HTTPException(status.HTTP_409_CONFLICT, f"analysis {row.id} failed: {row.message}")
+    if row.status != "done":
+        raise HTTPException(status.HTTP_409_CONFLICT, f"analysis {row.id} is {row.status} ({row.phase}, "
+                            f"{row.progress:.0%}): try again when its status is done")
+    return row
+
+
+FinishedDep = Annotated[AnalysisRow, Depends(get_finished_analysis)]

@@ -1,0 +1,1 @@
+"""One router per area; `app.py` mounts them under /api/v1."""

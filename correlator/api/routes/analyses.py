@@ -1,0 +1,297 @@
+"""Analyses of uploaded bundles: upload, status, list, delete, and what an analysis found:
+findings, one finding, the timeline, the sources."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tarfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from starlette.datastructures import UploadFile
+from starlette.types import Message
+
+from correlator.api.deps import AnalyserDep, AnalysisDep, FinishedDep, SettingsDep, StoreDep
+from correlator.api.models import (
+    AnalysisBrief,
+    AnalysisList,
+    AnalysisOut,
+    ErrorOut,
+    EventOut,
+    FindingList,
+    FindingOut,
+    Severity,
+    SourceList,
+    SourceOut,
+    Status,
+    SummaryOut,
+    TimelinePage,
+)
+from correlator.api.store import AnalysisRow, Store, TimelineQuery, iso
+from correlator.model import severity_rank
+from correlator.sources.bundle import is_archive
+
+router = APIRouter(tags=["analyses"])
+
+CHUNK = 1024 * 1024
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "A bundle: .zip, .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz, or one log or certificate file. "
+                       "Send it as the raw body (any content type but multipart) or as the multipart field "
+                       "`file`.",
+        "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                               "properties": {"file": {"type": "string", "format": "binary"}}}},
+        },
+    },
+}
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "Bad input"},
+    401: {"model": ErrorOut, "description": "Missing or wrong bearer token"},
+    404: {"model": ErrorOut, "description": "No such analysis or finding"},
+    409: {"model": ErrorOut, "description": "The analysis is not finished (or failed)"},
+    422: {"model": ErrorOut, "description": "Invalid parameters"},
+}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _sniffed_suffix(path: Path) -> str:
+    """Name a raw upload by its content, so the bundle reader treats an archive as one."""
+    with path.open("rb") as f:
+        head = f.read(512)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return ".zip"
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+        try:
+            with tarfile.open(path, "r:*") as archive:
+                archive.next()
+            return {b"\x1f\x8b": ".tar.gz", b"BZ": ".tar.bz2"}.get(head[:2], ".tar.xz")
+        except (tarfile.TarError, OSError, EOFError):
+            return {b"\x1f\x8b": ".log.gz", b"BZ": ".log.bz2"}.get(head[:2], ".log.xz")
+    if head[257:262] == b"ustar":
+        return ".tar"
+    return ".log"
+
+
+def _upload_name(given: str | None, path: Path) -> str:
+    name = _SAFE_NAME.sub("_", Path(given or "").name).strip("._") if given else ""
+    if not name or not (is_archive(Path(name)) or "." in name):
+        name = (name or "upload") + _sniffed_suffix(path)
+    return name[:200]
+
+
+async def _receive_upload(request: Request, target: Path, limit: int) -> str | None:
+    """Stream the body (raw or the multipart `file` field) into `target`; the name the client
+    gave, if any. Stops reading at `limit` bytes: a client that lies about its size or sends
+    chunked data still cannot fill the disk."""
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _TooLarge
+        return message
+
+    limited = Request(request.scope, receive)
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        async with limited.form(max_files=1, max_fields=10) as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, "multipart upload without a `file` field")
+            with target.open("wb") as out:
+                while chunk := await upload.read(CHUNK):
+                    out.write(chunk)
+            return upload.filename
+    with target.open("wb") as out:
+        async for chunk in limited.stream():
+            out.write(chunk)
+    return None
+
+
+def analysis_out(row: AnalysisRow) -> AnalysisOut:
+    report = row.report or {}
+    summary = report.get("summary")
+    return AnalysisOut(id=row.id, name=row.name, status=_status(row.status), phase=row.phase,
+                       progress=row.progress, events=row.events, size=row.size, created=iso(row.created),
+                       updated=iso(row.updated), message=row.message,
+                       summary=SummaryOut.model_validate(summary) if summary else None,
+                       artifacts=report.get("artifacts", {}), errors=report.get("errors", []),
+                       skipped=report.get("skipped", []), notes=report.get("notes", []))
+
+
+def _status(value: str) -> Status:
+    if value in ("queued", "running", "done", "failed"):
+        return value  # type: ignore[return-value]
+    return "failed"
+
+
+def _purge(store: Store, settings: SettingsDep, keep: str) -> None:
+    for analysis_id in store.expired(settings.max_analyses, settings.max_age_days):
+        if analysis_id != keep:
+            store.delete(analysis_id)
+
+
+@router.post("/analyses", status_code=status.HTTP_201_CREATED, openapi_extra=_UPLOAD_BODY,
+             summary="Upload a bundle and analyse it",
+             responses={**ERRORS, 202: {"model": AnalysisOut, "description": "Accepted: analysed in the "
+                                        "background; poll the analysis until its status is done"},
+                        413: {"model": ErrorOut, "description": "Upload larger than the server's limit"}})
+async def create_analysis(request: Request, response: Response, settings: SettingsDep, store: StoreDep,
+                          analyser: AnalyserDep,
+                          name: Annotated[str | None, Query(max_length=200, description="File name of a raw upload "
+                                                            "(its suffix says the archive type; sniffed if absent)")
+                                          ] = None) -> AnalysisOut:
+    """Answers 201 with the finished analysis for a small bundle, 202 with a queued one for a
+    large bundle (larger than the server's `background_bytes`)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                            f"upload of {int(declared)} bytes is larger than the limit of {settings.max_upload_bytes}")
+    analysis_id, folder = store.new_upload_dir()
+    part = folder / "upload.part"
+    try:
+        given = await _receive_upload(request, part, settings.max_upload_bytes)
+        size = part.stat().st_size
+        if size == 0:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "the upload is empty")
+    except _TooLarge:
+        _remove(folder)
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                            f"upload larger than the limit of {settings.max_upload_bytes} bytes") from None
+    except BaseException:
+        _remove(folder)
+        raise
+    filename = _upload_name(given or name, part)
+    upload = part.rename(folder / filename)
+    row = store.create(analysis_id, filename, upload, size)
+    _purge(store, settings, analysis_id)
+    future = analyser.submit(analysis_id)
+    if size <= settings.background_bytes:
+        await asyncio.wrap_future(future)
+        done = store.get(analysis_id)
+        return analysis_out(done or row)
+    response.status_code = status.HTTP_202_ACCEPTED
+    response.headers["Location"] = f"{request.url.path}/{analysis_id}"
+    return analysis_out(row)
+
+
+def _remove(folder: Path) -> None:
+    for file in folder.iterdir():
+        file.unlink()
+    folder.rmdir()
+
+
+@router.get("/analyses", summary="The kept analyses, newest first", responses=ERRORS)
+def list_analyses(store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                  offset: Annotated[int, Query(ge=0)] = 0,
+                  state: Annotated[Status | None, Query(alias="status")] = None) -> AnalysisList:
+    total, rows = store.page(limit, offset, state)
+    items = []
+    for row in rows:
+        summary = (row.report or {}).get("summary") or {}
+        items.append(AnalysisBrief(id=row.id, name=row.name, status=_status(row.status), progress=row.progress,
+                                   created=iso(row.created), findings=summary.get("findings"),
+                                   worst_severity=summary.get("worst_severity")))
+    return AnalysisList(total=total, items=items)
+
+
+@router.get("/analyses/{analysis_id}", summary="Status, progress and summary of an analysis", responses=ERRORS)
+def get_analysis(row: AnalysisDep) -> AnalysisOut:
+    return analysis_out(row)
+
+
+@router.delete("/analyses/{analysis_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS,
+               summary="Delete an analysis with its timeline (a running one is stopped)")
+def delete_analysis(row: AnalysisDep, store: StoreDep, analyser: AnalyserDep) -> None:
+    analyser.cancel(row.id)
+    store.delete(row.id)
+
+
+def _finding_out(seq: int, data: dict[str, Any]) -> FindingOut:
+    return FindingOut.model_validate({"key": str(seq), **data})
+
+
+@router.get("/analyses/{analysis_id}/findings", summary="Findings of an analysis, worst first", responses=ERRORS)
+def list_findings(row: FinishedDep, store: StoreDep,
+                  severity: Annotated[list[Severity] | None, Query(description="only these severities")] = None,
+                  min_severity: Annotated[Severity | None, Query(description="this severity or worse")] = None,
+                  id: Annotated[list[str] | None, Query(description="root-cause ids; 'tls.' matches a whole area")
+                                ] = None,
+                  client: Annotated[list[str] | None, Query(description="affecting one of these clients")] = None,
+                  ) -> FindingList:
+    found = store.findings(row.num)
+    items = []
+    floor = severity_rank(min_severity) if min_severity else 0
+    for seq, data in found:
+        if severity and data["severity"] not in severity:
+            continue
+        if severity_rank(data["severity"]) < floor:
+            continue
+        if id and not any(data["id"] == i or (i.endswith(".") and data["id"].startswith(i)) for i in id):
+            continue
+        if client and not set(client) & set(data["clients"]):
+            continue
+        items.append(_finding_out(seq, data))
+    return FindingList(analysis_id=row.id, total=len(found), items=items)
+
+
+@router.get("/analyses/{analysis_id}/findings/{key}", responses=ERRORS,
+            summary="One finding with its explanation, evidence (file:line) and remediation")
+def get_finding(row: FinishedDep, store: StoreDep, key: str) -> FindingOut:
+    data = store.finding(row.num, int(key)) if key.isdigit() and len(key) < 10 else None
+    if data is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"analysis {row.id} has no finding {key!r}")
+    return _finding_out(int(key), data)
+
+
+def _epoch(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).timestamp()
+
+
+@router.get("/analyses/{analysis_id}/timeline", responses=ERRORS,
+            summary="The merged timeline of an analysis, one page at a time, filtered")
+def get_timeline(row: FinishedDep, store: StoreDep,
+                 after: Annotated[int, Query(ge=0, le=2**62, description="cursor: the `next_cursor` of the "
+                                             "previous page (0: from the start)")] = 0,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                 since: Annotated[datetime | None, Query(description="ISO 8601; UTC when no zone")] = None,
+                 until: Annotated[datetime | None, Query(description="ISO 8601; UTC when no zone")] = None,
+                 source: Annotated[list[str] | None, Query(description="source names, e.g. broker, "
+                                                           "client:edge-02")] = None,
+                 client: Annotated[list[str] | None, Query(description="client ids")] = None,
+                 kind: Annotated[list[str] | None, Query(description="event kinds; 'tls.' or 'tls.*' matches an "
+                                                         "area")] = None,
+                 level: Annotated[list[str] | None, Query()] = None,
+                 q: Annotated[str | None, Query(max_length=200, description="text the raw line contains")] = None,
+                 ) -> TimelinePage:
+    query = TimelineQuery(after=after, limit=limit, since=_epoch(since), until=_epoch(until), sources=source or (),
+                          clients=client or (), kinds=kind or (), levels=level or (), text=q or None)
+    try:
+        items, cursor = store.timeline(row.num, query)
+    except OverflowError:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "a time or cursor is out of range") from None
+    return TimelinePage(analysis_id=row.id, items=[EventOut.model_validate(i) for i in items], next_cursor=cursor)
+
+
+@router.get("/analyses/{analysis_id}/sources", responses=ERRORS,
+            summary="The logs of an analysis: format, zone and how it was chosen, offset, line counts")
+def list_sources(row: FinishedDep) -> SourceList:
+    sources = (row.report or {}).get("sources", [])
+    return SourceList(analysis_id=row.id, items=[SourceOut.model_validate(s) for s in sources])

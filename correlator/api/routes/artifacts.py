@@ -1,0 +1,94 @@
+"""Certificate inspection of uploaded files and the live probe of a broker: the `certs` and
+`probe` commands over HTTP, with the same checks and root-cause ids."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
+
+from correlator.api.deps import SettingsDep
+from correlator.api.models import InspectOut, ProbeOut, ProbeRequest
+from correlator.api.routes.analyses import ERRORS
+from correlator.artifacts.cert_checks import check_all
+from correlator.artifacts.certs import LoadResult, load_bytes
+from correlator.artifacts.probe import probe
+
+router = APIRouter(tags=["artifacts"])
+
+#: Certificate files are small; a bigger one is a mistake (or a log sent to the wrong route).
+MAX_CERT_FILE = 1024 * 1024
+
+
+async def _load(files: list[UploadFile], password: str | None, what: str) -> LoadResult:
+    loaded = LoadResult()
+    for upload in files:
+        data = await upload.read(MAX_CERT_FILE + 1)
+        if len(data) > MAX_CERT_FILE:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                                f"{what} file {upload.filename!r} is larger than {MAX_CERT_FILE} bytes")
+        name = Path(upload.filename or what).name
+        loaded.extend(load_bytes(data, path=name, password=password))
+    return loaded
+
+
+@router.post("/certificates/inspect", responses=ERRORS,
+             summary="Facts and checks of uploaded certificates (expiry, host name, chain, key match, strength)")
+async def inspect_certificates(
+        files: Annotated[list[UploadFile], File(description="certificate files: PEM, DER or PKCS#12; keys may be "
+                                                "included (only their public half is reported)")],
+        ca: Annotated[list[UploadFile] | None, File(description="CA files the peer trusts")] = None,
+        host: Annotated[str | None, Form(max_length=253, description="the host name or IP clients dial")] = None,
+        role: Annotated[Literal["server", "client"], Form()] = "server",
+        at: Annotated[datetime | None, Form(description="check validity at this time (default now)")] = None,
+        window: Annotated[int, Form(ge=0, le=3650, description="warn when expiring within DAYS")] = 30,
+        password: Annotated[str | None, Form(description="password of encrypted keys and PKCS#12 files")] = None,
+) -> InspectOut:
+    when = datetime.now(UTC) if at is None else (at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC))
+    loaded = await _load(files, password, "certificate")
+    trust = await _load(ca or [], None, "CA")
+    if not loaded.certs and not loaded.keys:
+        reason = f": {loaded.errors[0]}" if loaded.errors else ""
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"no certificate or key found in the files{reason}")
+    try:
+        reports, extra = check_all(loaded.certs, when, role=role, host=host or None, trust=trust.certs,
+                                   keys=loaded.keys, window=timedelta(days=window))
+    except (ValueError, OverflowError) as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"cannot check at {when}: {exc}") from None
+    errors = [str(e) for e in (*loaded.errors, *trust.errors)]
+    problems = [r for rep in reports for r in rep.problems] + [r for r in extra if r.is_problem]
+    causes = list(dict.fromkeys(p.cause for p in problems if p.cause))
+    return InspectOut.model_validate({
+        "at": when.isoformat().replace("+00:00", "Z"), "role": role, "host": host or None,
+        "ok": not problems and not errors, "causes": causes, "problems": len(problems),
+        "certificates": [r.to_dict() for r in reports], "keys": [k.to_dict() for k in loaded.keys],
+        "checks": [r.to_dict() for r in extra], "errors": errors})
+
+
+@router.post("/probe", responses=ERRORS,
+             summary="Connect to a broker as a client would: TCP, TLS handshake, the chain it presents, MQTT CONNECT")
+async def probe_broker(body: ProbeRequest, settings: SettingsDep) -> ProbeOut:
+    def run() -> ProbeOut:
+        with tempfile.TemporaryDirectory(prefix="correlator-probe-") as temp:
+            files: dict[str, Path | None] = {}
+            for name, text in (("ca", body.ca_pem), ("cert", body.cert_pem), ("key", body.key_pem)):
+                files[name] = None
+                if text:
+                    path = Path(temp) / f"{name}.pem"
+                    path.touch(mode=0o600)
+                    path.write_text(text)
+                    files[name] = path
+            if files["key"] is not None and files["cert"] is None:
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, "key_pem needs cert_pem")
+            mqtt = body.mqtt or not body.tls or body.username is not None or body.password is not None
+            result = probe(body.host, body.port, tls=body.tls, ca=files["ca"], cert=files["cert"], key=files["key"],
+                           key_password=body.key_password, servername=body.servername, mqtt=mqtt,
+                           username=body.username, password=body.password, client_id=body.client_id,
+                           timeout=body.timeout)
+        return ProbeOut.model_validate(result.to_dict())
+
+    return await asyncio.to_thread(run)

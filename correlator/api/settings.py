@@ -1,0 +1,104 @@
+"""Server settings: command-line options win over CORRELATOR_* environment variables, which win
+over a TOML config file, which wins over the defaults. One object, passed to `create_app`, so a
+test builds exactly the server it needs."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from correlator.errors import CorrelatorError
+
+#: The environment variable naming a config file when `--config` is not given.
+CONFIG_ENV = "CORRELATOR_CONFIG"
+
+
+def default_state_dir() -> Path:
+    """XDG's state folder: analyses are state (kept across restarts), not cache."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "correlator"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CORRELATOR_", extra="forbid", toml_file=None)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    token: SecretStr | None = None
+    """Bearer token every route but health requires; mandatory off loopback."""
+    state_dir: Path = Field(default_factory=default_state_dir)
+    max_upload_bytes: int = Field(default=512 * 1024**2, gt=0)
+    max_analyses: int = Field(default=100, gt=0)
+    """Oldest analyses are deleted beyond this count."""
+    max_age_days: float = Field(default=30.0, gt=0)
+    background_bytes: int = Field(default=2 * 1024**2, ge=0)
+    """Uploads larger than this are analysed in the background (202 and a status to poll);
+    smaller ones are answered finished (201), which is what a support script wants."""
+    workers: int = Field(default=1, ge=1, le=16)
+    cors_origins: list[str] = Field(default_factory=list)
+    """Empty: no CORS headers at all (a browser page elsewhere cannot call the API)."""
+    zones: list[str] = Field(default_factory=list)
+    """--tz rules applied to every analysis and to the live sources."""
+    formats_dirs: list[str] = Field(default_factory=list)
+    rules_dirs: list[str] = Field(default_factory=list)
+    live_paths: list[Path] = Field(default_factory=list)
+    """Files and folders to tail while the server runs; empty: the live routes answer 404."""
+    live_stitch_window: float = Field(default=0.3, gt=0, le=10)
+    """Seconds a live event waits for the other side of its connection before it is analysed:
+    the main part of the delay between a line and its finding."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+    @property
+    def loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def check_exposure(self) -> None:
+        """Refuse to serve bundles (customer logs, certificates) to a network without a token."""
+        if not self.loopback and (self.token is None or not self.token.get_secret_value()):
+            raise CorrelatorError(f"refusing to listen on {self.host} without a token: set --token or "
+                                  "CORRELATOR_TOKEN (only 127.0.0.1, ::1 and localhost may go without one)")
+
+
+def load_settings(config_file: str | Path | None = None, **options: Any) -> Settings:
+    """Settings from the options given (None means 'not given'), the environment and the config
+    file (`config_file`, else $CORRELATOR_CONFIG)."""
+    path = config_file or os.environ.get(CONFIG_ENV)
+    given = {k: v for k, v in options.items() if v is not None}
+    cls = Settings
+    if path:
+        file = Path(path)
+        if not file.is_file():
+            raise CorrelatorError("config file not found", file=file)
+
+        class FileSettings(Settings):
+            model_config = SettingsConfigDict(env_prefix="CORRELATOR_", extra="forbid", toml_file=file)
+
+        cls = FileSettings
+    try:
+        return cls(**given)
+    except ValueError as exc:  # pydantic's ValidationError and tomllib's TOMLDecodeError
+        where = f" (config file {path})" if path else ""
+        raise CorrelatorError(f"bad settings{where}: {exc}") from None

@@ -1,0 +1,371 @@
+"""Analyses on disk: one SQLite database (standard library) in the state folder, plus the
+uploads waiting to be analysed. A restart loses nothing: finished analyses are rows, and uploads
+whose analysis was cut short are queued again.
+
+The timeline is one `events` table written while the engine reads (through `analyze`'s
+`on_events`), with indexes for the filters the timeline route offers; pages are keyset pages on
+the event's position (`seq`), so page 1,000 costs what page 1 does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from correlator.model import Event, severity_rank
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS analyses (
+    num INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    status TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    progress REAL NOT NULL DEFAULT 0,
+    events INTEGER NOT NULL DEFAULT 0,
+    size INTEGER NOT NULL DEFAULT 0,
+    upload TEXT,
+    message TEXT,
+    report TEXT
+);
+CREATE TABLE IF NOT EXISTS findings (
+    num INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    rule_id TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (num, seq)
+);
+CREATE TABLE IF NOT EXISTS events (
+    num INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    source TEXT NOT NULL,
+    file TEXT NOT NULL,
+    line INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    level TEXT NOT NULL,
+    client TEXT,
+    connection TEXT,
+    time_text TEXT NOT NULL,
+    estimated INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    format TEXT NOT NULL,
+    skew REAL NOT NULL,
+    fields TEXT NOT NULL,
+    raw TEXT NOT NULL,
+    PRIMARY KEY (num, seq)
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events (num, ts);
+CREATE INDEX IF NOT EXISTS events_source ON events (num, source, seq);
+CREATE INDEX IF NOT EXISTS events_kind ON events (num, kind, seq);
+CREATE INDEX IF NOT EXISTS events_client ON events (num, client, seq);
+CREATE INDEX IF NOT EXISTS events_connection ON events (num, connection);
+"""
+
+#: Secrets a log line may quote (a key pasted into a log, a passwd line echoed by a script): the
+#: bundle's own key and password files never become events, this is the second line of defence.
+_PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S)
+_HASH = re.compile(r"\$(?:[0-9]+|[0-9a-z]+)\$[A-Za-z0-9+/=.$]{16,}")
+_UNNAMED = frozenset({"", "<unknown>", "(null)"})
+
+
+def redact(text: str) -> str:
+    if "PRIVATE KEY" in text:
+        text = _PEM_KEY.sub("[private key removed]", text)
+    if "$" in text:
+        text = _HASH.sub("[password hash removed]", text)
+    return text
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def client_of(event: Event) -> str | None:
+    """Whose event this is, as far as the event itself says."""
+    client_id = event.fields.get("client_id")
+    if isinstance(client_id, str) and client_id not in _UNNAMED:
+        return client_id
+    if event.source.startswith("client:"):
+        return event.source.split(":", 1)[1]
+    return None
+
+
+@dataclass(frozen=True)
+class AnalysisRow:
+    num: int
+    id: str
+    name: str
+    created: float
+    updated: float
+    status: str
+    phase: str
+    progress: float
+    events: int
+    size: int
+    upload: str | None
+    message: str | None
+    report: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class TimelineQuery:
+    after: int = 0
+    limit: int = 100
+    since: float | None = None
+    until: float | None = None
+    sources: Sequence[str] = ()
+    clients: Sequence[str] = ()
+    kinds: Sequence[str] = ()
+    """Exact kinds, or prefixes ending in '.' or '*' ('tls.' and 'tls.*' match every TLS kind)."""
+    levels: Sequence[str] = ()
+    text: str | None = None
+
+
+class Store:
+    """Thread-safe: each thread gets its own connection (SQLite in WAL mode lets readers run while
+    the analysis worker writes)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.uploads = state_dir / "uploads"
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / "correlator.sqlite3"
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._conn().executescript(_SCHEMA)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection inside one transaction."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- analyses ------------------------------------------------------------------------------
+
+    def new_upload_dir(self) -> tuple[str, Path]:
+        analysis_id = uuid.uuid4().hex[:16]
+        folder = self.uploads / analysis_id
+        folder.mkdir()
+        return analysis_id, folder
+
+    def create(self, analysis_id: str, name: str, upload: Path, size: int) -> AnalysisRow:
+        now = time.time()
+        with self.connect() as db:
+            db.execute("INSERT INTO analyses (id, name, created, updated, status, phase, size, upload) "
+                       "VALUES (?, ?, ?, ?, 'queued', 'queued', ?, ?)", (analysis_id, name, now, now, size,
+                                                                         str(upload)))
+        row = self.get(analysis_id)
+        assert row is not None
+        return row
+
+    def _row(self, values: tuple[Any, ...]) -> AnalysisRow:
+        (num, analysis_id, name, created, updated, status, phase, progress, events, size, upload, message,
+         report) = values
+        return AnalysisRow(num=num, id=analysis_id, name=name, created=created, updated=updated, status=status,
+                           phase=phase, progress=progress, events=events, size=size, upload=upload, message=message,
+                           report=json.loads(report) if report else None)
+
+    _COLUMNS = "num, id, name, created, updated, status, phase, progress, events, size, upload, message, report"
+
+    def get(self, analysis_id: str) -> AnalysisRow | None:
+        found = self._conn().execute(f"SELECT {self._COLUMNS} FROM analyses WHERE id = ?",
+                                     (analysis_id,)).fetchone()
+        return None if found is None else self._row(found)
+
+    def page(self, limit: int, offset: int, status: str | None = None) -> tuple[int, list[AnalysisRow]]:
+        where, args = ("WHERE status = ?", [status]) if status else ("", [])
+        db = self._conn()
+        total = db.execute(f"SELECT count(*) FROM analyses {where}", args).fetchone()[0]
+        rows = db.execute(f"SELECT {self._COLUMNS} FROM analyses {where} ORDER BY num DESC LIMIT ? OFFSET ?",
+                          [*args, limit, offset]).fetchall()
+        return int(total), [self._row(r) for r in rows]
+
+    def unfinished(self) -> list[AnalysisRow]:
+        rows = self._conn().execute(f"SELECT {self._COLUMNS} FROM analyses WHERE status IN ('queued', 'running') "
+                                    "ORDER BY num").fetchall()
+        return [self._row(r) for r in rows]
+
+    def update(self, analysis_id: str, **values: Any) -> None:
+        values["updated"] = time.time()
+        if "report" in values and values["report"] is not None:
+            values["report"] = json.dumps(values["report"])
+        names = ", ".join(f"{k} = ?" for k in values)
+        with self.connect() as db:
+            db.execute(f"UPDATE analyses SET {names} WHERE id = ?", [*values.values(), analysis_id])
+
+    def delete(self, analysis_id: str) -> bool:
+        row = self.get(analysis_id)
+        if row is None:
+            return False
+        with self.connect() as db:
+            db.execute("DELETE FROM events WHERE num = ?", (row.num,))
+            db.execute("DELETE FROM findings WHERE num = ?", (row.num,))
+            db.execute("DELETE FROM analyses WHERE num = ?", (row.num,))
+        shutil.rmtree(self.uploads / analysis_id, ignore_errors=True)
+        return True
+
+    def expired(self, max_count: int, max_age_days: float) -> list[str]:
+        """Analyses beyond the kept count (oldest first) or older than the age limit."""
+        cutoff = time.time() - max_age_days * 86400
+        db = self._conn()
+        old = [r[0] for r in db.execute("SELECT id FROM analyses WHERE created < ? AND status IN ('done', 'failed')",
+                                        (cutoff,))]
+        extra = [r[0] for r in db.execute("SELECT id FROM analyses ORDER BY num DESC LIMIT -1 OFFSET ?",
+                                          (max_count,))]
+        return list(dict.fromkeys([*old, *extra]))
+
+    # -- findings ------------------------------------------------------------------------------
+
+    def save_findings(self, num: int, findings: Sequence[dict[str, Any]]) -> None:
+        with self.connect() as db:
+            db.execute("DELETE FROM findings WHERE num = ?", (num,))
+            db.executemany("INSERT INTO findings (num, seq, rule_id, severity, data) VALUES (?, ?, ?, ?, ?)",
+                           [(num, i, f["id"], f["severity"], json.dumps(f)) for i, f in enumerate(findings, 1)])
+
+    def findings(self, num: int) -> list[tuple[int, dict[str, Any]]]:
+        rows = self._conn().execute("SELECT seq, data FROM findings WHERE num = ? ORDER BY seq", (num,)).fetchall()
+        return [(int(seq), json.loads(data)) for seq, data in rows]
+
+    def finding(self, num: int, seq: int) -> dict[str, Any] | None:
+        row = self._conn().execute("SELECT data FROM findings WHERE num = ? AND seq = ?", (num, seq)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    # -- events --------------------------------------------------------------------------------
+
+    def writer(self, num: int) -> EventWriter:
+        return EventWriter(self, num)
+
+    def timeline(self, num: int, query: TimelineQuery) -> tuple[list[dict[str, Any]], int | None]:
+        where = ["num = ?", "seq > ?"]
+        args: list[Any] = [num, query.after]
+        if query.since is not None:
+            where.append("ts >= ?")
+            args.append(query.since)
+        if query.until is not None:
+            where.append("ts <= ?")
+            args.append(query.until)
+        for column, values in (("source", query.sources), ("client", query.clients), ("level", query.levels)):
+            if values:
+                where.append(f"{column} IN ({', '.join('?' * len(values))})")
+                args.extend(values)
+        if query.kinds:
+            parts = []
+            for kind in query.kinds:
+                if kind.endswith(("*", ".")):
+                    parts.append("kind GLOB ?")
+                    args.append(kind.rstrip("*").replace("[", "[[]").replace("?", "[?]") + "*")
+                else:
+                    parts.append("kind = ?")
+                    args.append(kind)
+            where.append(f"({' OR '.join(parts)})")
+        if query.text:
+            escaped = query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("raw LIKE ? ESCAPE '\\'")
+            args.append(f"%{escaped}%")
+        sql = (f"SELECT seq, ts, time_text, estimated, source, host, file, line, level, kind, fields, raw, format, "
+               f"skew, connection, client FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?")
+        rows = self._conn().execute(sql, [*args, query.limit + 1]).fetchall()
+        more = len(rows) > query.limit
+        rows = rows[:query.limit]
+        items = [{"seq": r[0], "time": iso(r[1]), "time_text": r[2], "estimated": bool(r[3]), "source": r[4],
+                  "host": r[5], "file": r[6], "line": r[7], "level": r[8], "kind": r[9], "fields": json.loads(r[10]),
+                  "raw": r[11], "format": r[12], "skew": r[13], "connection": r[14], "client": r[15]} for r in rows]
+        return items, (rows[-1][0] if more and rows else None)
+
+
+class EventWriter:
+    """Appends an analysis's timeline events in batches on the analysing thread, and at the end
+    names the client of broker lines that only their stitched connection ties to a client."""
+
+    BATCH = 5_000
+
+    def __init__(self, store: Store, num: int) -> None:
+        self.store = store
+        self.num = num
+        self.count = 0
+        self._rows: list[tuple[Any, ...]] = []
+        self._client_of_connection: dict[str, str] = {}
+
+    def add(self, events: Sequence[Event]) -> None:
+        rows = self._rows
+        num = self.num
+        seq = self.count
+        for event in events:
+            seq += 1
+            client = client_of(event)
+            if client is not None and event.connection and event.source.startswith("client:"):
+                self._client_of_connection.setdefault(event.connection, client)
+            fields = {k: redact(v) if isinstance(v, str) else v for k, v in event.fields.items()}
+            rows.append((num, seq, event.ts, event.source, event.file, event.line, event.kind, event.level, client,
+                         event.connection, event.time_text, int(event.estimated), event.host, event.format,
+                         event.skew, json.dumps(fields), redact(event.raw)))
+        self.count = seq
+        if len(rows) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        with self.store.connect() as db:
+            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._rows)
+        self._rows = []
+
+    def finish(self) -> None:
+        self.flush()
+        if self._client_of_connection:
+            with self.store.connect() as db:
+                db.executemany("UPDATE events SET client = ? WHERE num = ? AND connection = ? AND client IS NULL",
+                               [(c, self.num, conn) for conn, c in self._client_of_connection.items()])
+
+    def discard(self) -> None:
+        self._rows = []
+        with self.store.connect() as db:
+            db.execute("DELETE FROM events WHERE num = ?", (self.num,))
+
+
+def severity_floor(findings: Sequence[tuple[int, dict[str, Any]]], floor: str) -> list[tuple[int, dict[str, Any]]]:
+    rank = severity_rank(floor)
+    return [(seq, f) for seq, f in findings if severity_rank(f["severity"]) >= rank]

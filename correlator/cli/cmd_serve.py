@@ -1,0 +1,65 @@
+"""`correlator serve [PATH...]`: the HTTP API (FastAPI on uvicorn). Upload bundles, read findings
+and timelines; with paths, also tail them and stream live findings.
+
+fastapi and uvicorn are imported inside `run`, so `correlator --help` does not pay for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from correlator.errors import CorrelatorError
+
+ORDER = 60
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("serve", help="HTTP API: upload bundles, findings, timeline, live findings (SSE)",
+                            description="Serves the API under /api/v1 (documentation at /docs). Settings come "
+                            "from these options, then CORRELATOR_* environment variables (CORRELATOR_TOKEN, "
+                            "CORRELATOR_STATE_DIR, ...), then the TOML file of --config / CORRELATOR_CONFIG.")
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                        help="files or folders to tail while serving (live findings)")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1; any other needs a token)")
+    parser.add_argument("--port", type=int, help="port (default 8765; 0 picks a free one)")
+    parser.add_argument("--token", help="bearer token every route but health requires (prefer CORRELATOR_TOKEN: "
+                        "a command line is visible to other users)")
+    parser.add_argument("--state-dir", type=Path, help="where analyses are kept (default "
+                        "$XDG_STATE_HOME/correlator)")
+    parser.add_argument("--config", type=Path, help="TOML file with the settings (keys as the option names, "
+                        "with underscores)")
+    parser.add_argument("--max-upload-mb", type=float, help="largest upload accepted (default 512)")
+    parser.add_argument("--max-analyses", type=int, help="analyses kept, oldest deleted first (default 100)")
+    parser.add_argument("--max-age-days", type=float, help="analyses older than this are deleted (default 30)")
+    parser.add_argument("--cors-origin", action="append", dest="cors_origins", metavar="ORIGIN",
+                        help="allow browser pages from ORIGIN (repeatable; default: CORS off)")
+    parser.add_argument("--tz", action="append", dest="zones", metavar="[SOURCE=]ZONE",
+                        help="time zone rules, as for analyze (repeatable)")
+    parser.add_argument("--formats-dir", action="append", dest="formats_dirs", metavar="DIR")
+    parser.add_argument("--rules-dir", action="append", dest="rules_dirs", metavar="DIR")
+    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from correlator.api import create_app, load_settings
+
+    max_upload = None if args.max_upload_mb is None else int(args.max_upload_mb * 1024**2)
+    settings = load_settings(args.config, host=args.host, port=args.port, token=args.token,
+                             state_dir=args.state_dir, max_upload_bytes=max_upload, max_analyses=args.max_analyses,
+                             max_age_days=args.max_age_days, cors_origins=args.cors_origins, zones=args.zones,
+                             formats_dirs=args.formats_dirs, rules_dirs=args.rules_dirs,
+                             live_paths=args.paths or None)
+    settings.check_exposure()
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CorrelatorError(f"cannot create the state folder: {exc.strerror}", file=settings.state_dir) from None
+    app = create_app(settings)
+    # open SSE streams would hold a shutdown forever: give them a moment, then close them
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
+                timeout_graceful_shutdown=2, proxy_headers=False)
+    return 0
