@@ -25,3 +25,16 @@ def span(finding: Finding) -> str:
 
 def times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
+
+
+#: Words that start a command in a remediation step ("Prose: command").
+COMMANDS = ("openssl", "mosquitto_passwd", "mosquitto_pub", "mosquitto_sub", "sudo", "cat", "grep", "mv", "cp",
+            "chmod", "chown", "timedatectl", "correlator", "date", "kill", "systemctl", "mosquitto ")
+
+
+def split_command(step: str) -> tuple[str, str]:
+    """A step's prose and the command after its colon, when there is one."""
+    head, sep, tail = step.partition(": ")
+    if sep and tail.startswith(COMMANDS):
+        return head + ":", tail
+    return step, ""

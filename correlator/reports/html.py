@@ -9,7 +9,7 @@ from html import escape
 from correlator import __version__
 from correlator.analysis import Analysis
 from correlator.model import Finding
-from correlator.reports import span, times, when
+from correlator.reports import span, split_command, times, when
 
 COLUMNS = 120
 SEVERITY_COLOUR = {"critical": "#b00020", "high": "#d9480f", "medium": "#e0a800", "low": "#1c7ed6", "info": "#868e96"}
@@ -99,7 +99,11 @@ def _finding(number: int, f: Finding) -> str:
     for fact in f.facts:
         where = f"{fact.file}:{fact.line}" if fact.line else fact.file
         rows.append(f'<tr class="artifact"><td>{escape(where)}</td><td>artifact</td><td>{escape(fact.text)}</td></tr>')
-    fixes = "".join(f'<li><button class="copy">copy</button><pre>{escape(step)}</pre></li>' for step in f.remediation)
+    fixes = ""
+    for step in f.remediation:
+        prose, command = split_command(step)
+        fixes += (f'<li>{escape(prose)}<div><button class="copy">copy</button><pre>{escape(command)}</pre></div></li>'
+                  if command else f"<li>{escape(prose)}</li>")
     alt = ""
     if f.alternatives:
         alt = (f"<p><b>Also possible:</b> {escape(', '.join(f.alternatives))}. {escape(f.tell_apart)}</p>")

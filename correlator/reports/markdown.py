@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from correlator import __version__
 from correlator.analysis import Analysis
-from correlator.reports import span, times, when
+from correlator.reports import span, split_command, times, when
 
 
 def _cell(text: str) -> str:
@@ -43,7 +43,10 @@ def render(analysis: Analysis, *, title: str = "") -> str:
         if f.remediation:
             out += ["", "**Fix**", ""]
             for number, step in enumerate(f.remediation, 1):
-                out.append(f"{number}. {step}")
+                prose, command = split_command(step)
+                out.append(f"{number}. {prose}")
+                if command:
+                    out += ["", "   ```", f"   {command}", "   ```"]
     out += ["", "## Sources", "", "| file | format | source | zone | offset | lines | unparsed |",
             "|---|---|---|---|---|---|---|"]
     for s in analysis.sources:

@@ -11,20 +11,7 @@ from rich.markup import escape
 
 from correlator import __version__
 from correlator.analysis import Analysis
-from correlator.reports import span, times, when
-
-#: Words that start a command in a remediation step ("Prose: command").
-COMMANDS = ("openssl", "mosquitto_passwd", "mosquitto_pub", "mosquitto_sub", "sudo", "cat", "grep", "mv", "cp",
-            "chmod", "chown", "timedatectl", "correlator", "date", "kill", "systemctl", "mosquitto ")
-
-
-def split_command(step: str) -> tuple[str, str]:
-    """A step's prose and the command after its colon, when there is one."""
-    head, sep, tail = step.partition(": ")
-    if sep and tail.startswith(COMMANDS):
-        return head + ":", tail
-    return step, ""
-
+from correlator.reports import span, split_command, times, when
 
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",
                   "info": "dim"}
