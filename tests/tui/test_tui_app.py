@@ -4,9 +4,8 @@ the fix, help."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import io
+from collections.abc import Callable
 
 import pytest
 from rich.console import Console
