@@ -305,3 +305,20 @@ def test_takeover_restart_and_unnamed_lines() -> None:
     # a session from before the log began still groups its lines
     assert (ghost.client_id, ghost.close_reason, by_line[9]) == ("ghost", "clean", ghost.id)
     assert CLOSED not in {c.outcome for c in connections}
+
+
+def test_live_ticks_release_held_events_of_a_quiet_log() -> None:
+    stitcher = Stitcher(window=1.0)
+    assert stitcher.advance(5.0) == []  # no event yet: nothing to move
+    held = [ev("broker", 1, 100.0, "net.accept", peer_addr="10.0.0.9", peer_port=5555, listener_port=8883),
+            ev("broker", 2, 100.0, "tls.error", error="tlsv1 alert unknown ca"),
+            ev("broker", 3, 100.0, "mqtt.disconnect", client_id="<unknown>", reason="error")]
+    out = [e for event in held for e in stitcher.push(event)]
+    assert out == []  # waiting for a client side that might still show up
+    assert stitcher.advance(1.0) == []
+    released = stitcher.advance_to(102.5)
+    assert [e.line for e in released] == [1, 2, 3]
+    assert len({e.connection for e in released}) == 1 and released[0].connection is not None
+    assert stitcher.advance_to(50.0) == []  # the clock never goes back
+    (conn,) = stitcher.pop_closed()  # finished one window after its end
+    assert conn.outcome == TLS_FAILED and conn.closed

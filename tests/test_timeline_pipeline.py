@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from correlator.formats.registry import Registry, load_registry
+from correlator.model import Event
 from correlator.sources.files import LogFile
+from correlator.timeline.connections import Stitcher
+from correlator.timeline.merge import LiveMerger
 from correlator.timeline.pipeline import SkewTracker, Timeline, timeline
 from correlator.timeline.skew import parse_offset_options
 from correlator.timeline.zones import parse_zone_options
@@ -86,3 +89,38 @@ def test_live_tracker_uses_the_same_estimates(registry: Registry) -> None:
     tracker.correct("client:viewer-33", batches["client:viewer-33"])  # twice is once
     assert all(abs(e.skew + tracker.offset("client:viewer-33")) < 1e-9 for e in batches["client:viewer-33"])
     assert tracker.offset("broker") == 0.0
+
+
+def test_live_feeding_stitches_like_batch(registry: Registry) -> None:
+    """The tailer's path (batches per source into LiveMerger, ticks, the same Stitcher) groups the
+    lines of an incident into the same connections as the batch timeline."""
+    batch_events, _, _ = timeline(incident("healthy_noisy", registry), lookahead=0)
+
+    def grouping(events: list[Event]) -> set[frozenset[tuple[str, int]]]:
+        groups: dict[str, set[tuple[str, int]]] = {}
+        for e in events:
+            if e.connection is not None:
+                groups.setdefault(e.connection, set()).add((e.file, e.line))
+        return {frozenset(g) for g in groups.values()}
+
+    # Replayed far faster than real time, a 250 ms watermark would release lines before slower
+    # sources caught up; with the watermark out of the way release follows the sources' progress.
+    now = [0.0]
+    merger = LiveMerger(delay=1e9, clock=lambda: now[0])
+    stitcher = Stitcher()
+    logs = incident("healthy_noisy", registry)
+    chunks = {log.info.source: list(log.events()) for log in logs}
+    for source in chunks:
+        merger.add_source(source)
+    live: list[Event] = []
+    for start in range(0, max(len(c) for c in chunks.values()), 50):  # 50 lines per source per read
+        for source, events in chunks.items():
+            merger.feed(source, events[start:start + 50])
+        now[0] += 0.1
+        for event in merger.release():
+            live.extend(stitcher.push(event))
+    for event in merger.flush():
+        live.extend(stitcher.push(event))
+    live.extend(stitcher.flush())
+    assert len(live) == len(batch_events)
+    assert grouping(live) == grouping(batch_events)

@@ -213,7 +213,14 @@ class Stitcher:
         time links get decided and held events whose wait is over are released."""
         if self._now == float("-inf"):
             return []
-        self._now += seconds
+        return self.advance_to(self._now + seconds)
+
+    def advance_to(self, now: float) -> list[Event]:
+        """Like `advance`, to an absolute event time (live: the wall clock in UTC epoch seconds,
+        which a live log's corrected times follow). Never moves the clock back."""
+        if now <= self._now:
+            return []
+        self._now = now
         if self._unlinked_client:
             self._link_by_time()
         self._evict()
