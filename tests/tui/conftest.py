@@ -5,17 +5,12 @@ it runs."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from textual.widgets import Input
+from tui_helpers import incident, settings
 
-from correlator.tui.app import CorrelatorApp, Settings, create_app
-from correlator.tui.sources import StaticEventSource, analyse_with_events
-
-SAMPLES = Path(__file__).resolve().parents[2] / "sample_logs"
-#: 2026-11-23 15:00:00 UTC: a few minutes after the sample incidents were recorded.
-NOW = 1795446000.0
+from correlator.tui.app import CorrelatorApp, create_app
 
 
 @pytest.fixture
@@ -28,23 +23,6 @@ def anyio_backend() -> str:
 def no_cursor_blink(monkeypatch: pytest.MonkeyPatch) -> None:
     """A blinking cursor makes two screenshots of the same screen differ."""
     monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
-
-
-def settings(**changes: object) -> Settings:
-    base: dict[str, object] = {"title": "correlator test", "clock": lambda: NOW, "tick": 3600.0,
-                               "cursor_blink": False}
-    base.update(changes)
-    return Settings(**base)  # type: ignore[arg-type]
-
-
-_loaded: dict[str, StaticEventSource] = {}
-
-
-def incident(name: str) -> StaticEventSource:
-    """A sample incident analysed once per session (the store is read-only for the app)."""
-    if name not in _loaded:
-        _loaded[name] = analyse_with_events([SAMPLES / name])
-    return _loaded[name]
 
 
 @pytest.fixture

@@ -1,0 +1,67 @@
+"""The layering the design promises: the core never imports textual (the data side of the TUI
+neither), and the timeline store keeps offsets, not lines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tui_helpers import SAMPLES
+
+from correlator.model import Event
+from correlator.tui.store import EventStore, Filter
+
+
+def test_core_never_imports_textual() -> None:
+    code = ("import sys\n"
+            "import correlator.analysis, correlator.live, correlator.engine.evaluate, correlator.formats.parse\n"
+            "import correlator.tui.store, correlator.tui.sources, correlator.tui.text\n"
+            "from correlator.tui.sources import analyse_with_events\n"
+            f"analyse_with_events([{str(SAMPLES / 'server_cert_expired')!r}])\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'fastapi'))\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _log(path: Path, count: int) -> list[Event]:
+    """A broker log written to disk and its events with their real byte offsets."""
+    events = []
+    offset = 0
+    with path.open("w") as out:
+        for i in range(count):
+            text = f"{1795444800 + i // 10}: Client edge-{i % 7:02d} line {i}"
+            out.write(text + "\n")
+            level = "error" if i % 100 == 0 else "info"
+            events.append(Event(ts=1795444800 + i / 10, time_text="", source="broker" if i % 3 else "client:edge-02",
+                                file=str(path), line=i + 1, kind="tls.error" if i % 100 == 0 else "mqtt.publish",
+                                raw=text, level=level, offset=offset,
+                                fields={"client_id": f"edge-{i % 7:02d}"}))
+            offset += len(text) + 1
+    return events
+
+
+def test_store_keeps_offsets_and_reads_lines_back(tmp_path: Path) -> None:
+    events = _log(tmp_path / "broker.log", 20_000)
+    store = EventStore()
+    store.extend(events)
+    assert len(store) == 20_000
+    assert store.nbytes() < 40 * len(store)  # about 30 bytes a row, never the text
+    assert not store._raw  # every line can be read back from its file
+    for row in (0, 1, 9_999, 19_999):
+        assert store.text(row) == events[row].raw
+    errors = store.matches(Filter(min_level="error"))
+    assert errors is not None and list(errors) == list(range(0, 20_000, 100))
+    edge = store.matches(Filter(client="edge-03", sources=frozenset({"broker"})))
+    assert edge is not None and all(events[r].fields["client_id"] == "edge-03" and events[r].source == "broker"
+                                    for r in edge)
+    assert store.find_line(str(tmp_path / "broker.log"), 12_346, near=events[12_345].ts) == 12_345
+    assert store.find_line("broker.log", 7) == 6  # evidence named relative to a bundle
+
+
+def test_store_keeps_the_text_when_the_file_cannot_be_read_back(tmp_path: Path) -> None:
+    event = Event(ts=1.0, time_text="", source="broker", file=str(tmp_path / "gone.log"), line=1, kind="other",
+                  raw="kept in memory", offset=0)
+    store = EventStore()
+    store.extend([event])
+    assert store.text(0) == "kept in memory"
