@@ -54,7 +54,8 @@ class RunningServer:
 
     def client(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=30, **kwargs)
+        kwargs.setdefault("timeout", 30)
+        return httpx.Client(base_url=self.url + "/api/v1", headers=headers, **kwargs)
 
 
 ServerFactory = Callable[..., RunningServer]

@@ -21,7 +21,7 @@ def secrets_of(folder: Path) -> list[str]:
         found += [line for line in key.read_text().splitlines() if KEY_LINE.match(line)]
     for passwd in folder.rglob("passwd"):
         for line in passwd.read_text().splitlines():
-            user, _, hashed = line.partition(":")
+            _user, _, hashed = line.partition(":")
             if hashed:
                 found += [hashed, hashed.split("$")[-1]]
     assert len(found) > 20
