@@ -247,7 +247,7 @@ class Activity(Static):
         """`rows` > 0 limits the chart to that many sources, the noisiest in warnings first."""
         by_name = {info.name: info for info in infos}
         first, last = store.first_ts(), store.last_ts()
-        spark_width = max(8, min(72, width - 42))
+        spark_width = max(8, min(72, width - 47))
         span = int(last - first) + 1 if first is not None and last is not None else 1
         bucket = next((b for b in BUCKETS if b * spark_width >= span), BUCKETS[-1])
         lines = []
@@ -267,14 +267,15 @@ class Activity(Static):
             line.append(f"{short(name)[:14]:<14} ", colour)
             line.append(fmt.sparkline(counts), colour)
             line.append(f" {stats.rows:>6,}", "bold")
-            line.append(f" {stats.alarming:>4}!", "red" if stats.alarming else "dim")
+            line.append(f" {stats.alarming:>5,} warn+", "red" if stats.alarming else "dim")
             line.append(f" {zone} {offset:+.1f}s", "dim")
             lines.append(line)
         if not lines:
             lines.append(Text("waiting for the first lines…", style="dim italic"))
         elif not rows:
-            lines.insert(0, Text(f" {'source':<14} events per {bucket_label(bucket):<{spark_width - 11}}"
-                                 f"  events warn+ zone offset", style="dim"))
+            label = "events per " + bucket_label(bucket)
+            lines.insert(0, Text(f" {'source':<14} {label:<{spark_width}} {'events':>6} {'':11} zone offset",
+                                 style="dim"))
         self.update(Text("\n").join(lines))
 
 

@@ -1,0 +1,77 @@
+"""End to end, as a user sees it: `correlator watch` runs in a real terminal (tmux, 120x40) on the
+folder of a real mosquitto whose certificate has expired; mosquitto_pub is refused, and the
+finding's id is read back from the screen."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from correlator.lab import pki
+from correlator.lab.broker import Mosquitto
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _screen(session: str) -> str:
+    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def _wait_screen(session: str, pattern: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < deadline:
+        screen = _screen(session)
+        if re.search(pattern, screen):
+            return screen
+        time.sleep(0.05)
+    raise AssertionError(f"{pattern!r} never appeared on the screen:\n{screen}")
+
+
+@pytest.mark.broker
+def test_watch_in_tmux_names_the_expired_broker_certificate(tmp_path: Path, mosquitto_available: str) -> None:
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    now = datetime.now(UTC)
+    root = tmp_path / "incident"
+    ca = pki.make_ca("e2e CA", not_before=now - timedelta(days=400), days=3650)
+    ca.write(root / "certs" / "ca.pem")
+    server = pki.make_leaf("broker.lab", ca, sans=("localhost", "127.0.0.1"), usage=("server",),
+                           not_before=now - timedelta(days=377), not_after=now - timedelta(days=12))
+    server.write(root / "certs" / "server.pem", root / "keys" / "server.key")
+    config = ("listener {port0} 127.0.0.1\ncafile ../certs/ca.pem\ncertfile ../certs/server.pem\n"
+              "keyfile ../keys/server.key\nallow_anonymous true\nlog_dest file mosquitto.log\nlog_type all\n")
+    session = f"correlator-e2e-{os.getpid()}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
+    with Mosquitto(root / "broker", config) as broker:
+        command = f"{sys.executable} -m correlator watch {root}"
+        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command],
+                       check=True, env=env, cwd=REPO)
+        try:
+            _wait_screen(session, r"LIVE", timeout=20)
+            assert "no finding yet" in _screen(session)
+            refused = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "--cafile",
+                                      str(root / "certs" / "ca.pem"), "-i", "edge-01", "-t", "plant/edge-01",
+                                      "-m", "21.5"], capture_output=True, text=True, timeout=20)
+            assert refused.returncode != 0
+            started = time.monotonic()
+            screen = _wait_screen(session, r"CRIT\s+tls\.\w+", timeout=20)
+            took = time.monotonic() - started
+            found = re.search(r"CRIT\s+(tls\.[a-z_.]+)", screen)
+            assert found is not None and found.group(1) == "tls.server_cert_expired", screen
+            assert "expired 12 days ago" in screen  # the certificate's facts in the detail pane
+            assert took < 10, f"the finding took {took:.1f}s to reach the screen"
+            subprocess.run(["tmux", "send-keys", "-t", session, "enter"], check=True)
+            _wait_screen(session, r"◆", timeout=5)  # its evidence marked in the timeline
+            subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        finally:
+            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
