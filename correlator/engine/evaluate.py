@@ -108,6 +108,24 @@ class Engine:
         self.facts: Facts = facts or NoFacts()
         self._states: list[tuple[Rule, _MatchState]] = [
             (rule, _MatchState(match)) for rule in self.rules for match in rule.matches if match.type != "fact"]
+        # Most events (publishes, pings) concern no rule: index the matches by the kinds (or, for
+        # steps written on evidence fields, the field) their steps need, so an event is offered
+        # only to the matches that can use it.
+        self._any_kind: list[int] = []
+        self._by_kind: dict[str, list[int]] = {}
+        self._by_field: dict[str, list[int]] = {}
+        for index, (_, state) in enumerate(self._states):
+            steps = [*state.match.steps, *([state.match.until] if state.match.until else [])]
+            if any(step.kinds is None and step.needs is None for step in steps):
+                self._any_kind.append(index)
+                continue
+            for step in steps:
+                if step.kinds is not None:
+                    for kind in step.kinds:
+                        self._by_kind.setdefault(kind, []).append(index)
+                elif step.needs is not None:
+                    self._by_field.setdefault(step.needs, []).append(index)
+        self._for_kind: dict[tuple[str, tuple[str, ...]], list[tuple[Rule, _MatchState]]] = {}
         self._findings: dict[tuple[str, tuple[Any, ...]], Finding] = {}
         self._evidence_seen: dict[tuple[str, tuple[Any, ...]], set[tuple[str, int | None]]] = {}
         self._identities: OrderedDict[str, str] = OrderedDict()
@@ -132,12 +150,24 @@ class Engine:
             for overdue in self._advance(event.ts):
                 changed[id(overdue)] = overdue
             self.watermark = event.ts
-        for rule, state in self._states:
+        for rule, state in self._offered(event.kind, tuple(event.fields)):
             for events in self._evaluate(state, event):
                 finding = self._hit(rule, events, state.match)
                 if finding is not None:
                     changed[id(finding)] = finding
         return list(changed.values())
+
+    def _offered(self, kind: str, fields: tuple[str, ...]) -> list[tuple[Rule, _MatchState]]:
+        key = (kind, fields)
+        offered = self._for_kind.get(key)
+        if offered is None:
+            indexes = {*self._any_kind, *self._by_kind.get(kind, ())}
+            for name in fields:
+                indexes.update(self._by_field.get(name, ()))
+            if len(self._for_kind) > 4096:
+                self._for_kind.clear()
+            offered = self._for_kind[key] = [self._states[i] for i in sorted(indexes)]
+        return offered
 
     def feed_many(self, events: Iterable[Event]) -> list[Finding]:
         changed: dict[int, Finding] = {}

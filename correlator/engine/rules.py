@@ -57,6 +57,12 @@ class Step:
     where: Predicate
     by: tuple[str, ...]
     text: str
+    kinds: frozenset[str] | None = None
+    """The event kinds this step can match at all (None: any kind), so the engine looks at a
+    step only for events of those kinds."""
+    needs: str | None = None
+    """A field the step cannot match without (when its kind is not pinned down): the same
+    indexing for rules written on evidence fields such as tls_reason."""
 
 
 @dataclass
@@ -106,6 +112,43 @@ class Rule:
     remediation: tuple[str, ...] = ()
     tests: list[RuleTest] = field(default_factory=list)
     priority: int = 50
+
+
+def _kinds(where: Any) -> frozenset[str] | None:
+    """The kinds a predicate table admits, when it pins `kind` down (equality, a list, eq or in)."""
+    spec = where.get("kind") if isinstance(where, dict) else None
+    if isinstance(spec, str):
+        return frozenset({spec})
+    if isinstance(spec, list) and all(isinstance(v, str) for v in spec):
+        return frozenset(spec)
+    if isinstance(spec, dict):
+        if isinstance(spec.get("eq"), str):
+            return frozenset({spec["eq"]})
+        if isinstance(spec.get("in"), list):
+            return frozenset(str(v) for v in spec["in"])
+    return None
+
+
+_PSEUDO_FIELDS = frozenset({"kind", "source", "side", "level", "host", "file", "line", "raw", "connection", "ts",
+                            "time_text", "format", "estimated"})
+
+
+def _needs(where: Any) -> str | None:
+    """A field the predicate table cannot be true without: one tested for a value (not for
+    absence or inequality)."""
+    if not isinstance(where, dict):
+        return None
+    for name, spec in where.items():
+        if name in _PSEUDO_FIELDS:
+            continue
+        if isinstance(spec, str | int | float | list) and not isinstance(spec, bool):
+            return str(name)
+        if isinstance(spec, dict) and set(spec) & {"eq", "in", "regex", "gt", "ge", "lt", "le", "startswith"} \
+                and spec.get("exists", True) is not False:
+            return str(name)
+        if isinstance(spec, dict) and spec.get("exists") is True:
+            return str(name)
+    return None
 
 
 def parse_duration(value: Any) -> float | None:
@@ -195,7 +238,8 @@ class _RuleLoader(DefinitionFile):
         if "where" not in table:
             raise self.error("missing key 'where'", key)
         by = self.by(table.get("by"), f"{key}.by") or default_by
-        return Step(self.predicate(table["where"], f"{key}.where"), by, repr(table["where"]))
+        return Step(self.predicate(table["where"], f"{key}.where"), by, repr(table["where"]),
+                    _kinds(table["where"]), _needs(table["where"]))
 
     def match(self, table: Any, key: str) -> Match:
         kind = table.get("type") if isinstance(table, dict) else None
