@@ -125,8 +125,9 @@ class CorrelatorApp(App[None]):
         self.query_one("#findings", FindingsTable).focus()
         self._layout(self.size.width)
         self.set_interval(self.settings.tick, self._tick)
-        self.source.start(self._signal)
         self.refresh_data()
+        # the first frame goes out before the reader threads start competing for the GIL
+        self.call_after_refresh(self.source.start, self._signal)
 
     def on_unmount(self) -> None:
         self.source.stop()

@@ -1,0 +1,331 @@
+"""The TUI's figures: first screen, memory and scrolling with a two-million-line timeline, and the
+time from a line appended to a log to its finding on screen.
+
+Every figure is given with a baseline measured in the same run, as a ratio:
+
+- first screen: `correlator tui` on a 2,000,000-line broker log (the screen comes up while the
+  bundle is read on a worker thread) against the same app on a 20-line log;
+- memory: the timeline store holding 2,000,000 rows (offsets, not lines) against the same lines
+  kept as Python strings (what a timeline that keeps lines would hold), and the store's bytes per row;
+- scrolling: rendering a full screen (40 rows, text read back from the file at its offset, cold
+  cache) at random places in 2,000,000 rows against the same in a 20-row timeline;
+- filtering 2,000,000 rows (on a worker thread in the app) against one pass over the rows;
+- finding on screen: a refused TLS handshake appended to a followed broker log, until the finding's
+  count changes in the findings table, against LiveAnalysis's own callback reporting it (no
+  screen), with LiveAnalysis's default stitch window (0.3 s), watch's (0.1 s) and a shorter one (0.05 s).
+
+    .venv/bin/python benchmarks/tui.py [--lines 2000000] [--appends 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from correlator.live import LiveAnalysis, LiveUpdate
+from correlator.model import Event
+from correlator.tui.app import Settings, create_app
+from correlator.tui.sources import BundleEventSource, LiveEventSource
+from correlator.tui.store import EventStore, Filter
+from correlator.tui.widgets import FindingsTable, Timeline
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "sample_logs" / "server_cert_expired"
+SIZE = (120, 40)
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def write_log(path: Path, lines: int) -> None:
+    """A mosquitto log: the sample's lines over and over, one epoch second per 50 lines."""
+    body = [line.split(": ", 1)[1] for line in (SAMPLE / "broker" / "mosquitto.log").read_text().splitlines()
+            if ": " in line]
+    start = 1795444800
+    with path.open("w") as out:
+        chunk = []
+        for i in range(lines):
+            chunk.append(f"{start + i // 50}: {body[i % len(body)]}\n")
+            if len(chunk) == 100_000:
+                out.write("".join(chunk))
+                chunk = []
+        out.write("".join(chunk))
+
+
+def events_of(path: Path) -> Iterator[list[Event]]:
+    """The log's lines as events with their real offsets (parsing is the parser benchmark's business)."""
+    offset, number = 0, 0
+    with path.open("rb") as handle:
+        while True:
+            block = handle.readlines(1 << 22)
+            if not block:
+                return
+            chunk = []
+            for raw in block:
+                number += 1
+                text = raw.decode().rstrip("\n")
+                level = "error" if "Error" in text else "info"
+                chunk.append(Event(ts=float(text.split(":", 1)[0]) + (number % 50) / 50, time_text="",
+                                   source="broker" if number % 4 else "client:edge-02", file=str(path),
+                                   line=number, kind="tls.error" if level == "error" else "other", raw=text,
+                                   level=level, offset=offset, fields={"client_id": f"edge-{number % 9:02d}"}))
+                offset += len(raw)
+            yield chunk
+
+
+# -- first screen --------------------------------------------------------------------------------
+
+
+async def _first_screen(log: Path) -> tuple[float, float]:
+    """Seconds to the first frame (status, findings, an empty timeline saying it is reading: the
+    app answers keys) and to the first frame with timeline rows."""
+    started = time.perf_counter()
+    source = BundleEventSource([log])
+    app = create_app(Settings(tick=3600), source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        frame = time.perf_counter() - started
+        timeline = app.query_one(Timeline)
+        while timeline.count == 0:
+            await pilot.pause(0.005)
+        await pilot.pause()  # the frame with the rows is drawn
+        rows = time.perf_counter() - started
+    return frame, rows
+
+
+def first_screen(big: Path, small: Path) -> None:
+    asyncio.run(_first_screen(small))  # warm imports and CSS
+    base = [asyncio.run(_first_screen(small)) for _ in range(3)]
+    ours = [asyncio.run(_first_screen(big)) for _ in range(3)]
+    size = f"{big.stat().st_size / 1e6:.0f} MB ({lines_of(big):,} lines)"
+    for index, what in ((0, "first screen"), (1, "first rows")):
+        a = statistics.median(o[index] for o in ours)
+        b = statistics.median(o[index] for o in base)
+        print(f"{what:<17} {a * 1000:8.0f} ms with {size}; 20-line log {b * 1000:.0f} ms; ratio {a / b:.2f}")
+
+
+def lines_of(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 22), b""))
+
+
+# -- memory, scrolling, filtering -----------------------------------------------------------------
+
+
+def memory(big: Path) -> EventStore:
+    """The store's columns against the lines as str (sys.getsizeof plus the list's pointers); the
+    process's RSS growth while filling is printed too, for the whole picture."""
+    gc.collect()
+    before = rss()
+    store = EventStore()
+    tenth = 0
+    for chunk in events_of(big):
+        store.extend(chunk)
+        if not tenth and len(store) >= len(chunk) * 2:
+            tenth = rss() - before
+    rows = len(store)
+    grown = rss() - before
+    ours = store.nbytes()
+    with big.open() as handle:
+        base = sum(sys.getsizeof(line.rstrip("\n")) + 8 for line in handle)
+    print(f"memory            {ours / 1e6:8.1f} MB for {rows:,} rows ({ours / rows:.1f} B/row, text read back "
+          f"by offset); keeping the lines {base / 1e6:.1f} MB; ratio {ours / base:.2f}; process RSS grew "
+          f"{grown / 1e6:.0f} MB")
+    return store
+
+
+def _screenful(app_store: EventStore, tops: list[int]) -> float:
+    """Median ms to render one screen at each top row, through the real widget."""
+    async def run() -> float:
+        source = _Fixed(app_store)
+        app = create_app(Settings(tick=3600), source)
+        times = []
+        async with app.run_test(size=SIZE) as pilot:
+            timeline = app.query_one(Timeline)
+            await pilot.press("t")
+            await pilot.pause()
+            for top in tops:
+                timeline.go(min(top, timeline.count - 1))
+                await pilot.pause()
+                timeline._scroll_to_cursor(True)
+                app_store._cache.clear()
+                started = time.perf_counter()
+                for y in range(timeline.size.height):
+                    timeline.render_line(y)
+                times.append(time.perf_counter() - started)
+        return statistics.median(times) * 1000
+
+    return asyncio.run(run())
+
+
+class _Fixed:
+    """A finished store with no findings: the timeline alone."""
+
+    live = False
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.errors: list[str] = []
+
+    def start(self, changed: Callable[[], None]) -> None:
+        changed()
+
+    def stop(self) -> None:
+        pass
+
+    def findings(self) -> list[object]:
+        return []
+
+    def source_info(self) -> list[object]:
+        return []
+
+    def lines_per_second(self) -> float:
+        return 0.0
+
+    def status(self) -> str:
+        return "done"
+
+
+def scrolling(store: EventStore, small: Path) -> None:
+    rng = random.Random(7)
+    tops = [rng.randrange(len(store)) for _ in range(20)]
+    ours = _screenful(store, tops)
+    tiny = EventStore()
+    for chunk in events_of(small):
+        tiny.extend(chunk)
+    base = _screenful(tiny, [0] * 20)
+    print(f"screenful         {ours:8.2f} ms at random rows of {len(store):,}; in 20 rows {base:.2f} ms; "
+          f"ratio {ours / base:.2f}")
+
+
+def filtering(store: EventStore) -> None:
+    started = time.perf_counter()
+    rows = store.matches(Filter(client="edge-03", min_level="info"))
+    ours = time.perf_counter() - started
+    started = time.perf_counter()
+    total = 0
+    for value in store.level:
+        total += value
+    base = time.perf_counter() - started
+    print(f"filter            {ours * 1000:8.0f} ms over {len(store):,} rows ({len(rows or ()):,} kept, worker "
+          f"thread); one pass over a column {base * 1000:.0f} ms; ratio {ours / base:.2f}")
+
+
+# -- finding on screen --------------------------------------------------------------------------------
+
+
+def _incident(tmp: Path) -> tuple[Path, list[str]]:
+    folder = tmp / f"incident-{time.monotonic_ns()}"
+    shutil.copytree(SAMPLE, folder)
+    log = folder / "broker" / "mosquitto.log"
+    lines = log.read_text().splitlines(keepends=True)
+    for client in (folder / "clients").iterdir():
+        client.write_text("")
+    alert = next(line for line in lines if "alert certificate expired" in line)
+    start = next(i for i, line in enumerate(lines) if "New connection" in line)
+    log.write_text("".join(lines[:start]))
+    return log, [alert.split(": ", 1)[1]]
+
+
+def _append(log: Path, text: str) -> None:
+    with log.open("a") as out:
+        out.write(f"{int(time.time())}: {text}")
+
+
+async def _screen_latency(tmp: Path, appends: int, window: float) -> list[float]:
+    log, (alert,) = _incident(tmp)
+    source = LiveEventSource([log.parent.parent], stitch_window=window)
+    app = create_app(Settings(tick=3600, notify_new=False), source)
+    out = []
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(FindingsTable)
+        timeline = app.query_one(Timeline)
+        while timeline.count == 0:
+            await pilot.pause(0.01)
+        await pilot.pause(0.5)
+
+        def shown() -> int:
+            return sum(f.count for f in app.ordered if f.id == "tls.server_cert_expired") if table.keys else 0
+
+        for _ in range(appends):
+            before = shown()
+            started = time.perf_counter()
+            _append(log, alert)
+            while shown() == before:
+                await asyncio.sleep(0.002)
+            await pilot.pause()  # the frame is drawn
+            out.append(time.perf_counter() - started)
+            await asyncio.sleep(0.2)
+    return out
+
+
+def _callback_latency(tmp: Path, appends: int, window: float) -> list[float]:
+    log, (alert,) = _incident(tmp)
+    counts: list[int] = [0]
+    moved = threading.Event()
+
+    def on_update(update: LiveUpdate) -> None:
+        for finding in update.findings:
+            if finding.id == "tls.server_cert_expired" and finding.count != counts[0]:
+                counts[0] = finding.count
+                moved.set()
+
+    out = []
+    with LiveAnalysis([log.parent.parent], on_update=on_update, stitch_window=window):
+        time.sleep(1.0)
+        for _ in range(appends):
+            moved.clear()
+            started = time.perf_counter()
+            _append(log, alert)
+            moved.wait(5)
+            out.append(time.perf_counter() - started)
+            time.sleep(0.2)
+    return out
+
+
+def finding_on_screen(tmp: Path, appends: int) -> None:
+    for window in (0.3, 0.1, 0.05):
+        base = statistics.median(_callback_latency(tmp, appends, window))
+        ours = asyncio.run(_screen_latency(tmp, appends, window))
+        print(f"finding on screen {statistics.median(ours) * 1000:8.0f} ms median, {max(ours) * 1000:.0f} ms worst "
+              f"(stitch window {window}s); LiveAnalysis callback {base * 1000:.0f} ms; "
+              f"ratio {statistics.median(ours) / base:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=2_000_000)
+    parser.add_argument("--appends", type=int, default=8)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="correlator-tui-bench-") as folder:
+        tmp = Path(folder)
+        big, small = tmp / "big" / "mosquitto.log", tmp / "small" / "mosquitto.log"
+        big.parent.mkdir()
+        small.parent.mkdir()
+        write_log(big, args.lines)
+        write_log(small, 20)
+        first_screen(big, small)
+        store = memory(big)
+        scrolling(store, small)
+        filtering(store)
+        store.close()
+        del store
+        gc.collect()
+        finding_on_screen(tmp, args.appends)
+
+
+if __name__ == "__main__":
+    main()
