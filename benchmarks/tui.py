@@ -34,9 +34,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from correlator.live import LiveAnalysis, LiveUpdate
-from correlator.model import Event
+from correlator.model import Event, Finding
 from correlator.tui.app import Settings, create_app
-from correlator.tui.sources import BundleEventSource, LiveEventSource
+from correlator.tui.sources import BundleEventSource, LiveEventSource, SourceInfo
 from correlator.tui.store import EventStore, Filter
 from correlator.tui.widgets import FindingsTable, Timeline
 
@@ -186,10 +186,10 @@ class _Fixed:
     def stop(self) -> None:
         pass
 
-    def findings(self) -> list[object]:
+    def findings(self) -> list[Finding]:
         return []
 
-    def source_info(self) -> list[object]:
+    def source_info(self) -> list[SourceInfo]:
         return []
 
     def lines_per_second(self) -> float:
