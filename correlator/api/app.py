@@ -18,6 +18,7 @@ from correlator.api import errors
 from correlator.api.deps import require_token
 from correlator.api.jobs import Analyser
 from correlator.api.live import LiveHub
+from correlator.api.models import ErrorOut
 from correlator.api.routes import analyses, artifacts, live, service
 from correlator.api.settings import Settings
 from correlator.api.store import Store
@@ -85,7 +86,8 @@ def create_app(settings: Settings) -> FastAPI:
                            allow_headers=["Authorization", "Content-Type"])
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(service.health_router)
-    protected = APIRouter(dependencies=[Depends(require_token)])
+    protected = APIRouter(dependencies=[Depends(require_token)],
+                          responses={401: {"model": ErrorOut, "description": "Missing or wrong bearer token"}})
     for router in (service.router, analyses.router, artifacts.router, live.router):
         protected.include_router(router)
     api.include_router(protected)

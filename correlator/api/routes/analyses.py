@@ -46,16 +46,15 @@ _UPLOAD_BODY: dict[str, Any] = {
                        "Send it as the raw body (any content type but multipart) or as the multipart field "
                        "`file`.",
         "content": {
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                                               "properties": {"file": {"type": "string", "format": "binary"}}}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary", "minLength": 1}},
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary", "minLength": 1}}}},
         },
     },
 }
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "Bad input"},
-    401: {"model": ErrorOut, "description": "Missing or wrong bearer token"},
     404: {"model": ErrorOut, "description": "No such analysis or finding"},
     409: {"model": ErrorOut, "description": "The analysis is not finished (or failed)"},
     422: {"model": ErrorOut, "description": "Invalid parameters"},
@@ -198,7 +197,7 @@ def _remove(folder: Path) -> None:
 
 @router.get("/analyses", summary="The kept analyses, newest first", responses=ERRORS)
 def list_analyses(store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                  offset: Annotated[int, Query(ge=0)] = 0,
+                  offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
                   state: Annotated[Status | None, Query(alias="status")] = None) -> AnalysisList:
     total, rows = store.page(limit, offset, state)
     items = []
@@ -259,10 +258,30 @@ def get_finding(row: FinishedDep, store: StoreDep, key: str) -> FindingOut:
     return _finding_out(int(key), data)
 
 
-def _epoch(value: datetime | None) -> float | None:
+def parse_time(value: str | None, name: str) -> datetime | None:
+    """ISO 8601 / RFC 3339 only (a bare number is refused, not read as an epoch); UTC when the
+    text has no zone, like the broker's own timestamps."""
     if value is None:
         return None
-    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).timestamp()
+    text = value.strip().replace("z", "Z").replace("t", "T")
+    text = re.sub(r"(T\d\d:\d\d):60", r"\1:59", text)  # a leap second is the second before
+    try:
+        if not re.match(r"^\d{4}-\d\d-\d\d", text):
+            raise ValueError(text)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"{name}: not an ISO 8601 time: {value!r} (e.g. 2026-11-23T14:42:00Z)") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _epoch(value: str | None, name: str) -> float | None:
+    parsed = parse_time(value, name)
+    return None if parsed is None else parsed.timestamp()
+
+
+TimeQuery = Annotated[str | None, Query(description="ISO 8601; UTC when no zone",
+                                        json_schema_extra={"format": "date-time"})]
 
 
 @router.get("/analyses/{analysis_id}/timeline", responses=ERRORS,
@@ -271,8 +290,8 @@ def get_timeline(row: FinishedDep, store: StoreDep,
                  after: Annotated[int, Query(ge=0, le=2**62, description="cursor: the `next_cursor` of the "
                                              "previous page (0: from the start)")] = 0,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                 since: Annotated[datetime | None, Query(description="ISO 8601; UTC when no zone")] = None,
-                 until: Annotated[datetime | None, Query(description="ISO 8601; UTC when no zone")] = None,
+                 since: TimeQuery = None,
+                 until: TimeQuery = None,
                  source: Annotated[list[str] | None, Query(description="source names, e.g. broker, "
                                                            "client:edge-02")] = None,
                  client: Annotated[list[str] | None, Query(description="client ids")] = None,
@@ -281,7 +300,8 @@ def get_timeline(row: FinishedDep, store: StoreDep,
                  level: Annotated[list[str] | None, Query()] = None,
                  q: Annotated[str | None, Query(max_length=200, description="text the raw line contains")] = None,
                  ) -> TimelinePage:
-    query = TimelineQuery(after=after, limit=limit, since=_epoch(since), until=_epoch(until), sources=source or (),
+    query = TimelineQuery(after=after, limit=limit, since=_epoch(since, "since"), until=_epoch(until, "until"),
+                          sources=source or (),
                           clients=client or (), kinds=kind or (), levels=level or (), text=q or None)
     try:
         items, cursor = store.timeline(row.num, query)

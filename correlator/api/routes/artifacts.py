@@ -13,7 +13,7 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 
 from correlator.api.deps import SettingsDep
 from correlator.api.models import InspectOut, ProbeOut, ProbeRequest
-from correlator.api.routes.analyses import ERRORS
+from correlator.api.routes.analyses import ERRORS, parse_time
 from correlator.artifacts.cert_checks import check_all
 from correlator.artifacts.certs import LoadResult, load_bytes
 from correlator.artifacts.probe import probe
@@ -39,27 +39,29 @@ async def _load(files: list[UploadFile], password: str | None, what: str) -> Loa
 @router.post("/certificates/inspect", responses=ERRORS,
              summary="Facts and checks of uploaded certificates (expiry, host name, chain, key match, strength)")
 async def inspect_certificates(
-        files: Annotated[list[UploadFile], File(description="certificate files: PEM, DER or PKCS#12; keys may be "
-                                                "included (only their public half is reported)")],
-        ca: Annotated[list[UploadFile] | None, File(description="CA files the peer trusts")] = None,
+        files: Annotated[list[UploadFile], File(min_length=1, description="certificate files: PEM, DER or PKCS#12; "
+                                                "keys may be included (only their public half is reported)")],
+        ca: Annotated[list[UploadFile], File(default_factory=list, description="CA files the peer trusts")],
         host: Annotated[str | None, Form(max_length=253, description="the host name or IP clients dial")] = None,
         role: Annotated[Literal["server", "client"], Form()] = "server",
-        at: Annotated[datetime | None, Form(description="check validity at this time (default now)")] = None,
+        at: Annotated[str | None, Form(description="check validity at this time (ISO 8601; default now)",
+                                       json_schema_extra={"format": "date-time"})] = None,
         window: Annotated[int, Form(ge=0, le=3650, description="warn when expiring within DAYS")] = 30,
         password: Annotated[str | None, Form(description="password of encrypted keys and PKCS#12 files")] = None,
 ) -> InspectOut:
-    when = datetime.now(UTC) if at is None else (at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC))
+    # a multipart form cannot say null: an empty field, or one saying 'null', means now
+    parsed = parse_time(None if at in (None, "", "null") else at, "at")
+    when = datetime.now(UTC) if parsed is None else parsed.astimezone(UTC)
     loaded = await _load(files, password, "certificate")
-    trust = await _load(ca or [], None, "CA")
-    if not loaded.certs and not loaded.keys:
-        reason = f": {loaded.errors[0]}" if loaded.errors else ""
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"no certificate or key found in the files{reason}")
+    trust = await _load(ca, None, "CA")
     try:
         reports, extra = check_all(loaded.certs, when, role=role, host=host or None, trust=trust.certs,
                                    keys=loaded.keys, window=timedelta(days=window))
     except (ValueError, OverflowError) as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"cannot check at {when}: {exc}") from None
     errors = [str(e) for e in (*loaded.errors, *trust.errors)]
+    if not loaded.certs and not loaded.keys and not errors:
+        errors.append("no certificate or key found in the files")
     problems = [r for rep in reports for r in rep.problems] + [r for r in extra if r.is_problem]
     causes = list(dict.fromkeys(p.cause for p in problems if p.cause))
     return InspectOut.model_validate({
