@@ -4,33 +4,34 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.console import Group, RenderableType
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, SelectionList, Static
+from textual.widgets import Input, Label, Select, SelectionList, Static
 
 from correlator.model import LEVELS
 from correlator.tui.store import Filter
 
 KEYS: list[tuple[str, str]] = [
     ("Findings", ""),
-    ("↑ ↓", "choose a finding (the detail follows)"),
-    ("enter", "jump to its evidence in the timeline (n / N: next / previous evidence line)"),
+    ("↑ ↓", "choose a finding (its detail follows)"),
+    ("enter", "jump to its evidence in the timeline"),
     ("c", "copy the fix's commands to the clipboard"),
-    ("Views", ""),
-    ("t", "timeline · d  detail · tab  next pane"),
     ("Timeline", ""),
-    ("/", "search (incremental; enter keeps it, esc drops it)"),
-    ("n  N", "next / previous match"),
-    ("e  E", "next / previous error"),
-    ("g  G", "top / bottom (G follows new lines)"),
-    ("f", "filter by source, client id, kind, level · F clears the filter"),
-    ("↑ ↓ PgUp PgDn", "move"),
-    ("Live", ""),
+    ("/", "search as you type (enter keeps, esc drops)"),
+    ("n N", "next / previous match, or evidence line"),
+    ("e E", "next / previous error"),
+    ("g G", "top / bottom (G follows new lines)"),
+    ("f F", "filter: source, client id, kind, level / clear"),
+    ("Views", ""),
+    ("t d", "timeline / detail (side by side when wide)"),
+    ("tab", "next pane · esc back to the findings"),
     ("p", "pause the screen (reading goes on) / resume"),
-    ("?", "this help · q  quit"),
+    ("? q", "this help / quit"),
 ]
 
 
@@ -38,23 +39,26 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark,enter", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
-        text = Text()
+        parts: list[RenderableType] = []
+        grid: Table | None = None
         for key, what in KEYS:
             if not what:
-                text.append(f"\n{key}\n", "bold underline")
-            else:
-                text.append(f"  {key:<14}", "bold cyan")
-                text.append(what + "\n")
+                grid = Table.grid(padding=(0, 2))
+                grid.add_column(style="bold cyan", width=7, no_wrap=True)
+                grid.add_column(ratio=1)
+                parts += [Text(key, style="bold underline"), grid]
+            elif grid is not None:
+                grid.add_row(key, what)
         with VerticalScroll(id="help"):
-            yield Static(Text("correlator: keys", style="bold"), id="help-title")
-            yield Static(text)
-            yield Static(Text("esc closes", style="dim"))
+            yield Static(Text("correlator: keys  (esc closes)", style="bold"), id="help-title")
+            yield Static(Group(*parts))
 
 
 class FilterScreen(ModalScreen[Filter | None]):
     """Returns the new filter, or None when cancelled."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "apply", "Apply")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "apply", "Apply"),
+                                             Binding("enter", "apply", "Apply", show=False)]
 
     def __init__(self, current: Filter, sources: list[str]) -> None:
         super().__init__()
@@ -63,8 +67,10 @@ class FilterScreen(ModalScreen[Filter | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="filter"):
-            yield Label("Filter the timeline", id="filter-title")
-            yield Label("sources (space toggles; none ticked = all)")
+            yield Label(Text.assemble(("Filter the timeline", "bold"),
+                                      ("   enter applies · esc cancels", "dim")),
+                        id="filter-title")
+            yield Label("sources (space ticks; none ticked = all)")
             yield SelectionList[str](*[(name, name, name in self.current.sources) for name in self.sources],
                                      id="filter-sources")
             with Horizontal(classes="filter-row"):
@@ -77,10 +83,6 @@ class FilterScreen(ModalScreen[Filter | None]):
                 yield Label("level at least", classes="filter-label")
                 yield Select([(level, level) for level in LEVELS], value=self.current.min_level,
                              allow_blank=False, id="filter-level")
-            with Horizontal(id="filter-buttons"):
-                yield Button("Apply", variant="primary", id="apply")
-                yield Button("Clear", id="clear")
-                yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
         self.query_one("#filter-client", Input).focus()
@@ -101,11 +103,3 @@ class FilterScreen(ModalScreen[Filter | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.action_apply()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "apply":
-            self.action_apply()
-        elif event.button.id == "clear":
-            self.dismiss(Filter())
-        else:
-            self.dismiss(None)
