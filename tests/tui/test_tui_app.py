@@ -96,7 +96,7 @@ async def test_incremental_search_then_next_and_previous(make_app: Make) -> None
         assert first is not None and "not authorised" in store.text(first)
         assert all("not auth" not in store.text(r) for r in range(first))
         await pilot.press("enter")
-        assert app.focused is timeline and not search.display
+        assert isinstance(app.focused, Timeline) and not search.display
         await pilot.press("n")
         second = timeline.row_at(timeline.cursor)
         assert second is not None and second > first and "not authorised" in store.text(second)
