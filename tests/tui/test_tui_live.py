@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Static
 from tui_helpers import SAMPLES, settings
 
 from correlator.tui.app import create_app
@@ -66,10 +67,10 @@ async def test_live_finding_appears_marked_new_and_pause_freezes_the_screen(tmp_
         await _until(pilot, lambda: len(source.store) > shown + 3)
         await pilot.pause(0.3)
         assert timeline.count == shown and app.findings[key].count == count
-        assert "PAUSED" in str(app.query_one("#status").content)
+        assert "PAUSED" in str(app.query_one("#status", Static).content)
 
         await pilot.press("p")
         assert not app.paused
         await _until(pilot, lambda: timeline.count == len(source.store))
         await _until(pilot, lambda: app.findings[key].count > count)
-        assert "LIVE" in str(app.query_one("#status").content)
+        assert "LIVE" in str(app.query_one("#status", Static).content)
