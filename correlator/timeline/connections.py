@@ -182,6 +182,7 @@ class Stitcher:
         self._lru: dict[str, OrderedDict[int, tuple[float, Connection]]] = {
             "closed": OrderedDict(), "pending": OrderedDict(), "established": OrderedDict()}
         self._where: dict[int, str] = {}
+        self._is_broker: dict[str, bool] = {}
         # Unlinked connections of one side, waiting `window` for the other side to show up.
         self._unlinked_broker: OrderedDict[int, Connection] = OrderedDict()
         self._unlinked_client: OrderedDict[int, Connection] = OrderedDict()
@@ -196,7 +197,10 @@ class Stitcher:
     def push(self, event: Event) -> list[Event]:
         if event.ts > self._now:
             self._now = event.ts
-        conn = self._broker(event) if is_broker(event) else self._client(event)
+        broker = self._is_broker.get(event.source)
+        if broker is None:
+            broker = self._is_broker[event.source] = is_broker(event)
+        conn = self._broker(event) if broker else self._client(event)
         if conn is not None:
             self._touch(conn, event.ts)
         self._hold.append((self._now, event, conn))

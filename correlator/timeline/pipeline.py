@@ -9,7 +9,8 @@ stages themselves, so both order, correct and stitch events the same way:
   connection attempts, so it looks ahead: the batch path reads each file's first `lookahead`
   seconds twice, once (a second LogFile on the same path) to collect its connection events for the
   tracker and once for real, corrected. Only connection events are kept (at most `max_events` per
-  source), so memory does not grow with the file or with how busy it is. Live mode feeds the same
+  source), so memory does not grow with the file or with how busy it is, and at most `max_scan`
+  events per source are read twice, so neither does the extra time. Live mode feeds the same
   tracker batch by batch (`observe`) and corrects each batch with the estimate known at that
   moment (`correct`); once a source's look-ahead is full its offset is frozen;
 - `timeline(logs, ...)`: the batch path: zones, look-ahead and skew, `merge_chunks`, `Stitcher`;
@@ -43,6 +44,8 @@ from correlator.timeline.zones import ZoneChoice, ZoneConfig, guess_zoned
 LOOKAHEAD = 600.0
 #: Connection events per source kept for estimation at most, however busy the log.
 MAX_LOOKAHEAD_EVENTS = 20_000
+#: Events per source the look-ahead reads at most (it parses them twice: keep that cost bounded).
+MAX_LOOKAHEAD_SCAN = 50_000
 #: The kinds that start, name or end a connection or an attempt: all estimation looks at.
 ANCHOR_KINDS = frozenset({
     "net.accept", "net.denied", "tls.error", "mqtt.connect", "mqtt.connack", "mqtt.connack_refused",
@@ -70,6 +73,7 @@ class _Buffer:
     events: list[Event] = field(default_factory=list)
     first: float | None = None
     full: bool = False
+    scanned: int = 0
 
 
 class SkewTracker:
@@ -77,10 +81,11 @@ class SkewTracker:
     name is one host's clock: rotated files of one log share it."""
 
     def __init__(self, offsets: Sequence[OffsetRule] = (), *, lookahead: float = LOOKAHEAD,
-                 max_events: int = MAX_LOOKAHEAD_EVENTS) -> None:
+                 max_events: int = MAX_LOOKAHEAD_EVENTS, max_scan: int = MAX_LOOKAHEAD_SCAN) -> None:
         self.rules = list(offsets)
         self.lookahead = lookahead
         self.max_events = max_events
+        self.max_scan = max_scan
         self._buffers: dict[str, _Buffer] = {}
         self._estimates: dict[str, SkewEstimate] = {}
         self._dirty = False
@@ -93,6 +98,10 @@ class SkewTracker:
         if buffer.full:
             return False
         for event in events:
+            buffer.scanned += 1
+            if buffer.scanned > self.max_scan:
+                buffer.full = True
+                break
             if not event.estimated:
                 if buffer.first is None:
                     buffer.first = event.ts
