@@ -102,6 +102,7 @@ class CorrelatorApp(App[None]):
         self._filtered: array[int] | None = None
         self._shown_detail: tuple[str, int] | None = None
         self.refreshes = 0
+        self.short = fmt.shortener(getattr(source, "roots", ()))
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -209,7 +210,8 @@ class CorrelatorApp(App[None]):
             return
         self._shown_detail = stamp
         self.query_one("#detail-text", Static).update(
-            fmt.detail(finding, self.settings.clock(), copy_hint="c copies the commands · enter shows the evidence"))
+            fmt.detail(finding, self.settings.clock(), copy_hint="c copies the commands · enter shows the evidence",
+                       short=self.short))
 
     def _show_timeline(self) -> None:
         timeline = self.query_one("#timeline", Timeline)
@@ -485,7 +487,7 @@ class CorrelatorApp(App[None]):
         skew = store.skew(row)
         client = store.clients[store.client[row]]
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"{store.files[store.file[row]]}:{store.line[row]}", "cyan")
+        text.append(f"{self.short(store.files[store.file[row]])}:{store.line[row]}", "cyan")
         text.append(f"  {store.kinds[store.kind[row]]}", "bold")
         text.append(f"  {LEVELS[store.level[row]]}")
         text.append(f"  {fmt.clock_time(store.ts[row], date=True)} UTC", "dim")

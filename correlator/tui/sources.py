@@ -276,6 +276,8 @@ class LiveEventSource:
         self._findings: dict[str, Finding] = {}
         self._lock = threading.Lock()
         self._changed: Changed | None = None
+        self.roots = [Path(p) for p in paths]
+        """What the user named: evidence paths are shown relative to these."""
         self.analysis = LiveAnalysis(paths, self.options, on_update=self._on_update, on_error=self._on_error,
                                      stitch_window=stitch_window, polling=polling, from_beginning=from_beginning,
                                      pattern=pattern)

@@ -4,7 +4,9 @@ are tested apart from the widgets and match the text report's vocabulary."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from rich.console import Group, RenderableType
 from rich.padding import Padding
@@ -114,7 +116,8 @@ def certificate(finding: Finding, now: float) -> list[tuple[str, Text]]:
     return rows
 
 
-def detail(finding: Finding, now: float, *, copy_hint: str = "") -> RenderableType:
+def detail(finding: Finding, now: float, *, copy_hint: str = "",
+           short: Callable[[str], str] = lambda path: path) -> RenderableType:
     """Everything about one finding, top to bottom in the order an engineer acts on it: what, how
     sure, why, the proof, the certificate, the fix."""
     parts: list[RenderableType] = []
@@ -137,12 +140,12 @@ def detail(finding: Finding, now: float, *, copy_hint: str = "") -> RenderableTy
         parts.append(Text(""))
     parts.append(Text("Evidence", style="bold underline"))
     for ref in finding.evidence:
-        where = f"{ref.file}:{ref.line}" if ref.line else ref.file
+        where = f"{short(ref.file)}:{ref.line}" if ref.line else short(ref.file)
         stamp = clock_time(ref.time) if ref.time is not None else ""
         parts.append(Text.assemble("  ", (where, "cyan"), "  ", (stamp, "dim"), "  ", (ref.side, "italic dim")))
         parts.append(Padding(Text(ref.text), (0, 0, 0, 4)))
     for fact in finding.facts:
-        where = f"{fact.file}:{fact.line}" if fact.line else fact.file
+        where = f"{short(fact.file)}:{fact.line}" if fact.line else short(fact.file)
         parts.append(Text.assemble("  ", (where, "magenta"), (" (artifact)", "dim")))
         parts.append(Padding(Text(fact.text), (0, 0, 0, 4)))
     if finding.alternatives:
@@ -164,3 +167,22 @@ def detail(finding: Finding, now: float, *, copy_hint: str = "") -> RenderableTy
             else:
                 parts.append(Text(f"  {number}. {step}"))
     return Group(*parts)
+
+
+def shortener(roots: Sequence[str | Path]) -> Callable[[str], str]:
+    """Paths as the user named the inputs: '/tmp/site/broker/mosquitto.log' under the followed
+    folder '/tmp/site' reads 'broker/mosquitto.log' (a bundle's evidence already reads so)."""
+    folders = [Path(r).resolve() for r in roots]
+    folders = [f if f.is_dir() else f.parent for f in folders]
+
+    def short(path: str) -> str:
+        if not path.startswith("/"):
+            return path
+        for folder in folders:
+            try:
+                return str(Path(path).resolve().relative_to(folder))
+            except ValueError:
+                continue
+        return path
+
+    return short
