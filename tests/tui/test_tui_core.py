@@ -65,3 +65,20 @@ def test_store_keeps_the_text_when_the_file_cannot_be_read_back(tmp_path: Path) 
     store = EventStore()
     store.extend([event])
     assert store.text(0) == "kept in memory"
+
+
+def test_the_command_line_loads_textual_only_when_a_tui_runs() -> None:
+    code = ("import sys\n"
+            "from correlator.cli import build_parser\n"
+            "build_parser().parse_args(['watch', '.'])\n"
+            "build_parser().parse_args(['tui', '.'])\n"
+            "assert 'textual' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_watch_and_tui_refuse_a_missing_path(tmp_path: Path) -> None:
+    for command in ("watch", "tui"):
+        done = subprocess.run([sys.executable, "-m", "correlator", command, str(tmp_path / "nope")],
+                              capture_output=True, text=True)
+        assert done.returncode == 2
+        assert "no such file or folder" in done.stderr

@@ -4,6 +4,7 @@ freezes the screen (never the reading) until it is resumed."""
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,10 +12,11 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Static
-from tui_helpers import SAMPLES, settings
+from tui_helpers import SAMPLES, incident, settings
 
+from correlator.model import Event
 from correlator.tui.app import create_app
-from correlator.tui.sources import LiveEventSource
+from correlator.tui.sources import LiveEventSource, StaticEventSource
 from correlator.tui.widgets import FindingsTable, Timeline
 
 pytestmark = pytest.mark.anyio
@@ -74,3 +76,36 @@ async def test_live_finding_appears_marked_new_and_pause_freezes_the_screen(tmp_
         await _until(pilot, lambda: timeline.count == len(source.store))
         await _until(pilot, lambda: app.findings[key].count > count)
         assert "LIVE" in str(app.query_one("#status", Static).content)
+
+
+class _Flood(StaticEventSource):
+    """A finished analysis whose events then arrive one by one from a thread, each with its own
+    'changed' signal: the worst flood a source can send."""
+
+    def __init__(self, count: int) -> None:
+        base = incident("server_cert_expired")
+        super().__init__(base.analysis, [])
+        self.count = count
+        self.thread: threading.Thread | None = None
+
+    def start(self, changed: Callable[[], None]) -> None:
+        def run() -> None:
+            for i in range(self.count):
+                self.store.extend([Event(ts=1795444800 + i / 1000, time_text="", source="broker", file="flood.log",
+                                         line=i + 1, kind="other", raw=f"line {i}")])
+                changed()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+
+async def test_a_flood_of_updates_collapses_into_few_refreshes() -> None:
+    source = _Flood(20_000)
+    app = create_app(settings(), source)
+    async with app.run_test(size=(80, 24)) as pilot:
+        timeline = app.query_one(Timeline)
+        await _until(pilot, lambda: timeline.count == 20_000, timeout=30)
+        assert source.thread is not None
+        source.thread.join(5)
+        assert app.refreshes < 2_000, app.refreshes  # one refresh per pending signal, not per line
+        assert timeline.cursor == 19_999  # following the tail
