@@ -228,6 +228,15 @@ class CorrelatorApp(App[None]):
         self._filtered_upto = count
         timeline.set_view(self._filtered, len(self._filtered))
 
+    def _offsets(self) -> dict[str, float]:
+        """Seconds each source's clock was moved (skew correction), from the analysis or the events."""
+        store = self.source.store
+        found = {stats.name: stats.skew for stats in list(store.stats) if stats.skew}
+        for info in self.source.source_info():
+            if info.offset:
+                found[info.name] = info.offset
+        return found
+
     def _show_status(self) -> None:
         timeline = self.query_one("#timeline", Timeline)
         pending = len(self.source.store) - (self._filtered_upto if self.filter.active else timeline.count)
@@ -235,7 +244,7 @@ class CorrelatorApp(App[None]):
             live=self.source.live, paused=self.paused, pending=max(0, pending), state=self.source.status(),
             sources=len(self.source.store.sources) or len(self.source.source_info()),
             rate=self.source.lines_per_second(), findings=self.ordered, filter_text=self.filter.describe(),
-            errors=len(self.source.errors))
+            errors=len(self.source.errors), offsets=self._offsets())
 
     # -- findings ----------------------------------------------------------------------------
 

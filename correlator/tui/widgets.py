@@ -281,7 +281,8 @@ class Activity(Static):
 
 class StatusBar(Static):
     def show(self, *, live: bool, paused: bool, pending: int, state: str, sources: int, rate: float,
-             findings: list[Finding], filter_text: str, errors: int) -> None:
+             findings: list[Finding], filter_text: str, errors: int,
+             offsets: dict[str, float] | None = None) -> None:
         line = Text(no_wrap=True, overflow="ellipsis")
         if paused:
             line.append(" ⏸ PAUSED ", "bold black on yellow")
@@ -306,6 +307,9 @@ class StatusBar(Static):
                     line.append(f"{worst[sev]} {fmt.SEVERITY_LABEL[sev].lower()}", fmt.SEVERITY_STYLE[sev])
         else:
             line.append("no finding yet" if live else "no finding", "green")
+        moved = {name: value for name, value in (offsets or {}).items() if abs(value) >= 0.05}
+        if moved:
+            line.append(" · clock " + ", ".join(f"{short(n)} {v:+.1f}s" for n, v in sorted(moved.items())), "italic")
         if filter_text:
             line.append(f" · filter: {filter_text}", "italic yellow")
         if errors:
