@@ -11,9 +11,7 @@ import pytest
 from correlator.formats.registry import Registry, load_registry
 from correlator.model import Event
 from correlator.sources.files import LogFile
-from correlator.timeline.connections import Stitcher
-from correlator.timeline.merge import LiveMerger
-from correlator.timeline.pipeline import SkewTracker, Timeline, timeline
+from correlator.timeline.pipeline import LiveTimeline, SkewTracker, Timeline, timeline
 from correlator.timeline.skew import parse_offset_options
 from correlator.timeline.zones import parse_zone_options
 
@@ -92,9 +90,9 @@ def test_live_tracker_uses_the_same_estimates(registry: Registry) -> None:
 
 
 def test_live_feeding_stitches_like_batch(registry: Registry) -> None:
-    """The tailer's path (batches per source into LiveMerger, ticks, the same Stitcher) groups the
-    lines of an incident into the same connections as the batch timeline."""
-    batch_events, _, _ = timeline(incident("healthy_noisy", registry), lookahead=0)
+    """The tailer's path (LiveTimeline: batches per source, ticks) groups the lines of an incident
+    into the same connections as the batch timeline, and corrects the fast clock the same way."""
+    batch_events, _, batch_sources = timeline(incident("mixed", registry))
 
     def grouping(events: list[Event]) -> set[frozenset[tuple[str, int]]]:
         groups: dict[str, set[tuple[str, int]]] = {}
@@ -103,24 +101,49 @@ def test_live_feeding_stitches_like_batch(registry: Registry) -> None:
                 groups.setdefault(e.connection, set()).add((e.file, e.line))
         return {frozenset(g) for g in groups.values()}
 
-    # Replayed far faster than real time, a 250 ms watermark would release lines before slower
-    # sources caught up; with the watermark out of the way release follows the sources' progress.
-    now = [0.0]
-    merger = LiveMerger(delay=1e9, clock=lambda: now[0])
-    stitcher = Stitcher()
-    logs = incident("healthy_noisy", registry)
-    chunks = {log.info.source: list(log.events()) for log in logs}
-    for source in chunks:
-        merger.add_source(source)
-    live: list[Event] = []
-    for start in range(0, max(len(c) for c in chunks.values()), 50):  # 50 lines per source per read
-        for source, events in chunks.items():
-            merger.feed(source, events[start:start + 50])
+    # A faithful live replay: the clock runs at event time (0.1 s steps, a real 250 ms watermark),
+    # and each file's lines arrive once the clock passes the time they were written (their stamp
+    # minus their host's clock offset), 50 at most per read.
+    logs = incident("mixed", registry)
+    offsets = {s.info.source: s.skew.offset if s.skew.found else 0.0 for s in batch_sources}
+    batches = {log.info.source: (log.info.path, list(log.events())) for log in logs}
+    start = min(e.ts - offsets[s] for s, (_, events) in batches.items() for e in events)
+    end = max(e.ts - offsets[s] for s, (_, events) in batches.items() for e in events)
+    now = [start]
+    live = LiveTimeline(clock=lambda: now[0])
+    # a tailer that starts from the beginning reads every file's first batch before the first
+    # release: that is the look-ahead the offsets are estimated from
+    for source, (path, events) in batches.items():
+        live.prime(source, path, events)
+    sent = dict.fromkeys(batches, 0)
+    out: list[Event] = []
+    while now[0] <= end + 5:
+        for source, (path, events) in batches.items():
+            ready = sent[source]
+            while ready < len(events) and events[ready].ts - offsets[source] <= now[0]:
+                ready += 1
+            if ready > sent[source]:
+                out.extend(live.feed(source, path, events[sent[source]:ready]))
+                sent[source] = ready
         now[0] += 0.1
-        for event in merger.release():
-            live.extend(stitcher.push(event))
-    for event in merger.flush():
-        live.extend(stitcher.push(event))
-    live.extend(stitcher.flush())
-    assert len(live) == len(batch_events)
-    assert grouping(live) == grouping(batch_events)
+        out.extend(live.tick())
+    out.extend(live.flush())
+    assert len(out) == len(batch_events) and live.merger.late == 0
+    assert [(e.file, e.line) for e in out] == [(e.file, e.line) for e in batch_events]  # the same order
+    assert grouping(out) == grouping(batch_events)
+    viewer = next(s for s in batch_sources if s.info.source == "client:viewer-33")
+    assert live.estimates()["client:viewer-33"].offset == pytest.approx(viewer.skew.offset)
+    assert sorted(e.ts for e in out) == sorted(e.ts for e in batch_events)
+
+
+def test_live_tick_releases_a_quiet_log() -> None:
+    now = [0.0]
+    live = LiveTimeline(window=1.0, clock=lambda: now[0])
+    accept = Event(ts=100.0, time_text="100", source="broker", file="b.log", line=1, kind="net.accept", raw="",
+                   fields={"peer_addr": "10.0.0.1", "peer_port": 4000, "listener_port": 8883})
+    assert live.feed("broker", "b.log", [accept]) == []  # held: the watermark, then the stitch window
+    now[0] = 0.3
+    assert live.tick() == []  # out of the merger, into the stitcher's window
+    now[0] = 3.0
+    (released,) = live.tick()
+    assert released is accept and accept.connection is not None

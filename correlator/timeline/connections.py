@@ -170,7 +170,11 @@ class Stitcher:
     """
 
     def __init__(self, *, window: float = 2.0, pending_timeout: float = 120.0, idle_timeout: float = 86400.0,
-                 max_events: int = 200, on_close: Callable[[Connection], None] | None = None) -> None:
+                 max_events: int = 200, on_close: Callable[[Connection], None] | None = None,
+                 annotate: bool = True) -> None:
+        """`annotate=False` leaves `Event.connection` alone (skew estimation stitches events that
+        the real stitcher has labelled, or will label, already)."""
+        self.annotate = annotate
         self.window = window
         self.pending_timeout = pending_timeout
         self.idle_timeout = idle_timeout
@@ -620,7 +624,8 @@ class Stitcher:
         out: list[Event] = []
         while hold and hold[0][0] <= horizon:
             _, event, conn = hold.popleft()
-            event.connection = conn.resolve().id if conn is not None else None
+            if self.annotate:
+                event.connection = conn.resolve().id if conn is not None else None
             out.append(event)
         return out
 

@@ -13,15 +13,18 @@ stages themselves, so both order, correct and stitch events the same way:
   events per source are read twice, so neither does the extra time. Live mode feeds the same
   tracker batch by batch (`observe`) and corrects each batch with the estimate known at that
   moment (`correct`); once a source's look-ahead is full its offset is frozen;
-- `timeline(logs, ...)`: the batch path: zones, look-ahead and skew, `merge_chunks`, `Stitcher`;
+- `Timeline(logs, ...)`: the batch path: zones, look-ahead and skew, `merge_chunks`, `Stitcher`;
   yields stitched events in timeline order, chunk by chunk, and hands finished connections to a
-  callback. `sources()` reports each source's zone, offset and how both were found.
+  callback. `sources()` reports each source's zone, offset and how both were found;
+- `LiveTimeline`: the live path: the same tracker, `LiveMerger` (the batch merge's order with a
+  watermark) and the same `Stitcher`, fed parsed batches from tailers and ticked by a timer.
 
 Configured offsets (`--clock-offset client:edge-07=+300s`) replace the estimate for that source.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +33,7 @@ from correlator.errors import CorrelatorError
 from correlator.model import Event
 from correlator.sources.files import LogFile, SourceInfo
 from correlator.timeline.connections import CLIENT_STEPS, Connection, Stitcher
-from correlator.timeline.merge import merge_chunks
+from correlator.timeline.merge import LiveMerger, merge_chunks
 from correlator.timeline.skew import (
     OffsetRule,
     SkewEstimate,
@@ -74,6 +77,7 @@ class _Buffer:
     first: float | None = None
     full: bool = False
     scanned: int = 0
+    seen: set[int] = field(default_factory=set)
 
 
 class SkewTracker:
@@ -111,11 +115,14 @@ class SkewTracker:
             if event.kind in ANCHOR_KINDS:
                 # only what stitching needs to find connections and attempts: a busy log's
                 # publishes and pings would cost memory and say nothing about the clock
+                if id(event) in buffer.seen:
+                    continue  # read ahead once (prime) and fed again: count it once
+                buffer.seen.add(id(event))
                 buffer.events.append(event)
+                self._dirty = True
                 if len(buffer.events) >= self.max_events:
                     buffer.full = True
                     break
-        self._dirty = True
         return not buffer.full
 
     def finish(self, source: str) -> None:
@@ -158,6 +165,7 @@ class SkewTracker:
         self.estimates()
         for buffer in self._buffers.values():
             buffer.events = []
+            buffer.seen = set()
 
 
 @dataclass
@@ -277,3 +285,76 @@ def timeline(logs: Sequence[LogFile], **options: Any) -> tuple[list[Event], list
     line = Timeline(logs, on_connection=connections.append, **options)
     events = list(line.events())
     return events, connections, line.sources()
+
+
+class LiveTimeline:
+    """The live form of `Timeline`: the same tracker, merge rule and stitcher, fed batches.
+
+    A tailer's callback parses a batch (SourceParser, as LogFile does) and calls `feed(source,
+    path, events)`; a timer calls `tick()` (every 100 ms or so) so quiet logs still release their
+    lines. Both return the events that are final now, in timeline order, with `Event.connection`
+    set and the source's clock offset applied (the estimate known when the batch came: see
+    SkewTracker). Finished connections come out of `pop_closed()`. Not thread-safe: feed and tick
+    from one thread (the tailer's worker), or hold a lock around both.
+    """
+
+    def __init__(self, *, offsets: Sequence[OffsetRule] = (), lookahead: float = LOOKAHEAD,
+                 delay: float = 0.25, window: float = 2.0, clock: Callable[[], float] | None = None) -> None:
+        self.clock = clock or time.monotonic
+        self.tracker = SkewTracker(offsets, lookahead=lookahead)
+        self.merger = LiveMerger(delay=delay, clock=self.clock)
+        self.stitcher = Stitcher(window=window)
+        self._last = self.clock()
+        self._paths: dict[str, str] = {}
+
+    def add_source(self, source: str, path: str) -> None:
+        self._paths[source] = path
+        self.merger.add_source(source)
+
+    def prime(self, source: str, path: str, events: Sequence[Event]) -> None:
+        """Read-ahead for the clock estimate: a tailer that starts at the beginning of existing
+        files can hand their first lines here before feeding them, so the first released lines
+        are already corrected (the same look-ahead the batch path makes)."""
+        self.tracker.observe(source, path, events)
+
+    def close_source(self, source: str) -> None:
+        self.tracker.finish(source)
+        self.merger.close_source(source)
+
+    def feed(self, source: str, path: str, events: list[Event]) -> list[Event]:
+        if source not in self._paths:
+            self.add_source(source, path)
+        self.tracker.observe(source, path, events)
+        self.tracker.correct(source, events)
+        now = self.clock()
+        self.merger.feed(source, events, now)
+        self._last = now
+        return self._stitch(self.merger.release(now))
+
+    def tick(self) -> list[Event]:
+        """Release what the watermark lets go and, once nothing is held back, move the stitcher's
+        clock on by the wall time that passed, so a quiet log's last lines are not held for ever."""
+        now = self.clock()
+        elapsed = now - self._last
+        self._last = now
+        out = self._stitch(self.merger.release(now))
+        if not self.merger.pending() and elapsed > 0:
+            out.extend(self.stitcher.advance(elapsed))
+        return out
+
+    def flush(self) -> list[Event]:
+        out = self._stitch(self.merger.flush())
+        out.extend(self.stitcher.flush())
+        return out
+
+    def pop_closed(self) -> list[Connection]:
+        return self.stitcher.pop_closed()
+
+    def estimates(self) -> dict[str, SkewEstimate]:
+        return self.tracker.estimates()
+
+    def _stitch(self, events: list[Event]) -> list[Event]:
+        out: list[Event] = []
+        for event in events:
+            out.extend(self.stitcher.push(event))
+        return out

@@ -124,7 +124,7 @@ def _midpoint(event: Event, ts: float) -> float:
 def anchors(events: Iterable[Event], *, limit: int = MAX_ANCHORS) -> list[Anchor]:
     """The connection anchors of ONE source's events (broker connections or client attempts)."""
     found: list[Anchor] = []
-    stitcher = Stitcher(on_close=lambda conn: _anchor(conn, found))
+    stitcher = Stitcher(on_close=lambda conn: _anchor(conn, found), annotate=False)
     for event in events:
         if event.estimated or not event.time_text:
             continue  # a time borrowed from neighbours says nothing about the clock
@@ -133,9 +133,6 @@ def anchors(events: Iterable[Event], *, limit: int = MAX_ANCHORS) -> list[Anchor
             break
     stitcher.flush()
     found.sort(key=lambda a: (a.ts, a.event.line))
-    for anchor in found:
-        # the stitcher set it on the way; the pipeline's own stitching sets it for real
-        anchor.event.connection = None
     return found[:limit]
 
 
