@@ -14,6 +14,7 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import ClassVar
@@ -23,6 +24,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
@@ -152,11 +154,13 @@ class CorrelatorApp(App[None]):
 
     def on_changed(self, _: Changed) -> None:
         self._pending.clear()
-        self.refresh_data()
+        with suppress(NoMatches):  # a signal that arrives while the app is closing
+            self.refresh_data()
 
     def _tick(self) -> None:
-        self._show_findings()
-        self._show_status()
+        with suppress(NoMatches):
+            self._show_findings()
+            self._show_status()
 
     def refresh_data(self) -> None:
         self.refreshes += 1
@@ -487,7 +491,10 @@ class CorrelatorApp(App[None]):
 
     @on(Timeline.Moved)
     def _row_moved(self, event: Timeline.Moved) -> None:
-        info = self.query_one("#row-info", Static)
+        try:
+            info = self.query_one("#row-info", Static)
+        except NoMatches:  # the cursor moved while the app was closing
+            return
         row = event.row
         if row is None:
             info.update("")
