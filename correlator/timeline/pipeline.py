@@ -93,6 +93,9 @@ class SkewTracker:
         self._buffers: dict[str, _Buffer] = {}
         self._estimates: dict[str, SkewEstimate] = {}
         self._dirty = False
+        self._computed = float("-inf")
+        #: Seconds between re-estimates while live batches keep bringing connection events.
+        self.min_interval = 1.0
 
     def observe(self, source: str, path: str, events: Sequence[Event]) -> bool:
         """Remember a source's events while its look-ahead lasts; False once it is full."""
@@ -135,9 +138,12 @@ class SkewTracker:
     def complete(self) -> bool:
         return all(b.full for b in self._buffers.values())
 
-    def estimates(self) -> dict[str, SkewEstimate]:
-        """Current estimates for every client source (recomputed only when something changed)."""
-        if self._dirty:
+    def estimates(self, *, force: bool = False) -> dict[str, SkewEstimate]:
+        """Current estimates for every client source: recomputed when new connection events came,
+        at most once per `min_interval` seconds (live batches) unless forced."""
+        now = time.monotonic()
+        if self._dirty and (force or now - self._computed >= self.min_interval):
+            self._computed = now
             found = estimate_sources({s: b.events for s, b in self._buffers.items()})
             for source, buffer in self._buffers.items():
                 rule = configured_offset(self.rules, source, buffer.path)
@@ -162,7 +168,7 @@ class SkewTracker:
 
     def release(self) -> None:
         """Drop the look-ahead buffers once every estimate is final."""
-        self.estimates()
+        self.estimates(force=True)
         for buffer in self._buffers.values():
             buffer.events = []
             buffer.seen = set()
