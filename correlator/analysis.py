@@ -29,6 +29,7 @@ from correlator.sources.bundle import Bundle, open_bundle
 from correlator.sources.files import LogFile, SourceInfo
 from correlator.timeline import zones as tz_rules
 from correlator.timeline.connections import Connection
+from correlator.timeline.pipeline import SourceTimeline
 
 Progress = Callable[[int, int], None]
 _ALARMING = frozenset({"warning", "error", "critical"})
@@ -41,6 +42,9 @@ class Options:
     """--tz rules: 'ZONE' (default for naive sources) or 'SOURCE_OR_GLOB=ZONE'."""
     formats: list[str] = field(default_factory=list)
     """--source-format rules: 'GLOB=FORMAT' forces a format on matching files."""
+    clock_offsets: list[str] = field(default_factory=list)
+    """--clock-offset rules: 'SOURCE_OR_GLOB=OFFSET' (a host's clock minus the broker's), instead of
+    the estimate."""
     since: float | None = None
     until: float | None = None
     min_severity: str = "info"
@@ -213,6 +217,30 @@ def _events(logs: list[LogFile], errors: list[str]) -> Iterator[list[Event]]:
     yield from merge_chunks([guarded(log) for log in logs])
 
 
+def skew_events(sources: Sequence[SourceTimeline]) -> list[Event]:
+    """The timeline's clock estimates as events, so `client.clock_skew` is a rule like the others
+    with the estimate as its evidence (the pairs it rests on are in the source report)."""
+    out = []
+    for source in sources:
+        skew = source.skew
+        if not skew.found or skew.how == "configured":
+            continue
+        first = skew.pairs[0].client.event if skew.pairs else None
+        minutes = abs(skew.offset) / 60
+        text = (f"{abs(skew.offset):.0f} seconds" if minutes < 2 else f"{minutes:.0f} minutes" if minutes < 120
+                else f"{minutes / 60:.1f} hours")
+        direction = "ahead of" if skew.offset > 0 else "behind"
+        out.append(Event(
+            # the pair's client line as read by the look-ahead, not yet corrected: place it on broker time
+            ts=first.ts - skew.offset if first else 0.0, time_text="", source=skew.source, file=source.info.path,
+            line=first.line if first else 0, kind="timeline.skew", level="warning",
+            raw=f"clock of {skew.source} is {text} {direction} the broker's ({skew.how})",
+            fields={"source_name": skew.source, "offset": round(skew.offset, 3), "abs_offset": abs(skew.offset),
+                    "pairs": len(skew.pairs), "offset_text": f"{text} {direction} the broker's",
+                    "zone_like": skew.zone_like}))
+    return out
+
+
 def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, registry: Registry | None = None,
             rules: Sequence[Rule] | None = None,
             on_events: Callable[[list[Event]], None] | None = None) -> Analysis:
@@ -221,12 +249,15 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
     `on_events` sees each batch of timeline events (stitched, in time order, after since/until)
     as the engine does: the report keeps no events, so a surface that serves the timeline (the
     HTTP API) stores them from here instead of running the pipeline a second time."""
-    from correlator.timeline.connections import Stitcher
+    from correlator.timeline.pipeline import Timeline
+    from correlator.timeline.skew import parse_offset_options
 
     options = options or Options()
     registry = registry or (load_registry(options.formats_dirs) if options.formats_dirs else default_registry())
     if rules is None:
         rules, _ = load_rules(list(options.rules_dirs))
+    zones = tz_rules.parse_zone_options(options.zones)
+    offsets = parse_offset_options(options.clock_offsets)
     errors: list[str] = []
     with open_bundle(inputs) as bundle:
         errors.extend(str(e) for e in bundle.errors)
@@ -235,32 +266,26 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
         errors.extend(str(e) for e in artifacts.errors)
         session = Session(rules, artifacts)
         logs = open_logs(bundle, registry, options, errors)
-        stitcher = Stitcher()
+
+        def broken(log: LogFile, exc: Exception) -> None:
+            errors.append(str(exc) if isinstance(exc, CorrelatorError) else f"{log.info.path}: {exc}")
+
+        line = Timeline(logs, zones=zones, offsets=offsets, since=options.since, until=options.until,
+                        on_connection=lambda conn: session.note_connections([conn]), on_error=broken)
         count = 0
-        connections = 0
-
-        def deliver(stitched: list[Event]) -> None:
-            nonlocal count, connections
-            closed = stitcher.pop_closed()
-            connections += len(closed)
-            session.note_connections(closed)
-            selected = [e for e in stitched if (options.since is None or e.ts >= options.since)
-                        and (options.until is None or e.ts <= options.until)]
-            count += len(selected)
-            if on_events is not None and selected:
-                on_events(selected)
-            session.feed(selected)
-
-        for chunk in _events(logs, errors):
-            stitched: list[Event] = []
-            for event in chunk:
-                stitched.extend(stitcher.push(event))
-            deliver(stitched)
-        deliver(stitcher.flush())
+        for chunk in line.chunks():
+            if count == 0:
+                session.feed(skew_events(line.sources()))
+            count += len(chunk)
+            if on_events is not None:
+                on_events(chunk)
+            session.feed(chunk)
         session.finish()
         if session.last is not None:
             session.tick(session.last + 86400)
-        sources = [SourceReport(log.info, log.zone_how) for log in logs]
+        sources = [SourceReport(s.info, s.zone.how, s.skew.offset if s.skew.found else 0.0, s.skew.how)
+                   for s in line.sources()]
+        connections = line.connections
         artifact_counts = {"certificates": len(artifacts.certs), "keys": len(artifacts.keys),
                            "configs": len(artifacts.confs), "acl_files": len(artifacts.acls),
                            "password_files": len(artifacts.passwds), "opcua_pki_folders": len(artifacts.pki)}

@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--tz", action="append", default=[], metavar="[SOURCE=]ZONE",
                         help="time zone of naive timestamps: 'Europe/Berlin' for every source, or "
                              "'client:edge-07=+01:00' / 'clients/*.log=America/Chicago' per source (repeatable)")
+    parser.add_argument("--clock-offset", action="append", default=[], metavar="SOURCE=OFFSET",
+                        help="a host's clock minus the broker's, e.g. 'client:edge-07=+300s', instead of the "
+                             "estimate (repeatable)")
     parser.add_argument("--source-format", action="append", default=[], metavar="GLOB=FORMAT",
                         help="force a format for matching files instead of detecting it (repeatable)")
     parser.add_argument("--since", metavar="TIME", help="ignore events before this time (ISO 8601, UTC if no zone)")
@@ -53,7 +56,8 @@ def _time(text: str | None, option: str) -> float | None:
 def run(args: argparse.Namespace) -> int:
     from correlator.analysis import Options, analyze
 
-    options = Options(zones=args.tz, formats=args.source_format, since=_time(args.since, "--since"),
+    options = Options(zones=args.tz, formats=args.source_format, clock_offsets=args.clock_offset,
+                      since=_time(args.since, "--since"),
                       until=_time(args.until, "--until"), min_severity=args.min_severity,
                       formats_dirs=args.formats_dir, rules_dirs=args.rules_dir)
     analysis = analyze(args.paths, options)
