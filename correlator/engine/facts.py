@@ -155,6 +155,11 @@ class Artifacts:
                 return self.certs_in(Path(chosen[0].path))
         return []
 
+    def server_leaf(self, context: dict[str, Any]) -> tuple[list[CertFacts], CertFacts, dict[str, Any]] | None:
+        """The broker's chain, its leaf and the leaf's names for remediation; None without one."""
+        chain = self.server_chain(context)
+        return (chain, chain[0], self.cert_values(chain[0])) if chain else None
+
     def client_certs(self, context: dict[str, Any]) -> list[CertFacts]:
         """Client certificates, narrowed to the client of the match when its name says which."""
         server = {c.sha256 for c in self.server_chain(context)}
@@ -260,11 +265,10 @@ def _client_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
 
 @check("server_cert_untrusted")
 def _server_untrusted(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
-    chain = arts.server_chain(context)
-    if not chain:
+    found = arts.server_leaf(context)
+    if found is None:
         return _unknown("no broker certificate in the bundle")
-    leaf = chain[0]
-    values = arts.cert_values(leaf)
+    _chain, leaf, values = found
     if leaf.self_signed:
         return CheckResult("true", [arts.fact(leaf, f"{leaf.label} is self-signed: clients trust it only if they "
                                                     "hold this very certificate")], values)
@@ -277,11 +281,10 @@ def _server_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
 
 @check("server_chain_incomplete")
 def _chain_incomplete(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
-    chain = arts.server_chain(context)
-    if not chain:
+    found = arts.server_leaf(context)
+    if found is None:
         return _unknown("no broker certificate in the bundle")
-    leaf = chain[0]
-    values = arts.cert_values(leaf)
+    chain, leaf, values = found
     if leaf.self_signed:
         return CheckResult("false", [], values)
     issuer = next((c for c in arts.certs if c.sha256 != leaf.sha256 and issued_by(leaf.cert, c.cert)),
@@ -302,11 +305,10 @@ def _chain_incomplete(arts: Artifacts, events: list[Event], context: dict[str, A
 
 @check("server_hostname_mismatch")
 def _hostname(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
-    chain = arts.server_chain(context)
-    if not chain:
+    found = arts.server_leaf(context)
+    if found is None:
         return _unknown("no broker certificate in the bundle")
-    leaf = chain[0]
-    values = arts.cert_values(leaf)
+    _chain, leaf, values = found
     host = context.get("dial_host") or context.get("remote_host")
     names = [*leaf.san_dns, *leaf.san_ip]
     if not isinstance(host, str) or not host:
