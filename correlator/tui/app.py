@@ -67,7 +67,6 @@ class CorrelatorApp(App[None]):
     TITLE = "correlator"
     ENABLE_COMMAND_PALETTE = False
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("slash", "search", "Search", key_display="/"),
         Binding("n", "next_match(1)", "Next"),
@@ -82,6 +81,7 @@ class CorrelatorApp(App[None]):
         Binding("d", "view('detail')", "Detail"),
         Binding("g", "top", "Top", show=False),
         Binding("G", "bottom", "Bottom", show=False),
+        Binding("q", "quit", "Quit"),
         Binding("escape", "escape", "Back", show=False),
     ]
 

@@ -38,6 +38,7 @@ class FindingsTable(DataTable[Text]):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
         self.keys: list[str] = []
         self._signature: tuple[object, ...] = ()
+        self._last: tuple[list[Finding], float, dict[str, float]] | None = None
 
     def on_mount(self) -> None:
         self.add_column("sev", key="sev", width=6)
@@ -45,9 +46,30 @@ class FindingsTable(DataTable[Text]):
         self.add_column("×", key="count", width=5)
         self.add_column("clients", key="clients", width=18)
         self.add_column("last", key="last", width=6)
-        self.add_column("what", key="title")
+        self._titled = False
+
+    #: From this many columns the table also shows each finding's title (the detail always does).
+    TITLE_FROM = 100
+
+    def on_resize(self) -> None:
+        titled = self.size.width >= self.TITLE_FROM
+        if titled != self._titled:
+            self._signature = ()
+            if titled:
+                self.add_column("what", key="title")
+            else:
+                self.clear()
+                self.remove_column("title")
+                self.keys = []
+            self._titled = titled
+            self.app.call_later(self._reshow)
+
+    def _reshow(self) -> None:
+        if self._last is not None:
+            self.show(*self._last)
 
     def show(self, findings: list[Finding], now: float, new: dict[str, float]) -> None:
+        self._last = (findings, now, new)
         rows = []
         for f in findings:
             key = f"{f.id}|{f.group}"
@@ -65,8 +87,11 @@ class FindingsTable(DataTable[Text]):
         for key, f, who, last, is_new in rows:
             label = Text(f.id, style="bold reverse" if is_new else "bold")
             last_text = Text("NEW", style="bold black on yellow") if is_new else Text(last, style="dim")
-            self.add_row(fmt.badge(f.severity), label, Text(str(f.count), justify="right"),
-                         Text(who if len(who) <= 18 else who[:17] + "…"), last_text, Text(f.title), key=key)
+            cells = [fmt.badge(f.severity), label, Text(str(f.count), justify="right"),
+                     Text(who if len(who) <= 18 else who[:17] + "…"), last_text]
+            if self._titled:
+                cells.append(Text(f.title))
+            self.add_row(*cells, key=key)
             self.keys.append(key)
         if current in self.keys:
             self.move_cursor(row=self.keys.index(current), animate=False)
