@@ -1,6 +1,9 @@
 """Dependencies the routes declare with `Annotated` aliases. Everything comes from the app's
 state (set by `create_app` and its lifespan), never from module globals, so tests can build
-several apps side by side or override one dependency."""
+several apps side by side or override one dependency.
+
+They are `async def` although they never await: each is a few attribute reads or one indexed
+SQLite row, and a plain `def` would cost a thread-pool hop apiece on every request."""
 
 from __future__ import annotations
 
@@ -18,17 +21,17 @@ from correlator.api.store import AnalysisRow, Store
 _bearer = HTTPBearer(auto_error=False, description="The server's token (--token / CORRELATOR_TOKEN)")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
 
-def get_analyser(request: Request) -> Analyser:
+async def get_analyser(request: Request) -> Analyser:
     analyser: Analyser = request.app.state.analyser
     return analyser
 
@@ -38,7 +41,7 @@ StoreDep = Annotated[Store, Depends(get_store)]
 AnalyserDep = Annotated[Analyser, Depends(get_analyser)]
 
 
-def require_token(settings: SettingsDep,
+async def require_token(settings: SettingsDep,
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
     """Without a configured token (loopback only) every caller is trusted; with one, every route
     but health wants it, compared in constant time."""
@@ -51,7 +54,7 @@ def require_token(settings: SettingsDep,
                             headers={"WWW-Authenticate": "Bearer"})
 
 
-def get_live(request: Request) -> LiveHub:
+async def get_live(request: Request) -> LiveHub:
     hub: LiveHub | None = request.app.state.live
     if hub is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "live tailing is off: start `correlator serve` with files "
@@ -62,7 +65,7 @@ def get_live(request: Request) -> LiveHub:
 LiveDep = Annotated[LiveHub, Depends(get_live)]
 
 
-def get_analysis(analysis_id: str, store: StoreDep) -> AnalysisRow:
+async def get_analysis(analysis_id: str, store: StoreDep) -> AnalysisRow:
     row = store.get(analysis_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no analysis {analysis_id!r}")
@@ -72,7 +75,7 @@ def get_analysis(analysis_id: str, store: StoreDep) -> AnalysisRow:
 AnalysisDep = Annotated[AnalysisRow, Depends(get_analysis)]
 
 
-def get_finished_analysis(row: AnalysisDep) -> AnalysisRow:
+async def get_finished_analysis(row: AnalysisDep) -> AnalysisRow:
     """Findings, timeline and sources exist once the analysis is done; before, say so (409) with
     what it is doing, rather than an empty list that reads as 'nothing wrong'."""
     if row.status == "failed":

@@ -3,8 +3,14 @@ uploads waiting to be analysed. A restart loses nothing: finished analyses are r
 whose analysis was cut short are queued again.
 
 The timeline is one `events` table written while the engine reads (through `analyze`'s
-`on_events`), with indexes for the filters the timeline route offers; pages are keyset pages on
-the event's position (`seq`), so page 1,000 costs what page 1 does.
+`on_events`), with indexes for the filters the timeline route offers:
+
+- an event's rowid is `analysis number << 32 | seq`, so the table itself is stored in timeline
+  order and a page is a range read: page 1,000 costs what page 1 does;
+- `tmax` (the running maximum of the time) is non-decreasing along the timeline even where a late
+  line is out of order, so a `since` bound becomes the first position through its index;
+- text search uses a per-analysis FTS5 trigram index (dropped with the analysis) for three
+  characters or more, checked again with LIKE; shorter text scans.
 """
 
 from __future__ import annotations
@@ -23,7 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from correlator.errors import CorrelatorError
 from correlator.model import Event, severity_rank
+
+#: Bumped whenever the tables change, so an old state folder is refused with a message, not misread.
+SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS analyses (
@@ -53,6 +63,7 @@ CREATE TABLE IF NOT EXISTS events (
     num INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     ts REAL NOT NULL,
+    tmax REAL NOT NULL,
     source TEXT NOT NULL,
     file TEXT NOT NULL,
     line INTEGER NOT NULL,
@@ -66,10 +77,9 @@ CREATE TABLE IF NOT EXISTS events (
     format TEXT NOT NULL,
     skew REAL NOT NULL,
     fields TEXT NOT NULL,
-    raw TEXT NOT NULL,
-    PRIMARY KEY (num, seq)
+    raw TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_ts ON events (num, ts);
+CREATE INDEX IF NOT EXISTS events_tmax ON events (num, tmax);
 CREATE INDEX IF NOT EXISTS events_source ON events (num, source, seq);
 CREATE INDEX IF NOT EXISTS events_kind ON events (num, kind, seq);
 CREATE INDEX IF NOT EXISTS events_client ON events (num, client, seq);
@@ -148,7 +158,13 @@ class Store:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._conn().executescript(_SCHEMA)
+        conn = self._conn()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise CorrelatorError(f"the state database has layout {version}, this version reads {SCHEMA_VERSION}: "
+                                  "move it away (or choose another state folder)", file=self.path)
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -240,8 +256,8 @@ class Store:
         row = self.get(analysis_id)
         if row is None:
             return False
+        self.drop_events(row.num)
         with self.connect() as db:
-            db.execute("DELETE FROM events WHERE num = ?", (row.num,))
             db.execute("DELETE FROM findings WHERE num = ?", (row.num,))
             db.execute("DELETE FROM analyses WHERE num = ?", (row.num,))
         shutil.rmtree(self.uploads / analysis_id, ignore_errors=True)
@@ -278,9 +294,39 @@ class Store:
     def writer(self, num: int) -> EventWriter:
         return EventWriter(self, num)
 
+    def text_table(self, num: int) -> str | None:
+        """The analysis's trigram index, made if missing; None where SQLite lacks FTS5 trigram
+        (then text search scans)."""
+        name = f"events_text_{int(num)}"
+        try:
+            self._conn().execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {name} USING fts5(raw, content='', "
+                                 "tokenize='trigram')")
+        except sqlite3.OperationalError:
+            return None
+        return name
+
+    def _has_text_table(self, num: int) -> bool:
+        return self._conn().execute("SELECT 1 FROM sqlite_master WHERE name = ?",
+                                    (f"events_text_{int(num)}",)).fetchone() is not None
+
+    def drop_events(self, num: int) -> None:
+        with self.connect() as db:
+            db.execute("DELETE FROM events WHERE rowid BETWEEN ? AND ?", (num << 32, (num << 32) | 0xFFFFFFFF))
+            db.execute(f"DROP TABLE IF EXISTS events_text_{int(num)}")
+
     def timeline(self, num: int, query: TimelineQuery) -> tuple[list[dict[str, Any]], int | None]:
-        where = ["num = ?", "seq > ?"]
-        args: list[Any] = [num, query.after]
+        db = self._conn()
+        after = query.after
+        if query.since is not None:
+            # every event at or after `since` lies at or after the first whose running max reaches it
+            first = db.execute("SELECT seq FROM events WHERE num = ? AND tmax >= ? ORDER BY tmax LIMIT 1",
+                               (num, query.since)).fetchone()
+            if first is None:
+                return [], None
+            after = max(after, first[0] - 1)
+        base = num << 32
+        where = ["rowid > ?", "rowid <= ?", "num = ?", "seq > ?"]
+        args: list[Any] = [base | min(after, 0xFFFFFFFF), base | 0xFFFFFFFF, num, after]
         if query.since is not None:
             where.append("ts >= ?")
             args.append(query.since)
@@ -295,19 +341,24 @@ class Store:
             parts = []
             for kind in query.kinds:
                 if kind.endswith(("*", ".")):
-                    parts.append("kind GLOB ?")
-                    args.append(kind.rstrip("*").replace("[", "[[]").replace("?", "[?]") + "*")
+                    prefix = kind.rstrip("*")
+                    parts.append("(kind >= ? AND kind < ?)")  # a range the kind index can serve
+                    args.extend([prefix, prefix + "\U0010ffff"])
                 else:
                     parts.append("kind = ?")
                     args.append(kind)
             where.append(f"({' OR '.join(parts)})")
         if query.text:
+            if len(query.text) >= 3 and self._has_text_table(num):
+                where.append(f"rowid IN (SELECT rowid FROM events_text_{int(num)} WHERE events_text_{int(num)} "
+                             "MATCH ?)")
+                args.append('"' + query.text.replace('"', '""') + '"')
             escaped = query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append("raw LIKE ? ESCAPE '\\'")
             args.append(f"%{escaped}%")
         sql = (f"SELECT seq, ts, time_text, estimated, source, host, file, line, level, kind, fields, raw, format, "
-               f"skew, connection, client FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?")
-        rows = self._conn().execute(sql, [*args, query.limit + 1]).fetchall()
+               f"skew, connection, client FROM events WHERE {' AND '.join(where)} ORDER BY rowid LIMIT ?")
+        rows = db.execute(sql, [*args, query.limit + 1]).fetchall()
         more = len(rows) > query.limit
         rows = rows[:query.limit]
         items = [{"seq": r[0], "time": iso(r[1]), "time_text": r[2], "estimated": bool(r[3]), "source": r[4],
@@ -328,20 +379,25 @@ class EventWriter:
         self.count = 0
         self._rows: list[tuple[Any, ...]] = []
         self._client_of_connection: dict[str, str] = {}
+        self._tmax = float("-inf")
+        self.text_table = store.text_table(num)
 
     def add(self, events: Sequence[Event]) -> None:
         rows = self._rows
         num = self.num
         seq = self.count
+        base = num << 32
         for event in events:
             seq += 1
+            if event.ts > self._tmax:
+                self._tmax = event.ts
             client = client_of(event)
             if client is not None and event.connection and event.source.startswith("client:"):
                 self._client_of_connection.setdefault(event.connection, client)
             fields = {k: redact(v) if isinstance(v, str) else v for k, v in event.fields.items()}
-            rows.append((num, seq, event.ts, event.source, event.file, event.line, event.kind, event.level, client,
-                         event.connection, event.time_text, int(event.estimated), event.host, event.format,
-                         event.skew, json.dumps(fields), redact(event.raw)))
+            rows.append((base | seq, num, seq, event.ts, self._tmax, event.source, event.file, event.line, event.kind,
+                         event.level, client, event.connection, event.time_text, int(event.estimated), event.host,
+                         event.format, event.skew, json.dumps(fields), redact(event.raw)))
         self.count = seq
         if len(rows) >= self.BATCH:
             self.flush()
@@ -350,20 +406,29 @@ class EventWriter:
         if not self._rows:
             return
         with self.store.connect() as db:
-            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._rows)
+            db.executemany("INSERT INTO events (rowid, num, seq, ts, tmax, source, file, line, kind, level, client, "
+                           "connection, time_text, estimated, host, format, skew, fields, raw) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._rows)
+            if self.text_table:
+                db.executemany(f"INSERT INTO {self.text_table} (rowid, raw) VALUES (?, ?)",
+                               [(row[0], row[-1]) for row in self._rows])
         self._rows = []
 
     def finish(self) -> None:
         self.flush()
-        if self._client_of_connection:
-            with self.store.connect() as db:
-                db.executemany("UPDATE events SET client = ? WHERE num = ? AND connection = ? AND client IS NULL",
-                               [(c, self.num, conn) for conn, c in self._client_of_connection.items()])
+        with self.store.connect() as db:
+            db.executemany("UPDATE events SET client = ? WHERE num = ? AND connection = ? AND client IS NULL",
+                           [(c, self.num, conn) for conn, c in self._client_of_connection.items()])
+        # statistics for the query planner (sampled: cheap), so a filter on a common source does
+        # not walk that source's index when a rare kind's would do
+        conn = self.store._conn()
+        conn.execute("PRAGMA analysis_limit=1000")
+        conn.execute("ANALYZE")
 
     def discard(self) -> None:
         self._rows = []
-        with self.store.connect() as db:
-            db.execute("DELETE FROM events WHERE num = ?", (self.num,))
+        self.store.drop_events(self.num)
+        self.text_table = self.store.text_table(self.num)
 
 
 def severity_floor(findings: Sequence[tuple[int, dict[str, Any]]], floor: str) -> list[tuple[int, dict[str, Any]]]:

@@ -196,7 +196,7 @@ def _remove(folder: Path) -> None:
 
 
 @router.get("/analyses", summary="The kept analyses, newest first", responses=ERRORS)
-def list_analyses(store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+async def list_analyses(store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
                   offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
                   state: Annotated[Status | None, Query(alias="status")] = None) -> AnalysisList:
     total, rows = store.page(limit, offset, state)
@@ -210,7 +210,7 @@ def list_analyses(store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 
 
 
 @router.get("/analyses/{analysis_id}", summary="Status, progress and summary of an analysis", responses=ERRORS)
-def get_analysis(row: AnalysisDep) -> AnalysisOut:
+async def get_analysis(row: AnalysisDep) -> AnalysisOut:
     return analysis_out(row)
 
 
@@ -226,7 +226,7 @@ def _finding_out(seq: int, data: dict[str, Any]) -> FindingOut:
 
 
 @router.get("/analyses/{analysis_id}/findings", summary="Findings of an analysis, worst first", responses=ERRORS)
-def list_findings(row: FinishedDep, store: StoreDep,
+async def list_findings(row: FinishedDep, store: StoreDep,
                   severity: Annotated[list[Severity] | None, Query(description="only these severities")] = None,
                   min_severity: Annotated[Severity | None, Query(description="this severity or worse")] = None,
                   id: Annotated[list[str] | None, Query(description="root-cause ids; 'tls.' matches a whole area")
@@ -251,7 +251,7 @@ def list_findings(row: FinishedDep, store: StoreDep,
 
 @router.get("/analyses/{analysis_id}/findings/{key}", responses=ERRORS,
             summary="One finding with its explanation, evidence (file:line) and remediation")
-def get_finding(row: FinishedDep, store: StoreDep, key: str) -> FindingOut:
+async def get_finding(row: FinishedDep, store: StoreDep, key: str) -> FindingOut:
     data = store.finding(row.num, int(key)) if key.isdigit() and len(key) < 10 else None
     if data is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"analysis {row.id} has no finding {key!r}")
@@ -284,6 +284,8 @@ TimeQuery = Annotated[str | None, Query(description="ISO 8601; UTC when no zone"
                                         json_schema_extra={"format": "date-time"})]
 
 
+# The timeline stays a plain `def` (run in the thread pool): a filtered or text query may scan
+# many rows, and the event loop must keep serving meanwhile. The cheap reads above are async.
 @router.get("/analyses/{analysis_id}/timeline", responses=ERRORS,
             summary="The merged timeline of an analysis, one page at a time, filtered")
 def get_timeline(row: FinishedDep, store: StoreDep,
@@ -312,6 +314,6 @@ def get_timeline(row: FinishedDep, store: StoreDep,
 
 @router.get("/analyses/{analysis_id}/sources", responses=ERRORS,
             summary="The logs of an analysis: format, zone and how it was chosen, offset, line counts")
-def list_sources(row: FinishedDep) -> SourceList:
+async def list_sources(row: FinishedDep) -> SourceList:
     sources = (row.report or {}).get("sources", [])
     return SourceList(analysis_id=row.id, items=[SourceOut.model_validate(s) for s in sources])
