@@ -273,7 +273,9 @@ async def _screen_latency(tmp: Path, appends: int, window: float) -> list[float]
             _append(log, alert)
             while shown() == before:
                 await asyncio.sleep(0.002)
-            await pilot.pause()  # the frame is drawn
+            drawn = asyncio.Event()
+            app.call_after_refresh(drawn.set)  # the frame with the new count is out
+            await drawn.wait()
             out.append(time.perf_counter() - started)
             await asyncio.sleep(0.2)
     return out
@@ -316,22 +318,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=2_000_000)
     parser.add_argument("--appends", type=int, default=8)
+    parser.add_argument("--only", choices=("timeline", "latency"), help="run one half of the figures")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="correlator-tui-bench-") as folder:
         tmp = Path(folder)
         big, small = tmp / "big" / "mosquitto.log", tmp / "small" / "mosquitto.log"
         big.parent.mkdir()
         small.parent.mkdir()
-        write_log(big, args.lines)
-        write_log(small, 20)
-        first_screen(big, small)
-        store = memory(big)
-        scrolling(store, small)
-        filtering(store)
-        store.close()
-        del store
-        gc.collect()
-        finding_on_screen(tmp, args.appends)
+        if args.only != "latency":
+            write_log(big, args.lines)
+            write_log(small, 20)
+            first_screen(big, small)
+            store = memory(big)
+            scrolling(store, small)
+            filtering(store)
+            store.close()
+            del store
+            gc.collect()
+        if args.only != "timeline":
+            finding_on_screen(tmp, args.appends)
 
 
 if __name__ == "__main__":
