@@ -147,8 +147,9 @@ class EventStore:
                 index = self._count
                 src = self._source_ix.get(event.source)
                 if src is None:
-                    src = self._intern(self._source_ix, self.sources, event.source)
+                    # stats first: a reader that sees the new source name must find its stats
                     self.stats.append(SourceStats(event.source))
+                    src = self._intern(self._source_ix, self.sources, event.source)
                 client_name = event.fields.get("client_id")
                 if not isinstance(client_name, str) or client_name in ("<unknown>", "(null)"):
                     client_name = event.source.split(":", 1)[1] if ":" in event.source else ""
