@@ -145,7 +145,7 @@ class BundleEventSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._bundle: object | None = None
-        self._bytes_total = 0
+        self._partial: list[Finding] = []
         self._state = "starting"
 
     def start(self, changed: Changed) -> None:
@@ -185,7 +185,7 @@ class BundleEventSource:
         self._state = "reading"
         stitcher = Stitcher()
         connections = 0
-        last_signal = time.monotonic()
+        last_signal = last_findings = time.monotonic()
 
         def keep(events: list[Event]) -> list[Event]:
             return [e for e in events if (options.since is None or e.ts >= options.since)
@@ -206,6 +206,11 @@ class BundleEventSource:
             session.feed(selected)
             self.store.extend(selected)
             now = time.monotonic()
+            if now - last_findings > 1.0:
+                # findings so far, copied on this thread (the engine is not thread-safe), so a
+                # long read shows its causes before it ends
+                last_findings = now
+                self._partial = [snapshot(f) for f in session.findings(options.min_severity)]
             if now - last_signal > 0.05:
                 last_signal = now
                 changed()
@@ -236,7 +241,9 @@ class BundleEventSource:
         self.store.close()
 
     def findings(self) -> list[Finding]:
-        return [snapshot(f) for f in self.analysis.findings] if self.analysis is not None else []
+        if self.analysis is None:
+            return list(self._partial)
+        return [snapshot(f) for f in self.analysis.findings]
 
     def source_info(self) -> list[SourceInfo]:
         return _infos(self._reports)
