@@ -5,14 +5,18 @@ the fix, help."""
 from __future__ import annotations
 
 import io
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 from textual.widgets import Input, Static
+from tui_helpers import SAMPLES, settings
 
-from correlator.tui.app import CorrelatorApp
+from correlator.tui.app import CorrelatorApp, create_app
 from correlator.tui.screens import FilterScreen, HelpScreen
+from correlator.tui.sources import BundleEventSource
 from correlator.tui.widgets import FindingsTable, Timeline
 
 Make = Callable[..., CorrelatorApp]
@@ -208,3 +212,22 @@ async def test_wide_terminal_shows_detail_and_timeline_side_by_side(make_app: Ma
         await pilot.pause()
         assert app.query_one("#detail").region.width > 0
         assert app.query_one(Timeline).region.width == 0
+
+
+async def test_tui_bundle_reads_on_a_worker_and_fills_the_screen(tmp_path: Path) -> None:
+    """`correlator tui` on an archive: the first frame says it is reading, then the findings and
+    the timeline arrive; lines are read back from the extracted files."""
+    archive = shutil.make_archive(str(tmp_path / "incident"), "zip", SAMPLES, "server_cert_expired")
+    source = BundleEventSource([archive])
+    app = create_app(settings(), source)
+    async with app.run_test(size=(80, 24)) as pilot:
+        while source.status() != "done":
+            await pilot.pause(0.05)
+        await pilot.pause(0.1)
+        assert "tls.server_cert_expired" in [f.id for f in app.ordered]
+        assert "BUNDLE" in _plain(app, "#status")
+        await pilot.press("enter")
+        timeline = app.query_one(Timeline)
+        row = timeline.row_at(timeline.cursor)
+        assert row is not None and "certificate expired" in source.store.text(row)
+        assert not source.store._raw  # every line read back from the extracted files
