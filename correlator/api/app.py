@@ -51,8 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
                 analyser.submit(row.id)
             else:
                 store.update(row.id, status="failed", phase="failed", message="the upload was lost")
-        for analysis_id in store.expired(settings.max_analyses, settings.max_age_days):
-            store.delete(analysis_id)
+        analyser.purge()
         hub = None
         if settings.live_paths:
             options = Options(zones=list(settings.zones), formats_dirs=list(settings.formats_dirs),

@@ -87,7 +87,21 @@ class Analyser:
             self._cancelled.update(self._futures)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def purge(self) -> None:
+        """Delete the finished analyses beyond the kept count or age (after each analysis, and at
+        start-up, so the limits hold without a timer)."""
+        for old in self.store.expired(self.settings.max_analyses, self.settings.max_age_days):
+            self.store.delete(old)
+
     def run(self, analysis_id: str) -> None:
+        try:
+            self._run(analysis_id)
+        finally:
+            with self._lock:
+                self._cancelled.discard(analysis_id)
+        self.purge()
+
+    def _run(self, analysis_id: str) -> None:
         row = self.store.get(analysis_id)
         if row is None or row.upload is None:
             return
@@ -118,6 +132,8 @@ class Analyser:
         try:
             result = analyze([upload], self.options(), registry=self.registry, rules=self.rules,
                              on_events=on_events)
+            if analysis_id in self._cancelled:
+                raise Cancelled
             self.store.update(analysis_id, phase="storing", progress=0.99, events=writer.count)
             writer.finish()
             report = result.to_dict()
@@ -130,6 +146,7 @@ class Analyser:
                 leftover.unlink()
             upload_dir.rmdir()
         except Cancelled:
+            self.store.drop_events(row.num)
             return
         except CorrelatorError as exc:
             writer.discard()

@@ -269,8 +269,9 @@ class Store:
         db = self._conn()
         old = [r[0] for r in db.execute("SELECT id FROM analyses WHERE created < ? AND status IN ('done', 'failed')",
                                         (cutoff,))]
-        extra = [r[0] for r in db.execute("SELECT id FROM analyses ORDER BY num DESC LIMIT -1 OFFSET ?",
-                                          (max_count,))]
+        # finished ones only: a running analysis is stopped by its DELETE, not swept from under its worker
+        extra = [r[0] for r in db.execute("SELECT id FROM analyses WHERE status IN ('done', 'failed') "
+                                          "ORDER BY num DESC LIMIT -1 OFFSET ?", (max_count,))]
         return list(dict.fromkeys([*old, *extra]))
 
     # -- findings ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ are analysed in the background with progress, and the kept count and age are bou
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -103,3 +104,20 @@ def test_kept_analyses_are_bounded_in_count_and_age(start_server: ServerFactory)
     aged = start_server(state_dir=server.settings.state_dir, max_age_days=1e-9)  # everything is too old now
     with aged.client() as client:
         assert client.get("/analyses").json()["total"] == 0
+
+
+def test_deleting_a_running_analysis_stops_it_and_leaves_no_events(start_server: ServerFactory,
+                                                                    tmp_path: Path) -> None:
+    log = big_log(tmp_path / "mosquitto.log", 60)
+    server = start_server(background_bytes=0)
+    with server.client() as client:
+        accepted = client.post("/analyses", content=log.read_bytes(), params={"name": "mosquitto.log"}).json()
+        assert client.delete(f"/analyses/{accepted['id']}").status_code == 204
+        assert client.get(f"/analyses/{accepted['id']}").status_code == 404
+        done = client.post("/analyses", content=b"1795444795: mosquitto version 2.0.11 starting\n",
+                           params={"name": "m.log"}).json()  # queued behind the stopped one
+        wait_done(client, done["id"])
+    with sqlite3.connect(server.settings.state_dir / "correlator.sqlite3") as db:
+        nums = {n for (n,) in db.execute("SELECT DISTINCT num FROM events")}
+        kept = {n for (n,) in db.execute("SELECT num FROM analyses")}
+    assert nums <= kept, "no timeline rows outlive their analysis"

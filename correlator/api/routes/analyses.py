@@ -30,7 +30,7 @@ from correlator.api.models import (
     SummaryOut,
     TimelinePage,
 )
-from correlator.api.store import AnalysisRow, Store, TimelineQuery, iso
+from correlator.api.store import AnalysisRow, TimelineQuery, iso
 from correlator.model import severity_rank
 from correlator.sources.bundle import is_archive
 
@@ -139,12 +139,6 @@ def _status(value: str) -> Status:
     return "failed"
 
 
-def _purge(store: Store, settings: SettingsDep, keep: str) -> None:
-    for analysis_id in store.expired(settings.max_analyses, settings.max_age_days):
-        if analysis_id != keep:
-            store.delete(analysis_id)
-
-
 @router.post("/analyses", status_code=status.HTTP_201_CREATED, openapi_extra=_UPLOAD_BODY,
              summary="Upload a bundle and analyse it",
              responses={**ERRORS, 202: {"model": AnalysisOut, "description": "Accepted: analysed in the "
@@ -178,7 +172,6 @@ async def create_analysis(request: Request, response: Response, settings: Settin
     filename = _upload_name(given or name, part)
     upload = part.rename(folder / filename)
     row = store.create(analysis_id, filename, upload, size)
-    _purge(store, settings, analysis_id)
     future = analyser.submit(analysis_id)
     if size <= settings.background_bytes:
         await asyncio.wrap_future(future)

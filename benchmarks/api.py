@@ -1,0 +1,247 @@
+"""The HTTP API under load: a real `correlator serve` process on loopback, a load generator of
+httpx clients in threads (keep-alive connections), and the live path from a line appended to a
+tailed file to its finding arriving on the server-sent-event stream.
+
+The large bundle is a zip of a broker log built as in benchmarks/parse.py (every real mosquitto
+line of sample_logs/ replayed with moving epoch prefixes, --lines of them) plus the client logs,
+certificates, mosquitto.conf, ACL and password file of sample_logs/mixed. It is uploaded once
+(analysed in the background; the upload-to-done time and the stored events are printed), then
+each route is measured twice: one client at a time (latency p50/p99) and --clients clients at
+once (requests/s). The baseline is GET /api/v1/health measured the same way in the same run:
+the cost of the HTTP stack itself, so a ratio of 1.0 means the route adds nothing.
+
+Live: the server tails a broker log; for each of --live-rounds rounds the benchmark appends one
+refused TLS connection (three real lines from sample_logs/server_cert_expired, stamped now) and
+waits for the finding's next revision on /api/v1/live/stream. It runs once with the default
+stitch window (0.3 s) and once with --stitch-window.
+
+    .venv/bin/python benchmarks/api.py [--lines 200000] [--requests 400] [--clients 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_logs"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from parse import build  # noqa: E402
+
+EXPIRED = (SAMPLES / "server_cert_expired" / "broker" / "mosquitto.log").read_text().splitlines()
+START = EXPIRED[:4]
+FAILURE = [line.split(": ", 1)[1] for line in EXPIRED[4:7]]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """`correlator serve` in its own process, so the load generator does not share its GIL."""
+
+    def __init__(self, state: Path, live: list[Path], stitch_window: float | None = None,
+                 background: bool = False) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CORRELATOR_")}
+        if stitch_window is not None:
+            env["CORRELATOR_LIVE_STITCH_WINDOW"] = str(stitch_window)
+        if background:  # every upload in the background, so progress can be watched
+            env["CORRELATOR_BACKGROUND_BYTES"] = "0"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "correlator", "serve", "--port", str(self.port), "--state-dir", str(state),
+             "--log-level", "warning", "--max-upload-mb", "2048", *map(str, live)], env=env)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(self.url + "/api/v1/health")
+                return
+            except httpx.TransportError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the server did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def build_bundle(folder: Path, lines: int) -> Path:
+    broker = folder / "mosquitto.log"
+    build(broker, lines)
+    bundle = folder / "bundle.zip"
+    mixed = SAMPLES / "mixed"
+    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(broker, "bundle/broker/mosquitto.log")
+        for file in sorted(mixed.rglob("*")):
+            if file.is_file() and file.name not in ("mosquitto.log", "expected.json"):
+                archive.write(file, Path("bundle") / file.relative_to(mixed))
+    return bundle
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def latencies(url: str, paths: Callable[[int], str], count: int) -> list[float]:
+    """One client, one request at a time: the latency a support tool sees."""
+    out = []
+    with httpx.Client(base_url=url) as client:
+        for i in range(count):
+            start = time.perf_counter()
+            response = client.get(paths(i))
+            out.append(time.perf_counter() - start)
+            if response.status_code != 200:
+                raise SystemExit(f"{paths(i)}: {response.status_code} {response.text[:200]}")
+    return out
+
+
+def throughput(url: str, paths: Callable[[int], str], count: int, clients: int) -> float:
+    """`clients` keep-alive connections in threads, `count` requests each: requests per second."""
+    barrier = threading.Barrier(clients + 1)
+
+    def worker() -> None:
+        with httpx.Client(base_url=url) as client:
+            client.get(paths(0))
+            barrier.wait()
+            for i in range(count):
+                client.get(paths(i))
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return clients * count / (time.perf_counter() - start)
+
+
+def sse(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    event = ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: ") and event == "finding":
+            yield json.loads(line[6:])
+
+
+def live_latency(folder: Path, rounds: int, stitch_window: float | None) -> list[float]:
+    log = folder / f"live-{stitch_window}.log"
+    log.write_text("".join(line + "\n" for line in START))
+    server = Server(folder / f"live-state-{stitch_window}", [log], stitch_window)
+    try:
+        results: list[float] = []
+        with httpx.Client(base_url=server.url + "/api/v1", timeout=30) as client, \
+                client.stream("GET", "/live/stream") as response:
+            stream = sse(response)
+            count = 0
+            for _ in range(rounds):
+                stamp = int(time.time())
+                text = "".join(f"{stamp}: {line}\n" for line in FAILURE)
+                with log.open("a") as out:
+                    start = time.perf_counter()
+                    out.write(text)
+                    out.flush()
+                finding = next(f for f in stream if f["id"] == "tls.server_cert_expired" and f["count"] > count)
+                results.append(time.perf_counter() - start)
+                count = finding["count"]
+                time.sleep(0.2)
+        return results
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=200_000, help="broker lines in the large bundle")
+    parser.add_argument("--requests", type=int, default=400, help="requests per route and client")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients for requests/s")
+    parser.add_argument("--live-rounds", type=int, default=20)
+    parser.add_argument("--stitch-window", type=float, action="append",
+                        help="stitch windows to measure besides the default (repeatable; default 0.05 and 0.01)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="correlator-api-bench-") as temp:
+        folder = Path(temp)
+        bundle = build_bundle(folder, args.lines)
+        print(f"bundle: {bundle.stat().st_size / 1e6:.1f} MB zip, {args.lines} broker lines replayed from "
+              f"sample_logs/ + sample_logs/mixed clients and artifacts")
+        server = Server(folder / "state", [], background=True)
+        try:
+            with httpx.Client(base_url=server.url + "/api/v1", timeout=600) as client:
+                start = time.perf_counter()
+                created = client.post("/analyses", content=bundle.read_bytes(), params={"name": "bundle.zip"})
+                analysis = created.json()
+                progress = []
+                while analysis["status"] not in ("done", "failed"):
+                    time.sleep(0.25)
+                    analysis = client.get(f"/analyses/{analysis['id']}").json()
+                    progress.append(analysis["progress"])
+                took = time.perf_counter() - start
+                if analysis["status"] != "done":
+                    raise SystemExit(f"analysis failed: {analysis['message']}")
+                aid = analysis["id"]
+                findings = client.get(f"/analyses/{aid}/findings").json()["items"]
+                deep = client.get(f"/analyses/{aid}/timeline", params={"after": analysis["events"] // 2,
+                                                                       "limit": 1}).json()["items"][0]["seq"]
+            print(f"upload answered {created.status_code}; analysed in {took:.1f} s "
+                  f"({analysis['events'] / took:,.0f} events/s stored), {analysis['events']} events, "
+                  f"{len(findings)} findings; progress seen: {sorted(set(progress))}")
+            routes: dict[str, Callable[[int], str]] = {
+                "health (baseline)": lambda i: "/api/v1/health",
+                "findings": lambda i: f"/api/v1/analyses/{aid}/findings",
+                "findings ?min_severity=high": lambda i: f"/api/v1/analyses/{aid}/findings?min_severity=high",
+                "one finding": lambda i: f"/api/v1/analyses/{aid}/findings/{1 + i % len(findings)}",
+                "timeline page 1 (100)": lambda i: f"/api/v1/analyses/{aid}/timeline",
+                "timeline deep page (100)": lambda i: f"/api/v1/analyses/{aid}/timeline?after={deep + i}",
+                "timeline source+kind": lambda i: f"/api/v1/analyses/{aid}/timeline?source=broker&kind=tls.",
+                "timeline since (time range)": lambda i: (f"/api/v1/analyses/{aid}/timeline?"
+                                                          f"since={analysis['summary']['last_event']}"),
+                "timeline text q=": lambda i: f"/api/v1/analyses/{aid}/timeline?q=Denied%20PUBLISH",
+            }
+            print(f"\n{'route':<30} {'p50 ms':>8} {'p99 ms':>8} {'req/s x' + str(args.clients):>12} "
+                  f"{'p50/base':>9} {'p99/base':>9} {'rps/base':>9}")
+            base: tuple[float, float, float] | None = None
+            for name, paths in routes.items():
+                lat = latencies(server.url, paths, args.requests)
+                rps = throughput(server.url, paths, args.requests // 4, args.clients)
+                p50, p99 = percentile(lat, 0.5) * 1000, percentile(lat, 0.99) * 1000
+                base = base or (p50, p99, rps)
+                print(f"{name:<30} {p50:8.2f} {p99:8.2f} {rps:12.0f} {p50 / base[0]:9.2f} {p99 / base[1]:9.2f} "
+                      f"{rps / base[2]:9.2f}")
+        finally:
+            server.stop()
+
+        print("\nlive: line appended to a tailed broker log -> its finding on /api/v1/live/stream")
+        for window in (None, *(args.stitch_window or [0.05, 0.01])):
+            times = live_latency(folder, args.live_rounds, window)
+            label = "default stitch window 0.3 s" if window is None else f"stitch window {window} s"
+            ms = [t * 1000 for t in times]
+            assert base is not None
+            print(f"  {label:<30} p50 {statistics.median(ms):7.1f} ms  p99 {percentile(ms, 0.99):7.1f} ms  "
+                  f"max {max(ms):7.1f} ms  (p50 / health p50: {statistics.median(ms) / base[0]:.0f}x)")
+
+
+if __name__ == "__main__":
+    main()
