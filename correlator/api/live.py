@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from correlator.analysis import Options
+from correlator.api.store import redact_finding
 from correlator.engine.rules import Rule
 from correlator.formats.registry import Registry
 from correlator.live import LiveAnalysis, LiveUpdate
@@ -30,7 +31,7 @@ def live_key(finding: Finding) -> str:
 
 
 def finding_dict(finding: Finding) -> dict[str, Any]:
-    return {"key": live_key(finding), **finding.to_dict()}
+    return redact_finding({"key": live_key(finding), **finding.to_dict()})
 
 
 class _Subscriber:

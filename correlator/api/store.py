@@ -101,6 +101,20 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_finding(finding: dict[str, Any]) -> dict[str, Any]:
+    """A finding's evidence quotes log lines: the same second line of defence as events."""
+    for part in ("evidence", "facts"):
+        for ref in finding.get(part, []):
+            ref["text"] = redact(ref["text"])
+    return finding
+
+
+def redact_event(event: dict[str, Any]) -> dict[str, Any]:
+    event["raw"] = redact(event["raw"])
+    event["fields"] = {k: redact(v) if isinstance(v, str) else v for k, v in event["fields"].items()}
+    return event
+
+
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
@@ -280,7 +294,8 @@ class Store:
         with self.connect() as db:
             db.execute("DELETE FROM findings WHERE num = ?", (num,))
             db.executemany("INSERT INTO findings (num, seq, rule_id, severity, data) VALUES (?, ?, ?, ?, ?)",
-                           [(num, i, f["id"], f["severity"], json.dumps(f)) for i, f in enumerate(findings, 1)])
+                           [(num, i, f["id"], f["severity"], json.dumps(redact_finding(f)))
+                            for i, f in enumerate(findings, 1)])
 
     def findings(self, num: int) -> list[tuple[int, dict[str, Any]]]:
         rows = self._conn().execute("SELECT seq, data FROM findings WHERE num = ? ORDER BY seq", (num,)).fetchall()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,3 +137,19 @@ def test_cors_is_off_unless_origins_are_given(start_server: ServerFactory) -> No
         answer = client.options("/analyses", headers=preflight)
         assert answer.headers["access-control-allow-origin"] == "http://dash.example"
         assert "access-control-allow-origin" not in client.get("/version", headers={"Origin": "http://evil"}).headers
+
+
+def test_live_events_are_redacted_too(start_server: ServerFactory, tmp_path: Path) -> None:
+    hashed = "$7$101$q5ADLvnMbrLFIHFY$Yp9o0yJ/u+ZAG7HCyXpA5nG4MZo8ycW0KPumYGz4vLTh=="
+    lines = (SAMPLES / "server_cert_expired" / "broker" / "mosquitto.log").read_text().splitlines()[:5]
+    log = tmp_path / "mosquitto.log"
+    log.write_text("\n".join([*lines, f"{lines[0].split(':')[0]}: Warning: bad line hmi:{hashed}"]) + "\n")
+    server = start_server(live_paths=[log])
+    with server.client() as client:
+        for _ in range(100):
+            events = client.get("/live/events", params={"limit": 1000}).json()["items"]
+            if len(events) == 6:
+                break
+            time.sleep(0.1)
+    assert len(events) == 6
+    assert hashed not in str(events) and "[password hash removed]" in events[-1]["raw"]
