@@ -3,8 +3,9 @@
 The same stages as the batch path (correlator.analysis): each file's lines go through its format's
 SourceParser, sources are merged in time (LiveMerger instead of the batch heap merge), connections
 are stitched, and the same Session (rules engine plus artifact checks) turns events into findings.
-Only the feeding differs: a watchdog Tailer delivers batches of lines, and a clock thread moves
-time on so held events are released and absences can fire while the logs are quiet.
+Only the feeding differs: a watchdog Tailer delivers batches of lines, the timeline stage's live
+form (LiveTimeline: the same skew tracker, merge rule and stitcher) orders and corrects them, and
+a clock thread moves time on so held events are released and absences fire while logs are quiet.
 
 Surfaces (the TUI, the HTTP API) build a LiveAnalysis, call `start()`, and either pass `on_update`
 (called from a worker thread with what changed) or poll `snapshot()` / `events_since()`.
@@ -31,24 +32,13 @@ from correlator.sources.files import decode, source_name
 from correlator.sources.lines import Line
 from correlator.sources.tail import LineBatch, Tailer, TailEvent
 from correlator.timeline import zones as tz_rules
-from correlator.timeline.connections import Stitcher
-from correlator.timeline.merge import LiveMerger
+from correlator.timeline.pipeline import LiveTimeline
+from correlator.timeline.skew import parse_offset_options
 
 #: How many recent events a live analysis keeps for the surfaces' timelines.
 RECENT_EVENTS = 50_000
 #: Seconds between clock ticks (release held events, fire absences, collapse updates).
 TICK = 0.1
-
-
-class _LiveStitcher(Stitcher):
-    """A stitcher whose clock can move without events: it releases a held event once its time
-    has passed by `window`, which in a quiet live log would otherwise wait for the next line."""
-
-    def advance(self, seconds: float) -> list[Event]:
-        if self._now == float("-inf"):
-            return []
-        self._now += seconds
-        return self._release(self._now - self.window)
 
 
 @dataclass
@@ -99,8 +89,7 @@ class LiveAnalysis:
         self.sources: dict[str, LiveSource] = {}
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self.total_events = 0
-        self._merger = LiveMerger(delay=0.25)
-        self._stitcher = _LiveStitcher(window=stitch_window)
+        self._timeline = LiveTimeline(offsets=parse_offset_options(self.options.clock_offsets), window=stitch_window)
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -131,7 +120,7 @@ class LiveAnalysis:
         if self._ticker is not None:
             self._ticker.join(timeout=2)
         with self._lock:
-            self._publish(self._merger.flush(), final=True)
+            self._publish(self._timeline.flush())
 
     def __enter__(self) -> LiveAnalysis:
         return self.start()
@@ -178,7 +167,7 @@ class LiveAnalysis:
         state.parser = SourceParser(fmt, self.registry.evidence, source=name, file=str(path), tz=choice.zone,
                                     fallback=self.registry.fallback, fallback_time=mtime)
         state.source, state.format, state.zone = name, fmt.name, choice.name
-        self._merger.add_source(name)
+        self._timeline.add_source(name, str(path))
 
     def _on_batch(self, batch: LineBatch) -> None:
         if batch.path.exists() and classify(batch.path) not in ("log", "unreadable"):
@@ -207,8 +196,7 @@ class LiveAnalysis:
         events += state.parser.finish()
         state.lines = state.parser.lines_read
         state.unparsed = state.parser.unparsed
-        self._merger.feed(state.source, events)
-        self._publish(self._merger.release())
+        self._publish(self._timeline.feed(state.source, state.path, events))
 
     # -- the clock -----------------------------------------------------------------------------
 
@@ -220,23 +208,16 @@ class LiveAnalysis:
                         lines, state.waiting = state.waiting, []
                         self._open_parser(state, Path(path), lines)
                         self._parse(state, lines)
-                events = self._merger.release()
-                self._publish(events, tick=TICK)
+                self._publish(self._timeline.tick())
                 if self.session.last is not None:
                     # event time moves with the wall clock while logs are quiet, so absences fire
                     findings = self.session.tick(self.session.last + TICK)
                     if findings and not self._paused and self.on_update is not None:
                         self.on_update(LiveUpdate([], findings))
 
-    def _publish(self, events: list[Event], *, final: bool = False, tick: float = 0.0) -> None:
-        stitched: list[Event] = []
-        for event in events:
-            stitched.extend(self._stitcher.push(event))
-        if tick:
-            stitched.extend(self._stitcher.advance(tick))
-        if final:
-            stitched.extend(self._stitcher.flush())
-        self.session.note_connections(self._stitcher.pop_closed())
+    def _publish(self, stitched: list[Event]) -> None:
+        """Timeline events (ordered, corrected, stitched) into the engine and out to the surface."""
+        self.session.note_connections(self._timeline.pop_closed())
         if not stitched:
             return
         changed = self.session.feed(stitched)
