@@ -204,9 +204,13 @@ class CorrelatorApp(App[None]):
         finding = self.findings.get(key) if key else None
         if finding is None:
             if self._shown_detail is not None or not self.ordered:
-                message = ("No finding yet: watching the logs…" if self.source.live
-                           else "No root cause found." if self.source.status() == "done" else "Reading…")
-                self.query_one("#detail-text", Static).update(Text(message, style="dim italic"))
+                message = Text("No finding yet: watching the logs…" if self.source.live
+                               else "No root cause found." if self.source.status() == "done" else "Reading…",
+                               style="dim italic")
+                if self.source.errors:
+                    message.append("\n\nErrors (the rest was analysed):\n", style="bold red")
+                    message.append("\n".join(self.source.errors[:20]), style="red")
+                self.query_one("#detail-text", Static).update(message)
                 self._shown_detail = None
             return
         stamp = (key or "", finding.revision * 1000 + finding.count)

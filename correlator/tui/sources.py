@@ -19,14 +19,17 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Protocol
 
 from correlator.analysis import Analysis, Options, Session, SourceReport, _events, open_logs
 from correlator.errors import CorrelatorError, InputError
 from correlator.model import Event, Finding, severity_rank
+from correlator.sources.files import LogFile
+from correlator.sources.lines import Line
 from correlator.tui.store import EventStore
 
 Changed = Callable[[], None]
@@ -129,14 +132,8 @@ class BundleEventSource:
     live = False
 
     def __init__(self, inputs: Sequence[str | Path], options: Options | None = None) -> None:
-        from correlator.engine.rules import load_rules
-        from correlator.formats.registry import default_registry, load_registry
-
         self.inputs = list(inputs)
         self.options = options or Options()
-        self.registry = (load_registry(self.options.formats_dirs) if self.options.formats_dirs
-                         else default_registry())
-        self.rules, _ = load_rules(list(self.options.rules_dirs))
         self.store = EventStore()
         self.errors: list[str] = []
         self.analysis: Analysis | None = None
@@ -170,17 +167,24 @@ class BundleEventSource:
         from correlator.sources.bundle import open_bundle
         from correlator.timeline.connections import Stitcher
 
+        from correlator.engine.rules import load_rules
+        from correlator.formats.registry import default_registry, load_registry
+
         options = self.options
+        # loading formats and rules takes half a second: here, not before the first frame
+        registry = load_registry(options.formats_dirs) if options.formats_dirs else default_registry()
+        rules, _ = load_rules(list(options.rules_dirs))
         bundle = open_bundle(self.inputs)
         self._bundle = bundle
         self.errors.extend(str(e) for e in bundle.errors)
         artifacts = Artifacts.from_bundle(bundle)
         artifacts.now = options.now
         self.errors.extend(str(e) for e in artifacts.errors)
-        session = Session(self.rules, artifacts)
-        logs = open_logs(bundle, self.registry, options, self.errors)
+        session = Session(rules, artifacts)
+        logs = open_logs(bundle, registry, options, self.errors)
         for log in logs:
             self.store.real_paths[log.info.path] = log.path
+            _small_chunks(log)
         self._reports = [SourceReport(log.info, log.zone_how) for log in logs]
         self._state = "reading"
         stitcher = Stitcher()
@@ -255,6 +259,34 @@ class BundleEventSource:
         if self._state == "reading":
             return f"reading {len(self.store):,} events"
         return self._state
+
+
+def _small_chunks(log: LogFile, first: int = 100, size: int = 10_000) -> None:
+    """Re-cut a log's line chunks (a megabyte each, ~15,000 lines) into smaller ones, the first
+    very small, so the timeline shows its first rows after a few hundred parsed lines instead of
+    a megabyte's worth (seconds on a big TLS-heavy log). Parsing is chunk-size independent: the
+    batch reader already cuts at arbitrary line boundaries and the live tailer feeds any batch.
+
+    LogFile has no option for this, so its two reading attributes are rewrapped here; if they
+    ever change name the log is simply read in its own chunks."""
+    head = getattr(log, "_first", None)
+    rest = getattr(log, "_chunks", None)
+    if not isinstance(head, list) or rest is None or len(head) <= first:
+        return
+
+    def recut(chunks: Iterator[list[Line]]) -> Iterator[list[Line]]:
+        # growing pieces: the merger reads a source's next chunk before it hands out the
+        # current one, so the second piece must be small too
+        step = first
+        for chunk in chunks:
+            start = 0
+            while start < len(chunk):
+                yield chunk[start:start + step]
+                start += step
+                step = min(size, step * 2)
+
+    log._first, tail = head[:first], head[first:]
+    log._chunks = recut(chain([tail], rest))
 
 
 class LiveEventSource:
