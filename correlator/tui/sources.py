@@ -164,11 +164,10 @@ class BundleEventSource:
 
     def _analyse(self, changed: Changed) -> None:
         from correlator.engine.facts import Artifacts
-        from correlator.sources.bundle import open_bundle
-        from correlator.timeline.connections import Stitcher
-
         from correlator.engine.rules import load_rules
         from correlator.formats.registry import default_registry, load_registry
+        from correlator.sources.bundle import open_bundle
+        from correlator.timeline.connections import Stitcher
 
         options = self.options
         # loading formats and rules takes half a second: here, not before the first frame
