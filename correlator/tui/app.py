@@ -260,10 +260,6 @@ class CorrelatorApp(App[None]):
     def _row_highlighted(self, _: DataTable.RowHighlighted) -> None:
         self._show_detail()
 
-    @on(DataTable.RowSelected, "#findings")
-    def _row_selected(self, _: DataTable.RowSelected) -> None:
-        self.action_evidence()
-
     def selected_finding(self) -> Finding | None:
         key = self.query_one("#findings", FindingsTable).selected
         return self.findings.get(key) if key else None
@@ -313,10 +309,6 @@ class CorrelatorApp(App[None]):
         body.set_class(which == "detail", "mode-detail")
         target = self.query_one("#timeline" if which == "timeline" else "#detail")
         target.focus()
-
-    def _timeline_visible(self) -> bool:
-        body = self.query_one("#body")
-        return body.has_class("wide") or body.has_class("mode-timeline")
 
     def action_top(self) -> None:
         if isinstance(self.focused, FindingsTable):

@@ -30,7 +30,8 @@ def source_colour(index: int) -> str:
 
 class FindingsTable(DataTable[Text]):
     """Findings worst first. Rows are keyed by id|group so the cursor stays on its finding when
-    the order changes under it."""
+    the order changes under it. Enter jumps to the evidence (a click only chooses: reading the
+    detail must not throw the view elsewhere)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "app.evidence", "Evidence", show=True, priority=False)]
 
