@@ -11,6 +11,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.events import Click
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -204,6 +205,10 @@ class Timeline(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self.virtual_size = Size(self.size.width, self.count)
+
+    def on_click(self, event: Click) -> None:
+        self.focus()
+        self.go(self.scroll_offset.y + event.y, centre=False)
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width

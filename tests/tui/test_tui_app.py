@@ -231,3 +231,14 @@ async def test_tui_bundle_reads_on_a_worker_and_fills_the_screen(tmp_path: Path)
         row = timeline.row_at(timeline.cursor)
         assert row is not None and "certificate expired" in source.store.text(row)
         assert not source.store._raw  # every line read back from the extracted files
+
+
+async def test_a_click_on_the_timeline_moves_the_cursor_there(make_app: Make) -> None:
+    app = make_app("mixed")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("t", "g")
+        timeline = app.query_one(Timeline)
+        await pilot.click(Timeline, offset=(20, 3))
+        assert timeline.cursor == timeline.scroll_offset.y + 3
+        assert app.focused is timeline
