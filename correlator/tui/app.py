@@ -54,6 +54,9 @@ class Settings:
     """Seconds a finding that appeared live stays marked NEW."""
     wide_at: int = 150
     """From this many columns the detail and the timeline sit side by side."""
+    history: float = 120.0
+    """A live finding whose last evidence is older than this when it first shows (an old line of
+    a log read from its start) is not announced as new."""
     cursor_blink: bool = True
     notify_new: bool = True
 
@@ -178,17 +181,24 @@ class CorrelatorApp(App[None]):
         found = {f"{f.id}|{f.group}": f for f in self.source.findings()}
         if self._seen is None:
             self._seen = set()
-        # a bundle's findings all arrive at the end of the read: only live ones are news
+        # a bundle's findings all arrive at the end of the read: only live ones are news, and of
+        # those only the ones with recent evidence (watch reads existing logs from the start)
         fresh = [k for k in found if k not in self._seen] if self.source.live else []
         for key in fresh:
             self._seen.add(key)
+        fresh = [k for k in fresh if found[k].last_seen >= now - self.settings.history]
+        for key in fresh:
             self.new_until[key] = now + self.settings.new_for
-            finding = found[key]
-            if self.settings.notify_new:
-                self.notify(f"{finding.id}: {finding.title}", title=f"New finding ({finding.severity})",
-                            severity="error" if finding.severity in ("critical", "high") else "warning",
-                            timeout=8)
         if fresh and self.settings.notify_new:
+            if len(fresh) <= 3:
+                for key in fresh:
+                    finding = found[key]
+                    self.notify(f"{finding.id}: {finding.title}", title=f"New finding ({finding.severity})",
+                                severity="error" if finding.severity in ("critical", "high") else "warning",
+                                timeout=8)
+            else:
+                self.notify(", ".join(sorted({found[k].id for k in fresh})), title=f"{len(fresh)} new findings",
+                            severity="error", timeout=8)
             self.bell()
         self.findings = found
         self.ordered = fmt.order(list(found.values()))
@@ -258,7 +268,8 @@ class CorrelatorApp(App[None]):
 
     @on(DataTable.RowHighlighted, "#findings")
     def _row_highlighted(self, _: DataTable.RowHighlighted) -> None:
-        self._show_detail()
+        with suppress(NoMatches):  # the table also highlights while the app is closing
+            self._show_detail()
 
     def selected_finding(self) -> Finding | None:
         key = self.query_one("#findings", FindingsTable).selected

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Static
-from tui_helpers import SAMPLES, incident, settings
+from tui_helpers import NOW, SAMPLES, incident, settings
 
 from correlator.model import Event
 from correlator.tui.app import create_app
@@ -47,7 +47,8 @@ def _split(tmp_path: Path) -> tuple[Path, list[str]]:
 async def test_live_finding_appears_marked_new_and_pause_freezes_the_screen(tmp_path: Path) -> None:
     log, rest = _split(tmp_path)
     source = LiveEventSource([log.parent.parent], stitch_window=0.1)
-    app = create_app(settings(clock=time.time, tick=0.2), source)
+    # the sample's lines carry the time they were recorded: count them as news whatever their age
+    app = create_app(settings(clock=time.time, tick=0.2, history=1e12), source)
     async with app.run_test(size=(80, 24)) as pilot:
         timeline = app.query_one(Timeline)
         await _until(pilot, lambda: timeline.count > 0)
@@ -109,3 +110,15 @@ async def test_a_flood_of_updates_collapses_into_few_refreshes() -> None:
         source.thread.join(5)
         assert app.refreshes < 2_000, app.refreshes  # one refresh per pending signal, not per line
         assert timeline.cursor == 19_999  # following the tail
+
+
+async def test_findings_from_old_lines_are_shown_but_not_announced(tmp_path: Path) -> None:
+    """watch reads existing logs from their start: yesterday's incident is listed, not trumpeted."""
+    folder = tmp_path / "incident"
+    shutil.copytree(SAMPLES / "server_cert_expired", folder)
+    source = LiveEventSource([folder], stitch_window=0.1)
+    app = create_app(settings(clock=lambda: NOW + 3600), source)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _until(pilot, lambda: any(f.id == "tls.server_cert_expired" for f in app.ordered))
+        assert not app.new_until
+        assert not app._notifications
