@@ -335,7 +335,7 @@ class Store:
         after = query.after
         if query.since is not None:
             # every event at or after `since` lies at or after the first whose running max reaches it
-            first = db.execute("SELECT seq FROM events WHERE num = ? AND tmax >= ? ORDER BY tmax LIMIT 1",
+            first = db.execute("SELECT seq FROM events WHERE num = ? AND tmax >= ? ORDER BY tmax, rowid LIMIT 1",
                                (num, query.since)).fetchone()
             if first is None:
                 return [], None
