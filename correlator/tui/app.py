@@ -146,6 +146,7 @@ class CorrelatorApp(App[None]):
         body.set_class(width >= self.settings.wide_at, "wide")
         # below 30 rows the activity chart would eat the timeline: two sources, then scroll
         self.query_one("#activity").set_class(self.size.height < 30, "short")
+        self.query_one("#activity").display = self.size.height >= 20
 
     # -- data --------------------------------------------------------------------------------
 
