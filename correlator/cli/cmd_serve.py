@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="time zone rules, as for analyze (repeatable)")
     parser.add_argument("--formats-dir", action="append", dest="formats_dirs", metavar="DIR")
     parser.add_argument("--rules-dir", action="append", dest="rules_dirs", metavar="DIR")
+    parser.add_argument("--stitch-window", type=float, metavar="SECONDS",
+                        help="live: how long an event waits for the other side of its connection (default 0.1)")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     parser.set_defaults(func=run)
 
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                              state_dir=args.state_dir, max_upload_bytes=max_upload, max_analyses=args.max_analyses,
                              max_age_days=args.max_age_days, cors_origins=args.cors_origins, zones=args.zones,
                              formats_dirs=args.formats_dirs, rules_dirs=args.rules_dirs,
-                             live_paths=args.paths or None)
+                             live_paths=args.paths or None, live_stitch_window=args.stitch_window)
     settings.check_exposure()
     try:
         settings.state_dir.mkdir(parents=True, exist_ok=True)

@@ -1,64 +1,16 @@
-"""A real server for the API tests: uvicorn on a free loopback port in a thread, spoken to with
-httpx over TCP, the way a support tool or a dashboard talks to it."""
+"""Fixtures of the API tests; the server itself is in api_helpers.py."""
 
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
+from api_helpers import SAMPLES, RunningServer, ServerFactory, zip_folder
 
-from correlator.api import Settings, create_app
-
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "sample_logs"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RunningServer:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.port = free_port()
-        self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                timeout_graceful_shutdown=1, lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> RunningServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        assert not self.thread.is_alive(), "uvicorn did not stop"
-
-    def client(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        kwargs.setdefault("timeout", 30)
-        return httpx.Client(base_url=self.url + "/api/v1", headers=headers, **kwargs)
-
-
-ServerFactory = Callable[..., RunningServer]
+from correlator.api import Settings
 
 
 @pytest.fixture
@@ -77,14 +29,6 @@ def start_server(tmp_path: Path) -> Iterator[ServerFactory]:
     for server in reversed(started):
         if server.thread.is_alive():
             server.stop()
-
-
-def zip_folder(folder: Path, target: Path) -> Path:
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(folder.rglob("*")):
-            if file.is_file():
-                archive.write(file, Path(folder.name) / file.relative_to(folder))
-    return target
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import SAMPLES, RunningServer
+from api_helpers import SAMPLES, RunningServer
 
 from correlator.api.models import FindingOut
 

@@ -3,7 +3,7 @@ root-cause ids of `correlator certs` and `correlator probe`."""
 
 from __future__ import annotations
 
-from conftest import SAMPLES, ServerFactory, free_port
+from api_helpers import SAMPLES, ServerFactory, free_port
 
 
 def test_inspect_names_the_expired_server_certificate(start_server: ServerFactory) -> None:

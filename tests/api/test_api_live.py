@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import SAMPLES, ServerFactory
+from api_helpers import SAMPLES, ServerFactory
 
 EXPIRED = (SAMPLES / "server_cert_expired" / "broker" / "mosquitto.log").read_text().splitlines()
 START, FAILURE = EXPIRED[:4], EXPIRED[4:7]  # broker start-up; one client refused: connection, alert, close

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from conftest import SAMPLES, ServerFactory
+from api_helpers import SAMPLES, ServerFactory
 
 KEY_LINE = re.compile(r"^[A-Za-z0-9+/=]{40,}$")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from conftest import SAMPLES, RunningServer
+from api_helpers import SAMPLES, RunningServer
 from hypothesis import HealthCheck, settings
 from pydantic import SecretStr
 from schemathesis import checks

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port
+from api_helpers import free_port
 
 from correlator.api import load_settings
 from correlator.errors import CorrelatorError

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import SAMPLES, ServerFactory
+from api_helpers import SAMPLES, ServerFactory
 
 from correlator.api.store import Store
 
