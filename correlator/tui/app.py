@@ -140,6 +140,14 @@ class CorrelatorApp(App[None]):
 
     def on_resize(self) -> None:
         self._layout(self.size.width)
+        # the activity chart is sized to its pane: draw it again once the pane has its new size
+        self.call_after_refresh(self._show_activity)
+
+    def _show_activity(self) -> None:
+        with suppress(NoMatches):
+            short = self.size.height < 30
+            self.query_one("#activity", Activity).show(self.source.store, self.source.source_info(),
+                                                       self.size.width, rows=2 if short else 0)
 
     def _layout(self, width: int) -> None:
         body = self.query_one("#body")
@@ -172,9 +180,7 @@ class CorrelatorApp(App[None]):
             self._take_findings()
             self._show_findings()
             self._show_timeline()
-            short = self.size.height < 30
-            self.query_one("#activity", Activity).show(self.source.store, self.source.source_info(), self.size.width,
-                                                       rows=2 if short else 0)
+            self._show_activity()
         self._show_status()
 
     def _take_findings(self) -> None:

@@ -19,17 +19,15 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 from typing import Protocol
 
-from correlator.analysis import Analysis, Options, Session, SourceReport, _events, open_logs
-from correlator.errors import CorrelatorError, InputError
+from correlator.analysis import Analysis, Options, SourceReport, analyze
+from correlator.errors import CorrelatorError
 from correlator.model import Event, Finding, severity_rank
-from correlator.sources.files import LogFile
-from correlator.sources.lines import Line
+from correlator.sources.bundle import Bundle, open_bundle
 from correlator.tui.store import EventStore
 
 Changed = Callable[[], None]
@@ -121,12 +119,13 @@ class StaticEventSource:
 
 
 class BundleEventSource:
-    """`analyze()`'s batch pipeline on a worker thread, with every event also kept in the store.
+    """`analyze()` run on a worker thread, every timeline event also kept in the store (through
+    its `on_events` hook), so the TUI shows exactly the findings, zones and clock corrections of
+    `correlator analyze`.
 
-    analyze() returns findings, not events; rather than reading the bundle twice this runs the
-    same stages (open_logs, the merged event stream, the stitcher, a Session) and feeds each
-    stitched chunk to both the engine and the store. The bundle stays open (archives stay
-    extracted) until `stop()`, so the timeline can read lines back from their files.
+    analyze() extracts archives into a temporary folder it removes when it returns; the timeline
+    reads lines back from their files long after that. So the bundle is also opened here (the
+    same naming, so an event's file name finds its file) and kept open until `stop()`.
     """
 
     live = False
@@ -137,119 +136,62 @@ class BundleEventSource:
         self.store = EventStore()
         self.errors: list[str] = []
         self.analysis: Analysis | None = None
-        self._reports: list[SourceReport] = []
         self._done = threading.Event()
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._bundle: object | None = None
-        self._partial: list[Finding] = []
+        self._bundle: Bundle | None = None
+        self._changed: Changed = lambda: None
+        self._last_signal = 0.0
+        self._stopping = False
         self._state = "starting"
 
     def start(self, changed: Changed) -> None:
-        self._thread = threading.Thread(target=self._run, args=(changed,), name="correlator-tui-read", daemon=True)
+        self._changed = changed
+        self._thread = threading.Thread(target=self._run, name="correlator-tui-read", daemon=True)
         self._thread.start()
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
 
-    def _run(self, changed: Changed) -> None:
+    def _run(self) -> None:
         try:
-            self._analyse(changed)
+            self._bundle = open_bundle(self.inputs)
+            for path in self._bundle.logs:
+                self.store.real_paths[self._bundle.name(path)] = path
+            self._state = "reading"
+            self.analysis = analyze(self.inputs, self.options, on_events=self._take)
+            self.errors[:0] = self.analysis.errors
         except CorrelatorError as exc:
             self.errors.append(str(exc))
         finally:
             self._state = "done"
             self._done.set()
-            changed()
+            if self._stopping and self._bundle is not None:
+                self._bundle.close()
+            else:
+                self._changed()
 
-    def _analyse(self, changed: Changed) -> None:
-        from correlator.engine.facts import Artifacts
-        from correlator.engine.rules import load_rules
-        from correlator.formats.registry import default_registry, load_registry
-        from correlator.sources.bundle import open_bundle
-        from correlator.timeline.connections import Stitcher
-
-        options = self.options
-        # loading formats and rules takes half a second: here, not before the first frame
-        registry = load_registry(options.formats_dirs) if options.formats_dirs else default_registry()
-        rules, _ = load_rules(list(options.rules_dirs))
-        bundle = open_bundle(self.inputs)
-        self._bundle = bundle
-        self.errors.extend(str(e) for e in bundle.errors)
-        artifacts = Artifacts.from_bundle(bundle)
-        artifacts.now = options.now
-        self.errors.extend(str(e) for e in artifacts.errors)
-        session = Session(rules, artifacts)
-        logs = open_logs(bundle, registry, options, self.errors)
-        for log in logs:
-            self.store.real_paths[log.info.path] = log.path
-            _small_chunks(log)
-        self._reports = [SourceReport(log.info, log.zone_how) for log in logs]
-        self._state = "reading"
-        stitcher = Stitcher()
-        connections = 0
-        last_signal = last_findings = time.monotonic()
-
-        def keep(events: list[Event]) -> list[Event]:
-            return [e for e in events if (options.since is None or e.ts >= options.since)
-                    and (options.until is None or e.ts <= options.until)]
-
-        count = 0
-        for chunk in _events(logs, self.errors):
-            if self._stop.is_set():
-                return
-            stitched: list[Event] = []
-            for event in chunk:
-                stitched.extend(stitcher.push(event))
-            closed = stitcher.pop_closed()
-            connections += len(closed)
-            session.note_connections(closed)
-            selected = keep(stitched)
-            count += len(selected)
-            session.feed(selected)
-            self.store.extend(selected)
-            now = time.monotonic()
-            if now - last_findings > 1.0:
-                # findings so far, copied on this thread (the engine is not thread-safe), so a
-                # long read shows its causes before it ends
-                last_findings = now
-                self._partial = [snapshot(f) for f in session.findings(options.min_severity)]
-            if now - last_signal > 0.05:
-                last_signal = now
-                changed()
-        tail = keep(stitcher.flush())
-        closed = stitcher.pop_closed()
-        connections += len(closed)
-        session.note_connections(closed)
-        count += len(tail)
-        session.feed(tail)
-        self.store.extend(tail)
-        session.finish()
-        if session.last is not None:
-            session.tick(session.last + 86400)
-        if not logs and not self.errors and artifacts.empty:
-            raise InputError("nothing to analyse: no log, certificate or configuration file in the input")
-        counts = {"certificates": len(artifacts.certs), "keys": len(artifacts.keys)}
-        self.analysis = Analysis(findings=session.findings(options.min_severity), sources=self._reports,
-                                 errors=self.errors, artifacts=counts, events=count, first_event=session.first,
-                                 last_event=session.last, connections=connections, histogram=session.histogram)
+    def _take(self, events: list[Event]) -> None:
+        self.store.extend(events)
+        now = time.monotonic()
+        if now - self._last_signal > 0.05:
+            self._last_signal = now
+            self._changed()
 
     def stop(self) -> None:
-        self._stop.set()
+        # analyze() cannot be cancelled: a read still running goes on in its daemon thread, which
+        # removes the extracted files when it ends (or the process does)
+        self._stopping = True
         if self._thread is not None:
-            self._thread.join(timeout=5)
-        close = getattr(self._bundle, "close", None)
-        if close is not None:
-            close()
+            self._thread.join(timeout=5 if self._done.is_set() else 0.2)
+        if self._bundle is not None and self._done.is_set():
+            self._bundle.close()
         self.store.close()
 
     def findings(self) -> list[Finding]:
-        if self.analysis is None:
-            return list(self._partial)
-        return [snapshot(f) for f in self.analysis.findings]
+        return [snapshot(f) for f in self.analysis.findings] if self.analysis is not None else []
 
     def source_info(self) -> list[SourceInfo]:
-        return _infos(self._reports)
+        return _infos(self.analysis.sources) if self.analysis is not None else []
 
     def lines_per_second(self) -> float:
         return 0.0
@@ -258,34 +200,6 @@ class BundleEventSource:
         if self._state == "reading":
             return f"reading {len(self.store):,} events"
         return self._state
-
-
-def _small_chunks(log: LogFile, first: int = 100, size: int = 10_000) -> None:
-    """Re-cut a log's line chunks (a megabyte each, ~15,000 lines) into smaller ones, the first
-    very small, so the timeline shows its first rows after a few hundred parsed lines instead of
-    a megabyte's worth (seconds on a big TLS-heavy log). Parsing is chunk-size independent: the
-    batch reader already cuts at arbitrary line boundaries and the live tailer feeds any batch.
-
-    LogFile has no option for this, so its two reading attributes are rewrapped here; if they
-    ever change name the log is simply read in its own chunks."""
-    head = getattr(log, "_first", None)
-    rest = getattr(log, "_chunks", None)
-    if not isinstance(head, list) or rest is None or len(head) <= first:
-        return
-
-    def recut(chunks: Iterator[list[Line]]) -> Iterator[list[Line]]:
-        # growing pieces: the merger reads a source's next chunk before it hands out the
-        # current one, so the second piece must be small too
-        step = first
-        for chunk in chunks:
-            start = 0
-            while start < len(chunk):
-                yield chunk[start:start + step]
-                start += step
-                step = min(size, step * 2)
-
-    log._first, tail = head[:first], head[first:]
-    log._chunks = recut(chain([tail], rest))
 
 
 class LiveEventSource:

@@ -277,6 +277,7 @@ class Activity(Static):
     def show(self, store: EventStore, infos: list[SourceInfo], width: int, *, rows: int = 0) -> None:
         """`rows` > 0 limits the chart to that many sources, the noisiest in warnings first."""
         by_name = {info.name: info for info in infos}
+        width = self.size.width or width  # its pane, once laid out (half the screen when wide)
         first, last = store.first_ts(), store.last_ts()
         spark_width = max(8, min(72, width - 47))
         span = int(last - first) + 1 if first is not None and last is not None else 1
@@ -338,9 +339,13 @@ class StatusBar(Static):
                     line.append(f"{worst[sev]} {fmt.SEVERITY_LABEL[sev].lower()}", fmt.SEVERITY_STYLE[sev])
         else:
             line.append("no finding yet" if live else "no finding", "green")
-        moved = {name: value for name, value in (offsets or {}).items() if abs(value) >= 0.05}
+        # sub-second offsets are the network's latency, not a wrong clock: the activity chart has them
+        moved = sorted(((v, n) for n, v in (offsets or {}).items() if abs(v) >= 1.0), key=lambda p: -abs(p[0]))
         if moved:
-            line.append(" · clock " + ", ".join(f"{short(n)} {v:+.1f}s" for n, v in sorted(moved.items())), "italic")
+            shown = ", ".join(f"{short(n)} {v:+.0f}s" if abs(v) >= 10 else f"{short(n)} {v:+.1f}s"
+                              for v, n in moved[:2])
+            more = f" (+{len(moved) - 2})" if len(moved) > 2 else ""
+            line.append(f" · clock corrected: {shown}{more}", "italic")
         if filter_text:
             line.append(f" · filter: {filter_text}", "italic yellow")
         if errors:
