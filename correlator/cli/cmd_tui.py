@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("paths", nargs="+", metavar="BUNDLE", help="log files, folders, or bundles")
     parser.add_argument("--tz", action="append", default=[], metavar="[SOURCE=]ZONE",
                         help="time zone of naive timestamps (as for analyze; repeatable)")
+    parser.add_argument("--clock-offset", action="append", default=[], metavar="SOURCE=OFFSET",
+                        help="a host's clock minus the broker's, e.g. 'client:edge-07=+300s', instead of the "
+                             "estimate (repeatable)")
     parser.add_argument("--source-format", action="append", default=[], metavar="GLOB=FORMAT",
                         help="force a format for matching files (repeatable)")
     parser.add_argument("--since", metavar="TIME", help="ignore events before this time (ISO 8601)")
@@ -40,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     for path in args.paths:
         if not Path(path).exists():
             raise InputError(f"{path}: no such file or folder")
-    options = Options(zones=args.tz, formats=args.source_format, since=_time(args.since, "--since"),
+    options = Options(zones=args.tz, formats=args.source_format, clock_offsets=args.clock_offset,
+                      since=_time(args.since, "--since"),
                       until=_time(args.until, "--until"), min_severity=args.min_severity,
                       formats_dirs=args.formats_dir, rules_dirs=args.rules_dir)
     source = BundleEventSource(args.paths, options)

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--polling", action="store_true", help="poll instead of inotify (network file systems)")
     parser.add_argument("--tz", action="append", default=[], metavar="[SOURCE=]ZONE",
                         help="time zone of naive timestamps (as for analyze; repeatable)")
+    parser.add_argument("--clock-offset", action="append", default=[], metavar="SOURCE=OFFSET",
+                        help="a host's clock minus the broker's, e.g. 'client:edge-07=+300s', instead of the "
+                             "estimate (repeatable)")
     parser.add_argument("--source-format", action="append", default=[], metavar="GLOB=FORMAT",
                         help="force a format for matching files (repeatable)")
     parser.add_argument("--min-severity", choices=SEVERITIES, default="info", help="hide findings below this")
@@ -44,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     for path in args.paths:
         if not Path(path).exists():
             raise InputError(f"{path}: no such file or folder")
-    options = Options(zones=args.tz, formats=args.source_format, min_severity=args.min_severity,
+    options = Options(zones=args.tz, formats=args.source_format, clock_offsets=args.clock_offset,
+                      min_severity=args.min_severity,
                       formats_dirs=args.formats_dir, rules_dirs=args.rules_dir)
     source = LiveEventSource(args.paths, options, stitch_window=args.stitch_window, polling=args.polling,
                              from_beginning=not args.new_only, pattern=args.pattern)
