@@ -12,7 +12,7 @@ change.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,37 +184,16 @@ class Session:
 
 
 def open_logs(bundle: Bundle, registry: Registry, options: Options, errors: list[str]) -> list[LogFile]:
-    zone_config = tz_rules.parse_zone_options(options.zones)
+    """A LogFile per log of the bundle, its format detected or forced; zones and clock offsets
+    are the timeline stage's business (correlator.timeline.pipeline)."""
     logs: list[LogFile] = []
     for path in bundle.logs:
         name = bundle.name(path)
         try:
-            log = LogFile(path, registry, format_name=_forced_format(name, options.formats), display_path=name)
+            logs.append(LogFile(path, registry, format_name=_forced_format(name, options.formats), display_path=name))
         except CorrelatorError as exc:
             errors.append(str(exc))
-            continue
-        logs.append(log)
-    for log in logs:
-        sample = log.peek_events()
-        stamped = [e.time_text for e in sample if e.time_text][:20]
-        choice = zone_config.choose(log.info.source, log.info.path, zoned_text=tz_rules.guess_zoned(sample),
-                                    broker_epoch=bool(stamped) and all(t.isdigit() for t in stamped))
-        log.set_zone(choice.zone, choice.how)
     return logs
-
-
-def _events(logs: list[LogFile], errors: list[str]) -> Iterator[list[Event]]:
-    """Each log's event chunks; a file that breaks half-way reports its error and keeps what it
-    gave (one broken file never hides the findings from the rest)."""
-    from correlator.timeline.merge import merge_chunks
-
-    def guarded(log: LogFile) -> Iterator[list[Event]]:
-        try:
-            yield from log.chunks()
-        except CorrelatorError as exc:
-            errors.append(str(exc))
-
-    yield from merge_chunks([guarded(log) for log in logs])
 
 
 def skew_events(sources: Sequence[SourceTimeline]) -> list[Event]:
