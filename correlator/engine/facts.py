@@ -453,7 +453,7 @@ def _acl(arts: Artifacts, context: dict[str, Any], action: str) -> CheckResult:
         sub = acl.check_subscription(user, client_id, topic)
         allowed, reason, fix, section = sub.delivery != "none", sub.reason, sub.fix, sub.fix_section
         entry = sub.denying[0] if sub.denying else None
-    values["acl_verdict"] = reason
+    values["acl_verdict"] = (reason[:1].upper() + reason[1:]).rstrip(".") + "." if reason else ""
     values["acl_line_to_add"] = f"{fix} (under '{section}')" if fix and section else (fix or "")
     ref = EvidenceRef("artifact", arts.name(acl.path), entry.line if entry else None,
                       (entry.text if entry else reason))
