@@ -13,7 +13,9 @@ the cost of the HTTP stack itself, so a ratio of 1.0 means the route adds nothin
 Live: the server tails a broker log; for each of --live-rounds rounds the benchmark appends one
 refused TLS connection (three real lines from sample_logs/server_cert_expired, stamped now) and
 waits for the finding's next revision on /api/v1/live/stream. It runs once per stitch window
-(--stitch-window; by default 0.3 s, LiveAnalysis's own, 0.1 s, serve's, and 0.01 s).
+(--stitch-window; by default 0.3 s, LiveAnalysis's own, 0.1 s, watch's, and 0.01 s, serve's),
+with pauses of random length between rounds: broker stamps are whole seconds, and where in its
+second a line falls changes how long it is held.
 
     .venv/bin/python benchmarks/api.py [--lines 200000] [--requests 400] [--clients 8]
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -156,6 +159,7 @@ def live_latency(folder: Path, rounds: int, stitch_window: float) -> list[float]
                 client.stream("GET", "/live/stream") as response:
             stream = sse(response)
             count = 0
+            pacing = random.Random(5)
             for _ in range(rounds):
                 stamp = int(time.time())
                 text = "".join(f"{stamp}: {line}\n" for line in FAILURE)
@@ -166,7 +170,8 @@ def live_latency(folder: Path, rounds: int, stitch_window: float) -> list[float]
                 finding = next(f for f in stream if f["id"] == "tls.server_cert_expired" and f["count"] > count)
                 results.append(time.perf_counter() - start)
                 count = finding["count"]
-                time.sleep(0.2)
+                # broker stamps are whole seconds: vary where in a second the next line falls
+                time.sleep(pacing.uniform(0.2, 1.2))
         return results
     finally:
         server.stop()
@@ -180,68 +185,76 @@ def main() -> None:
     parser.add_argument("--live-rounds", type=int, default=20)
     parser.add_argument("--stitch-window", type=float, action="append",
                         help="live stitch windows to measure (repeatable; default 0.3, LiveAnalysis's own; "
-                        "0.1, serve's; 0.01)")
+                        "0.1, watch's; 0.01, serve's)")
+    parser.add_argument("--live-only", action="store_true", help="skip the bundle and the load")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="correlator-api-bench-") as temp:
         folder = Path(temp)
-        bundle = build_bundle(folder, args.lines)
-        print(f"bundle: {bundle.stat().st_size / 1e6:.1f} MB zip, {args.lines} broker lines replayed from "
-              f"sample_logs/ + sample_logs/mixed clients and artifacts")
-        server = Server(folder / "state", [], background=True)
-        try:
-            with httpx.Client(base_url=server.url + "/api/v1", timeout=600) as client:
-                start = time.perf_counter()
-                created = client.post("/analyses", content=bundle.read_bytes(), params={"name": "bundle.zip"})
-                analysis = created.json()
-                progress = []
-                while analysis["status"] not in ("done", "failed"):
-                    time.sleep(0.25)
-                    analysis = client.get(f"/analyses/{analysis['id']}").json()
-                    progress.append(analysis["progress"])
-                took = time.perf_counter() - start
-                if analysis["status"] != "done":
-                    raise SystemExit(f"analysis failed: {analysis['message']}")
-                aid = analysis["id"]
-                findings = client.get(f"/analyses/{aid}/findings").json()["items"]
-                deep = client.get(f"/analyses/{aid}/timeline", params={"after": analysis["events"] // 2,
-                                                                       "limit": 1}).json()["items"][0]["seq"]
-            print(f"upload answered {created.status_code}; analysed in {took:.1f} s "
-                  f"({analysis['events'] / took:,.0f} events/s stored), {analysis['events']} events, "
-                  f"{len(findings)} findings; progress seen: {sorted(set(progress))}")
-            routes: dict[str, Callable[[int], str]] = {
-                "health (baseline)": lambda i: "/api/v1/health",
-                "findings": lambda i: f"/api/v1/analyses/{aid}/findings",
-                "findings ?min_severity=high": lambda i: f"/api/v1/analyses/{aid}/findings?min_severity=high",
-                "one finding": lambda i: f"/api/v1/analyses/{aid}/findings/{1 + i % len(findings)}",
-                "timeline page 1 (100)": lambda i: f"/api/v1/analyses/{aid}/timeline",
-                "timeline deep page (100)": lambda i: f"/api/v1/analyses/{aid}/timeline?after={deep + i}",
-                "timeline source+kind": lambda i: f"/api/v1/analyses/{aid}/timeline?source=broker&kind=tls.",
-                "timeline since (time range)": lambda i: (f"/api/v1/analyses/{aid}/timeline?"
-                                                          f"since={analysis['summary']['last_event']}"),
-                "timeline text q=": lambda i: f"/api/v1/analyses/{aid}/timeline?q=Denied%20PUBLISH",
-            }
-            print(f"\n{'route':<30} {'p50 ms':>8} {'p99 ms':>8} {'req/s x' + str(args.clients):>12} "
-                  f"{'p50/base':>9} {'p99/base':>9} {'rps/base':>9}")
-            base: tuple[float, float, float] | None = None
-            for name, paths in routes.items():
-                lat = latencies(server.url, paths, args.requests)
-                rps = throughput(server.url, paths, args.requests // 4, args.clients)
-                p50, p99 = percentile(lat, 0.5) * 1000, percentile(lat, 0.99) * 1000
-                base = base or (p50, p99, rps)
-                print(f"{name:<30} {p50:8.2f} {p99:8.2f} {rps:12.0f} {p50 / base[0]:9.2f} {p99 / base[1]:9.2f} "
-                      f"{rps / base[2]:9.2f}")
-        finally:
-            server.stop()
-
+        base = None if args.live_only else load(folder, args)
         print("\nlive: line appended to a tailed broker log -> its finding on /api/v1/live/stream")
         for window in args.stitch_window or [0.3, 0.1, 0.01]:
             times = live_latency(folder, args.live_rounds, window)
             label = f"stitch window {window} s"
             ms = [t * 1000 for t in times]
-            assert base is not None
+            ratio = f"  (p50 / health p50: {statistics.median(ms) / base[0]:.0f}x)" if base else ""
             print(f"  {label:<30} p50 {statistics.median(ms):7.1f} ms  p99 {percentile(ms, 0.99):7.1f} ms  "
-                  f"max {max(ms):7.1f} ms  (p50 / health p50: {statistics.median(ms) / base[0]:.0f}x)")
+                  f"min {min(ms):6.1f} ms  max {max(ms):7.1f} ms{ratio}")
+
+
+def load(folder: Path, args: argparse.Namespace) -> tuple[float, float, float]:
+    """The bundle's analysis and the request load; the /health figures, the baseline."""
+    bundle = build_bundle(folder, args.lines)
+    print(f"bundle: {bundle.stat().st_size / 1e6:.1f} MB zip, {args.lines} broker lines replayed from "
+          f"sample_logs/ + sample_logs/mixed clients and artifacts")
+    server = Server(folder / "state", [], background=True)
+    try:
+        with httpx.Client(base_url=server.url + "/api/v1", timeout=600) as client:
+            start = time.perf_counter()
+            created = client.post("/analyses", content=bundle.read_bytes(), params={"name": "bundle.zip"})
+            analysis = created.json()
+            progress = []
+            while analysis["status"] not in ("done", "failed"):
+                time.sleep(0.25)
+                analysis = client.get(f"/analyses/{analysis['id']}").json()
+                progress.append(analysis["progress"])
+            took = time.perf_counter() - start
+            if analysis["status"] != "done":
+                raise SystemExit(f"analysis failed: {analysis['message']}")
+            aid = analysis["id"]
+            findings = client.get(f"/analyses/{aid}/findings").json()["items"]
+            deep = client.get(f"/analyses/{aid}/timeline", params={"after": analysis["events"] // 2,
+                                                                   "limit": 1}).json()["items"][0]["seq"]
+        print(f"upload answered {created.status_code}; analysed in {took:.1f} s "
+              f"({analysis['events'] / took:,.0f} events/s stored), {analysis['events']} events, "
+              f"{len(findings)} findings; progress seen: {sorted(set(progress))}")
+        routes: dict[str, Callable[[int], str]] = {
+            "health (baseline)": lambda i: "/api/v1/health",
+            "findings": lambda i: f"/api/v1/analyses/{aid}/findings",
+            "findings ?min_severity=high": lambda i: f"/api/v1/analyses/{aid}/findings?min_severity=high",
+            "one finding": lambda i: f"/api/v1/analyses/{aid}/findings/{1 + i % len(findings)}",
+            "timeline page 1 (100)": lambda i: f"/api/v1/analyses/{aid}/timeline",
+            "timeline deep page (100)": lambda i: f"/api/v1/analyses/{aid}/timeline?after={deep + i}",
+            "timeline source+kind": lambda i: f"/api/v1/analyses/{aid}/timeline?source=broker&kind=tls.",
+            "timeline since (time range)": lambda i: (f"/api/v1/analyses/{aid}/timeline?"
+                                                      f"since={analysis['summary']['last_event']}"),
+            "timeline text q=": lambda i: f"/api/v1/analyses/{aid}/timeline?q=Denied%20PUBLISH",
+        }
+        print(f"\n{'route':<30} {'p50 ms':>8} {'p99 ms':>8} {'req/s x' + str(args.clients):>12} "
+              f"{'p50/base':>9} {'p99/base':>9} {'rps/base':>9}")
+        base: tuple[float, float, float] | None = None
+        for name, paths in routes.items():
+            lat = latencies(server.url, paths, args.requests)
+            rps = throughput(server.url, paths, args.requests // 4, args.clients)
+            p50, p99 = percentile(lat, 0.5) * 1000, percentile(lat, 0.99) * 1000
+            base = base or (p50, p99, rps)
+            print(f"{name:<30} {p50:8.2f} {p99:8.2f} {rps:12.0f} {p50 / base[0]:9.2f} {p99 / base[1]:9.2f} "
+                  f"{rps / base[2]:9.2f}")
+    finally:
+        server.stop()
+
+    assert base is not None
+    return base
 
 
 if __name__ == "__main__":

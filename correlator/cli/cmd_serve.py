@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--formats-dir", action="append", dest="formats_dirs", metavar="DIR")
     parser.add_argument("--rules-dir", action="append", dest="rules_dirs", metavar="DIR")
     parser.add_argument("--stitch-window", type=float, metavar="SECONDS",
-                        help="live: how long an event waits for the other side of its connection (default 0.1)")
+                        help="live: how long an event waits for the other side of its connection (default 0.01)")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     parser.set_defaults(func=run)
 

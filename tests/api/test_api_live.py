@@ -34,7 +34,7 @@ def test_appended_lines_arrive_as_findings_on_the_stream(start_server: ServerFac
     assert "alert certificate expired" in FAILURE[1]
     log = tmp_path / "mosquitto.log"
     log.write_text("".join(line + "\n" for line in START))
-    server = start_server(live_paths=[log], live_stitch_window=0.1)
+    server = start_server(live_paths=[log])
     with server.client(timeout=httpx.Timeout(15)) as client:
         assert client.get("/live/findings").json()["items"] == []
         with client.stream("GET", "/live/stream") as response:
