@@ -110,6 +110,7 @@ async def _first_screen(log: Path) -> tuple[float, float]:
             await pilot.pause(0.005)
         await pilot.pause()  # the frame with the rows is drawn
         rows = time.perf_counter() - started
+    source.wait(120)  # the read stops at its next batch; never let it compete with the next figure
     return frame[0], rows
 
 

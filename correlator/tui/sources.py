@@ -118,6 +118,10 @@ class StaticEventSource:
         return "done"
 
 
+class _Stopped(Exception):
+    """Raised from analyze()'s event hook to end a read the screen no longer wants."""
+
+
 class BundleEventSource:
     """`analyze()` run on a worker thread, every timeline event also kept in the store (through
     its `on_events` hook), so the TUI shows exactly the findings, zones and clock corrections of
@@ -160,6 +164,8 @@ class BundleEventSource:
             self._state = "reading"
             self.analysis = analyze(self.inputs, self.options, on_events=self._take)
             self.errors[:0] = self.analysis.errors
+        except _Stopped:
+            pass
         except CorrelatorError as exc:
             self.errors.append(str(exc))
         finally:
@@ -171,6 +177,8 @@ class BundleEventSource:
                 self._changed()
 
     def _take(self, events: list[Event]) -> None:
+        if self._stopping:
+            raise _Stopped  # analyze() has no cancel: leave it through its own hook
         self.store.extend(events)
         now = time.monotonic()
         if now - self._last_signal > 0.05:
@@ -178,8 +186,8 @@ class BundleEventSource:
             self._changed()
 
     def stop(self) -> None:
-        # analyze() cannot be cancelled: a read still running goes on in its daemon thread, which
-        # removes the extracted files when it ends (or the process does)
+        # a read still running stops at its next batch of events (not during the timeline's
+        # look-ahead); its thread removes the extracted files when it ends
         self._stopping = True
         if self._thread is not None:
             self._thread.join(timeout=5 if self._done.is_set() else 0.2)
