@@ -29,9 +29,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--min-severity", choices=SEVERITIES, default="info", help="hide findings below this")
     parser.add_argument("--formats-dir", action="append", default=[], metavar="DIR", help="extra format folder")
     parser.add_argument("--rules-dir", action="append", default=[], metavar="DIR", help="extra rule folder")
-    parser.add_argument("--stitch-window", type=float, default=0.1, metavar="SECONDS",
+    parser.add_argument("--stitch-window", type=float, default=0.05, metavar="SECONDS",
                         help="how long a line may wait for its connection's other lines before it is analysed "
-                             "(default 0.1: live logs of one connection arrive within milliseconds; the finding "
+                             "(default 0.05: live logs of one connection arrive within milliseconds; the finding "
                              "is on screen about this much after its line)")
     parser.set_defaults(func=run)
 

@@ -215,9 +215,9 @@ class LiveEventSource:
     appends the new events to the store and keeps copies of the changed findings; the screen is
     only told that something changed.
 
-    The stitch window defaults to 0.1 s rather than LiveAnalysis's 0.3 s: a live connection's
-    broker and client lines arrive within milliseconds of each other, and the window is most of
-    the time from a line to its finding on screen (benchmarks/tui.py).
+    The stitch window defaults to 0.05 s (as the HTTP API's live mode) rather than LiveAnalysis's
+    0.3 s: a live connection's broker and client lines arrive within milliseconds of each other,
+    and the window is most of the time from a line to its finding on screen (benchmarks/tui.py).
 
     Pausing is the screen's business (it stops moving so a human can read); the engine is never
     paused, because LiveAnalysis drops the updates it does not publish and the timeline would get
@@ -226,7 +226,7 @@ class LiveEventSource:
     live = True
 
     def __init__(self, paths: Sequence[str | Path], options: Options | None = None, *,
-                 stitch_window: float = 0.1, polling: bool = False, from_beginning: bool = True,
+                 stitch_window: float = 0.05, polling: bool = False, from_beginning: bool = True,
                  pattern: str = "*.log") -> None:
         from correlator.live import LiveAnalysis
 
