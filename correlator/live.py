@@ -37,8 +37,9 @@ from correlator.timeline.skew import parse_offset_options
 
 #: How many recent events a live analysis keeps for the surfaces' timelines.
 RECENT_EVENTS = 50_000
-#: Seconds between clock ticks (release held events, fire absences, collapse updates).
-TICK = 0.1
+#: Seconds between clock ticks (release held events, fire absences, collapse updates): a held
+#: line waits up to one tick, so this bounds the live latency from below.
+TICK = 0.05
 
 
 @dataclass

@@ -87,3 +87,19 @@ def test_one_broken_file_does_not_hide_the_others(tmp_path: Path) -> None:
     assert any("broken.log.gz" in e for e in analysis.errors)
     assert any("truncated.pem" in e for e in analysis.errors)
     assert "tls.server_cert_expired" in {f.id for f in analysis.findings}
+
+
+def test_archive_members_keep_their_file_times(tmp_path: Path) -> None:
+    """Lines without timestamps (mosquitto_pub output) are dated by their file: extraction must not
+    re-date them to the moment of analysis."""
+    source = SAMPLES / "mixed" / "clients" / "hmi-32-pub.log"
+    path = tmp_path / "bundle.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        tf.add(source, arcname="clients/hmi-32-pub.log")
+    zipped = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.write(source, "clients/hmi-32-pub.log")
+    for archive in (path, zipped):
+        with open_bundle([archive]) as bundle:
+            (log,) = bundle.logs
+            assert abs(log.stat().st_mtime - source.stat().st_mtime) <= 2  # zip keeps 2-second steps

@@ -10,12 +10,14 @@ InputError naming the archive and the member, and the rest of the bundle is stil
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import stat
 import tarfile
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -123,6 +125,9 @@ def extract(archive: Path, target: Path, errors: list[InputError]) -> None:
                     out.parent.mkdir(parents=True, exist_ok=True)
                     with zf.open(info) as src, open(out, "wb") as dst:
                         shutil.copyfileobj(src, dst, 1024 * 1024)
+                    # a log without timestamps is dated by its file's time: keep the member's
+                    # (zip stores local wall-clock time without a zone)
+                    _set_mtime(out, time.mktime((*info.date_time, 0, 0, -1)))
             return
         with tarfile.open(archive) as tf:
             for tinfo in tf:
@@ -148,8 +153,14 @@ def extract(archive: Path, target: Path, errors: list[InputError]) -> None:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 with source, open(out, "wb") as dst:
                     shutil.copyfileobj(source, dst, 1024 * 1024)
+                _set_mtime(out, float(tinfo.mtime))
     except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as exc:
         errors.append(InputError(f"cannot read archive: {exc}", file=archive))
+
+
+def _set_mtime(path: Path, mtime: float) -> None:
+    with contextlib.suppress(OSError, OverflowError, ValueError):
+        os.utime(path, (mtime, mtime))
 
 
 def classify(path: Path) -> str:
