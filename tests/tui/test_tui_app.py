@@ -229,8 +229,12 @@ async def test_tui_bundle_reads_on_a_worker_and_fills_the_screen(tmp_path: Path)
         await pilot.press("enter")
         timeline = app.query_one(Timeline)
         row = timeline.row_at(timeline.cursor)
-        assert row is not None and "certificate expired" in source.store.text(row)
-        assert not source.store._raw  # every line read back from the extracted files
+        assert row is not None and row in timeline.marked
+        finding = app.ordered[0]
+        store = source.store
+        ref = next(r for r in finding.evidence if (r.file, r.line) == (store.files[store.file[row]], store.line[row]))
+        assert store.text(row) == ref.text  # read back from the extracted file, as the engine saw it
+        assert not store._raw
 
 
 async def test_a_click_on_the_timeline_moves_the_cursor_there(make_app: Make) -> None:
