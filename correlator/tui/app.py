@@ -202,10 +202,10 @@ class CorrelatorApp(App[None]):
                     finding = found[key]
                     self.notify(f"{finding.id}: {finding.title}", title=f"New finding ({finding.severity})",
                                 severity="error" if finding.severity in ("critical", "high") else "warning",
-                                timeout=8)
+                                timeout=6)
             else:
                 self.notify(", ".join(sorted({found[k].id for k in fresh})), title=f"{len(fresh)} new findings",
-                            severity="error", timeout=8)
+                            severity="error", timeout=6)
             self.bell()
         self.findings = found
         self.ordered = fmt.order(list(found.values()))
