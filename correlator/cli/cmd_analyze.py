@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
-from correlator.errors import CorrelatorError
-from correlator.model import SEVERITIES, severity_rank
+from correlator.cli.options import add_analysis_options, options_from
+from correlator.model import severity_rank
 
 ORDER = 10
 
@@ -27,40 +26,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="log files, folders, or bundles (.zip, .tar.gz)")
     parser.add_argument("--format", dest="output", choices=("text", "json", "md", "html"), default="text")
     parser.add_argument("-o", "--output", dest="out", type=Path, metavar="FILE", help="write the report here")
-    parser.add_argument("--tz", action="append", default=[], metavar="[SOURCE=]ZONE",
-                        help="time zone of naive timestamps: 'Europe/Berlin' for every source, or "
-                             "'client:edge-07=+01:00' / 'clients/*.log=America/Chicago' per source (repeatable)")
-    parser.add_argument("--clock-offset", action="append", default=[], metavar="SOURCE=OFFSET",
-                        help="a host's clock minus the broker's, e.g. 'client:edge-07=+300s', instead of the "
-                             "estimate (repeatable)")
-    parser.add_argument("--source-format", action="append", default=[], metavar="GLOB=FORMAT",
-                        help="force a format for matching files instead of detecting it (repeatable)")
-    parser.add_argument("--since", metavar="TIME", help="ignore events before this time (ISO 8601, UTC if no zone)")
-    parser.add_argument("--until", metavar="TIME", help="ignore events after this time")
-    parser.add_argument("--min-severity", choices=SEVERITIES, default="info", help="hide findings below this")
-    parser.add_argument("--formats-dir", action="append", default=[], metavar="DIR", help="extra format folder")
-    parser.add_argument("--rules-dir", action="append", default=[], metavar="DIR", help="extra rule folder")
+    add_analysis_options(parser)
     parser.set_defaults(func=run)
 
 
-def _time(text: str | None, option: str) -> float | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise CorrelatorError(f"{option}: {text!r} is not an ISO 8601 time (like 2026-11-20T08:00:00Z)") from exc
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-
-
 def run(args: argparse.Namespace) -> int:
-    from correlator.analysis import Options, analyze
+    from correlator.analysis import analyze
 
-    options = Options(zones=args.tz, formats=args.source_format, clock_offsets=args.clock_offset,
-                      since=_time(args.since, "--since"),
-                      until=_time(args.until, "--until"), min_severity=args.min_severity,
-                      formats_dirs=args.formats_dir, rules_dirs=args.rules_dir)
-    analysis = analyze(args.paths, options)
+    analysis = analyze(args.paths, options_from(args))
     title = ", ".join(str(p) for p in args.paths)
     if args.output == "text" and args.out is None:
         from rich.console import Console

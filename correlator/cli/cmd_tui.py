@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from correlator.model import SEVERITIES
+from correlator.cli.options import add_analysis_options, options_from
 
 ORDER = 21
 
@@ -16,26 +16,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Analyse files, folders and bundles (.zip, .tar.gz ...) as `analyze` does and explore the "
                     "result: findings worst first, the merged timeline, the evidence of each finding, the fix.")
     parser.add_argument("paths", nargs="+", metavar="BUNDLE", help="log files, folders, or bundles")
-    parser.add_argument("--tz", action="append", default=[], metavar="[SOURCE=]ZONE",
-                        help="time zone of naive timestamps (as for analyze; repeatable)")
-    parser.add_argument("--clock-offset", action="append", default=[], metavar="SOURCE=OFFSET",
-                        help="a host's clock minus the broker's, e.g. 'client:edge-07=+300s', instead of the "
-                             "estimate (repeatable)")
-    parser.add_argument("--source-format", action="append", default=[], metavar="GLOB=FORMAT",
-                        help="force a format for matching files (repeatable)")
-    parser.add_argument("--since", metavar="TIME", help="ignore events before this time (ISO 8601)")
-    parser.add_argument("--until", metavar="TIME", help="ignore events after this time")
-    parser.add_argument("--min-severity", choices=SEVERITIES, default="info", help="hide findings below this")
-    parser.add_argument("--formats-dir", action="append", default=[], metavar="DIR", help="extra format folder")
-    parser.add_argument("--rules-dir", action="append", default=[], metavar="DIR", help="extra rule folder")
+    add_analysis_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from correlator.analysis import Options
-    from correlator.cli.cmd_analyze import _time
     from correlator.errors import InputError
     from correlator.tui.app import Settings, create_app
     from correlator.tui.sources import BundleEventSource
@@ -43,11 +30,7 @@ def run(args: argparse.Namespace) -> int:
     for path in args.paths:
         if not Path(path).exists():
             raise InputError(f"{path}: no such file or folder")
-    options = Options(zones=args.tz, formats=args.source_format, clock_offsets=args.clock_offset,
-                      since=_time(args.since, "--since"),
-                      until=_time(args.until, "--until"), min_severity=args.min_severity,
-                      formats_dirs=args.formats_dir, rules_dirs=args.rules_dir)
-    source = BundleEventSource(args.paths, options)
+    source = BundleEventSource(args.paths, options_from(args))
     title = "correlator tui " + " ".join(str(p) for p in args.paths)
     create_app(Settings(title=title), source).run()
     return 0

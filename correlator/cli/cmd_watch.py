@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from correlator.model import SEVERITIES
+from correlator.cli.options import add_analysis_options, options_from
 
 ORDER = 20
 
@@ -19,16 +19,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--new-only", action="store_true", help="start at the end of the files (only new lines)")
     parser.add_argument("--pattern", default="*.log", help="which files in a folder are logs (default *.log)")
     parser.add_argument("--polling", action="store_true", help="poll instead of inotify (network file systems)")
-    parser.add_argument("--tz", action="append", default=[], metavar="[SOURCE=]ZONE",
-                        help="time zone of naive timestamps (as for analyze; repeatable)")
-    parser.add_argument("--clock-offset", action="append", default=[], metavar="SOURCE=OFFSET",
-                        help="a host's clock minus the broker's, e.g. 'client:edge-07=+300s', instead of the "
-                             "estimate (repeatable)")
-    parser.add_argument("--source-format", action="append", default=[], metavar="GLOB=FORMAT",
-                        help="force a format for matching files (repeatable)")
-    parser.add_argument("--min-severity", choices=SEVERITIES, default="info", help="hide findings below this")
-    parser.add_argument("--formats-dir", action="append", default=[], metavar="DIR", help="extra format folder")
-    parser.add_argument("--rules-dir", action="append", default=[], metavar="DIR", help="extra rule folder")
+    add_analysis_options(parser, time_range=False)
     parser.add_argument("--stitch-window", type=float, default=0.05, metavar="SECONDS",
                         help="how long a line may wait for its connection's other lines before it is analysed "
                              "(default 0.05: live logs of one connection arrive within milliseconds; the finding "
@@ -39,7 +30,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from correlator.analysis import Options
     from correlator.errors import InputError
     from correlator.tui.app import Settings, create_app
     from correlator.tui.sources import LiveEventSource
@@ -47,10 +37,7 @@ def run(args: argparse.Namespace) -> int:
     for path in args.paths:
         if not Path(path).exists():
             raise InputError(f"{path}: no such file or folder")
-    options = Options(zones=args.tz, formats=args.source_format, clock_offsets=args.clock_offset,
-                      min_severity=args.min_severity,
-                      formats_dirs=args.formats_dir, rules_dirs=args.rules_dir)
-    source = LiveEventSource(args.paths, options, stitch_window=args.stitch_window, polling=args.polling,
+    source = LiveEventSource(args.paths, options_from(args), stitch_window=args.stitch_window, polling=args.polling,
                              from_beginning=not args.new_only, pattern=args.pattern)
     title = "correlator watch " + " ".join(str(p) for p in args.paths)
     create_app(Settings(title=title), source).run()
