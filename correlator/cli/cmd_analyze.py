@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from correlator.cli.options import add_analysis_options, options_from
-from correlator.model import severity_rank
+from correlator.model import Event, severity_rank
 
 ORDER = 10
 
@@ -30,10 +32,44 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
+#: Inputs smaller than this finish before a progress bar would be read.
+PROGRESS_BYTES = 50 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def _progress(paths: list[str]) -> Iterator[Callable[[list[Event]], None] | None]:
+    """A progress bar on stderr for large inputs when stderr is a terminal: the bytes of each log
+    read so far (the timeline's events carry their offsets) against the inputs' size on disk."""
+    total = 0
+    for given in paths:
+        path = Path(given)
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        total += sum(p.stat().st_size for p in files)
+    if total < PROGRESS_BYTES or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    reached: dict[str, int] = {}
+    with Progress(TextColumn("reading"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("logs", total=total)
+
+        def on_events(events: list[Event]) -> None:
+            for event in events:
+                if event.offset > reached.get(event.file, -1):
+                    reached[event.file] = event.offset
+            bar.update(task, completed=min(total, sum(reached.values())))
+
+        yield on_events
+
+
 def run(args: argparse.Namespace) -> int:
     from correlator.analysis import analyze
 
-    analysis = analyze(args.paths, options_from(args))
+    with _progress(args.paths) as on_events:
+        analysis = analyze(args.paths, options_from(args), on_events=on_events)
     title = ", ".join(str(p) for p in args.paths)
     if args.output == "text" and args.out is None:
         from rich.console import Console
