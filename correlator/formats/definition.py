@@ -10,6 +10,7 @@ reported with the file, the format and the key instead of silently doing nothing
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,34 +104,25 @@ class Format:
         groups: list[tuple[str | None, list[MessagePattern]]] = [*self.by_word.items(), (None, self.unkeyed)]
         for key, group in groups:
             if group:
-                self._combined[key] = _Combined.build(group)
+                self._combined[key] = _Combined.build(group, self.kind_of)
 
-    def find_message(self, body: str) -> tuple[MessagePattern, list[tuple[str, str]]] | None:
+    def find_message(self, body: str) -> tuple[MessagePattern, dict[str, FieldValue]] | None:
         """The first catalogue message (in catalogue order) that matches `body`, with its fields
-        as (name, text) pairs. One regex call per line: the candidates of a first word are
+        already typed. One regex call per line: the candidates of a first word are
         compiled into one alternation whose outer group names the message."""
         space = body.find(" ")
         word = body if space < 0 else body[:space]
         combined = self._combined.get(word) or self._combined.get(None)
         return None if combined is None else combined.match(body)
 
+    def kind_of(self, name: str) -> str:
+        """A field's type: the format's own word for it, else int for the known numeric fields."""
+        return str(self.types.get(name, "int" if name in INT_FIELDS else "str"))
+
     def convert(self, name: str, value: str) -> FieldValue:
         if name not in INT_FIELDS and name not in self.types:
             return value  # the common case: text stays text, no lookups beyond these two
-        kind = self.types.get(name, "int" if name in INT_FIELDS else "str")
-        if kind == "int":
-            try:
-                return int(value)
-            except ValueError:
-                return value
-        if kind == "float":
-            try:
-                return float(value)
-            except ValueError:
-                return value
-        if kind == "lower":
-            return value.lower()
-        return value
+        return typed(self.kind_of(name), value)
 
     def level_of(self, word: str | None) -> str | None:
         if not word:
@@ -140,6 +132,23 @@ class Format:
         if mapped:
             return mapped
         return lowered if lowered in LEVELS else None
+
+
+def typed(kind: str, value: str) -> FieldValue:
+    """`value` as the field type says; text that does not fit stays text rather than failing."""
+    if kind == "int":
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    if kind == "float":
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if kind == "lower":
+        return value.lower()
+    return value
 
 
 _GROUP_NAME = re.compile(r"\(\?P<([A-Za-z_]\w*)>")
@@ -153,41 +162,48 @@ class _Combined:
     close is the outer one, so `lastgroup` names the message that matched."""
 
     regex: re.Pattern[str] | None
-    messages: dict[str, tuple[MessagePattern, list[tuple[str, str]]]]
+    messages: dict[str, tuple[MessagePattern, list[tuple[str, str, str]]]]
     fallback: list[MessagePattern]
+    kind_of: Callable[[str], str]
 
     @classmethod
-    def build(cls, group: list[MessagePattern]) -> _Combined:
+    def build(cls, group: list[MessagePattern], kind_of: Callable[[str], str]) -> _Combined:
         parts = []
-        messages: dict[str, tuple[MessagePattern, list[tuple[str, str]]]] = {}
+        messages: dict[str, tuple[MessagePattern, list[tuple[str, str, str]]]] = {}
         for index, message in enumerate(group):
             prefix = f"m{index}_"
             source = _GROUP_NAME.sub(f"(?P<{prefix}\\1>", message.regex.pattern)
             source = _BACKREF.sub(f"(?P={prefix}\\1)", source)
             marker = f"m{index}"
             parts.append(f"(?P<{marker}>{source})")
-            fields = [(prefix + name, name) for name in message.regex.groupindex if not name.startswith("_")]
+            fields = [(prefix + name, name, kind_of(name)) for name in message.regex.groupindex
+                      if not name.startswith("_")]
             messages[marker] = (message, fields)
         try:
             regex: re.Pattern[str] | None = re.compile("|".join(parts))
         except (re.error, OverflowError):
             regex = None  # inline flags or too many groups: fall back to one regex at a time
-        return cls(regex, messages, group)
+        return cls(regex, messages, group, kind_of)
 
-    def match(self, body: str) -> tuple[MessagePattern, list[tuple[str, str]]] | None:
+    def match(self, body: str) -> tuple[MessagePattern, dict[str, FieldValue]] | None:
         if self.regex is None:
             for message in self.fallback:
                 found = message.regex.match(body)
                 if found is not None:
-                    return message, [(k, v) for k, v in found.groupdict().items()
-                                     if v is not None and not k.startswith("_")]
+                    return message, {k: typed(self.kind_of(k), v) for k, v in found.groupdict().items()
+                                     if v is not None and not k.startswith("_")}
             return None
         found = self.regex.match(body)
         if found is None or found.lastgroup is None:
             return None
         message, fields = self.messages[found.lastgroup]
         group = found.group
-        return message, [(name, value) for key, name in fields if (value := group(key)) is not None]
+        out: dict[str, FieldValue] = {}
+        for key, name, kind in fields:
+            value = group(key)
+            if value is not None:
+                out[name] = value if kind == "str" else typed(kind, value)
+        return message, out
 
 
 _META = set(".^$*+?{}[]|()")

@@ -96,12 +96,11 @@ def match_line(fmt: Format, text: str, evidence: Evidence, *, tz: tzinfo = UTC, 
         extract = True
         found = fmt.find_message(body)
         if found is not None:
-            message, pairs = found
+            message, typed_fields = found
             kind = message.kind
             level = level or message.level
             extract = message.extract
-            for key, value in pairs:
-                fields[key] = fmt.convert(key, value)
+            fields.update(typed_fields)
             fields.update(message.const)
         if message is None and lp.require_message:
             continue
@@ -220,9 +219,8 @@ class SourceParser:
         found = self.fmt.find_message(body)
         extract = True
         if found is not None:
-            message, pairs = found
-            for key, value in pairs:
-                event.fields[key] = self.fmt.convert(key, value)
+            message, typed_fields = found
+            event.fields.update(typed_fields)
             event.fields.update(message.const)
             extract = message.extract
             if event.kind == OTHER:
