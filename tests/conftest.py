@@ -37,21 +37,9 @@ def mosquitto_available() -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def sample_file_times() -> None:
-    """Lines with no timestamp (mosquitto_pub -d output) are dated by their file's modification
-    time, which a git checkout sets to the moment of the checkout. Give every sample file the time
-    of its incident's last broker line instead, so a sample reads the same in any checkout."""
-    import re
+    """Samples read the same in any checkout (see correlator.lab.sample_times)."""
     from pathlib import Path
 
-    samples = Path(__file__).resolve().parent.parent / "sample_logs"
-    for incident in samples.iterdir():
-        broker = incident / "broker" / "mosquitto.log"
-        if not broker.is_file():
-            continue
-        stamps = re.findall(r"^(\d{9,11}): ", broker.read_text(errors="replace"), re.M)
-        if not stamps:
-            continue
-        when = float(stamps[-1])
-        for path in incident.rglob("*"):
-            if path.is_file():
-                os.utime(path, (when, when))
+    from correlator.lab.sample_times import restore_file_times
+
+    restore_file_times(Path(__file__).resolve().parent.parent / "sample_logs")
