@@ -536,7 +536,9 @@ def make_client_cert_missing(out: Path) -> None:
         "certificate of their own.",
         "tls.client_cert_missing", None,
         expect_broker=r"peer did not return a certificate", expect_pub=r"Error|error",
-        expect_paho=r"CERTIFICATE_REQUIRED")
+        # TLS 1.3: the broker's alert comes after the handshake; when paho has already written its
+        # CONNECT the alert is lost and OpenSSL reports a bare EOF instead (both seen in real runs)
+        expect_paho=r"CERTIFICATE_REQUIRED|certificate required|EOF occurred in violation of protocol")
 
 
 def make_client_cert_untrusted(out: Path) -> None:
