@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from correlator.artifacts.textfile import decode_artifact, keyword_hint
 from correlator.errors import ArtifactError
 
 Action = Literal["read", "write"]
@@ -295,13 +296,10 @@ def parse_acl(path: str | os.PathLike[str], *, display_name: str | None = None) 
 def parse_acl_text(data: str | bytes, name: str = "<acl>") -> AclFile:
     """Parse ACL text (bytes are decoded leniently; a NUL byte marks a binary file)."""
     acl = AclFile(name)
-    if isinstance(data, bytes):
-        if b"\x00" in data[:8192]:
-            acl.problems.append(ArtifactError("binary file, not an ACL file", file=name, line=1))
-            return acl
-        text = data.decode("utf-8", errors="replace")
-    else:
-        text = data
+    text = decode_artifact(data)
+    if text is None:
+        acl.problems.append(ArtifactError("binary file, not an ACL file", file=name, line=1))
+        return acl
     user: str | None = None
     for number, raw in enumerate(_lines(text), start=1):
         line = raw.rstrip()
@@ -342,13 +340,7 @@ def parse_acl_text(data: str | bytes, name: str = "<acl>") -> AclFile:
             acl.users.append(UserSection(username, name, number))
         else:
             shown = line if len(line) <= 60 else line[:57] + "..."
-            hint = ""
-            if keyword.startswith("\ufeff"):
-                hint = " (the file starts with a UTF-8 byte order mark: save it without BOM)"
-            elif "\t" in keyword:
-                hint = " (a tab is not a separator for mosquitto)"
-            elif keyword.startswith("#"):
-                hint = " (only a line starting with '#' is a comment)"
+            hint = keyword_hint(keyword)
 
             acl.problems.append(ArtifactError(f"invalid line {shown!r}{hint}: mosquitto refuses the file",
                                               file=name, line=number))

@@ -42,6 +42,7 @@ from typing import Literal
 
 from correlator.artifacts.acl import AclFile, parse_acl
 from correlator.artifacts.passwd import PasswdUser, PasswordFile, parse_passwd
+from correlator.artifacts.textfile import decode_artifact, keyword_hint
 from correlator.errors import ArtifactError
 
 Severity = Literal["error", "warning"]
@@ -505,13 +506,10 @@ class _Parser:
 
     def read_text(self, data: str | bytes, name: str, depth: int) -> None:
         self.config.files.append(name)
-        if isinstance(data, bytes):
-            if b"\x00" in data[:8192]:
-                self.problem("error", "unreadable", "binary file, not a mosquitto config file", name, 1)
-                return
-            text = data.decode("utf-8", errors="replace")
-        else:
-            text = data
+        text = decode_artifact(data)
+        if text is None:
+            self.problem("error", "unreadable", "binary file, not a mosquitto config file", name, 1)
+            return
         for number, raw in enumerate(text.split("\n"), start=1):
             if not raw or raw[0] in "#\r":
                 continue
@@ -530,14 +528,8 @@ class _Parser:
                  or key in BRIDGE_OPTIONS or key in ("listener", "connection")
                  or key.startswith(SECURITY_PREFIXES))
         if not known:
-            hint = ""
-            if key.startswith("\ufeff"):
-                hint = " (the file starts with a UTF-8 byte order mark: save it without BOM)"
-            elif "\t" in key:
-                hint = " (a tab is not a separator for mosquitto)"
-            elif key.startswith("#"):
-                hint = " (only a line starting with '#' is a comment)"
-            elif key == "pattern":
+            hint = keyword_hint(key)
+            if not hint and key == "pattern":
                 hint = " (ACL lines belong in the acl_file, not in mosquitto.conf)"
             self.problem("error", "unknown_option", f"unknown option {key!r}{hint}: mosquitto refuses to start",
                          file, number)

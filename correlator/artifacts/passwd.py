@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from correlator.artifacts.textfile import decode_artifact
 from correlator.errors import ArtifactError
 
 
@@ -74,13 +75,10 @@ def parse_passwd(path: str | os.PathLike[str], *, display_name: str | None = Non
 
 def parse_passwd_text(data: str | bytes, name: str = "<password_file>") -> PasswordFile:
     result = PasswordFile(name)
-    if isinstance(data, bytes):
-        if b"\x00" in data[:8192]:
-            result.problems.append(ArtifactError("binary file, not a mosquitto password file", file=name, line=1))
-            return result
-        text = data.decode("utf-8", errors="replace")
-    else:
-        text = data
+    text = decode_artifact(data)
+    if text is None:
+        result.problems.append(ArtifactError("binary file, not a mosquitto password file", file=name, line=1))
+        return result
     seen: set[str] = set()
     for number, raw in enumerate(text.split("\n"), start=1):
         if raw.startswith("#") or ":" not in raw:
