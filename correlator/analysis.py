@@ -31,7 +31,6 @@ from correlator.timeline import zones as tz_rules
 from correlator.timeline.connections import Connection
 from correlator.timeline.pipeline import SourceTimeline
 
-Progress = Callable[[int, int], None]
 _ALARMING = frozenset({"warning", "error", "critical"})
 """Called with (bytes or lines done, total) while reading, for progress bars."""
 
