@@ -32,7 +32,7 @@ from correlator.timeline.connections import Connection
 from correlator.timeline.pipeline import SourceTimeline
 
 _ALARMING = frozenset({"warning", "error", "critical"})
-"""Called with (bytes or lines done, total) while reading, for progress bars."""
+"""Levels the report's timeline picture draws in red."""
 
 
 @dataclass
