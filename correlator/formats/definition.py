@@ -52,6 +52,17 @@ class LinePattern:
     require_message: bool = False
     """The pattern only counts when the body is a known message (for lines with no prefix at all,
     which would otherwise claim every line of every file)."""
+    groups: tuple[int, int, int, int] = field(init=False, repr=False)
+    """Group numbers of ts, body, level and host (0 when the regex has none). Worked out once, so a
+    line costs one `groups()` call instead of a groupdict and the dict juggling after it."""
+    extras: tuple[tuple[int, str], ...] = field(init=False, repr=False)
+    """(group number, field name) of the kept fields beyond those four."""
+
+    def __post_init__(self) -> None:
+        index = self.regex.groupindex
+        self.groups = (index.get("ts", 0), index.get("body", 0), index.get("level", 0), index.get("host", 0))
+        self.extras = tuple((number, name) for name, number in index.items()
+                            if name not in ("ts", "body", "level", "host") and not name.startswith("_"))
 
 
 @dataclass
@@ -155,6 +166,34 @@ _GROUP_NAME = re.compile(r"\(\?P<([A-Za-z_]\w*)>")
 _BACKREF = re.compile(r"\(\?P=([A-Za-z_]\w*)\)")
 
 
+def _to_int(value: str) -> FieldValue:
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def _to_float(value: str) -> FieldValue:
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+#: How a field type turns text into a value (str needs nothing); `typed` says the same per call.
+_CONVERT: dict[str, Callable[[str], FieldValue]] = {"int": _to_int, "float": _to_float, "lower": str.lower}
+
+
+@dataclass
+class _Fields:
+    """How to read one message's fields out of a combined match: the group numbers in one
+    `group(*numbers)` call, the names to zip them with, and the fields that need converting."""
+
+    numbers: tuple[int, ...]
+    names: tuple[str, ...]
+    convert: tuple[tuple[str, Callable[[str], FieldValue]], ...]
+
+
 @dataclass
 class _Combined:
     """Several message regexes as one alternation. Python tries alternatives in order, so the
@@ -162,27 +201,32 @@ class _Combined:
     close is the outer one, so `lastgroup` names the message that matched."""
 
     regex: re.Pattern[str] | None
-    messages: dict[str, tuple[MessagePattern, list[tuple[str, str, str]]]]
+    messages: dict[str, tuple[MessagePattern, _Fields]]
     fallback: list[MessagePattern]
     kind_of: Callable[[str], str]
 
     @classmethod
     def build(cls, group: list[MessagePattern], kind_of: Callable[[str], str]) -> _Combined:
         parts = []
-        messages: dict[str, tuple[MessagePattern, list[tuple[str, str, str]]]] = {}
+        keys: dict[str, tuple[MessagePattern, list[tuple[str, str]]]] = {}
         for index, message in enumerate(group):
             prefix = f"m{index}_"
             source = _GROUP_NAME.sub(f"(?P<{prefix}\\1>", message.regex.pattern)
             source = _BACKREF.sub(f"(?P={prefix}\\1)", source)
             marker = f"m{index}"
             parts.append(f"(?P<{marker}>{source})")
-            fields = [(prefix + name, name, kind_of(name)) for name in message.regex.groupindex
-                      if not name.startswith("_")]
-            messages[marker] = (message, fields)
+            keys[marker] = (message, [(prefix + name, name) for name in message.regex.groupindex
+                                      if not name.startswith("_")])
         try:
             regex: re.Pattern[str] | None = re.compile("|".join(parts))
         except (re.error, OverflowError):
             regex = None  # inline flags or too many groups: fall back to one regex at a time
+        messages: dict[str, tuple[MessagePattern, _Fields]] = {}
+        if regex is not None:
+            for marker, (message, fields) in keys.items():
+                convert = tuple((name, _CONVERT[kind_of(name)]) for _, name in fields if kind_of(name) in _CONVERT)
+                messages[marker] = (message, _Fields(tuple(regex.groupindex[key] for key, _ in fields),
+                                                     tuple(name for _, name in fields), convert))
         return cls(regex, messages, group, kind_of)
 
     def match(self, body: str) -> tuple[MessagePattern, dict[str, FieldValue]] | None:
@@ -197,12 +241,17 @@ class _Combined:
         if found is None or found.lastgroup is None:
             return None
         message, fields = self.messages[found.lastgroup]
-        group = found.group
-        out: dict[str, FieldValue] = {}
-        for key, name, kind in fields:
-            value = group(key)
+        numbers = fields.numbers
+        if not numbers:
+            return message, {}
+        values = found.group(*numbers) if len(numbers) > 1 else (found.group(numbers[0]),)
+        out: dict[str, FieldValue] = dict(zip(fields.names, values, strict=True))
+        if None in values:
+            out = {name: value for name, value in out.items() if value is not None}
+        for name, convert in fields.convert:
+            value = out.get(name)
             if value is not None:
-                out[name] = value if kind == "str" else typed(kind, value)
+                out[name] = convert(value)  # type: ignore[arg-type]
         return message, out
 
 

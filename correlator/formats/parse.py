@@ -41,8 +41,10 @@ class LineMatch:
         return f"{name}/{self.message.name}" if self.message else name
 
 
-def _split_line(fmt: Format, lp: LinePattern, text: str) -> tuple[dict[str, str], str] | None:
-    """The named parts of a line (ts, level, host and fields) and its body, or None."""
+def _split_line(fmt: Format, lp: LinePattern, text: str) -> tuple[str, str, str | None, str,
+                                                                   dict[str, FieldValue]] | None:
+    """A line's time text, body, level word, host and other fields, or None when `lp` does not
+    match it."""
     match = lp.regex.match(text)
     if match is None:
         return None
@@ -57,15 +59,68 @@ def _split_line(fmt: Format, lp: LinePattern, text: str) -> tuple[dict[str, str]
             if str(record.get(key, "")) != wanted:
                 return None
         parts = {name: str(record[key]) for name, key in lp.json_keys.items() if key in record}
-        body = parts.pop("body", "")
+        time_text, body = parts.pop("ts", ""), parts.pop("body", "")
+        level, host = parts.pop("level", None), parts.pop("host", "")
+        fields = {k: fmt.convert(k, v) for k, v in parts.items() if not k.startswith("_")}
     else:
-        parts = {k: v for k, v in match.groupdict().items() if v is not None}
-        body = parts.pop("body", "")
+        groups = match.groups()
+        ts_at, body_at, level_at, host_at = lp.groups
+        time_text = (groups[ts_at - 1] or "") if ts_at else ""
+        body = (groups[body_at - 1] or "") if body_at else ""
+        level = groups[level_at - 1] if level_at else None
+        host = (groups[host_at - 1] or "") if host_at else ""
+        fields = {name: fmt.convert(name, value) for number, name in lp.extras
+                  if (value := groups[number - 1]) is not None} if lp.extras else {}
     if lp.strip is not None:
         stripped = lp.strip.match(body)
         if stripped is not None:
             body = body[stripped.end():]
-    return parts, body
+    return time_text, body, level, host, fields
+
+
+_Read = tuple[MessagePattern | None, str, str, str, str, float | None, str, dict[str, FieldValue]]
+"""What `_read` made of a line: message, kind, level, body, time text, time, host, fields."""
+
+
+def _read(fmt: Format, lp: LinePattern, text: str, evidence: Evidence, tz: tzinfo, year: int | None,
+          ref: float | None) -> _Read | None:
+    """One line through one line pattern: the split, the time, the catalogue, the evidence. Plain
+    tuples and no helper objects, because this runs for every line of every file."""
+    split = _split_line(fmt, lp, text)
+    if split is None:
+        return None
+    time_text, body, level_word, host, fields = split
+    ts: float | None = None
+    if time_text and lp.time is not None:
+        try:
+            ts = lp.time.parse(time_text, tz, year, ref)
+        except TimeParseError:
+            return None
+    level = (fmt.level_of(level_word) if level_word else None) or lp.level
+    message = None
+    kind = OTHER
+    extract = True
+    found = fmt.find_message(body)
+    if found is not None:
+        message, typed_fields = found
+        kind = message.kind
+        level = level or message.level
+        extract = message.extract
+        if fields:
+            fields.update(typed_fields)
+        else:
+            fields = typed_fields  # a fresh dict of its own
+        if message.const:
+            fields.update(message.const)
+    elif lp.require_message:
+        return None
+    if extract:
+        extra, suggested = evidence.extract(body)
+        if extra:
+            fields.update(extra)
+        if message is None and suggested is not None:
+            kind = suggested
+    return message, kind, level or "info", body, time_text, ts, host, fields
 
 
 def match_line(fmt: Format, text: str, evidence: Evidence, *, tz: tzinfo = UTC, year: int | None = None,
@@ -76,40 +131,10 @@ def match_line(fmt: Format, text: str, evidence: Evidence, *, tz: tzinfo = UTC, 
     patterns = fmt.lines
     order = patterns if start == 0 else [patterns[start], *patterns[:start], *patterns[start + 1:]]
     for lp in order:
-        split = _split_line(fmt, lp, text)
-        if split is None:
-            continue
-        parts, body = split
-        time_text = parts.pop("ts", "")
-        ts: float | None = None
-        if time_text and lp.time is not None:
-            try:
-                ts = lp.time.parse(time_text, tz, year, ref)
-            except TimeParseError:
-                continue
-        level = fmt.level_of(parts.pop("level", None)) or lp.level
-        host = parts.pop("host", "")
-        fields: dict[str, FieldValue] = {
-            k: fmt.convert(k, v) for k, v in parts.items() if not k.startswith("_")}
-        message = None
-        kind = OTHER
-        extract = True
-        found = fmt.find_message(body)
-        if found is not None:
-            message, typed_fields = found
-            kind = message.kind
-            level = level or message.level
-            extract = message.extract
-            fields.update(typed_fields)
-            fields.update(message.const)
-        if message is None and lp.require_message:
-            continue
-        if extract:
-            extra, suggested = evidence.extract(body)
-            fields.update(extra)
-            if message is None and suggested is not None:
-                kind = suggested
-        return LineMatch(fmt, lp, message, kind, level or "info", body, time_text, ts, host, fields)
+        read = _read(fmt, lp, text, evidence, tz, year, ref)
+        if read is not None:
+            message, kind, level, body, time_text, ts, host, fields = read
+            return LineMatch(fmt, lp, message, kind, level, body, time_text, ts, host, fields)
     return None
 
 
@@ -138,16 +163,27 @@ class SourceParser:
         self.unparsed = 0
         self.estimated = 0
         self.kinds: dict[str, int] = {}
+        # The line patterns to try, for each "last one that matched" (a file keeps to one).
+        self._orders = [[(i, fmt.lines[i]), *((j, lp) for j, lp in enumerate(fmt.lines) if j != i)]
+                        for i in range(len(fmt.lines))]
+        self._names: dict[tuple[int, int], str] = {}
 
     def feed(self, lines: Iterable[tuple[int, int, str]]) -> list[Event]:
         """`lines` holds (line number, byte offset, text) tuples."""
         out: list[Event] = []
+        parse = self._parse
         for number, offset, text in lines:
             self.lines_read += 1
-            event = self._parse(number, offset, text)
+            event = parse(number, offset, text)
             if event is None:
                 continue
-            self._emit(self._pending, out)
+            pending = self._pending
+            if pending is not None:
+                if pending.estimated or self._untimed:
+                    self._emit(pending, out)
+                else:  # the common case, inline: a timed record after timed records
+                    self._last_ts = pending.ts
+                    out.append(pending)
             self._pending = event
         # A record can only grow by continuation lines, so everything but the last is final.
         return out
@@ -165,41 +201,60 @@ class SourceParser:
         return out
 
     def _parse(self, number: int, offset: int, text: str) -> Event | None:
-        if not text.strip():
+        if not text or text.isspace():
             return None
-        result = match_line(self.fmt, text, self.evidence, tz=self.tz, year=self.year, start=self._start,
-                            ref=self.fallback_time)
-        if result is not None:
-            self._start = self.fmt.lines.index(result.line_pattern)
-        elif self.fmt.multiline and self._pending is not None and (
-                self.fmt.continuation is None or self.fmt.continuation.match(text)):
-            self._pending.raw += "\n" + text
-            self._pending.line_count += 1
-            if self._body_next:
-                self._body_next = False
-                self._message_into(self._pending, text.strip())
-            elif self.fmt.extract_continuation:
-                self._extract_into(self._pending, text)
-            return None
-        elif self.fallback is not None:
-            result = match_line(self.fallback, text, self.evidence, tz=self.tz, year=self.year,
-                                ref=self.fallback_time)
-            if result is not None and result.ts is None:
-                result = None  # the generic format only counts when it found a time
-        if result is None:
+        fmt = self.fmt
+        read: _Read | None = None
+        for index, lp in self._orders[self._start]:
+            read = _read(fmt, lp, text, self.evidence, self.tz, self.year, self.fallback_time)
+            if read is not None:
+                self._start = index
+                break
+        used = fmt
+        if read is None:
+            if fmt.multiline and self._pending is not None and (
+                    fmt.continuation is None or fmt.continuation.match(text)):
+                self._continue(self._pending, text)
+                return None
+            if self.fallback is not None:
+                used = self.fallback
+                for lp in used.lines:
+                    read = _read(used, lp, text, self.evidence, self.tz, self.year, self.fallback_time)
+                    if read is not None:
+                        break
+                if read is not None and read[5] is None:
+                    read = None  # the generic format only counts when it found a time
+        if read is None:
             self.unparsed += 1
             self.kinds[UNPARSED] = self.kinds.get(UNPARSED, 0) + 1
             fields, _ = self.evidence.extract(text)
-            return Event(ts=0.0, time_text="", source=self.source, file=self.file, line=number, kind=UNPARSED,
-                         raw=text, level="info", fields=fields, estimated=True, offset=offset)
-        self.kinds[result.kind] = self.kinds.get(result.kind, 0) + 1
+            return Event(0.0, "", self.source, self.file, number, UNPARSED, text, "info", "", fields, "", True, 1,
+                         offset)
+        message, kind, level, body, time_text, ts, host, fields = read
+        kinds = self.kinds
+        kinds[kind] = kinds.get(kind, 0) + 1
         # A head line with no message (Microsoft.Extensions.Logging's "info: Category[0]") has its
         # message on the next line: that line is then read as the body.
-        self._body_next = self.fmt.multiline and result.format is self.fmt and not result.body.strip()
-        return Event(ts=result.ts if result.ts is not None else 0.0, time_text=result.time_text,
-                     source=self.source, file=self.file, line=number, kind=result.kind, raw=text,
-                     level=result.level, host=result.host, fields=result.fields, format=result.pattern_name,
-                     estimated=result.ts is None, offset=offset)
+        self._body_next = fmt.multiline and used is fmt and not body.strip()
+        key = (id(lp), id(message))
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = f"{used.name}/{lp.name}/{message.name}" if message else f"{used.name}/{lp.name}"
+        if ts is None:
+            return Event(0.0, time_text, self.source, self.file, number, kind, text, level, host, fields, name,
+                         True, 1, offset)
+        return Event(ts, time_text, self.source, self.file, number, kind, text, level, host, fields, name, False, 1,
+                     offset)
+
+    def _continue(self, event: Event, text: str) -> None:
+        """A continuation line joins the record before it (a stack trace, a wrapped message)."""
+        event.raw += "\n" + text
+        event.line_count += 1
+        if self._body_next:
+            self._body_next = False
+            self._message_into(event, text.strip())
+        elif self.fmt.extract_continuation:
+            self._extract_into(event, text)
 
     def _extract_into(self, event: Event, text: str) -> None:
         """Evidence in a continuation line belongs to its record: the reason of a Java or Python

@@ -47,6 +47,7 @@ class TimeParser:
         self.spec = spec
         self._cache: dict[tuple[str, str], tuple[float, bool]] = {}
         self._ref: float | None = None
+        self._last: tuple[str, tzinfo | None, int | None, float | None, float] = ("", None, None, None, 0.0)
         self._parse: Callable[[str, tzinfo, int], float]
         if spec == "epoch":
             self._parse = lambda text, tz, year: float(text)
@@ -67,11 +68,17 @@ class TimeParser:
         """UTC epoch seconds for `text`; naive times are in `tz`; years missing from the text
         (syslog) are `year` (default: this year). `ref` (epoch seconds, usually the file's
         modification time) supplies the date for `time_of_day` stamps."""
+        last = self._last
+        if last[0] == text and last[1] is tz and last[2] == year and last[3] == ref:
+            return last[4]  # a busy log repeats its stamp for every line of the same second
         self._ref = ref
         try:
-            return self._parse(text, tz, year or datetime.now(UTC).year)
+            value = self._parse(text, tz, year or datetime.now(UTC).year)
         except (ValueError, OverflowError, OSError) as exc:
             raise TimeParseError(f"{text!r} is not a {self.spec} timestamp") from exc
+        # One tuple, assigned at once, so parsers on other threads never see half of it.
+        self._last = (text, tz, year, ref, value)
+        return value
 
     def _parse_time_of_day(self, text: str, tz: tzinfo, year: int) -> float:
         # Layouts like logback's default %d{HH:mm:ss.SSS} carry no date. The file was last written
