@@ -6,7 +6,10 @@ again with the epoch prefix advanced so time keeps moving, until the wanted size
 messages (publishes, pings, connects, TLS errors, denials) is what a busy real broker writes.
 
 Prints lines/s and MB/s for the baseline (splitting the file into lines with no parsing, through
-the same chunked reader the tool uses) and for parsing into Events, and their ratio. Peak memory
+the same chunked reader the tool uses) and for parsing into Events, and their ratio. It also prints
+the *floor*: the same lines, each decoded and cut once at its first ": " by one line of Python,
+with nothing else done. That is the fastest any parser written in Python that looks at each line
+can be on this machine, so it says how much of the gap to lnav's C++ indexer is the language's. Peak memory
 is printed as the growth of the process's maximum RSS, which must not grow with the file.
 
     .venv/bin/python benchmarks/parse.py [--lines 2000000] [--keep]
@@ -79,6 +82,13 @@ def main() -> None:
     baseline_lines = sum(len(chunk) for chunk in iter_chunks(path))
     baseline = time.perf_counter() - start
 
+    start = time.perf_counter()
+    floor_lines = 0
+    for chunk in iter_chunks(path):
+        cut = [raw.decode("utf-8", "replace").partition(": ") for _, raw in chunk]
+        floor_lines += len(cut)
+    floor = time.perf_counter() - start
+
     rss_before = max_rss_mb()
     start = time.perf_counter()
     log = LogFile(path, registry)
@@ -92,6 +102,8 @@ def main() -> None:
           f"{log.info.unparsed} unparsed")
     print(f"  baseline (split lines, no parsing): {baseline_lines / baseline:12,.0f} lines/s "
           f"{size_mb / baseline:8.1f} MB/s")
+    print(f"  floor (one Python step per line):   {floor_lines / floor:12,.0f} lines/s "
+          f"{size_mb / floor:8.1f} MB/s  ratio {baseline / floor:.3f}")
     print(f"  parse into events:                  {events / parse:12,.0f} lines/s {size_mb / parse:8.1f} MB/s")
     print(f"  ratio parse/baseline: {baseline / parse:.3f} (parse takes {parse / baseline:.1f}x the baseline time)")
     print(f"  max RSS growth while parsing: {rss_growth:.1f} MB")
