@@ -123,6 +123,9 @@ class EvidenceRef:
     time: float | None = None
     source: str = ""
     kind: str = ""
+    estimated: bool = False
+    """The line carried no time of its own (mosquitto_pub -d): `time` is its neighbours' or its
+    file's, so a reader must not line it up to the second with the other side."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +137,7 @@ class EvidenceRef:
             "source": self.source,
             "kind": self.kind,
             "text": self.text,
+            "estimated": self.estimated,
         }
 
 

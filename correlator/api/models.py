@@ -71,6 +71,7 @@ class EvidenceOut(BaseModel):
     source: str
     kind: str
     text: str
+    estimated: bool = False
 
 
 class FindingOut(BaseModel):

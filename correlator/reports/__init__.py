@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from correlator.model import Finding
+from correlator.model import EvidenceRef, Finding
 
 
 def when(ts: float | None, *, date: bool = True) -> str:
@@ -13,6 +13,14 @@ def when(ts: float | None, *, date: bool = True) -> str:
         return "-"
     value = datetime.fromtimestamp(ts, UTC)
     return value.strftime("%Y-%m-%d %H:%M:%S UTC" if date else "%H:%M:%S")
+
+
+def evidence_time(ref: EvidenceRef) -> str:
+    """An evidence line's time of day; '≈' marks one the line did not carry (taken from its
+    neighbours or its file), which may be seconds or minutes off."""
+    if ref.time is None:
+        return ""
+    return ("≈" if ref.estimated else "") + when(ref.time, date=False)
 
 
 def span(finding: Finding) -> str:

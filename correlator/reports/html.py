@@ -9,7 +9,7 @@ from html import escape
 from correlator import __version__
 from correlator.analysis import Analysis
 from correlator.model import Finding
-from correlator.reports import span, split_command, times, when
+from correlator.reports import evidence_time, span, split_command, times, when
 
 COLUMNS = 120
 SEVERITY_COLOUR = {"critical": "#b00020", "high": "#d9480f", "medium": "#e0a800", "low": "#1c7ed6", "info": "#868e96"}
@@ -94,7 +94,7 @@ def _finding(number: int, f: Finding) -> str:
     rows = []
     for ref in f.evidence:
         where = f"{ref.file}:{ref.line}" if ref.line else ref.file
-        rows.append(f'<tr class="ev"><td>{escape(where)}</td><td>{escape(when(ref.time, date=False))}</td>'
+        rows.append(f'<tr class="ev"><td>{escape(where)}</td><td>{escape(evidence_time(ref) or "-")}</td>'
                     f"<td><code>{escape(ref.text)}</code></td></tr>")
     for fact in f.facts:
         where = f"{fact.file}:{fact.line}" if fact.line else fact.file

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from correlator import __version__
 from correlator.analysis import Analysis
-from correlator.reports import span, split_command, times, when
+from correlator.reports import evidence_time, span, split_command, times, when
 
 
 def _cell(text: str) -> str:
@@ -31,7 +31,8 @@ def render(analysis: Analysis, *, title: str = "") -> str:
                 " ".join(f.explanation.split()), "", "**Evidence**", "", "```"]
         for ref in f.evidence:
             where = f"{ref.file}:{ref.line}" if ref.line else ref.file
-            out.append(f"{where}  {ref.text}")
+            stamp = evidence_time(ref)
+            out.append(f"{where}  {stamp}  {ref.text}" if stamp else f"{where}  {ref.text}")
         for fact in f.facts:
             where = f"{fact.file}:{fact.line}" if fact.line else fact.file
             out.append(f"{where}  (artifact) {fact.text}")

@@ -11,10 +11,16 @@ from rich.markup import escape
 
 from correlator import __version__
 from correlator.analysis import Analysis
-from correlator.reports import span, split_command, times, when
+from correlator.reports import evidence_time, span, split_command, times, when
 
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",
                   "info": "dim"}
+
+#: The report's words for the artifact counts' keys (singular, plural).
+ARTIFACT_WORDS = {"certificates": ("certificate", "certificates"), "keys": ("private key", "private keys"),
+                  "configs": ("mosquitto.conf", "mosquitto.conf files"), "acl_files": ("ACL file", "ACL files"),
+                  "password_files": ("password file", "password files"),
+                  "opcua_pki_folders": ("OPC UA PKI folder", "OPC UA PKI folders")}
 
 
 def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
@@ -43,7 +49,7 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
         console.print("\n    [bold]Evidence[/]")
         for ref in finding.evidence:
             where = f"{ref.file}:{ref.line}" if ref.line else ref.file
-            stamp = when(ref.time, date=False) if ref.time is not None else ""
+            stamp = evidence_time(ref)
             console.print(f"      [cyan]{escape(where)}[/]  {stamp}")
             console.print(escape(textwrap.fill(ref.text, width=width - 8, initial_indent="        ",
                                                subsequent_indent="          ")))
@@ -71,12 +77,15 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
     for source in analysis.sources:
         info = source.info
         offset = f"offset {source.offset:+.1f}s ({source.offset_how})" if source.offset else "offset 0"
-        unparsed = f"[yellow]{info.unparsed} unparsed[/]" if info.unparsed else "0 unparsed"
         zone = source.zone_how if source.zone_how.startswith(info.zone) else f"{info.zone} ({source.zone_how})"
-        console.print(f"    {escape(info.path)}: {info.format}, {escape(info.source)}, zone {escape(zone)}, "
-                      f"{offset}; {info.lines_read:,} lines, {unparsed}")
-    artifacts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in analysis.artifacts.items() if n)
-    console.print(f"\n[bold]Artifacts[/]\n    {artifacts or 'none'}")
+        estimated = f", {info.estimated:,} with no time of their own (≈ in the evidence)" if info.estimated else ""
+        details = (f"zone {zone}, {offset}; {info.lines_read:,} lines, {info.unparsed:,} unparsed{estimated}")
+        console.print(f"    [cyan]{escape(info.path)}[/]: {escape(info.format)}, {escape(info.source)}")
+        console.print(escape(textwrap.fill(details, width=width - 4, initial_indent="        ",
+                                           subsequent_indent="        ")), style="yellow" if info.unparsed else None)
+    artifacts = ", ".join(f"{n} {ARTIFACT_WORDS.get(k, (k, k))[n != 1]}" for k, n in analysis.artifacts.items() if n)
+    console.print("\n[bold]Artifacts[/]")
+    console.print(escape(wrap.fill(artifacts or "none")))
     if analysis.errors:
         console.print("\n[bold red]Errors[/] (the rest was analysed)")
         for error in analysis.errors:

@@ -141,7 +141,7 @@ def detail(finding: Finding, now: float, *, copy_hint: str = "",
     parts.append(Text("Evidence", style="bold underline"))
     for ref in finding.evidence:
         where = f"{short(ref.file)}:{ref.line}" if ref.line else short(ref.file)
-        stamp = clock_time(ref.time) if ref.time is not None else ""
+        stamp = ("≈" if ref.estimated else "") + clock_time(ref.time) if ref.time is not None else ""
         parts.append(Text.assemble("  ", (where, "cyan"), "  ", (stamp, "dim"), "  ", (ref.side, "italic dim")))
         parts.append(Padding(Text(ref.text), (0, 0, 0, 4)))
     for fact in finding.facts:
