@@ -78,3 +78,18 @@ def test_errors_are_one_line_without_traceback(args: list[str], message: str) ->
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_files_that_are_not_read_are_named_in_every_report(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    (bundle / "broker").mkdir(parents=True)
+    log = SAMPLES / "server_cert_expired" / "broker" / "mosquitto.log"
+    (bundle / "broker" / "mosquitto.log").write_bytes(log.read_bytes())
+    (bundle / "core.dump").write_bytes(b"\x7fELF\x00\x01\x02\xff\xfe" * 50)
+    text = run("analyze", str(bundle)).stdout
+    assert "Not read" in text and "core.dump (binary)" in text
+    md = run("analyze", str(bundle), "--format", "md").stdout
+    assert "## Not read" in md and "- core.dump (binary)" in md
+    out = tmp_path / "report.html"
+    run("analyze", str(bundle), "--format", "html", "-o", str(out))
+    assert "<li>core.dump (binary)</li>" in out.read_text()

@@ -132,7 +132,10 @@ def render(analysis: Analysis, *, title: str = "") -> str:
         f"<tr><td>{escape(s.info.path)}</td><td>{escape(s.info.format)}</td><td>{escape(s.info.source)}</td>"
         f"<td>{escape(s.info.zone)} ({escape(s.zone_how)})</td><td>{s.offset:+.1f}s ({escape(s.offset_how)})</td>"
         f"<td>{s.info.lines_read}</td><td>{s.info.unparsed}</td></tr>" for s in analysis.sources)
-    errors = "".join(f"<li>{escape(e)}</li>" for e in analysis.errors)
+    lists = "".join(
+        f"<h2>{heading}</h2><ul>{''.join(f'<li>{escape(item)}</li>' for item in items)}</ul>"
+        for heading, items in (("Errors", analysis.errors), ("Notes", analysis.notes),
+                               ("Not read (neither logs nor artifacts)", analysis.skipped)) if items)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>correlator: '
             f"{escape(title or 'report')}</title><style>{_CSS}</style></head><body>"
             f"<header><h1>correlator report{': ' + escape(title) if title else ''}</h1>"
@@ -143,5 +146,4 @@ def render(analysis: Analysis, *, title: str = "") -> str:
             f"<h2>Findings</h2>{findings}"
             f"<h2>Sources</h2><table><tr><th>file</th><th>format</th><th>source</th><th>zone</th><th>offset</th>"
             f"<th>lines</th><th>unparsed</th></tr>{sources}</table>"
-            + (f"<h2>Errors</h2><ul>{errors}</ul>" if errors else "")
-            + f"</main><script>{_JS}</script></body></html>")
+            + lists + f"</main><script>{_JS}</script></body></html>")

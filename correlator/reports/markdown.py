@@ -55,4 +55,9 @@ def render(analysis: Analysis, *, title: str = "") -> str:
                    f"{s.offset:+.1f}s ({s.offset_how}) | {s.info.lines_read} | {s.info.unparsed} |")
     if analysis.errors:
         out += ["", "## Errors", ""] + [f"- {_cell(e)}" for e in analysis.errors]
+    if analysis.notes:
+        out += ["", "## Notes", ""] + [f"- {_cell(n)}" for n in analysis.notes]
+    if analysis.skipped:
+        out += ["", "## Not read", "", "Files that are neither logs nor artifacts:", ""]
+        out += [f"- {_cell(s)}" for s in analysis.skipped]
     return "\n".join(out) + "\n"

@@ -16,6 +16,9 @@ from correlator.reports import evidence_time, span, split_command, times, when
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",
                   "info": "dim"}
 
+#: Skipped files listed by name; a bundle with a whole tree of binaries should not bury the report.
+SKIPPED_SHOWN = 20
+
 #: The report's words for the artifact counts' keys (singular, plural).
 ARTIFACT_WORDS = {"certificates": ("certificate", "certificates"), "keys": ("private key", "private keys"),
                   "configs": ("mosquitto.conf", "mosquitto.conf files"), "acl_files": ("ACL file", "ACL files"),
@@ -79,7 +82,8 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
         offset = f"offset {source.offset:+.1f}s ({source.offset_how})" if source.offset else "offset 0"
         zone = source.zone_how if source.zone_how.startswith(info.zone) else f"{info.zone} ({source.zone_how})"
         estimated = f", {info.estimated:,} with no time of their own (≈ in the evidence)" if info.estimated else ""
-        details = (f"zone {zone}, {offset}; {info.lines_read:,} lines, {info.unparsed:,} unparsed{estimated}")
+        lines = f"{info.lines_read:,} line{'s' if info.lines_read != 1 else ''}"
+        details = f"zone {zone}, {offset}; {lines}, {info.unparsed:,} unparsed{estimated}"
         console.print(f"    [cyan]{escape(info.path)}[/]: {escape(info.format)}, {escape(info.source)}")
         console.print(escape(textwrap.fill(details, width=width - 4, initial_indent="        ",
                                            subsequent_indent="        ")), style="yellow" if info.unparsed else None)
@@ -93,4 +97,10 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
     if analysis.notes:
         console.print("\n[bold]Notes[/]")
         for note in analysis.notes:
-            console.print(f"    {escape(note)}")
+            console.print(escape(wrap.fill(note)))
+    if analysis.skipped:
+        console.print("\n[bold]Not read[/] (neither logs nor artifacts)")
+        for name in analysis.skipped[:SKIPPED_SHOWN]:
+            console.print(f"    {escape(name)}")
+        if len(analysis.skipped) > SKIPPED_SHOWN:
+            console.print(f"    ... and {len(analysis.skipped) - SKIPPED_SHOWN} more (all of them in --format json)")
