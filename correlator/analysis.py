@@ -129,6 +129,9 @@ class Session:
         self.histogram: dict[str, dict[int, list[int]]] = {}
         self.client_of: dict[str, str] = {}
         """Connection id -> the client it was (from the stitched client side or the client id)."""
+        self.by_file_time: set[str] = set()
+        """Connection ids whose client was found only by its log file's time (link `file_time`):
+        a finding that names a client through them alone says so in its confidence reason."""
 
     def note_connections(self, connections: Iterable[Connection]) -> None:
         """Remember who each finished connection was, so findings can name the clients behind
@@ -142,6 +145,8 @@ class Session:
             if name:
                 self.client_of[conn.id] = name
                 self.client_of[conn.resolve().id] = name
+                if conn.link == "file_time":
+                    self.by_file_time.update((conn.id, conn.resolve().id))
 
     def feed(self, events: Iterable[Event]) -> list[Finding]:
         changed: dict[int, Finding] = {}
@@ -175,10 +180,21 @@ class Session:
         floor = severity_rank(min_severity)
         found = [f for f in self.engine.findings() if severity_rank(f.severity) >= floor]
         for finding in found:
+            weak: set[str] = set()
             for conn in finding.connections:
                 name = self.client_of.get(conn)
                 if name:
-                    finding.clients.add(name)
+                    (weak if conn in self.by_file_time else finding.clients).add(name)
+            # a client whose own lines are in the evidence does not rest on the pairing alone
+            speaking = {e.source.split(":", 1)[-1] for e in finding.evidence if e.side == "client"}
+            only = sorted(weak - finding.clients - speaking)
+            finding.clients |= weak
+            if only:
+                # the pairing rests on a file's modification time, not on anything the lines say
+                finding.confidence_reason += (
+                    f"; {only[0]} is named by its log file's time only (its lines carry no time or port)"
+                    if len(only) == 1 else
+                    f"; {', '.join(only)} are named by their log files' times only (their lines carry no time or port)")
         return found
 
 

@@ -26,19 +26,6 @@ SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 INCIDENTS = sorted(p for p in SAMPLES.iterdir() if (p / "expected.json").is_file())
 PROACTIVE = {"config.insecure", "cert.expiring_soon"}
 
-#: Incidents whose diagnosis is not complete yet, with what is missing. strict: they must fail, so
-#: the day they pass this list has to shrink.
-KNOWN_GAPS: dict[str, str] = {
-    "plain_to_tls_port": "the broker's lines carry no client id; naming the clients needs the stitcher to link "
-                         "them to the client logs (timeline issue)",
-    "syslog_variants": "the client of the TLS mismatch is named only through connection stitching (timeline issue)",
-    "client_cert_expired": "mosquitto_pub logs only 'Protocol error' under TLS 1.3; only stitching to the broker's "
-                           "connection names it",
-    "server_cert_untrusted": "mosquitto_pub logs a bare 'certificate verify failed' and the bundle holds the right "
-                             "CA too; only stitching to the broker's 'unknown ca' alert names it",
-}
-
-
 def expected(incident: Path) -> dict[str, Any]:
     return json.loads((incident / "expected.json").read_text())
 
@@ -80,13 +67,7 @@ def problems(analysis: Analysis, spec: dict[str, Any]) -> list[str]:
     return found
 
 
-def _param(incident: Path) -> Any:
-    gap = KNOWN_GAPS.get(incident.name)
-    marks = [pytest.mark.xfail(strict=True, reason=gap)] if gap else []
-    return pytest.param(incident, id=incident.name, marks=marks)
-
-
-@pytest.mark.parametrize("incident", [_param(p) for p in INCIDENTS])
+@pytest.mark.parametrize("incident", INCIDENTS, ids=[p.name for p in INCIDENTS])
 def test_incident_is_diagnosed_exactly(incident: Path) -> None:
     spec = expected(incident)
     analysis = analyze([incident])
@@ -128,3 +109,14 @@ def test_bundle_of_incidents_finds_every_cause(tmp_path: Path, packing: str) -> 
     for name in names:
         for cause in expected(SAMPLES / name)["root_causes"]:
             assert cause["id"] in ids, (name, cause["id"], ids)
+
+
+def test_a_client_named_only_by_its_file_time_says_so() -> None:
+    """mosquitto_pub's lines carry no time or port: the finding names it through the broker's
+    connection it was paired with by the file's time, and its confidence reason says so."""
+    analysis = analyze([SAMPLES / "plain_to_tls_port"])
+    finding, = [f for f in analysis.findings if f.id == "tls.protocol_mismatch"]
+    assert finding.clients == {"edge-05-pub", "edge-06"}
+    assert finding.confidence_reason.endswith(
+        "; edge-05-pub is named by its log file's time only (its lines carry no time or port)")
+    assert analysis.connections == 3  # edge-05-pub's attempt is the broker's first connection

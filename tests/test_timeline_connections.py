@@ -322,3 +322,112 @@ def test_live_ticks_release_held_events_of_a_quiet_log() -> None:
     assert stitcher.advance_to(50.0) == []  # the clock never goes back
     (conn,) = stitcher.pop_closed()  # finished one window after its end
     assert conn.outcome == TLS_FAILED and conn.closed
+
+
+def untimed(source: str, line: int, file_time: float, kind: str, **fields: str | int) -> Event:
+    """A line of a log with no times of its own (mosquitto_pub -d), dated by its file's time."""
+    event = ev(source, line, file_time, kind, **fields)
+    event.estimated = True
+    return event
+
+
+def failed_tls(line: int, ts: float, port: int) -> list[Event]:
+    """mosquitto's three lines of a TLS handshake that failed: no client id, `<unknown>`."""
+    return [ev("broker", line, ts, "net.accept", peer_addr="127.0.0.1", peer_port=port, listener_port=8883),
+            ev("broker", line + 1, ts, "tls.error", error="tlsv1 alert unknown ca"),
+            ev("broker", line + 2, ts, "mqtt.disconnect", client_id="<unknown>", reason="error")]
+
+
+def pub_tls_failure(source: str, file_time: float, client_id: str) -> list[Event]:
+    """mosquitto_pub -d giving up on a TLS handshake: stderr first, its buffered stdout after."""
+    return [untimed(source, 1, file_time, "tls.error", error="certificate verify failed"),
+            untimed(source, 2, file_time, "mqtt.connect", client_id=client_id)]
+
+
+def test_untimed_client_is_paired_with_the_unclaimed_connection_before_its_file_time() -> None:
+    stitcher = Stitcher(window=2.0)
+    closed: list[Connection] = []
+    out: list[Event] = []
+    # two failed handshakes; the paho client's log names the port of the first one
+    for event in [*failed_tls(1, 100.0, 40001), *failed_tls(4, 100.0, 40002),
+                  ev("client:edge-02", 1, 100.2, "net.connected", local_port=40001),
+                  ev("client:edge-02", 2, 100.3, "tls.error", tls_reason="unknown_ca")]:
+        out += stitcher.push(event)
+    out += stitcher.advance_to(102.5)  # both connections are finished and handed out
+    closed += stitcher.pop_closed()
+    claimed = {c.peer_port: c for c in closed if c.broker_source}
+    assert claimed[40001].client_source == "client:edge-02" and claimed[40002].client_source is None
+    # mosquitto_pub's lines arrive at its file's time, 3 s after the broker's connection
+    for event in pub_tls_failure("client:edge-01-pub", 103.0, "edge-01"):
+        out += stitcher.push(event)
+    out += stitcher.flush()
+    closed += stitcher.pop_closed()
+    paired = claimed[40002]
+    assert (paired.client_source, paired.link, paired.client_id, paired.reissued) == (
+        "client:edge-01-pub", "file_time", "edge-01", True)
+    assert (paired.start, paired.end) == (100.0, 100.0)  # the file's time does not stretch it
+    assert [c.id for c in closed].count(paired.id) == 2  # out again, now with its client
+    assert {c.id for c in closed} == {claimed[40001].id, paired.id}  # no client-only connection
+    assert {e.connection for e in out if e.source == "client:edge-01-pub"} == {paired.id}
+    assert claimed[40001].link == "port" and not claimed[40001].reissued
+
+
+def test_untimed_client_far_from_any_connection_is_left_alone() -> None:
+    events = [*failed_tls(1, 100.0, 40002), *pub_tls_failure("client:edge-01-pub", 100.0 + 600, "edge-01")]
+    out, connections = stitch(events, window=2.0)
+    broker, = [c for c in connections if c.broker_source]
+    client, = [c for c in connections if c.client_source]
+    assert broker.client_source is None and broker.link is None
+    assert (client.broker_source, client.client_id, client.outcome) == (None, "edge-01", TLS_FAILED)
+    assert {e.connection for e in out if e.source == "client:edge-01-pub"} == {client.id}
+    assert client.id != broker.id
+
+
+def test_timed_client_claims_the_connection_before_an_untimed_one_can() -> None:
+    # The only failed handshake at 100; the untimed client's file time (100.5) comes before the
+    # timed client's attempt (100.8), which pairs with it by time a window later: no theft.
+    events = [*failed_tls(1, 100.0, 40002),
+              *pub_tls_failure("client:edge-01-pub", 100.5, "edge-01"),
+              ev("client:edge-02", 1, 100.8, "net.connecting", remote_port=8883),
+              ev("client:edge-02", 2, 100.9, "tls.error", tls_reason="unknown_ca")]
+    out, connections = stitch(events, window=2.0)
+    broker, = [c for c in connections if c.broker_source]
+    assert (broker.client_source, broker.link) == ("client:edge-02", "time")
+    pub, = [c for c in connections if c.client_source == "client:edge-01-pub"]
+    assert pub.broker_source is None and pub.id != broker.id
+    assert {e.connection for e in out if e.source == "client:edge-01-pub"} == {pub.id}
+    # Without the timed client, the connection half a second before the file's time is the pub's,
+    # decided two windows after that time (the clock passing one window after it decides nothing).
+    stitcher = Stitcher(window=2.0)
+    out = [e for event in events[:5] for e in stitcher.push(event)]
+    out += stitcher.advance_to(103.5)
+    broker, = stitcher.pop_closed()  # finished with no client side, handed out
+    assert (broker.id, broker.client_source, broker.reissued) == ("c1", None, False)
+    out += stitcher.advance_to(104.6)
+    assert {e.connection for e in out} == {"c1"}
+    out += stitcher.flush()
+    assert stitcher.pop_closed() == [broker]  # and once more, now with its client side
+    assert (broker.client_source, broker.link, broker.reissued) == ("client:edge-01-pub", "file_time", True)
+    assert {e.connection for e in out} == {broker.id} and len(out) == 5
+
+
+def test_untimed_pairing_needs_an_unambiguous_agreeing_candidate() -> None:
+    # Two untimed clients dated alike and one unclaimed TLS failure: time cannot tell whose it was.
+    ambiguous = [*failed_tls(1, 100.0, 40002), *pub_tls_failure("client:edge-01-pub", 101.0, "edge-01"),
+                 *pub_tls_failure("client:edge-03-pub", 101.0, "edge-03")]
+    _, connections = stitch(ambiguous, window=2.0)
+    assert [c.client_source for c in connections if c.broker_source] == [None]
+    # A refused login is not a TLS failure; a failure of its own is then told apart by outcome.
+    refused = [untimed("client:edge-41-pub", 1, 101.0, "mqtt.refused", error="not authorised"),
+               untimed("client:edge-41-pub", 2, 101.0, "mqtt.connect", client_id="edge-41")]
+    _, connections = stitch([*failed_tls(1, 100.0, 40002), *refused], window=2.0)
+    assert [c.client_source for c in connections if c.broker_source] == [None]
+    login = [ev("broker", 4, 100.0, "net.accept", peer_addr="127.0.0.1", peer_port=40003, listener_port=1883),
+             ev("broker", 5, 100.0, "mqtt.connack_refused", connack_code=5),
+             ev("broker", 6, 100.0, "mqtt.disconnect", client_id="<unknown>", reason="not_authorised")]
+    both = [*failed_tls(1, 100.0, 40002), *login, *refused, *pub_tls_failure("client:edge-42-pub", 101.0, "edge-42")]
+    _, connections = stitch(both, window=2.0)
+    by_port = {c.peer_port: c for c in connections if c.broker_source}
+    assert (by_port[40003].client_source, by_port[40003].outcome) == ("client:edge-41-pub", REFUSED)
+    assert (by_port[40002].client_source, by_port[40002].outcome) == ("client:edge-42-pub", TLS_FAILED)
+    assert {c.link for c in by_port.values()} == {"file_time"}

@@ -28,6 +28,23 @@ attempt of its own. An attempt is linked to the broker connection with the same 
 else to the only unlinked broker connection that started within `window` seconds. Unlinked
 attempts (refused at TCP level, never reached the broker) are connections of their own.
 
+Clients with no time of their own. `mosquitto_pub -d` prints neither times nor ports, so every
+line of its log is dated by the file's modification time (`Event.estimated`), and the broker's
+lines of a failed TLS handshake say `Client <unknown>`: neither port, id nor time ties the two.
+What is left is that the file time is an upper bound: the client wrote its last line when it gave
+up, just after the broker logged the connection. So an attempt of a client source that has shown
+no timed line at all is paired, once every timed client had its chance (two `window`s after the
+file time), with a broker connection no client claimed (`_unclaimed`: kept `file_time_window`
+seconds, at most `max_unclaimed`) that began at or before the file time and was still going
+within `file_time_window` before it; with the same client id when the broker knows one (preferred
+over the nearest, and then the link is `client_id`), with an outcome that agrees (`compatible`: a
+TLS failure is not a refused login), the latest such connection (a file's earlier attempts take
+earlier connections, in order). Otherwise the link is `file_time`, weaker than the others, and
+reports say so. No pair is made when the chosen connection would fit an unpaired attempt of
+another untimed client whose file time is within `window` too: time cannot tell those clients
+apart. A connection that was already handed out comes out once more, with its client side
+(`Connection.reissued`).
+
 Because a link may be found a moment after the first event of either side was seen, events wait
 two `window`s of event time in a small buffer before they leave with `Event.connection` set.
 The stitcher expects events in timeline order (the merge's output, skew already corrected).
@@ -66,6 +83,13 @@ BROKER_UNNAMED = frozenset({"tls.error", "mqtt.disconnect", "mqtt.connack_refuse
 BROKER_FOLLOWERS = frozenset({"mqtt.will", "mqtt.subscribe_topic", "mqtt.unsubscribe_topic"})
 #: Broker lines that end every open connection of that broker.
 BROKER_RESTART = frozenset({"broker.start", "broker.stop"})
+#: Seconds before its file's time that an untimed client's connection may have been: such a client
+#: (mosquitto_pub -d) writes its last line the moment it gives up, so its last connection ends
+#: moments before the file's time; the rest allows for a slow handshake and whole-second stamps.
+FILE_TIME_WINDOW = 30.0
+#: Broker connections with no client side kept for that pairing at most (memory stays bounded on
+#: a busy broker whose clients sent no logs).
+MAX_UNCLAIMED = 1000
 
 
 def is_broker(event: Event) -> bool:
@@ -116,12 +140,16 @@ class Connection:
     errors: list[str] = field(default_factory=list)
     """Error texts both sides logged (OpenSSL reasons, exception texts), first few."""
     link: str | None = None
-    """How the client side was tied to the broker side: 'port', 'client_id', 'time', or None."""
+    """How the client side was tied to the broker side: 'port', 'client_id', 'time', 'file_time'
+    (a client whose lines carry no time, paired by its log file's time: the weakest), or None."""
     broker_events: list[Event] = field(default_factory=list)
     client_events: list[Event] = field(default_factory=list)
     dropped_events: int = 0
     """Events beyond `max_events` per side: counted, not kept."""
     merged_into: Connection | None = field(default=None, repr=False)
+    reissued: bool = False
+    """It came out of the stitcher before without a client side and comes out again because an
+    untimed client was paired with it later (`file_time`): note who it was, do not count it twice."""
 
     def resolve(self) -> Connection:
         conn = self
@@ -141,7 +169,7 @@ class Connection:
                 "connack_code": self.connack_code, "errors": list(self.errors), "link": self.link,
                 "broker_events": [f"{e.file}:{e.line}" for e in self.broker_events],
                 "client_events": [f"{e.file}:{e.line}" for e in self.client_events],
-                "dropped_events": self.dropped_events}
+                "dropped_events": self.dropped_events, "reissued": self.reissued}
 
 
 class _BrokerState:
@@ -159,6 +187,9 @@ class _ClientState:
         self.attempt: Connection | None = None
         self.steps: set[int] = set()
         self.ended = False
+        self.timed = False
+        """Whether any line of the source had a time of its own (then its estimated lines borrowed
+        a neighbour's time, and the file-time pairing does not apply)."""
 
 
 class Stitcher:
@@ -171,11 +202,15 @@ class Stitcher:
 
     def __init__(self, *, window: float = 2.0, pending_timeout: float = 120.0, idle_timeout: float = 86400.0,
                  max_events: int = 200, on_close: Callable[[Connection], None] | None = None,
-                 annotate: bool = True) -> None:
+                 annotate: bool = True, file_time_window: float = FILE_TIME_WINDOW,
+                 max_unclaimed: int = MAX_UNCLAIMED) -> None:
         """`annotate=False` leaves `Event.connection` alone (skew estimation stitches events that
-        the real stitcher has labelled, or will label, already)."""
+        the real stitcher has labelled, or will label, already). `file_time_window`: how long
+        before its file's time an untimed client's connection may have been (module doc)."""
         self.annotate = annotate
         self.window = window
+        self.file_time_window = file_time_window
+        self.max_unclaimed = max_unclaimed
         self.pending_timeout = pending_timeout
         self.idle_timeout = idle_timeout
         self.max_events = max_events
@@ -190,6 +225,13 @@ class Stitcher:
         # Unlinked connections of one side, waiting `window` for the other side to show up.
         self._unlinked_broker: OrderedDict[int, Connection] = OrderedDict()
         self._unlinked_client: OrderedDict[int, Connection] = OrderedDict()
+        # Broker connections whose wait ended with no client side, kept for untimed clients whose
+        # lines arrive later (at their file's time); attempts of untimed clients waiting for their
+        # pairing; and those that found no pair, which still make other untimed clients' pairs
+        # ambiguous for a while.
+        self._unclaimed: OrderedDict[int, Connection] = OrderedDict()
+        self._untimed: OrderedDict[int, Connection] = OrderedDict()
+        self._untimed_unpaired: deque[Connection] = deque()
         self._hold: deque[tuple[float, Event, Connection | None]] = deque()
         self._closed: list[Connection] = []
         self._now = float("-inf")
@@ -209,7 +251,7 @@ class Stitcher:
             self._touch(conn, event.ts)
         self._hold.append((self._now, event, conn))
         self._count += 1
-        if self._unlinked_client:
+        if self._unlinked_client or self._untimed:
             self._link_by_time()
         if self._count & 63 == 0:
             self._evict()
@@ -229,7 +271,7 @@ class Stitcher:
         if now <= self._now:
             return []
         self._now = now
-        if self._unlinked_client:
+        if self._unlinked_client or self._untimed:
             self._link_by_time()
         self._evict()
         return self._release(self._now - 2 * self.window)
@@ -248,6 +290,9 @@ class Stitcher:
                 self._finish(conn)
         self._unlinked_broker.clear()
         self._unlinked_client.clear()
+        self._unclaimed.clear()
+        self._untimed.clear()
+        self._untimed_unpaired.clear()
         self._brokers.clear()
         self._clients.clear()
         self._emit_closed()
@@ -389,6 +434,8 @@ class Stitcher:
         state = self._clients.get(event.source)
         if state is None:
             state = self._clients[event.source] = _ClientState()
+        if not event.estimated:
+            state.timed = True
         kind = event.kind
         step = CLIENT_STEPS.get(kind)
         conn = state.attempt
@@ -490,11 +537,14 @@ class Stitcher:
     def _merge(self, broker: Connection, client: Connection, how: str) -> None:
         self._unlinked_broker.pop(id(broker), None)
         self._unlinked_client.pop(id(client), None)
+        self._unclaimed.pop(id(broker), None)
+        finished = id(broker) not in self._where  # only an unclaimed one can be: see _pair_untimed
         broker.link = how
         broker.client_source = client.client_source
         broker.client_events.extend(client.client_events)
-        broker.start = min(broker.start, client.start)
-        broker.end = max(broker.end, client.end)
+        if not self._untimed_source(client):  # a file's time bounds an untimed client's lines, no more
+            broker.start = min(broker.start, client.start)
+            broker.end = max(broker.end, client.end)
         broker.client_id = broker.client_id or client.client_id
         broker.username = broker.username or client.username
         if broker.outcome == UNKNOWN:
@@ -508,7 +558,12 @@ class Stitcher:
         for state in self._clients.values():
             if state.attempt is client:
                 state.attempt = broker
-        self._touch(broker, max(broker.end, self._now))
+        if not finished:
+            self._touch(broker, max(broker.end, self._now))
+        elif not any(conn is broker for conn in self._closed):
+            # handed out already: it comes out once more, now with its client side
+            broker.reissued = True
+            self._closed.append(broker)
 
     def _link_by_time(self, *, final: bool = False) -> None:
         """Attempts that waited a full window with no port or id to go by are tied to broker
@@ -523,8 +578,12 @@ class Stitcher:
             if id(client) not in self._unlinked_client:
                 continue
             if client.client_events and client.client_events[0].estimated:
-                # a time borrowed from neighbours or the file's mtime ties nothing together
+                # a time borrowed from neighbours or the file's mtime ties nothing together by
+                # closeness; a client with no time at all waits for the file-time pairing
                 self._unlinked_client.pop(id(client), None)
+                if self._untimed_source(client):
+                    self._untimed[id(client)] = client
+                    self._park(client)
                 continue
             near = [b for b in self._unlinked_broker.values()
                     if abs(b.start - client.start) <= self.window and compatible(b, client)]
@@ -540,6 +599,76 @@ class Stitcher:
             if broker.start > horizon - self.window:
                 break
             self._unlinked_broker.pop(id(broker), None)
+            self._unclaim(broker)
+        if self._untimed:
+            self._pair_untimed(final=final)
+
+    def _untimed_source(self, client: Connection) -> bool:
+        """Whether the attempt's client source has shown no line with a time of its own."""
+        state = self._clients.get(client.client_source or "")
+        return state is not None and not state.timed
+
+    def _unclaim(self, broker: Connection) -> None:
+        """A broker connection whose wait for a client side is over: keep it for untimed clients."""
+        if broker.client_source is None and broker.broker_source is not None:
+            self._unclaimed[id(broker)] = broker
+            if len(self._unclaimed) > self.max_unclaimed:
+                self._unclaimed.popitem(last=False)
+
+    def _pair_untimed(self, *, final: bool) -> None:
+        """Pair the attempts of untimed clients whose wait is over (two windows after their file's
+        time: every timed attempt that could claim a connection from before that time has had its
+        turn) with unclaimed broker connections, a source's attempts from its last to its first."""
+        horizon = float("inf") if final else self._now - 2 * self.window
+        ready: dict[str, list[Connection]] = {}
+        for attempt in self._untimed.values():
+            if attempt.end <= horizon:
+                ready.setdefault(attempt.client_source or "", []).append(attempt)
+        for attempts in ready.values():
+            for attempt in attempts:
+                del self._untimed[id(attempt)]
+            before: tuple[float, int] | None = None
+            for attempt in reversed(attempts):
+                broker = self._file_time_candidate(attempt, before)
+                if broker is not None:
+                    # the broker naming the client id the log names is the stronger tie
+                    same_id = broker.client_id is not None and broker.client_id == attempt.client_id
+                    self._merge(broker, attempt, "client_id" if same_id else "file_time")
+                    before = (broker.start, _seq(broker))
+            for attempt in attempts:
+                if attempt.merged_into is None:
+                    self._untimed_unpaired.append(attempt)
+                    self._touch(attempt, max(attempt.end, self._now))  # finished like any attempt
+
+    def _file_time_candidate(self, attempt: Connection, before: tuple[float, int] | None) -> Connection | None:
+        """The unclaimed broker connection an untimed attempt is paired with, or None: one that
+        began by the attempt's (file) time and had not ended `file_time_window` before it, before
+        `before` (the connection a later attempt of the same file took), compatible; the one with
+        the same client id, else the latest. None when another untimed client fits it as well."""
+        at = attempt.end
+        best: Connection | None = None
+        best_rank: tuple[bool, float, int] | None = None
+        for broker in self._unclaimed.values():
+            if not self._fits_file_time(broker, attempt):
+                continue
+            order = (broker.start, _seq(broker))
+            if before is not None and order >= before:
+                continue
+            same_id = broker.client_id is not None and broker.client_id == attempt.client_id
+            rank = (same_id, *order)
+            if best_rank is None or rank > best_rank:
+                best, best_rank = broker, rank
+        if best is None:
+            return None
+        for other in (*self._untimed.values(), *self._untimed_unpaired):
+            if (other.client_source != attempt.client_source and other.merged_into is None
+                    and abs(other.end - at) <= self.window and self._fits_file_time(best, other)):
+                return None  # time cannot tell which of the two untimed clients it was
+        return best
+
+    def _fits_file_time(self, broker: Connection, attempt: Connection) -> bool:
+        return (broker.start <= attempt.end and broker.end >= attempt.end - self.file_time_window
+                and compatible(broker, attempt))
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -586,6 +715,12 @@ class Stitcher:
                 del state.by_port[(conn.peer_addr, conn.peer_port)]
         self._touch(conn, max(conn.end, self._now))
 
+    def _park(self, conn: Connection) -> None:
+        """Take an attempt out of the eviction queues while it waits for its file-time pairing."""
+        cls = self._where.pop(id(conn), None)
+        if cls is not None:
+            self._lru[cls].pop(id(conn), None)
+
     def _finish(self, conn: Connection) -> None:
         if not conn.closed:
             self._close(conn, "idle")
@@ -593,7 +728,8 @@ class Stitcher:
         for lru in self._lru.values():
             lru.pop(key, None)
         self._where.pop(key, None)
-        self._unlinked_broker.pop(key, None)
+        if self._unlinked_broker.pop(key, None) is not None:
+            self._unclaim(conn)
         self._unlinked_client.pop(key, None)
         for state in self._clients.values():
             if state.attempt is conn:
@@ -603,6 +739,13 @@ class Stitcher:
     def _evict(self) -> None:
         self._link_by_time()
         now = self._now
+        # Unclaimed connections are kept while an untimed client's file time could still reach
+        # them (its own wait included), oldest first; a long session at the front waits for the cap.
+        oldest = now - self.file_time_window - 3 * self.window
+        while self._unclaimed and next(iter(self._unclaimed.values())).end < oldest:
+            self._unclaimed.popitem(last=False)
+        while self._untimed_unpaired and self._untimed_unpaired[0].end < now - 4 * self.window:
+            self._untimed_unpaired.popleft()
         limits = {"closed": self.window, "pending": self.pending_timeout, "established": self.idle_timeout}
         for cls, lru in self._lru.items():
             limit = limits[cls]
@@ -646,11 +789,17 @@ def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _seq(conn: Connection) -> int:
+    """The order connections were made in (their ids are c1, c2, ...)."""
+    return int(conn.id[1:])
+
+
 def stitch(events: Iterable[Event], **options: Any) -> tuple[list[Event], list[Connection]]:
     """Batch helper: stitch a whole (merged, ordered) stream; returns events and connections."""
     connections: list[Connection] = []
     stitcher = Stitcher(on_close=connections.append, **options)
     out = list(stitcher.feed(events))
     connections.extend(stitcher.pop_closed())
+    connections = list({id(c): c for c in connections}.values())  # a reissued one is listed once
     connections.sort(key=lambda c: (c.start, int(c.id[1:])))
     return out, connections

@@ -279,7 +279,8 @@ class Timeline:
 
     def _closed(self) -> None:
         closed = self.stitcher.pop_closed()
-        self.connections += len(closed)
+        # a reissued connection (an untimed client paired with it later) was counted the first time
+        self.connections += sum(1 for conn in closed if not conn.reissued)
         if self.on_connection is not None:
             for conn in closed:
                 self.on_connection(conn)
@@ -290,7 +291,8 @@ def timeline(logs: Sequence[LogFile], **options: Any) -> tuple[list[Event], list
     connections: list[Connection] = []
     line = Timeline(logs, on_connection=connections.append, **options)
     events = list(line.events())
-    return events, connections, line.sources()
+    unique = list({id(conn): conn for conn in connections}.values())  # a reissued one is listed once
+    return events, unique, line.sources()
 
 
 class LiveTimeline:
