@@ -148,8 +148,7 @@ class Session:
                 if conn.link == "file_time":
                     self.by_file_time.update((conn.id, conn.resolve().id))
 
-    def feed(self, events: Iterable[Event]) -> list[Finding]:
-        changed: dict[int, Finding] = {}
+    def feed(self, events: Sequence[Event]) -> list[Finding]:
         histogram = self.histogram
         for event in events:
             if self.first is None:
@@ -164,6 +163,13 @@ class Session:
             cell[0] += 1
             if event.level in _ALARMING:
                 cell[1] += 1
+        return self.feed_derived(events)
+
+    def feed_derived(self, events: Iterable[Event]) -> list[Finding]:
+        """Events the timeline derived rather than read (a clock estimate): the rules see them,
+        but they are no log line, so they stay out of the time range and the picture."""
+        changed: dict[int, Finding] = {}
+        for event in events:
             for finding in self.engine.feed(event):
                 changed[id(finding)] = finding
         return list(changed.values())
@@ -269,7 +275,7 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
         count = 0
         for chunk in line.chunks():
             if count == 0:
-                session.feed(skew_events(line.sources()))
+                session.feed_derived(skew_events(line.sources()))
             count += len(chunk)
             if on_events is not None:
                 on_events(chunk)
@@ -284,9 +290,15 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
                            "configs": len(artifacts.confs), "acl_files": len(artifacts.acls),
                            "password_files": len(artifacts.passwds), "opcua_pki_folders": len(artifacts.pki)}
         skipped = [f"{bundle.name(p)} ({why})" for p, why in bundle.skipped]
+        notes = []
+        if line.outside:
+            kept = "none" if not count else f"{count:,}"
+            notes.append(f"--since/--until left out {line.outside:,} events and kept {kept}: findings are about the "
+                         "time range only")
     if not logs and artifacts.empty:
         why = "; ".join(errors) if errors else "no log, certificate or configuration file in the input"
         raise InputError(f"nothing to analyse: {why}")
     return Analysis(findings=session.findings(options.min_severity), sources=sources, errors=errors,
                     artifacts=artifact_counts, events=count, first_event=session.first, last_event=session.last,
-                    connections=connections, histogram=session.histogram, skipped=skipped)
+                    connections=connections, histogram=session.histogram, skipped=skipped,
+                    notes=notes)

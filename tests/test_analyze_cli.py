@@ -61,7 +61,9 @@ def test_healthy_log_exits_zero_and_says_so() -> None:
 def test_time_range_and_zone_options() -> None:
     result = run("analyze", str(SAMPLES / "server_cert_expired"), "--since", "2000-01-01T00:00:00Z",
                  "--until", "2000-01-02T00:00:00Z", "--format", "json")
-    assert json.loads(result.stdout)["summary"]["events"] == 0
+    report = json.loads(result.stdout)
+    assert report["summary"]["events"] == 0
+    assert any(n.startswith("--since/--until left out 28 events and kept none") for n in report["notes"])
     result = run("analyze", str(SAMPLES / "client_cert_expired"), "--tz", "clients/*.log=Europe/Berlin",
                  "--format", "json")
     zones = {s["path"]: s["zone"] for s in json.loads(result.stdout)["sources"]}
@@ -93,3 +95,18 @@ def test_files_that_are_not_read_are_named_in_every_report(tmp_path: Path) -> No
     out = tmp_path / "report.html"
     run("analyze", str(bundle), "--format", "html", "-o", str(out))
     assert "<li>core.dump (binary)</li>" in out.read_text()
+
+
+def test_lines_without_a_time_are_marked_and_do_not_stretch_the_span() -> None:
+    """hmi-32-pub's mosquitto_pub -d lines carry no time: they are dated by their file, which was
+    written seconds after the broker's refusals. The evidence says so (≈, `estimated`), and the
+    finding's span stays on the broker's real times."""
+    data = json.loads(run("analyze", str(SAMPLES / "mixed"), "--format", "json").stdout)
+    finding = next(f for f in data["findings"] if f["id"] == "auth.bad_credentials")
+    untimed = [e for e in finding["evidence"] if e["file"] == "clients/hmi-32-pub.log"]
+    timed = [e for e in finding["evidence"] if e["file"] == "broker/mosquitto.log"]
+    assert untimed and all(e["estimated"] for e in untimed)
+    assert timed and not any(e["estimated"] for e in timed)
+    assert finding["last_seen"] < min(e["time"] for e in untimed)
+    text = run("analyze", str(SAMPLES / "mixed")).stdout
+    assert re.search(r"clients/hmi-32-pub\.log:\d+  ≈\d\d:\d\d:\d\d", text)

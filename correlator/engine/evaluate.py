@@ -128,6 +128,8 @@ class Engine:
         self._for_kind: dict[tuple[str, tuple[str, ...]], list[tuple[Rule, _MatchState]]] = {}
         self._findings: dict[tuple[str, tuple[Any, ...]], Finding] = {}
         self._evidence_seen: dict[tuple[str, tuple[Any, ...]], set[tuple[str, int | None]]] = {}
+        #: Findings whose first/last seen so far rest only on estimated times (see `_fold`).
+        self._span_estimated: set[tuple[str, tuple[Any, ...]]] = set()
         self._identities: OrderedDict[str, str] = OrderedDict()
         self.watermark = float("-inf")
         self.events_seen = 0
@@ -343,7 +345,12 @@ class Engine:
         group_values = tuple(context.get(name) for name in rule.group_by)
         key = (rule.id, group_values)
         finding = self._findings.get(key)
-        times = [e.ts for e in events]
+        # A line with no time of its own (dated by its file) would stretch the span by however long
+        # the file was written after the failure: its time counts only until a timed line is seen.
+        times = [e.ts for e in events if not e.estimated]
+        estimated = not times
+        if estimated:
+            times = [e.ts for e in events]
         if finding is None:
             start = min(times) if times else self.watermark if self.watermark > float("-inf") else 0.0
             group = ", ".join(f"{n}={v}" for n, v in zip(rule.group_by, group_values, strict=True) if v is not None)
@@ -352,8 +359,13 @@ class Engine:
                               confirm_with=rule.confirm_with, tell_apart=rule.tell_apart)
             self._findings[key] = finding
             self._evidence_seen[key] = set()
+            if estimated and times:
+                self._span_estimated.add(key)
+        elif times and key in self._span_estimated and not estimated:
+            self._span_estimated.discard(key)
+            finding.first_seen, finding.last_seen = min(times), max(times)
         finding.count += 1
-        if times:
+        if times and (not estimated or key in self._span_estimated):
             finding.first_seen = min(finding.first_seen, min(times))
             finding.last_seen = max(finding.last_seen, max(times))
         for name, value in context.items():
@@ -381,7 +393,7 @@ class Engine:
                 continue
             seen.add(ref)
             evidence = EvidenceRef(side, event.file, event.line, event.raw.splitlines()[0] if event.raw else "",
-                                   event.ts, event.source, event.kind)
+                                   event.ts, event.source, event.kind, event.estimated)
             if len(finding.evidence) < EVIDENCE_HEAD + EVIDENCE_TAIL:
                 finding.evidence.append(evidence)
             else:

@@ -209,6 +209,8 @@ class Timeline:
         self.on_connection = on_connection
         self.on_error = on_error
         self.connections = 0
+        #: Events --since/--until left out, so a report can say why it saw so little.
+        self.outside = 0
         self._zones: list[ZoneChoice] = []
 
     def sources(self) -> list[SourceTimeline]:
@@ -275,7 +277,9 @@ class Timeline:
             return events
         lo = float("-inf") if self.since is None else self.since
         hi = float("inf") if self.until is None else self.until
-        return [e for e in events if lo <= e.ts <= hi]
+        kept = [e for e in events if lo <= e.ts <= hi]
+        self.outside += len(events) - len(kept)
+        return kept
 
     def _closed(self) -> None:
         closed = self.stitcher.pop_closed()
