@@ -184,7 +184,7 @@ class Session:
 
     def findings(self, min_severity: str = "info") -> list[Finding]:
         floor = severity_rank(min_severity)
-        found = [f for f in self.engine.findings() if severity_rank(f.severity) >= floor]
+        found = [f for f in self.engine.findings(self.client_of.get) if severity_rank(f.severity) >= floor]
         for finding in found:
             weak: set[str] = set()
             for conn in finding.connections:

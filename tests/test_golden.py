@@ -120,3 +120,17 @@ def test_a_client_named_only_by_its_file_time_says_so() -> None:
     assert finding.confidence_reason.endswith(
         "; edge-05-pub is named by its log file's time only (its lines carry no time or port)")
     assert analysis.connections == 3  # edge-05-pub's attempt is the broker's first connection
+
+
+def test_one_finding_per_client_and_topic_not_per_side() -> None:
+    """viewer-01-pub's 'Publish 1 failed: Not authorized' names no topic (and its mosquitto_pub
+    lines no time): it is the same failure as the broker's denial of viewer-01's publish, so it
+    joins that finding instead of standing beside it as a second and third acl.publish_denied."""
+    analysis = analyze([SAMPLES / "publish_denied"])
+    denied = [f for f in analysis.findings if f.id == "acl.publish_denied"]
+    assert sorted(f.group for f in denied) == [
+        "client_id=scada-01, topic=spBv1.0/STATE/scada-01",
+        "client_id=viewer-01, topic=spBv1.0/Plant1/NCMD/edge-01"]
+    viewer = next(f for f in denied if "viewer-01" in f.group)
+    assert viewer.clients == {"viewer-01", "viewer-01-pub"}
+    assert {e.file for e in viewer.evidence} >= {"broker/mosquitto.log", "clients/viewer-01-pub.log"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import string
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -438,7 +438,59 @@ class Engine:
             finding.confidence, why = "low", f"only the {next(iter(logs), 'log')} side shows it"
         finding.confidence_reason = why
 
-    def findings(self) -> list[Finding]:
+    def _fold_partial_groups(self, view: dict[tuple[str, tuple[Any, ...]], Finding], rules: dict[str, Rule],
+                             name_of: Callable[[str], str | None] | None) -> set[int]:
+        """A finding whose group knows fewer values (the client's 'Publish 1 failed' names no topic,
+        a bare mosquitto_pub line no client id) is the same failure as the one whose fuller group
+        agrees with every value it has and that shares a client or a connection with it: it joins
+        that one instead of standing beside it. Where several fuller findings fit, it stays on its
+        own, since nothing says which one it belongs to. `name_of` names a stitched connection's
+        client (its log's name), which the finding may not know yet. Returns the ids folded."""
+        hidden: set[int] = set()
+
+        def who(finding: Finding) -> set[str]:
+            named = {name_of(conn) for conn in finding.connections} if name_of else set()
+            return finding.clients | {name for name in named if name}
+
+        groups: dict[str, list[tuple[tuple[Any, ...], Finding]]] = {}
+        for (rule_id, values), finding in view.items():
+            groups.setdefault(rule_id, []).append((values, finding))
+        for rule_id, members in groups.items():
+            rule = rules.get(rule_id)
+            if rule is None or len(members) < 2:
+                continue
+            # the fullest partial groups first, so a chain ('' -> client -> client+topic) folds upwards
+            known = {id(f): sum(v is not None for v in values) for values, f in members}
+            clients = {id(f): who(f) for _, f in members}
+            for values, finding in sorted(members, key=lambda m: -known[id(m[1])]):
+                if known[id(finding)] == len(values):
+                    continue
+                fits = [other for other_values, other in members
+                        if other is not finding and id(other) not in hidden
+                        and known[id(other)] > known[id(finding)]
+                        and all(v is None or v == w for v, w in zip(values, other_values, strict=True))
+                        and (clients[id(finding)] & clients[id(other)] or finding.connections & other.connections)]
+                if len(fits) != 1:
+                    continue
+                self._merge(fits[0], finding, rule)
+                clients[id(fits[0])] |= clients[id(finding)]
+                hidden.add(id(finding))
+        return hidden
+
+    def _merge(self, into: Finding, other: Finding, rule: Rule) -> None:
+        into.count += other.count
+        into.first_seen = min(into.first_seen, other.first_seen)
+        into.last_seen = max(into.last_seen, other.last_seen)
+        for name in ("clients", "users", "hosts", "sides", "connections"):
+            getattr(into, name).update(getattr(other, name))
+        for name in ("evidence", "facts"):
+            mine = getattr(into, name)
+            seen = {(e.file, e.line, e.text) for e in mine}
+            mine.extend(e for e in getattr(other, name) if (e.file, e.line, e.text) not in seen)
+        self._rate(into)
+        into.explanation = render(rule.explanation, self._render_context(into))
+
+    def findings(self, name_of: Callable[[str], str | None] | None = None) -> list[Finding]:
         """Current findings, worst first, as a view (copies: the engine's own stay as evidence
         arrived). Look-alike causes are folded: where artifacts confirmed one cause, an unconfirmed
         look-alike sharing its evidence keeps only the clients the confirmed one does not explain
@@ -446,13 +498,14 @@ class Engine:
         confirmed, one finding names both. A cause that `explains` another (a broker that never
         started explains why clients were refused) absorbs it."""
         rules = {rule.id: rule for rule in self.rules}
-        view = {key: replace(f, clients=set(f.clients), alternatives=list(f.alternatives),
-                             connections=set(f.connections))
+        view = {key: replace(f, clients=set(f.clients), users=set(f.users), hosts=set(f.hosts),
+                             evidence=list(f.evidence), facts=list(f.facts), sides=set(f.sides),
+                             alternatives=list(f.alternatives), connections=set(f.connections))
                 for key, f in self._findings.items()}
         by_id: dict[str, list[Finding]] = {}
         for finding in view.values():
             by_id.setdefault(finding.id, []).append(finding)
-        hidden: set[int] = set()
+        hidden = self._fold_partial_groups(view, rules, name_of)
         for finding in view.values():
             rule = rules.get(finding.id)
             if rule is None or id(finding) in hidden:
