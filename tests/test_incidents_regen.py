@@ -92,3 +92,18 @@ def test_plain_to_tls_port(tmp_path: Path, mosquitto_available: str) -> None:
     assert _ids(expected) == ["tls.protocol_mismatch"]
     assert expected["clients"]["edge-06"]["kind"] == "paho"
     assert expected["made_with"]["mosquitto"] == broker.split("mosquitto version ", 1)[1].split()[0]
+
+
+def test_tls_version_mismatch_made_and_diagnosed_afresh(tmp_path: Path, mosquitto_available: str) -> None:
+    """End to end on today's software: a TLS 1.3-only listener, a TLS 1.2-only paho client, and
+    the analysis names that client and not the mosquitto_pub that got through."""
+    from correlator.analysis import analyze
+
+    folder, expected = _make("tls_version_mismatch", tmp_path)
+    assert _ids(expected) == ["tls.version_mismatch"]
+    assert "unsupported protocol" in _text(folder / "broker" / "mosquitto.log")
+    assert "TLSV1_ALERT_PROTOCOL_VERSION" in _text(folder / "clients" / "edge-08.log")
+    assert "received CONNACK (0)" in _text(folder / "clients" / "edge-07-pub.log")
+    findings = {f.id: f for f in analyze([folder]).findings}
+    assert "tls.version_mismatch" in findings
+    assert findings["tls.version_mismatch"].clients == {"edge-08"}

@@ -609,6 +609,62 @@ def make_tls_to_plain_port(out: Path) -> None:
     scene.finish([("tls.protocol_mismatch", ["edge-05-pub", "edge-06"])], broker=broker)
 
 
+def make_tls_version_mismatch(out: Path) -> None:
+    scene = Scene.create(out, "tls_version_mismatch",
+                         "The listener accepts TLS 1.3 only (tls_version tlsv1.3); the paho client, like an "
+                         "older device's stack, speaks TLS 1.2 only. mosquitto_pub on the same listener gets "
+                         "through: its --tls-version is a floor, not a ceiling, so it negotiates TLS 1.3.")
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    scene.save_cert(lab.server(), "server")
+    config = tls_listener() + "tls_version tlsv1.3\nallow_anonymous true\n" + LOG_ALL
+    with scene.broker(config) as broker:
+        port = broker.port
+        scene.paho("edge-08", port, ["--tls", "--cafile", "certs/ca.pem", "--tls-version", "1.2", "--publish",
+                                     "spBv1.0/Plant1/NDATA/edge-08", "--attempts", "3", "--retry-delay", "0.5"],
+                   client_id="edge-08", duration=3)
+        # the healthy contrast: a current client on the same listener
+        scene.mosquitto_client("edge-07-pub", "mosquitto_pub", port,
+                               ["--cafile", "certs/ca.pem", "--tls-version", "tlsv1.2", "-t",
+                                "spBv1.0/Plant1/NDATA/edge-07", "-m", "flow=12.5", "-q", "1"], client_id="edge-07")
+        scene.wait(timeout=25)
+        _settle(broker)
+    _require(broker.log_text(), r"unsupported protocol|no protocols available|version",
+             "tls_version_mismatch: broker log")
+    _require(_read(scene.root / "clients/edge-08.log"), r"PROTOCOL_VERSION|protocol version|UNSUPPORTED_PROTOCOL",
+             "tls_version_mismatch: paho log")
+    _require(_read(scene.root / "clients/edge-07-pub.log"), r"received CONNACK \(0\)",
+             "tls_version_mismatch: mosquitto_pub log")
+    scene.finish([("tls.version_mismatch", ["edge-08"])], broker=broker)
+
+
+def make_client_key_mismatch(out: Path) -> None:
+    scene = Scene.create(out, "client_key_mismatch",
+                         "The clients' key was made again but their certificate was not re-issued: "
+                         "keys/client.key does not belong to certs/client.pem. The clients never reach "
+                         "the broker.")
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    scene.save_cert(lab.server(), "server")
+    scene.save_cert(lab.client("edge-09"), "client")
+    pki.write_key(scene.root / "keys" / "client.key", pki.make_key())
+    config = tls_listener(require_certificate=True) + "allow_anonymous true\n" + LOG_ALL
+    with scene.broker(config) as broker:
+        port = broker.port
+        scene.paho("edge-10", port, ["--tls", "--cafile", "certs/ca.pem", "--cert", "certs/client.pem", "--key",
+                                     "keys/client.key", "--publish", "spBv1.0/Plant1/NDATA/edge-10"],
+                   client_id="edge-10", duration=2)
+        scene.mosquitto_client("edge-09-pub", "mosquitto_pub", port,
+                               ["--cafile", "certs/ca.pem", "--cert", "certs/client.pem", "--key", "keys/client.key",
+                                "-t", "spBv1.0/Plant1/NDATA/edge-09", "-m", "flow=3.1", "-q", "1"],
+                               client_id="edge-09")
+        scene.wait(timeout=25)
+        _settle(broker)
+    _require(_read(scene.root / "clients/edge-10.log"), r"KEY_VALUES_MISMATCH|key values mismatch",
+             "client_key_mismatch: paho log")
+    scene.finish([("tls.client_key_problem", ["edge-09-pub", "edge-10"])], broker=broker)
+
+
 def make_broker_tls_config_error(out: Path) -> None:
     scene = Scene.create(out, "broker_tls_config_error",
                          "The broker's keyfile belongs to another certificate (the old key left behind "
@@ -1129,6 +1185,8 @@ _register(
     (make_client_cert_expired, "client certificate past notAfter (paho client in Europe/Berlin time)"),
     (make_plain_to_tls_port, "plain MQTT to a TLS listener"),
     (make_tls_to_plain_port, "TLS to a plain listener"),
+    (make_tls_version_mismatch, "listener tls_version tlsv1.3, clients speak TLS 1.2 only"),
+    (make_client_key_mismatch, "client key made again, certificate not re-issued: key and certificate differ"),
     (make_broker_tls_config_error, "keyfile does not match certfile; mosquitto exits"),
     (make_bad_credentials, "wrong password and an unknown user"),
     (make_anonymous_denied, "no username, allow_anonymous false (broker logs to stdout)"),

@@ -18,6 +18,7 @@ import logging
 import ssl
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any
@@ -28,6 +29,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger("lab.client")
+
+#: --tls-version: paho's fixed-version protocols, as an old device's TLS stack offers one version.
+TLS_VERSIONS = {"1.2": ssl.PROTOCOL_TLSv1_2, "1.1": ssl.PROTOCOL_TLSv1_1}
 
 
 @dataclass
@@ -50,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cert", help="client certificate (PEM)")
     parser.add_argument("--key", help="client private key (PEM)")
     parser.add_argument("--insecure", action="store_true", help="do not check the broker's host name")
+    parser.add_argument("--tls-version", choices=sorted(TLS_VERSIONS),
+                        help="speak only this TLS version (an old device's stack)")
     parser.add_argument("--username")
     parser.add_argument("--password")
     parser.add_argument("--client-id", required=True)
@@ -77,8 +83,11 @@ def make_client(args: argparse.Namespace, state: State) -> mqtt.Client:
     if args.username is not None:
         client.username_pw_set(args.username, args.password)
     if args.tls:
-        client.tls_set(ca_certs=args.cafile, certfile=args.cert, keyfile=args.key,
-                       cert_reqs=ssl.CERT_REQUIRED)
+        with warnings.catch_warnings():  # the fixed-version protocols are deprecated, not gone
+            warnings.simplefilter("ignore", DeprecationWarning)
+            client.tls_set(ca_certs=args.cafile, certfile=args.cert, keyfile=args.key,
+                           cert_reqs=ssl.CERT_REQUIRED,
+                           tls_version=TLS_VERSIONS[args.tls_version] if args.tls_version else None)
         if args.insecure:
             client.tls_insecure_set(True)
 
@@ -141,13 +150,18 @@ def make_client(args: argparse.Namespace, state: State) -> mqtt.Client:
 def run(args: argparse.Namespace) -> int:
     """Connect, publish and subscribe until `duration` is over; return 0 when a session came up."""
     state = State()
-    client = make_client(args, state)
-    deadline = time.monotonic() + args.duration
-    attempts = 0
-    sessions = 0
     log.info("paho-mqtt %s client %s starting: broker %s:%d, tls=%s, user=%s, mqtt %s",
              version("paho-mqtt"), args.client_id, args.host, args.port, args.tls, args.username,
              args.mqtt_version)
+    try:
+        client = make_client(args, state)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        # as an application does: its TLS settings (key, certificate, CA file) cannot be loaded
+        log.error("cannot set up the client: %s: %s", type(exc).__name__, exc)
+        return 2
+    deadline = time.monotonic() + args.duration
+    attempts = 0
+    sessions = 0
     while time.monotonic() < deadline:
         if attempts >= args.attempts:
             log.error("giving up after %d connection attempts", attempts)
