@@ -33,9 +33,11 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
     period = (f", {when(analysis.first_event)} → {when(analysis.last_event)}"
               if analysis.first_event is not None else "")
     count = len(analysis.findings)
-    console.print(f"[bold]correlator {__version__}[/]: {count} finding{'s' if count != 1 else ''}"
-                  f"{' in ' + escape(title) if title else ''} ({logs} log{'s' if logs != 1 else ''}, "
-                  f"{analysis.events:,} events{period})")
+    name = f"correlator {__version__}"
+    header = textwrap.fill(f"{name}: {count} finding{'s' if count != 1 else ''}{' in ' + title if title else ''} "
+                           f"({logs} log{'s' if logs != 1 else ''}, {analysis.events:,} events{period})",
+                           width=width, subsequent_indent="    ")
+    console.print(f"[bold]{name}[/]" + escape(header[len(name):]))
     if not analysis.findings:
         console.print("\n[green]No root cause found.[/] Nothing in the logs or artifacts matches a known failure.")
     for finding in analysis.findings:
@@ -44,8 +46,8 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
         console.print(f"[{style}] {finding.severity.upper()} [/] [bold]{escape(finding.id)}[/]  "
                       f"{escape(finding.title)}")
         who = ", ".join(sorted(finding.clients)) or "-"
-        console.print(f"    {times(finding.count)}, {span(finding)}; clients: {escape(who)}")
-        console.print(f"    confidence {finding.confidence}: {escape(finding.confidence_reason)}")
+        console.print(escape(wrap.fill(f"{times(finding.count)}, {span(finding)}; clients: {who}")))
+        console.print(escape(wrap.fill(f"confidence {finding.confidence}: {finding.confidence_reason}")))
         console.print()
         for paragraph in finding.explanation.split("\n\n"):
             console.print(escape(wrap.fill(" ".join(paragraph.split()))))
