@@ -705,6 +705,40 @@ def make_connection_refused(out: Path) -> None:
     scene.finish([("net.connection_refused", ["edge-01-pub", "edge-02"])], broker=broker)
 
 
+def make_broker_hung(out: Path) -> None:
+    scene = Scene.create(out, "broker_hung",
+                         "The broker hangs (its process frozen with SIGSTOP after a healthy client came and "
+                         "went): the kernel still accepts TCP connections into the listen backlog, but nobody "
+                         "answers the TLS handshake, and the clients' connect timeout expires. The broker is "
+                         "then resumed (SIGCONT) and stopped normally.")
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    scene.save_cert(lab.server(), "server")
+    config = tls_listener() + "allow_anonymous true\n" + LOG_ALL
+    tls = ["--tls", "--cafile", "certs/ca.pem"]
+    with scene.broker(config) as broker:
+        port = broker.port
+        healthy = scene.paho("edge-50", port, [*tls, "--publish", "spBv1.0/Plant5/NDATA/edge-50", "--attempts", "1",
+                                               "--interval", "0.5"], client_id="edge-50", duration=2)
+        scene.wait(healthy, timeout=15)
+        _require(broker.log_text(), r"Received PUBLISH from edge-50", "broker_hung: the healthy client")
+        assert broker.proc is not None
+        broker.proc.send_signal(signal.SIGSTOP)
+        scene.extra["broker"] = {"hung": "SIGSTOP after edge-50's session, SIGCONT before it was stopped"}
+        try:
+            for i in (51, 52):
+                scene.paho(f"edge-{i}", port, [*tls, "--connect-timeout", "3", "--publish",
+                                               f"spBv1.0/Plant5/NDATA/edge-{i}", "--attempts", "2",
+                                               "--retry-delay", "1"], client_id=f"edge-{i}", duration=8)
+            scene.wait(timeout=20)
+        finally:
+            broker.proc.send_signal(signal.SIGCONT)
+        _settle(broker, 1.0)
+    for i in (51, 52):
+        _require(_read(scene.root / f"clients/edge-{i}.log"), r"timed out", f"broker_hung: edge-{i}'s log")
+    scene.finish([("net.timeout", ["edge-51", "edge-52"])], broker=broker)
+
+
 # --------------------------------------------------------------------------- authentication and authorisation
 
 
@@ -1194,6 +1228,7 @@ _register(
     (make_publish_denied, "ACL denies publishes (MQTT 5 and 3.1.1)"),
     (make_subscribe_denied, "ACL denies reading: nothing arrives, no broker line"),
     (make_connection_refused, "nothing listens on the port the clients dial"),
+    (make_broker_hung, "broker process frozen (SIGSTOP): the clients' TLS handshake times out"),
     (make_healthy_noisy, "busy healthy traffic with clean reconnects; no root cause"),
     (make_mixed, "bad password + expired client certificate + ACL publish denial, with healthy traffic"),
     (make_opcua_cert_untrusted, "OPC UA client certificate from a CA not in the server's trusted list"),

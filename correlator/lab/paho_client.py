@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--qos", type=int, choices=(0, 1, 2), default=1)
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between publishes")
     parser.add_argument("--keepalive", type=int, default=30)
+    parser.add_argument("--connect-timeout", type=float,
+                        help="seconds for the TCP connect and the TLS handshake (paho's connect_timeout; "
+                             "paho's default 5 s when absent)")
     parser.add_argument("--attempts", type=int, default=3,
                         help="connection attempts in all, reconnects included")
     parser.add_argument("--retry-delay", type=float, default=1.0)
@@ -80,6 +83,10 @@ def make_client(args: argparse.Namespace, state: State) -> mqtt.Client:
     protocol = mqtt.MQTTv5 if args.mqtt_version == "5" else mqtt.MQTTv311
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=args.client_id, protocol=protocol)
     client.enable_logger(logging.getLogger("paho.mqtt.client"))
+    if args.connect_timeout is not None:
+        # as an application bounds a hanging connect: paho applies it to the socket's connect and
+        # to the TLS handshake
+        client.connect_timeout = args.connect_timeout
     if args.username is not None:
         client.username_pw_set(args.username, args.password)
     if args.tls:
