@@ -192,18 +192,20 @@ class Scene:
                                            stdin=subprocess.DEVNULL, env=client.env)
         return client
 
-    def mosquitto_client(self, name: str, tool: str, port: int, args: Sequence[str], *, client_id: str,
+    def mosquitto_client(self, name: str, tool: str, port: int, args: Sequence[str], *, client_id: str | None,
                          host: str = HOST, username: str | None = None, password: str | None = None,
                          tz: str | None = None, clock_offset: int | None = None, start: bool = True,
                          ) -> Client:
-        """mosquitto_pub / mosquitto_sub with -d, the way people reproduce a failure by hand."""
-        cmd = [tool, "-d", "-h", host, "-p", str(port), "-i", client_id]
+        """mosquitto_pub / mosquitto_sub with -d, the way people reproduce a failure by hand; with
+        `client_id=None`, no -i at all (mosquitto 2.0's tools then send an empty client id)."""
+        cmd = [tool, "-d", "-h", host, "-p", str(port), *(["-i", client_id] if client_id is not None else [])]
         if username is not None:
             cmd += ["-u", username]
         if password is not None:
             cmd += ["-P", password]
         cmd += list(args)
-        info: dict[str, Any] = {"kind": tool, "dials": f"{host}:{port}", "client_id": client_id}
+        info: dict[str, Any] = {"kind": tool, "dials": f"{host}:{port}",
+                                "client_id": client_id if client_id is not None else ""}
         if username is not None:
             info["username"] = username
         client = self._add(name, info, cmd, None, tz=tz, clock_offset=clock_offset)
@@ -821,6 +823,43 @@ def make_client_id_takeover(out: Path) -> None:
     scene.finish([("session.client_id_takeover", ["edge-07-a", "edge-07-b"])], broker=broker)
 
 
+def make_client_id_rejected(out: Path) -> None:
+    scene = Scene.create(out, "client_id_rejected",
+                         "The broker runs with allow_zero_length_clientid false; three clients were set up "
+                         "without a client id (empty) and the broker refuses them: a paho application over "
+                         "MQTT 3.1.1 (CONNACK 2, identifier rejected; paho then retries on its own with a "
+                         "generated id, which the broker accepts), the same application over MQTT 5 "
+                         "(mosquitto 2.0.11 answers 128, Unspecified error, not 0x85), and mosquitto_pub run "
+                         "without -i (mosquitto 2.0's tools then send an empty id; CONNACK 2). hmi-60 has a "
+                         "client id and connects.")
+    config = f"listener {{port0}} {HOST}\nallow_anonymous true\nallow_zero_length_clientid false\n" + LOG_ALL
+    with scene.broker(config) as broker:
+        port = broker.port
+        ok = scene.paho("hmi-60", port, ["--subscribe", "spBv1.0/#", "--attempts", "1"], client_id="hmi-60",
+                        duration=4)
+        time.sleep(0.5)
+        scene.paho("edge-60", port, ["--publish", "spBv1.0/Plant6/NDATA/edge-60", "--attempts", "2",
+                                     "--retry-delay", "0.5"], client_id="", duration=3)
+        scene.paho("edge-61", port, ["--mqtt-version", "5", "--publish", "spBv1.0/Plant6/NDATA/edge-61",
+                                     "--attempts", "2", "--retry-delay", "0.5"], client_id="", duration=3)
+        scene.mosquitto_client("edge-62-pub", "mosquitto_pub", port,
+                               ["-t", "spBv1.0/Plant6/NDATA/edge-62", "-m", "temperature=19.5", "-q", "1"],
+                               client_id=None)
+        scene.wait(ok, timeout=20)
+        scene.wait(timeout=20)
+        _settle(broker)
+    _require(broker.log_text(), r"Sending CONNACK to 127\.0\.0\.1 \(0, 2\)", "client_id_rejected: broker, MQTT 3.1.1")
+    # mosquitto 2.0.11 refuses an empty id over MQTT 5 with 128 (Unspecified error), not 0x85
+    _require(broker.log_text(), r"Sending CONNACK to 127\.0\.0\.1 \(0, 128\)", "client_id_rejected: broker, MQTT 5")
+    _require(_read(scene.root / "clients/edge-60.log"), r"client_id=b''\n.*Received CONNACK \(0, 2\)",
+             "client_id_rejected: paho MQTT 3.1.1 log")
+    _require(_read(scene.root / "clients/edge-61.log"), r"client_id=b'' properties=None\n.*Received CONNACK \(0, "
+             r"Unspecified error\)", "client_id_rejected: paho MQTT 5 log")
+    _require(_read(scene.root / "clients/edge-62-pub.log"), r"received CONNACK \(2\)|identifier rejected",
+             "client_id_rejected: mosquitto_pub log")
+    scene.finish([("auth.client_id_rejected", ["edge-60", "edge-61", "edge-62-pub"])], broker=broker)
+
+
 ACL_SPARKPLUG_22_HOST = SPARKPLUG_ACL + """
 # The SCADA host was set up for Sparkplug 2.2 (STATE/<host_id>); it now runs Sparkplug 3.0.
 user ScadaHost
@@ -1225,6 +1264,7 @@ _register(
     (make_bad_credentials, "wrong password and an unknown user"),
     (make_anonymous_denied, "no username, allow_anonymous false (broker logs to stdout)"),
     (make_client_id_takeover, "two clients share one client id (ISO timestamps in the broker log)"),
+    (make_client_id_rejected, "allow_zero_length_clientid false, clients with an empty client id"),
     (make_publish_denied, "ACL denies publishes (MQTT 5 and 3.1.1)"),
     (make_subscribe_denied, "ACL denies reading: nothing arrives, no broker line"),
     (make_connection_refused, "nothing listens on the port the clients dial"),
