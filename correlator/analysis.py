@@ -24,6 +24,7 @@ from correlator.engine.facts import Artifacts
 from correlator.engine.rules import Rule, load_rules
 from correlator.errors import CorrelatorError, InputError
 from correlator.formats.registry import Registry, default_registry, load_registry
+from correlator.gcpolicy import batch_allocation
 from correlator.model import Event, Finding, severity_rank
 from correlator.sources.bundle import Bundle, open_bundle
 from correlator.sources.files import LogFile, SourceInfo
@@ -259,7 +260,7 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
     zones = tz_rules.parse_zone_options(options.zones)
     offsets = parse_offset_options(options.clock_offsets)
     errors: list[str] = []
-    with open_bundle(inputs) as bundle:
+    with batch_allocation(), open_bundle(inputs) as bundle:
         errors.extend(str(e) for e in bundle.errors)
         artifacts = Artifacts.from_bundle(bundle)
         artifacts.now = options.now
