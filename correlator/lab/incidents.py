@@ -1037,10 +1037,13 @@ def make_mixed(out: Path) -> None:
 
 def _opcua_incident(out: Path, name: str, description: str, rid: str,
                     make_client_cert: Callable[[Pki, pki.Issued], pki.Issued], *, expect_server: str,
-                    expect_client: str) -> None:
+                    expect_client: str = "", server_args: Sequence[str] = (),
+                    clients: Sequence[tuple[str, Sequence[str], str]] = ()) -> None:
     """An asyncua server whose trusted list (pki/server/trusted/certs) holds the plant's OPC UA CA;
-    one asyncua client connects with Basic256Sha256 SignAndEncrypt and the certificate from
-    `make_client_cert`."""
+    one asyncua client connects with Basic256Sha256 SignAndEncrypt, the certificate from
+    `make_client_cert` and the server's certificate pinned. `server_args` go to the server (users);
+    `clients` replaces that client by several, one after the other: (log name, client arguments
+    after the URL, certificate and key, what its log must show)."""
     from correlator.lab.opcua_lab import CLIENT_URI, SERVER_URI
 
     scene = Scene.create(out, name, description)
@@ -1062,7 +1065,8 @@ def _opcua_incident(out: Path, name: str, description: str, rid: str,
     server_cmd = [sys.executable, "-m", "correlator.lab.opcua_lab", "server", "--port", str(port),
                   "--cert", "certs/opcua-server.pem", "--key", "keys/opcua-server.pem",
                   "--trusted", "pki/server/trusted/certs", "--log-file", "server/opcua-server.log",
-                  "--duration", "20", "--ready-file", "server/.ready", "--stop-file", "server/.stop"]
+                  "--duration", "40", "--ready-file", "server/.ready", "--stop-file", "server/.stop",
+                  *server_args]
     srv = scene._add("opcua-server", {"kind": "asyncua-server", "listens": f"{HOST}:{port}",
                                       "application_uri": SERVER_URI}, server_cmd, None,
                      sink="server/opcua-server.stderr.txt")
@@ -1075,20 +1079,24 @@ def _opcua_incident(out: Path, name: str, description: str, rid: str,
                                  f"{_read(scene.root / 'server/opcua-server.log')}")
         time.sleep(0.05)
     ready.unlink()
-    client_cmd = [sys.executable, "-m", "correlator.lab.opcua_lab", "client", "--url", url,
-                  "--cert", "certs/opcua-client.pem", "--key", "keys/opcua-client.pem",
-                  "--server-cert", "certs/opcua-server.pem", "--log-file", "clients/opcua-client.log",
-                  "--attempts", "2", "--retry-delay", "0.5", "--duration", "5"]
-    cli = scene._add("opcua-client", {"kind": "asyncua", "dials": url, "application_uri": CLIENT_URI},
-                     client_cmd, None, sink="clients/opcua-client.stderr.txt")
-    scene.start(cli)
-    scene.wait(cli, timeout=25)
+    pinned = ("--server-cert", "certs/opcua-server.pem")
+    clients = clients or [("opcua-client", pinned, expect_client)]
+    for client_name, extra, _ in clients:
+        client_cmd = [sys.executable, "-m", "correlator.lab.opcua_lab", "client", "--url", url,
+                      "--cert", "certs/opcua-client.pem", "--key", "keys/opcua-client.pem", *extra,
+                      "--log-file", f"clients/{client_name}.log", "--attempts", "2", "--retry-delay", "0.5",
+                      "--duration", "5"]
+        cli = scene._add(client_name, {"kind": "asyncua", "dials": url, "application_uri": CLIENT_URI},
+                         client_cmd, None, sink=f"clients/{client_name}.stderr.txt")
+        scene.start(cli)
+        scene.wait(cli, timeout=25)
     (scene.root / "server" / ".stop").write_text("")
     scene.wait(timeout=25)
     (scene.root / "server" / ".stop").unlink()
     _require(_read(scene.root / "server/opcua-server.log"), expect_server, f"{name}: server log")
-    _require(_read(scene.root / "clients/opcua-client.log"), expect_client, f"{name}: client log")
-    scene.finish([(rid, ["opcua-client"])])
+    for client_name, _, expect in clients:
+        _require(_read(scene.root / f"clients/{client_name}.log"), expect, f"{name}: {client_name}'s log")
+    scene.finish([(rid, [c[0] for c in clients])])
 
 
 def make_opcua_cert_untrusted(out: Path) -> None:
@@ -1117,6 +1125,43 @@ def make_opcua_cert_time_invalid(out: Path) -> None:
         "The OPC UA client's certificate, issued by the trusted plant CA, expired 9 days ago.",
         "opcua.cert_time_invalid", expired, expect_server=r"TimeInvalid|.",
         expect_client=r"BadCertificateTimeInvalid|BadSecurityChecksFailed|failed")
+
+
+def _trusted_client(lab: Pki, ca: pki.Issued) -> pki.Issued:
+    """A good client certificate from the trusted plant CA: the failure is elsewhere."""
+    return pki.make_leaf("correlator lab OPC UA client", ca, sans=("URI:urn:correlator:lab:opcua-client", "localhost"),
+                         usage=("client",), not_before=lab.now - timedelta(days=30), days=730)
+
+
+def make_opcua_security_policy_rejected(out: Path) -> None:
+    _opcua_incident(
+        out, "opcua_security_policy_rejected",
+        "The server offers one endpoint, Basic256Sha256 SignAndEncrypt. opcua-client (a newer HMI, set up "
+        "without the server's certificate, as asyncua allows) asks for Aes256Sha256RsaPss SignAndEncrypt; "
+        "opcua-client-none (an engineering tool set to no security) asks for None. Each reads the "
+        "server's endpoint list, finds no endpoint of its policy and mode, and gives up. asyncua 2.1 "
+        "sends no BadSecurityPolicyRejected status.",
+        "opcua.security_policy_rejected", _trusted_client,
+        expect_server=r"get endpoint",
+        clients=[("opcua-client", ["--policy", "Aes256Sha256RsaPss"],
+                  r"No matching endpoints: 3, http://opcfoundation\.org/UA/SecurityPolicy#Aes256_Sha256_RsaPss"),
+                 ("opcua-client-none", ["--policy", "None"],
+                  r"No matching endpoints: 1, http://opcfoundation\.org/UA/SecurityPolicy#None")])
+
+
+def make_opcua_user_access_denied(out: Path) -> None:
+    pinned = ["--server-cert", "certs/opcua-server.pem"]
+    _opcua_incident(
+        out, "opcua_user_access_denied",
+        "The server accepts only user name tokens and knows one user, operator. opcua-client sends "
+        "operator with last year's password (BadUserAccessDenied at ActivateSession); opcua-client-anon "
+        "connects anonymously (BadIdentityTokenRejected). Both secure channels (Basic256Sha256 "
+        "SignAndEncrypt, trusted certificate) are fine.",
+        "opcua.user_access_denied", _trusted_client, server_args=["--user", "operator:op-secret-2026"],
+        expect_server=r"\(BadIdentityTokenRejected\)",
+        clients=[("opcua-client", [*pinned, "--user", "operator", "--password", "op-secret-2025"],
+                  r"failed: BadUserAccessDenied"),
+                 ("opcua-client-anon", pinned, r"failed: BadIdentityTokenRejected")])
 
 
 # --------------------------------------------------------------------------- syslog
@@ -1273,6 +1318,8 @@ _register(
     (make_mixed, "bad password + expired client certificate + ACL publish denial, with healthy traffic"),
     (make_opcua_cert_untrusted, "OPC UA client certificate from a CA not in the server's trusted list"),
     (make_opcua_cert_time_invalid, "OPC UA client certificate expired"),
+    (make_opcua_security_policy_rejected, "OPC UA clients ask for a security policy the server does not offer"),
+    (make_opcua_user_access_denied, "OPC UA server refuses a wrong password and anonymous users"),
     (make_syslog_variants, "broker logging through rsyslogd, RFC 3164 and RFC 5424 files"),
 )
 

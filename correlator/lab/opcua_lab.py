@@ -25,14 +25,34 @@ from pathlib import Path
 
 from asyncua import ua
 from asyncua.client.client import Client
-from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+from asyncua.crypto import security_policies
+from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
+from asyncua.server.internal_server import InternalServer
 from asyncua.server.server import Server
+from asyncua.server.user_managers import UserManager
 
 SERVER_URI = "urn:correlator:lab:opcua-server"
 CLIENT_URI = "urn:correlator:lab:opcua-client"
 log = logging.getLogger("lab.opcua")
+#: --policy: the security policies asyncua's client implements.
+POLICIES = ("None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss", "Basic256", "Basic128Rsa15")
+
+
+class PasswordUserManager(UserManager):
+    """Users and passwords from the command line, as a plant server's user list."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self.users = users
+
+    def get_user(self, iserver: InternalServer, username: str | None = None, password: str | None = None,
+                 certificate: object = None) -> User | None:
+        if username is not None and username in self.users and self.users[username] == password:
+            log.info("user %s logged in", username)
+            return User(role=UserRole.User, name=username)
+        log.warning("user %s refused", username)
+        return None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,13 +64,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     server.add_argument("--cert", required=True)
     server.add_argument("--key", required=True)
     server.add_argument("--trusted", required=True, help="folder of trusted client or CA certificates")
+    server.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD",
+                        help="a user the server knows; with any, only user name tokens are accepted")
     server.add_argument("--ready-file", help="written once the server listens")
     server.add_argument("--stop-file", help="the server stops soon after this file appears")
     client = sub.add_parser("client")
     client.add_argument("--url", required=True)
     client.add_argument("--cert", required=True)
     client.add_argument("--key", required=True)
-    client.add_argument("--server-cert", required=True)
+    client.add_argument("--server-cert",
+                        help="the server's certificate (pinned); when absent, asyncua reads it from the "
+                             "server's endpoint list (GetEndpoints over an unsecured channel)")
+    client.add_argument("--policy", choices=POLICIES, default="Basic256Sha256",
+                        help="the security policy the client asks for (None: no security)")
+    client.add_argument("--mode", choices=("Sign", "SignAndEncrypt"), default="SignAndEncrypt")
+    client.add_argument("--user", help="user name token (anonymous when absent)")
+    client.add_argument("--password")
     client.add_argument("--attempts", type=int, default=2)
     client.add_argument("--retry-delay", type=float, default=1.0)
     for p in (server, client):
@@ -60,13 +89,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def run_server(args: argparse.Namespace) -> int:
-    server = Server()
+    users = dict(entry.split(":", 1) for entry in args.user)
+    server = Server(user_manager=PasswordUserManager(users) if users else None)
     await server.init()
     endpoint = f"opc.tcp://{args.host}:{args.port}/correlator/"
     server.set_endpoint(endpoint)
     server.set_server_name("correlator lab OPC UA server")
     await server.set_application_uri(SERVER_URI)
     server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+    if users:
+        server.set_identity_tokens([ua.UserNameIdentityToken])
     await server.load_certificate(args.cert)
     await server.load_private_key(args.key)
     trust_store = TrustStore([Path(args.trusted)], [])
@@ -78,7 +110,8 @@ async def run_server(args: argparse.Namespace) -> int:
     namespace = await server.register_namespace("urn:correlator:lab:plant")
     tank = await server.nodes.objects.add_object(namespace, "Tank1")
     level = await tank.add_variable(namespace, "Level", 42.0)
-    log.info("asyncua %s server starting at %s, trusted list %s", version("asyncua"), endpoint, args.trusted)
+    log.info("asyncua %s server starting at %s, trusted list %s%s", version("asyncua"), endpoint, args.trusted,
+             f", users {', '.join(sorted(users))} (user name tokens only)" if users else "")
     async with server:
         log.info("server listening at %s", endpoint)
         if args.ready_file:
@@ -97,18 +130,25 @@ async def run_server(args: argparse.Namespace) -> int:
 
 async def run_client(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.duration
-    log.info("asyncua %s client starting: %s, policy Basic256Sha256 SignAndEncrypt, certificate %s",
-             version("asyncua"), args.url, args.cert)
+    security = "None" if args.policy == "None" else f"{args.policy} {args.mode}"
+    log.info("asyncua %s client starting: %s, policy %s, certificate %s, user %s", version("asyncua"), args.url,
+             security, args.cert, args.user or "anonymous")
     for attempt in range(1, args.attempts + 1):
         if time.monotonic() > deadline:
             break
         client = Client(url=args.url, timeout=4)
         client.application_uri = CLIENT_URI
-        await client.set_security(SecurityPolicyBasic256Sha256, args.cert, args.key,
-                                  server_certificate=args.server_cert,
-                                  mode=ua.MessageSecurityMode.SignAndEncrypt)
+        if args.user is not None:
+            client.set_user(args.user)
+            client.set_password(args.password or "")
         log.info("connecting to %s (attempt %d of %d)", args.url, attempt, args.attempts)
         try:
+            if args.policy != "None":
+                # without a pinned server certificate this already talks to the server: it reads the
+                # endpoint list and picks the endpoint of this policy and mode
+                await client.set_security(getattr(security_policies, f"SecurityPolicy{args.policy}"), args.cert,
+                                          args.key, server_certificate=args.server_cert,
+                                          mode=getattr(ua.MessageSecurityMode, args.mode))
             async with client:
                 node = client.get_node("ns=2;i=2")
                 value = await node.read_value()
