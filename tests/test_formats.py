@@ -111,3 +111,29 @@ def test_generic_fallback_for_unknown_text() -> None:
     assert fmt.name == "generic"
     fmt, share = REGISTRY.detect(["no time here at all"])
     assert fmt.name == "generic" and share == 0.0
+
+
+@pytest.mark.parametrize(("pattern", "words"), [
+    (r"^Client (?P<client_id>\S+) disconnected\.$", ("Client",)),
+    (r"^(?:Config loaded from|Loading config file) (?P<file>.+?)\.?$", ("Config", "Loading")),
+    (r"^(?:Warning|Error): (?P<text>.*)$", ("Warning:", "Error:")),
+    (r"^(?:Received AUTH from|Sending AUTH to) (?P<client_id>\S+)$", ("Received", "Sending")),
+    # a branch that does not start with a literal word, an optional group, a word that runs into
+    # a pattern: the message must then be tried on every line
+    (r"^(?:Bad client (?P<c>\S+)|(?:Invalid|Empty) string)$", ()),
+    (r"^(?:Warning|Error)? (?P<text>.*)$", ()),
+    (r"^Error(?::| opening) (?P<text>.*)$", ()),
+    (r"^(?P<client_id>\S+) (?P<qos>[0-2]) (?P<topic>\S+)$", ()),
+])
+def test_messages_are_keyed_by_every_first_word_they_allow(pattern: str, words: tuple[str, ...]) -> None:
+    from correlator.formats.definition import first_words
+    assert first_words(pattern) == words
+
+
+def test_digit_only_groups_are_found_for_plain_int_conversion() -> None:
+    from correlator.formats.definition import group_source
+    pattern = r"^Sending PUBACK to (?P<client_id>\S+) \(m(?P<mid>\d+)(?:, rc(?P<rc>[0-9]{1,3}))?\)$"
+    assert group_source(pattern, "mid") == r"\d+"
+    assert group_source(pattern, "rc") == "[0-9]{1,3}"
+    assert group_source(pattern, "client_id") == r"\S+"
+    assert group_source(pattern, "missing") is None

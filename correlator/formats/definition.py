@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,8 @@ class MessagePattern:
     level: str | None
     extract: bool
     const: dict[str, FieldValue]
-    first_word: str | None
+    first_words: tuple[str, ...]
+    """The body's first word must be one of these for the message to match (empty: any)."""
     samples: list[Sample]
 
 
@@ -103,9 +105,9 @@ class Format:
     def __post_init__(self) -> None:
         keyed: dict[str, list[MessagePattern]] = {}
         for message in self.messages:
-            if message.first_word:
-                keyed.setdefault(message.first_word, []).append(message)
-            else:
+            for word in message.first_words:
+                keyed.setdefault(word, []).append(message)
+            if not message.first_words:
                 self.unkeyed.append(message)
         # Each word's list already merged with the unkeyed patterns in catalogue order, so a line
         # costs one dict lookup before its few regex tries.
@@ -184,14 +186,61 @@ def _to_float(value: str) -> FieldValue:
 _CONVERT: dict[str, Callable[[str], FieldValue]] = {"int": _to_int, "float": _to_float, "lower": str.lower}
 
 
+_DIGITS_ONLY = re.compile(r"^(?:\\d|\[0-9\])(?:[+*]|\{\d+(?:,\d*)?\})?$")
+
+
+def _top_level(pattern: str, start: int) -> list[tuple[int, str]]:
+    """The parentheses and bars of `pattern` from `start` on that are not escaped or inside a
+    character class, with their positions: enough structure to find a group's end or split an
+    alternation without a regex parser."""
+    out = []
+    i, in_class = start, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char in "()|":
+            out.append((i, char))
+        i += 1
+    return out
+
+
+def _group_end(pattern: str, open_at: int) -> int | None:
+    """Position of the parenthesis that closes the group opened at `open_at`."""
+    depth = 0
+    for i, char in _top_level(pattern, open_at):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    return None
+
+
+def group_source(pattern: str, name: str) -> str | None:
+    """The text of the named group `name` in a regex source (what sits between `(?P<name>` and its
+    closing parenthesis), or None when the pattern has no such group."""
+    head = f"(?P<{name}>"
+    start = pattern.find(head)
+    end = _group_end(pattern, start) if start >= 0 else None
+    return None if end is None else pattern[start + len(head):end]
+
+
 @dataclass
 class _Fields:
     """How to read one message's fields out of a combined match: the group numbers in one
-    `group(*numbers)` call, the names to zip them with, and the fields that need converting."""
+    `group(*numbers)` call, the names to zip them with, and per field its conversion (None for
+    text; the plain `int` builtin where the group can only hold digits, so no fallback is needed)."""
 
     numbers: tuple[int, ...]
     names: tuple[str, ...]
-    convert: tuple[tuple[str, Callable[[str], FieldValue]], ...]
+    convert: tuple[Callable[[str], FieldValue] | None, ...]
 
 
 @dataclass
@@ -224,9 +273,13 @@ class _Combined:
         messages: dict[str, tuple[MessagePattern, _Fields]] = {}
         if regex is not None:
             for marker, (message, fields) in keys.items():
-                convert = tuple((name, _CONVERT[kind_of(name)]) for _, name in fields if kind_of(name) in _CONVERT)
+                convert: list[Callable[[str], FieldValue] | None] = []
+                for _, name in fields:
+                    kind = kind_of(name)
+                    digits = _DIGITS_ONLY.match(group_source(message.regex.pattern, name) or "")
+                    convert.append(int if kind == "int" and digits else _CONVERT.get(kind))
                 messages[marker] = (message, _Fields(tuple(regex.groupindex[key] for key, _ in fields),
-                                                     tuple(name for _, name in fields), convert))
+                                                     tuple(name for _, name in fields), tuple(convert)))
         return cls(regex, messages, group, kind_of)
 
     def match(self, body: str) -> tuple[MessagePattern, dict[str, FieldValue]] | None:
@@ -245,17 +298,39 @@ class _Combined:
         if not numbers:
             return message, {}
         values = found.group(*numbers) if len(numbers) > 1 else (found.group(numbers[0]),)
-        out: dict[str, FieldValue] = dict(zip(fields.names, values, strict=True))
-        if None in values:
-            out = {name: value for name, value in out.items() if value is not None}
-        for name, convert in fields.convert:
-            value = out.get(name)
-            if value is not None:
-                out[name] = convert(value)  # type: ignore[arg-type]
-        return message, out
+        return message, {name: value if convert is None else convert(value)
+                         for name, convert, value in zip(fields.names, fields.convert, values, strict=True)
+                         if value is not None}
 
 
 _META = set(".^$*+?{}[]|()")
+
+
+def first_words(pattern: str) -> tuple[str, ...]:
+    """The literal first words a message regex demands: one, or one per branch when it starts
+    with a group of alternatives (`^(?:Config loaded from|Loading config file) ...`). Empty when
+    any branch does not start with a literal word: the message is then tried on every line, so
+    each one keyed here is one regex branch fewer for every line of a busy log."""
+    text = pattern[1:] if pattern.startswith("^") else pattern
+    if not text.startswith("(?:"):
+        word = first_word(text)
+        return (word,) if word else ()
+    end = _group_end(text, 0)
+    if end is None or text[end + 1:end + 2] in ("?", "*", "+", "{"):
+        return ()
+    cuts, depth = [], 0
+    for i, char in _top_level(text[:end], 3):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "|" and depth == 0:
+            cuts.append(i)
+    bounds = [2, *cuts, end]
+    words = []
+    for left, right in pairwise(bounds):
+        word = first_word(text[left + 1:right] + text[end + 1:])
+        if word is None:
+            return ()
+        words.append(word)
+    return tuple(dict.fromkeys(words))
 
 
 def first_word(pattern: str) -> str | None:
@@ -390,7 +465,7 @@ class _Loader(DefinitionFile):
             message_samples = self.samples(entry.get("samples", []), f"{key}.samples", kind, name)
             messages.append(MessagePattern(
                 name, kind, self.regex(pattern, f"{key}.regex"), self.level(entry.get("level"), f"{key}.level"),
-                bool(entry.get("extract", False)), dict(entry.get("set", {})), first_word(pattern),
+                bool(entry.get("extract", False)), dict(entry.get("set", {})), first_words(pattern),
                 message_samples))
             samples += message_samples
         samples += self.samples(data.get("sample", []), "sample", None, None)
