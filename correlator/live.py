@@ -159,7 +159,7 @@ class LiveAnalysis:
             if path.match(pattern):
                 forced = name
         fmt = self.registry.get(forced) if forced else self.registry.detect(texts)[0]
-        name = source_name(fmt, path)
+        name = source_name(fmt, path, texts)
         choice = self.zones.choose(name, str(path), broker_epoch=fmt.role == "broker")
         try:
             mtime = path.stat().st_mtime

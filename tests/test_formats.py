@@ -137,3 +137,16 @@ def test_digit_only_groups_are_found_for_plain_int_conversion() -> None:
     assert group_source(pattern, "rc") == "[0-9]{1,3}"
     assert group_source(pattern, "client_id") == r"\S+"
     assert group_source(pattern, "missing") is None
+
+
+def test_an_asyncua_server_log_is_the_server_side(tmp_path: Path) -> None:
+    """One Python logging layout serves asyncua's server and its clients; the server's logger names
+    make its log the OPC UA server's source (its lines are then the server side of a finding, not
+    another client)."""
+    from correlator.sources.files import LogFile
+    samples = Path(__file__).resolve().parent.parent / "sample_logs" / "opcua_cert_untrusted"
+    server = LogFile(samples / "server" / "opcua-server.log", REGISTRY)
+    client = LogFile(samples / "clients" / "opcua-client.log", REGISTRY)
+    assert (server.format.name, client.format.name) == ("python_logging", "python_logging")
+    assert server.info.source == "opcua-server:opcua-server"
+    assert client.info.source == "client:opcua-client"

@@ -53,6 +53,9 @@ def problems(analysis: Analysis, spec: dict[str, Any]) -> list[str]:
         for client in clients:
             if not names_of(spec, client) & named:
                 found.append(f"{cause}: client {client} not named (named: {sorted(named)})")
+        allowed_names = set().union(set(), *(names_of(spec, client) for client in clients))
+        if named - allowed_names:
+            found.append(f"{cause}: names clients it should not: {sorted(named - allowed_names)}")
     for finding in analysis.findings:
         if finding.id in allowed or any(alt in causes for alt in finding.alternatives):
             continue

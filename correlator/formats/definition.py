@@ -95,6 +95,9 @@ class Format:
     samples: list[Sample]
     fallback: bool = False
     notes: str = ""
+    roles: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    """A role other than `role` for a log whose first lines match its pattern: one Python logging
+    layout serves asyncua's server and its clients, and only the logger names tell them apart."""
     extract_continuation: bool = False
     """Evidence found in continuation lines is added to the record (stack traces); off by default
     because continuations can be payload (mosquitto_sub) whose words are not evidence."""
@@ -127,6 +130,14 @@ class Format:
         word = body if space < 0 else body[:space]
         combined = self._combined.get(word) or self._combined.get(None)
         return None if combined is None else combined.match(body)
+
+    def role_of(self, lines: list[str]) -> str:
+        """The role of a log with these first lines: the first of `roles` whose pattern one of
+        them matches, else the format's own."""
+        for role, pattern in self.roles.items():
+            if any(pattern.search(line) for line in lines):
+                return role
+        return self.role
 
     def kind_of(self, name: str) -> str:
         """A field's type: the format's own word for it, else int for the known numeric fields."""
@@ -364,7 +375,7 @@ def first_word(pattern: str) -> str | None:
 
 # --- loading ---------------------------------------------------------------------------------
 
-_FORMAT_KEYS = {"name", "title", "role", "multiline", "priority", "line", "levels", "types", "continuation",
+_FORMAT_KEYS = {"name", "title", "role", "roles", "multiline", "priority", "line", "levels", "types", "continuation",
                 "fallback", "notes", "description", "extract_continuation"}
 _LINE_KEYS = {"name", "regex", "time", "strip", "decode", "json", "json_match", "level", "sample", "require_message"}
 _MESSAGE_KEYS = {"name", "kind", "regex", "level", "extract", "set", "samples", "notes"}
@@ -419,6 +430,14 @@ class _Loader(DefinitionFile):
         role = head.get("role", "any")
         if role not in _ROLES:
             raise self.error(f"role {role!r} is not one of {', '.join(_ROLES)}", "format.role")
+        roles_data = head.get("roles", {})
+        if not isinstance(roles_data, dict):
+            raise self.error("'roles' must be a table of role = regex", "format.roles")
+        roles = {}
+        for name, pattern in roles_data.items():
+            if name not in _ROLES:
+                raise self.error(f"role {name!r} is not one of {', '.join(_ROLES)}", f"format.roles.{name}")
+            roles[name] = self.regex(pattern, f"format.roles.{name}")
         lines_data = head.get("line")
         if not isinstance(lines_data, list) or not lines_data:
             raise self.error("at least one [[format.line]] pattern is needed", "format.line")
@@ -480,7 +499,7 @@ class _Loader(DefinitionFile):
             continuation=self.regex(continuation, "format.continuation") if continuation else None,
             samples=samples, fallback=bool(head.get("fallback", False)),
             notes=str(head.get("notes", head.get("description", ""))),
-            extract_continuation=bool(head.get("extract_continuation", False)))
+            extract_continuation=bool(head.get("extract_continuation", False)), roles=roles)
 
 
 def load_format(file: Path) -> Format:

@@ -44,11 +44,13 @@ def base_name(path: str | Path) -> str:
     return _LOG_SUFFIX.sub("", name) or name
 
 
-def source_name(fmt: Format, path: str | Path) -> str:
-    """'broker' for a broker's log, otherwise '<role>:<file base name>'."""
-    if fmt.role == "broker":
+def source_name(fmt: Format, path: str | Path, first_lines: list[str] | None = None) -> str:
+    """'broker' for a broker's log, otherwise '<role>:<file base name>'; the role is the format's,
+    or the one its first lines show (an asyncua server's log in the Python logging layout)."""
+    role = fmt.role_of(first_lines or [])
+    if role == "broker":
         return "broker"
-    role = "client" if fmt.role in ("client", "any") else fmt.role.replace("_", "-")
+    role = "client" if role in ("client", "any") else role.replace("_", "-")
     return f"{role}:{base_name(path)}"
 
 
@@ -86,17 +88,18 @@ class LogFile:
             self._first.extend(chunk)
             if len(self._first) >= DETECT_LINES:
                 break
+        texts = [decode(raw) for _, raw in islice(self._first, DETECT_LINES * 2)]
         if format_name is not None:
             fmt, share = registry.get(format_name), 1.0
         else:
-            fmt, share = registry.detect([decode(raw) for _, raw in islice(self._first, DETECT_LINES * 2)])
+            fmt, share = registry.detect(texts)
         self.format = fmt
         zone = tz or UTC
         try:
             mtime = os.stat(self.path).st_mtime
         except OSError:
             mtime = None
-        self.parser = SourceParser(fmt, registry.evidence, source=source or source_name(fmt, self.path),
+        self.parser = SourceParser(fmt, registry.evidence, source=source or source_name(fmt, self.path, texts),
                                    file=display_path or str(path), tz=zone, fallback=registry.fallback,
                                    fallback_time=mtime)
         self.info = SourceInfo(display_path or str(path), self.parser.source, fmt.name, round(share, 3),
