@@ -98,6 +98,9 @@ class LiveAnalysis:
         self._rate: deque[tuple[float, int]] = deque(maxlen=50)
         self._tailer = Tailer(self._on_batch, from_beginning=from_beginning, polling=polling,
                               on_error=self._tail_error)
+        if from_beginning:
+            self._timeline.hold()  # until the files' existing lines are all read (see _tick_loop)
+        self._catching_up = from_beginning
         for path in self.paths:
             if path.is_dir():
                 # the tailer watches one folder level; a bundle keeps logs in sub-folders
@@ -209,6 +212,9 @@ class LiveAnalysis:
                         lines, state.waiting = state.waiting, []
                         self._open_parser(state, Path(path), lines)
                         self._parse(state, lines)
+                if self._catching_up and self._tailer.caught_up.is_set():
+                    self._catching_up = False
+                    self._publish(self._timeline.resume())
                 self._publish(self._timeline.tick())
                 if self.session.last is not None:
                     # event time moves with the wall clock while logs are quiet, so absences fire

@@ -137,3 +137,17 @@ def test_one_finding_per_client_and_topic_not_per_side() -> None:
     viewer = next(f for f in denied if "viewer-01" in f.group)
     assert viewer.clients == {"viewer-01", "viewer-01-pub"}
     assert {e.file for e in viewer.evidence} >= {"broker/mosquitto.log", "clients/viewer-01-pub.log"}
+
+
+@pytest.mark.parametrize(("incident", "cause", "group_part", "count"), [
+    # four failed handshakes; the broker and the clients each wrote their lines about them
+    ("server_cert_expired", "tls.server_cert_expired", "", 4),
+    # two refused logins (CONNACK 5), also in hmi-32-pub's own lines
+    ("mixed", "auth.bad_credentials", "", 2),
+    # four denied publishes in one session: each is one (count = "event")
+    ("publish_denied", "acl.publish_denied", "scada-01", 4),
+])
+def test_a_finding_counts_occurrences_not_lines(incident: str, cause: str, group_part: str, count: int) -> None:
+    analysis = analyze([SAMPLES / incident])
+    (finding,) = [f for f in analysis.findings if f.id == cause and group_part in f.group]
+    assert finding.count == count

@@ -37,15 +37,19 @@ def test_live_finds_what_batch_finds_and_follows_appends(tmp_path: Path) -> None
 
     with LiveAnalysis([folder], on_update=on_update) as live:
         assert seen.wait(10), "the finding was never published"
-        assert _wait(lambda: {f.id: f.count for f in live.findings()}.get("tls.server_cert_expired")
-                     == batch["tls.server_cert_expired"].count)
+        assert _wait(lambda: {f.id: f.clients for f in live.findings()}.get("tls.server_cert_expired")
+                     == batch["tls.server_cert_expired"].clients)
+        # A finding counts connections. These clients log no ports, so which broker connection an
+        # attempt was is a guess by time; the batch settles it at the end of the input, a live
+        # analysis cannot, so it may count an attempt as a connection of its own: never fewer.
         found = {f.id: f for f in live.findings()}
-        assert found["tls.server_cert_expired"].clients == batch["tls.server_cert_expired"].clients
+        assert found["tls.server_cert_expired"].count >= batch["tls.server_cert_expired"].count
         before = found["tls.server_cert_expired"].count
         log = folder / "broker" / "mosquitto.log"
-        alert = next(line for line in log.read_text().splitlines() if "alert certificate expired" in line)
-        with log.open("a") as out:
-            out.write(alert + "\n")
+        lines = log.read_text().splitlines()
+        alert = next(i for i, line in enumerate(lines) if "alert certificate expired" in line)
+        with log.open("a") as out:  # one more failed handshake, as the broker wrote the first one
+            out.write("\n".join(lines[alert - 1:alert + 2]) + "\n")
         assert _wait(lambda: {f.id: f.count for f in live.findings()}["tls.server_cert_expired"] == before + 1)
         formats = {Path(s.path).name: s.format for s in live.sources.values()}
     assert formats["mosquitto.log"] == "mosquitto"

@@ -147,3 +147,24 @@ def test_live_tick_releases_a_quiet_log() -> None:
     now[0] = 3.0
     (released,) = live.tick()
     assert released is accept and accept.connection is not None
+
+
+def test_live_catching_up_on_existing_files_stitches_like_batch(registry: Registry) -> None:
+    """`watch` started on files that already hold an incident reads them one after the other; held
+    until all are read (`hold`/`resume`), their lines come out in timeline order, corrected with
+    the estimates all of them give, and grouped into the batch's connections."""
+    batch_events, _, _ = timeline(incident("mixed", registry))
+    now = [0.0]
+    live = LiveTimeline(clock=lambda: now[0])
+    live.hold()
+    out: list[Event] = []
+    for log in incident("mixed", registry):  # whole files, one after the other, as the tailer reads
+        out.extend(live.feed(log.info.source, log.info.path, list(log.events())))
+        now[0] += 1.0
+        out.extend(live.tick())
+    assert out == []  # nothing leaves while the files are being read
+    out.extend(live.resume())
+    out.extend(live.flush())
+    assert [(e.file, e.line) for e in out] == [(e.file, e.line) for e in batch_events]
+    assert sorted(e.ts for e in out) == sorted(e.ts for e in batch_events)
+    assert live.merger.late == 0

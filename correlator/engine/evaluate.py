@@ -22,6 +22,8 @@ EVIDENCE_HEAD = 6
 EVIDENCE_TAIL = 4
 #: Most connection ids a finding remembers for attributing clients.
 MAX_CONNECTIONS = 1000
+#: Connections per finding whose per-side tallies are kept to count occurrences (see `_count`).
+TALLY_CONNECTIONS = 4096
 #: Most partial sequences kept per rule and key (a flood of step-one events must not grow memory).
 MAX_PARTIALS = 32
 #: How many client ids the engine remembers the user name of (a broker logs the user only at CONNECT).
@@ -130,6 +132,8 @@ class Engine:
         self._evidence_seen: dict[tuple[str, tuple[Any, ...]], set[tuple[str, int | None]]] = {}
         #: Findings whose first/last seen so far rest only on estimated times (see `_fold`).
         self._span_estimated: set[tuple[str, tuple[Any, ...]]] = set()
+        #: Per finding, per recent connection, matches per side (see `_count`).
+        self._tallies: dict[tuple[str, tuple[Any, ...]], OrderedDict[str, dict[str, int]]] = {}
         self._identities: OrderedDict[str, str] = OrderedDict()
         self.watermark = float("-inf")
         self.events_seen = 0
@@ -364,7 +368,7 @@ class Engine:
         elif times and key in self._span_estimated and not estimated:
             self._span_estimated.discard(key)
             finding.first_seen, finding.last_seen = min(times), max(times)
-        finding.count += 1
+        self._count(key, finding, events, rule.count)
         if times and (not estimated or key in self._span_estimated):
             finding.first_seen = min(finding.first_seen, min(times))
             finding.last_seen = max(finding.last_seen, max(times))
@@ -411,6 +415,38 @@ class Engine:
         finding.remediation = [render(step, self._render_context(finding)) for step in rule.remediation]
         finding.revision += 1
         return finding
+
+    def _count(self, key: tuple[str, tuple[Any, ...]], finding: Finding, events: list[Event], unit: str) -> None:
+        """Count occurrences, not lines: a failed handshake the broker and the client both logged,
+        in two lines each, is one failure. With the rule's `count = "connection"` a stitched
+        connection is one occurrence; with "event" each side's matches in it are tallied and the
+        connection counts as many as the side that saw the most (five denied publishes in one
+        session stay five, and the client's five failed publishes are the same five). Matches
+        without a connection count one each. Only the last TALLY_CONNECTIONS connections per
+        finding are remembered: the two sides of one connection arrive within seconds."""
+        connections = {e.connection for e in events if e.connection}
+        if len(connections) != 1:
+            finding.count += 1
+            return
+        connection = connections.pop()
+        tally = self._tallies.setdefault(key, OrderedDict())
+        sides = tally.get(connection)
+        if sides is None:
+            sides = tally[connection] = {}
+            if len(tally) > TALLY_CONNECTIONS:
+                tally.popitem(last=False)
+        else:
+            tally.move_to_end(connection)
+        before = max(sides.values(), default=0)
+        side = "+".join(sorted({side_of(e) for e in events})) if unit == "event" else ""
+        sides[side] = sides.get(side, 0) + 1
+        finding.count += (max(sides.values()) - before) if unit == "event" else (1 if before == 0 else 0)
+
+    def occurrences_in(self, key: tuple[str, tuple[Any, ...]], connection: str) -> int:
+        """How many occurrences of a finding one connection accounts for (0 when not remembered)."""
+        tally = self._tallies.get(key)
+        sides = tally.get(connection) if tally is not None else None
+        return max(sides.values(), default=0) if sides else 0
 
     @staticmethod
     def _render_context(finding: Finding) -> dict[str, Any]:
@@ -461,6 +497,7 @@ class Engine:
                 continue
             # the fullest partial groups first, so a chain ('' -> client -> client+topic) folds upwards
             known = {id(f): sum(v is not None for v in values) for values, f in members}
+            keys = {id(f): (rule_id, values) for values, f in members}
             clients = {id(f): who(f) for _, f in members}
             for values, finding in sorted(members, key=lambda m: -known[id(m[1])]):
                 if known[id(finding)] == len(values):
@@ -472,13 +509,16 @@ class Engine:
                         and (clients[id(finding)] & clients[id(other)] or finding.connections & other.connections)]
                 if len(fits) != 1:
                     continue
-                self._merge(fits[0], finding, rule)
+                shared = sum(min(self.occurrences_in(keys[id(fits[0])], c), self.occurrences_in(keys[id(finding)], c))
+                             for c in fits[0].connections & finding.connections)
+                self._merge(fits[0], finding, rule, shared)
                 clients[id(fits[0])] |= clients[id(finding)]
                 hidden.add(id(finding))
         return hidden
 
-    def _merge(self, into: Finding, other: Finding, rule: Rule) -> None:
-        into.count += other.count
+    def _merge(self, into: Finding, other: Finding, rule: Rule, shared: int = 0) -> None:
+        """`shared`: occurrences both findings counted (their sides of the same connections)."""
+        into.count += other.count - shared
         into.first_seen = min(into.first_seen, other.first_seen)
         into.last_seen = max(into.last_seen, other.last_seen)
         for name in ("clients", "users", "hosts", "sides", "connections"):

@@ -112,6 +112,9 @@ class Rule:
     remediation: tuple[str, ...] = ()
     tests: list[RuleTest] = field(default_factory=list)
     priority: int = 50
+    count: str = "connection"
+    """What one occurrence is: a 'connection' (a failed handshake is one however many lines both
+    sides wrote about it) or an 'event' (five denied publishes in one session are five)."""
 
 
 def _kinds(where: Any) -> frozenset[str] | None:
@@ -299,7 +302,8 @@ class _RuleLoader(DefinitionFile):
         data = self.read()
         self.keys(data, {"rule", "match", "check", "test"}, "top level")
         head = self.keys(data.get("rule"), {"id", "title", "severity", "explanation", "group_by", "confirm_with",
-                                            "look_alike", "explains", "tell_apart", "remediation", "priority", "notes"},
+                                            "look_alike", "explains", "tell_apart", "remediation", "priority", "notes",
+                                            "count"},
                          "[rule]")
         for name in ("id", "title", "severity", "explanation"):
             if not isinstance(head.get(name), str):
@@ -330,6 +334,9 @@ class _RuleLoader(DefinitionFile):
                 raise self.error("a test needs 'fires' (true/false) and 'events' (a list)", key)
             tests.append(RuleTest(str(entry.get("name", key)), entry["fires"], list(entry.get("events", [])),
                                   dict(entry.get("facts", {}))))
+        count = head.get("count", "connection")
+        if count not in ("connection", "event"):
+            raise self.error("count must be 'connection' or 'event'", "rule.count")
         remediation = head.get("remediation", [])
         if isinstance(remediation, str):
             remediation = [remediation]
@@ -340,7 +347,7 @@ class _RuleLoader(DefinitionFile):
             confirm_with=str(head.get("confirm_with", "")), look_alike=tuple(head.get("look_alike", [])),
             explains=tuple(head.get("explains", [])),
             tell_apart=str(head.get("tell_apart", "")), remediation=tuple(str(r) for r in remediation), tests=tests,
-            priority=int(head.get("priority", 50)))
+            priority=int(head.get("priority", 50)), count=count)
 
 
 def load_rule(file: Path) -> Rule:

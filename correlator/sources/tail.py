@@ -214,6 +214,9 @@ class Tailer:
         self._fallback: BaseObserver | None = None
         self._watched: set[str] = set()
         self._worker: threading.Thread | None = None
+        #: Set once the first pass has delivered what the files held at start() (with
+        #: from_beginning, their whole content): a consumer can tell catching up from following.
+        self.caught_up = threading.Event()
         self._state_lock = threading.Lock()
         self._state = "new"
         self._error: BaseException | None = None
@@ -388,6 +391,7 @@ class Tailer:
                         self._poll is not None and now - last_pass >= self._poll):
                     self._full_pass()
                     last_pass = now
+                    self.caught_up.set()
                 elif paths:
                     self._check_paths(paths)
                 if stopping:

@@ -49,6 +49,8 @@ LOOKAHEAD = 600.0
 MAX_LOOKAHEAD_EVENTS = 20_000
 #: Events per source the look-ahead reads at most (it parses them twice: keep that cost bounded).
 MAX_LOOKAHEAD_SCAN = 50_000
+#: Events LiveTimeline.hold() keeps back at most while existing files are read.
+HOLD_EVENTS = 200_000
 #: The kinds that start, name or end a connection or an attempt: all estimation looks at.
 ANCHOR_KINDS = frozenset({
     "net.accept", "net.denied", "tls.error", "mqtt.connect", "mqtt.connack", "mqtt.connack_refused",
@@ -318,6 +320,9 @@ class LiveTimeline:
         self.stitcher = Stitcher(window=window)
         self._last = self.clock()
         self._paths: dict[str, str] = {}
+        self._holding = False
+        self._held: list[tuple[str, list[Event]]] = []
+        self._held_events = 0
 
     def add_source(self, source: str, path: str) -> None:
         self._paths[source] = path
@@ -333,10 +338,33 @@ class LiveTimeline:
         self.tracker.finish(source)
         self.merger.close_source(source)
 
+    def hold(self) -> None:
+        """Keep everything back while the tailer reads what the files already hold: files are
+        read one after the other, and a broker log released before its clients' logs arrive
+        would leave its connections without their client sides. Ends with `resume()`, or by
+        itself once HOLD_EVENTS events wait (a huge log read from its start must not sit in
+        memory whole; past that the usual watermark order applies)."""
+        self._holding = True
+
+    def resume(self) -> list[Event]:
+        """End the hold: the held batches are corrected with the clock estimates all of them
+        together gave (as the batch path's look-ahead does), merged and released."""
+        self._holding = False
+        now = self._last = self.clock()
+        for source, events in self._held:
+            self.tracker.correct(source, events)
+            self.merger.feed(source, events, now)
+        self._held, self._held_events = [], 0
+        return self._stitch(self.merger.release(now))
+
     def feed(self, source: str, path: str, events: list[Event]) -> list[Event]:
         if source not in self._paths:
             self.add_source(source, path)
         self.tracker.observe(source, path, events)
+        if self._holding:
+            self._held.append((source, events))
+            self._held_events += len(events)
+            return [] if self._held_events < HOLD_EVENTS else self.resume()
         self.tracker.correct(source, events)
         now = self.clock()
         self.merger.feed(source, events, now)
@@ -346,6 +374,8 @@ class LiveTimeline:
     def tick(self) -> list[Event]:
         """Release what the watermark lets go and, once nothing is held back, move the stitcher's
         clock on by the wall time that passed, so a quiet log's last lines are not held for ever."""
+        if self._holding:
+            return []
         now = self.clock()
         elapsed = now - self._last
         self._last = now
@@ -355,7 +385,8 @@ class LiveTimeline:
         return out
 
     def flush(self) -> list[Event]:
-        out = self._stitch(self.merger.flush())
+        out = self.resume() if self._holding else []
+        out += self._stitch(self.merger.flush())
         out.extend(self.stitcher.flush())
         return out
 
