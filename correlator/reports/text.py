@@ -43,8 +43,12 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
     for finding in analysis.findings:
         style = SEVERITY_STYLE.get(finding.severity, "")
         console.print()
-        console.print(f"[{style}] {finding.severity.upper()} [/] [bold]{escape(finding.id)}[/]  "
-                      f"{escape(finding.title)}")
+        tag = f" {finding.severity.upper()} "
+        head = textwrap.wrap(f"{tag} {finding.id}  {finding.title}", width=width, subsequent_indent="    ")
+        rest = head[0][len(tag) + 1 + len(finding.id):]
+        console.print(f"[{style}]{tag}[/] [bold]{escape(finding.id)}[/]{escape(rest)}")
+        for line in head[1:]:
+            console.print(escape(line))
         who = ", ".join(sorted(finding.clients)) or "-"
         console.print(escape(wrap.fill(f"{times(finding.count)}, {span(finding)}; clients: {who}")))
         console.print(escape(wrap.fill(f"confidence {finding.confidence}: {finding.confidence_reason}")))
