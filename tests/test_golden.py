@@ -151,3 +151,17 @@ def test_a_finding_counts_occurrences_not_lines(incident: str, cause: str, group
     analysis = analyze([SAMPLES / incident])
     (finding,) = [f for f in analysis.findings if f.id == cause and group_part in f.group]
     assert finding.count == count
+
+
+@pytest.mark.parametrize(("incident", "cause", "count"), [
+    # OPC UA lines are in no stitched connection: four refused sessions (two clients, two attempts
+    # each), logged by the server and by each client in several lines
+    ("opcua_user_access_denied", "opcua.user_access_denied", 4),
+    ("opcua_cert_untrusted", "opcua.cert_untrusted", 2),
+    # three TLS 1.2 attempts of one paho client
+    ("tls_version_mismatch", "tls.version_mismatch", 3),
+])
+def test_lines_outside_connections_count_by_attempt(incident: str, cause: str, count: int) -> None:
+    analysis = analyze([SAMPLES / incident])
+    (finding,) = [f for f in analysis.findings if f.id == cause]
+    assert finding.count == count

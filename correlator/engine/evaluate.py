@@ -22,6 +22,9 @@ EVIDENCE_HEAD = 6
 EVIDENCE_TAIL = 4
 #: Most connection ids a finding remembers for attributing clients.
 MAX_CONNECTIONS = 1000
+#: Kinds that begin a connection attempt, on either side: lines outside any stitched connection
+#: are counted by the attempt they follow (see `Engine._count_loose`).
+ATTEMPT_STARTS = frozenset({"net.accept", "net.connecting", "mqtt.connecting", "opcua.connect", "opcua.connecting"})
 #: Connections per finding whose per-side tallies are kept to count occurrences (see `_count`).
 TALLY_CONNECTIONS = 4096
 #: Most partial sequences kept per rule and key (a flood of step-one events must not grow memory).
@@ -134,6 +137,11 @@ class Engine:
         self._span_estimated: set[tuple[str, tuple[Any, ...]]] = set()
         #: Per finding, per recent connection, matches per side (see `_count`).
         self._tallies: dict[tuple[str, tuple[Any, ...]], OrderedDict[str, dict[str, int]]] = {}
+        #: Attempts begun per source, and per finding the occurrences counted per side and the
+        #: attempt each source last counted, for lines outside any connection (`_count_loose`).
+        self._attempts: dict[str, int] = {}
+        self._loose: dict[tuple[str, tuple[Any, ...]], dict[str, int]] = {}
+        self._loose_attempts: dict[tuple[str, tuple[Any, ...]], dict[str, int]] = {}
         self._identities: OrderedDict[str, str] = OrderedDict()
         self.watermark = float("-inf")
         self.events_seen = 0
@@ -143,6 +151,8 @@ class Engine:
 
     def feed(self, event: Event) -> list[Finding]:
         self.events_seen += 1
+        if event.kind in ATTEMPT_STARTS:
+            self._attempts[event.source] = self._attempts.get(event.source, 0) + 1
         user = event.fields.get("username")
         if user:
             client = event.fields.get("client_id")
@@ -421,12 +431,18 @@ class Engine:
         in two lines each, is one failure. With the rule's `count = "connection"` a stitched
         connection is one occurrence; with "event" each side's matches in it are tallied and the
         connection counts as many as the side that saw the most (five denied publishes in one
-        session stay five, and the client's five failed publishes are the same five). Matches
-        without a connection count one each. Only the last TALLY_CONNECTIONS connections per
-        finding are remembered: the two sides of one connection arrive within seconds."""
+        session stay five, and the client's five failed publishes are the same five). Only the
+        last TALLY_CONNECTIONS connections per finding are remembered: the two sides of one
+        connection arrive within seconds.
+
+        Lines no connection holds (OPC UA, whose sessions are not stitched; a client's attempt
+        the broker never saw) count by attempt: a source's lines between two starts of an
+        attempt (a connect step, an accepted connection) are one occurrence ("event": each
+        match is one), per side, and the side that counted most gives the number, since a
+        server and its client each logged the same failures."""
         connections = {e.connection for e in events if e.connection}
         if len(connections) != 1:
-            finding.count += 1
+            self._count_loose(key, finding, events, unit)
             return
         connection = connections.pop()
         tally = self._tallies.setdefault(key, OrderedDict())
@@ -441,6 +457,24 @@ class Engine:
         side = "+".join(sorted({side_of(e) for e in events})) if unit == "event" else ""
         sides[side] = sides.get(side, 0) + 1
         finding.count += (max(sides.values()) - before) if unit == "event" else (1 if before == 0 else 0)
+
+    def _count_loose(self, key: tuple[str, tuple[Any, ...]], finding: Finding, events: list[Event],
+                     unit: str) -> None:
+        """`_count` for a match no single connection holds (see there)."""
+        if not events:  # a fact about the artifacts alone
+            finding.count += 1
+            return
+        last = events[-1]
+        attempts = self._loose_attempts.setdefault(key, {})
+        attempt = self._attempts.get(last.source, 0)
+        if unit != "event" and attempts.get(last.source) == attempt:
+            return  # another line of an attempt already counted
+        attempts[last.source] = attempt
+        sides = self._loose.setdefault(key, {})
+        before = max(sides.values(), default=0)
+        side = side_of(last)
+        sides[side] = sides.get(side, 0) + 1
+        finding.count += max(sides.values()) - before
 
     def occurrences_in(self, key: tuple[str, tuple[Any, ...]], connection: str) -> int:
         """How many occurrences of a finding one connection accounts for (0 when not remembered)."""
