@@ -476,7 +476,7 @@ class Engine:
         sides[side] = sides.get(side, 0) + 1
         finding.count += max(sides.values()) - before
 
-    def occurrences_in(self, key: tuple[str, tuple[Any, ...]], connection: str) -> int:
+    def _occurrences_in(self, key: tuple[str, tuple[Any, ...]], connection: str) -> int:
         """How many occurrences of a finding one connection accounts for (0 when not remembered)."""
         tally = self._tallies.get(key)
         sides = tally.get(connection) if tally is not None else None
@@ -543,7 +543,7 @@ class Engine:
                         and (clients[id(finding)] & clients[id(other)] or finding.connections & other.connections)]
                 if len(fits) != 1:
                     continue
-                shared = sum(min(self.occurrences_in(keys[id(fits[0])], c), self.occurrences_in(keys[id(finding)], c))
+                shared = sum(min(self._occurrences_in(keys[id(fits[0])], c), self._occurrences_in(keys[id(finding)], c))
                              for c in fits[0].connections & finding.connections)
                 self._merge(fits[0], finding, rule, shared)
                 clients[id(fits[0])] |= clients[id(finding)]
@@ -576,10 +576,11 @@ class Engine:
                              evidence=list(f.evidence), facts=list(f.facts), sides=set(f.sides),
                              alternatives=list(f.alternatives), connections=set(f.connections))
                 for key, f in self._findings.items()}
+        hidden = self._fold_partial_groups(view, rules, name_of)
         by_id: dict[str, list[Finding]] = {}
         for finding in view.values():
-            by_id.setdefault(finding.id, []).append(finding)
-        hidden = self._fold_partial_groups(view, rules, name_of)
+            if id(finding) not in hidden:  # a folded partial group lives on in its fuller finding
+                by_id.setdefault(finding.id, []).append(finding)
         for finding in view.values():
             rule = rules.get(finding.id)
             if rule is None or id(finding) in hidden:
