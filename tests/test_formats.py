@@ -150,3 +150,12 @@ def test_an_asyncua_server_log_is_the_server_side(tmp_path: Path) -> None:
     assert (server.format.name, client.format.name) == ("python_logging", "python_logging")
     assert server.info.source == "opcua-server:opcua-server"
     assert client.info.source == "client:opcua-client"
+
+
+def test_evidence_of_a_repeated_text_is_remembered_and_handed_out_as_a_copy() -> None:
+    text = "OpenSSL Error[0]: error:0A000415:SSL routines::sslv3 alert certificate expired"
+    first, kind = REGISTRY.evidence.extract(text)
+    assert first["tls_reason"] == "cert_expired" and first["tls_alert"] is True and kind == "tls.error"
+    first["tls_reason"] = "changed by a caller"
+    again, _ = REGISTRY.evidence.extract(text)
+    assert again["tls_reason"] == "cert_expired"  # the memo's own copy was not touched
