@@ -131,3 +131,21 @@ where = { kind = "mqtt.takeover" }
     state = engine._states[0][1]
     engine.advance_to(1_700_000_100)
     assert state.windows == {}  # bounded: closed windows are dropped
+
+
+def test_a_check_without_its_artifacts_can_never_hold_and_its_matches_are_not_run() -> None:
+    from correlator.engine.facts import Artifacts
+    from correlator.sources.bundle import open_bundle
+
+    samples = Path(__file__).resolve().parent.parent / "sample_logs"
+    assert not Artifacts().can_hold("acl_denies_publish")
+    assert not Artifacts().can_hold("no_such_check")
+    with open_bundle([samples / "publish_denied"]) as bundle:
+        with_acl = Artifacts.from_bundle(bundle)
+    assert with_acl.can_hold("acl_denies_publish") and not with_acl.can_hold("opcua_cert_rejected")
+    acl = [r for r in RULES if r.id == "acl.publish_denied"]
+    required = [m for r in acl for m in r.matches if m.require]
+    assert required  # the connect + publish sequence
+    running = {id(state.match) for _, state in Engine(acl, Artifacts())._states}
+    assert not running & {id(m) for m in required}
+    assert {id(state.match) for _, state in Engine(acl, with_acl)._states} >= {id(m) for m in required}

@@ -49,12 +49,19 @@ class CheckResult:
 class Facts(Protocol):
     def check(self, name: str, events: list[Event], context: dict[str, Any]) -> CheckResult: ...
 
+    def can_hold(self, name: str) -> bool:
+        """Whether the check could ever come out true (with the artifacts at hand)."""
+        ...
+
 
 class NoFacts:
     """No artifacts were given: every check is unknown, so log rules stand on the logs alone."""
 
     def check(self, name: str, events: list[Event], context: dict[str, Any]) -> CheckResult:
         return CheckResult("unknown", reason="no artifacts were given")
+
+    def can_hold(self, name: str) -> bool:
+        return False
 
 
 @dataclass
@@ -111,8 +118,12 @@ class Engine:
     def __init__(self, rules: Iterable[Rule], facts: Facts | None = None) -> None:
         self.rules = list(rules)
         self.facts: Facts = facts or NoFacts()
+        # A match that requires a check the artifacts can never make true (an ACL check with no
+        # ACL file) can never count: it is not evaluated at all (a busy log's every PUBLISH would
+        # walk the ACL sequence for nothing).
         self._states: list[tuple[Rule, _MatchState]] = [
-            (rule, _MatchState(match)) for rule in self.rules for match in rule.matches if match.type != "fact"]
+            (rule, _MatchState(match)) for rule in self.rules for match in rule.matches
+            if match.type != "fact" and all(self.facts.can_hold(name) for name in match.require)]
         # Most events (publishes, pings) concern no rule: index the matches by the kinds (or, for
         # steps written on evidence fields, the field) their steps need, so an event is offered
         # only to the matches that can use it.

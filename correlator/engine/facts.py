@@ -32,11 +32,14 @@ EXPIRY_WINDOW = timedelta(days=30)
 
 Check = Callable[["Artifacts", list[Event], dict[str, Any]], CheckResult]
 CHECKS: dict[str, Check] = {}
+#: The artifact collections a check cannot be true without (Artifacts attribute names).
+NEEDS: dict[str, tuple[str, ...]] = {}
 
 
-def check(name: str) -> Callable[[Check], Check]:
+def check(name: str, needs: tuple[str, ...] = ()) -> Callable[[Check], Check]:
     def register(fn: Check) -> Check:
         CHECKS[name] = fn
+        NEEDS[name] = needs
         return fn
     return register
 
@@ -99,6 +102,11 @@ class Artifacts:
 
     def name(self, path: str | Path) -> str:
         return self.display.get(str(path), str(path))
+
+    def can_hold(self, name: str) -> bool:
+        """Whether check `name` could ever come out true with these artifacts (an ACL check
+        without an ACL file cannot): the engine then skips the matches that require it."""
+        return name in CHECKS and all(getattr(self, collection) for collection in NEEDS.get(name, ()))
 
     def check(self, name: str, events: list[Event], context: dict[str, Any]) -> CheckResult:
         fn = CHECKS.get(name)
@@ -214,17 +222,17 @@ def _validity(arts: Artifacts, events: list[Event], context: dict[str, Any], cer
     return CheckResult("true" if bad else "false", [arts.fact(leaf, text)], values)
 
 
-@check("server_cert_expired")
+@check("server_cert_expired", needs=("certs",))
 def _server_expired(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     return _validity(arts, events, context, arts.server_chain(context), "broker", expired=True)
 
 
-@check("server_cert_not_yet_valid")
+@check("server_cert_not_yet_valid", needs=("certs",))
 def _server_future(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     return _validity(arts, events, context, arts.server_chain(context), "broker", expired=False)
 
 
-@check("client_cert_expired")
+@check("client_cert_expired", needs=("certs",))
 def _client_expired(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     certs = arts.client_certs(context)
     if not certs:
@@ -237,7 +245,7 @@ def _client_expired(arts: Artifacts, events: list[Event], context: dict[str, Any
     return result
 
 
-@check("client_cert_untrusted")
+@check("client_cert_untrusted", needs=("certs",))
 def _client_untrusted(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     certs = arts.client_certs(context)
     trust = arts.broker_cas(context)
@@ -263,7 +271,7 @@ def _client_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
     return CheckResult("true", [e for e in evidence if untrusted.label in e.text], values)
 
 
-@check("server_cert_untrusted")
+@check("server_cert_untrusted", needs=("certs",))
 def _server_untrusted(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     found = arts.server_leaf(context)
     if found is None:
@@ -279,7 +287,7 @@ def _server_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
     return _unknown("the bundle holds the broker certificate's issuer; which CA file the clients use is unknown")
 
 
-@check("server_chain_incomplete")
+@check("server_chain_incomplete", needs=("certs",))
 def _chain_incomplete(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     found = arts.server_leaf(context)
     if found is None:
@@ -303,7 +311,7 @@ def _chain_incomplete(arts: Artifacts, events: list[Event], context: dict[str, A
                                                 f"{issuer.label} (found in {arts.name(issuer.path)})")], values)
 
 
-@check("server_hostname_mismatch")
+@check("server_hostname_mismatch", needs=("certs",))
 def _hostname(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     found = arts.server_leaf(context)
     if found is None:
@@ -328,7 +336,7 @@ def _hostname(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> 
     return CheckResult("true", [arts.fact(leaf, f"{host} is not in the subjectAltName of {leaf.label}{note}")], values)
 
 
-@check("client_key_problem")
+@check("client_key_problem", needs=("certs", "keys"))
 def _client_key(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     certs = arts.client_certs(context)
     if not certs or not arts.keys:
@@ -353,13 +361,13 @@ def _listener_tls(arts: Artifacts, context: dict[str, Any], want_tls: bool) -> C
     return CheckResult("true" if listener.tls == want_tls else "false", [ref], {"listener_port": listener.port})
 
 
-@check("listener_is_tls")
+@check("listener_is_tls", needs=("confs",))
 def _is_tls(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     """Plain MQTT sent to this listener is a mismatch only if the listener speaks TLS."""
     return _listener_tls(arts, context, True)
 
 
-@check("listener_is_plain")
+@check("listener_is_plain", needs=("confs",))
 def _is_plain(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     """A TLS client that gets nothing back is at a plain listener only if the listener is plain."""
     return _listener_tls(arts, context, False)
@@ -370,7 +378,7 @@ def _line(location: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-@check("listener_requires_certificate")
+@check("listener_requires_certificate", needs=("confs",))
 def _requires_cert(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     listener = arts.listener(context)
     if listener is None:
@@ -382,7 +390,7 @@ def _requires_cert(arts: Artifacts, events: list[Event], context: dict[str, Any]
     return CheckResult("true" if listener.require_certificate else "false", [ref])
 
 
-@check("anonymous_allowed")
+@check("anonymous_allowed", needs=("confs",))
 def _anonymous(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     listener = arts.listener(context)
     if listener is None:
@@ -413,7 +421,7 @@ def _no_username(arts: Artifacts, events: list[Event], context: dict[str, Any]) 
     return CheckResult("true" if flag in (0, "0", False) else "false")
 
 
-@check("user_in_password_file")
+@check("user_in_password_file", needs=("passwds",))
 def _user_known(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     values = {"password_file": _password_file_name(arts, arts.listener(context)), "username": context.get("username")}
     if not arts.passwds:
@@ -460,17 +468,17 @@ def _acl(arts: Artifacts, context: dict[str, Any], action: str) -> CheckResult:
     return CheckResult("false" if allowed else "true", [ref], values)
 
 
-@check("acl_denies_publish")
+@check("acl_denies_publish", needs=("acls",))
 def _acl_publish(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     return _acl(arts, context, "write")
 
 
-@check("acl_denies_subscribe")
+@check("acl_denies_subscribe", needs=("acls",))
 def _acl_subscribe(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     return _acl(arts, context, "read")
 
 
-@check("opcua_cert_rejected")
+@check("opcua_cert_rejected", needs=("pki",))
 def _opcua_rejected(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     if not arts.pki:
         return _unknown("no OPC UA PKI folder in the bundle")
@@ -505,7 +513,7 @@ def _broker_files(arts: Artifacts, events: list[Event], context: dict[str, Any])
     return CheckResult("true" if evidence else "false", evidence)
 
 
-@check("cert_expiring_soon")
+@check("cert_expiring_soon", needs=("certs",))
 def _expiring(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     now = arts.now or datetime.now(UTC)
     soon = [c for c in arts.certs if now <= c.not_after <= now + EXPIRY_WINDOW]

@@ -27,6 +27,9 @@ class StatedFacts:
         evidence = [EvidenceRef("artifact", "test-artifact", None, f"{name} is {status}")] if self.facts[name] else []
         return CheckResult(status, evidence)
 
+    def can_hold(self, name: str) -> bool:
+        return bool(self.facts.get(name))
+
 
 def make_event(spec: dict[str, Any], index: int, rule_file: str) -> Event:
     fields = {k: v for k, v in spec.items() if k not in _EVENT_KEYS}
