@@ -23,10 +23,10 @@ EVIDENCE_TAIL = 4
 #: Most connection ids a finding remembers for attributing clients.
 MAX_CONNECTIONS = 1000
 #: Kinds that begin a connection attempt, on either side: lines outside any stitched connection
-#: are counted by the attempt they follow (see `Engine._count_loose`).
+#: are counted by the attempt they follow (see `Engine._count`).
 ATTEMPT_STARTS = frozenset({"net.accept", "net.connecting", "mqtt.connecting", "opcua.connect", "opcua.connecting"})
-#: Connections per finding whose per-side tallies are kept to count occurrences (see `_count`).
-TALLY_CONNECTIONS = 4096
+#: Units (connections, attempts) per finding and side remembered to count occurrences (see `_count`).
+SIDE_UNITS = 4096
 #: Most partial sequences kept per rule and key (a flood of step-one events must not grow memory).
 MAX_PARTIALS = 32
 #: How many client ids the engine remembers the user name of (a broker logs the user only at CONNECT).
@@ -146,13 +146,12 @@ class Engine:
         self._evidence_seen: dict[tuple[str, tuple[Any, ...]], set[tuple[str, int | None]]] = {}
         #: Findings whose first/last seen so far rest only on estimated times (see `_fold`).
         self._span_estimated: set[tuple[str, tuple[Any, ...]]] = set()
-        #: Per finding, per recent connection, matches per side (see `_count`).
-        self._tallies: dict[tuple[str, tuple[Any, ...]], OrderedDict[str, dict[str, int]]] = {}
-        #: Attempts begun per source, and per finding the occurrences counted per side and the
-        #: attempt each source last counted, for lines outside any connection (`_count_loose`).
+        #: Per finding and side: occurrences counted, and the units (connections, attempts) seen
+        #: lately, so another line of one of them is not counted again (see `_count`).
+        self._side_counts: dict[tuple[str, tuple[Any, ...]], dict[str, int]] = {}
+        self._side_units: dict[tuple[str, tuple[Any, ...]], dict[str, OrderedDict[Any, None]]] = {}
+        #: Attempts begun per source: lines outside any connection count by the attempt they follow.
         self._attempts: dict[str, int] = {}
-        self._loose: dict[tuple[str, tuple[Any, ...]], dict[str, int]] = {}
-        self._loose_attempts: dict[tuple[str, tuple[Any, ...]], dict[str, int]] = {}
         self._identities: OrderedDict[str, str] = OrderedDict()
         self.watermark = float("-inf")
         self.events_seen = 0
@@ -438,60 +437,31 @@ class Engine:
         return finding
 
     def _count(self, key: tuple[str, tuple[Any, ...]], finding: Finding, events: list[Event], unit: str) -> None:
-        """Count occurrences, not lines: a failed handshake the broker and the client both logged,
-        in two lines each, is one failure. With the rule's `count = "connection"` a stitched
-        connection is one occurrence; with "event" each side's matches in it are tallied and the
-        connection counts as many as the side that saw the most (five denied publishes in one
-        session stay five, and the client's five failed publishes are the same five). Only the
-        last TALLY_CONNECTIONS connections per finding are remembered: the two sides of one
-        connection arrive within seconds.
-
-        Lines no connection holds (OPC UA, whose sessions are not stitched; a client's attempt
-        the broker never saw) count by attempt: a source's lines between two starts of an
-        attempt (a connect step, an accepted connection) are one occurrence ("event": each
-        match is one), per side, and the side that counted most gives the number, since a
-        server and its client each logged the same failures."""
-        connections = {e.connection for e in events if e.connection}
-        if len(connections) != 1:
-            self._count_loose(key, finding, events, unit)
-            return
-        connection = connections.pop()
-        tally = self._tallies.setdefault(key, OrderedDict())
-        sides = tally.get(connection)
-        if sides is None:
-            sides = tally[connection] = {}
-            if len(tally) > TALLY_CONNECTIONS:
-                tally.popitem(last=False)
-        else:
-            tally.move_to_end(connection)
-        before = max(sides.values(), default=0)
-        side = "+".join(sorted({side_of(e) for e in events})) if unit == "event" else ""
-        sides[side] = sides.get(side, 0) + 1
-        finding.count += (max(sides.values()) - before) if unit == "event" else (1 if before == 0 else 0)
-
-    def _count_loose(self, key: tuple[str, tuple[Any, ...]], finding: Finding, events: list[Event],
-                     unit: str) -> None:
-        """`_count` for a match no single connection holds (see there)."""
+        """Count occurrences, not lines. Each side (broker, client, server) counts its own: with
+        the rule's `count = "connection"` one per stitched connection, or, for lines no
+        connection holds (OPC UA sessions are not stitched; an attempt the broker never saw), one
+        per attempt of their source (the lines after a connect step or an accepted connection);
+        with "event" one per match (five denied publishes in one session are five). The finding
+        counts what the side that counted most saw: a failed handshake both the broker and the
+        client logged, in two lines each, is one, and it stays one when the two sides could not
+        be stitched. Only the last SIDE_UNITS units per side are remembered: the lines of one
+        connection come close together."""
+        counts = self._side_counts.setdefault(key, {})
         if not events:  # a fact about the artifacts alone
-            finding.count += 1
-            return
-        last = events[-1]
-        attempts = self._loose_attempts.setdefault(key, {})
-        attempt = self._attempts.get(last.source, 0)
-        if unit != "event" and attempts.get(last.source) == attempt:
-            return  # another line of an attempt already counted
-        attempts[last.source] = attempt
-        sides = self._loose.setdefault(key, {})
-        before = max(sides.values(), default=0)
-        side = side_of(last)
-        sides[side] = sides.get(side, 0) + 1
-        finding.count += max(sides.values()) - before
-
-    def _occurrences_in(self, key: tuple[str, tuple[Any, ...]], connection: str) -> int:
-        """How many occurrences of a finding one connection accounts for (0 when not remembered)."""
-        tally = self._tallies.get(key)
-        sides = tally.get(connection) if tally is not None else None
-        return max(sides.values(), default=0) if sides else 0
+            counts["artifact"] = counts.get("artifact", 0) + 1
+        for side in {side_of(e) for e in events}:
+            last = next(e for e in reversed(events) if side_of(e) == side)
+            if unit != "event":
+                unit_id = last.connection or (last.source, self._attempts.get(last.source, 0))
+                recent = self._side_units.setdefault(key, {}).setdefault(side, OrderedDict())
+                if unit_id in recent:
+                    recent.move_to_end(unit_id)
+                    continue
+                recent[unit_id] = None
+                if len(recent) > SIDE_UNITS:
+                    recent.popitem(last=False)
+            counts[side] = counts.get(side, 0) + 1
+        finding.count = max(counts.values(), default=0)
 
     @staticmethod
     def _render_context(finding: Finding) -> dict[str, Any]:
@@ -554,16 +524,19 @@ class Engine:
                         and (clients[id(finding)] & clients[id(other)] or finding.connections & other.connections)]
                 if len(fits) != 1:
                     continue
-                shared = sum(min(self._occurrences_in(keys[id(fits[0])], c), self._occurrences_in(keys[id(finding)], c))
-                             for c in fits[0].connections & finding.connections)
-                self._merge(fits[0], finding, rule, shared)
+                self._merge(fits[0], finding, rule, keys[id(fits[0])], keys[id(finding)])
                 clients[id(fits[0])] |= clients[id(finding)]
                 hidden.add(id(finding))
         return hidden
 
-    def _merge(self, into: Finding, other: Finding, rule: Rule, shared: int = 0) -> None:
-        """`shared`: occurrences both findings counted (their sides of the same connections)."""
-        into.count += other.count - shared
+    def _merge(self, into: Finding, other: Finding, rule: Rule, into_key: tuple[str, tuple[Any, ...]],
+               other_key: tuple[str, tuple[Any, ...]]) -> None:
+        """Fold `other` into `into` (view copies). Counts add up per side, and the side that
+        counted most gives the number, as in `_count`."""
+        sides = dict(self._side_counts.get(into_key, {}))
+        for side, n in self._side_counts.get(other_key, {}).items():
+            sides[side] = sides.get(side, 0) + n
+        into.count = max(sides.values(), default=into.count + other.count)
         into.first_seen = min(into.first_seen, other.first_seen)
         into.last_seen = max(into.last_seen, other.last_seen)
         for name in ("clients", "users", "hosts", "sides", "connections"):

@@ -254,9 +254,10 @@ class CorrelatorApp(App[None]):
         timeline.set_view(self._filtered, len(self._filtered))
 
     def _offsets(self) -> dict[str, float]:
-        """Seconds each source's clock was moved (skew correction), from the analysis or the events."""
+        """Each source's clock offset (its clock minus the broker's, as the reports give it), from the
+        analysis or, live, from the correction its events carry (which is the offset negated)."""
         store = self.source.store
-        found = {stats.name: stats.skew for stats in list(store.stats) if stats.skew}
+        found = {stats.name: -stats.skew for stats in list(store.stats) if stats.skew}
         for info in self.source.source_info():
             if info.offset:
                 found[info.name] = info.offset
