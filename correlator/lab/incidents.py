@@ -369,6 +369,15 @@ class Pki:
                              not_after=not_after or start + timedelta(days=365))
 
 
+def usual_pki(scene: Scene, **server: Any) -> Pki:
+    """The usual files: the lab CA as certs/ca.pem (what the clients trust) and the broker's
+    certificate (`Pki.server` with `server`'s arguments) as certs/server.pem and keys/server.key."""
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    scene.save_cert(lab.server(**server), "server")
+    return lab
+
+
 def tls_listener(port: str = "{port0}", *, require_certificate: bool = False, cafile: str = "../certs/ca.pem",
                  certfile: str = "../certs/server.pem", keyfile: str = "../keys/server.key") -> str:
     return (f"listener {port} {HOST}\n"
@@ -501,9 +510,7 @@ def _client_cert_incident(out: Path, name: str, description: str, rid: str,
     """A listener with require_certificate true; the clients present `make_client_cert`'s
     certificate (none when it is None). Both clients trust the broker: only their side is wrong."""
     scene = Scene.create(out, name, description)
-    lab = Pki.create(scene.now)
-    lab.ca.write(scene.root / "certs" / "ca.pem")
-    scene.save_cert(lab.server(), "server")
+    lab = usual_pki(scene)
     client_args: list[str] = []
     paho_args: list[str] = []
     if make_client_cert is not None:
@@ -575,9 +582,7 @@ def make_plain_to_tls_port(out: Path) -> None:
     scene = Scene.create(out, "plain_to_tls_port",
                          "Clients speak plain MQTT to the broker's TLS listener (port 8883 style, "
                          "configured without --cafile/--tls).")
-    lab = Pki.create(scene.now)
-    lab.ca.write(scene.root / "certs" / "ca.pem")
-    scene.save_cert(lab.server(), "server")
+    usual_pki(scene)
     with scene.broker(tls_listener() + "allow_anonymous true\n" + LOG_ALL) as broker:
         port = broker.port
         scene.mosquitto_client("edge-05-pub", "mosquitto_pub", port,
@@ -594,9 +599,7 @@ def make_plain_to_tls_port(out: Path) -> None:
 def make_tls_to_plain_port(out: Path) -> None:
     scene = Scene.create(out, "tls_to_plain_port",
                          "Clients configured for TLS dial the broker's plain MQTT listener.")
-    lab = Pki.create(scene.now)
-    lab.ca.write(scene.root / "certs" / "ca.pem")
-    scene.save_cert(lab.server(), "server")
+    usual_pki(scene)
     config = f"listener {{port0}} {HOST}\nallow_anonymous true\n" + LOG_ALL
     with scene.broker(config) as broker:
         port = broker.port
@@ -616,9 +619,7 @@ def make_tls_version_mismatch(out: Path) -> None:
                          "The listener accepts TLS 1.3 only (tls_version tlsv1.3); the paho client, like an "
                          "older device's stack, speaks TLS 1.2 only. mosquitto_pub on the same listener gets "
                          "through: its --tls-version is a floor, not a ceiling, so it negotiates TLS 1.3.")
-    lab = Pki.create(scene.now)
-    lab.ca.write(scene.root / "certs" / "ca.pem")
-    scene.save_cert(lab.server(), "server")
+    usual_pki(scene)
     config = tls_listener() + "tls_version tlsv1.3\nallow_anonymous true\n" + LOG_ALL
     with scene.broker(config) as broker:
         port = broker.port
@@ -645,9 +646,7 @@ def make_client_key_mismatch(out: Path) -> None:
                          "The clients' key was made again but their certificate was not re-issued: "
                          "keys/client.key does not belong to certs/client.pem. The clients never reach "
                          "the broker.")
-    lab = Pki.create(scene.now)
-    lab.ca.write(scene.root / "certs" / "ca.pem")
-    scene.save_cert(lab.server(), "server")
+    lab = usual_pki(scene)
     scene.save_cert(lab.client("edge-09"), "client")
     pki.write_key(scene.root / "keys" / "client.key", pki.make_key())
     config = tls_listener(require_certificate=True) + "allow_anonymous true\n" + LOG_ALL
@@ -713,9 +712,7 @@ def make_broker_hung(out: Path) -> None:
                          "went): the kernel still accepts TCP connections into the listen backlog, but nobody "
                          "answers the TLS handshake, and the clients' connect timeout expires. The broker is "
                          "then resumed (SIGCONT) and stopped normally.")
-    lab = Pki.create(scene.now)
-    lab.ca.write(scene.root / "certs" / "ca.pem")
-    scene.save_cert(lab.server(), "server")
+    usual_pki(scene)
     config = tls_listener() + "allow_anonymous true\n" + LOG_ALL
     tls = ["--tls", "--cafile", "certs/ca.pem"]
     with scene.broker(config) as broker:
@@ -752,9 +749,7 @@ def make_bad_credentials(out: Path) -> None:
                          "The vendor guide's TLS listener with a password file: edge-10 (user MyEACM) "
                          "sends a wrong password, edge-11 a user the password file does not know; "
                          "hmi-01 logs in correctly.")
-    lab = Pki.create(scene.now)
-    lab.ca.write(scene.root / "certs" / "ca.pem")
-    scene.save_cert(lab.server(cn=HOST, sans=(HOST, "localhost")), "server")
+    usual_pki(scene, cn=HOST, sans=(HOST, "localhost"))
     scene.passwd(USERS)
     scene.acl(SPARKPLUG_ACL)
     config = ("per_listener_settings true\n" + tls_listener() + "allow_anonymous false\n"
@@ -940,9 +935,7 @@ def make_healthy_noisy(out: Path) -> None:
                          "cleanly and reconnect, an HMI and a viewer subscribing, host state published with "
                          "mosquitto_pub. paho logs 'Client is not connected' after each clean disconnect: "
                          "no failure. No root cause.")
-    lab = Pki.create(scene.now)
-    lab.ca.write(scene.root / "certs" / "ca.pem")
-    scene.save_cert(lab.server(), "server")
+    usual_pki(scene)
     scene.passwd(USERS)
     scene.acl(SPARKPLUG_ACL)
     config = (f"per_listener_settings false\nallow_anonymous false\npassword_file passwd\nacl_file acl\n"
@@ -986,9 +979,7 @@ def make_mixed(out: Path) -> None:
                          "hmi-32 sends a wrong password; edge-31's client certificate expired 2 days ago; "
                          "viewer-33 (read-only SparkplugViewer, on a host whose clock runs 300 s ahead) "
                          "publishes node commands.")
-    lab = Pki.create(scene.now)
-    lab.ca.write(scene.root / "certs" / "ca.pem")
-    scene.save_cert(lab.server(), "server")
+    lab = usual_pki(scene)
     scene.save_cert(lab.client("edge-30"), "edge-30")
     scene.save_cert(lab.client("edge-31", not_before=lab.now - timedelta(days=367),
                                not_after=lab.now - timedelta(days=2)), "edge-31")
@@ -1234,9 +1225,7 @@ def make_syslog_variants(out: Path) -> None:
                          "the same lines in RFC 3164 (broker/syslog-rfc3164.log) and RFC 5424 "
                          "(broker/syslog-rfc5424.log). Traffic: edge-41 sends a wrong password, edge-42 "
                          "speaks plain MQTT to the TLS listener, hmi-41 is healthy.")
-    lab = Pki.create(scene.now)
-    lab.ca.write(scene.root / "certs" / "ca.pem")
-    scene.save_cert(lab.server(), "server")
+    usual_pki(scene)
     scene.passwd(USERS)
     scene.acl(SPARKPLUG_ACL)
     broker_dir = scene.root / "broker"
