@@ -3,7 +3,7 @@
     .venv/bin/python sample_logs/make_samples.py [--out sample_logs] [NAME ...]
 
 Each named incident (all when none is named) is made again from scratch by
-correlator.lab.incidents: real mosquitto, real clients, fresh certificates dated relative to now.
+lab.incidents (tests/lab/): real mosquitto, real clients, fresh certificates dated relative to now.
 The folder of an incident is replaced; the others are left alone. Logs are never edited after.
 """
 
@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-if str(HERE.parent) not in sys.path:  # run as a script from a checkout, without installing
-    sys.path.insert(0, str(HERE.parent))
+for _path in (HERE.parent, HERE.parent / "tests"):  # run from a checkout: correlator, and the lab beside the tests
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from correlator.lab import incidents  # noqa: E402
+from lab import incidents  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from correlator.lab.broker import BrokerUnavailable, mosquitto_binary
+from lab.broker import BrokerUnavailable, mosquitto_binary
 
 REQUIRE_BROKER = os.environ.get("CI", "").lower() in {"1", "true", "yes"} or bool(
     os.environ.get("CORRELATOR_REQUIRE_BROKER"))
@@ -37,9 +37,9 @@ def mosquitto_available() -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def sample_file_times() -> None:
-    """Samples read the same in any checkout (see correlator.lab.sample_times)."""
+    """Samples read the same in any checkout (see lab.sample_times)."""
     from pathlib import Path
 
-    from correlator.lab.sample_times import restore_file_times
+    from lab.sample_times import restore_file_times
 
     restore_file_times(Path(__file__).resolve().parent.parent / "sample_logs")

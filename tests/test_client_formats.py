@@ -112,7 +112,7 @@ def test_mosquitto_clients_do_not_claim_a_broker_log(tmp_path: Path) -> None:
 
 @pytest.mark.broker
 def test_real_mosquitto_clients_output(tmp_path: Path, mosquitto_available: str) -> None:
-    from correlator.lab.broker import Mosquitto, free_port
+    from lab.broker import Mosquitto, free_port
 
     passwd = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "alice", "secret"], check=True,
@@ -225,7 +225,7 @@ def test_real_paho_output(tmp_path: Path, mosquitto_available: str) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from correlator.lab.broker import Mosquitto
+    from lab.broker import Mosquitto
 
     passwd = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "alice", "secret"], check=True,

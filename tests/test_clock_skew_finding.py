@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from correlator.analysis import Options, analyze
-from correlator.lab.broker import Mosquitto
+from lab import child_env
+from lab.broker import Mosquitto
 
 pytestmark = pytest.mark.broker
 
@@ -20,14 +21,14 @@ pytestmark = pytest.mark.broker
 def _client(workdir: Path, port: int, client_id: str, shift: str | None) -> None:
     log = workdir / "clients" / f"{client_id}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "correlator.lab.paho_client", "--host", "127.0.0.1", "--port", str(port),
+    command = [sys.executable, "-m", "lab.paho_client", "--host", "127.0.0.1", "--port", str(port),
                "--client-id", client_id, "--log-file", str(log), "--attempts", "3", "--session-length", "0.3",
                "--retry-delay", "0.2", "--duration", "3"]
     if shift is not None:
         if shutil.which("faketime") is None:
             pytest.fail("faketime is required (Debian: apt-get install faketime)", pytrace=False)
         command = ["faketime", "-f", shift, *command]
-    subprocess.run(command, check=True, timeout=60, capture_output=True)
+    subprocess.run(command, check=True, timeout=60, capture_output=True, env=child_env())
 
 
 def test_hours_of_clock_skew_are_a_finding(mosquitto_available: str, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from correlator.lab import incidents
+from lab import incidents
 
 pytestmark = pytest.mark.broker
 

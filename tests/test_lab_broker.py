@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from correlator.lab.broker import Mosquitto
+from lab.broker import Mosquitto
 
 pytestmark = pytest.mark.broker
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from correlator.errors import InputError
-from correlator.lab.broker import Mosquitto
 from correlator.sources.lines import TRUNCATION_MARK, iter_lines
 from correlator.sources.tail import LineBatch, Tailer, TailEvent, _pread_portable
+from lab.broker import Mosquitto
 
 WAIT = 15.0  # generous upper bound for a condition; tests finish as soon as it holds
 

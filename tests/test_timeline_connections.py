@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 
 from correlator.formats.registry import Registry, load_registry
-from correlator.lab import pki
-from correlator.lab.broker import Mosquitto
 from correlator.model import Event
 from correlator.sources.files import LogFile
 from correlator.timeline.connections import (
@@ -26,6 +24,8 @@ from correlator.timeline.connections import (
     stitch,
 )
 from correlator.timeline.merge import merge
+from lab import pki
+from lab.broker import Mosquitto
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 

@@ -11,7 +11,6 @@ import pytest
 from test_timeline_connections import client_registry, run_client
 
 from correlator.formats.registry import load_registry
-from correlator.lab.broker import Mosquitto
 from correlator.model import Event
 from correlator.sources.files import LogFile
 from correlator.timeline.skew import (
@@ -25,6 +24,7 @@ from correlator.timeline.skew import (
     parse_offset,
     parse_offset_options,
 )
+from lab.broker import Mosquitto
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 

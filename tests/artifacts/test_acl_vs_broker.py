@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from correlator.artifacts.acl import AclFile, parse_acl
-from correlator.lab.broker import Mosquitto
+from lab.broker import Mosquitto
 
 pytestmark = pytest.mark.broker
 

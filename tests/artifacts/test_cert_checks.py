@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from correlator.artifacts import cert_checks as cc
 from correlator.artifacts.certs import CertFacts, KeyFacts, load_bytes, load_file
-from correlator.lab import pki
+from lab import pki
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

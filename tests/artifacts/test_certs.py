@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import correlator
 from correlator.artifacts.certs import CertFacts, LoadResult, load_bytes, load_certificates, load_file, load_paths
 from correlator.errors import ArtifactError
-from correlator.lab import pki
+from lab import pki
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

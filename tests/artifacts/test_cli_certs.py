@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from correlator.cli import main
-from correlator.lab import pki
-from correlator.lab.broker import Mosquitto, free_port
+from lab import pki
+from lab.broker import Mosquitto, free_port
 
 AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

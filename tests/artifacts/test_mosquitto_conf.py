@@ -16,8 +16,8 @@ from correlator.artifacts.mosquitto_conf import (
     parse_mosquitto_conf,
     parse_mosquitto_conf_text,
 )
-from correlator.lab import pki
-from correlator.lab.broker import Mosquitto
+from lab import pki
+from lab.broker import Mosquitto
 
 SEED_CONF = r"""per_listener_settings true
 

@@ -1,4 +1,4 @@
-"""OPC UA PKI folders in the three layouts, built from certificates made by correlator.lab.pki."""
+"""OPC UA PKI folders in the three layouts, built from certificates made by lab.pki."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from correlator.artifacts.opcua_pki import detect_layout, find_pki_stores, load_pki, normalise_thumbprint
-from correlator.lab import pki
+from lab import pki
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

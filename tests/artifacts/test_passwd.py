@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from correlator.artifacts.passwd import parse_passwd, parse_passwd_text
-from correlator.lab.broker import Mosquitto
+from lab.broker import Mosquitto
 
 
 def _make(path: Path, *users: str) -> None:

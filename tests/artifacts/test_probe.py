@@ -16,8 +16,8 @@ import pytest
 from correlator.artifacts.certs import load_paths
 from correlator.artifacts.probe import ProbeResult, connect_packet, parse_connack, parse_target, probe
 from correlator.errors import ProbeError
-from correlator.lab import pki
-from correlator.lab.broker import Mosquitto, free_port
+from lab import pki
+from lab.broker import Mosquitto, free_port
 
 pytestmark = pytest.mark.broker
 

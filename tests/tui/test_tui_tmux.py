@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from correlator.lab import pki
-from correlator.lab.broker import Mosquitto
+from lab import pki
+from lab.broker import Mosquitto
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ exception text, because that text is the client-side evidence the correlator mus
 logs its local socket address once connected: that port is what the broker's `New connection
 from ip:port` line carries, and a real application that logs it lets the two sides be stitched.
 
-    python -m correlator.lab.paho_client --host 127.0.0.1 --port 8883 --tls --cafile ca.pem \\
+    python -m lab.paho_client --host 127.0.0.1 --port 8883 --tls --cafile ca.pem \\
         --client-id edge-07 --publish spBv1.0/Plant1/NDATA/edge-07 --log-file edge-07.log --duration 5
 """
 

@@ -35,8 +35,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from correlator.lab import pki
-from correlator.lab.broker import BrokerUnavailable, Mosquitto, free_port, mosquitto_binary
+from lab import child_env, pki
+from lab.broker import BrokerUnavailable, Mosquitto, free_port, mosquitto_binary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -166,8 +166,7 @@ class Scene:
              *, tz: str | None = None, clock_offset: int | None = None, sink: str | None = None) -> Client:
         if name in self.clients:  # the same client run again (a retry by hand): same file, same info
             return self.clients[name]
-        full_env = dict(os.environ)
-        full_env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+        full_env = child_env()
         full_env.pop("PYTHONDONTWRITEBYTECODE", None)
         full_env["PYTHONDONTWRITEBYTECODE"] = "1"
         full_env.update(env or {})
@@ -214,8 +213,8 @@ class Scene:
     def paho(self, name: str, port: int, args: Sequence[str], *, client_id: str, host: str = HOST,
              username: str | None = None, password: str | None = None, tz: str | None = None,
              clock_offset: int | None = None, duration: float = 4.0, start: bool = True) -> Client:
-        """The lab's paho-mqtt application (correlator.lab.paho_client)."""
-        cmd = [sys.executable, "-m", "correlator.lab.paho_client", "--host", host, "--port", str(port),
+        """The lab's paho-mqtt application (lab.paho_client)."""
+        cmd = [sys.executable, "-m", "lab.paho_client", "--host", host, "--port", str(port),
                "--client-id", client_id, "--log-file", f"clients/{name}.log", "--duration", str(duration)]
         if username is not None:
             cmd += ["--username", username]
@@ -1035,7 +1034,7 @@ def _opcua_incident(out: Path, name: str, description: str, rid: str,
     `make_client_cert` and the server's certificate pinned. `server_args` go to the server (users);
     `clients` replaces that client by several, one after the other: (log name, client arguments
     after the URL, certificate and key, what its log must show)."""
-    from correlator.lab.opcua_lab import CLIENT_URI, SERVER_URI
+    from lab.opcua_lab import CLIENT_URI, SERVER_URI
 
     scene = Scene.create(out, name, description)
     (scene.root / "broker").rmdir()
@@ -1053,7 +1052,7 @@ def _opcua_incident(out: Path, name: str, description: str, rid: str,
     port = free_port()
     url = f"opc.tcp://{HOST}:{port}/correlator/"
     ready = Path(scene.root / "server" / ".ready")
-    server_cmd = [sys.executable, "-m", "correlator.lab.opcua_lab", "server", "--port", str(port),
+    server_cmd = [sys.executable, "-m", "lab.opcua_lab", "server", "--port", str(port),
                   "--cert", "certs/opcua-server.pem", "--key", "keys/opcua-server.pem",
                   "--trusted", "pki/server/trusted/certs", "--log-file", "server/opcua-server.log",
                   "--duration", "40", "--ready-file", "server/.ready", "--stop-file", "server/.stop",
@@ -1073,7 +1072,7 @@ def _opcua_incident(out: Path, name: str, description: str, rid: str,
     pinned = ("--server-cert", "certs/opcua-server.pem")
     clients = clients or [("opcua-client", pinned, expect_client)]
     for client_name, extra, _ in clients:
-        client_cmd = [sys.executable, "-m", "correlator.lab.opcua_lab", "client", "--url", url,
+        client_cmd = [sys.executable, "-m", "lab.opcua_lab", "client", "--url", url,
                       "--cert", "certs/opcua-client.pem", "--key", "keys/opcua-client.pem", *extra,
                       "--log-file", f"clients/{client_name}.log", "--attempts", "2", "--retry-delay", "0.5",
                       "--duration", "5"]
@@ -1159,7 +1158,7 @@ def make_opcua_user_access_denied(out: Path) -> None:
 
 
 RSYSLOG_CONF = """\
-# rsyslogd run by correlator.lab.incidents for the syslog_variants sample: mosquitto's lines only,
+# rsyslogd run by lab.incidents for the syslog_variants sample: mosquitto's lines only,
 # written twice, in the traditional RFC 3164 file format and in RFC 5424.
 global(workDirectory="{work}")
 module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")

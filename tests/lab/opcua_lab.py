@@ -6,9 +6,9 @@ folder (the "trusted list" of the field's OPC UA servers); the client connects w
 Basic256Sha256 SignAndEncrypt, its own certificate and the server's, and retries like a field
 client. Both run as separate processes so each writes its own log file:
 
-    python -m correlator.lab.opcua_lab server --port 4840 --cert certs/opcua-server.pem \\
+    python -m lab.opcua_lab server --port 4840 --cert certs/opcua-server.pem \\
         --key keys/opcua-server.key --trusted pki/server/trusted/certs --log-file server.log --duration 8
-    python -m correlator.lab.opcua_lab client --url opc.tcp://127.0.0.1:4840/correlator/ \\
+    python -m lab.opcua_lab client --url opc.tcp://127.0.0.1:4840/correlator/ \\
         --cert certs/opcua-client.pem --key keys/opcua-client.key --server-cert certs/opcua-server.pem \\
         --log-file client.log
 """

@@ -9,7 +9,7 @@ The broker's log is `broker/mosquitto.log` (mosquitto's `EPOCH: message` lines) 
 broker logged through syslog (`syslog_variants`), the `broker/*.log` files rsyslogd wrote, whose
 messages carry the same `EPOCH: ` after the syslog header.
 
-    python -m correlator.lab.sample_times sample_logs
+    python -m lab.sample_times sample_logs
 """
 
 from __future__ import annotations
