@@ -45,7 +45,9 @@ def test_bad_definition_gives_its_error(path: Path) -> None:
             raise problems[0]
     message = str(info.value)
     assert expected in message
-    assert str(path) in message  # the error names the file
+    line = re.search(r"^# line: (\d+)$", path.read_text(), re.M)
+    assert line is not None, f"{path.name} says on which line its error is"
+    assert re.match(rf"{re.escape(str(path))}:{line.group(1)}\b", message)  # names the file and the line
 
 
 def test_collect_mode_reports_every_error(tmp_path: Path) -> None:
@@ -70,6 +72,8 @@ name = "link_down"
 kind = "net.link_down"
 regex = '^uplink (?P<peer_addr>\S+) down$'
 samples = [{ line = 'GW|2026-11-23T14:20:00|ERROR|uplink 10.3.0.11 down', fields = { peer_addr = "10.3.0.11" } }]
+[kind."net.link_down"]
+meaning = "The gateway's uplink to the broker went down"
 """)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from correlator.engine.rules import Match, Rule, Step, side_of
+from correlator.kinds import kind_vocabulary
 from correlator.model import Event, EvidenceRef, Finding, severity_rank
 
 #: How many evidence lines a finding keeps from the start and from the end of its occurrences.
@@ -22,9 +23,10 @@ EVIDENCE_HEAD = 6
 EVIDENCE_TAIL = 4
 #: Most connection ids a finding remembers for attributing clients.
 MAX_CONNECTIONS = 1000
-#: Kinds that begin a connection attempt, on either side: lines outside any stitched connection
-#: are counted by the attempt they follow (see `Engine._count`).
-ATTEMPT_STARTS = frozenset({"net.accept", "net.connecting", "mqtt.connecting", "opcua.connect", "opcua.connecting"})
+#: Kinds that begin a connection attempt, on either side (role `attempt_start` in
+#: parsers/vocab/kinds.toml): lines outside any stitched connection are counted by the attempt
+#: they follow (see `Engine._count`).
+ATTEMPT_STARTS = kind_vocabulary().with_role("attempt_start")
 #: Units (connections, attempts) per finding and side remembered to count occurrences (see `_count`).
 SIDE_UNITS = 4096
 #: Most partial sequences kept per rule and key (a flood of step-one events must not grow memory).

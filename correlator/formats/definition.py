@@ -18,6 +18,7 @@ from typing import Any
 
 from correlator.definitions import DefinitionFile
 from correlator.formats.timeparse import TimeParser
+from correlator.kinds import KIND_NAME, Kind, KindVocabulary, declared_kinds, kind_vocabulary
 from correlator.model import LEVELS, FieldValue
 
 #: Field names whose values are integers unless a format says otherwise.
@@ -26,7 +27,6 @@ INT_FIELDS = frozenset({
     "retain", "mid", "bytes", "count", "port", "local_port", "dup",
 })
 
-_KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
 _ROLES = ("broker", "client", "opcua_server", "opcua_client", "any")
 
 
@@ -38,6 +38,8 @@ class Sample:
     where: str
     message: str | None = None
     """Name of the message pattern that must match (set for samples listed under a message)."""
+    at: tuple[str | int, ...] = ()
+    """Where the sample is in its file (a key path, see definitions.key_lines)."""
 
 
 @dataclass
@@ -95,6 +97,8 @@ class Format:
     samples: list[Sample]
     fallback: bool = False
     notes: str = ""
+    kinds: tuple[Kind, ...] = ()
+    """Kinds this format declares for itself (beyond parsers/vocab/kinds.toml)."""
     roles: dict[str, re.Pattern[str]] = field(default_factory=dict)
     """A role other than `role` for a log whose first lines match its pattern: one Python logging
     layout serves asyncua's server and its clients, and only the logger names tell them apart."""
@@ -384,6 +388,7 @@ _SAMPLE_KEYS = {"line", "kind", "fields", "message"}
 
 class _Loader(DefinitionFile):
     what = "format"
+    vocabulary: KindVocabulary
 
     def check_keys(self, table: Any, allowed: set[str], key: str) -> dict[str, Any]:
         return self.keys(table, allowed, key)
@@ -393,113 +398,136 @@ class _Loader(DefinitionFile):
             raise self.error(f"missing key {name!r}", key)
         value = table[name]
         if not isinstance(value, kind):
-            raise self.error(f"{name!r} must be a {kind.__name__}", f"{key}.{name}")
+            raise self.error(f"{name!r} must be a {kind.__name__}", f"{key}.{name}", name)
         return value
 
-    def level(self, value: Any, key: str) -> str | None:
+    def level(self, value: Any, key: str, at: tuple[str | int, ...] | None = None) -> str | None:
         if value is None:
             return None
         if value not in LEVELS:
-            raise self.error(f"level {value!r} is not one of {', '.join(LEVELS)}", key)
+            raise self.error(f"level {value!r} is not one of {', '.join(LEVELS)}", key,
+                             *(() if at else ("level",)), at=at)
         return str(value)
 
-    def samples(self, entries: Any, key: str, kind: str | None, message: str | None) -> list[Sample]:
+    def kind(self, kind: str, key: str, *sub: str | int, at: tuple[str | int, ...] | None = None) -> str:
+        """`kind` when the vocabulary (or this format's own `[kind]` table) has it."""
+        if kind not in self.vocabulary:
+            raise self.error(f"unknown kind {kind!r}{self.vocabulary.suggest(kind)}: declare it in "
+                             f"parsers/vocab/kinds.toml or in this file's [kind.\"{kind}\"] table", key, *sub, at=at)
+        return kind
+
+    def samples(self, entries: Any, key: str, kind: str | None, message: str | None,
+                at: tuple[str | int, ...]) -> list[Sample]:
         if not isinstance(entries, list):
-            raise self.error("samples must be a list of tables", key)
+            raise self.error("samples must be a list of tables", key, at=at)
         result = []
         for index, entry in enumerate(entries):
             where = f"{key}[{index}]"
+            self.at = (*at, index)
             entry = self.check_keys(entry, _SAMPLE_KEYS, where)
             line = self.need(entry, "line", where)
             sample_kind = entry.get("kind", kind)
             if sample_kind is None:
                 raise self.error("missing key 'kind'", where)
+            self.kind(sample_kind, where)
             fields = entry.get("fields", {})
             if not isinstance(fields, dict):
                 raise self.error("'fields' must be a table", where)
-            result.append(Sample(line, sample_kind, fields, where, entry.get("message", message)))
+            result.append(Sample(line, sample_kind, fields, where, entry.get("message", message), self.at))
         return result
 
     def load(self) -> Format:
         data = self.read()
-        extra = sorted(set(data) - {"format", "message", "sample"})
+        extra = sorted(set(data) - {"format", "message", "sample", "kind"})
         if extra:
-            raise self.error(f"unknown top-level key(s) {', '.join(extra)}", "top level")
+            raise self.error(f"unknown top-level key(s) {', '.join(extra)}", "top level", at=(extra[0],))
+        own_kinds = declared_kinds(data.get("kind", {}), self)
+        self.vocabulary = kind_vocabulary().extended(own_kinds)
+        self.at = ("format",)
         head = self.check_keys(data.get("format"), _FORMAT_KEYS, "[format]")
         self.name = self.need(head, "name", "[format]")
         role = head.get("role", "any")
         if role not in _ROLES:
-            raise self.error(f"role {role!r} is not one of {', '.join(_ROLES)}", "format.role")
+            raise self.error(f"role {role!r} is not one of {', '.join(_ROLES)}", "format.role", "role")
         roles_data = head.get("roles", {})
         if not isinstance(roles_data, dict):
-            raise self.error("'roles' must be a table of role = regex", "format.roles")
+            raise self.error("'roles' must be a table of role = regex", "format.roles", "roles")
         roles = {}
         for name, pattern in roles_data.items():
             if name not in _ROLES:
-                raise self.error(f"role {name!r} is not one of {', '.join(_ROLES)}", f"format.roles.{name}")
-            roles[name] = self.regex(pattern, f"format.roles.{name}")
+                raise self.error(f"role {name!r} is not one of {', '.join(_ROLES)}", f"format.roles.{name}", "roles")
+            roles[name] = self.regex(pattern, f"format.roles.{name}", at=("format", "roles"))
         lines_data = head.get("line")
         if not isinstance(lines_data, list) or not lines_data:
-            raise self.error("at least one [[format.line]] pattern is needed", "format.line")
+            raise self.error("at least one [[format.line]] pattern is needed", "format.line", "line")
         samples: list[Sample] = []
         lines = []
         for index, entry in enumerate(lines_data):
             key = f"format.line[{index}]"
+            self.at = ("format", "line", index)
             entry = self.check_keys(entry, _LINE_KEYS, key)
             name = entry.get("name", f"line{index}")
             key = f"format.line '{name}'"
-            regex = self.regex(self.need(entry, "regex", key), f"{key}.regex")
+            regex = self.regex(self.need(entry, "regex", key), f"{key}.regex", at=(*self.at, "regex"))
             decode = entry.get("decode", "regex")
             if decode not in ("regex", "json"):
-                raise self.error("decode must be 'regex' or 'json'", f"{key}.decode")
+                raise self.error("decode must be 'regex' or 'json'", f"{key}.decode", "decode")
             if decode == "regex" and "body" not in regex.groupindex:
-                raise self.error("a line regex needs a (?P<body>...) group", f"{key}.regex")
+                raise self.error("a line regex needs a (?P<body>...) group", f"{key}.regex", "regex")
             json_keys = entry.get("json", {})
             if decode == "json" and "body" not in json_keys:
-                raise self.error("a json line needs json.body (the key holding the message)", f"{key}.json")
+                raise self.error("a json line needs json.body (the key holding the message)", f"{key}.json", "json")
             has_ts = "ts" in regex.groupindex or "ts" in json_keys
             time_spec = entry.get("time", "auto" if has_ts else None)
             if time_spec is not None and not has_ts:
-                raise self.error("'time' is set but the pattern captures no (?P<ts>...)", f"{key}.time")
-            strip = self.regex(entry["strip"], f"{key}.strip") if "strip" in entry else None
+                raise self.error("'time' is set but the pattern captures no (?P<ts>...)", f"{key}.time", "time")
+            strip = self.regex(entry["strip"], f"{key}.strip", at=(*self.at, "strip")) if "strip" in entry else None
             lines.append(LinePattern(name, regex, TimeParser(time_spec) if time_spec else None, strip, decode,
                                      dict(json_keys), dict(entry.get("json_match", {})),
                                      self.level(entry.get("level"), f"{key}.level"),
                                      bool(entry.get("require_message", False))))
-            samples += self.samples(entry.get("sample", []), f"{key}.sample", None, None)
+            samples += self.samples(entry.get("sample", []), f"{key}.sample", None, None,
+                                    ("format", "line", index, "sample"))
         messages = []
         names: set[str] = set()
         for index, entry in enumerate(data.get("message", [])):
             key = f"message[{index}]"
+            self.at = ("message", index)
             entry = self.check_keys(entry, _MESSAGE_KEYS, key)
             name = self.need(entry, "name", key)
             key = f"message '{name}'"
             if name in names:
-                raise self.error("duplicate message name", key)
+                raise self.error("duplicate message name", key, "name")
             names.add(name)
             kind = self.need(entry, "kind", key)
-            if not _KIND.match(kind):
-                raise self.error(f"kind {kind!r} must look like area.name (lower case)", f"{key}.kind")
+            if not KIND_NAME.match(kind):
+                raise self.error(f"kind {kind!r} must look like area.name (lower case)", f"{key}.kind", "kind")
+            self.kind(kind, f"{key}.kind", "kind")
             pattern = self.need(entry, "regex", key)
-            message_samples = self.samples(entry.get("samples", []), f"{key}.samples", kind, name)
+            regex = self.regex(pattern, f"{key}.regex", at=("message", index, "regex"))
+            level = self.level(entry.get("level"), f"{key}.level")
+            message_samples = self.samples(entry.get("samples", []), f"{key}.samples", kind, name,
+                                           ("message", index, "samples"))
             messages.append(MessagePattern(
-                name, kind, self.regex(pattern, f"{key}.regex"), self.level(entry.get("level"), f"{key}.level"),
+                name, kind, regex, level,
                 bool(entry.get("extract", False)), dict(entry.get("set", {})), first_words(pattern),
                 message_samples))
             samples += message_samples
-        samples += self.samples(data.get("sample", []), "sample", None, None)
+        samples += self.samples(data.get("sample", []), "sample", None, None, ("sample",))
+        self.at = ("format",)
         levels = {str(k).lower(): str(v) for k, v in head.get("levels", {}).items()}
         for word, level in levels.items():
-            self.level(level, f"format.levels.{word}")
+            self.level(level, f"format.levels.{word}", at=("format", "levels", word))
         continuation = head.get("continuation")
         return Format(
             name=self.name, title=head.get("title", self.name), file=str(self.file), role=role,
             multiline=bool(head.get("multiline", False)), priority=int(head.get("priority", 50)), lines=lines,
             messages=messages, levels=levels, types=dict(head.get("types", {})),
-            continuation=self.regex(continuation, "format.continuation") if continuation else None,
+            continuation=self.regex(continuation, "format.continuation", at=("format", "continuation"))
+            if continuation else None,
             samples=samples, fallback=bool(head.get("fallback", False)),
             notes=str(head.get("notes", head.get("description", ""))),
-            extract_continuation=bool(head.get("extract_continuation", False)), roles=roles)
+            extract_continuation=bool(head.get("extract_continuation", False)), roles=roles, kinds=tuple(own_kinds))
 
 
 def load_format(file: Path) -> Format:

@@ -151,6 +151,8 @@ def load_evidence(vocab_dir: Path) -> Evidence:
     vocabularies = []
     opcua: dict[str, str] = {}
     for file in sorted(vocab_dir.glob("*.toml")):
+        if file.name == "kinds.toml":
+            continue  # the kind vocabulary (correlator/kinds.py), not a phrase vocabulary
         if file.name == "opcua_status.toml":
             try:
                 opcua = dict(tomllib.loads(file.read_text(encoding="utf-8"))["status"])

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 
-from correlator.definitions import definition_files
+from correlator.definitions import definition_files, line_in
 from correlator.errors import DefinitionError
 from correlator.formats.definition import Format, load_format
 from correlator.formats.evidence import Evidence, load_evidence
@@ -80,38 +80,37 @@ def check_samples(fmt: Format, evidence: Evidence) -> list[DefinitionError]:
     errors = []
     used_lines: set[str] = set()
     used_messages: set[str] = set()
+
+    def error(message: str, where: str, at: tuple[str | int, ...]) -> None:
+        errors.append(DefinitionError(message, file=fmt.file, line=line_in(fmt.file, at),
+                                      context=f"format {fmt.name}, {where}"))
+
     for sample in fmt.samples:
-        where = f"format {fmt.name}, {sample.where}"
         found = match_line(fmt, sample.line, evidence, tz=UTC, year=2026)
         if found is None:
-            errors.append(DefinitionError(f"sample matches no line pattern: {sample.line!r}", file=fmt.file,
-                                          context=where))
+            error(f"sample matches no line pattern: {sample.line!r}", sample.where, sample.at)
             continue
         used_lines.add(found.line_pattern.name)
         if found.message is not None:
             used_messages.add(found.message.name)
         if sample.message is not None and (found.message is None or found.message.name != sample.message):
             got = found.message.name if found.message else "no message pattern"
-            errors.append(DefinitionError(f"sample is matched by {got}, not by message {sample.message!r}: "
-                                          f"{sample.line!r}", file=fmt.file, context=where))
+            error(f"sample is matched by {got}, not by message {sample.message!r}: {sample.line!r}", sample.where,
+                  sample.at)
             continue
         if found.kind != sample.kind:
-            errors.append(DefinitionError(f"sample yields kind {found.kind!r}, declares {sample.kind!r}",
-                                          file=fmt.file, context=where))
+            error(f"sample yields kind {found.kind!r}, declares {sample.kind!r}", sample.where, sample.at)
         if found.fields != sample.fields:
             missing = {k: v for k, v in sample.fields.items() if found.fields.get(k, object()) != v}
             extra = {k: v for k, v in found.fields.items() if k not in sample.fields}
-            errors.append(DefinitionError(
-                f"sample yields other fields than it declares: declared but not yielded {missing}, "
-                f"yielded but not declared {extra}", file=fmt.file, context=where))
-    for lp in fmt.lines:
+            error(f"sample yields other fields than it declares: declared but not yielded {missing}, "
+                  f"yielded but not declared {extra}", sample.where, sample.at)
+    for index, lp in enumerate(fmt.lines):
         if lp.name not in used_lines:
-            errors.append(DefinitionError("line pattern has no sample that matches it", file=fmt.file,
-                                          context=f"format {fmt.name}, format.line '{lp.name}'"))
-    for message in fmt.messages:
+            error("line pattern has no sample that matches it", f"format.line '{lp.name}'", ("format", "line", index))
+    for index, message in enumerate(fmt.messages):
         if message.name not in used_messages:
-            errors.append(DefinitionError("message pattern has no sample that matches it", file=fmt.file,
-                                          context=f"format {fmt.name}, message '{message.name}'"))
+            error("message pattern has no sample that matches it", f"message '{message.name}'", ("message", index))
     return errors
 
 

@@ -57,7 +57,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from correlator.model import Event
+from correlator.kinds import kind_vocabulary
+from correlator.model import Event, FieldValue
 
 #: Outcomes, from most to least decisive.
 CONNECTED = "connected"
@@ -69,20 +70,26 @@ UNKNOWN = "unknown"
 
 UNKNOWN_CLIENT = "<unknown>"
 
+# The kinds of each role, from parsers/vocab/kinds.toml (its [role.*] tables say what each means).
+_KINDS = kind_vocabulary()
 #: Client-side connect steps, in the order one attempt goes through them (a client may log them in
 #: another order: paho logs `Sending CONNECT` inside connect(), before the app logs its socket).
-CLIENT_STEPS: dict[str, int] = {"net.connecting": 0, "net.connect": 1, "net.connected": 1, "tls.connected": 2,
-                                "mqtt.connecting": 3, "mqtt.connect": 3}
-#: Client-side events that end an attempt.
-CLIENT_TERMINAL = frozenset({"mqtt.connack", "mqtt.connack_refused", "mqtt.refused", "tls.error", "net.error",
-                             "mqtt.disconnect", "mqtt.protocol_error"})
-#: Broker events with no client id that belong to the pending connection.
-BROKER_UNNAMED = frozenset({"tls.error", "mqtt.disconnect", "mqtt.connack_refused", "mqtt.connack",
-                            "mqtt.protocol_error", "auth.protocol_error", "acl.denied", "net.denied"})
-#: Broker lines that belong to whatever connection the previous line belonged to.
-BROKER_FOLLOWERS = frozenset({"mqtt.will", "mqtt.subscribe_topic", "mqtt.unsubscribe_topic"})
-#: Broker lines that end every open connection of that broker.
-BROKER_RESTART = frozenset({"broker.start", "broker.stop"})
+CLIENT_STEPS: dict[str, int] = _KINDS.steps()
+CLIENT_TERMINAL = _KINDS.with_role("ends_attempt")
+BROKER_UNNAMED = _KINDS.with_role("pending")
+BROKER_FOLLOWERS = _KINDS.with_role("follows")
+BROKER_RESTART = _KINDS.with_role("restart")
+OPENS = _KINDS.with_role("opens")
+NAMES = _KINDS.with_role("names")
+TAKEOVER = _KINDS.with_role("takeover")
+CLOSES = _KINDS.with_role("closes")
+BEFORE_SESSION = _KINDS.with_role("before_session")
+CONNACK = _KINDS.with_role("connack")
+REFUSED_KINDS = _KINDS.with_role("refused")
+BROKER_REFUSAL = _KINDS.with_role("broker_refusal")
+BROKER_REFUSAL_WHEN = _KINDS.conditional("broker_refusal")
+TLS_FAILURE = _KINDS.with_role("tls_failure")
+NET_FAILURE = _KINDS.with_role("net_failure")
 #: Seconds before its file's time that an untimed client's connection may have been: such a client
 #: (mosquitto_pub -d) writes its last line the moment it gives up, so its last connection ends
 #: moments before the file's time; the rest allows for a slow handshake and whole-second stamps.
@@ -90,6 +97,13 @@ FILE_TIME_WINDOW = 30.0
 #: Broker connections with no client side kept for that pairing at most (memory stays bounded on
 #: a busy broker whose clients sent no logs).
 MAX_UNCLAIMED = 1000
+
+
+def _broker_refusal(kind: str, fields: dict[str, FieldValue]) -> bool:
+    if kind in BROKER_REFUSAL:
+        return True
+    when = BROKER_REFUSAL_WHEN.get(kind)
+    return when is not None and all(fields.get(name) == value for name, value in when.items())
 
 
 def is_broker(event: Event) -> bool:
@@ -323,7 +337,7 @@ class Stitcher:
                 self._close(old, "broker restart")
             self._brokers[event.source] = _BrokerState()
             return None
-        if kind == "net.accept":
+        if kind in OPENS:
             conn = self._new(event)
             conn.broker_source = event.source
             conn.peer_addr = _str(fields.get("peer_addr"))
@@ -334,7 +348,7 @@ class Stitcher:
                 state.by_port[(conn.peer_addr, conn.peer_port)] = conn
             self._unlinked_broker[id(conn)] = conn
             self._link_broker(conn)
-        elif kind == "tls.error" and "peer_addr" in fields and (
+        elif kind in TLS_FAILURE and "peer_addr" in fields and (
                 event.format.endswith("connection_failed")
                 or self._pending_for(state, _str(fields.get("peer_addr"))) is None):
             # `Client connection from ip failed: reason`: mosquitto logs no accept for it.
@@ -344,13 +358,13 @@ class Stitcher:
             self._unlinked_broker[id(conn)] = conn
         else:
             cid = client_id_of(event)
-            if kind == "mqtt.connect":
+            if kind in NAMES:
                 conn = self._named(state, event, cid)
-            elif kind == "mqtt.takeover" and cid is not None:
+            elif kind in TAKEOVER and cid is not None:
                 conn = state.by_client.pop(cid, None)
             elif cid is not None:
                 conn = state.by_client.get(cid)
-                if conn is None and kind != "auth.protocol_error":
+                if conn is None and kind not in BEFORE_SESSION:
                     # A session from before the log began: group its lines anyway.
                     conn = self._new(event)
                     conn.broker_source = event.source
@@ -361,7 +375,7 @@ class Stitcher:
                 conn = state.previous
             elif kind in BROKER_UNNAMED or (kind.startswith(("tls.", "mqtt.", "auth.")) and "peer_addr" in fields):
                 conn = self._pending_for(state, _str(fields.get("peer_addr")))
-            if conn is None and kind == "auth.protocol_error":
+            if conn is None and kind in BEFORE_SESSION:
                 conn = self._pending_for(state, None)
         if conn is None:
             state.previous = None
@@ -401,25 +415,23 @@ class Stitcher:
 
     def _broker_outcome(self, state: _BrokerState, conn: Connection, event: Event) -> None:
         kind, fields = event.kind, event.fields
-        if kind == "tls.error":
+        if kind in TLS_FAILURE:
             if conn.outcome != CONNECTED:
                 conn.outcome = TLS_FAILED
             self._error(conn, fields.get("error"))
             if not conn.broker_events[:-1]:  # the one-line failure: nothing more will come
                 self._close(conn, "error")
-        elif kind == "mqtt.connack_refused":
+        elif kind in CONNACK:
             conn.connack_code = _int(fields.get("connack_code"))
-            conn.outcome = REFUSED
-        elif kind == "mqtt.connack":
-            conn.connack_code = _int(fields.get("connack_code"))
-        elif kind in ("auth.protocol_error", "mqtt.protocol_error", "net.denied") or (
-                kind == "acl.denied" and fields.get("reason") == "dangerous_name"):
+            if kind in REFUSED_KINDS:
+                conn.outcome = REFUSED
+        elif _broker_refusal(kind, fields):
             if conn.outcome != CONNECTED:
                 conn.outcome = REFUSED
             self._error(conn, fields.get("error") or event.raw)
-        elif kind == "mqtt.takeover":
+        elif kind in TAKEOVER:
             self._close(conn, "takeover")
-        elif kind == "mqtt.disconnect":
+        elif kind in CLOSES:
             reason = _str(fields.get("reason"))
             if reason == "not_authorised" and conn.outcome != CONNECTED:
                 conn.outcome = REFUSED
@@ -446,7 +458,7 @@ class Stitcher:
             if conn is None or step in state.steps or (state.ended and state.steps):
                 conn = self._attempt(state, event)
             state.steps.add(step)
-        elif kind in CLIENT_TERMINAL and kind != "mqtt.disconnect" and (
+        elif kind in CLIENT_TERMINAL and kind not in CLOSES and (
                 conn is None or (state.ended and event.ts - conn.resolve().end > self.window)):
             # A failure with no attempt open is an attempt of its own; follow-up error lines of
             # the same failure (paho logs three) stay with it.
@@ -488,21 +500,21 @@ class Stitcher:
         state.ended = True
         error = fields.get("error") or fields.get("tls_reason") or fields.get("net_error") or fields.get("mqtt_reason")
         if conn.broker_source is None or conn.outcome == UNKNOWN:
-            if kind == "mqtt.connack":
+            if kind in CONNACK and kind not in REFUSED_KINDS:
                 code = _int(fields.get("connack_code"))
                 conn.outcome = CONNECTED if not code else REFUSED
                 state.ended = bool(code)
-            elif kind in ("mqtt.connack_refused", "mqtt.refused"):
+            elif kind in REFUSED_KINDS:
                 conn.outcome = REFUSED
-            elif kind == "tls.error":
+            elif kind in TLS_FAILURE:
                 conn.outcome = TLS_FAILED
-            elif kind == "net.error":
+            elif kind in NET_FAILURE:
                 conn.outcome = NET_FAILED
-            elif kind == "mqtt.disconnect" and conn.outcome == UNKNOWN:
+            elif kind in CLOSES and conn.outcome == UNKNOWN:
                 conn.outcome = CLOSED
-        elif kind == "mqtt.connack" and not _int(fields.get("connack_code")):
+        elif kind in CONNACK and kind not in REFUSED_KINDS and not _int(fields.get("connack_code")):
             state.ended = False
-        if conn.connack_code is None and kind.startswith("mqtt.connack"):
+        if conn.connack_code is None and kind in CONNACK:
             conn.connack_code = _int(fields.get("connack_code"))
         if conn.broker_source is None and conn.outcome in (REFUSED, TLS_FAILED, NET_FAILED):
             conn.closed = True  # a client-side failure ends a client-only attempt

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from correlator.errors import CorrelatorError
+from correlator.kinds import kind_vocabulary
 from correlator.model import Event
 from correlator.sources.files import LogFile, SourceInfo
-from correlator.timeline.connections import CLIENT_STEPS, Connection, Stitcher
+from correlator.timeline.connections import Connection, Stitcher
 from correlator.timeline.merge import LiveMerger, merge_chunks
 from correlator.timeline.skew import (
     OffsetRule,
@@ -51,11 +52,10 @@ MAX_LOOKAHEAD_EVENTS = 20_000
 MAX_LOOKAHEAD_SCAN = 50_000
 #: Events LiveTimeline.hold() keeps back at most while existing files are read.
 HOLD_EVENTS = 200_000
-#: The kinds that start, name or end a connection or an attempt: all estimation looks at.
-ANCHOR_KINDS = frozenset({
-    "net.accept", "net.denied", "tls.error", "mqtt.connect", "mqtt.connack", "mqtt.connack_refused",
-    "mqtt.disconnect", "mqtt.takeover", "mqtt.protocol_error", "auth.protocol_error", "acl.denied",
-    "broker.start", "broker.stop", "mqtt.refused", "net.error", *CLIENT_STEPS})
+#: The kinds that start, name or end a connection or an attempt: all estimation looks at (the
+#: stitching roles of parsers/vocab/kinds.toml but `follows`, whose lines say nothing of time).
+ANCHOR_KINDS = kind_vocabulary().with_any(("opens", "names", "takeover", "closes", "restart", "pending", "step",
+                                           "ends_attempt"))
 
 
 def choose_zones(logs: Sequence[LogFile], config: ZoneConfig) -> list[ZoneChoice]:
