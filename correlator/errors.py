@@ -50,3 +50,7 @@ class ArtifactError(CorrelatorError):
 
 class ProbeError(CorrelatorError):
     """A live probe could not be carried out (bad address, bad option)."""
+
+
+class TimeInputError(CorrelatorError):
+    """A time given as an option or query parameter is not one `correlator.time_input` reads."""

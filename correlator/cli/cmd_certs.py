@@ -10,30 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from correlator.artifacts.cert_checks import CertReport, CheckResult, check_all
 from correlator.artifacts.certs import CertFacts, KeyFacts, LoadResult, load_paths
 from correlator.errors import ArtifactError
+from correlator.time_input import parse_time
 
 ORDER = 30
 
 #: Symbols per status, so the eye finds problems before it reads words.
 MARKS = {"ok": "[green]✔[/]", "problem": "[red]✘[/]", "warning": "[yellow]⚠[/]", "not_run": "[dim]–[/]"}
-
-
-def parse_time(text: str) -> datetime:
-    """ISO 8601 ('2026-11-23T08:15:00Z', '2026-11-23 08:15', '2026-11-23') or 'now'; a time
-    without a zone is taken as UTC, like the broker's epoch timestamps."""
-    if text.lower() == "now":
-        return datetime.now(UTC)
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2026-11-23T08:15:00Z)") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,8 +38,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--key", action="append", default=[], type=Path, metavar="KEY",
                         help="private key file to match against the certificates (repeatable; never printed)")
     parser.add_argument("--password", help="password of encrypted keys and PKCS#12 files")
-    parser.add_argument("--at", type=parse_time, default=None, metavar="TIME",
-                        help="check validity at this time (ISO 8601, UTC unless a zone is given; default now)")
+    parser.add_argument("--at", default="now", metavar="TIME",
+                        help="check validity at this time (ISO 8601 or epoch seconds, UTC unless a zone is "
+                             "given; default now)")
     parser.add_argument("--role", choices=("server", "client"), default="server",
                         help="how the certificates are used (default: server)")
     parser.add_argument("--window", type=int, default=30, metavar="DAYS",
@@ -60,7 +50,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    at: datetime = args.at or datetime.now(UTC)
+    at = parse_time(args.at, "--at")
     loaded = load_paths(args.files, password=args.password)
     key_result = load_paths(args.key, password=args.password) if args.key else LoadResult()
     trust_result = load_paths(args.ca) if args.ca else LoadResult()

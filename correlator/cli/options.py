@@ -4,11 +4,10 @@ default and validate the same way everywhere."""
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from correlator.errors import CorrelatorError
 from correlator.model import SEVERITIES
+from correlator.time_input import parse_epoch
 
 if TYPE_CHECKING:
     from correlator.analysis import Options
@@ -24,28 +23,18 @@ def add_analysis_options(parser: argparse.ArgumentParser, *, time_range: bool = 
     parser.add_argument("--source-format", action="append", default=[], metavar="GLOB=FORMAT",
                         help="force a format for matching files instead of detecting it (repeatable)")
     if time_range:
-        parser.add_argument("--since", metavar="TIME", help="ignore events before this time (ISO 8601, UTC if no "
-                                                            "zone)")
-        parser.add_argument("--until", metavar="TIME", help="ignore events after this time")
+        parser.add_argument("--since", metavar="TIME", help="ignore events before this time (ISO 8601 or epoch "
+                                                            "seconds; UTC if no zone)")
+        parser.add_argument("--until", metavar="TIME", help="ignore events after this time (as --since)")
     parser.add_argument("--min-severity", choices=SEVERITIES, default="info", help="hide findings below this")
     parser.add_argument("--formats-dir", action="append", default=[], metavar="DIR", help="extra format folder")
     parser.add_argument("--rules-dir", action="append", default=[], metavar="DIR", help="extra rule folder")
-
-
-def parse_time(text: str | None, option: str) -> float | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise CorrelatorError(f"{option}: {text!r} is not an ISO 8601 time (like 2026-11-20T08:00:00Z)") from exc
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 def options_from(args: argparse.Namespace) -> Options:
     from correlator.analysis import Options
 
     return Options(zones=args.tz, formats=args.source_format, clock_offsets=args.clock_offset,
-                   since=parse_time(getattr(args, "since", None), "--since"),
-                   until=parse_time(getattr(args, "until", None), "--until"), min_severity=args.min_severity,
+                   since=parse_epoch(getattr(args, "since", None), "--since"),
+                   until=parse_epoch(getattr(args, "until", None), "--until"), min_severity=args.min_severity,
                    formats_dirs=args.formats_dir, rules_dirs=args.rules_dir)

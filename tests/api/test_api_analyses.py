@@ -146,6 +146,13 @@ def test_timeline_filters(shared: RunningServer, analysis: dict[str, Any]) -> No
         earlier = events(until=middle)
         assert earlier and all(when(e) <= when(everything[len(everything) // 2]) for e in earlier)
         assert len(earlier) + len(later) >= len(everything)
+        # the one time grammar (correlator.time_input): any case, epoch seconds, the same events
+        moment = when(everything[len(everything) // 2])
+        assert events(since=middle.lower()) == later
+        assert events(since=str(moment.timestamp())) == later
+        bad = client.get(path, params={"since": "23.11.2026"})
+        assert bad.status_code == 422
+        assert bad.json()["message"].startswith("since: '23.11.2026' is not an ISO 8601 time or epoch seconds")
         assert events(q="100%_not_there") == []
 
 

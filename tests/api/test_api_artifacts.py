@@ -28,6 +28,13 @@ def test_inspect_rejects_a_time_that_is_not_iso(start_server: ServerFactory) -> 
     assert answer.status_code == 422 and "ISO 8601" in answer.json()["message"]
 
 
+def test_inspect_reads_times_in_the_one_grammar(start_server: ServerFactory) -> None:
+    with start_server().client() as client:
+        answers = [client.post("/certificates/inspect", files={"files": ("a.pem", b"x")}, data={"at": at}).json()
+                   for at in ("2026-11-23t14:40:00z", "1795444800", "@1795444800", "2026-11-23 15:40+01:00")]
+    assert {a["at"] for a in answers} == {"2026-11-23T14:40:00Z"}
+
+
 def test_probe_of_a_closed_port_names_connection_refused(start_server: ServerFactory) -> None:
     port = free_port()  # nothing listens there
     with start_server().client() as client:

@@ -101,7 +101,6 @@ def test_load_errors_are_one_line_and_the_rest_still_loads(files: Path, tmp_path
 
 @pytest.mark.parametrize("argv", [
     ["certs"],
-    ["certs", "x.pem", "--at", "yesterday"],
     ["certs", "x.pem", "--role", "peer"],
 ])
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

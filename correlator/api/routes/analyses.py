@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import tarfile
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
+from correlator import time_input
 from correlator.api.deps import AnalyserDep, AnalysisDep, FinishedDep, SettingsDep, StoreDep
 from correlator.api.models import (
     AnalysisBrief,
@@ -31,6 +32,7 @@ from correlator.api.models import (
     TimelinePage,
 )
 from correlator.api.store import AnalysisRow, TimelineQuery, iso
+from correlator.errors import TimeInputError
 from correlator.model import severity_rank
 from correlator.sources.bundle import is_archive
 
@@ -252,20 +254,13 @@ async def get_finding(row: FinishedDep, store: StoreDep, key: str) -> FindingOut
 
 
 def parse_time(value: str | None, name: str) -> datetime | None:
-    """ISO 8601 / RFC 3339 only (a bare number is refused, not read as an epoch); UTC when the
-    text has no zone, like the broker's own timestamps."""
+    """A time parameter in the one grammar of `correlator.time_input`; 422 with its message."""
     if value is None:
         return None
-    text = value.strip().replace("z", "Z").replace("t", "T")
-    text = re.sub(r"(T\d\d:\d\d):60", r"\1:59", text)  # a leap second is the second before
     try:
-        if not re.match(r"^\d{4}-\d\d-\d\d", text):
-            raise ValueError(text)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"{name}: not an ISO 8601 time: {value!r} (e.g. 2026-11-23T14:42:00Z)") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+        return time_input.parse_time(value, name)
+    except TimeInputError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
 
 def _epoch(value: str | None, name: str) -> float | None:
@@ -273,7 +268,7 @@ def _epoch(value: str | None, name: str) -> float | None:
     return None if parsed is None else parsed.timestamp()
 
 
-TimeQuery = Annotated[str | None, Query(description="ISO 8601; UTC when no zone",
+TimeQuery = Annotated[str | None, Query(description="ISO 8601 or epoch seconds; UTC when no zone",
                                         json_schema_extra={"format": "date-time"})]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -44,14 +44,15 @@ async def inspect_certificates(
         ca: Annotated[list[UploadFile], File(default_factory=list, description="CA files the peer trusts")],
         host: Annotated[str | None, Form(max_length=253, description="the host name or IP clients dial")] = None,
         role: Annotated[Literal["server", "client"], Form()] = "server",
-        at: Annotated[str | None, Form(description="check validity at this time (ISO 8601; default now)",
+        at: Annotated[str | None, Form(description="check validity at this time (ISO 8601 or epoch seconds; default "
+                                       "now)",
                                        json_schema_extra={"format": "date-time"})] = None,
         window: Annotated[int, Form(ge=0, le=3650, description="warn when expiring within DAYS")] = 30,
         password: Annotated[str | None, Form(description="password of encrypted keys and PKCS#12 files")] = None,
 ) -> InspectOut:
     # a multipart form cannot say null: an empty field, or one saying 'null', means now
-    parsed = parse_time(None if at in (None, "", "null") else at, "at")
-    when = datetime.now(UTC) if parsed is None else parsed.astimezone(UTC)
+    when = parse_time("now" if at in (None, "", "null") else at, "at")
+    assert when is not None
     loaded = await _load(files, password, "certificate")
     trust = await _load(ca, None, "CA")
     try:
