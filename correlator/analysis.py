@@ -268,8 +268,8 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
         session = Session(rules, artifacts)
         logs = open_logs(bundle, registry, options, errors)
 
-        def broken(log: LogFile, exc: Exception) -> None:
-            errors.append(str(exc) if isinstance(exc, CorrelatorError) else f"{log.info.path}: {exc}")
+        def broken(log: LogFile, exc: CorrelatorError) -> None:
+            errors.append(str(exc))
 
         line = Timeline(logs, zones=zones, offsets=offsets, since=options.since, until=options.until,
                         on_connection=lambda conn: session.note_connections([conn]), on_error=broken)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InternalError, InvalidKey, InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
@@ -32,6 +32,17 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from correlator.errors import ArtifactError
+
+#: What `cryptography` raises for bytes it cannot make sense of: malformed DER or extensions
+#: (parsed lazily, so reading a field can raise), an algorithm it does not support, a password
+#: given to a key that has none or missing for one that has. Certificates and keys are untrusted
+#: input: these are the file's fault and become an ArtifactError naming it. Anything else raised
+#: while reading one is a bug in this module and propagates.
+BAD_CRYPTO_DATA: tuple[type[Exception], ...] = (
+    ValueError, TypeError, UnsupportedAlgorithm, InvalidKey, InternalError, x509.InvalidVersion,
+    x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+#: What a signature check raises when the parent did not sign the child, or cannot be asked.
+_NOT_SIGNED: tuple[type[Exception], ...] = (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm)
 
 #: Files larger than this are not certificates or keys (a 1 GB log in a bundle must not be slurped).
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -261,7 +272,7 @@ def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
     except ValueError as exc:
         if "Unsupported signature algorithm" not in str(exc):
             return False
-    except Exception:
+    except (InvalidSignature, TypeError, UnsupportedAlgorithm):
         return False
     try:
         key = parent.public_key()
@@ -274,7 +285,7 @@ def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
         if isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(child.signature, child.tbs_certificate_bytes, ec.ECDSA(digest))
             return True
-    except Exception:
+    except _NOT_SIGNED:
         return False
     return False
 
@@ -403,7 +414,7 @@ def _load_pem(data: bytes, path: str, password: bytes | None) -> LoadResult:
                 cert = x509.load_pem_x509_certificate(_CERT_LABEL.sub(rb"\1CERTIFICATE-----", blob))
                 result.certs.append(cert_facts(cert, path=path, index=cert_index, source_format="pem"))
                 cert_index += 1
-            except Exception as exc:  # untrusted bytes: any parser failure is the file's fault
+            except BAD_CRYPTO_DATA as exc:
                 result.errors.append(ArtifactError(
                     f"not a valid certificate ({_reason(exc)})", file=path, line=line))
         elif label in _KEY_LABELS:
@@ -413,7 +424,7 @@ def _load_pem(data: bytes, path: str, password: bytes | None) -> LoadResult:
                 result.keys.append(_private_key(loader, blob, password, path=path, index=key_index,
                                                 source_format="pem"))
                 key_index += 1
-            except Exception as exc:
+            except BAD_CRYPTO_DATA as exc:
                 result.errors.append(ArtifactError(
                     f"not a valid private key ({_reason(exc)})", file=path, line=line))
         elif label not in _IGNORED_LABELS:
@@ -453,7 +464,7 @@ def _load_pkcs12(data: bytes, path: str, password: bytes | None) -> LoadResult:
             bundle = pkcs12.load_pkcs12(data, candidate)
             used = candidate
             break
-        except Exception:
+        except BAD_CRYPTO_DATA:
             continue
     if bundle is None:
         if password is None:
@@ -467,7 +478,7 @@ def _load_pkcs12(data: bytes, path: str, password: bytes | None) -> LoadResult:
     for index, cert in enumerate(certs):
         try:
             result.certs.append(cert_facts(cert, path=path, index=index, source_format="pkcs12"))
-        except Exception as exc:
+        except BAD_CRYPTO_DATA as exc:
             result.errors.append(ArtifactError(f"certificate {index} in PKCS#12 is invalid ({_reason(exc)})",
                                                file=path))
     if bundle.key is not None:
@@ -491,24 +502,24 @@ def _load_der(data: bytes, path: str, password: bytes | None) -> LoadResult:
     if tag == 0x30:
         try:
             cert = x509.load_der_x509_certificate(data)
-        except Exception as cert_exc:
+        except BAD_CRYPTO_DATA as cert_exc:
             try:
                 x509.load_der_x509_crl(data)
                 return result  # a CRL (OPC UA PKI folders keep them beside certificates): known, no facts
-            except Exception:
+            except BAD_CRYPTO_DATA:
                 pass
             try:  # an encrypted PKCS#8 key also starts SEQUENCE { SEQUENCE ...
                 result.keys.append(_private_key(serialization.load_der_private_key, data, password, path=path,
                                                 index=0, source_format="der"))
                 return result
-            except Exception:
+            except BAD_CRYPTO_DATA:
                 pass
             result.errors.append(ArtifactError(f"DER data is not a valid certificate ({_reason(cert_exc)})",
                                                file=path))
             return result
         try:
             result.certs.append(cert_facts(cert, path=path, index=0, source_format="der"))
-        except Exception as exc:
+        except BAD_CRYPTO_DATA as exc:
             result.errors.append(ArtifactError(f"not a valid certificate ({_reason(exc)})", file=path))
         return result
     if tag == 0x02:
@@ -516,7 +527,7 @@ def _load_der(data: bytes, path: str, password: bytes | None) -> LoadResult:
             result.keys.append(_private_key(serialization.load_der_private_key, data, password, path=path,
                                             index=0, source_format="der"))
             return result
-        except Exception as exc:
+        except BAD_CRYPTO_DATA as exc:
             result.errors.append(ArtifactError(f"DER data is not a valid private key ({_reason(exc)})",
                                                file=path))
             return result

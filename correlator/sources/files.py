@@ -15,6 +15,7 @@ from datetime import UTC, tzinfo
 from itertools import islice
 from pathlib import Path
 
+from correlator.errors import InputError
 from correlator.formats.definition import Format
 from correlator.formats.parse import SourceParser
 from correlator.formats.registry import DETECT_LINES, Registry
@@ -142,6 +143,9 @@ class LogFile:
                 events = parser.feed(numbered(lines))
                 if events:
                     yield events
+        except InputError as exc:
+            # the reader knows the byte, this loop the line: name the file as the report shows it
+            raise InputError(exc.message, file=self.info.path, line=number + 1) from exc
         finally:
             tail = parser.finish()
             self._update_info()

@@ -201,7 +201,7 @@ class Timeline:
                  offsets: Sequence[OffsetRule] = (), since: float | None = None, until: float | None = None,
                  lookahead: float = LOOKAHEAD, max_lookahead_events: int = MAX_LOOKAHEAD_EVENTS,
                  stitcher: Stitcher | None = None, on_connection: Callable[[Connection], None] | None = None,
-                 on_error: Callable[[LogFile, Exception], None] | None = None) -> None:
+                 on_error: Callable[[LogFile, CorrelatorError], None] | None = None) -> None:
         self.logs = list(logs)
         self.zone_config = zones or ZoneConfig()
         self.tracker = SkewTracker(offsets, lookahead=lookahead, max_events=max_lookahead_events)
@@ -266,10 +266,13 @@ class Timeline:
             yield chunk
 
     def _guarded(self, log: LogFile) -> Iterator[list[Event]]:
-        """One file that breaks half-way keeps what it gave and reports; the rest go on."""
+        """One file that breaks half-way (a cut-off archive member, a disk error) keeps what it
+        gave and is reported with its file and line; the rest go on. Only CorrelatorError is
+        caught: the readers turn every input fault into one, so anything else is a bug and must
+        fail the analysis (and the tests), not become a line in the report."""
         try:
             yield from log.chunks()
-        except Exception as exc:
+        except CorrelatorError as exc:
             if self.on_error is None:
                 raise
             self.on_error(log, exc)

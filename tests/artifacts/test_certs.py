@@ -192,6 +192,22 @@ def test_bad_input_is_one_error_naming_the_file(data: bytes, message: str) -> No
     assert message in str(result.errors[0])
 
 
+def test_a_bug_while_reading_a_certificate_is_not_blamed_on_the_file(server: pki.Issued,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what cryptography raises for bad bytes is the file's fault (issue 11 item 7): a bug in
+    our own reading must surface, not become 'not a valid certificate'."""
+    from correlator.artifacts import certs
+
+    def broken(name: object) -> str:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(certs, "_common_name", broken)
+    with pytest.raises(KeyError):
+        load_bytes(_pem(server), path="server.pem")
+    with pytest.raises(KeyError):
+        load_bytes(_der(server), path="server.der")
+
+
 def test_load_certificates_raises_when_nothing_loads(tmp_path: Path) -> None:
     (tmp_path / "ca.pem").write_text("nothing here\n")
     with pytest.raises(ArtifactError, match=r"ca\.pem: not a certificate"):
