@@ -12,7 +12,7 @@ Measured:
              everything is compared with; the same lines as the merge, so machine load evens out)
   merge      N files through merge_chunks() over their LogFile.chunks(): parsing included
   merge-only merge_chunks() over N already-parsed sources held in memory: the merge's own cost
-  timeline   N files through timeline.pipeline.Timeline (zones, skew look-ahead, merge, stitching)
+  timeline   N files through timeline.pipeline.BatchTimeline (zones, skew look-ahead, merge, stitching)
   no-lookahd the same without the skew look-ahead's second read of each file's beginning
 
     .venv/bin/python benchmarks/merge.py [--files 4] [--lines 100000] [--keep DIR]
@@ -36,7 +36,7 @@ from correlator.formats.registry import Registry, load_registry  # noqa: E402
 from correlator.model import Event  # noqa: E402
 from correlator.sources.files import LogFile  # noqa: E402
 from correlator.timeline.merge import merge_chunks  # noqa: E402
-from correlator.timeline.pipeline import LOOKAHEAD, Timeline  # noqa: E402
+from correlator.timeline.pipeline import LOOKAHEAD, BatchTimeline  # noqa: E402
 
 SOURCES = [ROOT / "sample_logs" / "healthy_noisy" / "broker" / "mosquitto.log",
            ROOT / "sample_logs" / "mixed" / "broker" / "mosquitto.log"]
@@ -93,7 +93,7 @@ def count_merge(paths: list[Path], registry: Registry) -> int:
 
 def count_timeline(paths: list[Path], registry: Registry, lookahead: float = LOOKAHEAD) -> int:
     logs = [LogFile(p, registry) for p in paths]
-    return sum(len(chunk) for chunk in Timeline(logs, lookahead=lookahead).chunks())
+    return sum(len(chunk) for chunk in BatchTimeline(logs, lookahead=lookahead).chunks())
 
 
 def main() -> None:

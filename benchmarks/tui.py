@@ -33,11 +33,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from correlator.live import LiveAnalysis, LiveUpdate
+from correlator.live_analysis import LiveAnalysis, LiveUpdate
 from correlator.model import Event, Finding
-from correlator.tui.app import Settings, create_app
-from correlator.tui.sources import BundleEventSource, LiveEventSource, SourceInfo
-from correlator.tui.store import EventStore, Filter
+from correlator.tui.app import ScreenSettings, create_app
+from correlator.tui.event_store import EventStore, Filter
+from correlator.tui.sources import BundleEventSource, LiveEventSource, SourceStatus
 from correlator.tui.widgets import FindingsTable, Timeline
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,7 +103,7 @@ async def _first_screen(log: Path) -> tuple[float, float]:
         start(changed)
 
     source.start = start_marked  # type: ignore[method-assign]
-    app = create_app(Settings(tick=3600), source)
+    app = create_app(ScreenSettings(tick=3600), source)
     async with app.run_test(size=SIZE) as pilot:
         timeline = app.query_one(Timeline)
         while timeline.count == 0:
@@ -159,7 +159,7 @@ def _screenful(app_store: EventStore, tops: list[int]) -> float:
     """Median ms to render one screen at each top row, through the real widget."""
     async def run() -> float:
         source = _Fixed(app_store)
-        app = create_app(Settings(tick=3600), source)
+        app = create_app(ScreenSettings(tick=3600), source)
         times = []
         async with app.run_test(size=SIZE) as pilot:
             timeline = app.query_one(Timeline)
@@ -197,7 +197,7 @@ class _Fixed:
     def findings(self) -> list[Finding]:
         return []
 
-    def source_info(self) -> list[SourceInfo]:
+    def source_info(self) -> list[SourceStatus]:
         return []
 
     def lines_per_second(self) -> float:
@@ -256,7 +256,7 @@ def _append(log: Path, text: str) -> None:
 async def _screen_latency(tmp: Path, appends: int, window: float) -> list[float]:
     log, (alert,) = _incident(tmp)
     source = LiveEventSource([log.parent.parent], stitch_window=window)
-    app = create_app(Settings(tick=3600, notify_new=False), source)
+    app = create_app(ScreenSettings(tick=3600, notify_new=False), source)
     out = []
     async with app.run_test(size=SIZE) as pilot:
         table = app.query_one(FindingsTable)

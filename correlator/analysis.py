@@ -250,7 +250,7 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
     `on_events` sees each batch of timeline events (stitched, in time order, after since/until)
     as the engine does: the report keeps no events, so a surface that serves the timeline (the
     HTTP API) stores them from here instead of running the pipeline a second time."""
-    from correlator.timeline.pipeline import Timeline
+    from correlator.timeline.pipeline import BatchTimeline
     from correlator.timeline.skew import parse_offset_options
 
     options = options or Options()
@@ -271,7 +271,7 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
         def broken(log: LogFile, exc: CorrelatorError) -> None:
             errors.append(str(exc))
 
-        line = Timeline(logs, zones=zones, offsets=offsets, since=options.since, until=options.until,
+        line = BatchTimeline(logs, zones=zones, offsets=offsets, since=options.since, until=options.until,
                         on_connection=lambda conn: session.note_connections([conn]), on_error=broken)
         count = 0
         for chunk in line.chunks():

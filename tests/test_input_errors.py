@@ -17,7 +17,7 @@ from correlator.formats.registry import default_registry
 from correlator.model import Event
 from correlator.sources.files import LogFile
 from correlator.sources.lines import CHUNK_SIZE
-from correlator.timeline.pipeline import Timeline
+from correlator.timeline.pipeline import BatchTimeline
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 
@@ -71,7 +71,7 @@ def test_an_input_error_half_way_is_reported_and_the_other_files_go_on() -> None
     logs = _logs("mixed")
     _breaking(logs[0], InputError("unreadable data after byte 10", file="broker/mosquitto.log", line=7))
     reported: list[tuple[str, str]] = []
-    line = Timeline(logs, on_error=lambda log, exc: reported.append((log.info.source, str(exc))))
+    line = BatchTimeline(logs, on_error=lambda log, exc: reported.append((log.info.source, str(exc))))
     events = list(line.events())
     assert reported == [("broker", "broker/mosquitto.log:7: unreadable data after byte 10")]
     assert {e.source for e in events} > {"broker"}  # the clients were read to their end
@@ -81,7 +81,7 @@ def test_a_bug_while_reading_is_not_turned_into_a_report_line() -> None:
     logs = _logs("mixed")
     _breaking(logs[0], ZeroDivisionError("a bug"))
     reported: list[str] = []
-    line = Timeline(logs, on_error=lambda log, exc: reported.append(str(exc)))
+    line = BatchTimeline(logs, on_error=lambda log, exc: reported.append(str(exc)))
     with pytest.raises(ZeroDivisionError):
         list(line.events())
     assert reported == []

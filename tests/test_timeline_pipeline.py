@@ -11,7 +11,7 @@ import pytest
 from correlator.formats.registry import Registry, load_registry
 from correlator.model import Event
 from correlator.sources.files import LogFile
-from correlator.timeline.pipeline import LiveTimeline, SkewTracker, Timeline, timeline
+from correlator.timeline.pipeline import BatchTimeline, LiveTimeline, SkewTracker, timeline
 from correlator.timeline.skew import parse_offset_options
 from correlator.timeline.zones import parse_zone_options
 
@@ -68,7 +68,7 @@ def test_zone_option_removes_an_hour_that_looked_like_skew(registry: Registry) -
 def test_configured_offset_and_time_range(registry: Registry) -> None:
     logs = incident("mixed", registry)
     first = min(e.ts for e in LogFile(logs[0].path, registry).events())
-    line = Timeline(logs, offsets=parse_offset_options(["client:viewer-33=+5m"]), since=first + 2)
+    line = BatchTimeline(logs, offsets=parse_offset_options(["client:viewer-33=+5m"]), since=first + 2)
     events = list(line.events())
     assert events and all(e.ts >= first + 2 for e in events)
     viewer = next(s for s in line.sources() if s.info.source == "client:viewer-33")

@@ -15,13 +15,13 @@ from fastapi.routing import APIRoute
 from correlator import __version__
 from correlator.analysis import Options
 from correlator.api import errors
+from correlator.api.analysis_db import Store
 from correlator.api.deps import require_token
 from correlator.api.jobs import Analyser
-from correlator.api.live import LiveHub
+from correlator.api.live_hub import LiveHub
 from correlator.api.models import ErrorOut
 from correlator.api.routes import analyses, artifacts, live, service
 from correlator.api.settings import Settings
-from correlator.api.store import Store
 from correlator.engine.rules import load_rules
 from correlator.formats.registry import default_registry, load_registry
 

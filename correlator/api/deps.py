@@ -13,10 +13,10 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from correlator.api.analysis_db import AnalysisRow, Store
 from correlator.api.jobs import Analyser
-from correlator.api.live import LiveHub
+from correlator.api.live_hub import LiveHub
 from correlator.api.settings import Settings
-from correlator.api.store import AnalysisRow, Store
 
 _bearer = HTTPBearer(auto_error=False, description="The server's token (--token / CORRELATOR_TOKEN)")
 

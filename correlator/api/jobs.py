@@ -14,8 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from correlator.analysis import Options, analyze
+from correlator.api.analysis_db import Store
 from correlator.api.settings import Settings
-from correlator.api.store import Store
 from correlator.engine.rules import Rule
 from correlator.errors import CorrelatorError
 from correlator.formats.registry import Registry

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from correlator.errors import InputError
-    from correlator.tui.app import Settings, create_app
+    from correlator.tui.app import ScreenSettings, create_app
     from correlator.tui.sources import BundleEventSource
 
     for path in args.paths:
@@ -32,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{path}: no such file or folder")
     source = BundleEventSource(args.paths, options_from(args))
     title = "correlator tui " + " ".join(str(p) for p in args.paths)
-    create_app(Settings(title=title), source).run()
+    create_app(ScreenSettings(title=title), source).run()
     return 0

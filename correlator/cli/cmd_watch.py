@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from correlator.errors import InputError
-    from correlator.tui.app import Settings, create_app
+    from correlator.tui.app import ScreenSettings, create_app
     from correlator.tui.sources import LiveEventSource
 
     for path in args.paths:
@@ -40,5 +40,5 @@ def run(args: argparse.Namespace) -> int:
     source = LiveEventSource(args.paths, options_from(args), stitch_window=args.stitch_window, polling=args.polling,
                              from_beginning=not args.new_only, pattern=args.pattern)
     title = "correlator watch " + " ".join(str(p) for p in args.paths)
-    create_app(Settings(title=title), source).run()
+    create_app(ScreenSettings(title=title), source).run()
     return 0

@@ -1,6 +1,6 @@
 """The timeline stage as one path: zones, clock skew, merge and stitching over a set of sources.
 
-`correlator.analysis` (batch) and `correlator.live` (tails) call this module instead of wiring the
+`correlator.analysis` (batch) and `correlator.live_analysis` (tails) call this module instead of wiring the
 stages themselves, so both order, correct and stitch events the same way:
 
 - `choose_zones(logs, config)`: each LogFile's zone, from the `--tz` rules and a peek at its first
@@ -13,7 +13,7 @@ stages themselves, so both order, correct and stitch events the same way:
   events per source are read twice, so neither does the extra time. Live mode feeds the same
   tracker batch by batch (`observe`) and corrects each batch with the estimate known at that
   moment (`correct`); once a source's look-ahead is full its offset is frozen;
-- `Timeline(logs, ...)`: the batch path: zones, look-ahead and skew, `merge_chunks`, `Stitcher`;
+- `BatchTimeline(logs, ...)`: the batch path: zones, look-ahead and skew, `merge_chunks`, `Stitcher`;
   yields stitched events in timeline order, chunk by chunk, and hands finished connections to a
   callback. `sources()` reports each source's zone, offset and how both were found;
 - `LiveTimeline`: the live path: the same tracker, `LiveMerger` (the batch merge's order with a
@@ -190,7 +190,7 @@ class SourceTimeline:
                 "skew": self.skew.to_dict()}
 
 
-class Timeline:
+class BatchTimeline:
     """The batch timeline over opened LogFiles (the caller opens them: bundles, forced formats).
 
     Iterate `chunks()` once; `sources()` is complete after the iteration (line counts) and usable
@@ -298,14 +298,14 @@ class Timeline:
 def timeline(logs: Sequence[LogFile], **options: Any) -> tuple[list[Event], list[Connection], list[SourceTimeline]]:
     """Batch helper for tests and small inputs: everything in memory at once."""
     connections: list[Connection] = []
-    line = Timeline(logs, on_connection=connections.append, **options)
+    line = BatchTimeline(logs, on_connection=connections.append, **options)
     events = list(line.events())
     unique = list({id(conn): conn for conn in connections}.values())  # a reissued one is listed once
     return events, unique, line.sources()
 
 
 class LiveTimeline:
-    """The live form of `Timeline`: the same tracker, merge rule and stitcher, fed batches.
+    """The live form of `BatchTimeline`: the same tracker, merge rule and stitcher, fed batches.
 
     A tailer's callback parses a batch (SourceParser, as LogFile does) and calls `feed(source,
     path, events)`; a timer calls `tick()` (every 100 ms or so) so quiet logs still release their

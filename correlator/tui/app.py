@@ -31,9 +31,9 @@ from textual.worker import get_current_worker
 
 from correlator.model import LEVELS, Finding
 from correlator.tui import text as fmt
+from correlator.tui.event_store import ERROR_RANK, EventStore, Filter
 from correlator.tui.screens import FilterScreen, HelpScreen
 from correlator.tui.sources import EventSource
-from correlator.tui.store import ERROR_RANK, EventStore, Filter
 from correlator.tui.widgets import Activity, FindingsTable, StatusBar, Timeline
 
 #: Below this many rows a filter or a search runs at once on the UI thread (it takes a few ms);
@@ -42,7 +42,7 @@ SYNC_ROWS = 20_000
 
 
 @dataclass(frozen=True)
-class Settings:
+class ScreenSettings:
     """What the app is told rather than what it finds out: tests fix the clock and the blink."""
 
     title: str = "correlator"
@@ -88,7 +88,7 @@ class CorrelatorApp(App[None]):
         Binding("escape", "escape", "Back", show=False),
     ]
 
-    def __init__(self, settings: Settings, source: EventSource) -> None:
+    def __init__(self, settings: ScreenSettings, source: EventSource) -> None:
         super().__init__()
         self.settings = settings
         self.source = source
@@ -548,6 +548,6 @@ def _scan(store: EventStore, rows: array[int] | None, count: int, needle: str, s
     return None
 
 
-def create_app(settings: Settings, source: EventSource) -> CorrelatorApp:
+def create_app(settings: ScreenSettings, source: EventSource) -> CorrelatorApp:
     """The app over any source: the surfaces and the tests call this, never the class directly."""
     return CorrelatorApp(settings, source)

@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select, SelectionList, Static
 
 from correlator.model import LEVELS
-from correlator.tui.store import Filter
+from correlator.tui.event_store import Filter
 
 KEYS: list[tuple[str, str]] = [
     ("Findings", ""),

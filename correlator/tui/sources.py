@@ -28,13 +28,13 @@ from correlator.analysis import Analysis, Options, SourceReport, analyze
 from correlator.errors import CorrelatorError
 from correlator.model import Event, Finding, severity_rank
 from correlator.sources.bundle import Bundle, open_bundle
-from correlator.tui.store import EventStore
+from correlator.tui.event_store import EventStore
 
 Changed = Callable[[], None]
 
 
 @dataclass(frozen=True)
-class SourceInfo:
+class SourceStatus:
     """One followed log as the status bar shows it."""
 
     name: str
@@ -61,7 +61,7 @@ class EventSource(Protocol):
 
     def findings(self) -> list[Finding]: ...
 
-    def source_info(self) -> list[SourceInfo]: ...
+    def source_info(self) -> list[SourceStatus]: ...
 
     def lines_per_second(self) -> float: ...
 
@@ -83,8 +83,8 @@ def _key(finding: Finding) -> str:
     return f"{finding.id}|{finding.group}"
 
 
-def _infos(reports: Sequence[SourceReport]) -> list[SourceInfo]:
-    return [SourceInfo(r.info.source, r.info.path, r.info.format, r.info.zone, r.info.lines_read,
+def _infos(reports: Sequence[SourceReport]) -> list[SourceStatus]:
+    return [SourceStatus(r.info.source, r.info.path, r.info.format, r.info.zone, r.info.lines_read,
                        r.info.unparsed, r.offset, r.offset_how) for r in reports]
 
 
@@ -108,7 +108,7 @@ class StaticEventSource:
     def findings(self) -> list[Finding]:
         return [snapshot(f) for f in self.analysis.findings]
 
-    def source_info(self) -> list[SourceInfo]:
+    def source_info(self) -> list[SourceStatus]:
         return _infos(self.analysis.sources)
 
     def lines_per_second(self) -> float:
@@ -198,7 +198,7 @@ class BundleEventSource:
     def findings(self) -> list[Finding]:
         return [snapshot(f) for f in self.analysis.findings] if self.analysis is not None else []
 
-    def source_info(self) -> list[SourceInfo]:
+    def source_info(self) -> list[SourceStatus]:
         return _infos(self.analysis.sources) if self.analysis is not None else []
 
     def lines_per_second(self) -> float:
@@ -228,7 +228,7 @@ class LiveEventSource:
     def __init__(self, paths: Sequence[str | Path], options: Options | None = None, *,
                  stitch_window: float = 0.05, polling: bool = False, from_beginning: bool = True,
                  pattern: str = "*.log") -> None:
-        from correlator.live import LiveAnalysis
+        from correlator.live_analysis import LiveAnalysis
 
         self.store = EventStore()
         self.errors: list[str] = []
@@ -243,7 +243,7 @@ class LiveEventSource:
                                      pattern=pattern)
 
     def _on_update(self, update: object) -> None:
-        from correlator.live import LiveUpdate
+        from correlator.live_analysis import LiveUpdate
 
         assert isinstance(update, LiveUpdate)
         if update.events:
@@ -274,11 +274,11 @@ class LiveEventSource:
         with self._lock:
             return list(self._findings.values())
 
-    def source_info(self) -> list[SourceInfo]:
+    def source_info(self) -> list[SourceStatus]:
         out = []
         for state in list(self.analysis.sources.values()):
             if state.source:
-                out.append(SourceInfo(state.source, state.path, state.format, state.zone, state.lines,
+                out.append(SourceStatus(state.source, state.path, state.format, state.zone, state.lines,
                                       state.unparsed))
         return out
 
@@ -304,5 +304,5 @@ def analyse_with_events(inputs: Sequence[str | Path], options: Options | None = 
     return static
 
 
-__all__ = ["BundleEventSource", "EventSource", "LiveEventSource", "SourceInfo", "StaticEventSource",
+__all__ = ["BundleEventSource", "EventSource", "LiveEventSource", "SourceStatus", "StaticEventSource",
            "analyse_with_events", "snapshot"]

@@ -21,8 +21,8 @@ from textual.widgets import DataTable, Static
 
 from correlator.model import Finding
 from correlator.tui import text as fmt
-from correlator.tui.sources import SourceInfo
-from correlator.tui.store import EventStore
+from correlator.tui.event_store import EventStore
+from correlator.tui.sources import SourceStatus
 
 
 def source_colour(index: int) -> str:
@@ -274,7 +274,7 @@ class Activity(Static):
     logs span hours, finer for a short incident), its warnings and errors, its zone and offset.
     A burst of failures shows as a spike without reading a number."""
 
-    def show(self, store: EventStore, infos: list[SourceInfo], width: int, *, rows: int = 0) -> None:
+    def show(self, store: EventStore, infos: list[SourceStatus], width: int, *, rows: int = 0) -> None:
         """`rows` > 0 limits the chart to that many sources, the noisiest in warnings first."""
         by_name = {info.name: info for info in infos}
         width = self.size.width or width  # its pane, once laid out (half the screen when wide)

@@ -90,7 +90,8 @@ def test_serve_command_serves_and_stops_cleanly(tmp_path: Path) -> None:
 def test_the_core_and_the_cli_parser_do_not_load_the_web_stack() -> None:
     code = (
         "import sys\n"
-        "import correlator.analysis, correlator.live, correlator.engine.evaluate, correlator.formats.registry\n"
+        "import correlator.analysis, correlator.live_analysis, correlator.engine.evaluate\n"
+        "import correlator.formats.registry\n"
         "import correlator.sources.bundle, correlator.sources.tail, correlator.timeline.merge\n"
         "import correlator.artifacts.cert_checks, correlator.artifacts.probe, correlator.reports.html\n"
         "core = sorted(m for m in sys.modules if m.split('.')[0] in {'fastapi', 'starlette', 'uvicorn', 'textual'})\n"

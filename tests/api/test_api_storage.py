@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from api_helpers import SAMPLES, ServerFactory
 
-from correlator.api.store import Store
+from correlator.api.analysis_db import Store
 
 
 def wait_done(client: httpx.Client, analysis_id: str, seen: list[dict[str, Any]] | None = None) -> dict[str, Any]:

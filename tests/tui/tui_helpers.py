@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from correlator.tui.app import Settings
+from correlator.tui.app import ScreenSettings
 from correlator.tui.sources import StaticEventSource, analyse_with_events
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_logs"
@@ -13,11 +13,11 @@ SAMPLES = Path(__file__).resolve().parents[2] / "sample_logs"
 NOW = 1795446000.0
 
 
-def settings(**changes: object) -> Settings:
+def settings(**changes: object) -> ScreenSettings:
     base: dict[str, object] = {"title": "correlator test", "clock": lambda: NOW, "tick": 3600.0,
                                "cursor_blink": False}
     base.update(changes)
-    return Settings(**base)  # type: ignore[arg-type]
+    return ScreenSettings(**base)  # type: ignore[arg-type]
 
 
 _loaded: dict[str, StaticEventSource] = {}

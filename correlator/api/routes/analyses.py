@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import Message
 
 from correlator import time_input
+from correlator.api.analysis_db import AnalysisRow, TimelineQuery, iso
 from correlator.api.deps import AnalyserDep, AnalysisDep, FinishedDep, SettingsDep, StoreDep
 from correlator.api.models import (
     AnalysisBrief,
@@ -31,7 +32,6 @@ from correlator.api.models import (
     SummaryOut,
     TimelinePage,
 )
-from correlator.api.store import AnalysisRow, TimelineQuery, iso
 from correlator.errors import TimeInputError
 from correlator.model import severity_rank
 from correlator.sources.bundle import is_archive

@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from correlator.api.analysis_db import client_of, redact_event
 from correlator.api.deps import LiveDep
 from correlator.api.models import EventOut, FindingOut, LiveEventPage, LiveFindingList, LiveSourceOut, LiveStatus
 from correlator.api.routes.analyses import ERRORS
-from correlator.api.store import client_of, redact_event
 
 router = APIRouter(prefix="/live", tags=["live"])
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from correlator.analysis import Options
-from correlator.api.store import redact_finding
+from correlator.api.analysis_db import redact_finding
 from correlator.engine.rules import Rule
 from correlator.formats.registry import Registry
-from correlator.live import LiveAnalysis, LiveUpdate
+from correlator.live_analysis import LiveAnalysis, LiveUpdate
 from correlator.model import Finding
 
 #: Updates a subscriber may have pending before the oldest are dropped.

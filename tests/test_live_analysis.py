@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from correlator.analysis import analyze
-from correlator.live import LiveAnalysis, LiveUpdate
+from correlator.live_analysis import LiveAnalysis, LiveUpdate
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 
