@@ -12,6 +12,7 @@ change.
 from __future__ import annotations
 
 import fnmatch
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,9 @@ from correlator.timeline import zones as tz_rules
 from correlator.timeline.connections import Connection
 from correlator.timeline.pipeline import SourceTimeline
 
+#: Connections whose client `Session` remembers (a finding keeps at most 1000 connection ids, and
+#: its lines come within moments of their connection's end).
+MAX_CLIENT_OF = 100_000
 _ALARMING = frozenset({"warning", "error", "critical"})
 """Levels the report's timeline picture draws in red."""
 
@@ -128,8 +132,9 @@ class Session:
         self.first: float | None = None
         self.last: float | None = None
         self.histogram: dict[str, dict[int, list[int]]] = {}
-        self.client_of: dict[str, str] = {}
-        """Connection id -> the client it was (from the stitched client side or the client id)."""
+        self.client_of: OrderedDict[str, str] = OrderedDict()
+        """Connection id -> the client it was (from the stitched client side or the client id),
+        for the last MAX_CLIENT_OF connections: findings name clients by their recent connections."""
         self.by_file_time: set[str] = set()
         """Connection ids whose client was found only by its log file's time (link `file_time`):
         a finding that names a client through them alone says so in its confidence reason."""
@@ -146,6 +151,8 @@ class Session:
             if name:
                 self.client_of[conn.id] = name
                 self.client_of[conn.resolve().id] = name
+                while len(self.client_of) > MAX_CLIENT_OF:
+                    self.client_of.popitem(last=False)
                 if conn.link == "file_time":
                     self.by_file_time.update((conn.id, conn.resolve().id))
 
@@ -291,7 +298,7 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
                            "configs": len(artifacts.confs), "acl_files": len(artifacts.acls),
                            "password_files": len(artifacts.passwds), "opcua_pki_folders": len(artifacts.pki)}
         skipped = [f"{bundle.name(p)} ({why})" for p, why in bundle.skipped]
-        notes = []
+        notes = line.stitcher.overflow_notes() + session.engine.overflow_notes()
         if line.outside:
             kept = "none" if not count else f"{count:,}"
             notes.append(f"--since/--until left out {line.outside:,} events and kept {kept}: findings are about the "

@@ -174,6 +174,9 @@ class Finding:
     """Ids of the stitched connections the evidence came from (capped), so a broker-side line with
     no client id can still be attributed to the client whose log shows the same connection."""
     revision: int = 0
+    omitted: dict[str, int] = field(default_factory=dict)
+    """Clients, users and hosts beyond the ones listed (a finding lists at most 100 of each),
+    counted, so millions of client ids cost no memory and the report still says how many."""
 
     def to_dict(self) -> dict[str, Any]:
         def iso(ts: float) -> str:
@@ -199,5 +202,6 @@ class Finding:
             "evidence": [e.to_dict() for e in self.evidence],
             "facts": [f.to_dict() for f in self.facts],
             "remediation": list(self.remediation),
+            "omitted": dict(self.omitted),
             "revision": self.revision,
         }

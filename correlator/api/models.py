@@ -100,6 +100,8 @@ class FindingOut(BaseModel):
     evidence: list[EvidenceOut]
     facts: list[EvidenceOut]
     remediation: list[str]
+    omitted: dict[str, int] = {}
+    """Clients, users and hosts beyond the hundred of each listed, counted."""
     revision: int
 
 

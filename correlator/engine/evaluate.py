@@ -8,6 +8,7 @@ checks (confirm, refute or keep) and then folded into one Finding per root cause
 
 from __future__ import annotations
 
+import heapq
 import string
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
@@ -33,6 +34,21 @@ SIDE_UNITS = 4096
 MAX_PARTIALS = 32
 #: How many client ids the engine remembers the user name of (a broker logs the user only at CONNECT).
 MAX_IDENTITIES = 50_000
+#: Keys (connections, client ids, sources) one match keeps state for at most: a match waiting a day
+#: for a client's first PUBLISH must not grow with millions of client ids. Beyond it the oldest
+#: key's state is dropped, and counted (`Engine.dropped`).
+MAX_KEYS = 10_000
+#: Findings one rule makes at most (one per group): beyond it, new groups fold into one more
+#: finding of that rule, whose group says so (`Engine.folded`).
+MAX_GROUPS = 1000
+#: Names (clients, users, hosts) a finding lists at most; the rest are counted in `omitted`.
+MAX_NAMES = 100
+#: Names beyond MAX_NAMES a finding tells apart to count them (as hashes); past it, "at least".
+MAX_OMITTED = 50_000
+#: Evidence lines a finding remembers having seen, so a line is not listed twice.
+MAX_SEEN = 4096
+#: The group of the finding beyond MAX_GROUPS.
+OVERFLOW_GROUP = "<more groups>"
 #: Client ids that say nothing about who the client is.
 _ANONYMOUS_IDS = frozenset({"<unknown>", "(null)", "", "unknown"})
 
@@ -80,6 +96,26 @@ class _MatchState:
     pending: dict[tuple[Any, ...], tuple[Event, float]] = field(default_factory=dict)
     windows: dict[tuple[Any, ...], deque[Event]] = field(default_factory=dict)
     fired: set[tuple[Any, ...]] = field(default_factory=set)
+    deadlines: list[tuple[float, int, tuple[Any, ...]]] = field(default_factory=list)
+    """Absence deadlines as a heap (deadline, order, key): stale entries are skipped."""
+    swept: float = float("-inf")
+    """Event time of the last sweep of expired sequence partials and threshold windows."""
+    dropped: int = 0
+    """Keys whose state was dropped because MAX_KEYS were held."""
+
+    def keyed(self) -> dict[tuple[Any, ...], Any]:
+        """The per-key state this match type holds."""
+        kind = self.match.type
+        return self.partials if kind == "sequence" else self.windows if kind == "threshold" else self.pending
+
+    def make_room(self) -> None:
+        """Before a new key: at MAX_KEYS, drop the oldest key's state (insertion order)."""
+        keyed = self.keyed()
+        if len(keyed) >= MAX_KEYS:
+            oldest = next(iter(keyed))
+            del keyed[oldest]
+            self.fired.discard(oldest)
+            self.dropped += 1
 
 
 def _key(step: Step, event: Event) -> tuple[Any, ...] | None:
@@ -145,7 +181,7 @@ class Engine:
                     self._by_field.setdefault(step.needs, []).append(index)
         self._for_kind: dict[tuple[str, tuple[str, ...]], list[tuple[Rule, _MatchState]]] = {}
         self._findings: dict[tuple[str, tuple[Any, ...]], Finding] = {}
-        self._evidence_seen: dict[tuple[str, tuple[Any, ...]], set[tuple[str, int | None]]] = {}
+        self._evidence_seen: dict[tuple[str, tuple[Any, ...]], OrderedDict[tuple[str, int | None], None]] = {}
         #: Findings whose first/last seen so far rest only on estimated times (see `_fold`).
         self._span_estimated: set[tuple[str, tuple[Any, ...]]] = set()
         #: Per finding and side: occurrences counted, and the units (connections, attempts) seen
@@ -155,6 +191,11 @@ class Engine:
         #: Attempts begun per source: lines outside any connection count by the attempt they follow.
         self._attempts: dict[str, int] = {}
         self._identities: OrderedDict[str, str] = OrderedDict()
+        self._groups: dict[str, int] = {}
+        self._omitted: dict[tuple[tuple[str, tuple[Any, ...]], str], set[int]] = {}
+        self._order = 0
+        #: Occurrences folded into a rule's OVERFLOW_GROUP finding, per rule id.
+        self.folded: dict[str, int] = {}
         self.watermark = float("-inf")
         self.events_seen = 0
         self.refuted: dict[str, int] = {}
@@ -227,6 +268,21 @@ class Engine:
                         changed.append(finding)
         return changed
 
+    def overflow_notes(self) -> list[str]:
+        """What the caps dropped or folded, in words for the report's notes."""
+        notes = []
+        dropped: dict[str, int] = {}
+        for rule, state in self._states:
+            if state.dropped:
+                dropped[rule.id] = dropped.get(rule.id, 0) + state.dropped
+        for rule_id, n in dropped.items():
+            notes.append(f"{rule_id}: {n:,} partial matches were dropped unfinished: more than {MAX_KEYS:,} "
+                         "connections, clients or sources were waiting for their next step at once")
+        for rule_id, n in self.folded.items():
+            notes.append(f"{rule_id}: {n:,} occurrences beyond its first {MAX_GROUPS:,} groups are folded into "
+                         "one finding")
+        return notes
+
     # -- matching ------------------------------------------------------------------------------
 
     def _evaluate(self, state: _MatchState, event: Event) -> list[list[Event]]:
@@ -244,7 +300,11 @@ class Engine:
             if first.where(event):
                 key = _key(first, event)
                 if key is not None and key not in state.pending:
-                    state.pending[key] = (event, event.ts + match.window)
+                    state.make_room()
+                    deadline = event.ts + match.window
+                    state.pending[key] = (event, deadline)
+                    self._order += 1
+                    heapq.heappush(state.deadlines, (deadline, self._order, key))
             return []
         return self._sequence(state, event)
 
@@ -277,7 +337,10 @@ class Engine:
         if first.where(event):
             key = _key(first, event)
             if key is not None:
-                partials = state.partials.setdefault(key, [])
+                partials = state.partials.get(key)
+                if partials is None:
+                    state.make_room()
+                    partials = state.partials[key] = []
                 partials.append(_Partial(1, [event], event.ts))
                 if len(partials) > MAX_PARTIALS:
                     del partials[0]
@@ -291,10 +354,16 @@ class Engine:
         key = _key(step, event) if step.by else ()
         if key is None:
             return []
-        window = state.windows.setdefault(key, deque())
-        window.append(event)
+        window = state.windows.get(key)
+        if window is None:
+            state.make_room()
+            window = state.windows[key] = deque()
+        # expired state is swept now and then (see `_advance`): a key's own is dropped here
         while window and event.ts - window[0].ts > match.window:
             window.popleft()
+        if not window:
+            state.fired.discard(key)
+        window.append(event)
         if key in state.fired:
             return [[event]]
         if len(window) >= match.count:
@@ -303,18 +372,30 @@ class Engine:
         return []
 
     def _advance(self, now: float) -> list[Finding]:
-        """Event time moved to `now`: fire overdue absences, drop expired state."""
+        """Event time moved to `now`: fire overdue absences (a heap: only the overdue are looked
+        at), and drop expired state. Expired partials and windows are swept once per window of
+        event time, not at every new second: a sweep walks every key, and a day-long window over
+        thousands of clients would make each second cost them all. Until swept, expired state is
+        inert (steps check the window, a threshold key drops its own), so results do not change."""
         changed = []
         for rule, state in self._states:
             match = state.match
-            if match.type == "absence" and state.pending:
-                for key, (event, deadline) in list(state.pending.items()):
-                    if deadline < now:
-                        del state.pending[key]
-                        finding = self._hit(rule, [event], match)
-                        if finding is not None:
-                            changed.append(finding)
-            elif match.type == "sequence" and state.partials:
+            if match.type == "absence":
+                deadlines = state.deadlines
+                while deadlines and deadlines[0][0] < now:
+                    deadline, _, key = heapq.heappop(deadlines)
+                    entry = state.pending.get(key)
+                    if entry is None or entry[1] != deadline:
+                        continue  # the missing step came, or the key was dropped or re-armed
+                    del state.pending[key]
+                    finding = self._hit(rule, [entry[0]], match)
+                    if finding is not None:
+                        changed.append(finding)
+                continue
+            if now - state.swept < match.window:
+                continue
+            state.swept = now
+            if match.type == "sequence" and state.partials:
                 for key, partials in list(state.partials.items()):
                     partials[:] = [p for p in partials if now - p.start <= match.window]
                     if not partials:
@@ -371,6 +452,12 @@ class Engine:
         group_values = tuple(context.get(name) for name in rule.group_by)
         key = (rule.id, group_values)
         finding = self._findings.get(key)
+        if finding is None and self._groups.get(rule.id, 0) >= MAX_GROUPS:
+            # a rule split by client id over millions of clients: the rest fold into one finding
+            self.folded[rule.id] = self.folded.get(rule.id, 0) + 1
+            group_values = tuple(OVERFLOW_GROUP for _ in rule.group_by)
+            key = (rule.id, group_values)
+            finding = self._findings.get(key)
         # A line with no time of its own (dated by its file) would stretch the span by however long
         # the file was written after the failure: its time counts only until a timed line is seen.
         times = [e.ts for e in events if not e.estimated]
@@ -380,11 +467,15 @@ class Engine:
         if finding is None:
             start = min(times) if times else self.watermark if self.watermark > float("-inf") else 0.0
             group = ", ".join(f"{n}={v}" for n, v in zip(rule.group_by, group_values, strict=True) if v is not None)
+            if OVERFLOW_GROUP in group_values:
+                group = f"every group beyond the first {MAX_GROUPS:,}"
+
             finding = Finding(id=rule.id, severity=rule.severity, title=rule.title, explanation="", group=group,
                               first_seen=start, last_seen=max(times) if times else start,
                               confirm_with=rule.confirm_with, tell_apart=rule.tell_apart)
             self._findings[key] = finding
-            self._evidence_seen[key] = set()
+            self._groups[rule.id] = self._groups.get(rule.id, 0) + 1
+            self._evidence_seen[key] = OrderedDict()
             if estimated and times:
                 self._span_estimated.add(key)
         elif times and key in self._span_estimated and not estimated:
@@ -404,20 +495,22 @@ class Engine:
                 finding.connections.add(event.connection)
             client = event.fields.get("client_id")
             if isinstance(client, str) and client not in _ANONYMOUS_IDS:
-                finding.clients.add(client)
+                self._name(key, finding, finding.clients, "clients", client)
             elif side == "client":
-                finding.clients.add(event.source.split(":", 1)[-1])
+                self._name(key, finding, finding.clients, "clients", event.source.split(":", 1)[-1])
             user = event.fields.get("username") or (self._identities.get(client) if isinstance(client, str) else None)
             if isinstance(user, str) and user:
-                finding.users.add(user)
+                self._name(key, finding, finding.users, "users", user)
             for host_field in ("peer_addr", "host"):
                 host = event.fields.get(host_field) or (event.host if host_field == "host" else None)
                 if isinstance(host, str) and host:
-                    finding.hosts.add(host)
+                    self._name(key, finding, finding.hosts, "hosts", host)
             ref = (event.file, event.line)
             if ref in seen:
                 continue
-            seen.add(ref)
+            seen[ref] = None
+            if len(seen) > MAX_SEEN:
+                seen.popitem(last=False)
             evidence = EvidenceRef(side, event.file, event.line, event.raw.splitlines()[0] if event.raw else "",
                                    event.ts, event.source, event.kind, event.estimated)
             if len(finding.evidence) < EVIDENCE_HEAD + EVIDENCE_TAIL:
@@ -437,6 +530,20 @@ class Engine:
         finding.remediation = [render(step, self._render_context(finding)) for step in rule.remediation]
         finding.revision += 1
         return finding
+
+    def _name(self, key: tuple[str, tuple[Any, ...]], finding: Finding, names: set[str], what: str,
+              name: str) -> None:
+        """Add a client, user or host to a finding: at most MAX_NAMES are listed, and the distinct
+        others counted in `finding.omitted` (up to MAX_OMITTED of them told apart)."""
+        if name in names:
+            return
+        if len(names) < MAX_NAMES:
+            names.add(name)
+            return
+        beyond = self._omitted.setdefault((key, what), set())
+        if len(beyond) < MAX_OMITTED:
+            beyond.add(hash(name))
+            finding.omitted[what] = len(beyond)
 
     def _count(self, key: tuple[str, tuple[Any, ...]], finding: Finding, events: list[Event], unit: str) -> None:
         """Count occurrences, not lines. Each side (broker, client, server) counts its own: with
@@ -560,7 +667,7 @@ class Engine:
         rules = {rule.id: rule for rule in self.rules}
         view = {key: replace(f, clients=set(f.clients), users=set(f.users), hosts=set(f.hosts),
                              evidence=list(f.evidence), facts=list(f.facts), sides=set(f.sides),
-                             alternatives=list(f.alternatives), connections=set(f.connections))
+                             alternatives=list(f.alternatives), connections=set(f.connections), omitted=dict(f.omitted))
                 for key, f in self._findings.items()}
         hidden = self._fold_partial_groups(view, rules, name_of)
         by_id: dict[str, list[Finding]] = {}

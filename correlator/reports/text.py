@@ -50,6 +50,8 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
         for line in head[1:]:
             console.print(escape(line))
         who = ", ".join(sorted(finding.clients)) or "-"
+        if finding.omitted.get("clients"):
+            who += f" and {finding.omitted['clients']:,} more"
         console.print(escape(wrap.fill(f"{times(finding.count)}, {span(finding)}; clients: {who}")))
         console.print(escape(wrap.fill(f"confidence {finding.confidence}: {finding.confidence_reason}")))
         console.print()

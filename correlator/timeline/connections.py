@@ -16,9 +16,12 @@ from ip:port on port P` they belong to, possibly with other, established clients
   before them;
 - the one-line TLS failure `Client connection from ip failed: reason` comes before mosquitto logs
   an accept at all: it is a connection of its own;
-- a disconnect (or a broker restart) closes a connection; an idle timeout (event time) drops
+- a disconnect (or a broker restart) closes a connection, and so does a new accept on the same
+  address and port (a port is one socket at a time); an idle timeout (event time) drops
   connections whose end was never logged. Open connections are all that is kept in memory, and each
-  keeps at most `max_events` events per side (the count goes on).
+  keeps at most `max_events` events per side (the count goes on). Caps (MAX_PENDING, MAX_OPEN,
+  MAX_UNLINKED, MAX_HOLD) keep a storm of connections in one second linear and flat; what they let
+  go is counted (`overflow`, `overflow_notes()`).
 
 Client side. A client log is cut into *attempts*: a connect step (`net.connect(ing|ed)`,
 `mqtt.connect` = sending CONNECT) starts one unless it continues the current one (a later step of
@@ -97,6 +100,22 @@ FILE_TIME_WINDOW = 30.0
 #: Broker connections with no client side kept for that pairing at most (memory stays bounded on
 #: a busy broker whose clients sent no logs).
 MAX_UNCLAIMED = 1000
+#: Caps that keep time and memory linear whatever the input (a reconnect storm writes hundreds of
+#: thousands of `New connection from` lines in one second). What a cap lets go is counted in
+#: `Stitcher.overflow` and reported with the analysis: the events still flow and are counted by
+#: the rules; only the stitching of the connections let go is cut short.
+#: Connections of one broker accepted with no MQTT session yet: beyond it the oldest is let go.
+MAX_PENDING = 5000
+#: Open connections of every class together: beyond it the least recently active is let go.
+MAX_OPEN = 20_000
+#: Connections of one side waiting for the other side to link them: beyond it the oldest stops
+#: waiting (a storm of attempts within one window cannot be paired by time anyway).
+MAX_UNLINKED = 1000
+#: Events waiting in the hold for their connection to be final: beyond it the oldest leaves now,
+#: with the connection known so far.
+MAX_HOLD = 20_000
+#: Events a connection keeps per side (the first ones: the clock estimate and reports use them).
+MAX_CONNECTION_EVENTS = 32
 
 
 def _broker_refusal(kind: str, fields: dict[str, FieldValue]) -> bool:
@@ -215,9 +234,10 @@ class Stitcher:
     """
 
     def __init__(self, *, window: float = 2.0, pending_timeout: float = 120.0, idle_timeout: float = 86400.0,
-                 max_events: int = 200, on_close: Callable[[Connection], None] | None = None,
+                 max_events: int = MAX_CONNECTION_EVENTS, on_close: Callable[[Connection], None] | None = None,
                  annotate: bool = True, file_time_window: float = FILE_TIME_WINDOW,
-                 max_unclaimed: int = MAX_UNCLAIMED) -> None:
+                 max_unclaimed: int = MAX_UNCLAIMED, max_pending: int = MAX_PENDING, max_open: int = MAX_OPEN,
+                 max_unlinked: int = MAX_UNLINKED, max_hold: int = MAX_HOLD) -> None:
         """`annotate=False` leaves `Event.connection` alone (skew estimation stitches events that
         the real stitcher has labelled, or will label, already). `file_time_window`: how long
         before its file's time an untimed client's connection may have been (module doc)."""
@@ -228,7 +248,16 @@ class Stitcher:
         self.pending_timeout = pending_timeout
         self.idle_timeout = idle_timeout
         self.max_events = max_events
+        self.max_pending = max_pending
+        self.max_open = max_open
+        self.max_unlinked = max_unlinked
+        self.max_hold = max_hold
         self.on_close = on_close
+        #: What the caps let go, by cap: 'pending' and 'open' (connections ended early), 'unlinked'
+        #: (stopped waiting for their other side), 'hold' (events released before their connection
+        #: was final). `let_go_from` counts the connections ended early by peer address.
+        self.overflow: dict[str, int] = {}
+        self.let_go_from: dict[str, int] = {}
         self._brokers: dict[str, _BrokerState] = {}
         self._clients: dict[str, _ClientState] = {}
         # Live connections by class, each queue ordered by last activity (event time).
@@ -270,7 +299,12 @@ class Stitcher:
         if self._count & 63 == 0:
             self._evict()
         # Twice the window: a link by time is decided one window after an attempt began.
-        return self._release(self._now - 2 * self.window)
+        out = self._release(self._now - 2 * self.window)
+        if len(self._hold) > self.max_hold:
+            early = len(self._hold) - self.max_hold
+            self._count_overflow("hold", early)
+            out.extend(self._release(float("inf"), early))
+        return out
 
     def advance(self, seconds: float) -> list[Event]:
         """Move the stitcher's clock on without an event (a live tick while the logs are quiet):
@@ -312,6 +346,25 @@ class Stitcher:
         self._emit_closed()
         return out
 
+    def overflow_notes(self) -> list[str]:
+        """What the caps let go, in words for the report's notes (empty when nothing was)."""
+        notes = []
+        ended = self.overflow.get("pending", 0) + self.overflow.get("open", 0)
+        if ended:
+            busiest = sorted(self.let_go_from.items(), key=lambda item: -item[1])[:3]
+            where = ", ".join(f"{n:,} from {addr}" for addr, n in busiest)
+            notes.append(f"{ended:,} connections were let go before they ended ({where}): more than "
+                         f"{self.max_open:,} were open at once, or {self.max_pending:,} waiting for a session on "
+                         "one broker (a reconnect storm?); their lines are all counted, but later lines of "
+                         "the same connection start a new one")
+        if self.overflow.get("unlinked"):
+            notes.append(f"{self.overflow['unlinked']:,} connections stopped waiting for their other side: more than "
+                         f"{self.max_unlinked:,} waited within one stitching window, too many to pair by time")
+        if self.overflow.get("hold"):
+            notes.append(f"{self.overflow['hold']:,} events left the stitcher before their connection was final: "
+                         f"more than {self.max_hold:,} came within one stitching window")
+        return notes
+
     def pop_closed(self) -> list[Connection]:
         out, self._closed = self._closed, []
         return out
@@ -343,10 +396,16 @@ class Stitcher:
             conn.peer_addr = _str(fields.get("peer_addr"))
             conn.peer_port = _int(fields.get("peer_port"))
             conn.listener_port = _int(fields.get("listener_port"))
-            state.pending[conn.id] = conn
             if conn.peer_port is not None:
+                holder = state.by_port.get((conn.peer_addr, conn.peer_port))
+                if holder is not None and holder.id in state.pending:
+                    # a port is one socket at a time: the connection that had it is over, unlogged
+                    self._close(holder, "port reused")
                 state.by_port[(conn.peer_addr, conn.peer_port)] = conn
-            self._unlinked_broker[id(conn)] = conn
+            state.pending[conn.id] = conn
+            if len(state.pending) > self.max_pending:
+                self._let_go(next(iter(state.pending.values())), "pending")
+            self._wait_unlinked(self._unlinked_broker, conn)
             self._link_broker(conn)
         elif kind in TLS_FAILURE and "peer_addr" in fields and (
                 event.format.endswith("connection_failed")
@@ -355,7 +414,7 @@ class Stitcher:
             conn = self._new(event)
             conn.broker_source = event.source
             conn.peer_addr = _str(fields.get("peer_addr"))
-            self._unlinked_broker[id(conn)] = conn
+            self._wait_unlinked(self._unlinked_broker, conn)
         else:
             cid = client_id_of(event)
             if kind in NAMES:
@@ -490,7 +549,7 @@ class Stitcher:
         state.attempt = conn
         state.steps = set()
         state.ended = False
-        self._unlinked_client[id(conn)] = conn
+        self._wait_unlinked(self._unlinked_client, conn)
         return conn
 
     def _client_outcome(self, state: _ClientState, conn: Connection, event: Event) -> None:
@@ -584,11 +643,11 @@ class Stitcher:
         time alone cannot tell whose connection it was). A client that retried twice and a broker
         that logged two TLS failures pair up in order."""
         horizon = float("inf") if final else self._now - self.window
-        for client in list(self._unlinked_client.values()):
+        waiting = self._unlinked_client
+        while waiting:
+            client = next(iter(waiting.values()))
             if client.start > horizon:
                 break
-            if id(client) not in self._unlinked_client:
-                continue
             if client.client_events and client.client_events[0].estimated:
                 # a time borrowed from neighbours or the file's mtime ties nothing together by
                 # closeness; a client with no time at all waits for the file-time pairing
@@ -597,20 +656,22 @@ class Stitcher:
                     self._untimed[id(client)] = client
                     self._park(client)
                 continue
-            near = [b for b in self._unlinked_broker.values()
-                    if abs(b.start - client.start) <= self.window and compatible(b, client)]
-            rivals = any(c.client_source != client.client_source and abs(c.start - client.start) <= self.window
-                         and not (c.client_events and c.client_events[0].estimated)
-                         for c in self._unlinked_client.values())
-            if near and not rivals:
-                self._merge(near[0], client, "time")
+            near = next((b for b in self._unlinked_broker.values()
+                         if abs(b.start - client.start) <= self.window and compatible(b, client)), None)
+            rivals = near is not None and any(
+                c.client_source != client.client_source and abs(c.start - client.start) <= self.window
+                and not (c.client_events and c.client_events[0].estimated) for c in waiting.values())
+            if near is not None and not rivals:
+                self._merge(near, client, "time")
             else:
-                self._unlinked_client.pop(id(client), None)
+                waiting.pop(id(client), None)
         # A broker connection can still pair with an attempt that began up to a window after it.
-        for broker in list(self._unlinked_broker.values()):
+        unlinked = self._unlinked_broker
+        while unlinked:
+            broker = next(iter(unlinked.values()))
             if broker.start > horizon - self.window:
                 break
-            self._unlinked_broker.pop(id(broker), None)
+            unlinked.pop(id(broker))
             self._unclaim(broker)
         if self._untimed:
             self._pair_untimed(final=final)
@@ -766,7 +827,34 @@ class Stitcher:
                 if last + limit > now:
                     break
                 self._finish(conn)
+        while len(self._where) > self.max_open:
+            # closed ones waiting for their other side go first, then the least recently active
+            lru = self._lru["closed"] or min((q for q in (self._lru["pending"], self._lru["established"]) if q),
+                                            key=lambda q: next(iter(q.values()))[0])
+            self._let_go(next(iter(lru.values()))[1], "open")
         self._emit_closed()
+
+    def _count_overflow(self, cap: str, n: int = 1) -> None:
+        self.overflow[cap] = self.overflow.get(cap, 0) + n
+
+    def _let_go(self, conn: Connection, cap: str) -> None:
+        """A cap ends an open connection early: it leaves as if idle, and is counted."""
+        self._count_overflow(cap)
+        addr = conn.peer_addr or conn.client_source or conn.broker_source or "?"
+        if addr not in self.let_go_from and len(self.let_go_from) >= 100:
+            addr = "other addresses"  # a storm from many addresses: the first hundred are named
+        self.let_go_from[addr] = self.let_go_from.get(addr, 0) + 1
+        self._close(conn, "too many open")
+        self._finish(conn)
+
+    def _wait_unlinked(self, waiting: OrderedDict[int, Connection], conn: Connection) -> None:
+        """Wait for the other side to show up; beyond the cap the oldest waiting stops."""
+        waiting[id(conn)] = conn
+        if len(waiting) > self.max_unlinked:
+            _, oldest = waiting.popitem(last=False)
+            self._count_overflow("unlinked")
+            if waiting is self._unlinked_broker:
+                self._unclaim(oldest)
 
     def _emit_closed(self) -> None:
         if self.on_close is not None and self._closed:
@@ -774,10 +862,12 @@ class Stitcher:
                 self.on_close(conn)
             self._closed = []
 
-    def _release(self, horizon: float) -> list[Event]:
+    def _release(self, horizon: float, most: int | None = None) -> list[Event]:
         hold = self._hold
         out: list[Event] = []
-        while hold and hold[0][0] <= horizon:
+        left = len(hold) if most is None else most
+        while hold and left > 0 and hold[0][0] <= horizon:
+            left -= 1
             _, event, conn = hold.popleft()
             if self.annotate:
                 event.connection = conn.resolve().id if conn is not None else None
