@@ -23,7 +23,7 @@ from correlator.resources import builtin_dir
 
 #: How a kind is spelt: `area.name`, lower case (`other` and `unparsed` are the two exceptions).
 KIND_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
-_KIND_KEYS = {"meaning", "roles", "step", "when"}
+_KIND_KEYS = {"meaning", "roles", "step", "when", "fields"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class Kind:
     """The order of a client's connect step (for the `step` role)."""
     when: Mapping[str, Mapping[str, FieldValue]] = field(default_factory=dict)
     """Roles that hold only when the event's fields have these values."""
+    fields: frozenset[str] = frozenset()
+    """Fields the events of a kind made by code (not by a format's patterns) carry."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,10 @@ class _KindsLoader(DefinitionFile):
         step = entry.get("step")
         if ("step" in kind_roles) != isinstance(step, int):
             raise self.error("the 'step' role and a 'step' number go together", key, "step")
-        return Kind(name, entry["meaning"].strip(), frozenset(kind_roles), step, when)
+        fields = entry.get("fields", [])
+        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+            raise self.error("'fields' must be a list of field names", key, "fields")
+        return Kind(name, entry["meaning"].strip(), frozenset(kind_roles), step, when, frozenset(fields))
 
 
 def load_kinds(file: Path) -> KindVocabulary:

@@ -34,12 +34,18 @@ Check = Callable[["Artifacts", list[Event], dict[str, Any]], CheckResult]
 CHECKS: dict[str, Check] = {}
 #: The artifact collections a check cannot be true without (Artifacts attribute names).
 NEEDS: dict[str, tuple[str, ...]] = {}
+#: The values a check gives a rule's explanation and remediation (`{cert_file}`): declared beside
+#: the check, so the rule validator can tell a placeholder nothing fills from one a check fills.
+PROVIDES: dict[str, frozenset[str]] = {}
+#: The values `Artifacts.cert_values` gives for one certificate.
+CERT_VALUES = ("cert_file", "cert_subject", "cert_cn", "cert_issuer", "cert_not_after", "cert_not_before", "cert_san")
 
 
-def check(name: str, needs: tuple[str, ...] = ()) -> Callable[[Check], Check]:
+def check(name: str, needs: tuple[str, ...] = (), provides: tuple[str, ...] = ()) -> Callable[[Check], Check]:
     def register(fn: Check) -> Check:
         CHECKS[name] = fn
         NEEDS[name] = needs
+        PROVIDES[name] = frozenset(provides)
         return fn
     return register
 
@@ -222,17 +228,17 @@ def _validity(arts: Artifacts, events: list[Event], context: dict[str, Any], cer
     return CheckResult("true" if bad else "false", [arts.fact(leaf, text)], values)
 
 
-@check("server_cert_expired", needs=("certs",))
+@check("server_cert_expired", needs=("certs",), provides=CERT_VALUES)
 def _server_expired(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     return _validity(arts, events, context, arts.server_chain(context), "broker", expired=True)
 
 
-@check("server_cert_not_yet_valid", needs=("certs",))
+@check("server_cert_not_yet_valid", needs=("certs",), provides=CERT_VALUES)
 def _server_future(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     return _validity(arts, events, context, arts.server_chain(context), "broker", expired=False)
 
 
-@check("client_cert_expired", needs=("certs",))
+@check("client_cert_expired", needs=("certs",), provides=(*CERT_VALUES, "client_cert_files"))
 def _client_expired(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     certs = arts.client_certs(context)
     if not certs:
@@ -245,7 +251,7 @@ def _client_expired(arts: Artifacts, events: list[Event], context: dict[str, Any
     return result
 
 
-@check("client_cert_untrusted", needs=("certs",))
+@check("client_cert_untrusted", needs=("certs",), provides=(*CERT_VALUES, "ca_file"))
 def _client_untrusted(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     certs = arts.client_certs(context)
     trust = arts.broker_cas(context)
@@ -271,7 +277,7 @@ def _client_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
     return CheckResult("true", [e for e in evidence if untrusted.label in e.text], values)
 
 
-@check("server_cert_untrusted", needs=("certs",))
+@check("server_cert_untrusted", needs=("certs",), provides=CERT_VALUES)
 def _server_untrusted(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     found = arts.server_leaf(context)
     if found is None:
@@ -287,7 +293,7 @@ def _server_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
     return _unknown("the bundle holds the broker certificate's issuer; which CA file the clients use is unknown")
 
 
-@check("server_chain_incomplete", needs=("certs",))
+@check("server_chain_incomplete", needs=("certs",), provides=(*CERT_VALUES, "intermediate_file"))
 def _chain_incomplete(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     found = arts.server_leaf(context)
     if found is None:
@@ -311,7 +317,7 @@ def _chain_incomplete(arts: Artifacts, events: list[Event], context: dict[str, A
                                                 f"{issuer.label} (found in {arts.name(issuer.path)})")], values)
 
 
-@check("server_hostname_mismatch", needs=("certs",))
+@check("server_hostname_mismatch", needs=("certs",), provides=(*CERT_VALUES, "san_verdict", "wanted_san"))
 def _hostname(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     found = arts.server_leaf(context)
     if found is None:
@@ -336,7 +342,7 @@ def _hostname(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> 
     return CheckResult("true", [arts.fact(leaf, f"{host} is not in the subjectAltName of {leaf.label}{note}")], values)
 
 
-@check("client_key_problem", needs=("certs", "keys"))
+@check("client_key_problem", needs=("certs", "keys"), provides=CERT_VALUES)
 def _client_key(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     certs = arts.client_certs(context)
     if not certs or not arts.keys:
@@ -361,13 +367,13 @@ def _listener_tls(arts: Artifacts, context: dict[str, Any], want_tls: bool) -> C
     return CheckResult("true" if listener.tls == want_tls else "false", [ref], {"listener_port": listener.port})
 
 
-@check("listener_is_tls", needs=("confs",))
+@check("listener_is_tls", needs=("confs",), provides=("listener_port",))
 def _is_tls(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     """Plain MQTT sent to this listener is a mismatch only if the listener speaks TLS."""
     return _listener_tls(arts, context, True)
 
 
-@check("listener_is_plain", needs=("confs",))
+@check("listener_is_plain", needs=("confs",), provides=("listener_port",))
 def _is_plain(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     """A TLS client that gets nothing back is at a plain listener only if the listener is plain."""
     return _listener_tls(arts, context, False)
@@ -390,7 +396,7 @@ def _requires_cert(arts: Artifacts, events: list[Event], context: dict[str, Any]
     return CheckResult("true" if listener.require_certificate else "false", [ref])
 
 
-@check("anonymous_allowed", needs=("confs",))
+@check("anonymous_allowed", needs=("confs",), provides=("password_file",))
 def _anonymous(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     listener = arts.listener(context)
     if listener is None:
@@ -421,7 +427,7 @@ def _no_username(arts: Artifacts, events: list[Event], context: dict[str, Any]) 
     return CheckResult("true" if flag in (0, "0", False) else "false")
 
 
-@check("user_in_password_file", needs=("passwds",))
+@check("user_in_password_file", needs=("passwds",), provides=("password_file", "username", "user_verdict"))
 def _user_known(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     values = {"password_file": _password_file_name(arts, arts.listener(context)), "username": context.get("username")}
     if not arts.passwds:
@@ -468,17 +474,17 @@ def _acl(arts: Artifacts, context: dict[str, Any], action: str) -> CheckResult:
     return CheckResult("false" if allowed else "true", [ref], values)
 
 
-@check("acl_denies_publish", needs=("acls",))
+@check("acl_denies_publish", needs=("acls",), provides=("acl_file", "acl_verdict", "acl_line_to_add"))
 def _acl_publish(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     return _acl(arts, context, "write")
 
 
-@check("acl_denies_subscribe", needs=("acls",))
+@check("acl_denies_subscribe", needs=("acls",), provides=("acl_file", "acl_verdict", "acl_line_to_add"))
 def _acl_subscribe(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     return _acl(arts, context, "read")
 
 
-@check("opcua_cert_rejected", needs=("pki",))
+@check("opcua_cert_rejected", needs=("pki",), provides=("move_command", "cert_subject", "cert_file"))
 def _opcua_rejected(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     if not arts.pki:
         return _unknown("no OPC UA PKI folder in the bundle")
@@ -513,7 +519,7 @@ def _broker_files(arts: Artifacts, events: list[Event], context: dict[str, Any])
     return CheckResult("true" if evidence else "false", evidence)
 
 
-@check("cert_expiring_soon", needs=("certs",))
+@check("cert_expiring_soon", needs=("certs",), provides=("expiring_list",))
 def _expiring(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     now = arts.now or datetime.now(UTC)
     soon = [c for c in arts.certs if now <= c.not_after <= now + EXPIRY_WINDOW]
@@ -525,7 +531,7 @@ def _expiring(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> 
                        {"expiring_list": " ".join(lines)})
 
 
-@check("config_insecure")
+@check("config_insecure", provides=("insecure_list", "insecure_fix"))
 def _insecure(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     evidence = []
     fixes = []

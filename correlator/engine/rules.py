@@ -115,6 +115,9 @@ class Rule:
     count: str = "connection"
     """What one occurrence is: a 'connection' (a failed handshake is one however many lines both
     sides wrote about it) or an 'event' (five denied publishes in one session are five)."""
+    data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """The file's tables as read, for the validators (engine/validate.py), which check what the
+    rule names against the rest of the system and point at the line that names it."""
 
 
 def _kinds(where: Any) -> frozenset[str] | None:
@@ -165,8 +168,21 @@ def parse_duration(value: Any) -> float | None:
     return None
 
 
+_KEY_PART = re.compile(r"\[(\d+)\]|([A-Za-z_][\w]*)")
+
+
+def key_path(key: str) -> tuple[str | int, ...]:
+    """A rule key as the loader says it (`match[1].steps[0].where`) as a key path."""
+    return tuple(int(m.group(1)) if m.group(1) else m.group(2) for m in _KEY_PART.finditer(key))
+
+
 class _RuleLoader(DefinitionFile):
     what = "rule"
+
+    def error(self, message: str, key: str, *sub: str | int, at: tuple[str | int, ...] | None = None
+              ) -> DefinitionError:
+        """Rule keys are said as paths (`match[0].where`), so the key itself finds the line."""
+        return super().error(message, key, *sub, at=key_path(key) if at is None else at)
 
     def predicate(self, where: Any, key: str) -> Predicate:
         if not isinstance(where, dict) or not where:
@@ -347,7 +363,7 @@ class _RuleLoader(DefinitionFile):
             confirm_with=str(head.get("confirm_with", "")), look_alike=tuple(head.get("look_alike", [])),
             explains=tuple(head.get("explains", [])),
             tell_apart=str(head.get("tell_apart", "")), remediation=tuple(str(r) for r in remediation), tests=tests,
-            priority=int(head.get("priority", 50)), count=count)
+            priority=int(head.get("priority", 50)), count=count, data=data)
 
 
 def load_rule(file: Path) -> Rule:
@@ -360,6 +376,11 @@ def rule_files(extra_dirs: list[str | Path] | None = None) -> list[Path]:
 
 def load_rules(extra_dirs: list[str | Path] | None = None, *, collect: bool = False
                ) -> tuple[list[Rule], list[DefinitionError]]:
+    """The rules of every rule folder. A rule that names a check or a rule id that does not exist
+    is refused as a malformed one is (it would load and then silently never match); the other
+    validators (kinds, placeholders, tests) need the formats and run in `rules validate`."""
+    from correlator.engine.validate import REFERENCES, known, validate
+
     rules: dict[str, Rule] = {}
     errors: list[DefinitionError] = []
     for file in rule_files(extra_dirs):
@@ -371,4 +392,10 @@ def load_rules(extra_dirs: list[str | Path] | None = None, *, collect: bool = Fa
             errors.append(exc)
             continue
         rules[rule.id] = rule
-    return sorted(rules.values(), key=lambda r: (r.priority, r.id)), errors
+    wrong = validate(rules.values(), known(rules.values()), REFERENCES)
+    if wrong and not collect:
+        raise wrong[0]
+    errors += wrong
+    refused = {error.file for error in wrong}
+    kept = [rule for rule in rules.values() if rule.file not in refused]
+    return sorted(kept, key=lambda r: (r.priority, r.id)), errors
