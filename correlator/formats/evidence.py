@@ -20,6 +20,8 @@ from correlator.model import FieldValue
 _ALERT = re.compile(r"\b(?:(?:sslv3|tlsv1|tlsv12|tlsv13|tls) alert|Received fatal alert)\b", re.I)
 _OPCUA_NAME = re.compile(r"\b(Bad[A-Z][A-Za-z]+)\b")
 _OPCUA_HEX = re.compile(r"\b0x([0-9A-Fa-f]{8})\b")
+#: Files of parsers/vocab/ that are not phrase vocabularies (read by their own loaders).
+NOT_PHRASES = frozenset({"layouts.toml", "kinds.toml"})
 #: Distinct texts whose evidence is remembered (see `Evidence.extract`).
 EXTRACT_MEMO = 8192
 
@@ -151,8 +153,8 @@ def load_evidence(vocab_dir: Path) -> Evidence:
     vocabularies = []
     opcua: dict[str, str] = {}
     for file in sorted(vocab_dir.glob("*.toml")):
-        if file.name == "kinds.toml":
-            continue  # the kind vocabulary (correlator/kinds.py), not a phrase vocabulary
+        if file.name in NOT_PHRASES:
+            continue
         if file.name == "opcua_status.toml":
             try:
                 opcua = dict(tomllib.loads(file.read_text(encoding="utf-8"))["status"])

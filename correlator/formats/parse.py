@@ -19,6 +19,9 @@ from correlator.formats.evidence import Evidence
 from correlator.formats.timeparse import TimeParseError
 from correlator.model import OTHER, UNPARSED, Event, FieldValue
 
+#: Times before 1980-01-01 are placeholders written before a clock was read, not real times.
+PLACEHOLDER_BEFORE = 315532800.0
+
 
 @dataclass
 class LineMatch:
@@ -96,6 +99,8 @@ def _read(fmt: Format, lp: LinePattern, text: str, evidence: Evidence, tz: tzinf
             ts = lp.time.parse(time_text, tz, year, ref)
         except TimeParseError:
             return None
+        if ts < PLACEHOLDER_BEFORE:
+            ts = None  # a placeholder date (Paho C's 19700101): dated from the neighbours instead
     level = (fmt.level_of(level_word) if level_word else None) or lp.level
     message = None
     kind = OTHER

@@ -6,6 +6,7 @@ instead of stopping at the first, for `correlator formats validate`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -13,8 +14,9 @@ from pathlib import Path
 
 from correlator.definitions import definition_files, line_in
 from correlator.errors import DefinitionError
-from correlator.formats.definition import Format, load_format
+from correlator.formats.definition import Format, LinePattern, load_format
 from correlator.formats.evidence import Evidence, load_evidence
+from correlator.formats.layout import LayoutVocabulary, learn, load_layouts
 from correlator.formats.parse import match_line
 from correlator.resources import builtin_dir
 
@@ -27,6 +29,7 @@ class Registry:
     formats: dict[str, Format]
     evidence: Evidence
     errors: list[DefinitionError] = field(default_factory=list)
+    layouts: LayoutVocabulary | None = None
 
     @property
     def fallback(self) -> Format | None:
@@ -45,33 +48,82 @@ class Registry:
     def detect(self, lines: Sequence[str]) -> tuple[Format, float]:
         """The format that explains most of `lines` (first ones of a file) and the share of lines
         it explained. Matching a catalogue message counts more than matching only a line prefix,
-        so 'timestamp then text' formats do not win over the one that knows the messages."""
+        so 'timestamp then text' formats do not win over the one that knows the messages.
+
+        A layout learned from the lines themselves (`formats/layout.py`) is then tried with every
+        format's catalogue; when it explains the lines better, the format is used with the learned
+        pattern added after its own, so a Python `logging` layout nobody listed still reaches
+        paho's or asyncua's messages instead of the generic fallback."""
         sample = [line for line in lines if line.strip()][:DETECT_LINES]
         best: Format | None = None
         best_score = -1.0
         best_share = 0.0
+        scored: dict[str, list[float]] = {}
         for fmt in sorted(self.formats.values(), key=lambda f: (f.fallback, -f.priority, f.name)):
-            hits = 0
-            score = 0.0
-            for text in sample:
-                found = match_line(fmt, text, self.evidence)
-                if found is None:
-                    continue
-                hits += 1
-                score += 2.0 if found.message is not None else 1.0
-                if found.ts is not None:
-                    score += 0.5
-            if fmt.fallback:
-                score *= 0.5
+            per_line = [self._line_score(fmt, text) for text in sample]
+            scored[fmt.name] = per_line
+            hits = sum(1 for value in per_line if value)
+            score = sum(per_line) * (0.5 if fmt.fallback else 1.0)
             score += fmt.priority / 1000.0 if hits else 0.0
             if score > best_score:
                 best, best_score, best_share = fmt, score, hits / len(sample) if sample else 0.0
+        learned = self._learned(sample, scored, best_score)
+        if learned is not None:
+            return learned
         if best is None or best_score <= 0:
             fallback = self.fallback
             if fallback is None:
                 raise DefinitionError("no format matches and there is no fallback format")
             return fallback, 0.0
         return best, best_share
+
+    def _line_score(self, fmt: Format, text: str) -> float:
+        found = match_line(fmt, text, self.evidence)
+        if found is None:
+            return 0.0
+        return (2.0 if found.message is not None else 1.0) + (0.5 if found.ts is not None else 0.0)
+
+    def _learned(self, sample: list[str], scored: dict[str, list[float]],
+                 to_beat: float) -> tuple[Format, float] | None:
+        """The best format with a learned layout added, when it beats `to_beat`: a line its own
+        patterns read keeps its own score (they are tried first), the others are read by the
+        learned pattern, and only a catalogue message makes a learned line count."""
+        if self.layouts is None or not sample:
+            return None
+        best: tuple[Format, float] | None = None
+        for pattern in learn(sample, self.layouts):
+            for fmt in self.formats.values():
+                if fmt.fallback or not fmt.messages:
+                    continue
+                derived = with_learned(fmt, pattern, self.layouts)
+                own = scored[fmt.name]
+                per_line = [value or self._line_score_learned(derived, text)
+                            for value, text in zip(own, sample, strict=True)]
+                score = sum(per_line) + fmt.priority / 1000.0
+                known = sum(1 for value in per_line if value >= 2.0)
+                if score > to_beat + 0.5 and known > sum(1 for value in own if value >= 2.0):
+                    to_beat = score
+                    best = derived, 0.0
+        if best is None:
+            return None
+        derived = best[0]
+        read = sum(1 for text in sample if match_line(derived, text, self.evidence) is not None)
+        return derived, read / len(sample)
+
+    def _line_score_learned(self, fmt: Format, text: str) -> float:
+        found = match_line(fmt, text, self.evidence, start=len(fmt.lines) - 1)
+        if found is None or found.message is None:
+            return 0.0
+        return 2.0 + (0.5 if found.ts is not None else 0.0)
+
+
+def with_learned(fmt: Format, pattern: LinePattern, layouts: LayoutVocabulary) -> Format:
+    """`fmt` with a learned line pattern after its own, and the level words of every stack. A
+    shallow copy: the catalogue and its compiled alternations are shared, not built again."""
+    derived = copy.copy(fmt)
+    derived.lines = [*fmt.lines, pattern]
+    derived.levels = {**layouts.level_map, **fmt.levels}
+    return derived
 
 
 def check_samples(fmt: Format, evidence: Evidence) -> list[DefinitionError]:
@@ -120,6 +172,7 @@ def format_files(extra_dirs: Sequence[str | Path] | None = None) -> list[Path]:
 
 def load_registry(extra_dirs: Sequence[str | Path] | None = None, *, collect: bool = False) -> Registry:
     evidence = load_evidence(builtin_dir("parsers") / "vocab")
+    layouts = load_layouts(builtin_dir("parsers") / "vocab" / "layouts.toml")
     formats: dict[str, Format] = {}
     errors: list[DefinitionError] = []
     for file in format_files(extra_dirs):
@@ -137,7 +190,7 @@ def load_registry(extra_dirs: Sequence[str | Path] | None = None, *, collect: bo
             errors.extend(problems)
             continue
         formats[fmt.name] = fmt
-    return Registry(formats, evidence, errors)
+    return Registry(formats, evidence, errors, layouts)
 
 
 _DEFAULT: Registry | None = None

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 
 # A time-of-day split off a text, so '14:20:00.123' parses once per second, not once per line.
-_FRACTION = re.compile(r"^(?P<head>.*?\d{2}:\d{2}:\d{2})(?:[.,](?P<frac>\d{1,9}))?(?P<tail>.*)$")
+# Paho C's trace writes the time of day without colons ("20261123 141130.773").
+_FRACTION = re.compile(
+    r"^(?P<head>.*?(?:\d{2}:\d{2}:\d{2}|\b\d{6}(?=[.,]\d|$)))(?:[.,](?P<frac>\d{1,9}))?(?P<tail>.*)$")
 
 _MONTHS = {m: i + 1 for i, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}
@@ -29,6 +31,8 @@ AUTO_FORMATS: tuple[str, ...] = (
     "%d-%b-%Y %H:%M:%S",
     "%a %b %d %H:%M:%S %Y",  # ctime
     "%Y%m%d %H:%M:%S",
+    "%b %d, %Y %I:%M:%S %p",   # java.util.logging's SimpleFormatter (JDK 8)
+    "%b %d, %Y, %I:%M:%S %p",  # the same with CLDR locale data (JDK 9 and later)
 )
 
 

@@ -261,9 +261,12 @@ class Scene:
         made_with.update(extra_versions or {})
         if any(c.cmd and c.cmd[0] == "faketime" for c in self.clients.values()):
             made_with["libfaketime"] = dpkg_version("libfaketime")
+        affected = sorted({self.clients[n].info.get("client_id") or n if n in self.clients else n
+                           for _, names in root_causes for n in names})
         expected: dict[str, Any] = {
             "description": self.description,
             "root_causes": [{"id": rid, "clients": list(names)} for rid, names in root_causes],
+            "affected_clients": affected,
             "clients": {name: c.info for name, c in self.clients.items()
                         if not c.info["kind"].endswith("-server")},
             "made_at": self.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -1022,6 +1025,68 @@ def make_mixed(out: Path) -> None:
                   ("acl.publish_denied", ["viewer-33"])], broker=broker)
 
 
+# --------------------------------------------------------------------------- layouts of the field
+
+
+#: Python `logging` layouts seen in the field, as applications around paho-mqtt configure them:
+#: (format, datefmt) for each client of paho_logging_layouts.
+PAHO_LAYOUTS = {
+    "edge-40": ("%(asctime)s %(levelname)s %(name)s %(message)s", None),
+    "viewer-41": ("%(asctime)s - %(name)s - %(levelname)s - %(message)s", "%Y-%m-%d %H:%M:%S"),
+    "edge-42": ("%(asctime)s %(levelname)s (%(threadName)s) [%(name)s] %(message)s", None),
+    "edge-43": ("%(name)s; %(levelname)s; %(asctime)s; %(message)s", None),
+    "hmi-44": ("%(asctime)s.%(msecs)03d %(levelname)-8s [%(threadName)s] %(name)s: %(message)s",
+               "%Y-%m-%dT%H:%M:%S"),
+}
+
+
+def make_paho_logging_layouts(out: Path) -> None:
+    scene = Scene.create(out, "paho_logging_layouts",
+                         "Five paho-mqtt applications, each logging in another common Python logging layout "
+                         "(no colon after the logger, ` - ` separated without milliseconds, thread names, "
+                         "`name; LEVEL; time;`, padded levels with ISO T and msecs). edge-40 sends a wrong "
+                         "password, edge-42 a user the password file does not know, viewer-41 (read-only) "
+                         "publishes a node command; edge-43 and hmi-44 are healthy.")
+    scene.passwd(USERS)
+    scene.acl(SPARKPLUG_ACL)
+    config = (f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\nacl_file acl\n"
+              + LOG_ALL)
+
+    def layout(name: str) -> list[str]:
+        form, datefmt = PAHO_LAYOUTS[name]
+        return ["--log-format", form, *(["--date-format", datefmt] if datefmt else [])]
+
+    with scene.broker(config) as broker:
+        port = broker.port
+        scene.paho("hmi-44", port, [*layout("hmi-44"), "--subscribe", "spBv1.0/#", "--attempts", "1"],
+                   client_id="hmi-44", username="HMI", password=USERS["HMI"], duration=5)
+        time.sleep(0.4)
+        scene.paho("edge-43", port, [*layout("edge-43"), "--publish", "spBv1.0/Plant4/NDATA/edge-43",
+                                     "--interval", "0.5", "--attempts", "1"], client_id="edge-43", duration=4,
+                   username="MyEACM", password=USERS["MyEACM"])
+        scene.paho("edge-40", port, [*layout("edge-40"), "--publish", "spBv1.0/Plant4/NDATA/edge-40",
+                                     "--attempts", "2", "--retry-delay", "0.5"], client_id="edge-40",
+                   username="MyEACM", password="eacm-secret-OLD", duration=3)
+        scene.paho("viewer-41", port, [*layout("viewer-41"), "--publish", "spBv1.0/Plant4/NCMD/edge-43",
+                                       "--interval", "1", "--attempts", "1"], client_id="viewer-41",
+                   username="SparkplugViewer", password=USERS["SparkplugViewer"], duration=3)
+        scene.paho("edge-42", port, [*layout("edge-42"), "--publish", "spBv1.0/Plant4/NDATA/edge-42",
+                                     "--attempts", "2", "--retry-delay", "0.5"], client_id="edge-42",
+                   username="EdgeNode42", password="edge42-secret", duration=3)
+        scene.wait(timeout=30)
+        _settle(broker)
+    text = broker.log_text()
+    _require(text, r"not authorised", "paho_logging_layouts: refused logins")
+    _require(text, r"Denied PUBLISH from viewer-41", "paho_logging_layouts: ACL")
+    _require(_read(scene.root / "clients/edge-40.log"), r"DEBUG paho\.mqtt\.client Sending CONNECT \(u1, p1",
+             "paho_logging_layouts: edge-40's layout")
+    _require(_read(scene.root / "clients/edge-42.log"), r"\(MainThread\) \[paho\.mqtt\.client\] Sending CONNECT \(u1",
+             "paho_logging_layouts: edge-42's layout")
+    scene.extra["layouts"] = {name: form for name, (form, _) in PAHO_LAYOUTS.items()}
+    scene.finish([("auth.bad_credentials", ["edge-40", "edge-42"]), ("acl.publish_denied", ["viewer-41"])],
+                 broker=broker)
+
+
 # --------------------------------------------------------------------------- OPC UA
 
 
@@ -1309,6 +1374,7 @@ _register(
     (make_opcua_security_policy_rejected, "OPC UA clients ask for a security policy the server does not offer"),
     (make_opcua_user_access_denied, "OPC UA server refuses a wrong password and anonymous users"),
     (make_syslog_variants, "broker logging through rsyslogd, RFC 3164 and RFC 5424 files"),
+    (make_paho_logging_layouts, "paho-mqtt clients in five Python logging layouts; bad password, anonymous, ACL"),
 )
 
 

@@ -1,7 +1,8 @@
 """A small paho-mqtt application that behaves like a field client, so sample logs show what a real
 Python client writes when it fails.
 
-It logs through Python's logging in the common `asctime levelname name: message` layout with
+It logs through Python's logging, by default in the common `asctime levelname name: message`
+layout (`--log-format` and `--date-format` choose another, as applications in the field do), with
 paho's own logger enabled, retries like an edge device would, and writes every failure with the
 exception text, because that text is the client-side evidence the correlator must read. It also
 logs its local socket address once connected: that port is what the broker's `New connection
@@ -75,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="disconnect cleanly after this many connected seconds, then reconnect (0: never)")
     parser.add_argument("--log-file", required=True)
     parser.add_argument("--log-level", default="DEBUG")
+    parser.add_argument("--log-format", default="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        help="the logging layout (a logging.Formatter format string)")
+    parser.add_argument("--date-format", default=None, help="the logging datefmt (default: ISO with ms)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds to run in all")
     return parser.parse_args(argv)
 
@@ -235,7 +239,7 @@ def session(client: mqtt.Client, args: argparse.Namespace, state: State, deadlin
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(filename=args.log_file, level=getattr(logging, args.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=args.log_format, datefmt=args.date_format)
     try:
         return run(args)
     except KeyboardInterrupt:
