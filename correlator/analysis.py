@@ -186,8 +186,11 @@ class Session:
         return self.engine.advance_to(now)
 
     def finish(self) -> list[Finding]:
-        if self.artifacts.now is None and self.last is not None:
-            self.artifacts.now = datetime.fromtimestamp(self.last, UTC)
+        if self.artifacts.now is None:
+            # the time checks on the artifacts alone judge at (checks never read the clock): the
+            # log's last line, so an old bundle is judged as of its own day; with no log at all,
+            # certificates on their own are judged as of now
+            self.artifacts.now = datetime.fromtimestamp(self.last, UTC) if self.last is not None else datetime.now(UTC)
         return self.engine.finish(self.last)
 
     def findings(self, min_severity: str = "info") -> list[Finding]:

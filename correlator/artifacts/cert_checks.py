@@ -2,9 +2,11 @@
 
 Every check is a pure function of its inputs and of `at` (never the wall clock), so a finding
 about an incident last Tuesday is computed against last Tuesday, and tests never rot. Every check
-returns a `CheckResult` whose `status` keeps apart three things a report must not blur:
-"ok" (it ran and found nothing), "problem" (it ran and found something, with the root-cause id
-from ROOT_CAUSES.md where one applies) and "not_run" (it could not run, and `message` says why).
+returns the one `CheckResult` (correlator.check_result), whose status keeps apart three things a
+report must not blur: it ran and found nothing, it ran and found a problem (with the root-cause
+id from ROOT_CAUSES.md where one applies), it could not run (and `message` says why). The rules'
+artifact checks (engine/facts.py) ask these functions rather than comparing dates themselves, and
+`EXPIRY_WINDOW` is the one warning window.
 
 No check reads, returns or prints private key material: keys arrive as `KeyFacts`, which hold
 only the public half.
@@ -13,8 +15,8 @@ only the public half.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -28,9 +30,8 @@ from cryptography.x509.verification import (
 )
 
 from correlator.artifacts.certs import CertFacts, KeyFacts, issued_by
+from correlator.check_result import CheckResult, Severity
 
-Status = Literal["ok", "problem", "not_run"]
-Severity = Literal["info", "warning", "error"]
 Role = Literal["server", "client"]
 
 #: Default warning window for cert.expiring_soon (ROOT_CAUSES.md).
@@ -43,47 +44,17 @@ WEAK_HASHES = frozenset({"sha1", "md5", "md2", "md4"})
 _EKU_FOR_ROLE = {"server": "serverAuth", "client": "clientAuth"}
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    """The outcome of one check on one certificate (or key). `details` holds the check's own
-    evidence (days left, both hostname verdicts, the chain built), JSON-ready."""
-
-    check: str
-    status: Status
-    message: str
-    subject: str = ""
-    """Where the checked thing came from: 'file' or 'file#index'."""
-    cause: str | None = None
-    severity: Severity = "info"
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_problem(self) -> bool:
-        return self.status == "problem"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "check": self.check,
-            "status": self.status,
-            "severity": self.severity,
-            "cause": self.cause,
-            "subject": self.subject,
-            "message": self.message,
-            "details": dict(self.details),
-        }
-
-
 def _ok(check: str, cert: CertFacts | KeyFacts, message: str, **details: Any) -> CheckResult:
-    return CheckResult(check, "ok", message, cert.where, details=details)
+    return CheckResult.passed(check, message, subject=cert.where, details=details)
 
 
 def _problem(check: str, cert: CertFacts | KeyFacts, message: str, cause: str | None,
              severity: Severity = "error", **details: Any) -> CheckResult:
-    return CheckResult(check, "problem", message, cert.where, cause, severity, details)
+    return CheckResult.problem(check, message, subject=cert.where, cause=cause, severity=severity, details=details)
 
 
 def _not_run(check: str, subject: str, why: str) -> CheckResult:
-    return CheckResult(check, "not_run", why, subject)
+    return CheckResult.not_run(check, why, subject=subject)
 
 
 def _iso(value: datetime) -> str:
@@ -473,7 +444,7 @@ def check_all(certs: Sequence[CertFacts], at: datetime, *, role: Role = "server"
     extra: list[CheckResult] = [check_key_loaded(k, role) for k in keys if k.state != "loaded"]
     for key in keys:
         if key.state == "loaded" and key.where not in matched_keys:
-            extra.append(CheckResult("key_match", "problem", f"private key {key.where} belongs to none of the "
-                                     f"certificates given", key.where, None, "warning"))
+            extra.append(CheckResult.problem("key_match", f"private key {key.where} belongs to none of the "
+                                             f"certificates given", subject=key.where, severity="warning"))
     extra.extend(check_ca_file(trust))
     return reports, extra

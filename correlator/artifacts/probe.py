@@ -17,6 +17,7 @@ from __future__ import annotations
 import _ssl
 import contextlib
 import dataclasses
+import functools
 import os
 import socket
 import ssl
@@ -29,9 +30,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from correlator.artifacts import cert_checks
-from correlator.artifacts.cert_checks import CheckResult
 from correlator.artifacts.certs import CertFacts, load_bytes, load_paths
+from correlator.check_result import CheckResult
 from correlator.errors import ProbeError
+from correlator.formats.evidence import Vocabulary, load_vocabulary
+from correlator.resources import builtin_dir
 
 StepStatus = Literal["ok", "failed", "not_run"]
 
@@ -44,30 +47,6 @@ CONNACK_CODES: dict[int, tuple[str, str | None]] = {
     4: ("bad user name or password", "auth.bad_credentials"),
     5: ("not authorised", "auth.bad_credentials"),
 }
-
-#: Words of OpenSSL errors and TLS alerts during or right after the handshake, in the order they
-#: are tried, with the cause they name. A `None` client-cert flag means "whether or not the probe
-#: sent a client certificate"; True/False restricts the rule.
-_TLS_REASONS: tuple[tuple[str, str, bool | None], ...] = (
-    ("wrong version number", "tls.protocol_mismatch", None),
-    ("record layer failure", "tls.protocol_mismatch", None),
-    ("packet length too long", "tls.protocol_mismatch", None),
-    ("http request", "tls.protocol_mismatch", None),
-    ("certificate required", "tls.client_cert_missing", None),
-    ("certificate expired", "tls.client_cert_expired", True),
-    ("unknown ca", "tls.client_cert_untrusted", True),
-    ("bad certificate", "tls.client_cert_untrusted", True),
-    ("certificate unknown", "tls.client_cert_untrusted", True),
-    ("unsupported certificate", "tls.client_cert_untrusted", True),
-    ("handshake failure", "tls.client_cert_missing", False),
-    ("handshake failure", "tls.version_mismatch", True),
-    ("unsupported protocol", "tls.version_mismatch", None),
-    ("no protocols available", "tls.version_mismatch", None),
-    ("protocol version", "tls.version_mismatch", None),
-    ("no shared cipher", "tls.version_mismatch", None),
-    ("insufficient security", "tls.version_mismatch", None),
-)
-
 
 @dataclass(frozen=True)
 class MqttOutcome:
@@ -201,12 +180,20 @@ def parse_connack(data: bytes) -> tuple[bool, int]:
 # helpers
 
 
-def _tls_cause(text: str, sent_client_cert: bool) -> str | None:
-    lowered = text.lower().replace("_", " ")
-    for words, cause, needs_cert in _TLS_REASONS:
-        if words in lowered and (needs_cert is None or needs_cert == sent_client_cert):
-            return cause
-    return None
+@functools.cache
+def _tls_vocabulary() -> Vocabulary:
+    return load_vocabulary(builtin_dir("parsers") / "vocab" / "tls_reasons.toml")
+
+
+def tls_cause(text: str, sent_client_cert: bool, vocabulary: Vocabulary | None = None) -> str | None:
+    """The root cause an OpenSSL error or TLS alert met during or right after the handshake
+    names: the TLS reason the vocabulary (parsers/vocab/tls_reasons.toml, the one log analysis
+    reads) finds in the text, and that reason's `probe_cause` for whether a client certificate
+    was sent. None when the text names no reason, or one that names no cause in a probe."""
+    reason = (vocabulary or _tls_vocabulary()).find(text)
+    if reason is None:
+        return None
+    return reason.probe_with_cert if sent_client_cert else reason.probe_without_cert
 
 
 def _recv_exact(sock: socket.socket | ssl.SSLSocket, count: int) -> bytes:
@@ -349,7 +336,7 @@ def _tls_probe(raw: socket.socket, host: str, name: str, state: _State, finish: 
         sock.do_handshake()
     except ssl.SSLError as exc:
         text = str(exc)
-        cause = _tls_cause(text, sent_cert)
+        cause = tls_cause(text, sent_cert)
         if isinstance(exc, ssl.SSLEOFError) or "eof" in text.lower():
             cause = "tls.protocol_mismatch"
             text = (f"the port closed the connection during the TLS handshake ({exc.reason or exc}): it is "
@@ -380,7 +367,7 @@ def _tls_probe(raw: socket.socket, host: str, name: str, state: _State, finish: 
                 sock.unwrap()  # close_notify, so the broker logs a clean close, not an 'unexpected eof'
         except ssl.SSLError as exc:
             tls_error = str(exc)
-            cause = _tls_cause(tls_error, sent_cert)
+            cause = tls_cause(tls_error, sent_cert)
             state.add(cause, f"the broker ended TLS after the handshake: {exc.reason or exc}"
                       + (" (it requires a client certificate)" if cause == "tls.client_cert_missing" else ""))
             if mqtt:

@@ -14,15 +14,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from correlator.artifacts.cert_checks import CertReport, CheckResult, check_all
+from correlator.artifacts.cert_checks import EXPIRY_WINDOW, CertReport, check_all
 from correlator.artifacts.certs import CertFacts, KeyFacts, LoadResult, load_paths
+from correlator.check_result import CheckResult, CheckStatus
 from correlator.errors import ArtifactError
 from correlator.time_input import parse_time
 
 ORDER = 30
 
 #: Symbols per status, so the eye finds problems before it reads words.
-MARKS = {"ok": "[green]✔[/]", "problem": "[red]✘[/]", "warning": "[yellow]⚠[/]", "not_run": "[dim]–[/]"}
+MARKS = {CheckStatus.PASSED: "[green]✔[/]", CheckStatus.PROBLEM: "[red]✘[/]", "warning": "[yellow]⚠[/]",
+         CheckStatus.NOT_RUN: "[dim]–[/]"}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,8 +45,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                              "given; default now)")
     parser.add_argument("--role", choices=("server", "client"), default="server",
                         help="how the certificates are used (default: server)")
-    parser.add_argument("--window", type=int, default=30, metavar="DAYS",
-                        help="warn when a certificate expires within DAYS (default 30)")
+    parser.add_argument("--window", type=int, default=EXPIRY_WINDOW.days, metavar="DAYS",
+                        help=f"warn when a certificate expires within DAYS (default {EXPIRY_WINDOW.days})")
     parser.add_argument("--format", dest="output", choices=("text", "json"), default="text")
     parser.set_defaults(func=run)
 
@@ -97,7 +99,7 @@ def _as_json(args: argparse.Namespace, at: datetime, reports: Sequence[CertRepor
 
 
 def mark(result: CheckResult) -> str:
-    if result.status == "problem" and result.severity != "error":
+    if result.is_problem and result.severity != "error":
         return MARKS["warning"]
     return MARKS[result.status]
 
@@ -107,25 +109,26 @@ def check_line(result: CheckResult) -> str:
     from rich.markup import escape
 
     cause = f" [bold]\\[{escape(result.cause)}][/]" if result.cause else ""
-    style = "red" if result.status == "problem" and result.severity == "error" else (
-        "yellow" if result.status == "problem" else "dim" if result.status == "not_run" else "")
+    style = "red" if result.is_problem and result.severity == "error" else (
+        "yellow" if result.is_problem else "dim" if not result.ran else "")
     message = f"[{style}]{escape(result.message)}[/]" if style else escape(result.message)
     return f"  {mark(result)} {result.check:<14} {message}{cause}"
 
 
-def validity_text(cert: CertFacts, at: datetime) -> str:
-    """Dates with what they mean at `at`: days left, or how long ago it expired."""
+def validity_text(cert: CertFacts, at: datetime, window: timedelta = EXPIRY_WINDOW) -> str:
+    """Dates with what they mean at `at`: days left (yellow within the warning `window`), or how
+    long ago it expired."""
     span = f"{cert.not_before:%Y-%m-%d %H:%M} → {cert.not_after:%Y-%m-%d %H:%M} UTC"
     if at > cert.not_after:
         return f"{span}  [red bold]EXPIRED {(at - cert.not_after).total_seconds() / 86400:.1f} days ago[/]"
     if at < cert.not_before:
         return f"{span}  [red bold]NOT YET VALID for {(cert.not_before - at).total_seconds() / 86400:.1f} days[/]"
     days = (cert.not_after - at).total_seconds() / 86400
-    colour = "yellow" if days <= 30 else "green"
+    colour = "yellow" if days <= window.total_seconds() / 86400 else "green"
     return f"{span}  [{colour}]{days:.0f} days left[/]"
 
 
-def facts_lines(cert: CertFacts, at: datetime) -> list[tuple[str, str]]:
+def facts_lines(cert: CertFacts, at: datetime, window: timedelta = EXPIRY_WINDOW) -> list[tuple[str, str]]:
     from rich.markup import escape
 
     sans = [*(f"DNS:{d}" for d in cert.san_dns), *(f"IP:{i}" for i in cert.san_ip),
@@ -136,7 +139,7 @@ def facts_lines(cert: CertFacts, at: datetime) -> list[tuple[str, str]]:
     rows = [
         ("subject", escape(cert.subject)),
         ("issuer", escape(cert.issuer) + ("  (self-signed)" if cert.self_signed else "")),
-        ("valid", validity_text(cert, at)),
+        ("valid", validity_text(cert, at, window)),
         ("SAN", escape(", ".join(sans)) if sans else "[yellow]none[/] (clients that check only the SAN fail)"),
         ("key", f"{escape(cert.key_type)} {cert.key_size or ''}".strip()),
         ("signature", escape(cert.signature_algorithm)),
@@ -167,14 +170,14 @@ def _print_text(args: argparse.Namespace, at: datetime, reports: Sequence[CertRe
         kind = "leaf" if report.leaf else "CA" if cert.is_ca else "certificate"
         console.print()
         console.print(f"[bold]{escape(cert.where)}[/]  {escape(cert.label)}  [dim]({kind}, {cert.source_format})[/]")
-        for label, value in facts_lines(cert, at):
+        for label, value in facts_lines(cert, at, timedelta(days=args.window)):
             console.print(f"  [dim]{label:<10}[/] {value}")
-        shown = [r for r in report.results if r.status != "ok"]
-        passed = [r.check for r in report.results if r.status == "ok"]
+        shown = [r for r in report.results if r.status is not CheckStatus.PASSED]
+        passed = [r.check for r in report.results if r.status is CheckStatus.PASSED]
         for result in shown:
             console.print(check_line(result))
         if passed:
-            console.print(f"  {MARKS['ok']} [dim]{escape(', '.join(passed))}[/]")
+            console.print(f"  {MARKS[CheckStatus.PASSED]} [dim]{escape(', '.join(passed))}[/]")
     for key in keys:
         state = "opened" if key.state == "loaded" else key.state.replace("_", " ")
         console.print(f"\n[bold]{escape(key.where)}[/]  private key {escape(key.key_type or '')} "

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from correlator.check_result import CheckResult, CheckStatus
 from correlator.engine.rules import Match, Rule, Step, side_of
 from correlator.kinds import kind_vocabulary
 from correlator.model import Event, EvidenceRef, Finding, severity_rank
@@ -53,17 +54,6 @@ OVERFLOW_GROUP = "<more groups>"
 _ANONYMOUS_IDS = frozenset({"<unknown>", "(null)", "", "unknown"})
 
 
-@dataclass
-class CheckResult:
-    """What an artifact check found: 'true', 'false' or 'unknown' (with why), the facts it rests
-    on, and values the explanation and remediation can use (a certificate's subject, a path...)."""
-
-    status: str
-    evidence: list[EvidenceRef] = field(default_factory=list)
-    values: dict[str, Any] = field(default_factory=dict)
-    reason: str = ""
-
-
 class Facts(Protocol):
     def check(self, name: str, events: list[Event], context: dict[str, Any]) -> CheckResult: ...
 
@@ -73,10 +63,10 @@ class Facts(Protocol):
 
 
 class NoFacts:
-    """No artifacts were given: every check is unknown, so log rules stand on the logs alone."""
+    """No artifacts were given: no check can run, so log rules stand on the logs alone."""
 
     def check(self, name: str, events: list[Event], context: dict[str, Any]) -> CheckResult:
-        return CheckResult("unknown", reason="no artifacts were given")
+        return CheckResult.not_run(name, "no artifacts were given")
 
     def can_hold(self, name: str) -> bool:
         return False
@@ -263,8 +253,8 @@ class Engine:
             for match in rule.matches:
                 if match.type == "fact" and match.check is not None:
                     result = self.facts.check(match.check, [], {})
-                    if result.status == "true":
-                        finding = self._fold(rule, [], result, confirmed=True)
+                    if result.is_problem:
+                        finding = self._fold(rule, [], list(result.evidence), dict(result.values), confirmed=True)
                         changed.append(finding)
         return changed
 
@@ -426,29 +416,33 @@ class Engine:
     def _hit(self, rule: Rule, events: list[Event], match: Match | None = None) -> Finding | None:
         context = self._context(rule, events)
         confirmed = False
-        combined = CheckResult("unknown")
+        facts: list[EvidenceRef] = []
+        values: dict[str, Any] = {}
         for name in match.require if match is not None else ():
             required = self.facts.check(name, events, context)
-            if required.status != "true":
+            if not required.is_problem:
                 return None
             confirmed = True
-            combined.evidence.extend(required.evidence)
-            combined.values.update(required.values)
+            facts.extend(required.evidence)
+            values.update(required.values)
         for check in rule.checks:
             result = self.facts.check(check.name, events, context)
-            effect = {"true": check.on_true, "false": check.on_false}.get(result.status, check.on_unknown)
+            # a check looks for what is wrong: found is the rule's on_true, not found its on_false
+            effect = {CheckStatus.PROBLEM: check.on_true, CheckStatus.PASSED: check.on_false}.get(
+                result.status, check.on_unknown)
             if effect == "refute":
                 self.refuted[rule.id] = self.refuted.get(rule.id, 0) + 1
                 return None
             if effect == "confirm":
                 confirmed = True
-                combined.evidence.extend(result.evidence)
-            combined.values.update(result.values)
-        return self._fold(rule, events, combined, confirmed=confirmed)
+                facts.extend(result.evidence)
+            values.update(result.values)
+        return self._fold(rule, events, facts, values, confirmed=confirmed)
 
-    def _fold(self, rule: Rule, events: list[Event], checks: CheckResult, *, confirmed: bool) -> Finding:
+    def _fold(self, rule: Rule, events: list[Event], facts: list[EvidenceRef], values: dict[str, Any], *,
+              confirmed: bool) -> Finding:
         context = self._context(rule, events)
-        context.update(checks.values)
+        context.update(values)
         group_values = tuple(context.get(name) for name in rule.group_by)
         key = (rule.id, group_values)
         finding = self._findings.get(key)
@@ -519,7 +513,7 @@ class Engine:
                 del finding.evidence[EVIDENCE_HEAD]
                 finding.evidence.append(evidence)
         known = {(f.file, f.line) for f in finding.facts}
-        for fact in checks.evidence:
+        for fact in facts:
             if (fact.file, fact.line) not in known:
                 known.add((fact.file, fact.line))
                 finding.facts.append(fact)

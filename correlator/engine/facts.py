@@ -10,8 +10,8 @@ nothing of them reaches a value or an evidence line.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,10 @@ from correlator.artifacts.certs import CertFacts, KeyFacts, issued_by, load_path
 from correlator.artifacts.mosquitto_conf import Config, Listener, parse_mosquitto_conf
 from correlator.artifacts.opcua_pki import PkiStore, load_pki
 from correlator.artifacts.passwd import PasswordFile, parse_passwd
-from correlator.engine.evaluate import CheckResult
+from correlator.check_result import CheckResult
 from correlator.errors import CorrelatorError
 from correlator.model import Event, EvidenceRef
 from correlator.sources.bundle import Bundle
-
-#: cert.expiring_soon's window.
-EXPIRY_WINDOW = timedelta(days=30)
 
 Check = Callable[["Artifacts", list[Event], dict[str, Any]], CheckResult]
 CHECKS: dict[str, Check] = {}
@@ -54,15 +51,41 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _unknown(reason: str) -> CheckResult:
-    return CheckResult("unknown", reason=reason)
+# A check's result carries no name here: `Artifacts.check` stamps the name it was asked by.
+
+
+def _found(evidence: Sequence[EvidenceRef] = (), values: Mapping[str, Any] | None = None) -> CheckResult:
+    """What the check looks for is there (the rule's `on_true`)."""
+    return CheckResult.problem("", _said(evidence), evidence=tuple(evidence), values=dict(values or {}))
+
+
+def _clear(evidence: Sequence[EvidenceRef] = (), values: Mapping[str, Any] | None = None) -> CheckResult:
+    """The check ran and what it looks for is not there (the rule's `on_false`)."""
+    return CheckResult.passed("", _said(evidence), evidence=tuple(evidence), values=dict(values or {}))
+
+
+def _verdict(found: bool, evidence: Sequence[EvidenceRef] = (),
+             values: Mapping[str, Any] | None = None) -> CheckResult:
+    return (_found if found else _clear)(evidence, values)
+
+
+def _unknown(reason: str, evidence: Sequence[EvidenceRef] = (),
+             values: Mapping[str, Any] | None = None) -> CheckResult:
+    """The check could not run (the rule's `on_unknown`); what it knew is still passed on."""
+    return CheckResult.not_run("", reason, evidence=tuple(evidence), values=dict(values or {}))
+
+
+def _said(evidence: Sequence[EvidenceRef]) -> str:
+    return "; ".join(e.text for e in evidence)
 
 
 @dataclass
 class Artifacts:
-    """Everything a bundle holds besides logs, loaded once. `now` is the analysis's clock for
-    proactive checks (by default the time of the last log line, so an old bundle is judged as of
-    its own day, and a test is deterministic)."""
+    """Everything a bundle holds besides logs, loaded once. `now` is the time checks that rest on
+    the artifacts alone judge at, injected by the analysis (the time of the last log line, so an
+    old bundle is judged as of its own day and a test is deterministic; the moment of analysis
+    when there is no log); while it is None they cannot run. Checks about a failure judge at the
+    failure's first line."""
 
     certs: list[CertFacts] = field(default_factory=list)
     keys: list[KeyFacts] = field(default_factory=list)
@@ -73,6 +96,8 @@ class Artifacts:
     errors: list[CorrelatorError] = field(default_factory=list)
     display: dict[str, str] = field(default_factory=dict)
     now: datetime | None = None
+    window: timedelta = cert_checks.EXPIRY_WINDOW
+    """cert.expiring_soon warns about certificates that expire within it."""
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> Artifacts:
@@ -117,11 +142,15 @@ class Artifacts:
     def check(self, name: str, events: list[Event], context: dict[str, Any]) -> CheckResult:
         fn = CHECKS.get(name)
         if fn is None:
-            return _unknown(f"no artifact check named {name!r}")
+            return CheckResult.not_run(name, f"no artifact check named {name!r}")
         try:
-            return fn(self, events, context)
-        except (CorrelatorError, ValueError, OSError) as exc:
-            return _unknown(f"{name} could not run: {exc}")
+            result = fn(self, events, context)
+        except (CorrelatorError, OSError) as exc:
+            # the artifacts are the user's files, some looked at on disk only now (a PKI folder):
+            # one that turns out unreadable leaves this check unknown. Any other exception is a
+            # bug in the check and fails the analysis.
+            return CheckResult.not_run(name, f"{name} could not run: {exc}")
+        return replace(result, check=name)
 
     # -- lookups the checks share ---------------------------------------------------------------
 
@@ -204,38 +233,48 @@ class Artifacts:
         return EvidenceRef("artifact", self.name(path), line, text)
 
 
-def failure_time(events: list[Event]) -> datetime:
+def failure_time(arts: Artifacts, events: list[Event]) -> datetime | None:
+    """The time certificates are judged at: the first line of the failure, or for a check that
+    rests on the artifacts alone the analysis's `now`. Never the wall clock: that is for the
+    caller to inject."""
     if not events:
-        return datetime.now(UTC)
+        return arts.now
     return datetime.fromtimestamp(min(e.ts for e in events), UTC)
 
 
-def _validity(arts: Artifacts, events: list[Event], context: dict[str, Any], certs: list[CertFacts],
-              what: str, expired: bool) -> CheckResult:
+_NO_TIME = "no time to judge the certificates at (no log line, and the analysis gave no time)"
+
+
+def _validity(arts: Artifacts, events: list[Event], certs: list[CertFacts], role: cert_checks.Role,
+              expired: bool) -> CheckResult:
+    """The leaf's dates against the failure, as cert_checks judges them: the rule's wording,
+    the one system's verdict."""
     if not certs:
-        return _unknown(f"no {what} certificate in the bundle")
-    at = failure_time(events)
+        return _unknown(f"no {'broker' if role == 'server' else role} certificate in the bundle")
+    at = failure_time(arts, events)
+    if at is None:
+        return _unknown(_NO_TIME)
     leaf = certs[0]
     values = arts.cert_values(leaf)
     if expired:
-        bad = leaf.not_after < at
+        bad = cert_checks.check_expired(leaf, at, role).is_problem
         text = (f"{leaf.label}: notAfter {_iso(leaf.not_after)} is before the failure at {_iso(at)}" if bad
                 else f"{leaf.label}: valid until {_iso(leaf.not_after)}, after the failure at {_iso(at)}")
     else:
-        bad = leaf.not_before > at
+        bad = cert_checks.check_not_yet_valid(leaf, at, role).is_problem
         text = (f"{leaf.label}: notBefore {_iso(leaf.not_before)} is after the failure at {_iso(at)}" if bad
                 else f"{leaf.label}: valid since {_iso(leaf.not_before)}, before the failure at {_iso(at)}")
-    return CheckResult("true" if bad else "false", [arts.fact(leaf, text)], values)
+    return _verdict(bad, [arts.fact(leaf, text)], values)
 
 
 @check("server_cert_expired", needs=("certs",), provides=CERT_VALUES)
 def _server_expired(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
-    return _validity(arts, events, context, arts.server_chain(context), "broker", expired=True)
+    return _validity(arts, events, arts.server_chain(context), "server", expired=True)
 
 
 @check("server_cert_not_yet_valid", needs=("certs",), provides=CERT_VALUES)
 def _server_future(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
-    return _validity(arts, events, context, arts.server_chain(context), "broker", expired=False)
+    return _validity(arts, events, arts.server_chain(context), "server", expired=False)
 
 
 @check("client_cert_expired", needs=("certs",), provides=(*CERT_VALUES, "client_cert_files"))
@@ -243,12 +282,14 @@ def _client_expired(arts: Artifacts, events: list[Event], context: dict[str, Any
     certs = arts.client_certs(context)
     if not certs:
         return _unknown("no client certificate in the bundle")
-    at = failure_time(events)
-    expired = [c for c in certs if c.not_after < at]
+    at = failure_time(arts, events)
+    if at is None:
+        return _unknown(_NO_TIME)
+    expired = [c for c in certs if cert_checks.check_expired(c, at, "client").is_problem]
     chosen = expired[0] if expired else certs[0]
-    result = _validity(arts, events, context, [chosen], "client", expired=True)
-    result.values["client_cert_files"] = ", ".join(arts.name(c.path) for c in certs)
-    return result
+    result = _validity(arts, events, [chosen], "client", expired=True)
+    return replace(result, values={**result.values,
+                                   "client_cert_files": ", ".join(arts.name(c.path) for c in certs)})
 
 
 @check("client_cert_untrusted", needs=("certs",), provides=(*CERT_VALUES, "ca_file"))
@@ -257,12 +298,14 @@ def _client_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
     trust = arts.broker_cas(context)
     if not certs or not trust:
         return _unknown("no client certificate or no CA certificate in the bundle")
-    at = failure_time(events)
+    at = failure_time(arts, events)
+    if at is None:
+        return _unknown(_NO_TIME)
     evidence = []
     untrusted = None
     for cert in certs:
         result = cert_checks.check_chain(cert, trust, at, role="client")
-        if result.status == "not_run":
+        if not result.ran:
             continue
         evidence.append(arts.fact(cert, f"{cert.label}: {result.message}"))
         if result.is_problem and result.cause in ("tls.client_cert_untrusted", "tls.server_chain_incomplete"):
@@ -273,8 +316,8 @@ def _client_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
     ca_file = arts.conf_file("cafile", context)
     values["ca_file"] = arts.name(ca_file) if ca_file else "the broker's cafile"
     if untrusted is None:
-        return CheckResult("false", evidence, values)
-    return CheckResult("true", [e for e in evidence if untrusted.label in e.text], values)
+        return _clear(evidence, values)
+    return _found([e for e in evidence if untrusted.label in e.text], values)
 
 
 @check("server_cert_untrusted", needs=("certs",), provides=CERT_VALUES)
@@ -284,11 +327,11 @@ def _server_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
         return _unknown("no broker certificate in the bundle")
     _chain, leaf, values = found
     if leaf.self_signed:
-        return CheckResult("true", [arts.fact(leaf, f"{leaf.label} is self-signed: clients trust it only if they "
+        return _found([arts.fact(leaf, f"{leaf.label} is self-signed: clients trust it only if they "
                                                     "hold this very certificate")], values)
     issuers = [c for c in arts.cas() if issued_by(leaf.cert, c.cert)]
     if not issuers:
-        return CheckResult("true", [arts.fact(leaf, f"no CA certificate in the bundle issued {leaf.label} "
+        return _found([arts.fact(leaf, f"no CA certificate in the bundle issued {leaf.label} "
                                                     f"(issuer: {leaf.issuer})")], values)
     return _unknown("the bundle holds the broker certificate's issuer; which CA file the clients use is unknown")
 
@@ -300,20 +343,20 @@ def _chain_incomplete(arts: Artifacts, events: list[Event], context: dict[str, A
         return _unknown("no broker certificate in the bundle")
     chain, leaf, values = found
     if leaf.self_signed:
-        return CheckResult("false", [], values)
+        return _clear([], values)
     issuer = next((c for c in arts.certs if c.sha256 != leaf.sha256 and issued_by(leaf.cert, c.cert)),
                   None)
     if issuer is None:
         return _unknown(f"the issuer of {leaf.label} ({leaf.issuer}) is not in the bundle")
     if issuer.self_signed:
-        return CheckResult("false", [arts.fact(leaf, f"{leaf.label} is issued directly by the root {issuer.label}")],
+        return _clear([arts.fact(leaf, f"{leaf.label} is issued directly by the root {issuer.label}")],
                            values)
     presented = {c.sha256 for c in chain}
     if issuer.sha256 in presented:
-        return CheckResult("false", [arts.fact(leaf, f"the broker's certfile carries the intermediate {issuer.label}")],
+        return _clear([arts.fact(leaf, f"the broker's certfile carries the intermediate {issuer.label}")],
                            values)
     values["intermediate_file"] = arts.name(issuer.path)
-    return CheckResult("true", [arts.fact(leaf, f"the broker's certfile holds {leaf.label} without its intermediate "
+    return _found([arts.fact(leaf, f"the broker's certfile holds {leaf.label} without its intermediate "
                                                 f"{issuer.label} (found in {arts.name(issuer.path)})")], values)
 
 
@@ -329,17 +372,18 @@ def _hostname(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> 
         values["san_verdict"] = (f"The certificate names {', '.join(names) or 'no subjectAltName at all'}"
                                  f" (CN {leaf.common_name}).")
         values["wanted_san"] = "DNS:<the host name clients dial>"
-        return CheckResult("unknown", [arts.fact(leaf, values["san_verdict"])], values, "the host clients dial is "
-                           "not in their logs")
-    strict, lenient = cert_checks.hostname_verdicts(leaf, host)
+        return _unknown("the host clients dial is not in their logs", [arts.fact(leaf, values["san_verdict"])],
+                        values)
+    verdict = cert_checks.check_hostname(leaf, host)
     kind = "IP" if host.replace(".", "").isdigit() or ":" in host else "DNS"
     values["wanted_san"] = f"{kind}:{host}"
     values["san_verdict"] = (f"Clients dial {host}; the certificate names {', '.join(names) or 'no SAN'} "
                              f"(CN {leaf.common_name}).")
-    if strict:
-        return CheckResult("false", [arts.fact(leaf, f"{leaf.label} is valid for {host}")], values)
+    if not verdict.is_problem:
+        return _clear([arts.fact(leaf, f"{leaf.label} is valid for {host}")], values)
+    lenient = verdict.details.get("libmosquitto") is True
     note = " (libmosquitto accepts it through the CN; Python and other strict clients do not)" if lenient else ""
-    return CheckResult("true", [arts.fact(leaf, f"{host} is not in the subjectAltName of {leaf.label}{note}")], values)
+    return _found([arts.fact(leaf, f"{host} is not in the subjectAltName of {leaf.label}{note}")], values)
 
 
 @check("client_key_problem", needs=("certs", "keys"), provides=CERT_VALUES)
@@ -355,7 +399,7 @@ def _client_key(arts: Artifacts, events: list[Event], context: dict[str, Any]) -
     for cert in certs:
         if cert.public_key_sha256 not in prints:
             evidence.append(arts.fact(cert, f"no key in the bundle belongs to {cert.label}"))
-    return CheckResult("true" if evidence else "false", evidence, arts.cert_values(certs[0]))
+    return _verdict(bool(evidence), evidence, arts.cert_values(certs[0]))
 
 
 def _listener_tls(arts: Artifacts, context: dict[str, Any], want_tls: bool) -> CheckResult:
@@ -364,7 +408,7 @@ def _listener_tls(arts: Artifacts, context: dict[str, Any], want_tls: bool) -> C
         return _unknown("no mosquitto.conf listener for this port")
     text = f"listener {listener.port}: TLS {'on' if listener.tls else 'off'} ({listener.location})"
     ref = EvidenceRef("artifact", arts.name(listener.location.rsplit(":", 1)[0]), _line(listener.location), text)
-    return CheckResult("true" if listener.tls == want_tls else "false", [ref], {"listener_port": listener.port})
+    return _verdict(listener.tls == want_tls, [ref], {"listener_port": listener.port})
 
 
 @check("listener_is_tls", needs=("confs",), provides=("listener_port",))
@@ -393,7 +437,7 @@ def _requires_cert(arts: Artifacts, events: list[Event], context: dict[str, Any]
     text = f"listener {listener.port}: require_certificate {'true' if listener.require_certificate else 'false'}"
     ref = EvidenceRef("artifact", arts.name(setting.file) if setting else arts.name(listener.location),
                       setting.line if setting else None, text)
-    return CheckResult("true" if listener.require_certificate else "false", [ref])
+    return _verdict(listener.require_certificate, [ref])
 
 
 @check("anonymous_allowed", needs=("confs",), provides=("password_file",))
@@ -408,7 +452,7 @@ def _anonymous(arts: Artifacts, events: list[Event], context: dict[str, Any]) ->
     ref = EvidenceRef("artifact", arts.name(setting.file) if setting else arts.name(listener.location),
                       setting.line if setting else None, text)
     values = {"password_file": _password_file_name(arts, listener)}
-    return CheckResult("true" if allowed else "false", [ref], values)
+    return _verdict(allowed, [ref], values)
 
 
 def _password_file_name(arts: Artifacts, listener: Listener | None) -> str:
@@ -424,7 +468,7 @@ def _no_username(arts: Artifacts, events: list[Event], context: dict[str, Any]) 
     flag = context.get("has_username")
     if flag is None:
         return _unknown("no client CONNECT in the evidence")
-    return CheckResult("true" if flag in (0, "0", False) else "false")
+    return _verdict(flag in (0, "0", False))
 
 
 @check("user_in_password_file", needs=("passwds",), provides=("password_file", "username", "user_verdict"))
@@ -432,19 +476,19 @@ def _user_known(arts: Artifacts, events: list[Event], context: dict[str, Any]) -
     values = {"password_file": _password_file_name(arts, arts.listener(context)), "username": context.get("username")}
     if not arts.passwds:
         values["user_verdict"] = ""
-        return CheckResult("unknown", [], values, "no password file in the bundle")
+        return _unknown("no password file in the bundle", values=values)
     pw = arts.passwds[0]
     user = context.get("username")
     if not isinstance(user, str) or not user:
         values["user_verdict"] = f"The password file knows: {', '.join(pw.usernames) or 'no users'}."
-        return CheckResult("unknown", [], values, "the user name is not in the logs")
+        return _unknown("the user name is not in the logs", values=values)
     entry = pw.user(user)
     if entry is None:
         values["user_verdict"] = (f"User {user} is not in the password file ({arts.name(pw.path)}): an unknown user, "
                                   "not a wrong password.")
-        return CheckResult("false", [EvidenceRef("artifact", arts.name(pw.path), None, f"no user {user!r}")], values)
+        return _clear([EvidenceRef("artifact", arts.name(pw.path), None, f"no user {user!r}")], values)
     values["user_verdict"] = f"User {user} is in the password file (line {entry.line}): the password is wrong."
-    return CheckResult("true", [EvidenceRef("artifact", arts.name(pw.path), entry.line, f"user {user!r} exists")],
+    return _found([EvidenceRef("artifact", arts.name(pw.path), entry.line, f"user {user!r} exists")],
                        values)
 
 
@@ -471,7 +515,7 @@ def _acl(arts: Artifacts, context: dict[str, Any], action: str) -> CheckResult:
     values["acl_line_to_add"] = f"{fix} (under '{section}')" if fix and section else (fix or "")
     ref = EvidenceRef("artifact", arts.name(acl.path), entry.line if entry else None,
                       (entry.text if entry else reason))
-    return CheckResult("false" if allowed else "true", [ref], values)
+    return _verdict(not allowed, [ref], values)
 
 
 @check("acl_denies_publish", needs=("acls",), provides=("acl_file", "acl_verdict", "acl_line_to_add"))
@@ -492,11 +536,11 @@ def _opcua_rejected(arts: Artifacts, events: list[Event], context: dict[str, Any
         for cert in store.rejected:
             trusted = store.root / ("trusted/certs" if (store.root / "trusted" / "certs").is_dir() else "trusted")
             move = f"mv '{cert.path}' '{trusted}/'"
-            return CheckResult("true", [EvidenceRef("artifact", arts.name(cert.path), None,
+            return _found([EvidenceRef("artifact", arts.name(cert.path), None,
                                                     f"{cert.common_name or cert.subject} [{cert.thumbprint}] is in the "
                                                     "rejected folder")],
                                {"move_command": move, "cert_subject": cert.subject, "cert_file": arts.name(cert.path)})
-    return CheckResult("false", [], {"move_command": "(no certificate waits in the rejected folder)"})
+    return _clear([], {"move_command": "(no certificate waits in the rejected folder)"})
 
 
 @check("broker_tls_files_problem")
@@ -516,18 +560,20 @@ def _broker_files(arts: Artifacts, events: list[Event], context: dict[str, Any])
                 keys = [k for k in arts.keys if k.path == str(keyref.found)]
                 if keys and keys[0].public_key_sha256 not in (None, certs[0].public_key_sha256):
                     evidence.append(arts.fact(keyref.found, f"keyfile does not belong to certfile {certs[0].label}"))
-    return CheckResult("true" if evidence else "false", evidence)
+    return _verdict(bool(evidence), evidence)
 
 
 @check("cert_expiring_soon", needs=("certs",), provides=("expiring_list",))
 def _expiring(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
-    now = arts.now or datetime.now(UTC)
-    soon = [c for c in arts.certs if now <= c.not_after <= now + EXPIRY_WINDOW]
+    now = arts.now
+    if now is None:
+        return _unknown(_NO_TIME)
+    soon = [c for c in arts.certs if cert_checks.check_expiring_soon(c, now, arts.window).is_problem]
     if not soon:
-        return CheckResult("false")
+        return _clear()
     lines = [f"{c.label} ({arts.name(c.path)}) expires on {_iso(c.not_after)}, in {(c.not_after - now).days} days."
              for c in soon]
-    return CheckResult("true", [arts.fact(c, line) for c, line in zip(soon, lines, strict=True)],
+    return _found([arts.fact(c, line) for c, line in zip(soon, lines, strict=True)],
                        {"expiring_list": " ".join(lines)})
 
 
@@ -550,6 +596,6 @@ def _insecure(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> 
                                             f"listener {listener.port} allows {version}"))
                 fixes.append(f"set tls_version tlsv1.2 on listener {listener.port}")
     if not evidence:
-        return CheckResult("false")
-    return CheckResult("true", evidence, {"insecure_list": " ".join(e.text + "." for e in evidence),
+        return _clear()
+    return _found(evidence, {"insecure_list": " ".join(e.text + "." for e in evidence),
                                           "insecure_fix": "; ".join(fixes)})

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from correlator.engine.evaluate import CheckResult, Engine
+from correlator.check_result import CheckResult
+from correlator.engine.evaluate import Engine
 from correlator.engine.rules import Rule, RuleTest
 from correlator.model import Event, EvidenceRef
 
@@ -22,10 +23,11 @@ class StatedFacts:
 
     def check(self, name: str, events: list[Event], context: dict[str, Any]) -> CheckResult:
         if name not in self.facts:
-            return CheckResult("unknown", reason="not stated by the test")
-        status = "true" if self.facts[name] else "false"
-        evidence = [EvidenceRef("artifact", "test-artifact", None, f"{name} is {status}")] if self.facts[name] else []
-        return CheckResult(status, evidence)
+            return CheckResult.not_run(name, "not stated by the test")
+        if not self.facts[name]:
+            return CheckResult.passed(name, f"{name} is false")
+        return CheckResult.problem(name, f"{name} is true",
+                                   evidence=(EvidenceRef("artifact", "test-artifact", None, f"{name} is true"),))
 
     def can_hold(self, name: str) -> bool:
         return bool(self.facts.get(name))

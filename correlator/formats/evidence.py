@@ -31,6 +31,11 @@ class Reason:
     id: str
     title: str
     regex: re.Pattern[str]
+    probe_with_cert: str | None = None
+    """The cause `correlator probe` names when its handshake ends with this reason and it sent a
+    client certificate (the reason's `probe_cause_with_cert`, else `probe_cause`)."""
+    probe_without_cert: str | None = None
+    """The same when it sent none (`probe_cause_without_cert`, else `probe_cause`)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,13 @@ def _compile(file: Path, where: str, pattern: str) -> re.Pattern[str]:
         raise DefinitionError(f"regex does not compile: {exc}", file=file, context=where) from exc
 
 
+def _probe_cause(file: Path, where: str, entry: dict[str, object], key: str) -> str | None:
+    value = entry.get(key)
+    if value is not None and not isinstance(value, str):
+        raise DefinitionError(f"{key} must be a root-cause id string", file=file, context=where)
+    return value
+
+
 def load_vocabulary(file: Path) -> Vocabulary:
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -143,7 +155,10 @@ def load_vocabulary(file: Path) -> Vocabulary:
         if not isinstance(entry, dict) or not {"id", "patterns"} <= entry.keys():
             raise DefinitionError("a reason needs 'id' and 'patterns'", file=file, context=where)
         joined = "|".join(f"(?:{p})" for p in entry["patterns"])
-        reasons.append(Reason(str(entry["id"]), str(entry.get("title", entry["id"])), _compile(file, where, joined)))
+        both = _probe_cause(file, where, entry, "probe_cause")
+        reasons.append(Reason(str(entry["id"]), str(entry.get("title", entry["id"])), _compile(file, where, joined),
+                              _probe_cause(file, where, entry, "probe_cause_with_cert") or both,
+                              _probe_cause(file, where, entry, "probe_cause_without_cert") or both))
     quick = _compile(file, "all patterns", "|".join(f"(?:{r.regex.pattern})" for r in reasons))
     return Vocabulary(data["field"], data["kind"], tuple(reasons), quick, str(file))
 

@@ -48,6 +48,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
                     "not_after": NOW - timedelta(days=2)},
         "wrong-host": {"cn": "broker.elsewhere", "sans": ["broker.elsewhere"]},
         "client": {"cn": "edge-07", "sans": [], "usage": ("client",)},
+        "client-expired": {"cn": "edge-08", "sans": [], "usage": ("client",), "not_before": NOW - timedelta(days=40),
+                           "not_after": NOW - timedelta(days=2)},
     }
     for name, spec in leaves.items():
         issued = pki.make_leaf(spec["cn"], ca, sans=spec["sans"], usage=spec.get("usage", ("server",)),
@@ -146,6 +148,16 @@ def test_client_certificate_from_another_ca(lab: Lab, tmp_path: Path, mosquitto_
     result, log = run(tmp_path, lab.tls_config("good", "require_certificate true\n"), ca=lab.path("ca.pem"),
                       mqtt=True, cert=tmp_path / "foreign.pem", key=tmp_path / "foreign.key")
     assert result.causes == ("tls.client_cert_untrusted",)
+    assert "certificate verify failed" in log
+
+
+def test_expired_client_certificate(lab: Lab, tmp_path: Path, mosquitto_available: str) -> None:
+    """The broker's 'certificate expired' alert names its cause through the TLS vocabulary
+    (parsers/vocab/tls_reasons.toml), as log analysis reads it."""
+    result, log = run(tmp_path, lab.tls_config("good", "require_certificate true\n"), ca=lab.path("ca.pem"),
+                      mqtt=True, cert=lab.path("client-expired.pem"), key=lab.path("client-expired.key"))
+    assert result.causes == ("tls.client_cert_expired",)
+    assert "certificate expired" in (result.tls_error or "")
     assert "certificate verify failed" in log
 
 

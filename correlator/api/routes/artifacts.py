@@ -14,7 +14,7 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from correlator.api.deps import SettingsDep
 from correlator.api.models import InspectOut, ProbeOut, ProbeRequest
 from correlator.api.routes.analyses import ERRORS, parse_time
-from correlator.artifacts.cert_checks import check_all
+from correlator.artifacts.cert_checks import EXPIRY_WINDOW, check_all
 from correlator.artifacts.certs import LoadResult, load_bytes
 from correlator.artifacts.probe import probe
 
@@ -47,7 +47,7 @@ async def inspect_certificates(
         at: Annotated[str | None, Form(description="check validity at this time (ISO 8601 or epoch seconds; default "
                                        "now)",
                                        json_schema_extra={"format": "date-time"})] = None,
-        window: Annotated[int, Form(ge=0, le=3650, description="warn when expiring within DAYS")] = 30,
+        window: Annotated[int, Form(ge=0, le=3650, description="warn when expiring within DAYS")] = EXPIRY_WINDOW.days,
         password: Annotated[str | None, Form(description="password of encrypted keys and PKCS#12 files")] = None,
 ) -> InspectOut:
     # a multipart form cannot say null: an empty field, or one saying 'null', means now
