@@ -12,6 +12,7 @@ from rich.console import Group, RenderableType
 from rich.padding import Padding
 from rich.text import Text
 
+from correlator.artifacts.cert_checks import EXPIRY_WINDOW
 from correlator.model import Finding, severity_rank
 
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold white on dark_orange3",
@@ -110,8 +111,8 @@ def certificate(finding: Finding, now: float) -> list[tuple[str, Text]]:
     if ctx.get("cert_not_after"):
         until = str(ctx["cert_not_after"])
         left = _days(until, now)
-        style = "bold red" if left.startswith("expired") else ("yellow" if left and int(left.split()[0]) < 30
-                                                                else "green")
+        soon = left[:1].isdigit() and int(left.split()[0]) < EXPIRY_WINDOW.days
+        style = "bold red" if left.startswith("expired") else ("yellow" if soon else "green")
         rows.append(("valid until", Text.assemble(until, "  ", (left, style))))
     return rows
 
