@@ -448,3 +448,54 @@ def check_all(certs: Sequence[CertFacts], at: datetime, *, role: Role = "server"
                                              f"certificates given", subject=key.where, severity="warning"))
     extra.extend(check_ca_file(trust))
     return reports, extra
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What `correlator certs` and `POST /certificates/inspect` report: every check that applies
+    to some certificates and keys at one time, and the files that did not load. One object, so
+    the CLI's JSON and the API's answer cannot drift apart."""
+
+    at: datetime
+    role: Role
+    host: str | None
+    reports: tuple[CertReport, ...]
+    extra: tuple[CheckResult, ...]
+    """Results that concern no single certificate (keys, the CA file)."""
+    keys: tuple[KeyFacts, ...]
+    errors: tuple[str, ...]
+
+    @property
+    def problems(self) -> tuple[CheckResult, ...]:
+        return (*(r for report in self.reports for r in report.problems), *(r for r in self.extra if r.is_problem))
+
+    @property
+    def causes(self) -> list[str]:
+        """The root causes found, each once, in the order the checks found them."""
+        return list(dict.fromkeys(p.cause for p in self.problems if p.cause))
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": _iso(self.at),
+            "role": self.role,
+            "host": self.host,
+            "ok": self.ok,
+            "causes": self.causes,
+            "problems": len(self.problems),
+            "certificates": [r.to_dict() for r in self.reports],
+            "keys": [k.to_dict() for k in self.keys],
+            "checks": [r.to_dict() for r in self.extra],
+            "errors": list(self.errors),
+        }
+
+
+def inspect(certs: Sequence[CertFacts], at: datetime, *, role: Role = "server", host: str | None = None,
+            trust: Sequence[CertFacts] = (), keys: Sequence[KeyFacts] = (), window: timedelta = EXPIRY_WINDOW,
+            errors: Sequence[object] = ()) -> Inspection:
+    """`check_all`, kept with what it was asked and what did not load (`errors`, as text)."""
+    reports, extra = check_all(certs, at, role=role, host=host, trust=trust, keys=keys, window=window)
+    return Inspection(at, role, host, tuple(reports), tuple(extra), tuple(keys), tuple(str(e) for e in errors))

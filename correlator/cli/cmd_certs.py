@@ -12,10 +12,9 @@ import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from correlator.artifacts.cert_checks import EXPIRY_WINDOW, CertReport, check_all
-from correlator.artifacts.certs import CertFacts, KeyFacts, LoadResult, load_paths
+from correlator.artifacts.cert_checks import EXPIRY_WINDOW, Inspection, inspect
+from correlator.artifacts.certs import CertFacts, LoadResult, load_paths
 from correlator.check_result import CheckResult, CheckStatus
 from correlator.errors import ArtifactError
 from correlator.time_input import parse_time
@@ -61,41 +60,14 @@ def run(args: argparse.Namespace) -> int:
             "holds no CA certificate", file=", ".join(map(str, args.ca)))
     if not loaded.certs and not loaded.keys and not key_result.keys:
         raise loaded.errors[0] if loaded.errors else ArtifactError("no certificate found", file=str(args.files[0]))
-    keys = [*loaded.keys, *key_result.keys]
-    reports, extra = check_all(loaded.certs, at, role=args.role, host=args.host, trust=trust_result.certs,
-                               keys=keys, window=timedelta(days=args.window))
-    errors = [*loaded.errors, *key_result.errors, *trust_result.errors]
-    problems = [r for rep in reports for r in rep.problems] + [r for r in extra if r.is_problem]
+    found = inspect(loaded.certs, at, role=args.role, host=args.host, trust=trust_result.certs,
+                    keys=[*loaded.keys, *key_result.keys], window=timedelta(days=args.window),
+                    errors=[*loaded.errors, *key_result.errors, *trust_result.errors])
     if args.output == "json":
-        print(json.dumps(_as_json(args, at, reports, extra, keys, errors, problems), indent=2))
+        print(json.dumps(found.to_dict(), indent=2))
     else:
-        _print_text(args, at, reports, extra, keys, trust_result.certs, errors, problems)
-    return 1 if problems or errors else 0
-
-
-def _causes(problems: Sequence[CheckResult]) -> list[str]:
-    seen: list[str] = []
-    for problem in problems:
-        if problem.cause and problem.cause not in seen:
-            seen.append(problem.cause)
-    return seen
-
-
-def _as_json(args: argparse.Namespace, at: datetime, reports: Sequence[CertReport], extra: Sequence[CheckResult],
-             keys: Sequence[KeyFacts], errors: Sequence[ArtifactError],
-             problems: Sequence[CheckResult]) -> dict[str, Any]:
-    return {
-        "at": at.isoformat().replace("+00:00", "Z"),
-        "role": args.role,
-        "host": args.host,
-        "ok": not problems and not errors,
-        "causes": _causes(problems),
-        "problems": len(problems),
-        "certificates": [r.to_dict() for r in reports],
-        "keys": [k.to_dict() for k in keys],
-        "checks": [r.to_dict() for r in extra],
-        "errors": [str(e) for e in errors],
-    }
+        _print_text(args, found, trust_result.certs)
+    return 0 if found.ok else 1
 
 
 def mark(result: CheckResult) -> str:
@@ -152,20 +124,19 @@ def facts_lines(cert: CertFacts, at: datetime, window: timedelta = EXPIRY_WINDOW
     return rows
 
 
-def _print_text(args: argparse.Namespace, at: datetime, reports: Sequence[CertReport], extra: Sequence[CheckResult],
-                keys: Sequence[KeyFacts], trust: Sequence[CertFacts], errors: Sequence[ArtifactError],
-                problems: Sequence[CheckResult]) -> None:
+def _print_text(args: argparse.Namespace, found: Inspection, trust: Sequence[CertFacts]) -> None:
     from rich.console import Console
     from rich.markup import escape
 
     console = Console(highlight=False, soft_wrap=True)
+    at = found.at
     context = [f"at {at:%Y-%m-%d %H:%M:%S} UTC", f"role {args.role}"]
     if args.host:
         context.append(f"host {args.host}")
     if trust:
         context.append(f"{len(trust)} CA certificate(s) from {', '.join(map(str, args.ca))}")
     console.print(f"[dim]{escape(' · '.join(context))}[/]")
-    for report in reports:
+    for report in found.reports:
         cert = report.cert
         kind = "leaf" if report.leaf else "CA" if cert.is_ca else "certificate"
         console.print()
@@ -178,21 +149,20 @@ def _print_text(args: argparse.Namespace, at: datetime, reports: Sequence[CertRe
             console.print(check_line(result))
         if passed:
             console.print(f"  {MARKS[CheckStatus.PASSED]} [dim]{escape(', '.join(passed))}[/]")
-    for key in keys:
+    for key in found.keys:
         state = "opened" if key.state == "loaded" else key.state.replace("_", " ")
         console.print(f"\n[bold]{escape(key.where)}[/]  private key {escape(key.key_type or '')} "
                       f"{key.key_size or ''} [dim]({state}; never printed)[/]")
-    if extra:
+    if found.extra:
         console.print()
-        for result in extra:
+        for result in found.extra:
             console.print(check_line(result))
-    for error in errors:
-        console.print(f"[red]✘ cannot load[/] {escape(str(error))}")
+    for error in found.errors:
+        console.print(f"[red]✘ cannot load[/] {escape(error)}")
     console.print()
-    if problems or errors:
-        causes = _causes(problems)
-        what = f": {', '.join(causes)}" if causes else ""
-        count = len(problems) + len(errors)
+    if not found.ok:
+        what = f": {', '.join(found.causes)}" if found.causes else ""
+        count = len(found.problems) + len(found.errors)
         console.print(f"[red bold]{count} problem{'s' if count != 1 else ''}{escape(what)}[/]")
     else:
         console.print("[green bold]no problems found[/]")

@@ -3,6 +3,11 @@ root-cause ids of `correlator certs` and `correlator probe`."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 from api_helpers import SAMPLES, ServerFactory, free_port
 
 
@@ -20,6 +25,23 @@ def test_inspect_names_the_expired_server_certificate(start_server: ServerFactor
     leaf = body["certificates"][0]
     assert leaf["leaf"] and leaf["certificate"]["path"] == "server.pem"
     assert {c["check"] for c in leaf["checks"]} >= {"expired", "hostname", "chain"}
+
+
+def test_inspect_answers_what_certs_json_prints(start_server: ServerFactory, tmp_path: Path) -> None:
+    """One Inspection object behind both: the same checks, causes and counts, field for field."""
+    certs = SAMPLES / "server_cert_expired" / "certs"
+    for name in ("server.pem", "ca.pem"):
+        (tmp_path / name).write_bytes((certs / name).read_bytes())
+    cli = subprocess.run([sys.executable, "-m", "correlator", "certs", "server.pem", "--ca", "ca.pem", "--host",
+                          "localhost", "--at", "2026-11-23T14:40:00Z", "--window", "400", "--format", "json"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    with start_server().client() as client:
+        answer = client.post("/certificates/inspect", files=[("files", ("server.pem", (certs / "server.pem")
+                                                                        .read_bytes())),
+                                                             ("ca", ("ca.pem", (certs / "ca.pem").read_bytes()))],
+                             data={"at": "2026-11-23T14:40:00Z", "host": "localhost", "window": "400"})
+    assert cli.returncode == 1, cli.stderr
+    assert answer.json() == json.loads(cli.stdout)
 
 
 def test_inspect_rejects_a_time_that_is_not_iso(start_server: ServerFactory) -> None:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from correlator.api.deps import SettingsDep
 from correlator.api.models import InspectOut, ProbeOut, ProbeRequest
 from correlator.api.routes.analyses import ERRORS, parse_time
-from correlator.artifacts.cert_checks import EXPIRY_WINDOW, check_all
+from correlator.artifacts.cert_checks import EXPIRY_WINDOW, inspect
 from correlator.artifacts.certs import LoadResult, load_bytes
 from correlator.artifacts.probe import probe
 
@@ -55,21 +55,15 @@ async def inspect_certificates(
     assert when is not None
     loaded = await _load(files, password, "certificate")
     trust = await _load(ca, None, "CA")
-    try:
-        reports, extra = check_all(loaded.certs, when, role=role, host=host or None, trust=trust.certs,
-                                   keys=loaded.keys, window=timedelta(days=window))
-    except (ValueError, OverflowError) as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"cannot check at {when}: {exc}") from None
     errors = [str(e) for e in (*loaded.errors, *trust.errors)]
     if not loaded.certs and not loaded.keys and not errors:
         errors.append("no certificate or key found in the files")
-    problems = [r for rep in reports for r in rep.problems] + [r for r in extra if r.is_problem]
-    causes = list(dict.fromkeys(p.cause for p in problems if p.cause))
-    return InspectOut.model_validate({
-        "at": when.isoformat().replace("+00:00", "Z"), "role": role, "host": host or None,
-        "ok": not problems and not errors, "causes": causes, "problems": len(problems),
-        "certificates": [r.to_dict() for r in reports], "keys": [k.to_dict() for k in loaded.keys],
-        "checks": [r.to_dict() for r in extra], "errors": errors})
+    try:
+        found = inspect(loaded.certs, when, role=role, host=host or None, trust=trust.certs, keys=loaded.keys,
+                        window=timedelta(days=window), errors=errors)
+    except (ValueError, OverflowError) as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"cannot check at {when}: {exc}") from None
+    return InspectOut.model_validate(found.to_dict())
 
 
 @router.post("/probe", responses=ERRORS,
