@@ -87,6 +87,16 @@ class Analysis:
     made_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
+    def none_found(self) -> str:
+        """What a report says when there is no finding: never a plain "No root cause found" when
+        part of the input could not be read."""
+        if not self.errors:
+            return "No root cause found."
+        n = len(self.errors)
+        return (f"No root cause found in what could be read: {n} error{'s' if n != 1 else ''} kept part of the "
+                "input from being read (see Errors).")
+
+    @property
     def worst(self) -> str | None:
         return max((f.severity for f in self.findings), key=severity_rank, default=None)
 

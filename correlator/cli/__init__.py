@@ -10,8 +10,10 @@ means editing a central list. Heavy libraries (textual, fastapi) are imported in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import pkgutil
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -39,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -46,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return EXIT_USAGE
+    # SIGTERM ends the process as Ctrl-C does, through every `finally` and `with`: the folders
+    # archives were extracted to are removed (the default action would kill it where it stands)
+    with contextlib.suppress(ValueError):  # only the main thread may; an embedding caller keeps its own
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(func(args))
     except CorrelatorError as exc:

@@ -16,6 +16,8 @@ ORDER = 10
 
 #: Exit codes: 0 nothing found (or only info), then one per severity band.
 EXIT_BY_SEVERITY = {"info": 0, "low": 0, "medium": 3, "high": 4, "critical": 5}
+#: Nothing of medium or worse was found, and part of the input could not be read.
+EXIT_INPUT = 2
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -104,4 +106,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
     worst = analysis.worst
-    return EXIT_BY_SEVERITY.get(worst, 0) if worst and severity_rank(worst) >= 0 else 0
+    code = EXIT_BY_SEVERITY.get(worst, 0) if worst and severity_rank(worst) >= 0 else 0
+    # a part of the input that could not be read is an input error unless a finding says more
+    return EXIT_INPUT if code == 0 and analysis.errors else code

@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from correlator.api import create_app, load_settings
+    from correlator.api.server import uvicorn_options
+    from correlator.sources.archives import remove_stale_temp
 
     max_upload = None if args.max_upload_mb is None else int(args.max_upload_mb * 1024**2)
     settings = load_settings(args.config, host=args.host, port=args.port, token=args.token,
@@ -60,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CorrelatorError(f"cannot create the state folder: {exc.strerror}", file=settings.state_dir) from None
+    # extraction folders a crashed or killed server left behind
+    remove_stale_temp()
     app = create_app(settings)
     # open SSE streams would hold a shutdown forever: give them a moment, then close them
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
-                timeout_graceful_shutdown=2, proxy_headers=False)
+                timeout_graceful_shutdown=2, proxy_headers=False, **uvicorn_options())
     return 0

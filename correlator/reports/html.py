@@ -127,7 +127,7 @@ def render(analysis: Analysis, *, title: str = "") -> str:
     chips = "".join(f'<span class="chip" style="background:{SEVERITY_COLOUR[s]}">{n} {s}</span>'
                     for s, n in counts.items())
     findings = "".join(_finding(i, f) for i, f in enumerate(analysis.findings, 1)) or \
-        '<p class="none">No root cause found.</p>'
+        f'<p class="none">{escape(analysis.none_found)}</p>'
     sources = "".join(
         f"<tr><td>{escape(s.info.path)}</td><td>{escape(s.info.format)}</td><td>{escape(s.info.source)}</td>"
         f"<td>{escape(s.info.zone)} ({escape(s.zone_how)})</td><td>{s.offset:+.1f}s ({escape(s.offset_how)})</td>"

@@ -23,7 +23,7 @@ def render(analysis: Analysis, *, title: str = "") -> str:
             out.append(f"| {f.severity} | `{f.id}` | {_cell(f.title)} | {f.count} | "
                        f"{_cell(', '.join(sorted(f.clients)) or '-')} | {f.confidence} |")
     else:
-        out.append("**No root cause found.**")
+        out.append(f"**{analysis.none_found}**")
     for f in analysis.findings:
         out += ["", f"## {f.severity.upper()}: {f.title} (`{f.id}`)", "",
                 f"{times(f.count)}, {span(f)}; clients: {', '.join(sorted(f.clients)) or '-'}; "

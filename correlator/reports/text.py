@@ -39,7 +39,10 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
                            width=width, subsequent_indent="    ")
     console.print(f"[bold]{name}[/]" + escape(header[len(name):]))
     if not analysis.findings:
-        console.print("\n[green]No root cause found.[/] Nothing in the logs or artifacts matches a known failure.")
+        if analysis.errors:
+            console.print(f"\n[yellow]{escape(analysis.none_found)}[/]")
+        else:
+            console.print("\n[green]No root cause found.[/] Nothing in the logs or artifacts matches a known failure.")
     for finding in analysis.findings:
         style = SEVERITY_STYLE.get(finding.severity, "")
         console.print()

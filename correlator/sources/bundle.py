@@ -3,33 +3,26 @@
 keys, mosquitto.conf, ACL and password files, and OPC UA PKI folders. Customers name files as
 they please ("broker-config.txt", "certs.bak"), so the names are only a tie-breaker.
 
-Archives are extracted with limits (total size, file count, compression ratio) and refuse any
-member that would land outside the target (absolute paths, '..', links): each refusal is an
-InputError naming the archive and the member, and the rest of the bundle is still read.
+Archives are extracted by `correlator.sources.archives`, with limits shared by the whole input
+(total size, file count, compression ratio, at every nesting level) and refusing any member that
+would land outside the target (absolute paths, '..', links): each refusal is an InputError naming
+the archive and the member, and the rest of the bundle is still read. Folders are walked without
+recursion, so no depth of folders can overflow the stack.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import stat
-import tarfile
-import tempfile
-import time
-import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from correlator.errors import InputError
-from correlator.sources.lines import compression_of
+from correlator.sources.archives import MAX_NESTING, Budget, extract, make_temp, printable
+from correlator.sources.lines import compression_of, text_encoding
 
-#: Extraction limits: a bundle is a few hundred MB of logs at most; beyond is a mistake or a bomb.
-MAX_TOTAL_BYTES = 4 * 1024**3
-MAX_FILES = 20_000
-MAX_RATIO = 250
 SNIFF_BYTES = 64 * 1024
 
 _CONF_LINE = re.compile(
@@ -80,87 +73,22 @@ def is_archive(path: Path) -> bool:
     return name.endswith(_ARCHIVE_SUFFIXES)
 
 
-def _safe_member(name: str, archive: Path) -> PurePosixPath:
-    member = PurePosixPath(name.replace("\\", "/"))
-    if member.is_absolute() or re.match(r"^[A-Za-z]:", name) or ".." in member.parts:
-        raise InputError(f"refused archive member {name!r}: its path leaves the extraction folder", file=archive)
-    return member
+#: Bytes no text log holds: C0 controls but tab, newline, vertical tab, form feed, carriage
+#: return and escape (colour codes), and DEL.
+_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 27)) + b"\x7f"
 
 
-def _check_limits(archive: Path, name: str, size: int, packed: int, total: int, count: int) -> None:
-    if count > MAX_FILES:
-        raise InputError(f"refused: more than {MAX_FILES} files (at member {name!r})", file=archive)
-    if total + size > MAX_TOTAL_BYTES:
-        raise InputError(f"refused: more than {MAX_TOTAL_BYTES // 1024**2} MB when extracted (at member {name!r})",
-                         file=archive)
-    if packed > 0 and size / packed > MAX_RATIO and size > 1024 * 1024:
-        raise InputError(f"refused archive member {name!r}: compression ratio {size // packed}:1 looks like a "
-                         "decompression bomb", file=archive)
-
-
-def extract(archive: Path, target: Path, errors: list[InputError]) -> None:
-    """Extract `archive` into `target`, member by member, refusing unsafe members."""
-    total = 0
-    count = 0
-    try:
-        if archive.name.lower().endswith(".zip"):
-            with zipfile.ZipFile(archive) as zf:
-                for info in zf.infolist():
-                    if info.is_dir():
-                        continue
-                    try:
-                        member = _safe_member(info.filename, archive)
-                        mode = info.external_attr >> 16
-                        if stat.S_ISLNK(mode):
-                            raise InputError(f"refused archive member {info.filename!r}: symbolic link", file=archive)
-                        count += 1
-                        _check_limits(archive, info.filename, info.file_size, info.compress_size, total, count)
-                    except InputError as exc:
-                        errors.append(exc)
-                        if "refused:" in exc.message:
-                            return
-                        continue
-                    total += info.file_size
-                    out = target.joinpath(*member.parts)
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(info) as src, open(out, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1024 * 1024)
-                    # a log without timestamps is dated by its file's time: keep the member's
-                    # (zip stores local wall-clock time without a zone)
-                    _set_mtime(out, time.mktime((*info.date_time, 0, 0, -1)))
-            return
-        with tarfile.open(archive) as tf:
-            for tinfo in tf:
-                if tinfo.isdir():
-                    continue
-                try:
-                    member = _safe_member(tinfo.name, archive)
-                    if not tinfo.isfile():
-                        what = "link" if tinfo.issym() or tinfo.islnk() else "special file"
-                        raise InputError(f"refused archive member {tinfo.name!r}: {what}", file=archive)
-                    count += 1
-                    _check_limits(archive, tinfo.name, tinfo.size, 0, total, count)
-                except InputError as exc:
-                    errors.append(exc)
-                    if "refused:" in exc.message:
-                        return
-                    continue
-                total += tinfo.size
-                source = tf.extractfile(tinfo)
-                if source is None:
-                    continue
-                out = target.joinpath(*member.parts)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with source, open(out, "wb") as dst:
-                    shutil.copyfileobj(source, dst, 1024 * 1024)
-                _set_mtime(out, float(tinfo.mtime))
-    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as exc:
-        errors.append(InputError(f"cannot read archive: {exc}", file=archive))
-
-
-def _set_mtime(path: Path, mtime: float) -> None:
-    with contextlib.suppress(OSError, OverflowError, ValueError):
-        os.utime(path, (mtime, mtime))
+def _binary(block: bytes) -> bool:
+    """Whether the first block of a file is binary: any NUL, or more than a tenth of it control
+    bytes or bytes that are not UTF-8 (a Latin-1 log has a few, random data about half). Looks at
+    one block, so a folder of garbage is sorted out in milliseconds."""
+    if not block:
+        return False
+    if b"\x00" in block:
+        return True
+    bad = len(block) - len(block.translate(None, _CONTROL))
+    bad += block.decode("utf-8", "replace").count("\ufffd")
+    return bad > len(block) // 10
 
 
 def classify(path: Path) -> str:
@@ -172,10 +100,15 @@ def classify(path: Path) -> str:
         return "unreadable"
     if compression_of(head) is not None:
         return "log"  # rotated logs: mosquitto.log.2.gz
+    encoding = text_encoding(head)
+    if encoding is not None:
+        head = head.decode(encoding, "replace").encode("utf-8")  # PowerShell's `>` writes UTF-16
     if _PEM.search(head):
         return "cert"
-    if b"\x00" in head[:4096] or (head[:1] == b"\x30" and len(head) > 1 and head[1] in (0x82, 0x81, 0x80)):
-        return "cert" if head[:1] == b"\x30" else "binary"
+    if head[:1] == b"\x30" and len(head) > 1 and head[1] in (0x82, 0x81, 0x80):
+        return "cert"
+    if _binary(head[:4096]):
+        return "binary"
     text = head.decode("utf-8", "replace")
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
@@ -192,69 +125,124 @@ def classify(path: Path) -> str:
 
 
 def _walk(root: Path, errors: list[InputError]) -> Iterator[Path]:
-    def on_error(exc: OSError) -> None:
-        errors.append(InputError(f"cannot read folder: {exc.strerror or exc}", file=exc.filename))
-
-    for folder, dirs, files in os.walk(root, onerror=on_error, followlinks=False):
-        dirs.sort()
-        for name in sorted(files):
-            path = Path(folder) / name
-            if path.is_symlink():
+    """Files under `root`, sorted folder by folder, links not followed; iterative (os.walk
+    recurses once per folder level)."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                found = sorted(entries, key=lambda e: e.name)
+        except OSError as exc:
+            errors.append(InputError(f"cannot read folder: {exc.strerror or exc}", file=printable(str(folder))))
+            continue
+        subfolders = []
+        for entry in found:
+            try:
+                if entry.is_symlink():
+                    continue
+                if entry.is_dir():
+                    subfolders.append(Path(entry.path))
+                elif entry.is_file():
+                    yield Path(entry.path)
+            except OSError:
                 continue
-            yield path
+        stack.extend(reversed(subfolders))
+
+
+def _pki_roots(root: Path) -> Iterator[Path]:
+    """OPC UA PKI folders under `root` (not looked into further), iteratively."""
+    from correlator.artifacts.opcua_pki import detect_layout
+
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        if detect_layout(folder) is not None:
+            yield folder
+            continue
+        try:
+            with os.scandir(folder) as entries:
+                stack.extend(sorted((Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)),
+                                    reverse=True))
+        except OSError:
+            continue
 
 
 def open_bundle(inputs: Iterable[str | Path]) -> Bundle:
     """Expand files, folders and archives into a sorted Bundle. Unreadable or unsafe parts become
-    errors in `bundle.errors`; everything else is kept."""
-    from correlator.artifacts.opcua_pki import detect_layout
-
+    errors in `bundle.errors`; everything else is kept. Archives in archives are expanded from a
+    work list (no recursion), drawing on one `Budget` for the whole input."""
     bundle = Bundle()
-    inputs = list(inputs)
-    for given in inputs:
-        path = Path(given)
-        if not path.exists():
-            bundle.errors.append(InputError("no such file or folder", file=path))
-            continue
-        if path.is_file() and is_archive(path):
-            temp = Path(tempfile.mkdtemp(prefix="correlator-bundle-"))
-            bundle._temp.append(temp)
-            extract(path, temp, bundle.errors)
-            roots = [(temp, f"{path.name}!")]
-        elif path.is_dir():
-            # one folder: name files as they sit in it (broker/mosquitto.log); several: keep the folder
-            roots = [(path, "" if len(inputs) == 1 else f"{path.name}/")]
-        else:
-            roots = [(path, "")]
-        for root, prefix in roots:
-            bundle.roots.append(root)
-            files = [root] if root.is_file() else list(_walk(root, bundle.errors))
-            if root.is_dir():
-                for folder, dirs, _ in os.walk(root):
-                    if detect_layout(Path(folder)) is not None:
-                        bundle.pki_roots.append(Path(folder))
-                        dirs[:] = []
-            in_pki = tuple(str(p) + os.sep for p in bundle.pki_roots)
-            for file in files:
-                display = str(file) if root.is_file() else prefix + str(file.relative_to(root))
-                bundle.display[file] = display
-                if str(file).startswith(in_pki):
-                    continue
-                if file.is_file() and is_archive(file) and root.is_dir():
-                    inner = open_bundle([file])
-                    bundle._temp.extend(inner._temp)
-                    for name in ("logs", "certs", "confs", "acls", "passwds", "pki_roots", "skipped", "errors"):
-                        getattr(bundle, name).extend(getattr(inner, name))
-                    for inner_path, inner_name in inner.display.items():
-                        bundle.display[inner_path] = f"{display}!{inner_name.split('!', 1)[-1]}"
-                    continue
-                kind = classify(file)
-                target = {"log": bundle.logs, "cert": bundle.certs, "conf": bundle.confs, "acl": bundle.acls,
-                          "passwd": bundle.passwds}.get(kind)
-                if target is None:
-                    bundle.skipped.append((file, kind))
-                else:
-                    target.append(file)
+    try:
+        _fill(bundle, list(inputs))
+    except BaseException:
+        bundle.close()  # SIGTERM (as SystemExit) or Ctrl-C during extraction: no folder left behind
+        raise
     # expected.json, README and the like are not logs
     bundle.logs = [p for p in bundle.logs if p.suffix.lower() not in (".json", ".md", ".py", ".html", ".csv")]
     return bundle
+
+
+def _fill(bundle: Bundle, inputs: list[str | Path]) -> None:
+    budget = Budget()
+    # (root, how to name its files: a prefix, or the original member names of an archive, nesting)
+    work: list[tuple[Path, str, dict[Path, str] | None, int]] = []
+    for given in inputs:
+        path = Path(given)
+        if not path.exists():
+            bundle.errors.append(InputError("no such file or folder", file=printable(str(path))))
+        elif path.is_file() and is_archive(path):
+            budget.given += path.stat().st_size
+            _expand(bundle, budget, path, path.name, 0, work, named=str(path))
+        elif path.is_dir():
+            # one folder: name files as they sit in it (broker/mosquitto.log); several: keep the folder
+            work.append((path, "" if len(inputs) == 1 else f"{path.name}/", None, 0))
+        else:
+            work.append((path, "", None, 0))
+    while work:
+        root, prefix, names, nesting = work.pop(0)
+        bundle.roots.append(root)
+        files = [root] if root.is_file() else list(_walk(root, bundle.errors))
+        if root.is_dir():
+            bundle.pki_roots.extend(_pki_roots(root))
+        in_pki = tuple(str(p) + os.sep for p in bundle.pki_roots)
+        for file in files:
+            if names is not None:
+                display = prefix + names.get(file, printable(str(file.relative_to(root))))
+            else:
+                display = printable(str(file) if root.is_file() else prefix + str(file.relative_to(root)))
+            bundle.display[file] = display
+            if str(file).startswith(in_pki):
+                continue
+            if is_archive(file) and root.is_dir():
+                if nesting == 0 and names is None:
+                    budget.given += file.stat().st_size  # an archive in a folder the user gave
+                _expand(bundle, budget, file, display, nesting + (names is not None), work,
+                        named=None if names is not None else printable(str(file)))
+                continue
+            kind = classify(file)
+            target = {"log": bundle.logs, "cert": bundle.certs, "conf": bundle.confs, "acl": bundle.acls,
+                      "passwd": bundle.passwds}.get(kind)
+            if target is None:
+                bundle.skipped.append((file, kind))
+            else:
+                target.append(file)
+
+
+def _expand(bundle: Bundle, budget: Budget, archive: Path, display: str, nesting: int,
+            work: list[tuple[Path, str, dict[Path, str] | None, int]], *, named: str | None) -> None:
+    """Extract one archive into a temp folder of the bundle and queue its files. Errors name it
+    `named` (a path the user gave), else by its place in the bundle (`outer.zip!inner.tar`)."""
+    if nesting >= MAX_NESTING:
+        bundle.errors.append(InputError(f"refused: archives nested more than {MAX_NESTING} deep",
+                                        file=named or display))
+        return
+    temp = make_temp()
+    bundle._temp.append(temp)
+    errors: list[InputError] = []
+    names = extract(archive, temp, errors, budget)
+    for error in errors:
+        # name the archive as the user knows it, not by its temp path
+        bundle.errors.append(type(error)(error.message, file=named or display, line=error.line)
+                             if error.file == str(archive) else error)
+    work.append((temp, f"{display}!", names, nesting))

@@ -17,7 +17,9 @@ large chunks and split with `bytes.split`, never with a per-line `readline`.
 from __future__ import annotations
 
 import bz2
+import codecs
 import gzip
+import io
 import lzma
 import os
 import zlib
@@ -185,6 +187,65 @@ def compression_of(head: bytes) -> str | None:
     return None
 
 
+def text_encoding(head: bytes) -> str | None:
+    """'utf-16-le', 'utf-16-be', 'utf-32-le' or 'utf-32-be' when the first bytes of a file are
+    text in one of them (a byte-order mark, or ASCII-range text with the zero bytes those
+    encodings put beside every character: PowerShell's `>` writes UTF-16), else None."""
+    sample = head[:4096]
+    marked = None
+    if sample.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        marked = "utf-32-le" if sample[0] == 0xFF else "utf-32-be"
+    elif sample.startswith((b"\xff\xfe", b"\xfe\xff")):
+        marked = "utf-16-le" if sample[0] == 0xFF else "utf-16-be"
+    if marked is not None:
+        # a mark alone could be two stray bytes: the text after it must read as lines
+        width = 4 if "32" in marked else 2
+        text = sample[: len(sample) // width * width].decode(marked, "replace")
+        if "\ufffd" not in text[:-1] and "\n" in text:
+            return marked
+    if len(sample) < 16 or sample.count(0) < len(sample) // 3:
+        return None
+    for name, width, at in (("utf-32-le", 4, 0), ("utf-32-be", 4, 3), ("utf-16-le", 2, 0), ("utf-16-be", 2, 1)):
+        units = len(sample) // width
+        chars = sample[at::width][:units]
+        zeros = [b for i, b in enumerate(sample[: units * width]) if i % width != at]
+        if chars.count(0) <= units // 20 and zeros.count(0) >= len(zeros) * 0.9:
+            return name
+    return None
+
+
+class _Recoded(io.RawIOBase):
+    """A UTF-16/32 stream read as UTF-8 bytes, so the one line splitter and the parsers see what
+    they see in any other log. Offsets are then those of the UTF-8 text."""
+
+    def __init__(self, raw: BinaryIO, encoding: str) -> None:
+        self._raw = raw
+        self._decoder = codecs.getincrementaldecoder(encoding)("replace")
+        self._buffer = b""
+        self._bom = True
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        want = CHUNK_SIZE if size is None or size < 0 else size
+        while len(self._buffer) < want:
+            data = self._raw.read(want)
+            text = self._decoder.decode(data or b"", final=not data)
+            if self._bom:
+                text = text.removeprefix("\ufeff")
+                self._bom = not text
+            self._buffer += text.encode("utf-8", "surrogatepass")
+            if not data:
+                break
+        out, self._buffer = self._buffer[:want], self._buffer[want:]
+        return out
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def open_log(path: str | os.PathLike[str]) -> BinaryIO:
     """Open a log for binary reading, decompressing gzip, bzip2 and xz transparently.
 
@@ -202,13 +263,21 @@ def open_log(path: str | os.PathLike[str]) -> BinaryIO:
         raw.close()
         raise InputError(f"cannot read: {error.strerror or error}", file=os.fspath(path)) from error
     kind = compression_of(head)
+    stream: BinaryIO = raw
     if kind == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    if kind == "bzip2":
-        return bz2.BZ2File(raw, mode="rb")  # type: ignore[return-value]
-    if kind == "xz":
-        return lzma.LZMAFile(raw, mode="rb")  # type: ignore[return-value]
-    return raw
+        stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+    elif kind == "bzip2":
+        stream = bz2.BZ2File(raw, mode="rb")  # type: ignore[assignment]
+    elif kind == "xz":
+        stream = lzma.LZMAFile(raw, mode="rb")  # type: ignore[assignment]  # noqa: SIM115
+    try:
+        first = stream.peek(4096)[:4096] if hasattr(stream, "peek") else raw.read(4096)
+        if stream is raw:
+            raw.seek(0)
+    except (OSError, EOFError, zlib.error, lzma.LZMAError):
+        return stream  # the reader reports damaged data with its offset
+    encoding = text_encoding(first)
+    return _Recoded(stream, encoding) if encoding else stream  # type: ignore[return-value]
 
 
 def read_chunks(stream: BinaryIO, *, offset: int = 0, flush: bool = True, chunk_size: int = CHUNK_SIZE,

@@ -16,6 +16,7 @@ import httpx
 import uvicorn
 
 from correlator.api import Settings, create_app
+from correlator.api.server import uvicorn_options
 
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "sample_logs"
 
@@ -31,8 +32,9 @@ class RunningServer:
         self.settings = settings
         self.port = free_port()
         self.app = create_app(settings)
+        # served as `correlator serve` serves it: with its header and body deadlines and caps
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                timeout_graceful_shutdown=1, lifespan="on")
+                                timeout_graceful_shutdown=1, lifespan="on", **uvicorn_options())
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
         self.url = f"http://127.0.0.1:{self.port}"

@@ -154,7 +154,7 @@ async def create_analysis(request: Request, response: Response, settings: Settin
     """Answers 201 with the finished analysis for a small bundle, 202 with a queued one for a
     large bundle (larger than the server's `background_bytes`)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > settings.max_upload_bytes:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                             f"upload of {int(declared)} bytes is larger than the limit of {settings.max_upload_bytes}")
     analysis_id, folder = store.new_upload_dir()
@@ -247,7 +247,8 @@ async def list_findings(row: FinishedDep, store: StoreDep,
 @router.get("/analyses/{analysis_id}/findings/{key}", responses=ERRORS,
             summary="One finding with its explanation, evidence (file:line) and remediation")
 async def get_finding(row: FinishedDep, store: StoreDep, key: str) -> FindingOut:
-    data = store.finding(row.num, int(key)) if key.isdigit() and len(key) < 10 else None
+    # ASCII digits only: str.isdigit also takes '¹' and '１', which int() refuses
+    data = store.finding(row.num, int(key)) if key.isascii() and key.isdigit() and len(key) < 10 else None
     if data is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"analysis {row.id} has no finding {key!r}")
     return _finding_out(int(key), data)
@@ -290,6 +291,8 @@ def get_timeline(row: FinishedDep, store: StoreDep,
                  level: Annotated[list[str] | None, Query()] = None,
                  q: Annotated[str | None, Query(max_length=200, description="text the raw line contains")] = None,
                  ) -> TimelinePage:
+    if q is not None and "\x00" in q:
+        raise HTTPException(422, "q: a NUL character cannot be searched for")
     query = TimelineQuery(after=after, limit=limit, since=_epoch(since, "since"), until=_epoch(until, "until"),
                           sources=source or (),
                           clients=client or (), kinds=kind or (), levels=level or (), text=q or None)
