@@ -16,7 +16,8 @@ from correlator.resources import builtin_dir
 
 REGISTRY = default_registry()
 LAYOUTS = load_layouts(builtin_dir("parsers") / "vocab" / "layouts.toml")
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs" / "paho_logging_layouts"
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
+SAMPLE = SAMPLES / "paho_logging_layouts"
 
 
 def _lines(name: str) -> list[str]:
@@ -72,18 +73,16 @@ def test_learned_layout_keeps_the_thread() -> None:
     # journald short-precise
     ("Nov 23 14:11:30.123456 gw mosquitto[812]: Client edge-07 disconnected.", ["time:syslog", "logger"]),
     # .NET Serilog's file sink
-    ("2026-11-23 14:11:30.123 +01:00 [ERR] Connecting failed", ["time:iso", "level"]),
+    ("2026-11-23 14:11:30.123 +01:00 [ERR] Connecting failed", ["time:iso", "level", "logger"]),
 ])
 def test_heads_of_other_stacks(line: str, parts: list[str]) -> None:
-    """The head is read as these parts (or, when it ends in a bare word, these parts is one of the
-    two readings the catalogues choose from)."""
-    readings = [[what for _, what, _ in parts_read] for parts_read, _ in read_head(line, LAYOUTS)]
-    assert parts in readings
+    head = read_head(line, LAYOUTS)
+    assert head is not None and [what for _, what, _ in head.parts] == parts
 
 
 def test_a_line_without_time_or_level_has_no_head() -> None:
-    assert read_head("Build level: 2023-02-28T22:09:12Z", LAYOUTS) == []
-    assert read_head("connecting to broker", LAYOUTS) == []
+    assert read_head("Build level: 2023-02-28T22:09:12Z", LAYOUTS) is None
+    assert read_head("connecting to broker", LAYOUTS) is None
 
 
 def test_generic_fallback_never_takes_a_date_inside_a_message() -> None:
@@ -96,3 +95,39 @@ def test_generic_fallback_never_takes_a_date_inside_a_message() -> None:
 def test_expected_names_the_affected_clients_by_id() -> None:
     spec = json.loads((SAMPLE / "expected.json").read_text())
     assert spec["affected_clients"] == ["edge-40", "edge-42", "viewer-41"]
+
+
+def test_paho_c_trace_times_and_placeholders() -> None:
+    """Paho C's own trace file carries `20261203 214312.952`; a trace through the program's
+    callback carries the 19700101 placeholder, which dates nothing (the lines are estimated)."""
+    folder = SAMPLES / "paho_c_clients" / "clients"
+    timed = (folder / "edge-50.log").read_text().splitlines()
+    fmt, _ = REGISTRY.detect(timed)
+    assert fmt.name == "paho_c"
+    refused = next(line for line in timed if "<- CONNACK rc: 5" in line)
+    found = match_line(fmt, refused, REGISTRY.evidence)
+    assert found is not None and found.ts is not None and found.ts > 1.7e9
+    assert (found.kind, found.fields["client_id"], found.fields["mqtt_reason"]) == (
+        "mqtt.connack_refused", "edge-50", "not_authorized")
+    banner = next(line for line in timed if line.startswith("Build level:"))
+    built = match_line(fmt, banner, REGISTRY.evidence)
+    assert built is not None and built.ts is None and built.kind == "client.start"
+    placeholder = next(line for line in (folder / "viewer-51.log").read_text().splitlines()
+                       if "-> PUBLISH" in line)
+    found = match_line(fmt, placeholder, REGISTRY.evidence)
+    assert found is not None and found.time_text.startswith("19700101") and found.ts is None
+
+
+def test_go_log_with_level_prefixes_is_learned() -> None:
+    """Paho Go's loggers with `[DEBUG] ` prefixes before Go's date: the head (level, time,
+    component) is learned; the application's own lines (level, time) are a second learned head."""
+    lines = (SAMPLES / "go_paho_clients" / "clients" / "edge-60.log").read_text().splitlines()
+    fmt, share = REGISTRY.detect(lines)
+    assert (fmt.name, share) == ("go_paho", 1.0)
+    assert [lp.name for lp in fmt.lines].count("learned") >= 2
+    failure = next(line for line in lines if line.startswith("[ERROR]") and "x509" in line)
+    found = match_line(fmt, failure, REGISTRY.evidence)
+    assert found is not None and found.level == "error" and found.fields["thread"] == "client"
+    assert found.fields["tls_reason"] == "unknown_ca"
+    start = match_line(fmt, lines[0], REGISTRY.evidence)
+    assert start is not None and start.kind == "client.start" and start.fields["client_id"] == "edge-60"

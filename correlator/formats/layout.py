@@ -28,8 +28,9 @@ from correlator.model import LEVELS
 
 #: Name of the line pattern a learned layout becomes (shown in `correlator formats test`).
 LEARNED = "learned"
-#: A learned layout must explain at least this share of the first lines to be tried.
-MIN_SHARE = 0.3
+#: A learned layout must explain at least this share of the first lines with a head (and two lines)
+#: to be tried; the registry keeps only those that read more lines.
+MIN_SHARE = 0.05
 #: At most this many parts in a head (time, level, logger, thread, pid ...).
 MAX_PARTS = 6
 
@@ -147,16 +148,34 @@ def _bare(line: str, pos: int, vocab: LayoutVocabulary, found: set[str]) -> tupl
     return None
 
 
-def read_head(line: str, vocab: LayoutVocabulary) -> list[Signature]:
-    """The signatures `line`'s head can have: none when it has neither a time nor a level; two
-    when it ends in a bare word that may be the logger's name or the message's first word
-    (`... DEBUG paho.mqtt.client Sending CONNECT`), left for the catalogues to decide."""
+@dataclass(frozen=True)
+class Head:
+    """What a line's head was read as: its parts, the separator before the message, and the bare
+    word that ends it when that word may be the logger's name or the message's first word."""
+
+    parts: tuple[Part, ...]
+    last: str
+    word: str | None = None
+
+    @property
+    def signature(self) -> Signature:
+        return self.parts, self.last
+
+    @property
+    def without_word(self) -> Signature:
+        """The head without its ambiguous last word (it then starts the message)."""
+        return self.parts[:-1], self.parts[-1][0]
+
+
+def read_head(line: str, vocab: LayoutVocabulary) -> Head | None:
+    """`line`'s head, or None when it has neither a time nor a level."""
     parts: list[Part] = []
     found: set[str] = set()
     pos = 0
     sep = ""
-    weak = False
+    word: str | None = None
     while len(parts) < MAX_PARTS and pos < len(line):
+        begin = pos
         if line[pos] in _CLOSE:
             read = _bracketed(line, pos, vocab)
             wrap = line[pos]
@@ -178,14 +197,18 @@ def read_head(line: str, vocab: LayoutVocabulary) -> list[Signature]:
         found.add(area)
         sep, pos = next_sep, after
         if bare_name and not leading and next_sep == " ":
-            weak = True  # the logger's name or the message's first word: both are tried
+            word = line[begin:end]
             break
     if not found & {"time", "level"}:
-        return []
-    signatures: list[Signature] = [(tuple(parts), sep)]
-    if weak and len(parts) > 1:
-        signatures.append((tuple(parts[:-1]), parts[-1][0]))
-    return signatures
+        return None
+    return Head(tuple(parts), sep, word)
+
+
+def _is_logger_column(words: list[str]) -> bool:
+    """Whether the bare words that end these heads are a logger's names (dotted, or few names
+    repeated) rather than the first words of messages."""
+    dotted = sum(1 for word in words if "." in word.strip(".")) / len(words)
+    return dotted >= 0.8 or len(set(words)) <= max(1, len(words) // 10)
 
 
 def _part_regex(what: str, wrap: str, vocab: LayoutVocabulary, names: Counter[str]) -> str:
@@ -204,28 +227,55 @@ def _part_regex(what: str, wrap: str, vocab: LayoutVocabulary, names: Counter[st
     return rf"\{wrap}\s*{inner}\s*\{_CLOSE[wrap]}" if wrap else inner
 
 
-def to_line_pattern(signature: Signature, vocab: LayoutVocabulary) -> LinePattern:
-    """One line pattern for a signature: the head's parts as named groups, then the message."""
+def to_line_pattern(signature: Signature, vocab: LayoutVocabulary, *,
+                    not_before: tuple[tuple[Part, str], ...] = ()) -> LinePattern:
+    """One line pattern for a signature: the head's parts as named groups, then the message. The
+    message must not start with any of `not_before` (a part and the separator after it): the parts
+    by which a longer learned head goes on, so a line always goes to the longest head it has,
+    whichever pattern is tried first."""
     parts, last = signature
     names: Counter[str] = Counter()
     regex = "^" + "".join(_SEP_REGEX[sep] + _part_regex(what, wrap, vocab, names) for sep, what, wrap in parts)
-    regex += _SEP_REGEX[last] + "(?P<body>.*)$"
+    regex += _SEP_REGEX[last]
+    for (_, what, wrap), after in not_before:
+        shape = re.sub(r"\(\?P<\w+>", "(?:", _part_regex(what, wrap, vocab, Counter()))
+        regex += f"(?!{shape}{_SEP_REGEX[after]})"
+    regex += "(?P<body>.*)$"
     time = next((what.partition(":")[2] for _, what, _ in parts if what.startswith("time:")), None)
     spec = next((s.time for s in vocab.times if s.name == time), None)
     return LinePattern(LEARNED, re.compile(regex), TimeParser(spec) if spec else None)
 
 
-def learn(lines: list[str], vocab: LayoutVocabulary, *, limit: int = 3) -> list[LinePattern]:
-    """Line patterns for the heads most of `lines` share (most common first): each explains at
-    least MIN_SHARE of the lines that have a head at all."""
+def learn(lines: list[str], vocab: LayoutVocabulary, *, limit: int = 4) -> list[LinePattern]:
+    """Line patterns for the heads the first lines share, each explaining at least MIN_SHARE of
+    the lines that have a head at all: longer heads first (a shorter head would also match their
+    lines, with their extra parts in the message), then the most common."""
     votes: Counter[Signature] = Counter()
+    ambiguous: dict[Signature, list[Head]] = {}
     headed = 0
     for line in lines:
-        signatures = read_head(line, vocab)
-        if signatures:
-            headed += 1
-        votes.update(signatures)
+        head = read_head(line, vocab)
+        if head is None:
+            continue
+        headed += 1
+        if head.word is None:
+            votes[head.signature] += 1
+        else:
+            ambiguous.setdefault(head.signature, []).append(head)
+    for signature, heads in ambiguous.items():
+        if _is_logger_column([head.word or "" for head in heads]):
+            votes[signature] += len(heads)
+        else:
+            votes[heads[0].without_word] += len(heads)
     if not headed:
         return []
-    return [to_line_pattern(signature, vocab) for signature, count in votes.most_common(limit * 2)
-            if count >= MIN_SHARE * headed][:limit]
+    chosen = [signature for signature, count in votes.most_common(limit) if count >= max(2.0, MIN_SHARE * headed)]
+    chosen.sort(key=lambda signature: -len(signature[0]))
+    patterns = []
+    for signature in chosen:
+        size = len(signature[0])
+        longer = tuple((parts[size], parts[size + 1][0] if len(parts) > size + 1 else last)
+                       for parts, last in chosen
+                       if len(parts) > size and parts[:size] == signature[0] and parts[size][0] == signature[1])
+        patterns.append(to_line_pattern(signature, vocab, not_before=longer))
+    return patterns

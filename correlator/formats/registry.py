@@ -85,43 +85,53 @@ class Registry:
 
     def _learned(self, sample: list[str], scored: dict[str, list[float]],
                  to_beat: float) -> tuple[Format, float] | None:
-        """The best format with a learned layout added, when it beats `to_beat`: a line its own
-        patterns read keeps its own score (they are tried first), the others are read by the
-        learned pattern, and only a catalogue message makes a learned line count."""
+        """The best format with learned layouts added, when it beats `to_beat`. A line its own
+        patterns read keeps its own score (they are tried first); the learned layouts are added one
+        by one while each reads more (a file often mixes two: the library's logger and the
+        application's); and the format must know more bodies than without them, so a learned head
+        never makes a format win on lines whose messages it does not know."""
         if self.layouts is None or not sample:
             return None
-        best: tuple[Format, float] | None = None
-        for pattern in learn(sample, self.layouts):
-            for fmt in self.formats.values():
-                if fmt.fallback or not fmt.messages:
-                    continue
-                derived = with_learned(fmt, pattern, self.layouts)
-                own = scored[fmt.name]
-                per_line = [value or self._line_score_learned(derived, text)
-                            for value, text in zip(own, sample, strict=True)]
-                score = sum(per_line) + fmt.priority / 1000.0
-                known = sum(1 for value in per_line if value >= 2.0)
-                if score > to_beat + 0.5 and known > sum(1 for value in own if value >= 2.0):
-                    to_beat = score
-                    best = derived, 0.0
+        candidates = learn(sample, self.layouts)
+        if not candidates:
+            return None
+        best: Format | None = None
+        for fmt in self.formats.values():
+            if fmt.fallback or not fmt.messages:
+                continue
+            own = scored[fmt.name]
+            per_line, chosen = own, list[LinePattern]()
+            for pattern in candidates:
+                derived = with_learned(fmt, [*chosen, pattern], self.layouts)
+                trial = [value or self._line_score_learned(derived, len(fmt.lines), text)
+                         for value, text in zip(own, sample, strict=True)]
+                if sum(trial) > sum(per_line):
+                    chosen.append(pattern)
+                    per_line = trial
+            if not chosen:
+                continue
+            score = sum(per_line) + fmt.priority / 1000.0
+            known = sum(1 for value in per_line if value >= 2.0)
+            if score > to_beat + 0.5 and known > sum(1 for value in own if value >= 2.0):
+                to_beat = score
+                best = with_learned(fmt, chosen, self.layouts)
         if best is None:
             return None
-        derived = best[0]
-        read = sum(1 for text in sample if match_line(derived, text, self.evidence) is not None)
-        return derived, read / len(sample)
+        read = sum(1 for text in sample if match_line(best, text, self.evidence) is not None)
+        return best, read / len(sample)
 
-    def _line_score_learned(self, fmt: Format, text: str) -> float:
-        found = match_line(fmt, text, self.evidence, start=len(fmt.lines) - 1)
-        if found is None or found.message is None:
+    def _line_score_learned(self, fmt: Format, first: int, text: str) -> float:
+        found = match_line(fmt, text, self.evidence, start=first)
+        if found is None:
             return 0.0
-        return 2.0 + (0.5 if found.ts is not None else 0.0)
+        return (2.0 if found.message is not None else 1.0) + (0.5 if found.ts is not None else 0.0)
 
 
-def with_learned(fmt: Format, pattern: LinePattern, layouts: LayoutVocabulary) -> Format:
-    """`fmt` with a learned line pattern after its own, and the level words of every stack. A
+def with_learned(fmt: Format, patterns: list[LinePattern], layouts: LayoutVocabulary) -> Format:
+    """`fmt` with learned line patterns after its own, and the level words of every stack. A
     shallow copy: the catalogue and its compiled alternations are shared, not built again."""
     derived = copy.copy(fmt)
-    derived.lines = [*fmt.lines, pattern]
+    derived.lines = [*fmt.lines, *patterns]
     derived.levels = {**layouts.level_map, **fmt.levels}
     return derived
 

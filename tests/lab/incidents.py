@@ -93,6 +93,29 @@ def versions() -> dict[str, str]:
     return made
 
 
+GO_PAHO_SOURCE = Path(__file__).resolve().parent / "go_paho" / "main.go"
+
+
+@cache
+def go_paho_binary() -> Path:
+    """The lab's Go client, built from tests/lab/go_paho in GOPATH mode against Debian's packaged
+    Paho Go (no network: apt-get install golang-go golang-github-eclipse-paho.mqtt.golang-dev)."""
+    gocode = Path("/usr/share/gocode")
+    if shutil.which("go") is None or not (gocode / "src/github.com/eclipse/paho.mqtt.golang").is_dir():
+        raise IncidentUnavailable("Go or Paho Go is not installed (Debian: apt-get install golang-go "
+                                  "golang-github-eclipse-paho.mqtt.golang-dev)")
+    out = Path(tempfile.gettempdir()) / "correlator-lab-go"
+    out.mkdir(exist_ok=True)
+    binary = out / "go_paho"
+    env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(gocode), "GOCACHE": str(out / "cache"),
+           "GOFLAGS": ""}
+    done = subprocess.run(["go", "build", "-o", str(binary), str(GO_PAHO_SOURCE)], env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise IncidentFailed(f"go build failed: {done.stderr.strip()}")
+    return binary
+
+
 @cache
 def dpkg_version(package: str) -> str:
     text = _run_text(["dpkg-query", "-W", "-f=${Version}", package])
@@ -227,6 +250,49 @@ class Scene:
         client = self._add(name, info, cmd, None, tz=tz, clock_offset=clock_offset,
                            sink=f"clients/{name}.stderr.txt")
         return self.start(client) if start else client
+
+    def paho_c(self, name: str, tool: str, port: int, args: Sequence[str], *, client_id: str,
+               username: str | None = None, password: str | None = None, trace: str = "env",
+               host: str = HOST, run_for: float | None = None) -> Client:
+        """A Paho C sample program (Debian paho.mqtt.c-examples) with the library's protocol trace:
+        `trace="env"` has the library write it with its own times (MQTT_C_CLIENT_TRACE=ON), and
+        `trace="callback"` has the program print it (`--trace protocol`: Paho's 19700101 placeholder
+        times). `run_for` ends a program that never stops on its own (a subscriber) with timeout(1)."""
+        if shutil.which(tool) is None:
+            raise IncidentUnavailable(f"{tool} is not installed (Debian: apt-get install paho.mqtt.c-examples)")
+        cmd = [tool, "-h", host, "-p", str(port), "-i", client_id]
+        if username is not None:
+            cmd += ["-u", username]
+        if password is not None:
+            cmd += ["-P", password]
+        cmd += list(args)
+        env = None
+        if trace == "env":
+            env = {"MQTT_C_CLIENT_TRACE": "ON", "MQTT_C_CLIENT_TRACE_LEVEL": "PROTOCOL"}
+        else:
+            cmd += ["--trace", "protocol"]
+        if run_for is not None:
+            cmd = ["timeout", "--signal=INT", str(run_for), *cmd]
+        info: dict[str, Any] = {"kind": "paho-c", "program": tool, "dials": f"{host}:{port}", "client_id": client_id,
+                                "trace": trace, "paho.mqtt.c": dpkg_version("libpaho-mqtt1.3")}
+        if env:
+            info["environment"] = env
+        if username is not None:
+            info["username"] = username
+        return self.start(self._add(name, info, cmd, env))
+
+    def go_paho(self, name: str, url: str, args: Sequence[str], *, client_id: str, username: str | None = None,
+                password: str | None = None) -> Client:
+        """The lab's Eclipse Paho Go application (tests/lab/go_paho), built offline."""
+        cmd = [str(go_paho_binary()), "-broker", url, "-id", client_id]
+        if username is not None:
+            cmd += ["-user", username, "-pass", password or ""]
+        cmd += list(args)
+        info: dict[str, Any] = {"kind": "paho-go", "dials": url, "client_id": client_id,
+                                "paho.mqtt.golang": dpkg_version("golang-github-eclipse-paho.mqtt.golang-dev")}
+        if username is not None:
+            info["username"] = username
+        return self.start(self._add(name, info, cmd, None))
 
     def wait(self, *clients: Client, timeout: float = 30.0) -> None:
         """Wait for the given clients (all when none given); kill what hangs, since a hung client
@@ -1087,6 +1153,90 @@ def make_paho_logging_layouts(out: Path) -> None:
                  broker=broker)
 
 
+def make_paho_c_clients(out: Path) -> None:
+    scene = Scene.create(out, "paho_c_clients",
+                         "Eclipse Paho C's sample programs (Debian paho.mqtt.c-examples) with the library's "
+                         "protocol trace. edge-50 (paho_cs_pub, trace written by the library with its times) "
+                         "sends a wrong password; viewer-51 (paho_c_pub --trace protocol: every time is the "
+                         "19700101 placeholder) publishes a node command its read-only user may not; hmi-52 "
+                         "(paho_cs_sub) subscribes and is healthy.")
+    scene.passwd(USERS)
+    scene.acl(SPARKPLUG_ACL)
+    config = (f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\nacl_file acl\n"
+              + LOG_ALL)
+    with scene.broker(config) as broker:
+        port = broker.port
+        sub = scene.paho_c("hmi-52", "paho_cs_sub", port, ["-t", "spBv1.0/#", "-q", "1"], client_id="hmi-52",
+                           username="HMI", password=USERS["HMI"], run_for=5)
+        time.sleep(0.6)
+        scene.paho_c("edge-50", "paho_cs_pub", port, ["-t", "spBv1.0/Plant5/NDATA/edge-50", "-m", "rpm=1200",
+                                                      "-q", "1"], client_id="edge-50", username="MyEACM",
+                     password="eacm-secret-OLD")
+        time.sleep(0.5)
+        scene.paho_c("viewer-51", "paho_c_pub", port, ["-t", "spBv1.0/Plant5/NCMD/edge-50", "-m", "reboot",
+                                                       "-q", "1"], client_id="viewer-51", username="SparkplugViewer",
+                     password=USERS["SparkplugViewer"], trace="callback")
+        scene.wait(sub, timeout=15)
+        scene.wait(timeout=15)
+        _settle(broker)
+    text = broker.log_text()
+    _require(text, r"not authorised", "paho_c_clients: refused login")
+    _require(text, r"Denied PUBLISH from viewer-51", "paho_c_clients: ACL")
+    _require(_read(scene.root / "clients/edge-50.log"), r"^\d{8} \d{6}\.\d{3} \d+ edge-50 <- CONNACK rc: 5",
+             "paho_c_clients: edge-50's trace")
+    _require(_read(scene.root / "clients/viewer-51.log"), r"^Trace : \d, 19700101 000000\.000 \d+ viewer-51 -> PUBLISH",
+             "paho_c_clients: viewer-51's trace")
+    scene.finish([("auth.bad_credentials", ["edge-50"]), ("acl.publish_denied", ["viewer-51"])], broker=broker,
+                 extra_versions={"paho.mqtt.c": dpkg_version("libpaho-mqtt1.3")})
+
+
+def make_go_paho_clients(out: Path) -> None:
+    scene = Scene.create(out, "go_paho_clients",
+                         "Eclipse Paho Go clients (Debian's paho.mqtt.golang, built offline) logging through "
+                         "Go's log package with level prefixes and microseconds. edge-60 trusts another CA "
+                         "than the one that signed the broker's certificate; edge-61 sends a wrong password; "
+                         "edge-62 publishes and is healthy.")
+    lab = Pki.create(scene.now)
+    other = pki.make_ca("other site CA", not_before=lab.now - timedelta(days=400))
+    other.write(scene.root / "certs" / "ca.pem")
+    lab.ca.write(scene.root / "certs" / "broker-ca.pem")
+    scene.save_cert(lab.server(), "server")
+    scene.passwd(USERS)
+    scene.acl(SPARKPLUG_ACL)
+    config = ("per_listener_settings true\n" + tls_listener("{port0}", cafile="../certs/broker-ca.pem")
+              + "allow_anonymous true\n"
+              + f"listener {{port1}} {HOST}\nallow_anonymous false\npassword_file passwd\nacl_file acl\n" + LOG_ALL)
+    go_paho_binary()  # built before the broker starts, so the clients' times are not the compiler's
+    with scene.broker(config, listeners=2) as broker:
+        tls, plain = broker.ports
+        edge = scene.go_paho("edge-60", f"ssl://{HOST}:{tls}", ["-cafile", "certs/ca.pem", "-pub",
+                                                                 "spBv1.0/Plant6/NDATA/edge-60", "-attempts", "2"],
+                             client_id="edge-60")
+        scene.wait(edge, timeout=20)
+        time.sleep(1.0)
+        bad = scene.go_paho("edge-61", f"tcp://{HOST}:{plain}", ["-pub", "spBv1.0/Plant6/NDATA/edge-61",
+                                                                  "-attempts", "2"], client_id="edge-61",
+                            username="MyEACM", password="eacm-secret-OLD")
+        scene.wait(bad, timeout=20)
+        time.sleep(1.0)
+        scene.go_paho("edge-62", f"tcp://{HOST}:{plain}", ["-pub", "spBv1.0/Plant6/NDATA/edge-62", "-count", "3",
+                                                            "-duration", "1s"], client_id="edge-62",
+                      username="MyEACM", password=USERS["MyEACM"])
+        scene.wait(timeout=20)
+        _settle(broker)
+    text = broker.log_text()
+    _require(text, r"not authorised", "go_paho_clients: refused login")
+    _require(text, r"OpenSSL Error|bad certificate|unknown ca", "go_paho_clients: broker's TLS failure")
+    _require(_read(scene.root / "clients/edge-60.log"), r"certificate signed by unknown authority",
+             "go_paho_clients: edge-60's log")
+    _require(_read(scene.root / "clients/edge-61.log"),
+             r"^\[INFO\]  \d{4}/\d\d/\d\d \S+ connect failed: Not Authorized", "go_paho_clients: edge-61's log")
+    go = _run_text(["go", "version"]).split()
+    scene.finish([("tls.server_cert_untrusted", ["edge-60"]), ("auth.bad_credentials", ["edge-61"])], broker=broker,
+                 extra_versions={"go": go[2] if len(go) > 2 else "unknown",
+                                 "paho.mqtt.golang": dpkg_version("golang-github-eclipse-paho.mqtt.golang-dev")})
+
+
 # --------------------------------------------------------------------------- OPC UA
 
 
@@ -1374,7 +1524,9 @@ _register(
     (make_opcua_security_policy_rejected, "OPC UA clients ask for a security policy the server does not offer"),
     (make_opcua_user_access_denied, "OPC UA server refuses a wrong password and anonymous users"),
     (make_syslog_variants, "broker logging through rsyslogd, RFC 3164 and RFC 5424 files"),
-    (make_paho_logging_layouts, "paho-mqtt clients in five Python logging layouts; bad password, anonymous, ACL"),
+    (make_paho_logging_layouts, "paho-mqtt clients in five Python logging layouts; bad password, unknown user, ACL"),
+    (make_paho_c_clients, "Paho C sample programs with protocol traces; bad password, ACL"),
+    (make_go_paho_clients, "Paho Go clients through Go's log package; untrusted broker certificate, bad password"),
 )
 
 
