@@ -22,6 +22,9 @@ from correlator.resources import builtin_dir
 
 #: How many of a file's first non-empty lines detection looks at.
 DETECT_LINES = 60
+#: A format that reads this share of the first lines is taken as it is; below it (or when only the
+#: generic fallback reads them), a layout learned from the lines is tried with every catalogue.
+EXPLAINED = 0.9
 
 
 @dataclass
@@ -67,9 +70,11 @@ class Registry:
             score += fmt.priority / 1000.0 if hits else 0.0
             if score > best_score:
                 best, best_score, best_share = fmt, score, hits / len(sample) if sample else 0.0
-        learned = self._learned(sample, scored, best_score)
-        if learned is not None:
-            return learned
+        if best is None or best.fallback or self._explained(best, sample, scored[best.name]) < EXPLAINED:
+            best_known = sum(1 for value in scored[best.name] if value >= 2.0) if best is not None else 0
+            learned = self._learned(sample, scored, best_score, best_known)
+            if learned is not None:
+                return learned
         if best is None or best_score <= 0:
             fallback = self.fallback
             if fallback is None:
@@ -77,19 +82,29 @@ class Registry:
             return fallback, 0.0
         return best, best_share
 
+    @staticmethod
+    def _explained(fmt: Format, sample: list[str], per_line: list[float]) -> float:
+        """Share of the lines `fmt` reads, a continuation of a multi-line record counting as read."""
+        if not sample:
+            return 0.0
+        read = sum(1 for value, text in zip(per_line, sample, strict=True)
+                   if value or (fmt.multiline and fmt.continuation is not None and fmt.continuation.match(text)))
+        return read / len(sample)
+
     def _line_score(self, fmt: Format, text: str) -> float:
         found = match_line(fmt, text, self.evidence)
         if found is None:
             return 0.0
         return (2.0 if found.message is not None else 1.0) + (0.5 if found.ts is not None else 0.0)
 
-    def _learned(self, sample: list[str], scored: dict[str, list[float]],
-                 to_beat: float) -> tuple[Format, float] | None:
+    def _learned(self, sample: list[str], scored: dict[str, list[float]], to_beat: float,
+                 known_to_beat: int) -> tuple[Format, float] | None:
         """The best format with learned layouts added, when it beats `to_beat`. A line its own
         patterns read keeps its own score (they are tried first); the learned layouts are added one
         by one while each reads more (a file often mixes two: the library's logger and the
-        application's); and the format must know more bodies than without them, so a learned head
-        never makes a format win on lines whose messages it does not know."""
+        application's); and the format must then know more bodies than the best format without a
+        learned head, so a learned head never makes a format win on lines whose messages it does
+        not know."""
         if self.layouts is None or not sample:
             return None
         candidates = learn(sample, self.layouts)
@@ -112,8 +127,8 @@ class Registry:
                 continue
             score = sum(per_line) + fmt.priority / 1000.0
             known = sum(1 for value in per_line if value >= 2.0)
-            if score > to_beat + 0.5 and known > sum(1 for value in own if value >= 2.0):
-                to_beat = score
+            if score > to_beat + 0.5 and known > max(known_to_beat, sum(1 for value in own if value >= 2.0)):
+                to_beat, known_to_beat = score, known
                 best = with_learned(fmt, chosen, self.layouts)
         if best is None:
             return None
