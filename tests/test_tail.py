@@ -476,6 +476,51 @@ def test_folder_rotation_with_a_pattern_that_matches_the_rotated_name(
     assert tmp_path / "svc.1.log" not in collector.lines
 
 
+def test_folder_copytruncate_copy_under_a_matching_name_is_not_a_new_log(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer], observer: bool) -> None:
+    """Issue 16: `mosquitto-1.log` made by copytruncate in a folder watched for `*.log` was read as
+    a new log (6,402 duplicate events). Its first bytes are those of the log we read: a copy."""
+    path = tmp_path / "mosquitto.log"
+    append(path, numbered("a", 0, 500))
+    tailer = make_tailer(polling=observer)
+    tailer.add_folder(tmp_path, "*.log")
+    tailer.start()
+    collector.wait(lambda: TailEvent.OPENED in collector.events(path), "mosquitto.log opened")
+    append(path, numbered("b", 0, 500))
+    collector.wait_count(path, 500)
+    for n in (1, 2):
+        append(path, numbered(f"c{n}", 0, 100))  # perhaps unread at the cut: the copy has them
+        shutil.copyfile(path, tmp_path / f"mosquitto-{n}.log")
+        os.truncate(path, 0)
+        append(path, numbered(f"d{n}", 0, 300))
+        collector.wait(lambda n=n: collector.lines[path][-1:] == numbered(f"d{n}", 299, 1), f"round {n}")
+    time.sleep(0.6)  # two more passes: a late discovery of the copies would show now
+    tailer.stop()
+    expected = [*numbered("b", 0, 500), *numbered("c1", 0, 100), *numbered("d1", 0, 300),
+                *numbered("c2", 0, 100), *numbered("d2", 0, 300)]
+    assert collector.lines[path] == expected
+    assert {p.name for p in collector.lines} == {"mosquitto.log"}
+
+
+def test_folder_rename_to_a_matching_name_is_not_read_again_even_when_it_grew(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer]) -> None:
+    path = tmp_path / "mosquitto.log"
+    append(path, numbered("a", 0, 100))
+    tailer = make_tailer(from_beginning=True)
+    tailer.add_folder(tmp_path, "*.log")
+    tailer.start()
+    collector.wait_count(path, 100)
+    with open(path, "ab") as old:  # the writer holds the old file open across the rename
+        os.rename(path, tmp_path / "mosquitto-1.log")
+        append(path, numbered("b", 0, 100))
+        collector.wait_count(path, 200)
+        old.write(b"late line for the old file\n")
+    time.sleep(0.6)
+    tailer.stop()
+    assert tmp_path / "mosquitto-1.log" not in collector.lines
+    assert collector.lines[path][:200] == numbered("a", 0, 100) + numbered("b", 0, 100)
+
+
 def test_folder_ignores_compressed_rotations_that_match_the_pattern(
         tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer]) -> None:
     tailer = make_tailer()

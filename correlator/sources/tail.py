@@ -22,6 +22,10 @@ Copytruncate (copy the log, then truncate it in place) is lossy by design: a lin
 the copy and the truncation exists nowhere. What can be saved is saved: when a followed file
 shrinks, the rotated copy beside it (same name prefix, same bytes just before our read position) is
 read from our position to its end before the truncated file is restarted at offset 0.
+
+A rotated file whose new name matches a folder's pattern (`mosquitto-1.log` under `*.log`) is not a
+new log: it is recognised by inode (a renamed file we hold or finished) and by content (a copy
+whose first bytes are those of a file we read), and left alone.
 """
 
 from __future__ import annotations
@@ -65,6 +69,10 @@ FileId = tuple[int, int]
 #: the file was truncated and refilled faster than we looked (copytruncate under a busy writer),
 #: and they find the rotated copy whose tail we have not read yet.
 _SAMPLE = 64
+#: Bytes of a file's beginning remembered to recognise a copy of it (copytruncate's rotated copy).
+_HEAD = 4096
+#: Bytes a new file must match at least before it is taken for a copy (or all of a shorter head).
+_HEAD_MATCH = 256
 #: Event types that can mean "a followed file has new bytes or a new identity". Opened and
 #: closed-without-write are left out: our own reads cause them and would wake us in a loop.
 _EVENTS: list[type[FileSystemEvent]] = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent,
@@ -111,11 +119,13 @@ class LineBatch:
 class _Handle:
     """One open file and how far it has been read."""
 
-    __slots__ = ("event", "fd", "ident", "last_data", "sample", "sniffed", "splitter")
+    __slots__ = ("event", "fd", "head", "ident", "last_data", "sample", "sniffed", "splitter")
 
     def __init__(self, fd: int, ident: FileId, splitter: LineSplitter, sample: bytes,
-                 event: TailEvent | None) -> None:
+                 event: TailEvent | None, head: bytes = b"") -> None:
         self.fd = fd
+        #: The file's first bytes as we first saw them (up to _HEAD): a copy starts with them.
+        self.head = head
         self.ident = ident
         self.splitter = splitter
         self.sample = sample
@@ -207,6 +217,8 @@ class Tailer:
         self._ignored: dict[str, FileId] = {}
         # Files we finished and closed that still exist somewhere, with (size, mtime) at close.
         self._retired: dict[FileId, tuple[int, int]] = {}
+        # The first bytes of files we read that were truncated or let go: their copies start so.
+        self._heads: list[bytes] = []
         self._reported: dict[str, str] = {}
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._handler = _Wakeup(self._queue.put)
@@ -494,11 +506,39 @@ class Tailer:
         if self._ignored.get(path) == ident:
             return
         held = any(h.ident == ident for f in self._files.values() for h in f.handles)
-        if held or self._retired.get(ident) == (st.st_size, st.st_mtime_ns):
-            self._ignored[path] = ident
+        copy = self._copy_of_read_file(path)
+        if copy is None:
+            return  # too short yet to tell a new log from a copy being written: look again later
+        if held or ident in self._retired or copy:
+            self._ignored[path] = ident  # a rotated file under a matching name, not a new log
             return
         followed = self._files[path] = _Followed(path, discovered=True)
         self._check(followed, at_end=at_end, read=read)
+
+    def _copy_of_read_file(self, path: str) -> bool | None:
+        """Whether a file starts with the first bytes of a file we read (the copy copytruncate
+        makes), False when it does not, None while it is too short to say."""
+        heads = [h.head for f in self._files.values() for h in f.handles if h.head] + self._heads
+        if not heads:
+            return False
+        try:
+            with open(path, "rb") as handle:
+                start = handle.read(_HEAD)
+        except OSError:
+            return False
+        short = False
+        for head in heads:
+            need = min(len(head), _HEAD_MATCH)
+            n = min(len(head), len(start))
+            if n >= need and start[:n] == head[:n]:
+                return True
+            short = short or (len(start) < need and head.startswith(start))
+        return None if short else False
+
+    def _remember_head(self, handle: _Handle) -> None:
+        if handle.head:
+            self._heads.append(handle.head)
+            del self._heads[:-64]
 
     # ---------------------------------------------------------------------------- one followed
 
@@ -599,13 +639,14 @@ class Tailer:
                 return None
             offset = self._resume_point(fd, st.st_size) if at_end else 0
             sample = _pread(fd, min(_SAMPLE, offset), offset - min(_SAMPLE, offset))
+            head = _pread(fd, _HEAD, 0)
         except OSError as error:
             os.close(fd)
             self._report(path, error)
             return None
         self._reported.pop(path, None)
         splitter = LineSplitter(offset, max_line=self._max_line)
-        return _Handle(fd, (st.st_dev, st.st_ino), splitter, sample, event)
+        return _Handle(fd, (st.st_dev, st.st_ino), splitter, sample, event, head)
 
     def _resume_point(self, fd: int, size: int) -> int:
         """Where 'from the end' starts: after the last newline, so a line being written when we
@@ -634,6 +675,8 @@ class Tailer:
                 if not data:
                     break
                 handle.last_data = time.monotonic()
+                if len(handle.head) < _HEAD and splitter.offset == len(handle.head):
+                    handle.head += data[:_HEAD - len(handle.head)]
                 handle.sample = data[-_SAMPLE:] if len(data) >= _SAMPLE else (handle.sample + data)[-_SAMPLE:]
                 self._emit(followed, handle, splitter.feed(data))
                 if len(data) < self._chunk:
@@ -659,6 +702,8 @@ class Tailer:
         tail = handle.splitter.flush()
         if tail:
             self._callback(LineBatch(followed.path_obj, tail, None, handle.ident))
+        self._remember_head(handle)
+        handle.head = b""
         handle.splitter.reset(0)
         handle.sample = b""
         handle.event = TailEvent.TRUNCATED
@@ -706,6 +751,7 @@ class Tailer:
         """A file that will not be written again under this name: its unfinished last line is
         all there will ever be of that line, so it is delivered, and the file is closed."""
         self._emit(followed, handle, handle.splitter.flush())
+        self._remember_head(handle)
         try:
             st = os.fstat(handle.fd)
             if st.st_nlink > 0:
