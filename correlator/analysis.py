@@ -29,6 +29,7 @@ from correlator.gcpolicy import batch_allocation
 from correlator.model import Event, Finding, severity_rank
 from correlator.sources.bundle import Bundle, open_bundle
 from correlator.sources.files import LogFile, SourceInfo
+from correlator.sources.paste import unpaste
 from correlator.timeline import zones as tz_rules
 from correlator.timeline.connections import Connection
 from correlator.timeline.pipeline import SourceTimeline
@@ -231,10 +232,15 @@ def open_logs(bundle: Bundle, registry: Registry, options: Options, errors: list
     logs: list[LogFile] = []
     for path in bundle.logs:
         name = bundle.name(path)
-        try:
-            logs.append(LogFile(path, registry, format_name=_forced_format(name, options.formats), display_path=name))
-        except CorrelatorError as exc:
-            errors.append(str(exc))
+        forced = _forced_format(name, options.formats)
+        # a paste (fences, prompts, indentation, container columns) is read through its unwrapped
+        # streams, each a source of its own; a forced format means the user knows what the file is
+        streams = unpaste(path, registry, bundle) if forced is None else None
+        for stream, suffix in streams or [(path, "")]:
+            try:
+                logs.append(LogFile(stream, registry, format_name=forced, display_path=name + suffix))
+            except CorrelatorError as exc:
+                errors.append(str(exc))
     return logs
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,7 +29,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "PKI folders (found by content, in any sub-folder or archive), line the logs up on one "
                     "timeline and name the root causes with evidence and fixes. Exit code: 0 no finding of "
                     "medium or worse, 3 medium, 4 high, 5 critical, 2 usage error.")
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="log files, folders, or bundles (.zip, .tar.gz)")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="log files, folders, or bundles (.zip, .tar.gz); - reads a pasted excerpt from stdin")
     parser.add_argument("--format", dest="output", choices=("text", "json", "md", "html"), default="text")
     parser.add_argument("-o", "--output", dest="out", type=Path, metavar="FILE", help="write the report here")
     add_analysis_options(parser)
@@ -67,11 +70,25 @@ def _progress(paths: list[str]) -> Iterator[Callable[[list[Event]], None] | None
         yield on_events
 
 
+@contextlib.contextmanager
+def _stdin_paste(paths: list[str]) -> Iterator[list[str]]:
+    """`-` is a paste read from standard input (`xclip -o | correlator analyze -`): kept in a
+    temporary file named stdin.log while it is analysed, like any log (its artifacts unwrapped)."""
+    if "-" not in paths:
+        yield paths
+        return
+    with tempfile.TemporaryDirectory(prefix="correlator-stdin-") as folder:
+        target = Path(folder) / "stdin.log"
+        with target.open("wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out)
+        yield [str(target) if path == "-" else path for path in paths]
+
+
 def run(args: argparse.Namespace) -> int:
     from correlator.analysis import analyze
 
-    with _progress(args.paths) as on_events:
-        analysis = analyze(args.paths, options_from(args), on_events=on_events)
+    with _stdin_paste(args.paths) as paths, _progress(paths) as on_events:
+        analysis = analyze(paths, options_from(args), on_events=on_events)
     title = ", ".join(str(p) for p in args.paths)
     if args.output == "text" and args.out is None:
         from rich.console import Console

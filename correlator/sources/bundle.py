@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,12 @@ class Bundle:
 
     def name(self, path: Path) -> str:
         return self.display.get(path, str(path))
+
+    def scratch(self) -> Path:
+        """A new temporary folder removed with the bundle (for files made from its files)."""
+        folder = Path(tempfile.mkdtemp(prefix="correlator-"))
+        self._temp.append(folder)
+        return folder
 
     def close(self) -> None:
         for temp in self._temp:

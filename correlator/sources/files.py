@@ -85,11 +85,14 @@ class LogFile:
         self.registry = registry
         self._chunks = iter_chunks(self.path)
         self._first: list[Line] = []
+        filled = 0
         for chunk in self._chunks:
             self._first.extend(chunk)
-            if len(self._first) >= DETECT_LINES:
+            filled += sum(1 for _, raw in chunk if raw.strip())
+            if filled >= DETECT_LINES or len(self._first) >= DETECT_LINES * 50:
                 break
-        texts = [decode(raw) for _, raw in islice(self._first, DETECT_LINES * 2)]
+        # blank lines do not count: a stream split out of a paste keeps its lines' places blank
+        texts = list(islice((text for _, raw in self._first if (text := decode(raw)).strip()), DETECT_LINES * 2))
         if format_name is not None:
             fmt, share = registry.get(format_name), 1.0
         else:

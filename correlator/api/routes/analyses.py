@@ -35,6 +35,7 @@ from correlator.api.models import (
 from correlator.errors import TimeInputError
 from correlator.model import severity_rank
 from correlator.sources.bundle import is_archive
+from correlator.sources.paste import recognisable
 
 router = APIRouter(tags=["analyses"])
 
@@ -171,7 +172,12 @@ async def create_analysis(request: Request, response: Response, settings: Settin
     except BaseException:
         _remove(folder)
         raise
-    filename = _upload_name(given or name, part)
+    if _is_text(request) and not _recognisable(part, request):
+        _remove(folder)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            "no log line recognised in the text: paste the log lines themselves (a broker's or "
+                            "a client's), with their timestamps if they have them")
+    filename = _upload_name(given or (name or "paste.log" if _is_text(request) else None), part)
     upload = part.rename(folder / filename)
     row = store.create(analysis_id, filename, upload, size)
     future = analyser.submit(analysis_id)
@@ -182,6 +188,17 @@ async def create_analysis(request: Request, response: Response, settings: Settin
     response.status_code = status.HTTP_202_ACCEPTED
     response.headers["Location"] = f"{request.url.path}/{analysis_id}"
     return analysis_out(row)
+
+
+def _is_text(request: Request) -> bool:
+    """A text/plain body is a pasted excerpt (as a support ticket carries it), not a bundle."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == "text/plain"
+
+
+def _recognisable(part: Path, request: Request) -> bool:
+    with part.open("rb") as handle:
+        head = handle.read(256 * 1024)
+    return recognisable(head.decode("utf-8", "replace"), request.app.state.registry)
 
 
 def _remove(folder: Path) -> None:
