@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from correlator import __version__
-from correlator.engine.evaluate import Engine
+from correlator.engine.evaluate import ANONYMOUS_IDS, Engine
 from correlator.engine.facts import Artifacts
-from correlator.engine.rules import Rule, load_rules
+from correlator.engine.rules import Rule, load_rules, side_of
 from correlator.errors import CorrelatorError, InputError
 from correlator.formats.registry import Registry, default_registry, load_registry
 from correlator.gcpolicy import batch_allocation
@@ -147,6 +147,12 @@ class Session:
         """Connection id -> the client it was (from the stitched client side or the client id),
         for the last MAX_CLIENT_OF connections: findings name clients by their recent connections."""
         self.by_file_time: set[str] = set()
+        self.identity: dict[str, str] = {}
+        """A client log's name -> the MQTT client id its own lines name (CONNECT, the library's or
+        the application's start line): findings name clients by id, not by file."""
+        self._client_logs: set[str] = set()
+        self._unnamed: set[str] = set()
+        """Client logs whose lines name no client id (yet): such a client is named by its file."""
         """Connection ids whose client was found only by its log file's time (link `file_time`):
         a finding that names a client through them alone says so in its confidence reason."""
 
@@ -182,7 +188,37 @@ class Session:
             cell[0] += 1
             if event.level in _ALARMING:
                 cell[1] += 1
+            if event.source not in self._client_logs:
+                self._learn_identity(event)
         return self.feed_derived(events)
+
+    def _learn_identity(self, event: Event) -> None:
+        """The first client id a client's own log names is that client's (a log is one client; an
+        empty or '(null)' id is none). Once settled, its later events cost one set lookup."""
+        if side_of(event) != "client":
+            self._client_logs.add(event.source)
+            return
+        name = event.source.split(":", 1)[-1]
+        client = event.fields.get("client_id")
+        if client is None:
+            self._unnamed.add(name)
+            return
+        # the first id the log names settles it: a client that began with an empty id (and got a
+        # random one from its library after the refusal) is the one with no id
+        self._client_logs.add(event.source)
+        if isinstance(client, str) and client not in ANONYMOUS_IDS:
+            self.identity[name] = client
+            self._unnamed.discard(name)
+        else:
+            self._unnamed.add(name)
+
+    def _client_of(self, connection: str) -> str | None:
+        name = self.client_of.get(connection)
+        return None if name is None else self.client_name(name)
+
+    def client_name(self, name: str) -> str:
+        """A client as findings name it: its MQTT client id where its log named one."""
+        return self.identity.get(name, name)
 
     def feed_derived(self, events: Iterable[Event]) -> list[Finding]:
         """Events the timeline derived rather than read (a clock estimate): the rules see them,
@@ -206,17 +242,26 @@ class Session:
 
     def findings(self, min_severity: str = "info") -> list[Finding]:
         floor = severity_rank(min_severity)
+        # the engine folds partial groups by the names its evidence gives (log names); ids come after
         found = [f for f in self.engine.findings(self.client_of.get) if severity_rank(f.severity) >= floor]
         for finding in found:
+            # by id, not by file: edge-11-pub's mosquitto_pub -i edge-11 and the broker's edge-11 are one
+            finding.clients = {self.client_name(name) for name in finding.clients}
             weak: set[str] = set()
             for conn in finding.connections:
-                name = self.client_of.get(conn)
+                name = self._client_of(conn)
                 if name:
                     (weak if conn in self.by_file_time else finding.clients).add(name)
             # a client whose own lines are in the evidence does not rest on the pairing alone
-            speaking = {e.source.split(":", 1)[-1] for e in finding.evidence if e.side == "client"}
+            speaking = {self.client_name(e.source.split(":", 1)[-1]) for e in finding.evidence if e.side == "client"}
             only = sorted(weak - finding.clients - speaking)
             finding.clients |= weak
+            by_file = sorted((finding.clients & self._unnamed) - set(only))
+            if by_file:
+                finding.confidence_reason += (
+                    f"; {', '.join(by_file)} {'is' if len(by_file) == 1 else 'are'} named by "
+                    f"{'its log file' if len(by_file) == 1 else 'their log files'} (no client id in "
+                    f"{'its' if len(by_file) == 1 else 'their'} lines)")
             if only:
                 # the pairing rests on a file's modification time, not on anything the lines say
                 finding.confidence_reason += (

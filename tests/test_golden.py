@@ -56,6 +56,11 @@ def problems(analysis: Analysis, spec: dict[str, Any]) -> list[str]:
         allowed_names = set().union(set(), *(names_of(spec, client) for client in clients))
         if named - allowed_names:
             found.append(f"{cause}: names clients it should not: {sorted(named - allowed_names)}")
+    if "affected_clients" in spec:
+        # newer samples: every cause's clients are named by their MQTT client ids, exactly
+        named_ids = set().union(set(), *(f.clients for cause in causes for f in covering(analysis.findings, cause)))
+        if named_ids != set(spec["affected_clients"]):
+            found.append(f"clients named {sorted(named_ids)}, not the affected client ids {spec['affected_clients']}")
     for finding in analysis.findings:
         if finding.id in allowed or any(alt in causes for alt in finding.alternatives):
             continue
@@ -119,9 +124,9 @@ def test_a_client_named_only_by_its_file_time_says_so() -> None:
     connection it was paired with by the file's time, and its confidence reason says so."""
     analysis = analyze([SAMPLES / "plain_to_tls_port"])
     finding, = [f for f in analysis.findings if f.id == "tls.protocol_mismatch"]
-    assert finding.clients == {"edge-05-pub", "edge-06"}
+    assert finding.clients == {"edge-05", "edge-06"}  # by client id: edge-05-pub ran mosquitto_pub -i edge-05
     assert finding.confidence_reason.endswith(
-        "; edge-05-pub is named by its log file's time only (its lines carry no time or port)")
+        "; edge-05 is named by its log file's time only (its lines carry no time or port)")
     assert analysis.connections == 3  # edge-05-pub's attempt is the broker's first connection
 
 
@@ -135,7 +140,7 @@ def test_one_finding_per_client_and_topic_not_per_side() -> None:
         "client_id=scada-01, topic=spBv1.0/STATE/scada-01",
         "client_id=viewer-01, topic=spBv1.0/Plant1/NCMD/edge-01"]
     viewer = next(f for f in denied if "viewer-01" in f.group)
-    assert viewer.clients == {"viewer-01", "viewer-01-pub"}
+    assert viewer.clients == {"viewer-01"}  # viewer-01-pub's mosquitto_pub -i viewer-01: one client, by its id
     assert {e.file for e in viewer.evidence} >= {"broker/mosquitto.log", "clients/viewer-01-pub.log"}
 
 

@@ -51,7 +51,9 @@ MAX_SEEN = 4096
 #: The group of the finding beyond MAX_GROUPS.
 OVERFLOW_GROUP = "<more groups>"
 #: Client ids that say nothing about who the client is.
-_ANONYMOUS_IDS = frozenset({"<unknown>", "(null)", "", "unknown"})
+ANONYMOUS_IDS = frozenset({"<unknown>", "(null)", "", "unknown"})
+"""Client ids that name no one: the broker's placeholder before CONNECT, mosquitto_pub's none."""
+_ANONYMOUS_IDS = ANONYMOUS_IDS
 
 
 class Facts(Protocol):
