@@ -38,7 +38,8 @@ def test_a_client_that_began_with_an_empty_id_is_not_named_by_the_random_one() -
 def test_a_server_is_never_a_client() -> None:
     for incident in ("opcua_user_access_denied", "opcua_cert_untrusted"):
         analysis = analyze([SAMPLES / incident])
-        servers = {s.info.source.split(":", 1)[-1] for s in analysis.sources if s.info.source.startswith("opcua-server")}
+        servers = {s.info.source.split(":", 1)[-1] for s in analysis.sources
+                   if s.info.source.startswith("opcua-server")}
         assert servers
         for finding in analysis.findings:
             assert not finding.clients & servers, (incident, finding.id, finding.clients)
