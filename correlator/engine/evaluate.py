@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import heapq
 import string
+import tomllib
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any, Protocol
 
 from correlator.check_result import CheckResult, CheckStatus
 from correlator.engine.rules import Match, Rule, Step, side_of
+from correlator.errors import DefinitionError
 from correlator.kinds import kind_vocabulary
 from correlator.model import Event, EvidenceRef, Finding, severity_rank
+from correlator.resources import builtin_dir
 
 #: How many evidence lines a finding keeps from the start and from the end of its occurrences.
 EVIDENCE_HEAD = 6
@@ -120,25 +124,66 @@ def _key(step: Step, event: Event) -> tuple[Any, ...] | None:
     return tuple(values)
 
 
+@dataclass(frozen=True)
+class Placeholder:
+    """What a rule's placeholder stands for and what to say when the input lacks it
+    (parsers/vocab/placeholders.toml)."""
+
+    what: str
+    missing: str
+    inline: str | None = None
+    token: str | None = None
+
+
+@cache
+def placeholders() -> dict[str, Placeholder]:
+    path = builtin_dir("parsers") / "vocab" / "placeholders.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise DefinitionError(f"cannot read the placeholder vocabulary: {exc}", file=path) from exc
+    return {name: Placeholder(str(entry["what"]), str(entry["missing"]), entry.get("inline"), entry.get("token"))
+            for name, entry in data.get("placeholder", {}).items()}
+
+
 class _Template(string.Formatter):
-    """str.format that leaves unknown names visible as <name> instead of failing: a remediation
-    with one unknown path is still worth showing."""
+    """str.format that fills a missing value with words, never with "<name>": in prose the
+    placeholder's description, in a command a token to replace by hand; `gaps` collects what was
+    missing so the text can say what to add."""
+
+    def __init__(self, command: bool) -> None:
+        self.command = command
+        self.gaps: dict[str, Placeholder] = {}
 
     def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
         if isinstance(key, str):
             value = kwargs.get(key)
-            return f"<{key}>" if value in (None, "") else value
+            if value not in (None, ""):
+                return value
+            known = placeholders().get(key) or Placeholder(
+                key.replace("_", " "), f"the input does not give {key.replace('_', ' ')}")
+            self.gaps[key] = known
+            if self.command:
+                return known.token or key.upper()
+            return known.inline or known.what
         return super().get_value(key, args, kwargs)
 
 
-_TEMPLATE = _Template()
-
-
-def render(template: str, context: dict[str, Any]) -> str:
+def render(template: str, context: dict[str, Any], *, command: bool = False) -> str:
+    """`template` filled from `context`. What the input lacks is said in words: an explanation
+    ends with "Not in the input: ...", a fix step with "(TOKEN: ...)"."""
+    filler = _Template(command)
     try:
-        return _TEMPLATE.format(template, **context)
+        text = filler.format(template, **context)
     except (ValueError, IndexError, AttributeError):
         return template
+    if not filler.gaps:
+        return text
+    if command:
+        notes = "; ".join(f"{p.token or key.upper()}: {p.missing}" for key, p in filler.gaps.items())
+        return f"{text} ({notes})"
+    notes = " ".join(f"{p.missing[0].upper()}{p.missing[1:]}." for p in filler.gaps.values())
+    return f"{text.rstrip()}\nNot in the input: {notes}"
 
 
 class Engine:
@@ -523,7 +568,8 @@ class Engine:
             finding.sides.add("artifact")
         self._rate(finding)
         finding.explanation = render(rule.explanation, self._render_context(finding))
-        finding.remediation = [render(step, self._render_context(finding)) for step in rule.remediation]
+        finding.remediation = [render(step, self._render_context(finding), command=True)
+                               for step in rule.remediation]
         finding.revision += 1
         return finding
 
@@ -571,10 +617,8 @@ class Engine:
     @staticmethod
     def _render_context(finding: Finding) -> dict[str, Any]:
         context = dict(finding.context)
-        context.update(clients=", ".join(sorted(finding.clients)) or "<unknown client>",
-                       users=", ".join(sorted(finding.users)) or "not named in the logs",
-                       hosts=", ".join(sorted(finding.hosts)) or "<unknown host>",
-                       count=finding.count)
+        context.update(clients=", ".join(sorted(finding.clients)), users=", ".join(sorted(finding.users)),
+                       hosts=", ".join(sorted(finding.hosts)), count=finding.count)
         return context
 
     @staticmethod

@@ -21,7 +21,7 @@ _ALERT = re.compile(r"\b(?:(?:sslv3|tlsv1|tlsv12|tlsv13|tls) alert|Received fata
 _OPCUA_NAME = re.compile(r"\b(Bad[A-Z][A-Za-z]+)\b")
 _OPCUA_HEX = re.compile(r"\b0x([0-9A-Fa-f]{8})\b")
 #: Files of parsers/vocab/ that are not phrase vocabularies (read by their own loaders).
-NOT_PHRASES = frozenset({"layouts.toml", "kinds.toml"})
+NOT_PHRASES = frozenset({"layouts.toml", "kinds.toml", "placeholders.toml"})
 #: Distinct texts whose evidence is remembered (see `Evidence.extract`).
 EXTRACT_MEMO = 8192
 

@@ -1,0 +1,50 @@
+"""No unfilled placeholder, ever: when the input lacks a value, the text says in words what is
+missing and what to add, in every explanation and fix step."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from correlator.analysis import analyze
+from correlator.engine.evaluate import placeholders, render
+from correlator.engine.rules import load_rules
+
+RULES, _ = load_rules([])
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
+_LEFT = re.compile(r"<[a-z_]+>|\{[a-z_]+\}")
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[r.id for r in RULES])
+def test_a_rule_with_nothing_known_says_what_is_missing(rule: object) -> None:
+    explanation = render(rule.explanation, {})  # type: ignore[attr-defined]
+    assert not _LEFT.search(explanation), explanation
+    if "{" in rule.explanation:  # type: ignore[attr-defined]
+        assert "\nNot in the input: " in explanation
+    for step in rule.remediation:  # type: ignore[attr-defined]
+        # `<broker>`-style words written into a rule's command by its author are left to the rule
+        # data; no template placeholder may be left
+        text = render(step, {}, command=True)
+        assert not re.search(r"\{[a-z_]+\}|<(?:" + "|".join(placeholders()) + ")>", text), text
+
+
+def test_every_placeholder_the_rules_use_is_described() -> None:
+    used = {name for rule in RULES for text in (rule.explanation, *rule.remediation)
+            for name in re.findall(r"\{([a-z_]+)\}", text)}
+    always = {"count", "source_name", "offset_text", "pairs", "insecure_list", "insecure_fix", "expiring_list"}
+    assert used - always - set(placeholders()) == set()
+
+
+def test_a_missing_password_file_is_said_in_words(tmp_path: Path) -> None:
+    """bad_credentials without the broker's password file: the explanation says the file is
+    missing and what it would tell, where it once showed <user_verdict>."""
+    folder = tmp_path / "bundle"
+    shutil.copytree(SAMPLES / "bad_credentials", folder, ignore=shutil.ignore_patterns("passwd", "expected.json"))
+    analysis = analyze([folder])
+    finding = next(f for f in analysis.findings if f.id == "auth.bad_credentials")
+    assert "<" not in finding.explanation.replace("</", "")
+    assert "The password file is not in the bundle" in finding.explanation
+    assert "add it (password_file in mosquitto.conf)" in finding.explanation
