@@ -13,28 +13,33 @@ from __future__ import annotations
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterable
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import ClassVar
 
+from rich.console import Group, RenderableType
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
+from textual.events import Resize
+from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
 from correlator.model import LEVELS, Finding
 from correlator.tui import text as fmt
-from correlator.tui.event_store import ERROR_RANK, EventStore, Filter
-from correlator.tui.screens import FilterScreen, HelpScreen
+from correlator.tui.event_store import ERROR_RANK, Filter
+from correlator.tui.histogram import StoreCounts
+from correlator.tui.screens import FilterScreen, HelpScreen, HistogramScreen
+from correlator.tui.search import Cancelled, SearchIndex, find_rows
 from correlator.tui.sources import EventSource
-from correlator.tui.widgets import Activity, FindingsTable, StatusBar, Timeline
+from correlator.tui.widgets import Activity, FindingsTable, StatusBar, Timeline, source_colour
 
 #: Below this many rows a filter or a search runs at once on the UI thread (it takes a few ms);
 #: above, on a worker thread so the screen never stalls.
@@ -61,6 +66,18 @@ class ScreenSettings:
     notify_new: bool = True
 
 
+@dataclass
+class Hits:
+    """The search's answer: its needle, the hits as timeline positions (None while counting),
+    which one the cursor is on, and whether the last move wrapped around."""
+
+    needle: str
+    generation: int
+    positions: list[int] | None = None
+    current: int = 0
+    wrapped: bool = False
+
+
 class Changed(Message):
     """The source has something new (posted from its thread; at most one is pending)."""
 
@@ -80,6 +97,9 @@ class CorrelatorApp(App[None]):
         Binding("F", "clear_filter", "Clear filter", show=False),
         Binding("p", "pause", "Pause"),
         Binding("c", "copy_fix", "Copy fix"),
+        Binding("x", "section('Fix')", "Fix"),
+        Binding("v", "section('Evidence')", "Evidence", show=False),
+        Binding("i", "histogram", "Histogram"),
         Binding("t", "view('timeline')", "Timeline"),
         Binding("d", "view('detail')", "Detail"),
         Binding("g", "top", "Top", show=False),
@@ -101,11 +121,15 @@ class CorrelatorApp(App[None]):
         self.last_copied = ""
         self.evidence_positions: list[int] = []
         self.search_anchor = 0
+        self.hits = Hits("", 0)
+        self._index = SearchIndex(source.store)
+        self._index_lock = threading.Lock()
         self._pending = threading.Event()
         self._seen: set[str] | None = None
         self._filtered_upto = 0
         self._filtered: array[int] | None = None
         self._shown_detail: tuple[str, int] | None = None
+        self._detail: RenderableType = Text("")
         self.refreshes = 0
         self.short = fmt.shortener(getattr(source, "roots", ()))
 
@@ -121,15 +145,17 @@ class CorrelatorApp(App[None]):
                 yield Activity(id="activity")
                 yield Timeline(self.source.store, id="timeline")
                 yield Static("", id="row-info")
-        yield Input(placeholder="search the timeline (enter keeps, esc drops)", id="search")
+        with Horizontal(id="search-bar"):
+            yield Input(placeholder="search the timeline (enter keeps, esc drops)", id="search")
+            yield Static("", id="search-count")
         yield Footer()
 
     def on_mount(self) -> None:
         search = self.query_one("#search", Input)
         search.cursor_blink = self.settings.cursor_blink
-        search.display = False
+        self.query_one("#search-bar").display = False
         self.query_one("#findings", FindingsTable).focus()
-        self._layout(self.size.width)
+        self._layout(self.size)
         self.set_interval(self.settings.tick, self._tick)
         self.refresh_data()
         # the first frame goes out before the reader threads start competing for the GIL
@@ -138,10 +164,12 @@ class CorrelatorApp(App[None]):
     def on_unmount(self) -> None:
         self.source.stop()
 
-    def on_resize(self) -> None:
-        self._layout(self.size.width)
+    def on_resize(self, event: Resize) -> None:
+        # the event's size: `self.size` may still hold the old one while the app handles it
+        self._layout(event.size)
         # the activity chart is sized to its pane: draw it again once the pane has its new size
         self.call_after_refresh(self._show_activity)
+        self.call_after_refresh(self._show_status)
 
     def _show_activity(self) -> None:
         with suppress(NoMatches):
@@ -149,12 +177,13 @@ class CorrelatorApp(App[None]):
             self.query_one("#activity", Activity).show(self.source.store, self.source.source_info(),
                                                        self.size.width, rows=2 if short else 0)
 
-    def _layout(self, width: int) -> None:
+    def _layout(self, size: Size) -> None:
+        """Everything that depends on the terminal's size, recomputed on every resize."""
         body = self.query_one("#body")
-        body.set_class(width >= self.settings.wide_at, "wide")
+        body.set_class(size.width >= self.settings.wide_at, "wide")
         # below 30 rows the activity chart would eat the timeline: two sources, then scroll
-        self.query_one("#activity").set_class(self.size.height < 30, "short")
-        self.query_one("#activity").display = self.size.height >= 20
+        self.query_one("#activity").set_class(size.height < 30, "short")
+        self.query_one("#activity").display = size.height >= 20
 
     # -- data --------------------------------------------------------------------------------
 
@@ -212,7 +241,7 @@ class CorrelatorApp(App[None]):
 
     def _show_findings(self) -> None:
         table = self.query_one("#findings", FindingsTable)
-        table.show(self.ordered, self.settings.clock(), self.new_until)
+        table.show(self.ordered, self.settings.clock(), self.new_until, live=self.source.live)
         self._show_detail()
 
     def _show_detail(self) -> None:
@@ -233,10 +262,13 @@ class CorrelatorApp(App[None]):
         stamp = (key or "", finding.revision * 1000 + finding.count)
         if stamp == self._shown_detail:
             return
+        if self._shown_detail is None or self._shown_detail[0] != stamp[0]:
+            # another finding: its heading first, wherever the last one was scrolled to
+            self.query_one("#detail", VerticalScroll).scroll_home(animate=False, immediate=True)
         self._shown_detail = stamp
-        self.query_one("#detail-text", Static).update(
-            fmt.detail(finding, self.settings.clock(), copy_hint="c copies the commands · enter shows the evidence",
-                       short=self.short))
+        self._detail = fmt.detail(finding, self.settings.clock(), copy_hint="c copies the commands · enter shows "
+                                  "the evidence", short=self.short)
+        self.query_one("#detail-text", Static).update(self._detail)
 
     def _show_timeline(self) -> None:
         timeline = self.query_one("#timeline", Timeline)
@@ -270,7 +302,7 @@ class CorrelatorApp(App[None]):
             live=self.source.live, paused=self.paused, pending=max(0, pending), state=self.source.status(),
             sources=len(self.source.store.sources) or len(self.source.source_info()),
             rate=self.source.lines_per_second(), findings=self.ordered, filter_text=self.filter.describe(),
-            errors=len(self.source.errors), offsets=self._offsets())
+            errors=len(self.source.errors), offsets=self._offsets(), width=self.size.width)
 
     # -- findings ----------------------------------------------------------------------------
 
@@ -302,7 +334,7 @@ class CorrelatorApp(App[None]):
             self._apply_filter(Filter(), sync=True)
             self.notify("Filter cleared to show the evidence.")
         timeline.marked = rows
-        timeline.search = ""
+        self._search_for("")
         self.evidence_positions = sorted(p for r in rows if (p := timeline.position_of(r)) is not None)
         if self.evidence_positions:
             timeline.go(self.evidence_positions[0])
@@ -329,6 +361,59 @@ class CorrelatorApp(App[None]):
         target = self.query_one("#timeline" if which == "timeline" else "#detail")
         target.focus()
 
+    def action_section(self, heading: str) -> None:
+        """Show the detail scrolled so `heading` (Fix, Evidence) is its first line: at 80x24 the
+        fix is below the fold."""
+        finding = self.selected_finding()
+        if finding is None:
+            self.notify("Choose a finding first.", severity="warning", timeout=2)
+            return
+        self.action_view("detail")
+        self.call_after_refresh(self._scroll_to_heading, heading)
+
+    def _scroll_to_heading(self, heading: str) -> None:
+        pane = self.query_one("#detail", VerticalScroll)
+        width = self.query_one("#detail-text", Static).content_region.width or pane.size.width
+        options = self.console.options.update_width(max(1, width))
+        lines = self.console.render_lines(self._detail, options, pad=False)
+        for y, segments in enumerate(lines):
+            if "".join(segment.text for segment in segments).startswith(heading):
+                pane.scroll_to(y=y, animate=False, immediate=True)
+                return
+        self.notify(f"This finding has no {heading} section.", timeout=2)
+
+    def action_histogram(self) -> None:
+        """The time histogram; a bucket chosen with enter moves the timeline to its first line."""
+        timeline = self.query_one("#timeline", Timeline)
+        row = timeline.row_at(timeline.cursor) if self.query_one("#body").has_class("mode-timeline") else None
+        at = self.source.store.ts[row] if row is not None else None
+        evidence = [ref.time for f in self.ordered for ref in f.evidence if ref.time is not None]
+
+        def chosen(start: float | None) -> None:
+            if start is not None:
+                self.jump_to_time(start)
+
+        self.push_screen(HistogramScreen([StoreCounts(self.source.store)], evidence, at, source_colour), chosen)
+
+    def jump_to_time(self, ts: float) -> None:
+        """The timeline's cursor to the first line of the view at or after `ts` (the last line
+        when none is)."""
+        self.action_view("timeline")
+        timeline = self.query_one("#timeline", Timeline)
+        store = self.source.store
+        if not timeline.count:
+            return
+        stamps = store.ts
+        if store.ordered:
+            if timeline.rows is None:
+                position = bisect_left(stamps, ts, 0, timeline.count)
+            else:
+                position = bisect_left(timeline.rows, ts, 0, timeline.count, key=stamps.__getitem__)
+        else:  # a late live line made time go backwards: look at each
+            position = next((p for p in range(timeline.count) if stamps[timeline.row_at(p) or 0] >= ts),
+                            timeline.count)
+        timeline.go(min(position, timeline.count - 1))
+
     def action_top(self) -> None:
         if isinstance(self.focused, FindingsTable):
             self.focused.move_cursor(row=0)
@@ -349,17 +434,18 @@ class CorrelatorApp(App[None]):
         self.push_screen(HelpScreen())
 
     def action_escape(self) -> None:
-        search = self.query_one("#search", Input)
-        if search.display:
-            search.display = False
-            self.query_one("#timeline", Timeline).focus()
-            return
+        bar = self.query_one("#search-bar")
         timeline = self.query_one("#timeline", Timeline)
+        if bar.display:
+            # esc drops the search: one still counting is cancelled and will never answer
+            bar.display = False
+            self._search_for("")
+            timeline.focus()
+            return
         if timeline.marked or timeline.search:
             timeline.marked = set()
-            timeline.search = ""
             self.evidence_positions = []
-            timeline.refresh()
+            self._search_for("")
         elif isinstance(self.focused, Timeline | VerticalScroll):
             self.query_one("#findings").focus()
 
@@ -393,31 +479,114 @@ class CorrelatorApp(App[None]):
         timeline = self.query_one("#timeline", Timeline)
         self.search_anchor = timeline.cursor
         timeline.follow = False
-        search.display = True
+        self.query_one("#search-bar").display = True
         search.value = ""
         search.focus()
 
     @on(Input.Changed, "#search")
     def _search_changed(self, event: Input.Changed) -> None:
         timeline = self.query_one("#timeline", Timeline)
-        timeline.search = event.value
         timeline.marked = set()
         self.evidence_positions = []
-        if event.value:
-            self._find(event.value, self.search_anchor, 1, wrap=True)
+        self._search_for(event.value)
+
+    def _search_for(self, needle: str) -> None:
+        """Start counting `needle`'s hits over the timeline's view (a worker above SYNC_ROWS);
+        whatever search ran before is cancelled and its answer will be dropped."""
+        timeline = self.query_one("#timeline", Timeline)
+        self.workers.cancel_group(self, "search")
+        self.hits = Hits(needle, self.hits.generation + 1)
+        timeline.search = needle
+        if needle:
+            if timeline.count <= SYNC_ROWS:
+                self._hits_ready(self.hits.generation, self._search_rows(needle, timeline.count, lambda: False))
+            else:
+                self._search_worker(self.hits.generation, needle, timeline.count)
+        self._show_search()
         timeline.refresh()
+
+    def _search_rows(self, needle: str, count: int, cancelled: Callable[[], bool]) -> list[int]:
+        with self._index_lock:
+            return find_rows(self.source.store, self._index, needle, count, cancelled)
+
+    @work(thread=True, exclusive=True, group="search")
+    def _search_worker(self, generation: int, needle: str, count: int) -> None:
+        worker = get_current_worker()
+        try:
+            rows = self._search_rows(needle, count, lambda: worker.is_cancelled)
+        except Cancelled:
+            return
+        if not worker.is_cancelled:
+            self.call_from_thread(self._hits_ready, generation, rows)
+
+    def _hits_ready(self, generation: int, rows: list[int]) -> None:
+        """The rows of a finished search, as positions of the current view; the cursor goes to
+        the first at or after where the search began (wrapping, and saying so)."""
+        if generation != self.hits.generation:
+            return  # cancelled, or an older keystroke's answer
+        timeline = self.query_one("#timeline", Timeline)
+        positions = [p for r in rows if (p := timeline.position_of(r)) is not None]
+        self.hits.positions = positions
+        if positions:
+            at = bisect_left(positions, self.search_anchor)
+            self._go_hit(at % len(positions), wrapped=at == len(positions))
+        else:
+            self._show_search()
+
+    def _go_hit(self, index: int, *, wrapped: bool) -> None:
+        hits = self.hits
+        hits.current, hits.wrapped = index, wrapped
+        if wrapped:
+            self.notify(f"Search wrapped to the {'top' if index == 0 else 'bottom'}.", timeout=2)
+        assert hits.positions is not None
+        self.query_one("#timeline", Timeline).go(hits.positions[index])
+        self._show_search()
+
+    def _show_search(self) -> None:
+        self.query_one("#search-count", Static).update(self._search_note())
+        timeline = self.query_one("#timeline", Timeline)
+        self._row_moved(Timeline.Moved(timeline.row_at(timeline.cursor)))
+
+    def _search_note(self) -> Text:
+        """'2/6 "not authorised"', 'no match …', 'searching …': what the search found so far."""
+        hits = self.hits
+        if not hits.needle:
+            return Text("")
+        if hits.positions is None:
+            return Text(f"searching {hits.needle!r}… ", "italic")
+        if not hits.positions:
+            return Text(f"{hits.needle!r} not found ", "bold yellow")
+        note = Text(f"{hits.current + 1}/{len(hits.positions)} {hits.needle!r}", "bold")
+        if hits.wrapped:
+            note.append(" wrapped", "yellow")
+        return note + Text("  ")
 
     @on(Input.Submitted, "#search")
     def _search_submitted(self, _: Input.Submitted) -> None:
-        search = self.query_one("#search", Input)
-        search.display = False
+        self.query_one("#search-bar").display = False
         self.query_one("#timeline", Timeline).focus()
+
+    def _research(self) -> None:
+        """The view changed under a search: count its hits again in the new view."""
+        if self.hits.needle:
+            self.search_anchor = self.query_one("#timeline", Timeline).cursor
+            self._search_for(self.hits.needle)
 
     def action_next_match(self, step: int) -> None:
         timeline = self.query_one("#timeline", Timeline)
-        if timeline.search:
+        hits = self.hits
+        if hits.needle:
             self.action_view("timeline")
-            self._find(timeline.search, timeline.cursor + step, step, wrap=True)
+            if hits.positions is None:
+                self.notify("Still searching…", timeout=1)
+            elif not hits.positions:
+                self.notify(f"Not found: {hits.needle}", severity="warning", timeout=2)
+            else:
+                # from the cursor, not the last hit: the user may have moved since
+                cur = timeline.cursor
+                at = (bisect_right(hits.positions, cur) if step > 0 else bisect_left(hits.positions, cur) - 1)
+                wrapped = not 0 <= at < len(hits.positions)
+                self._go_hit(at % len(hits.positions), wrapped=wrapped)
             return
         if self.evidence_positions:
             self.action_view("timeline")
@@ -430,32 +599,6 @@ class CorrelatorApp(App[None]):
                 self.notify("Evidence wrapped around.", timeout=2)
             return
         self.notify("Nothing to go to: / searches, enter on a finding marks its evidence.", timeout=3)
-
-    def _find(self, needle: str, start: int, step: int, *, wrap: bool) -> None:
-        timeline = self.query_one("#timeline", Timeline)
-        if timeline.count <= SYNC_ROWS:
-            found = _scan(self.source.store, timeline.rows, timeline.count, needle, start, step, wrap,
-                          lambda: False)
-            self._found(needle, found)
-        else:
-            self._find_worker(needle, start, step, wrap, timeline.rows, timeline.count)
-
-    @work(thread=True, exclusive=True, group="search")
-    def _find_worker(self, needle: str, start: int, step: int, wrap: bool, rows: array[int] | None,
-                     count: int) -> None:
-        worker = get_current_worker()
-        found = _scan(self.source.store, rows, count, needle, start, step, wrap, lambda: worker.is_cancelled)
-        if not worker.is_cancelled:
-            self.call_from_thread(self._found, needle, found)
-
-    def _found(self, needle: str, position: int | None) -> None:
-        timeline = self.query_one("#timeline", Timeline)
-        if needle != timeline.search:
-            return
-        if position is None:
-            self.notify(f"Not found: {needle}", severity="warning", timeout=2)
-        else:
-            timeline.go(position)
 
     def action_filter(self) -> None:
         def apply(result: Filter | None) -> None:
@@ -477,6 +620,7 @@ class CorrelatorApp(App[None]):
             self._filtered, self._filtered_upto = None, 0
             timeline.set_view(None, len(self.source.store))
             self._show_status()
+            self._research()
             return
         count = len(self.source.store)
         if sync or count <= SYNC_ROWS:
@@ -501,6 +645,7 @@ class CorrelatorApp(App[None]):
         timeline.follow = True
         self._show_timeline()
         self._show_status()
+        self._research()
         if not rows:
             self.notify("Nothing matches this filter (F clears it).", severity="warning", timeout=3)
 
@@ -508,44 +653,34 @@ class CorrelatorApp(App[None]):
     def _row_moved(self, event: Timeline.Moved) -> None:
         try:
             info = self.query_one("#row-info", Static)
+            timeline = self.query_one("#timeline", Timeline)
         except NoMatches:  # the cursor moved while the app was closing
             return
         row = event.row
         if row is None:
-            info.update("")
+            info.update(self._search_note())
             return
         store = self.source.store
         skew = store.skew(row)
         client = store.clients[store.client[row]]
         text = Text(no_wrap=True, overflow="ellipsis")
+        text.append_text(self._search_note())
         text.append(f"{self.short(store.files[store.file[row]])}:{store.line[row]}", "cyan")
         text.append(f"  {store.kinds[store.kind[row]]}", "bold")
         text.append(f"  {LEVELS[store.level[row]]}")
-        text.append(f"  {fmt.clock_time(store.ts[row], date=True)} UTC", "dim")
+        text.append(f"  {fmt.clock_time(store.ts[row], date=True, estimated=store.estimated(row))} UTC", "dim")
+        if store.estimated(row):
+            text.append(" (no time of its own)", "italic")
         if skew:
             text.append(f" (clock corrected {skew:+.1f}s)", "italic")
         if client:
             text.append(f"  client {client}")
-        info.update(text)
-
-
-def _scan(store: EventStore, rows: array[int] | None, count: int, needle: str, start: int, step: int,
-          wrap: bool, cancelled: Callable[[], bool]) -> int | None:
-    """The next timeline position whose text holds `needle` (case-insensitive), from `start`."""
-    if not count:
-        return None
-    needle = needle.lower()
-    start = max(0, min(start, count - 1)) if step < 0 else max(0, start)
-    order: Iterable[int] = range(start, count) if step > 0 else range(start, -1, -1)
-    if wrap:
-        order = chain(order, range(0, min(start, count)) if step > 0 else range(count - 1, start, -1))
-    for checked, position in enumerate(order):
-        if checked % 4096 == 0 and cancelled():
-            return None
-        row = rows[position] if rows is not None else position
-        if needle in store.text(row).lower():
-            return position
-    return None
+        body = fmt.printable(store.text(row))
+        if len(body) > timeline.text_width() or timeline.shift:
+            # the timeline cuts it: the bottom bar has it whole, wrapped
+            info.update(Group(text, Text(body, style=fmt.LEVEL_STYLE.get(store.level_name(row), ""))))
+        else:
+            info.update(text)
 
 
 def create_app(settings: ScreenSettings, source: EventSource) -> CorrelatorApp:

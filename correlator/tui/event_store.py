@@ -2,7 +2,7 @@
 
 A two-million-line log must scroll as smoothly as a twenty-line one, so the store keeps what the
 screen filters and sorts on (time, source, level, kind, client, file, line, byte offset) in typed
-arrays, about 30 bytes a row, and never the Event objects or their text. The text of a visible row
+arrays, about 36 bytes a row, and never the Event objects or their text. The text of a visible row
 is read back from its file at its offset (the toolong way); only rows whose file cannot be read
 back (compressed logs, archives extracted to a folder that is gone, lines without an offset) keep
 their text.
@@ -34,6 +34,8 @@ TEXT_CACHE = 4096
 READ_BACK = 4096
 ERROR_RANK = LEVELS.index("error")
 WARNING_RANK = LEVELS.index("warning")
+#: Row flags: the line had no time of its own (its time is its neighbours', its file's or its arrival's).
+ESTIMATED = 1
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class SourceStats:
     alarming: int = 0
     skew: float = 0.0
     per_second: dict[int, int] = field(default_factory=dict)
+    errors_per_second: dict[int, int] = field(default_factory=dict)
 
 
 class EventStore:
@@ -84,6 +87,10 @@ class EventStore:
         self.file = array("H")
         self.line = array("I")
         self.offset = array("q")
+        self.flags = array("B")
+        self.conn = array("I")
+        """The stitched connection of each row (0: none), so a client's filter keeps the broker's
+        lines of that client's connections (they say `Client <unknown>`)."""
         self.sources: list[str] = []
         self.kinds: list[str] = []
         self.clients: list[str] = [""]
@@ -93,6 +100,9 @@ class EventStore:
         self._kind_ix: dict[str, int] = {}
         self._client_ix: dict[str, int] = {"": 0}
         self._file_ix: dict[str, int] = {}
+        self._conn_ix: dict[str, int] = {"": 0}
+        self.conn_clients: dict[int, set[int]] = {}
+        """Connection -> the clients its rows name (client logs and broker lines with an id)."""
         self._readable: list[Path | None] = []
         self._raw: dict[int, str] = {}
         self._skew: dict[int, float] = {}
@@ -165,6 +175,16 @@ class EventStore:
                 self.file.append(file_ix)
                 self.line.append(max(event.line, 0))
                 self.offset.append(event.offset)
+                self.flags.append(ESTIMATED if event.estimated else 0)
+                client_ix = self.client[-1]
+                conn_ix = 0
+                if event.connection:
+                    conn_ix = self._conn_ix.get(event.connection, -1)
+                    if conn_ix < 0:
+                        conn_ix = self._conn_ix[event.connection] = len(self._conn_ix)
+                    if client_ix:
+                        self.conn_clients.setdefault(conn_ix, set()).add(client_ix)
+                self.conn.append(conn_ix)
                 if event.offset < 0 or self._readable[file_ix] is None:
                     self._raw[index] = event.raw
                 if event.skew:
@@ -182,6 +202,8 @@ class EventStore:
                     stats.skew = event.skew
                 second = int(event.ts)
                 stats.per_second[second] = stats.per_second.get(second, 0) + 1
+                if rank >= ERROR_RANK:
+                    stats.errors_per_second[second] = stats.errors_per_second.get(second, 0) + 1
                 self._count = index + 1
                 added += 1
         return added
@@ -213,6 +235,14 @@ class EventStore:
             self._cache.popitem(last=False)
         return text
 
+    def readable_files(self) -> dict[int, str]:
+        """The files whose lines are read back from disk, by index."""
+        return {i: str(path) for i, path in enumerate(list(self._readable)) if path is not None}
+
+    def kept_rows(self) -> dict[int, str]:
+        """Rows whose text is kept in memory (their file cannot be read back)."""
+        return self._raw
+
     def skew(self, row: int) -> float:
         return self._skew.get(row, 0.0)
 
@@ -222,6 +252,19 @@ class EventStore:
     def level_name(self, row: int) -> str:
         return LEVELS[self.level[row]]
 
+    def estimated(self, row: int) -> bool:
+        return bool(self.flags[row] & ESTIMATED)
+
+    def _clients_of(self, flt: Filter) -> tuple[set[int], set[int]] | None:
+        """The client indexes a filter's client text names, and the connections those clients
+        took part in (the broker's lines of them are that client's evidence)."""
+        if not flt.client:
+            return None
+        needle = flt.client.lower()
+        clients = {i for i, name in enumerate(self.clients) if name and needle in name.lower()}
+        conns = {conn for conn, named in list(self.conn_clients.items()) if named & clients}
+        return clients, conns
+
     def matches(self, flt: Filter) -> array[int] | None:
         """The rows a filter keeps (None when it keeps everything). Pure Python over typed arrays:
         about a quarter of a second per million rows, so the screen runs it on a worker thread."""
@@ -230,15 +273,16 @@ class EventStore:
             return None
         src_ok = ({i for i, name in enumerate(self.sources) if name in flt.sources}
                   if flt.sources else None)
-        client_ok = ({i for i, name in enumerate(self.clients) if flt.client.lower() in name.lower() and name}
-                     if flt.client else None)
+        who = self._clients_of(flt)
+        client_ok, conn_ok = who if who is not None else (None, set())
         kind_ok = ({i for i, name in enumerate(self.kinds) if flt.kind.lower() in name.lower()}
                    if flt.kind else None)
         floor = level_rank(flt.min_level)
-        src, client, kind, level = self.src, self.client, self.kind, self.level
+        src, client, kind, level, conn = self.src, self.client, self.kind, self.level, self.conn
         rows = array("I")
         for row in range(count):
-            if ((src_ok is None or src[row] in src_ok) and (client_ok is None or client[row] in client_ok)
+            if ((src_ok is None or src[row] in src_ok)
+                    and (client_ok is None or client[row] in client_ok or conn[row] in conn_ok)
                     and (kind_ok is None or kind[row] in kind_ok) and level[row] >= floor):
                 rows.append(row)
         return rows
@@ -247,12 +291,17 @@ class EventStore:
         """One row against a filter: how rows arriving live join a filtered view."""
         if flt.sources and self.sources[self.src[row]] not in flt.sources:
             return False
-        if flt.client and (not self.clients[self.client[row]]
-                           or flt.client.lower() not in self.clients[self.client[row]].lower()):
+        if flt.client and not self._names_client(flt.client.lower(), row):
             return False
         if flt.kind and flt.kind.lower() not in self.kinds[self.kind[row]].lower():
             return False
         return self.level[row] >= level_rank(flt.min_level)
+
+    def _names_client(self, needle: str, row: int) -> bool:
+        name = self.clients[self.client[row]]
+        if name and needle in name.lower():
+            return True
+        return any(needle in self.clients[c].lower() for c in self.conn_clients.get(self.conn[row], ()))
 
     def find_line(self, file: str, line: int, near: float | None = None) -> int | None:
         """The row of `file:line` (evidence names its file the way events do). Bisects by time
@@ -308,4 +357,4 @@ class EventStore:
     def nbytes(self) -> int:
         """Bytes held by the row columns (the part that grows with the log)."""
         return sum(a.itemsize * len(a) for a in (self.ts, self.src, self.level, self.kind, self.client,
-                                                  self.file, self.line, self.offset))
+                                                  self.file, self.line, self.offset, self.flags, self.conn))

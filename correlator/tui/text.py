@@ -29,6 +29,20 @@ _COMMAND_START = re.compile(r"^(?:sudo |openssl |mosquitto|systemctl |kill |chmo
                             r"[a-z_./-]+ -)")
 
 
+#: Control characters drawn as their Unicode pictures (␀ ␛ ␡ ...): sent raw they move the
+#: terminal's cursor, and the screen shows leftovers of earlier lines.
+_CONTROLS = {**{c: 0x2400 + c for c in range(32) if c != 9}, 0x7F: 0x2421,
+             **{c: 0xFFFD for c in range(0x80, 0xA0)}}
+TAB = 4
+
+
+def printable(text: str) -> str:
+    """A log line as it may be drawn: tabs expanded, control characters made visible."""
+    if text.isprintable():
+        return text
+    return text.expandtabs(TAB).translate(_CONTROLS)
+
+
 def badge(severity: str) -> Text:
     return Text(f" {SEVERITY_LABEL.get(severity, severity.upper()[:4]):<4} ", style=SEVERITY_STYLE.get(severity, ""))
 
@@ -47,10 +61,14 @@ def ago(seconds: float) -> str:
     return f"{int(seconds // 86400)}d"
 
 
-def clock_time(ts: float, *, date: bool = False) -> str:
+def clock_time(ts: float, *, date: bool = False, estimated: bool = False) -> str:
+    """'14:42:29.310'; an estimated time (the line had none of its own) reads '≈14:42:29', as
+    wide: its milliseconds would claim a precision it does not have."""
     moment = datetime.fromtimestamp(ts, UTC)
     if date:
-        return moment.strftime("%Y-%m-%d %H:%M:%S")
+        return ("≈" if estimated else "") + moment.strftime("%Y-%m-%d %H:%M:%S")
+    if estimated:
+        return "≈" + moment.strftime("%H:%M:%S") + "   "
     return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
@@ -142,9 +160,9 @@ def detail(finding: Finding, now: float, *, copy_hint: str = "",
     parts.append(Text("Evidence", style="bold underline"))
     for ref in finding.evidence:
         where = f"{short(ref.file)}:{ref.line}" if ref.line else short(ref.file)
-        stamp = ("≈" if ref.estimated else "") + clock_time(ref.time) if ref.time is not None else ""
+        stamp = clock_time(ref.time, estimated=ref.estimated).rstrip() if ref.time is not None else ""
         parts.append(Text.assemble("  ", (where, "cyan"), "  ", (stamp, "dim"), "  ", (ref.side, "italic dim")))
-        parts.append(Padding(Text(ref.text), (0, 0, 0, 4)))
+        parts.append(Padding(Text(printable(ref.text)), (0, 0, 0, 4)))
     for fact in finding.facts:
         where = f"{short(fact.file)}:{fact.line}" if fact.line else short(fact.file)
         parts.append(Text.assemble("  ", (where, "magenta"), (" (artifact)", "dim")))

@@ -40,15 +40,20 @@ class FindingsTable(DataTable[Text]):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
         self.keys: list[str] = []
         self._signature: tuple[object, ...] = ()
-        self._last: tuple[list[Finding], float, dict[str, float]] | None = None
+        self._last: tuple[list[Finding], float, dict[str, float], bool] | None = None
 
     def on_mount(self) -> None:
+        self._titled = False
+        self._columns()
+
+    def _columns(self) -> None:
         self.add_column("sev", key="sev", width=6)
         self.add_column("finding", key="id", width=28)
         self.add_column("×", key="count", width=5)
         self.add_column("clients", key="clients", width=18)
-        self.add_column("last", key="last", width=6)
-        self._titled = False
+        self.add_column("last", key="last", width=8)
+        if self._titled:
+            self.add_column("what", key="title")
 
     #: From this many columns the table also shows each finding's title (the detail always does).
     TITLE_FROM = 100
@@ -56,28 +61,29 @@ class FindingsTable(DataTable[Text]):
     def on_resize(self) -> None:
         titled = self.size.width >= self.TITLE_FROM
         if titled != self._titled:
-            self._signature = ()
-            if titled:
-                self.add_column("what", key="title")
-            else:
-                self.clear()
-                self.remove_column("title")
-                self.keys = []
+            # all columns anew: a column added to a table that has drawn keeps its old width
             self._titled = titled
+            self._signature = ()
+            self.clear(columns=True)
+            self.keys = []
+            self._columns()
             self.app.call_later(self._reshow)
 
     def _reshow(self) -> None:
         if self._last is not None:
-            self.show(*self._last)
+            findings, now, new, live = self._last
+            self.show(findings, now, new, live=live)
 
-    def show(self, findings: list[Finding], now: float, new: dict[str, float]) -> None:
-        self._last = (findings, now, new)
+    def show(self, findings: list[Finding], now: float, new: dict[str, float], *, live: bool = True) -> None:
+        """`live`: 'last' says how long ago (42s); for a finished bundle, 'now' is days after the
+        incident, so it says when within the incident (14:42:29, UTC like the timeline)."""
+        self._last = (findings, now, new, live)
         rows = []
         for f in findings:
             key = f"{f.id}|{f.group}"
             is_new = new.get(key, 0.0) > now
             who = ", ".join(sorted(f.clients)) or "-"
-            last = fmt.ago(now - f.last_seen)
+            last = fmt.ago(now - f.last_seen) if live else fmt.clock_time(f.last_seen)[:8]
             rows.append((key, f, who, last, is_new))
         signature = tuple((k, f.count, f.severity, w, lst, n) for k, f, w, lst, n in rows)
         if signature == self._signature:
@@ -119,7 +125,12 @@ class Timeline(ScrollView, can_focus=True):
         Binding("pagedown,space", "page(1)", "Page down", show=False),
         Binding("home", "app.top", "Top", show=False),
         Binding("end", "app.bottom", "Bottom", show=False),
+        Binding("right,l", "shift(1)", "Scroll right", show=False),
+        Binding("left,h", "shift(-1)", "Scroll left", show=False),
     ]
+
+    #: Columns left and right (← →) move the lines' text; the time and source stay put.
+    SHIFT = 20
 
     cursor: reactive[int] = reactive(0, always_update=True)
 
@@ -136,6 +147,8 @@ class Timeline(ScrollView, can_focus=True):
         self.marked: set[int] = set()
         self.search = ""
         self.follow = True
+        self.shift = 0
+        """Columns of the lines' text scrolled off to the left (← →)."""
         self.source_colour: Callable[[int], str] = source_colour
 
     def set_view(self, rows: array[int] | None, count: int) -> None:
@@ -203,8 +216,24 @@ class Timeline(ScrollView, can_focus=True):
     def action_page(self, step: int) -> None:
         self.go(self.cursor + step * max(1, self.size.height - 1), centre=False)
 
+    def action_shift(self, step: int) -> None:
+        """Scroll the lines' text sideways (a long OpenSSL error at 80 columns); the bottom bar
+        also shows the cursor's line whole."""
+        self.shift = max(0, self.shift + step * self.SHIFT)
+        self.refresh()
+        self.post_message(self.Moved(self.row_at(self.cursor)))
+
     def on_resize(self) -> None:
         self.virtual_size = Size(self.size.width, self.count)
+        # the bottom bar grows and shrinks with the cursor's line: keep the cursor in sight
+        self._scroll_to_cursor(False)
+
+    #: Columns before a line's text: mark, source colour, time, source name.
+    PREFIX = 1 + 1 + 12 + 1 + 12 + 1
+
+    def text_width(self) -> int:
+        """Columns left for a line's text (the screen's width while the widget is not laid out)."""
+        return max(1, (self.size.width or self.app.size.width) - self.PREFIX)
 
     def on_click(self, event: Click) -> None:
         self.focus()
@@ -225,15 +254,18 @@ class Timeline(ScrollView, can_focus=True):
         mark = "◆" if row in self.marked else ("!" if level in ("error", "critical") else " ")
         mark_style = "bold yellow" if row in self.marked else fmt.LEVEL_STYLE.get(level, "")
         skew = store.skew(row)
-        time_text = fmt.clock_time(store.ts[row] - 0.0)
+        estimated = store.estimated(row)
+        time_text = fmt.clock_time(store.ts[row], estimated=estimated)
         line = Text(no_wrap=True, overflow="crop", end="")
         line.append(mark, mark_style)
         line.append("▌", colour)
-        line.append(time_text, "dim" if not skew else "italic")
+        line.append(time_text, "italic" if skew or estimated else "dim")
         line.append(" ")
         line.append(f"{short(name)[:12]:<12}", colour)
         line.append(" ")
-        body = store.text(row)
+        body = fmt.printable(store.text(row))
+        if self.shift:
+            body = ("…" + body[self.shift + 1:]) if len(body) > self.shift else ""
         start = len(line)
         line.append(body, fmt.LEVEL_STYLE.get(level, ""))
         if self.search:
@@ -312,45 +344,88 @@ class Activity(Static):
 
 
 class StatusBar(Static):
+    """One line: the mode, the active filter, the findings, then what else fits. At 80 columns
+    the parts give way (shortened first, then dropped) in reverse order of importance, so the
+    filter, which changes what every other pane shows, stays in sight."""
+
     def show(self, *, live: bool, paused: bool, pending: int, state: str, sources: int, rate: float,
              findings: list[Finding], filter_text: str, errors: int,
-             offsets: dict[str, float] | None = None) -> None:
-        line = Text(no_wrap=True, overflow="ellipsis")
+             offsets: dict[str, float] | None = None, width: int = 0) -> None:
+        parts: list[tuple[int, list[Text]]] = []  # (importance, forms from longest to shortest)
         if paused:
-            line.append(" ⏸ PAUSED ", "bold black on yellow")
+            mode = Text(" ⏸ PAUSED ", "bold black on yellow")
             if pending:
-                line.append(f" +{pending:,} new ", "yellow")
+                mode.append(f" +{pending:,} new", "yellow")
         elif live:
-            line.append(" ● LIVE ", "bold white on dark_green")
+            mode = Text(" ● LIVE ", "bold white on dark_green")
         else:
-            line.append(" ■ BUNDLE " if state == "done" else f" … {state} ", "bold white on grey35")
-        line.append(f" {sources} source{'s' if sources != 1 else ''}")
+            mode = Text(" ■ BUNDLE " if state == "done" else f" … {state} ", "bold white on grey35")
+        parts.append((100, [mode]))
+        if filter_text:
+            parts.append((90, [Text(f"filter: {filter_text}", "italic yellow"),
+                               Text(f"filter: {filter_text}"[:40] + "…", "italic yellow")]))
+        parts.append((80, self._findings(findings, live)))
+        if errors:
+            parts.append((70, [Text(f"{errors} error{'s' if errors != 1 else ''}", "red"), Text(f"{errors}✗", "red")]))
         if live:
-            line.append(f" · {rate:,.0f} lines/s")
-        worst: dict[str, int] = {}
-        for f in findings:
-            worst[f.severity] = worst.get(f.severity, 0) + 1
-        line.append(" · ")
-        if findings:
-            line.append(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}", "bold")
-            for sev in ("critical", "high", "medium", "low", "info"):
-                if worst.get(sev):
-                    line.append(" ")
-                    line.append(f"{worst[sev]} {fmt.SEVERITY_LABEL[sev].lower()}", fmt.SEVERITY_STYLE[sev])
-        else:
-            line.append("no finding yet" if live else "no finding", "green")
+            parts.append((60, [Text(f"{rate:,.0f} lines/s"), Text(f"{rate / 1000:,.1f}k/s" if rate >= 1000
+                                                                      else f"{rate:,.0f}/s")]))
+        parts.append((50, [Text(f"{sources} source{'s' if sources != 1 else ''}"), Text(f"{sources} src")]))
         # sub-second offsets are the network's latency, not a wrong clock: the activity chart has them
         moved = sorted(((v, n) for n, v in (offsets or {}).items() if abs(v) >= 1.0), key=lambda p: -abs(p[0]))
         if moved:
             shown = ", ".join(f"{short(n)} {v:+.0f}s" if abs(v) >= 10 else f"{short(n)} {v:+.1f}s"
                               for v, n in moved[:2])
             more = f" (+{len(moved) - 2})" if len(moved) > 2 else ""
-            line.append(f" · clock corrected: {shown}{more}", "italic")
-        if filter_text:
-            line.append(f" · filter: {filter_text}", "italic yellow")
-        if errors:
-            line.append(f" · {errors} error{'s' if errors != 1 else ''}", "red")
-        self.update(line)
+            parts.append((40, [Text(f"clock corrected: {shown}{more}", "italic"),
+                               Text(f"clock ±{len(moved)}", "italic")]))
+        self.update(fit(parts, width or self.size.width or 10_000))
+
+    @staticmethod
+    def _findings(findings: list[Finding], live: bool) -> list[Text]:
+        if not findings:
+            return [Text("no finding yet" if live else "no finding", "green")]
+        worst: dict[str, int] = {}
+        for f in findings:
+            worst[f.severity] = worst.get(f.severity, 0) + 1
+        full = Text(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}", "bold")
+        brief = Text(f"{len(findings)}⚑", "bold")
+        for sev in ("critical", "high", "medium", "low", "info"):
+            if worst.get(sev):
+                full.append(" ")
+                full.append(f"{worst[sev]} {fmt.SEVERITY_LABEL[sev].lower()}", fmt.SEVERITY_STYLE[sev])
+        return [full, Text(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}", "bold"), brief]
+
+
+def fit(parts: list[tuple[int, list[Text]]], width: int) -> Text:
+    """Join the parts in their order until the line fits `width`, giving way least important
+    first: the parts below 80 take their shorter forms, then they are left out, then the rest
+    (the findings, then the filter) are shortened. What is still too long ends in '…'."""
+    chosen = [0] * len(parts)
+    dropped = [False] * len(parts)
+
+    def length() -> int:
+        shown = [forms[chosen[i]] for i, (_, forms) in enumerate(parts) if not dropped[i]]
+        return sum(t.cell_len for t in shown) + 3 * max(0, len(shown) - 1)
+
+    ascending = sorted(range(len(parts)), key=lambda i: parts[i][0])
+    steps = ([("shorten", i) for i in ascending if parts[i][0] < 80 for _ in parts[i][1][1:]]
+             + [("drop", i) for i in ascending if parts[i][0] < 80]
+             + [("shorten", i) for i in ascending if parts[i][0] >= 80 for _ in parts[i][1][1:]])
+    for action, i in steps:
+        if length() <= width:
+            break
+        if action == "drop":
+            dropped[i] = True
+        elif chosen[i] + 1 < len(parts[i][1]):
+            chosen[i] += 1
+    line = Text(no_wrap=True, overflow="ellipsis")
+    shown = [forms[chosen[i]] for i, (_, forms) in enumerate(parts) if not dropped[i]]
+    for number, text in enumerate(shown):
+        if number:  # the first part (the mode badge) is followed by a space only
+            line.append(" " if number == 1 else " · ")
+        line.append_text(text)
+    return line
 
 
 __all__ = ["Activity", "FindingsTable", "Segment", "StatusBar", "Style", "Timeline", "source_colour"]

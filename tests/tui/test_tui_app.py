@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from textual.widgets import Input, Static
-from tui_helpers import SAMPLES, settings
+from tui_helpers import SAMPLES, SIZES, settings
 
 from correlator.tui.app import CorrelatorApp, create_app
 from correlator.tui.screens import FilterScreen, HelpScreen
@@ -100,7 +100,7 @@ async def test_incremental_search_then_next_and_previous(make_app: Make) -> None
         assert first is not None and "not authorised" in store.text(first)
         assert all("not auth" not in store.text(r) for r in range(first))
         await pilot.press("enter")
-        assert isinstance(app.focused, Timeline) and not search.display
+        assert isinstance(app.focused, Timeline) and not app.query_one("#search-bar").display
         await pilot.press("n")
         second = timeline.row_at(timeline.cursor)
         assert second is not None and second > first and "not authorised" in store.text(second)
@@ -139,8 +139,13 @@ async def test_filter_by_client_kind_and_level_through_the_dialog(make_app: Make
         await pilot.pause()
         timeline = app.query_one(Timeline)
         store = app.source.store
-        rows = [timeline.row_at(p) for p in range(timeline.count)]
-        assert rows and all(r is not None and store.clients[store.client[r]] == "edge-31" for r in rows)
+        rows = [r for p in range(timeline.count) if (r := timeline.row_at(p)) is not None]
+        edge = store.clients.index("edge-31")
+        conns = {c for c, named in store.conn_clients.items() if edge in named}
+        assert rows and all(store.client[r] == edge or store.conn[r] in conns for r in rows)
+        # the broker's lines of its failed handshakes say `Client <unknown>`: they are its evidence
+        broker = [r for r in rows if store.source(r) == "broker" and not store.clients[store.client[r]]]
+        assert any("certificate" in store.text(r) for r in broker), [store.text(r) for r in broker]
         assert "client ~edge-31" in _plain(app, "#status")
         await pilot.press("F")
         assert timeline.count == len(store)
@@ -246,3 +251,20 @@ async def test_a_click_on_the_timeline_moves_the_cursor_there(make_app: Make) ->
         await pilot.click(Timeline, offset=(20, 3))
         assert timeline.cursor == timeline.scroll_offset.y + 3
         assert app.focused is timeline
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_the_filter_dialog_opens_on_its_first_field(make_app: Make, size: tuple[int, int]) -> None:
+    """It opened on its second field, so a Tab put the client id into 'kind contains'."""
+    app = make_app("mixed")
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        await pilot.press("f")
+        screen = app.screen
+        assert isinstance(screen, FilterScreen)
+        first = screen.query_one("#filter-client", Input)
+        assert app.focused is first
+        assert first.region.y == min(w.region.y for w in screen.query("Input, Select, SelectionList"))
+        await pilot.press("tab", *"tls", "enter")
+        await pilot.pause()
+        assert app.filter.kind == "tls" and not app.filter.client

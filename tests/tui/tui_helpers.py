@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.app import App
+
 from correlator.tui.app import ScreenSettings
 from correlator.tui.sources import StaticEventSource, analyse_with_events
 
@@ -28,3 +30,12 @@ def incident(name: str) -> StaticEventSource:
     if name not in _loaded:
         _loaded[name] = analyse_with_events([SAMPLES / name])
     return _loaded[name]
+
+
+#: The two terminal sizes every screen is proven at: the smallest usual one and a wide one.
+SIZES = [(80, 24), (200, 50)]
+
+
+def screen_lines(app: App[None]) -> list[str]:
+    """The screen as the terminal shows it, one string per row (what a user reads)."""
+    return ["".join(segment.text for segment in strip) for strip in app.screen._compositor.render_strips()]
