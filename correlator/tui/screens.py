@@ -291,9 +291,9 @@ class HistogramView(ScrollView, can_focus=True):
         line.append_text(self._bar(bucket, bar_width))
         numbers = len(line)
         line.append(f" {bucket.total:>8,}", "bold" if bucket.total else "grey30")
-        line.append(f" {'✗' + format(bucket.errors, ','):>6}" if bucket.errors else " " * 7, "bold red")
-        line.append(" ◆" if bucket.evidence else "  ", "bold yellow")
-        line.append(f"{bucket.evidence:<2}" if bucket.evidence else "  ", "yellow")
+        line.append(f" {'✗' + format(bucket.errors, ','):>6}" if bucket.errors else " " * 7,
+                    "bold red" if bucket.errors else "")
+        line.append(f" ◆{bucket.evidence:<2}" if bucket.evidence else "    ", "bold yellow" if bucket.evidence else "")
         if index == self.cursor:
             line.stylize("reverse" if self.has_focus else "underline", numbers)
         segments = list(line.render(self.app.console))
