@@ -10,11 +10,19 @@ Every figure is given with a baseline measured in the same run, as a ratio:
 - scrolling: rendering a full screen (40 rows, text read back from the file at its offset, cold
   cache) at random places in 2,000,000 rows against the same in a 20-row timeline;
 - filtering 2,000,000 rows (on a worker thread in the app) against one pass over the rows;
+- search on 1,000,000 lines (a healthy broker's traffic with 6 refused logins in it): `/` typed
+  into the app until the cursor is on the first hit and the hits are counted, and until it says
+  "not found", each in a fresh app (its offset index cold), against lnav on the same file in the
+  same run. lnav cannot time a search alone, so its search time is the difference between
+  `lnav -n -c '/NEEDLE' -c ':next-mark search' -c ':write-screen-to /dev/null' FILE` (load, index,
+  search, move to the first hit, draw) and the same without the first two commands (load, index,
+  draw), the median of 3 runs each, with the mosquitto format benchmarks/analyze.py installs;
 - finding on screen: a refused TLS handshake appended to a followed broker log, until the finding's
   count changes in the findings table, against LiveAnalysis's own callback reporting it (no
   screen), with LiveAnalysis's default stitch window (0.3 s), watch's (0.1 s) and a shorter one (0.05 s).
 
-    .venv/bin/python benchmarks/tui.py [--lines 2000000] [--appends 8]
+    .venv/bin/python benchmarks/tui.py [--lines 2000000] [--search-lines 1000000] [--appends 8]
+                                       [--only timeline|search|latency]
 """
 
 from __future__ import annotations
@@ -22,10 +30,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -33,12 +43,17 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from textual.widgets import Input
+
 from correlator.live_analysis import LiveAnalysis, LiveUpdate
 from correlator.model import Event, Finding
 from correlator.tui.app import ScreenSettings, create_app
 from correlator.tui.event_store import EventStore, Filter
 from correlator.tui.sources import BundleEventSource, LiveEventSource, SourceStatus
 from correlator.tui.widgets import FindingsTable, Timeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from analyze import LNAV_FORMAT
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_logs" / "server_cert_expired"
@@ -232,6 +247,91 @@ def filtering(store: EventStore) -> None:
           f"thread); one pass over a column {base * 1000:.0f} ms; ratio {ours / base:.2f}")
 
 
+# -- search -----------------------------------------------------------------------------------------
+
+HIT = "not authorised"
+MISS = "certificate revoked"
+
+
+def write_search_log(path: Path, lines: int) -> None:
+    """A healthy busy broker (sample_logs/healthy_noisy's lines, replayed with moving epoch
+    seconds) with six refused logins spread through it, as the issue's file had."""
+    healthy = [line.split(": ", 1)[1] for line in (REPO / "sample_logs" / "healthy_noisy" / "broker" /
+                                                    "mosquitto.log").read_text().splitlines() if ": " in line]
+    refused = "Client <unknown> disconnected, not authorised."
+    start = 1795444800
+    at = {lines * k // 7 for k in range(1, 7)}
+    with path.open("w") as out:
+        chunk = []
+        for i in range(lines):
+            chunk.append(f"{start + i // 50}: {refused if i in at else healthy[i % len(healthy)]}\n")
+            if len(chunk) == 100_000:
+                out.write("".join(chunk))
+                chunk = []
+        out.write("".join(chunk))
+
+
+async def _search_once(store: EventStore, needle: str) -> tuple[float, int]:
+    """Seconds from the needle typed to its answer on screen (cursor on the first hit and the hits
+    counted, or 'not found'), in a fresh app, and the hits."""
+    app = create_app(ScreenSettings(tick=3600), _Fixed(store))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("t", "g", "slash")
+        await pilot.pause()
+        started = time.perf_counter()
+        app.query_one("#search", Input).value = needle
+        while app.hits.positions is None or app.hits.needle != needle:
+            await asyncio.sleep(0.001)
+        drawn = asyncio.Event()
+        app.call_after_refresh(drawn.set)
+        await drawn.wait()
+        return time.perf_counter() - started, len(app.hits.positions)
+
+
+def _lnav_seconds(lnav: str, env: dict[str, str], *args: str) -> float:
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([lnav, "-n", *args], env=env, check=False, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def searching(tmp: Path, lines: int) -> None:
+    log = tmp / "search" / "mosquitto.log"
+    log.parent.mkdir()
+    write_search_log(log, lines)
+    store = EventStore()
+    for chunk in events_of(log):
+        store.extend(chunk)
+    ours = {}
+    for needle in (HIT, MISS):
+        runs = [asyncio.run(_search_once(store, needle)) for _ in range(3)]
+        ours[needle] = (statistics.median(t for t, _ in runs), runs[0][1])
+    store.close()
+    lnav = shutil.which("lnav")
+    theirs: dict[str, float] = {}
+    if lnav:
+        home = tmp / "home"
+        (home / ".lnav" / "formats" / "installed").mkdir(parents=True)
+        (home / ".lnav" / "formats" / "installed" / "mosquitto_log.json").write_text(json.dumps(LNAV_FORMAT))
+        env = dict(os.environ, HOME=str(home))
+        draw = ("-c", ":write-screen-to /dev/null")
+        base = _lnav_seconds(lnav, env, *draw, str(log))
+        for needle in (HIT, MISS):
+            found = _lnav_seconds(lnav, env, "-c", f"/{needle}", "-c", ":next-mark search", *draw, str(log))
+            theirs[needle] = max(0.0, found - base)
+        print(f"lnav -n on {lines:,} lines: {base:.2f} s to load and index (not part of its search figures)")
+    for needle, what in ((HIT, "first hit"), (MISS, "not found")):
+        seconds, hits = ours[needle]
+        line = f"search {what:<10} {seconds * 1000:8.0f} ms for {needle!r} in {lines:,} lines ({hits} hits)"
+        if needle in theirs:
+            other = theirs[needle]
+            line += f"; lnav {other * 1000:.0f} ms; ratio {seconds / other:.2f}" if other else "; lnav ~0 ms"
+        print(line)
+
+
 # -- finding on screen --------------------------------------------------------------------------------
 
 
@@ -319,14 +419,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=2_000_000)
     parser.add_argument("--appends", type=int, default=8)
-    parser.add_argument("--only", choices=("timeline", "latency"), help="run one half of the figures")
+    parser.add_argument("--search-lines", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=("timeline", "search", "latency"), help="run one part of the figures")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="correlator-tui-bench-") as folder:
         tmp = Path(folder)
         big, small = tmp / "big" / "mosquitto.log", tmp / "small" / "mosquitto.log"
         big.parent.mkdir()
         small.parent.mkdir()
-        if args.only != "latency":
+        if args.only in (None, "search"):
+            searching(tmp, args.search_lines)
+        if args.only in (None, "timeline"):
             write_log(big, args.lines)
             write_log(small, 20)
             first_screen(big, small)
@@ -336,7 +439,7 @@ def main() -> None:
             store.close()
             del store
             gc.collect()
-        if args.only != "timeline":
+        if args.only in (None, "latency"):
             finding_on_screen(tmp, args.appends)
 
 
