@@ -16,8 +16,6 @@ from pathlib import Path
 from correlator.errors import DefinitionError
 from correlator.model import FieldValue
 
-# OpenSSL says "tlsv1 alert ...", Java "Received fatal alert: ...": both mean the peer complained
-_ALERT = re.compile(r"\b(?:(?:sslv3|tlsv1|tlsv12|tlsv13|tls) alert|Received fatal alert)\b", re.I)
 _OPCUA_NAME = re.compile(r"\b(Bad[A-Z][A-Za-z]+)\b")
 _OPCUA_HEX = re.compile(r"\b0x([0-9A-Fa-f]{8})\b")
 #: Files of parsers/vocab/ that are not phrase vocabularies (read by their own loaders).
@@ -47,6 +45,8 @@ class Vocabulary:
     reasons: tuple[Reason, ...]
     quick: re.Pattern[str]
     file: str
+    alert: re.Pattern[str] | None = None
+    """Words saying the reason was the peer's alert (`alert_markers`), for the field tls_alert."""
 
     def find(self, text: str) -> Reason | None:
         if self.quick.search(text) is None:
@@ -91,8 +91,8 @@ class Evidence:
                 found[vocab.field] = reason.id
                 if kind is None:
                     kind = vocab.kind
-                if vocab.field == "tls_reason":
-                    found["tls_alert"] = _ALERT.search(text) is not None
+                if vocab.alert is not None:
+                    found["tls_alert"] = vocab.alert.search(text) is not None
         status = self._opcua(text)
         if status is not None:
             # An OPC UA status names the failure in OPC UA's own terms; the same message's
@@ -160,7 +160,9 @@ def load_vocabulary(file: Path) -> Vocabulary:
                               _probe_cause(file, where, entry, "probe_cause_with_cert") or both,
                               _probe_cause(file, where, entry, "probe_cause_without_cert") or both))
     quick = _compile(file, "all patterns", "|".join(f"(?:{r.regex.pattern})" for r in reasons))
-    return Vocabulary(data["field"], data["kind"], tuple(reasons), quick, str(file))
+    markers = data.get("alert_markers")
+    alert = _compile(file, "alert_markers", "|".join(f"(?:{m})" for m in markers)) if markers else None
+    return Vocabulary(data["field"], data["kind"], tuple(reasons), quick, str(file), alert)
 
 
 def load_evidence(vocab_dir: Path) -> Evidence:
