@@ -220,6 +220,14 @@ class Session:
         """A client as findings name it: its MQTT client id where its log named one."""
         return self.identity.get(name, name)
 
+    def count_lines(self, source: str, ts: float, lines: int) -> None:
+        """Lines the bulk reader counted instead of parsing (routine traffic, never alarming):
+        in the time range and the picture as if they had been fed."""
+        self.first = ts if self.first is None else min(self.first, ts)
+        self.last = ts if self.last is None else max(self.last, ts)
+        cell = self.histogram.setdefault(source, {}).setdefault(int(ts), [0, 0])
+        cell[0] += lines
+
     def feed_derived(self, events: Iterable[Event]) -> list[Finding]:
         """Events the timeline derived rather than read (a clock estimate): the rules see them,
         but they are no log line, so they stay out of the time range and the picture."""
@@ -315,12 +323,14 @@ def skew_events(sources: Sequence[SourceTimeline]) -> list[Event]:
 
 def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, registry: Registry | None = None,
             rules: Sequence[Rule] | None = None,
-            on_events: Callable[[list[Event]], None] | None = None) -> Analysis:
+            on_events: Callable[[list[Event]], None] | None = None, every_line: bool = False) -> Analysis:
     """Analyse files, folders and archives to the end: the batch path of the one pipeline.
 
     `on_events` sees each batch of timeline events (stitched, in time order, after since/until)
     as the engine does: the report keeps no events, so a surface that serves the timeline (the
-    HTTP API) stores them from here instead of running the pipeline a second time."""
+    HTTP API) stores them from here instead of running the pipeline a second time. Such a surface
+    asks for `every_line`: otherwise routine traffic no rule needs line by line (see
+    correlator/formats/scan.py) is counted, not made into events, and `on_events` never sees it."""
     from correlator.timeline.pipeline import BatchTimeline
     from correlator.timeline.skew import parse_offset_options
 
@@ -338,6 +348,10 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
         errors.extend(str(e) for e in artifacts.errors)
         session = Session(rules, artifacts)
         logs = open_logs(bundle, registry, options, errors)
+        if not every_line:
+            needed = session.engine.needs()
+            for log in logs:
+                log.count_routine(needed)
 
         def broken(log: LogFile, exc: CorrelatorError) -> None:
             errors.append(str(exc))
@@ -352,6 +366,9 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
             if on_events is not None:
                 on_events(chunk)
             session.feed(chunk)
+        for source, ts, lines in line.routine():
+            count += lines
+            session.count_lines(source, ts, lines)
         session.finish()
         if session.last is not None:
             session.tick(session.last + 86400)

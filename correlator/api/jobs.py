@@ -130,8 +130,9 @@ class Analyser:
                 self.store.update(analysis_id, phase="analysing", progress=round(share, 3), events=writer.count)
 
         try:
+            # every line: the stored timeline pages through all of them
             result = analyze([upload], self.options(), registry=self.registry, rules=self.rules,
-                             on_events=on_events)
+                             on_events=on_events, every_line=True)
             if analysis_id in self._cancelled:
                 raise Cancelled
             self.store.update(analysis_id, phase="storing", progress=0.99, events=writer.count)

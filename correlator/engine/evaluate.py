@@ -237,6 +237,14 @@ class Engine:
         self.events_seen = 0
         self.refuted: dict[str, int] = {}
 
+    def needs(self) -> tuple[frozenset[str], frozenset[str]] | None:
+        """What the runnable matches read line by line: the kinds their steps name and the fields
+        their kind-less steps test (None: a step takes any line). The bulk reader counts the other
+        routine lines instead of making them events."""
+        if self._any_kind:
+            return None
+        return frozenset(self._by_kind), frozenset(self._by_field)
+
     # -- input ---------------------------------------------------------------------------------
 
     def feed(self, event: Event) -> list[Finding]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from correlator.definitions import DefinitionFile
+from correlator.formats.scan import RoutineSpec, ScanPatternError, epoch_digits
 from correlator.formats.timeparse import TimeParser
 from correlator.kinds import KIND_NAME, Kind, KindVocabulary, declared_kinds, kind_vocabulary
 from correlator.model import LEVELS, FieldValue
@@ -79,6 +80,9 @@ class MessagePattern:
     first_words: tuple[str, ...]
     """The body's first word must be one of these for the message to match (empty: any)."""
     samples: list[Sample]
+    routine: str | None = None
+    """A narrower pattern for this message's routine lines, which the bulk reader counts without
+    parsing (see correlator/formats/scan.py); None: every line of it is parsed."""
 
 
 @dataclass
@@ -105,6 +109,8 @@ class Format:
     extract_continuation: bool = False
     """Evidence found in continuation lines is added to the record (stack traces); off by default
     because continuations can be payload (mosquitto_sub) whose words are not evidence."""
+    routine: RoutineSpec | None = None
+    """What the bulk reader may count instead of parsing (`[format.routine]`)."""
     by_word: dict[str, list[MessagePattern]] = field(default_factory=dict)
     unkeyed: list[MessagePattern] = field(default_factory=list)
     _combined: dict[str | None, _Combined] = field(default_factory=dict, repr=False)
@@ -380,9 +386,10 @@ def first_word(pattern: str) -> str | None:
 # --- loading ---------------------------------------------------------------------------------
 
 _FORMAT_KEYS = {"name", "title", "role", "roles", "multiline", "priority", "line", "levels", "types", "continuation",
-                "fallback", "notes", "description", "extract_continuation"}
+                "fallback", "notes", "description", "extract_continuation", "routine"}
 _LINE_KEYS = {"name", "regex", "time", "strip", "decode", "json", "json_match", "level", "sample", "require_message"}
-_MESSAGE_KEYS = {"name", "kind", "regex", "level", "extract", "set", "samples", "notes"}
+_MESSAGE_KEYS = {"name", "kind", "regex", "level", "extract", "set", "samples", "notes", "routine"}
+_ROUTINE_KEYS = {"line", "prefix"}
 _SAMPLE_KEYS = {"line", "kind", "fields", "message"}
 
 
@@ -508,10 +515,13 @@ class _Loader(DefinitionFile):
             level = self.level(entry.get("level"), f"{key}.level")
             message_samples = self.samples(entry.get("samples", []), f"{key}.samples", kind, name,
                                            ("message", index, "samples"))
+            routine = entry.get("routine")
+            if routine is not None:
+                self.regex(routine, f"{key}.routine", at=("message", index, "routine"))
             messages.append(MessagePattern(
                 name, kind, regex, level,
                 bool(entry.get("extract", False)), dict(entry.get("set", {})), first_words(pattern),
-                message_samples))
+                message_samples, routine))
             samples += message_samples
         samples += self.samples(data.get("sample", []), "sample", None, None, ("sample",))
         self.at = ("format",)
@@ -519,6 +529,7 @@ class _Loader(DefinitionFile):
         for word, level in levels.items():
             self.level(level, f"format.levels.{word}", at=("format", "levels", word))
         continuation = head.get("continuation")
+        routine = self.routine(head.get("routine"), lines, messages)
         return Format(
             name=self.name, title=head.get("title", self.name), file=str(self.file), role=role,
             multiline=bool(head.get("multiline", False)), priority=int(head.get("priority", 50)), lines=lines,
@@ -527,7 +538,41 @@ class _Loader(DefinitionFile):
             if continuation else None,
             samples=samples, fallback=bool(head.get("fallback", False)),
             notes=str(head.get("notes", head.get("description", ""))),
-            extract_continuation=bool(head.get("extract_continuation", False)), roles=roles, kinds=tuple(own_kinds))
+            extract_continuation=bool(head.get("extract_continuation", False)), roles=roles, kinds=tuple(own_kinds),
+            routine=routine)
+
+    def routine(self, table: Any, lines: list[LinePattern], messages: list[MessagePattern]) -> RoutineSpec | None:
+        """`[format.routine]` and the messages' `routine` patterns, checked: a line pattern with epoch
+        time, messages that pull no evidence and raise no alarm, and patterns the scanner compiles."""
+        routine = [m for m in messages if m.routine is not None]
+        if table is None:
+            if routine:
+                raise self.error("messages declare `routine` but [format.routine] is missing",
+                                 f"message '{routine[0].name}'.routine")
+            return None
+        head = self.check_keys(table, _ROUTINE_KEYS, "format.routine")
+        line = self.need(head, "line", "format.routine")
+        prefix = self.need(head, "prefix", "format.routine")
+        named = next((lp for lp in lines if lp.name == line), None)
+        if named is None or named.time is None or named.time.spec != "epoch":
+            raise self.error(f"line pattern {line!r} must exist and read epoch seconds", "format.routine.line")
+        if not routine:
+            raise self.error("no message declares a `routine` pattern", "format.routine")
+        for message in routine:
+            where = f"message '{message.name}'.routine"
+            if message.extract:
+                raise self.error("a routine message cannot extract evidence (its lines are not parsed)", where)
+            if message.level in ("warning", "error", "critical"):
+                raise self.error("a routine message cannot be a warning or worse", where)
+        try:
+            spec = RoutineSpec(self.name, line, prefix, epoch_digits(prefix), [m.name for m in routine],
+                               [m.kind for m in routine], [m.routine or "" for m in routine],
+                               [m.level or "info" for m in routine],
+                               [frozenset(m.regex.groupindex) | frozenset(m.const) for m in routine])
+            spec.automaton  # noqa: B018 - compiled now, so a bad pattern is an error with its file
+        except ScanPatternError as exc:
+            raise self.error(str(exc), "format.routine") from exc
+        return spec
 
 
 def load_format(file: Path) -> Format:

@@ -182,12 +182,39 @@ def check_samples(fmt: Format, evidence: Evidence) -> list[DefinitionError]:
             extra = {k: v for k, v in found.fields.items() if k not in sample.fields}
             error(f"sample yields other fields than it declares: declared but not yielded {missing}, "
                   f"yielded but not declared {extra}", sample.where, sample.at)
+    errors += _check_routine(fmt, evidence)
     for index, lp in enumerate(fmt.lines):
         if lp.name not in used_lines:
             error("line pattern has no sample that matches it", f"format.line '{lp.name}'", ("format", "line", index))
     for index, message in enumerate(fmt.messages):
         if message.name not in used_messages:
             error("message pattern has no sample that matches it", f"message '{message.name}'", ("message", index))
+    return errors
+
+
+def _check_routine(fmt: Format, evidence: Evidence) -> list[DefinitionError]:
+    """A routine pattern must be narrower than its message: every sample line the bulk reader
+    would count as that message's must be parsed as that message, and at least one must be."""
+    spec = fmt.routine
+    if spec is None:
+        return []
+    errors = []
+    automaton = spec.automaton
+    for index, name in enumerate(spec.names):
+        where = f"format {fmt.name}, message '{name}'.routine"
+        counted = 0
+        for sample in fmt.samples:
+            if automaton.run(sample.line.encode("utf-8")) != index:
+                continue
+            counted += 1
+            found = match_line(fmt, sample.line, evidence, tz=UTC, year=2026)
+            if found is None or found.message is None or found.message.name != name:
+                errors.append(DefinitionError(f"the routine pattern counts a line its message does not parse: "
+                                              f"{sample.line!r}", file=fmt.file, context=where,
+                                              line=line_in(fmt.file, sample.at)))
+        if not counted:
+            errors.append(DefinitionError("the routine pattern matches none of the format's samples",
+                                          file=fmt.file, context=where, line=line_in(fmt.file, ("format", "routine"))))
     return errors
 
 

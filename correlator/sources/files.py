@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from itertools import islice
@@ -19,8 +19,10 @@ from correlator.errors import InputError
 from correlator.formats.definition import Format
 from correlator.formats.parse import SourceParser
 from correlator.formats.registry import DETECT_LINES, Registry
+from correlator.formats.scan import RoutineCounts, RoutineSpec, classifier, scan_engine
 from correlator.model import Event
-from correlator.sources.lines import Line, iter_chunks
+from correlator.sources.blocks import iter_blocks
+from correlator.sources.lines import MAX_LINE, TRUNCATION_MARK, Line, iter_chunks
 
 _ROTATION = re.compile(r"(\.(?:gz|bz2|xz))$|(\.\d+)$|(-\d{8})$")
 _LOG_SUFFIX = re.compile(r"\.(?:log|txt|out)$")
@@ -109,6 +111,18 @@ class LogFile:
         self.info = SourceInfo(display_path or str(path), self.parser.source, fmt.name, round(share, 3),
                                str(getattr(zone, "key", None) or zone))
         self.zone_how = "given" if tz is not None else "UTC (no zone known)"
+        self.routine_spec: RoutineSpec | None = None
+        """Set by `count_routine`: the lines it declares routine are counted, not parsed."""
+        self.routine = RoutineCounts()
+        """The routine lines read so far, as numbers (kinds and seconds)."""
+
+    def count_routine(self, needed: tuple[frozenset[str], frozenset[str]] | None) -> None:
+        """Read with the bulk reader: the format's routine lines, except those of the kinds and
+        fields in `needed` (what some rule reads line by line; None: any), are counted into
+        `routine` instead of becoming events. Call before iterating `chunks()`."""
+        spec = self.format.routine
+        usable = spec is not None and needed is not None and scan_engine() != "off"
+        self.routine_spec = spec.restricted(*needed) if usable else None  # type: ignore[union-attr,misc]
 
     def peek_events(self) -> list[Event]:
         """Events of the first lines, parsed aside (in UTC) without consuming them, so the zone can
@@ -125,6 +139,9 @@ class LogFile:
         self.zone_how = how
 
     def chunks(self) -> Iterator[list[Event]]:
+        if self.routine_spec is not None:
+            yield from self._bulk_chunks(self.routine_spec)
+            return
         number = 0
         parser = self.parser
 
@@ -155,12 +172,49 @@ class LogFile:
         if tail:
             yield tail
 
+    def _bulk_chunks(self, spec: RoutineSpec) -> Iterator[list[Event]]:
+        """The two-tier read: whole blocks classified at once, only the non-routine lines parsed
+        (numbered, cut and decoded as the line splitter does), the routine ones counted."""
+        if isinstance(self._chunks, Generator):
+            self._chunks.close()  # the detection's reader: the blocks start over from byte 0
+        self._first = []
+        scanner = classifier(spec, MAX_LINE)
+        parser = self.parser
+        before = 0  # lines in the blocks before this one
+        try:
+            for base, block in iter_blocks(self.path):
+                found = scanner.scan(block, self.routine)
+                lines: list[tuple[int, int, str]] = []
+                number, at = before + 1, 0
+                for start, end in found:
+                    number += block.count(b"\n", at, start)
+                    at = start
+                    raw = block[start:end]
+                    if raw[-1:] == b"\r":
+                        raw = raw[:-1]
+                    if len(raw) > MAX_LINE:
+                        raw = raw[:MAX_LINE] + TRUNCATION_MARK
+                    lines.append((number, base + start, decode(raw)))
+                before += block.count(b"\n")
+                events = parser.feed(lines)
+                if events:
+                    yield events
+        finally:
+            tail = parser.finish()
+            self._update_info()
+        if tail:
+            yield tail
+
     def events(self) -> Iterator[Event]:
         for chunk in self.chunks():
             yield from chunk
 
     def _update_info(self) -> None:
-        self.info.lines_read = self.parser.lines_read
+        routine = self.routine
+        self.info.lines_read = self.parser.lines_read + routine.lines
         self.info.unparsed = self.parser.unparsed
         self.info.estimated = self.parser.estimated
-        self.info.kinds = dict(self.parser.kinds)
+        kinds = dict(self.parser.kinds)
+        for kind, n in routine.kinds.items():
+            kinds[kind] = kinds.get(kind, 0) + n
+        self.info.kinds = kinds

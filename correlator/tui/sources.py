@@ -162,7 +162,7 @@ class BundleEventSource:
             for path in self._bundle.logs:
                 self.store.real_paths[self._bundle.name(path)] = path
             self._state = "reading"
-            self.analysis = analyze(self.inputs, self.options, on_events=self._take)
+            self.analysis = analyze(self.inputs, self.options, on_events=self._take, every_line=True)
             self.errors[:0] = self.analysis.errors
         except _Stopped:
             pass

@@ -1,0 +1,676 @@
+"""The first tier of reading: whole blocks of a log classified at C speed, so routine lines never
+reach Python one by one.
+
+A format declares which of its messages are routine (`routine = '...'` beside a message's regex:
+a narrower pattern for the same lines) and the line prefix whose time is read in bulk
+(`[format.routine]`). The scanner compiles that declaration once into a deterministic automaton
+over bytes. From it come:
+
+- `Classifier`: one regex that matches every line the automaton does NOT accept, at exactly one
+  place per line (the first byte where the line leaves the routine language, or its premature
+  end). With Hyperscan that pattern is scanned over a whole block and reports only the rare
+  non-routine lines (match callbacks into Python cost more than a regex step, so the pattern is
+  the complement, never the routine lines themselves). Matching is on end offsets: start-of-match
+  tracking (`HS_FLAG_SOM_LEFTMOST`) crashed on a 187 MB block.
+- `RoutineScan.counts`: the routine lines of a block counted per message and second, by running
+  the same automaton a few bytes deep over all line starts at once with numpy (the message is
+  decided within the first bytes of a line) and reading the epoch seconds of the prefix as digits.
+
+Without Hyperscan and numpy the pure-Python path does the same with the standard `re` engine
+(one match object per routine line: slower, same findings), so every platform gets the same
+answer. An unknown line is never routine: anything the automaton does not accept goes to the full
+parser.
+
+The declaration is limited to what an automaton with no loops other than a state's own
+(`[^ ]+`, `[0-9]+`) can say, and two routine messages may never accept the same line; both are
+checked when the format loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from re import _constants as sre_c  # type: ignore[attr-defined]
+from re import _parser as sre_parse  # type: ignore[attr-defined]
+from typing import Any
+
+NEWLINE = 10
+_ALL = ((1 << 256) - 1) & ~(1 << NEWLINE)
+"""Every byte but the newline: what a line may hold."""
+_DIGITS = sum(1 << c for c in b"0123456789")
+_SPACE = sum(1 << c for c in b" \t\r\x0b\x0c")
+_WORD = sum(1 << c for c in b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+_CATEGORIES = {
+    sre_c.CATEGORY_DIGIT: _DIGITS, sre_c.CATEGORY_NOT_DIGIT: _ALL & ~_DIGITS,
+    sre_c.CATEGORY_SPACE: _SPACE, sre_c.CATEGORY_NOT_SPACE: _ALL & ~_SPACE,
+    sre_c.CATEGORY_WORD: _WORD, sre_c.CATEGORY_NOT_WORD: _ALL & ~_WORD,
+}
+#: Steps of the automaton run over all line starts at once before the rest is left to Python.
+_VECTOR_DEPTH = 96
+
+
+class ScanPatternError(ValueError):
+    """A routine declaration the scanner cannot compile (said with the reason)."""
+
+
+# --------------------------------------------------------------------------- regex -> automaton
+
+
+class _Nfa:
+    """Thompson automaton over byte sets (ints used as 256-bit masks)."""
+
+    def __init__(self) -> None:
+        self.edges: list[list[tuple[int, int]]] = []
+        self.eps: list[list[int]] = []
+        self.tag: dict[int, int] = {}
+
+    def state(self) -> int:
+        self.edges.append([])
+        self.eps.append([])
+        return len(self.edges) - 1
+
+    def build(self, nodes: Any, start: int) -> int:
+        """Add the parsed regex `nodes` after `start`; return the end state."""
+        at = start
+        for op, arg in nodes:
+            at = self._node(op, arg, at)
+        return at
+
+    def _set(self, op: Any, arg: Any) -> int:
+        if op is sre_c.LITERAL:
+            return self._byte(arg)
+        if op is sre_c.NOT_LITERAL:
+            return _ALL & ~self._byte(arg)
+        if op is sre_c.ANY:
+            return _ALL
+        if op is sre_c.IN:
+            mask, negate = 0, False
+            for item_op, item in arg:
+                if item_op is sre_c.NEGATE:
+                    negate = True
+                elif item_op is sre_c.LITERAL:
+                    mask |= self._byte(item)
+                elif item_op is sre_c.RANGE:
+                    low, high = item
+                    if high > 127:
+                        raise ScanPatternError("only ASCII ranges can be scanned")
+                    mask |= sum(1 << c for c in range(low, high + 1))
+                elif item_op is sre_c.CATEGORY and item in _CATEGORIES:
+                    mask |= _CATEGORIES[item]
+                else:
+                    raise ScanPatternError(f"unsupported class item {item_op}")
+            return (_ALL & ~mask) if negate else (mask & _ALL)
+        raise ScanPatternError(f"unsupported {op}")
+
+    @staticmethod
+    def _byte(code: int) -> int:
+        if code > 127:
+            raise ScanPatternError("only ASCII characters can be scanned")
+        return 1 << code
+
+    def _node(self, op: Any, arg: Any, at: int) -> int:
+        if op in (sre_c.LITERAL, sre_c.NOT_LITERAL, sre_c.ANY, sre_c.IN):
+            end = self.state()
+            self.edges[at].append((self._set(op, arg), end))
+            return end
+        if op is sre_c.SUBPATTERN:
+            return self.build(arg[-1], at)
+        if op is sre_c.BRANCH:
+            end = self.state()
+            for alternative in arg[1]:
+                self.eps[self.build(alternative, at)].append(end)
+            return end
+        if op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT):
+            low, high, item = arg
+            for _ in range(low):
+                at = self.build(item, at)
+            if high is sre_c.MAXREPEAT:
+                loop = self.state()
+                self.eps[at].append(loop)
+                self.eps[self.build(item, loop)].append(loop)
+                return loop
+            end = self.state()
+            for _ in range(high - low):
+                self.eps[at].append(end)
+                at = self.build(item, at)
+            self.eps[at].append(end)
+            return end
+        raise ScanPatternError(f"unsupported regex element {op} (anchors, look-arounds and back-references "
+                               "cannot be scanned)")
+
+    def closure(self, states: frozenset[int]) -> frozenset[int]:
+        seen = set(states)
+        todo = list(states)
+        while todo:
+            for nxt in self.eps[todo.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return frozenset(seen)
+
+
+@dataclass
+class Automaton:
+    """A deterministic automaton for a line: `delta[s][byte]` (-1: the line is not routine),
+    `accepts[s]` the message index a line ending in `s` is (-1: none), `decided[s]` the only
+    message still possible from `s` (-1: several or none)."""
+
+    delta: list[list[int]]
+    accepts: list[int]
+    decided: list[int]
+
+    @cached_property
+    def loops(self) -> list[int]:
+        """Per state, the bytes that keep it where it is (a mask)."""
+        return [sum(1 << b for b, t in enumerate(row) if t == s) for s, row in enumerate(self.delta)]
+
+    @cached_property
+    def chain(self) -> tuple[int, int]:
+        """(steps, state): how far every accepted line walks the same states from the start (the
+        fixed-width prefix), so bulk work can begin there."""
+        state, steps = 0, 0
+        while self.decided[state] < 0 and not self.loops[state] and self.accepts[state] < 0:
+            targets = _successors(self.delta, state)
+            if len(targets) != 1:
+                break
+            state = targets.pop()
+            steps += 1
+        return steps, state
+
+    def run(self, line: bytes) -> int:
+        """The message `line` is, or -1: the reference every faster path must agree with."""
+        state = 0
+        delta = self.delta
+        for byte in line:
+            state = delta[state][byte]
+            if state < 0:
+                return -1
+        return self.accepts[state]
+
+
+def compile_automaton(patterns: Sequence[str]) -> Automaton:
+    """The union of `patterns` (one per message, each for a whole line) as a DFA, checked to have
+    no loops but self-loops and no line that two patterns both accept."""
+    nfa = _Nfa()
+    start = nfa.state()
+    for index, pattern in enumerate(patterns):
+        try:
+            parsed = sre_parse.parse(pattern)
+        except re.error as exc:
+            raise ScanPatternError(f"bad regex {pattern!r}: {exc}") from exc
+        first = nfa.state()
+        nfa.eps[start].append(first)
+        nfa.tag[nfa.build(parsed, first)] = index
+    states: dict[frozenset[int], int] = {}
+    order: list[frozenset[int]] = []
+    delta: list[list[int]] = []
+
+    def number(subset: frozenset[int]) -> int:
+        if subset not in states:
+            states[subset] = len(order)
+            order.append(subset)
+        return states[subset]
+
+    number(nfa.closure(frozenset({start})))
+    done = 0
+    while done < len(order):
+        subset = order[done]
+        row = [-1] * 256
+        targets: dict[int, set[int]] = {}
+        for state in subset:
+            for mask, target in nfa.edges[state]:
+                for byte in _bits(mask):
+                    targets.setdefault(byte, set()).add(target)
+        cache: dict[frozenset[int], int] = {}
+        for byte, found in targets.items():
+            key = frozenset(found)
+            if key not in cache:
+                cache[key] = number(nfa.closure(key))
+            row[byte] = cache[key]
+        delta.append(row)
+        done += 1
+    accepts = []
+    for subset in order:
+        tags = {nfa.tag[s] for s in subset if s in nfa.tag}
+        if len(tags) > 1:
+            names = " and ".join(patterns[t] for t in sorted(tags))
+            raise ScanPatternError(f"two routine patterns accept the same line: {names}")
+        accepts.append(tags.pop() if tags else -1)
+    automaton = Automaton(delta, accepts, _decided(delta, accepts))
+    _check_loops(automaton)
+    return automaton
+
+
+def _bits(mask: int) -> Iterator[int]:
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
+def _successors(delta: list[list[int]], state: int) -> set[int]:
+    return {t for t in delta[state] if t >= 0 and t != state}
+
+
+def _decided(delta: list[list[int]], accepts: list[int]) -> list[int]:
+    possible: list[set[int] | None] = [None] * len(delta)
+
+    def reach(state: int) -> set[int]:
+        found = possible[state]
+        if found is None:
+            found = possible[state] = set()
+            if accepts[state] >= 0:
+                found.add(accepts[state])
+            for nxt in _successors(delta, state):
+                found |= reach(nxt)
+        return found
+
+    return [next(iter(s)) if len(s := reach(i)) == 1 else -1 for i in range(len(delta))]
+
+
+def _check_loops(automaton: Automaton) -> None:
+    """Only self-loops: then the complement is a finite nest of alternatives (see `complement`)."""
+    colour = [0] * len(automaton.delta)
+
+    def visit(state: int) -> None:
+        colour[state] = 1
+        for nxt in _successors(automaton.delta, state):
+            if colour[nxt] == 1:
+                raise ScanPatternError("a routine pattern repeats a group (only a single character class may "
+                                       "repeat, like [^ ]+ or [0-9]+)")
+            if colour[nxt] == 0:
+                visit(nxt)
+        colour[state] = 2
+
+    visit(0)
+
+
+def _klass(mask: int) -> str:
+    """A byte mask as a character class both Hyperscan and `re` read the same way (negated when
+    that is shorter; a negated class always lists the newline, so it never crosses lines)."""
+    negate = bin(mask).count("1") > 128
+    if negate:
+        mask = ((1 << 256) - 1) & ~mask
+    runs: list[tuple[int, int]] = []
+    for byte in _bits(mask):
+        if runs and runs[-1][1] == byte - 1:
+            runs[-1] = (runs[-1][0], byte)
+        else:
+            runs.append((byte, byte))
+    parts = [_char(a) if a == b else f"{_char(a)}-{_char(b)}" for a, b in runs]
+    if not negate and len(parts) == 1 and runs[0][0] == runs[0][1]:
+        return parts[0] if runs[0][0] in _PLAIN else f"[{parts[0]}]"
+    return ("[^" if negate else "[") + "".join(parts) + "]"
+
+
+_PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,:'_")
+
+
+def _char(byte: int) -> str:
+    return chr(byte) if byte in _PLAIN else f"\\x{byte:02x}"
+
+
+def _outs(automaton: Automaton, state: int) -> dict[int, int]:
+    """The other states `state` leads to, each with the bytes that lead there."""
+    outs: dict[int, int] = {}
+    for byte, target in enumerate(automaton.delta[state]):
+        if target >= 0 and target != state and byte != NEWLINE:
+            outs[target] = outs.get(target, 0) | (1 << byte)
+    return outs
+
+
+def complement(automaton: Automaton, limit: int = 12_000) -> list[str]:
+    """Regexes (multi-line mode) that together match every line the automaton rejects, once per
+    line: at the first byte that leaves the routine language, or at the line's premature end.
+    Split into several patterns of at most about `limit` characters (Hyperscan's bound)."""
+    memo: dict[int, str] = {}
+
+    def head(state: int) -> tuple[str, list[str]]:
+        loop = automaton.loops[state]
+        bad = _ALL & ~loop & ~sum(_outs(automaton, state).values())
+        own = [_klass(bad)] if bad else []
+        if automaton.accepts[state] < 0:
+            own.append("$")
+        return (_klass(loop) + "*" if loop else ""), own
+
+    def leave(state: int) -> str:
+        if state not in memo:
+            stay, branches = head(state)
+            branches = branches + [_klass(mask) + leave(t) for t, mask in _outs(automaton, state).items()]
+            memo[state] = stay + (branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")")
+        return memo[state]
+
+    def alternatives(branches: list[str]) -> str:
+        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+    def split(state: int, path: str) -> tuple[str | None, list[str]]:
+        """The deviations from `state` on as one fragment when it is small, else the fragment
+        of what stays small plus whole patterns (with their path from the line start) for the
+        rest. One fragment for a long chain of states: one pattern per state is far slower."""
+        text = leave(state)
+        if len(text) <= limit // 2:
+            return text, []
+        stay, branches = head(state)
+        extra: list[str] = []
+        for target, mask in _outs(automaton, state).items():
+            fragment, more = split(target, path + stay + _klass(mask))
+            extra += more
+            if fragment is not None:
+                branches.append(_klass(mask) + fragment)
+        if not branches:
+            return None, extra
+        fragment = stay + alternatives(branches)
+        if len(fragment) > limit // 2:
+            return None, [path + fragment, *extra]
+        return fragment, extra
+
+    fragment, patterns = split(0, "^")
+    return (["^" + fragment] if fragment is not None else []) + patterns
+
+
+def positive(automaton: Automaton) -> str:
+    """A regex (multi-line mode) for exactly the lines the automaton accepts, in classes that
+    never hold a newline (a `[^ ]` in the declaration would cross lines in `re`)."""
+    memo: dict[int, str] = {}
+
+    def walk(state: int) -> str:
+        if state in memo:
+            return memo[state]
+        loop = automaton.loops[state]
+        outs = _outs(automaton, state)
+        branches = ["$"] if automaton.accepts[state] >= 0 else []
+        branches += [_klass(mask) + walk(target) for target, mask in outs.items()]
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        memo[state] = (_klass(loop) + "*" if loop else "") + body
+        return memo[state]
+
+    return walk(0)
+
+
+# --------------------------------------------------------------------------- the declaration
+
+
+@dataclass
+class RoutineSpec:
+    """What a format declares routine, compiled: which line pattern, how its prefix reads, and per
+    message its narrow pattern, kind and name."""
+
+    format: str
+    line: str
+    """The format's line pattern whose lines can be routine (the full parser reads the rest)."""
+    prefix: str
+    """The regex of the line's start, beginning with the epoch seconds as `[0-9]{N}`."""
+    digits: int
+    names: list[str]
+    kinds: list[str]
+    bodies: list[str]
+    levels: list[str]
+    fields: list[frozenset[str]]
+    """Per message, the fields its lines would carry as events."""
+
+    @cached_property
+    def automaton(self) -> Automaton:
+        return compile_automaton([self.prefix + body for body in self.bodies])
+
+    def restricted(self, kinds: frozenset[str], fields: frozenset[str]) -> RoutineSpec | None:
+        """The spec without the messages a rule reads line by line: those of the `kinds` its steps
+        name, and those carrying a field one of its kind-less steps tests (None: nothing left)."""
+        keep = [i for i, kind in enumerate(self.kinds) if kind not in kinds and not self.fields[i] & fields]
+        if not keep:
+            return None
+        if len(keep) == len(self.kinds):
+            return self
+        return RoutineSpec(self.format, self.line, self.prefix, self.digits, [self.names[i] for i in keep],
+                           [self.kinds[i] for i in keep], [self.bodies[i] for i in keep],
+                           [self.levels[i] for i in keep], [self.fields[i] for i in keep])
+
+
+_PREFIX = re.compile(r"^\[0-9\]\{(\d+)\}")
+
+
+def epoch_digits(prefix: str) -> int:
+    """How many epoch digits start the prefix (it must begin with `[0-9]{N}`)."""
+    found = _PREFIX.match(prefix)
+    if found is None:
+        raise ScanPatternError("the routine prefix must begin with the epoch seconds as [0-9]{N}")
+    return int(found.group(1))
+
+
+# --------------------------------------------------------------------------- classification
+
+
+@dataclass
+class RoutineCounts:
+    """Routine lines kept as numbers: per message kind, and per second of their own time."""
+
+    lines: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+    seconds: dict[int, int] = field(default_factory=dict)
+    alarming: int = 0
+
+    def add(self, kind: str, n: int) -> None:
+        self.kinds[kind] = self.kinds.get(kind, 0) + n
+        self.lines += n
+
+    def add_second(self, second: int, n: int) -> None:
+        self.seconds[second] = self.seconds.get(second, 0) + n
+
+    @property
+    def first(self) -> int | None:
+        return min(self.seconds) if self.seconds else None
+
+    @property
+    def last(self) -> int | None:
+        return max(self.seconds) if self.seconds else None
+
+
+Found = list[tuple[int, int]]
+"""(start, end) byte ranges in a block of the lines that are not routine."""
+
+
+class Classifier:
+    """Splits a block (whole lines, ending in a newline) into its non-routine lines and routine
+    counts. `engine` says which way: 'hyperscan' or 'python'."""
+
+    engine = "python"
+
+    def __init__(self, spec: RoutineSpec, max_line: int) -> None:
+        self.spec = spec
+        self.max_line = max_line
+        alternatives = "|".join(f"(?P<m{i}>{positive(compile_automaton([spec.prefix + body]))})"
+                                for i, body in enumerate(spec.bodies))
+        self._routine = re.compile(f"^(?:{alternatives})".encode(), re.M)
+
+    def scan(self, block: bytes, counts: RoutineCounts) -> Found:
+        """The non-routine lines of `block`; the routine ones are added to `counts`."""
+        found: Found = []
+        at = 0
+        kinds = self.spec.kinds
+        digits = self.spec.digits
+        per_kind = [0] * len(kinds)
+        seconds = counts.seconds
+        max_line = self.max_line
+        for match in self._routine.finditer(block):
+            start, end = match.span()
+            if end - start > max_line:
+                continue  # the full reader cuts such a line: it is not this message any more
+            if start > at:
+                _lines(block, at, start, found)
+            at = end + 1
+            per_kind[int(match.lastgroup[1:])] += 1  # type: ignore[index]
+            second = int(block[start:start + digits])
+            seconds[second] = seconds.get(second, 0) + 1
+        if at < len(block):
+            _lines(block, at, len(block), found)
+        for index, n in enumerate(per_kind):
+            if n:
+                counts.add(kinds[index], n)
+        return found
+
+
+def _lines(block: bytes, start: int, end: int, out: Found) -> None:
+    """The lines in block[start:end] (which ends at a newline or the block's end)."""
+    while start < end:
+        stop = block.find(b"\n", start, end)
+        if stop < 0:
+            stop = end
+        out.append((start, stop))
+        start = stop + 1
+
+
+class HyperscanClassifier(Classifier):
+    """Hyperscan finds the non-routine lines through the complement pattern (rare matches, so
+    rare callbacks); numpy counts the routine ones per message and second."""
+
+    engine = "hyperscan"
+
+    def __init__(self, spec: RoutineSpec, max_line: int) -> None:
+        super().__init__(spec, max_line)
+        import hyperscan
+        import numpy
+
+        self._np = numpy
+        automaton = spec.automaton
+        self._db = _database(tuple(complement(automaton)))
+        self._scratch = hyperscan.Scratch(self._db)  # one per reader: a scratch serves one scan at a time
+        self._delta = numpy.array([*automaton.delta, [-1] * 256], dtype=numpy.int32)
+        self._decided = numpy.array([*automaton.decided, -1], dtype=numpy.int32)
+        self._delta[:, NEWLINE] = -1
+        self._delta[self._delta < 0] = len(automaton.delta)  # the sink state, rejecting
+
+    def scan(self, block: bytes, counts: RoutineCounts) -> Found:
+        np = self._np
+        ends: list[int] = []
+
+        def record(_id: int, _start: int, end: int, _flags: int, _context: Any) -> None:
+            ends.append(end)  # a deviation's end: the line it is in is not routine
+
+        self._db.scan(block, match_event_handler=record, scratch=self._scratch)
+        data = np.frombuffer(block, dtype=np.uint8)
+        newlines = np.flatnonzero(data == NEWLINE)
+        starts = np.empty(len(newlines), dtype=np.int64)
+        starts[0:1] = 0
+        starts[1:] = newlines[:-1] + 1
+        routine = np.ones(len(starts), dtype=bool)
+        found: Found = []
+        if ends:
+            # a deviation ends inside its line or at its newline: the line is the last one starting
+            # at or before the match's end
+            rows = np.unique(np.searchsorted(starts, np.array(ends, dtype=np.int64), side="right") - 1)
+            routine[rows] = False
+        too_long = (newlines - starts) > self.max_line
+        if too_long.any():
+            routine &= ~too_long
+        odd = np.flatnonzero(~routine)
+        found = [(int(starts[i]), int(newlines[i])) for i in odd]
+        self._count(data, starts[routine], counts)
+        return found
+
+    def _count(self, data: Any, starts: Any, counts: RoutineCounts) -> None:
+        np = self._np
+        spec = self.spec
+        if not len(starts):
+            return
+        size = len(data)
+        skip, first = spec.automaton.chain
+        state = np.full(len(starts), first, dtype=np.int32)
+        message = np.full(len(starts), -1, dtype=np.int32)
+        open_ = np.arange(len(starts))
+        for depth in range(skip, skip + _VECTOR_DEPTH):
+            decided = self._decided[state]
+            done = decided >= 0
+            if done.any():
+                message[open_[done]] = decided[done]
+                keep = ~done
+                open_, state = open_[keep], state[keep]
+                if not len(open_):
+                    break
+            where = np.minimum(starts[open_] + depth, size - 1)
+            state = self._delta[state, data[where]]
+        if len(open_):  # decided late (a long shared stretch): the automaton line by line
+            automaton = spec.automaton
+            for row in open_.tolist():
+                start = int(starts[row])
+                stop = data[start:].tobytes().find(b"\n")
+                message[row] = automaton.run(data[start:start + stop].tobytes())
+        kinds = np.bincount(message, minlength=len(spec.kinds))
+        for index, n in enumerate(kinds.tolist()):
+            if n:
+                counts.add(spec.kinds[index], n)
+        digits = spec.digits
+        seconds = np.zeros(len(starts), dtype=np.int64)
+        for k in range(digits):
+            seconds = seconds * 10 + (data[starts + k].astype(np.int64) - 48)
+        values, numbers = np.unique(seconds, return_counts=True)
+        table = counts.seconds
+        for second, n in zip(values.tolist(), numbers.tolist(), strict=True):
+            table[second] = table.get(second, 0) + n
+
+
+_DATABASES: dict[tuple[str, ...], Any] = {}
+_DATABASES_LOCK = threading.Lock()
+
+
+def _database(patterns: tuple[str, ...]) -> Any:
+    """The compiled Hyperscan database for `patterns`: kept for the process, and on disk (the
+    user's cache folder) because compiling takes longer than scanning a big log. A database is
+    read-only while scanning, so threads share it, each with its own scratch."""
+    import hyperscan
+
+    with _DATABASES_LOCK:
+        found = _DATABASES.get(patterns)
+        if found is not None:
+            return found
+        digest = hashlib.sha256("\0".join((getattr(hyperscan, "__version__", ""), *patterns)).encode()).hexdigest()[:32]
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "correlator" / f"scan-{digest}.hsdb"
+        db = None
+        with contextlib.suppress(OSError, hyperscan.error):
+            db = hyperscan.loadb(cache.read_bytes(), hyperscan.HS_MODE_BLOCK)
+        if db is None:
+            db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            flags = hyperscan.HS_FLAG_MULTILINE | hyperscan.HS_FLAG_ALLOWEMPTY
+            db.compile(expressions=[p.encode() for p in patterns], ids=list(range(len(patterns))),
+                       flags=[flags] * len(patterns))
+            with contextlib.suppress(OSError):
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                partial = cache.with_suffix(f".{os.getpid()}.tmp")
+                partial.write_bytes(hyperscan.dumpb(db))
+                partial.replace(cache)
+        _DATABASES[patterns] = db
+        return db
+
+
+def hyperscan_available() -> bool:
+    try:
+        import hyperscan  # noqa: F401
+        import numpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+ENGINES = ("auto", "hyperscan", "python", "off")
+
+
+def scan_engine() -> str:
+    """The engine `CORRELATOR_SCAN` names: auto (Hyperscan when installed), hyperscan, python, or
+    off (every line parsed, as before the bulk reader: for comparisons)."""
+    engine = os.environ.get("CORRELATOR_SCAN", "auto").strip().lower() or "auto"
+    if engine not in ENGINES:
+        raise ValueError(f"CORRELATOR_SCAN must be one of {', '.join(ENGINES)}, not {engine!r}")
+    return engine
+
+
+def classifier(spec: RoutineSpec, max_line: int, engine: str | None = None) -> Classifier:
+    """The classifier `engine` names (default: `scan_engine()`); 'auto' is the fastest here."""
+    engine = engine or scan_engine()
+    if engine == "python" or (engine == "auto" and not hyperscan_available()):
+        return Classifier(spec, max_line)
+    return HyperscanClassifier(spec, max_line)
