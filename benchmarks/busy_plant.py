@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from correlator.lab import pki  # noqa: E402
-from correlator.lab.incidents import (  # noqa: E402
+from tests.lab import pki  # noqa: E402
+from tests.lab.incidents import (  # noqa: E402
     HOST,
     LOG_ALL,
     SPARKPLUG_ACL,
