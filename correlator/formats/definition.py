@@ -555,15 +555,17 @@ class _Loader(DefinitionFile):
         prefix = self.need(head, "prefix", "format.routine")
         named = next((lp for lp in lines if lp.name == line), None)
         if named is None or named.time is None or named.time.spec != "epoch":
-            raise self.error(f"line pattern {line!r} must exist and read epoch seconds", "format.routine.line")
+            raise self.error(f"line pattern {line!r} must exist and read epoch seconds", "format.routine.line",
+                             at=("format", "routine", "line"))
         if not routine:
-            raise self.error("no message declares a `routine` pattern", "format.routine")
+            raise self.error("no message declares a `routine` pattern", "format.routine", at=("format", "routine"))
         for message in routine:
             where = f"message '{message.name}'.routine"
+            at = ("message", messages.index(message), "routine")
             if message.extract:
-                raise self.error("a routine message cannot extract evidence (its lines are not parsed)", where)
+                raise self.error("a routine message cannot extract evidence (its lines are not parsed)", where, at=at)
             if message.level in ("warning", "error", "critical"):
-                raise self.error("a routine message cannot be a warning or worse", where)
+                raise self.error("a routine message cannot be a warning or worse", where, at=at)
         try:
             spec = RoutineSpec(self.name, line, prefix, epoch_digits(prefix), [m.name for m in routine],
                                [m.kind for m in routine], [m.routine or "" for m in routine],
@@ -571,7 +573,7 @@ class _Loader(DefinitionFile):
                                [frozenset(m.regex.groupindex) | frozenset(m.const) for m in routine])
             spec.automaton  # noqa: B018 - compiled now, so a bad pattern is an error with its file
         except ScanPatternError as exc:
-            raise self.error(str(exc), "format.routine") from exc
+            raise self.error(str(exc), "format.routine", at=("format", "routine")) from exc
         return spec
 
 

@@ -31,9 +31,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -54,6 +57,8 @@ _CATEGORIES = {
 }
 #: Steps of the automaton run over all line starts at once before the rest is left to Python.
 _VECTOR_DEPTH = 96
+#: Threads scanning blocks of one file: Hyperscan and numpy run without the GIL, so two cores help.
+WORKERS = min(2, os.cpu_count() or 1)
 
 
 class ScanPatternError(ValueError):
@@ -462,6 +467,13 @@ class RoutineCounts:
     def add_second(self, second: int, n: int) -> None:
         self.seconds[second] = self.seconds.get(second, 0) + n
 
+    def merge(self, other: RoutineCounts) -> None:
+        for kind, n in other.kinds.items():
+            self.add(kind, n)
+        for second, n in other.seconds.items():
+            self.add_second(second, n)
+        self.alarming += other.alarming
+
     @property
     def first(self) -> int | None:
         return min(self.seconds) if self.seconds else None
@@ -515,6 +527,13 @@ class Classifier:
         return found
 
 
+    def scan_blocks(self, blocks: Iterable[tuple[int, bytes]], counts: RoutineCounts,
+                    ) -> Iterator[tuple[int, bytes, Found]]:
+        """`scan` over a file's blocks, in order: (offset, block, its non-routine lines)."""
+        for base, block in blocks:
+            yield base, block, self.scan(block, counts)
+
+
 def _lines(block: bytes, start: int, end: int, out: Found) -> None:
     """The lines in block[start:end] (which ends at a newline or the block's end)."""
     while start < end:
@@ -539,11 +558,58 @@ class HyperscanClassifier(Classifier):
         self._np = numpy
         automaton = spec.automaton
         self._db = _database(tuple(complement(automaton)))
-        self._scratch = hyperscan.Scratch(self._db)  # one per reader: a scratch serves one scan at a time
+        # a scratch serves one scan at a time: one per worker thread
+        self._scratches: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._scratches.put(hyperscan.Scratch(self._db))
+        self._cloned = False
         self._delta = numpy.array([*automaton.delta, [-1] * 256], dtype=numpy.int32)
         self._decided = numpy.array([*automaton.decided, -1], dtype=numpy.int32)
         self._delta[:, NEWLINE] = -1
         self._delta[self._delta < 0] = len(automaton.delta)  # the sink state, rejecting
+        self._depth = _decision_depth(automaton)
+
+    def scan_blocks(self, blocks: Iterable[tuple[int, bytes]], counts: RoutineCounts,
+                    ) -> Iterator[tuple[int, bytes, Found]]:
+        """Blocks scanned on both cores: Hyperscan and numpy let go of the GIL, so while the
+        caller parses one block's few lines, the next ones are scanned (in order, at most
+        `WORKERS` blocks ahead, each with its own scratch and counts)."""
+        if WORKERS < 2:
+            yield from super().scan_blocks(blocks, counts)
+            return
+        if not self._cloned:
+            scratch = self._scratches.get()
+            self._scratches.put(scratch)
+            for _ in range(WORKERS - 1):
+                self._scratches.put(scratch.clone())
+            self._cloned = True
+        pending: deque[tuple[int, bytes, Future[tuple[Found, RoutineCounts]]]] = deque()
+
+        def ready() -> tuple[int, bytes, Found]:
+            first, data, job = pending.popleft()
+            found, part = job.result()
+            counts.merge(part)
+            return first, data, found
+
+        with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="scan") as pool:
+            try:
+                try:
+                    for base, block in blocks:
+                        pending.append((base, block, pool.submit(self._scan_alone, block)))
+                        if len(pending) >= WORKERS:
+                            yield ready()
+                except Exception:
+                    while pending:  # what was read before the reader failed comes out first
+                        yield ready()
+                    raise
+                while pending:
+                    yield ready()
+            finally:  # the caller stopped early (a look-ahead has read enough)
+                for _, _, job in pending:
+                    job.cancel()
+
+    def _scan_alone(self, block: bytes) -> tuple[Found, RoutineCounts]:
+        counts = RoutineCounts()
+        return self.scan(block, counts), counts
 
     def scan(self, block: bytes, counts: RoutineCounts) -> Found:
         np = self._np
@@ -552,7 +618,11 @@ class HyperscanClassifier(Classifier):
         def record(_id: int, _start: int, end: int, _flags: int, _context: Any) -> None:
             ends.append(end)  # a deviation's end: the line it is in is not routine
 
-        self._db.scan(block, match_event_handler=record, scratch=self._scratch)
+        scratch = self._scratches.get()
+        try:
+            self._db.scan(block, match_event_handler=record, scratch=scratch)
+        finally:
+            self._scratches.put(scratch)
         data = np.frombuffer(block, dtype=np.uint8)
         newlines = np.flatnonzero(data == NEWLINE)
         starts = np.empty(len(newlines), dtype=np.int64)
@@ -574,40 +644,34 @@ class HyperscanClassifier(Classifier):
         return found
 
     def _count(self, data: Any, starts: Any, counts: RoutineCounts) -> None:
+        """Per message and second, all at once: the first bytes of every routine line are
+        gathered into one matrix, its prefix columns read as epoch digits, and the automaton run
+        column by column from where the lines part (the fixed prefix skipped) until each line's
+        message is decided."""
         np = self._np
         spec = self.spec
         if not len(starts):
             return
-        size = len(data)
-        skip, first = spec.automaton.chain
-        state = np.full(len(starts), first, dtype=np.int32)
-        message = np.full(len(starts), -1, dtype=np.int32)
-        open_ = np.arange(len(starts))
-        for depth in range(skip, skip + _VECTOR_DEPTH):
-            decided = self._decided[state]
-            done = decided >= 0
-            if done.any():
-                message[open_[done]] = decided[done]
-                keep = ~done
-                open_, state = open_[keep], state[keep]
-                if not len(open_):
-                    break
-            where = np.minimum(starts[open_] + depth, size - 1)
-            state = self._delta[state, data[where]]
-        if len(open_):  # decided late (a long shared stretch): the automaton line by line
-            automaton = spec.automaton
-            for row in open_.tolist():
-                start = int(starts[row])
-                stop = data[start:].tobytes().find(b"\n")
-                message[row] = automaton.run(data[start:start + stop].tobytes())
-        kinds = np.bincount(message, minlength=len(spec.kinds))
-        for index, n in enumerate(kinds.tolist()):
-            if n:
-                counts.add(spec.kinds[index], n)
+        automaton = spec.automaton
+        skip, first = automaton.chain
+        width = skip + self._depth
+        index = np.minimum(starts[:, None] + np.arange(width), len(data) - 1)
+        head = data[index]
         digits = spec.digits
-        seconds = np.zeros(len(starts), dtype=np.int64)
-        for k in range(digits):
-            seconds = seconds * 10 + (data[starts + k].astype(np.int64) - 48)
+        seconds = (head[:, :digits].astype(np.int64) - 48) @ (10 ** np.arange(digits - 1, -1, -1, dtype=np.int64))
+        state = np.full(len(starts), first, dtype=np.int32)
+        delta = self._delta
+        for column in range(skip, width):
+            state = delta[state, head[:, column]]
+        message = self._decided[state]
+        late = np.flatnonzero(message < 0)
+        for row in late.tolist():  # decided past the matrix (a long shared stretch): line by line
+            start = int(starts[row])
+            stop = data[start:].tobytes().find(b"\n")
+            message[row] = automaton.run(data[start:start + stop].tobytes())
+        for index_, n in enumerate(np.bincount(message, minlength=len(spec.kinds)).tolist()):
+            if n:
+                counts.add(spec.kinds[index_], n)
         values, numbers = np.unique(seconds, return_counts=True)
         table = counts.seconds
         for second, n in zip(values.tolist(), numbers.tolist(), strict=True):
@@ -645,6 +709,25 @@ def _database(patterns: tuple[str, ...]) -> Any:
                 partial.replace(cache)
         _DATABASES[patterns] = db
         return db
+
+
+def _decision_depth(automaton: Automaton) -> int:
+    """Steps past the fixed prefix after which every accepted line's message is decided: the
+    longest walk through undecided states (a looping undecided state: the vector depth, and the
+    few lines still undecided there are run one by one)."""
+    _skip, first = automaton.chain
+    longest: dict[int, int] = {}
+
+    def walk(state: int) -> int:
+        if automaton.decided[state] >= 0:
+            return 0
+        if automaton.loops[state]:
+            return _VECTOR_DEPTH
+        if state not in longest:
+            longest[state] = 1 + max((walk(t) for t in _successors(automaton.delta, state)), default=0)
+        return min(longest[state], _VECTOR_DEPTH)
+
+    return walk(first)
 
 
 def hyperscan_available() -> bool:

@@ -21,7 +21,7 @@ from correlator.formats.parse import SourceParser
 from correlator.formats.registry import DETECT_LINES, Registry
 from correlator.formats.scan import RoutineCounts, RoutineSpec, classifier, scan_engine
 from correlator.model import Event
-from correlator.sources.blocks import iter_blocks
+from correlator.sources.blocks import BLOCK_SIZE, iter_blocks
 from correlator.sources.lines import MAX_LINE, TRUNCATION_MARK, Line, iter_chunks
 
 _ROTATION = re.compile(r"(\.(?:gz|bz2|xz))$|(\.\d+)$|(-\d{8})$")
@@ -115,6 +115,8 @@ class LogFile:
         """Set by `count_routine`: the lines it declares routine are counted, not parsed."""
         self.routine = RoutineCounts()
         """The routine lines read so far, as numbers (kinds and seconds)."""
+        self.block_size = BLOCK_SIZE
+        """Bytes the bulk reader takes at a time (a look-ahead that reads the start wants less)."""
 
     def count_routine(self, needed: tuple[frozenset[str], frozenset[str]] | None) -> None:
         """Read with the bulk reader: the format's routine lines, except those of the kinds and
@@ -182,8 +184,8 @@ class LogFile:
         parser = self.parser
         before = 0  # lines in the blocks before this one
         try:
-            for base, block in iter_blocks(self.path):
-                found = scanner.scan(block, self.routine)
+            blocks = iter_blocks(self.path, block_size=self.block_size)
+            for base, block, found in scanner.scan_blocks(blocks, self.routine):
                 lines: list[tuple[int, int, str]] = []
                 number, at = before + 1, 0
                 for start, end in found:
@@ -199,6 +201,8 @@ class LogFile:
                 events = parser.feed(lines)
                 if events:
                     yield events
+        except InputError as exc:
+            raise InputError(exc.message, file=self.info.path, line=before + 1) from exc
         finally:
             tail = parser.finish()
             self._update_info()

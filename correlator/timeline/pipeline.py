@@ -267,7 +267,7 @@ class BatchTimeline:
         try:
             probe = LogFile(log.path, log.registry, format_name=log.format.name, tz=log.parser.tz,
                             source=source, display_path=log.info.path)
-            probe.routine_spec = log.routine_spec
+            probe.routine_spec, probe.block_size = log.routine_spec, 1 << 20
             for chunk in probe.chunks():
                 if not self.tracker.observe(source, log.info.path, chunk):
                     break
