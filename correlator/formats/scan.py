@@ -655,8 +655,12 @@ class HyperscanClassifier(Classifier):
         automaton = spec.automaton
         skip, first = automaton.chain
         width = skip + self._depth
-        index = np.minimum(starts[:, None] + np.arange(width), len(data) - 1)
-        head = data[index]
+        # column by column: an index matrix of the whole block would cost eight bytes a cell
+        head = np.empty((len(starts), width), dtype=np.uint8)
+        starts32 = starts.astype(np.int32)
+        last = len(data) - 1
+        for column in range(width):
+            head[:, column] = data[np.minimum(starts32 + column, last)]
         digits = spec.digits
         seconds = (head[:, :digits].astype(np.int64) - 48) @ (10 ** np.arange(digits - 1, -1, -1, dtype=np.int64))
         state = np.full(len(starts), first, dtype=np.int32)

@@ -3,7 +3,7 @@
 The line splitter (`lines.py`) hands out one bytes object per line, which is what the parser
 needs and what a busy log cannot afford for its routine lines. Here a file (plain or compressed)
 is read in large blocks cut after their last newline, so the scanner sees only whole lines and
-memory stays at one block whatever the file's size (plus the longest line, which a line splitter
+memory stays at a few blocks whatever the file's size (plus the longest line, which a line splitter
 would cut at `MAX_LINE`). The file's last line gets a newline of its
 own when it has none, as the line splitter flushes it.
 """
@@ -20,7 +20,7 @@ from correlator.errors import InputError
 from correlator.sources.lines import CHUNK_SIZE, open_log
 
 #: Bytes per block: big enough that per-block costs vanish, small enough to stay flat in memory.
-BLOCK_SIZE = 16 << 20
+BLOCK_SIZE = 8 << 20
 
 
 def iter_blocks(path: str | os.PathLike[str], *, block_size: int = BLOCK_SIZE) -> Iterator[tuple[int, bytes]]:
