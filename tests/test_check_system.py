@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 import correlator
 from correlator.artifacts import cert_checks, probe
-from correlator.artifacts.certs import CertFacts, load_bytes
+from correlator.artifacts.certs import CertFacts, KeyFacts, load_bytes, load_file
 from correlator.check_result import CheckResult, CheckStatus
 from correlator.engine import facts
 from correlator.engine.facts import Artifacts
@@ -178,3 +178,25 @@ def test_every_probe_cause_in_the_vocabulary_is_a_rule() -> None:
                                                     "probe_cause_without_cert") if k in r}
     rules, _ = load_rules([])
     assert named and named <= {r.id for r in rules}
+
+
+def test_key_checks_ask_cert_checks(ca: pki.Issued, tmp_path: Path) -> None:
+    client = pki.make_leaf("edge-07", ca, usage=("client",), key_kind="ec", not_before=NOW - timedelta(days=1))
+    other = pki.make_leaf("edge-08", ca, usage=("client",), key_kind="ec", not_before=NOW - timedelta(days=1))
+    pki.write_key(tmp_path / "right.key", client.key)
+    pki.write_key(tmp_path / "wrong.key", other.key)
+    pki.write_key(tmp_path / "locked.key", client.key, password=b"pw")
+    leaf = cert(client, "certs/edge-07.pem")
+
+    def keys(*names: str) -> list[KeyFacts]:
+        return [load_file(tmp_path / name).keys[0] for name in names]
+
+    def run(*names: str) -> CheckResult:
+        return Artifacts(certs=[leaf], keys=keys(*names), now=NOW).check("client_key_problem", [], {})
+
+    assert run("right.key").status is CheckStatus.PASSED
+    wrong = run("wrong.key")
+    assert wrong.status is CheckStatus.PROBLEM and "no key in the bundle belongs to" in wrong.message
+    locked = run("locked.key")
+    assert locked.status is CheckStatus.PROBLEM
+    assert "encrypted and no password was given" in locked.message  # cert_checks.check_key_loaded's words

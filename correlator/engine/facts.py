@@ -22,7 +22,7 @@ from correlator.artifacts.certs import CertFacts, KeyFacts, issued_by, load_path
 from correlator.artifacts.mosquitto_conf import Config, Listener, parse_mosquitto_conf
 from correlator.artifacts.opcua_pki import PkiStore, load_pki
 from correlator.artifacts.passwd import PasswordFile, parse_passwd
-from correlator.check_result import CheckResult
+from correlator.check_result import CheckResult, CheckStatus
 from correlator.errors import CorrelatorError
 from correlator.model import Event, EvidenceRef
 from correlator.sources.bundle import Bundle
@@ -394,10 +394,12 @@ def _client_key(arts: Artifacts, events: list[Event], context: dict[str, Any]) -
     evidence = []
     for key in arts.keys:
         if key.public_key_sha256 is None:
-            evidence.append(arts.fact(key.path, f"the key cannot be opened: {key.state}"))
-    prints = {k.public_key_sha256 for k in arts.keys}
+            opened = cert_checks.check_key_loaded(key, "client")
+            evidence.append(arts.fact(key.path, opened.message if opened.is_problem
+                                      else f"the key cannot be opened: {key.state}"))
     for cert in certs:
-        if cert.public_key_sha256 not in prints:
+        if not any(cert_checks.check_key_match(cert, key, "client").status is CheckStatus.PASSED
+                   for key in arts.keys):
             evidence.append(arts.fact(cert, f"no key in the bundle belongs to {cert.label}"))
     return _verdict(bool(evidence), evidence, arts.cert_values(certs[0]))
 
@@ -558,7 +560,7 @@ def _broker_files(arts: Artifacts, events: list[Event], context: dict[str, Any])
             keyref = conf.file_for("keyfile", listener)
             if certs and keyref is not None and keyref.found is not None:
                 keys = [k for k in arts.keys if k.path == str(keyref.found)]
-                if keys and keys[0].public_key_sha256 not in (None, certs[0].public_key_sha256):
+                if keys and cert_checks.check_key_match(certs[0], keys[0], "server").is_problem:
                     evidence.append(arts.fact(keyref.found, f"keyfile does not belong to certfile {certs[0].label}"))
     return _verdict(bool(evidence), evidence)
 
