@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import lzma
 import os
 import re
 import shutil
@@ -69,6 +70,12 @@ BLOCK = 1024 * 1024
 TEMP_PREFIX = "correlator-bundle-"
 
 _UNSAFE_PART = re.compile(r"[\x00-\x1f\x7f]|[\ud800-\udfff]")
+
+
+#: What damaged archive data makes zipfile, tarfile and the decompressors raise (an unsupported
+#: method or version, an encrypted member, a bad header field, a cut stream).
+_DAMAGE = (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError, ValueError,
+           NotImplementedError, RuntimeError, struct.error, UnicodeError)
 
 
 class Refused(InputError):
@@ -165,9 +172,10 @@ def extract(archive: Path, target: Path, errors: list[InputError], budget: Budge
                 placed[out] = printable(member.name)
     except Refused as exc:
         errors.append(exc.with_traceback(None))
-    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+    except _DAMAGE as exc:
         after = f" after {len(placed)} member{'s' if len(placed) != 1 else ''}" if placed else ""
-        errors.append(InputError(f"cannot read archive{after}: {exc}", file=archive))
+        why = " ".join(str(exc).split())  # tarfile lists what it tried, one line each
+        errors.append(InputError(f"cannot read archive{after}: {why}", file=archive))
     return placed
 
 
@@ -203,7 +211,7 @@ def _extract_member(archive: Path, target: Path, member: _Member, budget: Budget
     except InputError:
         out.unlink(missing_ok=True)
         raise
-    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
+    except _DAMAGE as exc:
         out.unlink(missing_ok=True)
         if isinstance(exc, tarfile.TarError | EOFError):
             raise  # a tar stream cannot go on after damage: the members before it are kept
@@ -260,7 +268,7 @@ def _members(archive: Path, errors: list[InputError]) -> Iterator[_Member]:
     if archive.name.lower().endswith(".zip"):
         try:
             zf = zipfile.ZipFile(archive)
-        except zipfile.BadZipFile:
+        except (zipfile.BadZipFile, NotImplementedError, ValueError, struct.error, EOFError):
             yield from _salvage_zip(archive, errors)
             return
         with zf:
