@@ -26,9 +26,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
-from tests.lab import pki  # noqa: E402
-from tests.lab.incidents import (  # noqa: E402
+from lab import pki  # noqa: E402
+from lab.incidents import (  # noqa: E402
     HOST,
     LOG_ALL,
     SPARKPLUG_ACL,
