@@ -46,7 +46,8 @@ from pathlib import Path
 from textual.widgets import Input
 
 from correlator.live_analysis import LiveAnalysis, LiveUpdate
-from correlator.model import Event, Finding
+from correlator.model import Event
+from correlator.report_model import Finding
 from correlator.tui.app import ScreenSettings, create_app
 from correlator.tui.event_store import EventStore, Filter
 from correlator.tui.sources import BundleEventSource, LiveEventSource, SourceStatus

@@ -4,9 +4,9 @@
     logs -> LogFile per file (format detected, zone chosen) -> timeline (merge, skew, stitching)
     -> rules engine (with artifact checks) -> findings
 
-`Analysis` is the result a report renders; `Session` is the incremental form the TUI and the API
-drive: events go in (from files read to the end, or from tailers), findings come out as they
-change.
+`Analysis` (correlator.report_model) is the result a report renders; `Session` is the incremental
+form the TUI and the API drive: events go in (from files read to the end, or from tailers),
+findings come out as they change.
 """
 
 from __future__ import annotations
@@ -17,18 +17,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from correlator import __version__
 from correlator.engine.evaluate import ANONYMOUS_IDS, Engine
 from correlator.engine.facts import Artifacts
 from correlator.engine.rules import Rule, load_rules, side_of
 from correlator.errors import CorrelatorError, InputError
 from correlator.formats.registry import Registry, default_registry, load_registry
 from correlator.gcpolicy import batch_allocation
-from correlator.model import Event, Finding, severity_rank
+from correlator.model import Event, severity_rank
+from correlator.report_model import Analysis, Finding, SourceReport
 from correlator.sources.bundle import Bundle, open_bundle
-from correlator.sources.files import LogFile, SourceInfo
+from correlator.sources.files import LogFile
 from correlator.sources.paste import unpaste
 from correlator.timeline import zones as tz_rules
 from correlator.timeline.connections import Connection
@@ -57,69 +56,6 @@ class Options:
     rules_dirs: list[str] = field(default_factory=list)
     now: datetime | None = None
     """Clock for proactive checks (expiring certificates); default: the time of the last event."""
-
-
-@dataclass
-class SourceReport:
-    info: SourceInfo
-    zone_how: str
-    offset: float = 0.0
-    offset_how: str = "none"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.info.to_dict(), "zone_how": self.zone_how, "offset": self.offset,
-                "offset_how": self.offset_how}
-
-
-@dataclass
-class Analysis:
-    findings: list[Finding]
-    sources: list[SourceReport]
-    errors: list[str]
-    artifacts: dict[str, int]
-    events: int
-    first_event: float | None
-    last_event: float | None
-    connections: int = 0
-    histogram: dict[str, dict[int, list[int]]] = field(default_factory=dict)
-    """Per source: events per second of time, as [all, warnings and worse]: the report's picture."""
-    skipped: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    made_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    @property
-    def none_found(self) -> str:
-        """What a report says when there is no finding: never a plain "No root cause found" when
-        part of the input could not be read."""
-        if not self.errors:
-            return "No root cause found."
-        n = len(self.errors)
-        return (f"No root cause found in what could be read: {n} error{'s' if n != 1 else ''} kept part of the "
-                "input from being read (see Errors).")
-
-    @property
-    def worst(self) -> str | None:
-        return max((f.severity for f in self.findings), key=severity_rank, default=None)
-
-    def to_dict(self) -> dict[str, Any]:
-        def iso(ts: float | None) -> str | None:
-            return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-        return {
-            "schema": "correlator.analysis/1",
-            "tool": {"name": "correlator", "version": __version__},
-            "made_at": self.made_at.isoformat().replace("+00:00", "Z"),
-            "summary": {"findings": len(self.findings), "worst_severity": self.worst, "events": self.events,
-                        "first_event": iso(self.first_event), "last_event": iso(self.last_event),
-                        "connections": self.connections,
-                        "unparsed": sum(s.info.unparsed for s in self.sources)},
-            "findings": [f.to_dict() for f in self.findings],
-            "sources": [s.to_dict() for s in self.sources],
-            "artifacts": self.artifacts,
-            "errors": list(self.errors),
-            "skipped": list(self.skipped),
-            "notes": list(self.notes),
-        }
 
 
 def _forced_format(path: str, rules: Sequence[str]) -> str | None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from correlator.model import EvidenceRef
+from correlator.report_model import EvidenceRef
 
 Severity = Literal["info", "warning", "error"]
 

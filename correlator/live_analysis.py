@@ -26,7 +26,8 @@ from correlator.engine.rules import Rule, load_rules
 from correlator.errors import CorrelatorError, InputError
 from correlator.formats.parse import SourceParser
 from correlator.formats.registry import DETECT_LINES, Registry, default_registry, load_registry
-from correlator.model import Event, Finding
+from correlator.model import Event
+from correlator.report_model import Finding
 from correlator.sources.bundle import classify, open_bundle
 from correlator.sources.files import decode, source_name
 from correlator.sources.lines import Line

@@ -1,4 +1,5 @@
-"""The core types every stage shares: Event (one parsed log record) and the level vocabulary.
+"""The core types every stage shares: Event (one parsed log record), the level and severity
+vocabularies. What a report holds (findings, evidence, the analysis) is in correlator.report_model.
 
 Time is kept as a float of UTC epoch seconds because the parser creates millions of events and a
 float is an order of magnitude cheaper than a datetime; `Event.time` gives the datetime when a
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 FieldValue = str | int | float | bool
 
@@ -100,8 +101,9 @@ def level_rank(level: str) -> int:
         return 1
 
 
+Severity = Literal["info", "low", "medium", "high", "critical"]
 #: Severities in increasing order; the CLI's exit code and report order follow it.
-SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 
 
 def severity_rank(severity: str) -> int:
@@ -109,99 +111,3 @@ def severity_rank(severity: str) -> int:
         return SEVERITIES.index(severity)
     except ValueError:
         return 0
-
-
-@dataclass(slots=True)
-class EvidenceRef:
-    """One piece of evidence a finding rests on: a log record (file and line) or an artifact fact
-    (file, and what it says). `side` says whose view it is: broker, client or artifact."""
-
-    side: str
-    file: str
-    line: int | None
-    text: str
-    time: float | None = None
-    source: str = ""
-    kind: str = ""
-    estimated: bool = False
-    """The line carried no time of its own (mosquitto_pub -d): `time` is its neighbours' or its
-    file's, so a reader must not line it up to the second with the other side."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "side": self.side,
-            "file": self.file,
-            "line": self.line,
-            "time": None if self.time is None else datetime.fromtimestamp(self.time, tz=UTC).isoformat()
-            .replace("+00:00", "Z"),
-            "source": self.source,
-            "kind": self.kind,
-            "text": self.text,
-            "estimated": self.estimated,
-        }
-
-
-@dataclass
-class Finding:
-    """One root cause for one affected group, aggregated over every occurrence. Findings are
-    updated in place as evidence arrives; `revision` grows with every update so live surfaces can
-    tell a changed finding from an unchanged one."""
-
-    id: str
-    severity: str
-    title: str
-    explanation: str
-    group: str
-    """What the finding is about beyond its id (a listener, a client, a user): its aggregation key."""
-    first_seen: float
-    last_seen: float
-    count: int = 0
-    clients: set[str] = field(default_factory=set)
-    users: set[str] = field(default_factory=set)
-    hosts: set[str] = field(default_factory=set)
-    evidence: list[EvidenceRef] = field(default_factory=list)
-    facts: list[EvidenceRef] = field(default_factory=list)
-    sides: set[str] = field(default_factory=set)
-    confidence: str = "low"
-    confidence_reason: str = ""
-    confirm_with: str = ""
-    alternatives: list[str] = field(default_factory=list)
-    """Other root-cause ids the same evidence fits, when artifacts could not decide."""
-    tell_apart: str = ""
-    remediation: list[str] = field(default_factory=list)
-    context: dict[str, Any] = field(default_factory=dict)
-    connections: set[str] = field(default_factory=set)
-    """Ids of the stitched connections the evidence came from (capped), so a broker-side line with
-    no client id can still be attributed to the client whose log shows the same connection."""
-    revision: int = 0
-    omitted: dict[str, int] = field(default_factory=dict)
-    """Clients, users and hosts beyond the ones listed (a finding lists at most 100 of each),
-    counted, so millions of client ids cost no memory and the report still says how many."""
-
-    def to_dict(self) -> dict[str, Any]:
-        def iso(ts: float) -> str:
-            return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
-
-        return {
-            "id": self.id,
-            "severity": self.severity,
-            "title": self.title,
-            "explanation": self.explanation,
-            "group": self.group,
-            "clients": sorted(self.clients),
-            "users": sorted(self.users),
-            "hosts": sorted(self.hosts),
-            "first_seen": iso(self.first_seen),
-            "last_seen": iso(self.last_seen),
-            "count": self.count,
-            "confidence": self.confidence,
-            "confidence_reason": self.confidence_reason,
-            "confirm_with": self.confirm_with,
-            "alternatives": list(self.alternatives),
-            "tell_apart": self.tell_apart,
-            "evidence": [e.to_dict() for e in self.evidence],
-            "facts": [f.to_dict() for f in self.facts],
-            "remediation": list(self.remediation),
-            "omitted": dict(self.omitted),
-            "revision": self.revision,
-        }

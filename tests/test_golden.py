@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from correlator.analysis import Analysis, analyze
-from correlator.model import Finding
+from correlator.analysis import analyze
+from correlator.report_model import Analysis, Finding
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 INCIDENTS = sorted(p for p in SAMPLES.iterdir() if (p / "expected.json").is_file())

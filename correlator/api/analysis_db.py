@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -290,11 +290,11 @@ class Store:
 
     # -- findings ------------------------------------------------------------------------------
 
-    def save_findings(self, num: int, findings: Sequence[dict[str, Any]]) -> None:
+    def save_findings(self, num: int, findings: Sequence[Mapping[str, Any]]) -> None:
         with self.connect() as db:
             db.execute("DELETE FROM findings WHERE num = ?", (num,))
             db.executemany("INSERT INTO findings (num, seq, rule_id, severity, data) VALUES (?, ?, ?, ?, ?)",
-                           [(num, i, f["id"], f["severity"], json.dumps(redact_finding(f)))
+                           [(num, i, f["id"], f["severity"], json.dumps(redact_finding(dict(f))))
                             for i, f in enumerate(findings, 1)])
 
     def findings(self, num: int) -> list[tuple[int, dict[str, Any]]]:

@@ -138,10 +138,9 @@ class Analyser:
             self.store.update(analysis_id, phase="storing", progress=0.99, events=writer.count)
             writer.finish()
             report = result.to_dict()
-            findings = report.pop("findings")
-            self.store.save_findings(row.num, findings)
+            self.store.save_findings(row.num, report["findings"])
             self.store.update(analysis_id, status="done", phase="done", progress=1.0, events=writer.count,
-                              report=report, upload=None)
+                              report={k: v for k, v in report.items() if k != "findings"}, upload=None)
             upload_dir = upload.parent
             for leftover in upload_dir.iterdir():
                 leftover.unlink()

@@ -20,7 +20,7 @@ from correlator.api.analysis_db import redact_finding
 from correlator.engine.rules import Rule
 from correlator.formats.registry import Registry
 from correlator.live_analysis import LiveAnalysis, LiveUpdate
-from correlator.model import Finding
+from correlator.report_model import Finding
 
 #: Updates a subscriber may have pending before the oldest are dropped.
 QUEUE_BOUND = 1_000

@@ -1,14 +1,17 @@
-"""Request and response models. The finding, evidence, source and certificate models mirror the
-`to_dict()` of the core objects field for field (a test compares them), so the API serves the same
-Finding schema as the CLI's JSON report ("correlator.analysis/1"), plus a `key` to address it."""
+"""Request and response models. Findings, their evidence, sources and an analysis's summary are
+the report model's own schema (correlator.report_model, "correlator.analysis/1"), extended where
+the API adds to it (a finding's `key`), so the API and the CLI's JSON report cannot drift apart.
+The certificate models mirror the `to_dict()` of the artifact objects field for field."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, with_config
 
-Severity = Literal["info", "low", "medium", "high", "critical"]
+from correlator.model import Severity
+from correlator.report_model import FindingDict, SourceDict, SummaryDict
+
 Status = Literal["queued", "running", "done", "failed"]
 FieldValue = str | int | float | bool
 
@@ -63,46 +66,12 @@ class RuleOut(BaseModel):
 # -- findings ----------------------------------------------------------------------------------
 
 
-class EvidenceOut(BaseModel):
-    side: str
-    file: str
-    line: int | None
-    time: str | None
-    source: str
-    kind: str
-    text: str
-    estimated: bool = False
-
-
-class FindingOut(BaseModel):
-    """`Finding.to_dict()` with `key`: the finding's address (`/findings/{key}` of its analysis;
-    for live findings the stable `id` or `id:group` a dashboard updates in place)."""
-
-    model_config = ConfigDict(extra="forbid")
+@with_config(ConfigDict(extra="forbid"))
+class FindingOut(FindingDict):
+    """A finding of the report with `key`: its address (`/findings/{key}` of its analysis; for
+    live findings the stable `id` or `id:group` a dashboard updates in place)."""
 
     key: str
-    id: str
-    severity: Severity
-    title: str
-    explanation: str
-    group: str
-    clients: list[str]
-    users: list[str]
-    hosts: list[str]
-    first_seen: str
-    last_seen: str
-    count: int
-    confidence: str
-    confidence_reason: str
-    confirm_with: str
-    alternatives: list[str]
-    tell_apart: str
-    evidence: list[EvidenceOut]
-    facts: list[EvidenceOut]
-    remediation: list[str]
-    omitted: dict[str, int] = {}
-    """Clients, users and hosts beyond the hundred of each listed, counted."""
-    revision: int
 
 
 class FindingList(BaseModel):
@@ -113,16 +82,6 @@ class FindingList(BaseModel):
 
 
 # -- analyses ----------------------------------------------------------------------------------
-
-
-class SummaryOut(BaseModel):
-    findings: int
-    worst_severity: Severity | None
-    events: int
-    first_event: str | None
-    last_event: str | None
-    connections: int
-    unparsed: int
 
 
 class AnalysisOut(BaseModel):
@@ -140,7 +99,7 @@ class AnalysisOut(BaseModel):
     updated: str
     message: str | None
     """Why a failed analysis failed."""
-    summary: SummaryOut | None
+    summary: SummaryDict | None
     artifacts: dict[str, int]
     errors: list[str]
     skipped: list[str]
@@ -162,24 +121,9 @@ class AnalysisList(BaseModel):
     items: list[AnalysisBrief]
 
 
-class SourceOut(BaseModel):
-    path: str
-    source: str
-    format: str
-    detected: float
-    zone: str
-    zone_how: str
-    offset: float
-    offset_how: str
-    lines_read: int
-    unparsed: int
-    estimated: int
-    kinds: dict[str, int]
-
-
 class SourceList(BaseModel):
     analysis_id: str
-    items: list[SourceOut]
+    items: list[SourceDict]
 
 
 class EventOut(BaseModel):

@@ -21,7 +21,8 @@ from correlator.check_result import CheckResult, CheckStatus
 from correlator.engine.rules import Match, Rule, Step, side_of
 from correlator.errors import DefinitionError
 from correlator.kinds import kind_vocabulary
-from correlator.model import Event, EvidenceRef, Finding, severity_rank
+from correlator.model import Event, severity_rank
+from correlator.report_model import EvidenceRef, Finding
 from correlator.resources import builtin_dir
 
 #: How many evidence lines a finding keeps from the start and from the end of its occurrences.

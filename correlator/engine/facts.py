@@ -24,7 +24,8 @@ from correlator.artifacts.opcua_pki import PkiStore, load_pki
 from correlator.artifacts.passwd import PasswordFile, parse_passwd
 from correlator.check_result import CheckResult, CheckStatus
 from correlator.errors import CorrelatorError
-from correlator.model import Event, EvidenceRef
+from correlator.model import Event
+from correlator.report_model import EvidenceRef
 from correlator.sources.bundle import Bundle
 
 Check = Callable[["Artifacts", list[Event], dict[str, Any]], CheckResult]

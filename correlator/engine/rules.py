@@ -26,7 +26,7 @@ from typing import Any
 
 from correlator.definitions import DefinitionFile, definition_files
 from correlator.errors import DefinitionError
-from correlator.model import SEVERITIES, Event
+from correlator.model import SEVERITIES, Event, Severity
 
 Predicate = Callable[[Event], bool]
 
@@ -98,7 +98,7 @@ class RuleTest:
 class Rule:
     id: str
     title: str
-    severity: str
+    severity: Severity
     file: str
     explanation: str
     matches: list[Match]

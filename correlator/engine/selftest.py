@@ -10,7 +10,8 @@ from typing import Any
 from correlator.check_result import CheckResult
 from correlator.engine.evaluate import Engine
 from correlator.engine.rules import Rule, RuleTest
-from correlator.model import Event, EvidenceRef
+from correlator.model import Event
+from correlator.report_model import EvidenceRef
 
 _EVENT_KEYS = {"source", "kind", "t", "level", "raw", "connection", "host", "file", "line"}
 

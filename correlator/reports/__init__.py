@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from correlator.model import EvidenceRef, Finding
+from correlator.report_model import EvidenceRef, Finding
 
 
 def when(ts: float | None, *, date: bool = True) -> str:

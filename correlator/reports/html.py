@@ -7,8 +7,7 @@ from __future__ import annotations
 from html import escape
 
 from correlator import __version__
-from correlator.analysis import Analysis
-from correlator.model import Finding
+from correlator.report_model import Analysis, Finding
 from correlator.reports import evidence_time, span, split_command, times, when
 
 COLUMNS = 120

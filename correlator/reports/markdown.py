@@ -4,7 +4,7 @@ commands in code blocks so they survive the ticket system."""
 from __future__ import annotations
 
 from correlator import __version__
-from correlator.analysis import Analysis
+from correlator.report_model import Analysis
 from correlator.reports import evidence_time, span, split_command, times, when
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from correlator import __version__
-from correlator.analysis import Analysis
+from correlator.report_model import Analysis
 from correlator.reports import evidence_time, span, split_command, times, when
 
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from itertools import islice
 from pathlib import Path
@@ -21,6 +20,7 @@ from correlator.formats.parse import SourceParser
 from correlator.formats.registry import DETECT_LINES, Registry
 from correlator.formats.scan import RoutineCounts, RoutineSpec, classifier, scan_engine
 from correlator.model import Event
+from correlator.report_model import SourceInfo
 from correlator.sources.blocks import BLOCK_SIZE, iter_blocks
 from correlator.sources.lines import MAX_LINE, TRUNCATION_MARK, Line, iter_chunks
 
@@ -55,27 +55,6 @@ def source_name(fmt: Format, path: str | Path, first_lines: list[str] | None = N
         return "broker"
     role = "client" if role in ("client", "any") else role.replace("_", "-")
     return f"{role}:{base_name(path)}"
-
-
-@dataclass
-class SourceInfo:
-    """What the reader found out about a file; reports show it beside the findings."""
-
-    path: str
-    source: str
-    format: str
-    detected: float
-    """Share of the first lines the chosen format explained (1.0 when forced)."""
-    zone: str
-    lines_read: int = 0
-    unparsed: int = 0
-    estimated: int = 0
-    kinds: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"path": self.path, "source": self.source, "format": self.format, "detected": self.detected,
-                "zone": self.zone, "lines_read": self.lines_read, "unparsed": self.unparsed,
-                "estimated": self.estimated, "kinds": dict(sorted(self.kinds.items()))}
 
 
 class LogFile:

@@ -32,7 +32,8 @@ from typing import Any
 from correlator.errors import CorrelatorError
 from correlator.kinds import kind_vocabulary
 from correlator.model import Event
-from correlator.sources.files import LogFile, SourceInfo
+from correlator.report_model import SourceInfo
+from correlator.sources.files import LogFile
 from correlator.timeline.connections import Connection, Stitcher
 from correlator.timeline.merge import LiveMerger, merge_chunks
 from correlator.timeline.skew import (

@@ -32,7 +32,8 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
-from correlator.model import LEVELS, Finding
+from correlator.model import LEVELS
+from correlator.report_model import Finding
 from correlator.tui import text as fmt
 from correlator.tui.event_store import ERROR_RANK, Filter
 from correlator.tui.histogram import StoreCounts

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from correlator.analysis import Analysis, Options, SourceReport, analyze
+from correlator.analysis import Options, analyze
 from correlator.errors import CorrelatorError
-from correlator.model import Event, Finding, severity_rank
+from correlator.model import Event, severity_rank
+from correlator.report_model import Analysis, Finding, SourceReport
 from correlator.sources.bundle import Bundle, open_bundle
 from correlator.tui.event_store import EventStore
 

@@ -13,7 +13,8 @@ from rich.padding import Padding
 from rich.text import Text
 
 from correlator.artifacts.cert_checks import EXPIRY_WINDOW
-from correlator.model import Finding, severity_rank
+from correlator.model import severity_rank
+from correlator.report_model import Finding
 
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold white on dark_orange3",
                   "medium": "bold black on yellow", "low": "black on cyan", "info": "black on grey50"}

@@ -19,7 +19,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import DataTable, Static
 
-from correlator.model import Finding
+from correlator.report_model import Finding
 from correlator.tui import text as fmt
 from correlator.tui.event_store import EventStore
 from correlator.tui.sources import SourceStatus

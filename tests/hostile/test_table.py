@@ -17,8 +17,9 @@ from pathlib import Path
 import corpus
 import pytest
 
-from correlator.analysis import Analysis, analyze
+from correlator.analysis import analyze
 from correlator.cli import main
+from correlator.report_model import Analysis
 from correlator.sources import archives
 from correlator.sources.archives import remove_stale_temp
 

@@ -11,7 +11,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from correlator.api.analysis_db import client_of, redact_event
 from correlator.api.deps import LiveDep
-from correlator.api.models import EventOut, FindingOut, LiveEventPage, LiveFindingList, LiveSourceOut, LiveStatus
+from correlator.api.models import EventOut, LiveEventPage, LiveFindingList, LiveSourceOut, LiveStatus
 from correlator.api.routes.analyses import ERRORS
 
 router = APIRouter(prefix="/live", tags=["live"])
@@ -32,7 +32,7 @@ def get_live_status(hub: LiveDep) -> LiveStatus:
 
 @router.get("/findings", responses=ERRORS, summary="The findings of the tailed sources as they stand")
 def list_live_findings(hub: LiveDep) -> LiveFindingList:
-    return LiveFindingList(items=[FindingOut.model_validate(f) for f in hub.snapshot()])
+    return LiveFindingList.model_validate({"items": hub.snapshot()})
 
 
 @router.get("/events", responses=ERRORS, summary="Recent events of the tailed sources, after a cursor")

@@ -8,6 +8,7 @@ from correlator import __version__
 from correlator.api.models import FormatOut, HealthOut, RuleOut, VersionOut
 from correlator.engine.rules import Rule
 from correlator.formats.registry import Registry
+from correlator.report_model import REPORT_SCHEMA
 
 health_router = APIRouter(tags=["service"])
 router = APIRouter(tags=["service"])
@@ -20,7 +21,7 @@ async def health() -> HealthOut:
 
 @router.get("/version", summary="Version of the server and of the report schema it serves")
 async def get_version() -> VersionOut:
-    return VersionOut(name="correlator", version=__version__, api="v1", report_schema="correlator.analysis/1")
+    return VersionOut(name="correlator", version=__version__, api="v1", report_schema=REPORT_SCHEMA)
 
 
 @router.get("/formats", summary="The log formats loaded (built-in and the configured folders)")
