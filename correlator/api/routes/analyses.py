@@ -25,13 +25,12 @@ from correlator.api.models import (
     EventOut,
     FindingList,
     FindingOut,
-    Severity,
     SourceList,
     Status,
     TimelinePage,
 )
 from correlator.errors import TimeInputError
-from correlator.model import severity_rank
+from correlator.model import Severity, severity_rank
 from correlator.sources.bundle import is_archive
 from correlator.sources.paste import recognisable
 
