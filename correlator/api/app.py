@@ -18,6 +18,7 @@ from correlator.api import errors
 from correlator.api.analysis_db import Store
 from correlator.api.deps import require_token
 from correlator.api.jobs import Analyser
+from correlator.api.limits import BodyLimit
 from correlator.api.live_hub import LiveHub
 from correlator.api.models import ErrorOut
 from correlator.api.routes import analyses, artifacts, live, service
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.rules = rules
     app.state.live = None
     errors.install(app)
+    app.add_middleware(BodyLimit, prefix=API_PREFIX, max_upload_bytes=settings.max_upload_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"])

@@ -12,7 +12,6 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from starlette.datastructures import UploadFile
-from starlette.types import Message
 
 from correlator import time_input
 from correlator.api.analysis_db import AnalysisRow, TimelineQuery, iso
@@ -61,10 +60,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def _sniffed_suffix(path: Path) -> str:
     """Name a raw upload by its content, so the bundle reader treats an archive as one."""
     with path.open("rb") as f:
@@ -90,25 +85,13 @@ def _upload_name(given: str | None, path: Path) -> str:
     return name[:200]
 
 
-async def _receive_upload(request: Request, target: Path, limit: int) -> str | None:
+async def _receive_upload(request: Request, target: Path) -> str | None:
     """Stream the body (raw or the multipart `file` field) into `target`; the name the client
-    gave, if any. Stops reading at `limit` bytes: a client that lies about its size or sends
-    chunked data still cannot fill the disk."""
-    received = 0
-
-    async def receive() -> Message:
-        nonlocal received
-        message = await request.receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise _TooLarge
-        return message
-
-    limited = Request(request.scope, receive)
+    gave, if any. The body limit is the middleware's (correlator.api.limits): it stops reading at
+    the limit, so a client that lies about its size or sends chunked data cannot fill the disk."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        async with limited.form(max_files=1, max_fields=10) as form:
+        async with request.form(max_files=1, max_fields=10) as form:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise HTTPException(status.HTTP_400_BAD_REQUEST, "multipart upload without a `file` field")
@@ -117,7 +100,7 @@ async def _receive_upload(request: Request, target: Path, limit: int) -> str | N
                     out.write(chunk)
             return upload.filename
     with target.open("wb") as out:
-        async for chunk in limited.stream():
+        async for chunk in request.stream():
             out.write(chunk)
     return None
 
@@ -151,21 +134,13 @@ async def create_analysis(request: Request, response: Response, settings: Settin
                                           ] = None) -> AnalysisOut:
     """Answers 201 with the finished analysis for a small bundle, 202 with a queued one for a
     large bundle (larger than the server's `background_bytes`)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > settings.max_upload_bytes:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                            f"upload of {int(declared)} bytes is larger than the limit of {settings.max_upload_bytes}")
     analysis_id, folder = store.new_upload_dir()
     part = folder / "upload.part"
     try:
-        given = await _receive_upload(request, part, settings.max_upload_bytes)
+        given = await _receive_upload(request, part)
         size = part.stat().st_size
         if size == 0:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "the upload is empty")
-    except _TooLarge:
-        _remove(folder)
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                            f"upload larger than the limit of {settings.max_upload_bytes} bytes") from None
     except BaseException:
         _remove(folder)
         raise
