@@ -8,14 +8,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 
 from correlator import __version__
 from correlator.analysis import Options
 from correlator.api import errors
 from correlator.api.analysis_db import Store
+from correlator.api.browsers import BrowserGuard
 from correlator.api.deps import require_token
 from correlator.api.jobs import Analyser
 from correlator.api.limits import BodyLimit
@@ -74,17 +77,18 @@ def create_app(settings: Settings) -> FastAPI:
                   "logs, certificates and configs, read the findings and page through the timeline, follow "
                   "live findings of the files the server tails. Every route but health wants the server's "
                   "bearer token when it has one.",
-                  generate_unique_id_function=_operation_id, openapi_url=f"{API_PREFIX}/openapi.json",
-                  docs_url="/docs", redoc_url=None)
+                  generate_unique_id_function=_operation_id, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.registry = registry
     app.state.rules = rules
     app.state.live = None
     errors.install(app)
-    app.add_middleware(BodyLimit, prefix=API_PREFIX, max_upload_bytes=settings.max_upload_bytes)
+    # the last added is the outermost: Host and Origin first, then the body limit, then CORS
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(BodyLimit, prefix=API_PREFIX, max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(BrowserGuard, settings=settings)
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(service.health_router)
     protected = APIRouter(dependencies=[Depends(require_token)],
@@ -93,4 +97,22 @@ def create_app(settings: Settings) -> FastAPI:
         protected.include_router(router)
     api.include_router(protected)
     app.include_router(api)
+    app.include_router(_docs_router())
     return app
+
+
+def _docs_router() -> APIRouter:
+    """The schema and its Swagger UI, behind the token like every route but health: they are
+    FastAPI's own routes, mounted where the token dependency applies."""
+    docs = APIRouter(dependencies=[Depends(require_token)], include_in_schema=False)
+    schema_url = f"{API_PREFIX}/openapi.json"
+
+    @docs.get(schema_url)
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(request.app.openapi())
+
+    @docs.get("/docs")
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=schema_url, title=f"{request.app.title} - API")
+
+    return docs

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +21,17 @@ from correlator.errors import CorrelatorError
 
 #: The environment variable naming a config file when `--config` is not given.
 CONFIG_ENV = "CORRELATOR_CONFIG"
+#: The shortest token accepted: guessing 16 random characters over HTTP is out of reach.
+MIN_TOKEN = 16
+
+
+def check_token(value: str, what: str = "token") -> str:
+    """A secret the server checks callers against: at least MIN_TOKEN characters, with no space
+    or control character (a header value cannot carry them reliably, and ' ' is no secret)."""
+    if len(value) < MIN_TOKEN or any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError(f"the {what} must be at least {MIN_TOKEN} characters with no space or control "
+                         "character (make one with `openssl rand -hex 16`)")
+    return value
 
 
 def default_state_dir() -> Path:
@@ -30,12 +41,23 @@ def default_state_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CORRELATOR_", extra="forbid", toml_file=None)
+    model_config = SettingsConfigDict(env_prefix="CORRELATOR_", extra="forbid", toml_file=None,
+                                      hide_input_in_errors=True)  # a bad token is never echoed
 
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
     token: SecretStr | None = None
-    """Bearer token every route but health requires; mandatory off loopback."""
+    """Bearer token every route but health requires (docs and schema too); mandatory off loopback."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Host names clients may use in `Host` besides the bound address, localhost (on loopback),
+    the machine's name and IP literals: a web page on any other name that resolves to this server
+    (DNS rebinding) is refused. `*` turns the check off (behind a proxy that checks it)."""
+    probe: bool | None = None
+    """Whether POST /probe connects anywhere; default: on with a token, off without one (then any
+    local program, or a web page, could make the server scan the plant network)."""
+    probe_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+    """The networks /probe may connect to (every address the host resolves to must be in one);
+    empty: any."""
     state_dir: Path = Field(default_factory=default_state_dir)
     max_upload_bytes: int = Field(default=512 * 1024**2, gt=0)
     max_analyses: int = Field(default=100, gt=0)
@@ -69,6 +91,17 @@ class Settings(BaseSettings):
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
 
+    @field_validator("token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_token(value.get_secret_value())
+        return value
+
+    @property
+    def probe_enabled(self) -> bool:
+        return self.token is not None if self.probe is None else self.probe
+
     @property
     def loopback(self) -> bool:
         if self.host == "localhost":
@@ -80,7 +113,7 @@ class Settings(BaseSettings):
 
     def check_exposure(self) -> None:
         """Refuse to serve bundles (customer logs, certificates) to a network without a token."""
-        if not self.loopback and (self.token is None or not self.token.get_secret_value()):
+        if not self.loopback and self.token is None:
             raise CorrelatorError(f"refusing to listen on {self.host} without a token: set --token or "
                                   "CORRELATOR_TOKEN (only 127.0.0.1, ::1 and localhost may go without one)")
 
@@ -97,7 +130,8 @@ def load_settings(config_file: str | Path | None = None, **options: Any) -> Sett
             raise CorrelatorError("config file not found", file=file)
 
         class FileSettings(Settings):
-            model_config = SettingsConfigDict(env_prefix="CORRELATOR_", extra="forbid", toml_file=file)
+            model_config = SettingsConfigDict(env_prefix="CORRELATOR_", extra="forbid", toml_file=file,
+                                              hide_input_in_errors=True)
 
         cls = FileSettings
     try:

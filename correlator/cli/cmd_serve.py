@@ -34,6 +34,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--max-age-days", type=float, help="analyses older than this are deleted (default 30)")
     parser.add_argument("--cors-origin", action="append", dest="cors_origins", metavar="ORIGIN",
                         help="allow browser pages from ORIGIN (repeatable; default: CORS off)")
+    parser.add_argument("--allowed-host", action="append", dest="allowed_hosts", metavar="NAME",
+                        help="a host name clients reach the server by, besides its address, localhost and the "
+                        "machine's name (repeatable; '*': any, behind a proxy that checks it)")
+    parser.add_argument("--probe", action=argparse.BooleanOptionalAction, default=None,
+                        help="let POST /probe connect to brokers (default: on with a token, off without)")
+    parser.add_argument("--probe-network", action="append", dest="probe_networks", metavar="CIDR",
+                        help="a network /probe may connect to, e.g. 10.20.0.0/16 (repeatable; default: any)")
     parser.add_argument("--tz", action="append", dest="zones", metavar="[SOURCE=]ZONE",
                         help="time zone rules, as for analyze (repeatable)")
     parser.add_argument("--formats-dir", action="append", dest="formats_dirs", metavar="DIR")
@@ -55,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, host=args.host, port=args.port, token=args.token,
                              state_dir=args.state_dir, max_upload_bytes=max_upload, max_analyses=args.max_analyses,
                              max_age_days=args.max_age_days, cors_origins=args.cors_origins, zones=args.zones,
+                             allowed_hosts=args.allowed_hosts, probe=args.probe, probe_networks=args.probe_networks,
                              formats_dirs=args.formats_dirs, rules_dirs=args.rules_dirs,
                              live_paths=args.paths or None, live_stitch_window=args.stitch_window)
     settings.check_exposure()

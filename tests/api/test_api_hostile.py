@@ -44,10 +44,11 @@ def test_half_open_connections_and_stalled_bodies_are_closed_on_time(
     port = int(server.url.rsplit(":", 1)[1])
     half_open = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
     for sock in half_open[:10]:
-        sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers never finished
     stalled = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
     for sock in stalled:
-        sock.sendall(b"POST /api/v1/analyses?name=a.zip HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nPK")
+        sock.sendall(b"POST /api/v1/analyses?name=a.zip HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Length: 1000000\r\n\r\nPK")
     start = time.monotonic()
     for sock in half_open + stalled:
         sock.settimeout(10)

@@ -17,17 +17,19 @@ from api_helpers import free_port
 from correlator.api import load_settings
 from correlator.errors import CorrelatorError
 
+TOKEN = "serve-test-token-0123456789"
+
 
 def test_options_win_over_environment_over_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "serve.toml"
-    config.write_text('port = 9001\nmax_analyses = 7\nmax_age_days = 3.5\ntoken = "from-file"\n'
+    config.write_text('port = 9001\nmax_analyses = 7\nmax_age_days = 3.5\ntoken = "from-file-0123456789"\n'
                       'cors_origins = ["http://dash.example"]\n')
     monkeypatch.setenv("CORRELATOR_MAX_ANALYSES", "9")
     settings = load_settings(config, port=9002, state_dir=tmp_path, host=None)
     assert settings.port == 9002  # option
     assert settings.max_analyses == 9  # environment
     assert settings.max_age_days == 3.5 and settings.cors_origins == ["http://dash.example"]  # file
-    assert settings.token is not None and settings.token.get_secret_value() == "from-file"
+    assert settings.token is not None and settings.token.get_secret_value() == "from-file-0123456789"
     assert "from-file" not in repr(settings), "the token never shows in logs or reprs"
     monkeypatch.setenv("CORRELATOR_CONFIG", str(config))
     assert load_settings().port == 9001
@@ -40,7 +42,7 @@ def test_options_win_over_environment_over_config_file(tmp_path: Path, monkeypat
 
 @pytest.mark.parametrize(("host", "token", "allowed"), [
     ("127.0.0.1", None, True), ("::1", None, True), ("localhost", None, True),
-    ("0.0.0.0", None, False), ("192.0.2.7", "", False), ("0.0.0.0", "t0ken", True)])
+    ("0.0.0.0", None, False), ("192.0.2.7", None, False), ("0.0.0.0", "t0ken-0123456789ab", True)])
 def test_no_token_no_network(tmp_path: Path, host: str, token: str | None, allowed: bool) -> None:
     settings = load_settings(host=host, token=token, state_dir=tmp_path)
     if allowed:
@@ -67,13 +69,13 @@ def test_serve_command_serves_and_stops_cleanly(tmp_path: Path) -> None:
     log = tmp_path / "broker.log"
     log.write_text("1795444795: mosquitto version 2.0.11 starting\n")
     server = subprocess.Popen([sys.executable, "-m", "correlator", "serve", "--port", str(port), "--state-dir",
-                               str(tmp_path / "state"), str(log)], env={**_env(tmp_path), "CORRELATOR_TOKEN": "tok"},
+                               str(tmp_path / "state"), str(log)], env={**_env(tmp_path), "CORRELATOR_TOKEN": TOKEN},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/live", headers={"Authorization": "Bearer tok"})
+                answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/live", headers={"Authorization": f"Bearer {TOKEN}"})
                 break
             except httpx.TransportError:
                 assert server.poll() is None and time.monotonic() < deadline, "serve did not start"
