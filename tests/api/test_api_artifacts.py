@@ -59,7 +59,7 @@ def test_inspect_reads_times_in_the_one_grammar(start_server: ServerFactory) -> 
 
 def test_probe_of_a_closed_port_names_connection_refused(start_server: ServerFactory) -> None:
     port = free_port()  # nothing listens there
-    with start_server().client() as client:
+    with start_server(probe=True).client() as client:  # without a token the probe is off unless asked for
         answer = client.post("/probe", json={"host": "127.0.0.1", "port": port, "tls": False, "timeout": 2})
         bad = client.post("/probe", json={"host": "127.0.0.1", "port": 70000})
     assert answer.status_code == 200, answer.text
