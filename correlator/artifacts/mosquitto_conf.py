@@ -763,6 +763,12 @@ class _Parser:
         literal = Path(value)
         if literal.is_absolute() and ok(literal) and _inside(literal, self.root):
             return ReferencedFile(ref_setting, literal, "exact")
+        if not _is_absolute(value) and self.conf_dir is not None and "\\" not in value:
+            # relative to the conf's folder as mosquitto reads it, `..` included (a bundle of
+            # several brokers has many `../certs/server.pem`: only this one is this broker's)
+            literal = Path(os.path.normpath(self.conf_dir / value.strip().strip('"')))
+            if ok(literal) and _inside(literal, self.root):
+                return ReferencedFile(ref_setting, literal, "exact")
         if not _is_absolute(value):
             for base in (self.conf_dir or self.root, self.root):
                 candidate = base.joinpath(*parts)
