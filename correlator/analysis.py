@@ -24,6 +24,7 @@ from correlator.engine.rules import Rule, load_rules, side_of
 from correlator.errors import CorrelatorError, InputError
 from correlator.formats.registry import Registry, default_registry, load_registry
 from correlator.gcpolicy import batch_allocation
+from correlator.hosts import HostFacts, HostPlan, plan_hosts
 from correlator.model import Event, severity_rank
 from correlator.report_model import Analysis, Finding, SourceReport
 from correlator.sources.bundle import Bundle, open_bundle
@@ -73,9 +74,14 @@ class Session:
     """An analysis in progress: an engine with its rules and the bundle's artifacts. Feed it
     events in time order (`feed`), move its clock (`tick`), read `findings()` at any time."""
 
-    def __init__(self, rules: Sequence[Rule], artifacts: Artifacts | None = None) -> None:
+    def __init__(self, rules: Sequence[Rule], artifacts: Artifacts | None = None, *,
+                 hosts: HostPlan | None = None) -> None:
+        """With `hosts`, each host's events are judged by its own artifacts and its findings kept
+        apart (correlator.hosts); without, the artifacts are one host's."""
         self.artifacts = artifacts or Artifacts()
-        self.engine = Engine(rules, self.artifacts)
+        self.hosts = hosts
+        facts = HostFacts(hosts, self.artifacts) if hosts is not None else self.artifacts
+        self.engine = Engine(rules, facts, host_of=hosts.host_of if hosts is not None else None)
         self.first: float | None = None
         self.last: float | None = None
         self.histogram: dict[str, dict[int, list[int]]] = {}
@@ -239,7 +245,7 @@ def skew_events(sources: Sequence[SourceTimeline]) -> list[Event]:
     out = []
     for source in sources:
         skew = source.skew
-        if not skew.found or skew.how == "configured":
+        if not skew.found or skew.how == "configured" or skew.shared_from:
             continue
         first = skew.pairs[0].client.event if skew.pairs else None
         minutes = abs(skew.offset) / 60
@@ -282,8 +288,9 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
         artifacts = Artifacts.from_bundle(bundle)
         artifacts.now = options.now
         errors.extend(str(e) for e in artifacts.errors)
-        session = Session(rules, artifacts)
         logs = open_logs(bundle, registry, options, errors)
+        plan = plan_hosts(bundle, artifacts, logs)
+        session = Session(rules, artifacts, hosts=plan)
         if not every_line:
             needed = session.engine.needs()
             for log in logs:
@@ -293,7 +300,8 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
             errors.append(str(exc))
 
         line = BatchTimeline(logs, zones=zones, offsets=offsets, since=options.since, until=options.until,
-                        on_connection=lambda conn: session.note_connections([conn]), on_error=broken)
+                             on_connection=lambda conn: session.note_connections([conn]), on_error=broken,
+                             reach=plan.reach, clock_groups=plan.clock_groups())
         count = 0
         for chunk in line.chunks():
             if count == 0:
@@ -323,7 +331,15 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
     if not logs and artifacts.empty:
         why = "; ".join(errors) if errors else "no log, certificate or configuration file in the input"
         raise InputError(f"nothing to analyse: {why}")
-    return Analysis(findings=session.findings(options.min_severity), sources=sources, errors=errors,
+    findings = session.findings(options.min_severity)
+    if plan.multi:
+        # grouped by host, the host with the worst finding first (each group stays worst first)
+        rank: dict[str, int] = {}
+        for finding in findings:
+            rank.setdefault(finding.host, len(rank))
+        findings.sort(key=lambda f: rank[f.host])
+    return Analysis(findings=findings, sources=sources, errors=errors,
                     artifacts=artifact_counts, events=count, first_event=session.first, last_event=session.last,
-                    connections=connections, histogram=session.histogram, skipped=skipped,
+                    connections=connections, histogram=session.histogram, hosts=[h.report() for h in plan.hosts],
+                    skipped=skipped,
                     notes=notes)

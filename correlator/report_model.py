@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -50,6 +50,9 @@ class FindingDict(TypedDict):
     title: str
     explanation: str
     group: str
+    host: NotRequired[str]
+    """The host of the bundle it was found on (see HostDict); '' when nothing names one. Reports
+    made before hosts were told apart lack it."""
     clients: list[str]
     users: list[str]
     hosts: list[str]
@@ -102,6 +105,23 @@ class ToolDict(TypedDict):
     version: str
 
 
+class HostDict(TypedDict):
+    name: str
+    how: str
+    """Why its files are one host: folder, archive, syslog host name, the whole bundle."""
+    root: str
+    logs: list[str]
+    sources: list[str]
+    ports: list[int]
+    syslog_names: list[str]
+    configs: list[str]
+    acl_files: list[str]
+    password_files: list[str]
+    certificates: list[str]
+    findings: list[str]
+    """The ids found on it."""
+
+
 class AnalysisDict(TypedDict):
     schema: str
     tool: ToolDict
@@ -109,6 +129,7 @@ class AnalysisDict(TypedDict):
     summary: SummaryDict
     findings: list[FindingDict]
     sources: list[SourceDict]
+    hosts: list[HostDict]
     artifacts: dict[str, int]
     errors: list[str]
     skipped: list[str]
@@ -183,6 +204,9 @@ class Finding:
     omitted: dict[str, int] = field(default_factory=dict)
     """Clients, users and hosts beyond the ones listed (a finding lists at most 100 of each),
     counted, so millions of client ids cost no memory and the report still says how many."""
+    host: str = ""
+    """The host of the bundle whose broker (its config, ACL, password file, certificates) judged
+    it, or whose clock it is about (correlator.hosts); '' when nothing names one."""
 
     def to_dict(self) -> FindingDict:
         return {
@@ -191,6 +215,7 @@ class Finding:
             "title": self.title,
             "explanation": self.explanation,
             "group": self.group,
+            "host": self.host,
             "clients": sorted(self.clients),
             "users": sorted(self.users),
             "hosts": sorted(self.hosts),
@@ -247,6 +272,30 @@ class SourceReport:
 
 
 @dataclass
+class HostReport:
+    """One machine of the bundle as the report shows it (correlator.hosts groups the bundle)."""
+
+    name: str
+    how: str
+    root: str = ""
+    logs: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+    syslog_names: list[str] = field(default_factory=list)
+    configs: list[str] = field(default_factory=list)
+    acl_files: list[str] = field(default_factory=list)
+    password_files: list[str] = field(default_factory=list)
+    certificates: list[str] = field(default_factory=list)
+
+    def to_dict(self, findings: list[Finding]) -> HostDict:
+        return {"name": self.name, "how": self.how, "root": self.root, "logs": list(self.logs),
+                "sources": list(self.sources), "ports": list(self.ports), "syslog_names": list(self.syslog_names),
+                "configs": list(self.configs), "acl_files": list(self.acl_files),
+                "password_files": list(self.password_files), "certificates": list(self.certificates),
+                "findings": sorted({f.id for f in findings if f.host == self.name})}
+
+
+@dataclass
 class Analysis:
     """The result of one analysis, as every surface renders it."""
 
@@ -260,6 +309,8 @@ class Analysis:
     connections: int = 0
     histogram: dict[str, dict[int, list[int]]] = field(default_factory=dict)
     """Per source: events per second of time, as [all, warnings and worse]: the report's picture."""
+    hosts: list[HostReport] = field(default_factory=list)
+    """The machines of the bundle; each finding names its `host`."""
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     made_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -292,6 +343,7 @@ class Analysis:
             "summary": self.summary(),
             "findings": [f.to_dict() for f in self.findings],
             "sources": [s.to_dict() for s in self.sources],
+            "hosts": [h.to_dict(self.findings) for h in self.hosts],
             "artifacts": self.artifacts,
             "errors": list(self.errors),
             "skipped": list(self.skipped),

@@ -67,11 +67,36 @@ def problems(analysis: Analysis, spec: dict[str, Any]) -> list[str]:
         if finding.id in PROACTIVE:
             continue
         found.append(f"extra finding {finding.id} ({sorted(finding.clients)})")
+    if "hosts" in spec:
+        found += host_problems(analysis, spec)
     for finding in analysis.findings:
         if not finding.evidence and not finding.facts:
             found.append(f"{finding.id} has no evidence")
         if not finding.remediation:
             found.append(f"{finding.id} has no remediation")
+    return found
+
+
+def host_problems(analysis: Analysis, spec: dict[str, Any]) -> list[str]:
+    """A bundle of several hosts: the hosts are the expected ones, each with exactly its own ids
+    (no finding on a host that does not expect it) and its affected client ids."""
+    found: list[str] = []
+    hosts: dict[str, Any] = spec["hosts"]
+    if {h.name for h in analysis.hosts} != set(hosts):
+        found.append(f"hosts {sorted(h.name for h in analysis.hosts)}, not {sorted(hosts)}")
+    allowed = set(spec.get("warnings", []))
+    for name, host in hosts.items():
+        mine = [f for f in analysis.findings if f.host == name]
+        wanted = {c["id"] for c in host["root_causes"]}
+        ids = {f.id for f in mine if f.id not in allowed and not (f.id in PROACTIVE and f.id not in wanted)}
+        if ids != wanted:
+            found.append(f"host {name}: ids {sorted(ids)}, not {sorted(wanted)}")
+        named = set().union(set(), *(f.clients for cause in wanted for f in covering(mine, cause)))
+        if named != set(host["affected_clients"]):
+            found.append(f"host {name}: clients {sorted(named)}, not {host['affected_clients']}")
+    for finding in analysis.findings:
+        if finding.host not in hosts:
+            found.append(f"{finding.id} on host {finding.host!r}, which expected.json does not know")
     return found
 
 

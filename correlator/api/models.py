@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, with_config
 
 from correlator.model import Severity
-from correlator.report_model import FindingDict, SourceDict, SummaryDict
+from correlator.report_model import FindingDict, HostDict, SourceDict, SummaryDict
 
 Status = Literal["queued", "running", "done", "failed"]
 FieldValue = str | int | float | bool
@@ -104,6 +104,8 @@ class AnalysisOut(BaseModel):
     errors: list[str]
     skipped: list[str]
     notes: list[str]
+    hosts: list[HostDict] = []
+    """The machines of the bundle, each with the ids of its findings."""
 
 
 class AnalysisBrief(BaseModel):

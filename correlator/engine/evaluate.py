@@ -191,9 +191,13 @@ class Engine:
     """Evaluates rules over an ordered event stream. `feed` returns the findings a given event
     created or changed; `findings()` is the current view, worst first."""
 
-    def __init__(self, rules: Iterable[Rule], facts: Facts | None = None) -> None:
+    def __init__(self, rules: Iterable[Rule], facts: Facts | None = None,
+                 host_of: Callable[[list[Event]], str] | None = None) -> None:
+        """`host_of` names the host a match's events belong to (correlator.hosts): findings are
+        kept apart per host, and the artifact checks are asked with it (`host_name`)."""
         self.rules = list(rules)
         self.facts: Facts = facts or NoFacts()
+        self.host_of = host_of
         # A match that requires a check the artifacts can never make true (an ACL check with no
         # ACL file) can never count: it is not evaluated at all (a busy log's every PUBLISH would
         # walk the ACL sequence for nothing).
@@ -305,13 +309,16 @@ class Engine:
         changed = []
         if at is not None:
             self.watermark = max(self.watermark, at)
+        scopes: list[str] = getattr(self.facts, "scopes", lambda: [""])()
         for rule in self.rules:
             for match in rule.matches:
                 if match.type == "fact" and match.check is not None:
-                    result = self.facts.check(match.check, [], {})
-                    if result.is_problem:
-                        finding = self._fold(rule, [], list(result.evidence), dict(result.values), confirmed=True)
-                        changed.append(finding)
+                    for host in scopes:
+                        result = self.facts.check(match.check, [], {"host_name": host} if host else {})
+                        if result.is_problem:
+                            finding = self._fold(rule, [], list(result.evidence), dict(result.values),
+                                                 confirmed=True, host=host)
+                            changed.append(finding)
         return changed
 
     def overflow_notes(self) -> list[str]:
@@ -471,6 +478,9 @@ class Engine:
 
     def _hit(self, rule: Rule, events: list[Event], match: Match | None = None) -> Finding | None:
         context = self._context(rule, events)
+        host = self.host_of(events) if self.host_of is not None else ""
+        if host:
+            context["host_name"] = host
         confirmed = False
         facts: list[EvidenceRef] = []
         values: dict[str, Any] = {}
@@ -493,20 +503,21 @@ class Engine:
                 confirmed = True
                 facts.extend(result.evidence)
             values.update(result.values)
-        return self._fold(rule, events, facts, values, confirmed=confirmed)
+        return self._fold(rule, events, facts, values, confirmed=confirmed, host=host)
 
     def _fold(self, rule: Rule, events: list[Event], facts: list[EvidenceRef], values: dict[str, Any], *,
-              confirmed: bool) -> Finding:
+              confirmed: bool, host: str = "") -> Finding:
         context = self._context(rule, events)
         context.update(values)
         group_values = tuple(context.get(name) for name in rule.group_by)
-        key = (rule.id, group_values)
+        # one host's failures never fold into another's: the host leads the key
+        key = (rule.id, (host, *group_values))
         finding = self._findings.get(key)
         if finding is None and self._groups.get(rule.id, 0) >= MAX_GROUPS:
             # a rule split by client id over millions of clients: the rest fold into one finding
             self.folded[rule.id] = self.folded.get(rule.id, 0) + 1
             group_values = tuple(OVERFLOW_GROUP for _ in rule.group_by)
-            key = (rule.id, group_values)
+            key = (rule.id, (host, *group_values))
             finding = self._findings.get(key)
         # A line with no time of its own (dated by its file) would stretch the span by however long
         # the file was written after the failure: its time counts only until a timed line is seen.
@@ -522,7 +533,7 @@ class Engine:
 
             finding = Finding(id=rule.id, severity=rule.severity, title=rule.title, explanation="", group=group,
                               first_seen=start, last_seen=max(times) if times else start,
-                              confirm_with=rule.confirm_with, tell_apart=rule.tell_apart)
+                              confirm_with=rule.confirm_with, tell_apart=rule.tell_apart, host=host)
             self._findings[key] = finding
             self._groups[rule.id] = self._groups.get(rule.id, 0) + 1
             self._evidence_seen[key] = OrderedDict()
@@ -552,9 +563,9 @@ class Engine:
             if isinstance(user, str) and user:
                 self._name(key, finding, finding.users, "users", user)
             for host_field in ("peer_addr", "host"):
-                host = event.fields.get(host_field) or (event.host if host_field == "host" else None)
-                if isinstance(host, str) and host:
-                    self._name(key, finding, finding.hosts, "hosts", host)
+                named = event.fields.get(host_field) or (event.host if host_field == "host" else None)
+                if isinstance(named, str) and named:
+                    self._name(key, finding, finding.hosts, "hosts", named)
             ref = (event.file, event.line)
             if ref in seen:
                 continue
@@ -729,6 +740,8 @@ class Engine:
                 continue
             for explained in rule.explains:
                 for other in by_id.get(explained, []):
+                    if other.host != finding.host:
+                        continue  # a broker that never started explains its own clients' failures only
                     hidden.add(id(other))
                     finding.clients |= other.clients
                     finding.count += other.count

@@ -497,6 +497,13 @@ def _user_known(arts: Artifacts, events: list[Event], context: dict[str, Any]) -
 
 def _acl(arts: Artifacts, context: dict[str, Any], action: str) -> CheckResult:
     if not arts.acls:
+        unnamed = [conf for conf in arts.confs if not any(ref.option == "acl_file" for ref in conf.referenced_files)]
+        if arts.confs and len(unnamed) == len(arts.confs):
+            # the broker's own config decides: without acl_file mosquitto lets every topic through
+            conf = unnamed[0]
+            return _clear([EvidenceRef("artifact", arts.name(conf.path), None,
+                                       "mosquitto.conf names no acl_file: the broker allows every topic")],
+                          {"acl_file": "(none: mosquitto.conf names no acl_file)"})
         return _unknown("no ACL file in the bundle")
     acl = arts.acls[0]
     topic = context.get("topic")

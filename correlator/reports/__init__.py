@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from correlator.report_model import EvidenceRef, Finding
+from correlator.report_model import Analysis, EvidenceRef, Finding
 
 
 def when(ts: float | None, *, date: bool = True) -> str:
@@ -29,6 +29,31 @@ def span(finding: Finding) -> str:
         return start
     same_day = int(finding.first_seen // 86400) == int(finding.last_seen // 86400)
     return f"{start} → {when(finding.last_seen, date=not same_day)}"
+
+
+def host_heading(analysis: Analysis, finding: Finding, previous: str | None) -> str | None:
+    """The heading over a host's findings when a bundle holds several hosts (findings come
+    grouped by host): None when the host did not change or the bundle is one host."""
+    if len(analysis.hosts) < 2 or finding.host == previous:
+        return None
+    count = sum(1 for f in analysis.findings if f.host == finding.host)
+    return f"Host {finding.host or '(none)'}: {count} finding{'s' if count != 1 else ''}"
+
+
+def host_lines(analysis: Analysis) -> list[str]:
+    """One line per host of a bundle with several: what it holds and what was found on it."""
+    if len(analysis.hosts) < 2:
+        return []
+    out = []
+    for host in analysis.hosts:
+        found = sorted({f.id for f in analysis.findings if f.host == host.name})
+        held = "; ".join(f"{label}: {', '.join(names)}" for names, label in (
+            (host.logs, "logs"), (host.configs, "config"), (host.acl_files, "ACL"),
+            (host.password_files, "password file")) if names)
+        ports = f"; ports {', '.join(str(p) for p in host.ports)}" if host.ports else ""
+        out.append(f"{host.name} ({host.how}{' ' + host.root if host.root else ''}): {held or 'no logs'}{ports}; "
+                   f"findings: {', '.join(found) or 'none'}")
+    return out
 
 
 def times(count: int) -> str:

@@ -8,7 +8,7 @@ from html import escape
 
 from correlator import __version__
 from correlator.report_model import Analysis, Finding
-from correlator.reports import evidence_time, span, split_command, times, when
+from correlator.reports import evidence_time, host_heading, host_lines, span, split_command, times, when
 
 COLUMNS = 120
 SEVERITY_COLOUR = {"critical": "#b00020", "high": "#d9480f", "medium": "#e0a800", "low": "#1c7ed6", "info": "#868e96"}
@@ -125,15 +125,23 @@ def render(analysis: Analysis, *, title: str = "") -> str:
         counts[f.severity] = counts.get(f.severity, 0) + 1
     chips = "".join(f'<span class="chip" style="background:{SEVERITY_COLOUR[s]}">{n} {s}</span>'
                     for s, n in counts.items())
-    findings = "".join(_finding(i, f) for i, f in enumerate(analysis.findings, 1)) or \
-        f'<p class="none">{escape(analysis.none_found)}</p>'
+    parts: list[str] = []
+    previous: str | None = None
+    for number, f in enumerate(analysis.findings, 1):
+        heading = host_heading(analysis, f, previous)
+        previous = f.host
+        if heading:
+            parts.append(f'<h2 class="host">{escape(heading)}</h2>')
+        parts.append(_finding(number, f))
+    findings = "".join(parts) or f'<p class="none">{escape(analysis.none_found)}</p>'
     sources = "".join(
         f"<tr><td>{escape(s.info.path)}</td><td>{escape(s.info.format)}</td><td>{escape(s.info.source)}</td>"
         f"<td>{escape(s.info.zone)} ({escape(s.zone_how)})</td><td>{s.offset:+.1f}s ({escape(s.offset_how)})</td>"
         f"<td>{s.info.lines_read}</td><td>{s.info.unparsed}</td></tr>" for s in analysis.sources)
+    hosts = host_lines(analysis)
     lists = "".join(
         f"<h2>{heading}</h2><ul>{''.join(f'<li>{escape(item)}</li>' for item in items)}</ul>"
-        for heading, items in (("Errors", analysis.errors), ("Notes", analysis.notes),
+        for heading, items in (("Hosts", hosts), ("Errors", analysis.errors), ("Notes", analysis.notes),
                                ("Not read (neither logs nor artifacts)", analysis.skipped)) if items)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>correlator: '
             f"{escape(title or 'report')}</title><style>{_CSS}</style></head><body>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from correlator import __version__
 from correlator.report_model import Analysis
-from correlator.reports import evidence_time, span, split_command, times, when
+from correlator.reports import evidence_time, host_heading, host_lines, span, split_command, times, when
 
 
 def _cell(text: str) -> str:
@@ -18,13 +18,20 @@ def render(analysis: Analysis, *, title: str = "") -> str:
                f"{analysis.events:,} events, {when(analysis.first_event)} to {when(analysis.last_event)}.")
     out.append("")
     if analysis.findings:
-        out += ["| severity | id | title | count | clients | confidence |", "|---|---|---|---|---|---|"]
+        several = len(analysis.hosts) > 1
+        out += [f"|{' host |' if several else ''} severity | id | title | count | clients | confidence |",
+                f"|{'---|' if several else ''}---|---|---|---|---|---|"]
         for f in analysis.findings:
-            out.append(f"| {f.severity} | `{f.id}` | {_cell(f.title)} | {f.count} | "
-                       f"{_cell(', '.join(sorted(f.clients)) or '-')} | {f.confidence} |")
+            out.append(f"|{' ' + _cell(f.host) + ' |' if several else ''} {f.severity} | `{f.id}` | {_cell(f.title)} "
+                       f"| {f.count} | {_cell(', '.join(sorted(f.clients)) or '-')} | {f.confidence} |")
     else:
         out.append(f"**{analysis.none_found}**")
+    previous: str | None = None
     for f in analysis.findings:
+        heading = host_heading(analysis, f, previous)
+        previous = f.host
+        if heading:
+            out += ["", f"# {heading}"]
         out += ["", f"## {f.severity.upper()}: {f.title} (`{f.id}`)", "",
                 f"{times(f.count)}, {span(f)}; clients: {', '.join(sorted(f.clients)) or '-'}; "
                 f"confidence **{f.confidence}** ({f.confidence_reason}).", "",
@@ -48,6 +55,9 @@ def render(analysis: Analysis, *, title: str = "") -> str:
                 out.append(f"{number}. {prose}")
                 if command:
                     out += ["", "   ```", f"   {command}", "   ```"]
+    hosts = host_lines(analysis)
+    if hosts:
+        out += ["", "## Hosts", ""] + [f"- {_cell(line)}" for line in hosts]
     out += ["", "## Sources", "", "| file | format | source | zone | offset | lines | unparsed |",
             "|---|---|---|---|---|---|---|"]
     for s in analysis.sources:

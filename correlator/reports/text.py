@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from correlator import __version__
 from correlator.report_model import Analysis
-from correlator.reports import evidence_time, span, split_command, times, when
+from correlator.reports import evidence_time, host_heading, host_lines, span, split_command, times, when
 
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",
                   "info": "dim"}
@@ -43,7 +43,12 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
             console.print(f"\n[yellow]{escape(analysis.none_found)}[/]")
         else:
             console.print("\n[green]No root cause found.[/] Nothing in the logs or artifacts matches a known failure.")
+    previous: str | None = None
     for finding in analysis.findings:
+        heading = host_heading(analysis, finding, previous)
+        previous = finding.host
+        if heading:
+            console.print(f"\n[bold reverse] {escape(heading)} [/]")
         style = SEVERITY_STYLE.get(finding.severity, "")
         console.print()
         tag = f" {finding.severity.upper()} "
@@ -87,6 +92,11 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
                 if command:
                     # commands stay on one line, whatever the width, so they can be copied whole
                     console.print(f"         {escape(command)}", soft_wrap=True, overflow="ignore", crop=False)
+    hosts = host_lines(analysis)
+    if hosts:
+        console.print("\n[bold]Hosts[/]")
+        for line in hosts:
+            console.print(escape(wrap.fill(line)))
     console.print("\n[bold]Sources[/]")
     for source in analysis.sources:
         info = source.info

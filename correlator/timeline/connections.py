@@ -56,7 +56,7 @@ The stitcher expects events in timeline order (the merge's output, skew already 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,11 +237,14 @@ class Stitcher:
                  max_events: int = MAX_CONNECTION_EVENTS, on_close: Callable[[Connection], None] | None = None,
                  annotate: bool = True, file_time_window: float = FILE_TIME_WINDOW,
                  max_unclaimed: int = MAX_UNCLAIMED, max_pending: int = MAX_PENDING, max_open: int = MAX_OPEN,
-                 max_unlinked: int = MAX_UNLINKED, max_hold: int = MAX_HOLD) -> None:
+                 max_unlinked: int = MAX_UNLINKED, max_hold: int = MAX_HOLD,
+                 reach: Mapping[str, frozenset[str]] | None = None) -> None:
         """`annotate=False` leaves `Event.connection` alone (skew estimation stitches events that
         the real stitcher has labelled, or will label, already). `file_time_window`: how long
         before its file's time an untimed client's connection may have been (module doc)."""
         self.annotate = annotate
+        #: Client source -> the broker sources it can talk to (correlator.hosts); absent: any.
+        self.reach = dict(reach or {})
         self.window = window
         self.file_time_window = file_time_window
         self.max_unclaimed = max_unclaimed
@@ -595,8 +598,16 @@ class Stitcher:
                 self._merge(broker, client, how)
                 return
 
+    def _reaches(self, broker: Connection, client: Connection) -> bool:
+        """Whether the client can have talked to this broker at all (another host's broker on
+        another port is never its other side, however close in time)."""
+        brokers = self.reach.get(client.client_source or "")
+        return brokers is None or broker.broker_source in brokers
+
     def _match(self, broker: Connection, client: Connection) -> str | None:
         if abs(broker.start - client.start) > self.window and abs(broker.end - client.end) > self.window:
+            return None
+        if not self._reaches(broker, client):
             return None
         if client.peer_port is not None and broker.peer_port is not None:
             same_addr = client.peer_addr is None or broker.peer_addr is None or client.peer_addr == broker.peer_addr
@@ -657,7 +668,8 @@ class Stitcher:
                     self._park(client)
                 continue
             near = next((b for b in self._unlinked_broker.values()
-                         if abs(b.start - client.start) <= self.window and compatible(b, client)), None)
+                         if abs(b.start - client.start) <= self.window and compatible(b, client)
+                         and self._reaches(b, client)), None)
             rivals = near is not None and any(
                 c.client_source != client.client_source and abs(c.start - client.start) <= self.window
                 and not (c.client_events and c.client_events[0].estimated) for c in waiting.values())
@@ -741,7 +753,7 @@ class Stitcher:
 
     def _fits_file_time(self, broker: Connection, attempt: Connection) -> bool:
         return (broker.start <= attempt.end and broker.end >= attempt.end - self.file_time_window
-                and compatible(broker, attempt))
+                and compatible(broker, attempt) and self._reaches(broker, attempt))
 
     # ------------------------------------------------------------------ bookkeeping
 

@@ -25,7 +25,7 @@ Configured offsets (`--clock-offset client:edge-07=+300s`) replace the estimate 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,7 @@ from correlator.timeline.skew import (
     apply_offset,
     configured_offset,
     estimate_sources,
+    share_host_clocks,
 )
 from correlator.timeline.zones import ZoneChoice, ZoneConfig, guess_zoned
 
@@ -88,8 +89,14 @@ class SkewTracker:
     name is one host's clock: rotated files of one log share it."""
 
     def __init__(self, offsets: Sequence[OffsetRule] = (), *, lookahead: float = LOOKAHEAD,
-                 max_events: int = MAX_LOOKAHEAD_EVENTS, max_scan: int = MAX_LOOKAHEAD_SCAN) -> None:
+                 max_events: int = MAX_LOOKAHEAD_EVENTS, max_scan: int = MAX_LOOKAHEAD_SCAN,
+                 reach: Mapping[str, frozenset[str]] | None = None,
+                 clock_groups: Mapping[str, str] | None = None) -> None:
+        """`reach`: the brokers each client can talk to (estimates pair only with them);
+        `clock_groups`: source -> host for logs that share one host's clock (correlator.hosts)."""
         self.rules = list(offsets)
+        self.reach = dict(reach or {})
+        self.clock_groups = dict(clock_groups or {})
         self.lookahead = lookahead
         self.max_events = max_events
         self.max_scan = max_scan
@@ -148,12 +155,12 @@ class SkewTracker:
         now = time.monotonic()
         if self._dirty and (force or now - self._computed >= self.min_interval):
             self._computed = now
-            found = estimate_sources({s: b.events for s, b in self._buffers.items()})
+            found = estimate_sources({s: b.events for s, b in self._buffers.items()}, reach=self.reach)
             for source, buffer in self._buffers.items():
                 rule = configured_offset(self.rules, source, buffer.path)
                 if rule is not None:
                     found[source] = rule
-            self._estimates = found
+            self._estimates = share_host_clocks(found, self.clock_groups) if self.clock_groups else found
             self._dirty = False
         return self._estimates
 
@@ -203,13 +210,19 @@ class BatchTimeline:
                  offsets: Sequence[OffsetRule] = (), since: float | None = None, until: float | None = None,
                  lookahead: float = LOOKAHEAD, max_lookahead_events: int = MAX_LOOKAHEAD_EVENTS,
                  stitcher: Stitcher | None = None, on_connection: Callable[[Connection], None] | None = None,
-                 on_error: Callable[[LogFile, CorrelatorError], None] | None = None) -> None:
+                 on_error: Callable[[LogFile, CorrelatorError], None] | None = None,
+                 reach: Mapping[str, frozenset[str]] | None = None,
+                 clock_groups: Mapping[str, str] | None = None) -> None:
+        """`reach` and `clock_groups` come from correlator.hosts: connections are stitched and
+        clocks estimated only between a client and the brokers it can talk to, and the logs of a
+        host with no broker share one clock."""
         self.logs = list(logs)
         self.zone_config = zones or ZoneConfig()
-        self.tracker = SkewTracker(offsets, lookahead=lookahead, max_events=max_lookahead_events)
+        self.tracker = SkewTracker(offsets, lookahead=lookahead, max_events=max_lookahead_events, reach=reach,
+                                   clock_groups=clock_groups)
         self.since = since
         self.until = until
-        self.stitcher = stitcher or Stitcher()
+        self.stitcher = stitcher or Stitcher(reach=reach)
         self.on_connection = on_connection
         self.on_error = on_error
         self.connections = 0

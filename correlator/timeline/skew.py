@@ -92,6 +92,8 @@ class SkewEstimate:
     """max - min of the paired offsets used."""
     strong: bool = False
     """The pairs agree on the client's port or client id, not only on time and outcome."""
+    shared_from: str = ""
+    """The source of the same host whose estimate this is (a gateway's logs share one clock), or ''."""
 
     @property
     def found(self) -> bool:
@@ -110,6 +112,7 @@ class SkewEstimate:
 
     def to_dict(self) -> dict[str, object]:
         return {"source": self.source, "offset": round(self.offset, 3), "how": self.how, "pairs": len(self.pairs),
+                "shared_from": self.shared_from,
                 "spread": round(self.spread, 3), "strong": self.strong, "zone_like": self.zone_like,
                 "evidence": [{"client": f"{p.client.event.file}:{p.client.event.line}",
                               "broker": f"{p.broker.event.file}:{p.broker.event.line}",
@@ -260,21 +263,47 @@ def _clusters(candidates: list[tuple[float, int, int, bool]],
     return (best[2], best[3]), (best[0], best[1]), max(others) if others else None
 
 
-def estimate_sources(events_by_source: Mapping[str, Sequence[Event]], *,
-                     tolerance: float = TOLERANCE) -> dict[str, SkewEstimate]:
-    """Estimates for every client source against the broker source(s), from buffered events."""
-    broker_anchors: list[Anchor] = []
+def estimate_sources(events_by_source: Mapping[str, Sequence[Event]], *, tolerance: float = TOLERANCE,
+                     reach: Mapping[str, Iterable[str]] | None = None) -> dict[str, SkewEstimate]:
+    """Estimates for every client source against the broker source(s), from buffered events. With
+    `reach`, a client is paired only with the brokers it can talk to (correlator.hosts): another
+    host's broker is another clock."""
     if all(not events or is_broker(events[0]) for events in events_by_source.values()):
         return {}
-    for events in events_by_source.values():
-        if events and is_broker(events[0]):
-            broker_anchors.extend(anchors(events))
-    broker_anchors.sort(key=lambda a: a.ts)
+    per_broker = {source: anchors(events) for source, events in events_by_source.items()
+                  if events and is_broker(events[0])}
+    everyone = sorted((a for found in per_broker.values() for a in found), key=lambda a: a.ts)
     out: dict[str, SkewEstimate] = {}
     for source, events in events_by_source.items():
         if not events or is_broker(events[0]):
             continue
-        out[source] = estimate(source, anchors(events), broker_anchors, tolerance=tolerance)
+        brokers = (reach or {}).get(source)
+        pool = everyone if brokers is None else sorted(
+            (a for b in brokers for a in per_broker.get(b, ())), key=lambda a: a.ts)
+        out[source] = estimate(source, anchors(events), pool, tolerance=tolerance)
+    return out
+
+
+def share_host_clocks(estimates: dict[str, SkewEstimate], groups: Mapping[str, str]) -> dict[str, SkewEstimate]:
+    """Logs of one host share its clock: a source with no estimate of its own (an OPC UA server's
+    log on a gateway, which never talks to the broker) takes the one of its host's source with the
+    most pairs. Configured offsets and a source's own estimate stay."""
+    best: dict[str, SkewEstimate] = {}
+    for source, found in estimates.items():
+        host = groups.get(source)
+        if host is None or not found.found or found.how == "configured":
+            continue
+        if host not in best or len(found.pairs) > len(best[host].pairs):
+            best[host] = found
+    out = dict(estimates)
+    for source, host in groups.items():
+        own = out.get(source)
+        shared = best.get(host)
+        if shared is None or shared.source == source or (own is not None and own.found):
+            continue
+        out[source] = SkewEstimate(source, shared.offset, f"the clock of host {host} ({shared.how} for "
+                                   f"{shared.source})", spread=shared.spread, strong=shared.strong,
+                                   shared_from=shared.source)
     return out
 
 

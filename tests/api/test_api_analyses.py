@@ -69,6 +69,10 @@ def test_findings_are_the_cli_report_findings(shared: RunningServer, analysis: d
         assert [(e["line"], e["text"]) for e in finding["evidence"]] == [
             (e["line"], e["text"]) for e in expected[finding_id]["evidence"]]
     assert set(get_type_hints(FindingOut)) - {"key"} == set(cli_report["findings"][0])
+    with shared.client() as client:
+        served_hosts = client.get(f"/analyses/{analysis['id']}").json()["hosts"]
+    assert [(h["name"], h["findings"]) for h in served_hosts] == [
+        (h["name"], h["findings"]) for h in cli_report["hosts"]], "the API lists the report's hosts"
 
 
 def test_findings_filters(shared: RunningServer, analysis: dict[str, Any]) -> None:

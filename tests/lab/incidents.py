@@ -168,25 +168,29 @@ class Scene:
         (self.root / "certs" / f"{stem}.pem").write_bytes(
             b"".join(c.cert.public_bytes(serialization.Encoding.PEM) for c in certs))
 
-    def passwd(self, users: dict[str, str]) -> None:
-        """A real mosquitto password file, made the way an operator makes it."""
-        path = self.root / "broker" / "passwd"
+    def passwd(self, users: dict[str, str], folder: str = "broker") -> None:
+        """A real mosquitto password file, made the way an operator makes it (in `folder`: a
+        bundle of several hosts has one folder per broker)."""
+        (self.root / folder).mkdir(parents=True, exist_ok=True)
+        path = self.root / folder / "passwd"
         first = True
         for user, password in users.items():
             cmd = ["mosquitto_passwd", "-b", *(["-c"] if first else []), str(path), user, password]
             subprocess.run(cmd, check=True, capture_output=True, timeout=20)
             first = False
 
-    def acl(self, text: str) -> None:
-        (self.root / "broker" / "acl").write_text(text)
+    def acl(self, text: str, folder: str = "broker") -> None:
+        (self.root / folder).mkdir(parents=True, exist_ok=True)
+        (self.root / folder / "acl").write_text(text)
 
-    def broker(self, config: str, **kwargs: Any) -> Mosquitto:
-        return Mosquitto(self.root / "broker", config, **kwargs)
+    def broker(self, config: str, folder: str = "broker", **kwargs: Any) -> Mosquitto:
+        return Mosquitto(self.root / folder, config, **kwargs)
 
     # ---- clients
 
     def _add(self, name: str, info: dict[str, Any], cmd: list[str], env: dict[str, str] | None,
-             *, tz: str | None = None, clock_offset: int | None = None, sink: str | None = None) -> Client:
+             *, tz: str | None = None, clock_offset: int | None = None, sink: str | None = None,
+             folder: str = "clients") -> Client:
         if name in self.clients:  # the same client run again (a retry by hand): same file, same info
             return self.clients[name]
         full_env = child_env()
@@ -201,7 +205,7 @@ class Scene:
             cmd = ["faketime", "-f", f"{clock_offset:+d}s", *cmd]
             info["clock_offset_seconds"] = clock_offset
             self.extra.setdefault("clock_offsets", {})[name] = clock_offset
-        info["log"] = f"clients/{name}.log"
+        info["log"] = f"{folder}/{name}.log"
         info["command"] = shlex.join(_show(cmd))
         client = Client(name=name, info=info, cmd=cmd, env=full_env, sink=sink)
         self.clients[name] = client
@@ -235,10 +239,13 @@ class Scene:
 
     def paho(self, name: str, port: int, args: Sequence[str], *, client_id: str, host: str = HOST,
              username: str | None = None, password: str | None = None, tz: str | None = None,
-             clock_offset: int | None = None, duration: float = 4.0, start: bool = True) -> Client:
-        """The lab's paho-mqtt application (lab.paho_client)."""
+             clock_offset: int | None = None, duration: float = 4.0, start: bool = True,
+             folder: str = "clients") -> Client:
+        """The lab's paho-mqtt application (lab.paho_client); its log goes to `folder` (a host's
+        own folder in a bundle of several hosts)."""
+        (self.root / folder).mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "lab.paho_client", "--host", host, "--port", str(port),
-               "--client-id", client_id, "--log-file", f"clients/{name}.log", "--duration", str(duration)]
+               "--client-id", client_id, "--log-file", f"{folder}/{name}.log", "--duration", str(duration)]
         if username is not None:
             cmd += ["--username", username]
         if password is not None:
@@ -248,7 +255,7 @@ class Scene:
         if username is not None:
             info["username"] = username
         client = self._add(name, info, cmd, None, tz=tz, clock_offset=clock_offset,
-                           sink=f"clients/{name}.stderr.txt")
+                           sink=f"{folder}/{name}.stderr.txt", folder=folder)
         return self.start(client) if start else client
 
     def paho_c(self, name: str, tool: str, port: int, args: Sequence[str], *, client_id: str,
@@ -316,8 +323,13 @@ class Scene:
     # ---- results
 
     def finish(self, root_causes: Sequence[tuple[str, Sequence[str]]], *, broker: Mosquitto | None = None,
-               extra_versions: dict[str, str] | None = None) -> dict[str, Any]:
+               extra_versions: dict[str, str] | None = None,
+               hosts: dict[str, Sequence[tuple[str, Sequence[str]]]] | None = None) -> dict[str, Any]:
+        """Write expected.json. `hosts`: for a bundle of several hosts, the root causes found on
+        each (host name -> causes); `root_causes` is then their union."""
         self.wait()
+        if hosts is not None:
+            root_causes = [cause for causes in hosts.values() for cause in causes]
         if broker is not None:
             self.extra.setdefault("broker", {}).update(
                 {"listener_ports": broker.ports, "exit_code": broker.returncode})
@@ -338,6 +350,12 @@ class Scene:
             "made_at": self.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "made_with": made_with,
         }
+        if hosts is not None:
+            expected["hosts"] = {
+                name: {"root_causes": [{"id": rid, "clients": list(names)} for rid, names in causes],
+                       "affected_clients": sorted({self.clients[n].info.get("client_id") or n
+                                                   if n in self.clients else n for _, names in causes for n in names})}
+                for name, causes in hosts.items()}
         servers = {name: c.info for name, c in self.clients.items() if c.info["kind"].endswith("-server")}
         if servers:
             expected["servers"] = servers
@@ -350,7 +368,7 @@ class Scene:
                     (self.root / client.sink).unlink()
                 else:
                     client.info["stderr"] = client.sink
-        for sub in ("certs", "keys", "clients"):
+        for sub in ("certs", "keys", "clients", "broker"):
             folder = self.root / sub
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
@@ -986,6 +1004,162 @@ def make_subscribe_denied(out: Path) -> None:
     scene.finish([("acl.subscribe_denied", ["historian-01-sub", "historian-02"])], broker=broker)
 
 
+# --------------------------------------------------------------------------- bundles of several hosts
+
+#: Plant 1's ACL: the viewer only reads, the historian reads everything.
+ACL_PLANT1 = """\
+user MyEACM
+topic readwrite spBv1.0/#
+
+user SparkplugViewer
+topic read spBv1.0/#
+
+user Historian
+topic read spBv1.0/#
+"""
+#: Plant 2's ACL: the viewer may send node commands, the historian reads host state only.
+ACL_PLANT2 = """\
+user MyEACM
+topic readwrite spBv1.0/#
+
+user SparkplugViewer
+topic readwrite spBv1.0/#
+
+user Historian
+topic read STATE/+
+"""
+
+
+def make_multi_broker_acl(out: Path) -> None:
+    scene = Scene.create(out, "multi_broker_acl",
+                         "A support bundle of three brokers, one folder each, with the clients' logs in one "
+                         "shared folder: broker-a (plant 1's ACL: SparkplugViewer reads only), broker-b (plant "
+                         "2's ACL: SparkplugViewer may send node commands, Historian reads host state only) and "
+                         "broker-c (no acl_file: every topic allowed). The same users do the same things on "
+                         "each: only viewer-a's node commands on broker-a and historian-b's subscription on "
+                         "broker-b are denied.")
+    plants = {"broker-a": ACL_PLANT1, "broker-b": ACL_PLANT2, "broker-c": None}
+    brokers: dict[str, Mosquitto] = {}
+    for folder, acl in plants.items():
+        scene.passwd(USERS_ACL, folder)
+        if acl is not None:
+            scene.acl(acl, folder)
+        config = (f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\n"
+                  + ("acl_file acl\n" if acl is not None else "") + LOG_ALL)
+        brokers[folder] = scene.broker(config, folder).start()
+    try:
+        for folder, broker in brokers.items():
+            site = folder[-1]  # a, b, c: the clients' names say which broker they dial
+            port = broker.port
+            scene.paho(f"historian-{site}", port, ["--subscribe", "spBv1.0/#", "--attempts", "1"],
+                       client_id=f"historian-{site}", username="Historian", password=USERS_ACL["Historian"],
+                       duration=4)
+            time.sleep(0.3)
+            scene.paho(f"edge-{site}", port, ["--publish", f"spBv1.0/Plant1/NDATA/edge-{site}", "--attempts", "1",
+                                               "--interval", "0.5"],
+                       client_id=f"edge-{site}", username="MyEACM", password=USERS["MyEACM"], duration=2.5)
+            scene.paho(f"viewer-{site}", port, ["--publish", f"spBv1.0/Plant1/NCMD/edge-{site}", "--attempts", "1",
+                                                 "--interval", "1"],
+                       client_id=f"viewer-{site}", username="SparkplugViewer",
+                       password=USERS["SparkplugViewer"], duration=2.5)
+        scene.wait(timeout=30)
+        time.sleep(0.3)
+    finally:
+        for broker in brokers.values():
+            broker.stop()
+    _require(brokers["broker-a"].log_text(), r"Denied PUBLISH from viewer-a", "multi_broker_acl: broker-a")
+    for folder in ("broker-b", "broker-c"):
+        text = brokers[folder].log_text()
+        _require(text, r"Received PUBLISH from viewer-", f"multi_broker_acl: {folder} lets the viewer publish")
+        if "Denied" in text:
+            raise IncidentFailed(f"multi_broker_acl: {folder} denied something")
+    _require(_read(scene.root / "clients/historian-b.log"), r"0 received", "multi_broker_acl: historian-b")
+    scene.extra["brokers"] = {folder: {"listener_ports": b.ports, "exit_code": b.returncode,
+                                       "acl_file": "acl" if plants[folder] else None}
+                              for folder, b in brokers.items()}
+    scene.finish([], hosts={"broker-a": [("acl.publish_denied", ["viewer-a"])],
+                            "broker-b": [("acl.subscribe_denied", ["historian-b"])],
+                            "broker-c": []})
+
+
+def make_gateway_clock(out: Path) -> None:
+    """A gateway host with its own clock beside the central broker: every process on the gateway
+    runs under one faketime offset, as on a machine whose clock drifted."""
+    if shutil.which("faketime") is None:
+        raise IncidentUnavailable("faketime is not installed (Debian: apt-get install faketime)")
+    from lab.opcua_lab import SERVER_URI
+
+    scene = Scene.create(out, "gateway_clock",
+                         "A support bundle of two hosts: central/ (the site's mosquitto with a password file) and "
+                         "gw-01/ (an edge gateway whose clock runs about 42 minutes ahead: every process on it "
+                         "ran under one faketime offset). On the gateway, gw-01-uplink publishes Sparkplug data "
+                         "to the central broker, gw-01-cmd logs in with last year's password, and an asyncua "
+                         "server refuses the HMI's OPC UA client (hmi-ua, a wrong password). The gateway's OPC "
+                         "UA logs never talk to the broker: only the uplink's connections date its clock.")
+    gw = "gw-01"
+    offset = _measured_offset(2533)  # 42 min 13 s: no whole number of quarter hours, not a time zone
+    lab = Pki.create(scene.now, cn="plant OPC UA CA")
+    server_cert = pki.make_leaf("gw-01 OPC UA server", lab.ca, sans=(f"URI:{SERVER_URI}", "localhost", HOST),
+                                usage=("server", "client"), not_before=lab.now - timedelta(days=30), days=730)
+    client_cert = pki.make_leaf("correlator lab OPC UA client", lab.ca,
+                                sans=("URI:urn:correlator:lab:opcua-client", "localhost"), usage=("client",),
+                                not_before=lab.now - timedelta(days=30), days=730)
+    # asyncua picks a key's format from its file name: a PEM key must end in .pem
+    server_cert.write(scene.root / gw / "certs" / "opcua-server.pem", scene.root / gw / "keys" / "opcua-server.pem")
+    client_cert.write(scene.root / gw / "certs" / "hmi-ua.pem", scene.root / gw / "keys" / "hmi-ua.pem")
+    lab.ca.write(scene.root / gw / "pki" / "server" / "trusted" / "certs" / "opcua-ca.der", der=True)
+    scene.passwd(USERS, "central")
+    config = f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\n" + LOG_ALL
+    ua_port = free_port()
+    url = f"opc.tcp://{HOST}:{ua_port}/correlator/"
+    with scene.broker(config, "central") as broker:
+        port = broker.port
+        ready = scene.root / gw / ".ready"
+        server_cmd = [sys.executable, "-m", "lab.opcua_lab", "server", "--port", str(ua_port),
+                      "--cert", f"{gw}/certs/opcua-server.pem", "--key", f"{gw}/keys/opcua-server.pem",
+                      "--trusted", f"{gw}/pki/server/trusted/certs", "--log-file", f"{gw}/opcua-server.log",
+                      "--duration", "40", "--ready-file", f"{gw}/.ready", "--stop-file", f"{gw}/.stop",
+                      "--user", "operator:op-secret-2026"]
+        server = scene._add("opcua-server", {"kind": "asyncua-server", "listens": f"{HOST}:{ua_port}",
+                                             "application_uri": SERVER_URI}, server_cmd, None,
+                            clock_offset=offset, sink=f"{gw}/opcua-server.stderr.txt", folder=gw)
+        scene.start(server)
+        deadline = time.monotonic() + 20
+        while not ready.exists():
+            if time.monotonic() > deadline or (server.proc is not None and server.proc.poll() is not None):
+                raise IncidentFailed(f"gateway_clock: the OPC UA server did not start:\n"
+                                     f"{_read(scene.root / gw / 'opcua-server.log')}")
+            time.sleep(0.05)
+        ready.unlink()
+        scene.paho("gw-01-uplink", port, ["--publish", "spBv1.0/Plant1/NDATA/gw-01", "--interval", "0.3",
+                                          "--session-length", "1", "--attempts", "3", "--retry-delay", "0.3"],
+                   client_id="gw-01-uplink", username="MyEACM", password=USERS["MyEACM"], duration=5,
+                   clock_offset=offset, folder=gw)
+        scene.paho("gw-01-cmd", port, ["--publish", "STATE/gw-01", "--attempts", "2", "--retry-delay", "0.5"],
+                   client_id="gw-01-cmd", username="HMI", password="hmi-secret-OLD", duration=3,
+                   clock_offset=offset, folder=gw)
+        ua_cmd = [sys.executable, "-m", "lab.opcua_lab", "client", "--url", url, "--cert", f"{gw}/certs/hmi-ua.pem",
+                  "--key", f"{gw}/keys/hmi-ua.pem", "--server-cert", f"{gw}/certs/opcua-server.pem",
+                  "--user", "operator", "--password", "op-secret-2025", "--log-file", f"{gw}/hmi-ua.log",
+                  "--attempts", "2", "--retry-delay", "0.5", "--duration", "5"]
+        hmi = scene._add("hmi-ua", {"kind": "asyncua", "dials": url}, ua_cmd, None, clock_offset=offset,
+                         sink=f"{gw}/hmi-ua.stderr.txt", folder=gw)
+        scene.start(hmi)
+        scene.wait(scene.clients["gw-01-uplink"], scene.clients["gw-01-cmd"], hmi, timeout=30)
+        (scene.root / gw / ".stop").write_text("")
+        scene.wait(timeout=25)
+        (scene.root / gw / ".stop").unlink()
+        _settle(broker)
+    _require(broker.log_text(), r"not authorised", "gateway_clock: central broker refuses gw-01-cmd")
+    _require(broker.log_text(), r"Received PUBLISH from gw-01-uplink", "gateway_clock: the uplink publishes")
+    _require(_read(scene.root / gw / "hmi-ua.log"), r"failed: BadUserAccessDenied", "gateway_clock: hmi-ua")
+    scene.extra["host_details"] = {"central": {"listener_ports": broker.ports, "exit_code": broker.returncode},
+                            gw: {"clock_offset_seconds": offset, "faketime": f"faketime -f {offset:+d}s"}}
+    scene.finish([], hosts={"central": [("auth.bad_credentials", ["gw-01-cmd"])],
+                            gw: [("client.clock_skew", ["gw-01-uplink", "gw-01-cmd"]),
+                                 ("opcua.user_access_denied", ["hmi-ua"])]})
+
+
 # --------------------------------------------------------------------------- healthy and mixed traffic
 
 
@@ -1519,6 +1693,8 @@ _register(
     (make_broker_hung, "broker process frozen (SIGSTOP): the clients' TLS handshake times out"),
     (make_healthy_noisy, "busy healthy traffic with clean reconnects; no root cause"),
     (make_mixed, "bad password + expired client certificate + ACL publish denial, with healthy traffic"),
+    (make_multi_broker_acl, "three brokers in one bundle: two ACLs and one broker without acl_file"),
+    (make_gateway_clock, "a gateway with its own clock (faketime) beside the central broker; OPC UA on the gateway"),
     (make_opcua_cert_untrusted, "OPC UA client certificate from a CA not in the server's trusted list"),
     (make_opcua_cert_time_invalid, "OPC UA client certificate expired"),
     (make_opcua_security_policy_rejected, "OPC UA clients ask for a security policy the server does not offer"),

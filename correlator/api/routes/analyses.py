@@ -113,7 +113,8 @@ def analysis_out(row: AnalysisRow) -> AnalysisOut:
                        updated=iso(row.updated), message=row.message,
                        summary=summary or None,
                        artifacts=report.get("artifacts", {}), errors=report.get("errors", []),
-                       skipped=report.get("skipped", []), notes=report.get("notes", []))
+                       skipped=report.get("skipped", []), notes=report.get("notes", []),
+                       hosts=report.get("hosts", []))
 
 
 def _status(value: str) -> Status:
@@ -216,6 +217,7 @@ async def list_findings(row: FinishedDep, store: StoreDep,
                   id: Annotated[list[str] | None, Query(description="root-cause ids; 'tls.' matches a whole area")
                                 ] = None,
                   client: Annotated[list[str] | None, Query(description="affecting one of these clients")] = None,
+                  host: Annotated[list[str] | None, Query(description="on one of these hosts of the bundle")] = None,
                   ) -> FindingList:
     found = store.findings(row.num)
     items = []
@@ -228,6 +230,8 @@ async def list_findings(row: FinishedDep, store: StoreDep,
         if id and not any(data["id"] == i or (i.endswith(".") and data["id"].startswith(i)) for i in id):
             continue
         if client and not set(client) & set(data["clients"]):
+            continue
+        if host and data.get("host", "") not in host:
             continue
         items.append(_finding_out(seq, data))
     return FindingList(analysis_id=row.id, total=len(found), items=items)

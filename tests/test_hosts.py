@@ -1,0 +1,136 @@
+"""A bundle of several brokers, each in its own folder or archive, is analysed one host at a time:
+each broker's events are judged by its own config, ACL, password file and certificates, clients
+are tied only to the broker they dial, and every finding names its host.
+
+The hosts here are real incidents of sample_logs/ put side by side, as a support engineer gets
+them from a site with several brokers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from correlator.analysis import analyze
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
+SITE = ["server_cert_expired", "publish_denied", "client_cert_missing", "mixed"]
+
+
+def _site(tmp_path: Path, names: list[str]) -> Path:
+    folder = tmp_path / "site"
+    for name in names:
+        shutil.copytree(SAMPLES / name, folder / name, ignore=shutil.ignore_patterns("expected.json"))
+    return folder
+
+
+def _expected(name: str) -> set[str]:
+    spec = json.loads((SAMPLES / name / "expected.json").read_text())
+    return {c["id"] for c in spec["root_causes"]} | set(spec.get("warnings", []))
+
+
+def _ids_per_host(report: dict[str, object]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for finding in report["findings"]:  # type: ignore[attr-defined]
+        if finding["id"] not in ("config.insecure", "cert.expiring_soon"):
+            out.setdefault(finding["host"], set()).add(finding["id"])
+    return out
+
+
+@pytest.mark.parametrize("packing", ["folder", "zip of folders", "archives"])
+def test_each_broker_is_judged_by_its_own_artifacts(tmp_path: Path, packing: str) -> None:
+    folder = _site(tmp_path, SITE)
+    target = folder
+    if packing == "zip of folders":
+        target = tmp_path / "site.zip"
+        with zipfile.ZipFile(target, "w") as zf:
+            for file in folder.rglob("*"):
+                zf.write(file, file.relative_to(folder))
+    elif packing == "archives":  # one archive per host, as each machine's support script makes it
+        target = tmp_path / "archives"
+        target.mkdir()
+        for name in SITE:
+            shutil.make_archive(str(target / name), "gztar", folder / name)
+    report = analyze([target]).to_dict()
+    assert _ids_per_host(report) == {name: _expected(name) for name in SITE if _expected(name)}
+    hosts = {h["name"]: h for h in report["hosts"]}
+    assert set(hosts) == set(SITE)
+    # the conf's ../certs/server.pem is this broker's, not the first server.pem of the bundle
+    assert hosts["mixed"]["acl_files"] == [f"{_prefix(packing, 'mixed')}broker/acl"]
+    assert hosts["server_cert_expired"]["acl_files"] == []  # its mosquitto.conf names none
+    assert f"{_prefix(packing, 'server_cert_expired')}certs/server.pem" in hosts["server_cert_expired"]["certificates"]
+    assert not any("client_cert_missing" in c for c in hosts["server_cert_expired"]["certificates"])
+    # one broker source per host: their connections are never mixed
+    assert {s["source"] for s in report["sources"] if s["source"].startswith("broker")} == {
+        f"broker:{name}" for name in SITE}
+
+
+def _prefix(packing: str, name: str) -> str:
+    return {"folder": f"{name}/", "zip of folders": f"site.zip!{name}/", "archives": f"{name}.tar.gz!./"}[packing]
+
+
+def test_a_broker_without_acl_file_gets_no_acl_finding(tmp_path: Path) -> None:
+    """mixed's viewer-33 publishes node commands its ACL denies; the same client id beside a
+    broker whose config names no acl_file is no ACL case, whatever ACL the bundle holds."""
+    report = analyze([_site(tmp_path, ["mixed", "server_cert_expired"])]).to_dict()
+    acl = [f for f in report["findings"] if f["id"].startswith("acl.")]
+    assert [f["host"] for f in acl] == ["mixed"]
+    assert acl[0]["clients"] == ["viewer-33"]
+
+
+def test_one_host_is_the_whole_bundle() -> None:
+    analysis = analyze([SAMPLES / "mixed"])
+    assert [h.name for h in analysis.hosts] == [""]
+    assert {f.host for f in analysis.findings} == {""}
+    assert {s.info.source for s in analysis.sources if s.info.source.startswith("broker")} == {"broker"}
+
+
+def test_reports_group_findings_per_host(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from correlator.reports import html, markdown, text
+
+    analysis = analyze([_site(tmp_path, ["mixed", "server_cert_expired"])])
+    console = Console(record=True, width=120)
+    text.render(analysis, console)
+    out = console.export_text()
+    assert "Host mixed: 3 findings" in out and "Host server_cert_expired:" in out
+    # the host with the worst finding first, each host's findings under it
+    assert out.index("Host server_cert_expired") < out.index("Host mixed") < out.index("auth.bad_credentials")
+    assert "# Host mixed: 3 findings" in markdown.render(analysis)
+    assert '<h2 class="host">Host server_cert_expired' in html.render(analysis)
+
+
+def test_a_gateway_host_shares_one_clock() -> None:
+    """gateway_clock: every process on gw-01 ran under one faketime offset (about 42 minutes).
+    The uplink's connections to the central broker date the gateway's clock; its OPC UA server and
+    client logs, which never talk to the broker, are corrected by the same offset."""
+    spec = json.loads((SAMPLES / "gateway_clock" / "expected.json").read_text())
+    true_offset = spec["host_details"]["gw-01"]["clock_offset_seconds"]
+    analysis = analyze([SAMPLES / "gateway_clock"])
+    sources = {s.info.source: s for s in analysis.sources}
+    uplink = sources["client:gw-01-uplink"]
+    assert abs(uplink.offset - true_offset) < 2
+    for name in ("opcua-server:opcua-server", "client:hmi-ua"):
+        assert sources[name].offset == uplink.offset
+        assert sources[name].offset_how.startswith("the clock of host gw-01 (")
+    assert sources["broker:central"].offset == 0
+    # a shared clock is one cause per log that showed it, not one more per log that inherited it
+    skew = [f for f in analysis.findings if f.id == "client.clock_skew"]
+    assert {f.host for f in skew} == {"gw-01"}
+    assert sorted(c for f in skew for c in f.clients) == ["gw-01-cmd", "gw-01-uplink"]
+    # the OPC UA refusal sits at the broker's time, beside the uplink's lines of the same moment
+    refused = next(f for f in analysis.findings if f.id == "opcua.user_access_denied")
+    assert refused.host == "gw-01"
+    assert abs(refused.first_seen - uplink_first(analysis)) < 60
+
+
+def uplink_first(analysis: object) -> float:
+    from correlator.analysis import Analysis
+
+    assert isinstance(analysis, Analysis)
+    return min(f.first_seen for f in analysis.findings if f.id == "auth.bad_credentials")
