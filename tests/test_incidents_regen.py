@@ -107,3 +107,16 @@ def test_tls_version_mismatch_made_and_diagnosed_afresh(tmp_path: Path, mosquitt
     findings = {f.id: f for f in analyze([folder]).findings}
     assert "tls.version_mismatch" in findings
     assert findings["tls.version_mismatch"].clients == {"edge-08"}
+
+
+def test_multi_broker_acl_made_and_diagnosed_afresh(tmp_path: Path, mosquitto_available: str) -> None:
+    """Three real brokers at once, two ACLs and one without acl_file: made again, each broker's
+    denials are found on its own host and nowhere else."""
+    from correlator.analysis import analyze
+
+    folder, expected = _make("multi_broker_acl", tmp_path)
+    assert "Denied PUBLISH from viewer-a" in _text(folder / "broker-a" / "mosquitto.log")
+    assert "acl_file" not in _text(folder / "broker-c" / "mosquitto.conf")
+    found = {(f.host, f.id, tuple(sorted(f.clients))) for f in analyze([folder]).findings}
+    assert found == {(host, cause["id"], tuple(cause["clients"]))
+                     for host, spec in expected["hosts"].items() for cause in spec["root_causes"]}

@@ -199,6 +199,23 @@ class Artifacts:
                 return self.certs_in(Path(chosen[0].path))
         return []
 
+    def server_chains(self, context: dict[str, Any]) -> list[list[CertFacts]]:
+        """The chains the broker may have presented: its listener's certfile when the port is
+        known; else every TLS listener's (a broker with several certificates); else the one
+        `server_chain` picks."""
+        if self.listener(context) is None:
+            chains: list[list[CertFacts]] = []
+            for conf in self.confs:
+                for lst in conf.listeners:
+                    ref = conf.file_for("certfile", lst) if lst.tls else None
+                    chain = self.certs_in(ref.found if ref is not None else None)
+                    if chain and all(chain[0].sha256 != c[0].sha256 for c in chains):
+                        chains.append(chain)
+            if len(chains) > 1:
+                return chains
+        chain = self.server_chain(context)
+        return [chain] if chain else []
+
     def server_leaf(self, context: dict[str, Any]) -> tuple[list[CertFacts], CertFacts, dict[str, Any]] | None:
         """The broker's chain, its leaf and the leaf's names for remediation; None without one."""
         chain = self.server_chain(context)
@@ -265,17 +282,37 @@ def _validity(arts: Artifacts, events: list[Event], certs: list[CertFacts], role
         bad = cert_checks.check_not_yet_valid(leaf, at, role).is_problem
         text = (f"{leaf.label}: notBefore {_iso(leaf.not_before)} is after the failure at {_iso(at)}" if bad
                 else f"{leaf.label}: valid since {_iso(leaf.not_before)}, before the failure at {_iso(at)}")
+    if not bad:
+        # a valid certificate's dates must never fill a text that calls it expired (or not yet valid)
+        values = {"cert_file": values["cert_file"]}
     return _verdict(bad, [arts.fact(leaf, text)], values)
+
+
+def _server_validity(arts: Artifacts, events: list[Event], context: dict[str, Any], expired: bool) -> CheckResult:
+    """The broker's certificate at the failure. When the listener is not known and the broker has
+    several certificates, the one that shows the problem is the candidate; none is named as the
+    cause when all are valid."""
+    chains = arts.server_chains(context)
+    at = failure_time(arts, events)
+    if len(chains) > 1 and at is not None:
+        judge = cert_checks.check_expired if expired else cert_checks.check_not_yet_valid
+        bad = [chain for chain in chains if judge(chain[0], at, "server").is_problem]
+        chains = bad if len(bad) == 1 else chains
+        if len(chains) > 1:
+            files = ", ".join(arts.name(c[0].path) for c in chains)
+            return _unknown(f"the broker has several certificates ({files}) and the listener of the failure is not "
+                            "known")
+    return _validity(arts, events, chains[0] if chains else [], "server", expired=expired)
 
 
 @check("server_cert_expired", needs=("certs",), provides=CERT_VALUES)
 def _server_expired(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
-    return _validity(arts, events, arts.server_chain(context), "server", expired=True)
+    return _server_validity(arts, events, context, expired=True)
 
 
 @check("server_cert_not_yet_valid", needs=("certs",), provides=CERT_VALUES)
 def _server_future(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
-    return _validity(arts, events, arts.server_chain(context), "server", expired=False)
+    return _server_validity(arts, events, context, expired=False)
 
 
 @check("client_cert_expired", needs=("certs",), provides=(*CERT_VALUES, "client_cert_files"))

@@ -535,6 +535,9 @@ class Stitcher:
             conn.client_id = cid
         if conn.username is None and isinstance(fields.get("username"), str):
             conn.username = str(fields["username"])
+        if conn.listener_port is None:
+            # the port the client dials is the broker's listener (its own is `local_port`)
+            conn.listener_port = _int(fields.get("peer_port") or fields.get("port"))
         port = _int(fields.get("local_port"))
         if port is not None and conn.peer_port is None:
             conn.peer_port = port
@@ -629,6 +632,7 @@ class Stitcher:
             broker.end = max(broker.end, client.end)
         broker.client_id = broker.client_id or client.client_id
         broker.username = broker.username or client.username
+        broker.listener_port = broker.listener_port or client.listener_port
         if broker.outcome == UNKNOWN:
             broker.outcome = client.outcome
         for error in client.errors:
@@ -882,7 +886,12 @@ class Stitcher:
             left -= 1
             _, event, conn = hold.popleft()
             if self.annotate:
-                event.connection = conn.resolve().id if conn is not None else None
+                resolved = conn.resolve() if conn is not None else None
+                event.connection = resolved.id if resolved is not None else None
+                if resolved is not None and resolved.listener_port is not None and "listener_port" not in event.fields:
+                    # every line of the connection says which listener it came to: a TLS failure
+                    # is judged by that listener's certfile (mosquitto.conf), not any server cert
+                    event.fields["listener_port"] = resolved.listener_port
             out.append(event)
         return out
 

@@ -324,9 +324,12 @@ class Scene:
 
     def finish(self, root_causes: Sequence[tuple[str, Sequence[str]]], *, broker: Mosquitto | None = None,
                extra_versions: dict[str, str] | None = None,
-               hosts: dict[str, Sequence[tuple[str, Sequence[str]]]] | None = None) -> dict[str, Any]:
+               hosts: dict[str, Sequence[tuple[str, Sequence[str]]]] | None = None,
+               named_by_file: Sequence[str] = ()) -> dict[str, Any]:
         """Write expected.json. `hosts`: for a bundle of several hosts, the root causes found on
-        each (host name -> causes); `root_causes` is then their union."""
+        each (host name -> causes); `root_causes` is then their union. `named_by_file`: clients
+        whose lines name no client id (mosquitto_pub failing before its CONNECT), so findings name
+        them by their log file."""
         self.wait()
         if hosts is not None:
             root_causes = [cause for causes in hosts.values() for cause in causes]
@@ -339,7 +342,8 @@ class Scene:
         made_with.update(extra_versions or {})
         if any(c.cmd and c.cmd[0] == "faketime" for c in self.clients.values()):
             made_with["libfaketime"] = dpkg_version("libfaketime")
-        affected = sorted({self.clients[n].info.get("client_id") or n if n in self.clients else n
+        affected = sorted({self.clients[n].info.get("client_id") or n
+                           if n in self.clients and n not in named_by_file else n
                            for _, names in root_causes for n in names})
         expected: dict[str, Any] = {
             "description": self.description,
@@ -564,6 +568,39 @@ def make_server_cert_untrusted(out: Path) -> None:
         "tls.server_cert_untrusted", setup,
         expect_broker=r"unknown ca", expect_pub=r"Error|verify",
         expect_paho=r"self-signed certificate in certificate chain|unable to get local issuer")
+
+
+def make_listener_certs(out: Path) -> None:
+    scene = Scene.create(out, "listener_certs",
+                         "One broker, two TLS listeners with their own certificates: the first still serves "
+                         "server-2025.pem, which expired 5 days ago; the second serves the renewed server.pem. "
+                         "edge-70 (paho) and edge-72-pub (mosquitto_pub) dial the first and refuse the handshake; "
+                         "edge-71 dials the second and publishes.")
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    scene.save_cert(lab.server(not_before=lab.now - timedelta(days=370), not_after=lab.now - timedelta(days=5)),
+                    "server-2025")
+    scene.save_cert(lab.server(), "server")
+    config = (tls_listener("{port0}", certfile="../certs/server-2025.pem", keyfile="../keys/server-2025.key")
+              + tls_listener("{port1}") + "allow_anonymous true\n" + LOG_ALL)
+    with scene.broker(config, listeners=2) as broker:
+        old, new = broker.ports
+        scene.paho("edge-71", new, ["--tls", "--cafile", "certs/ca.pem", "--publish", "spBv1.0/Plant7/NDATA/edge-71",
+                                    "--attempts", "1", "--interval", "0.5"], client_id="edge-71", duration=3)
+        scene.paho("edge-70", old, ["--tls", "--cafile", "certs/ca.pem", "--publish", "spBv1.0/Plant7/NDATA/edge-70",
+                                    "--attempts", "2", "--retry-delay", "0.5"], client_id="edge-70", duration=3)
+        time.sleep(1.5)
+        pub = scene.mosquitto_client("edge-72-pub", "mosquitto_pub", old,
+                                     ["--cafile", "certs/ca.pem", "-t", "spBv1.0/Plant7/NDATA/edge-72", "-m", "on",
+                                      "-q", "1"], client_id="edge-72")
+        scene.wait(pub, timeout=10)
+        scene.wait(timeout=20)
+        _settle(broker)
+    _require(broker.log_text(), r"certificate expired", "listener_certs: broker log")
+    _require(broker.log_text(), r"Received PUBLISH from edge-71", "listener_certs: edge-71 publishes")
+    _require(_read(scene.root / "clients/edge-70.log"), r"certificate has expired", "listener_certs: edge-70")
+    scene.finish([("tls.server_cert_expired", ["edge-70", "edge-72-pub"])], broker=broker,
+                 named_by_file=["edge-72-pub"])
 
 
 def make_server_chain_incomplete(out: Path) -> None:
@@ -1675,6 +1712,7 @@ _register(
     (make_server_hostname_mismatch, "CN=10.3.0.11 without SAN, clients dial 127.0.0.1"),
     (make_server_cert_untrusted, "clients trust another CA"),
     (make_server_chain_incomplete, "certfile without the intermediate"),
+    (make_listener_certs, "two TLS listeners, two certificates: one expired, one renewed"),
     (make_client_cert_missing, "require_certificate true, clients send none"),
     (make_client_cert_untrusted, "client certificates from a CA the broker does not know"),
     (make_client_cert_expired, "client certificate past notAfter (paho client in Europe/Berlin time)"),
