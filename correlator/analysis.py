@@ -24,7 +24,7 @@ from correlator.engine.rules import Rule, load_rules, side_of
 from correlator.errors import CorrelatorError, InputError
 from correlator.formats.registry import Registry, default_registry, load_registry
 from correlator.gcpolicy import batch_allocation
-from correlator.hosts import HostFacts, HostPlan, plan_hosts
+from correlator.hosts import HostFacts, HostPlan, plan_hosts, split_by_syslog_host
 from correlator.model import Event, severity_rank
 from correlator.report_model import Analysis, Finding, SourceReport
 from correlator.sources.bundle import Bundle, open_bundle
@@ -233,9 +233,20 @@ def open_logs(bundle: Bundle, registry: Registry, options: Options, errors: list
         streams = unpaste(path, registry, bundle) if forced is None else None
         for stream, suffix in streams or [(path, "")]:
             try:
-                logs.append(LogFile(stream, registry, format_name=forced, display_path=name + suffix))
+                log = LogFile(stream, registry, format_name=forced, display_path=name + suffix)
             except CorrelatorError as exc:
                 errors.append(str(exc))
+                continue
+            # a syslog server's file holding several hosts' lines: one source per host
+            split = split_by_syslog_host(log, bundle)
+            for part, host in split or []:
+                try:
+                    logs.append(LogFile(part, registry, format_name=log.format.name,
+                                        display_path=name + suffix + host))
+                except CorrelatorError as exc:
+                    errors.append(str(exc))
+            if split is None:
+                logs.append(log)
     return logs
 
 

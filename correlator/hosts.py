@@ -33,10 +33,12 @@ from typing import Any
 from correlator.artifacts.certs import CertFacts
 from correlator.check_result import CheckResult
 from correlator.engine.facts import CHECKS, NEEDS, Artifacts
+from correlator.formats.parse import _split_line
 from correlator.model import Event
 from correlator.report_model import HostReport
 from correlator.sources.bundle import Bundle
-from correlator.sources.files import LogFile
+from correlator.sources.files import LogFile, base_name
+from correlator.sources.paste import Unwrapped, write_streams
 
 _PART = re.compile(r"(?<=!)|/")
 _ARCHIVE = re.compile(r"(\.(zip|tar|tgz|tbz2|txz|tar\.gz|tar\.bz2|tar\.xz))?!$", re.I)
@@ -44,6 +46,8 @@ _ARCHIVE = re.compile(r"(\.(zip|tar|tgz|tbz2|txz|tar\.gz|tar\.bz2|tar\.xz))?!$",
 _DIAL_PORTS = ("peer_port", "port", "remote_port")
 #: Fields of a broker's lines that name a port it listens on.
 _LISTEN_PORTS = ("listener_port",)
+#: Largest log split by the syslog host names of its lines (it is read whole to be split).
+MAX_SPLIT_BYTES = 256 * 1024 * 1024
 
 
 def _parts(display: str) -> tuple[str, ...]:
@@ -153,6 +157,39 @@ class HostFacts:
         return arts.check(name, events, context)
 
 
+def split_by_syslog_host(log: LogFile, bundle: Bundle) -> list[tuple[Path, str]] | None:
+    """A log whose lines come from several hosts (a central syslog server's file): one stream
+    per host name, as files in a scratch folder of the bundle, each line in its place (the other
+    hosts' lines blank, so line numbers stay the file's); a line naming no host (a continuation)
+    stays with the line before. None when the first lines name fewer than two hosts."""
+    if len({e.host for e in log.peek_events() if e.host}) < 2:
+        return None
+    try:
+        if log.path.stat().st_size > MAX_SPLIT_BYTES:
+            return None
+        lines = log.path.read_bytes().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    fmt = log.format
+    owner: list[str] = []
+    current = ""
+    for text in lines:
+        for lp in fmt.lines:
+            found = _split_line(fmt, lp, text)
+            if found is not None:
+                current = found[3] or current
+                break
+        owner.append(current)
+    names = sorted(set(owner) - {""})
+    if len(names) < 2:
+        return None
+    first = next(n for n in owner if n)
+    owner = [n or first for n in owner]
+    streams = {name: [text if who == name else "" for text, who in zip(lines, owner, strict=True)]
+               for name in names}
+    return write_streams(Unwrapped(streams=streams), bundle.scratch(), base_name(log.path))
+
+
 # ---------------------------------------------------------------------- grouping
 
 
@@ -251,10 +288,11 @@ def plan_hosts(bundle: Bundle, artifacts: Artifacts, logs: Sequence[LogFile]) ->
     for shown in pki_names.values():
         add(shown)
 
-    roots = [(root, members) for root, members in _split(list(files.values()), 0) if root and members]
+    split = _split(list(files.values()), 0)
+    roots = [(root, members) for root, members in split if root and members]
     # a folder no sub-folder separates, holding brokers that name different syslog hosts
     by_syslog: list[tuple[tuple[str, ...], list[_File], str]] = []
-    for root, members in roots:
+    for root, members in split:
         names = {a[-1] for m in members if (a := m.anchor) is not None and a[0] == "broker" and a[-1]}
         if len(names) > 1:
             for n in sorted(names):

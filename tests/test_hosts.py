@@ -134,3 +134,39 @@ def uplink_first(analysis: object) -> float:
 
     assert isinstance(analysis, Analysis)
     return min(f.first_seen for f in analysis.findings if f.id == "auth.bad_credentials")
+
+
+def test_brokers_in_one_folder_are_told_apart_by_their_syslog_host_names(tmp_path: Path) -> None:
+    """Two brokers' syslog files side by side, as a central syslog server keeps them (one file per
+    sending host): the host name in the lines groups them. The second broker's lines are the real
+    RFC 3164 file of syslog_variants with its host field renamed."""
+    real = (SAMPLES / "syslog_variants" / "broker" / "syslog-rfc3164.log").read_text()
+    assert " vm mosquitto[" in real
+    (tmp_path / "plant-a.log").write_text(real.replace(" vm mosquitto[", " mqtt-a mosquitto["))
+    (tmp_path / "plant-b.log").write_text(real.replace(" vm mosquitto[", " mqtt-b mosquitto["))
+    analysis = analyze([tmp_path])
+    hosts = {h.name: h for h in analysis.hosts}
+    assert set(hosts) == {"mqtt-a", "mqtt-b"}
+    assert hosts["mqtt-a"].how == "syslog host name"
+    assert hosts["mqtt-a"].logs == ["plant-a.log"] and hosts["mqtt-b"].logs == ["plant-b.log"]
+    # each broker's failures are its own: the same lines give the same causes on each host
+    per_host = {h: sorted(f.id for f in analysis.findings if f.host == h) for h in hosts}
+    assert per_host["mqtt-a"] == per_host["mqtt-b"] != []
+
+
+def test_one_syslog_file_of_two_hosts_is_split_by_host_name(tmp_path: Path) -> None:
+    """A central syslog server's one file with two brokers' lines interleaved (the real RFC 3164
+    file of syslog_variants, every other second's lines given another host name): one source per
+    host, line numbers those of the file, each broker judged on its own."""
+    lines = (SAMPLES / "syslog_variants" / "broker" / "syslog-rfc3164.log").read_text().splitlines()
+    mixed = [line.replace(" vm mosquitto[", " mqtt-b mosquitto[") if i % 2 else line.replace(
+        " vm mosquitto[", " mqtt-a mosquitto[") for i, line in enumerate(lines)]
+    (tmp_path / "messages").write_text("\n".join(mixed) + "\n")
+    analysis = analyze([tmp_path])
+    assert {s.info.path for s in analysis.sources} == {"messages [mqtt-a]", "messages [mqtt-b]"}
+    assert {h.name for h in analysis.hosts} == {"mqtt-a", "mqtt-b"}
+    assert {s.info.source for s in analysis.sources} == {"broker:mqtt-a", "broker:mqtt-b"}
+    for finding in analysis.findings:
+        for ref in finding.evidence:
+            host = "mqtt-a" if (ref.line or 1) % 2 else "mqtt-b"  # line numbers are the file's
+            assert ref.file == f"messages [{host}]", (finding.id, ref)
