@@ -33,7 +33,7 @@ from typing import Any
 from correlator.artifacts.certs import CertFacts
 from correlator.check_result import CheckResult
 from correlator.engine.facts import CHECKS, NEEDS, Artifacts
-from correlator.formats.parse import _split_line
+from correlator.formats.parse import line_host
 from correlator.model import Event
 from correlator.report_model import HostReport
 from correlator.sources.bundle import Bundle
@@ -94,6 +94,9 @@ class HostPlan:
     """Source -> the host its log came from."""
     reach: dict[str, frozenset[str]] = field(default_factory=dict)
     """Client source -> the broker sources it can talk to (absent: any broker)."""
+    shared: Artifacts | None = None
+    """With several hosts, what no host claims (certificates and keys beside the host folders):
+    all a client's lines are judged by when nothing says which broker it talks to."""
 
     @property
     def multi(self) -> bool:
@@ -151,7 +154,7 @@ class HostFacts:
         host = context.get("host_name")
         if not isinstance(host, str) or host not in self._by_name:
             host = self.plan.host_of(events)
-        arts = self._by_name.get(host, self.base)
+        arts = self._by_name.get(host) or self.plan.shared or self.base
         arts.now = self.base.now
         arts.window = self.base.window
         return arts.check(name, events, context)
@@ -174,11 +177,7 @@ def split_by_syslog_host(log: LogFile, bundle: Bundle) -> list[tuple[Path, str]]
     owner: list[str] = []
     current = ""
     for text in lines:
-        for lp in fmt.lines:
-            found = _split_line(fmt, lp, text)
-            if found is not None:
-                current = found[3] or current
-                break
+        current = line_host(fmt, text) or current
         owner.append(current)
     names = sorted(set(owner) - {""})
     if len(names) < 2:
@@ -356,7 +355,7 @@ def _finish(hosts: list[Host], member_of: dict[str, str], artifacts: Artifacts, 
         host.artifacts = _artifacts_of(host.name, member_of, artifacts, pki_names)
         host.has_conf = bool(host.artifacts.confs)
         host.ports |= {lst.port for conf in host.artifacts.confs for lst in conf.listeners}
-    plan = HostPlan(hosts)
+    plan = HostPlan(hosts, shared=_artifacts_of("", member_of, artifacts, pki_names))
     # sources: a broker's is named by its host; a name two hosts share is told apart
     taken: dict[str, str] = {}
     for log in logs:
@@ -447,7 +446,9 @@ def _artifacts_of(name: str, member_of: dict[str, str], artifacts: Artifacts,
     own_certs: list[CertFacts] = [c for c in artifacts.certs if mine(c.path)]
     arts.certs = own_certs + [c for c in artifacts.certs if shared(c.path)]
     arts.keys = [k for k in artifacts.keys if mine(k.path)] + [k for k in artifacts.keys if shared(k.path)]
-    if confs:
+    if not name:
+        pass  # lines whose broker is not known are judged by no broker's ACL or password file
+    elif confs:
         arts.acls = [a for a in artifacts.acls if artifacts.name(a.path) in named]
         arts.passwds = [p for p in artifacts.passwds if artifacts.name(p.path) in named]
     else:

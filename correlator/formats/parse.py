@@ -81,6 +81,16 @@ def _split_line(fmt: Format, lp: LinePattern, text: str) -> tuple[str, str, str 
     return time_text, body, level, host, fields
 
 
+def line_host(fmt: Format, text: str) -> str | None:
+    """The host name a line carries in its format's `host` field (a syslog line's sender): '' when
+    its pattern has none, None when no line pattern of the format reads it (a continuation)."""
+    for lp in fmt.lines:
+        found = _split_line(fmt, lp, text)
+        if found is not None:
+            return found[3]
+    return None
+
+
 _Read = tuple[MessagePattern | None, str, str, str, str, float | None, str, dict[str, FieldValue]]
 """What `_read` made of a line: message, kind, level, body, time text, time, host, fields."""
 
