@@ -74,6 +74,10 @@ class Host:
     """The ports its broker listens on (mosquitto.conf and the broker's own log)."""
     syslog_names: set[str] = field(default_factory=set)
     artifacts: Artifacts = field(default_factory=Artifacts)
+    own: Artifacts | None = None
+    """Its own artifacts without the shared ones: what the checks on artifacts alone (expiring
+    certificates, insecure settings) look at, so a shared certificate is reported once, not once
+    per host (None: the same as `artifacts`)."""
     has_conf: bool = False
 
     def report(self) -> HostReport:
@@ -144,7 +148,9 @@ class HostFacts:
         self._by_name = {h.name: h.artifacts for h in plan.hosts}
 
     def scopes(self) -> list[str]:
-        return [h.name for h in self.plan.hosts]
+        """The hosts the checks on artifacts alone run for ('' for what no host claims)."""
+        names = [h.name for h in self.plan.hosts]
+        return [*names, ""] if self.plan.multi else names
 
     def can_hold(self, name: str) -> bool:
         return name in CHECKS and any(
@@ -152,9 +158,13 @@ class HostFacts:
 
     def check(self, name: str, events: list[Event], context: dict[str, Any]) -> CheckResult:
         host = context.get("host_name")
-        if not isinstance(host, str) or host not in self._by_name:
+        if not isinstance(host, str) or (host and host not in self._by_name):
             host = self.plan.host_of(events)
-        arts = self._by_name.get(host) or self.plan.shared or self.base
+        if not events:  # a check on the artifacts alone: each file once, with its own host
+            found = self.plan.host(host) if host else None
+            arts = (found.own or found.artifacts) if found is not None else self.plan.shared or self.base
+        else:
+            arts = self._by_name.get(host) or self.plan.shared or self.base
         arts.now = self.base.now
         arts.window = self.base.window
         return arts.check(name, events, context)
@@ -353,6 +363,7 @@ def _finish(hosts: list[Host], member_of: dict[str, str], artifacts: Artifacts, 
                 member_of[artifacts.name(ref.found)] = owner
     for host in hosts:
         host.artifacts = _artifacts_of(host.name, member_of, artifacts, pki_names)
+        host.own = _artifacts_of(host.name, member_of, artifacts, pki_names, own_only=True)
         host.has_conf = bool(host.artifacts.confs)
         host.ports |= {lst.port for conf in host.artifacts.confs for lst in conf.listeners}
     plan = HostPlan(hosts, shared=_artifacts_of("", member_of, artifacts, pki_names))
@@ -430,14 +441,14 @@ def _display_dir(bundle: Bundle, root: Path) -> str:
 
 
 def _artifacts_of(name: str, member_of: dict[str, str], artifacts: Artifacts,
-                  pki_names: dict[str, str]) -> Artifacts:
+                  pki_names: dict[str, str], *, own_only: bool = False) -> Artifacts:
     """A host's artifacts: its own, and the certificates and keys no host claims. With a
     mosquitto.conf, ACL and password files are only the ones the conf names."""
     def mine(path: str) -> bool:
         return member_of.get(artifacts.name(path)) == name
 
     def shared(path: str) -> bool:
-        return artifacts.name(path) not in member_of
+        return not own_only and artifacts.name(path) not in member_of
 
     confs = [c for c in artifacts.confs if mine(c.path)]
     named = {artifacts.name(ref.found) for c in confs for ref in c.referenced_files if ref.found is not None}

@@ -170,3 +170,19 @@ def test_one_syslog_file_of_two_hosts_is_split_by_host_name(tmp_path: Path) -> N
         for ref in finding.evidence:
             host = "mqtt-a" if (ref.line or 1) % 2 else "mqtt-b"  # line numbers are the file's
             assert ref.file == f"messages [{host}]", (finding.id, ref)
+
+
+def test_a_shared_certificate_is_reported_once(tmp_path: Path) -> None:
+    """A CA beside the host folders, expiring in 10 days: one cert.expiring_soon, on no host,
+    not one per host that sees it."""
+    from datetime import UTC, datetime, timedelta
+
+    from lab import pki
+
+    folder = _site(tmp_path, ["mixed", "publish_denied"])
+    last = analyze([folder]).last_event
+    assert last is not None
+    ends = datetime.fromtimestamp(last, UTC) + timedelta(days=10)
+    pki.make_ca("site root CA", not_before=ends - timedelta(days=365), days=365).write(folder / "certs" / "site-root.pem")
+    soon = [f for f in analyze([folder]).findings if f.id == "cert.expiring_soon"]
+    assert [(f.host, [e.file for e in f.facts]) for f in soon] == [("", ["certs/site-root.pem"])]

@@ -314,7 +314,7 @@ class Engine:
             for match in rule.matches:
                 if match.type == "fact" and match.check is not None:
                     for host in scopes:
-                        result = self.facts.check(match.check, [], {"host_name": host} if host else {})
+                        result = self.facts.check(match.check, [], {"host_name": host})
                         if result.is_problem:
                             finding = self._fold(rule, [], list(result.evidence), dict(result.values),
                                                  confirmed=True, host=host)
