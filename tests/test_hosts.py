@@ -183,6 +183,7 @@ def test_a_shared_certificate_is_reported_once(tmp_path: Path) -> None:
     last = analyze([folder]).last_event
     assert last is not None
     ends = datetime.fromtimestamp(last, UTC) + timedelta(days=10)
-    pki.make_ca("site root CA", not_before=ends - timedelta(days=365), days=365).write(folder / "certs" / "site-root.pem")
+    root = pki.make_ca("site root CA", not_before=ends - timedelta(days=365), days=365)
+    root.write(folder / "certs" / "site-root.pem")
     soon = [f for f in analyze([folder]).findings if f.id == "cert.expiring_soon"]
     assert [(f.host, [e.file for e in f.facts]) for f in soon] == [("", ["certs/site-root.pem"])]
