@@ -44,6 +44,8 @@ _PART = re.compile(r"(?<=!)|/")
 _ARCHIVE = re.compile(r"(\.(zip|tar|tgz|tbz2|txz|tar\.gz|tar\.bz2|tar\.xz))?!$", re.I)
 #: Fields of a client's lines that name the port it dials.
 _DIAL_PORTS = ("peer_port", "port", "remote_port")
+#: Fields of a client's lines that name the address or host name it dials.
+_DIAL_ADDRESSES = ("peer_addr", "remote_host")
 #: Fields of a broker's lines that name a port it listens on.
 _LISTEN_PORTS = ("listener_port",)
 #: Largest log split by the syslog host names of its lines (it is read whole to be split).
@@ -79,6 +81,12 @@ class Host:
     certificates, insecure settings) look at, so a shared certificate is reported once, not once
     per host (None: the same as `artifacts`)."""
     has_conf: bool = False
+
+    def addresses(self) -> set[str]:
+        """What a client may dial to reach it: the addresses its listeners bind (mosquitto.conf),
+        its name and the names its syslog lines give."""
+        binds = {lst.bind.lower() for conf in self.artifacts.confs for lst in conf.listeners if lst.bind}
+        return binds | {self.name.lower()} | {n.lower() for n in self.syslog_names}
 
     def report(self) -> HostReport:
         """The host as the report shows it (no artifacts, only their names)."""
@@ -261,6 +269,17 @@ def _ports(log: LogFile, fields: Sequence[str]) -> set[int]:
     return found
 
 
+def _addresses(log: LogFile) -> set[str]:
+    """The addresses and host names a client's first lines say it dials."""
+    found: set[str] = set()
+    for event in log.peek_events():
+        for name in _DIAL_ADDRESSES:
+            value = event.fields.get(name)
+            if isinstance(value, str) and value:
+                found.add(value.strip("[]").lower())
+    return found
+
+
 def _is_broker(source: str) -> bool:
     return source == "broker" or source.startswith("broker:")
 
@@ -397,6 +416,12 @@ def _finish(hosts: list[Host], member_of: dict[str, str], artifacts: Artifacts, 
             continue
         dialed = _ports(log, _DIAL_PORTS)
         reached = [name for name, h in by_name.items() if brokers[name] and h.ports & dialed]
+        if len(reached) > 1:
+            # brokers of several machines on one port (1883 everywhere): the address it dials
+            # decides, when a broker binds it or is named so
+            addresses = _addresses(log)
+            named = [name for name in reached if addresses & by_name[name].addresses()]
+            reached = named or reached
         if reached:
             plan.reach[source] = frozenset(s for name in reached for s in brokers[name])
             if source not in plan.home and len(reached) == 1:

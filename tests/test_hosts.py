@@ -187,3 +187,18 @@ def test_a_shared_certificate_is_reported_once(tmp_path: Path) -> None:
     root.write(folder / "certs" / "site-root.pem")
     soon = [f for f in analyze([folder]).findings if f.id == "cert.expiring_soon"]
     assert [(f.host, [e.file for e in f.facts]) for f in soon] == [("", ["certs/site-root.pem"])]
+
+
+def test_clients_in_a_shared_folder_join_the_broker_they_dial() -> None:
+    """multi_broker_acl: three brokers on one port, each bound to its own address, the nine
+    clients' logs in one clients/ folder: each client belongs to the broker whose address it
+    dials (the port alone fits all three), so its lines are stitched and timed against that
+    broker only."""
+    analysis = analyze([SAMPLES / "multi_broker_acl"])
+    for host in analysis.hosts:
+        letter = host.name[-1]
+        assert host.sources == [f"broker:{host.name}", f"client:edge-{letter}", f"client:historian-{letter}",
+                                f"client:viewer-{letter}"]
+    for source in analysis.sources:
+        if source.info.source.startswith("client:"):
+            assert source.offset_how.startswith("estimated from"), source.info.source

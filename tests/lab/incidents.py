@@ -1070,33 +1070,36 @@ topic read STATE/+
 def make_multi_broker_acl(out: Path) -> None:
     scene = Scene.create(out, "multi_broker_acl",
                          "A support bundle of three brokers, one folder each, with the clients' logs in one "
-                         "shared folder: broker-a (plant 1's ACL: SparkplugViewer reads only), broker-b (plant "
+                         "shared folder. Like three machines, the brokers listen on one port, each on its own "
+                         "address (127.0.0.2, .3, .4): broker-a (plant 1's ACL: SparkplugViewer reads only), broker-b (plant "
                          "2's ACL: SparkplugViewer may send node commands, Historian reads host state only) and "
                          "broker-c (no acl_file: every topic allowed). The same users do the same things on "
                          "each: only viewer-a's node commands on broker-a and historian-b's subscription on "
                          "broker-b are denied.")
     plants = {"broker-a": ACL_PLANT1, "broker-b": ACL_PLANT2, "broker-c": None}
+    addresses = {"broker-a": "127.0.0.2", "broker-b": "127.0.0.3", "broker-c": "127.0.0.4"}
+    port = free_port()  # one port for all, as 1883 on every machine of a site
     brokers: dict[str, Mosquitto] = {}
     for folder, acl in plants.items():
         scene.passwd(USERS_ACL, folder)
         if acl is not None:
             scene.acl(acl, folder)
-        config = (f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\n"
+        config = (f"listener {{port0}} {addresses[folder]}\nallow_anonymous false\npassword_file passwd\n"
                   + ("acl_file acl\n" if acl is not None else "") + LOG_ALL)
-        brokers[folder] = scene.broker(config, folder).start()
+        brokers[folder] = scene.broker(config, folder, ports=[port]).start()
     try:
-        for folder, broker in brokers.items():
+        for folder in brokers:
             site = folder[-1]  # a, b, c: the clients' names say which broker they dial
-            port = broker.port
-            scene.paho(f"historian-{site}", port, ["--subscribe", "spBv1.0/#", "--attempts", "1"],
+            host = addresses[folder]
+            scene.paho(f"historian-{site}", port, ["--subscribe", "spBv1.0/#", "--attempts", "1"], host=host,
                        client_id=f"historian-{site}", username="Historian", password=USERS_ACL["Historian"],
                        duration=4)
             time.sleep(0.3)
             scene.paho(f"edge-{site}", port, ["--publish", f"spBv1.0/Plant1/NDATA/edge-{site}", "--attempts", "1",
-                                               "--interval", "0.5"],
+                                               "--interval", "0.5"], host=host,
                        client_id=f"edge-{site}", username="MyEACM", password=USERS["MyEACM"], duration=2.5)
             scene.paho(f"viewer-{site}", port, ["--publish", f"spBv1.0/Plant1/NCMD/edge-{site}", "--attempts", "1",
-                                                 "--interval", "1"],
+                                                 "--interval", "1"], host=host,
                        client_id=f"viewer-{site}", username="SparkplugViewer",
                        password=USERS["SparkplugViewer"], duration=2.5)
         scene.wait(timeout=30)
