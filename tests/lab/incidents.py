@@ -1071,7 +1071,8 @@ def make_multi_broker_acl(out: Path) -> None:
     scene = Scene.create(out, "multi_broker_acl",
                          "A support bundle of three brokers, one folder each, with the clients' logs in one "
                          "shared folder. Like three machines, the brokers listen on one port, each on its own "
-                         "address (127.0.0.2, .3, .4): broker-a (plant 1's ACL: SparkplugViewer reads only), broker-b (plant "
+                         "address (127.0.0.2, .3, .4): broker-a (plant 1's ACL: SparkplugViewer reads only), "
+                         "broker-b (plant "
                          "2's ACL: SparkplugViewer may send node commands, Historian reads host state only) and "
                          "broker-c (no acl_file: every topic allowed). The same users do the same things on "
                          "each: only viewer-a's node commands on broker-a and historian-b's subscription on "
