@@ -130,8 +130,10 @@ class HostPlan:
         """The host whose artifacts judge these events (and whose findings they make): a broker's
         own; for a client's lines, the broker's host it talks to when that is one host; for the
         timeline's clock estimate, the host of the clock."""
-        if not self.multi or not events:
+        if not self.multi:
             return self.hosts[0].name if self.hosts else ""
+        if not events:
+            return ""
         for event in events:
             if event.kind == "timeline.skew":
                 return self.home.get(str(event.fields.get("source_name", event.source)), "")
@@ -216,7 +218,6 @@ class _File:
     parts: tuple[str, ...]
     anchor: tuple[str, ...] | None = None
     """(kind, folder..., syslog name) for a file that anchors a host."""
-    syslog: str | None = None
 
 
 def _split(files: list[_File], depth: int) -> list[tuple[tuple[str, ...], list[_File]]]:
