@@ -224,6 +224,38 @@ class PkiStore:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class StaleCopy:
+    """A peer's trust list holds an older certificate of an application than the one that
+    application now presents (its `own`): same subject and ApplicationUri, another thumbprint.
+    The peer encrypts for, or checks signatures with, the old key, so the application cannot
+    decrypt what it receives (asyncua: "Decryption failed"), while the peer waits and times out."""
+
+    own: PkiCert
+    own_store: PkiStore
+    copy: PkiCert
+    copy_store: PkiStore
+
+
+def stale_copies(stores: list[PkiStore]) -> list[StaleCopy]:
+    """Every `own` certificate of one PKI folder that another folder trusts only in an older
+    edition: a trusted entry with the same subject and ApplicationUri but another thumbprint,
+    with the current one absent from that trust list. This is how a renewed server certificate
+    looks from the folders: the server's own/ holds the new one, the client's trusted/ the old."""
+    found: list[StaleCopy] = []
+    for own_store in stores:
+        for own in own_store.own:
+            if own.is_ca:
+                continue
+            for other in stores:
+                if other is own_store or any(t.thumbprint == own.thumbprint for t in other.trusted):
+                    continue
+                found.extend(StaleCopy(own, own_store, t, other) for t in other.trusted
+                             if not t.is_ca and t.subject == own.subject
+                             and t.application_uri == own.application_uri and t.thumbprint != own.thumbprint)
+    return found
+
+
 # -- loading ---------------------------------------------------------------------------------
 
 def detect_layout(path: Path) -> Layout | None:

@@ -20,7 +20,7 @@ from correlator.artifacts import cert_checks
 from correlator.artifacts.acl import AclFile, parse_acl
 from correlator.artifacts.certs import CertFacts, KeyFacts, issued_by, load_paths
 from correlator.artifacts.mosquitto_conf import Config, Listener, parse_mosquitto_conf
-from correlator.artifacts.opcua_pki import PkiStore, load_pki
+from correlator.artifacts.opcua_pki import PkiStore, load_pki, stale_copies
 from correlator.artifacts.passwd import PasswordFile, parse_passwd
 from correlator.check_result import CheckResult, CheckStatus
 from correlator.errors import CorrelatorError
@@ -588,6 +588,40 @@ def _opcua_rejected(arts: Artifacts, events: list[Event], context: dict[str, Any
                                                     "rejected folder")],
                                {"move_command": move, "cert_subject": cert.subject, "cert_file": arts.name(cert.path)})
     return _clear([], {"move_command": "(no certificate waits in the rejected folder)"})
+
+
+@check("opcua_server_cert_changed", needs=("pki",),
+       provides=("own_cert_file", "stale_cert_file", "own_thumbprint", "stale_thumbprint", "application_uri",
+                 "cert_subject", "copy_command"))
+def _opcua_cert_changed(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    """The server's own certificate against the copy a peer trusts: same subject and
+    ApplicationUri, another thumbprint means the server renewed it and the peer never got the
+    new one."""
+    if not arts.pki:
+        return _unknown("no OPC UA PKI folder in the bundle")
+    stale = stale_copies(arts.pki)
+    if not stale:
+        owns = [c for store in arts.pki for c in store.own]
+        if not owns:
+            return _unknown("no PKI folder in the bundle has an own/ certificate to compare the trusted copies with")
+        return _clear([], {"copy_command": "(every trusted copy matches its application's own certificate)"})
+    first = stale[0]
+    evidence: list[EvidenceRef] = []
+    for item in stale:
+        own, copy = item.own, item.copy
+        evidence.append(EvidenceRef("artifact", arts.name(own.path), None,
+                                    f"{own.common_name or own.subject} ({own.application_uri or 'no ApplicationUri'}) "
+                                    f"presents thumbprint {own.thumbprint}, valid from {_iso(own.not_before)}"))
+        evidence.append(EvidenceRef("artifact", arts.name(copy.path), None,
+                                    f"the copy trusted in {Path(arts.name(copy.path)).parent} has the same subject and "
+                                    f"ApplicationUri but thumbprint {copy.thumbprint}, valid from "
+                                    f"{_iso(copy.not_before)}: an older certificate"))
+    stale_file = arts.name(first.copy.path)
+    return _found(evidence, {
+        "own_cert_file": arts.name(first.own.path), "stale_cert_file": stale_file,
+        "own_thumbprint": first.own.thumbprint, "stale_thumbprint": first.copy.thumbprint,
+        "application_uri": first.own.application_uri or "(none)", "cert_subject": first.own.subject,
+        "copy_command": f"rm '{stale_file}' && cp '{arts.name(first.own.path)}' '{Path(stale_file).parent}/'"})
 
 
 @check("broker_tls_files_problem")

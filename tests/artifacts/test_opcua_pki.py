@@ -13,7 +13,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from correlator.artifacts.opcua_pki import detect_layout, find_pki_stores, load_pki, normalise_thumbprint
+from correlator.artifacts.opcua_pki import (
+    detect_layout,
+    find_pki_stores,
+    load_pki,
+    normalise_thumbprint,
+    stale_copies,
+)
 from lab import pki
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -180,6 +186,24 @@ def test_unreadable_folder(tmp_path: Path, certs: dict[str, pki.Issued]) -> None
         assert store.trusted
     finally:
         locked.chmod(0o755)
+
+
+def test_a_renewed_own_certificate_against_a_peers_older_copy(tmp_path: Path, certs: dict[str, pki.Issued]) -> None:
+    renewed = pki.make_leaf("OPC Server", certs["root"], sans=["URI:urn:plant:server", "opc.local"],
+                            not_before=NOW - timedelta(days=1))
+    other_uri = pki.make_leaf("OPC Server", certs["root"], sans=["URI:urn:plant:other", "opc.local"])
+    write_der(renewed, tmp_path / "server" / "own" / "certs" / "server.der")
+    write_der(certs["root"], tmp_path / "server" / "trusted" / "certs" / "root.der")
+    write_der(certs["scada"], tmp_path / "client" / "own" / "certs" / "scada.der")
+    write_der(certs["server"], tmp_path / "client" / "trusted" / "certs" / "server.der")
+    write_der(other_uri, tmp_path / "client" / "trusted" / "certs" / "other.der")
+    stores = find_pki_stores(tmp_path)
+    [stale] = stale_copies(stores)
+    assert (stale.own.thumbprint, stale.copy.thumbprint) == (thumb(renewed), thumb(certs["server"]))
+    assert (stale.own_store.root.name, stale.copy_store.root.name) == ("server", "client")
+    # once the client trusts the renewed certificate too, nothing is stale
+    write_der(renewed, tmp_path / "client" / "trusted" / "certs" / "server-2026.der")
+    assert stale_copies(find_pki_stores(tmp_path)) == []
 
 
 def test_normalise_thumbprint() -> None:

@@ -1458,12 +1458,16 @@ def make_go_paho_clients(out: Path) -> None:
 def _opcua_incident(out: Path, name: str, description: str, rid: str,
                     make_client_cert: Callable[[Pki, pki.Issued], pki.Issued], *, expect_server: str,
                     expect_client: str = "", server_args: Sequence[str] = (),
-                    clients: Sequence[tuple[str, Sequence[str], str]] = ()) -> None:
+                    clients: Sequence[tuple[str, Sequence[str], str]] = (),
+                    client_copy: Callable[[Pki], pki.Issued] | None = None) -> None:
     """An asyncua server whose trusted list (pki/server/trusted/certs) holds the plant's OPC UA CA;
     one asyncua client connects with Basic256Sha256 SignAndEncrypt, the certificate from
     `make_client_cert` and the server's certificate pinned. `server_args` go to the server (users);
     `clients` replaces that client by several, one after the other: (log name, client arguments
-    after the URL, certificate and key, what its log must show)."""
+    after the URL, certificate and key, what its log must show). With `client_copy`, the client's
+    trusted folder (pki/client/trusted/certs, which it pins) holds that certificate instead of the
+    server's, and both sides' own certificates sit in their pki/*/own/certs, as a UA-.NETStandard
+    or open62541 application keeps them."""
     from lab.opcua_lab import CLIENT_URI, SERVER_URI
 
     scene = Scene.create(out, name, description)
@@ -1474,10 +1478,15 @@ def _opcua_incident(out: Path, name: str, description: str, rid: str,
                            usage=("server", "client"), not_before=lab.now - timedelta(days=30), days=730)
     # asyncua picks a key's format from its file name: a PEM key must end in .pem.
     scene.save_cert(server, "opcua-server", key_suffix=".pem")
-    scene.save_cert(make_client_cert(lab, lab.ca), "opcua-client", key_suffix=".pem")
+    client_cert = make_client_cert(lab, lab.ca)
+    scene.save_cert(client_cert, "opcua-client", key_suffix=".pem")
     trusted = scene.root / "pki" / "server" / "trusted" / "certs"
     lab.ca.write(trusted / "opcua-ca.der", der=True)
-    server.write(scene.root / "pki" / "client" / "trusted" / "certs" / "opcua-server.der", der=True)
+    copy = server if client_copy is None else client_copy(lab)
+    copy.write(scene.root / "pki" / "client" / "trusted" / "certs" / "opcua-server.der", der=True)
+    if client_copy is not None:
+        server.write(scene.root / "pki" / "server" / "own" / "certs" / "opcua-server.der", der=True)
+        client_cert.write(scene.root / "pki" / "client" / "own" / "certs" / "opcua-client.der", der=True)
     (scene.root / "server").mkdir()
     port = free_port()
     url = f"opc.tcp://{HOST}:{port}/correlator/"
@@ -1499,7 +1508,8 @@ def _opcua_incident(out: Path, name: str, description: str, rid: str,
                                  f"{_read(scene.root / 'server/opcua-server.log')}")
         time.sleep(0.05)
     ready.unlink()
-    pinned = ("--server-cert", "certs/opcua-server.pem")
+    pinned = ("--server-cert", "certs/opcua-server.pem" if client_copy is None
+              else "pki/client/trusted/certs/opcua-server.der")
     clients = clients or [("opcua-client", pinned, expect_client)]
     for client_name, extra, _ in clients:
         client_cmd = [sys.executable, "-m", "lab.opcua_lab", "client", "--url", url,
@@ -1582,6 +1592,25 @@ def make_opcua_user_access_denied(out: Path) -> None:
         clients=[("opcua-client", [*pinned, "--user", "operator", "--password", "op-secret-2025"],
                   r"failed: BadUserAccessDenied"),
                  ("opcua-client-anon", pinned, r"failed: BadIdentityTokenRejected")])
+
+
+def make_opcua_server_cert_changed(out: Path) -> None:
+    def last_years(lab: Pki) -> pki.Issued:
+        # the certificate the server had before its renewal: same name, same ApplicationUri, another key
+        from lab.opcua_lab import SERVER_URI
+
+        return pki.make_leaf("correlator lab OPC UA server", lab.ca, sans=(f"URI:{SERVER_URI}", "localhost", HOST),
+                             usage=("server", "client"), not_before=lab.now - timedelta(days=700), days=730)
+
+    _opcua_incident(
+        out, "opcua_server_cert_changed",
+        "The OPC UA server renewed its application certificate (new key, same subject and ApplicationUri, "
+        "pki/server/own/certs); the client still pins last year's copy from its trusted folder "
+        "(pki/client/trusted/certs/opcua-server.der). It encrypts OpenSecureChannel for the old key: the "
+        "asyncua server logs 'ValueError: Decryption failed' and drops the message, the client's secure "
+        "channel times out with no status code.",
+        "opcua.server_cert_changed", _trusted_client, client_copy=last_years,
+        expect_server=r"ValueError: Decryption failed", expect_client=r"failed: TimeoutError")
 
 
 # --------------------------------------------------------------------------- syslog
@@ -1741,6 +1770,7 @@ _register(
     (make_opcua_cert_time_invalid, "OPC UA client certificate expired"),
     (make_opcua_security_policy_rejected, "OPC UA clients ask for a security policy the server does not offer"),
     (make_opcua_user_access_denied, "OPC UA server refuses a wrong password and anonymous users"),
+    (make_opcua_server_cert_changed, "OPC UA server renewed its certificate; the client pins the old one"),
     (make_syslog_variants, "broker logging through rsyslogd, RFC 3164 and RFC 5424 files"),
     (make_paho_logging_layouts, "paho-mqtt clients in five Python logging layouts; bad password, unknown user, ACL"),
     (make_paho_c_clients, "Paho C sample programs with protocol traces; bad password, ACL"),

@@ -1,0 +1,50 @@
+"""opcua.server_cert_changed on the real sample (sample_logs/opcua_server_cert_changed: an asyncua
+server that renewed its certificate, an asyncua client pinning last year's copy), moved around the
+way support bundles move files: the server's log is known by its lines, not its name, and the PKI
+folders decide."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from correlator.analysis import analyze
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs" / "opcua_server_cert_changed"
+CAUSE = "opcua.server_cert_changed"
+
+
+def copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "bundle"
+    shutil.copytree(SAMPLE, folder, ignore=shutil.ignore_patterns("expected.json"))
+    return folder
+
+
+def test_the_server_log_is_the_server_side_whatever_its_name(tmp_path: Path) -> None:
+    folder = copy(tmp_path)
+    (folder / "server" / "opcua-server.log").rename(folder / "clients" / "plc-07.log")
+    analysis = analyze([folder])
+    [finding] = [f for f in analysis.findings if f.id == CAUSE]
+    assert finding.clients == {"opcua-client"}
+    server_lines = [e for e in finding.evidence if e.file == "clients/plc-07.log"]
+    assert server_lines and all(e.side == "server" for e in server_lines)
+    assert all("Exception raised while processing message" in e.text for e in server_lines)
+    assert {f.file for f in finding.facts} == {"pki/server/own/certs/opcua-server.der",
+                                              "pki/client/trusted/certs/opcua-server.der"}
+    assert [f.id for f in analysis.findings] == [CAUSE]
+
+
+def test_a_client_trusting_the_current_certificate_refutes_it(tmp_path: Path) -> None:
+    folder = copy(tmp_path)
+    shutil.copy(folder / "pki/server/own/certs/opcua-server.der", folder / "pki/client/trusted/certs/opcua-server.der")
+    ids = [f.id for f in analyze([folder]).findings]
+    assert CAUSE not in ids
+
+
+def test_without_pki_folders_the_server_log_still_names_it(tmp_path: Path) -> None:
+    folder = copy(tmp_path)
+    shutil.rmtree(folder / "pki")
+    [finding] = [f for f in analyze([folder]).findings if f.id == CAUSE]
+    assert finding.confidence != "high"
+    assert any(e.side == "server" and e.file == "server/opcua-server.log" for e in finding.evidence)
+    assert "artifact" not in finding.sides
