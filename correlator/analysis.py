@@ -332,7 +332,8 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
         connections = line.connections
         artifact_counts = {"certificates": len(artifacts.certs), "keys": len(artifacts.keys),
                            "configs": len(artifacts.confs), "acl_files": len(artifacts.acls),
-                           "password_files": len(artifacts.passwds), "opcua_pki_folders": len(artifacts.pki)}
+                           "password_files": len(artifacts.passwds), "opcua_pki_folders": len(artifacts.pki),
+                           "client_configs": len(artifacts.client_configs)}
         skipped = [f"{bundle.name(p)} ({why})" for p, why in bundle.skipped]
         notes = line.stitcher.overflow_notes() + session.engine.overflow_notes()
         if line.outside:

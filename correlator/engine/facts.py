@@ -19,6 +19,7 @@ from typing import Any
 from correlator.artifacts import cert_checks
 from correlator.artifacts.acl import AclFile, parse_acl
 from correlator.artifacts.certs import CertFacts, KeyFacts, issued_by, load_paths
+from correlator.artifacts.client_config import ClientConfig, read_client_configs, resolve
 from correlator.artifacts.mosquitto_conf import Config, Listener, parse_mosquitto_conf
 from correlator.artifacts.opcua_pki import PkiStore, load_pki, stale_copies
 from correlator.artifacts.passwd import PasswordFile, parse_passwd
@@ -94,6 +95,8 @@ class Artifacts:
     acls: list[AclFile] = field(default_factory=list)
     passwds: list[PasswordFile] = field(default_factory=list)
     pki: list[PkiStore] = field(default_factory=list)
+    client_configs: list[ClientConfig] = field(default_factory=list)
+    """What clients were configured with (Node-RED flows, config files): host, port, CA file."""
     errors: list[CorrelatorError] = field(default_factory=list)
     display: dict[str, str] = field(default_factory=dict)
     now: datetime | None = None
@@ -126,11 +129,19 @@ class Artifacts:
                 arts.pki.append(load_pki(folder))
             except CorrelatorError as exc:
                 arts.errors.append(exc)
+        files = [*bundle.certs, *bundle.display]
+        for path in bundle.client_confs:
+            try:
+                found = read_client_configs(path)
+            except CorrelatorError as exc:
+                arts.errors.append(type(exc)(exc.message, file=bundle.name(path), line=exc.line))
+                continue
+            arts.client_configs.extend(resolve(c, files, bundle.roots) for c in found)
         return arts
 
     @property
     def empty(self) -> bool:
-        return not (self.certs or self.confs or self.acls or self.passwds or self.pki)
+        return not (self.certs or self.confs or self.acls or self.passwds or self.pki or self.client_configs)
 
     def name(self, path: str | Path) -> str:
         return self.display.get(str(path), str(path))
@@ -232,6 +243,16 @@ class Artifacts:
             names.add(source.split(":", 1)[1])
         named = [c for c in leaves if any(n and (n == c.common_name or n in Path(c.path).stem) for n in names)]
         return named or leaves
+
+    def configs_for(self, context: dict[str, Any]) -> list[ClientConfig]:
+        """The client configurations that concern the match: the ones naming its client id, else
+        (no configuration names an id the match has) all of them."""
+        client = context.get("client_id")
+        named = [c for c in self.client_configs if c.client_id and c.client_id == client]
+        return named or [c for c in self.client_configs if not (client and c.client_id)]
+
+    def config_ref(self, config: ClientConfig, text: str) -> EvidenceRef:
+        return EvidenceRef("artifact", self.name(config.path), config.line, f"{config.label}: {text}")
 
     def cas(self) -> list[CertFacts]:
         return [c for c in self.certs if c.is_ca]
@@ -358,7 +379,7 @@ def _client_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
     return _found([e for e in evidence if untrusted.label in e.text], values)
 
 
-@check("server_cert_untrusted", needs=("certs",), provides=CERT_VALUES)
+@check("server_cert_untrusted", needs=("certs",), provides=(*CERT_VALUES, "client_ca_file"))
 def _server_untrusted(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     found = arts.server_leaf(context)
     if found is None:
@@ -367,11 +388,43 @@ def _server_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
     if leaf.self_signed:
         return _found([arts.fact(leaf, f"{leaf.label} is self-signed: clients trust it only if they "
                                                     "hold this very certificate")], values)
+    named = _configured_trust(arts, events, context, _chain, leaf)
+    if named is not None:
+        return replace(named, values={**values, **named.values})
     issuers = [c for c in arts.cas() if issued_by(leaf.cert, c.cert)]
     if not issuers:
         return _found([arts.fact(leaf, f"no CA certificate in the bundle issued {leaf.label} "
                                                     f"(issuer: {leaf.issuer})")], values)
     return _unknown("the bundle holds the broker certificate's issuer; which CA file the clients use is unknown")
+
+
+def _configured_trust(arts: Artifacts, events: list[Event], context: dict[str, Any], chain: list[CertFacts],
+                      leaf: CertFacts) -> CheckResult | None:
+    """The broker's chain against the CA files the clients' configurations name (Node-RED's
+    tls-config, a paho or gateway config file): found when one of them cannot chain it, clear when
+    all can; None when no configuration names a CA file the bundle holds."""
+    at = failure_time(arts, events)
+    judged = [(c, arts.certs_in(c.found["ca_file"])) for c in arts.configs_for(context)
+              if c.tls is not False and c.verify is not False and "ca_file" in c.found]
+    judged = [(c, trust) for c, trust in judged if trust]
+    if at is None or not judged:
+        return None
+    bad: list[EvidenceRef] = []
+    good: list[EvidenceRef] = []
+    bad_files: set[str] = set()
+    for config, trust in judged:
+        ca_name = arts.name(config.found["ca_file"])
+        result = cert_checks.check_chain(leaf, trust, at, intermediates=chain[1:], role="server")
+        if result.is_problem and result.cause == "tls.server_cert_untrusted":
+            held = ", ".join(t.label for t in trust)
+            bad.append(arts.config_ref(config, f"trusts {ca_name} ({held}), which cannot verify the broker's "
+                                               f"{leaf.label}: {result.message}"))
+            bad_files.add(ca_name)
+        elif result.ran:
+            good.append(arts.config_ref(config, f"trusts {ca_name}, which verifies the broker's {leaf.label}"))
+    if bad:
+        return _found(bad, {"client_ca_file": ", ".join(sorted(bad_files))})
+    return _clear(good) if good else None
 
 
 @check("server_chain_incomplete", needs=("certs",), provides=(*CERT_VALUES, "intermediate_file"))
@@ -405,6 +458,9 @@ def _hostname(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> 
         return _unknown("no broker certificate in the bundle")
     _chain, leaf, values = found
     host = context.get("dial_host") or context.get("remote_host")
+    configured = [c for c in arts.configs_for(context) if c.host and c.tls is not False and c.verify is not False]
+    if not host and len({c.servername or c.host for c in configured}) == 1:
+        host = configured[0].servername or configured[0].host
     names = [*leaf.san_dns, *leaf.san_ip]
     if not isinstance(host, str) or not host:
         values["san_verdict"] = (f"The certificate names {', '.join(names) or 'no subjectAltName at all'}"

@@ -23,7 +23,8 @@ SKIPPED_SHOWN = 20
 ARTIFACT_WORDS = {"certificates": ("certificate", "certificates"), "keys": ("private key", "private keys"),
                   "configs": ("mosquitto.conf", "mosquitto.conf files"), "acl_files": ("ACL file", "ACL files"),
                   "password_files": ("password file", "password files"),
-                  "opcua_pki_folders": ("OPC UA PKI folder", "OPC UA PKI folders")}
+                  "opcua_pki_folders": ("OPC UA PKI folder", "OPC UA PKI folders"),
+                  "client_configs": ("client configuration", "client configurations")}
 
 
 def render(analysis: Analysis, console: Console, *, title: str = "") -> None:

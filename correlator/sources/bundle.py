@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from correlator.errors import InputError
+from correlator.artifacts.client_config import looks_like_config, read_client_configs
+from correlator.errors import ArtifactError, InputError
 from correlator.sources.archives import MAX_NESTING, Budget, extract, make_temp, printable
 from correlator.sources.lines import compression_of, text_encoding
 
@@ -47,6 +48,8 @@ class Bundle:
     acls: list[Path] = field(default_factory=list)
     passwds: list[Path] = field(default_factory=list)
     pki_roots: list[Path] = field(default_factory=list)
+    client_confs: list[Path] = field(default_factory=list)
+    """Files that configure clients (Node-RED flows.json, paho or gateway config files)."""
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     errors: list[InputError] = field(default_factory=list)
     display: dict[Path, str] = field(default_factory=dict)
@@ -131,6 +134,33 @@ def classify(path: Path) -> str:
     return "log"
 
 
+def _config_or_data(path: Path) -> str:
+    """A file named like a configuration (.json, .yaml, .ini, ...) that reads as text: 'client_conf'
+    when it configures a client (or is a broken JSON document, so its error is reported with file
+    and line), 'log' for JSON lines and any other text that does not parse, 'json' for a JSON
+    document that configures nothing (expected.json, package.json): read, and listed as skipped."""
+    try:
+        if read_client_configs(path):
+            return "client_conf"
+    except ArtifactError:
+        if path.suffix.lower() != ".json" or _json_lines(path):
+            return "log"
+        return "client_conf"
+    if path.suffix.lower() == ".json":
+        return "log" if _json_lines(path) else "json"
+    return "log"
+
+
+def _json_lines(path: Path) -> bool:
+    """Whether a file is JSON lines (one JSON object a line: docker's json-file, structured logs)."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            lines = [line.strip() for _, line in zip(range(20), handle, strict=False) if line.strip()]
+    except OSError:
+        return False
+    return len(lines) > 1 and all(line.startswith("{") and line.endswith("}") for line in lines)
+
+
 def _walk(root: Path, errors: list[InputError]) -> Iterator[Path]:
     """Files under `root`, sorted folder by folder, links not followed; iterative (os.walk
     recurses once per folder level)."""
@@ -185,8 +215,8 @@ def open_bundle(inputs: Iterable[str | Path]) -> Bundle:
     except BaseException:
         bundle.close()  # SIGTERM (as SystemExit) or Ctrl-C during extraction: no folder left behind
         raise
-    # expected.json, README and the like are not logs
-    bundle.logs = [p for p in bundle.logs if p.suffix.lower() not in (".json", ".md", ".py", ".html", ".csv")]
+    # README, scripts and the like are not logs (JSON was sniffed: see _config_or_data)
+    bundle.logs = [p for p in bundle.logs if p.suffix.lower() not in (".md", ".py", ".html", ".csv")]
     return bundle
 
 
@@ -228,8 +258,10 @@ def _fill(bundle: Bundle, inputs: list[str | Path]) -> None:
                         named=None if names is not None else printable(str(file)))
                 continue
             kind = classify(file)
+            if kind == "log" and looks_like_config(file):
+                kind = _config_or_data(file)
             target = {"log": bundle.logs, "cert": bundle.certs, "conf": bundle.confs, "acl": bundle.acls,
-                      "passwd": bundle.passwds}.get(kind)
+                      "passwd": bundle.passwds, "client_conf": bundle.client_confs}.get(kind)
             if target is None:
                 bundle.skipped.append((file, kind))
             else:

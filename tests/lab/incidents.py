@@ -1613,6 +1613,93 @@ def make_opcua_server_cert_changed(out: Path) -> None:
         expect_server=r"ValueError: Decryption failed", expect_client=r"failed: TimeoutError")
 
 
+# --------------------------------------------------------------------------- Node-RED
+
+NODE_RED_VERSION = "4.1.15"
+
+
+def node_red_binary() -> Path:
+    """Node-RED from npm: $CORRELATOR_NODE_RED, a `node-red` on the PATH, or the lab's own copy
+    (installed once with npm into ~/.cache/correlator-lab/node-red)."""
+    given = os.environ.get("CORRELATOR_NODE_RED") or shutil.which("node-red")
+    if given:
+        return Path(given)
+    prefix = Path.home() / ".cache" / "correlator-lab" / "node-red"
+    binary = prefix / "node_modules" / ".bin" / "node-red"
+    if binary.exists():
+        return binary
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        raise IncidentUnavailable("Node-RED needs node and npm (Debian: apt-get install nodejs npm)")
+    prefix.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
+                           f"node-red@{NODE_RED_VERSION}"], capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0 or not binary.exists():
+        raise IncidentUnavailable(f"npm install node-red failed: {done.stderr.strip()[-500:]}")
+    return binary
+
+
+def make_node_red_untrusted_ca(out: Path) -> None:
+    """Node-RED's mqtt-broker node over TLS, its tls-config node naming the site CA file instead of
+    the CA that issued the broker's certificate. Node's TLS verifies after the handshake and closes
+    the socket without an alert: the broker logs only `unexpected eof while reading`, Node-RED only
+    `Connection failed to broker`. The reason is in flows.json against the broker's certificate."""
+    scene = Scene.create(out, "node_red_untrusted_ca",
+                         "Node-RED (nodered/flows.json: mqtt-broker node 'plant broker' with tls-config 'plant CA') "
+                         "trusts certs/site-ca.pem, another site's CA; the broker's certificate comes from "
+                         "certs/ca.pem. Node-RED logs only 'Connection failed to broker', the broker only "
+                         "'unexpected eof while reading': neither log says why.")
+    binary = node_red_binary()
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    pki.make_ca("other site CA", not_before=lab.now - timedelta(days=400)).write(scene.root / "certs" / "site-ca.pem")
+    scene.save_cert(lab.server(), "server")
+    user_dir = scene.root / "nodered"
+    user_dir.mkdir()
+    config = tls_listener() + "allow_anonymous true\n" + LOG_ALL
+    with scene.broker(config) as broker:
+        port = broker.port
+        flows = [
+            {"id": "5f1c2a7e.plant", "type": "tab", "label": "Plant", "disabled": False, "info": ""},
+            {"id": "a41b9c30.tls", "type": "tls-config", "name": "plant CA", "cert": "", "key": "",
+             "ca": "certs/site-ca.pem", "certname": "", "keyname": "", "caname": "", "servername": "",
+             "verifyservercert": True, "alpnprotocol": ""},
+            {"id": "c2d84f11.broker", "type": "mqtt-broker", "name": "plant broker", "broker": HOST,
+             "port": str(port), "tls": "a41b9c30.tls", "clientid": "nodered-gw", "autoConnect": True,
+             "usetls": True, "protocolVersion": "4", "keepalive": "60", "cleansession": True,
+             "autoUnsubscribe": True, "birthTopic": "", "closeTopic": "", "willTopic": ""},
+            {"id": "7e3a0b52.out", "type": "mqtt out", "z": "5f1c2a7e.plant", "name": "NDATA",
+             "topic": "spBv1.0/Plant1/NDATA/nodered-gw", "qos": "1", "retain": "", "broker": "c2d84f11.broker",
+             "x": 420, "y": 120, "wires": []},
+        ]
+        (user_dir / "flows.json").write_text(json.dumps(flows, indent=4) + "\n")
+        cmd = [str(binary), "--userDir", "nodered", "--port", str(free_port()), "flows.json"]
+        client = scene._add("nodered", {"kind": "node-red", "dials": f"mqtts://{HOST}:{port}",
+                                        "client_id": "nodered-gw", "config": "nodered/flows.json"}, cmd, None)
+        scene.start(client)
+        deadline = time.monotonic() + 60
+        while "Connection failed to broker" not in _read(scene.root / "clients/nodered.log"):
+            if time.monotonic() > deadline or (client.proc is not None and client.proc.poll() is not None):
+                break
+            time.sleep(0.5)
+        time.sleep(6)  # one more attempt: Node-RED retries every 5 s but says so only once
+        if client.proc is not None:
+            client.proc.send_signal(signal.SIGINT)
+        scene.wait(client, timeout=15)
+        _settle(broker)
+    # keep what a support bundle of a Node-RED host holds: the flows; not the runtime's own files
+    # (.config.runtime.json holds the credential secret), its generated settings.js or modules
+    for extra in user_dir.iterdir():
+        if extra.name != "flows.json":
+            shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
+    _require(broker.log_text(), r"unexpected eof while reading", "node_red_untrusted_ca: broker log")
+    _require(_read(scene.root / "clients/nodered.log"), r"Connection failed to broker: nodered-gw@mqtts://",
+             "node_red_untrusted_ca: Node-RED log")
+    version_line = re.search(r"Node-RED version: v(\S+)", _read(scene.root / "clients/nodered.log"))
+    scene.finish([("tls.server_cert_untrusted", ["nodered"])], broker=broker,
+                 extra_versions={"node-red": version_line.group(1) if version_line else "unknown",
+                                 "node": _run_text(["node", "--version"]).strip()})
+
+
 # --------------------------------------------------------------------------- syslog
 
 
@@ -1771,6 +1858,7 @@ _register(
     (make_opcua_security_policy_rejected, "OPC UA clients ask for a security policy the server does not offer"),
     (make_opcua_user_access_denied, "OPC UA server refuses a wrong password and anonymous users"),
     (make_opcua_server_cert_changed, "OPC UA server renewed its certificate; the client pins the old one"),
+    (make_node_red_untrusted_ca, "Node-RED trusts another CA (flows.json); no reason in either log"),
     (make_syslog_variants, "broker logging through rsyslogd, RFC 3164 and RFC 5424 files"),
     (make_paho_logging_layouts, "paho-mqtt clients in five Python logging layouts; bad password, unknown user, ACL"),
     (make_paho_c_clients, "Paho C sample programs with protocol traces; bad password, ACL"),
