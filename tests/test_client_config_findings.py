@@ -9,15 +9,13 @@ import shutil
 from pathlib import Path
 
 from correlator.analysis import analyze
+from lab import copy_sample
 
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs" / "node_red_untrusted_ca"
 CAUSE = "tls.server_cert_untrusted"
 
 
 def copy(tmp_path: Path) -> Path:
-    folder = tmp_path / "bundle"
-    shutil.copytree(SAMPLE, folder, ignore=shutil.ignore_patterns("expected.json"))
-    return folder
+    return copy_sample("node_red_untrusted_ca", tmp_path)
 
 
 def set_ca(folder: Path, ca: str) -> None:

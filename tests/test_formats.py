@@ -163,3 +163,17 @@ def test_evidence_of_a_repeated_text_is_remembered_and_handed_out_as_a_copy() ->
     first["tls_reason"] = "changed by a caller"
     again, _ = REGISTRY.evidence.extract(text)
     assert again["tls_reason"] == "cert_expired"  # the memo's own copy was not touched
+
+
+def test_no_sample_line_goes_unparsed() -> None:
+    """`correlator formats test sample_logs/`: every line of every log of every real sample is read
+    by a format (certificates, configurations and expected.json are sorted out as `analyze` sorts
+    them, not tested as logs)."""
+    samples = Path(__file__).resolve().parent.parent / "sample_logs"
+    out = subprocess.run([sys.executable, "-m", "correlator", "formats", "test", "--only-unparsed", str(samples)],
+                         capture_output=True, text=True, check=True).stdout
+    files = [line for line in out.splitlines() if ": format " in line]
+    assert len(files) > 100
+    assert [line for line in files if " 0 unparsed," not in line] == []
+    assert "UNPARSED" not in out
+    assert "expected.json" not in out and ".pem:" not in out

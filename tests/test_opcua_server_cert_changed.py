@@ -9,15 +9,13 @@ import shutil
 from pathlib import Path
 
 from correlator.analysis import analyze
+from lab import copy_sample
 
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs" / "opcua_server_cert_changed"
 CAUSE = "opcua.server_cert_changed"
 
 
 def copy(tmp_path: Path) -> Path:
-    folder = tmp_path / "bundle"
-    shutil.copytree(SAMPLE, folder, ignore=shutil.ignore_patterns("expected.json"))
-    return folder
+    return copy_sample("opcua_server_cert_changed", tmp_path)
 
 
 def test_the_server_log_is_the_server_side_whatever_its_name(tmp_path: Path) -> None:

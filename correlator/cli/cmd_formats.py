@@ -13,6 +13,7 @@ from correlator.errors import InputError
 from correlator.formats.parse import match_line
 from correlator.formats.registry import Registry, load_registry
 from correlator.model import UNPARSED
+from correlator.sources.bundle import open_bundle
 from correlator.sources.files import LogFile
 
 ORDER = 60
@@ -70,12 +71,19 @@ def _why_unparsed(registry: Registry, fmt_name: str, text: str) -> str:
     return why + (f" (it would match format(s) {', '.join(others)})" if others else "")
 
 
+def _logs_in(folder: Path) -> list[Path]:
+    """The logs of a folder as `analyze` sorts them (by content): its certificates, keys,
+    configurations and expected.json are not logs and are not tested as such."""
+    with open_bundle([folder]) as bundle:
+        return sorted(p for p in bundle.logs if p.is_relative_to(folder))
+
+
 def _test(args: argparse.Namespace) -> int:
     registry = load_registry(args.formats_dir)
     status = 0
     results: list[dict[str, Any]] = []
     for path in args.files:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        files = _logs_in(path) if path.is_dir() else [path]
         for file in files:
             try:
                 log = LogFile(file, registry, format_name=args.force)

@@ -1,8 +1,10 @@
 """Finds failure evidence anywhere in a message, whatever stack wrote it.
 
 Vocabularies in `parsers/vocab/` map the words of OpenSSL, Python, Java, .NET, Go and Node onto
-one reason per failure (field `tls_reason`, `mqtt_reason`, `net_error`) and recognise OPC UA
-status codes by name or hex (`opcua_status`). One rule can then serve every client. A cheap
+one reason per failure (field `tls_reason`, `mqtt_reason`, `net_error`), the words of OPC UA
+stacks that give no status code onto `opcua_reason` (which then hides any TLS reason: OPC UA
+failures never feed the MQTT TLS rules), and recognise OPC UA status codes by name or hex
+(`opcua_status`). One rule can then serve every client. A cheap
 union regex rejects the common line that has no evidence before any ordered search runs.
 """
 
@@ -16,7 +18,8 @@ from pathlib import Path
 from correlator.errors import DefinitionError
 from correlator.model import FieldValue
 
-_OPCUA_NAME = re.compile(r"\b(Bad[A-Z][A-Za-z]+)\b")
+#: A status by name: `BadCertificateUntrusted`, or Eclipse Milo's `Bad_CertificateUntrusted`.
+_OPCUA_NAME = re.compile(r"\b(Bad_?[A-Z][A-Za-z]+)\b")
 _OPCUA_HEX = re.compile(r"\b0x([0-9A-Fa-f]{8})\b")
 #: Files of parsers/vocab/ that are not phrase vocabularies (read by their own loaders).
 NOT_PHRASES = frozenset({"layouts.toml", "kinds.toml", "placeholders.toml"})
@@ -93,6 +96,13 @@ class Evidence:
                     kind = vocab.kind
                 if vocab.alert is not None:
                     found["tls_alert"] = vocab.alert.search(text) is not None
+        if "opcua_reason" in found:
+            # an OPC UA stack's own words ("Certificate has expired or is not yet valid.") are
+            # about its secure channel, never an MQTT TLS handshake
+            found.pop("tls_reason", None)
+            found.pop("tls_alert", None)
+            if kind == "tls.error":
+                kind = "opcua.error"
         status = self._opcua(text)
         if status is not None:
             # An OPC UA status names the failure in OPC UA's own terms; the same message's
@@ -108,8 +118,9 @@ class Evidence:
     def _opcua(self, text: str) -> str | None:
         if "Bad" in text:
             for match in _OPCUA_NAME.finditer(text):
-                if match.group(1) in self.opcua_by_name:
-                    return match.group(1)
+                name = match.group(1).replace("_", "", 1)
+                if name in self.opcua_by_name:
+                    return name
         if "0x" in text:
             for match in _OPCUA_HEX.finditer(text):
                 name = self.opcua_by_hex.get("0x" + match.group(1).lower())

@@ -62,7 +62,7 @@ def _split_line(fmt: Format, lp: LinePattern, text: str) -> tuple[str, str, str 
             if str(record.get(key, "")) != wanted:
                 return None
         parts = {name: str(record[key]) for name, key in lp.json_keys.items() if key in record}
-        time_text, body = parts.pop("ts", ""), parts.pop("body", "")
+        time_text, body = parts.pop("ts", ""), parts.pop("body", "").rstrip("\r\n")
         level, host = parts.pop("level", None), parts.pop("host", "")
         fields = {k: fmt.convert(k, v) for k, v in parts.items() if not k.startswith("_")}
     else:

@@ -10,11 +10,22 @@ path (pytest's `pythonpath` setting does so; scripts insert it themselves).
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 #: The folder that holds this package: what a child Python process needs on its path to run
 #: `python -m lab.paho_client` and the like.
 LAB_PARENT = Path(__file__).resolve().parent.parent
+#: The committed sample incidents.
+SAMPLES = LAB_PARENT.parent / "sample_logs"
+
+
+def copy_sample(name: str, into: Path) -> Path:
+    """A sample incident copied for a test to change: file times kept (untimed lines are dated by
+    them), expected.json left out (a bundle from the field has none)."""
+    target = into / name
+    shutil.copytree(SAMPLES / name, target, ignore=shutil.ignore_patterns("expected.json"))
+    return target
 
 
 def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
