@@ -1,12 +1,16 @@
 """opcua.server_cert_changed on the real sample (sample_logs/opcua_server_cert_changed: an asyncua
 server that renewed its certificate, an asyncua client pinning last year's copy), moved around the
 way support bundles move files: the server's log is known by its lines, not its name, and the PKI
-folders decide."""
+folders decide. sample_logs/opcua_server_cert_changed_open62541 is the same with an open62541 server
+(through o6), which answers BadSecurityPolicyRejected: the status names a policy mismatch, the PKI
+folders the renewed certificate."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+
+import pytest
 
 from correlator.analysis import analyze
 from lab import copy_sample
@@ -18,15 +22,19 @@ def copy(tmp_path: Path) -> Path:
     return copy_sample("opcua_server_cert_changed", tmp_path)
 
 
-def test_the_server_log_is_the_server_side_whatever_its_name(tmp_path: Path) -> None:
-    folder = copy(tmp_path)
+@pytest.mark.parametrize(("sample", "server_says"), [
+    ("opcua_server_cert_changed", "Exception raised while processing message"),  # asyncua
+    ("opcua_server_cert_changed_open62541", "Processing the message failed with error BadSecurityPolicyRejected"),
+])
+def test_the_server_log_is_the_server_side_whatever_its_name(tmp_path: Path, sample: str, server_says: str) -> None:
+    folder = copy_sample(sample, tmp_path)
     (folder / "server" / "opcua-server.log").rename(folder / "clients" / "plc-07.log")
     analysis = analyze([folder])
     [finding] = [f for f in analysis.findings if f.id == CAUSE]
     assert finding.clients == {"opcua-client"}
     server_lines = [e for e in finding.evidence if e.file == "clients/plc-07.log"]
     assert server_lines and all(e.side == "server" for e in server_lines)
-    assert all("Exception raised while processing message" in e.text for e in server_lines)
+    assert all(server_says in e.text for e in server_lines)
     assert {f.file for f in finding.facts} == {"pki/server/own/certs/opcua-server.der",
                                               "pki/client/trusted/certs/opcua-server.der"}
     assert [f.id for f in analysis.findings] == [CAUSE]

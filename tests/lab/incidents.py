@@ -1459,7 +1459,7 @@ def _opcua_incident(out: Path, name: str, description: str, rid: str,
                     make_client_cert: Callable[[Pki, pki.Issued], pki.Issued], *, expect_server: str,
                     expect_client: str = "", server_args: Sequence[str] = (),
                     clients: Sequence[tuple[str, Sequence[str], str]] = (),
-                    client_copy: Callable[[Pki], pki.Issued] | None = None) -> None:
+                    client_copy: Callable[[Pki], pki.Issued] | None = None, server_kind: str = "asyncua") -> None:
     """An asyncua server whose trusted list (pki/server/trusted/certs) holds the plant's OPC UA CA;
     one asyncua client connects with Basic256Sha256 SignAndEncrypt, the certificate from
     `make_client_cert` and the server's certificate pinned. `server_args` go to the server (users);
@@ -1467,7 +1467,8 @@ def _opcua_incident(out: Path, name: str, description: str, rid: str,
     after the URL, certificate and key, what its log must show). With `client_copy`, the client's
     trusted folder (pki/client/trusted/certs, which it pins) holds that certificate instead of the
     server's, and both sides' own certificates sit in their pki/*/own/certs, as a UA-.NETStandard
-    or open62541 application keeps them."""
+    or open62541 application keeps them. `server_kind="open62541"` runs open62541 (o6) instead of
+    asyncua as the server."""
     from lab.opcua_lab import CLIENT_URI, SERVER_URI
 
     scene = Scene.create(out, name, description)
@@ -1491,14 +1492,17 @@ def _opcua_incident(out: Path, name: str, description: str, rid: str,
     port = free_port()
     url = f"opc.tcp://{HOST}:{port}/correlator/"
     ready = Path(scene.root / "server" / ".ready")
-    server_cmd = [sys.executable, "-m", "lab.opcua_lab", "server", "--port", str(port),
+    runner = ([sys.executable, "-m", "lab.opcua_lab", "server"] if server_kind == "asyncua"
+              else [o6_python(), "-m", "lab.o6_server"])
+    server_cmd = [*runner, "--port", str(port),
                   "--cert", "certs/opcua-server.pem", "--key", "keys/opcua-server.pem",
                   "--trusted", "pki/server/trusted/certs", "--log-file", "server/opcua-server.log",
                   "--duration", "40", "--ready-file", "server/.ready", "--stop-file", "server/.stop",
                   *server_args]
-    srv = scene._add("opcua-server", {"kind": "asyncua-server", "listens": f"{HOST}:{port}",
+    srv = scene._add("opcua-server", {"kind": f"{server_kind}-server", "listens": f"{HOST}:{port}",
                                       "application_uri": SERVER_URI}, server_cmd, None,
-                     sink="server/opcua-server.stderr.txt")
+                     sink="server/opcua-server.stdout.txt" if server_kind != "asyncua"
+                     else "server/opcua-server.stderr.txt")
     srv.info["log"] = "server/opcua-server.log"
     scene.start(srv)
     deadline = time.monotonic() + 20
@@ -1526,7 +1530,13 @@ def _opcua_incident(out: Path, name: str, description: str, rid: str,
     _require(_read(scene.root / "server/opcua-server.log"), expect_server, f"{name}: server log")
     for client_name, _, expect in clients:
         _require(_read(scene.root / f"clients/{client_name}.log"), expect, f"{name}: {client_name}'s log")
-    scene.finish([(rid, [c[0] for c in clients])])
+    extra_versions = None
+    if server_kind == "open62541":
+        # o6's banner on standard output is not a log
+        (scene.root / "server" / "opcua-server.stdout.txt").unlink(missing_ok=True)
+        extra_versions = {"o6": _run_text([o6_python(), "-c", "from importlib.metadata import version; "
+                                                           "print(version('o6'))"]).strip()}
+    scene.finish([(rid, [c[0] for c in clients])], extra_versions=extra_versions)
 
 
 def make_opcua_cert_untrusted(out: Path) -> None:
@@ -1594,14 +1604,41 @@ def make_opcua_user_access_denied(out: Path) -> None:
                  ("opcua-client-anon", pinned, r"failed: BadIdentityTokenRejected")])
 
 
+def o6_python() -> str:
+    """An interpreter that can import o6 (open62541 for Python): $CORRELATOR_O6_PYTHON, else the
+    lab's own when o6 is installed there."""
+    given = os.environ.get("CORRELATOR_O6_PYTHON")
+    if given:
+        return given
+    done = subprocess.run([sys.executable, "-c", "import o6"], capture_output=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise IncidentUnavailable("o6 (open62541 for Python) is not installed: pip install o6 in a virtual "
+                                  "environment and set CORRELATOR_O6_PYTHON to its python")
+    return sys.executable
+
+
+def _last_years_server(lab: Pki) -> pki.Issued:
+    """The certificate the server had before its renewal: same name, same ApplicationUri, another key."""
+    from lab.opcua_lab import SERVER_URI
+
+    return pki.make_leaf("correlator lab OPC UA server", lab.ca, sans=(f"URI:{SERVER_URI}", "localhost", HOST),
+                         usage=("server", "client"), not_before=lab.now - timedelta(days=700), days=730)
+
+
+def make_opcua_server_cert_changed_open62541(out: Path) -> None:
+    _opcua_incident(
+        out, "opcua_server_cert_changed_open62541",
+        "As opcua_server_cert_changed, with an open62541 server (o6): it renewed its certificate, the asyncua "
+        "client (Aes128Sha256RsaOaep SignAndEncrypt, the policies open62541 offers) still pins last year's copy "
+        "from pki/client/trusted/certs. open62541 finds no policy for the receiver certificate the client names "
+        "and answers BadSecurityPolicyRejected: the status names the wrong cause, the PKI folders the right one.",
+        "opcua.server_cert_changed", _trusted_client, client_copy=_last_years_server, server_kind="open62541",
+        expect_server=r"Processing the message failed with error BadSecurityPolicyRejected",
+        clients=[("opcua-client", ["--server-cert", "pki/client/trusted/certs/opcua-server.der",
+                                   "--policy", "Aes128Sha256RsaOaep"], r"failed: BadSecurityPolicyRejected")])
+
+
 def make_opcua_server_cert_changed(out: Path) -> None:
-    def last_years(lab: Pki) -> pki.Issued:
-        # the certificate the server had before its renewal: same name, same ApplicationUri, another key
-        from lab.opcua_lab import SERVER_URI
-
-        return pki.make_leaf("correlator lab OPC UA server", lab.ca, sans=(f"URI:{SERVER_URI}", "localhost", HOST),
-                             usage=("server", "client"), not_before=lab.now - timedelta(days=700), days=730)
-
     _opcua_incident(
         out, "opcua_server_cert_changed",
         "The OPC UA server renewed its application certificate (new key, same subject and ApplicationUri, "
@@ -1609,7 +1646,7 @@ def make_opcua_server_cert_changed(out: Path) -> None:
         "(pki/client/trusted/certs/opcua-server.der). It encrypts OpenSecureChannel for the old key: the "
         "asyncua server logs 'ValueError: Decryption failed' and drops the message, the client's secure "
         "channel times out with no status code.",
-        "opcua.server_cert_changed", _trusted_client, client_copy=last_years,
+        "opcua.server_cert_changed", _trusted_client, client_copy=_last_years_server,
         expect_server=r"ValueError: Decryption failed", expect_client=r"failed: TimeoutError")
 
 
@@ -1858,6 +1895,7 @@ _register(
     (make_opcua_security_policy_rejected, "OPC UA clients ask for a security policy the server does not offer"),
     (make_opcua_user_access_denied, "OPC UA server refuses a wrong password and anonymous users"),
     (make_opcua_server_cert_changed, "OPC UA server renewed its certificate; the client pins the old one"),
+    (make_opcua_server_cert_changed_open62541, "the same with an open62541 (o6) server: BadSecurityPolicyRejected"),
     (make_node_red_untrusted_ca, "Node-RED trusts another CA (flows.json); no reason in either log"),
     (make_syslog_variants, "broker logging through rsyslogd, RFC 3164 and RFC 5424 files"),
     (make_paho_logging_layouts, "paho-mqtt clients in five Python logging layouts; bad password, unknown user, ACL"),
