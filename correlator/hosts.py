@@ -28,17 +28,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from correlator.artifacts.certs import CertFacts
 from correlator.check_result import CheckResult
 from correlator.engine.facts import CHECKS, NEEDS, Artifacts
+from correlator.errors import CorrelatorError
 from correlator.formats.parse import line_host
 from correlator.model import Event
 from correlator.report_model import HostReport
 from correlator.sources.bundle import Bundle
-from correlator.sources.files import LogFile, base_name
-from correlator.sources.paste import Unwrapped, write_streams
+from correlator.sources.files import LogFile, base_name, decode
+from correlator.sources.lines import iter_chunks
 
 _PART = re.compile(r"(?<=!)|/")
 _ARCHIVE = re.compile(r"(\.(zip|tar|tgz|tbz2|txz|tar\.gz|tar\.bz2|tar\.xz))?!$", re.I)
@@ -48,12 +49,17 @@ _DIAL_PORTS = ("peer_port", "port", "remote_port")
 _DIAL_ADDRESSES = ("peer_addr", "remote_host")
 #: Fields of a broker's lines that name a port it listens on.
 _LISTEN_PORTS = ("listener_port",)
-#: Largest log split by the syslog host names of its lines (it is read whole to be split).
-MAX_SPLIT_BYTES = 256 * 1024 * 1024
+#: Most host names one log is split into (a file per host is open while it is split).
+MAX_SPLIT_HOSTS = 64
 
 
 def _parts(display: str) -> tuple[str, ...]:
     return tuple(p for p in _PART.split(display) if p)
+
+
+def _safe(name: str) -> str:
+    """A host name as part of a file name."""
+    return re.sub(r"[^\w.-]", "_", name) or "host"
 
 
 def _host_name(part: str) -> str:
@@ -184,29 +190,37 @@ def split_by_syslog_host(log: LogFile, bundle: Bundle) -> list[tuple[Path, str]]
     """A log whose lines come from several hosts (a central syslog server's file): one stream
     per host name, as files in a scratch folder of the bundle, each line in its place (the other
     hosts' lines blank, so line numbers stay the file's); a line naming no host (a continuation)
-    stays with the line before. None when the first lines name fewer than two hosts."""
+    stays with the line before (lines before the first that names one are blank in every stream).
+    Read and written a chunk at a time: memory does not grow with the file. None when the first
+    lines name fewer than two hosts, or the file names more than MAX_SPLIT_HOSTS."""
     if len({e.host for e in log.peek_events() if e.host}) < 2:
         return None
-    try:
-        if log.path.stat().st_size > MAX_SPLIT_BYTES:
-            return None
-        lines = log.path.read_bytes().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return None
-    fmt = log.format
-    owner: list[str] = []
+    folder = bundle.scratch()
+    stem = base_name(log.path)
+    streams: dict[str, TextIO] = {}
+    written = 0  # lines so far: a host first seen late starts with that many blank lines
     current = ""
-    for text in lines:
-        current = line_host(fmt, text) or current
-        owner.append(current)
-    names = sorted(set(owner) - {""})
-    if len(names) < 2:
+    try:
+        for chunk in iter_chunks(log.path):
+            for _, raw in chunk:
+                text = decode(raw)
+                current = line_host(log.format, text) or current
+                if current and current not in streams:
+                    if len(streams) >= MAX_SPLIT_HOSTS:
+                        return None
+                    streams[current] = (folder / f"{stem}@{_safe(current)}.log").open("w", encoding="utf-8")
+                    streams[current].write("\n" * written)
+                for name, stream in streams.items():
+                    stream.write(text + "\n" if name == current else "\n")
+                written += 1
+    except (OSError, CorrelatorError):
+        return None  # the file is read as it is, and its own read reports the fault
+    finally:
+        for stream in streams.values():
+            stream.close()
+    if len(streams) < 2:
         return None
-    first = next(n for n in owner if n)
-    owner = [n or first for n in owner]
-    streams = {name: [text if who == name else "" for text, who in zip(lines, owner, strict=True)]
-               for name in names}
-    return write_streams(Unwrapped(streams=streams), bundle.scratch(), base_name(log.path))
+    return [(folder / f"{stem}@{_safe(name)}.log", f" [{name}]") for name in sorted(streams)]
 
 
 # ---------------------------------------------------------------------- grouping

@@ -8,6 +8,7 @@ them from a site with several brokers.
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import zipfile
@@ -154,22 +155,24 @@ def test_brokers_in_one_folder_are_told_apart_by_their_syslog_host_names(tmp_pat
     assert per_host["mqtt-a"] == per_host["mqtt-b"] != []
 
 
-def test_one_syslog_file_of_two_hosts_is_split_by_host_name(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["messages", "messages.1.gz"])
+def test_one_syslog_file_of_two_hosts_is_split_by_host_name(tmp_path: Path, name: str) -> None:
     """A central syslog server's one file with two brokers' lines interleaved (the real RFC 3164
     file of syslog_variants, every other second's lines given another host name): one source per
     host, line numbers those of the file, each broker judged on its own."""
     lines = (SAMPLES / "syslog_variants" / "broker" / "syslog-rfc3164.log").read_text().splitlines()
     mixed = [line.replace(" vm mosquitto[", " mqtt-b mosquitto[") if i % 2 else line.replace(
         " vm mosquitto[", " mqtt-a mosquitto[") for i, line in enumerate(lines)]
-    (tmp_path / "messages").write_text("\n".join(mixed) + "\n")
+    text = ("\n".join(mixed) + "\n").encode()
+    (tmp_path / name).write_bytes(gzip.compress(text) if name.endswith(".gz") else text)
     analysis = analyze([tmp_path])
-    assert {s.info.path for s in analysis.sources} == {"messages [mqtt-a]", "messages [mqtt-b]"}
+    assert {s.info.path for s in analysis.sources} == {f"{name} [mqtt-a]", f"{name} [mqtt-b]"}
     assert {h.name for h in analysis.hosts} == {"mqtt-a", "mqtt-b"}
     assert {s.info.source for s in analysis.sources} == {"broker:mqtt-a", "broker:mqtt-b"}
     for finding in analysis.findings:
         for ref in finding.evidence:
             host = "mqtt-a" if (ref.line or 1) % 2 else "mqtt-b"  # line numbers are the file's
-            assert ref.file == f"messages [{host}]", (finding.id, ref)
+            assert ref.file == f"{name} [{host}]", (finding.id, ref)
 
 
 def test_a_shared_certificate_is_reported_once(tmp_path: Path) -> None:
