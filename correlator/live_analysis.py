@@ -13,6 +13,7 @@ Surfaces (the TUI, the HTTP API) build a LiveAnalysis, call `start()`, and eithe
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -26,10 +27,11 @@ from correlator.engine.rules import Rule, load_rules
 from correlator.errors import CorrelatorError, InputError
 from correlator.formats.parse import SourceParser
 from correlator.formats.registry import DETECT_LINES, Registry, default_registry, load_registry
+from correlator.hosts import HostPlan, plan_hosts
 from correlator.model import Event
 from correlator.report_model import Finding
-from correlator.sources.bundle import classify, open_bundle
-from correlator.sources.files import decode, source_name
+from correlator.sources.bundle import Bundle, classify, open_bundle
+from correlator.sources.files import LogFile, decode, source_name
 from correlator.sources.lines import Line
 from correlator.sources.tail import LineBatch, Tailer, TailEvent
 from correlator.timeline import zones as tz_rules
@@ -81,17 +83,23 @@ class LiveAnalysis:
         self.zones = tz_rules.parse_zone_options(self.options.zones)
         artifacts = Artifacts()
         folders = [p for p in self.paths if p.is_dir()]
+        plan: HostPlan | None = None
+        #: A log's real path -> its source name in a bundle of several hosts (`broker:<host>`).
+        self._named: dict[str, str] = {}
         if folders:
             with open_bundle(folders) as bundle:
                 artifacts = Artifacts.from_bundle(bundle)
-        self.session = Session(rules, artifacts)
+                plan = self._plan_hosts(bundle, artifacts)
+        self.session = Session(rules, artifacts, hosts=plan)
         self.on_update = on_update
         self.on_error = on_error
         self.errors: list[str] = []
         self.sources: dict[str, LiveSource] = {}
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self.total_events = 0
-        self._timeline = LiveTimeline(offsets=parse_offset_options(self.options.clock_offsets), window=stitch_window)
+        self._timeline = LiveTimeline(offsets=parse_offset_options(self.options.clock_offsets), window=stitch_window,
+                                      reach=plan.reach if plan else None,
+                                      clock_groups=plan.clock_groups() if plan else None)
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -110,6 +118,21 @@ class LiveAnalysis:
                         self._tailer.add_folder(folder, pattern)
             else:
                 self._tailer.add_file(path)
+
+    def _plan_hosts(self, bundle: Bundle, artifacts: Artifacts) -> HostPlan | None:
+        """The hosts of the logs the folders hold when following starts (correlator.hosts), as
+        `analyze` groups them: None for one host. Logs that appear later keep their own names."""
+        logs = []
+        for path in bundle.logs:
+            try:
+                logs.append(LogFile(path, self.registry, display_path=bundle.name(path)))
+            except CorrelatorError:
+                continue  # the tailer reports it when it reads it
+        plan = plan_hosts(bundle, artifacts, logs)
+        if not plan.multi:
+            return None
+        self._named = {os.path.realpath(log.path): log.info.source for log in logs}
+        return plan
 
     # -- control -------------------------------------------------------------------------------
 
@@ -163,7 +186,7 @@ class LiveAnalysis:
             if path.match(pattern):
                 forced = name
         fmt = self.registry.get(forced) if forced else self.registry.detect(texts)[0]
-        name = source_name(fmt, path, texts)
+        name = self._named.get(os.path.realpath(path)) or source_name(fmt, path, texts)
         choice = self.zones.choose(name, str(path), broker_epoch=fmt.role == "broker")
         try:
             mtime = path.stat().st_mtime

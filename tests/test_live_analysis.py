@@ -52,3 +52,22 @@ def test_live_finds_what_batch_finds_and_follows_appends(tmp_path: Path) -> None
         formats = {Path(s.path).name: s.format for s in live.sources.values()}
     assert formats["mosquitto.log"] == "mosquitto"
     assert formats["edge-02.log"] == "python_logging"
+
+
+def test_live_judges_each_host_by_its_own_artifacts(tmp_path: Path) -> None:
+    """watch over a bundle of three brokers (multi_broker_acl): the live findings are the batch
+    ones, host by host: broker-a's ACL never judges broker-c, which has no acl_file."""
+    import json
+
+    folder = tmp_path / "site"
+    shutil.copytree(SAMPLES / "multi_broker_acl", folder)
+    spec = json.loads((folder / "expected.json").read_text())
+    wanted = {(host, cause["id"], tuple(cause["clients"]))
+              for host, found in spec["hosts"].items() for cause in found["root_causes"]}
+    with LiveAnalysis([folder]) as live:
+        assert _wait(lambda: {(f.host, f.id, tuple(sorted(f.clients))) for f in live.findings()} >= wanted,
+                     timeout=30)
+        time.sleep(1.0)
+        found = {(f.host, f.id, tuple(sorted(f.clients))) for f in live.findings()}
+    assert found == wanted
+    assert {s.source for s in live.sources.values()} >= {"broker:broker-a", "broker:broker-b", "broker:broker-c"}

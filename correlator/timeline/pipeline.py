@@ -346,11 +346,14 @@ class LiveTimeline:
     """
 
     def __init__(self, *, offsets: Sequence[OffsetRule] = (), lookahead: float = LOOKAHEAD,
-                 delay: float = 0.25, window: float = 2.0, clock: Callable[[], float] | None = None) -> None:
+                 delay: float = 0.25, window: float = 2.0, clock: Callable[[], float] | None = None,
+                 reach: Mapping[str, frozenset[str]] | None = None,
+                 clock_groups: Mapping[str, str] | None = None) -> None:
+        """`reach` and `clock_groups`: as BatchTimeline's (correlator.hosts)."""
         self.clock = clock or time.monotonic
-        self.tracker = SkewTracker(offsets, lookahead=lookahead)
+        self.tracker = SkewTracker(offsets, lookahead=lookahead, reach=reach, clock_groups=clock_groups)
         self.merger = LiveMerger(delay=delay, clock=self.clock)
-        self.stitcher = Stitcher(window=window)
+        self.stitcher = Stitcher(window=window, reach=reach)
         self._last = self.clock()
         self._paths: dict[str, str] = {}
         self._holding = False
