@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from correlator.redaction import redact
+
 
 class CorrelatorError(Exception):
     """Base of every error the tool reports to a user (never a bug: bugs stay plain exceptions)."""
@@ -20,7 +22,7 @@ class CorrelatorError(Exception):
         line: int | None = None,
         context: str | None = None,
     ) -> None:
-        self.message = message
+        self.message = redact(message)  # a message may quote the line it is about
         self.file = str(file) if file is not None else None
         self.line = line
         self.context = context

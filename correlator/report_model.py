@@ -7,6 +7,9 @@ pipeline. The schema is declared once, as the TypedDicts the `to_dict()` methods
 each method to its schema); the API's response models extend these same TypedDicts instead of
 declaring the fields again. They come from typing_extensions because pydantic reads only that
 TypedDict on Python 3.11.
+
+Nothing here holds a secret: log lines are redacted where they are read (correlator.redaction),
+and an evidence's text passes the same filter when it is made, for the words artifacts give.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing_extensions import TypedDict
 
 from correlator import __version__
 from correlator.model import Severity, severity_rank
+from correlator.redaction import redact
 
 #: The name and version of the JSON report's schema.
 REPORT_SCHEMA = "correlator.analysis/1"
@@ -154,6 +158,10 @@ class EvidenceRef:
     estimated: bool = False
     """The line carried no time of its own (mosquitto_pub -d): `time` is its neighbours' or its
     file's, so a reader must not line it up to the second with the other side."""
+
+    def __post_init__(self) -> None:
+        # log lines come redacted from the parser; an artifact's words (a config line) are not
+        self.text = redact(self.text)
 
     def to_dict(self) -> EvidenceDict:
         return {

@@ -16,7 +16,6 @@ The timeline is one `events` table written while the engine reads (through `anal
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sqlite3
 import threading
@@ -86,33 +85,7 @@ CREATE INDEX IF NOT EXISTS events_client ON events (num, client, seq);
 CREATE INDEX IF NOT EXISTS events_connection ON events (num, connection);
 """
 
-#: Secrets a log line may quote (a key pasted into a log, a passwd line echoed by a script): the
-#: bundle's own key and password files never become events, this is the second line of defence.
-_PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S)
-_HASH = re.compile(r"\$(?:[0-9]+|[0-9a-z]+)\$[A-Za-z0-9+/=.$]{16,}")
 _UNNAMED = frozenset({"", "<unknown>", "(null)"})
-
-
-def redact(text: str) -> str:
-    if "PRIVATE KEY" in text:
-        text = _PEM_KEY.sub("[private key removed]", text)
-    if "$" in text:
-        text = _HASH.sub("[password hash removed]", text)
-    return text
-
-
-def redact_finding(finding: dict[str, Any]) -> dict[str, Any]:
-    """A finding's evidence quotes log lines: the same second line of defence as events."""
-    for part in ("evidence", "facts"):
-        for ref in finding.get(part, []):
-            ref["text"] = redact(ref["text"])
-    return finding
-
-
-def redact_event(event: dict[str, Any]) -> dict[str, Any]:
-    event["raw"] = redact(event["raw"])
-    event["fields"] = {k: redact(v) if isinstance(v, str) else v for k, v in event["fields"].items()}
-    return event
 
 
 def iso(ts: float) -> str:
@@ -294,7 +267,7 @@ class Store:
         with self.connect() as db:
             db.execute("DELETE FROM findings WHERE num = ?", (num,))
             db.executemany("INSERT INTO findings (num, seq, rule_id, severity, data) VALUES (?, ?, ?, ?, ?)",
-                           [(num, i, f["id"], f["severity"], json.dumps(redact_finding(dict(f))))
+                           [(num, i, f["id"], f["severity"], json.dumps(dict(f)))
                             for i, f in enumerate(findings, 1)])
 
     def findings(self, num: int) -> list[tuple[int, dict[str, Any]]]:
@@ -410,10 +383,9 @@ class EventWriter:
             client = client_of(event)
             if client is not None and event.connection and event.source.startswith("client:"):
                 self._client_of_connection.setdefault(event.connection, client)
-            fields = {k: redact(v) if isinstance(v, str) else v for k, v in event.fields.items()}
             rows.append((base | seq, num, seq, event.ts, self._tmax, event.source, event.file, event.line, event.kind,
                          event.level, client, event.connection, event.time_text, int(event.estimated), event.host,
-                         event.format, event.skew, json.dumps(fields), redact(event.raw)))
+                         event.format, event.skew, json.dumps(event.fields), event.raw))
         self.count = seq
         if len(rows) >= self.BATCH:
             self.flush()

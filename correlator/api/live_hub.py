@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from correlator.analysis import Options
-from correlator.api.analysis_db import redact_finding
 from correlator.engine.rules import Rule
 from correlator.formats.registry import Registry
 from correlator.live_analysis import LiveAnalysis, LiveUpdate
@@ -31,7 +30,7 @@ def live_key(finding: Finding) -> str:
 
 
 def finding_dict(finding: Finding) -> dict[str, Any]:
-    return redact_finding({"key": live_key(finding), **finding.to_dict()})
+    return {"key": live_key(finding), **finding.to_dict()}
 
 
 class _Subscriber:

@@ -22,6 +22,7 @@ from correlator.engine.rules import Match, Rule, Step, side_of
 from correlator.errors import DefinitionError
 from correlator.kinds import kind_vocabulary
 from correlator.model import Event, severity_rank
+from correlator.redaction import redact
 from correlator.report_model import EvidenceRef, Finding
 from correlator.resources import builtin_dir
 
@@ -175,7 +176,7 @@ def render(template: str, context: dict[str, Any], *, command: bool = False) -> 
     ends with "Not in the input: ...", a fix step with "(TOKEN: ...)"."""
     filler = _Template(command)
     try:
-        text = filler.format(template, **context)
+        text = redact(filler.format(template, **context))
     except (ValueError, IndexError, AttributeError):
         return template
     if not filler.gaps:

@@ -18,6 +18,7 @@ from correlator.formats.definition import Format, LinePattern, MessagePattern
 from correlator.formats.evidence import Evidence
 from correlator.formats.timeparse import TimeParseError
 from correlator.model import OTHER, UNPARSED, Event, FieldValue
+from correlator.redaction import LineRedactor
 
 #: Times before 1980-01-01 are placeholders written before a clock was read, not real times.
 PLACEHOLDER_BEFORE = 315532800.0
@@ -182,14 +183,17 @@ class SourceParser:
         self._orders = [[(i, fmt.lines[i]), *((j, lp) for j, lp in enumerate(fmt.lines) if j != i)]
                         for i in range(len(fmt.lines))]
         self._names: dict[tuple[int, int], str] = {}
+        self._redactor = LineRedactor()
 
     def feed(self, lines: Iterable[tuple[int, int, str]]) -> list[Event]:
-        """`lines` holds (line number, byte offset, text) tuples."""
+        """`lines` holds (line number, byte offset, text) tuples. Secrets leave here, before a
+        line is parsed (correlator.redaction): no event, field or finding ever holds one."""
         out: list[Event] = []
         parse = self._parse
+        redact_line = self._redactor.line
         for number, offset, text in lines:
             self.lines_read += 1
-            event = parse(number, offset, text)
+            event = parse(number, offset, redact_line(text))
             if event is None:
                 continue
             pending = self._pending

@@ -32,8 +32,15 @@ _CONF_LINE = re.compile(
     r"require_certificate|per_listener_settings|log_dest|log_type|persistence|persistence_location|include_dir|"
     r"tls_version|use_identity_as_username|max_connections|connection|address|topic|bridge_cafile)\b", re.M)
 _ACL_LINE = re.compile(r"^\s*(user|topic|pattern)\s+\S", re.M)
-_PASSWD_LINE = re.compile(r"^[^:\s#]+:\$\d+\$\S+$", re.M)
+#: A password file's line: `user:secret`, no blank in it (mosquitto's own hashes, argon2 or bcrypt
+#: from other tools, or the plain text mosquitto_passwd -U turns into hashes).
+_PASSWD_LINE = re.compile(r"[^:\s#]+:\S+")
+_HASHED = re.compile(r"[^:\s#]+:\$[0-9a-z]+\$\S+")
 _PEM = re.compile(rb"-----BEGIN [A-Z0-9 ]+-----")
+_PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z0-9 ]+-----.*?(?:-----END [A-Z0-9 ]+-----|\Z)", re.S)
+#: Lines of text beside its PEM blocks above which a file is a log that quotes a key or a
+#: certificate, not a certificate file (openssl's "Bag Attributes" and "subject=" lines are few).
+PEM_PROSE_LINES = 10
 _ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
@@ -113,7 +120,7 @@ def classify(path: Path) -> str:
     encoding = text_encoding(head)
     if encoding is not None:
         head = head.decode(encoding, "replace").encode("utf-8")  # PowerShell's `>` writes UTF-16
-    if _PEM.search(head):
+    if _PEM.search(head) and _prose_lines(head) <= PEM_PROSE_LINES:
         return "cert"
     if head[:1] == b"\x30" and len(head) > 1 and head[1] in (0x82, 0x81, 0x80):
         return "cert"
@@ -123,7 +130,7 @@ def classify(path: Path) -> str:
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         return "conf" if "mosquitto" in path.name.lower() and path.suffix == ".conf" else "log"
-    if len(_PASSWD_LINE.findall(text)) >= max(1, len(lines) // 2):
+    if _is_passwd(lines):
         return "passwd"
     acl = len(_ACL_LINE.findall(text))
     conf = len(_CONF_LINE.findall(text))
@@ -159,6 +166,21 @@ def _json_lines(path: Path) -> bool:
     except OSError:
         return False
     return len(lines) > 1 and all(line.startswith("{") and line.endswith("}") for line in lines)
+
+
+def _prose_lines(head: bytes) -> int:
+    return sum(1 for line in _PEM_BLOCK.sub(b"", head).splitlines() if line.strip())
+
+
+def _is_passwd(lines: list[str]) -> bool:
+    """A password file by its content, whatever its line endings: at least half its lines hashed
+    `user:$type$...` entries, or every line a `user:secret` pair with a name (plain text, whose
+    secret must never become a log line)."""
+    entries = [line.strip() for line in lines]
+    if sum(1 for line in entries if _HASHED.fullmatch(line)) >= max(1, len(entries) // 2):
+        return True
+    return all(_PASSWD_LINE.fullmatch(line) for line in entries) and any(
+        not line.partition(":")[0].isdigit() for line in entries)
 
 
 def _walk(root: Path, errors: list[InputError]) -> Iterator[Path]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from correlator.model import LEVELS, Event, level_rank
+from correlator.redaction import REMOVED
 
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 #: Rows whose text is kept in a small cache after a read-back (a screenful, twice, plus search).
@@ -185,7 +186,8 @@ class EventStore:
                     if client_ix:
                         self.conn_clients.setdefault(conn_ix, set()).add(client_ix)
                 self.conn.append(conn_ix)
-                if event.offset < 0 or self._readable[file_ix] is None:
+                if event.offset < 0 or self._readable[file_ix] is None or REMOVED in event.raw:
+                    # a redacted line is kept as redacted: its file still holds the secret
                     self._raw[index] = event.raw
                 if event.skew:
                     self._skew[index] = event.skew

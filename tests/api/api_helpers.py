@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +68,20 @@ def zip_folder(folder: Path, target: Path) -> Path:
             if file.is_file():
                 archive.write(file, Path(folder.name) / file.relative_to(folder))
     return target
+
+
+def every_response(client: httpx.Client, analysis_id: str) -> Iterator[httpx.Response]:
+    """Every read route of one analysis: the list, the analysis, its findings one by one, its
+    sources and every page of its timeline."""
+    yield client.get("/analyses")
+    yield client.get(f"/analyses/{analysis_id}")
+    findings = client.get(f"/analyses/{analysis_id}/findings")
+    yield findings
+    for finding in findings.json()["items"]:
+        yield client.get(f"/analyses/{analysis_id}/findings/{finding['key']}")
+    yield client.get(f"/analyses/{analysis_id}/sources")
+    cursor: int | None = 0
+    while cursor is not None:
+        page = client.get(f"/analyses/{analysis_id}/timeline", params={"after": cursor, "limit": 1000})
+        yield page
+        cursor = page.json()["next_cursor"]

@@ -6,11 +6,9 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-from api_helpers import SAMPLES, ServerFactory
+from api_helpers import SAMPLES, ServerFactory, every_response
 
 KEY_LINE = re.compile(r"^[A-Za-z0-9+/=]{40,}$")
 
@@ -27,21 +25,6 @@ def secrets_of(folder: Path) -> list[str]:
                 found += [hashed, hashed.split("$")[-1]]
     assert len(found) > 20
     return found
-
-
-def every_response(client: httpx.Client, analysis_id: str) -> Iterator[httpx.Response]:
-    yield client.get("/analyses")
-    yield client.get(f"/analyses/{analysis_id}")
-    findings = client.get(f"/analyses/{analysis_id}/findings")
-    yield findings
-    for finding in findings.json()["items"]:
-        yield client.get(f"/analyses/{analysis_id}/findings/{finding['key']}")
-    yield client.get(f"/analyses/{analysis_id}/sources")
-    cursor: int | None = 0
-    while cursor is not None:
-        page = client.get(f"/analyses/{analysis_id}/timeline", params={"after": cursor, "limit": 1000})
-        yield page
-        cursor = page.json()["next_cursor"]
 
 
 def test_no_response_holds_a_private_key_or_a_password_hash(start_server: ServerFactory, mixed_zip: Path) -> None:

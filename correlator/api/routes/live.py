@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from correlator.api.analysis_db import client_of, redact_event
+from correlator.api.analysis_db import client_of
 from correlator.api.deps import LiveDep
 from correlator.api.models import EventOut, LiveEventPage, LiveFindingList, LiveSourceOut, LiveStatus
 from correlator.api.routes.analyses import ERRORS
@@ -41,7 +41,7 @@ def list_live_events(hub: LiveDep, after: Annotated[int, Query(ge=0, le=2**62)] 
     events, total = hub.analysis.events_since(after)
     start = total - len(events)
     page = events[:limit]
-    items = [EventOut.model_validate(redact_event({**e.to_dict(), "seq": start + i + 1, "client": client_of(e)}))
+    items = [EventOut.model_validate({**e.to_dict(), "seq": start + i + 1, "client": client_of(e)})
              for i, e in enumerate(page)]
     return LiveEventPage(items=items, next_cursor=start + len(page) if events else total)
 
