@@ -7,6 +7,7 @@ from __future__ import annotations
 from html import escape
 
 from correlator import __version__
+from correlator.printable import printable_lines
 from correlator.report_model import Analysis, Finding
 from correlator.reports import evidence_time, host_heading, host_lines, span, split_command, times, when
 
@@ -143,7 +144,9 @@ def render(analysis: Analysis, *, title: str = "") -> str:
         f"<h2>{heading}</h2><ul>{''.join(f'<li>{escape(item)}</li>' for item in items)}</ul>"
         for heading, items in (("Hosts", hosts), ("Errors", analysis.errors), ("Notes", analysis.notes),
                                ("Not read (neither logs nor artifacts)", analysis.skipped)) if items)
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>correlator: '
+    # one pass over the page: no value from the bundle reaches a browser or a `cat` with its control
+    # characters (the page's own text has none but its newlines)
+    return printable_lines(f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>correlator: '
             f"{escape(title or 'report')}</title><style>{_CSS}</style></head><body>"
             f"<header><h1>correlator report{': ' + escape(title) if title else ''}</h1>"
             f"<p>{chips}{len(analysis.findings)} finding(s) · {len(analysis.sources)} log(s) · "

@@ -4,6 +4,7 @@ commands in code blocks so they survive the ticket system."""
 from __future__ import annotations
 
 from correlator import __version__
+from correlator.printable import printable_lines
 from correlator.report_model import Analysis
 from correlator.reports import evidence_time, host_heading, host_lines, span, split_command, times, when
 
@@ -70,4 +71,4 @@ def render(analysis: Analysis, *, title: str = "") -> str:
     if analysis.skipped:
         out += ["", "## Not read", "", "Files that are neither logs nor artifacts:", ""]
         out += [f"- {_cell(s)}" for s in analysis.skipped]
-    return "\n".join(out) + "\n"
+    return printable_lines("\n".join(out)) + "\n"

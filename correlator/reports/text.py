@@ -7,11 +7,25 @@ from __future__ import annotations
 import textwrap
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as markup_escape
 
 from correlator import __version__
+from correlator.printable import printable, printable_lines
 from correlator.report_model import Analysis
 from correlator.reports import evidence_time, host_heading, host_lines, span, split_command, times, when
+
+
+def escape(text: str) -> str:
+    """Bundle text as the console may print it: control characters shown, not obeyed (a topic's
+    `ESC ] 52` would write the reader's clipboard), markup characters taken literally."""
+    return markup_escape(printable(text))
+
+
+def block(text: str) -> str:
+    """`escape` for a paragraph we wrapped: its own line breaks stay (textwrap already turned the
+    value's newlines and tabs into blanks)."""
+    return markup_escape(printable_lines(text))
+
 
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",
                   "info": "dim"}
@@ -38,7 +52,7 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
     header = textwrap.fill(f"{name}: {count} finding{'s' if count != 1 else ''}{' in ' + title if title else ''} "
                            f"({logs} log{'s' if logs != 1 else ''}, {analysis.events:,} events{period})",
                            width=width, subsequent_indent="    ")
-    console.print(f"[bold]{name}[/]" + escape(header[len(name):]))
+    console.print(f"[bold]{name}[/]" + block(header[len(name):]))
     if not analysis.findings:
         if analysis.errors:
             console.print(f"\n[yellow]{escape(analysis.none_found)}[/]")
@@ -61,34 +75,34 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
         who = ", ".join(sorted(finding.clients)) or "-"
         if finding.omitted.get("clients"):
             who += f" and {finding.omitted['clients']:,} more"
-        console.print(escape(wrap.fill(f"{times(finding.count)}, {span(finding)}; clients: {who}")))
-        console.print(escape(wrap.fill(f"confidence {finding.confidence}: {finding.confidence_reason}")))
+        console.print(block(wrap.fill(f"{times(finding.count)}, {span(finding)}; clients: {who}")))
+        console.print(block(wrap.fill(f"confidence {finding.confidence}: {finding.confidence_reason}")))
         console.print()
         for paragraph in finding.explanation.split("\n\n"):
-            console.print(escape(wrap.fill(" ".join(paragraph.split()))))
+            console.print(block(wrap.fill(" ".join(paragraph.split()))))
         console.print("\n    [bold]Evidence[/]")
         for ref in finding.evidence:
             where = f"{ref.file}:{ref.line}" if ref.line else ref.file
             stamp = evidence_time(ref)
-            console.print(f"      [cyan]{escape(where)}[/]  {stamp}")
-            console.print(escape(textwrap.fill(ref.text, width=width - 8, initial_indent="        ",
+            console.print(f"      [cyan]{escape(where)}[/]  {escape(stamp)}")
+            console.print(block(textwrap.fill(ref.text, width=width - 8, initial_indent="        ",
                                                subsequent_indent="          ")))
         for fact in finding.facts:
             where = f"{fact.file}:{fact.line}" if fact.line else fact.file
             console.print(f"      [magenta]{escape(where)}[/]  (artifact)")
-            console.print(escape(textwrap.fill(fact.text, width=width - 8, initial_indent="        ",
+            console.print(block(textwrap.fill(fact.text, width=width - 8, initial_indent="        ",
                                                subsequent_indent="          ")))
         if finding.alternatives:
             console.print(f"\n    [bold]Also possible:[/] {escape(', '.join(finding.alternatives))}")
             if finding.tell_apart:
-                console.print(escape(wrap.fill("To tell them apart: " + finding.tell_apart)))
+                console.print(block(wrap.fill("To tell them apart: " + finding.tell_apart)))
         if finding.confidence != "high" and finding.confirm_with:
-            console.print(escape(wrap.fill("Would confirm it: " + finding.confirm_with)))
+            console.print(block(wrap.fill("Would confirm it: " + finding.confirm_with)))
         if finding.remediation:
             console.print("\n    [bold]Fix[/]")
             for number, step in enumerate(finding.remediation, 1):
                 prose, command = split_command(step)
-                console.print(escape(textwrap.fill(prose, width=width - 4, initial_indent=f"    {number}. ",
+                console.print(block(textwrap.fill(prose, width=width - 4, initial_indent=f"    {number}. ",
                                                    subsequent_indent="       ")))
                 if command:
                     # commands stay on one line, whatever the width, so they can be copied whole
@@ -107,11 +121,11 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
         lines = f"{info.lines_read:,} line{'s' if info.lines_read != 1 else ''}"
         details = f"zone {zone}, {offset}; {lines}, {info.unparsed:,} unparsed{estimated}"
         console.print(f"    [cyan]{escape(info.path)}[/]: {escape(info.format)}, {escape(info.source)}")
-        console.print(escape(textwrap.fill(details, width=width - 4, initial_indent="        ",
+        console.print(block(textwrap.fill(details, width=width - 4, initial_indent="        ",
                                            subsequent_indent="        ")), style="yellow" if info.unparsed else None)
     artifacts = ", ".join(f"{n} {ARTIFACT_WORDS.get(k, (k, k))[n != 1]}" for k, n in analysis.artifacts.items() if n)
     console.print("\n[bold]Artifacts[/]")
-    console.print(escape(wrap.fill(artifacts or "none")))
+    console.print(block(wrap.fill(artifacts or "none")))
     if analysis.errors:
         console.print("\n[bold red]Errors[/] (the rest was analysed)")
         for error in analysis.errors:
@@ -119,7 +133,7 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
     if analysis.notes:
         console.print("\n[bold]Notes[/]")
         for note in analysis.notes:
-            console.print(escape(wrap.fill(note)))
+            console.print(block(wrap.fill(note)))
     if analysis.skipped:
         console.print("\n[bold]Not read[/] (neither logs nor artifacts)")
         for name in analysis.skipped[:SKIPPED_SHOWN]:

@@ -33,6 +33,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
 from correlator.model import LEVELS
+from correlator.printable import printable
 from correlator.report_model import Finding
 from correlator.tui import text as fmt
 from correlator.tui.event_store import ERROR_RANK, Filter
@@ -676,7 +677,7 @@ class CorrelatorApp(App[None]):
             text.append(f" (clock corrected {skew:+.1f}s)", "italic")
         if client:
             text.append(f"  client {client}")
-        body = fmt.printable(store.text(row))
+        body = printable(store.text(row))
         if len(body) > timeline.text_width() or timeline.shift:
             # the timeline cuts it: the bottom bar has it whole, wrapped
             info.update(Group(text, Text(body, style=fmt.LEVEL_STYLE.get(store.level_name(row), ""))))

@@ -18,8 +18,8 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable
 
+from correlator.printable import printable
 from correlator.tui.event_store import EventStore
-from correlator.tui.text import printable
 
 #: Bytes read and searched at a time (a cancelled search stops within one block).
 BLOCK = 8 << 20

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from correlator.artifacts.cert_checks import EXPIRY_WINDOW
 from correlator.model import severity_rank
+from correlator.printable import printable
 from correlator.report_model import Finding
 
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold white on dark_orange3",
@@ -28,20 +29,6 @@ SPARK = " ▁▂▃▄▅▆▇█"
 _COMMAND_START = re.compile(r"^(?:sudo |openssl |mosquitto|systemctl |kill |chmod |chown |cp |mv |ln |"
                             r"keytool |curl |python|ip |ss |nc |date |timedatectl |chronyc |ntpdate |"
                             r"[a-z_./-]+ -)")
-
-
-#: Control characters drawn as their Unicode pictures (␀ ␛ ␡ ...): sent raw they move the
-#: terminal's cursor, and the screen shows leftovers of earlier lines.
-_CONTROLS = {**{c: 0x2400 + c for c in range(32) if c != 9}, 0x7F: 0x2421,
-             **{c: 0xFFFD for c in range(0x80, 0xA0)}}
-TAB = 4
-
-
-def printable(text: str) -> str:
-    """A log line as it may be drawn: tabs expanded, control characters made visible."""
-    if text.isprintable():
-        return text
-    return text.expandtabs(TAB).translate(_CONTROLS)
 
 
 def badge(severity: str) -> Text:
@@ -126,7 +113,7 @@ def certificate(finding: Finding, now: float) -> list[tuple[str, Text]]:
     for key, label in (("cert_file", "file"), ("cert_subject", "subject"), ("cert_san", "SANs"),
                        ("cert_issuer", "issuer"), ("cert_not_before", "valid from")):
         if ctx.get(key):
-            rows.append((label, Text(str(ctx[key]))))
+            rows.append((label, Text(printable(str(ctx[key])))))
     if ctx.get("cert_not_after"):
         until = str(ctx["cert_not_after"])
         left = _days(until, now)
@@ -141,16 +128,17 @@ def detail(finding: Finding, now: float, *, copy_hint: str = "",
     """Everything about one finding, top to bottom in the order an engineer acts on it: what, how
     sure, why, the proof, the certificate, the fix."""
     parts: list[RenderableType] = []
-    head = Text.assemble(badge(finding.severity), " ", (finding.id, "bold"), "  ", finding.title)
+    head = Text.assemble(badge(finding.severity), " ", (finding.id, "bold"), "  ", printable(finding.title))
     parts.append(head)
-    who = ", ".join(sorted(finding.clients)) or "-"
+    who = printable(", ".join(sorted(finding.clients)) or "-")
     span = f"{clock_time(finding.first_seen, date=True)} → {clock_time(finding.last_seen, date=True)[11:]} UTC"
     parts.append(Text(f"{finding.count}× · {span} · clients: {who}", style="dim"))
     parts.append(Text.assemble(("confidence ", "dim"), (finding.confidence, "bold"),
-                               (f": {finding.confidence_reason}" if finding.confidence_reason else "", "dim")))
+                               (printable(f": {finding.confidence_reason}") if finding.confidence_reason else "",
+                                "dim")))
     parts.append(Text(""))
     for paragraph in finding.explanation.split("\n\n"):
-        parts.append(Text(" ".join(paragraph.split())))
+        parts.append(Text(printable(" ".join(paragraph.split()))))
         parts.append(Text(""))
     cert = certificate(finding, now)
     if cert:
@@ -162,23 +150,25 @@ def detail(finding: Finding, now: float, *, copy_hint: str = "",
     for ref in finding.evidence:
         where = f"{short(ref.file)}:{ref.line}" if ref.line else short(ref.file)
         stamp = clock_time(ref.time, estimated=ref.estimated).rstrip() if ref.time is not None else ""
-        parts.append(Text.assemble("  ", (where, "cyan"), "  ", (stamp, "dim"), "  ", (ref.side, "italic dim")))
+        parts.append(Text.assemble("  ", (printable(where), "cyan"), "  ", (stamp, "dim"), "  ",
+                                   (ref.side, "italic dim")))
         parts.append(Padding(Text(printable(ref.text)), (0, 0, 0, 4)))
     for fact in finding.facts:
         where = f"{short(fact.file)}:{fact.line}" if fact.line else short(fact.file)
-        parts.append(Text.assemble("  ", (where, "magenta"), (" (artifact)", "dim")))
-        parts.append(Padding(Text(fact.text), (0, 0, 0, 4)))
+        parts.append(Text.assemble("  ", (printable(where), "magenta"), (" (artifact)", "dim")))
+        parts.append(Padding(Text(printable(fact.text)), (0, 0, 0, 4)))
     if finding.alternatives:
         parts.append(Text(""))
         parts.append(Text.assemble(("Also possible: ", "bold"), ", ".join(finding.alternatives)))
         if finding.tell_apart:
-            parts.append(Text("To tell them apart: " + finding.tell_apart))
+            parts.append(Text(printable("To tell them apart: " + finding.tell_apart)))
     if finding.confidence != "high" and finding.confirm_with:
-        parts.append(Text("Would confirm it: " + finding.confirm_with, style="italic"))
+        parts.append(Text(printable("Would confirm it: " + finding.confirm_with), style="italic"))
     if finding.remediation:
         parts.append(Text(""))
         parts.append(Text.assemble(("Fix", "bold underline"), (f"  {copy_hint}" if copy_hint else "", "dim")))
-        for number, step in enumerate(finding.remediation, 1):
+        for number, raw in enumerate(finding.remediation, 1):
+            step = printable(raw)
             command = command_of(step)
             if (command and step.endswith(command)) or (command and command in step):
                 label = step[: step.find(command)].rstrip(": ").strip()

@@ -19,6 +19,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import DataTable, Static
 
+from correlator.printable import printable
 from correlator.report_model import Finding
 from correlator.tui import text as fmt
 from correlator.tui.event_store import EventStore
@@ -93,12 +94,13 @@ class FindingsTable(DataTable[Text]):
         self.clear()
         self.keys = []
         for key, f, who, last, is_new in rows:
+            who = printable(who)
             label = Text(f.id, style="bold reverse" if is_new else "bold")
             last_text = Text("NEW", style="bold black on yellow") if is_new else Text(last, style="dim")
             cells = [fmt.badge(f.severity), label, Text(str(f.count), justify="right"),
                      Text(who if len(who) <= 18 else who[:17] + "…"), last_text]
             if self._titled:
-                cells.append(Text(f.title))
+                cells.append(Text(printable(f.title)))
             self.add_row(*cells, key=key)
             self.keys.append(key)
         if current in self.keys:
@@ -263,7 +265,7 @@ class Timeline(ScrollView, can_focus=True):
         line.append(" ")
         line.append(f"{short(name)[:12]:<12}", colour)
         line.append(" ")
-        body = fmt.printable(store.text(row))
+        body = printable(store.text(row))
         if self.shift:
             body = ("…" + body[self.shift + 1:]) if len(body) > self.shift else ""
         start = len(line)
@@ -362,6 +364,7 @@ class StatusBar(Static):
             mode = Text(" ■ BUNDLE " if state == "done" else f" … {state} ", "bold white on grey35")
         parts.append((100, [mode]))
         if filter_text:
+            filter_text = printable(filter_text)
             parts.append((90, [Text(f"filter: {filter_text}", "italic yellow"),
                                Text(f"filter: {filter_text}"[:40] + "…", "italic yellow")]))
         parts.append((80, self._findings(findings, live)))

@@ -14,9 +14,9 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 from tui_helpers import SIZES, screen_lines
 
+from correlator.printable import printable
 from correlator.tui.app import CorrelatorApp
 from correlator.tui.event_store import Filter
-from correlator.tui.text import printable
 from correlator.tui.widgets import FindingsTable, Timeline
 
 Make = Callable[..., CorrelatorApp]
