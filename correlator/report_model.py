@@ -1,5 +1,5 @@
 """What a report holds: findings with their evidence, the sources read, the analysis as a whole,
-and the one declaration of its JSON schema ("correlator.analysis/1").
+and the one declaration of its JSON schema ("correlator.analysis/2").
 
 This is the ground layer: the engine builds Findings, the pipeline (correlator.analysis) builds the
 Analysis, and every surface renders it (reports/, the TUI, the API) without importing the
@@ -25,7 +25,7 @@ from correlator.model import Severity, severity_rank
 from correlator.redaction import redact
 
 #: The name and version of the JSON report's schema.
-REPORT_SCHEMA = "correlator.analysis/1"
+REPORT_SCHEMA = "correlator.analysis/2"
 
 
 def iso(ts: float) -> str:
@@ -46,6 +46,15 @@ class EvidenceDict(TypedDict):
     kind: str
     text: str
     estimated: bool
+
+
+class FixStepDict(TypedDict):
+    text: str
+    command: str
+    """A shell command, or a line for a configuration file (`kind`); '' when the step has none."""
+    kind: str
+    warning: str
+    """Why the step's command is not shown: a value from the bundle in it is unsafe to run."""
 
 
 class FindingDict(TypedDict):
@@ -70,7 +79,7 @@ class FindingDict(TypedDict):
     tell_apart: str
     evidence: list[EvidenceDict]
     facts: list[EvidenceDict]
-    remediation: list[str]
+    remediation: list[FixStepDict]
     omitted: dict[str, int]
     """Clients, users and hosts beyond the hundred of each listed, counted."""
     revision: int
@@ -176,6 +185,23 @@ class EvidenceRef:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class FixStep:
+    """One step of a fix as the rule declares it (`remediation` in rules/*.toml), filled in: what
+    to do in words, and the command or configuration line that does it. A value from the bundle
+    is shell-quoted in a command; one that holds shell or control characters withholds the
+    command, and `warning` says why (a bundle is customer data and may be hostile)."""
+
+    text: str
+    command: str = ""
+    kind: str = "shell"
+    """'shell': a command to run; 'config': a line to write in a configuration file."""
+    warning: str = ""
+
+    def to_dict(self) -> FixStepDict:
+        return {"text": self.text, "command": self.command, "kind": self.kind, "warning": self.warning}
+
+
 @dataclass
 class Finding:
     """One root cause for one affected group, aggregated over every occurrence. Findings are
@@ -203,7 +229,7 @@ class Finding:
     alternatives: list[str] = field(default_factory=list)
     """Other root-cause ids the same evidence fits, when artifacts could not decide."""
     tell_apart: str = ""
-    remediation: list[str] = field(default_factory=list)
+    remediation: list[FixStep] = field(default_factory=list)
     context: dict[str, Any] = field(default_factory=dict)
     connections: set[str] = field(default_factory=set)
     """Ids of the stitched connections the evidence came from (capped), so a broker-side line with
@@ -237,7 +263,7 @@ class Finding:
             "tell_apart": self.tell_apart,
             "evidence": [e.to_dict() for e in self.evidence],
             "facts": [f.to_dict() for f in self.facts],
-            "remediation": list(self.remediation),
+            "remediation": [step.to_dict() for step in self.remediation],
             "omitted": dict(self.omitted),
             "revision": self.revision,
         }

@@ -31,7 +31,7 @@ def test_text_report_leads_with_the_cause_its_evidence_and_fix() -> None:
 def test_json_report_follows_the_documented_schema() -> None:
     result = run("analyze", str(SAMPLES / "mixed"), "--format", "json")
     data = json.loads(result.stdout)
-    assert data["schema"] == "correlator.analysis/1"
+    assert data["schema"] == "correlator.analysis/2"
     finding = data["findings"][0]
     for key in ("id", "severity", "title", "explanation", "clients", "first_seen", "last_seen", "count",
                 "confidence", "evidence", "remediation"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from correlator.analysis import analyze
-from correlator.engine.evaluate import placeholders, render
+from correlator.engine.remedy import fill_step, placeholders, render
 from correlator.engine.rules import load_rules
 
 RULES, _ = load_rules([])
@@ -24,17 +24,20 @@ def test_a_rule_with_nothing_known_says_what_is_missing(rule: object) -> None:
     assert not _LEFT.search(explanation), explanation
     if "{" in rule.explanation:  # type: ignore[attr-defined]
         assert "\nNot in the input: " in explanation
-    for step in rule.remediation:  # type: ignore[attr-defined]
-        # `<broker>`-style words written into a rule's command by its author are left to the rule
-        # data; no template placeholder may be left
-        text = render(step, {}, command=True)
-        assert not re.search(r"\{[a-z_]+\}|<(?:" + "|".join(placeholders()) + ")>", text), text
+    for template in rule.remediation:  # type: ignore[attr-defined]
+        # no template placeholder may be left, in the words or in the command
+        step = fill_step(template, {template.when: "x"} if template.when else {})
+        assert step is not None
+        for text in (step.text, step.command):
+            assert not re.search(r"\{[a-z_]+\}|<(?:" + "|".join(placeholders()) + ")>", text), text
 
 
 def test_every_placeholder_the_rules_use_is_described() -> None:
-    used = {name for rule in RULES for text in (rule.explanation, *rule.remediation)
+    used = {name for rule in RULES
+            for text in (rule.explanation, *(s.text for s in rule.remediation), *(s.command for s in rule.remediation))
             for name in re.findall(r"\{([a-z_]+)\}", text)}
-    always = {"count", "source_name", "offset_text", "pairs", "insecure_list", "insecure_fix", "expiring_list"}
+    always = {"count", "source_name", "offset_text", "pairs", "insecure_list", "anonymous_tls_ports", "old_tls_ports",
+              "rejected_file", "trusted_folder", "expiring_list"}
     assert used - always - set(placeholders()) == set()
 
 

@@ -1,5 +1,5 @@
 """Request and response models. Findings, their evidence, sources and an analysis's summary are
-the report model's own schema (correlator.report_model, "correlator.analysis/1"), extended where
+the report model's own schema (correlator.report_model, "correlator.analysis/2"), extended where
 the API adds to it (a finding's `key`), so the API and the CLI's JSON report cannot drift apart.
 The certificate models mirror the `to_dict()` of the artifact objects field for field."""
 

@@ -9,22 +9,17 @@ checks (confirm, refute or keep) and then folded into one Finding per root cause
 from __future__ import annotations
 
 import heapq
-import string
-import tomllib
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from functools import cache
 from typing import Any, Protocol
 
 from correlator.check_result import CheckResult, CheckStatus
+from correlator.engine.remedy import fill_step, render
 from correlator.engine.rules import Match, Rule, Step, side_of
-from correlator.errors import DefinitionError
 from correlator.kinds import kind_vocabulary
 from correlator.model import Event, severity_rank
-from correlator.redaction import redact
 from correlator.report_model import EvidenceRef, Finding
-from correlator.resources import builtin_dir
 
 #: How many evidence lines a finding keeps from the start and from the end of its occurrences.
 EVIDENCE_HEAD = 6
@@ -124,68 +119,6 @@ def _key(step: Step, event: Event) -> tuple[Any, ...] | None:
             return None
         values.append(value)
     return tuple(values)
-
-
-@dataclass(frozen=True)
-class Placeholder:
-    """What a rule's placeholder stands for and what to say when the input lacks it
-    (parsers/vocab/placeholders.toml)."""
-
-    what: str
-    missing: str
-    inline: str | None = None
-    token: str | None = None
-
-
-@cache
-def placeholders() -> dict[str, Placeholder]:
-    path = builtin_dir("parsers") / "vocab" / "placeholders.toml"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise DefinitionError(f"cannot read the placeholder vocabulary: {exc}", file=path) from exc
-    return {name: Placeholder(str(entry["what"]), str(entry["missing"]), entry.get("inline"), entry.get("token"))
-            for name, entry in data.get("placeholder", {}).items()}
-
-
-class _Template(string.Formatter):
-    """str.format that fills a missing value with words, never with "<name>": in prose the
-    placeholder's description, in a command a token to replace by hand; `gaps` collects what was
-    missing so the text can say what to add."""
-
-    def __init__(self, command: bool) -> None:
-        self.command = command
-        self.gaps: dict[str, Placeholder] = {}
-
-    def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
-        if isinstance(key, str):
-            value = kwargs.get(key)
-            if value not in (None, ""):
-                return value
-            known = placeholders().get(key) or Placeholder(
-                key.replace("_", " "), f"the input does not give {key.replace('_', ' ')}")
-            self.gaps[key] = known
-            if self.command:
-                return known.token or key.upper()
-            return known.inline or known.what
-        return super().get_value(key, args, kwargs)
-
-
-def render(template: str, context: dict[str, Any], *, command: bool = False) -> str:
-    """`template` filled from `context`. What the input lacks is said in words: an explanation
-    ends with "Not in the input: ...", a fix step with "(TOKEN: ...)"."""
-    filler = _Template(command)
-    try:
-        text = redact(filler.format(template, **context))
-    except (ValueError, IndexError, AttributeError):
-        return template
-    if not filler.gaps:
-        return text
-    if command:
-        notes = "; ".join(f"{p.token or key.upper()}: {p.missing}" for key, p in filler.gaps.items())
-        return f"{text} ({notes})"
-    notes = " ".join(f"{p.missing[0].upper()}{p.missing[1:]}." for p in filler.gaps.values())
-    return f"{text.rstrip()}\nNot in the input: {notes}"
 
 
 class Engine:
@@ -589,8 +522,8 @@ class Engine:
             finding.sides.add("artifact")
         self._rate(finding)
         finding.explanation = render(rule.explanation, self._render_context(finding))
-        finding.remediation = [render(step, self._render_context(finding), command=True)
-                               for step in rule.remediation]
+        context = self._render_context(finding)
+        finding.remediation = [step for step in (fill_step(t, context) for t in rule.remediation) if step is not None]
         finding.revision += 1
         return finding
 

@@ -631,19 +631,23 @@ def _acl_subscribe(arts: Artifacts, events: list[Event], context: dict[str, Any]
     return _acl(arts, context, "read")
 
 
-@check("opcua_cert_rejected", needs=("pki",), provides=("move_command", "cert_subject", "cert_file"))
+@check("opcua_cert_rejected", needs=("pki",), provides=("rejected_file", "trusted_folder", "cert_subject", "cert_file"))
 def _opcua_rejected(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     if not arts.pki:
         return _unknown("no OPC UA PKI folder in the bundle")
     for store in arts.pki:
         for cert in store.rejected:
-            trusted = store.root / ("trusted/certs" if (store.root / "trusted" / "certs").is_dir() else "trusted")
-            move = f"mv '{cert.path}' '{trusted}/'"
+            trusted = "trusted/certs" if (store.root / "trusted" / "certs").is_dir() else "trusted"
+            # as the bundle names them: the PKI folder's name with the cert's place in it cut off
+            shown = arts.name(cert.path)
+            inside = str(Path(cert.path).relative_to(store.root)) if Path(cert.path).is_relative_to(store.root) else ""
+            root = shown[: -len(inside)] if inside and shown.endswith(inside) else ""
             return _found([EvidenceRef("artifact", arts.name(cert.path), None,
                                                     f"{cert.common_name or cert.subject} [{cert.thumbprint}] is in the "
                                                     "rejected folder")],
-                               {"move_command": move, "cert_subject": cert.subject, "cert_file": arts.name(cert.path)})
-    return _clear([], {"move_command": "(no certificate waits in the rejected folder)"})
+                          {"rejected_file": shown, "trusted_folder": f"{root}{trusted}/", "cert_subject": cert.subject,
+                           "cert_file": shown})
+    return _clear()
 
 
 @check("opcua_server_cert_changed", needs=("pki",),
@@ -714,10 +718,13 @@ def _expiring(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> 
                        {"expiring_list": " ".join(lines)})
 
 
-@check("config_insecure", provides=("insecure_list", "insecure_fix"))
+@check("config_insecure", provides=("insecure_list", "anonymous_tls_ports", "old_tls_ports"))
 def _insecure(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    """Listeners with TLS that let anonymous clients in, or that allow TLS before 1.2: the ports
+    of each (the rule's fix steps say what to set, one step per kind of problem found)."""
     evidence = []
-    fixes = []
+    anonymous: list[str] = []
+    old: list[str] = []
     for conf in arts.confs:
         for listener in conf.listeners:
             if listener.tls and listener.security.allow_anonymous and not listener.require_certificate \
@@ -726,13 +733,13 @@ def _insecure(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> 
                 evidence.append(EvidenceRef("artifact", arts.name(setting.file if setting else conf.path),
                                             setting.line if setting else None,
                                             f"listener {listener.port} has TLS but lets anonymous clients in"))
-                fixes.append(f"set allow_anonymous false on listener {listener.port} and give clients users")
+                anonymous.append(str(listener.port))
             version = listener.tls_version
             if version in ("tlsv1", "tlsv1.1"):
                 evidence.append(EvidenceRef("artifact", arts.name(conf.path), None,
                                             f"listener {listener.port} allows {version}"))
-                fixes.append(f"set tls_version tlsv1.2 on listener {listener.port}")
+                old.append(str(listener.port))
     if not evidence:
         return _clear()
     return _found(evidence, {"insecure_list": " ".join(e.text + "." for e in evidence),
-                                          "insecure_fix": "; ".join(fixes)})
+                             "anonymous_tls_ports": ", ".join(anonymous), "old_tls_ports": ", ".join(old)})

@@ -22,9 +22,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from correlator.definitions import DefinitionFile, definition_files
+from correlator.engine.remedy import StepTemplate
 from correlator.errors import DefinitionError
 from correlator.model import SEVERITIES, Event, Severity
 
@@ -109,7 +110,7 @@ class Rule:
     explains: tuple[str, ...] = ()
     """Causes that are consequences of this one: their findings are folded into this one's."""
     tell_apart: str = ""
-    remediation: tuple[str, ...] = ()
+    remediation: tuple[StepTemplate, ...] = ()
     tests: list[RuleTest] = field(default_factory=list)
     priority: int = 50
     count: str = "connection"
@@ -183,6 +184,20 @@ class _RuleLoader(DefinitionFile):
               ) -> DefinitionError:
         """Rule keys are said as paths (`match[0].where`), so the key itself finds the line."""
         return super().error(message, key, *sub, at=key_path(key) if at is None else at)
+
+    def fix_step(self, entry: Any, key: str) -> StepTemplate:
+        """A step is words (a string), or a table: `text`, and the `command` to run or the `config`
+        line to write, and `when` (the value the step needs to be shown)."""
+        if isinstance(entry, str):
+            return StepTemplate(entry)
+        table = self.keys(entry, {"text", "command", "config", "when"}, key)
+        if not all(isinstance(v, str) for v in table.values()) or not table.get("text"):
+            raise self.error("a step needs 'text' and takes strings only", key)
+        if "command" in table and "config" in table:
+            raise self.error("a step has a 'command' or a 'config' line, not both", key)
+        kind: Literal["shell", "config"] = "config" if "config" in table else "shell"
+        return StepTemplate(table["text"], table.get("command") or table.get("config") or "", kind,
+                            table.get("when", ""))
 
     def predicate(self, where: Any, key: str) -> Predicate:
         if not isinstance(where, dict) or not where:
@@ -356,13 +371,16 @@ class _RuleLoader(DefinitionFile):
         remediation = head.get("remediation", [])
         if isinstance(remediation, str):
             remediation = [remediation]
+        if not isinstance(remediation, list):
+            raise self.error("remediation must be a list of steps", "rule.remediation")
+        steps = tuple(self.fix_step(entry, f"rule.remediation[{i}]") for i, entry in enumerate(remediation))
         return Rule(
             id=self.name, title=head["title"], severity=head["severity"], file=str(self.file),
             explanation=head["explanation"].strip(), matches=matches,
             group_by=self.by(head.get("group_by"), "rule.group_by"), checks=checks,
             confirm_with=str(head.get("confirm_with", "")), look_alike=tuple(head.get("look_alike", [])),
             explains=tuple(head.get("explains", [])),
-            tell_apart=str(head.get("tell_apart", "")), remediation=tuple(str(r) for r in remediation), tests=tests,
+            tell_apart=str(head.get("tell_apart", "")), remediation=steps, tests=tests,
             priority=int(head.get("priority", 50)), count=count, data=data)
 
 

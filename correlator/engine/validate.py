@@ -169,7 +169,13 @@ def placeholders(rule: Rule, known: Known) -> Iterator[tuple[str, KeyPath]]:
     """Every `{name}` in the explanation and the remediation is something the rule provides."""
     provided = _provided(rule, known)
     texts: list[tuple[str, KeyPath]] = [(rule.explanation, ("rule", "explanation"))]
-    texts += [(step, ("rule", "remediation", index)) for index, step in enumerate(rule.remediation)]
+    for index, step in enumerate(rule.remediation):
+        at_step: KeyPath = ("rule", "remediation", index)
+        texts += [(step.text, at_step), (step.command, at_step)]
+        if step.when and step.when not in provided:
+            yield f"'when' names {step.when!r}, which nothing this rule matches or checks provides", at_step
+        if step.kind == "shell":
+            yield from ((message, at_step) for message in _quoted_placeholders(step.command))
     for text, at in texts:
         try:
             names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
@@ -183,6 +189,25 @@ def placeholders(rule: Rule, known: Known) -> Iterator[tuple[str, KeyPath]]:
             elif root not in provided:
                 yield (f"placeholder {{{root}}} is filled by nothing this rule matches or checks "
                        f"(its events' fields, its checks' values, or {', '.join(sorted(ENGINE_VALUES))})"), at
+
+
+def _quoted_placeholders(command: str) -> Iterator[str]:
+    """A placeholder inside quotes in a shell command would be quoted twice: the engine quotes
+    every value itself (shlex.quote), so a rule writes `-subj /CN={cert_cn}`, not `"/CN={cert_cn}"`."""
+    quote, at = "", 0
+    while at < len(command):
+        char = command[at]
+        if char == "{" and command[at + 1:at + 2] == "{":
+            at += 2  # a literal brace
+            continue
+        if quote and char == "{":
+            yield f"placeholder inside {quote}quotes{quote} in a command: write it bare (every value is shell-quoted)"
+            return
+        if char == quote:
+            quote = ""
+        elif not quote and char in "'\"":
+            quote = char
+        at += 1
 
 
 def tests_cover(rule: Rule, known: Known) -> Iterator[tuple[str, KeyPath]]:

@@ -58,16 +58,3 @@ def host_lines(analysis: Analysis) -> list[str]:
 
 def times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
-
-
-#: Words that start a command in a remediation step ("Prose: command").
-COMMANDS = ("openssl", "mosquitto_passwd", "mosquitto_pub", "mosquitto_sub", "sudo", "cat", "grep", "mv", "cp",
-            "chmod", "chown", "timedatectl", "correlator", "date", "kill", "systemctl", "mosquitto ")
-
-
-def split_command(step: str) -> tuple[str, str]:
-    """A step's prose and the command after its colon, when there is one."""
-    head, sep, tail = step.partition(": ")
-    if sep and tail.startswith(COMMANDS):
-        return head + ":", tail
-    return step, ""

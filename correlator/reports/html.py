@@ -9,7 +9,7 @@ from html import escape
 from correlator import __version__
 from correlator.printable import printable_lines
 from correlator.report_model import Analysis, Finding
-from correlator.reports import evidence_time, host_heading, host_lines, span, split_command, times, when
+from correlator.reports import evidence_time, host_heading, host_lines, span, times, when
 
 COLUMNS = 120
 SEVERITY_COLOUR = {"critical": "#b00020", "high": "#d9480f", "medium": "#e0a800", "low": "#1c7ed6", "info": "#868e96"}
@@ -28,7 +28,7 @@ pre{background:#f1f3f5;padding:8px 10px;border-radius:4px;overflow-x:auto;white-
 table{border-collapse:collapse;width:100%;font-size:13px;background:#fff}td,th{border-bottom:1px solid #dee2e6;
 padding:4px 8px;text-align:left;vertical-align:top}th{background:#e9ecef}
 .ev td:first-child{white-space:nowrap;color:#1864ab}.artifact td:first-child{color:#862e9c}
-ol.fix li{margin:6px 0}button.copy{float:right;font-size:11px;margin-left:8px;cursor:pointer}
+ol.fix li{margin:6px 0}p.warning{color:#e8590c}button.copy{float:right;font-size:11px;margin-left:8px;cursor:pointer}
 .timeline{background:#fff;border-radius:6px;box-shadow:0 1px 3px rgba(0,0,0,.12);padding:10px}
 .none{color:#2b8a3e;font-weight:600}
 """
@@ -101,9 +101,9 @@ def _finding(number: int, f: Finding) -> str:
         rows.append(f'<tr class="artifact"><td>{escape(where)}</td><td>artifact</td><td>{escape(fact.text)}</td></tr>')
     fixes = ""
     for step in f.remediation:
-        prose, command = split_command(step)
-        fixes += (f'<li>{escape(prose)}<div><button class="copy">copy</button><pre>{escape(command)}</pre></div></li>'
-                  if command else f"<li>{escape(prose)}</li>")
+        warning = f'<p class="warning">{escape(step.warning)}</p>' if step.warning else ""
+        fixes += (f'<li>{escape(step.text)}<div><button class="copy">copy</button><pre>{escape(step.command)}</pre>'
+                  f"</div></li>" if step.command else f"<li>{escape(step.text)}{warning}</li>")
     alt = ""
     if f.alternatives:
         alt = (f"<p><b>Also possible:</b> {escape(', '.join(f.alternatives))}. {escape(f.tell_apart)}</p>")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from correlator import __version__
 from correlator.printable import printable_lines
 from correlator.report_model import Analysis
-from correlator.reports import evidence_time, host_heading, host_lines, span, split_command, times, when
+from correlator.reports import evidence_time, host_heading, host_lines, span, times, when
 
 
 def _cell(text: str) -> str:
@@ -52,10 +52,11 @@ def render(analysis: Analysis, *, title: str = "") -> str:
         if f.remediation:
             out += ["", "**Fix**", ""]
             for number, step in enumerate(f.remediation, 1):
-                prose, command = split_command(step)
-                out.append(f"{number}. {prose}")
-                if command:
-                    out += ["", "   ```", f"   {command}", "   ```"]
+                out.append(f"{number}. {step.text}")
+                if step.command:
+                    out += ["", "   ```", f"   {step.command}", "   ```"]
+                if step.warning:
+                    out += ["", f"   > **Warning:** {step.warning}"]
     hosts = host_lines(analysis)
     if hosts:
         out += ["", "## Hosts", ""] + [f"- {_cell(line)}" for line in hosts]

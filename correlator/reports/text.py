@@ -12,7 +12,7 @@ from rich.markup import escape as markup_escape
 from correlator import __version__
 from correlator.printable import printable, printable_lines
 from correlator.report_model import Analysis
-from correlator.reports import evidence_time, host_heading, host_lines, span, split_command, times, when
+from correlator.reports import evidence_time, host_heading, host_lines, span, times, when
 
 
 def escape(text: str) -> str:
@@ -101,17 +101,19 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
         if finding.remediation:
             console.print("\n    [bold]Fix[/]")
             for number, step in enumerate(finding.remediation, 1):
-                prose, command = split_command(step)
-                console.print(block(textwrap.fill(prose, width=width - 4, initial_indent=f"    {number}. ",
+                console.print(block(textwrap.fill(step.text, width=width - 4, initial_indent=f"    {number}. ",
                                                    subsequent_indent="       ")))
-                if command:
+                if step.command:
                     # commands stay on one line, whatever the width, so they can be copied whole
-                    console.print(f"         {escape(command)}", soft_wrap=True, overflow="ignore", crop=False)
+                    console.print(f"         {escape(step.command)}", soft_wrap=True, overflow="ignore", crop=False)
+                if step.warning:
+                    console.print(block(textwrap.fill("! " + step.warning, width=width - 4, initial_indent="       ",
+                                                       subsequent_indent="         ")), style="yellow")
     hosts = host_lines(analysis)
     if hosts:
         console.print("\n[bold]Hosts[/]")
         for line in hosts:
-            console.print(escape(wrap.fill(line)))
+            console.print(block(wrap.fill(line)))
     console.print("\n[bold]Sources[/]")
     for source in analysis.sources:
         info = source.info

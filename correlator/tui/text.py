@@ -3,7 +3,6 @@ are tested apart from the widgets and match the text report's vocabulary."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,9 +25,6 @@ SOURCE_COLOURS = ("dodger_blue1", "green3", "orange1", "medium_purple1", "deep_p
 LEVEL_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "notice": "", "info": "",
                "debug": "dim"}
 SPARK = " ▁▂▃▄▅▆▇█"
-_COMMAND_START = re.compile(r"^(?:sudo |openssl |mosquitto|systemctl |kill |chmod |chown |cp |mv |ln |"
-                            r"keytool |curl |python|ip |ss |nc |date |timedatectl |chronyc |ntpdate |"
-                            r"[a-z_./-]+ -)")
 
 
 def badge(severity: str) -> Text:
@@ -72,24 +68,16 @@ def sparkline(counts: list[int]) -> str:
     return "".join(SPARK[0] if n == 0 else SPARK[max(1, round(n / peak * (len(SPARK) - 1)))] for n in counts)
 
 
-def command_of(step: str) -> str:
-    """The command in a remediation step ('Check the dates: openssl x509 ...' -> 'openssl x509 ...'),
-    or the step itself when it holds none."""
-    _, sep, rest = step.partition(": ")
-    candidate = rest.strip() if sep else step.strip()
-    candidate = re.sub(r"\s+\(or [^)]*\)$", "", candidate)
-    if _COMMAND_START.match(candidate):
-        return candidate
-    return ""
-
-
 def fix_commands(finding: Finding) -> str:
     """What `c` puts on the clipboard: the fix's commands, one a line (steps without a command as
     comments, so the paste is still a runnable script)."""
     lines = []
     for number, step in enumerate(finding.remediation, 1):
-        command = command_of(step)
-        lines.append(command if command else f"# {number}. {step}")
+        if step.command and step.kind == "shell":
+            lines.append(step.command)
+        else:  # words, a config line, or a command withheld: never something the shell would run
+            lines += [f"# {number}. {printable(step.text)}"] + [f"#    {printable(part)}" for part in
+                                                                 (step.command, step.warning) if part]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -167,15 +155,13 @@ def detail(finding: Finding, now: float, *, copy_hint: str = "",
     if finding.remediation:
         parts.append(Text(""))
         parts.append(Text.assemble(("Fix", "bold underline"), (f"  {copy_hint}" if copy_hint else "", "dim")))
-        for number, raw in enumerate(finding.remediation, 1):
-            step = printable(raw)
-            command = command_of(step)
-            if (command and step.endswith(command)) or (command and command in step):
-                label = step[: step.find(command)].rstrip(": ").strip()
-                parts.append(Text(f"  {number}. {label}" if label else f"  {number}."))
-                parts.append(Padding(Text("$ " + command, style="bold green"), (0, 0, 0, 5)))
-            else:
-                parts.append(Text(f"  {number}. {step}"))
+        for number, step in enumerate(finding.remediation, 1):
+            parts.append(Text(f"  {number}. {printable(step.text)}"))
+            if step.command:
+                prompt = "$ " if step.kind == "shell" else ""
+                parts.append(Padding(Text(prompt + printable(step.command), style="bold green"), (0, 0, 0, 5)))
+            if step.warning:
+                parts.append(Padding(Text("! " + printable(step.warning), style="yellow"), (0, 0, 0, 5)))
     return Group(*parts)
 
 

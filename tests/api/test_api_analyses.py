@@ -104,7 +104,7 @@ def test_one_finding_with_evidence_and_remediation(shared: RunningServer, analys
         missing = client.get(f"/analyses/{analysis['id']}/findings/99")
     assert finding["id"] == "tls.client_cert_expired" and finding["key"] == key
     assert any(e["file"].endswith("broker/mosquitto.log") and e["line"] for e in finding["evidence"])
-    assert any("edge-31" in step for step in finding["remediation"])
+    assert any("edge-31" in step["command"] + step["text"] for step in finding["remediation"])
     assert missing.status_code == 404 and missing.json()["message"]
 
 
@@ -207,7 +207,7 @@ def test_service_routes(shared: RunningServer) -> None:
         rules = {r["id"] for r in client.get("/rules").json()}
         docs = httpx.get(shared.url + "/docs")
         schema = client.get("/openapi.json").json()
-    assert version["report_schema"] == "correlator.analysis/1"
+    assert version["report_schema"] == "correlator.analysis/2"
     assert {"mosquitto", "python_logging"} <= formats
     assert {"tls.server_cert_expired", "acl.publish_denied"} <= rules
     assert docs.status_code == 200 and "swagger" in docs.text.lower()

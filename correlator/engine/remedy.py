@@ -1,0 +1,152 @@
+"""The words of a finding filled in from what the input gave: its explanation, and its fix steps
+safe to copy into a shell.
+
+A rule's explanation and steps hold `{placeholders}` (parsers/vocab/placeholders.toml says what
+each stands for). A value the input lacks is said in words, never left as `<name>`: the
+explanation ends with "Not in the input: ...", a step's command carries a token to replace by hand
+(`USERNAME`) and its text says what to add.
+
+A rule declares each step's parts (`remediation` in rules/*.toml): the words (`text`) and the
+`command` to run or the `config` line to write. The bundle is customer data and may be hostile:
+a `password_file /tmp/x; curl ... | sh; echo` line would otherwise come back as a command the
+reader pastes. So every value is `shlex.quote`d in a command, and a value holding shell or control
+characters withholds the command altogether: the step says why instead (`FixStep.warning`), and
+the TUI's copy key never puts it on the clipboard.
+"""
+
+from __future__ import annotations
+
+import shlex
+import string
+import tomllib
+import unicodedata
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+from correlator.errors import DefinitionError
+from correlator.printable import printable
+from correlator.redaction import redact
+from correlator.report_model import FixStep
+from correlator.resources import builtin_dir
+
+#: Characters that make a value a command of its own in a shell, quoted or not (a reader may
+#: retype it, or paste it where it is not quoted): separators, substitutions, redirections,
+#: quotes and the escape.
+SHELL_CHARACTERS = frozenset(";&|$`<>()'\"\\")
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """What a rule's placeholder stands for and what to say when the input lacks it
+    (parsers/vocab/placeholders.toml)."""
+
+    what: str
+    missing: str
+    inline: str | None = None
+    token: str | None = None
+
+
+@cache
+def placeholders() -> dict[str, Placeholder]:
+    path = builtin_dir("parsers") / "vocab" / "placeholders.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise DefinitionError(f"cannot read the placeholder vocabulary: {exc}", file=path) from exc
+    return {name: Placeholder(str(entry["what"]), str(entry["missing"]), entry.get("inline"), entry.get("token"))
+            for name, entry in data.get("placeholder", {}).items()}
+
+
+def _known(key: str) -> Placeholder:
+    return placeholders().get(key) or Placeholder(key.replace("_", " "),
+                                                  f"the input does not give {key.replace('_', ' ')}")
+
+
+def unsafe(value: str, *, shell: bool) -> bool:
+    """Whether a bundle value must not be put into a command: control or format characters (a
+    newline ends the command, an escape drives the terminal, a bidi override reorders what is
+    read), or, in a shell command, shell characters."""
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+        return True
+    return shell and not SHELL_CHARACTERS.isdisjoint(value)
+
+
+Mode = Literal["prose", "shell", "config"]
+
+
+class _Filler(string.Formatter):
+    """str.format over the context. In prose a value goes in as it is and a missing one as the
+    placeholder's words; in a shell command a value is quoted and a missing one is its token; in
+    a config line a value goes in as it is. Unsafe values and gaps are collected."""
+
+    def __init__(self, mode: Mode) -> None:
+        self.mode = mode
+        self.gaps: dict[str, Placeholder] = {}
+        self.unsafe: dict[str, str] = {}
+
+    def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
+        if not isinstance(key, str):
+            return super().get_value(key, args, kwargs)
+        value = kwargs.get(key)
+        if value in (None, ""):
+            known = self.gaps[key] = _known(key)
+            if self.mode == "prose":
+                return known.inline or known.what
+            return known.token or key.upper()
+        if self.mode == "prose":
+            return value
+        text = str(value)
+        if unsafe(text, shell=self.mode == "shell"):
+            self.unsafe.setdefault(key, text)
+        return shlex.quote(text) if self.mode == "shell" else text
+
+
+def render(template: str, context: dict[str, Any]) -> str:
+    """Prose filled from `context`; what the input lacks is said at the end ("Not in the input")."""
+    filler = _Filler("prose")
+    try:
+        text = redact(filler.format(template, **context))
+    except (ValueError, IndexError, AttributeError):
+        return template
+    if not filler.gaps:
+        return text
+    notes = " ".join(f"{p.missing[0].upper()}{p.missing[1:]}." for p in filler.gaps.values())
+    return f"{text.rstrip()}\nNot in the input: {notes}"
+
+
+@dataclass(frozen=True, slots=True)
+class StepTemplate:
+    """A fix step as a rule declares it: a string (words only) or a table with `text` and a
+    `command` or a `config` line, and `when`."""
+
+    text: str
+    command: str = ""
+    kind: Literal["shell", "config"] = "shell"
+    """'shell' (the rule's `command`) or 'config' (its `config`: a line for a configuration file)."""
+    when: str = ""
+    """A value the step needs: without it the step is left out (the fix of a setting not found)."""
+
+
+def fill_step(step: StepTemplate, context: dict[str, Any]) -> FixStep | None:
+    """The step filled in from `context`, or None when it needs a value the input lacks (`when`)."""
+    if step.when and context.get(step.when) in (None, ""):
+        return None
+    text = render(step.text, context).replace("\nNot in the input: ", " Not in the input: ")
+    if not step.command:
+        return FixStep(text)
+    filler = _Filler(step.kind)
+    try:
+        command = filler.format(step.command, **context)
+    except (ValueError, IndexError, AttributeError):
+        return FixStep(text)
+    if filler.gaps:
+        text += " (" + "; ".join(f"{p.token or key.upper()}: {p.missing}" for key, p in filler.gaps.items()) + ")"
+    if filler.unsafe:
+        named = "; ".join(f"{_known(key).what}: {printable(repr(value))}" for key, value in filler.unsafe.items())
+        what, thing = ("shell or control characters", "command") if step.kind == "shell" else \
+            ("control characters", "line")
+        return FixStep(text, "", step.kind, redact(
+            f"Not shown as a {thing}: a value from the bundle holds {what} ({named}). Check the bundle; "
+            f"type the {thing} by hand only once you trust the value."))
+    return FixStep(text, redact(command), step.kind)
