@@ -75,9 +75,13 @@ def redact(text: str) -> str:
     return text
 
 
+#: A value that stands for a password in documentation (`keyfile_password=...`, `<password>`).
+_STAND_IN = re.compile(r"\.{3}|…|\*+|<[^>]*>|\{[^}]*\}")
+
+
 def _keep_key(match: re.Match[str]) -> str:
     value = match.group(2)
-    if value in ("", '""', "''") or value.endswith(REMOVED):
+    if value in ("", '""', "''") or value.endswith(REMOVED) or _STAND_IN.fullmatch(value):
         return match.group(0)
     return match.group(1) + PASSWORD_REMOVED
 

@@ -46,6 +46,7 @@ def test_password_pairs_lose_their_value_only(line: str, kept: str) -> None:
 @pytest.mark.parametrize("line", [
     "Connection Refused: bad user name or password", "password_file /etc/mosquitto/passwd",
     "Sending CONNECT (u1, p1, wr0, wq0, wf0, c1, k30) client_id=b'edge-10'", "bypass=3", "cost $5",
+    "paho: tls_set(..., keyfile_password=...)", "password=<password>",
 ])
 def test_words_about_passwords_stay(line: str) -> None:
     assert redact(line) == line
