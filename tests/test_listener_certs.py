@@ -23,7 +23,8 @@ def test_the_failing_listeners_certificate_is_the_expired_one() -> None:
     assert [f.file for f in finding.facts] == ["certs/server-2025.pem"]
     assert "is before the failure" in finding.facts[0].text
     assert finding.context["cert_file"] == "certs/server-2025.pem"
-    assert "certs/server.pem" not in finding.explanation + " ".join(s.text + " " + s.command for s in finding.remediation)
+    fix = " ".join(step.text + " " + step.command for step in finding.remediation)
+    assert "certs/server.pem" not in finding.explanation + fix
 
 
 def test_a_valid_certificate_is_never_the_expired_cause(tmp_path: Path) -> None:

@@ -652,7 +652,7 @@ def _opcua_rejected(arts: Artifacts, events: list[Event], context: dict[str, Any
 
 @check("opcua_server_cert_changed", needs=("pki",),
        provides=("own_cert_file", "stale_cert_file", "own_thumbprint", "stale_thumbprint", "application_uri",
-                 "cert_subject", "copy_command"))
+                 "cert_subject", "stale_cert_folder"))
 def _opcua_cert_changed(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     """The server's own certificate against the copy a peer trusts: same subject and
     ApplicationUri, another thumbprint means the server renewed it and the peer never got the
@@ -664,7 +664,7 @@ def _opcua_cert_changed(arts: Artifacts, events: list[Event], context: dict[str,
         owns = [c for store in arts.pki for c in store.own]
         if not owns:
             return _unknown("no PKI folder in the bundle has an own/ certificate to compare the trusted copies with")
-        return _clear([], {"copy_command": "(every trusted copy matches its application's own certificate)"})
+        return _clear()
     first = stale[0]
     evidence: list[EvidenceRef] = []
     for item in stale:
@@ -681,7 +681,7 @@ def _opcua_cert_changed(arts: Artifacts, events: list[Event], context: dict[str,
         "own_cert_file": arts.name(first.own.path), "stale_cert_file": stale_file,
         "own_thumbprint": first.own.thumbprint, "stale_thumbprint": first.copy.thumbprint,
         "application_uri": first.own.application_uri or "(none)", "cert_subject": first.own.subject,
-        "copy_command": f"rm '{stale_file}' && cp '{arts.name(first.own.path)}' '{Path(stale_file).parent}/'"})
+        "stale_cert_folder": f"{Path(stale_file).parent}/"})
 
 
 @check("broker_tls_files_problem")
