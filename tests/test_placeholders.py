@@ -37,7 +37,7 @@ def test_every_placeholder_the_rules_use_is_described() -> None:
             for text in (rule.explanation, *(s.text for s in rule.remediation), *(s.command for s in rule.remediation))
             for name in re.findall(r"\{([a-z_]+)\}", text)}
     always = {"count", "source_name", "offset_text", "pairs", "insecure_list", "anonymous_tls_ports", "old_tls_ports",
-              "rejected_file", "trusted_folder", "expiring_list"}
+              "expiring_list"}
     assert used - always - set(placeholders()) == set()
 
 
