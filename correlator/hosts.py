@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -456,11 +456,8 @@ def _conf_named(artifacts: Artifacts) -> Artifacts:
     if all(artifacts.name(a.path) in named for a in artifacts.acls) and all(
             artifacts.name(p.path) in named for p in artifacts.passwds):
         return artifacts
-    arts = Artifacts(certs=artifacts.certs, keys=artifacts.keys, confs=artifacts.confs, pki=artifacts.pki,
-                     errors=artifacts.errors, display=artifacts.display, now=artifacts.now, window=artifacts.window)
-    arts.acls = [a for a in artifacts.acls if artifacts.name(a.path) in named]
-    arts.passwds = [p for p in artifacts.passwds if artifacts.name(p.path) in named]
-    return arts
+    return replace(artifacts, acls=[a for a in artifacts.acls if artifacts.name(a.path) in named],
+                   passwds=[p for p in artifacts.passwds if artifacts.name(p.path) in named])
 
 
 def _rename(log: LogFile, source: str) -> None:
@@ -492,8 +489,8 @@ def _artifacts_of(name: str, member_of: dict[str, str], artifacts: Artifacts,
 
     confs = [c for c in artifacts.confs if mine(c.path)]
     named = {artifacts.name(ref.found) for c in confs for ref in c.referenced_files if ref.found is not None}
-    arts = Artifacts(display=artifacts.display, now=artifacts.now, window=artifacts.window)
-    arts.confs = confs
+    # what is not sorted by host here (the clients' own configurations) every host sees
+    arts = replace(artifacts, confs=confs, acls=[], passwds=[], errors=[])
     own_certs: list[CertFacts] = [c for c in artifacts.certs if mine(c.path)]
     arts.certs = own_certs + [c for c in artifacts.certs if shared(c.path)]
     arts.keys = [k for k in artifacts.keys if mine(k.path)] + [k for k in artifacts.keys if shared(k.path)]

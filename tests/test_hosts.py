@@ -74,6 +74,13 @@ def _prefix(packing: str, name: str) -> str:
     return {"folder": f"{name}/", "zip of folders": f"site.zip!{name}/", "archives": f"{name}.tar.gz!./"}[packing]
 
 
+def test_a_host_keeps_the_clients_configurations(tmp_path: Path) -> None:
+    """node_red_untrusted_ca beside another broker: Node-RED's flows.json (its CA file) still
+    decides its failure on its own host."""
+    report = analyze([_site(tmp_path, ["node_red_untrusted_ca", "publish_denied"])]).to_dict()
+    assert _ids_per_host(report) == {name: _expected(name) for name in ("node_red_untrusted_ca", "publish_denied")}
+
+
 def test_a_broker_without_acl_file_gets_no_acl_finding(tmp_path: Path) -> None:
     """mixed's viewer-33 publishes node commands its ACL denies; the same client id beside a
     broker whose config names no acl_file is no ACL case, whatever ACL the bundle holds."""
