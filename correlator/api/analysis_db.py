@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from correlator.api.private import private_dir, private_file
 from correlator.errors import CorrelatorError
 from correlator.model import Event, severity_rank
 
@@ -138,10 +139,13 @@ class Store:
     the analysis worker writes)."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.uploads = state_dir / "uploads"
-        self.uploads.mkdir(parents=True, exist_ok=True)
-        self.path = state_dir / "correlator.sqlite3"
+        self.state_dir = private_dir(state_dir)
+        self.uploads = private_dir(state_dir / "uploads")
+        # SQLite gives its -wal and -shm files the database's mode: made 600 here, they are too
+        self.path = private_file(state_dir / "correlator.sqlite3")
+        for side in ("-wal", "-shm"):
+            if (extra := state_dir / f"correlator.sqlite3{side}").exists():
+                private_file(extra)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -191,7 +195,7 @@ class Store:
     def new_upload_dir(self) -> tuple[str, Path]:
         analysis_id = uuid.uuid4().hex[:16]
         folder = self.uploads / analysis_id
-        folder.mkdir()
+        folder.mkdir(mode=0o700)
         return analysis_id, folder
 
     def create(self, analysis_id: str, name: str, upload: Path, size: int) -> AnalysisRow:

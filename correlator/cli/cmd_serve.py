@@ -7,6 +7,7 @@ fastapi and uvicorn are imported inside `run`, so `correlator --help` does not p
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from correlator.errors import CorrelatorError
@@ -55,9 +56,12 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from correlator.api import create_app, load_settings
+    from correlator.api.private import PRIVATE_UMASK, private_dir
     from correlator.api.server import uvicorn_options
     from correlator.sources.archives import remove_stale_temp
 
+    # what the server writes (state, uploads, extractions, SQLite's files) is for its user only
+    os.umask(PRIVATE_UMASK)
     max_upload = None if args.max_upload_mb is None else int(args.max_upload_mb * 1024**2)
     settings = load_settings(args.config, host=args.host, port=args.port, token=args.token,
                              state_dir=args.state_dir, max_upload_bytes=max_upload, max_analyses=args.max_analyses,
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                              live_paths=args.paths or None, live_stitch_window=args.stitch_window)
     settings.check_exposure()
     try:
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.state_dir)
     except OSError as exc:
         raise CorrelatorError(f"cannot create the state folder: {exc.strerror}", file=settings.state_dir) from None
     # extraction folders a crashed or killed server left behind

@@ -86,7 +86,8 @@ def test_serve_command_serves_and_stops_cleanly(tmp_path: Path) -> None:
         server.send_signal(signal.SIGINT)
         output, _ = server.communicate(timeout=30)
     assert server.returncode == 0, output
-    assert (tmp_path / "state" / "correlator.sqlite3").exists()
+    assert (tmp_path / "state" / "correlator.sqlite3").stat().st_mode & 0o777 == 0o600  # the umask is forced
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
 
 
 def test_the_core_and_the_cli_parser_do_not_load_the_web_stack() -> None:

@@ -28,6 +28,7 @@ from correlator.api.models import (
     Status,
     TimelinePage,
 )
+from correlator.api.private import open_private
 from correlator.errors import TimeInputError
 from correlator.model import Severity, severity_rank
 from correlator.sources.bundle import is_archive
@@ -95,11 +96,11 @@ async def _receive_upload(request: Request, target: Path) -> str | None:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise HTTPException(status.HTTP_400_BAD_REQUEST, "multipart upload without a `file` field")
-            with target.open("wb") as out:
+            with open_private(target) as out:
                 while chunk := await upload.read(CHUNK):
                     out.write(chunk)
             return upload.filename
-    with target.open("wb") as out:
+    with open_private(target) as out:
         async for chunk in request.stream():
             out.write(chunk)
     return None
@@ -150,7 +151,7 @@ async def create_analysis(request: Request, response: Response, settings: Settin
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             "no log line recognised in the text: paste the log lines themselves (a broker's or "
                             "a client's), with their timestamps if they have them")
-    filename = _upload_name(given or (name or "paste.log" if _is_text(request) else None), part)
+    filename = _upload_name(given or name or ("paste.log" if _is_text(request) else None), part)
     upload = part.rename(folder / filename)
     row = store.create(analysis_id, filename, upload, size)
     future = analyser.submit(analysis_id)
