@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -276,14 +276,16 @@ def skew_events(sources: Sequence[SourceTimeline]) -> list[Event]:
 
 def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, registry: Registry | None = None,
             rules: Sequence[Rule] | None = None,
-            on_events: Callable[[list[Event]], None] | None = None, every_line: bool = False) -> Analysis:
+            on_events: Callable[[list[Event]], None] | None = None, every_line: bool = False,
+            names: Mapping[Path, str] | None = None) -> Analysis:
     """Analyse files, folders and archives to the end: the batch path of the one pipeline.
 
     `on_events` sees each batch of timeline events (stitched, in time order, after since/until)
     as the engine does: the report keeps no events, so a surface that serves the timeline (the
     HTTP API) stores them from here instead of running the pipeline a second time. Such a surface
     asks for `every_line`: otherwise routine traffic no rule needs line by line (see
-    correlator/formats/scan.py) is counted, not made into events, and `on_events` never sees it."""
+    correlator/formats/scan.py) is counted, not made into events, and `on_events` never sees it.
+    `names` reports an input file by another name than its path (see `open_bundle`)."""
     from correlator.timeline.pipeline import BatchTimeline
     from correlator.timeline.skew import parse_offset_options
 
@@ -294,7 +296,7 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
     zones = tz_rules.parse_zone_options(options.zones)
     offsets = parse_offset_options(options.clock_offsets)
     errors: list[str] = []
-    with batch_allocation(), open_bundle(inputs) as bundle:
+    with batch_allocation(), open_bundle(inputs, names) as bundle:
         errors.extend(str(e) for e in bundle.errors)
         artifacts = Artifacts.from_bundle(bundle)
         artifacts.now = options.now
@@ -340,6 +342,9 @@ def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, reg
             kept = "none" if not count else f"{count:,}"
             notes.append(f"--since/--until left out {line.outside:,} events and kept {kept}: findings are about the "
                          "time range only")
+    # messages name bundle members, never the folders they were extracted to
+    errors = [bundle.public(e) for e in errors]
+    skipped = [bundle.public(s) for s in skipped]
     if not logs and artifacts.empty:
         why = "; ".join(errors) if errors else "no log, certificate or configuration file in the input"
         raise InputError(f"nothing to analyse: {why}")

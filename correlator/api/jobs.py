@@ -132,7 +132,7 @@ class Analyser:
         try:
             # every line: the stored timeline pages through all of them
             result = analyze([upload], self.options(), registry=self.registry, rules=self.rules,
-                             on_events=on_events, every_line=True)
+                             on_events=on_events, every_line=True, names={upload: upload.name})
             if analysis_id in self._cancelled:
                 raise Cancelled
             self.store.update(analysis_id, phase="storing", progress=0.99, events=writer.count)

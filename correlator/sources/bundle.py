@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,9 +63,21 @@ class Bundle:
     """How to name each file in reports: its path inside the bundle as the user gave it."""
     roots: list[Path] = field(default_factory=list)
     _temp: list[Path] = field(default_factory=list)
+    places: dict[str, str] = field(default_factory=dict)
+    """Where files really are (an extraction folder, an input named otherwise) -> how reports name
+    that place (`bundle.zip!`, the upload's name): see `public`."""
 
     def name(self, path: Path) -> str:
         return self.display.get(path, str(path))
+
+    def public(self, text: str) -> str:
+        """`text` (an error, a note) with every extraction folder and renamed input replaced by
+        the name reports give it: a message names bundle members, never where they were unpacked
+        (nor, on a server, where the upload is kept)."""
+        for place in sorted(self.places, key=len, reverse=True):
+            if place in text:
+                text = text.replace(place, self.places[place])
+        return text
 
     def scratch(self) -> Path:
         """A new temporary folder removed with the bundle (for files made from its files)."""
@@ -227,13 +239,14 @@ def _pki_roots(root: Path) -> Iterator[Path]:
             continue
 
 
-def open_bundle(inputs: Iterable[str | Path]) -> Bundle:
+def open_bundle(inputs: Iterable[str | Path], names: Mapping[Path, str] | None = None) -> Bundle:
     """Expand files, folders and archives into a sorted Bundle. Unreadable or unsafe parts become
     errors in `bundle.errors`; everything else is kept. Archives in archives are expanded from a
-    work list (no recursion), drawing on one `Budget` for the whole input."""
+    work list (no recursion), drawing on one `Budget` for the whole input. `names` gives an input
+    file the name to report it by instead of its path (the API's upload by its upload name)."""
     bundle = Bundle()
     try:
-        _fill(bundle, list(inputs))
+        _fill(bundle, list(inputs), dict(names or {}))
     except BaseException:
         bundle.close()  # SIGTERM (as SystemExit) or Ctrl-C during extraction: no folder left behind
         raise
@@ -242,22 +255,26 @@ def open_bundle(inputs: Iterable[str | Path]) -> Bundle:
     return bundle
 
 
-def _fill(bundle: Bundle, inputs: list[str | Path]) -> None:
+def _fill(bundle: Bundle, inputs: list[str | Path], shown_as: dict[Path, str]) -> None:
     budget = Budget()
-    # (root, how to name its files: a prefix, or the original member names of an archive, nesting)
+    # (root, how to name its files: a prefix (a file root: its name), or the original member
+    # names of an archive, nesting)
     work: list[tuple[Path, str, dict[Path, str] | None, int]] = []
     for given in inputs:
         path = Path(given)
+        shown = shown_as.get(path)
+        if shown is not None:
+            bundle.places[str(path)] = shown
         if not path.exists():
-            bundle.errors.append(InputError("no such file or folder", file=printable(str(path))))
+            bundle.errors.append(InputError("no such file or folder", file=shown or printable(str(path))))
         elif path.is_file() and is_archive(path):
             budget.given += path.stat().st_size
-            _expand(bundle, budget, path, path.name, 0, work, named=str(path))
+            _expand(bundle, budget, path, shown or path.name, 0, work, named=shown or str(path))
         elif path.is_dir():
             # one folder: name files as they sit in it (broker/mosquitto.log); several: keep the folder
             work.append((path, "" if len(inputs) == 1 else f"{path.name}/", None, 0))
         else:
-            work.append((path, "", None, 0))
+            work.append((path, shown or "", None, 0))
     while work:
         root, prefix, names, nesting = work.pop(0)
         bundle.roots.append(root)
@@ -269,7 +286,7 @@ def _fill(bundle: Bundle, inputs: list[str | Path]) -> None:
             if names is not None:
                 display = prefix + names.get(file, printable(str(file.relative_to(root))))
             else:
-                display = printable(str(file) if root.is_file() else prefix + str(file.relative_to(root)))
+                display = printable((prefix or str(file)) if root.is_file() else prefix + str(file.relative_to(root)))
             bundle.display[file] = display
             if str(file).startswith(in_pki):
                 continue
@@ -306,4 +323,5 @@ def _expand(bundle: Bundle, budget: Budget, archive: Path, display: str, nesting
         # name the archive as the user knows it, not by its temp path
         bundle.errors.append(type(error)(error.message, file=named or display, line=error.line)
                              if error.file == str(archive) else error)
+    bundle.places[str(temp) + os.sep] = f"{display}!"
     work.append((temp, f"{display}!", names, nesting))
