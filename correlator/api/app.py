@@ -7,19 +7,23 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.resources import files
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from correlator import __version__
 from correlator.analysis import Options
 from correlator.api import errors
 from correlator.api.analysis_db import Store
 from correlator.api.browsers import BrowserGuard
-from correlator.api.deps import require_token
+from correlator.api.conventions import HttpConventions
+from correlator.api.deps import reject_unknown_query, require_token
 from correlator.api.jobs import Analyser
 from correlator.api.limits import BodyLimit
 from correlator.api.live_hub import LiveHub
@@ -32,6 +36,8 @@ from correlator.formats.registry import default_registry, load_registry
 log = logging.getLogger("correlator.api")
 
 API_PREFIX = "/api/v1"
+#: Where Swagger UI's scripts and styles are served (the swagger-ui-dist files fastapi-offline ships).
+DOCS_ASSETS = "/docs/assets"
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -83,13 +89,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.rules = rules
     app.state.live = None
     errors.install(app)
-    # the last added is the outermost: Host and Origin first, then the body limit, then CORS
+    # the last added is the outermost: Host and Origin first, then the body limit, CORS, gzip, and
+    # HEAD, OPTIONS and ETags next to the routes (the ETag is the hash of the uncompressed body)
+    app.add_middleware(HttpConventions, router_app=app)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(BodyLimit, prefix=API_PREFIX, max_upload_bytes=settings.max_upload_bytes)
     app.add_middleware(BrowserGuard, settings=settings)
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_unknown_query)])
     api.include_router(service.health_router)
     protected = APIRouter(dependencies=[Depends(require_token)],
                           responses={401: {"model": ErrorOut, "description": "Missing or wrong bearer token"}})
@@ -98,13 +107,15 @@ def create_app(settings: Settings) -> FastAPI:
     api.include_router(protected)
     app.include_router(api)
     app.include_router(_docs_router())
+    # Swagger UI's own files, served here: plants are offline, and a CDN would leave /docs blank
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
     return app
 
 
 def _docs_router() -> APIRouter:
     """The schema and its Swagger UI, behind the token like every route but health: they are
     FastAPI's own routes, mounted where the token dependency applies."""
-    docs = APIRouter(dependencies=[Depends(require_token)], include_in_schema=False)
+    docs = APIRouter(dependencies=[Depends(require_token), Depends(reject_unknown_query)], include_in_schema=False)
     schema_url = f"{API_PREFIX}/openapi.json"
 
     @docs.get(schema_url)
@@ -113,6 +124,9 @@ def _docs_router() -> APIRouter:
 
     @docs.get("/docs")
     async def swagger_ui(request: Request) -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=schema_url, title=f"{request.app.title} - API")
+        return get_swagger_ui_html(openapi_url=schema_url, title=f"{request.app.title} - API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
 
     return docs

@@ -11,8 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
 
+from correlator.api.conventions import allowed_methods
 from correlator.api.models import ErrorDetail, ErrorOut
 from correlator.errors import CorrelatorError
 
@@ -33,16 +33,6 @@ def _location(loc: tuple[int | str, ...]) -> list[str | int]:
     return [part for part in loc if part not in ("body",)] or list(loc)
 
 
-def _allowed(request: Request) -> list[str]:
-    """Every method of every route at this path: Starlette's own Allow names only the first
-    route that matched the path, and GET and POST /analyses are two routes."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
-            methods |= route.methods
-    return sorted(methods)
-
-
 def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -52,7 +42,9 @@ def install(app: FastAPI) -> None:
         headers = getattr(exc, "headers", None)
         if exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
-            headers = {**(headers or {}), "Allow": ", ".join(_allowed(request))}
+            # every method of every route at this path: the router's own Allow names only those of
+            # the first route that matched the path, and GET and POST /analyses are two routes
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.app, request.scope))}
         return error_response(exc.status_code, message, headers=headers)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
