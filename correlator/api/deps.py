@@ -11,6 +11,8 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from correlator.api.analysis_db import AnalysisRow, Store
@@ -87,3 +89,26 @@ async def get_finished_analysis(row: AnalysisDep) -> AnalysisRow:
 
 
 FinishedDep = Annotated[AnalysisRow, Depends(get_finished_analysis)]
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """422 for a query parameter the route does not take: FastAPI ignores them, and a typo
+    (`?serverity=high`) would answer every finding as if no filter had been asked for."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)
+    unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in known]
+    if unknown:
+        accepted = ", ".join(sorted(known)) or "none"
+        raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", name),
+                                       "msg": f"unknown query parameter (this route takes: {accepted})",
+                                       "input": request.query_params.get(name)} for name in unknown])

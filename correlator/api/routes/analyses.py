@@ -30,7 +30,7 @@ from correlator.api.models import (
 )
 from correlator.api.private import open_private
 from correlator.errors import TimeInputError
-from correlator.model import Severity, severity_rank
+from correlator.model import Level, Severity, severity_rank
 from correlator.sources.bundle import is_archive
 from correlator.sources.paste import recognisable
 
@@ -155,13 +155,24 @@ async def create_analysis(request: Request, response: Response, settings: Settin
     upload = part.rename(folder / filename)
     row = store.create(analysis_id, filename, upload, size)
     future = analyser.submit(analysis_id)
+    response.headers["Location"] = f"{request.url.path}/{analysis_id}"
     if size <= settings.background_bytes:
         await asyncio.wrap_future(future)
         done = store.get(analysis_id)
         return analysis_out(done or row)
     response.status_code = status.HTTP_202_ACCEPTED
-    response.headers["Location"] = f"{request.url.path}/{analysis_id}"
+    response.headers["Retry-After"] = str(retry_after(size))
     return analysis_out(row)
+
+
+#: Bytes of bundle a worker analyses in a second, roughly (benchmarks/api.py): for Retry-After.
+ANALYSED_PER_SECOND = 20 * 1024**2
+
+
+def retry_after(size: int) -> int:
+    """Seconds a client should wait before it polls an analysis of `size` bytes: about the time
+    it takes, from 1 to 30."""
+    return max(1, min(30, round(size / ANALYSED_PER_SECOND)))
 
 
 def _is_text(request: Request) -> bool:
@@ -235,7 +246,7 @@ async def list_findings(row: FinishedDep, store: StoreDep,
         if host and data.get("host", "") not in host:
             continue
         items.append(_finding_out(seq, data))
-    return FindingList(analysis_id=row.id, total=len(found), items=items)
+    return FindingList(analysis_id=row.id, total=len(items), items=items)
 
 
 @router.get("/analyses/{analysis_id}/findings/{key}", responses=ERRORS,
@@ -264,7 +275,8 @@ def _epoch(value: str | None, name: str) -> float | None:
 
 
 TimeQuery = Annotated[str | None, Query(description="ISO 8601 or epoch seconds; UTC when no zone",
-                                        json_schema_extra={"format": "date-time"})]
+                                        json_schema_extra={"format": "date-time"},
+                                        examples=["2026-11-23T14:42:30Z", "1795444950"])]
 
 
 # The timeline stays a plain `def` (run in the thread pool): a filtered or text query may scan
@@ -282,7 +294,7 @@ def get_timeline(row: FinishedDep, store: StoreDep,
                  client: Annotated[list[str] | None, Query(description="client ids")] = None,
                  kind: Annotated[list[str] | None, Query(description="event kinds; 'tls.' or 'tls.*' matches an "
                                                          "area")] = None,
-                 level: Annotated[list[str] | None, Query()] = None,
+                 level: Annotated[list[Level] | None, Query(description="event levels")] = None,
                  q: Annotated[str | None, Query(max_length=200, description="text the raw line contains")] = None,
                  ) -> TimelinePage:
     if q is not None and "\x00" in q:
