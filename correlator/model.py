@@ -16,7 +16,8 @@ from typing import Any, Literal, get_args
 FieldValue = str | int | float | bool
 
 #: Levels in increasing order of severity; formats map their own words onto these.
-LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "critical")
+Level = Literal["debug", "info", "notice", "warning", "error", "critical"]
+LEVELS: tuple[Level, ...] = get_args(Level)
 
 #: The kind of a line that no format recognised at all. Such lines are kept and counted.
 UNPARSED = "unparsed"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NotRequired
+from typing import Any, Literal, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -34,6 +34,11 @@ def iso(ts: float) -> str:
 
 
 # -- the schema --------------------------------------------------------------------------------
+
+
+#: How sure a finding is: high when both sides of the connection and the artifacts agree, medium
+#: when the artifacts or both sides show it, low when one side alone does.
+Confidence = Literal["high", "medium", "low"]
 
 
 class EvidenceDict(TypedDict):
@@ -72,7 +77,7 @@ class FindingDict(TypedDict):
     first_seen: str
     last_seen: str
     count: int
-    confidence: str
+    confidence: Confidence
     confidence_reason: str
     confirm_with: str
     alternatives: list[str]
@@ -223,7 +228,7 @@ class Finding:
     evidence: list[EvidenceRef] = field(default_factory=list)
     facts: list[EvidenceRef] = field(default_factory=list)
     sides: set[str] = field(default_factory=set)
-    confidence: str = "low"
+    confidence: Confidence = "low"
     confidence_reason: str = ""
     confirm_with: str = ""
     alternatives: list[str] = field(default_factory=list)

@@ -5,46 +5,60 @@ The certificate models mirror the `to_dict()` of the artifact objects field for 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, with_config
 
-from correlator.model import Severity
+from correlator.model import Level, Severity
 from correlator.report_model import FindingDict, HostDict, SourceDict, SummaryDict
 
 Status = Literal["queued", "running", "done", "failed"]
 FieldValue = str | int | float | bool
+#: A time as the API writes it: ISO 8601 in UTC.
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, examples=["2026-11-23T14:42:30Z"])]
+AnalysisId = Annotated[str, Field(description="The analysis's id (16 hex digits)", examples=["d7cb9213372d47d2"])]
 
 
-class ErrorDetail(BaseModel):
-    loc: list[str | int]
+class ApiModel(BaseModel):
+    """The API's models: a field's docstring is its description in the schema."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class ErrorDetail(ApiModel):
+    loc: list[str | int] = Field(examples=[["query", "level"]])
+    """Where: `query`, `path` or the body, then the parameter's name."""
     message: str
 
 
-class ErrorOut(BaseModel):
+class ErrorOut(ApiModel):
     """Every error answer: the status again, a short code and a sentence for a person."""
 
-    status: int
-    error: str
-    message: str
+    status: int = Field(examples=[404])
+    """The HTTP status again."""
+    error: str = Field(examples=["not_found"])
+    """The status as a short code."""
+    message: str = Field(examples=["no analysis 'd7cb9213372d47d2'"])
+    """What went wrong, for a person."""
     details: list[ErrorDetail] = Field(default_factory=list)
+    """One entry per invalid parameter of a 422."""
 
 
 # -- service -----------------------------------------------------------------------------------
 
 
-class HealthOut(BaseModel):
+class HealthOut(ApiModel):
     status: Literal["ok"] = "ok"
 
 
-class VersionOut(BaseModel):
+class VersionOut(ApiModel):
     name: str
     version: str
     api: str
     report_schema: str
 
 
-class FormatOut(BaseModel):
+class FormatOut(ApiModel):
     name: str
     title: str
     role: str
@@ -54,7 +68,7 @@ class FormatOut(BaseModel):
     fallback: bool
 
 
-class RuleOut(BaseModel):
+class RuleOut(ApiModel):
     id: str
     title: str
     severity: Severity
@@ -74,20 +88,22 @@ class FindingOut(FindingDict):
     key: str
 
 
-class FindingList(BaseModel):
+class FindingList(ApiModel):
     analysis_id: str
     total: int
-    """Findings of the analysis before filtering."""
+    """Findings that pass the filters (all of them: a finding list is never paged)."""
     items: list[FindingOut]
 
 
 # -- analyses ----------------------------------------------------------------------------------
 
 
-class AnalysisOut(BaseModel):
-    id: str
-    name: str
+class AnalysisOut(ApiModel):
+    id: AnalysisId
+    name: str = Field(examples=["bundle.zip"])
+    """The upload's name (as sent, else sniffed: upload.zip, paste.log)."""
     status: Status
+    """queued and running analyses are polled until done or failed."""
     phase: str
     """What the analysis is doing or did: queued, extracting, analysing, storing, done, failed."""
     progress: float = Field(ge=0, le=1)
@@ -95,61 +111,77 @@ class AnalysisOut(BaseModel):
     """Timeline events stored so far."""
     size: int
     """Bytes uploaded."""
-    created: str
-    updated: str
+    created: Timestamp
+    updated: Timestamp
     message: str | None
     """Why a failed analysis failed."""
     summary: SummaryDict | None
-    artifacts: dict[str, int]
+    """Findings, worst severity, events, time range, connections (once done)."""
+    artifacts: dict[str, int] = Field(examples=[{"certificates": 2, "keys": 1, "configs": 1}])
+    """Certificates, keys, configs, ACL and password files and PKI folders read."""
     errors: list[str]
+    """Files that could not be read, named by their place in the bundle (`bundle.zip!a/b.pem:1: ...`)."""
     skipped: list[str]
+    """Files that are neither logs nor artifacts, with what they were taken for."""
     notes: list[str]
+    """What the reader had to cut short (kept events, --since/--until)."""
     hosts: list[HostDict] = []
     """The machines of the bundle, each with the ids of its findings."""
 
 
-class AnalysisBrief(BaseModel):
-    id: str
+class AnalysisBrief(ApiModel):
+    id: AnalysisId
     name: str
     status: Status
-    progress: float
-    created: str
+    progress: float = Field(ge=0, le=1)
+    created: Timestamp
     findings: int | None
+    """How many findings (null until done)."""
     worst_severity: Severity | None
 
 
-class AnalysisList(BaseModel):
+class AnalysisList(ApiModel):
     total: int
+    """Analyses that pass the `status` filter, over all pages."""
     items: list[AnalysisBrief]
 
 
-class SourceList(BaseModel):
+class SourceList(ApiModel):
     analysis_id: str
     items: list[SourceDict]
 
 
-class EventOut(BaseModel):
+class EventOut(ApiModel):
     seq: int
     """Position in the analysis's timeline: the page cursor."""
-    time: str
+    time: Timestamp
+    """When it happened, in UTC, after the source's zone and clock offset."""
     time_text: str
+    """The time as the line wrote it."""
     estimated: bool
-    source: str
+    """The line had no time of its own: it takes its neighbours' (or its file's)."""
+    source: str = Field(examples=["broker", "client:edge-02"])
     host: str
     file: str
+    """The file, by its place in the bundle."""
     line: int
-    level: str
-    kind: str
+    level: Level
+    kind: str = Field(examples=["tls.handshake_failed"])
+    """What the line says, in the one vocabulary of event kinds."""
     fields: dict[str, FieldValue]
+    """What the format read from the line (client id, address, reason ...)."""
     raw: str
+    """The line itself (secrets redacted)."""
     format: str
     skew: float
+    """Seconds the source's clock was found off by (already corrected in `time`)."""
     connection: str | None
+    """The stitched connection the event belongs to."""
     client: str | None
     """The client the event belongs to: its client id, its client log, or its stitched connection."""
 
 
-class TimelinePage(BaseModel):
+class TimelinePage(ApiModel):
     analysis_id: str
     items: list[EventOut]
     next_cursor: int | None
@@ -159,13 +191,13 @@ class TimelinePage(BaseModel):
 # -- artifacts ---------------------------------------------------------------------------------
 
 
-class SanOut(BaseModel):
+class SanOut(ApiModel):
     dns: list[str]
     ip: list[str]
     uri: list[str]
 
 
-class CertificateOut(BaseModel):
+class CertificateOut(ApiModel):
     path: str
     index: int
     format: str
@@ -191,7 +223,7 @@ class CertificateOut(BaseModel):
     public_key_sha256: str
 
 
-class KeyOut(BaseModel):
+class KeyOut(ApiModel):
     """A private key described by its public half: no key material ever leaves the server."""
 
     path: str
@@ -204,7 +236,7 @@ class KeyOut(BaseModel):
     public_key_sha256: str | None
 
 
-class CheckOut(BaseModel):
+class CheckOut(ApiModel):
     check: str
     status: str
     severity: str
@@ -214,13 +246,13 @@ class CheckOut(BaseModel):
     details: dict[str, JsonValue]
 
 
-class CertReportOut(BaseModel):
+class CertReportOut(ApiModel):
     certificate: CertificateOut
     leaf: bool
     checks: list[CheckOut]
 
 
-class InspectOut(BaseModel):
+class InspectOut(ApiModel):
     at: str
     role: Literal["server", "client"]
     host: str | None
@@ -233,11 +265,11 @@ class InspectOut(BaseModel):
     errors: list[str]
 
 
-class ProbeRequest(BaseModel):
+class ProbeRequest(ApiModel):
     """A broker to probe as a client would. Certificates and keys travel as PEM text (never file
     paths on the server); they are written to a private temporary folder for the probe only."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(default=8883, ge=1, le=65535)
@@ -254,19 +286,19 @@ class ProbeRequest(BaseModel):
     key_password: str | None = None
 
 
-class MqttOut(BaseModel):
+class MqttOut(ApiModel):
     status: str
     return_code: int | None
     meaning: str
     session_present: bool
 
 
-class ProblemOut(BaseModel):
+class ProblemOut(ApiModel):
     cause: str | None
     message: str
 
 
-class ProbeOut(BaseModel):
+class ProbeOut(ApiModel):
     host: str
     port: int
     tls: bool
@@ -292,7 +324,7 @@ class ProbeOut(BaseModel):
 # -- live --------------------------------------------------------------------------------------
 
 
-class LiveSourceOut(BaseModel):
+class LiveSourceOut(ApiModel):
     path: str
     source: str
     format: str
@@ -301,7 +333,7 @@ class LiveSourceOut(BaseModel):
     unparsed: int
 
 
-class LiveStatus(BaseModel):
+class LiveStatus(ApiModel):
     paths: list[str]
     sources: list[LiveSourceOut]
     events: int
@@ -310,11 +342,11 @@ class LiveStatus(BaseModel):
     errors: list[str]
 
 
-class LiveFindingList(BaseModel):
+class LiveFindingList(ApiModel):
     items: list[FindingOut]
 
 
-class LiveEventPage(BaseModel):
+class LiveEventPage(ApiModel):
     items: list[EventOut]
     next_cursor: int
     """Pass as `after` to get only newer events (older ones beyond the kept window are gone)."""

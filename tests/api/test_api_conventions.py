@@ -1,0 +1,121 @@
+"""The HTTP conventions a support team's tooling expects, against a real server: Allow on 405,
+HEAD and OPTIONS, Location and Retry-After, totals after filters, 422 for unknown parameters and
+bad values, ETag/304 and gzip, and /docs that works offline."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from api_helpers import SAMPLES, RunningServer, ServerFactory
+
+LOG = (SAMPLES / "mixed" / "broker" / "mosquitto.log").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def done(shared: RunningServer, mixed_zip: Path) -> dict[str, Any]:
+    with shared.client() as client:
+        created = client.post("/analyses", content=mixed_zip.read_bytes(), params={"name": "mixed.zip"})
+    assert created.status_code == 201, created.text
+    body: dict[str, Any] = created.json()
+    body["location"] = created.headers["location"]
+    return body
+
+
+def test_405_names_every_method_of_the_path_and_options_answers_them(shared: RunningServer) -> None:
+    with shared.client() as client:
+        for path, methods in (("/analyses", "GET, HEAD, POST, OPTIONS"), ("/analyses/x", "GET, HEAD, DELETE, OPTIONS"),
+                              ("/health", "GET, HEAD, OPTIONS"), ("/probe", "POST, OPTIONS")):
+            refused = client.put(path)
+            assert refused.status_code == 405 and refused.headers["allow"] == methods, (path, refused.headers)
+            options = client.options(path)
+            assert options.status_code == 204 and options.headers["allow"] == methods, path
+        assert client.options("/no/such/route").status_code == 404
+
+
+def test_head_answers_as_get_without_a_body(shared: RunningServer, done: dict[str, Any]) -> None:
+    with shared.client() as client:
+        for path in ("/version", "/analyses", f"/analyses/{done['id']}/findings", "/analyses/nope"):
+            got, head = client.get(path), client.head(path)
+            assert head.status_code == got.status_code and head.content == b"", path
+            assert head.headers["content-type"] == got.headers["content-type"]
+            assert head.headers.get("etag") == got.headers.get("etag")
+
+
+def test_created_and_accepted_analyses_have_a_location(start_server: ServerFactory, done: dict[str, Any]) -> None:
+    assert re.fullmatch(rf"/api/v1/analyses/{done['id']}", done["location"])
+    server = start_server(background_bytes=1)
+    with server.client() as client:
+        accepted = client.post("/analyses", content=LOG, params={"name": "mosquitto.log"})
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.headers["location"] == f"/api/v1/analyses/{accepted.json()['id']}"
+        assert 1 <= int(accepted.headers["retry-after"]) <= 30
+        assert client.get(accepted.headers["location"].removeprefix("/api/v1")).status_code == 200
+
+
+def test_total_counts_what_the_filters_keep(shared: RunningServer, done: dict[str, Any]) -> None:
+    with shared.client() as client:
+        everything = client.get(f"/analyses/{done['id']}/findings").json()
+        one = client.get(f"/analyses/{done['id']}/findings", params={"id": everything["items"][0]["id"]}).json()
+        none = client.get(f"/analyses/{done['id']}/findings", params={"client": "nobody-at-all"}).json()
+    assert everything["total"] == len(everything["items"]) == 3
+    assert one["total"] == len(one["items"]) == 1
+    assert none["total"] == 0 and none["items"] == []
+
+
+@pytest.mark.parametrize(("path", "params", "where"), [
+    ("/analyses", {"serverity": "high"}, ["query", "serverity"]),
+    ("/analyses/{id}/findings", {"severity": "high", "sevrity": "low"}, ["query", "sevrity"]),
+    ("/analyses/{id}/timeline", {"level": "bogus"}, ["query", "level", 0]),
+    ("/analyses/{id}/timeline", {"lvl": "error"}, ["query", "lvl"]),
+    ("/analyses", {"status": "finished"}, ["query", "status"]),
+    ("/version", {"verbose": "1"}, ["query", "verbose"]),
+])
+def test_unknown_parameters_and_bad_values_are_422(shared: RunningServer, done: dict[str, Any], path: str,
+                                                   params: dict[str, str], where: list[Any]) -> None:
+    with shared.client() as client:
+        answer = client.get(path.format(id=done["id"]), params=params)
+    assert answer.status_code == 422, answer.text
+    assert where in [d["loc"] for d in answer.json()["details"]], answer.json()
+
+
+def test_finished_analyses_answer_304_to_their_etag_and_gzip(shared: RunningServer, done: dict[str, Any]) -> None:
+    with shared.client() as client:
+        url = f"/analyses/{done['id']}/timeline"
+        first = client.get(url, params={"limit": 1000})
+        etag = first.headers["etag"]
+        again = client.get(url, params={"limit": 1000}, headers={"If-None-Match": etag})
+        other = client.get(url, params={"limit": 10}, headers={"If-None-Match": etag})  # another page
+        raw = httpx.get(f"{shared.url}/api/v1{url}", params={"limit": 1000}, headers={"Accept-Encoding": "gzip"})
+    assert first.status_code == 200 and etag.startswith('W/"')
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    assert other.status_code == 200
+    assert raw.headers["content-encoding"] == "gzip" and raw.headers["vary"] == "Accept-Encoding"
+    assert raw.content == first.content and raw.num_bytes_downloaded < len(first.content) / 4  # bytes on the wire
+
+
+def test_docs_come_from_the_server_itself(shared: RunningServer) -> None:
+    page = httpx.get(f"{shared.url}/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/") for a in assets), assets  # nothing from a CDN
+    for asset in assets:
+        got = httpx.get(shared.url + asset)
+        assert got.status_code == 200 and len(got.content) > 1000, asset
+    assert "cdn" not in page.text.lower()
+
+
+def test_schema_describes_times_levels_and_confidence(shared: RunningServer) -> None:
+    with shared.client() as client:
+        schema = client.get("/openapi.json").json()
+    parts = schema["components"]["schemas"]
+    assert parts["EventOut"]["properties"]["time"]["format"] == "date-time"
+    assert parts["AnalysisOut"]["properties"]["created"]["format"] == "date-time"
+    assert parts["EventOut"]["properties"]["level"]["enum"] == ["debug", "info", "notice", "warning", "error",
+                                                               "critical"]
+    assert set(parts["FindingOut"]["properties"]["confidence"]["enum"]) == {"high", "medium", "low"}
+    assert parts["EventOut"]["properties"]["raw"]["description"]
+    assert parts["ErrorOut"]["properties"]["status"]["examples"] == [404]
