@@ -559,12 +559,42 @@ def _password_file_name(arts: Artifacts, listener: Listener | None) -> str:
     return "/etc/mosquitto/passwd"
 
 
-@check("client_sent_no_username")
+#: The group a refused login goes to when nothing tells a missing user name from a wrong one:
+#: such refusals make a finding of their own that names both causes.
+UNDECIDED_LOGIN = "no user name, or a wrong one"
+
+
+@check("client_sent_no_username", provides=("refused_login", "login_reading"))
 def _no_username(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    """Whether the refused connection's CONNECT carried no user name, from everything its lines
+    and the broker's config say: the CONNECT's flag as either side logged it (carried to every line
+    of the stitched connection), else the listener's settings (with allow_anonymous true a client
+    without a user name is let in, so a refusal is of a user name and password). When neither
+    decides, the result is unknown and `refused_login` puts the refusal in a finding of its own."""
     flag = context.get("has_username")
-    if flag is None:
-        return _unknown("no client CONNECT in the evidence")
-    return _verdict(flag in (0, "0", False))
+    if flag is not None and str(flag) in ("0", "1"):
+        sent = str(flag) == "1"
+        said = next((e for e in events if "has_username" in e.fields and e.kind == "mqtt.connect"), None)
+        reading = ("The client's CONNECT carried " + ("a user name" if sent else "no user name")
+                   + (f" ({said.file}:{said.line})" if said is not None else "")
+                   + (": the password check failed for it." if sent else "."))
+        return _verdict(not sent, values={"login_reading": reading})
+    listener = arts.listener(context)
+    conf = next((c for c in arts.confs if listener is not None and listener in c.listeners), None)
+    if listener is not None and conf is not None:
+        verdict = conf.login_verdict(listener, None)
+        refs = [EvidenceRef("artifact", arts.name(setting.file), setting.line,
+                            f"listener {listener.port}: {setting.name} {setting.value}")
+                for setting in verdict.evidence]
+        if verdict.accepted is True:
+            reading = (f"Listener {listener.port} lets clients without a user name in (allow_anonymous true), so "
+                       "the refused client sent a user name and the password check failed for it.")
+            return _clear(refs, {"login_reading": reading})
+    reading = ("Nothing in the bundle says whether the refused CONNECT carried a user name: the broker logs a "
+               "client without one exactly as a wrong password. The client's own log at debug level (paho: "
+               "'Sending CONNECT (u0, ...' or u1), or its configuration, decides.")
+    return _unknown("neither the connection's lines nor the broker's config tell a missing user name from a "
+                    "wrong one", values={"refused_login": UNDECIDED_LOGIN, "login_reading": reading})
 
 
 @check("user_in_password_file", needs=("passwds",), provides=("password_file", "username", "user_verdict"))

@@ -162,6 +162,9 @@ class Connection:
     listener_port: int | None = None
     client_id: str | None = None
     username: str | None = None
+    has_username: int | None = None
+    """Whether the CONNECT carried a user name (1) or not (0), as either side logged it (paho's
+    `Sending CONNECT (u0, ...)`, the broker's `u'name'`); None when no line says."""
     outcome: str = UNKNOWN
     """connected, refused, tls_failed, net_failed (client side only), closed (ended before an MQTT
     session without a TLS error), or unknown."""
@@ -198,6 +201,7 @@ class Connection:
         return {"id": self.id, "start": self.start, "end": self.end, "broker_source": self.broker_source,
                 "client_source": self.client_source, "peer_addr": self.peer_addr, "peer_port": self.peer_port,
                 "listener_port": self.listener_port, "client_id": self.client_id, "username": self.username,
+                "has_username": self.has_username,
                 "outcome": self.outcome, "closed": self.closed, "close_reason": self.close_reason,
                 "connack_code": self.connack_code, "errors": list(self.errors), "link": self.link,
                 "broker_events": [f"{e.file}:{e.line}" for e in self.broker_events],
@@ -464,6 +468,8 @@ class Stitcher:
         username = fields.get("username")
         if username is not None:
             conn.username = str(username)
+        if event.kind == "mqtt.connect":  # mosquitto's `u'name'` is there exactly when a user name was sent
+            conn.has_username = 1 if username is not None else 0
         conn.outcome = CONNECTED
         if id(conn) in self._unlinked_broker:
             self._link_broker(conn)
@@ -538,6 +544,9 @@ class Stitcher:
         if conn.listener_port is None:
             # the port the client dials is the broker's listener (its own is `local_port`)
             conn.listener_port = _int(fields.get("peer_port") or fields.get("port"))
+        flag = _int(fields.get("has_username"))
+        if flag is not None and conn.has_username is None:
+            conn.has_username = flag
         port = _int(fields.get("local_port"))
         if port is not None and conn.peer_port is None:
             conn.peer_port = port
@@ -633,6 +642,8 @@ class Stitcher:
         broker.client_id = broker.client_id or client.client_id
         broker.username = broker.username or client.username
         broker.listener_port = broker.listener_port or client.listener_port
+        if broker.has_username is None:
+            broker.has_username = client.has_username
         if broker.outcome == UNKNOWN:
             broker.outcome = client.outcome
         for error in client.errors:
@@ -886,14 +897,29 @@ class Stitcher:
             left -= 1
             _, event, conn = hold.popleft()
             if self.annotate:
-                resolved = conn.resolve() if conn is not None else None
-                event.connection = resolved.id if resolved is not None else None
-                if resolved is not None and resolved.listener_port is not None and "listener_port" not in event.fields:
-                    # every line of the connection says which listener it came to: a TLS failure
-                    # is judged by that listener's certfile (mosquitto.conf), not any server cert
-                    event.fields["listener_port"] = resolved.listener_port
+                final = conn.resolve() if conn is not None else None
+                event.connection = final.id if final is not None else None
+                if final is not None:
+                    # every line of the connection says which listener it came to (a TLS failure is
+                    # judged by that listener's certfile) and whether its CONNECT carried a user name
+                    _carry(event, final)
             out.append(event)
         return out
+
+
+#: What a connection knows that each of its lines stands for, though only one line said it: the
+#: listener it came in on (`New connection from ... on port P`) and whether its CONNECT carried a
+#: user name (the client's log). A refusal line is judged with them: one connection is classified
+#: from all of its lines, not line by line.
+CARRIED = ("listener_port", "has_username")
+
+
+def _carry(event: Event, conn: Connection) -> None:
+    fields = event.fields
+    for name in CARRIED:
+        value = getattr(conn, name)
+        if value is not None and name not in fields:
+            fields[name] = value
 
 
 def compatible(broker: Connection, client: Connection) -> bool:

@@ -1919,3 +1919,15 @@ def make(names: Sequence[str], out: Path) -> Iterator[tuple[str, float, str | No
             yield name, time.monotonic() - started, f"skipped: {exc}"
             continue
         yield name, time.monotonic() - started, None
+
+
+# Incidents that need reasoning over a whole connection, a CA's real key, the time certificates are
+# judged at, and counts (lab/incidents_reasoning.py); imported last, since they use the parts above.
+from lab import incidents_reasoning  # noqa: E402
+
+_register(
+    (incidents_reasoning.make_login_per_connection, "anonymous, wrong password and an MQTT 5 ACL denial, told "
+                                                    "apart per connection"),
+    (incidents_reasoning.make_login_undecided, "refused logins the client logs cannot decide; the config "
+                                               "decides one"),
+)

@@ -1,0 +1,105 @@
+"""Incidents that need reasoning over a whole connection, a certificate's real issuer, the time a
+certificate is judged at, and counts: each made by real software, like the rest of lab.incidents.
+
+They live apart from lab/incidents.py to keep that file's size in hand; lab.incidents registers them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from lab.incidents import (
+    HOST,
+    LOG_ALL,
+    SPARKPLUG_ACL,
+    USERS,
+    Scene,
+    _read,
+    _require,
+    _settle,
+)
+
+# --------------------------------------------------------------------------- one connection at a time
+
+
+def make_login_per_connection(out: Path) -> None:
+    """Refused logins told apart per connection, and a refused publish that is no refused login."""
+    scene = Scene.create(out, "login_per_connection",
+                         "One broker, allow_anonymous false with a password file and the Sparkplug ACL. edge-70 "
+                         "(paho) sends no user name at all; edge-71 (paho) sends user MyEACM with an old "
+                         "password; viewer-73 (paho over MQTT 5, read-only SparkplugViewer) logs in, then "
+                         "publishes a node command and gets PUBACK reason 135 (Not authorized): an ACL denial "
+                         "after CONNACK 0, not a refused login. hmi-74 logs in and subscribes.")
+    scene.passwd(USERS)
+    scene.acl(SPARKPLUG_ACL)
+    config = f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\nacl_file acl\n" + LOG_ALL
+    with scene.broker(config) as broker:
+        port = broker.port
+        ok = scene.paho("hmi-74", port, ["--subscribe", "spBv1.0/#", "--attempts", "1"], client_id="hmi-74",
+                        username="HMI", password=USERS["HMI"], duration=5)
+        time.sleep(0.5)
+        scene.paho("edge-70", port, ["--publish", "spBv1.0/Plant7/NDATA/edge-70", "--attempts", "2",
+                                     "--retry-delay", "0.7"], client_id="edge-70", duration=3)
+        time.sleep(0.3)
+        scene.paho("edge-71", port, ["--publish", "spBv1.0/Plant7/NDATA/edge-71", "--attempts", "2",
+                                     "--retry-delay", "0.7"], client_id="edge-71", username="MyEACM",
+                   password="eacm-secret-OLD", duration=3)
+        time.sleep(0.3)
+        scene.paho("viewer-73", port, ["--mqtt-version", "5", "--publish", "spBv1.0/Plant7/NCMD/edge-70",
+                                       "--attempts", "1", "--interval", "1"], client_id="viewer-73",
+                   username="SparkplugViewer", password=USERS["SparkplugViewer"], duration=2.5)
+        scene.wait(ok, timeout=20)
+        scene.wait(timeout=20)
+        _settle(broker)
+    text = broker.log_text()
+    _require(text, r"not authorised", "login_per_connection: broker log")
+    _require(_read(scene.root / "clients/edge-70.log"), r"Sending CONNECT \(u0, p0", "login_per_connection: edge-70")
+    _require(_read(scene.root / "clients/edge-71.log"), r"Sending CONNECT \(u1, p1", "login_per_connection: edge-71")
+    _require(_read(scene.root / "clients/viewer-73.log"), r"Not authorized", "login_per_connection: viewer-73")
+    scene.finish([("auth.anonymous_denied", ["edge-70"]), ("auth.bad_credentials", ["edge-71"]),
+                  ("acl.publish_denied", ["viewer-73"])], broker=broker)
+
+
+def make_login_undecided(out: Path) -> None:
+    """Refused logins whose client logs do not say whether a user name was sent: the broker's
+    config decides where it can, and where it cannot the finding must say both."""
+    scene = Scene.create(out, "login_undecided",
+                         "Neither mosquitto_pub -d nor an application logging at INFO says whether its CONNECT "
+                         "carries a user name, and the broker logs a refused anonymous client exactly as a "
+                         "wrong password. per_listener_settings true; the first listener has allow_anonymous "
+                         "false and a password file, the second allow_anonymous true and the same password "
+                         "file (a client without a user name is let in there, so a refusal is a wrong login). "
+                         "edge-81 (paho application at INFO) sends user MyEACM with an old password to the "
+                         "second listener; edge-83 (the same, no user name) is let in there. edge-80-pub "
+                         "(mosquitto_pub) sends no user name to the first listener: nothing in the bundle "
+                         "tells that from a wrong password. hmi-82 logs in to the first listener.")
+    scene.passwd(USERS)
+    config = ("per_listener_settings true\n"
+              f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\n"
+              f"listener {{port1}} {HOST}\nallow_anonymous true\npassword_file passwd\n" + LOG_ALL)
+    info = ["--log-level", "INFO"]
+    with scene.broker(config, listeners=2) as broker:
+        first, second = broker.ports
+        ok = scene.paho("hmi-82", first, [*info, "--subscribe", "spBv1.0/#", "--attempts", "1"], client_id="hmi-82",
+                        username="HMI", password=USERS["HMI"], duration=4)
+        time.sleep(0.3)
+        scene.paho("edge-81", second, [*info, "--publish", "spBv1.0/Plant8/NDATA/edge-81", "--attempts", "2",
+                                       "--retry-delay", "0.6"], client_id="edge-81", username="MyEACM",
+                   password="eacm-secret-OLD", duration=2.5)
+        scene.paho("edge-83", second, [*info, "--publish", "spBv1.0/Plant8/NDATA/edge-83", "--attempts", "1"],
+                   client_id="edge-83", duration=2)
+        scene.wait(timeout=20)
+        # last, so its lines (no time, no port) are dated by its file's time, next to its connection
+        scene.wait(scene.mosquitto_client("edge-80-pub", "mosquitto_pub", first,
+                                          ["-t", "spBv1.0/Plant8/NDATA/edge-80", "-m", "rpm=900", "-q", "1"],
+                                          client_id="edge-80"), timeout=10)
+        scene.wait(ok, timeout=20)
+        _settle(broker)
+    text = broker.log_text()
+    _require(text, r"not authorised", "login_undecided: broker log")
+    _require(text, r"New client connected from \S+ as edge-83 ",
+             "login_undecided: anonymous passes the second listener")
+    _require(_read(scene.root / "clients/edge-81.log"), r"Not authorized", "login_undecided: edge-81")
+    scene.finish([("auth.anonymous_denied", ["edge-80-pub"]),
+                  ("auth.bad_credentials", ["edge-80-pub", "edge-81"])], broker=broker)
