@@ -5,9 +5,14 @@ from a time zone, and counts that match the broker's. Each proved on a real inci
 
 from __future__ import annotations
 
+import shutil
+import time
 from pathlib import Path
 
+import pytest
+
 from correlator.analysis import analyze
+from correlator.live_analysis import LiveAnalysis
 from correlator.model import Event
 from correlator.timeline.connections import stitch
 
@@ -56,3 +61,74 @@ def test_a_refusal_nothing_decides_names_both_and_what_would_decide() -> None:
     decided = next(f for f in analysis.findings if "edge-81" in f.clients)
     assert (decided.id, decided.alternatives, decided.clients) == ("auth.bad_credentials", [], {"edge-81"})
     assert any("allow_anonymous true" in fact.text for fact in decided.facts)
+
+
+def test_a_ca_made_again_under_the_same_name_is_named_with_both_keys() -> None:
+    """A CA found by its name whose key did not sign: the finding names both CA files and both
+    keys' fingerprints, both ways (the clients' trust, the broker's cafile)."""
+    from correlator.artifacts.certs import load_paths
+
+    analysis = analyze([SAMPLES / "same_name_ca"])
+    by_id = {f.id: f for f in analysis.findings}
+    assert by_id["tls.server_cert_untrusted"].clients == {"edge-90"}
+    assert by_id["tls.client_cert_untrusted"].clients == {"edge-92"}
+    prints = {Path(c.path).name: c.public_key_sha256
+              for c in load_paths([SAMPLES / "same_name_ca" / "certs" / n for n in ("ca.pem", "ca-2025.pem")]).certs}
+    for cause in ("tls.server_cert_untrusted", "tls.client_cert_untrusted"):
+        said = " ".join(fact.text for fact in by_id[cause].facts)
+        for name, fingerprint in prints.items():
+            assert f"certs/{name}" in said and fingerprint in said, (cause, said)
+    # the broker hears the client's alert 'decrypt error', the client hears the broker's
+    reasons = {e.text.split("routines::")[-1].rstrip(".") for e in by_id["tls.client_cert_untrusted"].evidence
+               if e.side == "broker"}
+    assert {"invalid padding", "padding check failed"} <= reasons
+
+
+def test_one_failed_accept_is_one_failure_however_many_lines_openssl_gave() -> None:
+    """mosquitto writes `Client connection from ip failed: ...` once per entry of OpenSSL's error
+    queue (rsa routines, then SSL routines): edge-92's two failed handshakes are two."""
+    analysis = analyze([SAMPLES / "same_name_ca"])
+    finding = next(f for f in analysis.findings if f.id == "tls.client_cert_untrusted")
+    assert finding.count == 2
+
+
+def _counts(findings: list[object]) -> list[tuple[str, str, int, tuple[str, ...]]]:
+    return sorted((f.id, f.group, f.count, tuple(sorted(f.clients))) for f in findings)  # type: ignore[attr-defined]
+
+
+def test_counts_never_exceed_what_the_broker_logged() -> None:
+    folder = SAMPLES / "login_per_connection"
+    refused = (folder / "broker" / "mosquitto.log").read_text().count("disconnected, not authorised.")
+    found = analyze([folder]).findings
+    assert sum(f.count for f in found if f.id.startswith("auth.")) == refused == 4
+
+
+def test_a_log_read_twice_is_counted_once(tmp_path: Path) -> None:
+    """The same folder given twice, or a copy of the broker's log beside it, is read once."""
+    folder = tmp_path / "incident"
+    shutil.copytree(SAMPLES / "login_per_connection", folder)
+    once = _counts(analyze([folder]).findings)
+    assert _counts(analyze([folder, folder]).findings) == once
+    shutil.copy(folder / "broker" / "mosquitto.log", folder / "broker" / "mosquitto-copy.log")
+    again = analyze([folder])
+    assert _counts(again.findings) == once
+    assert any("the same log as broker/mosquitto" in s and "read once" in s for s in again.skipped)
+
+
+@pytest.mark.parametrize("incident", ["login_per_connection", "login_undecided", "same_name_ca"])
+def test_watch_over_files_that_hold_failures_counts_as_analyze(tmp_path: Path, incident: str) -> None:
+    """`watch` reads what the files already hold before it follows them: the findings, their
+    counts and their clients are those of `analyze` on the same files."""
+    folder = tmp_path / incident
+    shutil.copytree(SAMPLES / incident, folder)
+    batch = _counts(analyze([folder]).findings)
+    with LiveAnalysis([folder]) as live:
+        deadline = time.monotonic() + 30
+        last: object = None
+        steady = 0
+        while time.monotonic() < deadline and steady < 15:
+            now = _counts(live.findings())
+            steady = steady + 1 if now == last else 0
+            last = now
+            time.sleep(0.1)
+    assert last == batch

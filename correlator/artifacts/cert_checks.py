@@ -211,6 +211,25 @@ def _find_issuer(cert: CertFacts, candidates: Sequence[CertFacts]) -> CertFacts 
     return None
 
 
+@dataclass(frozen=True)
+class SameNameIssuers:
+    """The CAs that carry the name of a certificate's issuer, told apart by their key: `signers`
+    made its signature, `others` did not. Verifiers look an issuer up by name (and by key
+    identifier only when the certificate has one), so a CA made again under the same name is
+    found and then fails the signature check: "certificate signature failure", alert "decrypt
+    error", RSA "padding check failed"."""
+
+    signers: tuple[CertFacts, ...]
+    others: tuple[CertFacts, ...]
+
+
+def same_name_issuers(cert: CertFacts, cas: Sequence[CertFacts]) -> SameNameIssuers:
+    named = [c for c in cas if c.sha256 != cert.sha256 and c.cert.subject == cert.cert.issuer]
+    signers = tuple(c for c in named if issued_by(cert.cert, c.cert))
+    signing_keys = {c.public_key_sha256 for c in signers}
+    return SameNameIssuers(signers, tuple(c for c in named if c.public_key_sha256 not in signing_keys))
+
+
 def check_chain(leaf: CertFacts, trust: Sequence[CertFacts], at: datetime, *,
                 intermediates: Sequence[CertFacts] = (), pool: Sequence[CertFacts] = (),
                 role: Role = "server") -> CheckResult:

@@ -272,6 +272,22 @@ class Artifacts:
         return EvidenceRef("artifact", self.name(path), line, text)
 
 
+def _same_name_facts(arts: Artifacts, cert: CertFacts, found: cert_checks.SameNameIssuers) -> list[EvidenceRef]:
+    """Both CAs of the issuer's name, each with its file and its key's fingerprint."""
+    out = []
+    signer = found.signers[0] if found.signers else None
+    for other in found.others:
+        text = (f"{arts.name(other.path)} holds a CA named '{cert.issuer}' whose key (SHA-256 "
+                f"{other.public_key_sha256}) did not sign {cert.label} ({arts.name(cert.path)})")
+        if signer is not None:
+            text += (f"; the CA of the same name in {arts.name(signer.path)} did (key SHA-256 "
+                     f"{signer.public_key_sha256}): the CA was made again under the same name with a new key")
+        else:
+            text += "; no CA of that name in the bundle signed it"
+        out.append(arts.fact(other, text))
+    return out
+
+
 def failure_time(arts: Artifacts, events: list[Event]) -> datetime | None:
     """The time certificates are judged at: the first line of the failure, or for a check that
     rests on the artifacts alone the analysis's `now`. Never the wall clock: that is for the
@@ -371,12 +387,15 @@ def _client_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
             untrusted = cert
     if not evidence:
         return _unknown("the chain check could not run")
+    if untrusted is not None:
+        # the broker's cafile may hold a CA of the issuer's name made with another key
+        evidence.extend(_same_name_facts(arts, untrusted, cert_checks.same_name_issuers(untrusted, arts.cas())))
     values = arts.cert_values(untrusted or certs[0])
     ca_file = arts.conf_file("cafile", context)
     values["ca_file"] = arts.name(ca_file) if ca_file else "the broker's cafile"
     if untrusted is None:
         return _clear(evidence, values)
-    return _found([e for e in evidence if untrusted.label in e.text], values)
+    return _found([e for e in evidence if untrusted.label in e.text or "did not sign" in e.text], values)
 
 
 @check("server_cert_untrusted", needs=("certs",), provides=(*CERT_VALUES, "client_ca_file"))
@@ -388,6 +407,9 @@ def _server_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
     if leaf.self_signed:
         return _found([arts.fact(leaf, f"{leaf.label} is self-signed: clients trust it only if they "
                                                     "hold this very certificate")], values)
+    same_name = cert_checks.same_name_issuers(leaf, arts.cas())
+    if same_name.others:
+        return _found(_same_name_facts(arts, leaf, same_name), values)
     named = _configured_trust(arts, events, context, _chain, leaf)
     if named is not None:
         return replace(named, values={**values, **named.values})

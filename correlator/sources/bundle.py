@@ -12,6 +12,7 @@ recursion, so no depth of folders can overflow the stack.
 
 from __future__ import annotations
 
+import filecmp
 import os
 import re
 import shutil
@@ -252,7 +253,45 @@ def open_bundle(inputs: Iterable[str | Path], names: Mapping[Path, str] | None =
         raise
     # README, scripts and the like are not logs (JSON was sniffed: see _config_or_data)
     bundle.logs = [p for p in bundle.logs if p.suffix.lower() not in (".md", ".py", ".html", ".csv")]
+    bundle.logs = _distinct_logs(bundle)
     return bundle
+
+
+#: Bytes read from each end of a log to tell copies apart before comparing them whole.
+_SIGNATURE_BYTES = 1 << 16
+
+
+def _signature(path: Path) -> tuple[int, bytes, bytes] | None:
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(_SIGNATURE_BYTES)
+            f.seek(max(0, size - _SIGNATURE_BYTES))
+            tail = f.read(_SIGNATURE_BYTES)
+    except OSError:
+        return None  # the reader reports it with its file
+    return size, head, tail
+
+
+def _distinct_logs(bundle: Bundle) -> list[Path]:
+    """Each log once: the same file given twice, or a copy of it elsewhere in the bundle (a log
+    attached again, a folder and its archive), is read once, so no failure is counted twice. A
+    copy is noted in `skipped` with the log it repeats."""
+    kept: list[Path] = []
+    seen: dict[tuple[int, bytes, bytes], list[Path]] = {}
+    for path in bundle.logs:
+        signature = _signature(path)
+        if signature is None or not signature[0]:
+            kept.append(path)
+            continue
+        same = next((other for other in seen.get(signature, [])
+                     if signature[0] <= 2 * _SIGNATURE_BYTES or filecmp.cmp(other, path, shallow=False)), None)
+        if same is not None:
+            bundle.skipped.append((path, f"the same log as {bundle.name(same)}: read once"))
+            continue
+        seen.setdefault(signature, []).append(path)
+        kept.append(path)
+    return kept
 
 
 def _fill(bundle: Bundle, inputs: list[str | Path], shown_as: dict[Path, str]) -> None:

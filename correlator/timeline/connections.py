@@ -114,8 +114,17 @@ MAX_UNLINKED = 1000
 #: Events waiting in the hold for their connection to be final: beyond it the oldest leaves now,
 #: with the connection known so far.
 MAX_HOLD = 20_000
+#: Seconds apart the two sides of one connection may start when a port or client id ties them:
+#: mosquitto stamps whole seconds, so its line may read up to a second before the client's.
+PORT_SLACK = 1.5
 #: Events a connection keeps per side (the first ones: the clock estimate and reports use them).
 MAX_CONNECTION_EVENTS = 32
+
+
+#: What marks the last entry of OpenSSL's error queue for a failed handshake (1.1: `SSL
+#: routines:tls_process_...:reason`, 3.x: `SSL routines::reason`); the entries before it come from
+#: the libraries underneath (`rsa routines::padding check failed`).
+_SSL_ROUTINES = "SSL routines:"
 
 
 def _broker_refusal(kind: str, fields: dict[str, FieldValue]) -> bool:
@@ -417,11 +426,15 @@ class Stitcher:
         elif kind in TLS_FAILURE and "peer_addr" in fields and (
                 event.format.endswith("connection_failed")
                 or self._pending_for(state, _str(fields.get("peer_addr"))) is None):
-            # `Client connection from ip failed: reason`: mosquitto logs no accept for it.
-            conn = self._new(event)
-            conn.broker_source = event.source
-            conn.peer_addr = _str(fields.get("peer_addr"))
-            self._wait_unlinked(self._unlinked_broker, conn)
+            # `Client connection from ip failed: reason`: mosquitto logs no accept for it, and one
+            # line per entry of OpenSSL's error queue: the library's errors (rsa, asn1, provider
+            # routines), then the SSL routines' reason, which ends the queue of that connection.
+            conn = self._queue_continued(state, event)
+            if conn is None:
+                conn = self._new(event)
+                conn.broker_source = event.source
+                conn.peer_addr = _str(fields.get("peer_addr"))
+                self._wait_unlinked(self._unlinked_broker, conn)
         else:
             cid = client_id_of(event)
             if kind in NAMES:
@@ -450,6 +463,18 @@ class Stitcher:
         self._broker_outcome(state, conn, event)
         state.previous = conn
         return conn
+
+    @staticmethod
+    def _queue_continued(state: _BrokerState, event: Event) -> Connection | None:
+        """The connection whose failed accept this line goes on reporting: the line before was a
+        one-line failure from the same address whose error was not yet the SSL routines' own."""
+        prev = state.previous
+        if prev is None or not prev.broker_events or prev.peer_addr != _str(event.fields.get("peer_addr")):
+            return None
+        last = prev.broker_events[-1]
+        if last.format != event.format or last.ts > event.ts + 1 or event.ts - last.ts > 1:
+            return None
+        return None if _SSL_ROUTINES in str(last.fields.get("error", "")) else prev
 
     def _named(self, state: _BrokerState, event: Event, cid: str | None) -> Connection:
         fields = event.fields
@@ -617,7 +642,11 @@ class Stitcher:
         return brokers is None or broker.broker_source in brokers
 
     def _match(self, broker: Connection, client: Connection) -> str | None:
-        if abs(broker.start - client.start) > self.window and abs(broker.end - client.end) > self.window:
+        # a port or a client id ties the two sides, so time only has to allow for mosquitto's
+        # whole-second stamps (up to a second before the client's line), however short the window
+        # a live surface chose for its latency
+        slack = max(self.window, PORT_SLACK)
+        if abs(broker.start - client.start) > slack and abs(broker.end - client.end) > slack:
             return None
         if not self._reaches(broker, client):
             return None

@@ -54,6 +54,9 @@ MAX_LOOKAHEAD_EVENTS = 20_000
 MAX_LOOKAHEAD_SCAN = 50_000
 #: Events LiveTimeline.hold() keeps back at most while existing files are read.
 HOLD_EVENTS = 200_000
+#: The stitching window of the batch path (Stitcher's default), used for what live files held
+#: before they were followed.
+BATCH_STITCH_WINDOW = 2.0
 #: The kinds that start, name or end a connection or an attempt: all estimation looks at (the
 #: stitching roles of parsers/vocab/kinds.toml but `follows`, whose lines say nothing of time).
 ANCHOR_KINDS = kind_vocabulary().with_any(("opens", "names", "takeover", "closes", "restart", "pending", "step",
@@ -391,7 +394,14 @@ class LiveTimeline:
             self.tracker.correct(source, events)
             self.merger.feed(source, events, now)
         self._held, self._held_events = [], 0
-        return self._stitch(self.merger.release(now))
+        # what the files held before we followed them is stitched as the batch path stitches it:
+        # a short live window is for latency, and nothing about these lines is late
+        window = self.stitcher.window
+        self.stitcher.window = max(window, BATCH_STITCH_WINDOW)
+        try:
+            return self._stitch(self.merger.release(now))
+        finally:
+            self.stitcher.window = window
 
     def feed(self, source: str, path: str, events: list[Event]) -> list[Event]:
         if source not in self._paths:

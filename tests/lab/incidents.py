@@ -447,16 +447,16 @@ class Pki:
 
     def server(self, *, cn: str = "broker.lab", sans: Sequence[str] = ("localhost", HOST),
                issuer: pki.Issued | None = None, not_before: datetime | None = None,
-               not_after: datetime | None = None) -> pki.Issued:
+               not_after: datetime | None = None, authority_key_id: bool = True) -> pki.Issued:
         start = not_before or self.now - timedelta(days=30)
         return pki.make_leaf(cn, issuer or self.ca, sans=sans, usage=("server",), not_before=start,
-                             not_after=not_after or start + timedelta(days=365))
+                             not_after=not_after or start + timedelta(days=365), authority_key_id=authority_key_id)
 
     def client(self, cn: str, *, issuer: pki.Issued | None = None, not_before: datetime | None = None,
-               not_after: datetime | None = None) -> pki.Issued:
+               not_after: datetime | None = None, authority_key_id: bool = True) -> pki.Issued:
         start = not_before or self.now - timedelta(days=30)
         return pki.make_leaf(cn, issuer or self.ca, sans=(), usage=("client",), not_before=start,
-                             not_after=not_after or start + timedelta(days=365))
+                             not_after=not_after or start + timedelta(days=365), authority_key_id=authority_key_id)
 
 
 def usual_pki(scene: Scene, **server: Any) -> Pki:
@@ -1930,4 +1930,5 @@ _register(
                                                     "apart per connection"),
     (incidents_reasoning.make_login_undecided, "refused logins the client logs cannot decide; the config "
                                                "decides one"),
+    (incidents_reasoning.make_same_name_ca, "a CA made again under the same name: signature failures both ways"),
 )

@@ -7,6 +7,7 @@ They live apart from lab/incidents.py to keep that file's size in hand; lab.inci
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from lab.incidents import (
@@ -14,10 +15,12 @@ from lab.incidents import (
     LOG_ALL,
     SPARKPLUG_ACL,
     USERS,
+    Pki,
     Scene,
     _read,
     _require,
     _settle,
+    tls_listener,
 )
 
 # --------------------------------------------------------------------------- one connection at a time
@@ -103,3 +106,57 @@ def make_login_undecided(out: Path) -> None:
     _require(_read(scene.root / "clients/edge-81.log"), r"Not authorized", "login_undecided: edge-81")
     scene.finish([("auth.anonymous_denied", ["edge-80-pub"]),
                   ("auth.bad_credentials", ["edge-80-pub", "edge-81"])], broker=broker)
+
+
+# --------------------------------------------------------------------------- the same-name CA
+
+
+def make_same_name_ca(out: Path) -> None:
+    """A CA remade under the same name with a new key: verifiers find it by name and its
+    signature check fails, which no 'unknown ca' says."""
+    scene = Scene.create(out, "same_name_ca",
+                         "The site CA was made again under the same name (CN=correlator lab CA) with a new "
+                         "key. The broker's certificate and the broker's cafile (certs/ca.pem) come from the "
+                         "new CA; certs/ca-2025.pem is the old CA, still what edge-90 trusts, and edge-92's "
+                         "client certificate was issued by the old CA. The certificates carry no authority key "
+                         "identifier (as `openssl x509 -req` makes them without an extension file), so every "
+                         "verifier picks the CA by name and then finds the signature wrong. require_certificate "
+                         "true; hmi-93 trusts the new CA with a certificate from it and connects. edge-92 "
+                         "starts 3 s after edge-90 gave up.")
+    old = Pki.create(scene.now - timedelta(days=500))
+    new = Pki.create(scene.now)
+    new.ca.write(scene.root / "certs" / "ca.pem")
+    old.ca.write(scene.root / "certs" / "ca-2025.pem")
+    scene.save_cert(new.server(authority_key_id=False), "server")
+    scene.save_cert(new.client("edge-90", authority_key_id=False), "edge-90")
+    scene.save_cert(old.client("edge-92", not_before=scene.now - timedelta(days=30), authority_key_id=False),
+                    "edge-92")
+    scene.save_cert(new.client("hmi-93", authority_key_id=False), "hmi-93")
+    config = tls_listener(require_certificate=True) + "allow_anonymous true\n" + LOG_ALL
+    with scene.broker(config) as broker:
+        port = broker.port
+
+        def tls(ca: str, name: str) -> list[str]:
+            return ["--tls", "--cafile", f"certs/{ca}", "--cert", f"certs/{name}.pem", "--key", f"keys/{name}.key"]
+
+        ok = scene.paho("hmi-93", port, [*tls("ca.pem", "hmi-93"), "--subscribe", "spBv1.0/#", "--attempts", "1"],
+                        client_id="hmi-93", duration=4)
+        time.sleep(0.5)
+        edge90 = scene.paho("edge-90", port, [*tls("ca-2025.pem", "edge-90"), "--publish",
+                                              "spBv1.0/Plant9/NDATA/edge-90", "--attempts", "2",
+                                              "--retry-delay", "0.6"], client_id="edge-90", duration=2.5)
+        scene.wait(edge90, timeout=20)
+        # neither failing client logs its port (the handshake fails inside connect()): apart by more
+        # than the stitching window, so each attempt is paired by time with its own broker connection
+        time.sleep(3)
+        scene.paho("edge-92", port, [*tls("ca.pem", "edge-92"), "--publish", "spBv1.0/Plant9/NDATA/edge-92",
+                                     "--attempts", "2", "--retry-delay", "0.6"], client_id="edge-92", duration=2.5)
+        scene.wait(ok, timeout=20)
+        scene.wait(timeout=20)
+        _settle(broker)
+    text = broker.log_text()
+    _require(text, r"decrypt error", "same_name_ca: broker hears the client's decrypt error alert")
+    _require(_read(scene.root / "clients/edge-90.log"), r"certificate signature failure", "same_name_ca: edge-90")
+    _require(_read(scene.root / "clients/edge-92.log"), r"decrypt error", "same_name_ca: edge-92")
+    scene.finish([("tls.server_cert_untrusted", ["edge-90"]), ("tls.client_cert_untrusted", ["edge-92"])],
+                 broker=broker)

@@ -121,10 +121,12 @@ def _san_entries(sans: Sequence[str]) -> list[x509.GeneralName]:
 def make_leaf(cn: str, issuer: Issued, *, sans: Sequence[str] = (), usage: Sequence[str] = ("server",),
               not_before: datetime | None = None, not_after: datetime | None = None, days: int = 825,
               key: PrivateKey | None = None, key_kind: str = "rsa", key_size: int = 2048,
-              is_ca: bool = False, hash_name: str = "sha256") -> Issued:
+              is_ca: bool = False, hash_name: str = "sha256", authority_key_id: bool = True) -> Issued:
     """A leaf certificate signed by `issuer`. `sans` holds host names, IP addresses and 'URI:...'
     entries (no SAN extension at all when empty, like the vendor recipe that puts the IP in the CN);
-    `usage` lists extended key usages: 'server', 'client' (none when empty)."""
+    `usage` lists extended key usages: 'server', 'client' (none when empty). `authority_key_id=False`
+    leaves out the issuer's key identifier, as `openssl x509 -req` does without an extension file:
+    a verifier then finds the issuer by name alone, and a CA remade with the same name is tried."""
     key = key or make_key(key_kind, key_size)
     start, end = _window(not_before, not_after, days)
     builder = (
@@ -137,9 +139,10 @@ def make_leaf(cn: str, issuer: Issued, *, sans: Sequence[str] = (), usage: Seque
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
-                       critical=False)
     )
+    if authority_key_id:
+        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+                                        critical=False)
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(_san_entries(sans)), critical=False)
     ekus = {"server": ExtendedKeyUsageOID.SERVER_AUTH, "client": ExtendedKeyUsageOID.CLIENT_AUTH}
