@@ -30,6 +30,16 @@ from correlator.report_model import EvidenceRef
 Severity = Literal["info", "warning", "error"]
 
 
+#: A check's value saying it judged certificates at an estimated time (no line of the failure, nor
+#: of its connection, had a time of its own): the engine says so in the finding and lowers its
+#: confidence.
+JUDGED_AT_ESTIMATE = "judged_at_estimate"
+#: The context key the engine fills with the broker-aligned time of the connection a match's lines
+#: belong to when those lines carry no time of their own (an untimed client paired with the
+#: broker's connection): checks judge certificates at it instead of at the estimate.
+CONNECTION_TIME = "connection_time"
+
+
 class CheckStatus(StrEnum):
     """Whether a check ran, and what it found. The values are the JSON's words."""
 

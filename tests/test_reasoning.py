@@ -132,3 +132,80 @@ def test_watch_over_files_that_hold_failures_counts_as_analyze(tmp_path: Path, i
             last = now
             time.sleep(0.1)
     assert last == batch
+
+
+def test_a_whole_day_off_is_the_clock_when_the_certificate_says_so() -> None:
+    """edge-95's clock is a day behind (faketime): an offset of whole quarter hours, which alone
+    reads like a time zone, but it calls a certificate not yet valid that is valid at the broker's
+    time. hmi-97 (UTC+5:30, no zone in its log) is read as a zone: nothing contradicts it."""
+    analysis = analyze([SAMPLES / "clock_a_day_behind"])
+    skews = [f for f in analysis.findings if f.id == "client.clock_skew"]
+    assert [f.clients for f in skews] == [{"edge-95"}]
+    assert "24.0 hours behind" in skews[0].explanation and "valid from" in skews[0].explanation
+    assert not [f for f in analysis.findings if f.id == "tls.server_cert_not_yet_valid"]
+    offsets = {Path(s.info.path).name: round(s.offset) for s in analysis.sources}
+    assert abs(offsets["edge-95.log"] + 86400) <= 2
+    assert abs(offsets["hmi-97.log"] - 19800) <= 2
+
+
+def test_certificates_are_judged_at_the_broker_time_not_the_file_time() -> None:
+    """edge-98-pub's lines are dated by their file's time, which lies past the broker
+    certificate's end; paired with the broker's connection, the failure is judged at the broker's
+    time, when the certificate was valid: untrusted, not expired."""
+    analysis = analyze([SAMPLES / "cert_judged_at_estimate"])
+    causes = {f.id: f.clients for f in analysis.findings if f.id not in ("config.insecure", "cert.expiring_soon")}
+    assert causes == {"tls.server_cert_untrusted": {"edge-98"}}
+
+
+def test_with_only_an_estimated_time_a_certificate_is_not_judged(tmp_path: Path) -> None:
+    """Moved past the pairing window, the client's file time is all there is: the checks do not
+    call the certificate expired at it, and say why."""
+    import os
+
+    from correlator.engine.facts import Artifacts
+    from correlator.sources.bundle import open_bundle
+
+    folder = tmp_path / "incident"
+    shutil.copytree(SAMPLES / "cert_judged_at_estimate", folder)
+    log = folder / "clients" / "edge-98-pub.log"
+    later = log.stat().st_mtime + 120
+    os.utime(log, (later, later))
+    assert not [f for f in analyze([folder]).findings if f.id == "tls.server_cert_expired"]
+    with open_bundle([folder]) as bundle:
+        arts = Artifacts.from_bundle(bundle)
+    line = Event(ts=later, time_text="", source="client:edge-98-pub", file="clients/edge-98-pub.log", line=3,
+                 kind="tls.error", raw="certificate verify failed", estimated=True,
+                 fields={"tls_reason": "verify_failed"})
+    result = arts.check("server_cert_expired", [line], {})
+    assert not result.ran and "estimated time" in result.message
+    assert arts.check("server_cert_expired", [line], {"connection_time": later - 100}).ran
+
+
+def test_a_finding_judged_only_at_an_estimate_says_so_and_drops_its_confidence() -> None:
+    from correlator.check_result import JUDGED_AT_ESTIMATE, CheckResult
+    from correlator.engine.evaluate import Engine
+    from correlator.engine.rules import load_rules
+
+    class Stated:
+        def __init__(self, values: dict[str, object]) -> None:
+            self.values = values
+
+        def check(self, name: str, events: list[Event], context: dict[str, object]) -> CheckResult:
+            return CheckResult.not_run(name, "not judged", values=self.values)
+
+        def can_hold(self, name: str) -> bool:
+            return True
+
+    rules, _ = load_rules([])
+    rule = next(r for r in rules if r.id == "tls.server_cert_expired")
+
+    def judged(values: dict[str, object]) -> tuple[str, str]:
+        engine = Engine([rule], Stated(values))
+        engine.feed(_event("broker", 100.0, "tls.error", 5, tls_reason="cert_expired", tls_alert=True))
+        engine.feed(_event("client:edge-98-pub", 100.2, "tls.error", 3, tls_reason="cert_expired", tls_alert=False))
+        (finding,) = engine.findings()
+        return finding.confidence, finding.confidence_reason
+
+    assert judged({}) == ("medium", "both sides of the connection agree")
+    assert judged({JUDGED_AT_ESTIMATE: "judged at an estimated time"}) == (
+        "low", "both sides of the connection agree; judged at an estimated time")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from correlator.check_result import CheckResult, CheckStatus
+from correlator.check_result import CONNECTION_TIME, JUDGED_AT_ESTIMATE, CheckResult, CheckStatus
 from correlator.engine.remedy import fill_step, render
 from correlator.engine.rules import Match, Rule, Step, side_of
 from correlator.kinds import kind_vocabulary
@@ -36,6 +36,8 @@ SIDE_UNITS = 4096
 MAX_PARTIALS = 32
 #: How many client ids the engine remembers the user name of (a broker logs the user only at CONNECT).
 MAX_IDENTITIES = 50_000
+#: Connections whose first line with a time of its own the engine remembers (see `_context`).
+MAX_CONNECTION_TIMES = 50_000
 #: Keys (connections, client ids, sources) one match keeps state for at most: a match waiting a day
 #: for a client's first PUBLISH must not grow with millions of client ids. Beyond it the oldest
 #: key's state is dropped, and counted (`Engine.dropped`).
@@ -167,6 +169,11 @@ class Engine:
         #: Attempts begun per source: lines outside any connection count by the attempt they follow.
         self._attempts: dict[str, int] = {}
         self._identities: OrderedDict[str, str] = OrderedDict()
+        #: Connection id -> the time of its first line with a time of its own: an untimed client's
+        #: lines in the same connection are judged at it, not at their estimate.
+        self._connection_times: OrderedDict[str, float] = OrderedDict()
+        #: Findings with at least one occurrence judged at a reliable time.
+        self._judged_reliably: set[tuple[str, tuple[Any, ...]]] = set()
         self._groups: dict[str, int] = {}
         self._omitted: dict[tuple[tuple[str, tuple[Any, ...]], str], set[int]] = {}
         self._order = 0
@@ -198,6 +205,10 @@ class Engine:
                 self._identities.move_to_end(client)
                 if len(self._identities) > MAX_IDENTITIES:
                     self._identities.popitem(last=False)
+        if event.connection and not event.estimated and event.connection not in self._connection_times:
+            self._connection_times[event.connection] = event.ts
+            if len(self._connection_times) > MAX_CONNECTION_TIMES:
+                self._connection_times.popitem(last=False)
         changed: dict[int, Finding] = {}
         if event.ts > self.watermark:
             for overdue in self._advance(event.ts):
@@ -408,6 +419,13 @@ class Engine:
         if "username" not in context and isinstance(client, str) and client in self._identities:
             # the broker names the user only at CONNECT; a later denial still belongs to that user
             context["username"] = self._identities[client]
+        if events and all(e.estimated for e in events):
+            # lines with no time of their own (a file's time, a banner's): their connection's
+            # broker-aligned time, where stitching tied them to one, is the failure's time
+            known = [self._connection_times[e.connection] for e in events
+                     if e.connection and e.connection in self._connection_times]
+            if known:
+                context[CONNECTION_TIME] = min(known)
         return context
 
     def _hit(self, rule: Rule, events: list[Event], match: Match | None = None) -> Finding | None:
@@ -482,6 +500,11 @@ class Engine:
             finding.last_seen = max(finding.last_seen, max(times))
         for name, value in context.items():
             finding.context.setdefault(name, value)
+        if events and not values.get(JUDGED_AT_ESTIMATE):
+            # an occurrence judged at a reliable time: the finding no longer rests on an estimate
+            self._judged_reliably.add(key)
+        if key in self._judged_reliably:
+            finding.context.pop(JUDGED_AT_ESTIMATE, None)
         seen = self._evidence_seen[key]
         for event in events:
             side = side_of(event)
@@ -590,6 +613,10 @@ class Engine:
             finding.confidence, why = "medium", "the artifacts alone show it"
         else:
             finding.confidence, why = "low", f"only the {next(iter(logs), 'log')} side shows it"
+        estimate = finding.context.get(JUDGED_AT_ESTIMATE)
+        if estimate:
+            finding.confidence = {"high": "medium", "medium": "low"}.get(finding.confidence, "low")
+            why += f"; {estimate}"
         finding.confidence_reason = why
 
     def _fold_partial_groups(self, view: dict[tuple[str, tuple[Any, ...]], Finding], rules: dict[str, Rule],

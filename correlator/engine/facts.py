@@ -23,7 +23,7 @@ from correlator.artifacts.client_config import ClientConfig, read_client_configs
 from correlator.artifacts.mosquitto_conf import Config, Listener, parse_mosquitto_conf
 from correlator.artifacts.opcua_pki import PkiStore, load_pki, stale_copies
 from correlator.artifacts.passwd import PasswordFile, parse_passwd
-from correlator.check_result import CheckResult, CheckStatus
+from correlator.check_result import CONNECTION_TIME, JUDGED_AT_ESTIMATE, CheckResult, CheckStatus
 from correlator.errors import CorrelatorError
 from correlator.model import Event
 from correlator.report_model import EvidenceRef
@@ -288,29 +288,51 @@ def _same_name_facts(arts: Artifacts, cert: CertFacts, found: cert_checks.SameNa
     return out
 
 
-def failure_time(arts: Artifacts, events: list[Event]) -> datetime | None:
-    """The time certificates are judged at: the first line of the failure, or for a check that
-    rests on the artifacts alone the analysis's `now`. Never the wall clock: that is for the
-    caller to inject."""
+def failure_time(arts: Artifacts, events: list[Event], context: Mapping[str, Any] | None = None) -> datetime | None:
+    """The time certificates are judged at: a broker-aligned time of the failure, never one
+    estimated from a file's modification time or borrowed from a banner or a neighbouring line.
+    The broker's own lines first, then any line with a time of its own (its source's clock
+    corrected), then the time of the stitched connection those lines belong to; only when none
+    exists, the estimate (and `judged_at_estimate` says so). For a check that rests on the
+    artifacts alone, the analysis's `now`. Never the wall clock: that is for the caller to inject."""
     if not events:
         return arts.now
+    timed = [e for e in events if not e.estimated]
+    broker = [e.ts for e in timed if e.source == "broker" or e.source.startswith("broker:")]
+    if broker or timed:
+        return datetime.fromtimestamp(min(broker or [e.ts for e in timed]), UTC)
+    known = (context or {}).get(CONNECTION_TIME)
+    if isinstance(known, (int, float)):
+        return datetime.fromtimestamp(float(known), UTC)
     return datetime.fromtimestamp(min(e.ts for e in events), UTC)
+
+
+def _time_values(events: list[Event], context: Mapping[str, Any]) -> dict[str, Any]:
+    """`judged_at_estimate` when `failure_time` had only an estimate to go by."""
+    if events and all(e.estimated for e in events) and CONNECTION_TIME not in context:
+        return {JUDGED_AT_ESTIMATE: "the certificates were judged at an estimated time (the failure's lines carry no "
+                                    "time of their own and no broker line of their connection was found)"}
+    return {}
 
 
 _NO_TIME = "no time to judge the certificates at (no log line, and the analysis gave no time)"
 
 
 def _validity(arts: Artifacts, events: list[Event], certs: list[CertFacts], role: cert_checks.Role,
-              expired: bool) -> CheckResult:
+              expired: bool, context: Mapping[str, Any]) -> CheckResult:
     """The leaf's dates against the failure, as cert_checks judges them: the rule's wording,
     the one system's verdict."""
     if not certs:
         return _unknown(f"no {'broker' if role == 'server' else role} certificate in the bundle")
-    at = failure_time(arts, events)
+    at = failure_time(arts, events, context)
     if at is None:
         return _unknown(_NO_TIME)
     leaf = certs[0]
-    values = arts.cert_values(leaf)
+    values = {**arts.cert_values(leaf), **_time_values(events, context)}
+    if JUDGED_AT_ESTIMATE in values:
+        # a file's time bounds the failure from above: it cannot say the certificate was already
+        # past its end, nor that it had begun, when the failure happened
+        return _unknown(str(values[JUDGED_AT_ESTIMATE]), values=values)
     if expired:
         bad = cert_checks.check_expired(leaf, at, role).is_problem
         text = (f"{leaf.label}: notAfter {_iso(leaf.not_after)} is before the failure at {_iso(at)}" if bad
@@ -330,7 +352,7 @@ def _server_validity(arts: Artifacts, events: list[Event], context: dict[str, An
     several certificates, the one that shows the problem is the candidate; none is named as the
     cause when all are valid."""
     chains = arts.server_chains(context)
-    at = failure_time(arts, events)
+    at = failure_time(arts, events, context)
     if len(chains) > 1 and at is not None:
         judge = cert_checks.check_expired if expired else cert_checks.check_not_yet_valid
         bad = [chain for chain in chains if judge(chain[0], at, "server").is_problem]
@@ -339,7 +361,7 @@ def _server_validity(arts: Artifacts, events: list[Event], context: dict[str, An
             files = ", ".join(arts.name(c[0].path) for c in chains)
             return _unknown(f"the broker has several certificates ({files}) and the listener of the failure is not "
                             "known")
-    return _validity(arts, events, chains[0] if chains else [], "server", expired=expired)
+    return _validity(arts, events, chains[0] if chains else [], "server", expired=expired, context=context)
 
 
 @check("server_cert_expired", needs=("certs",), provides=CERT_VALUES)
@@ -352,17 +374,43 @@ def _server_future(arts: Artifacts, events: list[Event], context: dict[str, Any]
     return _server_validity(arts, events, context, expired=False)
 
 
+
+@check("server_cert_valid_at_failure", needs=("certs",), provides=(*CERT_VALUES, "clock_verdict"))
+def _server_valid(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
+    """The broker's certificate is valid at the broker's time of the failure: a client that calls
+    it not yet valid or expired then has its own clock wrong (client.clock_skew), whatever its
+    offset looks like (a whole number of hours reads like a time zone)."""
+    chain = arts.server_chain(context)
+    if not chain:
+        return _unknown("no broker certificate in the bundle")
+    at = failure_time(arts, events, context)
+    if at is None:
+        return _unknown(_NO_TIME)
+    leaf = chain[0]
+    values = {**arts.cert_values(leaf), **_time_values(events, context)}
+    valid = not (cert_checks.check_expired(leaf, at, "server").is_problem
+                 or cert_checks.check_not_yet_valid(leaf, at, "server").is_problem)
+    text = (f"{leaf.label}: valid from {_iso(leaf.not_before)} to {_iso(leaf.not_after)}, "
+            f"{'so valid' if valid else 'not valid'} at the broker's time of the failure ({_iso(at)})")
+    values["clock_verdict"] = (f"The broker's certificate ({arts.name(leaf.path)}) is valid from "
+                               f"{_iso(leaf.not_before)} to {_iso(leaf.not_after)}, and the failure was at {_iso(at)} "
+                               "by the broker's clock: "
+                               "what the client says of its dates comes from its own clock."
+                               if valid else "")
+    return _verdict(valid, [arts.fact(leaf, text)], values)
+
+
 @check("client_cert_expired", needs=("certs",), provides=(*CERT_VALUES, "client_cert_files"))
 def _client_expired(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     certs = arts.client_certs(context)
     if not certs:
         return _unknown("no client certificate in the bundle")
-    at = failure_time(arts, events)
+    at = failure_time(arts, events, context)
     if at is None:
         return _unknown(_NO_TIME)
     expired = [c for c in certs if cert_checks.check_expired(c, at, "client").is_problem]
     chosen = expired[0] if expired else certs[0]
-    result = _validity(arts, events, [chosen], "client", expired=True)
+    result = _validity(arts, events, [chosen], "client", expired=True, context=context)
     return replace(result, values={**result.values,
                                    "client_cert_files": ", ".join(arts.name(c.path) for c in certs)})
 
@@ -373,7 +421,7 @@ def _client_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
     trust = arts.broker_cas(context)
     if not certs or not trust:
         return _unknown("no client certificate or no CA certificate in the bundle")
-    at = failure_time(arts, events)
+    at = failure_time(arts, events, context)
     if at is None:
         return _unknown(_NO_TIME)
     evidence = []
@@ -390,7 +438,7 @@ def _client_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
     if untrusted is not None:
         # the broker's cafile may hold a CA of the issuer's name made with another key
         evidence.extend(_same_name_facts(arts, untrusted, cert_checks.same_name_issuers(untrusted, arts.cas())))
-    values = arts.cert_values(untrusted or certs[0])
+    values = {**arts.cert_values(untrusted or certs[0]), **_time_values(events, context)}
     ca_file = arts.conf_file("cafile", context)
     values["ca_file"] = arts.name(ca_file) if ca_file else "the broker's cafile"
     if untrusted is None:
@@ -425,7 +473,7 @@ def _configured_trust(arts: Artifacts, events: list[Event], context: dict[str, A
     """The broker's chain against the CA files the clients' configurations name (Node-RED's
     tls-config, a paho or gateway config file): found when one of them cannot chain it, clear when
     all can; None when no configuration names a CA file the bundle holds."""
-    at = failure_time(arts, events)
+    at = failure_time(arts, events, context)
     judged = [(c, arts.certs_in(c.found["ca_file"])) for c in arts.configs_for(context)
               if c.tls is not False and c.verify is not False and "ca_file" in c.found]
     judged = [(c, trust) for c, trust in judged if trust]

@@ -1931,4 +1931,8 @@ _register(
     (incidents_reasoning.make_login_undecided, "refused logins the client logs cannot decide; the config "
                                                "decides one"),
     (incidents_reasoning.make_same_name_ca, "a CA made again under the same name: signature failures both ways"),
+    (incidents_reasoning.make_clock_a_day_behind, "a client clock a whole day behind (faketime) beside a client "
+                                                  "in UTC+5:30"),
+    (incidents_reasoning.make_cert_judged_at_estimate, "an untimed client whose file time lies past the broker "
+                                                       "certificate's end; the failure was before it"),
 )

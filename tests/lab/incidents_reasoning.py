@@ -6,17 +6,21 @@ They live apart from lab/incidents.py to keep that file's size in hand; lab.inci
 
 from __future__ import annotations
 
+import shutil
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from lab import pki
 from lab.incidents import (
     HOST,
     LOG_ALL,
     SPARKPLUG_ACL,
     USERS,
+    IncidentUnavailable,
     Pki,
     Scene,
+    _measured_offset,
     _read,
     _require,
     _settle,
@@ -160,3 +164,76 @@ def make_same_name_ca(out: Path) -> None:
     _require(_read(scene.root / "clients/edge-92.log"), r"decrypt error", "same_name_ca: edge-92")
     scene.finish([("tls.server_cert_untrusted", ["edge-90"]), ("tls.client_cert_untrusted", ["edge-92"])],
                  broker=broker)
+
+
+# --------------------------------------------------------------------------- clocks and zones
+
+
+def make_clock_a_day_behind(out: Path) -> None:
+    """A client clock off by a whole day: a time zone cannot explain it and the certificate says
+    so; beside it, a client in another zone whose timestamps nothing contradicts."""
+    if shutil.which("faketime") is None:
+        raise IncidentUnavailable("faketime is not installed (Debian: apt-get install faketime)")
+    scene = Scene.create(out, "clock_a_day_behind",
+                         "The broker's certificate was issued 6 hours before the run. edge-95's clock is one "
+                         "day behind (faketime -86400 s): to it the certificate is not yet valid, though it is "
+                         "valid at the broker's time. An offset of a whole day looks like a time zone to a "
+                         "naive reading; the certificate says it is the clock. hmi-97 runs with TZ=Asia/Kolkata "
+                         "(UTC+5:30, its log in local time without a zone) and connects: nothing contradicts "
+                         "reading its offset as a zone.")
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    scene.save_cert(lab.server(not_before=scene.now - timedelta(hours=6)), "server")
+    offset = _measured_offset(-86400)
+    config = tls_listener() + "allow_anonymous true\n" + LOG_ALL
+    with scene.broker(config) as broker:
+        port = broker.port
+        tls = ["--tls", "--cafile", "certs/ca.pem"]
+        ok = scene.paho("hmi-97", port, [*tls, "--subscribe", "spBv1.0/#", "--attempts", "2", "--session-length",
+                                         "1.5", "--retry-delay", "0.5"], client_id="hmi-97", duration=4.5,
+                        tz="Asia/Kolkata")
+        time.sleep(0.5)
+        scene.paho("edge-95", port, [*tls, "--publish", "spBv1.0/Plant9/NDATA/edge-95", "--attempts", "3",
+                                     "--retry-delay", "0.7"], client_id="edge-95", duration=3.5, clock_offset=offset)
+        scene.wait(ok, timeout=20)
+        scene.wait(timeout=20)
+        _settle(broker)
+    _require(_read(scene.root / "clients/edge-95.log"), r"certificate is not yet valid", "clock_a_day_behind: edge-95")
+    _require(broker.log_text(), r"bad certificate", "clock_a_day_behind: broker")
+    _require(broker.log_text(), r"New client connected from \S+ as hmi-97", "clock_a_day_behind: hmi-97")
+    scene.finish([("client.clock_skew", ["edge-95"])], broker=broker)
+
+
+# --------------------------------------------------------------------------- certificates at reliable times
+
+
+def make_cert_judged_at_estimate(out: Path) -> None:
+    """An untimed client's lines are dated by their file's time, which can lie past a certificate's
+    end: the certificate must be judged at the broker's time of the failure."""
+    scene = Scene.create(out, "cert_judged_at_estimate",
+                         "The broker's certificate expires 20 s after the run starts (a certificate about to "
+                         "expire, still valid). edge-98-pub (mosquitto_pub, whose lines carry no time: they are "
+                         "dated by the file's modification time, here the broker's last line) trusts another "
+                         "site's CA (certs/ca.pem), so it fails at once with a bare 'certificate verify failed'; "
+                         "the broker hears 'unknown ca'. The broker runs on until after the certificate's end. "
+                         "At the broker's time of the failure the certificate is valid: the cause is the CA, not "
+                         "an expired certificate, though the file's time lies after the notAfter.")
+    lab = Pki.create(scene.now)
+    other = pki.make_ca("other site CA", not_before=scene.now - timedelta(days=400))
+    other.write(scene.root / "certs" / "ca.pem")
+    lab.ca.write(scene.root / "certs" / "broker-ca.pem")
+    scene.save_cert(lab.server(not_before=scene.now - timedelta(days=365), not_after=scene.now + timedelta(seconds=20)),
+                    "server")
+    config = tls_listener(cafile="../certs/broker-ca.pem") + "allow_anonymous true\n" + LOG_ALL
+    with scene.broker(config) as broker:
+        port = broker.port
+        scene.wait(scene.mosquitto_client("edge-98-pub", "mosquitto_pub", port,
+                                          ["--cafile", "certs/ca.pem", "-t", "spBv1.0/Plant9/NDATA/edge-98",
+                                           "-m", "flow=3", "-q", "1"], client_id="edge-98"), timeout=10)
+        # the broker lives on past the certificate's end: its last line is the file time a bundle keeps
+        time.sleep(max(0.0, (scene.now + timedelta(seconds=26) - datetime.now(UTC)).total_seconds()))
+        _settle(broker)
+    _require(broker.log_text(), r"unknown ca", "cert_judged_at_estimate: broker")
+    _require(_read(scene.root / "clients/edge-98-pub.log"), r"certificate verify failed",
+             "cert_judged_at_estimate: mosquitto_pub")
+    scene.finish([("tls.server_cert_untrusted", ["edge-98-pub"])], broker=broker)
