@@ -48,6 +48,7 @@ def test_an_anonymous_client_is_not_a_wrong_password() -> None:
     # viewer-73's PUBACK 135 (Not authorized) after CONNACK 0 is the ACL, not a refused login
     assert by_id["acl.publish_denied"].clients == {"viewer-73"}
     assert "The client's CONNECT carried no user name" in by_id["auth.anonymous_denied"].explanation
+    assert by_id["auth.anonymous_denied"].users == set()  # the application's `user=None` is no user "None"
 
 
 def test_a_refusal_nothing_decides_names_both_and_what_would_decide() -> None:
