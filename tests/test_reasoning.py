@@ -40,6 +40,20 @@ def test_a_refusal_line_carries_what_its_connection_said() -> None:
     assert [c.has_username for c in connections] == [0]
 
 
+def test_a_client_configured_without_a_user_name_says_so_for_every_attempt() -> None:
+    """An application that logs its configuration before it connects (`user=None`) tells every
+    attempt's CONNECT, though paho's DEBUG lines are not in its log."""
+    events = [
+        _event("client:edge-81", 99.0, "client.start", 1, client_id="edge-81", has_username=0),
+        _event("broker", 100.0, "net.accept", 1, peer_addr="127.0.0.1", peer_port=40002, listener_port=1883),
+        _event("broker", 100.0, "mqtt.disconnect", 2, client_id="<unknown>", reason="not_authorised"),
+        _event("client:edge-81", 100.2, "net.connecting", 2),
+        _event("client:edge-81", 100.2, "net.connected", 3, local_port=40002, local_addr="127.0.0.1"),
+    ]
+    out, _ = stitch(events)
+    assert next(e for e in out if e.kind == "mqtt.disconnect").fields["has_username"] == 0
+
+
 def test_an_anonymous_client_is_not_a_wrong_password() -> None:
     analysis = analyze([SAMPLES / "login_per_connection"])
     by_id = {f.id: f for f in analysis.findings}

@@ -388,6 +388,8 @@ def _server_valid(arts: Artifacts, events: list[Event], context: dict[str, Any])
         return _unknown(_NO_TIME)
     leaf = chain[0]
     values = {**arts.cert_values(leaf), **_time_values(events, context)}
+    if JUDGED_AT_ESTIMATE in values:
+        return _unknown(str(values[JUDGED_AT_ESTIMATE]), values=values)
     valid = not (cert_checks.check_expired(leaf, at, "server").is_problem
                  or cert_checks.check_not_yet_valid(leaf, at, "server").is_problem)
     text = (f"{leaf.label}: valid from {_iso(leaf.not_before)} to {_iso(leaf.not_after)}, "
@@ -641,25 +643,31 @@ def _no_username(arts: Artifacts, events: list[Event], context: dict[str, Any]) 
     of the stitched connection), else the listener's settings (with allow_anonymous true a client
     without a user name is let in, so a refusal is of a user name and password). When neither
     decides, the result is unknown and `refused_login` puts the refusal in a finding of its own."""
+    listener = arts.listener(context)
+    conf = next((c for c in arts.confs if listener is not None and listener in c.listeners), None)
+    lets_anonymous_in: list[EvidenceRef] = []
+    if listener is not None and conf is not None:
+        verdict = conf.login_verdict(listener, None)
+        if verdict.accepted is True:
+            lets_anonymous_in = [EvidenceRef("artifact", arts.name(setting.file), setting.line,
+                                             f"listener {listener.port}: {setting.name} {setting.value}")
+                                 for setting in verdict.evidence]
+            lets_anonymous_in = lets_anonymous_in or [EvidenceRef("artifact", arts.name(listener.location), None,
+                                                                  f"listener {listener.port}: anonymous clients "
+                                                                  "are let in")]
     flag = context.get("has_username")
     if flag is not None and str(flag) in ("0", "1"):
         sent = str(flag) == "1"
         said = next((e for e in events if "has_username" in e.fields and e.kind == "mqtt.connect"), None)
         reading = ("The client's CONNECT carried " + ("a user name" if sent else "no user name")
-                   + (f" ({said.file}:{said.line})" if said is not None else "")
+                   + (f" ({said.file}:{said.line})" if said is not None else " (its log says so)")
                    + (": the password check failed for it." if sent else "."))
-        return _verdict(not sent, values={"login_reading": reading})
-    listener = arts.listener(context)
-    conf = next((c for c in arts.confs if listener is not None and listener in c.listeners), None)
-    if listener is not None and conf is not None:
-        verdict = conf.login_verdict(listener, None)
-        refs = [EvidenceRef("artifact", arts.name(setting.file), setting.line,
-                            f"listener {listener.port}: {setting.name} {setting.value}")
-                for setting in verdict.evidence]
-        if verdict.accepted is True:
-            reading = (f"Listener {listener.port} lets clients without a user name in (allow_anonymous true), so "
-                       "the refused client sent a user name and the password check failed for it.")
-            return _clear(refs, {"login_reading": reading})
+        return _verdict(not sent, lets_anonymous_in if sent else [], {"login_reading": reading})
+    if lets_anonymous_in:
+        reading = (f"Listener {listener.port if listener else ''} lets clients without a user name in "
+                   "(allow_anonymous true), so the refused client sent a user name and the password check "
+                   "failed for it.")
+        return _clear(lets_anonymous_in, {"login_reading": reading})
     reading = ("Nothing in the bundle says whether the refused CONNECT carried a user name: the broker logs a "
                "client without one exactly as a wrong password. The client's own log at debug level (paho: "
                "'Sending CONNECT (u0, ...' or u1), or its configuration, decides.")

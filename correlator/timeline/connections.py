@@ -236,6 +236,9 @@ class _ClientState:
         self.timed = False
         """Whether any line of the source had a time of its own (then its estimated lines borrowed
         a neighbour's time, and the file-time pairing does not apply)."""
+        self.has_username: int | None = None
+        """Whether the client is configured with a user name, as its own start line said before
+        any attempt: its attempts' CONNECTs carry one, or none."""
 
 
 class Stitcher:
@@ -557,6 +560,9 @@ class Stitcher:
             # the same failure (paho logs three) stay with it.
             conn = self._attempt(state, event)
         if conn is None:
+            flag = _int(event.fields.get("has_username"))
+            if flag is not None:  # what the client is configured with, said before it connects
+                state.has_username = flag
             return None
         conn = conn.resolve()
         self._add(conn, event, broker=False)
@@ -586,6 +592,7 @@ class Stitcher:
     def _attempt(self, state: _ClientState, event: Event) -> Connection:
         conn = self._new(event)
         conn.client_source = event.source
+        conn.has_username = state.has_username
         state.attempt = conn
         state.steps = set()
         state.ended = False
