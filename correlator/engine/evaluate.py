@@ -451,7 +451,9 @@ class Engine:
             if effect == "refute":
                 self.refuted[rule.id] = self.refuted.get(rule.id, 0) + 1
                 return None
-            if effect == "confirm":
+            if effect == "confirm" and result.evidence:
+                # confirmed by the artifacts means an artifact says so: a check that read only the
+                # logs (a CONNECT's flag) decides, but adds no artifact side to the finding
                 confirmed = True
                 facts.extend(result.evidence)
             values.update(result.values)

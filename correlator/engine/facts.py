@@ -645,16 +645,11 @@ def _no_username(arts: Artifacts, events: list[Event], context: dict[str, Any]) 
     decides, the result is unknown and `refused_login` puts the refusal in a finding of its own."""
     listener = arts.listener(context)
     conf = next((c for c in arts.confs if listener is not None and listener in c.listeners), None)
-    lets_anonymous_in: list[EvidenceRef] = []
-    if listener is not None and conf is not None:
-        verdict = conf.login_verdict(listener, None)
-        if verdict.accepted is True:
-            lets_anonymous_in = [EvidenceRef("artifact", arts.name(setting.file), setting.line,
-                                             f"listener {listener.port}: {setting.name} {setting.value}")
-                                 for setting in verdict.evidence]
-            lets_anonymous_in = lets_anonymous_in or [EvidenceRef("artifact", arts.name(listener.location), None,
-                                                                  f"listener {listener.port}: anonymous clients "
-                                                                  "are let in")]
+    verdict = conf.login_verdict(listener, None) if listener is not None and conf is not None else None
+    settings = [EvidenceRef("artifact", arts.name(setting.file), setting.line,
+                            f"listener {listener.port if listener else ''}: {setting.name} {setting.value}")
+                for setting in (verdict.evidence if verdict is not None else ())]
+    lets_anonymous_in = settings if verdict is not None and verdict.accepted is True else []
     flag = context.get("has_username")
     if flag is not None and str(flag) in ("0", "1"):
         sent = str(flag) == "1"
@@ -662,7 +657,9 @@ def _no_username(arts: Artifacts, events: list[Event], context: dict[str, Any]) 
         reading = ("The client's CONNECT carried " + ("a user name" if sent else "no user name")
                    + (f" ({said.file}:{said.line})" if said is not None else " (its log says so)")
                    + (": the password check failed for it." if sent else "."))
-        return _verdict(not sent, lets_anonymous_in if sent else [], {"login_reading": reading})
+        # the settings that refuse a client without a user name, where the bundle has them
+        refusing = settings if not sent and verdict is not None and verdict.accepted is False else []
+        return _verdict(not sent, refusing, {"login_reading": reading})
     if lets_anonymous_in:
         reading = (f"Listener {listener.port if listener else ''} lets clients without a user name in "
                    "(allow_anonymous true), so the refused client sent a user name and the password check "
