@@ -318,12 +318,12 @@ def _time_values(events: list[Event], context: Mapping[str, Any]) -> dict[str, A
 _NO_TIME = "no time to judge the certificates at (no log line, and the analysis gave no time)"
 
 
-def _validity(arts: Artifacts, events: list[Event], certs: list[CertFacts], role: cert_checks.Role,
-              expired: bool, context: Mapping[str, Any]) -> CheckResult:
-    """The leaf's dates against the failure, as cert_checks judges them: the rule's wording,
-    the one system's verdict."""
+def _leaf_at_failure(arts: Artifacts, events: list[Event], certs: list[CertFacts], what: str,
+                     context: Mapping[str, Any]) -> tuple[CertFacts, datetime, dict[str, Any]] | CheckResult:
+    """The leaf, the broker-aligned time to judge it at and its values for the rule; or why it
+    cannot be judged (no certificate, no time, or only an estimated time)."""
     if not certs:
-        return _unknown(f"no {'broker' if role == 'server' else role} certificate in the bundle")
+        return _unknown(f"no {what} certificate in the bundle")
     at = failure_time(arts, events, context)
     if at is None:
         return _unknown(_NO_TIME)
@@ -333,6 +333,17 @@ def _validity(arts: Artifacts, events: list[Event], certs: list[CertFacts], role
         # a file's time bounds the failure from above: it cannot say the certificate was already
         # past its end, nor that it had begun, when the failure happened
         return _unknown(str(values[JUDGED_AT_ESTIMATE]), values=values)
+    return leaf, at, values
+
+
+def _validity(arts: Artifacts, events: list[Event], certs: list[CertFacts], role: cert_checks.Role,
+              expired: bool, context: Mapping[str, Any]) -> CheckResult:
+    """The leaf's dates against the failure, as cert_checks judges them: the rule's wording,
+    the one system's verdict."""
+    found = _leaf_at_failure(arts, events, certs, "broker" if role == "server" else role, context)
+    if isinstance(found, CheckResult):
+        return found
+    leaf, at, values = found
     if expired:
         bad = cert_checks.check_expired(leaf, at, role).is_problem
         text = (f"{leaf.label}: notAfter {_iso(leaf.not_after)} is before the failure at {_iso(at)}" if bad
@@ -380,16 +391,10 @@ def _server_valid(arts: Artifacts, events: list[Event], context: dict[str, Any])
     """The broker's certificate is valid at the broker's time of the failure: a client that calls
     it not yet valid or expired then has its own clock wrong (client.clock_skew), whatever its
     offset looks like (a whole number of hours reads like a time zone)."""
-    chain = arts.server_chain(context)
-    if not chain:
-        return _unknown("no broker certificate in the bundle")
-    at = failure_time(arts, events, context)
-    if at is None:
-        return _unknown(_NO_TIME)
-    leaf = chain[0]
-    values = {**arts.cert_values(leaf), **_time_values(events, context)}
-    if JUDGED_AT_ESTIMATE in values:
-        return _unknown(str(values[JUDGED_AT_ESTIMATE]), values=values)
+    found = _leaf_at_failure(arts, events, arts.server_chain(context), "broker", context)
+    if isinstance(found, CheckResult):
+        return found
+    leaf, at, values = found
     valid = not (cert_checks.check_expired(leaf, at, "server").is_problem
                  or cert_checks.check_not_yet_valid(leaf, at, "server").is_problem)
     text = (f"{leaf.label}: valid from {_iso(leaf.not_before)} to {_iso(leaf.not_after)}, "
