@@ -617,7 +617,7 @@ class Engine:
             finding.confidence, why = "low", f"only the {next(iter(logs), 'log')} side shows it"
         estimate = finding.context.get(JUDGED_AT_ESTIMATE)
         if estimate:
-            finding.confidence = {"high": "medium", "medium": "low"}.get(finding.confidence, "low")
+            finding.confidence = "medium" if finding.confidence == "high" else "low"
             why += f"; {estimate}"
         finding.confidence_reason = why
 
