@@ -66,6 +66,14 @@ class LiveSource:
     numbers: int = 0
 
 
+def _written(path: str | Path) -> float:
+    """When the file was last written (now, when it cannot be read): the latest time its lines can have."""
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return time.time()
+
+
 class LiveAnalysis:
     """Follows `paths` (files and folders; folders are watched for new files matching `pattern`)."""
 
@@ -188,12 +196,8 @@ class LiveAnalysis:
         fmt = self.registry.get(forced) if forced else self.registry.detect(texts)[0]
         name = self._named.get(os.path.realpath(path)) or source_name(fmt, path, texts)
         choice = self.zones.choose(name, str(path), broker_epoch=fmt.role == "broker")
-        try:
-            mtime = path.stat().st_mtime
-        except OSError:
-            mtime = time.time()
         state.parser = SourceParser(fmt, self.registry.evidence, source=name, file=str(path), tz=choice.zone,
-                                    fallback=self.registry.fallback, fallback_time=mtime)
+                                    fallback=self.registry.fallback, fallback_time=_written(path))
         state.source, state.format, state.zone = name, fmt.name, choice.name
         self._timeline.add_source(name, str(path))
 
@@ -215,6 +219,11 @@ class LiveAnalysis:
 
     def _parse(self, state: LiveSource, lines: Iterable[Line]) -> None:
         assert state.parser is not None
+        # Lines with no time of their own (mosquitto_pub -d) are dated as the batch dates them, by
+        # the file's modification time, but as it is when they are read: a followed file's new
+        # lines get the time they arrived, not the time the watch began, so they stay in order
+        # and the stitcher's file-time pairing ties each attempt to the broker's connection.
+        state.parser.fallback_time = _written(state.path)
         numbered = []
         for offset, raw in lines:
             state.numbers += 1

@@ -75,3 +75,64 @@ def test_watch_in_tmux_names_the_expired_broker_certificate(tmp_path: Path, mosq
             subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
         finally:
             subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def _fail_publish(log: Path, port: int, cafile: Path, client_id: str) -> None:
+    """One mosquitto_pub -d run that fails the handshake, its output appended to `log` as a user's
+    shell redirect would (no times, no ports: the lines say only the client id and the error)."""
+    with log.open("ab") as out:
+        done = subprocess.run(["mosquitto_pub", "-d", "-h", "127.0.0.1", "-p", str(port), "--cafile", str(cafile),
+                               "-i", client_id, "-t", f"plant/{client_id}", "-m", "21.5"], stdout=out,
+                              stderr=subprocess.STDOUT, timeout=20)
+    assert done.returncode != 0
+
+
+@pytest.mark.broker
+def test_watch_dates_live_untimed_client_lines_and_ties_them_to_the_broker(
+        tmp_path: Path, mosquitto_available: str) -> None:
+    """Issue 18 item 3: mosquitto_pub -d output appended to a followed file while the watch runs
+    is dated by its arrival (marked ≈), sits in time order among the broker's lines, and is stitched
+    to the broker's connection, so the finding names the client id only the client's log knows."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    now = datetime.now(UTC)
+    root = tmp_path / "incident"
+    ca = pki.make_ca("plant CA", not_before=now - timedelta(days=30), days=3650)
+    ca.write(root / "certs" / "ca.pem")
+    server = pki.make_leaf("broker.lab", ca, sans=("localhost", "127.0.0.1"), usage=("server",),
+                           not_before=now - timedelta(days=30), not_after=now + timedelta(days=300))
+    server.write(root / "certs" / "server.pem", root / "keys" / "server.key")
+    pki.make_ca("other CA", not_before=now - timedelta(days=30), days=3650).write(tmp_path / "other-ca.pem")
+    config = ("listener {port0} 127.0.0.1\ncafile ../certs/ca.pem\ncertfile ../certs/server.pem\n"
+              "keyfile ../keys/server.key\nallow_anonymous true\nlog_dest file mosquitto.log\nlog_type all\n")
+    client_log = root / "clients" / "edge-07.log"
+    client_log.parent.mkdir(parents=True)
+    session = f"correlator-e2e-untimed-{os.getpid()}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
+    with Mosquitto(root / "broker", config) as broker:
+        # a run before the watch: the file the watch opens already holds lines, dated its mtime
+        _fail_publish(client_log, broker.port, tmp_path / "other-ca.pem", "edge-07")
+        command = f"{sys.executable} -m correlator watch {root}"
+        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50", command],
+                       check=True, env=env, cwd=REPO)
+        try:
+            _wait_screen(session, r"LIVE", timeout=20)
+            time.sleep(2)  # the file's time when the watch opened it is well before the new lines
+            started = datetime.now(UTC).strftime("%H:%M:%S")
+            _fail_publish(client_log, broker.port, tmp_path / "other-ca.pem", "edge-07")
+            time.sleep(1.5)
+            _fail_publish(client_log, broker.port, tmp_path / "other-ca.pem", "edge-07")
+            # stitched: the finding names the id only the client's own log says
+            _wait_screen(session, r"CRIT\s+tls\.server_cert_untrusted\s+\d+\s+edge-07", timeout=20)
+            screen = _wait_screen(session, r"(?s)(≈\S+\s+edge-07.*){7}", timeout=10)
+            rows = re.findall(r"▌(≈?)(\d\d:\d\d:\d\d)\S*\s+(broker|edge-07)\s", screen)
+            client = [(mark, at) for mark, at, source in rows if source == "edge-07"]
+            assert all(mark == "≈" for mark, _ in client), screen
+            assert all(mark == "" for mark, _, source in rows if source == "broker"), screen
+            live = [at for _, at in client if at >= started]
+            assert len(live) >= 4, f"the new lines are dated before they were written ({started}):\n{screen}"
+            times = [at for _, at, _ in rows]
+            assert times == sorted(times), f"the timeline is out of order:\n{screen}"
+            subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        finally:
+            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
