@@ -43,6 +43,9 @@ RECENT_EVENTS = 50_000
 #: Seconds between clock ticks (release held events, fire absences, collapse updates): a held
 #: line waits up to one tick, so this bounds the live latency from below.
 TICK = 0.05
+#: Seconds of wall clock "lines per second" looks back over: it falls to 0 that long after the
+#: logs go quiet.
+RATE_WINDOW = 5.0
 
 
 @dataclass
@@ -81,7 +84,7 @@ class LiveAnalysis:
                  from_beginning: bool = True, pattern: str = "*.log", registry: Registry | None = None,
                  rules: Sequence[Rule] | None = None, on_update: Callable[[LiveUpdate], None] | None = None,
                  on_error: Callable[[CorrelatorError], None] | None = None, polling: bool = False,
-                 stitch_window: float = 0.3) -> None:
+                 stitch_window: float = 0.3, clock: Callable[[], float] = time.monotonic) -> None:
         self.options = options or Options()
         self.paths = [Path(p) for p in paths]
         self.registry = registry or (load_registry(self.options.formats_dirs) if self.options.formats_dirs
@@ -112,7 +115,10 @@ class LiveAnalysis:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._paused = False
-        self._rate: deque[tuple[float, int]] = deque(maxlen=50)
+        self._clock = clock
+        self._started = clock()
+        self._arrivals: deque[tuple[float, int]] = deque()
+        """(clock, lines) per batch read within the last RATE_WINDOW seconds."""
         self._tailer = Tailer(self._on_batch, from_beginning=from_beginning, polling=polling,
                               on_error=self._tail_error)
         if from_beginning:
@@ -228,6 +234,9 @@ class LiveAnalysis:
         for offset, raw in lines:
             state.numbers += 1
             numbered.append((state.numbers, offset, decode(raw)))
+        now = self._clock()
+        self._arrivals.append((now, len(numbered)))
+        self._forget_arrivals(now)
         events = state.parser.feed(numbered)
         # a live record has no following line to close it: flush what waits for one
         events += state.parser.finish()
@@ -263,7 +272,6 @@ class LiveAnalysis:
         changed = self.session.feed(stitched)
         self.recent.extend(stitched)
         self.total_events += len(stitched)
-        self._rate.append((time.monotonic(), self.total_events))
         if self.on_update is not None and not self._paused:
             visible = {f.id + "|" + f.group: f for f in self.session.findings()}
             self.on_update(LiveUpdate(stitched, [visible.get(f.id + "|" + f.group, f) for f in changed]))
@@ -285,7 +293,14 @@ class LiveAnalysis:
             return kept, total
 
     def lines_per_second(self) -> float:
-        if len(self._rate) < 2:
-            return 0.0
-        (t0, n0), (t1, n1) = self._rate[0], self._rate[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+        """Lines read over the last RATE_WINDOW seconds of wall clock (or since the start, when
+        that is shorter): 0 once the logs have been quiet that long, whatever came before."""
+        with self._lock:
+            now = self._clock()
+            self._forget_arrivals(now)
+            lines = sum(n for _, n in self._arrivals)
+        return lines / max(min(RATE_WINDOW, now - self._started), TICK)
+
+    def _forget_arrivals(self, now: float) -> None:
+        while self._arrivals and self._arrivals[0][0] <= now - RATE_WINDOW:
+            self._arrivals.popleft()

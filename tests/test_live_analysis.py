@@ -71,3 +71,22 @@ def test_live_judges_each_host_by_its_own_artifacts(tmp_path: Path) -> None:
         found = {(f.host, f.id, tuple(sorted(f.clients))) for f in live.findings()}
     assert found == wanted
     assert {s.source for s in live.sources.values()} >= {"broker:broker-a", "broker:broker-b", "broker:broker-c"}
+
+
+def test_lines_per_second_counts_lines_read_and_falls_to_zero_when_the_logs_go_quiet(tmp_path: Path) -> None:
+    """The rate is lines read over the last few seconds of wall clock: it shows a burst of real
+    broker lines, and is 0 once nothing more arrives (it used to keep the last burst's rate)."""
+    from correlator.live_analysis import RATE_WINDOW
+
+    now = [1000.0]
+    log = tmp_path / "mosquitto.log"
+    lines = (SAMPLES / "healthy_noisy" / "broker" / "mosquitto.log").read_text().splitlines(keepends=True)[:200]
+    log.write_text("")
+    with LiveAnalysis([log], clock=lambda: now[0], polling=True) as live:
+        now[0] += 10.0
+        with log.open("a") as out:
+            out.writelines(lines)
+        assert _wait(lambda: sum(s.lines for s in live.sources.values()) == len(lines))
+        assert live.lines_per_second() == len(lines) / RATE_WINDOW
+        now[0] += RATE_WINDOW + 0.1
+        assert live.lines_per_second() == 0.0
