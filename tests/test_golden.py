@@ -27,7 +27,8 @@ INCIDENTS = sorted(p for p in SAMPLES.iterdir() if (p / "expected.json").is_file
 PROACTIVE = {"config.insecure", "cert.expiring_soon"}
 
 def expected(incident: Path) -> dict[str, Any]:
-    return json.loads((incident / "expected.json").read_text())
+    data: dict[str, Any] = json.loads((incident / "expected.json").read_text())
+    return data
 
 
 def names_of(spec: dict[str, Any], client: str) -> set[str]:

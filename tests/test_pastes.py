@@ -96,6 +96,7 @@ def test_a_compose_log_is_split_into_its_services(tmp_path: Path) -> None:
     finding = next(f for f in analysis.findings if f.id == "auth.bad_credentials")
     assert finding.sides == {"broker", "client"}
     for evidence in finding.evidence:
+        assert evidence.line is not None
         assert lines[evidence.line - 1].endswith(evidence.text)
 
 

@@ -31,6 +31,7 @@ from correlator.formats.scan import (
     compile_automaton,
     hyperscan_available,
 )
+from correlator.report_model import SourceInfoDict
 from correlator.sources.blocks import iter_blocks
 from correlator.sources.files import LogFile
 from correlator.sources.lines import MAX_LINE, iter_lines
@@ -38,8 +39,15 @@ from correlator.sources.lines import MAX_LINE, iter_lines
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 REGISTRY = default_registry()
 MOSQUITTO = REGISTRY.formats["mosquitto"]
-SPEC = MOSQUITTO.routine
-assert SPEC is not None
+
+
+def _routine_spec() -> RoutineSpec:
+    spec = MOSQUITTO.routine
+    assert spec is not None
+    return spec
+
+
+SPEC = _routine_spec()
 ENGINES = ["python", "hyperscan"]
 
 
@@ -191,7 +199,7 @@ def test_blocks_are_whole_lines_and_the_last_line_gets_its_newline(tmp_path: Pat
     assert [o for o, _ in blocks] == [sum(len(b) for _, b in blocks[:i]) for i in range(len(blocks))]
 
 
-def _events(path: Path, bulk: bool) -> tuple[list[tuple[int, int, str, str]], dict[str, object]]:
+def _events(path: Path, bulk: bool) -> tuple[list[tuple[int, int, str, str]], SourceInfoDict]:
     log = LogFile(path, REGISTRY)
     if bulk:
         log.count_routine((frozenset(), frozenset()))
@@ -240,7 +248,7 @@ def test_rules_that_read_received_publishes_get_them_when_the_acl_file_is_there(
 
 def _report(incident: Path, engine: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     monkeypatch.setenv("CORRELATOR_SCAN", engine)
-    report = analyze([incident]).to_dict()
+    report: dict[str, object] = dict(analyze([incident]).to_dict())
     report.pop("made_at")
     return report
 

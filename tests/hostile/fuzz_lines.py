@@ -38,7 +38,7 @@ def test_one_input(blob: bytes) -> None:
     assert pieces == split_whole(data), (cuts, data)
     encoding = text_encoding(data)
     if encoding is not None:
-        recoded = _Recoded(io.BytesIO(data), encoding)  # type: ignore[arg-type]
+        recoded = _Recoded(io.BytesIO(data), encoding)
         while recoded.read(7):
             pass
 

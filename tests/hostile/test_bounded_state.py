@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from storms import STORMS, write
+from hostile.storms import STORMS, write
 
 from correlator.analysis import analyze
 from correlator.engine import evaluate

@@ -15,8 +15,8 @@ import zipfile
 from datetime import UTC
 from pathlib import Path
 
-import corpus
 import pytest
+from hostile import corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -14,8 +14,8 @@ import time
 import zipfile
 from pathlib import Path
 
-import corpus
 import pytest
+from hostile import corpus
 
 from correlator.analysis import analyze
 from correlator.cli import main

@@ -159,9 +159,9 @@ async def test_filter_by_client_kind_and_level_through_the_dialog(make_app: Make
         screen.query_one("#filter-sources").select("broker")  # type: ignore[attr-defined]
         screen.action_apply()
         await pilot.pause()
-        rows = [timeline.row_at(p) for p in range(timeline.count)]
-        assert rows
-        for r in rows:
+        shown = [timeline.row_at(p) for p in range(timeline.count)]
+        assert shown
+        for r in shown:
             assert r is not None
             assert store.source(r) == "broker" and "tls" in store.kinds[store.kind[r]]
             assert store.level_name(r) in ("error", "critical")

@@ -109,10 +109,10 @@ async def test_esc_cancels_a_running_search_and_its_answer_never_comes(tmp_path:
         while not any(w.group == "search" for w in app.workers) and time.monotonic() < deadline:
             await pilot.pause(0.01)
         worker = next(w for w in app.workers if w.group == "search")
-        assert worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
+        assert not worker.is_finished
         await pilot.press("escape")
         deadline = time.monotonic() + 5
-        while worker.state in (WorkerState.PENDING, WorkerState.RUNNING) and time.monotonic() < deadline:
+        while not worker.is_finished and time.monotonic() < deadline:
             await pilot.pause(0.05)
         assert worker.state == WorkerState.CANCELLED
         await pilot.pause(0.3)

@@ -18,7 +18,7 @@ import uvicorn
 from correlator.api import Settings, create_app
 from correlator.api.server import uvicorn_options
 
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "sample_logs"
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 
 
 def free_port() -> int:

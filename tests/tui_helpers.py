@@ -10,7 +10,7 @@ from textual.app import App
 from correlator.tui.app import ScreenSettings
 from correlator.tui.sources import StaticEventSource, analyse_with_events
 
-SAMPLES = Path(__file__).resolve().parents[2] / "sample_logs"
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_logs"
 #: 2026-11-23 15:00:00 UTC: a few minutes after the sample incidents were recorded.
 NOW = 1795446000.0
 
