@@ -11,13 +11,17 @@ findings come out as they change.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
+from correlator.cancel import CancelToken
 from correlator.engine.evaluate import ANONYMOUS_IDS, Engine
 from correlator.engine.facts import Artifacts
 from correlator.engine.rules import Rule, load_rules, side_of
@@ -33,6 +37,7 @@ from correlator.sources.paste import unpaste
 from correlator.timeline import zones as tz_rules
 from correlator.timeline.connections import Connection
 from correlator.timeline.pipeline import SourceTimeline
+from correlator.timeline.skew import OffsetRule, parse_offset_options
 
 #: Connections whose client `Session` remembers (a finding keeps at most 1000 connection ids, and
 #: its lines come within moments of their connection's end).
@@ -59,13 +64,15 @@ class Options:
     """Clock for proactive checks (expiring certificates); default: the time of the last event."""
 
 
-def _forced_format(path: str, rules: Sequence[str]) -> str | None:
+def forced_format(path: str, rules: Sequence[str]) -> str | None:
+    """The format the last matching --source-format rule forces on a log (by its name as the
+    report shows it, or its file name), None when none does."""
     chosen = None
     for rule in rules:
         pattern, sep, name = rule.rpartition("=")
         if not sep or not pattern or not name:
             raise CorrelatorError(f"--source-format wants GLOB=FORMAT, not {rule!r}")
-        if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(Path(path).name, pattern):
+        if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(Path(path).name, pattern) or Path(path).match(pattern):
             chosen = name
     return chosen
 
@@ -221,13 +228,16 @@ class Session:
         return found
 
 
-def open_logs(bundle: Bundle, registry: Registry, options: Options, errors: list[str]) -> list[LogFile]:
+def open_logs(bundle: Bundle, registry: Registry, options: Options, errors: list[str],
+              cancel: CancelToken | None = None) -> list[LogFile]:
     """A LogFile per log of the bundle, its format detected or forced; zones and clock offsets
     are the timeline stage's business (correlator.timeline.pipeline)."""
     logs: list[LogFile] = []
     for path in bundle.logs:
+        if cancel is not None:
+            cancel.check()
         name = bundle.name(path)
-        forced = _forced_format(name, options.formats)
+        forced = forced_format(name, options.formats)
         # a paste (fences, prompts, indentation, container columns) is read through its unwrapped
         # streams, each a source of its own; a forced format means the user knows what the file is
         streams = unpaste(path, registry, bundle) if forced is None else None
@@ -274,58 +284,159 @@ def skew_events(sources: Sequence[SourceTimeline]) -> list[Event]:
     return out
 
 
-def analyze(inputs: Iterable[str | Path], options: Options | None = None, *, registry: Registry | None = None,
-            rules: Sequence[Rule] | None = None,
-            on_events: Callable[[list[Event]], None] | None = None, every_line: bool = False,
-            names: Mapping[Path, str] | None = None) -> Analysis:
-    """Analyse files, folders and archives to the end: the batch path of the one pipeline.
+@dataclass(frozen=True)
+class Prepared:
+    """What every analysis needs before it reads a line, set up one way for batch and live alike:
+    the formats, the rules, and the options' zone and clock-offset rules. A server prepares once
+    and shares it between its analyses (formats and rules compile once)."""
 
-    `on_events` sees each batch of timeline events (stitched, in time order, after since/until)
-    as the engine does: the report keeps no events, so a surface that serves the timeline (the
-    HTTP API) stores them from here instead of running the pipeline a second time. Such a surface
-    asks for `every_line`: otherwise routine traffic no rule needs line by line (see
-    correlator/formats/scan.py) is counted, not made into events, and `on_events` never sees it.
-    `names` reports an input file by another name than its path (see `open_bundle`)."""
-    from correlator.timeline.pipeline import BatchTimeline
-    from correlator.timeline.skew import parse_offset_options
+    registry: Registry
+    rules: Sequence[Rule]
+    zones: tz_rules.ZoneConfig
+    offsets: list[OffsetRule]
 
-    options = options or Options()
-    registry = registry or (load_registry(options.formats_dirs) if options.formats_dirs else default_registry())
+
+def prepare(options: Options, *, registry: Registry | None = None, rules: Sequence[Rule] | None = None) -> Prepared:
+    """The options' formats and rules folders loaded (the built-in ones when none are named),
+    unless the caller hands over what it loaded already."""
+    if registry is None:
+        registry = load_registry(options.formats_dirs) if options.formats_dirs else default_registry()
     if rules is None:
         rules, _ = load_rules(list(options.rules_dirs))
-    zones = tz_rules.parse_zone_options(options.zones)
-    offsets = parse_offset_options(options.clock_offsets)
+    return Prepared(registry, rules, tz_rules.parse_zone_options(options.zones),
+                    parse_offset_options(options.clock_offsets))
+
+
+def load_artifacts(bundle: Bundle, options: Options, errors: list[str]) -> Artifacts:
+    """The bundle's certificates, configs, ACL and password files and PKI folders, judged at the
+    options' `now`; what cannot be read goes to `errors`."""
+    artifacts = Artifacts.from_bundle(bundle)
+    artifacts.now = options.now
+    errors.extend(str(e) for e in artifacts.errors)
+    return artifacts
+
+
+Phase = Literal["reading", "finishing"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far an analysis is, measured one way for every surface: the bytes of its logs read
+    against their size on disk. A compressed log counts in decompressed bytes, capped at its size,
+    so it may show as read before it is."""
+
+    phase: Phase
+    """reading the logs; then finishing (the engine's last findings, the report)."""
+    read: int
+    total: int
+    events: int
+    """Timeline events so far; when finishing, the report's count (with the routine lines the bulk
+    reader counted instead of parsing)."""
+
+    @property
+    def share(self) -> float:
+        """0 to 1."""
+        if self.phase == "finishing":
+            return 1.0
+        return min(1.0, self.read / self.total) if self.total else 0.0
+
+
+#: Seconds between two progress reports while the logs are read.
+PROGRESS_EVERY = 0.25
+
+
+class _Reading:
+    """Called by each log between blocks (LogFile.on_read): looks at the cancel token, and
+    reports progress every PROGRESS_EVERY seconds."""
+
+    def __init__(self, logs: Sequence[LogFile], on_progress: Callable[[Progress], None] | None,
+                 cancel: CancelToken | None) -> None:
+        self.logs = logs
+        self.total = sum(log.size for log in logs)
+        self.on_progress = on_progress
+        self.cancel = cancel
+        self.events = 0
+        self._last = time.monotonic()
+
+    def __call__(self) -> None:
+        if self.cancel is not None:
+            self.cancel.check()
+        if self.on_progress is not None and time.monotonic() - self._last >= PROGRESS_EVERY:
+            self._last = time.monotonic()
+            self.on_progress(self.progress("reading"))
+
+    def progress(self, phase: Phase) -> Progress:
+        read = sum(min(log.position, log.size) for log in self.logs)
+        return Progress(phase, read, self.total, self.events)
+
+
+def analyze(inputs: Iterable[str | Path] | Bundle, options: Options | None = None, *,
+            registry: Registry | None = None, rules: Sequence[Rule] | None = None,
+            on_events: Callable[[list[Event]], None] | None = None, every_line: bool = False,
+            on_progress: Callable[[Progress], None] | None = None, cancel: CancelToken | None = None,
+            names: Mapping[Path, str] | None = None) -> Analysis:
+    """Analyse files, folders and archives to the end: the batch path of the one pipeline, the one
+    every surface calls (the CLI, the TUI, the API's jobs).
+
+    `inputs` may be a Bundle the caller opened: it stays open after the analysis (the TUI reads
+    lines back from its files later) and the caller closes it. Otherwise the inputs are opened
+    here and extracted archives removed on return.
+
+    Hooks, each optional and each called on the analysing thread:
+    - `on_events` sees each batch of timeline events (stitched, in time order, after since/until)
+      as the engine does: the report keeps no events, so a surface that serves the timeline (the
+      HTTP API, the TUI) stores them from here instead of running the pipeline a second time. Such
+      a surface asks for `every_line`: otherwise routine traffic no rule needs line by line (see
+      correlator/formats/scan.py) is counted, not made into events, and `on_events` never sees it.
+    - `on_progress` gets a Progress every PROGRESS_EVERY seconds while the logs are read, and once
+      with phase "finishing" when they are.
+    - `cancel` is looked at between blocks of every log; once cancelled, analyze() raises
+      Cancelled (correlator.cancel) and leaves nothing behind.
+
+    `names` reports an input file by another name than its path (see `open_bundle`)."""
+    from correlator.timeline.pipeline import BatchTimeline
+
+    options = options or Options()
+    prepared = prepare(options, registry=registry, rules=rules)
     errors: list[str] = []
-    with batch_allocation(), open_bundle(inputs, names) as bundle:
+    opened = contextlib.nullcontext(inputs) if isinstance(inputs, Bundle) else open_bundle(inputs, names)
+    with batch_allocation(), opened as bundle:
+        if cancel is not None:
+            cancel.check()
         errors.extend(str(e) for e in bundle.errors)
-        artifacts = Artifacts.from_bundle(bundle)
-        artifacts.now = options.now
-        errors.extend(str(e) for e in artifacts.errors)
-        logs = open_logs(bundle, registry, options, errors)
+        artifacts = load_artifacts(bundle, options, errors)
+        logs = open_logs(bundle, prepared.registry, options, errors, cancel)
         plan = plan_hosts(bundle, artifacts, logs)
-        session = Session(rules, artifacts, hosts=plan)
-        if not every_line:
-            needed = session.engine.needs()
-            for log in logs:
+        session = Session(prepared.rules, artifacts, hosts=plan)
+        reading = _Reading(logs, on_progress, cancel)
+        needed = None if every_line else session.engine.needs()
+        for log in logs:
+            log.on_read = reading
+            if not every_line:
                 log.count_routine(needed)
 
         def broken(log: LogFile, exc: CorrelatorError) -> None:
             errors.append(str(exc))
 
-        line = BatchTimeline(logs, zones=zones, offsets=offsets, since=options.since, until=options.until,
-                             on_connection=lambda conn: session.note_connections([conn]), on_error=broken,
-                             reach=plan.reach, clock_groups=plan.clock_groups())
-        count = 0
+        line = BatchTimeline(logs, zones=prepared.zones, offsets=prepared.offsets, since=options.since,
+                             until=options.until, on_connection=lambda conn: session.note_connections([conn]),
+                             on_error=broken, reach=plan.reach, clock_groups=plan.clock_groups())
         for chunk in line.chunks():
-            if count == 0:
+            if cancel is not None:
+                cancel.check()
+            if reading.events == 0:
                 session.feed_derived(skew_events(line.sources()))
-            count += len(chunk)
+            reading.events += len(chunk)
             if on_events is not None:
                 on_events(chunk)
             session.feed(chunk)
+        count = reading.events
         for source, ts, lines in line.routine():
             count += lines
             session.count_lines(source, ts, lines)
+        reading.events = count
+        if on_progress is not None:
+            on_progress(reading.progress("finishing"))
         session.finish()
         if session.last is not None:
             session.tick(session.last + 86400)

@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from correlator.analysis import Options, Session
+from correlator.analysis import Options, Session, forced_format, load_artifacts, prepare
 from correlator.engine.facts import Artifacts
-from correlator.engine.rules import Rule, load_rules
+from correlator.engine.rules import Rule
 from correlator.errors import CorrelatorError, InputError
 from correlator.formats.parse import SourceParser
-from correlator.formats.registry import DETECT_LINES, Registry, default_registry, load_registry
+from correlator.formats.registry import DETECT_LINES, Registry
 from correlator.hosts import HostPlan, plan_hosts
 from correlator.model import Event
 from correlator.report_model import Finding
@@ -34,9 +34,7 @@ from correlator.sources.bundle import Bundle, classify, open_bundle
 from correlator.sources.files import LogFile, decode, source_name
 from correlator.sources.lines import Line
 from correlator.sources.tail import LineBatch, Tailer, TailEvent
-from correlator.timeline import zones as tz_rules
 from correlator.timeline.pipeline import LiveTimeline
-from correlator.timeline.skew import parse_offset_options
 
 #: How many recent events a live analysis keeps for the surfaces' timelines.
 RECENT_EVENTS = 50_000
@@ -87,11 +85,10 @@ class LiveAnalysis:
                  stitch_window: float = 0.3, clock: Callable[[], float] = time.monotonic) -> None:
         self.options = options or Options()
         self.paths = [Path(p) for p in paths]
-        self.registry = registry or (load_registry(self.options.formats_dirs) if self.options.formats_dirs
-                                     else default_registry())
-        if rules is None:
-            rules, _ = load_rules(list(self.options.rules_dirs))
-        self.zones = tz_rules.parse_zone_options(self.options.zones)
+        prepared = prepare(self.options, registry=registry, rules=rules)
+        self.registry = prepared.registry
+        self.zones = prepared.zones
+        self.errors: list[str] = []
         artifacts = Artifacts()
         folders = [p for p in self.paths if p.is_dir()]
         plan: HostPlan | None = None
@@ -99,16 +96,15 @@ class LiveAnalysis:
         self._named: dict[str, str] = {}
         if folders:
             with open_bundle(folders) as bundle:
-                artifacts = Artifacts.from_bundle(bundle)
+                artifacts = load_artifacts(bundle, self.options, self.errors)
                 plan = self._plan_hosts(bundle, artifacts)
-        self.session = Session(rules, artifacts, hosts=plan)
+        self.session = Session(prepared.rules, artifacts, hosts=plan)
         self.on_update = on_update
         self.on_error = on_error
-        self.errors: list[str] = []
         self.sources: dict[str, LiveSource] = {}
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self.total_events = 0
-        self._timeline = LiveTimeline(offsets=parse_offset_options(self.options.clock_offsets), window=stitch_window,
+        self._timeline = LiveTimeline(offsets=prepared.offsets, window=stitch_window,
                                       reach=plan.reach if plan else None,
                                       clock_groups=plan.clock_groups() if plan else None)
         self._lock = threading.RLock()
@@ -194,11 +190,7 @@ class LiveAnalysis:
 
     def _open_parser(self, state: LiveSource, path: Path, first: list[Line]) -> None:
         texts = [decode(raw) for _, raw in first[:DETECT_LINES]]
-        forced = None
-        for rule in self.options.formats:
-            pattern, _, name = rule.rpartition("=")
-            if path.match(pattern):
-                forced = name
+        forced = forced_format(str(path), self.options.formats)
         fmt = self.registry.get(forced) if forced else self.registry.detect(texts)[0]
         name = self._named.get(os.path.realpath(path)) or source_name(fmt, path, texts)
         choice = self.zones.choose(name, str(path), broker_epoch=fmt.role == "broker")

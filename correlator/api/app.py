@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from correlator import __version__
-from correlator.analysis import Options
+from correlator.analysis import prepare
 from correlator.api import errors
 from correlator.api.analysis_db import Store
 from correlator.api.browsers import BrowserGuard
@@ -30,8 +30,6 @@ from correlator.api.live_hub import LiveHub
 from correlator.api.models import ErrorOut
 from correlator.api.routes import analyses, artifacts, live, service
 from correlator.api.settings import Settings
-from correlator.engine.rules import load_rules
-from correlator.formats.registry import default_registry, load_registry
 
 log = logging.getLogger("correlator.api")
 
@@ -46,8 +44,8 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    registry = load_registry(settings.formats_dirs) if settings.formats_dirs else default_registry()
-    rules, _ = load_rules(list(settings.rules_dirs))
+    prepared = prepare(settings.analysis_options())  # formats and rules load once, for every analysis
+    registry, rules = prepared.registry, prepared.rules
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,9 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
         analyser.purge()
         hub = None
         if settings.live_paths:
-            options = Options(zones=list(settings.zones), formats_dirs=list(settings.formats_dirs),
-                              rules_dirs=list(settings.rules_dirs))
-            hub = LiveHub(settings.live_paths, options, registry=registry, rules=rules,
+            hub = LiveHub(settings.live_paths, settings.analysis_options(), registry=registry, rules=rules,
                           stitch_window=settings.live_stitch_window)
             hub.start()
         app.state.live = hub

@@ -17,6 +17,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from correlator.analysis import Options
 from correlator.errors import CorrelatorError
 
 #: The environment variable naming a config file when `--config` is not given.
@@ -110,6 +111,10 @@ class Settings(BaseSettings):
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+    def analysis_options(self) -> Options:
+        """The options every analysis of this server runs with, uploaded or live."""
+        return Options(zones=list(self.zones), formats_dirs=list(self.formats_dirs), rules_dirs=list(self.rules_dirs))
 
     def check_exposure(self) -> None:
         """Refuse to serve bundles (customer logs, certificates) to a network without a token."""

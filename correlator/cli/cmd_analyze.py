@@ -10,9 +10,13 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from correlator.cli.options import add_analysis_options, options_from
-from correlator.model import Event, severity_rank
+from correlator.model import severity_rank
+
+if TYPE_CHECKING:
+    from correlator.analysis import Progress  # imported when analysing: `correlator --help` stays quick
 
 ORDER = 10
 
@@ -37,37 +41,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-#: Inputs smaller than this finish before a progress bar would be read.
+#: Logs smaller than this finish before a progress bar would be read.
 PROGRESS_BYTES = 50 * 1024 * 1024
 
 
 @contextlib.contextmanager
-def _progress(paths: list[str]) -> Iterator[Callable[[list[Event]], None] | None]:
-    """A progress bar on stderr for large inputs when stderr is a terminal: the bytes of each log
-    read so far (the timeline's events carry their offsets) against the inputs' size on disk."""
-    total = 0
-    for given in paths:
-        path = Path(given)
-        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-        total += sum(p.stat().st_size for p in files)
-    if total < PROGRESS_BYTES or not sys.stderr.isatty():
+def _progress_bar() -> Iterator[Callable[[Progress], None] | None]:
+    """A progress bar on stderr when stderr is a terminal and the logs are large: analyze()'s own
+    progress (bytes of the logs read against their size), drawn by rich and gone when done."""
+    if not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
 
-    reached: dict[str, int] = {}
-    with Progress(TextColumn("reading"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("logs", total=total)
+    bar: Bar | None = None
 
-        def on_events(events: list[Event]) -> None:
-            for event in events:
-                if event.offset > reached.get(event.file, -1):
-                    reached[event.file] = event.offset
-            bar.update(task, completed=min(total, sum(reached.values())))
+    def on_progress(progress: Progress) -> None:
+        nonlocal bar
+        if bar is None:
+            if progress.total < PROGRESS_BYTES or progress.phase != "reading":
+                return
+            bar = Bar(TextColumn("reading"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                      TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            bar.add_task("logs", total=progress.total)
+            bar.start()
+        bar.update(bar.task_ids[0], completed=progress.share * progress.total)
 
-        yield on_events
+    try:
+        yield on_progress
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 @contextlib.contextmanager
@@ -87,8 +93,8 @@ def _stdin_paste(paths: list[str]) -> Iterator[list[str]]:
 def run(args: argparse.Namespace) -> int:
     from correlator.analysis import analyze
 
-    with _stdin_paste(args.paths) as paths, _progress(paths) as on_events:
-        analysis = analyze(paths, options_from(args), on_events=on_events)
+    with _stdin_paste(args.paths) as paths, _progress_bar() as on_progress:
+        analysis = analyze(paths, options_from(args), on_progress=on_progress)
     title = ", ".join(str(p) for p in args.paths)
     if args.output == "text" and args.out is None:
         from rich.console import Console

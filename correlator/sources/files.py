@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, tzinfo
 from itertools import islice
 from pathlib import Path
@@ -81,9 +81,10 @@ class LogFile:
         self.format = fmt
         zone = tz or UTC
         try:
-            mtime = os.stat(self.path).st_mtime
+            stat = os.stat(self.path)
+            mtime, size = stat.st_mtime, stat.st_size
         except OSError:
-            mtime = None
+            mtime, size = None, 0
         self.parser = SourceParser(fmt, registry.evidence, source=source or source_name(fmt, self.path, texts),
                                    file=display_path or str(path), tz=zone, fallback=registry.fallback,
                                    fallback_time=mtime)
@@ -96,6 +97,13 @@ class LogFile:
         """The routine lines read so far, as numbers (kinds and seconds)."""
         self.block_size = BLOCK_SIZE
         """Bytes the bulk reader takes at a time (a look-ahead that reads the start wants less)."""
+        self.size = size
+        """Bytes on disk: with `position`, how far the read is."""
+        self.position = 0
+        """Bytes read so far (of the decompressed text for a compressed log)."""
+        self.on_read: Callable[[], None] | None = None
+        """Called after each chunk or block is read, before its events are handed on: where the
+        analysis reports progress and looks at its cancel token."""
 
     def count_routine(self, needed: tuple[frozenset[str], frozenset[str]] | None) -> None:
         """Read with the bulk reader: the format's routine lines, except those of the kinds and
@@ -132,6 +140,9 @@ class LogFile:
             for offset, raw in lines:
                 number += 1
                 out.append((number, offset, decode(raw)))
+            if lines:
+                offset, raw = lines[-1]
+                self._read_to(offset + len(raw) + 1)
             return out
 
         try:
@@ -177,6 +188,7 @@ class LogFile:
                         raw = raw[:MAX_LINE] + TRUNCATION_MARK
                     lines.append((number, base + start, decode(raw)))
                 before += block.count(b"\n")
+                self._read_to(base + len(block))
                 events = parser.feed(lines)
                 if events:
                     yield events
@@ -187,6 +199,11 @@ class LogFile:
             self._update_info()
         if tail:
             yield tail
+
+    def _read_to(self, position: int) -> None:
+        self.position = max(self.position, position)
+        if self.on_read is not None:
+            self.on_read()
 
     def events(self) -> Iterator[Event]:
         for chunk in self.chunks():

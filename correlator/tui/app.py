@@ -32,6 +32,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
+from correlator.cancel import Cancelled
 from correlator.model import LEVELS
 from correlator.printable import printable
 from correlator.report_model import Finding
@@ -39,7 +40,7 @@ from correlator.tui import text as fmt
 from correlator.tui.event_store import ERROR_RANK, Filter
 from correlator.tui.histogram import StoreCounts
 from correlator.tui.screens import FilterScreen, HelpScreen, HistogramScreen
-from correlator.tui.search import Cancelled, SearchIndex, find_rows
+from correlator.tui.search import SearchIndex, find_rows
 from correlator.tui.sources import EventSource
 from correlator.tui.widgets import Activity, FindingsTable, StatusBar, Timeline, source_colour
 

@@ -18,6 +18,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable
 
+from correlator.cancel import Cancelled
 from correlator.printable import printable
 from correlator.tui.event_store import EventStore
 
@@ -25,10 +26,6 @@ from correlator.tui.event_store import EventStore
 BLOCK = 8 << 20
 #: Rows indexed between two looks at the cancel flag.
 INDEX_STEP = 65_536
-
-
-class Cancelled(Exception):
-    """The search was given up (a new keystroke, esc)."""
 
 
 class SearchIndex:

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from correlator.analysis import Options, analyze
+from correlator.analysis import Options, Progress, analyze
+from correlator.cancel import Cancelled, CancelToken
 from correlator.errors import CorrelatorError
 from correlator.model import Event, severity_rank
 from correlator.report_model import Analysis, Finding, SourceReport
@@ -119,18 +120,14 @@ class StaticEventSource:
         return "done"
 
 
-class _Stopped(Exception):
-    """Raised from analyze()'s event hook to end a read the screen no longer wants."""
-
-
 class BundleEventSource:
     """`analyze()` run on a worker thread, every timeline event also kept in the store (through
     its `on_events` hook), so the TUI shows exactly the findings, zones and clock corrections of
     `correlator analyze`.
 
-    analyze() extracts archives into a temporary folder it removes when it returns; the timeline
-    reads lines back from their files long after that. So the bundle is also opened here (the
-    same naming, so an event's file name finds its file) and kept open until `stop()`.
+    The timeline reads lines back from their files long after the analysis, so the bundle is
+    opened here (archives extracted once), handed to analyze(), and kept open until `stop()`.
+    Leaving early cancels the analysis through its token.
     """
 
     live = False
@@ -146,8 +143,9 @@ class BundleEventSource:
         self._bundle: Bundle | None = None
         self._changed: Changed = lambda: None
         self._last_signal = 0.0
-        self._stopping = False
+        self._cancel = CancelToken()
         self._state = "starting"
+        self._progress: Progress | None = None
 
     def start(self, changed: Changed) -> None:
         self._changed = changed
@@ -163,23 +161,26 @@ class BundleEventSource:
             for path in self._bundle.logs:
                 self.store.real_paths[self._bundle.name(path)] = path
             self._state = "reading"
-            self.analysis = analyze(self.inputs, self.options, on_events=self._take, every_line=True)
+            self.analysis = analyze(self._bundle, self.options, on_events=self._take, every_line=True,
+                                    on_progress=self._on_progress, cancel=self._cancel)
             self.errors[:0] = self.analysis.errors
-        except _Stopped:
+        except Cancelled:
             pass
         except CorrelatorError as exc:
             self.errors.append(str(exc))
         finally:
             self._state = "done"
             self._done.set()
-            if self._stopping and self._bundle is not None:
+            if self._cancel.cancelled and self._bundle is not None:
                 self._bundle.close()
             else:
                 self._changed()
 
+    def _on_progress(self, progress: Progress) -> None:
+        self._progress = progress
+        self._changed()
+
     def _take(self, events: list[Event]) -> None:
-        if self._stopping:
-            raise _Stopped  # analyze() has no cancel: leave it through its own hook
         self.store.extend(events)
         now = time.monotonic()
         if now - self._last_signal > 0.05:
@@ -187,9 +188,9 @@ class BundleEventSource:
             self._changed()
 
     def stop(self) -> None:
-        # a read still running stops at its next batch of events (not during the timeline's
-        # look-ahead); its thread removes the extracted files when it ends
-        self._stopping = True
+        # a read still running stops at its next block; its thread removes the extracted files
+        # when it ends
+        self._cancel.cancel()
         if self._thread is not None:
             self._thread.join(timeout=5 if self._done.is_set() else 0.2)
         if self._bundle is not None and self._done.is_set():
@@ -207,7 +208,10 @@ class BundleEventSource:
 
     def status(self) -> str:
         if self._state == "reading":
-            return f"reading {len(self.store):,} events"
+            progress = self._progress
+            if progress is None or not progress.total:
+                return f"reading {len(self.store):,} events"
+            return f"reading {progress.share:.0%}, {len(self.store):,} events"
         return self._state
 
 

@@ -12,10 +12,11 @@ from textual.widgets import Input
 from textual.worker import WorkerState
 from tui_helpers import SIZES, incident, screen_lines, settings
 
+from correlator.cancel import Cancelled
 from correlator.model import Event
 from correlator.tui.app import CorrelatorApp, create_app
 from correlator.tui.event_store import EventStore
-from correlator.tui.search import Cancelled, SearchIndex, find_rows
+from correlator.tui.search import SearchIndex, find_rows
 from correlator.tui.sources import StaticEventSource
 from correlator.tui.widgets import Timeline
 
