@@ -16,7 +16,7 @@ import pytest
 
 from correlator.engine.remedy import StepTemplate, fill_step
 from correlator.printable import printable
-from correlator.tui.text import fix_commands
+from correlator.tui.screen_text import fix_commands
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 CHECK = StepTemplate("Check the dates", "openssl x509 -in {cert_file} -noout -enddate")

@@ -204,7 +204,8 @@ def _verifier_error(leaf: x509.Certificate, intermediates: list[x509.Certificate
     return None
 
 
-def _find_issuer(cert: CertFacts, candidates: Sequence[CertFacts]) -> CertFacts | None:
+def find_issuer(cert: CertFacts, candidates: Sequence[CertFacts]) -> CertFacts | None:
+    """The first of `candidates` (other than `cert` itself) whose key signed `cert`."""
     for candidate in candidates:
         if candidate.sha256 != cert.sha256 and issued_by(cert.cert, candidate.cert):
             return candidate
@@ -247,14 +248,14 @@ def check_chain(leaf: CertFacts, trust: Sequence[CertFacts], at: datetime, *,
     current = leaf
     anchor: CertFacts | None = leaf if leaf.sha256 in trusted_prints else None
     while anchor is None and len(chain) < 10:
-        issuer = _find_issuer(current, trust)
+        issuer = find_issuer(current, trust)
         if issuer is not None:
             anchor = issuer
             chain.append(issuer)
             break
-        issuer = _find_issuer(current, intermediates)
+        issuer = find_issuer(current, intermediates)
         if issuer is None:
-            issuer = _find_issuer(current, pool)
+            issuer = find_issuer(current, pool)
             if issuer is not None:
                 not_presented.append(issuer)
         if issuer is None or issuer in chain:

@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from correlator.artifacts.certs import issued_by
 from correlator.errors import ArtifactError
 
 Role = Literal["trusted", "issuer", "rejected", "own"]
@@ -418,10 +418,5 @@ def _entry(cert: x509.Certificate, file: Path, role: Role, name_thumbprint: str 
 
 
 def _issued_by(cert: x509.Certificate, ca: PkiCert) -> bool:
-    if cert.issuer.rfc4514_string() != ca.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(ca.certificate)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
+    """The one signature test of correlator.artifacts.certs (it knows SHA-1 signed chains too)."""
+    return issued_by(cert, ca.certificate)

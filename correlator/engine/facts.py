@@ -18,7 +18,7 @@ from typing import Any
 
 from correlator.artifacts import cert_checks
 from correlator.artifacts.acl import AclFile, parse_acl
-from correlator.artifacts.certs import CertFacts, KeyFacts, issued_by, load_paths
+from correlator.artifacts.certs import CertFacts, KeyFacts, load_paths
 from correlator.artifacts.client_config import ClientConfig, read_client_configs, resolve
 from correlator.artifacts.mosquitto_conf import Config, Listener, parse_mosquitto_conf
 from correlator.artifacts.opcua_pki import PkiStore, load_pki, stale_copies
@@ -468,8 +468,7 @@ def _server_untrusted(arts: Artifacts, events: list[Event], context: dict[str, A
     named = _configured_trust(arts, events, context, _chain, leaf)
     if named is not None:
         return replace(named, values={**values, **named.values})
-    issuers = [c for c in arts.cas() if issued_by(leaf.cert, c.cert)]
-    if not issuers:
+    if cert_checks.find_issuer(leaf, arts.cas()) is None:
         return _found([arts.fact(leaf, f"no CA certificate in the bundle issued {leaf.label} "
                                                     f"(issuer: {leaf.issuer})")], values)
     return _unknown("the bundle holds the broker certificate's issuer; which CA file the clients use is unknown")
@@ -512,8 +511,7 @@ def _chain_incomplete(arts: Artifacts, events: list[Event], context: dict[str, A
     chain, leaf, values = found
     if leaf.self_signed:
         return _clear([], values)
-    issuer = next((c for c in arts.certs if c.sha256 != leaf.sha256 and issued_by(leaf.cert, c.cert)),
-                  None)
+    issuer = cert_checks.find_issuer(leaf, arts.certs)
     if issuer is None:
         return _unknown(f"the issuer of {leaf.label} ({leaf.issuer}) is not in the bundle")
     if issuer.self_signed:

@@ -36,7 +36,7 @@ from correlator.cancel import Cancelled
 from correlator.model import LEVELS
 from correlator.printable import printable
 from correlator.report_model import Finding
-from correlator.tui import text as fmt
+from correlator.tui import screen_text as fmt
 from correlator.tui.event_store import ERROR_RANK, Filter
 from correlator.tui.histogram import StoreCounts
 from correlator.tui.screens import FilterScreen, HelpScreen, HistogramScreen

@@ -21,7 +21,7 @@ from textual.widgets import DataTable, Static
 
 from correlator.printable import printable
 from correlator.report_model import Finding
-from correlator.tui import text as fmt
+from correlator.tui import screen_text as fmt
 from correlator.tui.event_store import EventStore
 from correlator.tui.sources import SourceStatus
 

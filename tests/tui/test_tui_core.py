@@ -17,7 +17,7 @@ def test_core_never_imports_textual() -> None:
     code = ("import sys\n"
             "import correlator.analysis, correlator.live_analysis, correlator.engine.evaluate\n"
             "import correlator.formats.parse\n"
-            "import correlator.tui.event_store, correlator.tui.sources, correlator.tui.text\n"
+            "import correlator.tui.event_store, correlator.tui.sources, correlator.tui.screen_text\n"
             "from correlator.tui.sources import analyse_with_events\n"
             f"analyse_with_events([{str(SAMPLES / 'server_cert_expired')!r}])\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'fastapi'))\n"
