@@ -47,6 +47,7 @@ class Analyser:
     def _forget(self, analysis_id: str) -> None:
         with self._lock:
             self._futures.pop(analysis_id, None)
+            self._tokens.pop(analysis_id, None)  # a job cancelled while queued never ran
 
     def cancel(self, analysis_id: str) -> None:
         with self._lock:
