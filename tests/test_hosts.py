@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from correlator.analysis import analyze
+from correlator.report_model import AnalysisDict
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 SITE = ["server_cert_expired", "publish_denied", "client_cert_missing", "mixed"]
@@ -34,9 +35,9 @@ def _expected(name: str) -> set[str]:
     return {c["id"] for c in spec["root_causes"]} | set(spec.get("warnings", []))
 
 
-def _ids_per_host(report: dict[str, object]) -> dict[str, set[str]]:
+def _ids_per_host(report: AnalysisDict) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
-    for finding in report["findings"]:  # type: ignore[attr-defined]
+    for finding in report["findings"]:
         if finding["id"] not in ("config.insecure", "cert.expiring_soon"):
             out.setdefault(finding["host"], set()).add(finding["id"])
     return out
@@ -138,7 +139,7 @@ def test_a_gateway_host_shares_one_clock() -> None:
 
 
 def uplink_first(analysis: object) -> float:
-    from correlator.analysis import Analysis
+    from correlator.report_model import Analysis
 
     assert isinstance(analysis, Analysis)
     return min(f.first_seen for f in analysis.findings if f.id == "auth.bad_credentials")

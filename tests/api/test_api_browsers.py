@@ -77,7 +77,7 @@ def test_a_token_is_at_least_16_characters_and_no_blank(tmp_path: Path, token: s
         load_settings(token=token, state_dir=tmp_path)
     assert token.strip() not in str(caught.value) or not token.strip(), "a refused token is never echoed"
     with pytest.raises(ValidationError):
-        Settings(token=token, state_dir=tmp_path)
+        Settings.model_validate({"token": token, "state_dir": tmp_path})
     assert load_settings(token=TOKEN, state_dir=tmp_path).token is not None
 
 
