@@ -21,6 +21,7 @@ from correlator.engine.facts import CHECKS
 from correlator.engine.rules import load_rules
 from correlator.engine.selftest import StatedFacts, make_event
 from correlator.formats.registry import default_registry
+from correlator.model import FieldValue
 from lab import copy_sample
 
 _PYTHON_SSL = re.compile(r"SSLCertVerificationError: \[SSL: CERTIFICATE_VERIFY_FAILED\] certificate verify failed: .*$")
@@ -222,7 +223,7 @@ def test_every_peer_alert_has_a_rule_that_uses_it(alert: str) -> None:
     """OpenSSL's alert texts (ssl/ssl_err.c, "sslv3/tlsv1/tlsv13 alert ..."), each a reason that a
     rule reads on the side that hears it (with the artifact checks stating either way)."""
     evidence = default_registry().evidence
-    found: dict[str, object] = {}
+    found: dict[str, FieldValue] = {}
     kind = None
     for prefix in ("sslv3 alert ", "tlsv1 alert ", "tlsv13 alert ", "tlsv1 "):
         found, kind = evidence.extract(f"error:0A000000:SSL routines::{prefix}{alert}")
