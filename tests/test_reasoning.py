@@ -14,6 +14,7 @@ import pytest
 from correlator.analysis import analyze
 from correlator.live_analysis import LiveAnalysis
 from correlator.model import Event
+from correlator.report_model import Finding
 from correlator.timeline.connections import stitch
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
@@ -107,8 +108,8 @@ def test_one_failed_accept_is_one_failure_however_many_lines_openssl_gave() -> N
     assert finding.count == 2
 
 
-def _counts(findings: list[object]) -> list[tuple[str, str, int, tuple[str, ...]]]:
-    return sorted((f.id, f.group, f.count, tuple(sorted(f.clients))) for f in findings)  # type: ignore[attr-defined]
+def _counts(findings: list[Finding]) -> list[tuple[str, str, int, tuple[str, ...]]]:
+    return sorted((f.id, f.group, f.count, tuple(sorted(f.clients))) for f in findings)
 
 
 def test_counts_never_exceed_what_the_broker_logged() -> None:
