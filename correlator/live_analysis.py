@@ -26,12 +26,13 @@ from correlator.engine.facts import Artifacts
 from correlator.engine.rules import Rule
 from correlator.errors import CorrelatorError, InputError
 from correlator.formats.parse import SourceParser
+from correlator.formats.patterns import PatternTimeout
 from correlator.formats.registry import DETECT_LINES, Registry
 from correlator.hosts import HostPlan, plan_hosts
 from correlator.model import Event
 from correlator.report_model import Finding
 from correlator.sources.bundle import Bundle, classify, open_bundle
-from correlator.sources.files import LogFile, decode, source_name
+from correlator.sources.files import LogFile, decode, detection_problems, source_name
 from correlator.sources.lines import Line
 from correlator.sources.tail import LineBatch, Tailer, TailEvent
 from correlator.timeline.pipeline import LiveTimeline
@@ -191,7 +192,10 @@ class LiveAnalysis:
     def _open_parser(self, state: LiveSource, path: Path, first: list[Line]) -> None:
         texts = [decode(raw) for _, raw in first[:DETECT_LINES]]
         forced = forced_format(str(path), self.options.formats)
-        fmt = self.registry.get(forced) if forced else self.registry.detect(texts)[0]
+        slow: list[PatternTimeout] = []
+        fmt = self.registry.get(forced) if forced else self.registry.detect(texts, slow)[0]
+        for problem in detection_problems(slow, fmt, str(path)):
+            self._tail_error(problem)
         name = self._named.get(os.path.realpath(path)) or source_name(fmt, path, texts)
         choice = self.zones.choose(name, str(path), broker_epoch=fmt.role == "broker")
         state.parser = SourceParser(fmt, self.registry.evidence, source=name, file=str(path), tz=choice.zone,
@@ -232,6 +236,8 @@ class LiveAnalysis:
         events = state.parser.feed(numbered)
         # a live record has no following line to close it: flush what waits for one
         events += state.parser.finish()
+        for problem in state.parser.drain_problems():
+            self._tail_error(problem)
         state.lines = state.parser.lines_read
         state.unparsed = state.parser.unparsed
         self._publish(self._timeline.feed(state.source, state.path, events))

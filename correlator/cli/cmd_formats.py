@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from correlator.errors import InputError
+from correlator.formats.definition import Format
 from correlator.formats.parse import match_line
+from correlator.formats.patterns import PatternTimeout
 from correlator.formats.registry import Registry, load_registry
 from correlator.model import UNPARSED
 from correlator.sources.bundle import open_bundle
@@ -64,9 +66,15 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _matches(registry: Registry, fmt: Format, text: str) -> bool:
+    try:
+        return match_line(fmt, text, registry.evidence) is not None
+    except PatternTimeout:
+        return False  # the file's own reading already said so
+
+
 def _why_unparsed(registry: Registry, fmt_name: str, text: str) -> str:
-    others = [f.name for f in registry.formats.values()
-              if f.name != fmt_name and match_line(f, text, registry.evidence) is not None]
+    others = [f.name for f in registry.formats.values() if f.name != fmt_name and _matches(registry, f, text)]
     why = f"no line pattern of {fmt_name} matched and the generic format found no timestamp"
     return why + (f" (it would match format(s) {', '.join(others)})" if others else "")
 
@@ -92,6 +100,8 @@ def _test(args: argparse.Namespace) -> int:
                 print(f"correlator: error: {exc}", file=sys.stderr)
                 status = 2
                 continue
+            for problem in log.problems():
+                print(f"correlator: error: {problem}", file=sys.stderr)
             lines = []
             for event in events:
                 if args.only_unparsed and event.kind != UNPARSED:

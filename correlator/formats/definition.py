@@ -9,6 +9,8 @@ reported with the file, the format and the key instead of silently doing nothing
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,11 +18,13 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from correlator.definitions import DefinitionFile
+from correlator.definitions import DefinitionFile, KeyPath
+from correlator.formats.patterns import PATTERN_ERRORS, FormatPattern, PatternTimeout, compile_pattern
 from correlator.formats.scan import RoutineSpec, ScanPatternError, epoch_digits
 from correlator.formats.timeparse import TimeParser
 from correlator.kinds import KIND_NAME, Kind, KindVocabulary, declared_kinds, kind_vocabulary
 from correlator.model import LEVELS, FieldValue
+from correlator.resources import builtin_dir
 
 #: Field names whose values are integers unless a format says otherwise.
 INT_FIELDS = frozenset({
@@ -46,9 +50,9 @@ class Sample:
 @dataclass
 class LinePattern:
     name: str
-    regex: re.Pattern[str]
+    regex: FormatPattern
     time: TimeParser | None
-    strip: re.Pattern[str] | None = None
+    strip: FormatPattern | None = None
     decode: str = "regex"
     json_keys: dict[str, str] = field(default_factory=dict)
     json_match: dict[str, str] = field(default_factory=dict)
@@ -73,7 +77,7 @@ class LinePattern:
 class MessagePattern:
     name: str
     kind: str
-    regex: re.Pattern[str]
+    regex: FormatPattern
     level: str | None
     extract: bool
     const: dict[str, FieldValue]
@@ -97,13 +101,13 @@ class Format:
     messages: list[MessagePattern]
     levels: dict[str, str]
     types: dict[str, str]
-    continuation: re.Pattern[str] | None
+    continuation: FormatPattern | None
     samples: list[Sample]
     fallback: bool = False
     notes: str = ""
     kinds: tuple[Kind, ...] = ()
     """Kinds this format declares for itself (beyond parsers/vocab/kinds.toml)."""
-    roles: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    roles: dict[str, FormatPattern] = field(default_factory=dict)
     """A role other than `role` for a log whose first lines match its pattern: one Python logging
     layout serves asyncua's server and its clients, and only the logger names tell them apart."""
     extract_continuation: bool = False
@@ -111,6 +115,8 @@ class Format:
     because continuations can be payload (mosquitto_sub) whose words are not evidence."""
     routine: RoutineSpec | None = None
     """What the bulk reader may count instead of parsing (`[format.routine]`)."""
+    bounded: bool = False
+    """A user's format: its patterns run under a time bound (formats/patterns.py)."""
     by_word: dict[str, list[MessagePattern]] = field(default_factory=dict)
     unkeyed: list[MessagePattern] = field(default_factory=list)
     _combined: dict[str | None, _Combined] = field(default_factory=dict, repr=False)
@@ -130,7 +136,7 @@ class Format:
         groups: list[tuple[str | None, list[MessagePattern]]] = [*self.by_word.items(), (None, self.unkeyed)]
         for key, group in groups:
             if group:
-                self._combined[key] = _Combined.build(group, self.kind_of)
+                self._combined[key] = _Combined.build(group, self.kind_of, self)
 
     def find_message(self, body: str) -> tuple[MessagePattern, dict[str, FieldValue]] | None:
         """The first catalogue message (in catalogue order) that matches `body`, with its fields
@@ -145,9 +151,26 @@ class Format:
         """The role of a log with these first lines: the first of `roles` whose pattern one of
         them matches, else the format's own."""
         for role, pattern in self.roles.items():
-            if any(pattern.search(line) for line in lines):
-                return role
+            try:
+                if any(pattern.search(line) for line in lines):
+                    return role
+            except PatternTimeout:
+                continue  # a role pattern that backtracks names no role; the lines are still read
         return self.role
+
+    def without(self, pattern: FormatPattern) -> Format:
+        """This format with `pattern` set aside (a user's pattern that keeps running out of time):
+        the line pattern or message it is dropped, a strip or continuation pattern no longer used.
+        A shallow copy with its own alternations; the original, shared by other files, is kept."""
+        derived = copy.copy(self)
+        derived.lines = [lp if lp.strip is not pattern else dataclasses.replace(lp, strip=None)
+                         for lp in self.lines if lp.regex is not pattern]
+        derived.messages = [m for m in self.messages if m.regex is not pattern]
+        derived.continuation = None if self.continuation is pattern else self.continuation
+        derived.roles = {role: p for role, p in self.roles.items() if p is not pattern}
+        derived.by_word, derived.unkeyed, derived._combined = {}, [], {}
+        derived.__post_init__()
+        return derived
 
     def kind_of(self, name: str) -> str:
         """A field's type: the format's own word for it, else int for the known numeric fields."""
@@ -270,13 +293,13 @@ class _Combined:
     first message that matches wins exactly as if each were tried in turn; the last group to
     close is the outer one, so `lastgroup` names the message that matched."""
 
-    regex: re.Pattern[str] | None
+    regex: FormatPattern | None
     messages: dict[str, tuple[MessagePattern, _Fields]]
     fallback: list[MessagePattern]
     kind_of: Callable[[str], str]
 
     @classmethod
-    def build(cls, group: list[MessagePattern], kind_of: Callable[[str], str]) -> _Combined:
+    def build(cls, group: list[MessagePattern], kind_of: Callable[[str], str], fmt: Format) -> _Combined:
         parts = []
         keys: dict[str, tuple[MessagePattern, list[tuple[str, str]]]] = {}
         for index, message in enumerate(group):
@@ -288,8 +311,10 @@ class _Combined:
             keys[marker] = (message, [(prefix + name, name) for name in message.regex.groupindex
                                       if not name.startswith("_")])
         try:
-            regex: re.Pattern[str] | None = re.compile("|".join(parts))
-        except (re.error, OverflowError):
+            regex: FormatPattern | None = compile_pattern(
+                "|".join(parts), bounded=fmt.bounded, file=fmt.file, what=f"format {fmt.name}, its messages together",
+                at=("message",))
+        except PATTERN_ERRORS:
             regex = None  # inline flags or too many groups: fall back to one regex at a time
         messages: dict[str, tuple[MessagePattern, _Fields]] = {}
         if regex is not None:
@@ -305,13 +330,17 @@ class _Combined:
 
     def match(self, body: str) -> tuple[MessagePattern, dict[str, FieldValue]] | None:
         if self.regex is None:
-            for message in self.fallback:
-                found = message.regex.match(body)
-                if found is not None:
-                    return message, {k: typed(self.kind_of(k), v) for k, v in found.groupdict().items()
-                                     if v is not None and not k.startswith("_")}
-            return None
-        found = self.regex.match(body)
+            return self._one_by_one(body)
+        try:
+            found = self.regex.match(body)
+        except PatternTimeout as exc:
+            if exc.pattern is not self.regex:
+                raise
+            # A user's messages together ran out of time: each alone says which one backtracks
+            # (PatternTimeout naming it); when none does, the sum was slow and stays one by one.
+            result = self._one_by_one(body)
+            self.regex = None
+            return result
         if found is None or found.lastgroup is None:
             return None
         message, fields = self.messages[found.lastgroup]
@@ -319,9 +348,23 @@ class _Combined:
         if not numbers:
             return message, {}
         values = found.group(*numbers) if len(numbers) > 1 else (found.group(numbers[0]),)
-        return message, {name: value if convert is None else convert(value)
-                         for name, convert, value in zip(fields.names, fields.convert, values, strict=True)
-                         if value is not None}
+        try:
+            return message, {name: value if convert is None else convert(value)
+                             for name, convert, value in zip(fields.names, fields.convert, values, strict=True)
+                             if value is not None}
+        except ValueError:
+            # the plain `int` of a digits-only group refuses a run of over 4,300 digits (or none):
+            # such a value stays text, as `typed` keeps it
+            return message, {name: typed(self.kind_of(name), value)
+                             for name, value in zip(fields.names, values, strict=True) if value is not None}
+
+    def _one_by_one(self, body: str) -> tuple[MessagePattern, dict[str, FieldValue]] | None:
+        for message in self.fallback:
+            found = message.regex.match(body)
+            if found is not None:
+                return message, {k: typed(self.kind_of(k), v) for k, v in found.groupdict().items()
+                                 if v is not None and not k.startswith("_")}
+        return None
 
 
 _META = set(".^$*+?{}[]|()")
@@ -397,6 +440,20 @@ class _Loader(DefinitionFile):
     what = "format"
     vocabulary: KindVocabulary
 
+    def __init__(self, file: Path) -> None:
+        super().__init__(file)
+        self.bounded = file.resolve().parent != builtin_dir("parsers").resolve()
+        """A user's format: its patterns run under a time bound (formats/patterns.py)."""
+
+    def pattern(self, source: str, key: str, at: KeyPath) -> FormatPattern:
+        """One of the format's patterns, compiled as its origin says (`re` for a built-in format,
+        `regex` under a time bound for a user's)."""
+        try:
+            return compile_pattern(source, bounded=self.bounded, file=self.file, what=f"format {self.name}, {key}",
+                                   at=at)
+        except PATTERN_ERRORS as exc:
+            raise self.error(f"regex does not compile: {exc}", key, at=at) from exc
+
     def check_keys(self, table: Any, allowed: set[str], key: str) -> dict[str, Any]:
         return self.keys(table, allowed, key)
 
@@ -463,7 +520,7 @@ class _Loader(DefinitionFile):
         for name, pattern in roles_data.items():
             if name not in _ROLES:
                 raise self.error(f"role {name!r} is not one of {', '.join(_ROLES)}", f"format.roles.{name}", "roles")
-            roles[name] = self.regex(pattern, f"format.roles.{name}", at=("format", "roles"))
+            roles[name] = self.pattern(pattern, f"format.roles.{name}", ("format", "roles", name))
         lines_data = head.get("line")
         if not isinstance(lines_data, list) or not lines_data:
             raise self.error("at least one [[format.line]] pattern is needed", "format.line", "line")
@@ -475,7 +532,7 @@ class _Loader(DefinitionFile):
             entry = self.check_keys(entry, _LINE_KEYS, key)
             name = entry.get("name", f"line{index}")
             key = f"format.line '{name}'"
-            regex = self.regex(self.need(entry, "regex", key), f"{key}.regex", at=(*self.at, "regex"))
+            regex = self.pattern(self.need(entry, "regex", key), f"{key}.regex", (*self.at, "regex"))
             decode = entry.get("decode", "regex")
             if decode not in ("regex", "json"):
                 raise self.error("decode must be 'regex' or 'json'", f"{key}.decode", "decode")
@@ -488,7 +545,7 @@ class _Loader(DefinitionFile):
             time_spec = entry.get("time", "auto" if has_ts else None)
             if time_spec is not None and not has_ts:
                 raise self.error("'time' is set but the pattern captures no (?P<ts>...)", f"{key}.time", "time")
-            strip = self.regex(entry["strip"], f"{key}.strip", at=(*self.at, "strip")) if "strip" in entry else None
+            strip = self.pattern(entry["strip"], f"{key}.strip", (*self.at, "strip")) if "strip" in entry else None
             lines.append(LinePattern(name, regex, TimeParser(time_spec) if time_spec else None, strip, decode,
                                      dict(json_keys), dict(entry.get("json_match", {})),
                                      self.level(entry.get("level"), f"{key}.level"),
@@ -511,7 +568,7 @@ class _Loader(DefinitionFile):
                 raise self.error(f"kind {kind!r} must look like area.name (lower case)", f"{key}.kind", "kind")
             self.kind(kind, f"{key}.kind", "kind")
             pattern = self.need(entry, "regex", key)
-            regex = self.regex(pattern, f"{key}.regex", at=("message", index, "regex"))
+            regex = self.pattern(pattern, f"{key}.regex", ("message", index, "regex"))
             level = self.level(entry.get("level"), f"{key}.level")
             message_samples = self.samples(entry.get("samples", []), f"{key}.samples", kind, name,
                                            ("message", index, "samples"))
@@ -534,12 +591,12 @@ class _Loader(DefinitionFile):
             name=self.name, title=head.get("title", self.name), file=str(self.file), role=role,
             multiline=bool(head.get("multiline", False)), priority=int(head.get("priority", 50)), lines=lines,
             messages=messages, levels=levels, types=dict(head.get("types", {})),
-            continuation=self.regex(continuation, "format.continuation", at=("format", "continuation"))
+            continuation=self.pattern(continuation, "format.continuation", ("format", "continuation"))
             if continuation else None,
             samples=samples, fallback=bool(head.get("fallback", False)),
             notes=str(head.get("notes", head.get("description", ""))),
             extract_continuation=bool(head.get("extract_continuation", False)), roles=roles, kinds=tuple(own_kinds),
-            routine=routine)
+            routine=routine, bounded=self.bounded)
 
     def routine(self, table: Any, lines: list[LinePattern], messages: list[MessagePattern]) -> RoutineSpec | None:
         """`[format.routine]` and the messages' `routine` patterns, checked: a line pattern with epoch

@@ -1,4 +1,4 @@
-"""Finds failure evidence anywhere in a message, whatever stack wrote it.
+r"""Finds failure evidence anywhere in a message, whatever stack wrote it.
 
 Vocabularies in `parsers/vocab/` map the words of OpenSSL, Python, Java, .NET, Go and Node onto
 one reason per failure (field `tls_reason`, `mqtt_reason`, `net_error`), the words of OPC UA
@@ -6,14 +6,22 @@ stacks that give no status code onto `opcua_reason` (which then hides any TLS re
 failures never feed the MQTT TLS rules), and recognise OPC UA status codes by name or hex
 (`opcua_status`). One rule can then serve every client. A cheap
 union regex rejects the common line that has no evidence before any ordered search runs.
+
+The vocabularies are compiled by the `regex` module: most phrases are plain words, and those go
+into one named list (`\L<phrases>`) that is matched as a set, with the few real patterns beside it.
+On case-blind unions of a hundred phrases `regex` searches a line two to three times as fast as
+`re` (`benchmarks/hostile.py --patterns` measures it on every sample log's lines).
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import regex
 
 from correlator.errors import DefinitionError
 from correlator.model import FieldValue
@@ -31,7 +39,9 @@ EXTRACT_MEMO = 8192
 class Reason:
     id: str
     title: str
-    regex: re.Pattern[str]
+    regex: regex.Pattern[str]
+    patterns: tuple[str, ...]
+    """The reason's phrases and patterns as written (case-blind)."""
     probe_with_cert: str | None = None
     """The cause `correlator probe` names when its handshake ends with this reason and it sent a
     client certificate (the reason's `probe_cause_with_cert`, else `probe_cause`)."""
@@ -46,9 +56,9 @@ class Vocabulary:
     field: str
     kind: str
     reasons: tuple[Reason, ...]
-    quick: re.Pattern[str]
+    quick: regex.Pattern[str]
     file: str
-    alert: re.Pattern[str] | None = None
+    alert: regex.Pattern[str] | None = None
     """Words saying the reason was the peer's alert (`alert_markers`), for the field tls_alert."""
 
     def find(self, text: str) -> Reason | None:
@@ -138,10 +148,18 @@ class Evidence:
         return reason_id
 
 
-def _compile(file: Path, where: str, pattern: str) -> re.Pattern[str]:
+_META = frozenset(".^$*+?{}[]|()\\")
+
+
+def _compile(file: Path, where: str, patterns: Sequence[str]) -> regex.Pattern[str]:
+    """One case-blind regex that finds any of `patterns`: the plain phrases as one named list,
+    the real patterns as alternatives beside it."""
+    phrases = [p for p in patterns if p and not _META & set(p)]
+    others = [f"(?:{p})" for p in patterns if p not in phrases]
+    source = "|".join([r"\L<phrases>"] * bool(phrases) + others)
     try:
-        return re.compile(pattern, re.I)
-    except re.error as exc:
+        return regex.compile(source, regex.I | regex.V0, phrases=phrases)
+    except regex.error as exc:
         raise DefinitionError(f"regex does not compile: {exc}", file=file, context=where) from exc
 
 
@@ -165,14 +183,15 @@ def load_vocabulary(file: Path) -> Vocabulary:
         where = f"reason[{index}]"
         if not isinstance(entry, dict) or not {"id", "patterns"} <= entry.keys():
             raise DefinitionError("a reason needs 'id' and 'patterns'", file=file, context=where)
-        joined = "|".join(f"(?:{p})" for p in entry["patterns"])
+        patterns = tuple(str(p) for p in entry["patterns"])
         both = _probe_cause(file, where, entry, "probe_cause")
-        reasons.append(Reason(str(entry["id"]), str(entry.get("title", entry["id"])), _compile(file, where, joined),
+        reasons.append(Reason(str(entry["id"]), str(entry.get("title", entry["id"])),
+                              _compile(file, where, patterns), patterns,
                               _probe_cause(file, where, entry, "probe_cause_with_cert") or both,
                               _probe_cause(file, where, entry, "probe_cause_without_cert") or both))
-    quick = _compile(file, "all patterns", "|".join(f"(?:{r.regex.pattern})" for r in reasons))
+    quick = _compile(file, "all patterns", [p for r in reasons for p in r.patterns])
     markers = data.get("alert_markers")
-    alert = _compile(file, "alert_markers", "|".join(f"(?:{m})" for m in markers)) if markers else None
+    alert = _compile(file, "alert_markers", markers) if markers else None
     return Vocabulary(data["field"], data["kind"], tuple(reasons), quick, str(file), alert)
 
 

@@ -4,7 +4,7 @@
 `SourceParser` adds what needs state across lines: multi-line records (a stack trace belongs to
 the line it follows), times for lines that have none (taken from the neighbours, or the file's
 modification time, and marked estimated), and the generic fallback for lines the source's own
-format does not know.
+format does not know, or that one of a user's patterns ran out of time on (formats/patterns.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 
+from correlator.errors import InputError
 from correlator.formats.definition import Format, LinePattern, MessagePattern
 from correlator.formats.evidence import Evidence
+from correlator.formats.patterns import PATTERN_TIMEOUT, SET_ASIDE_AFTER, BoundedPattern, PatternTimeout
 from correlator.formats.timeparse import TimeParseError
 from correlator.model import OTHER, UNPARSED, Event, FieldValue
 from correlator.redaction import LineRedactor
@@ -154,6 +156,12 @@ def match_line(fmt: Format, text: str, evidence: Evidence, *, tz: tzinfo = UTC, 
     return None
 
 
+def _orders(lines: list[LinePattern]) -> list[list[tuple[int, LinePattern]]]:
+    """The line patterns to try, for each "last one that matched" (a file keeps to one); one
+    empty order when a user's only line pattern was set aside."""
+    return [[(i, lines[i]), *((j, lp) for j, lp in enumerate(lines) if j != i)] for i in range(len(lines))] or [[]]
+
+
 class SourceParser:
     """Turns one source's lines into Events, in order, one batch at a time (batch and live
     reading feed it the same way). Call `finish()` at the end of the input to flush what waits
@@ -179,11 +187,17 @@ class SourceParser:
         self.unparsed = 0
         self.estimated = 0
         self.kinds: dict[str, int] = {}
-        # The line patterns to try, for each "last one that matched" (a file keeps to one).
-        self._orders = [[(i, fmt.lines[i]), *((j, lp) for j, lp in enumerate(fmt.lines) if j != i)]
-                        for i in range(len(fmt.lines))]
+        self._orders = _orders(fmt.lines)
         self._names: dict[tuple[int, int], str] = {}
         self._redactor = LineRedactor()
+        self._timeouts: dict[BoundedPattern, int] = {}
+        self._problems: list[InputError] = []
+
+    def drain_problems(self) -> list[InputError]:
+        """What went wrong since the last call (a user's pattern that ran out of time), each an
+        error naming this file and line and the pattern's own file and line."""
+        problems, self._problems = self._problems, []
+        return problems
 
     def feed(self, lines: Iterable[tuple[int, int, str]]) -> list[Event]:
         """`lines` holds (line number, byte offset, text) tuples. Secrets leave here, before a
@@ -224,25 +238,28 @@ class SourceParser:
             return None
         fmt = self.fmt
         read: _Read | None = None
-        for index, lp in self._orders[self._start]:
-            read = _read(fmt, lp, text, self.evidence, self.tz, self.year, self.fallback_time)
-            if read is not None:
-                self._start = index
-                break
-        used = fmt
-        if read is None:
-            if fmt.multiline and self._pending is not None and (
+        try:
+            for index, lp in self._orders[self._start]:
+                read = _read(fmt, lp, text, self.evidence, self.tz, self.year, self.fallback_time)
+                if read is not None:
+                    self._start = index
+                    break
+            if read is None and fmt.multiline and self._pending is not None and (
                     fmt.continuation is None or fmt.continuation.match(text)):
-                self._continue(self._pending, text)
+                self._continue(self._pending, text, number)
                 return None
-            if self.fallback is not None:
-                used = self.fallback
-                for lp in used.lines:
-                    read = _read(used, lp, text, self.evidence, self.tz, self.year, self.fallback_time)
-                    if read is not None:
-                        break
-                if read is not None and read[5] is None:
-                    read = None  # the generic format only counts when it found a time
+        except PatternTimeout as exc:
+            self._timed_out(exc, number)  # the generic format reads this line
+            read = None
+        used = fmt
+        if read is None and self.fallback is not None:
+            used = self.fallback
+            for lp in used.lines:
+                read = _read(used, lp, text, self.evidence, self.tz, self.year, self.fallback_time)
+                if read is not None:
+                    break
+            if read is not None and read[5] is None:
+                read = None  # the generic format only counts when it found a time
         if read is None:
             self.unparsed += 1
             self.kinds[UNPARSED] = self.kinds.get(UNPARSED, 0) + 1
@@ -265,13 +282,35 @@ class SourceParser:
         return Event(ts, time_text, self.source, self.file, number, kind, text, level, host, fields, name, False, 1,
                      offset)
 
-    def _continue(self, event: Event, text: str) -> None:
+    def _timed_out(self, exc: PatternTimeout, number: int) -> None:
+        """A user's pattern ran out of time on line `number`: said at its first time, and again when
+        it has done so on SET_ASIDE_AFTER lines and the rest of the file is read without it."""
+        pattern = exc.pattern
+        count = self._timeouts.get(pattern, 0) + 1
+        self._timeouts[pattern] = count
+        where = f"the regex of {pattern.what} ({pattern.place})"
+        if count == 1:
+            self._problems.append(InputError(
+                f"{where} took over {PATTERN_TIMEOUT:g} s on this line (it backtracks): the line is read with the "
+                "generic format", file=self.file, line=number))
+        if count >= SET_ASIDE_AFTER:
+            self._problems.append(InputError(
+                f"{where} ran out of time on {count} lines: the rest of the file is read without it",
+                file=self.file, line=number))
+            self.fmt = self.fmt.without(pattern)
+            self._orders = _orders(self.fmt.lines)
+            self._start = 0
+
+    def _continue(self, event: Event, text: str, number: int) -> None:
         """A continuation line joins the record before it (a stack trace, a wrapped message)."""
         event.raw += "\n" + text
         event.line_count += 1
         if self._body_next:
             self._body_next = False
-            self._message_into(event, text.strip())
+            try:
+                self._message_into(event, text.strip())
+            except PatternTimeout as exc:
+                self._timed_out(exc, number)  # the line stays part of its record, unread
         elif self.fmt.extract_continuation:
             self._extract_into(event, text)
 

@@ -17,7 +17,8 @@ from correlator.errors import DefinitionError
 from correlator.formats.definition import Format, LinePattern, load_format
 from correlator.formats.evidence import Evidence, load_evidence
 from correlator.formats.layout import LayoutVocabulary, learn, load_layouts
-from correlator.formats.parse import match_line
+from correlator.formats.parse import LineMatch, match_line
+from correlator.formats.patterns import SET_ASIDE_AFTER, PatternTimeout
 from correlator.resources import builtin_dir
 
 #: How many of a file's first non-empty lines detection looks at.
@@ -48,7 +49,7 @@ class Registry:
             known = ", ".join(sorted(self.formats))
             raise DefinitionError(f"no format named {name!r} (known: {known})") from None
 
-    def detect(self, lines: Sequence[str]) -> tuple[Format, float]:
+    def detect(self, lines: Sequence[str], timed_out: list[PatternTimeout] | None = None) -> tuple[Format, float]:
         """The format that explains most of `lines` (first ones of a file) and the share of lines
         it explained. Matching a catalogue message counts more than matching only a line prefix,
         so 'timestamp then text' formats do not win over the one that knows the messages.
@@ -56,14 +57,19 @@ class Registry:
         A layout learned from the lines themselves (`formats/layout.py`) is then tried with every
         format's catalogue; when it explains the lines better, the format is used with the learned
         pattern added after its own, so a Python `logging` layout nobody listed still reaches
-        paho's or asyncua's messages instead of the generic fallback."""
+        paho's or asyncua's messages instead of the generic fallback.
+
+        A line on which a user's pattern runs out of time scores nothing for its format (the
+        PatternTimeout goes to `timed_out`); a few such lines end the format's turn, so detection
+        costs at most SET_ASIDE_AFTER bounds per format."""
+        slow = [] if timed_out is None else timed_out
         sample = [line for line in lines if line.strip()][:DETECT_LINES]
         best: Format | None = None
         best_score = -1.0
         best_share = 0.0
         scored: dict[str, list[float]] = {}
         for fmt in sorted(self.formats.values(), key=lambda f: (f.fallback, -f.priority, f.name)):
-            per_line = [self._line_score(fmt, text) for text in sample]
+            per_line = self._scores(fmt, sample, slow)
             scored[fmt.name] = per_line
             hits = sum(1 for value in per_line if value)
             score = sum(per_line) * (0.5 if fmt.fallback else 1.0)
@@ -72,7 +78,7 @@ class Registry:
                 best, best_score, best_share = fmt, score, hits / len(sample) if sample else 0.0
         if best is None or best.fallback or self._explained(best, sample, scored[best.name]) < EXPLAINED:
             best_known = sum(1 for value in scored[best.name] if value >= 2.0) if best is not None else 0
-            learned = self._learned(sample, scored, best_score, best_known)
+            learned = self._learned(sample, scored, best_score, best_known, slow)
             if learned is not None:
                 return learned
         if best is None or best_score <= 0:
@@ -88,17 +94,54 @@ class Registry:
         if not sample:
             return 0.0
         read = sum(1 for value, text in zip(per_line, sample, strict=True)
-                   if value or (fmt.multiline and fmt.continuation is not None and fmt.continuation.match(text)))
+                   if value or (fmt.multiline and _continues(fmt, text)))
         return read / len(sample)
 
-    def _line_score(self, fmt: Format, text: str) -> float:
-        found = match_line(fmt, text, self.evidence)
-        if found is None:
-            return 0.0
+    def _scores(self, fmt: Format, sample: list[str], slow: list[PatternTimeout], first: int = 0) -> list[float]:
+        """Per line of `sample`, how well `fmt` reads it (`first`: the line pattern to try first).
+        A line a user's pattern runs out of time on scores 0, and after SET_ASIDE_AFTER such lines
+        so does the rest (as the parser sets such a pattern aside)."""
+        out = []
+        timeouts = 0
+        for text in sample:
+            score = self._score(fmt, text, slow, first)
+            if score < 0:
+                timeouts += 1
+                if timeouts >= SET_ASIDE_AFTER:
+                    break
+            out.append(max(score, 0.0))
+        return out + [0.0] * (len(sample) - len(out))
+
+    def _score(self, fmt: Format, text: str, slow: list[PatternTimeout], first: int = 0) -> float:
+        """How well `fmt` reads `text`: 2 a known message, 1 a line pattern only, +0.5 a time; 0
+        nothing, -1 a user's pattern ran out of time."""
+        found = self._match(fmt, text, slow, first)
+        if not isinstance(found, LineMatch):
+            return -1.0 if found is False else 0.0
         return (2.0 if found.message is not None else 1.0) + (0.5 if found.ts is not None else 0.0)
 
+    def _trial(self, fmt: Format, own: list[float], sample: list[str], slow: list[PatternTimeout],
+               first: int) -> list[float] | None:
+        """Per line, its own score or else what `fmt` (with a learned head at `first`) makes of it;
+        None when a user's pattern runs out of time."""
+        out = []
+        for value, text in zip(own, sample, strict=True):
+            score = value or self._score(fmt, text, slow, first)
+            if score < 0:
+                return None
+            out.append(score)
+        return out
+
+    def _match(self, fmt: Format, text: str, slow: list[PatternTimeout], first: int = 0) -> LineMatch | bool | None:
+        """match_line, or False when a user's pattern ran out of time (kept in `slow`)."""
+        try:
+            return match_line(fmt, text, self.evidence, start=first)
+        except PatternTimeout as exc:
+            slow.append(exc)
+            return False
+
     def _learned(self, sample: list[str], scored: dict[str, list[float]], to_beat: float,
-                 known_to_beat: int) -> tuple[Format, float] | None:
+                 known_to_beat: int, slow: list[PatternTimeout]) -> tuple[Format, float] | None:
         """The best format with learned layouts added, when it beats `to_beat`. A line its own
         patterns read keeps its own score (they are tried first); the learned layouts are added one
         by one while each reads more (a file often mixes two: the library's logger and the
@@ -118,8 +161,9 @@ class Registry:
             per_line, chosen = own, list[LinePattern]()
             for pattern in candidates:
                 derived = with_learned(fmt, [*chosen, pattern], self.layouts)
-                trial = [value or self._line_score_learned(derived, len(fmt.lines), text)
-                         for value, text in zip(own, sample, strict=True)]
+                trial = self._trial(derived, own, sample, slow, len(fmt.lines))
+                if trial is None:
+                    break  # a user's pattern ran out of time: this format learns nothing more
                 if sum(trial) > sum(per_line):
                     chosen.append(pattern)
                     per_line = trial
@@ -132,14 +176,16 @@ class Registry:
                 best = with_learned(fmt, chosen, self.layouts)
         if best is None:
             return None
-        read = sum(1 for text in sample if match_line(best, text, self.evidence) is not None)
+        read = sum(1 for text in sample if isinstance(self._match(best, text, slow), LineMatch))
         return best, read / len(sample)
 
-    def _line_score_learned(self, fmt: Format, first: int, text: str) -> float:
-        found = match_line(fmt, text, self.evidence, start=first)
-        if found is None:
-            return 0.0
-        return (2.0 if found.message is not None else 1.0) + (0.5 if found.ts is not None else 0.0)
+
+def _continues(fmt: Format, text: str) -> bool:
+    """Whether `text` is a continuation line of `fmt` (not when a user's pattern runs out of time)."""
+    try:
+        return fmt.continuation is not None and fmt.continuation.match(text) is not None
+    except PatternTimeout:
+        return False
 
 
 def with_learned(fmt: Format, patterns: list[LinePattern], layouts: LayoutVocabulary) -> Format:
@@ -163,7 +209,11 @@ def check_samples(fmt: Format, evidence: Evidence) -> list[DefinitionError]:
                                       context=f"format {fmt.name}, {where}"))
 
     for sample in fmt.samples:
-        found = match_line(fmt, sample.line, evidence, tz=UTC, year=2026)
+        try:
+            found = match_line(fmt, sample.line, evidence, tz=UTC, year=2026)
+        except PatternTimeout as exc:
+            error(f"{exc.pattern.what}: {exc.message}: {sample.line!r}", sample.where, sample.at)
+            continue
         if found is None:
             error(f"sample matches no line pattern: {sample.line!r}", sample.where, sample.at)
             continue
@@ -207,7 +257,10 @@ def _check_routine(fmt: Format, evidence: Evidence) -> list[DefinitionError]:
             if automaton.run(sample.line.encode("utf-8")) != index:
                 continue
             counted += 1
-            found = match_line(fmt, sample.line, evidence, tz=UTC, year=2026)
+            try:
+                found = match_line(fmt, sample.line, evidence, tz=UTC, year=2026)
+            except PatternTimeout:
+                found = None  # said by check_samples
             if found is None or found.message is None or found.message.name != name:
                 errors.append(DefinitionError(f"the routine pattern counts a line its message does not parse: "
                                               f"{sample.line!r}", file=fmt.file, context=where,

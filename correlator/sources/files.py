@@ -2,7 +2,9 @@
 user forces), picks its source name and zone, and streams the parsed events chunk by chunk.
 
 A file that cannot be read is an InputError naming it; a line that cannot be parsed is an
-`unparsed` event; neither stops the other files of a bundle.
+`unparsed` event; neither stops the other files of a bundle. A user's format pattern that runs out
+of time (formats/patterns.py) is a problem naming the file and line (`problems()`), and the line
+is read with the generic format.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from correlator.errors import InputError
 from correlator.formats.definition import Format
 from correlator.formats.parse import SourceParser
+from correlator.formats.patterns import PatternTimeout
 from correlator.formats.registry import DETECT_LINES, Registry
 from correlator.formats.scan import RoutineCounts, RoutineSpec, classifier, scan_engine
 from correlator.model import Event
@@ -57,6 +60,15 @@ def source_name(fmt: Format, path: str | Path, first_lines: list[str] | None = N
     return f"{role}:{base_name(path)}"
 
 
+def detection_problems(slow: list[PatternTimeout], chosen: Format, file: str) -> list[InputError]:
+    """The user's patterns that ran out of time on a file's first lines while its format was
+    chosen, once each; those of the chosen format are said with their lines as it reads them."""
+    patterns = {id(exc.pattern): exc for exc in slow if exc.pattern.file != chosen.file}
+    return [InputError(f"the regex of {exc.pattern.what} ({exc.pattern.place}) took over {exc.timeout:g} s on one "
+                       "of the first lines (it backtracks) while the file's format was chosen", file=file)
+            for exc in patterns.values()]
+
+
 class LogFile:
     """One log file opened for parsing. Iterate `chunks()` for lists of events in file order."""
 
@@ -74,10 +86,12 @@ class LogFile:
                 break
         # blank lines do not count: a stream split out of a paste keeps its lines' places blank
         texts = list(islice((text for _, raw in self._first if (text := decode(raw)).strip()), DETECT_LINES * 2))
+        slow: list[PatternTimeout] = []
         if format_name is not None:
             fmt, share = registry.get(format_name), 1.0
         else:
-            fmt, share = registry.detect(texts)
+            fmt, share = registry.detect(texts, slow)
+        self._problems = detection_problems(slow, fmt, display_path or str(path))
         self.format = fmt
         zone = tz or UTC
         try:
@@ -204,6 +218,11 @@ class LogFile:
         self.position = max(self.position, position)
         if self.on_read is not None:
             self.on_read()
+    def problems(self) -> list[InputError]:
+        """What went wrong in this file without stopping it since the last call (detection, then
+        lines a user's pattern ran out of time on)."""
+        problems, self._problems = self._problems + self.parser.drain_problems(), []
+        return problems
 
     def events(self) -> Iterator[Event]:
         for chunk in self.chunks():

@@ -309,6 +309,10 @@ class BatchTimeline:
             if self.on_error is None:
                 raise
             self.on_error(log, exc)
+        # what went wrong without stopping the file (a user's pattern that ran out of time)
+        for problem in log.problems():
+            if self.on_error is not None:
+                self.on_error(log, problem)
 
     def _select(self, events: list[Event]) -> list[Event]:
         if self.since is None and self.until is None:

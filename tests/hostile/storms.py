@@ -1,6 +1,7 @@
 """Pathological logs made of real mosquitto 2.0.11 line shapes, at any size: the inputs that must
 stay linear in time and flat in memory (issue 16). `benchmarks/hostile.py` times them at two
-sizes; `tests/hostile/test_storms.py` runs them small and checks what the report says.
+sizes; `tests/hostile/test_bounded_state.py` runs them small and checks what the report says;
+`hostile_lines` makes the long lines `benchmarks/hostile.py --patterns` times the built-in formats on.
 
 Every line shape here is copied from a log a real broker wrote (sample_logs/*/broker/mosquitto.log);
 only the counts, ports, client ids and times vary.
@@ -69,3 +70,16 @@ def write(path: Path, lines: Iterator[str]) -> Path:
                 batch = []
         out.write("".join(batch))
     return path
+
+
+#: Characters whose long runs make a backtracking pattern's repeats fight over a line.
+RUNS = ["a", "1", " ", ".", ":", "-", "/", "\t", ",", '"', "[", "(", "=", "_"]
+
+
+def hostile_lines(sample: str, length: int) -> list[str]:
+    """`sample` (a format's sample line) cut at a few of its word boundaries, each followed by a
+    long run of one character and a byte no pattern expects: a pattern has read a real head and
+    then meets the run, where a backtracking one takes time that grows faster than the line."""
+    cuts = sorted({0} | {i + 1 for i, char in enumerate(sample) if not char.isalnum()})
+    chosen = cuts[::max(1, len(cuts) // 4)]
+    return [sample[:cut] + char * length + "\x00" for cut in chosen for char in RUNS]
