@@ -172,3 +172,18 @@ def test_a_number_too_long_for_int_stays_text(name: str) -> None:
     for sample in fmt.samples:
         line = re.sub(r"\d+", "7" * 5000, sample.line)
         match_line(fmt, line, registry.evidence)
+
+
+def test_every_vocabulary_phrase_is_found_case_blind_through_the_named_list() -> None:
+    """The plain phrases of parsers/vocab/ sit in a `regex` named list: each, in any case, inside a
+    line, is found by its reason and by the vocabulary's quick search."""
+    checked = 0
+    for vocab in default_registry().evidence.vocabularies:
+        for reason in vocab.reasons:
+            for phrase in reason.patterns:
+                if set(phrase) & set(".^$*+?{}[]|()\\"):
+                    continue
+                for text in (f"x: {phrase.upper()} (y)", f"x: {phrase.lower()}"):
+                    assert reason.regex.search(text) and vocab.quick.search(text), (vocab.field, phrase)
+                checked += 1
+    assert checked > 100
