@@ -18,7 +18,6 @@ is printed as the growth of the process's maximum RSS, which must not grow with 
 from __future__ import annotations
 
 import argparse
-import re
 import resource
 import sys
 import time
@@ -32,34 +31,14 @@ from correlator.gcpolicy import batch_allocation  # noqa: E402
 from correlator.sources.files import LogFile  # noqa: E402
 from correlator.sources.lines import iter_chunks  # noqa: E402
 
-SOURCES = [ROOT / "sample_logs" / "healthy_noisy" / "broker" / "mosquitto.log",
-           ROOT / "sample_logs" / "mixed" / "broker" / "mosquitto.log"]
-_EPOCH = re.compile(r"^(\d{9,11}): ")
+sys.path.insert(0, str(ROOT / "tests" / "hostile"))
+from storms import busy_broker, write  # noqa: E402
 
 
 def build(path: Path, lines: int) -> int:
-    shapes: list[tuple[int, str]] = []
-    for source in SOURCES:
-        for line in source.read_text().splitlines():
-            match = _EPOCH.match(line)
-            if match:
-                shapes.append((int(match.group(1)), line[match.end():]))
-    base = shapes[0][0]
-    span = max(t for t, _ in shapes) - base + 1
-    written = 0
-    with path.open("w") as out:
-        round_ = 0
-        while written < lines:
-            offset = round_ * span
-            buffer = []
-            for stamp, text in shapes:
-                buffer.append(f"{stamp + offset}: {text}\n")
-                written += 1
-                if written >= lines:
-                    break
-            out.write("".join(buffer))
-            round_ += 1
-    return written
+    """A busy broker log of `lines` lines (tests/hostile/storms.py's busy_broker)."""
+    write(path, busy_broker(lines))
+    return lines
 
 
 def max_rss_mb() -> float:

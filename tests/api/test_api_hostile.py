@@ -62,3 +62,17 @@ def test_half_open_connections_and_stalled_bodies_are_closed_on_time(
     assert time.monotonic() - start < 5  # every one closed within its deadline, not held
     with server.client() as client:  # and the server still answers
         assert client.get("/health").status_code == 200
+
+
+def test_a_member_name_that_is_not_utf8_is_analysed_not_failed(start_server: ServerFactory, tmp_path: Path) -> None:
+    """The API used to mark such an analysis failed (its reports ended in UnicodeEncodeError)."""
+    import corpus
+
+    bundle = corpus.non_utf8_name(tmp_path)
+    server = start_server()
+    with server.client() as client:
+        created = client.post("/analyses", params={"name": bundle.name}, content=bundle.read_bytes())
+        assert created.status_code == 201, created.text
+        assert created.json()["status"] == "done", created.json()
+        findings = client.get(f"/analyses/{created.json()['id']}/findings").json()["items"]
+    assert corpus.HEALTHY_CAUSE in {f["id"] for f in findings}

@@ -1,7 +1,10 @@
 """The hostile corpus of issue 16, made on demand (no binary is committed): one builder per row
-of the issue's table that takes a folder and returns the input to analyse. Each input carries a
-real incident (sample_logs/server_cert_expired) beside the hostile part, so a test can assert both
-the exact error and that the healthy part was still analysed.
+of the issue's table that is an input (the others are behaviours: rotation in tests/test_tail.py,
+the HTTP rows in tests/api/test_api_hostile.py, SIGTERM and a killed server in test_table.py),
+that takes a folder and returns the input to analyse. Each input carries a real incident
+(sample_logs/server_cert_expired; the mixed sample for its own row) beside the hostile part, so a
+test can assert both the exact error and that the healthy part was still analysed. The storms'
+sizes default to the issue's; tests make them smaller, benchmarks/hostile.py times them.
 
     python tests/hostile/corpus.py OUT_DIR      # writes every case into OUT_DIR/<case>
 """
@@ -17,7 +20,9 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "sample_logs"
+import storms
+
+SAMPLES = storms.SAMPLES
 #: The incident packed beside every hostile part, and the cause it must still yield.
 HEALTHY = SAMPLES / "server_cert_expired"
 HEALTHY_CAUSE = "tls.server_cert_expired"
@@ -38,6 +43,47 @@ def _zip_healthy(zf: zipfile.ZipFile) -> None:
 def _tar_healthy(tf: tarfile.TarFile) -> None:
     for name, path in healthy_files():
         tf.add(path, arcname=name)
+
+
+def _copy_healthy(folder: Path) -> None:
+    for name, file in healthy_files():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(file.read_bytes())
+
+
+def reconnect_storm(out: Path, lines: int = 320_000) -> Path:
+    """`New connection from 127.0.0.1:40000 on port 33741.` n times in one second, beside the
+    incident: 320 k lines took 173 s and 596 MB before."""
+    folder = out / "storm"
+    storms.write(folder / "storm" / "mosquitto.log", storms.reconnect_storm(lines))
+    _copy_healthy(folder)
+    return folder
+
+
+def storm_tar_xz(out: Path, lines: int = 320_000) -> Path:
+    """The same storm as a .tar.xz (6 KB for 320 k lines), the incident beside it: uploaded to the
+    API it held the only worker for 16.6 min at 1.26 GB."""
+    log = storms.write(out / "storm.log", storms.reconnect_storm(lines))
+    path = out / "storm.tar.xz"
+    with tarfile.open(path, "w:xz") as tf:
+        _tar_healthy(tf)
+        tf.add(log, arcname="storm/mosquitto.log")
+    log.unlink()
+    return path
+
+
+def mixed_plus_busy(out: Path, lines: int = 900_000) -> Path:
+    """The mixed sample (three causes) beside a busy real broker log of n lines: 900 k took 288 s,
+    where the busy log alone took 22 s."""
+    folder = out / "mixed"
+    for file in sorted((SAMPLES / "mixed").rglob("*")):
+        if file.is_file() and file.name != "expected.json":
+            target = folder / file.relative_to(SAMPLES / "mixed")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(file.read_bytes())
+    storms.write(folder / "busy" / "mosquitto.log", storms.busy_broker(lines))
+    return folder
 
 
 class _Zeros(io.RawIOBase):
@@ -184,14 +230,14 @@ def binary_garbage(out: Path, files: int = 5, size: int = 4 * 1024 * 1024) -> Pa
     for i in range(files):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"garbage-{i}.log").write_bytes(os.urandom(size).replace(b"\x00", b"\x01"))
-    for name, file in healthy_files():
-        target = folder / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(file.read_bytes())
+    _copy_healthy(folder)
     return folder
 
 
 CASES: dict[str, Callable[[Path], Path]] = {
+    "reconnect_storm": reconnect_storm,
+    "storm_tar_xz": storm_tar_xz,
+    "mixed_plus_busy": mixed_plus_busy,
     "tar_xz_zeros": tar_xz_zeros,
     "nested_archives": nested_archives,
     "small_members": small_members,

@@ -9,8 +9,14 @@ only the counts, ports, client ids and times vary.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+SAMPLES = Path(__file__).resolve().parent.parent.parent / "sample_logs"
+#: The real broker logs a busy broker log replays.
+BUSY_SOURCES = [SAMPLES / "healthy_noisy" / "broker" / "mosquitto.log", SAMPLES / "mixed" / "broker" / "mosquitto.log"]
+_EPOCH_PREFIX = re.compile(r"^(\d{9,11}): ")
 
 #: The epoch the samples' brokers wrote (2026-11-23 14:42:31 UTC).
 EPOCH = 1795444951
@@ -50,6 +56,28 @@ def distinct_clients(n: int) -> Iterator[str]:
                f"{ts}: New client connected from 10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}:{port} as {cid} "
                f"(p2, c1, k60, u'fleet').\n"
                f"{ts}: Denied PUBLISH from {cid} (d0, q1, r0, m1, 'spBv1.0/Plant3/NDATA/{cid}', ... (12 bytes))\n")
+
+
+def busy_broker(n: int) -> Iterator[str]:
+    """n lines of a busy real broker: every line of BUSY_SOURCES (written by a real mosquitto
+    2.0.11), replayed in order again and again with the epoch prefix advanced so time keeps
+    moving. So the mix of messages (publishes, pings, connects, TLS errors, denials) is a real one."""
+    shapes: list[tuple[int, str]] = []
+    for source in BUSY_SOURCES:
+        for line in source.read_text().splitlines():
+            match = _EPOCH_PREFIX.match(line)
+            if match:
+                shapes.append((int(match.group(1)), line[match.end():]))
+    base = shapes[0][0]
+    span = max(t for t, _ in shapes) - base + 1
+    written, round_ = 0, 0
+    while True:
+        for stamp, text in shapes:
+            if written >= n:
+                return
+            yield f"{stamp + round_ * span}: {text}\n"
+            written += 1
+        round_ += 1
 
 
 STORMS: dict[str, Callable[[int], Iterator[str]]] = {
