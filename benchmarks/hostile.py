@@ -1,13 +1,15 @@
-"""Hostile inputs at two sizes: time and peak RSS of `correlator analyze` on each, to show every
-case linear (time at 4N about four times time at N) and flat in memory (issue 16: under 200 MB).
+"""Hostile inputs at growing sizes: time and peak RSS of `correlator analyze` (a child process,
+its peak from getrusage) on each, to show every case linear (the microseconds per line stay the
+same as the input doubles) and flat in memory (issue 16: under 200 MB).
 
 The cases are tests/hostile/storms.py's logs (a reconnect storm in one second, one failure
-repeated, hundreds of thousands of distinct client ids) and the mixed sample beside a busy broker
-log built as benchmarks/parse.py builds it (real mosquitto lines replayed with moving times). The
-peer of each case is the same tool on a plain busy broker log of the same size, in the same run:
-the `x busy` column is the case's time over the peer's.
+repeated, hundreds of thousands of distinct client ids), the mixed sample beside a busy real broker
+log (storms.busy_broker: real mosquitto lines replayed with moving times), and a folder of random
+bytes named *.log beside a real incident (tests/hostile/corpus.py; one 4 MB file per 20,000
+lines of N). The peer of each case is the same tool on a plain busy broker log of the same size, in
+the same run: the `x busy` column is the case's time over the peer's.
 
-    .venv/bin/python benchmarks/hostile.py [--lines 100000] [--case reconnect_storm ...]
+    .venv/bin/python benchmarks/hostile.py [--lines 80000] [--case reconnect_storm ...]
 
 With --patterns it measures the format patterns instead (correlator/formats/patterns.py): what the
 time bound on a user's format costs (the built-in formats on `re` against the same files loaded as a
@@ -33,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests" / "hostile"))
 
+import corpus  # noqa: E402
 from analyze import timed  # noqa: E402
 from parse import build  # noqa: E402
 from storms import STORMS, hostile_lines, write  # noqa: E402
@@ -42,7 +45,7 @@ from correlator.formats.patterns import PATTERN_TIMEOUT, BoundedPattern  # noqa:
 from correlator.formats.registry import Registry, default_registry, load_registry  # noqa: E402
 from correlator.resources import builtin_dir  # noqa: E402
 
-CASES = [*STORMS, "mixed_plus_busy"]
+CASES = [*STORMS, "mixed_plus_busy", "binary_garbage"]
 
 
 def make(case: str, lines: int, work: Path) -> Path:
@@ -53,16 +56,16 @@ def make(case: str, lines: int, work: Path) -> Path:
         build(path, lines)
         return path
     if case == "mixed_plus_busy":
-        bundle = work / f"mixed-{lines}"
-        shutil.copytree(ROOT / "sample_logs" / "mixed", bundle)
-        (bundle / "busy").mkdir()
-        build(bundle / "busy" / "mosquitto.log", lines)
-        return bundle
+        return corpus.mixed_plus_busy(work / f"mixed-{lines}", lines)
+    if case == "binary_garbage":
+        return corpus.binary_garbage(work / f"garbage-{lines}", files=max(1, lines // 20_000))
     return write(work / f"{case}-{lines}.log", STORMS[case](lines))
 
 
 def run(path: Path) -> tuple[float, float]:
-    return timed([sys.executable, "-m", "correlator", "analyze", str(path), "--format", "json"])
+    """Wall seconds and peak RSS (MB) of `correlator analyze` on `path`, in a child process."""
+    seconds, rss, _ = timed([sys.executable, "-m", "correlator", "analyze", str(path), "--format", "json"])
+    return seconds, rss
 
 
 def _parse_all(registry: Registry, work: list[tuple[str, list[tuple[int, int, str]]]]) -> float:
@@ -148,7 +151,7 @@ def builtin_linearity(length: int, samples: int = 12) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lines", type=int, default=100_000, help="N: each case runs at N and 4N lines")
+    parser.add_argument("--lines", type=int, default=80_000, help="N: each case runs at N, 2N and 4N lines")
     parser.add_argument("--case", action="append", choices=CASES, help="only these cases (repeatable)")
     parser.add_argument("--patterns", action="store_true", help="measure the format patterns instead (see above)")
     parser.add_argument("--length", type=int, default=2000, help="L: hostile lines of L and 4L characters")
@@ -160,17 +163,16 @@ def main() -> None:
         return
     work = Path(tempfile.mkdtemp(prefix="correlator-hostile-"))
     try:
-        sizes = (args.lines, 4 * args.lines)
-        peer = {size: run(make("busy", size, work))[0] for size in sizes}
-        print(f"{'case':<18} {'lines':>9} {'seconds':>8} {'x busy':>7} {'peak MB':>8}   4N/N time")
-        for case in args.case or CASES:
-            times = []
+        sizes = (args.lines, 2 * args.lines, 4 * args.lines)
+        start, start_rss = run(corpus.HEALTHY)  # start-up, imports and a small incident: paid once per run
+        peer = {size: run(make("busy", size, work)) for size in sizes}
+        print(f"start-up (the incident alone): {start:.2f} s, {start_rss:.0f} MB; us/line leaves it out")
+        print(f"{'case':<18} {'lines':>9} {'seconds':>8} {'x busy':>7} {'peak MB':>8} {'us/line':>8}")
+        for case in ["busy", *(args.case or CASES)]:
             for size in sizes:
-                seconds, rss = run(make(case, size, work))
-                times.append(seconds)
-                ratio = f"   {times[1] / times[0]:.1f} (linear: 4.0)" if len(times) == 2 else ""
-                print(f"{case:<18} {size:>9,} {seconds:>8.2f} {seconds / peer[size]:>7.2f} {rss:>8.0f}{ratio}",
-                      flush=True)
+                seconds, rss = peer[size] if case == "busy" else run(make(case, size, work))
+                print(f"{case:<18} {size:>9,} {seconds:>8.2f} {seconds / peer[size][0]:>7.2f} {rss:>8.0f} "
+                      f"{max(seconds - start, 0.0) / size * 1e6:>8.1f}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
