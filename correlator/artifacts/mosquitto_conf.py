@@ -631,7 +631,7 @@ class _Parser:
             return
         port_text = words[0]
         bind = words[1] if len(words) > 1 and not words[1].startswith("#") else None
-        if _is_number(port_text) and int(port_text) > 65535:
+        if _is_number(port_text) and _digits(port_text) > 65535:
             self.problem("error", "bad_value", f"invalid listener port {port_text}: mosquitto refuses to start",
                          setting.file, setting.line)
             return
@@ -644,7 +644,7 @@ class _Parser:
                 return
             port = 0
         else:
-            port = int(port_text)
+            port = _digits(port_text)
         for other in self.config.listeners:
             if other.port == port and port != 0 and _overlap(other.bind, bind):
                 self.problem("error", "duplicate_listener", f"a second listener on port {port} (the first is at "
@@ -805,7 +805,7 @@ class _Parser:
         config = self.config
         if self.default_needed is not None:
             port_setting = self.default.settings.get("port")
-            self.default.port = int(port_setting.value) if port_setting and _is_number(port_setting.value) else 1883
+            self.default.port = _digits(port_setting.value) if port_setting and _is_number(port_setting.value) else 1883
             bind = self.default.settings.get("bind_address")
             self.default.bind = bind.value if bind is not None else None
             self.default.declared_at = self.default_needed
@@ -888,10 +888,16 @@ def _is_number(text: str) -> bool:
     return re.fullmatch(r"[0-9]+", text) is not None
 
 
+def _digits(text: str) -> int:
+    """The value of ASCII digits; a run too long for int() (over 4,300 digits) is simply huge."""
+    significant = text.lstrip("0")
+    return int(significant or "0") if len(significant) <= 18 else 10**18
+
+
 def _valid_port(text: str, *, allow_zero: bool) -> bool:
     if not _is_number(text):
         return False
-    value = int(text)
+    value = _digits(text)
     return (0 if allow_zero else 1) <= value <= 65535
 
 

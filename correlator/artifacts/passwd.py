@@ -113,7 +113,8 @@ def _hash_usable(secret: str) -> tuple[bool, str]:
         return False, "the password is not a mosquitto hash (plain text? run mosquitto_passwd -U)"
     fields = parts[2:]
     if parts[1] == "7":
-        if not fields or not re.fullmatch(r"[0-9]+", fields[0]) or int(fields[0]) < 1:
+        # mosquitto reads the count as a C int: no count it accepts has more than ten digits
+        if not fields or not re.fullmatch(r"0*[0-9]{1,10}", fields[0]) or not 1 <= int(fields[0]) < 2**31:
             return False, "invalid iteration count in the password hash"
         fields = fields[1:]
     if len(fields) < 2:

@@ -204,7 +204,8 @@ def test_unreadable_and_binary_conf(tmp_path: Path) -> None:
 OPTION_WORDS = ["listener", "port", "allow_anonymous", "per_listener_settings", "certfile", "keyfile", "cafile",
                 "password_file", "acl_file", "include_dir", "log_type", "log_dest", "protocol", "max_qos",
                 "require_certificate", "bind_address", "user", "topic", "connection", "#", "", "\t", "true",
-                "false", "1883", "0", "-1", "C:\\x\\y.pem", "/etc/m.conf", "websockets", "file", "tlsv1.2"]
+                "false", "1883", "0", "-1", "C:\\x\\y.pem", "/etc/m.conf", "websockets", "file", "tlsv1.2",
+                "9" * 5000]  # a number too long for int()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

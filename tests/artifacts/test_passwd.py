@@ -94,3 +94,20 @@ def test_password_parser_never_crashes(data: bytes | str) -> None:
     result = parse_passwd_text(data, "fuzz")
     assert all(u.line >= 1 for u in result.users)
     assert all("\n" not in str(p) for p in result.problems)
+
+
+B64_12, B64_64 = "QUJDREVGR0hJSktM", "QUJD" * 21 + "QQ=="
+HASHES = st.sampled_from([f"$7$101${B64_12}${B64_64}", f"$6${B64_12}${B64_64}", "plain", "", "$7$0$x$y",
+                          f"$7${'9' * 5000}${B64_12}${B64_64}", f"$7$00000000101${B64_12}${B64_64}",
+                          f"$6${B64_12}", "$6$!!!$???", f"$7$99999999999${B64_12}${B64_64}"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["alice", "bob", "", " x ", "Ünï", "a:b", "#c"]), HASHES,
+                          st.sampled_from(["", ":extra", "\r"])), max_size=12))
+def test_password_parser_reads_any_mix_of_users_and_hashes(entries: list[tuple[str, str, str]]) -> None:
+    text = "\n".join(f"{user}:{secret}{tail}" for user, secret, tail in entries)
+    result = parse_passwd_text(text, "fuzz")
+    assert all(1 <= u.line <= len(entries) for u in result.users)
+    assert all(p.line is not None and 1 <= p.line <= len(entries) and "\n" not in str(p) for p in result.problems)
+    assert not any(secret in str(p) for _, secret, _ in entries if len(secret) > 8 for p in result.problems)
