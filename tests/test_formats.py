@@ -177,3 +177,13 @@ def test_no_sample_line_goes_unparsed() -> None:
     assert [line for line in files if " 0 unparsed," not in line] == []
     assert "UNPARSED" not in out
     assert "expected.json" not in out and ".pem:" not in out
+
+
+def test_a_syslog_stamp_is_dated_in_the_year_asked_even_after_another_year_was_asked() -> None:
+    """Detection reads a file's first lines in this year, the parse in the year of the file's
+    time: the same stamp must not keep the first year from a cache."""
+    from correlator.formats.timeparse import TimeParser
+
+    parser = TimeParser("syslog")
+    first = parser.parse("Nov 23 14:41:49", year=2026)
+    assert parser.parse("Nov 23 14:41:49.5", year=2023) == first - 3 * 365 * 86400 - 86400 + 0.5  # 2024 leaps

@@ -49,7 +49,7 @@ class TimeParser:
         # so a pattern's own %f is dropped with the separator before it.
         spec = re.sub(r"[.,]%f", "", spec)
         self.spec = spec
-        self._cache: dict[tuple[str, str], tuple[float, bool]] = {}
+        self._cache: dict[tuple[str, str, int], tuple[float, bool]] = {}
         self._ref: float | None = None
         self._last: tuple[str, tzinfo | None, int | None, float | None, float] = ("", None, None, None, 0.0)
         self._parse: Callable[[str, tzinfo, int], float]
@@ -115,7 +115,7 @@ class TimeParser:
         if match is None:
             return self._whole(text, tz, year)
         head, frac, tail = match.group("head"), match.group("frac"), match.group("tail")
-        key = (head + tail, tz.tzname(None) or repr(tz))
+        key = (head + tail, tz.tzname(None) or repr(tz), year)  # a syslog stamp means another day in another year
         cached = self._cache.get(key)
         if cached is None:
             base = self._whole(head + tail, tz, year)
