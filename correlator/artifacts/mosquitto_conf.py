@@ -756,7 +756,10 @@ class _Parser:
         parts = _path_parts(value)
 
         def ok(p: Path) -> bool:
-            return p.is_dir() if want_dir else p.is_file()
+            try:
+                return p.is_dir() if want_dir else p.is_file()
+            except OSError:
+                return False  # a name no file system takes (too long): no such file
 
         if not parts or self.root is None:
             return ReferencedFile(ref_setting, None, "missing")
