@@ -33,12 +33,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(ROOT / "tests" / "hostile"))
+sys.path.insert(0, str(ROOT / "tests"))
 
-import corpus  # noqa: E402
 from analyze import timed  # noqa: E402
+from hostile import corpus  # noqa: E402
+from hostile.storms import STORMS, hostile_lines, write  # noqa: E402
 from parse import build  # noqa: E402
-from storms import STORMS, hostile_lines, write  # noqa: E402
 
 from correlator.formats.parse import SourceParser, match_line  # noqa: E402
 from correlator.formats.patterns import PATTERN_TIMEOUT, BoundedPattern  # noqa: E402

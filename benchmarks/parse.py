@@ -31,8 +31,8 @@ from correlator.gcpolicy import batch_allocation  # noqa: E402
 from correlator.sources.files import LogFile  # noqa: E402
 from correlator.sources.lines import iter_chunks  # noqa: E402
 
-sys.path.insert(0, str(ROOT / "tests" / "hostile"))
-from storms import busy_broker, write  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))
+from hostile.storms import busy_broker, write  # noqa: E402
 
 
 def build(path: Path, lines: int) -> int:

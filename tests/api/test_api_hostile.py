@@ -66,7 +66,7 @@ def test_half_open_connections_and_stalled_bodies_are_closed_on_time(
 
 def test_a_member_name_that_is_not_utf8_is_analysed_not_failed(start_server: ServerFactory, tmp_path: Path) -> None:
     """The API used to mark such an analysis failed (its reports ended in UnicodeEncodeError)."""
-    import corpus
+    from hostile import corpus
 
     bundle = corpus.non_utf8_name(tmp_path)
     server = start_server()

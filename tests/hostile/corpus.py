@@ -6,7 +6,7 @@ that takes a folder and returns the input to analyse. Each input carries a real 
 test can assert both the exact error and that the healthy part was still analysed. The storms'
 sizes default to the issue's; tests make them smaller, benchmarks/hostile.py times them.
 
-    python tests/hostile/corpus.py OUT_DIR      # writes every case into OUT_DIR/<case>
+    PYTHONPATH=tests python -m hostile.corpus OUT_DIR      # writes every case into OUT_DIR/<case>
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import storms
+from hostile import storms
 
 SAMPLES = storms.SAMPLES
 #: The incident packed beside every hostile part, and the cause it must still yield.
