@@ -29,11 +29,15 @@ import sys
 import tempfile
 import time
 import timeit
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(ROOT / "tests"))
+# tests/hostile is the package `hostile` (this folder's hostile.py must not take that name)
+_tests = types.ModuleType("hostile")
+_tests.__path__ = [str(ROOT / "tests" / "hostile")]
+sys.modules.setdefault("hostile", _tests)
 
 from analyze import timed  # noqa: E402
 from hostile import corpus  # noqa: E402

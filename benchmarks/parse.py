@@ -21,6 +21,7 @@ import argparse
 import resource
 import sys
 import time
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,10 @@ from correlator.gcpolicy import batch_allocation  # noqa: E402
 from correlator.sources.files import LogFile  # noqa: E402
 from correlator.sources.lines import iter_chunks  # noqa: E402
 
-sys.path.insert(0, str(ROOT / "tests"))
+# tests/hostile is the package `hostile` (this folder's hostile.py must not take that name)
+_tests = types.ModuleType("hostile")
+_tests.__path__ = [str(ROOT / "tests" / "hostile")]
+sys.modules.setdefault("hostile", _tests)
 from hostile.storms import busy_broker, write  # noqa: E402
 
 
