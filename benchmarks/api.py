@@ -17,7 +17,20 @@ waits for the finding's next revision on /api/v1/live/stream. It runs once per s
 with pauses of random length between rounds: broker stamps are whole seconds, and where in its
 second a line falls changes how long it is held.
 
+Issue 17's figures, in the same run (`--jobs`, on by default):
+
+- findings GET p50/p99 with 1 client and with 20 clients at once (every request's latency);
+- small uploads (sample_logs/mixed zipped, other bytes each time) answered while a big bundle is
+  analysed: the busy plant of benchmarks/busy_plant.py (real mosquitto, fifty paho clients;
+  --plant-lines, cached in ~/.cache), zipped, uploaded first; the big analysis's own time;
+- append -> SSE latency with the broker log *and* a client log tailed: each round appends the
+  broker's three lines of a refused TLS connection and the client's error line, stamped now.
+
+Aims: findings p99 <= 20 ms at 1 client, a small upload <= 1 s during the big analysis, live
+<= 100 ms.
+
     .venv/bin/python benchmarks/api.py [--lines 200000] [--requests 400] [--clients 8]
+    .venv/bin/python benchmarks/api.py --jobs-only [--plant-lines 2000000]
 """
 
 from __future__ import annotations
@@ -48,6 +61,8 @@ from parse import build  # noqa: E402
 EXPIRED = (SAMPLES / "server_cert_expired" / "broker" / "mosquitto.log").read_text().splitlines()
 START = EXPIRED[:4]
 FAILURE = [line.split(": ", 1)[1] for line in EXPIRED[4:7]]
+CLIENT = (SAMPLES / "server_cert_expired" / "clients" / "edge-02.log").read_text().splitlines()
+CLIENT_START, CLIENT_FAILURE = CLIENT[:2], CLIENT[2].split(" ", 2)[2]  # the error line, less its stamp
 
 
 def free_port() -> int:
@@ -149,10 +164,18 @@ def sse(response: httpx.Response) -> Iterator[dict[str, Any]]:
             yield json.loads(line[6:])
 
 
-def live_latency(folder: Path, rounds: int, stitch_window: float) -> list[float]:
-    log = folder / f"live-{stitch_window}.log"
+def live_latency(folder: Path, rounds: int, stitch_window: float, clients: bool = False) -> list[float]:
+    """Append -> finding on the stream; with `clients`, a client log is tailed too and each round
+    appends the client's error line as well (the two sides of one refused connection)."""
+    tag = f"{stitch_window}-{'clients' if clients else 'broker'}"
+    live = folder / f"live-{tag}"
+    live.mkdir()
+    log = live / "mosquitto.log"
     log.write_text("".join(line + "\n" for line in START))
-    server = Server(folder / f"live-state-{stitch_window}", [log], stitch_window)
+    client_log = live / "edge-02.log"
+    if clients:
+        client_log.write_text("".join(line + "\n" for line in CLIENT_START))
+    server = Server(folder / f"live-state-{tag}", [live], stitch_window)
     try:
         results: list[float] = []
         with httpx.Client(base_url=server.url + "/api/v1", timeout=30) as client, \
@@ -161,18 +184,122 @@ def live_latency(folder: Path, rounds: int, stitch_window: float) -> list[float]
             count = 0
             pacing = random.Random(5)
             for _ in range(rounds):
-                stamp = int(time.time())
+                now = time.time()
+                stamp = int(now)
                 text = "".join(f"{stamp}: {line}\n" for line in FAILURE)
+                client_text = (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f",{int(now % 1 * 1000):03d} "
+                               + CLIENT_FAILURE + "\n")
+                start = time.perf_counter()
                 with log.open("a") as out:
-                    start = time.perf_counter()
                     out.write(text)
-                    out.flush()
+                if clients:
+                    with client_log.open("a") as out:
+                        out.write(client_text)
                 finding = next(f for f in stream if f["id"] == "tls.server_cert_expired" and f["count"] > count)
                 results.append(time.perf_counter() - start)
                 count = finding["count"]
                 # broker stamps are whole seconds: vary where in a second the next line falls
                 time.sleep(pacing.uniform(0.2, 1.2))
         return results
+    finally:
+        server.stop()
+
+
+def concurrent_latencies(url: str, path: str, count: int, clients: int) -> list[float]:
+    """`clients` keep-alive connections at once, `count` requests each: every request's latency."""
+    barrier = threading.Barrier(clients + 1)
+    out: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        mine = []
+        with httpx.Client(base_url=url) as client:
+            client.get(path)
+            barrier.wait()
+            for _ in range(count):
+                start = time.perf_counter()
+                client.get(path)
+                mine.append(time.perf_counter() - start)
+        with lock:
+            out.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    return out
+
+
+def small_bundle(folder: Path, i: int) -> bytes:
+    """sample_logs/mixed zipped, with a comment that makes its bytes (and so its analysis) new."""
+    target = folder / f"small-{i}.zip"
+    mixed = SAMPLES / "mixed"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.comment = f"ticket {i}".encode()
+        for file in sorted(mixed.rglob("*")):
+            if file.is_file() and file.name != "expected.json":
+                archive.write(file, Path("mixed") / file.relative_to(mixed))
+    return target.read_bytes()
+
+
+def jobs(folder: Path, args: argparse.Namespace) -> None:
+    """Findings at 1 and 20 clients, and small uploads while the busy plant is analysed."""
+    from busy_plant import ensure
+
+    plant = ensure(args.plant_lines)
+    bundle = folder / "plant.zip"
+    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(plant.rglob("*")):
+            if file.is_file() and file.name != "READY":
+                archive.write(file, Path("plant") / file.relative_to(plant))
+    server = Server(folder / "jobs-state", [])
+    try:
+        with httpx.Client(base_url=server.url + "/api/v1", timeout=600) as client:
+            small = client.post("/analyses", content=small_bundle(folder, 0), params={"name": "mixed.zip"}).json()
+            path = f"/api/v1/analyses/{small['id']}/findings"
+            one = [t * 1000 for t in latencies(server.url, lambda i: path, args.requests)]
+            many = [t * 1000 for t in concurrent_latencies(server.url, path, args.requests // 4, 20)]
+            print(f"\nfindings GET (3 findings), idle server      p50 {percentile(one, 0.5):7.2f} ms  "
+                  f"p99 {percentile(one, 0.99):7.2f} ms  (1 client; aim p99 <= 20 ms)")
+            print(f"{'':44}p50 {percentile(many, 0.5):7.2f} ms  p99 {percentile(many, 0.99):7.2f} ms  "
+                  "(20 clients at once)")
+
+            start = time.perf_counter()
+            big = client.post("/analyses", content=bundle.read_bytes(), params={"name": "plant.zip"}).json()
+            print(f"\nbig bundle: {args.plant_lines:,}-line busy plant ({bundle.stat().st_size / 1e6:.0f} MB zip), "
+                  f"answered {big['status']}")
+            while client.get(f"/analyses/{big['id']}").json()["status"] == "queued":
+                time.sleep(0.1)
+            uploads: list[float] = []
+            during: list[float] = []
+            i = 0
+            while True:
+                state = client.get(f"/analyses/{big['id']}").json()
+                if state["status"] != "running" or (args.small_uploads and i >= args.small_uploads):
+                    break
+                i += 1
+                body = small_bundle(folder, i)
+                t0 = time.perf_counter()
+                answer = client.post("/analyses", content=body, params={"name": "mixed.zip"})
+                took = time.perf_counter() - t0
+                if answer.status_code != 201:
+                    raise SystemExit(f"small upload: {answer.status_code} {answer.text[:200]}")
+                uploads.append(took * 1000)
+                t0 = time.perf_counter()
+                client.get(path)
+                during.append((time.perf_counter() - t0) * 1000)
+                time.sleep(0.5)
+            while (state := client.get(f"/analyses/{big['id']}").json())["status"] not in ("done", "failed"):
+                time.sleep(0.5)
+            took_big = time.perf_counter() - start
+            if uploads:
+                print(f"small uploads during it ({len(uploads)}): p50 {percentile(uploads, 0.5):7.1f} ms  "
+                      f"max {max(uploads):7.1f} ms  (aim <= 1000 ms); findings GET meanwhile p50 "
+                      f"{percentile(during, 0.5):.1f} ms max {max(during):.1f} ms")
+            print(f"big analysis {state['status']} in {took_big:.1f} s, {state['events']:,} events stored "
+                  f"({state['events'] / took_big:,.0f} events/s)")
     finally:
         server.stop()
 
@@ -187,19 +314,29 @@ def main() -> None:
                         help="live stitch windows to measure (repeatable; default 0.3, LiveAnalysis's own; "
                         "0.1, watch's; 0.01, serve's)")
     parser.add_argument("--live-only", action="store_true", help="skip the bundle and the load")
+    parser.add_argument("--jobs-only", action="store_true", help="only issue 17's figures: findings at 1 and 20 "
+                        "clients, small uploads during a big analysis, live with client logs")
+    parser.add_argument("--no-jobs", action="store_true", help="skip the busy-plant part")
+    parser.add_argument("--plant-lines", type=int, default=2_000_000, help="broker lines of the big bundle")
+    parser.add_argument("--small-uploads", type=int, default=0,
+                        help="small uploads during the big analysis (0: as many as fit, one every 0.5 s)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="correlator-api-bench-") as temp:
         folder = Path(temp)
-        base = None if args.live_only else load(folder, args)
-        print("\nlive: line appended to a tailed broker log -> its finding on /api/v1/live/stream")
-        for window in args.stitch_window or [0.3, 0.1, 0.01]:
-            times = live_latency(folder, args.live_rounds, window)
-            label = f"stitch window {window} s"
-            ms = [t * 1000 for t in times]
-            ratio = f"  (p50 / health p50: {statistics.median(ms) / base[0]:.0f}x)" if base else ""
-            print(f"  {label:<30} p50 {statistics.median(ms):7.1f} ms  p99 {percentile(ms, 0.99):7.1f} ms  "
-                  f"min {min(ms):6.1f} ms  max {max(ms):7.1f} ms{ratio}")
+        base = None if args.live_only or args.jobs_only else load(folder, args)
+        if not args.live_only and not args.no_jobs:
+            jobs(folder, args)
+        print("\nlive: lines appended to tailed logs -> the finding on /api/v1/live/stream")
+        windows = args.stitch_window or ([0.01] if args.jobs_only else [0.3, 0.1, 0.01])
+        for window in windows:
+            for clients in (False, True):
+                times = live_latency(folder, args.live_rounds, window, clients)
+                label = f"stitch window {window} s, {'broker + client log' if clients else 'broker log'}"
+                ms = [t * 1000 for t in times]
+                ratio = f"  (p50 / health p50: {statistics.median(ms) / base[0]:.0f}x)" if base else ""
+                print(f"  {label:<44} p50 {statistics.median(ms):7.1f} ms  p99 {percentile(ms, 0.99):7.1f} ms  "
+                      f"min {min(ms):6.1f} ms  max {max(ms):7.1f} ms{ratio}")
 
 
 def load(folder: Path, args: argparse.Namespace) -> tuple[float, float, float]:
@@ -232,7 +369,7 @@ def load(folder: Path, args: argparse.Namespace) -> tuple[float, float, float]:
             "health (baseline)": lambda i: "/api/v1/health",
             "findings": lambda i: f"/api/v1/analyses/{aid}/findings",
             "findings ?min_severity=high": lambda i: f"/api/v1/analyses/{aid}/findings?min_severity=high",
-            "one finding": lambda i: f"/api/v1/analyses/{aid}/findings/{1 + i % len(findings)}",
+            "one finding": lambda i: f"/api/v1/analyses/{aid}/findings/{findings[i % len(findings)]['key']}",
             "timeline page 1 (100)": lambda i: f"/api/v1/analyses/{aid}/timeline",
             "timeline deep page (100)": lambda i: f"/api/v1/analyses/{aid}/timeline?after={deep + i}",
             "timeline source+kind": lambda i: f"/api/v1/analyses/{aid}/timeline?source=broker&kind=tls.",

@@ -28,12 +28,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from correlator.api.finding_keys import keys_of
 from correlator.api.private import private_dir, private_file
 from correlator.errors import CorrelatorError
 from correlator.model import Event, severity_rank
 
 #: Bumped whenever the tables change, so an old state folder is refused with a message, not misread.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: What turns an older layout into this one (version: statements), run before _SCHEMA.
+_MIGRATIONS = {
+    1: ["ALTER TABLE analyses ADD COLUMN digest TEXT", "ALTER TABLE analyses ADD COLUMN idem_key TEXT",
+        "ALTER TABLE analyses ADD COLUMN webhook TEXT", "ALTER TABLE findings ADD COLUMN key TEXT"],
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS analyses (
@@ -49,7 +56,18 @@ CREATE TABLE IF NOT EXISTS analyses (
     size INTEGER NOT NULL DEFAULT 0,
     upload TEXT,
     message TEXT,
-    report TEXT
+    report TEXT,
+    digest TEXT,
+    idem_key TEXT,
+    webhook TEXT
+);
+CREATE INDEX IF NOT EXISTS analyses_digest ON analyses (digest);
+CREATE UNIQUE INDEX IF NOT EXISTS analyses_idem_key ON analyses (idem_key);
+CREATE TABLE IF NOT EXISTS reports (
+    num INTEGER NOT NULL,
+    format TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (num, format)
 );
 CREATE TABLE IF NOT EXISTS findings (
     num INTEGER NOT NULL,
@@ -57,8 +75,10 @@ CREATE TABLE IF NOT EXISTS findings (
     rule_id TEXT NOT NULL,
     severity TEXT NOT NULL,
     data TEXT NOT NULL,
+    key TEXT,
     PRIMARY KEY (num, seq)
 );
+CREATE INDEX IF NOT EXISTS findings_key ON findings (num, key);
 CREATE TABLE IF NOT EXISTS events (
     num INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -118,6 +138,12 @@ class AnalysisRow:
     upload: str | None
     message: str | None
     report: dict[str, Any] | None
+    digest: str | None = None
+    """SHA-256 of the uploaded bytes: the same bundle sent again is this analysis."""
+    idem_key: str | None = None
+    """The client's Idempotency-Key, if it sent one."""
+    webhook: str | None = None
+    """Where to say that the analysis finished (api/webhooks.py)."""
 
 
 @dataclass(frozen=True)
@@ -151,9 +177,31 @@ class Store:
         self._lock = threading.Lock()
         conn = self._conn()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version > SCHEMA_VERSION:
             raise CorrelatorError(f"the state database has layout {version}, this version reads {SCHEMA_VERSION}: "
                                   "move it away (or choose another state folder)", file=self.path)
+        if version == 0:
+            # deleted analyses give their pages back (Store.reclaim); the connection's switch to
+            # WAL already wrote the file's header, so the mode takes a VACUUM (of an empty file)
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("VACUUM")
+        for old in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+            for statement in _MIGRATIONS[old]:
+                conn.execute(statement)
+        if version == 1 and conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            # a layout-1 database never gave pages back: switch it to incremental vacuum (one
+            # full VACUUM, at the first start of this version)
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("VACUUM")
+        if version == 1:  # ordinal finding keys become the one key scheme
+            rows = conn.execute("SELECT num, seq, data FROM findings ORDER BY num, seq").fetchall()
+            by_num: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+            for num, seq, data in rows:
+                by_num.setdefault(num, []).append((seq, json.loads(data)))
+            for num, found in by_num.items():
+                conn.executemany("UPDATE findings SET key = ? WHERE num = ? AND seq = ?",
+                                 [(key, num, seq) for (seq, _), key in zip(found, keys_of(f for _, f in found),
+                                                                             strict=True)])
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -198,24 +246,39 @@ class Store:
         folder.mkdir(mode=0o700)
         return analysis_id, folder
 
-    def create(self, analysis_id: str, name: str, upload: Path, size: int) -> AnalysisRow:
+    def create(self, analysis_id: str, name: str, upload: Path, size: int, *, digest: str | None = None,
+               idem_key: str | None = None, webhook: str | None = None) -> AnalysisRow:
+        """The new analysis, queued; raises sqlite3.IntegrityError when another analysis holds
+        `idem_key` (two requests with one key at once: the caller answers with that one)."""
         now = time.time()
         with self.connect() as db:
-            db.execute("INSERT INTO analyses (id, name, created, updated, status, phase, size, upload) "
-                       "VALUES (?, ?, ?, ?, 'queued', 'queued', ?, ?)", (analysis_id, name, now, now, size,
-                                                                         str(upload)))
+            db.execute("INSERT INTO analyses (id, name, created, updated, status, phase, size, upload, digest, "
+                       "idem_key, webhook) VALUES (?, ?, ?, ?, 'queued', 'queued', ?, ?, ?, ?, ?)",
+                       (analysis_id, name, now, now, size, str(upload), digest, idem_key, webhook))
         row = self.get(analysis_id)
         assert row is not None
         return row
 
     def _row(self, values: tuple[Any, ...]) -> AnalysisRow:
         (num, analysis_id, name, created, updated, status, phase, progress, events, size, upload, message,
-         report) = values
+         report, digest, idem_key, webhook) = values
         return AnalysisRow(num=num, id=analysis_id, name=name, created=created, updated=updated, status=status,
                            phase=phase, progress=progress, events=events, size=size, upload=upload, message=message,
-                           report=json.loads(report) if report else None)
+                           report=json.loads(report) if report else None, digest=digest, idem_key=idem_key,
+                           webhook=webhook)
 
-    _COLUMNS = "num, id, name, created, updated, status, phase, progress, events, size, upload, message, report"
+    _COLUMNS = ("num, id, name, created, updated, status, phase, progress, events, size, upload, message, report, "
+                "digest, idem_key, webhook")
+
+    def by_idempotency_key(self, key: str) -> AnalysisRow | None:
+        found = self._conn().execute(f"SELECT {self._COLUMNS} FROM analyses WHERE idem_key = ?", (key,)).fetchone()
+        return None if found is None else self._row(found)
+
+    def by_digest(self, digest: str) -> AnalysisRow | None:
+        """The newest analysis of these very bytes that did not fail (a failed one is worth a retry)."""
+        found = self._conn().execute(f"SELECT {self._COLUMNS} FROM analyses WHERE digest = ? AND status != 'failed' "
+                                     "ORDER BY num DESC LIMIT 1", (digest,)).fetchone()
+        return None if found is None else self._row(found)
 
     def get(self, analysis_id: str) -> AnalysisRow | None:
         found = self._conn().execute(f"SELECT {self._COLUMNS} FROM analyses WHERE id = ?",
@@ -229,6 +292,10 @@ class Store:
         rows = db.execute(f"SELECT {self._COLUMNS} FROM analyses {where} ORDER BY num DESC LIMIT ? OFFSET ?",
                           [*args, limit, offset]).fetchall()
         return int(total), [self._row(r) for r in rows]
+
+    def status_counts(self) -> dict[str, int]:
+        rows = self._conn().execute("SELECT status, count(*) FROM analyses GROUP BY status").fetchall()
+        return {str(status): int(count) for status, count in rows}
 
     def unfinished(self) -> list[AnalysisRow]:
         rows = self._conn().execute(f"SELECT {self._COLUMNS} FROM analyses WHERE status IN ('queued', 'running') "
@@ -250,9 +317,31 @@ class Store:
         self.drop_events(row.num)
         with self.connect() as db:
             db.execute("DELETE FROM findings WHERE num = ?", (row.num,))
+            db.execute("DELETE FROM reports WHERE num = ?", (row.num,))
             db.execute("DELETE FROM analyses WHERE num = ?", (row.num,))
         shutil.rmtree(self.uploads / analysis_id, ignore_errors=True)
+        self.reclaim()
         return True
+
+    def reclaim(self) -> None:
+        """Give the pages deleted rows left back to the file system: the database file and its
+        write-ahead log shrink after deletes instead of staying at their largest."""
+        conn = self._conn()
+        # executescript steps the pragma to its end: execute() would free one page per call
+        conn.executescript("PRAGMA incremental_vacuum;")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def stale_failed_uploads(self, max_age_days: float) -> list[AnalysisRow]:
+        """Failed analyses whose upload is older than the retention period (kept till then to look
+        into, or to retry by hand)."""
+        cutoff = time.time() - max_age_days * 86400
+        rows = self._conn().execute(f"SELECT {self._COLUMNS} FROM analyses WHERE status = 'failed' AND upload IS NOT "
+                                    "NULL AND updated < ?", (cutoff,)).fetchall()
+        return [self._row(r) for r in rows]
+
+    def drop_upload(self, analysis_id: str) -> None:
+        shutil.rmtree(self.uploads / analysis_id, ignore_errors=True)
+        self.update(analysis_id, upload=None)
 
     def expired(self, max_count: int, max_age_days: float) -> list[str]:
         """Analyses beyond the kept count (oldest first) or older than the age limit."""
@@ -268,19 +357,32 @@ class Store:
     # -- findings ------------------------------------------------------------------------------
 
     def save_findings(self, num: int, findings: Sequence[Mapping[str, Any]]) -> None:
+        keys = keys_of(findings)
         with self.connect() as db:
             db.execute("DELETE FROM findings WHERE num = ?", (num,))
-            db.executemany("INSERT INTO findings (num, seq, rule_id, severity, data) VALUES (?, ?, ?, ?, ?)",
-                           [(num, i, f["id"], f["severity"], json.dumps(dict(f)))
-                            for i, f in enumerate(findings, 1)])
+            db.executemany("INSERT INTO findings (num, seq, rule_id, severity, data, key) VALUES (?, ?, ?, ?, ?, ?)",
+                           [(num, i, f["id"], f["severity"], json.dumps(dict(f)), key)
+                            for i, (f, key) in enumerate(zip(findings, keys, strict=True), 1)])
 
-    def findings(self, num: int) -> list[tuple[int, dict[str, Any]]]:
-        rows = self._conn().execute("SELECT seq, data FROM findings WHERE num = ? ORDER BY seq", (num,)).fetchall()
-        return [(int(seq), json.loads(data)) for seq, data in rows]
+    def findings(self, num: int) -> list[tuple[str, dict[str, Any]]]:
+        """(key, finding) in the report's order."""
+        rows = self._conn().execute("SELECT key, data FROM findings WHERE num = ? ORDER BY seq", (num,)).fetchall()
+        return [(str(key), json.loads(data)) for key, data in rows]
 
-    def finding(self, num: int, seq: int) -> dict[str, Any] | None:
-        row = self._conn().execute("SELECT data FROM findings WHERE num = ? AND seq = ?", (num, seq)).fetchone()
+    def finding(self, num: int, key: str) -> dict[str, Any] | None:
+        row = self._conn().execute("SELECT data FROM findings WHERE num = ? AND key = ?", (num, key)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
+
+    # -- reports -------------------------------------------------------------------------------
+
+    def save_reports(self, num: int, bodies: dict[str, str]) -> None:
+        with self.connect() as db:
+            db.executemany("INSERT OR REPLACE INTO reports (num, format, body) VALUES (?, ?, ?)",
+                           [(num, fmt, body) for fmt, body in bodies.items()])
+
+    def report(self, num: int, fmt: str) -> str | None:
+        row = self._conn().execute("SELECT body FROM reports WHERE num = ? AND format = ?", (num, fmt)).fetchone()
+        return None if row is None else str(row[0])
 
     # -- events --------------------------------------------------------------------------------
 
@@ -423,6 +525,6 @@ class EventWriter:
         self.text_table = self.store.text_table(self.num)
 
 
-def severity_floor(findings: Sequence[tuple[int, dict[str, Any]]], floor: str) -> list[tuple[int, dict[str, Any]]]:
+def severity_floor(findings: Sequence[tuple[str, dict[str, Any]]], floor: str) -> list[tuple[str, dict[str, Any]]]:
     rank = severity_rank(floor)
     return [(seq, f) for seq, f in findings if severity_rank(f["severity"]) >= rank]

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -28,8 +29,10 @@ from correlator.api.jobs import Analyser
 from correlator.api.limits import BodyLimit
 from correlator.api.live_hub import LiveHub
 from correlator.api.models import ErrorOut
-from correlator.api.routes import analyses, artifacts, live, service
+from correlator.api.observability import Metrics, RequestMiddleware
+from correlator.api.routes import analyses, artifacts, live, operations, reports, service
 from correlator.api.settings import Settings
+from correlator.api.webhooks import Notifier
 
 log = logging.getLogger("correlator.api")
 
@@ -50,13 +53,16 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.state_dir)
-        analyser = Analyser(settings, store, registry, rules)
+        analyser = Analyser(settings, store)
         app.state.store = store
         app.state.analyser = analyser
+        metrics.watch(analyser, store)
+        notifier = Notifier(settings)
+        analyser.on_finished.append(notifier.finished)
         for row in store.unfinished():  # cut short by the last shutdown: the upload is still there
             if row.upload:
                 log.info("resuming analysis %s", row.id)
-                analyser.submit(row.id)
+                analyser.submit(row.id, analyser.lane(Path(row.upload)))
             else:
                 store.update(row.id, status="failed", phase="failed", message="the upload was lost")
         analyser.purge()
@@ -72,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
             if hub is not None:
                 hub.stop()
             analyser.shutdown()
+            notifier.stop()
             store.close()
 
     app = FastAPI(title="correlator", version=__version__, lifespan=lifespan,
@@ -81,6 +88,9 @@ def create_app(settings: Settings) -> FastAPI:
                   "bearer token when it has one.",
                   generate_unique_id_function=_operation_id, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.add_middleware(RequestMiddleware, metrics=metrics)
     app.state.registry = registry
     app.state.rules = rules
     app.state.live = None
@@ -96,15 +106,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BrowserGuard, settings=settings)
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_unknown_query)])
     api.include_router(service.health_router)
+    api.include_router(operations.ready_router)
     protected = APIRouter(dependencies=[Depends(require_token)],
                           responses={401: {"model": ErrorOut, "description": "Missing or wrong bearer token"}})
-    for router in (service.router, analyses.router, artifacts.router, live.router):
+    for router in (service.router, analyses.router, reports.router, artifacts.router, live.router):
         protected.include_router(router)
     api.include_router(protected)
     app.include_router(api)
     app.include_router(_docs_router())
     # Swagger UI's own files, served here: plants are offline, and a CDN would leave /docs blank
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+    app.include_router(operations.metrics_router, dependencies=[Depends(require_token)])
     return app
 
 

@@ -1,125 +1,304 @@
-"""Runs analyses of uploaded bundles: small ones while the client waits, large ones on worker
-threads with their progress in the status. The pipeline is the CLI's (`analyze`, with the same
-safe extraction through `open_bundle`); only the events are kept on the way, for the timeline."""
+"""Runs analyses of uploaded bundles, each in a process of its own (correlator/api/worker.py).
+
+Why processes, not threads: a process can be stopped at once (a `DELETE` or an exceeded budget
+kills it; a thread can only be asked to stop, and a pathological input may not ask back for a
+long time), its memory can be measured and bounded, and two analyses use two cores instead of
+taking turns at one interpreter lock, which also keeps the HTTP loop of this process responsive
+while a big analysis runs.
+
+Two lanes with their own slots: `small` (bundles that read at most `background_bytes`, answered
+finished to the waiting client) and `large` (`workers` slots, answered 202 with a queue position).
+So a small upload never waits behind big ones, and big ones cannot take every core.
+
+One scheduler thread starts queued jobs in free slots and watches the running ones every
+`TICK` seconds: their end, their time budget (`analysis_timeout`) and their memory budget
+(`analysis_memory_mb`, the process's resident size). `on_finished` callbacks (metrics, webhooks)
+run on that thread when a job ends.
+"""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from multiprocessing.context import ForkServerContext, SpawnContext
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from correlator.analysis import Options, Progress, analyze
-from correlator.api.analysis_db import Store
+import psutil
+
+from correlator.api.analysis_db import AnalysisRow, Store
+from correlator.api.context import request_id
+from correlator.api.lanes import Lane, lane_of
 from correlator.api.settings import Settings
-from correlator.cancel import Cancelled, CancelToken
-from correlator.engine.rules import Rule
-from correlator.errors import CorrelatorError
-from correlator.formats.registry import Registry
+from correlator.api.worker import JobSpec, run
 
 log = logging.getLogger("correlator.api")
 
+#: Seconds between two looks at the running jobs: a DELETE or a budget stops a job within it.
+TICK = 0.05
+#: Seconds between two purges when no analysis ends to trigger one.
+HOUSEKEEPING = 600.0
+#: Seconds a killed process gets to be reaped before we move on.
+REAP = 2.0
+
+_context_lock = threading.Lock()
+_context: ForkServerContext | SpawnContext | None = None
+
+
+def process_context() -> ForkServerContext | SpawnContext:
+    """The fork server where the platform has one (children fork from a clean process with the
+    formats and rules loaded, see worker.py), else spawn."""
+    global _context
+    with _context_lock:
+        if _context is None:
+            if "forkserver" in multiprocessing.get_all_start_methods():
+                server = multiprocessing.get_context("forkserver")
+                server.set_forkserver_preload(["correlator.api.warm_worker"])
+                _context = server
+            else:
+                _context = multiprocessing.get_context("spawn")
+        return _context
+
+
+def warm_up() -> None:
+    """Start the fork server (with its preloaded modules) if the platform has one."""
+    if isinstance(process_context(), ForkServerContext):
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+@dataclass(eq=False)
+class Job:
+    id: str
+    lane: Lane
+    future: Future[None] = field(default_factory=Future)
+    process: BaseProcess | None = None
+    started: float = 0.0
+    stop_reason: str | None = None
+    """Why the scheduler stopped it (deleted, over a budget), or None."""
+    request_id: str | None = field(default_factory=request_id.get)
+    """The request that queued it: its lifecycle log lines carry that id."""
+
+    def log(self, message: str, *args: object, **fields: object) -> None:
+        log.info(message, *args, extra={"request_id": self.request_id, "analysis_id": self.id, "lane": self.lane,
+                                        **fields})
+
+
+Listener = Callable[[AnalysisRow, float], None]
+
 
 class Analyser:
-    def __init__(self, settings: Settings, store: Store, registry: Registry, rules: Sequence[Rule]) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.registry = registry
-        self.rules = list(rules)
-        self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="correlator-analysis")
-        self._tokens: dict[str, CancelToken] = {}
-        """Per analysis queued or running: DELETE and shutdown cancel through it."""
-        self._lock = threading.Lock()
-        self._futures: dict[str, Future[None]] = {}
+        self.spec = JobSpec(state_dir=settings.state_dir.resolve(), zones=tuple(settings.zones),
+                            formats_dirs=tuple(settings.formats_dirs), rules_dirs=tuple(settings.rules_dirs))
+        self.slots: dict[Lane, int] = {"small": settings.small_workers, "large": settings.workers}
+        self._queues: dict[Lane, deque[Job]] = {"small": deque(), "large": deque()}
+        self._running: dict[str, Job] = {}
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._last_purge = time.monotonic()
+        self.on_finished: list[Listener] = []
+        """Called (row, seconds) on the scheduler thread when a job ends done or failed."""
+        self._thread = threading.Thread(target=self._loop, name="correlator-jobs", daemon=True)
+        self._thread.start()
+        # start the fork server now, off the serving thread: it loads the formats and rules once
+        # (seconds), which the first upload would otherwise wait for
+        threading.Thread(target=warm_up, name="correlator-forkserver", daemon=True).start()
 
-    def options(self) -> Options:
-        return self.settings.analysis_options()
+    # -- what routes ask ---------------------------------------------------------------------
 
-    def submit(self, analysis_id: str) -> Future[None]:
-        future = self._pool.submit(self.run, analysis_id)
-        with self._lock:
-            self._tokens.setdefault(analysis_id, CancelToken())
-            self._futures[analysis_id] = future
-        future.add_done_callback(lambda _: self._forget(analysis_id))
-        return future
+    def lane(self, upload: Path) -> Lane:
+        """Decided before submitting (it may read an archive's headers: call it off the loop)."""
+        return lane_of(upload, self.settings.background_bytes)
 
-    def _forget(self, analysis_id: str) -> None:
-        with self._lock:
-            self._futures.pop(analysis_id, None)
-            self._tokens.pop(analysis_id, None)  # a job cancelled while queued never ran
+    def submit(self, analysis_id: str, lane: Lane) -> Future[None]:
+        job = Job(analysis_id, lane)
+        with self._cond:
+            self._queues[lane].append(job)
+            position = len(self._queues[lane])
+            self._cond.notify_all()
+        job.log("analysis %s queued (%s lane, position %d)", analysis_id, lane, position, event="queued")
+        return job.future
+
+    def future(self, analysis_id: str, lane: Lane | None = None) -> Future[None] | None:
+        """What resolves when the analysis ends, while it is queued or running (in `lane`)."""
+        with self._cond:
+            jobs = [*self._running.values(), *(job for queue in self._queues.values() for job in queue)]
+        for job in jobs:
+            if job.id == analysis_id and (lane is None or job.lane == lane):
+                return job.future
+        return None
+
+    def position(self, analysis_id: str) -> int | None:
+        """1 for the next to start in its lane; None when not queued."""
+        with self._cond:
+            for queue in self._queues.values():
+                for i, job in enumerate(queue, 1):
+                    if job.id == analysis_id:
+                        return i
+        return None
+
+    def depth(self) -> dict[Lane, int]:
+        with self._cond:
+            return {lane: len(queue) for lane, queue in self._queues.items()}
+
+    def accepting(self) -> bool:
+        """The scheduler runs and takes work."""
+        return self._thread.is_alive() and not self._stopping
+
+    def running(self) -> int:
+        with self._cond:
+            return len(self._running)
 
     def cancel(self, analysis_id: str) -> None:
-        with self._lock:
-            token = self._tokens.get(analysis_id)
-            future = self._futures.get(analysis_id)
-        if token is not None:
-            token.cancel()
-        if future is not None:
-            future.cancel()
+        """Stop the analysis now: drop it from its queue, or have the scheduler kill its process
+        (within TICK) and wait for that."""
+        with self._cond:
+            for queue in self._queues.values():
+                for job in list(queue):
+                    if job.id == analysis_id:
+                        queue.remove(job)
+                        job.future.set_result(None)
+            running = self._running.get(analysis_id)
+            if running is None:
+                return
+            running.stop_reason = "deleted"
+            self._cond.notify_all()
+        running.future.result(timeout=REAP + 5)
 
     def shutdown(self) -> None:
-        """Stop taking work; what is queued or running stays 'queued'/'running' on disk and is
-        analysed again at the next start."""
-        with self._lock:
-            for token in self._tokens.values():
-                token.cancel()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop taking work and kill what runs: queued and running analyses stay 'queued' and
+        'running' on disk and are analysed again at the next start."""
+        with self._cond:
+            self._stopping = True
+            for job in self._running.values():
+                job.stop_reason = "shutdown"
+            for queue in self._queues.values():
+                for job in queue:
+                    job.future.set_result(None)
+                queue.clear()
+            self._cond.notify_all()
+        self._thread.join(timeout=REAP + 5)
 
     def purge(self) -> None:
-        """Delete the finished analyses beyond the kept count or age (after each analysis, and at
-        start-up, so the limits hold without a timer)."""
+        """Delete the finished analyses beyond the kept count or age, and the uploads of failed
+        ones past `failed_upload_days` (after each analysis, at start-up and every HOUSEKEEPING
+        seconds)."""
         for old in self.store.expired(self.settings.max_analyses, self.settings.max_age_days):
             self.store.delete(old)
+        for failed in self.store.stale_failed_uploads(self.settings.failed_upload_days):
+            self.store.drop_upload(failed.id)
+        self._last_purge = time.monotonic()
 
-    def run(self, analysis_id: str) -> None:
-        with self._lock:
-            token = self._tokens.setdefault(analysis_id, CancelToken())
+    # -- the scheduler -----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                if self._stopping and not self._running:
+                    return
+                if not self._stopping:
+                    self._start_queued()
+                running = list(self._running.values())
+            for job in running:
+                self._watch(job)
+            if time.monotonic() - self._last_purge > HOUSEKEEPING and not self._stopping:
+                try:
+                    self.purge()
+                except Exception:  # housekeeping must not stop the scheduler
+                    log.exception("purging old analyses failed")
+            with self._cond:
+                self._cond.wait(TICK)
+
+    def _start_queued(self) -> None:
+        """Under the lock: fill the free slots of each lane, oldest first."""
+        for lane, queue in self._queues.items():
+            busy = sum(1 for job in self._running.values() if job.lane == lane)
+            while queue and busy < self.slots[lane]:
+                job = queue.popleft()
+                job.started = time.monotonic()
+                job.process = process_context().Process(target=run, args=(self.spec, job.id),
+                                                        name=f"correlator-analysis-{job.id}", daemon=True)
+                try:
+                    job.process.start()
+                except OSError as exc:
+                    log.error("cannot start analysis %s: %s", job.id, exc)
+                    self.store.update(job.id, status="failed", phase="failed",
+                                      message=f"the server could not start the analysis ({exc.strerror})")
+                    job.future.set_result(None)
+                    continue
+                job.log("analysis %s started (%s lane, pid %s)", job.id, lane, job.process.pid, event="started")
+                self._running[job.id] = job
+                busy += 1
+
+    def _watch(self, job: Job) -> None:
+        process = job.process
+        assert process is not None
+        if not process.is_alive():
+            self._ended(job)
+            return
+        elapsed = time.monotonic() - job.started
+        budget = self.settings.analysis_timeout
+        if job.stop_reason is None and elapsed > budget:
+            job.stop_reason = (f"stopped after {elapsed:.0f} s: the analysis took longer than the server's time "
+                               f"budget of {budget:g} s (analysis_timeout)")
+        limit = self.settings.analysis_memory_mb
+        if job.stop_reason is None and process.pid is not None:
+            try:
+                rss = psutil.Process(process.pid).memory_info().rss
+            except psutil.Error:
+                rss = 0
+            if rss > limit * 1024**2:
+                job.stop_reason = (f"stopped at {rss / 1024**2:.0f} MB: the analysis needed more memory than the "
+                                   f"server's budget of {limit} MB (analysis_memory_mb)")
+        if job.stop_reason is not None:
+            if process.is_alive():
+                process.kill()
+                process.join(REAP)
+            self._ended(job)
+
+    def _ended(self, job: Job) -> None:
+        with self._cond:
+            self._running.pop(job.id, None)
+        process = job.process
+        assert process is not None
+        process.join(REAP)
+        seconds = time.monotonic() - job.started
+        reason = job.stop_reason
         try:
-            self._run(analysis_id, token)
+            if reason == "shutdown":
+                return
+            if reason == "deleted":
+                job.log("analysis %s stopped: deleted", job.id, event="deleted", seconds=round(seconds, 3))
+                return
+            row = self.store.get(job.id)
+            if row is None:
+                return
+            if reason is not None or row.status not in ("done", "failed"):
+                why = reason or (f"the analysis process ended unexpectedly (exit code {process.exitcode}); the "
+                                 "server log may say more")
+                self.store.writer(row.num).discard()
+                self.store.update(job.id, status="failed", phase="failed", message=why)
+                row = self.store.get(job.id)
+                assert row is not None
+            job.log("analysis %s %s in %.2f s%s", job.id, row.status, seconds,
+                    f": {row.message}" if row.status == "failed" else "", event=row.status,
+                    seconds=round(seconds, 3), message_text=row.message)
+            for listener in self.on_finished:
+                try:
+                    listener(row, seconds)
+                except Exception:
+                    log.exception("a listener failed on analysis %s", job.id)
+            self.purge()
         finally:
-            with self._lock:
-                self._tokens.pop(analysis_id, None)
-        self.purge()
-
-    def _run(self, analysis_id: str, token: CancelToken) -> None:
-        row = self.store.get(analysis_id)
-        if row is None or row.upload is None:
-            return
-        upload = Path(row.upload)
-        writer = self.store.writer(row.num)
-        writer.discard()  # a run cut short by a restart left part of a timeline
-        self.store.update(analysis_id, status="running", phase="extracting", progress=0.0, events=0)
-
-        def on_progress(progress: Progress) -> None:
-            # 0.99 at most: storing the findings is still to come
-            self.store.update(analysis_id, phase="analysing", progress=round(min(0.99, progress.share), 3),
-                              events=writer.count)
-
-        try:
-            # every line: the stored timeline pages through all of them
-            result = analyze([upload], self.options(), registry=self.registry, rules=self.rules,
-                             on_events=writer.add, every_line=True, on_progress=on_progress, cancel=token,
-                             names={upload: upload.name})
-            token.check()  # deleted while the report was being made
-            self.store.update(analysis_id, phase="storing", progress=0.99, events=writer.count)
-            writer.finish()
-            report = result.to_dict()
-            self.store.save_findings(row.num, report["findings"])
-            self.store.update(analysis_id, status="done", phase="done", progress=1.0, events=writer.count,
-                              report={k: v for k, v in report.items() if k != "findings"}, upload=None)
-            upload_dir = upload.parent
-            for leftover in upload_dir.iterdir():
-                leftover.unlink()
-            upload_dir.rmdir()
-        except Cancelled:
-            self.store.drop_events(row.num)
-            return
-        except CorrelatorError as exc:
-            writer.discard()
-            self.store.update(analysis_id, status="failed", phase="failed", message=str(exc))
-        except Exception as exc:  # a bug must fail one analysis, not the server
-            log.exception("analysis %s failed", analysis_id)
-            writer.discard()
-            self.store.update(analysis_id, status="failed", phase="failed",
-                              message=f"internal error while analysing ({type(exc).__name__}); see the server log")
+            process.close()
+            job.future.set_result(None)

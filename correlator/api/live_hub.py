@@ -4,6 +4,12 @@ mode) and the fan-out of its updates to server-sent-event subscribers.
 LiveAnalysis calls back on its worker threads; each subscriber is an asyncio queue on the
 server's loop, fed with `call_soon_threadsafe`, so a slow dashboard never blocks the analysis
 (its queue drops the oldest update past a bound; the finding's next revision brings it back).
+
+Every event has a sequence number (the SSE `id`): `finding` with a new or updated finding, and
+`removed` when a finding the stream showed is no longer among the current ones (a more specific
+cause now explains it, or it fell below the severity floor). The last REPLAY events are kept, so
+a client that reconnects with `Last-Event-ID` gets what it missed, in order; one that was gone
+longer gets the current findings again, as a new subscriber does.
 """
 
 from __future__ import annotations
@@ -11,11 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from correlator.analysis import Options
+from correlator.api.finding_keys import finding_key
 from correlator.engine.rules import Rule
 from correlator.formats.registry import Registry
 from correlator.live_analysis import LiveAnalysis, LiveUpdate
@@ -23,22 +32,29 @@ from correlator.report_model import Finding
 
 #: Updates a subscriber may have pending before the oldest are dropped.
 QUEUE_BOUND = 1_000
+#: Events kept for clients that reconnect with Last-Event-ID.
+REPLAY = 1_000
 
 
-def live_key(finding: Finding) -> str:
-    return finding.id if not finding.group else f"{finding.id}:{finding.group}"
+@dataclass(frozen=True)
+class StreamEvent:
+    seq: int
+    kind: str
+    """'finding' or 'removed'."""
+    data: dict[str, Any]
 
 
 def finding_dict(finding: Finding) -> dict[str, Any]:
-    return {"key": live_key(finding), **finding.to_dict()}
+    # redacted already: the live sources are redacted as they are read (correlator.redaction)
+    return {"key": finding_key(finding.id, finding.group, finding.host), **finding.to_dict()}
 
 
 class _Subscriber:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
 
-    def put(self, item: dict[str, Any] | None) -> None:
+    def put(self, item: StreamEvent | None) -> None:
         """On the loop's thread."""
         while self.queue.qsize() >= QUEUE_BOUND:
             self.queue.get_nowait()
@@ -51,6 +67,10 @@ class LiveHub:
         self.paths = list(paths)
         self._subscribers: set[_Subscriber] = set()
         self._lock = threading.Lock()
+        self._seq = 0
+        self._recent: deque[StreamEvent] = deque(maxlen=REPLAY)
+        self._shown: set[str] = set()
+        """Keys of the findings the stream has shown and not removed."""
         self.analysis = LiveAnalysis(self.paths, options, registry=registry, rules=rules,
                                      on_update=self._on_update, stitch_window=stitch_window)
 
@@ -66,23 +86,44 @@ class LiveHub:
                 sub.loop.call_soon_threadsafe(sub.put, None)
 
     def _on_update(self, update: LiveUpdate) -> None:
+        """On the analysis's thread, under its lock (the findings are a consistent copy)."""
         if not update.findings:
             return
-        items = [finding_dict(f) for f in update.findings]  # under the analysis's lock: a consistent copy
+        current = {finding_key(f.id, f.group, f.host): f for f in self.analysis.session.findings(
+            self.analysis.options.min_severity)}
+        changed = {finding_key(f.id, f.group, f.host) for f in update.findings}
         with self._lock:
+            events = [self._event("finding", finding_dict(current[key])) for key in sorted(changed & current.keys())]
+            self._shown |= changed & current.keys()
+            gone = sorted(self._shown - current.keys())
+            self._shown -= set(gone)
+            events += [self._event("removed", {"key": key, "id": key.split("~", 1)[0]}) for key in gone]
             subscribers = list(self._subscribers)
         for sub in subscribers:
-            for item in items:
+            for event in events:
                 with contextlib.suppress(RuntimeError):
-                    sub.loop.call_soon_threadsafe(sub.put, item)
+                    sub.loop.call_soon_threadsafe(sub.put, event)
 
-    def subscribe(self) -> tuple[_Subscriber, list[dict[str, Any]]]:
-        """A new subscriber and the findings as they stand (sent first, so a dashboard that
-        connects late starts complete). Registered before the snapshot: nothing falls between."""
+    def _event(self, kind: str, data: dict[str, Any]) -> StreamEvent:
+        """Under self._lock."""
+        self._seq += 1
+        event = StreamEvent(self._seq, kind, data)
+        self._recent.append(event)
+        return event
+
+    def subscribe(self, last_event_id: int | None = None) -> tuple[_Subscriber, list[StreamEvent]]:
+        """A new subscriber and what it is to be sent first: the events after `last_event_id` when
+        they are all still kept, else the findings as they stand (so a dashboard that connects late
+        starts complete). Registered under the lock that orders events: nothing falls between."""
         sub = _Subscriber(asyncio.get_running_loop())
-        with self._lock:
+        with self.analysis._lock, self._lock:  # the order _on_update takes them in
             self._subscribers.add(sub)
-        return sub, self.snapshot()
+            oldest = self._recent[0].seq if self._recent else self._seq + 1
+            if last_event_id is not None and oldest - 1 <= last_event_id <= self._seq:
+                return sub, [e for e in self._recent if e.seq > last_event_id]
+            current = self.snapshot()
+            self._shown |= {item["key"] for item in current}
+            return sub, [StreamEvent(self._seq, "finding", item) for item in current]
 
     def unsubscribe(self, sub: _Subscriber) -> None:
         with self._lock:

@@ -51,6 +51,12 @@ class HealthOut(ApiModel):
     status: Literal["ok"] = "ok"
 
 
+class ReadyOut(ApiModel):
+    status: Literal["ready", "not ready"]
+    problems: list[str]
+    """Why not (the database, the scheduler, disk space), empty when ready."""
+
+
 class VersionOut(ApiModel):
     name: str
     version: str
@@ -82,8 +88,10 @@ class RuleOut(ApiModel):
 
 @with_config(ConfigDict(extra="forbid"))
 class FindingOut(FindingDict):
-    """A finding of the report with `key`: its address (`/findings/{key}` of its analysis; for
-    live findings the stable `id` or `id:group` a dashboard updates in place)."""
+    """A finding of the report with `key`: its address (`/findings/{key}` of its analysis), the
+    same for batch and live findings: the rule id, and for a grouped finding `~` and a hash of its
+    group (`auth.bad_credentials~3f9a2c1b`); stable across analyses of the same logs, so a
+    dashboard updates a live finding in place (api/finding_keys.py)."""
 
     key: str
 
@@ -106,6 +114,9 @@ class AnalysisOut(ApiModel):
     """queued and running analyses are polled until done or failed."""
     phase: str
     """What the analysis is doing or did: queued, extracting, analysing, storing, done, failed."""
+    queue_position: int | None = Field(default=None, ge=1)
+    """While queued: 1 for the next to start among analyses of its size (small bundles have
+    slots of their own)."""
     progress: float = Field(ge=0, le=1)
     events: int
     """Timeline events stored so far."""

@@ -22,6 +22,8 @@ HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 120.0
 #: Seconds an idle keep-alive connection is kept between requests.
 KEEP_ALIVE = 5.0
+#: Seconds a stream has, once told its client is gone at shutdown, before its connection closes.
+STREAM_CLOSE_DELAY = 0.1
 #: Open connections (and running requests) at most; beyond, new requests get 503.
 MAX_CONNECTIONS = 256
 
@@ -47,6 +49,23 @@ class TimedH11Protocol(H11Protocol):
                 self._arm(BODY_TIMEOUT, "body")
         elif state is not h11.IDLE:
             self._disarm()  # the request is in: the app and uvicorn's keep-alive timer take over
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown waits for every response to end, and a server-sent-event
+        stream never ends by itself: the server would wait out its whole graceful timeout and
+        then cancel the stream ("Cancel 1 running task(s)"). A response that has started and is
+        not complete is such a stream: tell the app its client is gone (it ends the stream and
+        unsubscribes at once), then close the connection."""
+        cycle = self.cycle
+        if cycle is not None and cycle.response_started and not cycle.response_complete:
+            cycle.disconnected = True
+            cycle.message_event.set()
+            self.loop.call_later(STREAM_CLOSE_DELAY, self._close_stream)
+        super().shutdown()
+
+    def _close_stream(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -64,10 +64,28 @@ class Settings(BaseSettings):
     max_analyses: int = Field(default=100, gt=0)
     """Oldest analyses are deleted beyond this count."""
     max_age_days: float = Field(default=30.0, gt=0)
+    failed_upload_days: float = Field(default=7.0, gt=0)
+    """A failed analysis keeps its upload this long (to look into, or retry), then only its row."""
     background_bytes: int = Field(default=2 * 1024**2, ge=0)
-    """Uploads larger than this are analysed in the background (202 and a status to poll);
-    smaller ones are answered finished (201), which is what a support script wants."""
-    workers: int = Field(default=1, ge=1, le=16)
+    """Bundles that read more than this (an archive's members uncompressed) are analysed in the
+    background (202 and a status to poll, `workers` at a time); smaller ones are answered
+    finished (201), which is what a support script wants, on slots of their own."""
+    workers: int = Field(default=2, ge=1, le=64)
+    """Large analyses run at once, each in a process of its own; more wait in a queue."""
+    small_workers: int = Field(default=2, ge=1, le=64)
+    """Small analyses run at once, on slots large ones never take."""
+    analysis_timeout: float = Field(default=3600.0, gt=0)
+    """Seconds an analysis may run before it is stopped and marked failed."""
+    analysis_memory_mb: int = Field(default=2048, ge=64)
+    """Resident memory (MB) an analysis process may reach before it is stopped and marked failed."""
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://")
+    """Where to POST when any analysis finishes (an upload's `webhook` wins); see api/webhooks.py."""
+    webhook_secret: SecretStr | None = None
+    """Key of the HMAC-SHA256 signature header (X-Correlator-Signature-256) of every webhook."""
+    webhook_attempts: int = Field(default=5, ge=1, le=20)
+    """Tries per webhook delivery at most."""
+    webhook_backoff: float = Field(default=2.0, gt=0, le=60)
+    """Seconds before the second try, doubling after (at most a minute between tries)."""
     cors_origins: list[str] = Field(default_factory=list)
     """Empty: no CORS headers at all (a browser page elsewhere cannot call the API)."""
     zones: list[str] = Field(default_factory=list)

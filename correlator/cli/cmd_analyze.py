@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import shutil
 import sys
 import tempfile
@@ -103,31 +102,14 @@ def run(args: argparse.Namespace) -> int:
 
         render_text(analysis, Console(highlight=False, soft_wrap=False), title=title)
     else:
-        if args.output == "json":
-            text = json.dumps(analysis.to_dict(), indent=2)
-        elif args.output == "md":
-            from correlator.reports.markdown import render as render_md
+        from correlator.reports.files import render_file
 
-            text = render_md(analysis, title=title)
-        elif args.output == "html":
-            from correlator.reports.html import render as render_html
-
-            text = render_html(analysis, title=title)
-        else:
-            import io
-
-            from rich.console import Console
-
-            from correlator.reports.text import render as render_text
-
-            buffer = io.StringIO()
-            render_text(analysis, Console(file=buffer, width=100, highlight=False, no_color=True), title=title)
-            text = buffer.getvalue()
+        text = render_file(analysis, args.output, title)
         if args.out is not None:
             args.out.write_text(text, encoding="utf-8")
             print(f"report written to {args.out}", file=sys.stderr)
         else:
-            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            sys.stdout.write(text)
     worst = analysis.worst
     code = EXIT_BY_SEVERITY.get(worst, 0) if worst and severity_rank(worst) >= 0 else 0
     # a part of the input that could not be read is an input error unless a finding says more

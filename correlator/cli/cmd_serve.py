@@ -33,6 +33,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--max-upload-mb", type=float, help="largest upload accepted (default 512)")
     parser.add_argument("--max-analyses", type=int, help="analyses kept, oldest deleted first (default 100)")
     parser.add_argument("--max-age-days", type=float, help="analyses older than this are deleted (default 30)")
+    parser.add_argument("--workers", type=int, help="large analyses run at once, a process each (default 2); "
+                        "small bundles have slots of their own (small_workers)")
+    parser.add_argument("--analysis-timeout", type=float, metavar="SECONDS",
+                        help="an analysis running longer is stopped and marked failed (default 3600)")
+    parser.add_argument("--analysis-memory-mb", type=int, metavar="MB",
+                        help="an analysis process growing past this is stopped and marked failed (default 2048)")
     parser.add_argument("--cors-origin", action="append", dest="cors_origins", metavar="ORIGIN",
                         help="allow browser pages from ORIGIN (repeatable; default: CORS off)")
     parser.add_argument("--allowed-host", action="append", dest="allowed_hosts", metavar="NAME",
@@ -49,6 +55,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--stitch-window", type=float, metavar="SECONDS",
                         help="live: how long an event waits for the other side of its connection (default 0.01)")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    parser.add_argument("--log-format", default="json", choices=("json", "text"),
+                        help="log lines as JSON objects (default: time, level, logger, message, request_id and "
+                        "the record's fields) or as text")
     parser.set_defaults(func=run)
 
 
@@ -56,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from correlator.api import create_app, load_settings
+    from correlator.api.observability import log_config
     from correlator.api.private import PRIVATE_UMASK, private_dir
     from correlator.api.server import uvicorn_options
     from correlator.sources.archives import remove_stale_temp
@@ -65,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     max_upload = None if args.max_upload_mb is None else int(args.max_upload_mb * 1024**2)
     settings = load_settings(args.config, host=args.host, port=args.port, token=args.token,
                              state_dir=args.state_dir, max_upload_bytes=max_upload, max_analyses=args.max_analyses,
-                             max_age_days=args.max_age_days, cors_origins=args.cors_origins, zones=args.zones,
+                             max_age_days=args.max_age_days, workers=args.workers,
+                             analysis_timeout=args.analysis_timeout, analysis_memory_mb=args.analysis_memory_mb,
+                             cors_origins=args.cors_origins, zones=args.zones,
                              allowed_hosts=args.allowed_hosts, probe=args.probe, probe_networks=args.probe_networks,
                              formats_dirs=args.formats_dirs, rules_dirs=args.rules_dirs,
                              live_paths=args.paths or None, live_stitch_window=args.stitch_window)
@@ -79,5 +91,6 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(settings)
     # open SSE streams would hold a shutdown forever: give them a moment, then close them
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
+                log_config=log_config(args.log_level, args.log_format),
                 timeout_graceful_shutdown=2, proxy_headers=False, **uvicorn_options())
     return 0

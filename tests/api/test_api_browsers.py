@@ -42,7 +42,7 @@ def test_a_page_elsewhere_cannot_create_or_delete_an_analysis(start_server: Serv
         # the server's own pages (the docs' "try it out"), scripts and curl may
         same = client.post("/analyses", content=PASTE, headers={"Content-Type": "text/plain", "Origin": server.url,
                                                                 "Sec-Fetch-Site": "same-origin"})
-        plain = client.post("/analyses", content=PASTE, headers={"Content-Type": "text/plain"})
+        plain = client.post("/analyses", content=PASTE + b"\n", headers={"Content-Type": "text/plain"})
         assert same.status_code == 201 and plain.status_code == 201, (same.text, plain.text)
         assert client.get("/analyses", headers={"Origin": EVIL}).status_code == 200  # reading: CORS's business
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 import os
 import stat
+import tarfile
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,17 @@ def open_umask() -> Iterator[None]:
     os.umask(previous)
 
 
+def _no_log_tar() -> bytes:
+    """A .tar.gz reading 4 MB (past the small lane) with no log or artifact in it."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        data = bytes(range(256)) * 16384
+        member = tarfile.TarInfo("scans/scan.bin")
+        member.size = len(data)
+        archive.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -37,8 +50,15 @@ def test_state_folders_are_700_and_files_600(start_server: ServerFactory, tmp_pa
     server = start_server(state_dir=state)
     with server.client() as client:
         done = client.post("/analyses", content=LOG, params={"name": "mosquitto.log"})
-        failed = client.post("/analyses", content=b"\x1f\x8b" + os.urandom(3000), params={"name": "x.log.gz"})
-    assert done.json()["status"] == "done" and failed.json()["status"] == "failed"  # a failed one keeps its upload
+        # a large bundle with nothing to analyse in it fails in the background, and keeps its upload
+        # (a small one is refused at once, 422, and keeps nothing)
+        failed = client.post("/analyses", content=_no_log_tar(), params={"name": "scans.tar.gz"})
+        assert failed.status_code == 202
+        deadline = time.monotonic() + 30
+        while client.get(f"/analyses/{failed.json()['id']}").json()["status"] != "failed":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert done.json()["status"] == "done"
     folders = [state, *(p for p in state.rglob("*") if p.is_dir())]
     files = [p for p in state.rglob("*") if p.is_file()]
     assert any(p.parent.parent.name == "uploads" for p in files), "the failed analysis's upload is there"
@@ -61,11 +81,13 @@ def test_no_message_names_a_server_path(start_server: ServerFactory, tmp_path: P
     state = str(server.settings.state_dir)
     with server.client() as client:
         bundle = client.post("/analyses", content=_bundle(), params={"name": "plant.zip"}).json()
-        broken = client.post("/analyses", content=b"\x1f\x8b" + os.urandom(3000), params={"name": "x.log.gz"}).json()
+        refused = client.post("/analyses", content=b"\x1f\x8b" + os.urandom(3000), params={"name": "x.log.gz"})
+        broken = refused.json()
         single = client.post("/analyses", content=LOG, params={"name": "mosquitto.log"}).json()
         answers = [client.get(f"/analyses/{a['id']}{route}").text for a in (bundle, single)
                    for route in ("", "/sources", "/findings", "/timeline")]
-    assert broken["status"] == "failed" and broken["message"].startswith("nothing to analyse: x.log.gz:")
+    # a small upload with nothing to analyse is refused, named as the client named it
+    assert refused.status_code == 422 and "nothing to analyse: x.log.gz:" in broken["message"], broken
     assert any(e.startswith("plant.zip!plant/certs/ca.pem:") for e in bundle["errors"]), bundle["errors"]
     assert any(e.startswith("plant.zip!plant/inner.tar.gz:") for e in bundle["errors"]), bundle["errors"]
     for text in [str(broken), str(bundle), str(single), *answers]:

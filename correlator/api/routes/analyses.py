@@ -4,18 +4,22 @@ findings, one finding, the timeline, the sources."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
+import sqlite3
 import tarfile
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from starlette.datastructures import UploadFile
 
 from correlator import time_input
-from correlator.api.analysis_db import AnalysisRow, TimelineQuery, iso
+from correlator.api import idempotency
+from correlator.api.analysis_db import AnalysisRow, Store, TimelineQuery, iso
 from correlator.api.deps import AnalyserDep, AnalysisDep, FinishedDep, SettingsDep, StoreDep
+from correlator.api.jobs import Analyser
 from correlator.api.models import (
     AnalysisBrief,
     AnalysisList,
@@ -29,10 +33,10 @@ from correlator.api.models import (
     TimelinePage,
 )
 from correlator.api.private import open_private
+from correlator.api.upload_check import check_upload, nothing_to_analyse
 from correlator.errors import TimeInputError
 from correlator.model import Level, Severity, severity_rank
 from correlator.sources.bundle import is_archive
-from correlator.sources.paste import recognisable
 
 router = APIRouter(tags=["analyses"])
 
@@ -86,10 +90,12 @@ def _upload_name(given: str | None, path: Path) -> str:
     return name[:200]
 
 
-async def _receive_upload(request: Request, target: Path) -> str | None:
+async def _receive_upload(request: Request, target: Path) -> tuple[str | None, str]:
     """Stream the body (raw or the multipart `file` field) into `target`; the name the client
-    gave, if any. The body limit is the middleware's (correlator.api.limits): it stops reading at
-    the limit, so a client that lies about its size or sends chunked data cannot fill the disk."""
+    gave, if any, and the SHA-256 of the bytes. The body limit is the middleware's
+    (correlator.api.limits): it stops reading at the limit, so a client that lies about its size or
+    sends chunked data cannot fill the disk."""
+    digest = hashlib.sha256()
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         async with request.form(max_files=1, max_fields=10) as form:
@@ -99,18 +105,21 @@ async def _receive_upload(request: Request, target: Path) -> str | None:
             with open_private(target) as out:
                 while chunk := await upload.read(CHUNK):
                     out.write(chunk)
-            return upload.filename
+                    digest.update(chunk)
+            return upload.filename, digest.hexdigest()
     with open_private(target) as out:
         async for chunk in request.stream():
             out.write(chunk)
-    return None
+            digest.update(chunk)
+    return None, digest.hexdigest()
 
 
-def analysis_out(row: AnalysisRow) -> AnalysisOut:
+def analysis_out(row: AnalysisRow, queue_position: int | None = None) -> AnalysisOut:
     report = row.report or {}
     summary = report.get("summary")
     return AnalysisOut(id=row.id, name=row.name, status=_status(row.status), phase=row.phase,
-                       progress=row.progress, events=row.events, size=row.size, created=iso(row.created),
+                       queue_position=queue_position, progress=row.progress, events=row.events, size=row.size,
+                       created=iso(row.created),
                        updated=iso(row.updated), message=row.message,
                        summary=summary or None,
                        artifacts=report.get("artifacts", {}), errors=report.get("errors", []),
@@ -128,41 +137,86 @@ def _status(value: str) -> Status:
              summary="Upload a bundle and analyse it",
              responses={**ERRORS, 202: {"model": AnalysisOut, "description": "Accepted: analysed in the "
                                         "background; poll the analysis until its status is done"},
-                        413: {"model": ErrorOut, "description": "Upload larger than the server's limit"}})
+                        200: {"model": AnalysisOut, "description": "The same bundle (by its bytes, or by its "
+                              "Idempotency-Key) was uploaded before: its analysis"},
+                        409: {"model": ErrorOut, "description": "The Idempotency-Key was used for another upload"},
+                        413: {"model": ErrorOut, "description": "Upload larger than the server's limit"},
+                        415: {"model": ErrorOut, "description": "The upload is binary data (a PDF, an image, "
+                              "random bytes), not a log, certificate or configuration"},
+                        422: {"model": ErrorOut, "description": "Nothing in the upload is a log line or an "
+                              "artifact (or invalid parameters)"}})
 async def create_analysis(request: Request, response: Response, settings: SettingsDep, store: StoreDep,
                           analyser: AnalyserDep,
                           name: Annotated[str | None, Query(max_length=200, description="File name of a raw upload "
                                                             "(its suffix says the archive type; sniffed if absent)")
-                                          ] = None) -> AnalysisOut:
+                                          ] = None,
+                          webhook: Annotated[str | None, Query(
+                              max_length=2000, pattern=r"^https?://",
+                              description="URL to POST to when the analysis finishes (signed with the "
+                              "server's webhook_secret; see the README)")] = None,
+                          idempotency_key: Annotated[str | None, Header(
+                              alias=idempotency.HEADER, pattern=idempotency.PATTERN,
+                              description="Any unique string (a UUID): a retry with the same key and bytes gets "
+                              "the first request's analysis instead of a second one")] = None) -> AnalysisOut:
     """Answers 201 with the finished analysis for a small bundle, 202 with a queued one for a
     large bundle (larger than the server's `background_bytes`)."""
+    key = idempotency_key
     analysis_id, folder = store.new_upload_dir()
     part = folder / "upload.part"
     try:
-        given = await _receive_upload(request, part)
+        given, digest = await _receive_upload(request, part)
         size = part.stat().st_size
         if size == 0:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "the upload is empty")
     except BaseException:
         _remove(folder)
         raise
-    if _is_text(request) and not _recognisable(part, request):
-        _remove(folder)
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "no log line recognised in the text: paste the log lines themselves (a broker's or "
-                            "a client's), with their timestamps if they have them")
     filename = _upload_name(given or name or ("paste.log" if _is_text(request) else None), part)
     upload = part.rename(folder / filename)
-    row = store.create(analysis_id, filename, upload, size)
-    future = analyser.submit(analysis_id)
+    try:
+        await asyncio.to_thread(check_upload, upload, filename, request.app.state.registry,
+                                paste=_is_text(request))
+        known = idempotency.earlier(store, key, digest)
+    except HTTPException:
+        _remove(folder)
+        raise
+    if known is not None:
+        _remove(folder)
+        return await _known(known, request, response, analyser, store)
+    try:
+        row = store.create(analysis_id, filename, upload, size, digest=digest, idem_key=key, webhook=webhook)
+    except sqlite3.IntegrityError:  # the same key in two requests at once: the first one made it
+        _remove(folder)
+        raced = store.by_idempotency_key(key or "")
+        if raced is None:
+            raise
+        return await _known(raced, request, response, analyser, store)
+    lane = await asyncio.to_thread(analyser.lane, upload)
+    future = analyser.submit(analysis_id, lane)
     response.headers["Location"] = f"{request.url.path}/{analysis_id}"
-    if size <= settings.background_bytes:
+    if lane == "small":
         await asyncio.wrap_future(future)
         done = store.get(analysis_id)
+        if done is not None and done.status == "failed" and nothing_to_analyse(done.message):
+            store.delete(analysis_id)  # an archive with no log or artifact in it: refused, not kept
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{filename}: {done.message}")
         return analysis_out(done or row)
     response.status_code = status.HTTP_202_ACCEPTED
     response.headers["Retry-After"] = str(retry_after(size))
-    return analysis_out(row)
+    return analysis_out(row, analyser.position(analysis_id))
+
+
+async def _known(row: AnalysisRow, request: Request, response: Response, analyser: Analyser,
+                 store: Store) -> AnalysisOut:
+    """The answer to a retry or a bundle sent again: its analysis (200), awaited when it is a
+    small one still running, as the first request would have been."""
+    waiting = analyser.future(row.id, lane="small")
+    if waiting is not None:
+        await asyncio.wrap_future(waiting)
+        row = store.get(row.id) or row
+    response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"{request.url.path}/{row.id}"
+    return analysis_out(row, analyser.position(row.id) if row.status == "queued" else None)
 
 
 #: Bytes of bundle a worker analyses in a second, roughly (benchmarks/api.py): for Retry-After.
@@ -178,12 +232,6 @@ def retry_after(size: int) -> int:
 def _is_text(request: Request) -> bool:
     """A text/plain body is a pasted excerpt (as a support ticket carries it), not a bundle."""
     return request.headers.get("content-type", "").split(";")[0].strip().lower() == "text/plain"
-
-
-def _recognisable(part: Path, request: Request) -> bool:
-    with part.open("rb") as handle:
-        head = handle.read(256 * 1024)
-    return recognisable(head.decode("utf-8", "replace"), request.app.state.registry)
 
 
 def _remove(folder: Path) -> None:
@@ -207,8 +255,8 @@ async def list_analyses(store: StoreDep, limit: Annotated[int, Query(ge=1, le=50
 
 
 @router.get("/analyses/{analysis_id}", summary="Status, progress and summary of an analysis", responses=ERRORS)
-async def get_analysis(row: AnalysisDep) -> AnalysisOut:
-    return analysis_out(row)
+async def get_analysis(row: AnalysisDep, analyser: AnalyserDep) -> AnalysisOut:
+    return analysis_out(row, analyser.position(row.id) if row.status == "queued" else None)
 
 
 @router.delete("/analyses/{analysis_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS,
@@ -218,8 +266,8 @@ def delete_analysis(row: AnalysisDep, store: StoreDep, analyser: AnalyserDep) ->
     store.delete(row.id)
 
 
-def _finding_out(seq: int, data: dict[str, Any]) -> FindingOut:
-    return cast(FindingOut, {"key": str(seq), **data})  # checked against the schema as the response
+def _finding_out(key: str, data: dict[str, Any]) -> FindingOut:
+    return cast(FindingOut, {"key": key, **data})  # checked against the schema as the response
 
 
 @router.get("/analyses/{analysis_id}/findings", summary="Findings of an analysis, worst first", responses=ERRORS)
@@ -234,7 +282,7 @@ async def list_findings(row: FinishedDep, store: StoreDep,
     found = store.findings(row.num)
     items = []
     floor = severity_rank(min_severity) if min_severity else 0
-    for seq, data in found:
+    for key, data in found:
         if severity and data["severity"] not in severity:
             continue
         if severity_rank(data["severity"]) < floor:
@@ -245,18 +293,17 @@ async def list_findings(row: FinishedDep, store: StoreDep,
             continue
         if host and data.get("host", "") not in host:
             continue
-        items.append(_finding_out(seq, data))
+        items.append(_finding_out(key, data))
     return FindingList(analysis_id=row.id, total=len(items), items=items)
 
 
 @router.get("/analyses/{analysis_id}/findings/{key}", responses=ERRORS,
             summary="One finding with its explanation, evidence (file:line) and remediation")
 async def get_finding(row: FinishedDep, store: StoreDep, key: str) -> FindingOut:
-    # ASCII digits only: str.isdigit also takes '¹' and '１', which int() refuses
-    data = store.finding(row.num, int(key)) if key.isascii() and key.isdigit() and len(key) < 10 else None
+    data = store.finding(row.num, key)
     if data is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"analysis {row.id} has no finding {key!r}")
-    return _finding_out(int(key), data)
+    return _finding_out(key, data)
 
 
 def parse_time(value: str | None, name: str) -> datetime | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from correlator.api.analysis_db import client_of
@@ -47,16 +47,23 @@ def list_live_events(hub: LiveDep, after: Annotated[int, Query(ge=0, le=2**62)] 
 
 
 @router.get("/stream", response_class=EventSourceResponse, responses=ERRORS,
-            summary="Server-sent events: `finding` with each new or updated finding (the current ones first)")
-async def stream_live_findings(hub: LiveDep, request: Request) -> AsyncIterator[ServerSentEvent]:
-    sub, current = hub.subscribe()
+            summary="Server-sent events: `finding` with each new or updated finding (the current ones first), "
+            "`removed` when one is dropped; resumes after `Last-Event-ID`")
+async def stream_live_findings(hub: LiveDep, request: Request,
+                               last_event_id: Annotated[str | None, Header(
+                                   alias="Last-Event-ID", max_length=20,
+                                   description="the `id` of the last event received: the stream resumes after it "
+                                   "(or starts with the current findings when it is too old)")] = None,
+                               ) -> AsyncIterator[ServerSentEvent]:
+    resume = int(last_event_id) if last_event_id and last_event_id.isascii() and last_event_id.isdigit() else None
+    sub, first = hub.subscribe(resume)
     try:
-        for item in current:
-            yield ServerSentEvent(data=item, event="finding", id=f"{item['key']}#{item['revision']}")
+        for event in first:
+            yield ServerSentEvent(data=event.data, event=event.kind, id=str(event.seq))
         while True:
             update = await sub.queue.get()
             if update is None:  # the server is stopping
                 return
-            yield ServerSentEvent(data=update, event="finding", id=f"{update['key']}#{update['revision']}")
+            yield ServerSentEvent(data=update.data, event=update.kind, id=str(update.seq))
     finally:
         hub.unsubscribe(sub)

@@ -1,0 +1,133 @@
+"""One analysis of an uploaded bundle, run in a process of its own (see jobs.py for why).
+
+The process opens the state database itself and writes what the parent's threads used to: the
+timeline as it is read, the progress, the findings and the report, and the final status. The
+parent only starts it, watches its time and memory, and kills it when the analysis is deleted
+or over budget; SQLite's write-ahead log makes a kill at any point safe (the open transaction is
+rolled back).
+
+The server preloads this module in the fork server (`multiprocessing.set_forkserver_preload`),
+with the built-in formats and rules loaded: a child forks from there with them in memory, so a
+small upload pays a fork, not the seconds the formats take to compile.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from correlator.analysis import Options, Progress, analyze
+from correlator.api.analysis_db import Store
+from correlator.engine.rules import Rule, load_rules
+from correlator.errors import CorrelatorError
+from correlator.formats.registry import Registry, default_registry, load_registry
+from correlator.model import Event
+from correlator.report_model import Analysis
+from correlator.reports.files import FORMATS, render_file
+
+#: Seconds between progress writes: often enough for a progress bar, rare enough to cost nothing.
+PROGRESS_EVERY = 0.5
+
+_DEFAULT_RULES: list[Rule] | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a child needs to know (plain values: it crosses a process boundary)."""
+
+    state_dir: Path
+    zones: tuple[str, ...] = ()
+    formats_dirs: tuple[str, ...] = ()
+    rules_dirs: tuple[str, ...] = ()
+
+    def options(self) -> Options:
+        return Options(zones=list(self.zones), formats_dirs=list(self.formats_dirs), rules_dirs=list(self.rules_dirs))
+
+
+def warm() -> None:
+    """Load the built-in formats and rules once (in the fork server, before any child forks)."""
+    global _DEFAULT_RULES
+    default_registry()
+    if _DEFAULT_RULES is None:
+        _DEFAULT_RULES, _ = load_rules([])
+
+
+def _registry_and_rules(spec: JobSpec) -> tuple[Registry, list[Rule]]:
+    registry = load_registry(list(spec.formats_dirs)) if spec.formats_dirs else default_registry()
+    if spec.rules_dirs:
+        rules, _ = load_rules(list(spec.rules_dirs))
+        return registry, list(rules)
+    warm()
+    assert _DEFAULT_RULES is not None
+    return registry, _DEFAULT_RULES
+
+
+class _Orphaned(Exception):
+    """The server that started this process is gone: a restarted one analyses the upload again."""
+
+
+def run(spec: JobSpec, analysis_id: str) -> None:
+    """The child's entry point."""
+    store = Store(spec.state_dir)
+    try:
+        registry, rules = _registry_and_rules(spec)
+        run_analysis(store, spec.options(), registry, rules, analysis_id)
+    finally:
+        store.close()
+
+
+def run_analysis(store: Store, options: Options, registry: Registry, rules: list[Rule], analysis_id: str) -> None:
+    row = store.get(analysis_id)
+    if row is None or row.upload is None:
+        return
+    upload = Path(row.upload)
+    writer = store.writer(row.num)
+    writer.discard()  # a run cut short by a restart left part of a timeline
+    store.update(analysis_id, status="running", phase="extracting", progress=0.0, events=0)
+    parent = os.getppid()
+
+    def on_events(events: list[Event]) -> None:
+        if os.getppid() != parent:
+            raise _Orphaned
+        writer.add(events)
+
+    def on_progress(progress: Progress) -> None:
+        # 0.99 at most: storing the findings is still to come
+        store.update(analysis_id, phase="analysing", progress=round(min(0.99, progress.share), 3),
+                     events=writer.count)
+
+    try:
+        # every line: the stored timeline pages through all of them; the upload is named as the
+        # client named it, so no server path reaches a finding, an error or a report
+        result = analyze([upload], options, registry=registry, rules=rules, on_events=on_events,
+                         on_progress=on_progress, every_line=True, names={upload: upload.name})
+        store.update(analysis_id, phase="storing", progress=0.99, events=writer.count)
+        writer.finish()
+        _save(store, row.num, analysis_id, result, writer.count, row.name)
+        upload_dir = upload.parent
+        for leftover in upload_dir.iterdir():
+            leftover.unlink()
+        upload_dir.rmdir()
+    except _Orphaned:
+        return
+    except CorrelatorError as exc:
+        writer.discard()
+        store.update(analysis_id, status="failed", phase="failed", message=str(exc))
+    except Exception as exc:  # a bug must fail one analysis, not the server
+        import logging
+
+        logging.getLogger("correlator.api").exception("analysis %s failed", analysis_id)
+        writer.discard()
+        store.update(analysis_id, status="failed", phase="failed",
+                     message=f"internal error while analysing ({type(exc).__name__}); see the server log")
+
+
+def _save(store: Store, num: int, analysis_id: str, result: Analysis, events: int, name: str) -> None:
+    """Findings, the report files (`analyze -o`'s, titled with the upload's name) and the status."""
+    report = result.to_dict()
+    store.save_findings(num, report["findings"])
+    # redacted already: the bundle's lines are redacted as they are read (correlator.redaction)
+    store.save_reports(num, {fmt: render_file(result, fmt, name) for fmt in FORMATS})
+    store.update(analysis_id, status="done", phase="done", progress=1.0, events=events,
+                 report={k: v for k, v in report.items() if k != "findings"}, upload=None)
