@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import os
 import queue
 import re
@@ -40,9 +41,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from re import _constants as sre_c  # type: ignore[attr-defined]
-from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
+
+# The regex parser's private modules: typeshed lists them for some Python versions and not others,
+# so a typed import would need a type: ignore that is "unused" on half the machines.
+sre_c: Any = importlib.import_module("re._constants")
+sre_parse: Any = importlib.import_module("re._parser")
 
 NEWLINE = 10
 _ALL = ((1 << 256) - 1) & ~(1 << NEWLINE)
