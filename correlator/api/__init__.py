@@ -8,7 +8,7 @@ Build the app with `create_app(settings)`: there is no module-level app, so test
 
 from __future__ import annotations
 
-from correlator.api.app import create_app
+from correlator.api.http_app import create_app
 from correlator.api.settings import Settings, load_settings
 
 __all__ = ["Settings", "create_app", "load_settings"]

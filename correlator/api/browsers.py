@@ -22,7 +22,7 @@ import socket
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from correlator.api.errors import error_response
+from correlator.api.error_bodies import error_response
 from correlator.api.settings import Settings
 
 #: Methods that change nothing (OPTIONS is CORS's preflight).

@@ -7,7 +7,7 @@
   body when `If-None-Match` names it: a finished analysis never changes, so a dashboard that polls
   its findings or pages through its timeline again gets 304s.
 
-`allowed_methods` is also what the 405 answer's `Allow` says (correlator.api.errors).
+`allowed_methods` is also what the 405 answer's `Allow` says (correlator.api.error_bodies).
 """
 
 from __future__ import annotations

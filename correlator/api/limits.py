@@ -12,7 +12,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from correlator.api.errors import error_response
+from correlator.api.error_bodies import error_response
 
 MB = 1024**2
 #: Routes that take a bundle (the path below the API prefix): up to the server's upload limit.

@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from correlator import __version__
 from correlator.analysis import prepare
-from correlator.api import errors
+from correlator.api import error_bodies
 from correlator.api.analysis_db import Store
 from correlator.api.browsers import BrowserGuard
 from correlator.api.conventions import HttpConventions
@@ -94,7 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.registry = registry
     app.state.rules = rules
     app.state.live = None
-    errors.install(app)
+    error_bodies.install(app)
     # the last added is the outermost: Host and Origin first, then the body limit, CORS, gzip, and
     # HEAD, OPTIONS and ETags next to the routes (the ETag is the hash of the uncompressed body)
     app.add_middleware(HttpConventions, router_app=app)
