@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from collections.abc import Iterator
 
 import pytest
+from fleet_servers import PostgresServer, ServerUnavailable, unavailable
 
 from lab.broker import BrokerUnavailable, mosquitto_binary
 
@@ -43,3 +46,28 @@ def sample_file_times() -> None:
     from lab.sample_times import restore_file_times
 
     restore_file_times(Path(__file__).resolve().parent.parent / "sample_logs")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on loopback for the whole session (fleet_servers.py): fails in CI, skips
+    elsewhere, when it cannot start."""
+    try:
+        server = PostgresServer()
+    except (ServerUnavailable, subprocess.SubprocessError) as exc:
+        unavailable("PostgreSQL", str(exc))
+        raise
+    try:
+        server.start()
+    except (ServerUnavailable, subprocess.SubprocessError) as exc:
+        server.close()
+        unavailable("PostgreSQL", str(exc))
+        raise
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a new, empty database of the session's PostgreSQL."""
+    return postgres_server.new_database()

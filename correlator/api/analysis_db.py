@@ -1,6 +1,6 @@
-"""Analyses on disk: one SQLite database (standard library) in the state folder, plus the
-uploads waiting to be analysed. A restart loses nothing: finished analyses are rows, and uploads
-whose analysis was cut short are queued again.
+"""The embedded store (correlator/api/storage.py's `Store`): one SQLite database (standard
+library) in the state folder, plus the uploads waiting to be analysed. A restart loses nothing:
+finished analyses are rows, and uploads whose analysis was cut short are queued again.
 
 The timeline is one `events` table written while the engine reads (through `analyze`'s
 `on_events`), with indexes for the filters the timeline route offers:
@@ -16,22 +16,29 @@ The timeline is one `events` table written while the engine reads (through `anal
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from correlator.api.finding_keys import keys_of
-from correlator.api.private import private_dir, private_file
+from correlator.api.private import private_file
+from correlator.api.storage import (
+    ANALYSIS_COLUMNS,
+    EVENT_COLUMNS,
+    TIMELINE_COLUMNS,
+    AnalysisRow,
+    EventBatches,
+    KeyTaken,
+    TimelineQuery,
+    UploadFolders,
+    analysis_row,
+    timeline_item,
+)
 from correlator.errors import CorrelatorError
-from correlator.model import Event, severity_rank
 
 #: Bumped whenever the tables change, so an old state folder is refused with a message, not misread.
 SCHEMA_VERSION = 2
@@ -106,67 +113,15 @@ CREATE INDEX IF NOT EXISTS events_client ON events (num, client, seq);
 CREATE INDEX IF NOT EXISTS events_connection ON events (num, connection);
 """
 
-_UNNAMED = frozenset({"", "<unknown>", "(null)"})
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-
-def client_of(event: Event) -> str | None:
-    """Whose event this is, as far as the event itself says."""
-    client_id = event.fields.get("client_id")
-    if isinstance(client_id, str) and client_id not in _UNNAMED:
-        return client_id
-    if event.source.startswith("client:"):
-        return event.source.split(":", 1)[1]
-    return None
-
-
-@dataclass(frozen=True)
-class AnalysisRow:
-    num: int
-    id: str
-    name: str
-    created: float
-    updated: float
-    status: str
-    phase: str
-    progress: float
-    events: int
-    size: int
-    upload: str | None
-    message: str | None
-    report: dict[str, Any] | None
-    digest: str | None = None
-    """SHA-256 of the uploaded bytes: the same bundle sent again is this analysis."""
-    idem_key: str | None = None
-    """The client's Idempotency-Key, if it sent one."""
-    webhook: str | None = None
-    """Where to say that the analysis finished (api/webhooks.py)."""
-
-
-@dataclass(frozen=True)
-class TimelineQuery:
-    after: int = 0
-    limit: int = 100
-    since: float | None = None
-    until: float | None = None
-    sources: Sequence[str] = ()
-    clients: Sequence[str] = ()
-    kinds: Sequence[str] = ()
-    """Exact kinds, or prefixes ending in '.' or '*' ('tls.' and 'tls.*' match every TLS kind)."""
-    levels: Sequence[str] = ()
-    text: str | None = None
-
-
-class Store:
+class SqliteStore(UploadFolders):
     """Thread-safe: each thread gets its own connection (SQLite in WAL mode lets readers run while
     the analysis worker writes)."""
 
+    url: str | None = None
+    embedded = True
+
     def __init__(self, state_dir: Path) -> None:
-        self.state_dir = private_dir(state_dir)
-        self.uploads = private_dir(state_dir / "uploads")
+        super().__init__(state_dir)
         # SQLite gives its -wal and -shm files the database's mode: made 600 here, they are too
         self.path = private_file(state_dir / "correlator.sqlite3")
         for side in ("-wal", "-shm"):
@@ -221,9 +176,10 @@ class Store:
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection inside one transaction."""
+        """This thread's connection inside one write transaction (IMMEDIATE: it waits for the
+        write lock up front, so a read inside it cannot meet another writer's newer commit)."""
         conn = self._conn()
-        conn.execute("BEGIN")
+        conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
         except BaseException:
@@ -240,75 +196,65 @@ class Store:
 
     # -- analyses ------------------------------------------------------------------------------
 
-    def new_upload_dir(self) -> tuple[str, Path]:
-        analysis_id = uuid.uuid4().hex[:16]
-        folder = self.uploads / analysis_id
-        folder.mkdir(mode=0o700)
-        return analysis_id, folder
-
     def create(self, analysis_id: str, name: str, upload: Path, size: int, *, digest: str | None = None,
                idem_key: str | None = None, webhook: str | None = None) -> AnalysisRow:
-        """The new analysis, queued; raises sqlite3.IntegrityError when another analysis holds
-        `idem_key` (two requests with one key at once: the caller answers with that one)."""
+        """The new analysis, queued; raises KeyTaken when another analysis holds `idem_key` (two
+        requests with one key at once: the caller answers with that one)."""
         now = time.time()
-        with self.connect() as db:
-            db.execute("INSERT INTO analyses (id, name, created, updated, status, phase, size, upload, digest, "
-                       "idem_key, webhook) VALUES (?, ?, ?, ?, 'queued', 'queued', ?, ?, ?, ?, ?)",
-                       (analysis_id, name, now, now, size, str(upload), digest, idem_key, webhook))
+        try:
+            with self.connect() as db:
+                db.execute("INSERT INTO analyses (id, name, created, updated, status, phase, size, upload, digest, "
+                           "idem_key, webhook) VALUES (?, ?, ?, ?, 'queued', 'queued', ?, ?, ?, ?, ?)",
+                           (analysis_id, name, now, now, size, str(upload), digest, idem_key, webhook))
+        except sqlite3.IntegrityError as exc:
+            raise KeyTaken(idem_key) from exc
         row = self.get(analysis_id)
         assert row is not None
         return row
 
-    def _row(self, values: tuple[Any, ...]) -> AnalysisRow:
-        (num, analysis_id, name, created, updated, status, phase, progress, events, size, upload, message,
-         report, digest, idem_key, webhook) = values
-        return AnalysisRow(num=num, id=analysis_id, name=name, created=created, updated=updated, status=status,
-                           phase=phase, progress=progress, events=events, size=size, upload=upload, message=message,
-                           report=json.loads(report) if report else None, digest=digest, idem_key=idem_key,
-                           webhook=webhook)
-
-    _COLUMNS = ("num, id, name, created, updated, status, phase, progress, events, size, upload, message, report, "
-                "digest, idem_key, webhook")
-
     def by_idempotency_key(self, key: str) -> AnalysisRow | None:
-        found = self._conn().execute(f"SELECT {self._COLUMNS} FROM analyses WHERE idem_key = ?", (key,)).fetchone()
-        return None if found is None else self._row(found)
+        found = self._conn().execute(f"SELECT {ANALYSIS_COLUMNS} FROM analyses WHERE idem_key = ?", (key,)).fetchone()
+        return None if found is None else analysis_row(found)
 
     def by_digest(self, digest: str) -> AnalysisRow | None:
         """The newest analysis of these very bytes that did not fail (a failed one is worth a retry)."""
-        found = self._conn().execute(f"SELECT {self._COLUMNS} FROM analyses WHERE digest = ? AND status != 'failed' "
+        found = self._conn().execute(f"SELECT {ANALYSIS_COLUMNS} FROM analyses WHERE digest = ? AND status != 'failed' "
                                      "ORDER BY num DESC LIMIT 1", (digest,)).fetchone()
-        return None if found is None else self._row(found)
+        return None if found is None else analysis_row(found)
 
     def get(self, analysis_id: str) -> AnalysisRow | None:
-        found = self._conn().execute(f"SELECT {self._COLUMNS} FROM analyses WHERE id = ?",
+        found = self._conn().execute(f"SELECT {ANALYSIS_COLUMNS} FROM analyses WHERE id = ?",
                                      (analysis_id,)).fetchone()
-        return None if found is None else self._row(found)
+        return None if found is None else analysis_row(found)
 
     def page(self, limit: int, offset: int, status: str | None = None) -> tuple[int, list[AnalysisRow]]:
         where, args = ("WHERE status = ?", [status]) if status else ("", [])
         db = self._conn()
         total = db.execute(f"SELECT count(*) FROM analyses {where}", args).fetchone()[0]
-        rows = db.execute(f"SELECT {self._COLUMNS} FROM analyses {where} ORDER BY num DESC LIMIT ? OFFSET ?",
+        rows = db.execute(f"SELECT {ANALYSIS_COLUMNS} FROM analyses {where} ORDER BY num DESC LIMIT ? OFFSET ?",
                           [*args, limit, offset]).fetchall()
-        return int(total), [self._row(r) for r in rows]
+        return int(total), [analysis_row(r) for r in rows]
 
     def status_counts(self) -> dict[str, int]:
         rows = self._conn().execute("SELECT status, count(*) FROM analyses GROUP BY status").fetchall()
         return {str(status): int(count) for status, count in rows}
 
     def unfinished(self) -> list[AnalysisRow]:
-        rows = self._conn().execute(f"SELECT {self._COLUMNS} FROM analyses WHERE status IN ('queued', 'running') "
+        rows = self._conn().execute(f"SELECT {ANALYSIS_COLUMNS} FROM analyses WHERE status IN ('queued', 'running') "
                                     "ORDER BY num").fetchall()
-        return [self._row(r) for r in rows]
+        return [analysis_row(r) for r in rows]
 
     def update(self, analysis_id: str, **values: Any) -> None:
+        with self.connect() as db:
+            self._update(db, analysis_id, values)
+
+    @staticmethod
+    def _update(db: sqlite3.Connection, analysis_id: str, values: dict[str, Any]) -> None:
         values["updated"] = time.time()
         if "report" in values and values["report"] is not None:
             values["report"] = json.dumps(values["report"])
         names = ", ".join(f"{k} = ?" for k in values)
-        with self.connect() as db:
-            db.execute(f"UPDATE analyses SET {names} WHERE id = ?", [*values.values(), analysis_id])
+        db.execute(f"UPDATE analyses SET {names} WHERE id = ?", [*values.values(), analysis_id])
 
     def delete(self, analysis_id: str) -> bool:
         row = self.get(analysis_id)
@@ -319,7 +265,7 @@ class Store:
             db.execute("DELETE FROM findings WHERE num = ?", (row.num,))
             db.execute("DELETE FROM reports WHERE num = ?", (row.num,))
             db.execute("DELETE FROM analyses WHERE num = ?", (row.num,))
-        shutil.rmtree(self.uploads / analysis_id, ignore_errors=True)
+        self.remove_upload(analysis_id)
         self.reclaim()
         return True
 
@@ -335,12 +281,12 @@ class Store:
         """Failed analyses whose upload is older than the retention period (kept till then to look
         into, or to retry by hand)."""
         cutoff = time.time() - max_age_days * 86400
-        rows = self._conn().execute(f"SELECT {self._COLUMNS} FROM analyses WHERE status = 'failed' AND upload IS NOT "
-                                    "NULL AND updated < ?", (cutoff,)).fetchall()
-        return [self._row(r) for r in rows]
+        rows = self._conn().execute(f"SELECT {ANALYSIS_COLUMNS} FROM analyses WHERE status = 'failed' AND upload "
+                                    "IS NOT NULL AND updated < ?", (cutoff,)).fetchall()
+        return [analysis_row(r) for r in rows]
 
     def drop_upload(self, analysis_id: str) -> None:
-        shutil.rmtree(self.uploads / analysis_id, ignore_errors=True)
+        self.remove_upload(analysis_id)
         self.update(analysis_id, upload=None)
 
     def expired(self, max_count: int, max_age_days: float) -> list[str]:
@@ -354,15 +300,23 @@ class Store:
                                           "ORDER BY num DESC LIMIT -1 OFFSET ?", (max_count,))]
         return list(dict.fromkeys([*old, *extra]))
 
-    # -- findings ------------------------------------------------------------------------------
+    # -- results -------------------------------------------------------------------------------
 
-    def save_findings(self, num: int, findings: Sequence[Mapping[str, Any]]) -> None:
+    def save_results(self, analysis_id: str, findings: Sequence[Mapping[str, Any]], reports: Mapping[str, str],
+                     **values: Any) -> None:
         keys = keys_of(findings)
         with self.connect() as db:
+            found = db.execute("SELECT num FROM analyses WHERE id = ?", (analysis_id,)).fetchone()
+            if found is None:  # deleted while it was analysed
+                return
+            num = found[0]
             db.execute("DELETE FROM findings WHERE num = ?", (num,))
             db.executemany("INSERT INTO findings (num, seq, rule_id, severity, data, key) VALUES (?, ?, ?, ?, ?, ?)",
                            [(num, i, f["id"], f["severity"], json.dumps(dict(f)), key)
                             for i, (f, key) in enumerate(zip(findings, keys, strict=True), 1)])
+            db.executemany("INSERT OR REPLACE INTO reports (num, format, body) VALUES (?, ?, ?)",
+                           [(num, fmt, body) for fmt, body in reports.items()])
+            self._update(db, analysis_id, dict(values))
 
     def findings(self, num: int) -> list[tuple[str, dict[str, Any]]]:
         """(key, finding) in the report's order."""
@@ -373,21 +327,14 @@ class Store:
         row = self._conn().execute("SELECT data FROM findings WHERE num = ? AND key = ?", (num, key)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
-    # -- reports -------------------------------------------------------------------------------
-
-    def save_reports(self, num: int, bodies: dict[str, str]) -> None:
-        with self.connect() as db:
-            db.executemany("INSERT OR REPLACE INTO reports (num, format, body) VALUES (?, ?, ?)",
-                           [(num, fmt, body) for fmt, body in bodies.items()])
-
     def report(self, num: int, fmt: str) -> str | None:
         row = self._conn().execute("SELECT body FROM reports WHERE num = ? AND format = ?", (num, fmt)).fetchone()
         return None if row is None else str(row[0])
 
     # -- events --------------------------------------------------------------------------------
 
-    def writer(self, num: int) -> EventWriter:
-        return EventWriter(self, num)
+    def writer(self, num: int) -> SqliteEventWriter:
+        return SqliteEventWriter(self, num)
 
     def text_table(self, num: int) -> str | None:
         """The analysis's trigram index, made if missing; None where SQLite lacks FTS5 trigram
@@ -451,68 +398,38 @@ class Store:
             escaped = query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append("raw LIKE ? ESCAPE '\\'")
             args.append(f"%{escaped}%")
-        sql = (f"SELECT seq, ts, time_text, estimated, source, host, file, line, level, kind, fields, raw, format, "
-               f"skew, connection, client FROM events WHERE {' AND '.join(where)} ORDER BY rowid LIMIT ?")
+        sql = f"SELECT {TIMELINE_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY rowid LIMIT ?"
         rows = db.execute(sql, [*args, query.limit + 1]).fetchall()
         more = len(rows) > query.limit
         rows = rows[:query.limit]
-        items = [{"seq": r[0], "time": iso(r[1]), "time_text": r[2], "estimated": bool(r[3]), "source": r[4],
-                  "host": r[5], "file": r[6], "line": r[7], "level": r[8], "kind": r[9], "fields": json.loads(r[10]),
-                  "raw": r[11], "format": r[12], "skew": r[13], "connection": r[14], "client": r[15]} for r in rows]
+        items = [timeline_item(r) for r in rows]
         return items, (rows[-1][0] if more and rows else None)
 
 
-class EventWriter:
-    """Appends an analysis's timeline events in batches on the analysing thread, and at the end
-    names the client of broker lines that only their stitched connection ties to a client."""
+class SqliteEventWriter(EventBatches):
+    """Appends an analysis's timeline events in batches on the analysing thread (the rowid is
+    `num << 32 | seq`, see the module's docstring), each batch in the trigram index too."""
 
-    BATCH = 5_000
-
-    def __init__(self, store: Store, num: int) -> None:
+    def __init__(self, store: SqliteStore, num: int) -> None:
+        super().__init__(num)
         self.store = store
-        self.num = num
-        self.count = 0
-        self._rows: list[tuple[Any, ...]] = []
-        self._client_of_connection: dict[str, str] = {}
-        self._tmax = float("-inf")
         self.text_table = store.text_table(num)
 
-    def add(self, events: Sequence[Event]) -> None:
-        rows = self._rows
-        num = self.num
-        seq = self.count
-        base = num << 32
-        for event in events:
-            seq += 1
-            if event.ts > self._tmax:
-                self._tmax = event.ts
-            client = client_of(event)
-            if client is not None and event.connection and event.source.startswith("client:"):
-                self._client_of_connection.setdefault(event.connection, client)
-            rows.append((base | seq, num, seq, event.ts, self._tmax, event.source, event.file, event.line, event.kind,
-                         event.level, client, event.connection, event.time_text, int(event.estimated), event.host,
-                         event.format, event.skew, json.dumps(event.fields), event.raw))
-        self.count = seq
-        if len(rows) >= self.BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._rows:
-            return
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        base = self.num << 32
         with self.store.connect() as db:
-            db.executemany("INSERT INTO events (rowid, num, seq, ts, tmax, source, file, line, kind, level, client, "
-                           "connection, time_text, estimated, host, format, skew, fields, raw) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._rows)
+            db.executemany(f"INSERT INTO events (rowid, {EVENT_COLUMNS}) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(base | row[1], *row) for row in rows])
             if self.text_table:
                 db.executemany(f"INSERT INTO {self.text_table} (rowid, raw) VALUES (?, ?)",
-                               [(row[0], row[-1]) for row in self._rows])
-        self._rows = []
+                               [(base | row[1], row[-1]) for row in rows])
 
     def finish(self) -> None:
         self.flush()
         with self.store.connect() as db:
             db.executemany("UPDATE events SET client = ? WHERE num = ? AND connection = ? AND client IS NULL",
-                           [(c, self.num, conn) for conn, c in self._client_of_connection.items()])
+                           self.client_names())
         # statistics for the query planner (sampled: cheap), so a filter on a common source does
         # not walk that source's index when a rare kind's would do
         conn = self.store._conn()
@@ -520,11 +437,6 @@ class EventWriter:
         conn.execute("ANALYZE")
 
     def discard(self) -> None:
-        self._rows = []
+        self.restart()
         self.store.drop_events(self.num)
         self.text_table = self.store.text_table(self.num)
-
-
-def severity_floor(findings: Sequence[tuple[str, dict[str, Any]]], floor: str) -> list[tuple[str, dict[str, Any]]]:
-    rank = severity_rank(floor)
-    return [(seq, f) for seq, f in findings if severity_rank(f["severity"]) >= rank]

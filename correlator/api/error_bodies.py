@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from correlator.api.conventions import allowed_methods
 from correlator.api.models import ErrorDetail, ErrorOut
+from correlator.api.storage import RETRY_AFTER, StoreUnavailable
 from correlator.errors import CorrelatorError
 
 log = logging.getLogger("correlator.api")
@@ -57,6 +58,11 @@ def install(app: FastAPI) -> None:
     async def correlator_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(400, str(exc))
 
+    async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("the database does not answer on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(503, "the database does not answer; try again shortly",
+                              headers={"Retry-After": str(RETRY_AFTER)})
+
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal error; the server log has the details")
@@ -64,4 +70,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(CorrelatorError, correlator_error)
+    app.add_exception_handler(StoreUnavailable, store_unavailable)
     app.add_exception_handler(Exception, internal_error)

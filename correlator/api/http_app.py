@@ -21,7 +21,6 @@ from fastapi.staticfiles import StaticFiles
 from correlator import __version__
 from correlator.analysis import prepare
 from correlator.api import error_bodies
-from correlator.api.analysis_db import Store
 from correlator.api.browsers import BrowserGuard
 from correlator.api.conventions import HttpConventions
 from correlator.api.deps import reject_unknown_query, require_token
@@ -32,6 +31,7 @@ from correlator.api.models import ErrorOut
 from correlator.api.observability import Metrics, RequestMiddleware
 from correlator.api.routes import analyses, artifacts, live, operations, reports, service
 from correlator.api.settings import Settings
+from correlator.api.storage import open_store
 from correlator.api.webhooks import Notifier
 
 log = logging.getLogger("correlator.api")
@@ -52,7 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(settings.state_dir)
+        store = open_store(settings.database, settings.state_dir)
         analyser = Analyser(settings, store)
         app.state.store = store
         app.state.analyser = analyser

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import HTTPException, status
 
-from correlator.api.analysis_db import AnalysisRow, Store
+from correlator.api.storage import AnalysisRow, Store
 
 HEADER = "Idempotency-Key"
 #: What a key may be (the route declares it, so a bad key is a 422 naming the header).

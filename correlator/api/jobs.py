@@ -32,10 +32,10 @@ from pathlib import Path
 
 import psutil
 
-from correlator.api.analysis_db import AnalysisRow, Store
 from correlator.api.context import request_id
 from correlator.api.lanes import Lane, lane_of
 from correlator.api.settings import Settings
+from correlator.api.storage import AnalysisRow, Store, StoreUnavailable
 from correlator.api.worker import JobSpec, run
 
 log = logging.getLogger("correlator.api")
@@ -98,7 +98,8 @@ class Analyser:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.spec = JobSpec(state_dir=settings.state_dir.resolve(), zones=tuple(settings.zones),
+        self.spec = JobSpec(state_dir=settings.state_dir.resolve(), database=settings.database,
+                            zones=tuple(settings.zones),
                             formats_dirs=tuple(settings.formats_dirs), rules_dirs=tuple(settings.rules_dirs))
         self.slots: dict[Lane, int] = {"small": settings.small_workers, "large": settings.workers}
         self._queues: dict[Lane, deque[Job]] = {"small": deque(), "large": deque()}
@@ -210,7 +211,10 @@ class Analyser:
                     self._start_queued()
                 running = list(self._running.values())
             for job in running:
-                self._watch(job)
+                try:
+                    self._watch(job)
+                except StoreUnavailable as exc:  # a database restart must not stop the scheduler
+                    log.warning("analysis %s ended while the database did not answer: %s", job.id, exc)
             if time.monotonic() - self._last_purge > HOUSEKEEPING and not self._stopping:
                 try:
                     self.purge()

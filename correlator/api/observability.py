@@ -30,9 +30,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from correlator.api.analysis_db import AnalysisRow, Store
 from correlator.api.context import request_id
 from correlator.api.jobs import Analyser
+from correlator.api.storage import AnalysisRow, Store
 
 log = logging.getLogger("correlator.api")
 access = logging.getLogger("correlator.api.access")

@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from correlator.analysis import Options
+from correlator.api.storage import check_database_url
 from correlator.errors import CorrelatorError
 
 #: The environment variable naming a config file when `--config` is not given.
@@ -60,6 +61,11 @@ class Settings(BaseSettings):
     """The networks /probe may connect to (every address the host resolves to must be in one);
     empty: any."""
     state_dir: Path = Field(default_factory=default_state_dir)
+    database: str | None = None
+    """Where analyses, findings and timelines are kept: none or `sqlite:` is a SQLite file in
+    `state_dir` (the embedded default); `postgresql://user@host:port/dbname` a PostgreSQL database
+    that several servers and workers share (correlator/api/storage.py). Uploads wait in
+    `state_dir` either way."""
     max_upload_bytes: int = Field(default=512 * 1024**2, gt=0)
     max_analyses: int = Field(default=100, gt=0)
     """Oldest analyses are deleted beyond this count."""
@@ -116,6 +122,11 @@ class Settings(BaseSettings):
         if value is not None:
             check_token(value.get_secret_value())
         return value
+
+    @field_validator("database")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        return check_database_url(value)
 
     @property
     def probe_enabled(self) -> bool:

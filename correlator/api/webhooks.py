@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 
-from correlator.api.analysis_db import AnalysisRow
 from correlator.api.settings import Settings
+from correlator.api.storage import AnalysisRow
 
 log = logging.getLogger("correlator.api.webhooks")
 

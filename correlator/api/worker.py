@@ -1,10 +1,11 @@
 """One analysis of an uploaded bundle, run in a process of its own (see jobs.py for why).
 
-The process opens the state database itself and writes what the parent's threads used to: the
-timeline as it is read, the progress, the findings and the report, and the final status. The
-parent only starts it, watches its time and memory, and kills it when the analysis is deleted
-or over budget; SQLite's write-ahead log makes a kill at any point safe (the open transaction is
-rolled back).
+The process opens the store itself (the same URL as the server's, correlator/api/storage.py)
+and writes what the parent's threads used to: the timeline as it is read, the progress, and at
+the end the findings, the report and the final status in one transaction. The parent only starts
+it, watches its time and memory, and kills it when the analysis is deleted or over budget; a kill
+at any point is safe (SQLite's write-ahead log, or PostgreSQL, rolls the open transaction back),
+and a second run of the same analysis replaces what the first one wrote.
 
 The server preloads this module in the fork server (`multiprocessing.set_forkserver_preload`),
 with the built-in formats and rules loaded: a child forks from there with them in memory, so a
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from correlator.analysis import Options, Progress, analyze
-from correlator.api.analysis_db import Store
+from correlator.api.storage import Store, open_store
 from correlator.engine.rules import Rule, load_rules
 from correlator.errors import CorrelatorError
 from correlator.formats.registry import Registry, default_registry, load_registry
@@ -37,6 +38,8 @@ class JobSpec:
     """What a child needs to know (plain values: it crosses a process boundary)."""
 
     state_dir: Path
+    database: str | None = None
+    """The store's URL (None: SQLite in state_dir)."""
     zones: tuple[str, ...] = ()
     formats_dirs: tuple[str, ...] = ()
     rules_dirs: tuple[str, ...] = ()
@@ -69,7 +72,7 @@ class _Orphaned(Exception):
 
 def run(spec: JobSpec, analysis_id: str) -> None:
     """The child's entry point."""
-    store = Store(spec.state_dir)
+    store = open_store(spec.database, spec.state_dir)
     try:
         registry, rules = _registry_and_rules(spec)
         run_analysis(store, spec.options(), registry, rules, analysis_id)
@@ -104,7 +107,7 @@ def run_analysis(store: Store, options: Options, registry: Registry, rules: list
                          on_progress=on_progress, every_line=True, names={upload: upload.name})
         store.update(analysis_id, phase="storing", progress=0.99, events=writer.count)
         writer.finish()
-        _save(store, row.num, analysis_id, result, writer.count, row.name)
+        _save(store, analysis_id, result, writer.count, row.name)
         upload_dir = upload.parent
         for leftover in upload_dir.iterdir():
             leftover.unlink()
@@ -123,11 +126,11 @@ def run_analysis(store: Store, options: Options, registry: Registry, rules: list
                      message=f"internal error while analysing ({type(exc).__name__}); see the server log")
 
 
-def _save(store: Store, num: int, analysis_id: str, result: Analysis, events: int, name: str) -> None:
-    """Findings, the report files (`analyze -o`'s, titled with the upload's name) and the status."""
+def _save(store: Store, analysis_id: str, result: Analysis, events: int, name: str) -> None:
+    """Findings, the report files (`analyze -o`'s, titled with the upload's name) and the status,
+    in one transaction keyed by the analysis: a second run replaces the first one's."""
     report = result.to_dict()
-    store.save_findings(num, report["findings"])
     # redacted already: the bundle's lines are redacted as they are read (correlator.redaction)
-    store.save_reports(num, {fmt: render_file(result, fmt, name) for fmt in FORMATS})
-    store.update(analysis_id, status="done", phase="done", progress=1.0, events=events,
-                 report={k: v for k, v in report.items() if k != "findings"}, upload=None)
+    store.save_results(analysis_id, report["findings"], {fmt: render_file(result, fmt, name) for fmt in FORMATS},
+                       status="done", phase="done", progress=1.0, events=events,
+                       report={k: v for k, v in report.items() if k != "findings"}, upload=None)

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "a command line is visible to other users)")
     parser.add_argument("--state-dir", type=Path, help="where analyses are kept (default "
                         "$XDG_STATE_HOME/correlator)")
+    parser.add_argument("--database", metavar="URL", help="where analyses are kept: sqlite: (default, a file in the "
+                        "state folder) or postgresql://user@host:port/dbname, shared by several servers (the "
+                        "password: PGPASSWORD or ~/.pgpass, not the command line)")
     parser.add_argument("--config", type=Path, help="TOML file with the settings (keys as the option names, "
                         "with underscores)")
     parser.add_argument("--max-upload-mb", type=float, help="largest upload accepted (default 512)")
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     os.umask(PRIVATE_UMASK)
     max_upload = None if args.max_upload_mb is None else int(args.max_upload_mb * 1024**2)
     settings = load_settings(args.config, host=args.host, port=args.port, token=args.token,
-                             state_dir=args.state_dir, max_upload_bytes=max_upload, max_analyses=args.max_analyses,
+                             state_dir=args.state_dir, database=args.database, max_upload_bytes=max_upload,
+                             max_analyses=args.max_analyses,
                              max_age_days=args.max_age_days, workers=args.workers,
                              analysis_timeout=args.analysis_timeout, analysis_memory_mb=args.analysis_memory_mb,
                              cors_origins=args.cors_origins, zones=args.zones,

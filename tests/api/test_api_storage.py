@@ -10,9 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from api_helpers import SAMPLES, ServerFactory
 
-from correlator.api.analysis_db import Store
+from correlator.api.storage import open_store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> str | None:
+    """The store's URL: the embedded SQLite file, or a new database of the session's PostgreSQL."""
+    return None if request.param == "sqlite" else str(request.getfixturevalue("postgres_url"))
 
 
 def wait_done(client: httpx.Client, analysis_id: str, seen: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -38,30 +45,31 @@ def big_log(target: Path, copies: int) -> Path:
     return target
 
 
-def test_restart_loses_nothing(start_server: ServerFactory, mixed_zip: Path) -> None:
-    first = start_server()
+def test_restart_loses_nothing(start_server: ServerFactory, mixed_zip: Path, database: str | None) -> None:
+    first = start_server(database=database)
     with first.client() as client:
         created = client.post("/analyses", content=mixed_zip.read_bytes()).json()
         findings = client.get(f"/analyses/{created['id']}/findings").json()
         timeline = client.get(f"/analyses/{created['id']}/timeline", params={"limit": 1000}).json()
     first.stop()
-    second = start_server(state_dir=first.settings.state_dir)
+    second = start_server(state_dir=first.settings.state_dir, database=database)
     with second.client() as client:
         assert client.get(f"/analyses/{created['id']}").json() == created
         assert client.get(f"/analyses/{created['id']}/findings").json() == findings
         assert client.get(f"/analyses/{created['id']}/timeline", params={"limit": 1000}).json() == timeline
 
 
-def test_an_analysis_cut_short_is_run_again_at_start(start_server: ServerFactory, tmp_path: Path) -> None:
+def test_an_analysis_cut_short_is_run_again_at_start(start_server: ServerFactory, tmp_path: Path,
+                                                     database: str | None) -> None:
     state = tmp_path / "state"
-    store = Store(state)  # what a server killed mid-analysis leaves: a queued row and its upload
+    store = open_store(database, state)  # what a server killed mid-analysis leaves: a queued row and its upload
     analysis_id, folder = store.new_upload_dir()
     upload = folder / "mosquitto.log"
     shutil.copy(SAMPLES / "server_cert_expired" / "broker" / "mosquitto.log", upload)
     store.create(analysis_id, upload.name, upload, upload.stat().st_size)
     store.update(analysis_id, status="running", phase="analysing", progress=0.4)
     store.close()
-    server = start_server(state_dir=state)
+    server = start_server(state_dir=state, database=database)
     with server.client() as client:
         done = wait_done(client, analysis_id)
         found = client.get(f"/analyses/{analysis_id}/findings").json()["items"]

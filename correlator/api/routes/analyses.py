@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-import sqlite3
 import tarfile
 from datetime import datetime
 from pathlib import Path
@@ -17,8 +16,7 @@ from starlette.datastructures import UploadFile
 
 from correlator import time_input
 from correlator.api import idempotency
-from correlator.api.analysis_db import AnalysisRow, Store, TimelineQuery, iso
-from correlator.api.deps import AnalyserDep, AnalysisDep, FinishedDep, SettingsDep, StoreDep
+from correlator.api.deps import AnalyserDep, AnalysisDep, FinishedDep, SettingsDep, StoreDep, off_loop
 from correlator.api.jobs import Analyser
 from correlator.api.models import (
     AnalysisBrief,
@@ -33,6 +31,7 @@ from correlator.api.models import (
     TimelinePage,
 )
 from correlator.api.private import open_private
+from correlator.api.storage import AnalysisRow, KeyTaken, Store, TimelineQuery, iso
 from correlator.api.upload_check import check_upload, nothing_to_analyse
 from correlator.errors import TimeInputError
 from correlator.model import Level, Severity, severity_rank
@@ -176,29 +175,34 @@ async def create_analysis(request: Request, response: Response, settings: Settin
     try:
         await asyncio.to_thread(check_upload, upload, filename, request.app.state.registry,
                                 paste=_is_text(request))
-        known = idempotency.earlier(store, key, digest)
-    except HTTPException:
+        known = await off_loop(store, idempotency.earlier, store, key, digest)
+    except BaseException:  # refused, or the database does not answer: no upload left behind
         _remove(folder)
         raise
     if known is not None:
         _remove(folder)
         return await _known(known, request, response, analyser, store)
     try:
-        row = store.create(analysis_id, filename, upload, size, digest=digest, idem_key=key, webhook=webhook)
-    except sqlite3.IntegrityError:  # the same key in two requests at once: the first one made it
+        row = await off_loop(store, store.create, analysis_id, filename, upload, size, digest=digest, idem_key=key,
+                             webhook=webhook)
+    except KeyTaken:  # the same key in two requests at once: the first one made it
         _remove(folder)
-        raced = store.by_idempotency_key(key or "")
+        raced = await off_loop(store, store.by_idempotency_key, key or "")
         if raced is None:
             raise
         return await _known(raced, request, response, analyser, store)
+    except BaseException:
+        _remove(folder)
+        raise
     lane = await asyncio.to_thread(analyser.lane, upload)
     future = analyser.submit(analysis_id, lane)
     response.headers["Location"] = f"{request.url.path}/{analysis_id}"
     if lane == "small":
         await asyncio.wrap_future(future)
-        done = store.get(analysis_id)
+        done = await off_loop(store, store.get, analysis_id)
         if done is not None and done.status == "failed" and nothing_to_analyse(done.message):
-            store.delete(analysis_id)  # an archive with no log or artifact in it: refused, not kept
+            # an archive with no log or artifact in it: refused, not kept
+            await off_loop(store, store.delete, analysis_id)
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{filename}: {done.message}")
         return analysis_out(done or row)
     response.status_code = status.HTTP_202_ACCEPTED
@@ -213,7 +217,8 @@ async def _known(row: AnalysisRow, request: Request, response: Response, analyse
     waiting = analyser.future(row.id, lane="small")
     if waiting is not None:
         await asyncio.wrap_future(waiting)
-        row = store.get(row.id) or row
+        again = await off_loop(store, store.get, row.id)
+        row = again or row
     response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"{request.url.path}/{row.id}"
     return analysis_out(row, analyser.position(row.id) if row.status == "queued" else None)
@@ -244,7 +249,7 @@ def _remove(folder: Path) -> None:
 async def list_analyses(store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
                   offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
                   state: Annotated[Status | None, Query(alias="status")] = None) -> AnalysisList:
-    total, rows = store.page(limit, offset, state)
+    total, rows = await off_loop(store, store.page, limit, offset, state)
     items = []
     for row in rows:
         summary = (row.report or {}).get("summary") or {}
@@ -279,7 +284,7 @@ async def list_findings(row: FinishedDep, store: StoreDep,
                   client: Annotated[list[str] | None, Query(description="affecting one of these clients")] = None,
                   host: Annotated[list[str] | None, Query(description="on one of these hosts of the bundle")] = None,
                   ) -> FindingList:
-    found = store.findings(row.num)
+    found = await off_loop(store, store.findings, row.num)
     items = []
     floor = severity_rank(min_severity) if min_severity else 0
     for key, data in found:
@@ -300,7 +305,7 @@ async def list_findings(row: FinishedDep, store: StoreDep,
 @router.get("/analyses/{analysis_id}/findings/{key}", responses=ERRORS,
             summary="One finding with its explanation, evidence (file:line) and remediation")
 async def get_finding(row: FinishedDep, store: StoreDep, key: str) -> FindingOut:
-    data = store.finding(row.num, key)
+    data = await off_loop(store, store.finding, row.num, key)
     if data is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"analysis {row.id} has no finding {key!r}")
     return _finding_out(key, data)

@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from correlator.api.analysis_db import client_of
 from correlator.api.deps import LiveDep
 from correlator.api.models import EventOut, LiveEventPage, LiveFindingList, LiveSourceOut, LiveStatus
 from correlator.api.routes.analyses import ERRORS
+from correlator.api.storage import client_of
 
 router = APIRouter(prefix="/live", tags=["live"])
 

@@ -7,10 +7,11 @@ import shutil
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
-from correlator.api.analysis_db import Store
 from correlator.api.jobs import Analyser
 from correlator.api.models import ErrorOut, ReadyOut
+from correlator.api.storage import Store
 
 ready_router = APIRouter(tags=["service"])
 metrics_router = APIRouter(tags=["service"])
@@ -29,7 +30,7 @@ def readiness(request: Request) -> list[str]:
     try:
         store.status_counts()
     except Exception as exc:  # the database is the server's memory: any failure means not ready
-        problems.append(f"the state database does not answer ({type(exc).__name__})")
+        problems.append(f"the database does not answer ({type(exc).__name__})")
     if not analyser.accepting():
         problems.append("the analysis scheduler is not running")
     try:
@@ -44,7 +45,9 @@ def readiness(request: Request) -> list[str]:
 @ready_router.get("/ready", summary="Can the server take work now (no token needed)",
                   responses={503: {"model": ReadyOut, "description": "Not ready, with the reasons"}})
 async def ready(request: Request) -> Response:
-    problems = readiness(request)
+    store: Store | None = getattr(request.app.state, "store", None)
+    # a database over the network is asked on a worker thread: a restarting one must not stall the loop
+    problems = readiness(request) if store is None or store.embedded else await run_in_threadpool(readiness, request)
     body = ReadyOut(status="not ready" if problems else "ready", problems=problems)
     code = status.HTTP_503_SERVICE_UNAVAILABLE if problems else status.HTTP_200_OK
     return JSONResponse(body.model_dump(), status_code=code, headers={"Retry-After": "5"} if problems else None)
@@ -56,5 +59,7 @@ async def ready(request: Request) -> Response:
                                      "description": "Prometheus text exposition format"},
                                401: {"model": ErrorOut, "description": "Missing or wrong bearer token"}})
 async def metrics(request: Request) -> Response:
-    response: Response = request.app.state.metrics.render()
+    store: Store = request.app.state.store
+    response: Response = (request.app.state.metrics.render() if store.embedded
+                          else await run_in_threadpool(request.app.state.metrics.render))
     return response

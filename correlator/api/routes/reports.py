@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
-from correlator.api.deps import FinishedDep, StoreDep
+from correlator.api.deps import FinishedDep, StoreDep, off_loop
 from correlator.api.models import ErrorOut
 from correlator.api.routes.analyses import ERRORS
 from correlator.reports.files import FORMATS, ReportFormat
@@ -68,7 +68,7 @@ async def get_report(row: FinishedDep, store: StoreDep,
     if fmt is None:
         raise HTTPException(status.HTTP_406_NOT_ACCEPTABLE, "Accept names no report format: ask for "
                             + ", ".join(MEDIA_TYPES[f] for f in FORMATS) + " (or use ?format=)")
-    body = store.report(row.num, fmt)
+    body = await off_loop(store, store.report, row.num, fmt)
     if body is None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"analysis {row.id} was made before reports were kept: "
                             "upload the bundle again")

@@ -1,0 +1,421 @@
+"""The shared store (correlator/api/storage.py's `Store`) on PostgreSQL, with psycopg 3 and its
+connection pool: any number of API nodes and workers on any machines read and write one database,
+so any node answers for any analysis.
+
+The tables are those of the SQLite store (analysis_db.py), with the same meaning:
+
+- an analysis's timeline is `events` keyed by (num, seq): a page is a range of that key, so the
+  cursor is the last event's seq, as with SQLite, and page 1,000 costs what page 1 does;
+- `tmax`, the running maximum of the time along the timeline, turns a `since` bound into the
+  first position through its index;
+- `kind` and `source` compare in the C collation (code point order, as SQLite's), so a kind
+  prefix is a range of the kind index;
+- text search is ILIKE over the analysis's rows (no trigram index: inserting into one would slow
+  every analysis for a search that reads one analysis only). It ignores case as SQLite's LIKE
+  does, for every letter where SQLite's ignores it for ASCII letters only.
+
+Writes are keyed by analysis: a run writes its timeline from seq 1 (a second run first drops the
+first's events; a row written twice is ignored, ON CONFLICT DO NOTHING), and `save_results`
+replaces findings and reports in one transaction with the analysis's row locked, so a job that
+two workers ran (one presumed dead) leaves one result.
+
+When the database does not answer (a restart, a lost network) every call raises
+StoreUnavailable (the API answers 503 with Retry-After); the pool checks each connection before
+lending it, drops the broken ones and reconnects in the background, so the server recovers by
+itself once the database is back.
+
+PostgreSQL's text cannot hold a NUL character, which a log line can: NUL is stored as U+FFFF
+(a noncharacter, absent from real text) and turned back when read, so a line reads back as it
+was written.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from correlator.api.finding_keys import keys_of
+from correlator.api.storage import (
+    ANALYSIS_COLUMNS,
+    EVENT_COLUMNS,
+    TIMELINE_COLUMNS,
+    AnalysisRow,
+    EventBatches,
+    KeyTaken,
+    StoreUnavailable,
+    TimelineQuery,
+    UploadFolders,
+    analysis_row,
+    timeline_item,
+)
+from correlator.errors import CorrelatorError
+
+#: Bumped whenever the tables change, so a newer database is refused with a message, not misread.
+SCHEMA_VERSION = 1
+#: Connections one process keeps at most (an API node's request threads, an analysis's writer).
+POOL_SIZE = 8
+#: Seconds a request waits for a connection before it is answered 503.
+POOL_TIMEOUT = 3.0
+#: Seconds a new connection may take (a host that does not answer at all).
+CONNECT_TIMEOUT = 5
+#: Seconds the first connection may take at start-up before the server gives up with a message.
+START_TIMEOUT = 15.0
+#: Key of the advisory lock that serialises the schema's creation by nodes starting at once.
+_SCHEMA_LOCK = 0x636F7272  # "corr"
+
+_NUL, _NUL_STAND_IN = "\x00", "\uffff"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS correlator_schema (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS analyses (
+    num BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    created DOUBLE PRECISION NOT NULL,
+    updated DOUBLE PRECISION NOT NULL,
+    status TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    progress DOUBLE PRECISION NOT NULL DEFAULT 0,
+    events BIGINT NOT NULL DEFAULT 0,
+    size BIGINT NOT NULL DEFAULT 0,
+    upload TEXT,
+    message TEXT,
+    report TEXT,
+    digest TEXT,
+    idem_key TEXT,
+    webhook TEXT,
+    CONSTRAINT analyses_idem_key UNIQUE (idem_key)
+);
+CREATE INDEX IF NOT EXISTS analyses_digest ON analyses (digest);
+CREATE INDEX IF NOT EXISTS analyses_status ON analyses (status, num);
+CREATE TABLE IF NOT EXISTS reports (
+    num BIGINT NOT NULL,
+    format TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (num, format)
+);
+CREATE TABLE IF NOT EXISTS findings (
+    num BIGINT NOT NULL,
+    seq INTEGER NOT NULL,
+    rule_id TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    data TEXT NOT NULL,
+    key TEXT,
+    PRIMARY KEY (num, seq)
+);
+CREATE INDEX IF NOT EXISTS findings_key ON findings (num, key);
+CREATE TABLE IF NOT EXISTS events (
+    num BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    ts DOUBLE PRECISION NOT NULL,
+    tmax DOUBLE PRECISION NOT NULL,
+    source TEXT COLLATE "C" NOT NULL,
+    file TEXT NOT NULL,
+    line BIGINT NOT NULL,
+    kind TEXT COLLATE "C" NOT NULL,
+    level TEXT COLLATE "C" NOT NULL,
+    client TEXT COLLATE "C",
+    connection TEXT COLLATE "C",
+    time_text TEXT NOT NULL,
+    estimated SMALLINT NOT NULL,
+    host TEXT NOT NULL,
+    format TEXT NOT NULL,
+    skew DOUBLE PRECISION NOT NULL,
+    fields TEXT NOT NULL,
+    raw TEXT NOT NULL,
+    PRIMARY KEY (num, seq)
+);
+CREATE INDEX IF NOT EXISTS events_tmax ON events (num, tmax, seq);
+CREATE INDEX IF NOT EXISTS events_source ON events (num, source, seq);
+CREATE INDEX IF NOT EXISTS events_kind ON events (num, kind, seq);
+CREATE INDEX IF NOT EXISTS events_client ON events (num, client, seq);
+CREATE INDEX IF NOT EXISTS events_connection ON events (num, connection);
+"""
+
+
+def _put(text: str | None) -> str | None:
+    return text.replace(_NUL, _NUL_STAND_IN) if text and _NUL in text else text
+
+
+def _got(text: str) -> str:
+    return text.replace(_NUL_STAND_IN, _NUL) if _NUL_STAND_IN in text else text
+
+
+def where_is(url: str) -> str:
+    """host:port/dbname of a URL, for messages (never its user or password)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
+
+
+class PostgresStore(UploadFolders):
+    """Thread-safe: each call borrows a connection from the pool for one transaction."""
+
+    embedded = False
+
+    def __init__(self, url: str, state_dir: Path) -> None:
+        super().__init__(state_dir)
+        self.url: str | None = url
+        self._closed = threading.Event()
+        self.pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+            url, min_size=1, max_size=POOL_SIZE, timeout=POOL_TIMEOUT, open=False,
+            kwargs={"connect_timeout": CONNECT_TIMEOUT, "application_name": "correlator"},
+            check=ConnectionPool.check_connection, name="correlator")
+        try:
+            self.pool.open(wait=True, timeout=START_TIMEOUT)
+        except PoolTimeout:
+            self.pool.close()
+            raise CorrelatorError(f"cannot reach the PostgreSQL database at {where_is(url)} within "
+                                  f"{START_TIMEOUT:g} s: is it running, and do the user, password (PGPASSWORD or "
+                                  "~/.pgpass) and database name match?") from None
+        try:
+            self._create_schema()
+        except BaseException:
+            self.pool.close()
+            raise
+
+    def _create_schema(self) -> None:
+        with self._connect() as db:
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            db.execute(_SCHEMA)
+            found = db.execute("SELECT max(version) FROM correlator_schema").fetchone()
+            version = found[0] if found else None
+            if version is not None and version > SCHEMA_VERSION:
+                raise CorrelatorError(f"the database at {where_is(self.url or '')} has layout {version}, this "
+                                      f"version reads {SCHEMA_VERSION}: upgrade correlator (or use another database)")
+            if version is None:
+                db.execute("INSERT INTO correlator_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+
+    # -- connections ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _connect(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        """A pooled connection inside one transaction (committed at the end, rolled back on an
+        error); StoreUnavailable when the database does not answer."""
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except psycopg.OperationalError as exc:  # PoolTimeout is one too
+            raise StoreUnavailable(f"{where_is(self.url or '')}: {exc}") from exc
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # -- analyses ------------------------------------------------------------------------------
+
+    def create(self, analysis_id: str, name: str, upload: Path, size: int, *, digest: str | None = None,
+               idem_key: str | None = None, webhook: str | None = None) -> AnalysisRow:
+        now = time.time()
+        try:
+            with self._connect() as db:
+                found = db.execute(f"INSERT INTO analyses (id, name, created, updated, status, phase, size, upload, "
+                                   "digest, idem_key, webhook) VALUES (%s, %s, %s, %s, 'queued', 'queued', %s, %s, "
+                                   f"%s, %s, %s) RETURNING {ANALYSIS_COLUMNS}",
+                                   (analysis_id, name, now, now, size, str(upload), digest, idem_key,
+                                    webhook)).fetchone()
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name == "analyses_idem_key":
+                raise KeyTaken(idem_key) from exc
+            raise
+        assert found is not None
+        return analysis_row(found)
+
+    def _one(self, query: str, args: Sequence[Any]) -> AnalysisRow | None:
+        with self._connect() as db:
+            found = db.execute(f"SELECT {ANALYSIS_COLUMNS} FROM analyses {query}", args).fetchone()
+        return None if found is None else analysis_row(found)
+
+    def _many(self, query: str, args: Sequence[Any]) -> list[AnalysisRow]:
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {ANALYSIS_COLUMNS} FROM analyses {query}", args).fetchall()
+        return [analysis_row(r) for r in rows]
+
+    def by_idempotency_key(self, key: str) -> AnalysisRow | None:
+        return self._one("WHERE idem_key = %s", (key,))
+
+    def by_digest(self, digest: str) -> AnalysisRow | None:
+        return self._one("WHERE digest = %s AND status != 'failed' ORDER BY num DESC LIMIT 1", (digest,))
+
+    def get(self, analysis_id: str) -> AnalysisRow | None:
+        return self._one("WHERE id = %s", (analysis_id,))
+
+    def page(self, limit: int, offset: int, status: str | None = None) -> tuple[int, list[AnalysisRow]]:
+        where, args = ("WHERE status = %s", [status]) if status else ("", [])
+        with self._connect() as db:
+            found = db.execute(f"SELECT count(*) FROM analyses {where}", args).fetchone()
+            rows = db.execute(f"SELECT {ANALYSIS_COLUMNS} FROM analyses {where} ORDER BY num DESC LIMIT %s "
+                              "OFFSET %s", [*args, limit, offset]).fetchall()
+        return int(found[0] if found else 0), [analysis_row(r) for r in rows]
+
+    def status_counts(self) -> dict[str, int]:
+        with self._connect() as db:
+            rows = db.execute("SELECT status, count(*) FROM analyses GROUP BY status").fetchall()
+        return {str(status): int(count) for status, count in rows}
+
+    def unfinished(self) -> list[AnalysisRow]:
+        return self._many("WHERE status IN ('queued', 'running') ORDER BY num", ())
+
+    def update(self, analysis_id: str, **values: Any) -> None:
+        with self._connect() as db:
+            self._update(db, analysis_id, values)
+
+    @staticmethod
+    def _update(db: psycopg.Connection[tuple[Any, ...]], analysis_id: str, values: dict[str, Any]) -> None:
+        values["updated"] = time.time()
+        if "report" in values and values["report"] is not None:
+            values["report"] = json.dumps(values["report"])
+        if "message" in values:
+            values["message"] = _put(values["message"])
+        names = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in values)
+        db.execute(sql.SQL("UPDATE analyses SET {} WHERE id = %s").format(names), [*values.values(), analysis_id])
+
+    def delete(self, analysis_id: str) -> bool:
+        with self._connect() as db:
+            found = db.execute("DELETE FROM analyses WHERE id = %s RETURNING num", (analysis_id,)).fetchone()
+            if found is None:
+                return False
+            for table in ("events", "findings", "reports"):
+                db.execute(sql.SQL("DELETE FROM {} WHERE num = %s").format(sql.Identifier(table)), (found[0],))
+        self.remove_upload(analysis_id)
+        return True
+
+    def stale_failed_uploads(self, max_age_days: float) -> list[AnalysisRow]:
+        cutoff = time.time() - max_age_days * 86400
+        return self._many("WHERE status = 'failed' AND upload IS NOT NULL AND updated < %s", (cutoff,))
+
+    def drop_upload(self, analysis_id: str) -> None:
+        self.remove_upload(analysis_id)
+        self.update(analysis_id, upload=None)
+
+    def expired(self, max_count: int, max_age_days: float) -> list[str]:
+        cutoff = time.time() - max_age_days * 86400
+        with self._connect() as db:
+            old = [r[0] for r in db.execute("SELECT id FROM analyses WHERE created < %s AND status IN ('done', "
+                                            "'failed')", (cutoff,))]
+            extra = [r[0] for r in db.execute("SELECT id FROM analyses WHERE status IN ('done', 'failed') "
+                                              "ORDER BY num DESC OFFSET %s", (max_count,))]
+        return list(dict.fromkeys([*old, *extra]))
+
+    # -- results -------------------------------------------------------------------------------
+
+    def save_results(self, analysis_id: str, findings: Sequence[Mapping[str, Any]], reports: Mapping[str, str],
+                     **values: Any) -> None:
+        keys = keys_of(findings)
+        with self._connect() as db:
+            found = db.execute("SELECT num FROM analyses WHERE id = %s FOR UPDATE", (analysis_id,)).fetchone()
+            if found is None:  # deleted while it was analysed
+                return
+            num = found[0]
+            db.execute("DELETE FROM findings WHERE num = %s", (num,))
+            with db.cursor() as cursor:
+                cursor.executemany("INSERT INTO findings (num, seq, rule_id, severity, data, key) "
+                                   "VALUES (%s, %s, %s, %s, %s, %s)",
+                                   [(num, i, f["id"], f["severity"], json.dumps(dict(f)), key)
+                                    for i, (f, key) in enumerate(zip(findings, keys, strict=True), 1)])
+                cursor.executemany("INSERT INTO reports (num, format, body) VALUES (%s, %s, %s) "
+                                   "ON CONFLICT (num, format) DO UPDATE SET body = EXCLUDED.body",
+                                   [(num, fmt, _put(body)) for fmt, body in reports.items()])
+            self._update(db, analysis_id, dict(values))
+
+    def findings(self, num: int) -> list[tuple[str, dict[str, Any]]]:
+        with self._connect() as db:
+            rows = db.execute("SELECT key, data FROM findings WHERE num = %s ORDER BY seq", (num,)).fetchall()
+        return [(str(key), json.loads(data)) for key, data in rows]
+
+    def finding(self, num: int, key: str) -> dict[str, Any] | None:
+        with self._connect() as db:
+            row = db.execute("SELECT data FROM findings WHERE num = %s AND key = %s", (num, key)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def report(self, num: int, fmt: str) -> str | None:
+        with self._connect() as db:
+            row = db.execute("SELECT body FROM reports WHERE num = %s AND format = %s", (num, fmt)).fetchone()
+        return None if row is None else _got(str(row[0]))
+
+    # -- events --------------------------------------------------------------------------------
+
+    def writer(self, num: int) -> PostgresEventWriter:
+        return PostgresEventWriter(self, num)
+
+    def drop_events(self, num: int) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM events WHERE num = %s", (num,))
+
+    def timeline(self, num: int, query: TimelineQuery) -> tuple[list[dict[str, Any]], int | None]:
+        with self._connect() as db:
+            after = query.after
+            if query.since is not None:
+                # every event at or after `since` lies at or after the first whose running max reaches it
+                first = db.execute("SELECT seq FROM events WHERE num = %s AND tmax >= %s ORDER BY tmax, seq LIMIT 1",
+                                   (num, query.since)).fetchone()
+                if first is None:
+                    return [], None
+                after = max(after, first[0] - 1)
+            if after >= 2**63:
+                return [], None
+            where = ["num = %s", "seq > %s"]
+            args: list[Any] = [num, after]
+            if query.since is not None:
+                where.append("ts >= %s")
+                args.append(query.since)
+            if query.until is not None:
+                where.append("ts <= %s")
+                args.append(query.until)
+            for column, values in (("source", query.sources), ("client", query.clients), ("level", query.levels)):
+                if values:
+                    where.append(f"{column} = ANY(%s)")
+                    args.append([_put(v) for v in values])
+            if query.kinds:
+                parts = []
+                for kind in query.kinds:
+                    if kind.endswith(("*", ".")):
+                        prefix = kind.rstrip("*")
+                        parts.append("(kind >= %s AND kind < %s)")  # a range the kind index can serve
+                        args.extend([prefix, prefix + "\U0010ffff"])
+                    else:
+                        parts.append("kind = %s")
+                        args.append(kind)
+                where.append(f"({' OR '.join(parts)})")
+            if query.text:
+                escaped = query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                where.append("raw ILIKE %s ESCAPE '\\'")
+                args.append(f"%{escaped}%")
+            rows = db.execute(f"SELECT {TIMELINE_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq "
+                              "LIMIT %s", [*args, query.limit + 1]).fetchall()
+        more = len(rows) > query.limit
+        rows = rows[:query.limit]
+        items = [timeline_item([*r[:11], _got(r[11]), *r[12:]]) for r in rows]
+        return items, (rows[-1][0] if more and rows else None)
+
+
+class PostgresEventWriter(EventBatches):
+    """Appends an analysis's timeline events in batches (one transaction each)."""
+
+    def __init__(self, store: PostgresStore, num: int) -> None:
+        super().__init__(num)
+        self.store = store
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        with self.store._connect() as db, db.cursor() as cursor:
+            cursor.executemany(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "
+                               f"({', '.join(['%s'] * 18)}) ON CONFLICT (num, seq) DO NOTHING",
+                               [(*row[:-1], _put(row[-1])) for row in rows])
+
+    def finish(self) -> None:
+        self.flush()
+        with self.store._connect() as db, db.cursor() as cursor:
+            cursor.executemany("UPDATE events SET client = %s WHERE num = %s AND connection = %s AND client IS NULL",
+                               self.client_names())
+
+    def discard(self) -> None:
+        self.restart()
+        self.store.drop_events(self.num)

@@ -1,0 +1,312 @@
+"""The store of analyses, behind one interface with two backends:
+
+- SQLite (correlator/api/analysis_db.py), the embedded default: one file in the state folder, no
+  server to run;
+- PostgreSQL (correlator/api/postgres_db.py), shared by any number of API nodes and workers.
+
+`open_store(url, state_dir)` picks one from a URL (the `database` setting, `serve --database`):
+none or `sqlite:` is the file under the state folder, `postgresql://...` (or `postgres://`) a
+PostgreSQL database. Both pass one test suite (tests/fleet/test_storage_contract.py): the same
+rows, the same finding keys, the same timeline pages and cursors (a cursor is the `seq` of the
+last event of a page), and writes keyed by analysis: an analysis run twice (a job redelivered
+after its worker died) leaves one result, never two.
+
+Uploads wait as files in the state folder's `uploads/` with either backend (`UploadFolders`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from correlator.api.private import private_dir
+from correlator.errors import CorrelatorError
+from correlator.model import Event
+
+#: What `retry_after` a client is told when the database does not answer (seconds).
+RETRY_AFTER = 5
+
+
+class StoreUnavailable(Exception):
+    """The database does not answer now (a PostgreSQL restart, a lost network): the API answers
+    503 with Retry-After, /ready says not ready, and the next request tries again."""
+
+
+class KeyTaken(Exception):
+    """Another analysis holds this Idempotency-Key (two requests with one key at once)."""
+
+
+_UNNAMED = frozenset({"", "<unknown>", "(null)"})
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def client_of(event: Event) -> str | None:
+    """Whose event this is, as far as the event itself says."""
+    client_id = event.fields.get("client_id")
+    if isinstance(client_id, str) and client_id not in _UNNAMED:
+        return client_id
+    if event.source.startswith("client:"):
+        return event.source.split(":", 1)[1]
+    return None
+
+
+@dataclass(frozen=True)
+class AnalysisRow:
+    num: int
+    id: str
+    name: str
+    created: float
+    updated: float
+    status: str
+    phase: str
+    progress: float
+    events: int
+    size: int
+    upload: str | None
+    message: str | None
+    report: dict[str, Any] | None
+    digest: str | None = None
+    """SHA-256 of the uploaded bytes: the same bundle sent again is this analysis."""
+    idem_key: str | None = None
+    """The client's Idempotency-Key, if it sent one."""
+    webhook: str | None = None
+    """Where to say that the analysis finished (api/webhooks.py)."""
+
+
+#: The analyses table's columns in AnalysisRow's order (both backends select them so).
+ANALYSIS_COLUMNS = ("num, id, name, created, updated, status, phase, progress, events, size, upload, message, report, "
+                    "digest, idem_key, webhook")
+
+
+def analysis_row(values: Sequence[Any]) -> AnalysisRow:
+    """A row selected as ANALYSIS_COLUMNS."""
+    (num, analysis_id, name, created, updated, status, phase, progress, events, size, upload, message,
+     report, digest, idem_key, webhook) = values
+    return AnalysisRow(num=num, id=analysis_id, name=name, created=created, updated=updated, status=status,
+                       phase=phase, progress=progress, events=events, size=size, upload=upload, message=message,
+                       report=json.loads(report) if report else None, digest=digest, idem_key=idem_key,
+                       webhook=webhook)
+
+
+@dataclass(frozen=True)
+class TimelineQuery:
+    after: int = 0
+    limit: int = 100
+    since: float | None = None
+    until: float | None = None
+    sources: Sequence[str] = ()
+    clients: Sequence[str] = ()
+    kinds: Sequence[str] = ()
+    """Exact kinds, or prefixes ending in '.' or '*' ('tls.' and 'tls.*' match every TLS kind)."""
+    levels: Sequence[str] = ()
+    text: str | None = None
+
+
+#: The events table's columns a timeline page selects, in `timeline_item`'s order.
+TIMELINE_COLUMNS = ("seq, ts, time_text, estimated, source, host, file, line, level, kind, fields, raw, format, skew, "
+                    "connection, client")
+
+
+def timeline_item(r: Sequence[Any]) -> dict[str, Any]:
+    """One event of a timeline page, from a row selected as TIMELINE_COLUMNS."""
+    return {"seq": r[0], "time": iso(r[1]), "time_text": r[2], "estimated": bool(r[3]), "source": r[4],
+            "host": r[5], "file": r[6], "line": r[7], "level": r[8], "kind": r[9], "fields": json.loads(r[10]),
+            "raw": r[11], "format": r[12], "skew": r[13], "connection": r[14], "client": r[15]}
+
+
+#: The events table's columns a writer inserts, in `EventBatches` rows' order.
+EVENT_COLUMNS = ("num, seq, ts, tmax, source, file, line, kind, level, client, connection, time_text, estimated, host, "
+                 "format, skew, fields, raw")
+
+
+class TimelineWriter(Protocol):
+    """Appends an analysis's timeline events while the engine reads (in batches), and at the end
+    names the client of broker lines that only their stitched connection ties to a client."""
+
+    count: int
+    """Events added so far (the last one's seq)."""
+
+    def add(self, events: Sequence[Event]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def finish(self) -> None:
+        """Flush, and name the clients of stitched connections."""
+
+    def discard(self) -> None:
+        """Drop every event of the analysis (a run cut short, or failed) and start again at seq 1."""
+
+
+class EventBatches:
+    """What both backends' writers share: events become rows (EVENT_COLUMNS) in batches of BATCH,
+    numbered from 1, with the running maximum of their time (`tmax`, which makes a `since` bound a
+    position: see analysis_db.py), and the client each connection's client-side lines name."""
+
+    BATCH = 5_000
+
+    def __init__(self, num: int) -> None:
+        self.num = num
+        self.count = 0
+        self._rows: list[tuple[Any, ...]] = []
+        self._client_of_connection: dict[str, str] = {}
+        self._tmax = float("-inf")
+
+    def add(self, events: Sequence[Event]) -> None:
+        rows = self._rows
+        num = self.num
+        seq = self.count
+        for event in events:
+            seq += 1
+            if event.ts > self._tmax:
+                self._tmax = event.ts
+            client = client_of(event)
+            if client is not None and event.connection and event.source.startswith("client:"):
+                self._client_of_connection.setdefault(event.connection, client)
+            rows.append((num, seq, event.ts, self._tmax, event.source, event.file, event.line, event.kind,
+                         event.level, client, event.connection, event.time_text, int(event.estimated), event.host,
+                         event.format, event.skew, json.dumps(event.fields), event.raw))
+        self.count = seq
+        if len(rows) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rows:
+            self._write(self._rows)
+            self._rows = []
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        raise NotImplementedError
+
+    def client_names(self) -> list[tuple[str, int, str]]:
+        """(client, num, connection): the client of each connection whose broker lines name none."""
+        return [(client, self.num, conn) for conn, client in self._client_of_connection.items()]
+
+    def restart(self) -> None:
+        """Forget what was added: the next event is seq 1 again."""
+        self._rows = []
+        self._client_of_connection.clear()
+        self._tmax = float("-inf")
+        self.count = 0
+
+
+class Store(Protocol):
+    """What the API, the scheduler and the analysis processes ask of the store. Thread-safe."""
+
+    state_dir: Path
+    uploads: Path
+    url: str | None
+    """What `open_store` was given: an analysis process opens the same store with it."""
+    embedded: bool
+    """True when a call is a local file read (SQLite), cheap enough to make on the event loop;
+    False when it goes over the network and is made on a worker thread (see deps.off_loop)."""
+
+    def close(self) -> None: ...
+
+    # analyses
+    def new_upload_dir(self) -> tuple[str, Path]:
+        """A new analysis id and the private folder its upload goes into."""
+
+    def create(self, analysis_id: str, name: str, upload: Path, size: int, *, digest: str | None = None,
+               idem_key: str | None = None, webhook: str | None = None) -> AnalysisRow:
+        """The new analysis, queued; raises KeyTaken when another analysis holds `idem_key`."""
+
+    def by_idempotency_key(self, key: str) -> AnalysisRow | None: ...
+
+    def by_digest(self, digest: str) -> AnalysisRow | None:
+        """The newest analysis of these very bytes that did not fail (a failed one is worth a retry)."""
+
+    def get(self, analysis_id: str) -> AnalysisRow | None: ...
+
+    def page(self, limit: int, offset: int, status: str | None = None) -> tuple[int, list[AnalysisRow]]:
+        """(total, analyses newest first)."""
+
+    def status_counts(self) -> dict[str, int]: ...
+
+    def unfinished(self) -> list[AnalysisRow]:
+        """Queued and running analyses, oldest first (a restart runs them again)."""
+
+    def update(self, analysis_id: str, **values: Any) -> None: ...
+
+    def delete(self, analysis_id: str) -> bool:
+        """Remove the analysis with its findings, reports, timeline and upload; False if unknown."""
+
+    def stale_failed_uploads(self, max_age_days: float) -> list[AnalysisRow]:
+        """Failed analyses whose upload is older than the retention period."""
+
+    def drop_upload(self, analysis_id: str) -> None: ...
+
+    def expired(self, max_count: int, max_age_days: float) -> list[str]:
+        """Finished analyses beyond the kept count (oldest first) or older than the age limit."""
+
+    # results
+    def save_results(self, analysis_id: str, findings: Sequence[Mapping[str, Any]], reports: Mapping[str, str],
+                     **values: Any) -> None:
+        """An analysis's findings, report files and final row values, in one transaction that
+        replaces whatever an earlier run of the same analysis wrote."""
+
+    def findings(self, num: int) -> list[tuple[str, dict[str, Any]]]:
+        """(key, finding) in the report's order."""
+
+    def finding(self, num: int, key: str) -> dict[str, Any] | None: ...
+
+    def report(self, num: int, fmt: str) -> str | None: ...
+
+    # timeline
+    def writer(self, num: int) -> TimelineWriter: ...
+
+    def drop_events(self, num: int) -> None: ...
+
+    def timeline(self, num: int, query: TimelineQuery) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of events and the cursor of the next (None: the last page)."""
+
+
+class UploadFolders:
+    """Uploads waiting to be analysed: a private folder per analysis under the state folder."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = private_dir(state_dir)
+        self.uploads = private_dir(state_dir / "uploads")
+
+    def new_upload_dir(self) -> tuple[str, Path]:
+        analysis_id = uuid.uuid4().hex[:16]
+        folder = self.uploads / analysis_id
+        folder.mkdir(mode=0o700)
+        return analysis_id, folder
+
+    def remove_upload(self, analysis_id: str) -> None:
+        shutil.rmtree(self.uploads / analysis_id, ignore_errors=True)
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def check_database_url(url: str | None) -> str | None:
+    """The URL if a backend takes it; a sentence naming the forms otherwise."""
+    if url is None or url in ("", "sqlite:", "sqlite://") or url.startswith(POSTGRES_SCHEMES):
+        return url or None
+    raise ValueError("the database must be sqlite: (the file in the state folder, the default) or a "
+                     "postgresql://[user[:password]@]host[:port]/dbname URL")
+
+
+def open_store(url: str | None, state_dir: Path) -> Store:
+    """The store `url` names (see the module's docstring)."""
+    try:
+        url = check_database_url(url)
+    except ValueError as exc:
+        raise CorrelatorError(str(exc)) from None
+    if url is not None and url.startswith(POSTGRES_SCHEMES):
+        from correlator.api.postgres_db import PostgresStore  # psycopg loads only when asked for
+
+        return PostgresStore(url, state_dir)
+    from correlator.api.analysis_db import SqliteStore
+
+    return SqliteStore(state_dir)

@@ -1,0 +1,253 @@
+"""One contract, two backends: every test here runs against the embedded SQLite store and a real
+PostgreSQL (started on loopback by the session, tests/fleet_servers.py), through `open_store`,
+and both must give the same answers: rows, finding keys, timeline pages and their cursors, and
+one result for an analysis written twice."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_helpers import SAMPLES, zip_folder
+
+from correlator.analysis import Options
+from correlator.api.storage import KeyTaken, Store, TimelineQuery, open_store
+from correlator.api.worker import run_analysis
+from correlator.engine.rules import Rule, load_rules
+from correlator.formats.registry import Registry, default_registry
+from correlator.model import Event
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    opened = open_store(url, tmp_path / "state")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="module")
+def engine() -> tuple[Registry, list[Rule]]:
+    rules, _ = load_rules([])
+    return default_registry(), list(rules)
+
+
+@pytest.fixture(scope="module")
+def mixed_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return zip_folder(SAMPLES / "mixed", tmp_path_factory.mktemp("bundle") / "mixed.zip")
+
+
+def queue(store: Store, bundle: Path, **kwargs: Any) -> str:
+    """An uploaded bundle, queued (as the upload route leaves it)."""
+    analysis_id, folder = store.new_upload_dir()
+    upload = folder / bundle.name
+    shutil.copy(bundle, upload)
+    store.create(analysis_id, upload.name, upload, upload.stat().st_size, **kwargs)
+    return analysis_id
+
+
+def analyse(store: Store, bundle: Path, engine: tuple[Registry, list[Rule]]) -> str:
+    analysis_id = queue(store, bundle)
+    run_analysis(store, Options(), *engine, analysis_id)
+    return analysis_id
+
+
+def whole_timeline(store: Store, num: int, query: TimelineQuery) -> list[dict[str, Any]]:
+    """Every event the query matches, page by page, following the cursors."""
+    items: list[dict[str, Any]] = []
+    cursor: int | None = query.after
+    while cursor is not None:
+        page, cursor = store.timeline(num, TimelineQuery(**{**query.__dict__, "after": cursor}))
+        assert len(page) <= query.limit
+        if cursor is not None:
+            assert page and cursor == page[-1]["seq"], "the cursor is the last event's seq"
+        items.extend(page)
+    return items
+
+
+def test_analyses_rows(store: Store, mixed_bundle: Path) -> None:
+    first = queue(store, mixed_bundle, digest="d1", idem_key="key-1", webhook="http://127.0.0.1:9/hook")
+    second = queue(store, mixed_bundle, digest="d2")
+    row = store.get(first)
+    assert row is not None and row.status == "queued" and row.phase == "queued" and row.progress == 0
+    assert row.name == "mixed.zip" and row.size == mixed_bundle.stat().st_size and row.upload
+    assert row.webhook == "http://127.0.0.1:9/hook" and row.report is None
+    assert store.get("nope") is None
+    by_key = store.by_idempotency_key("key-1")
+    assert by_key is not None and by_key.id == first
+    assert store.by_idempotency_key("key-2") is None
+    with pytest.raises(KeyTaken):
+        queue(store, mixed_bundle, idem_key="key-1")
+    store.update(first, status="running", phase="analysing", progress=0.5, events=12,
+                 report={"summary": {"findings": 2}}, message="half way")
+    row = store.get(first)
+    assert row is not None and (row.status, row.progress, row.events, row.message) == ("running", 0.5, 12, "half way")
+    assert row.report == {"summary": {"findings": 2}} and row.updated >= row.created
+    assert [r.id for r in store.unfinished()] == [first, second]
+    assert store.status_counts() == {"running": 1, "queued": 1}
+    total, rows = store.page(1, 0)
+    assert total == 2 and [r.id for r in rows] == [second]  # newest first
+    total, rows = store.page(10, 0, "running")
+    assert total == 1 and [r.id for r in rows] == [first]
+    by_digest = store.by_digest("d2")
+    assert by_digest is not None and by_digest.id == second
+    store.update(second, status="failed", phase="failed")
+    assert store.by_digest("d2") is None, "a failed analysis is worth a retry"
+    assert store.expired(10, 30) == [], "a running analysis is never swept"
+    assert store.expired(0, 30) == [second]
+    assert [r.id for r in store.stale_failed_uploads(-1)] == [second]
+    store.drop_upload(second)
+    dropped = store.get(second)
+    assert dropped is not None and dropped.upload is None and not (store.uploads / second).exists()
+    assert store.delete(first) and not store.delete(first)
+    assert store.get(first) is None and not (store.uploads / first).exists()
+
+
+def test_results_and_timeline_pages(store: Store, mixed_bundle: Path, engine: tuple[Registry, list[Rule]]) -> None:
+    analysis_id = analyse(store, mixed_bundle, engine)
+    row = store.get(analysis_id)
+    assert row is not None and row.status == "done" and row.progress == 1.0 and row.upload is None
+    assert row.report is not None and row.report["summary"]["findings"] == len(store.findings(row.num))
+    found = store.findings(row.num)
+    assert {f["id"] for _, f in found} >= {"tls.client_cert_expired", "auth.bad_credentials", "acl.publish_denied"}
+    key, first = found[0]
+    assert store.finding(row.num, key) == first and store.finding(row.num, "nope") is None
+    assert store.report(row.num, "md") is not None and "mixed" in (store.report(row.num, "text") or "")
+    assert store.report(row.num, "nope") is None
+
+    everything = whole_timeline(store, row.num, TimelineQuery(limit=1000))
+    assert [e["seq"] for e in everything] == list(range(1, row.events + 1))
+    assert whole_timeline(store, row.num, TimelineQuery(limit=7)) == everything
+    times = sorted({e["time"] for e in everything})
+    middle = everything[len(everything) // 2]
+    client = next(e["client"] for e in everything if e["client"])
+    queries: list[tuple[TimelineQuery, Any]] = [
+        (TimelineQuery(sources=["broker"]), lambda e: e["source"] == "broker"),
+        (TimelineQuery(clients=[client]), lambda e: e["client"] == client),
+        (TimelineQuery(kinds=["tls."]), lambda e: e["kind"].startswith("tls.")),
+        (TimelineQuery(kinds=["tls.*", middle["kind"]]), lambda e: e["kind"].startswith("tls.")
+         or e["kind"] == middle["kind"]),
+        (TimelineQuery(levels=["error", "warning"]), lambda e: e["level"] in ("error", "warning")),
+        (TimelineQuery(text="CERTIFICATE"), lambda e: "certificate" in e["raw"].lower()),
+        (TimelineQuery(text="ok"), lambda e: "ok" in e["raw"].lower()),
+        (TimelineQuery(text="100%"), lambda e: "100%" in e["raw"]),
+        (TimelineQuery(after=middle["seq"]), lambda e: e["seq"] > middle["seq"]),
+    ]
+    for query, wanted in queries:
+        expected = [e for e in everything if wanted(e)]
+        assert expected or query.text == "100%", query
+        assert whole_timeline(store, row.num, TimelineQuery(**{**query.__dict__, "limit": 5})) == expected, query
+    since, until = _epoch(times[len(times) // 3]), _epoch(times[2 * len(times) // 3])
+    page = whole_timeline(store, row.num, TimelineQuery(since=since, until=until, limit=3))
+    assert page == [e for e in everything if since <= _epoch(e["time"]) <= until] and page
+    assert store.timeline(row.num, TimelineQuery(since=_epoch(times[-1]) + 1)) == ([], None)
+    assert store.timeline(row.num, TimelineQuery(after=2**62)) == ([], None)
+
+
+def _epoch(iso_time: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp()
+
+
+def test_an_analysis_written_twice_leaves_one_result(store: Store, mixed_bundle: Path,
+                                                     engine: tuple[Registry, list[Rule]]) -> None:
+    """A job redelivered after its worker was presumed dead runs again: same findings, same
+    timeline, no duplicate."""
+    analysis_id = queue(store, mixed_bundle)
+    row = store.get(analysis_id)
+    assert row is not None and row.upload is not None
+    kept = Path(row.upload).read_bytes()
+    run_analysis(store, Options(), *engine, analysis_id)
+    once = store.get(analysis_id)
+    assert once is not None
+    findings = store.findings(once.num)
+    timeline = whole_timeline(store, once.num, TimelineQuery(limit=1000))
+    # the redelivered job: its upload is where it was, the row says running again
+    Path(row.upload).parent.mkdir(parents=True, exist_ok=True)
+    Path(row.upload).write_bytes(kept)
+    store.update(analysis_id, status="running", upload=row.upload)
+    run_analysis(store, Options(), *engine, analysis_id)
+    twice = store.get(analysis_id)
+    assert twice is not None and twice.status == "done" and twice.events == once.events
+    assert store.findings(once.num) == findings
+    assert whole_timeline(store, once.num, TimelineQuery(limit=1000)) == timeline
+    # and the same results saved twice, concurrently, are one result too
+    report = {"text": "report"}
+    errors: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            store.save_results(analysis_id, [f for _, f in findings], report, status="done")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert store.findings(once.num) == findings and store.report(once.num, "text") == "report"
+
+
+def test_timeline_writer(store: Store, mixed_bundle: Path) -> None:
+    """Batches, rows written twice, the clients of stitched connections, odd characters, discard."""
+    analysis_id = queue(store, mixed_bundle)
+    row = store.get(analysis_id)
+    assert row is not None
+    writer = store.writer(row.num)
+    events = [Event(ts=1_700_000_000.0 + i, time_text=str(i), source="broker", file="m.log", line=i + 1,
+                    kind="mqtt.connect",
+                    raw=f"line {i} 'quote', \"dq\", \\ back, ünï, 100%_, nul \x00 (SQLite's LIKE ends there)",
+                    connection="c1" if i < 3 else None, fields={"n": i, "nul": "\x00"}) for i in range(5)]
+    events.append(Event(ts=1_699_999_999.0, time_text="", source="client:edge-01", file="c.log", line=1,
+                        kind="mqtt.connect", raw="client line", connection="c1", estimated=True))
+    writer.add(events[:2])
+    writer.flush()
+    writer.add(events[2:])
+    writer.finish()
+    page, cursor = store.timeline(row.num, TimelineQuery(limit=100))
+    assert cursor is None and [e["seq"] for e in page] == [1, 2, 3, 4, 5, 6]
+    assert page[0]["raw"] == events[0].raw and page[0]["fields"] == {"n": 0, "nul": "\x00"}
+    assert [e["client"] for e in page] == ["edge-01"] * 3 + [None, None, "edge-01"]
+    assert page[5]["estimated"] is True and page[0]["estimated"] is False
+    assert page[5]["time"] == "2023-11-14T22:13:19Z"
+    since = store.timeline(row.num, TimelineQuery(since=1_700_000_002.0))[0]
+    assert [e["seq"] for e in since] == [3, 4, 5]
+    assert [e["seq"] for e in store.timeline(row.num, TimelineQuery(text="100%_"))[0]] == [1, 2, 3, 4, 5]
+    assert [e["seq"] for e in store.timeline(row.num, TimelineQuery(text="ÜNÏ"))[0]] in ([], [1, 2, 3, 4, 5])
+    writer.discard()
+    assert store.timeline(row.num, TimelineQuery())[0] == []
+    writer.add(events[:1])
+    writer.finish()
+    assert [e["seq"] for e in store.timeline(row.num, TimelineQuery())[0]] == [1]
+    store.drop_events(row.num)
+    assert store.timeline(row.num, TimelineQuery())[0] == []
+
+
+def test_both_backends_answer_alike(postgres_url: str, tmp_path: Path, mixed_bundle: Path,
+                                    engine: tuple[Registry, list[Rule]]) -> None:
+    """The same bundle analysed into each: the same findings with the same keys, the same pages."""
+    answers = []
+    for url, folder in ((None, "sqlite"), (postgres_url, "postgresql")):
+        store = open_store(url, tmp_path / folder)
+        try:
+            row = store.get(analyse(store, mixed_bundle, engine))
+            assert row is not None
+            pages = [store.timeline(row.num, TimelineQuery(after=after, limit=50, kinds=kinds))
+                     for after in (0, 50, 10_000) for kinds in ((), ("tls.",))]
+            report = json.loads(store.report(row.num, "json") or "{}")
+            report.pop("made_at")
+            answers.append((store.findings(row.num), pages, report, row.events,
+                            {k: v for k, v in (row.report or {}).items() if k != "made_at"}))
+        finally:
+            store.close()
+    assert answers[0] == answers[1]
