@@ -164,7 +164,8 @@ def test_lost_members_never_read_as_no_root_cause_found(tmp_path: Path, capsys: 
 
 
 def test_sigterm_removes_the_extraction_folders(tmp_path: Path, own_temp: Path) -> None:
-    bundle = corpus.tar_xz_zeros(tmp_path, member_mb=2048)  # minutes to read through: killed long before
+    # 16 GB of zeros (4.6 MB packed, written in a second): minutes to read through, killed long before
+    bundle = corpus.tar_xz_zeros(tmp_path, member_mb=4096)
     env = dict(os.environ, TMPDIR=str(own_temp))
     process = subprocess.Popen([sys.executable, "-m", "correlator", "analyze", str(bundle)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
