@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +20,11 @@ from lab import pki
 from lab.broker import Mosquitto
 
 REPO = Path(__file__).resolve().parents[2]
+#: A TLS listener on the incident's own certificates, logging everything to its folder.
+CONFIG = ("listener {port0} 127.0.0.1\ncafile ../certs/ca.pem\ncertfile ../certs/server.pem\n"
+          "keyfile ../keys/server.key\nallow_anonymous true\nlog_dest file mosquitto.log\nlog_type all\n")
+#: A timeline row on the screen: ≈ (dated by arrival), its time, its source and its text.
+ROW = re.compile(r"▌(≈?)(\d\d:\d\d:\d\d)\S*\s+(broker|edge-\d+)\s+(.*)")
 
 
 def _screen(session: str) -> str:
@@ -26,114 +32,130 @@ def _screen(session: str) -> str:
                           check=True).stdout
 
 
-def _wait_screen(session: str, pattern: str, timeout: float) -> str:
+def _wait_until(session: str, holds: Callable[[str], bool], what: str, timeout: float) -> str:
+    """The screen once `holds` is true of it (polled, so a loaded machine only makes it later)."""
     deadline = time.monotonic() + timeout
     screen = ""
     while time.monotonic() < deadline:
         screen = _screen(session)
-        if re.search(pattern, screen):
+        if holds(screen):
             return screen
         time.sleep(0.05)
-    raise AssertionError(f"{pattern!r} never appeared on the screen:\n{screen}")
+    raise AssertionError(f"{what} never appeared on the screen:\n{screen}")
+
+
+def _wait_screen(session: str, pattern: str, timeout: float) -> str:
+    return _wait_until(session, lambda screen: re.search(pattern, screen) is not None, repr(pattern), timeout)
+
+
+def _incident(root: Path, ca_name: str, not_before: datetime, not_after: datetime) -> None:
+    """A CA and the broker's certificate, signed by it, valid from `not_before` to `not_after`."""
+    ca = pki.make_ca(ca_name, not_before=not_before - timedelta(days=30), days=3650)
+    ca.write(root / "certs" / "ca.pem")
+    server = pki.make_leaf("broker.lab", ca, sans=("localhost", "127.0.0.1"), usage=("server",),
+                           not_before=not_before, not_after=not_after)
+    server.write(root / "certs" / "server.pem", root / "keys" / "server.key")
+
+
+@pytest.fixture
+def watch() -> Iterator[Callable[[Path, int, int], str]]:
+    """Starts `correlator watch FOLDER` in a tmux session of the given width and height and gives
+    its name; every session started is killed after the test, whatever happened."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    sessions: list[str] = []
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
+
+    def start(folder: Path, width: int, height: int) -> str:
+        session = f"correlator-e2e-{os.getpid()}-{len(sessions)}"
+        command = f"{sys.executable} -m correlator watch {folder}"
+        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), command],
+                       check=True, env=env, cwd=REPO)
+        sessions.append(session)
+        _wait_screen(session, r"LIVE", timeout=20)
+        return session
+
+    yield start
+    for session in sessions:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
 
 @pytest.mark.broker
-def test_watch_in_tmux_names_the_expired_broker_certificate(tmp_path: Path, mosquitto_available: str) -> None:
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
+def test_watch_in_tmux_names_the_expired_broker_certificate(
+        tmp_path: Path, mosquitto_available: str, watch: Callable[[Path, int, int], str]) -> None:
     now = datetime.now(UTC)
     root = tmp_path / "incident"
-    ca = pki.make_ca("e2e CA", not_before=now - timedelta(days=400), days=3650)
-    ca.write(root / "certs" / "ca.pem")
-    server = pki.make_leaf("broker.lab", ca, sans=("localhost", "127.0.0.1"), usage=("server",),
-                           not_before=now - timedelta(days=377), not_after=now - timedelta(days=12))
-    server.write(root / "certs" / "server.pem", root / "keys" / "server.key")
-    config = ("listener {port0} 127.0.0.1\ncafile ../certs/ca.pem\ncertfile ../certs/server.pem\n"
-              "keyfile ../keys/server.key\nallow_anonymous true\nlog_dest file mosquitto.log\nlog_type all\n")
-    session = f"correlator-e2e-{os.getpid()}"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
-    with Mosquitto(root / "broker", config) as broker:
-        command = f"{sys.executable} -m correlator watch {root}"
-        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command],
-                       check=True, env=env, cwd=REPO)
-        try:
-            _wait_screen(session, r"LIVE", timeout=20)
-            assert "no finding yet" in _screen(session)
-            refused = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "--cafile",
-                                      str(root / "certs" / "ca.pem"), "-i", "edge-01", "-t", "plant/edge-01",
-                                      "-m", "21.5"], capture_output=True, text=True, timeout=20)
-            assert refused.returncode != 0
-            started = time.monotonic()
-            screen = _wait_screen(session, r"CRIT\s+tls\.\w+", timeout=20)
-            took = time.monotonic() - started
-            found = re.search(r"CRIT\s+(tls\.[a-z_.]+)", screen)
-            assert found is not None and found.group(1) == "tls.server_cert_expired", screen
-            _wait_screen(session, r"expired 12 days ago", timeout=12)  # cert facts (a toast may cover them)
-            assert took < 10, f"the finding took {took:.1f}s to reach the screen"
-            subprocess.run(["tmux", "send-keys", "-t", session, "enter"], check=True)
-            _wait_screen(session, r"◆", timeout=5)  # its evidence marked in the timeline
-            subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
-        finally:
-            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    _incident(root, "e2e CA", not_before=now - timedelta(days=377), not_after=now - timedelta(days=12))
+    with Mosquitto(root / "broker", CONFIG) as broker:
+        session = watch(root, 120, 40)
+        assert "no finding yet" in _screen(session)
+        refused = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "--cafile",
+                                  str(root / "certs" / "ca.pem"), "-i", "edge-01", "-t", "plant/edge-01",
+                                  "-m", "21.5"], capture_output=True, text=True, timeout=20)
+        assert refused.returncode != 0
+        started = time.monotonic()
+        screen = _wait_screen(session, r"CRIT\s+tls\.\w+", timeout=20)
+        took = time.monotonic() - started
+        found = re.search(r"CRIT\s+(tls\.[a-z_.]+)", screen)
+        assert found is not None and found.group(1) == "tls.server_cert_expired", screen
+        _wait_screen(session, r"expired 12 days ago", timeout=12)  # cert facts (a toast may cover them)
+        assert took < 10, f"the finding took {took:.1f}s to reach the screen"
+        subprocess.run(["tmux", "send-keys", "-t", session, "enter"], check=True)
+        _wait_screen(session, r"◆", timeout=5)  # its evidence marked in the timeline
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
 
 
-def _fail_publish(log: Path, port: int, cafile: Path, client_id: str) -> None:
+def _fail_publish(log: Path, port: int, cafile: Path, client_id: str) -> int:
     """One mosquitto_pub -d run that fails the handshake, its output appended to `log` as a user's
-    shell redirect would (no times, no ports: the lines say only the client id and the error)."""
+    shell redirect would (no times, no ports: the lines say only the client id and the error).
+    Returns the lines the log holds after it: a run writes the error and OpenSSL's reason, and
+    `sending CONNECT` before them or not, as its network thread happens to run."""
     with log.open("ab") as out:
         done = subprocess.run(["mosquitto_pub", "-d", "-h", "127.0.0.1", "-p", str(port), "--cafile", str(cafile),
                                "-i", client_id, "-t", f"plant/{client_id}", "-m", "21.5"], stdout=out,
                               stderr=subprocess.STDOUT, timeout=20)
     assert done.returncode != 0
+    return len([line for line in log.read_text().splitlines() if line.strip()])
 
 
 @pytest.mark.broker
 def test_watch_dates_live_untimed_client_lines_and_ties_them_to_the_broker(
-        tmp_path: Path, mosquitto_available: str) -> None:
+        tmp_path: Path, mosquitto_available: str, watch: Callable[[Path, int, int], str]) -> None:
     """Issue 18 item 3: mosquitto_pub -d output appended to a followed file while the watch runs
     is dated by its arrival (marked ≈), sits in time order among the broker's lines, and is stitched
     to the broker's connection, so the finding names the client id only the client's log knows."""
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
     now = datetime.now(UTC)
     root = tmp_path / "incident"
-    ca = pki.make_ca("plant CA", not_before=now - timedelta(days=30), days=3650)
-    ca.write(root / "certs" / "ca.pem")
-    server = pki.make_leaf("broker.lab", ca, sans=("localhost", "127.0.0.1"), usage=("server",),
-                           not_before=now - timedelta(days=30), not_after=now + timedelta(days=300))
-    server.write(root / "certs" / "server.pem", root / "keys" / "server.key")
-    pki.make_ca("other CA", not_before=now - timedelta(days=30), days=3650).write(tmp_path / "other-ca.pem")
-    config = ("listener {port0} 127.0.0.1\ncafile ../certs/ca.pem\ncertfile ../certs/server.pem\n"
-              "keyfile ../keys/server.key\nallow_anonymous true\nlog_dest file mosquitto.log\nlog_type all\n")
+    _incident(root, "plant CA", not_before=now - timedelta(days=30), not_after=now + timedelta(days=300))
+    other_ca = tmp_path / "other-ca.pem"
+    pki.make_ca("other CA", not_before=now - timedelta(days=30), days=3650).write(other_ca)
     client_log = root / "clients" / "edge-07.log"
     client_log.parent.mkdir(parents=True)
-    session = f"correlator-e2e-untimed-{os.getpid()}"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
-    with Mosquitto(root / "broker", config) as broker:
+    with Mosquitto(root / "broker", CONFIG) as broker:
         # a run before the watch: the file the watch opens already holds lines, dated its mtime
-        _fail_publish(client_log, broker.port, tmp_path / "other-ca.pem", "edge-07")
-        command = f"{sys.executable} -m correlator watch {root}"
-        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50", command],
-                       check=True, env=env, cwd=REPO)
-        try:
-            _wait_screen(session, r"LIVE", timeout=20)
-            time.sleep(2)  # the file's time when the watch opened it is well before the new lines
-            started = datetime.now(UTC).strftime("%H:%M:%S")
-            _fail_publish(client_log, broker.port, tmp_path / "other-ca.pem", "edge-07")
-            time.sleep(1.5)
-            _fail_publish(client_log, broker.port, tmp_path / "other-ca.pem", "edge-07")
-            # stitched: the finding names the id only the client's own log says
-            _wait_screen(session, r"CRIT\s+tls\.server_cert_untrusted\s+\d+\s+edge-07", timeout=20)
-            # three failed runs, two lines each (the error and OpenSSL's reason), every one a timeline row
-            screen = _wait_screen(session, r"(?s)(▌≈\S+\s+edge-07.*){6}", timeout=10)
-            rows = re.findall(r"▌(≈?)(\d\d:\d\d:\d\d)\S*\s+(broker|edge-07)\s", screen)
-            client = [(mark, at) for mark, at, source in rows if source == "edge-07"]
-            assert all(mark == "≈" for mark, _ in client), screen
-            assert all(mark == "" for mark, _, source in rows if source == "broker"), screen
-            live = [at for _, at in client if at >= started]
-            assert len(live) >= 4, f"the new lines are dated before they were written ({started}):\n{screen}"
-            times = [at for _, at, _ in rows]
-            assert times == sorted(times), f"the timeline is out of order:\n{screen}"
-            subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
-        finally:
-            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        before = _fail_publish(client_log, broker.port, other_ca, "edge-07")
+        session = watch(root, 160, 60)
+        time.sleep(2)  # the file's time when the watch opened it is well before the new lines
+        started = datetime.now(UTC).strftime("%H:%M:%S")
+        _fail_publish(client_log, broker.port, other_ca, "edge-07")
+        time.sleep(1.5)  # the two live runs a second apart
+        written = _fail_publish(client_log, broker.port, other_ca, "edge-07")
+        # stitched: the finding names the id only the client's own log says
+        _wait_screen(session, r"CRIT\s+tls\.server_cert_untrusted\s+\d+\s+edge-07", timeout=20)
+
+        def all_read(screen: str) -> bool:
+            """Every line the client's log holds is a timeline row, and the broker's three connections."""
+            rows: list[tuple[str, str, str, str]] = ROW.findall(screen)
+            return (sum(source == "edge-07" for _, _, source, _ in rows) == written
+                    and sum(source == "broker" and "New connection" in text for _, _, source, text in rows) == 3)
+
+        screen = _wait_until(session, all_read, f"{written} client rows and 3 broker connections", timeout=20)
+        rows: list[tuple[str, str, str, str]] = ROW.findall(screen)
+        client = [(mark, at) for mark, at, source, _ in rows if source == "edge-07"]
+        assert all(mark == "≈" for mark, _ in client), screen
+        assert all(mark == "" for mark, _, source, _ in rows if source == "broker"), screen
+        live = [at for _, at in client if at >= started]
+        assert len(live) == written - before, f"the new lines are dated before they were written ({started}):\n{screen}"
+        times = [at for _, at, _, _ in rows]
+        assert times == sorted(times), f"the timeline is out of order:\n{screen}"
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
