@@ -60,6 +60,8 @@ def create_app(settings: Settings) -> FastAPI:
         notifier = Notifier(settings)
         analyser.on_finished.append(notifier.finished)
         for row in store.unfinished():  # cut short by the last shutdown: the upload is still there
+            if row.upload and not store.holds_upload(row.upload):
+                continue  # another server's (they share a PostgreSQL database): that one resumes it
             if row.upload:
                 log.info("resuming analysis %s", row.id)
                 analyser.submit(row.id, analyser.lane(Path(row.upload)))

@@ -165,6 +165,11 @@ class PostgresStore(UploadFolders):
     def __init__(self, url: str, state_dir: Path) -> None:
         super().__init__(state_dir)
         self.url: str | None = url
+        try:  # once by hand first: libpq's own reason (refused, no such database, bad password) at once
+            psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT).close()
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split())
+            raise CorrelatorError(f"cannot reach the PostgreSQL database at {where_is(url)}: {reason}") from None
         self._closed = threading.Event()
         self.pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
             url, min_size=1, max_size=POOL_SIZE, timeout=POOL_TIMEOUT, open=False,

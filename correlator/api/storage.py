@@ -215,6 +215,9 @@ class Store(Protocol):
     def new_upload_dir(self) -> tuple[str, Path]:
         """A new analysis id and the private folder its upload goes into."""
 
+    def holds_upload(self, upload: str) -> bool:
+        """Whether `upload` (an analysis's) waits in this store's folder, not another server's."""
+
     def create(self, analysis_id: str, name: str, upload: Path, size: int, *, digest: str | None = None,
                idem_key: str | None = None, webhook: str | None = None) -> AnalysisRow:
         """The new analysis, queued; raises KeyTaken when another analysis holds `idem_key`."""
@@ -282,6 +285,9 @@ class UploadFolders:
         folder.mkdir(mode=0o700)
         return analysis_id, folder
 
+    def holds_upload(self, upload: str) -> bool:
+        return Path(upload).resolve().parent.parent == self.uploads.resolve()
+
     def remove_upload(self, analysis_id: str) -> None:
         shutil.rmtree(self.uploads / analysis_id, ignore_errors=True)
 
@@ -290,9 +296,12 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def check_database_url(url: str | None) -> str | None:
-    """The URL if a backend takes it; a sentence naming the forms otherwise."""
-    if url is None or url in ("", "sqlite:", "sqlite://") or url.startswith(POSTGRES_SCHEMES):
-        return url or None
+    """The URL if a backend takes it (None for the embedded SQLite file); a sentence naming the
+    forms otherwise."""
+    if url is None or url in ("", "sqlite:", "sqlite://"):
+        return None
+    if url.startswith(POSTGRES_SCHEMES):
+        return url
     raise ValueError("the database must be sqlite: (the file in the state folder, the default) or a "
                      "postgresql://[user[:password]@]host[:port]/dbname URL")
 

@@ -5,6 +5,7 @@ restarting the server."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from api_helpers import SAMPLES, RunningServer, ServerFactory, zip_folder
 from fleet_servers import PostgresServer
 
 from correlator.api import Settings
+from correlator.api.storage import open_store
 
 
 @pytest.fixture
@@ -94,6 +96,30 @@ def test_background_analysis_writes_through_postgresql(start_server: ServerFacto
         assert timeline["items"] and all(e["kind"].startswith("tls.") for e in timeline["items"])
         metrics = httpx.get(server.url + "/metrics").text
         assert 'correlator_analyses{status="done"} 1.0' in metrics
+
+
+def test_a_server_resumes_only_the_analyses_it_holds_the_upload_of(start_server: ServerFactory, postgres_url: str,
+                                                                    tmp_path: Path) -> None:
+    """Servers sharing a database each resume, at start, the analyses a restart cut short whose
+    upload waits in their own state folder, and leave the others' alone."""
+    mine = tmp_path / "mine"
+    store = open_store(postgres_url, mine)
+    analysis_id, folder = store.new_upload_dir()
+    upload = folder / "mosquitto.log"
+    shutil.copy(SAMPLES / "server_cert_expired" / "broker" / "mosquitto.log", upload)
+    store.create(analysis_id, upload.name, upload, upload.stat().st_size)
+    store.update(analysis_id, status="running", phase="analysing", progress=0.4)
+    store.close()
+    other = start_server(database=postgres_url, state_dir=tmp_path / "other")
+    assert other.app.state.analyser.future(analysis_id) is None, "not queued by the server without its upload"
+    with other.client() as client:
+        untouched = client.get(f"/analyses/{analysis_id}").json()
+        assert (untouched["status"], untouched["phase"], untouched["progress"]) == ("running", "analysing", 0.4)
+    assert upload.exists()
+    other.stop()
+    own = start_server(database=postgres_url, state_dir=mine)
+    with own.client() as client:
+        assert wait_done(client, analysis_id)["status"] == "done"
 
 
 def test_postgresql_restart_answers_503_then_recovers(start_server: ServerFactory, postgres_server: PostgresServer,

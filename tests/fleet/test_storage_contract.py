@@ -6,6 +6,7 @@ one result for an analysis written twice."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -14,11 +15,14 @@ from typing import Any
 
 import pytest
 from api_helpers import SAMPLES, zip_folder
+from fleet_servers import PostgresServer, free_port
 
 from correlator.analysis import Options
+from correlator.api.settings import load_settings
 from correlator.api.storage import KeyTaken, Store, TimelineQuery, open_store
 from correlator.api.worker import run_analysis
 from correlator.engine.rules import Rule, load_rules
+from correlator.errors import CorrelatorError
 from correlator.formats.registry import Registry, default_registry
 from correlator.model import Event
 
@@ -251,3 +255,19 @@ def test_both_backends_answer_alike(postgres_url: str, tmp_path: Path, mixed_bun
         finally:
             store.close()
     assert answers[0] == answers[1]
+
+
+def test_the_database_setting_names_a_backend(postgres_server: PostgresServer, tmp_path: Path) -> None:
+    """A bad URL, an unreachable server or a missing database is a clear error at start, naming
+    the place, never the password."""
+    with pytest.raises(CorrelatorError, match=r"sqlite: .* postgresql://"):
+        load_settings(None, database="mysql://db.example/correlator")
+    assert load_settings(None, database="sqlite:").database is None
+    port = free_port()
+    where = re.escape(f"cannot reach the PostgreSQL database at 127.0.0.1:{port}/x: ")
+    with pytest.raises(CorrelatorError, match=where) as refused:
+        open_store(f"postgresql://u:s3cret@127.0.0.1:{port}/x", tmp_path)
+    missing = postgres_server.url("no_such_database")
+    with pytest.raises(CorrelatorError, match=r"no_such_database.*does not exist") as absent:
+        open_store(missing, tmp_path)
+    assert "s3cret" not in str(refused.value) + str(absent.value)
