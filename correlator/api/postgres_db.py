@@ -173,7 +173,7 @@ class PostgresStore(UploadFolders):
         self._closed = threading.Event()
         self.pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
             url, min_size=1, max_size=POOL_SIZE, timeout=POOL_TIMEOUT, open=False,
-            kwargs={"connect_timeout": CONNECT_TIMEOUT, "application_name": "correlator"},
+            kwargs={"connect_timeout": CONNECT_TIMEOUT, "application_name": "correlator", "autocommit": True},
             check=ConnectionPool.check_connection, name="correlator")
         try:
             self.pool.open(wait=True, timeout=START_TIMEOUT)
@@ -189,7 +189,7 @@ class PostgresStore(UploadFolders):
             raise
 
     def _create_schema(self) -> None:
-        with self._connect() as db:
+        with self._connect(transaction=True) as db:
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             db.execute(_SCHEMA)
             found = db.execute("SELECT max(version) FROM correlator_schema").fetchone()
@@ -203,12 +203,17 @@ class PostgresStore(UploadFolders):
     # -- connections ---------------------------------------------------------------------------
 
     @contextmanager
-    def _connect(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-        """A pooled connection inside one transaction (committed at the end, rolled back on an
-        error); StoreUnavailable when the database does not answer."""
+    def _connect(self, transaction: bool = False) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        """A pooled connection (in autocommit: a read or a one-statement write costs no BEGIN and
+        COMMIT round trips), inside one transaction if asked (committed at the end, rolled back
+        on an error); StoreUnavailable when the database does not answer."""
         try:
             with self.pool.connection() as conn:
-                yield conn
+                if transaction:
+                    with conn.transaction():
+                        yield conn
+                else:
+                    yield conn
         except psycopg.OperationalError as exc:  # PoolTimeout is one too
             raise StoreUnavailable(f"{where_is(self.url or '')}: {exc}") from exc
 
@@ -284,7 +289,7 @@ class PostgresStore(UploadFolders):
         db.execute(sql.SQL("UPDATE analyses SET {} WHERE id = %s").format(names), [*values.values(), analysis_id])
 
     def delete(self, analysis_id: str) -> bool:
-        with self._connect() as db:
+        with self._connect(transaction=True) as db:
             found = db.execute("DELETE FROM analyses WHERE id = %s RETURNING num", (analysis_id,)).fetchone()
             if found is None:
                 return False
@@ -315,7 +320,7 @@ class PostgresStore(UploadFolders):
     def save_results(self, analysis_id: str, findings: Sequence[Mapping[str, Any]], reports: Mapping[str, str],
                      **values: Any) -> None:
         keys = keys_of(findings)
-        with self._connect() as db:
+        with self._connect(transaction=True) as db:
             found = db.execute("SELECT num FROM analyses WHERE id = %s FOR UPDATE", (analysis_id,)).fetchone()
             if found is None:  # deleted while it was analysed
                 return
@@ -410,14 +415,14 @@ class PostgresEventWriter(EventBatches):
         self.store = store
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
-        with self.store._connect() as db, db.cursor() as cursor:
+        with self.store._connect(transaction=True) as db, db.cursor() as cursor:
             cursor.executemany(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "
                                f"({', '.join(['%s'] * 18)}) ON CONFLICT (num, seq) DO NOTHING",
                                [(*row[:-1], _put(row[-1])) for row in rows])
 
     def finish(self) -> None:
         self.flush()
-        with self.store._connect() as db, db.cursor() as cursor:
+        with self.store._connect(transaction=True) as db, db.cursor() as cursor:
             cursor.executemany("UPDATE events SET client = %s WHERE num = %s AND connection = %s AND client IS NULL",
                                self.client_names())
 
