@@ -353,12 +353,14 @@ def test_untimed_client_is_paired_with_the_unclaimed_connection_before_its_file_
                   ev("client:edge-02", 1, 100.2, "net.connected", local_port=40001),
                   ev("client:edge-02", 2, 100.3, "tls.error", tls_reason="unknown_ca")]:
         out += stitcher.push(event)
-    out += stitcher.advance_to(102.5)  # both connections are finished and handed out
+    # both connections are finished and handed out (the one with no client side once it has
+    # waited two windows for an attempt that began up to a window after it)
+    out += stitcher.advance_to(104.5)
     closed += stitcher.pop_closed()
     claimed = {c.peer_port: c for c in closed if c.broker_source}
     assert claimed[40001].client_source == "client:edge-02" and claimed[40002].client_source is None
-    # mosquitto_pub's lines arrive at its file's time, 3 s after the broker's connection
-    for event in pub_tls_failure("client:edge-01-pub", 103.0, "edge-01"):
+    # mosquitto_pub's lines arrive at its file's time, 5 s after the broker's connection
+    for event in pub_tls_failure("client:edge-01-pub", 105.0, "edge-01"):
         out += stitcher.push(event)
     out += stitcher.flush()
     closed += stitcher.pop_closed()
@@ -401,13 +403,13 @@ def test_timed_client_claims_the_connection_before_an_untimed_one_can() -> None:
     stitcher = Stitcher(window=2.0)
     out = [e for event in events[:5] for e in stitcher.push(event)]
     out += stitcher.advance_to(103.5)
-    broker, = stitcher.pop_closed()  # finished with no client side, handed out
-    assert (broker.id, broker.client_source, broker.reissued) == ("c1", None, False)
+    assert stitcher.pop_closed() == []  # still waiting for a timed attempt
     out += stitcher.advance_to(104.6)
     assert {e.connection for e in out} == {"c1"}
     out += stitcher.flush()
-    assert stitcher.pop_closed() == [broker]  # and once more, now with its client side
-    assert (broker.client_source, broker.link, broker.reissued) == ("client:edge-01-pub", "file_time", True)
+    broker, = stitcher.pop_closed()  # handed out once, with its client side
+    assert (broker.id, broker.client_source, broker.link, broker.reissued) == (
+        "c1", "client:edge-01-pub", "file_time", False)
     assert {e.connection for e in out} == {broker.id} and len(out) == 5
 
 
@@ -431,3 +433,19 @@ def test_untimed_pairing_needs_an_unambiguous_agreeing_candidate() -> None:
     assert (by_port[40003].client_source, by_port[40003].outcome) == ("client:edge-41-pub", REFUSED)
     assert (by_port[40002].client_source, by_port[40002].outcome) == ("client:edge-42-pub", TLS_FAILED)
     assert {c.link for c in by_port.values()} == {"file_time"}
+
+
+def test_a_failed_handshake_waits_two_windows_for_its_attempt_however_many_lines_come_between() -> None:
+    """A broker connection with no client side waits for an attempt that began up to a window
+    after it; lines of other connections in between (routine traffic the bulk reader never
+    turns into events) do not end that wait early, so both readers stitch alike."""
+    def stitched(filler: bool) -> list[tuple[str | None, str | None]]:
+        events = failed_tls(1, 100.0, 40002)
+        if filler:
+            events += [ev("broker", 10 + i, 100.0 + i / 100, "mqtt.packet", client_id="hmi-01") for i in range(1, 340)]
+        events += [ev("client:edge-02", 1, 101.5, "tls.error", error="certificate verify failed")]
+        events.sort(key=lambda e: e.ts)
+        _, connections = stitch(events, window=2.0)
+        return sorted((c.client_source, c.link) for c in connections if c.broker_source and c.peer_port)
+
+    assert stitched(True) == stitched(False) == [("client:edge-02", "time")]

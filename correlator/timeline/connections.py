@@ -889,6 +889,12 @@ class Stitcher:
                 last, conn = next(iter(lru.values()))
                 if last + limit > now:
                     break
+                if id(conn) in self._unlinked_broker and conn.start + 2 * self.window > now:
+                    # still waiting for an attempt that began up to a window after it: finished
+                    # when that wait ends (by _link_by_time), not earlier, so whether it pairs
+                    # depends on the events' times only, never on how many lines came between
+                    self._touch(conn, conn.start + self.window)
+                    continue
                 self._finish(conn)
         while len(self._where) > self.max_open:
             # closed ones waiting for their other side go first, then the least recently active
