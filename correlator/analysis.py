@@ -410,10 +410,14 @@ def analyze(inputs: Iterable[str | Path] | Bundle, options: Options | None = Non
         session = Session(prepared.rules, artifacts, hosts=plan)
         reading = _Reading(logs, on_progress, cancel)
         needed = None if every_line else session.engine.needs()
+        # a rule's first-of-key lines are told apart in one file's order: with two logs of a format
+        # that has routine lines (a key's reset in one, its lines in the other) every line is read
+        bulk = [log for log in logs if log.format.routine is not None]
+        first = session.engine.first_lines() if needed is not None and len(bulk) == 1 else None
         for log in logs:
             log.on_read = reading
             if not every_line:
-                log.count_routine(needed)
+                log.count_routine(needed, first)
 
         def broken(log: LogFile, exc: CorrelatorError) -> None:
             errors.append(str(exc))

@@ -40,6 +40,7 @@ from correlator.report_model import HostReport
 from correlator.sources.bundle import Bundle
 from correlator.sources.files import LogFile, base_name, decode
 from correlator.sources.lines import iter_chunks
+from correlator.timeline.connections import is_broker_source
 
 _PART = re.compile(r"(?<=!)|/")
 _ARCHIVE = re.compile(r"(\.(zip|tar|tgz|tbz2|txz|tar\.gz|tar\.bz2|tar\.xz))?!$", re.I)
@@ -295,10 +296,6 @@ def _addresses(log: LogFile) -> set[str]:
     return found
 
 
-def _is_broker(source: str) -> bool:
-    return source == "broker" or source.startswith("broker:")
-
-
 def plan_hosts(bundle: Bundle, artifacts: Artifacts, logs: Sequence[LogFile]) -> HostPlan:
     """Group the bundle into hosts and give each its artifacts. With more than one host, broker
     sources are named `broker:<host>` and log names two hosts share are told apart by `@<host>`
@@ -321,7 +318,7 @@ def plan_hosts(bundle: Bundle, artifacts: Artifacts, logs: Sequence[LogFile]) ->
         entry = add(log.info.path)
         name = syslog[log.info.path] = _syslog_name(log)
         source = log.info.source
-        if _is_broker(source):
+        if is_broker_source(source):
             entry.anchor = ("broker", *entry.parts[:-1], name or "")
         elif source.startswith("opcua-server:"):
             entry.anchor = ("server", *entry.parts[:-1], name or "")
@@ -378,7 +375,7 @@ def _single(artifacts: Artifacts, logs: Sequence[LogFile], syslog: dict[str, str
     host.sources = list(dict.fromkeys(log.info.source for log in logs))
     host.syslog_names = {n for n in syslog.values() if n}
     for log in logs:
-        if _is_broker(log.info.source):
+        if is_broker_source(log.info.source):
             host.ports |= _ports(log, _LISTEN_PORTS)
     host.ports |= {lst.port for conf in artifacts.confs for lst in conf.listeners}
     return HostPlan([host], {source: name for source in host.sources})
@@ -406,7 +403,7 @@ def _finish(hosts: list[Host], member_of: dict[str, str], artifacts: Artifacts, 
     for log in logs:
         owner = member_of.get(log.info.path)
         source = log.info.source
-        if _is_broker(source) and owner is not None:
+        if is_broker_source(source) and owner is not None:
             source = f"broker:{owner}"
         elif source in taken and taken[source] != owner and owner is not None:
             source = f"{source}@{owner}"
@@ -422,12 +419,12 @@ def _finish(hosts: list[Host], member_of: dict[str, str], artifacts: Artifacts, 
         if syslog.get(log.info.path):
             host.syslog_names.add(str(syslog[log.info.path]))
         plan.home[source] = host.name
-        if _is_broker(source):
+        if is_broker_source(source):
             host.ports |= _ports(log, _LISTEN_PORTS)
-    brokers = {h.name: [s for s in h.sources if _is_broker(s)] for h in hosts}
+    brokers = {h.name: [s for s in h.sources if is_broker_source(s)] for h in hosts}
     for log in logs:
         source = log.info.source
-        if _is_broker(source):
+        if is_broker_source(source):
             continue
         dialed = _ports(log, _DIAL_PORTS)
         reached = [name for name, h in by_name.items() if brokers[name] and h.ports & dialed]

@@ -59,6 +59,15 @@ def _maybe(text: str) -> bool:
     return "pass" in low or "pw" in low
 
 
+def may_hold_secret(raw: bytes) -> bool:
+    """`_maybe` on a line's bytes (the bulk reader's look before it decodes): a line it says no
+    to is one `redact` leaves as it is."""
+    if b"$" in raw or b"://" in raw or b"PRIVATE KEY-----" in raw:
+        return True
+    low = raw.lower()
+    return b"pass" in low or b"pw" in low
+
+
 def redact(text: str) -> str:
     """`text` without private keys, password hashes and passwords; idempotent."""
     if not _maybe(text):

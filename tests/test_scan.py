@@ -275,3 +275,45 @@ def test_a_python_classifier_is_always_there() -> None:
     found = Classifier(spec, 100).scan(b"12: ping\n12: pong\n", counts := RoutineCounts())
     assert found == [(9, 17)]
     assert counts.kinds == {"mqtt.packet": 1} and counts.seconds == {12: 1}
+
+
+def _thinned_copy(tmp_path: Path, repeat: int) -> Path:
+    """sample_logs/mixed (a real incident with an ACL file) with every `Received PUBLISH` line of
+    its broker written `repeat` times, as a busy broker repeats them."""
+    import shutil
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(SAMPLES / "mixed", folder)
+    log = folder / "broker" / "mosquitto.log"
+    lines = log.read_bytes().splitlines(keepends=True)
+    stat = log.stat()
+    log.write_bytes(b"".join(line * (repeat if b" Received PUBLISH from " in line else 1) for line in lines))
+    os.utime(log, (stat.st_atime, stat.st_mtime))
+    return folder
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_rule_that_reads_a_client_s_first_publish_gets_it_and_the_rest_are_counted(
+        engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """acl.publish_denied completes on a client's first PUBLISH after its CONNECT: the bulk reader
+    parses that one and counts the rest, and the report is the one of the reader that parses
+    every line."""
+    _engine(engine)
+    folder = _thinned_copy(tmp_path, 25)
+    ours = _report(folder, engine, monkeypatch)
+    every = _report(folder, "off", monkeypatch)
+    assert json.dumps(ours, sort_keys=True) == json.dumps(every, sort_keys=True)
+    assert "acl.publish_denied" in {f["id"] for f in ours["findings"]}  # type: ignore[attr-defined]
+    from correlator.sources.bundle import open_bundle
+
+    rules, _ = load_rules([])
+    with open_bundle([folder]) as bundle:
+        engine_ = Engine(rules, Artifacts.from_bundle(bundle))
+    monkeypatch.setenv("CORRELATOR_SCAN", engine)
+    log = LogFile(folder / "broker" / "mosquitto.log", REGISTRY)
+    log.count_routine(engine_.needs(), engine_.first_lines())
+    assert log.thinner is not None
+    parsed = sum(1 for e in log.events() if e.kind == "mqtt.publish")
+    publishes = (folder / "broker" / "mosquitto.log").read_bytes().count(b" Received PUBLISH from ")
+    assert publishes == 12 * 25 and 0 < parsed <= 12
+    assert log.info.kinds["mqtt.publish"] == publishes

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from correlator.check_result import CONNECTION_TIME, JUDGED_AT_ESTIMATE, CheckResult, CheckStatus
 from correlator.engine.remedy import fill_step, render
 from correlator.engine.rules import Match, Rule, Step, side_of
+from correlator.formats.scan import FirstLines
 from correlator.kinds import kind_vocabulary
 from correlator.model import Event, severity_rank
 from correlator.report_model import EvidenceRef, Finding
@@ -190,6 +191,38 @@ class Engine:
         if self._any_kind:
             return None
         return frozenset(self._by_kind), frozenset(self._by_field)
+
+    def first_lines(self) -> dict[str, FirstLines]:
+        """Kinds whose lines the runnable matches read only as the first of their key after a line
+        of an earlier step: a kind that is nowhere but the plain last step of sequences (a CONNECT,
+        then a PUBLISH of that client, as acl.publish_denied reads them). A partial match is
+        consumed by the first such line, so its key's later lines change nothing until a line of
+        an earlier step comes again; the bulk reader counts them as routine instead (see
+        correlator/sources/files.py)."""
+        uses: dict[str, list[tuple[Match, int]]] = {}
+        for _, state in self._states:
+            match = state.match
+            for index, step in enumerate([*match.steps, *([match.until] if match.until else [])]):
+                for kind in step.kinds or ():
+                    uses.setdefault(kind, []).append((match, index))
+        out: dict[str, FirstLines] = {}
+        for kind, found in uses.items():
+            by: tuple[str, ...] | None = None
+            resets: set[str] = set()
+            for match, index in found:
+                steps = match.steps
+                earlier = steps[:-1]
+                if (match.type != "sequence" or index != len(steps) - 1 or not steps[-1].plain
+                        or not steps[-1].by or any(s.kinds is None or s.by != steps[-1].by for s in earlier)
+                        or (by is not None and by != steps[-1].by)):
+                    break
+                by = steps[-1].by
+                for step in earlier:
+                    resets |= step.kinds or set()
+            else:
+                if by is not None and kind not in resets:
+                    out[kind] = FirstLines(kind, by, frozenset(resets))
+        return out
 
     # -- input ---------------------------------------------------------------------------------
 

@@ -64,6 +64,10 @@ class Step:
     needs: str | None = None
     """A field the step cannot match without (when its kind is not pinned down): the same
     indexing for rules written on evidence fields such as tls_reason."""
+    plain: bool = False
+    """The step tests nothing but the kind and the side: any line of its kinds from that side
+    matches it (the bulk reader may then pass on only the lines that can matter, see
+    `Engine.first_lines`)."""
 
 
 @dataclass
@@ -272,8 +276,9 @@ class _RuleLoader(DefinitionFile):
         if "where" not in table:
             raise self.error("missing key 'where'", key)
         by = self.by(table.get("by"), f"{key}.by") or default_by
-        return Step(self.predicate(table["where"], f"{key}.where"), by, repr(table["where"]),
-                    _kinds(table["where"]), _needs(table["where"]))
+        where = table["where"]
+        return Step(self.predicate(where, f"{key}.where"), by, repr(where), _kinds(where), _needs(where),
+                    isinstance(where, dict) and set(where) <= {"kind", "side"})
 
     def match(self, table: Any, key: str) -> Match:
         kind = table.get("type") if isinstance(table, dict) else None

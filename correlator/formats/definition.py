@@ -119,7 +119,7 @@ class Format:
     """A user's format: its patterns run under a time bound (formats/patterns.py)."""
     by_word: dict[str, list[MessagePattern]] = field(default_factory=dict)
     unkeyed: list[MessagePattern] = field(default_factory=list)
-    _combined: dict[str | None, _Combined] = field(default_factory=dict, repr=False)
+    _combined: dict[str | None, _Combined | None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         keyed: dict[str, list[MessagePattern]] = {}
@@ -133,10 +133,6 @@ class Format:
         order = {id(m): i for i, m in enumerate(self.messages)}
         for word, messages in keyed.items():
             self.by_word[word] = sorted(messages + self.unkeyed, key=lambda m: order[id(m)])
-        groups: list[tuple[str | None, list[MessagePattern]]] = [*self.by_word.items(), (None, self.unkeyed)]
-        for key, group in groups:
-            if group:
-                self._combined[key] = _Combined.build(group, self.kind_of, self)
 
     def find_message(self, body: str) -> tuple[MessagePattern, dict[str, FieldValue]] | None:
         """The first catalogue message (in catalogue order) that matches `body`, with its fields
@@ -144,8 +140,18 @@ class Format:
         compiled into one alternation whose outer group names the message."""
         space = body.find(" ")
         word = body if space < 0 else body[:space]
-        combined = self._combined.get(word) or self._combined.get(None)
+        combined = (self._alternation(word) if word in self.by_word else None) or self._alternation(None)
         return None if combined is None else combined.match(body)
+
+    def _alternation(self, word: str | None) -> _Combined | None:
+        """The first word's alternation (None: of the unkeyed messages), compiled when a line
+        first needs it: most formats never read a line, and a log uses a few of its words."""
+        try:
+            return self._combined[word]
+        except KeyError:
+            group = self.by_word[word] if word is not None else self.unkeyed
+            combined = self._combined[word] = _Combined.build(group, self.kind_of, self) if group else None
+            return combined
 
     def role_of(self, lines: list[str]) -> str:
         """The role of a log with these first lines: the first of `roles` whose pattern one of

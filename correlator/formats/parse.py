@@ -84,6 +84,13 @@ def _split_line(fmt: Format, lp: LinePattern, text: str) -> tuple[str, str, str 
     return time_text, body, level, host, fields
 
 
+def split_body(fmt: Format, lp: LinePattern, text: str) -> str | None:
+    """The body `lp` reads from a line (what the catalogue's messages match), None when it does
+    not match the line."""
+    found = _split_line(fmt, lp, text)
+    return None if found is None else found[1]
+
+
 def line_host(fmt: Format, text: str) -> str | None:
     """The host name a line carries in its format's `host` field (a syslog line's sender): '' when
     its pattern has none, None when no line pattern of the format reads it (a continuation)."""

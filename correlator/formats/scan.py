@@ -428,17 +428,37 @@ class RoutineSpec:
     def automaton(self) -> Automaton:
         return compile_automaton([self.prefix + body for body in self.bodies])
 
+    @cached_property
+    def _restricted(self) -> dict[tuple[int, ...], RoutineSpec]:
+        return {}
+
     def restricted(self, kinds: frozenset[str], fields: frozenset[str]) -> RoutineSpec | None:
         """The spec without the messages a rule reads line by line: those of the `kinds` its steps
-        name, and those carrying a field one of its kind-less steps tests (None: nothing left)."""
-        keep = [i for i, kind in enumerate(self.kinds) if kind not in kinds and not self.fields[i] & fields]
+        name, and those carrying a field one of its kind-less steps tests (None: nothing left).
+        One spec per choice of messages, so its automaton and classifiers are built once."""
+        keep = tuple(i for i, kind in enumerate(self.kinds) if kind not in kinds and not self.fields[i] & fields)
         if not keep:
             return None
         if len(keep) == len(self.kinds):
             return self
-        return RoutineSpec(self.format, self.line, self.prefix, self.digits, [self.names[i] for i in keep],
-                           [self.kinds[i] for i in keep], [self.bodies[i] for i in keep],
-                           [self.levels[i] for i in keep], [self.fields[i] for i in keep])
+        found = self._restricted.get(keep)
+        if found is None:
+            found = self._restricted[keep] = RoutineSpec(
+                self.format, self.line, self.prefix, self.digits, [self.names[i] for i in keep],
+                [self.kinds[i] for i in keep], [self.bodies[i] for i in keep], [self.levels[i] for i in keep],
+                [self.fields[i] for i in keep])
+        return found
+
+
+@dataclass(frozen=True)
+class FirstLines:
+    """Lines of `kind` that rules need only as the first of their key (the values of the `by`
+    fields) after a line of one of the `resets` kinds: the rest are counted as routine (see
+    `Engine.first_lines`, and the reader in correlator/sources/files.py)."""
+
+    kind: str
+    by: tuple[str, ...]
+    resets: frozenset[str]
 
 
 _PREFIX = re.compile(r"^\[0-9\]\{(\d+)\}")
@@ -463,6 +483,9 @@ class RoutineCounts:
     kinds: dict[str, int] = field(default_factory=dict)
     seconds: dict[int, int] = field(default_factory=dict)
     alarming: int = 0
+    marks: list[int] = field(default_factory=list)
+    """Where in the block just scanned the lines of the classifier's `marked` messages start
+    (routine, counted): the few of them a rule needs are read from there (sources/thinning.py)."""
 
     def add(self, kind: str, n: int) -> None:
         self.kinds[kind] = self.kinds.get(kind, 0) + n
@@ -470,6 +493,16 @@ class RoutineCounts:
 
     def add_second(self, second: int, n: int) -> None:
         self.seconds[second] = self.seconds.get(second, 0) + n
+
+    def remove(self, kind: str, second: int) -> None:
+        """One line counted here after all is parsed instead (a second left with none is gone,
+        as if never counted)."""
+        self.add(kind, -1)
+        left = self.seconds[second] - 1
+        if left:
+            self.seconds[second] = left
+        else:
+            del self.seconds[second]
 
     def merge(self, other: RoutineCounts) -> None:
         for kind, n in other.kinds.items():
@@ -497,12 +530,20 @@ class Classifier:
 
     engine = "python"
 
-    def __init__(self, spec: RoutineSpec, max_line: int) -> None:
+    def __init__(self, spec: RoutineSpec, max_line: int, marked: frozenset[int] = frozenset()) -> None:
+        """`marked`: messages (indexes in the spec) whose lines' starts each scan leaves in the
+        counts' `marks`."""
         self.spec = spec
         self.max_line = max_line
-        alternatives = "|".join(f"(?P<m{i}>{positive(compile_automaton([spec.prefix + body]))})"
-                                for i, body in enumerate(spec.bodies))
-        self._routine = re.compile(f"^(?:{alternatives})".encode(), re.M)
+        self.marked = marked
+
+    @cached_property
+    def _routine(self) -> re.Pattern[bytes]:
+        """The routine messages as one `re` alternation (built when first scanned with: the
+        Hyperscan path never needs it)."""
+        alternatives = "|".join(f"(?P<m{i}>{positive(compile_automaton([self.spec.prefix + body]))})"
+                                for i, body in enumerate(self.spec.bodies))
+        return re.compile(f"^(?:{alternatives})".encode(), re.M)
 
     def scan(self, block: bytes, counts: RoutineCounts) -> Found:
         """The non-routine lines of `block`; the routine ones are added to `counts`."""
@@ -513,6 +554,7 @@ class Classifier:
         per_kind = [0] * len(kinds)
         seconds = counts.seconds
         max_line = self.max_line
+        marked, marks = self.marked, counts.marks
         for match in self._routine.finditer(block):
             start, end = match.span()
             if end - start > max_line:
@@ -520,7 +562,10 @@ class Classifier:
             if start > at:
                 _lines(block, at, start, found)
             at = end + 1
-            per_kind[int(match.lastgroup[1:])] += 1  # type: ignore[index]
+            index = int(match.lastgroup[1:])  # type: ignore[index]
+            per_kind[index] += 1
+            if index in marked:
+                marks.append(start)
             second = int(block[start:start + digits])
             seconds[second] = seconds.get(second, 0) + 1
         if at < len(block):
@@ -532,10 +577,12 @@ class Classifier:
 
 
     def scan_blocks(self, blocks: Iterable[tuple[int, bytes]], counts: RoutineCounts,
-                    ) -> Iterator[tuple[int, bytes, Found]]:
-        """`scan` over a file's blocks, in order: (offset, block, its non-routine lines)."""
+                    ) -> Iterator[tuple[int, bytes, Found, list[int]]]:
+        """`scan` over a file's blocks, in order: (offset, block, its non-routine lines, the
+        starts of its lines of the marked messages)."""
         for base, block in blocks:
-            yield base, block, self.scan(block, counts)
+            counts.marks = []
+            yield base, block, self.scan(block, counts), counts.marks
 
 
 def _lines(block: bytes, start: int, end: int, out: Found) -> None:
@@ -554,8 +601,8 @@ class HyperscanClassifier(Classifier):
 
     engine = "hyperscan"
 
-    def __init__(self, spec: RoutineSpec, max_line: int) -> None:
-        super().__init__(spec, max_line)
+    def __init__(self, spec: RoutineSpec, max_line: int, marked: frozenset[int] = frozenset()) -> None:
+        super().__init__(spec, max_line, marked)
         import hyperscan
         import numpy
 
@@ -573,7 +620,7 @@ class HyperscanClassifier(Classifier):
         self._depth = _decision_depth(automaton)
 
     def scan_blocks(self, blocks: Iterable[tuple[int, bytes]], counts: RoutineCounts,
-                    ) -> Iterator[tuple[int, bytes, Found]]:
+                    ) -> Iterator[tuple[int, bytes, Found, list[int]]]:
         """Blocks scanned on both cores: Hyperscan and numpy let go of the GIL, so while the
         caller parses one block's few lines, the next ones are scanned (in order, at most
         `WORKERS` blocks ahead, each with its own scratch and counts)."""
@@ -588,11 +635,11 @@ class HyperscanClassifier(Classifier):
             self._cloned = True
         pending: deque[tuple[int, bytes, Future[tuple[Found, RoutineCounts]]]] = deque()
 
-        def ready() -> tuple[int, bytes, Found]:
+        def ready() -> tuple[int, bytes, Found, list[int]]:
             first, data, job = pending.popleft()
             found, part = job.result()
             counts.merge(part)
-            return first, data, found
+            return first, data, found, part.marks
 
         with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="scan") as pool:
             try:
@@ -680,6 +727,8 @@ class HyperscanClassifier(Classifier):
         for index_, n in enumerate(np.bincount(message, minlength=len(spec.kinds)).tolist()):
             if n:
                 counts.add(spec.kinds[index_], n)
+        if self.marked:
+            counts.marks.extend(starts[np.isin(message, list(self.marked))].tolist())
         values, numbers = np.unique(seconds, return_counts=True)
         table = counts.seconds
         for second, n in zip(values.tolist(), numbers.tolist(), strict=True):
@@ -759,9 +808,24 @@ def scan_engine() -> str:
     return engine
 
 
-def classifier(spec: RoutineSpec, max_line: int, engine: str | None = None) -> Classifier:
-    """The classifier `engine` names (default: `scan_engine()`); 'auto' is the fastest here."""
+_CLASSIFIERS: dict[tuple[int, int, str, frozenset[int]], tuple[RoutineSpec, Classifier]] = {}
+_CLASSIFIERS_LOCK = threading.Lock()
+
+
+def classifier(spec: RoutineSpec, max_line: int, engine: str | None = None,
+               marked: frozenset[int] = frozenset()) -> Classifier:
+    """The classifier `engine` names (default: `scan_engine()`); 'auto' is the fastest here.
+    Kept per spec for the process: a classifier is read-only while scanning (each scan takes a
+    scratch of its own), so the look-ahead, every file of a format and a server's analyses share
+    one instead of compiling it again."""
     engine = engine or scan_engine()
-    if engine == "python" or (engine == "auto" and not hyperscan_available()):
-        return Classifier(spec, max_line)
-    return HyperscanClassifier(spec, max_line)
+    python = engine == "python" or (engine == "auto" and not hyperscan_available())
+    key = (id(spec), max_line, "python" if python else "hyperscan", marked)
+    with _CLASSIFIERS_LOCK:
+        found = _CLASSIFIERS.get(key)
+        if found is None or found[0] is not spec:  # the spec itself is kept, so its id is not reused
+            if len(_CLASSIFIERS) >= 64:  # a server loading users' formats again and again
+                _CLASSIFIERS.clear()
+            found = _CLASSIFIERS[key] = (spec, Classifier(spec, max_line, marked) if python
+                                         else HyperscanClassifier(spec, max_line, marked))
+        return found[1]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import UTC, tzinfo
 from itertools import islice
 from pathlib import Path
@@ -21,11 +21,12 @@ from correlator.formats.definition import Format
 from correlator.formats.parse import SourceParser
 from correlator.formats.patterns import PatternTimeout
 from correlator.formats.registry import DETECT_LINES, Registry
-from correlator.formats.scan import RoutineCounts, RoutineSpec, classifier, scan_engine
+from correlator.formats.scan import FirstLines, RoutineCounts, RoutineSpec, classifier, scan_engine
 from correlator.model import Event
 from correlator.report_model import SourceInfo
 from correlator.sources.blocks import BLOCK_SIZE, iter_blocks
 from correlator.sources.lines import MAX_LINE, TRUNCATION_MARK, Line, iter_chunks
+from correlator.sources.thinning import Thinner
 
 _ROTATION = re.compile(r"(\.(?:gz|bz2|xz))$|(\.\d+)$|(-\d{8})$")
 _LOG_SUFFIX = re.compile(r"\.(?:log|txt|out)$")
@@ -107,6 +108,8 @@ class LogFile:
         self.zone_how = "given" if tz is not None else "UTC (no zone known)"
         self.routine_spec: RoutineSpec | None = None
         """Set by `count_routine`: the lines it declares routine are counted, not parsed."""
+        self.thinner: Thinner | None = None
+        """Set by `count_routine`: lines rules need only as the first of their key."""
         self.routine = RoutineCounts()
         """The routine lines read so far, as numbers (kinds and seconds)."""
         self.block_size = BLOCK_SIZE
@@ -119,13 +122,27 @@ class LogFile:
         """Called after each chunk or block is read, before its events are handed on: where the
         analysis reports progress and looks at its cancel token."""
 
-    def count_routine(self, needed: tuple[frozenset[str], frozenset[str]] | None) -> None:
+    def count_routine(self, needed: tuple[frozenset[str], frozenset[str]] | None,
+                      first: Mapping[str, FirstLines] | None = None) -> None:
         """Read with the bulk reader: the format's routine lines, except those of the kinds and
         fields in `needed` (what some rule reads line by line; None: any), are counted into
-        `routine` instead of becoming events. Call before iterating `chunks()`."""
+        `routine` instead of becoming events. Of the kinds in `first` (lines rules read only as
+        the first of their key after a reset: `Engine.first_lines`), routine lines are passed on
+        only when they are that first one (correlator/sources/thinning.py). Call before iterating
+        `chunks()`."""
         spec = self.format.routine
-        usable = spec is not None and needed is not None and scan_engine() != "off"
-        self.routine_spec = spec.restricted(*needed) if usable else None  # type: ignore[union-attr,misc]
+        self.routine_spec = self.thinner = None
+        if spec is None or needed is None or scan_engine() == "off":
+            return
+        kinds, fields = needed
+        if first and not self.format.multiline:
+            thinner = Thinner(self.format, spec, self.registry.evidence, first)
+            if thinner.active:
+                self.thinner = thinner
+                kinds = kinds - {thinner.kind}  # counted, its first lines of a key parsed all the same
+        self.routine_spec = spec.restricted(kinds, fields)
+        if self.routine_spec is None or (self.thinner is not None and self.thinner.kind not in self.routine_spec.kinds):
+            self.thinner = None
 
     def peek_events(self) -> list[Event]:
         """Events of the first lines, parsed aside (in UTC) without consuming them, so the zone can
@@ -184,12 +201,17 @@ class LogFile:
         if isinstance(self._chunks, Generator):
             self._chunks.close()  # the detection's reader: the blocks start over from byte 0
         self._first = []
-        scanner = classifier(spec, MAX_LINE)
+        thinner = self.thinner
+        marked = frozenset(i for i, kind in enumerate(spec.kinds) if thinner is not None and kind == thinner.kind)
+        scanner = classifier(spec, MAX_LINE, marked=marked)
         parser = self.parser
+        routine = self.routine
         before = 0  # lines in the blocks before this one
         try:
             blocks = iter_blocks(self.path, block_size=self.block_size)
-            for base, block, found in scanner.scan_blocks(blocks, self.routine):
+            for base, block, found, marks in scanner.scan_blocks(blocks, routine):
+                if thinner is not None:
+                    found = thinner.select(block, found, marks, routine)
                 lines: list[tuple[int, int, str]] = []
                 number, at = before + 1, 0
                 for start, end in found:

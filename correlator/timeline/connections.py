@@ -135,7 +135,12 @@ def _broker_refusal(kind: str, fields: dict[str, FieldValue]) -> bool:
 
 
 def is_broker(event: Event) -> bool:
-    return event.source == "broker" or event.source.startswith("broker:")
+    return is_broker_source(event.source)
+
+
+def is_broker_source(source: str) -> bool:
+    """Whether a source name is a broker's ('broker', or 'broker:<host>' beside others)."""
+    return source == "broker" or source.startswith("broker:")
 
 
 def client_id_of(event: Event) -> str | None:

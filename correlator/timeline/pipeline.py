@@ -34,7 +34,7 @@ from correlator.kinds import kind_vocabulary
 from correlator.model import Event
 from correlator.report_model import SourceInfo
 from correlator.sources.files import LogFile
-from correlator.timeline.connections import Connection, Stitcher
+from correlator.timeline.connections import Connection, Stitcher, is_broker_source
 from correlator.timeline.merge import LiveMerger, merge_chunks
 from correlator.timeline.skew import (
     OffsetRule,
@@ -240,8 +240,11 @@ class BatchTimeline:
     def chunks(self) -> Iterator[list[Event]]:
         """Stitched events in timeline order, in chunks."""
         self._zones = choose_zones(self.logs, self.zone_config)
-        for log in self.logs:
-            self._look_ahead(log)
+        if self.tracker.rules or not all(is_broker_source(log.info.source) for log in self.logs):
+            # brokers alone have no clock to estimate (offsets are client minus broker): their
+            # start is not read twice
+            for log in self.logs:
+                self._look_ahead(log)
         self.tracker.release()
         streams = [self._corrected(log) for log in self.logs]
         stitcher = self.stitcher
@@ -285,6 +288,7 @@ class BatchTimeline:
             probe = LogFile(log.path, log.registry, format_name=log.format.name, tz=log.parser.tz,
                             source=source, display_path=log.info.path)
             probe.routine_spec, probe.block_size = log.routine_spec, 1 << 20
+            probe.thinner = log.thinner.fresh() if log.thinner is not None else None
             for chunk in probe.chunks():
                 if not self.tracker.observe(source, log.info.path, chunk):
                     break

@@ -1,0 +1,175 @@
+"""Routine lines a rule needs only as the first of their key: the bulk reader parses those few
+and keeps counting the rest.
+
+acl.publish_denied reads a broker's `Received PUBLISH` lines when an ACL file is there, but only
+the first one of a client after its CONNECT can complete its sequence (`Engine.first_lines`): on
+a busy broker that is a few lines among hundreds of thousands. So the message stays routine (the
+scanner counts it at C speed and marks where its lines start), and here, in file order, the first
+marked line of each key since the last line of a resetting kind is taken out of the counts and
+parsed. The key (the client id) is read at a fixed place of the routine shape, which the format's
+own samples confirm when the reader is set up.
+
+It errs one way only: a line that may hold a secret (the parser would redact it) is parsed, and a
+parsed line the format cannot read as the parser will makes every key start over.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+
+from correlator.formats.definition import Format, Sample
+from correlator.formats.evidence import Evidence
+from correlator.formats.parse import match_line
+from correlator.formats.scan import Automaton, FirstLines, Found, RoutineCounts, RoutineSpec, compile_automaton
+from correlator.redaction import may_hold_secret
+
+_ANONYMOUS = frozenset({b"<unknown>", b"(null)", b"", b"unknown"})
+"""Client ids that name no one (as the engine's): such a line completes no sequence."""
+
+
+def key_place(automaton: Automaton) -> tuple[int, int] | None:
+    """Where a line of this one-message automaton holds its first free field: the fixed number of
+    bytes before it (each step has one way on), and the byte that ends it (every way out of the
+    field's states is that byte, to one state, and no line ends inside it). None when the shape
+    has no such place."""
+    delta = automaton.delta
+    path, widths = [0], []  # the states of the fixed steps, and how many bytes lead each one on
+    while not automaton.loops[path[-1]]:
+        targets = {t for t in delta[path[-1]] if t >= 0}
+        if len(targets) != 1:
+            break
+        widths.append(sum(1 for t in delta[path[-1]] if t >= 0))
+        path.append(targets.pop())
+    steps = len(path) - 1
+    while steps and widths[steps - 1] > 1:  # the field's first bytes are a class too: back to its start
+        steps -= 1
+    state, end = path[steps], path[-1]
+    near = [end, *(t for t in delta[end] if t >= 0)]
+    looping = next((s for s in near if automaton.loops[s]), None)
+    if looping is None:
+        return None
+    for sep in sorted({b for b, t in enumerate(delta[looping]) if t >= 0 and t != looping}):
+        inside, todo, exits = {state}, [state], set()
+        while todo:
+            current = todo.pop()
+            if automaton.accepts[current] >= 0:
+                break
+            for byte, target in enumerate(delta[current]):
+                if target < 0:
+                    continue
+                if byte == sep:
+                    exits.add(target)
+                elif target not in inside:
+                    inside.add(target)
+                    todo.append(target)
+        else:
+            if len(exits) == 1 and not exits & inside:
+                return steps, sep
+    return None
+
+
+class Thinner:
+    """One file's read: which keys have had their first marked line since their reset."""
+
+    def __init__(self, fmt: Format, full: RoutineSpec, evidence: Evidence, needs: Mapping[str, FirstLines]) -> None:
+        self.fmt = fmt
+        self.evidence = evidence
+        self.kind = ""
+        self.need: FirstLines | None = None
+        self.place: tuple[int, int] = (0, 0)
+        self.digits = full.digits
+        by_name = {m.name: m for m in fmt.messages}
+        for index, name in enumerate(full.names):
+            need = needs.get(full.kinds[index])
+            message = by_name.get(name)
+            if need is None or message is None or len(need.by) != 1 or self.need is not None:
+                continue
+            field = need.by[0]
+            if field not in message.regex.groupindex or fmt.kind_of(field) != "str" or field in message.const:
+                continue  # the key is not the line's text as it stands
+            automaton = compile_automaton([full.prefix + full.bodies[index]])
+            place = key_place(automaton)
+            if place is None or not self._confirmed(automaton, place, field, message.samples):
+                continue
+            self.kind, self.need, self.place = full.kinds[index], need, place
+        self._resets = self.need.resets if self.need is not None else frozenset()
+        self._seen: set[bytes] = set()
+        self.parsed_lines = 0
+
+    @staticmethod
+    def _confirmed(automaton: Automaton, place: tuple[int, int], field: str, samples: list[Sample]) -> bool:
+        """The format's samples of the message say the key is where `place` reads it."""
+        checked = 0
+        for sample in samples:
+            raw = sample.line.encode()
+            if automaton.run(raw) < 0 or field not in sample.fields:
+                continue
+            skip, end = place
+            stop = raw.find(bytes([end]), skip)
+            if raw[skip:stop].decode() != str(sample.fields[field]):
+                return False
+            checked += 1
+        return checked > 0
+
+    @property
+    def active(self) -> bool:
+        return self.need is not None
+
+    def fresh(self) -> Thinner:
+        """The same thinning for another read of the file from its start (the look-ahead)."""
+        other = copy.copy(self)
+        other._seen = set()
+        other.parsed_lines = 0
+        return other
+
+    def select(self, block: bytes, found: Found, marks: list[int], counts: RoutineCounts) -> Found:
+        """The lines of `block` to parse, in order: the non-routine ones (`found`) and the marked
+        routine lines that are the first of their key since its reset (taken out of `counts`)."""
+        if not marks:
+            for start, end in found:
+                self._parsed(block[start:end])
+            return found
+        out: Found = []
+        seen = self._seen
+        skip, end_byte = self.place
+        sep = bytes([end_byte])
+        digits = self.digits
+        kind = self.kind
+        at, count = 0, len(marks)
+        for start, end in [*found, (len(block), len(block))]:
+            while at < count and marks[at] < start:
+                line = marks[at]
+                at += 1
+                stop = block.find(sep, line + skip)
+                key = block[line + skip:stop]
+                if key in seen or key in _ANONYMOUS:
+                    continue
+                if not may_hold_secret(block[line:stop]):
+                    seen.add(key)
+                out.append((line, block.find(b"\n", line)))
+                counts.remove(kind, int(block[line:line + digits]))
+                self.parsed_lines += 1
+            if start < len(block):
+                out.append((start, end))
+                self._parsed(block[start:end])
+        return out
+
+    def _parsed(self, raw: bytes) -> None:
+        """A non-routine line goes to the parser: when it is of a resetting kind, its key starts
+        over (every key when it cannot be read here as the parser will read it)."""
+        if not self._seen:
+            return
+        text = raw.decode("utf-8", "replace").rstrip("\r")
+        found = match_line(self.fmt, text, self.evidence) if not may_hold_secret(raw) else None
+        if found is None:  # the parser reads it another way (redacted, or with the fallback format)
+            self._seen.clear()
+            return
+        if found.kind not in self._resets:
+            return
+        assert self.need is not None
+        key = found.fields.get(self.need.by[0])
+        if isinstance(key, str):
+            self._seen.discard(key.encode())
+        else:
+            self._seen.clear()  # a reset whose key is not text: every key starts over
