@@ -8,7 +8,21 @@ Build the app with `create_app(settings)`: there is no module-level app, so test
 
 from __future__ import annotations
 
-from correlator.api.http_app import create_app
+from typing import TYPE_CHECKING, Any
+
 from correlator.api.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from correlator.api.http_app import create_app
+
 __all__ = ["Settings", "create_app", "load_settings"]
+
+
+def __getattr__(name: str) -> Any:
+    """`create_app` is imported when asked for: `correlator worker` uses the store, the settings
+    and the analysis jobs of this package without loading the web stack."""
+    if name == "create_app":
+        from correlator.api.http_app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from correlator.api.jobs import Analyser
+from correlator.api.jobs import JobRunner
 from correlator.api.live_hub import LiveHub
 from correlator.api.settings import Settings
 from correlator.api.storage import AnalysisRow, Store
@@ -49,14 +49,14 @@ async def off_loop(store: Store, call: Callable[P, R], *args: P.args, **kwargs: 
     return await run_in_threadpool(call, *args, **kwargs)
 
 
-async def get_analyser(request: Request) -> Analyser:
-    analyser: Analyser = request.app.state.analyser
+async def get_analyser(request: Request) -> JobRunner:
+    analyser: JobRunner = request.app.state.analyser
     return analyser
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
-AnalyserDep = Annotated[Analyser, Depends(get_analyser)]
+AnalyserDep = Annotated[JobRunner, Depends(get_analyser)]
 
 
 async def require_token(settings: SettingsDep,

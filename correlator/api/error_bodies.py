@@ -16,6 +16,7 @@ from correlator.api.conventions import allowed_methods
 from correlator.api.models import ErrorDetail, ErrorOut
 from correlator.api.storage import RETRY_AFTER, StoreUnavailable
 from correlator.errors import CorrelatorError
+from correlator.fleet import QueueUnavailable
 
 log = logging.getLogger("correlator.api")
 
@@ -62,6 +63,10 @@ def install(app: FastAPI) -> None:
         log.warning("the database does not answer on %s %s: %s", request.method, request.url.path, exc)
         return error_response(503, "the database does not answer; try again shortly",
                               headers={"Retry-After": str(RETRY_AFTER)})
+    async def queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("the NATS cluster does not answer on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(503, f"the job queue does not answer; try again shortly ({exc})",
+                              headers={"Retry-After": "5"})
 
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -71,4 +76,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(CorrelatorError, correlator_error)
     app.add_exception_handler(StoreUnavailable, store_unavailable)
+    app.add_exception_handler(QueueUnavailable, queue_unavailable)
     app.add_exception_handler(Exception, internal_error)

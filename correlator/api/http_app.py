@@ -4,6 +4,7 @@ on shutdown."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ from correlator.api import error_bodies
 from correlator.api.browsers import BrowserGuard
 from correlator.api.conventions import HttpConventions
 from correlator.api.deps import reject_unknown_query, require_token
-from correlator.api.jobs import Analyser
+from correlator.api.jobs import Analyser, JobRunner
 from correlator.api.limits import BodyLimit
 from correlator.api.live_hub import LiveHub
 from correlator.api.models import ErrorOut
@@ -53,7 +54,13 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = open_store(settings.database, settings.state_dir)
-        analyser = Analyser(settings, store)
+        analyser: JobRunner
+        if settings.nats:  # the fleet: jobs for `correlator worker`s on the cluster (it connects: off the loop)
+            from correlator.fleet.queue import FleetQueue
+
+            analyser = await asyncio.to_thread(FleetQueue, settings, store)
+        else:
+            analyser = Analyser(settings, store)
         app.state.store = store
         app.state.analyser = analyser
         metrics.watch(analyser, store)
@@ -64,8 +71,8 @@ def create_app(settings: Settings) -> FastAPI:
                 continue  # another server's (they share a PostgreSQL database): that one resumes it
             if row.upload:
                 log.info("resuming analysis %s", row.id)
-                analyser.submit(row.id, analyser.lane(Path(row.upload)))
-            else:
+                await asyncio.to_thread(analyser.submit, row.id, analyser.lane(Path(row.upload)))
+            elif not settings.nats:  # (in the fleet, a row without an upload has its bundle in the cluster)
                 store.update(row.id, status="failed", phase="failed", message="the upload was lost")
         analyser.purge()
         hub = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections import deque
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
@@ -85,6 +87,8 @@ class Job:
     """Why the scheduler stopped it (deleted, over a budget), or None."""
     request_id: str | None = field(default_factory=request_id.get)
     """The request that queued it: its lifecycle log lines carry that id."""
+    upload: Path | None = None
+    """The bundle to analyse when it is not the row's own upload (a fleet worker's fetched copy)."""
 
     def log(self, message: str, *args: object, **fields: object) -> None:
         log.info(message, *args, extra={"request_id": self.request_id, "analysis_id": self.id, "lane": self.lane,
@@ -94,11 +98,40 @@ class Job:
 Listener = Callable[[AnalysisRow, float], None]
 
 
+class JobRunner(Protocol):
+    """What the routes, metrics and readiness ask of whoever runs analyses: `Analyser` here, in
+    this server's own processes, or the fleet's `FleetQueue` (correlator/fleet/queue.py), which
+    queues them for `correlator worker`s."""
+
+    on_finished: list[Listener]
+
+    def lane(self, upload: Path) -> Lane: ...
+    def submit(self, analysis_id: str, lane: Lane) -> Future[None]: ...
+    def future(self, analysis_id: str, lane: Lane | None = None) -> Future[None] | None: ...
+    def position(self, analysis_id: str) -> int | None: ...
+    def depth(self) -> dict[str, int]: ...
+    def running(self) -> int: ...
+    def redelivered(self) -> int | None: ...
+    def accepting(self) -> bool: ...
+    def cancel(self, analysis_id: str) -> None: ...
+    def purge(self) -> None: ...
+    def shutdown(self) -> None: ...
+
+
+def purge(store: Store, settings: Settings) -> None:
+    """Delete the finished analyses beyond the kept count or age, and the uploads of failed ones
+    past `failed_upload_days`."""
+    for old in store.expired(settings.max_analyses, settings.max_age_days):
+        store.delete(old)
+    for failed in store.stale_failed_uploads(settings.failed_upload_days):
+        store.drop_upload(failed.id)
+
+
 class Analyser:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.spec = JobSpec(state_dir=settings.state_dir.resolve(), database=settings.database,
+        self.spec = JobSpec(state_dir=settings.state_dir.resolve(), database=settings.database, owner=os.getpid(),
                             zones=tuple(settings.zones),
                             formats_dirs=tuple(settings.formats_dirs), rules_dirs=tuple(settings.rules_dirs))
         self.slots: dict[Lane, int] = {"small": settings.small_workers, "large": settings.workers}
@@ -121,8 +154,9 @@ class Analyser:
         """Decided before submitting (it may read an archive's headers: call it off the loop)."""
         return lane_of(upload, self.settings.background_bytes)
 
-    def submit(self, analysis_id: str, lane: Lane) -> Future[None]:
-        job = Job(analysis_id, lane)
+    def submit(self, analysis_id: str, lane: Lane, upload: Path | None = None) -> Future[None]:
+        """Queue it; `upload` names the bundle when it is not the row's (a fleet worker's copy)."""
+        job = Job(analysis_id, lane, upload=upload)
         with self._cond:
             self._queues[lane].append(job)
             position = len(self._queues[lane])
@@ -148,9 +182,13 @@ class Analyser:
                         return i
         return None
 
-    def depth(self) -> dict[Lane, int]:
+    def depth(self) -> dict[str, int]:
         with self._cond:
             return {lane: len(queue) for lane, queue in self._queues.items()}
+
+    def redelivered(self) -> int | None:
+        """None: analyses here are not handed between workers."""
+        return None
 
     def accepting(self) -> bool:
         """The scheduler runs and takes work."""
@@ -194,10 +232,7 @@ class Analyser:
         """Delete the finished analyses beyond the kept count or age, and the uploads of failed
         ones past `failed_upload_days` (after each analysis, at start-up and every HOUSEKEEPING
         seconds)."""
-        for old in self.store.expired(self.settings.max_analyses, self.settings.max_age_days):
-            self.store.delete(old)
-        for failed in self.store.stale_failed_uploads(self.settings.failed_upload_days):
-            self.store.drop_upload(failed.id)
+        purge(self.store, self.settings)
         self._last_purge = time.monotonic()
 
     # -- the scheduler -----------------------------------------------------------------------
@@ -230,7 +265,7 @@ class Analyser:
             while queue and busy < self.slots[lane]:
                 job = queue.popleft()
                 job.started = time.monotonic()
-                job.process = process_context().Process(target=run, args=(self.spec, job.id),
+                job.process = process_context().Process(target=run, args=(self.spec, job.id, job.upload),
                                                         name=f"correlator-analysis-{job.id}", daemon=True)
                 try:
                     job.process.start()

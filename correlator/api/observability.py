@@ -3,8 +3,11 @@ and in every log line made while serving it, and one log line per request.
 
 Metrics live in a registry per app (tests run several apps in one process):
 
-- `correlator_queue_depth{lane}`: analyses waiting, per lane (small, large);
-- `correlator_analyses_running`: analysis processes at work;
+- `correlator_queue_depth{lane}`: analyses waiting, per lane (small, large; with `--nats`, `fleet`:
+  the jobs on the cluster no worker has taken yet);
+- `correlator_analyses_running`: analysis processes at work (with `--nats`: jobs workers hold);
+- `correlator_jobs_redelivered_total` (with `--nats`): jobs a worker received again after the one
+  that had them went silent (killed, cut off), over the whole cluster;
 - `correlator_analyses{status}`: kept analyses by status (queued, running, done, failed);
 - `correlator_analysis_seconds{status}`: how long finished analyses took;
 - `correlator_http_request_duration_seconds{method,route,status}`: request latency, by route
@@ -24,14 +27,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from correlator.api.context import request_id
-from correlator.api.jobs import Analyser
+from correlator.api.jobs import JobRunner
 from correlator.api.storage import AnalysisRow, Store
 
 log = logging.getLogger("correlator.api")
@@ -58,7 +61,7 @@ class RequestIdFilter(logging.Filter):
 class _StateCollector(Collector):
     """Gauges read at scrape time from the scheduler and the store: always current, no upkeep."""
 
-    def __init__(self, analyser: Analyser, store: Store) -> None:
+    def __init__(self, analyser: JobRunner, store: Store) -> None:
         self.analyser = analyser
         self.store = store
 
@@ -69,6 +72,10 @@ class _StateCollector(Collector):
         yield depth
         yield GaugeMetricFamily("correlator_analyses_running", "Analysis processes at work",
                                 value=self.analyser.running())
+        redelivered = self.analyser.redelivered()
+        if redelivered is not None:
+            yield CounterMetricFamily("correlator_jobs_redelivered", "Jobs received again by a worker after the "
+                                      "worker that had them went silent", value=redelivered)
         kept = GaugeMetricFamily("correlator_analyses", "Kept analyses by status", labels=["status"])
         counts = self.store.status_counts()
         for status in STATUSES:
@@ -84,7 +91,7 @@ class Metrics:
         self.analysis = Histogram("correlator_analysis_seconds", "Time an analysis took, from its start to its end",
                                   ["status"], buckets=ANALYSIS_BUCKETS, registry=self.registry)
 
-    def watch(self, analyser: Analyser, store: Store) -> None:
+    def watch(self, analyser: JobRunner, store: Store) -> None:
         self.registry.register(_StateCollector(analyser, store))
         analyser.on_finished.append(self.finished)
 

@@ -100,6 +100,23 @@ class Settings(BaseSettings):
     rules_dirs: list[str] = Field(default_factory=list)
     live_paths: list[Path] = Field(default_factory=list)
     """Files and folders to tail while the server runs; empty: the live routes answer 404."""
+    nats: str | None = None
+    """NATS servers, comma-separated (`nats://host1:4222,nats://host2:4222`): uploads are kept in
+    the cluster and analysed by `correlator worker` processes (correlator/fleet); none: by this
+    server's own processes (the embedded default)."""
+    nats_replicas: int = Field(default=3, ge=1, le=5)
+    """Nodes that keep a copy of each job and bundle (1 for a single nats-server)."""
+    job_ack_wait: float = Field(default=30.0, ge=1, le=3600)
+    """Seconds a worker may go silent before its job is given to another (workers send in-progress
+    acks every third of it while they analyse)."""
+    job_attempts: int = Field(default=3, ge=1, le=20)
+    """Workers a job may lose (killed mid-job) before its analysis is marked failed."""
+    fleet_retention_days: float = Field(default=7.0, gt=0)
+    """Jobs no worker took, and bundles of failed analyses, are dropped from the cluster after this."""
+    jobs_max: int = Field(default=10_000, ge=1)
+    """Jobs waiting at most; beyond, uploads are refused (503) rather than dropped."""
+    bundles_max_bytes: int = Field(default=10 * 1024**3, gt=0)
+    """Bytes of bundles the cluster keeps at most; beyond, uploads are refused (503)."""
     live_stitch_window: float = Field(default=0.01, gt=0, le=10)
     """Seconds (of log time) a live event waits for the other side of its connection before it
     is analysed: most of the delay from a line to its finding, which benchmarks/api.py measures

@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from correlator.analysis import Options, Progress, analyze
 from correlator.api.storage import Store, open_store
 from correlator.engine.rules import Rule, load_rules
@@ -40,6 +42,8 @@ class JobSpec:
     state_dir: Path
     database: str | None = None
     """The store's URL (None: SQLite in state_dir)."""
+    owner: int | None = None
+    """The pid of the process whose scheduler runs the job: the job stops when it is gone."""
     zones: tuple[str, ...] = ()
     formats_dirs: tuple[str, ...] = ()
     rules_dirs: tuple[str, ...] = ()
@@ -70,32 +74,48 @@ class _Orphaned(Exception):
     """The server that started this process is gone: a restarted one analyses the upload again."""
 
 
-def run(spec: JobSpec, analysis_id: str) -> None:
-    """The child's entry point."""
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, killed and not yet reaped, does not). The fork server
+    outlives a killed server or fleet worker at times, so the child's parent alone cannot say
+    that its owner died, and a second run of the job (a restart, a redelivery) must not meet
+    this one still writing."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def run(spec: JobSpec, analysis_id: str, upload: Path | None = None) -> None:
+    """The child's entry point; `upload` as for run_analysis."""
     store = open_store(spec.database, spec.state_dir)
     try:
         registry, rules = _registry_and_rules(spec)
-        run_analysis(store, spec.options(), registry, rules, analysis_id)
+        run_analysis(store, spec.options(), registry, rules, analysis_id, upload, owner=spec.owner)
     finally:
         store.close()
 
 
-def run_analysis(store: Store, options: Options, registry: Registry, rules: list[Rule], analysis_id: str) -> None:
+def run_analysis(store: Store, options: Options, registry: Registry, rules: list[Rule], analysis_id: str,
+                 upload: Path | None = None, *, owner: int | None = None) -> None:
+    """Analyse the row's upload, or `upload` (a fleet worker's copy of the bundle: the row then
+    has none), and write the results keyed by the analysis: a second run replaces the first's."""
     row = store.get(analysis_id)
-    if row is None or row.upload is None:
+    if row is None or (upload is None and row.upload is None):
         return
-    upload = Path(row.upload)
+    upload = upload or Path(str(row.upload))
     writer = store.writer(row.num)
     writer.discard()  # a run cut short by a restart left part of a timeline
     store.update(analysis_id, status="running", phase="extracting", progress=0.0, events=0)
     parent = os.getppid()
 
     def on_events(events: list[Event]) -> None:
-        if os.getppid() != parent:
+        if os.getppid() != parent or (owner is not None and not _alive(owner)):
             raise _Orphaned
         writer.add(events)
 
     def on_progress(progress: Progress) -> None:
+        if owner is not None and not _alive(owner):
+            raise _Orphaned
         # 0.99 at most: storing the findings is still to come
         store.update(analysis_id, phase="analysing", progress=round(min(0.99, progress.share), 3),
                      events=writer.count)

@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--database", metavar="URL", help="where analyses are kept: sqlite: (default, a file in the "
                         "state folder) or postgresql://user@host:port/dbname, shared by several servers (the "
                         "password: PGPASSWORD or ~/.pgpass, not the command line)")
+    parser.add_argument("--nats", metavar="URL", help="keep uploads on this NATS JetStream cluster and leave their "
+                        "analysis to `correlator worker`s (servers comma-separated: nats://h1:4222,nats://h2:4222); "
+                        "default: analysed by this server's own processes")
     parser.add_argument("--config", type=Path, help="TOML file with the settings (keys as the option names, "
                         "with underscores)")
     parser.add_argument("--max-upload-mb", type=float, help="largest upload accepted (default 512)")
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                              cors_origins=args.cors_origins, zones=args.zones,
                              allowed_hosts=args.allowed_hosts, probe=args.probe, probe_networks=args.probe_networks,
                              formats_dirs=args.formats_dirs, rules_dirs=args.rules_dirs,
-                             live_paths=args.paths or None, live_stitch_window=args.stitch_window)
+                             live_paths=args.paths or None, nats=args.nats, live_stitch_window=args.stitch_window)
     settings.check_exposure()
     try:
         private_dir(settings.state_dir)

@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 from correlator import time_input
 from correlator.api import idempotency
 from correlator.api.deps import AnalyserDep, AnalysisDep, FinishedDep, SettingsDep, StoreDep, off_loop
-from correlator.api.jobs import Analyser
+from correlator.api.jobs import JobRunner
 from correlator.api.models import (
     AnalysisBrief,
     AnalysisList,
@@ -195,7 +195,7 @@ async def create_analysis(request: Request, response: Response, settings: Settin
         _remove(folder)
         raise
     lane = await asyncio.to_thread(analyser.lane, upload)
-    future = analyser.submit(analysis_id, lane)
+    future = await asyncio.to_thread(analyser.submit, analysis_id, lane)  # the fleet's stores the bundle
     response.headers["Location"] = f"{request.url.path}/{analysis_id}"
     if lane == "small":
         await asyncio.wrap_future(future)
@@ -210,7 +210,7 @@ async def create_analysis(request: Request, response: Response, settings: Settin
     return analysis_out(row, analyser.position(analysis_id))
 
 
-async def _known(row: AnalysisRow, request: Request, response: Response, analyser: Analyser,
+async def _known(row: AnalysisRow, request: Request, response: Response, analyser: JobRunner,
                  store: Store) -> AnalysisOut:
     """The answer to a retry or a bundle sent again: its analysis (200), awaited when it is a
     small one still running, as the first request would have been."""

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from correlator.api.jobs import Analyser
+from correlator.api.jobs import JobRunner
 from correlator.api.models import ErrorOut, ReadyOut
 from correlator.api.storage import Store
 
@@ -24,7 +24,7 @@ def readiness(request: Request) -> list[str]:
     """Why the server cannot take work now (empty: ready)."""
     problems = []
     store: Store | None = getattr(request.app.state, "store", None)
-    analyser: Analyser | None = getattr(request.app.state, "analyser", None)
+    analyser: JobRunner | None = getattr(request.app.state, "analyser", None)
     if store is None or analyser is None:
         return ["starting or stopping"]
     try:
@@ -32,7 +32,8 @@ def readiness(request: Request) -> list[str]:
     except Exception as exc:  # the database is the server's memory: any failure means not ready
         problems.append(f"the database does not answer ({type(exc).__name__})")
     if not analyser.accepting():
-        problems.append("the analysis scheduler is not running")
+        problems.append("the NATS cluster does not answer" if request.app.state.settings.nats else
+                        "the analysis scheduler is not running")
     try:
         free = shutil.disk_usage(store.state_dir).free
         if free < MIN_FREE_BYTES:

@@ -1,0 +1,137 @@
+"""Faults with real servers: a worker killed mid-job (SIGKILL), and a NATS node killed while
+jobs flow. Each job still ends with exactly one result."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import tarfile
+import time
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+from api_helpers import SAMPLES, RunningServer
+from fleet.fleet_nodes import WorkerProcess, api_node, finding_ids, incident_zip, wait_status
+from fleet.nats_cluster import NatsCluster
+from hostile.storms import repeated_error, write
+
+from correlator.fleet.layout import JOBS_STREAM
+
+#: Incidents whose bundles flow while a node dies: each a different cause.
+INCIDENTS = ("server_cert_expired", "bad_credentials", "client_cert_expired", "publish_denied",
+             "server_hostname_mismatch", "anonymous_denied", "client_id_takeover", "subscribe_denied",
+             "tls_version_mismatch", "connection_refused", "server_chain_incomplete", "mixed")
+
+
+def _metric(node: RunningServer, name: str, expected: float, timeout: float = 10) -> None:
+    """Until /metrics says `name` is `expected` (the node reads the queue's numbers every second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = httpx.get(node.url + "/metrics").text
+        found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+        if found and float(found.group(1)) == expected:
+            return
+        assert time.monotonic() < deadline, found.group(0) if found else f"{name} not in /metrics"
+        time.sleep(0.2)
+
+
+def _wait_running(client: httpx.Client, analysis_id: str, timeout: float = 60) -> None:
+    """Until a worker has the job and has read part of the bundle."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = client.get(f"/analyses/{analysis_id}").json()
+        if body["status"] == "running" and body["events"] > 0:
+            return
+        assert body["status"] in ("queued", "running"), body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+
+
+#: Lines of the storm a worker is killed in the middle of: seconds of work, one finding.
+STORM_LINES = 150_000
+
+
+@pytest.mark.timeout(600)
+def test_a_worker_killed_mid_job_gives_it_to_another_which_stores_one_result(nats_cluster: NatsCluster,
+                                                                              tmp_path: Path) -> None:
+    log = write(tmp_path / "storm" / "broker" / "mosquitto.log", repeated_error(STORM_LINES))
+    lines = len(log.read_bytes().splitlines())
+    bundle = tmp_path / "storm.tar.gz"
+    with tarfile.open(bundle, "w:gz") as archive:
+        archive.add(log, "storm/broker/mosquitto.log")
+
+    state = tmp_path / "shared"
+    node = api_node(nats_cluster.url, state, background_bytes=0)
+    try:
+        with node.client() as client, WorkerProcess(nats_cluster.url, state, tmp_path / "first.log") as first:
+            first.wait_taking_jobs()
+            created = client.post("/analyses", params={"name": "storm.tar.gz"}, content=bundle.read_bytes())
+            assert created.status_code == 202, created.text
+            analysis_id = created.json()["id"]
+            _wait_running(client, analysis_id)
+            first.kill()
+            assert "delivered again" not in first.log()
+            with WorkerProcess(nats_cluster.url, state, tmp_path / "second.log") as second:
+                done = wait_status(client, analysis_id, timeout=400)
+                assert done["status"] == "done", done
+                assert f"analysis {analysis_id} delivered again (delivery 2)" in second.log()
+                # one result: one timeline (not the first run's lines and the second's), the storm's
+                # one finding counted once
+                assert done["events"] == lines
+                findings = client.get(f"/analyses/{analysis_id}/findings").json()["items"]
+                assert [(f["id"], f["count"]) for f in findings] == [("auth.bad_credentials", STORM_LINES // 3)]
+                assert client.get("/analyses").json()["total"] == 1
+                _metric(node, "correlator_jobs_redelivered_total", 1.0)
+    finally:
+        node.stop()
+
+
+async def _jobs_leader(cluster: NatsCluster) -> str:
+    client = await nats.connect(servers=cluster.urls)
+    try:
+        info = await client.jetstream().stream_info(JOBS_STREAM)
+        assert info.cluster is not None and info.cluster.leader
+        return info.cluster.leader
+    finally:
+        await client.close()
+
+
+def test_a_nats_node_killed_while_jobs_flow_loses_and_repeats_none(nats_cluster: NatsCluster,
+                                                                  tmp_path: Path) -> None:
+    bundles = {name: incident_zip(name, tmp_path / "bundles") for name in INCIDENTS}
+    state = tmp_path / "shared"
+    node = api_node(nats_cluster.url, state, background_bytes=0)
+    workers = [WorkerProcess(nats_cluster.url, state, tmp_path / f"worker{i}.log") for i in range(2)]
+    try:
+        for worker in workers:
+            worker.wait_taking_jobs()
+        ids: dict[str, str] = {}
+        with node.client(timeout=120) as client:
+            names = list(bundles)
+            for name in names[:6]:
+                answer = client.post("/analyses", params={"name": f"{name}.zip"}, content=bundles[name].read_bytes())
+                assert answer.status_code == 202, answer.text
+                ids[name] = answer.json()["id"]
+            leader = asyncio.run(_jobs_leader(nats_cluster))
+            nats_cluster.kill(next(i for i, n in enumerate(nats_cluster.nodes) if n.name == leader))
+            for name in names[6:]:  # uploads keep being taken while the stream elects a new leader
+                answer = client.post("/analyses", params={"name": f"{name}.zip"}, content=bundles[name].read_bytes())
+                assert answer.status_code == 202, answer.text
+                ids[name] = answer.json()["id"]
+            for name, analysis_id in ids.items():
+                done = wait_status(client, analysis_id, timeout=180)
+                assert done["status"] == "done", (name, done)
+                expected = json.loads((SAMPLES / name / "expected.json").read_text())["root_causes"]
+                found = finding_ids(client, analysis_id)
+                assert {cause["id"] for cause in expected} <= set(found), (name, found)
+            assert client.get("/analyses").json()["total"] == len(INCIDENTS)
+        logs = "".join(worker.log() for worker in workers)
+        for name, analysis_id in ids.items():  # analysed once: one run ended per job, over both workers
+            assert logs.count(f"analysis {analysis_id} done in") == 1, name
+    finally:
+        for worker in workers:
+            worker.stop()
+        node.stop()
