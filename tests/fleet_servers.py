@@ -1,19 +1,24 @@
 """Real servers of a fleet, started by the tests on loopback: PostgreSQL (Debian's `postgresql`:
-`initdb` in a temporary folder, `pg_ctl start` on a free port). Locally a test that needs one
+`initdb` in a temporary folder, then `postgres` on a free port). Locally a test that needs one
 skips when it cannot start; under CI (CI=true or CORRELATOR_REQUIRE_FLEET=1) it fails, so a
 machine that cannot run them never passes silently.
 
 PostgreSQL refuses to run as root, which CI is: as root the server runs as the `postgres` user
-(`runuser -u postgres --`), in a folder that user owns. (A module of its own, not conftest, so
+(`runuser -u postgres --` for initdb), in a folder that user owns. The server is a child of the
+test process, which the kernel stops when that process dies, even killed (PR_SET_PDEATHSIG), so
+no test run leaves a PostgreSQL behind. (A module of its own, not conftest, so
 other fleet helpers can import it: tests/conftest.py is also a module named `conftest`.)"""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -61,6 +66,14 @@ def service_folder(prefix: str) -> Path:
     return folder
 
 
+def die_with_parent() -> None:
+    """In a server's process, before exec: SIGQUIT (PostgreSQL's immediate shutdown; nats-server
+    and mosquitto stop at it too) when the test process dies. Set after the switch to the
+    servers' user, which would clear it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGQUIT)  # 1: PR_SET_PDEATHSIG
+
+
 def postgres_bin() -> Path:
     """The newest PostgreSQL's binaries folder (Debian: /usr/lib/postgresql/VERSION/bin)."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
@@ -71,6 +84,10 @@ def postgres_bin() -> Path:
     if on_path:
         return Path(on_path).parent
     raise ServerUnavailable("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+
+
+#: PostgreSQL's shutdown modes and the signal that asks for each.
+_SHUTDOWN = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 
 
 class PostgresServer:
@@ -91,6 +108,7 @@ class PostgresServer:
         self.log = self.folder / "server.log"
         self.port = free_port()
         self.user = "postgres"
+        self.process: subprocess.Popen[bytes] | None = None
         self._run(["initdb", "-D", str(self.data), "-U", self.user, "-A", "trust", "-E", "UTF8", "--no-locale",
                    "--no-sync"], timeout=120)
 
@@ -101,20 +119,43 @@ class PostgresServer:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             raise ServerUnavailable(f"{command[0]} failed ({done.returncode}): {done.stderr.strip()[-2000:]}\n{log}")
 
-    def start(self) -> PostgresServer:
+    def start(self, timeout: float = 60) -> PostgresServer:
+        """Start the server (again, on the same port and data) and wait until it takes connections."""
         # fsync off: the data is the test's own and goes away with it
-        options = (f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off -c synchronous_commit=off "
-                   "-c full_page_writes=off -c max_connections=200")
-        self._run(["pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o", options, "start"])
-        return self
+        command = [str(self.bin / "postgres"), "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port),
+                   "-k", str(self.folder), "-c", "fsync=off", "-c", "synchronous_commit=off",
+                   "-c", "full_page_writes=off", "-c", "max_connections=200"]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder,
+                                            user=SERVICE_USER if os.geteuid() == 0 else None,
+                                            preexec_fn=die_with_parent)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop("immediate")
+                raise ServerUnavailable(f"postgres did not start: {self.log.read_text(errors='replace')[-2000:]}")
+            try:
+                psycopg.connect(self.url(), connect_timeout=2).close()
+                return self
+            except psycopg.OperationalError:
+                time.sleep(0.05)
 
     def stop(self, mode: str = "fast") -> None:
-        self._run(["pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop"])
+        """Shut the server down: `fast` (clients disconnected, a clean stop), `immediate` (as a
+        crash) or `smart` (after the clients leave)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(_SHUTDOWN[mode])
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
 
     def running(self) -> bool:
-        done = subprocess.run(as_service_user([str(self.bin / "pg_ctl"), "-D", str(self.data), "status"]),
-                              capture_output=True, cwd=self.folder, check=False)
-        return done.returncode == 0
+        return self.process is not None and self.process.poll() is None
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
@@ -127,6 +168,5 @@ class PostgresServer:
         return self.url(name)
 
     def close(self) -> None:
-        if self.running():
-            self.stop("immediate")
+        self.stop("immediate")
         shutil.rmtree(self.folder, ignore_errors=True)
