@@ -47,26 +47,38 @@ LNAV_FORMAT = {
     },
 }
 
-# Runs one command and prints its own peak RSS: RUSAGE_CHILDREN of this process would be the
-# maximum over every command measured so far, not the one at hand.
+# Runs one command and prints its own peak RSS and CPU seconds: RUSAGE_CHILDREN of this process
+# would be the maximum over every command measured so far, not the one at hand.
 _WRAPPER = ("import resource, subprocess, sys; "
             "done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL); "
             "sys.stderr.write(done.stdout.decode(errors='replace')[-400:]); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+            "use = resource.getrusage(resource.RUSAGE_CHILDREN); "
+            "print(use.ru_maxrss, use.ru_utime + use.ru_stime)")
 
 
-def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """Wall seconds, the command's peak RSS in MB, and the end of its output."""
+def timed_cpu(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float, str]:
+    """Wall seconds, the command's peak RSS in MB, its CPU seconds (user and system: on a shared
+    machine the wall time also counts the other programs' turns), and the end of its output."""
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _WRAPPER, *command], check=False, capture_output=True, text=True,
                           env=env)
     elapsed = time.perf_counter() - start
-    return elapsed, int(done.stdout.strip() or 0) / 1024, done.stderr
+    rss, cpu = [*done.stdout.split(), "0", "0"][:2]
+    return elapsed, int(rss) / 1024, float(cpu), done.stderr
 
 
-def median_of(repeat: int, command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    runs = [timed(command, env) for _ in range(repeat)]
-    return (statistics.median(r[0] for r in runs), max(r[1] for r in runs), runs[-1][2])
+def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """Wall seconds, the command's peak RSS in MB, and the end of its output."""
+    elapsed, rss, _, out = timed_cpu(command, env)
+    return elapsed, rss, out
+
+
+def median_of(repeat: int, command: list[str], env: dict[str, str] | None = None,
+              ) -> tuple[float, float, float, str]:
+    """Medians of wall and CPU seconds, the highest peak RSS, and the last run's output."""
+    runs = [timed_cpu(command, env) for _ in range(repeat)]
+    return (statistics.median(r[0] for r in runs), max(r[1] for r in runs), statistics.median(r[2] for r in runs),
+            runs[-1][3])
 
 
 def main() -> None:
@@ -89,7 +101,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="correlator-bench-"))
     try:
         analyze = [sys.executable, "-m", "correlator", "analyze", "--format", "json", "-o", os.devnull]
-        rows: list[tuple[str, float, float]] = []
+        rows: list[tuple[str, float, float, float]] = []
         lnav = shutil.which("lnav")
         if lnav:
             home = work / "home"
@@ -97,24 +109,28 @@ def main() -> None:
             formats.mkdir(parents=True)
             (formats / "mosquitto_log.json").write_text(json.dumps(LNAV_FORMAT))
             env = dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"))
-            seconds, rss, out = median_of(args.repeat, [lnav, "-n", "-c", ";SELECT count(*) FROM mosquitto_log",
-                                                        str(broker)], env)
+            seconds, rss, cpu, out = median_of(args.repeat, [lnav, "-n", "-c", ";SELECT count(*) FROM mosquitto_log",
+                                                             str(broker)], env)
             counted = "".join(ch for ch in out.splitlines()[-1] if ch.isdigit()) if out.strip() else "?"
-            rows.append((f"lnav index + count ({counted} lines)", seconds, rss))
-        seconds, rss, _ = median_of(args.repeat, [*analyze, str(broker)])
-        rows.append(("correlator analyze broker.log", seconds, rss))
-        seconds, rss, _ = median_of(args.repeat, [*analyze, str(plant)])
-        rows.append(("correlator analyze folder", seconds, rss))
+            rows.append((f"lnav index + count ({counted} lines)", seconds, rss, cpu))
+        seconds, rss, cpu, _ = median_of(args.repeat, [*analyze, str(broker)])
+        rows.append(("correlator analyze broker.log", seconds, rss, cpu))
+        seconds, rss, cpu, _ = median_of(args.repeat, [*analyze, str(plant)])
+        rows.append(("correlator analyze folder", seconds, rss, cpu))
         if args.engines:
             for engine in ("python", "off"):
                 env = dict(os.environ, CORRELATOR_SCAN=engine)
-                seconds, rss, _ = median_of(1 if engine == "off" else args.repeat, [*analyze, str(broker)], env)
-                rows.append((f"  broker.log, CORRELATOR_SCAN={engine}", seconds, rss))
+                seconds, rss, cpu, _ = median_of(1 if engine == "off" else args.repeat, [*analyze, str(broker)], env)
+                rows.append((f"  broker.log, CORRELATOR_SCAN={engine}", seconds, rss, cpu))
         base = rows[0][1] if lnav else None
-        print(f"medians of {args.repeat} runs:")
-        for name, seconds, rss in rows:
+        load = os.getloadavg()[0]
+        print(f"medians of {args.repeat} runs (load average {load:.1f} on {os.cpu_count()} cores; CPU: user + "
+              "system seconds, which the other programs' turns do not count):")
+        for name, seconds, rss, cpu in rows:
             ratio = f"{seconds / base:5.2f}x lnav" if base else ""
-            print(f"  {name:44} {seconds:7.2f} s  {lines / seconds:12,.0f} lines/s  peak RSS {rss:5.0f} MB  {ratio}")
+            cpu_ratio = f" (CPU {cpu / rows[0][3]:4.2f}x)" if base and rows[0][3] else ""
+            print(f"  {name:44} {seconds:7.2f} s  CPU {cpu:6.2f} s  {lines / seconds:12,.0f} lines/s  "
+                  f"peak RSS {rss:5.0f} MB  {ratio}{cpu_ratio}")
         if base:
             print("aim: analyze at most 0.5x lnav's time, peak RSS under 200 MB")
     finally:

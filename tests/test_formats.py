@@ -187,3 +187,12 @@ def test_a_syslog_stamp_is_dated_in_the_year_asked_even_after_another_year_was_a
     parser = TimeParser("syslog")
     first = parser.parse("Nov 23 14:41:49", year=2026)
     assert parser.parse("Nov 23 14:41:49.5", year=2023) == first - 3 * 365 * 86400 - 86400 + 0.5  # 2024 leaps
+
+
+def test_every_built_in_sample_yields_what_it_declares() -> None:
+    """A start does not run the built-in formats' samples (it would compile every alternation a
+    log may never use): they are run here and by `./dev validate`."""
+    registry = default_registry()
+    problems = [str(p) for fmt in registry.formats.values() for p in check_samples(fmt, registry.evidence)]
+    assert problems == []
+    assert load_registry(collect=True).errors == []
