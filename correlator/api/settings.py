@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     """Jobs waiting at most; beyond, uploads are refused (503) rather than dropped."""
     bundles_max_bytes: int = Field(default=10 * 1024**3, gt=0)
     """Bytes of bundles the cluster keeps at most; beyond, uploads are refused (503)."""
+    events_max_bytes: int = Field(default=1024**3, gt=0)
+    """Bytes of the edge agents' events the cluster keeps at most (the oldest are dropped)."""
     live_stitch_window: float = Field(default=0.01, gt=0, le=10)
     """Seconds (of log time) a live event waits for the other side of its connection before it
     is analysed: most of the delay from a line to its finding, which benchmarks/api.py measures

@@ -116,7 +116,8 @@ def read_job(data: bytes) -> tuple[str, str, Lane]:
     return job["id"], job["name"], lane
 
 
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream, or give an existing one these limits."""
     try:
         await js.add_stream(config)
     except BadRequestError as exc:
@@ -135,12 +136,12 @@ async def ensure(js: JetStreamContext, limits: Limits) -> ObjectStore:
     this at its start: the first one makes them, the others find them), with `limits`."""
 
     async def setup() -> ObjectStore:
-        await _ensure_stream(js, StreamConfig(
+        await ensure_stream(js, StreamConfig(
             name=JOBS_STREAM, subjects=[JOB_SUBJECT], retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE, num_replicas=limits.replicas, max_msgs=limits.jobs_max,
             max_age=limits.retention, discard=DiscardPolicy.NEW, duplicate_window=DUPLICATE_WINDOW,
             description="correlator: one job per analysis, removed when a worker acknowledges it"))
-        await _ensure_stream(js, StreamConfig(
+        await ensure_stream(js, StreamConfig(
             name=REDELIVERIES_STREAM, subjects=[REDELIVERED_SUBJECTS], retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE, num_replicas=limits.replicas, max_msgs=REDELIVERIES_KEPT,
             max_age=limits.retention, discard=DiscardPolicy.OLD, duplicate_window=DUPLICATE_WINDOW,

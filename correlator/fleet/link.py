@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 
 import nats
 from nats.aio.client import Client
+from nats.errors import ConnectionReconnectingError, NoRespondersError, OutboundBufferLimitError
 from nats.errors import Error as NatsError
-from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -46,10 +46,12 @@ CLOSE_TIMEOUT = 5.0
 #: Seconds a publish is retried (a leader election takes a few; a cluster that lost its quorum, forever).
 PUBLISH_PATIENCE = 30.0
 
-#: What a request sent during a fail-over may meet: no answer, no responder yet, a stream that
-#: momentarily has no leader. Each is worth another try.
+#: What a request sent during a fail-over or an outage may meet: no answer, no responder yet, a
+#: stream that momentarily has no leader, a connection still reconnecting whose buffer is full.
+#: Each is worth another try.
 TRANSIENT: tuple[type[BaseException], ...] = (NatsTimeout, NoRespondersError, NoStreamResponseError,
-                                              ServiceUnavailableError, asyncio.TimeoutError)
+                                              ServiceUnavailableError, asyncio.TimeoutError,
+                                              OutboundBufferLimitError, ConnectionReconnectingError)
 
 
 def server_urls(value: str | list[str]) -> list[str]:

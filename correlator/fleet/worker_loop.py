@@ -163,6 +163,9 @@ class FleetWorker:
             log.error("a message on the job queue is not a job: acknowledged and dropped")
             await msg.ack()
             return
+        if self._stopping.is_set():  # taken while stopping: another worker gets it at once
+            await msg.nak()
+            return
         if analysis_id in self._held:
             # this worker runs it already (a fail-over redelivered it early): answer for the
             # newest delivery from now on

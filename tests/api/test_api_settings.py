@@ -97,7 +97,7 @@ def test_the_core_and_the_cli_parser_do_not_load_the_web_stack() -> None:
         "import correlator.formats.registry\n"
         "import correlator.sources.bundle, correlator.sources.tail, correlator.timeline.merge\n"
         "import correlator.artifacts.cert_checks, correlator.artifacts.probe, correlator.reports.html\n"
-        "import correlator.fleet.worker_loop, correlator.fleet.queue  # correlator worker\n"
+        "import correlator.fleet.worker_loop, correlator.fleet.queue, correlator.fleet.agent  # worker, agent\n"
         "core = sorted(m for m in sys.modules if m.split('.')[0] in {'fastapi', 'starlette', 'uvicorn', 'textual'})\n"
         "from correlator.cli import build_parser\n"
         "build_parser()\n"

@@ -178,6 +178,14 @@ class NatsCluster:
         self.wait_ready([node])
         return node
 
+    def restart_all(self) -> None:
+        """Start every killed node again (a cluster that lost all of them, as a site whose uplink
+        came back sees it) and wait until they have formed the cluster again."""
+        for node in self.nodes:
+            if not node.alive:
+                self._spawn(node)
+        self.wait_ready(self.nodes)
+
     def stop(self) -> None:
         for node in self.nodes:
             if node.process is not None and node.alive:
