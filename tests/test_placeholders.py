@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from correlator.analysis import analyze
-from correlator.engine.remedy import fill_step, placeholders, render
+from correlator.engine.remedy import explain, fill_step, placeholders
 from correlator.engine.rules import load_rules
 
 RULES, _ = load_rules([])
@@ -20,9 +20,9 @@ _LEFT = re.compile(r"<[a-z_]+>|\{[a-z_]+\}")
 
 @pytest.mark.parametrize("rule", RULES, ids=[r.id for r in RULES])
 def test_a_rule_with_nothing_known_says_what_is_missing(rule: object) -> None:
-    explanation = render(rule.explanation, {})  # type: ignore[attr-defined]
+    explanation = explain(rule.explanation, {})  # type: ignore[attr-defined]
     assert not _LEFT.search(explanation), explanation
-    if "{" in rule.explanation:  # type: ignore[attr-defined]
+    if any("{" in p.text for p in rule.explanation if not p.when):  # type: ignore[attr-defined]
         assert "\nNot in the input: " in explanation
     for template in rule.remediation:  # type: ignore[attr-defined]
         # no template placeholder may be left, in the words or in the command
@@ -34,10 +34,11 @@ def test_a_rule_with_nothing_known_says_what_is_missing(rule: object) -> None:
 
 def test_every_placeholder_the_rules_use_is_described() -> None:
     used = {name for rule in RULES
-            for text in (rule.explanation, *(s.text for s in rule.remediation), *(s.command for s in rule.remediation))
+            for text in (*(p.text for p in rule.explanation), *(s.text for s in rule.remediation),
+                         *(s.command for s in rule.remediation))
             for name in re.findall(r"\{([a-z_]+)\}", text)}
-    always = {"count", "source_name", "offset_text", "pairs", "insecure_list", "anonymous_tls_ports", "old_tls_ports",
-              "expiring_list"}
+    always = {"count", "source_name", "offset_text", "pairs", "anonymous_tls_ports", "old_tls_ports",
+              "old_tls_versions", "expiring_list"}
     assert used - always - set(placeholders()) == set()
 
 
@@ -51,3 +52,20 @@ def test_a_missing_password_file_is_said_in_words(tmp_path: Path) -> None:
     assert "<" not in finding.explanation.replace("</", "")
     assert "The password file is not in the bundle" in finding.explanation
     assert "add it (password_file in mosquitto.conf)" in finding.explanation
+
+
+def test_an_insecure_setting_is_said_in_the_rules_words_for_each_kind_found(tmp_path: Path) -> None:
+    """config.insecure says each kind of problem the broker's configuration shows in the passage
+    its rule declares for it, and leaves out the passages of what it does not show."""
+    folder = tmp_path / "bundle"
+    shutil.copytree(SAMPLES / "cert_judged_at_estimate", folder)
+    insecure = next(f for f in analyze([folder]).findings if f.id == "config.insecure")
+    assert insecure.explanation.startswith("Listener 36077 has TLS but lets anonymous clients in")
+    assert "older than 1.2" not in insecure.explanation
+    conf = folder / "broker" / "mosquitto.conf"
+    conf.write_text(conf.read_text().replace("require_certificate false", "require_certificate true")
+                    + "tls_version tlsv1.1\n")
+    insecure = next(f for f in analyze([folder]).findings if f.id == "config.insecure")
+    assert insecure.explanation == ("Listener 36077 accepts TLS older than 1.2 (tls_version tlsv1.1): "
+                                    "RFC 8996 deprecates TLS 1.0 and 1.1.")
+    assert [(s.kind, s.command) for s in insecure.remediation] == [("config", "tls_version tlsv1.2")]

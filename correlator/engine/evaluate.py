@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from correlator.check_result import CONNECTION_TIME, JUDGED_AT_ESTIMATE, CheckResult, CheckStatus
-from correlator.engine.remedy import fill_step, render
+from correlator.engine.remedy import explain, fill_step
 from correlator.engine.rules import Match, Rule, Step, side_of
 from correlator.formats.scan import FirstLines
 from correlator.kinds import kind_vocabulary
@@ -579,8 +579,8 @@ class Engine:
         if confirmed or finding.facts:
             finding.sides.add("artifact")
         self._rate(finding)
-        finding.explanation = render(rule.explanation, self._render_context(finding))
         context = self._render_context(finding)
+        finding.explanation = explain(rule.explanation, context)
         finding.remediation = [step for step in (fill_step(t, context) for t in rule.remediation) if step is not None]
         finding.revision += 1
         return finding
@@ -711,7 +711,7 @@ class Engine:
             seen = {(e.file, e.line, e.text) for e in mine}
             mine.extend(e for e in getattr(other, name) if (e.file, e.line, e.text) not in seen)
         self._rate(into)
-        into.explanation = render(rule.explanation, self._render_context(into))
+        into.explanation = explain(rule.explanation, self._render_context(into))
 
     def findings(self, name_of: Callable[[str], str | None] | None = None) -> list[Finding]:
         """Current findings, worst first, as a view (copies: the engine's own stay as evidence

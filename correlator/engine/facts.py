@@ -826,13 +826,15 @@ def _expiring(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> 
                        {"expiring_list": " ".join(lines)})
 
 
-@check("config_insecure", provides=("insecure_list", "anonymous_tls_ports", "old_tls_ports"))
+@check("config_insecure", provides=("anonymous_tls_ports", "old_tls_ports", "old_tls_versions"))
 def _insecure(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     """Listeners with TLS that let anonymous clients in, or that allow TLS before 1.2: the ports
-    of each (the rule's fix steps say what to set, one step per kind of problem found)."""
+    of each and the old versions allowed (the rule's passages and fix steps say what each kind of
+    problem found means and what to set)."""
     evidence = []
     anonymous: list[str] = []
     old: list[str] = []
+    versions: list[str] = []
     for conf in arts.confs:
         for listener in conf.listeners:
             if listener.tls and listener.security.allow_anonymous and not listener.require_certificate \
@@ -847,7 +849,8 @@ def _insecure(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> 
                 evidence.append(EvidenceRef("artifact", arts.name(conf.path), None,
                                             f"listener {listener.port} allows {version}"))
                 old.append(str(listener.port))
+                versions += [version] if version not in versions else []
     if not evidence:
         return _clear()
-    return _found(evidence, {"insecure_list": " ".join(e.text + "." for e in evidence),
-                             "anonymous_tls_ports": ", ".join(anonymous), "old_tls_ports": ", ".join(old)})
+    return _found(evidence, {"anonymous_tls_ports": ", ".join(anonymous), "old_tls_ports": ", ".join(old),
+                             "old_tls_versions": ", ".join(versions)})

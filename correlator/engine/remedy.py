@@ -20,6 +20,7 @@ import shlex
 import string
 import tomllib
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -115,6 +116,28 @@ def render(template: str, context: dict[str, Any]) -> str:
     return f"{text.rstrip()}\nNot in the input: {notes}"
 
 
+def _wanted(when: str, context: dict[str, Any]) -> bool:
+    """Whether a part that needs value `when` (none: "") is shown: the input gave that value."""
+    return not when or context.get(when) not in (None, "")
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """A part of a rule's explanation as the rule declares it: a string (always said) or a table
+    with `text` and `when`, so a finding about several kinds of problem (an anonymous listener,
+    an old TLS version) says only those the input shows, in the rule's own words."""
+
+    text: str
+    when: str = ""
+    """A value the passage needs: without it the passage is left out."""
+
+
+def explain(passages: Sequence[Passage], context: dict[str, Any]) -> str:
+    """A finding's explanation: the rule's passages the input has values for, filled in from
+    `context` (what it lacks is said at the end, as `render` does)."""
+    return render("\n".join(p.text.strip() for p in passages if _wanted(p.when, context)), context)
+
+
 @dataclass(frozen=True, slots=True)
 class StepTemplate:
     """A fix step as a rule declares it: a string (words only) or a table with `text` and a
@@ -130,7 +153,7 @@ class StepTemplate:
 
 def fill_step(step: StepTemplate, context: dict[str, Any]) -> FixStep | None:
     """The step filled in from `context`, or None when it needs a value the input lacks (`when`)."""
-    if step.when and context.get(step.when) in (None, ""):
+    if not _wanted(step.when, context):
         return None
     text = render(step.text, context).replace("\nNot in the input: ", " Not in the input: ")
     if not step.command:

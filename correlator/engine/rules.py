@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from correlator.definitions import DefinitionFile, definition_files
-from correlator.engine.remedy import StepTemplate
+from correlator.engine.remedy import Passage, StepTemplate
 from correlator.errors import DefinitionError
 from correlator.model import SEVERITIES, Event, Severity
 
@@ -105,7 +105,9 @@ class Rule:
     title: str
     severity: Severity
     file: str
-    explanation: str
+    explanation: tuple[Passage, ...]
+    """Its passages in order: the words every finding of the rule says, parts with `when` only
+    when the input gives that value."""
     matches: list[Match]
     group_by: tuple[str, ...] = ()
     checks: list[Check] = field(default_factory=list)
@@ -202,6 +204,16 @@ class _RuleLoader(DefinitionFile):
         kind: Literal["shell", "config"] = "config" if "config" in table else "shell"
         return StepTemplate(table["text"], table.get("command") or table.get("config") or "", kind,
                             table.get("when", ""))
+
+    def passage(self, entry: Any, key: str) -> Passage:
+        """A passage of the explanation is words (a string), or a table: `text`, and `when` (the
+        value the passage needs to be said)."""
+        if isinstance(entry, str):
+            return Passage(entry.strip())
+        table = self.keys(entry, {"text", "when"}, key)
+        if not all(isinstance(v, str) for v in table.values()) or not table.get("text"):
+            raise self.error("a passage needs 'text' and takes strings only", key)
+        return Passage(table["text"].strip(), table.get("when", ""))
 
     def predicate(self, where: Any, key: str) -> Predicate:
         if not isinstance(where, dict) or not where:
@@ -341,7 +353,7 @@ class _RuleLoader(DefinitionFile):
                                             "look_alike", "explains", "tell_apart", "remediation", "priority", "notes",
                                             "count"},
                          "[rule]")
-        for name in ("id", "title", "severity", "explanation"):
+        for name in ("id", "title", "severity"):
             if not isinstance(head.get(name), str):
                 raise self.error(f"missing or non-text key {name!r}", "[rule]")
         self.name = head["id"]
@@ -349,6 +361,12 @@ class _RuleLoader(DefinitionFile):
             raise self.error("id must look like area.name (see ROOT_CAUSES.md)", "rule.id")
         if head["severity"] not in SEVERITIES:
             raise self.error(f"severity must be one of {', '.join(SEVERITIES)}", "rule.severity")
+        explanation = head.get("explanation")
+        if isinstance(explanation, str):
+            explanation = [explanation]
+        if not isinstance(explanation, list) or not explanation:
+            raise self.error("'explanation' must be text or a list of passages", "rule.explanation")
+        passages = tuple(self.passage(entry, f"rule.explanation[{i}]") for i, entry in enumerate(explanation))
         matches_data = data.get("match")
         if not isinstance(matches_data, list) or not matches_data:
             raise self.error("at least one [[match]] is needed", "match")
@@ -381,7 +399,7 @@ class _RuleLoader(DefinitionFile):
         steps = tuple(self.fix_step(entry, f"rule.remediation[{i}]") for i, entry in enumerate(remediation))
         return Rule(
             id=self.name, title=head["title"], severity=head["severity"], file=str(self.file),
-            explanation=head["explanation"].strip(), matches=matches,
+            explanation=passages, matches=matches,
             group_by=self.by(head.get("group_by"), "rule.group_by"), checks=checks,
             confirm_with=str(head.get("confirm_with", "")), look_alike=tuple(head.get("look_alike", [])),
             explains=tuple(head.get("explains", [])),

@@ -168,14 +168,21 @@ def _provided(rule: Rule, known: Known) -> frozenset[str]:
 def placeholders(rule: Rule, known: Known) -> Iterator[tuple[str, KeyPath]]:
     """Every `{name}` in the explanation and the remediation is something the rule provides."""
     provided = _provided(rule, known)
-    texts: list[tuple[str, KeyPath]] = [(rule.explanation, ("rule", "explanation"))]
+    texts: list[tuple[str, KeyPath]] = []
+    parts: list[tuple[str, KeyPath]] = []
+    for index, passage in enumerate(rule.explanation):
+        at_passage: KeyPath = ("rule", "explanation", index)  # the key's own line when it is one text
+        texts.append((passage.text, at_passage))
+        parts.append((passage.when, at_passage))
     for index, step in enumerate(rule.remediation):
         at_step: KeyPath = ("rule", "remediation", index)
         texts += [(step.text, at_step), (step.command, at_step)]
-        if step.when and step.when not in provided:
-            yield f"'when' names {step.when!r}, which nothing this rule matches or checks provides", at_step
+        parts.append((step.when, at_step))
         if step.kind == "shell":
             yield from ((message, at_step) for message in _quoted_placeholders(step.command))
+    for when, at in parts:
+        if when and when not in provided:
+            yield f"'when' names {when!r}, which nothing this rule matches or checks provides", at
     for text, at in texts:
         try:
             names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
