@@ -452,6 +452,7 @@ def analyze(inputs: Iterable[str | Path] | Bundle, options: Options | None = Non
                            "password_files": len(artifacts.passwds), "opcua_pki_folders": len(artifacts.pki),
                            "client_configs": len(artifacts.client_configs)}
         skipped = [f"{bundle.name(p)} ({why})" for p, why in bundle.skipped]
+        errors.extend(str(problem) for problem in session.engine.drain_problems())
         notes = line.stitcher.overflow_notes() + session.engine.overflow_notes()
         if line.outside:
             kept = "none" if not count else f"{count:,}"

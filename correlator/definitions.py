@@ -13,10 +13,13 @@ import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from correlator.errors import DefinitionError
 from correlator.resources import search_path
+
+if TYPE_CHECKING:
+    from correlator.formats.patterns import FormatPattern
 
 #: A key's place in a TOML document: table names, array indexes and key names, outermost first.
 KeyPath = tuple[str | int, ...]
@@ -27,6 +30,9 @@ class DefinitionFile:
     definition's own name once read (the file's stem until then)."""
 
     what = "definition"
+    bounded = True
+    """Whether the file's patterns run under a time bound (formats/patterns.py): a rule's always,
+    a user's format's; only the built-in formats' stay on plain `re`."""
 
     def __init__(self, file: Path) -> None:
         self.file = file
@@ -65,6 +71,18 @@ class DefinitionFile:
             raise self.error(f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})", key,
                              unknown[0])
         return table
+
+    def pattern(self, source: str, key: str, at: KeyPath) -> FormatPattern:
+        """A pattern that runs on text from the input, compiled as `bounded` says (`regex` under a
+        time bound, or `re`): one that does not compile is an error at `key`."""
+        # imported here: formats/patterns.py says where a pattern is with this module's line_in
+        from correlator.formats.patterns import PATTERN_ERRORS, compile_pattern
+
+        try:
+            return compile_pattern(source, bounded=self.bounded, file=self.file, what=f"{self.what} {self.name}, {key}",
+                                   at=at)
+        except PATTERN_ERRORS as exc:
+            raise self.error(f"regex does not compile: {exc}", key, at=at) from exc
 
     def regex(self, pattern: str, key: str, flags: int = 0, at: KeyPath | None = None) -> re.Pattern[str]:
         try:

@@ -268,6 +268,8 @@ class LiveAnalysis:
         if not stitched:
             return
         changed = self.session.feed(stitched)
+        for problem in self.session.engine.drain_problems():
+            self._tail_error(problem)
         self.recent.extend(stitched)
         self.total_events += len(stitched)
         if self.on_update is not None and not self._paused:

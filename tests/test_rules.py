@@ -147,3 +147,28 @@ def test_a_check_without_its_artifacts_can_never_hold_and_its_matches_are_not_ru
     running = {id(state.match) for _, state in Engine(acl, Artifacts())._states}
     assert not running & {id(m) for m in required}
     assert {id(state.match) for _, state in Engine(acl, with_acl)._states} >= {id(m) for m in required}
+
+
+def test_a_backtracking_rule_pattern_is_stopped_and_named_with_its_file_and_rule(tmp_path: Path) -> None:
+    """A rule's regex runs under the formats' time bound: `(?:[^,]|[^,]{2})+[,;]$` backtracks
+    exponentially on every broker line without a comma (on Python's `re`, a 90-character line would
+    take longer than the universe's age). Each such line is reported with the log's file and line and
+    the rule's file, line and id; after three the match is set aside, and the sample's own cause is
+    still found."""
+    from correlator.analysis import Options, analyze
+
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "test.backtracks.toml").write_text(
+        HEAD.replace('"x.y"', '"test.backtracks"')
+        + '[[match]]\ntype = "event"\nwhere = { side = "broker", raw = { regex = "^(?:[^,]|[^,]{2})+[,;]$" } }\n')
+    samples = Path(__file__).resolve().parent.parent / "sample_logs"
+    analysis = analyze([samples / "connection_refused"], Options(rules_dirs=[str(folder)]))
+    stopped = [e for e in analysis.errors if "test.backtracks" in e]
+    assert len(stopped) == 2, analysis.errors
+    rule_file = f"{folder / 'test.backtracks.toml'}:8"
+    assert stopped[0].startswith("broker/mosquitto.log:") and "took over 0.05 s on this line" in stopped[0]
+    assert f"the regex of rule test.backtracks, match[0].where.raw.regex ({rule_file})" in stopped[0]
+    assert "ran out of time on 3 lines: its match is set aside" in stopped[1]
+    assert "net.connection_refused" in {f.id for f in analysis.findings}
+    assert "test.backtracks" not in {f.id for f in analysis.findings}

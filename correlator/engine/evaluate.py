@@ -17,6 +17,8 @@ from typing import Any, Protocol
 from correlator.check_result import CONNECTION_TIME, JUDGED_AT_ESTIMATE, CheckResult, CheckStatus
 from correlator.engine.remedy import explain, fill_step
 from correlator.engine.rules import Match, Rule, Step, side_of
+from correlator.errors import InputError
+from correlator.formats.patterns import PATTERN_TIMEOUT, SET_ASIDE_AFTER, BoundedPattern, PatternTimeout
 from correlator.formats.scan import FirstLines
 from correlator.kinds import kind_vocabulary
 from correlator.model import Event, severity_rank
@@ -98,6 +100,8 @@ class _MatchState:
     """Event time of the last sweep of expired sequence partials and threshold windows."""
     dropped: int = 0
     """Keys whose state was dropped because MAX_KEYS were held."""
+    aside: bool = False
+    """A pattern of the match ran out of time on SET_ASIDE_AFTER lines: it is offered no more."""
 
     def keyed(self) -> dict[tuple[Any, ...], Any]:
         """The per-key state this match type holds."""
@@ -183,6 +187,8 @@ class Engine:
         self.watermark = float("-inf")
         self.events_seen = 0
         self.refuted: dict[str, int] = {}
+        self._problems: list[InputError] = []
+        self._timeouts: dict[BoundedPattern, int] = {}
 
     def needs(self) -> tuple[frozenset[str], frozenset[str]] | None:
         """What the runnable matches read line by line: the kinds their steps name and the fields
@@ -248,11 +254,41 @@ class Engine:
                 changed[id(overdue)] = overdue
             self.watermark = event.ts
         for rule, state in self._offered(event.kind, tuple(event.fields)):
-            for events in self._evaluate(state, event):
+            if state.aside:
+                continue
+            try:
+                hits = self._evaluate(state, event)
+            except PatternTimeout as exc:
+                self._timed_out(exc, state, event)
+                continue
+            for events in hits:
                 finding = self._hit(rule, events, state.match)
                 if finding is not None:
                     changed[id(finding)] = finding
         return list(changed.values())
+
+    def _timed_out(self, exc: PatternTimeout, state: _MatchState, event: Event) -> None:
+        """A rule's pattern ran out of time on `event`'s line, which then does not match it: said
+        at its first time, and again when it has done so on SET_ASIDE_AFTER lines and its match is
+        set aside for the rest of the analysis (each such line costs the bound)."""
+        pattern = exc.pattern
+        count = self._timeouts[pattern] = self._timeouts.get(pattern, 0) + 1
+        where = f"the regex of {pattern.what} ({pattern.place})"
+        if count == 1:
+            self._problems.append(InputError(
+                f"{where} took over {PATTERN_TIMEOUT:g} s on this line (it backtracks): the line does not match it",
+                file=event.file, line=event.line))
+        if count >= SET_ASIDE_AFTER:
+            state.aside = True
+            self._problems.append(InputError(
+                f"{where} ran out of time on {count} lines: its match is set aside for the rest of the analysis",
+                file=event.file, line=event.line))
+
+    def drain_problems(self) -> list[InputError]:
+        """What went wrong matching since the last call (a rule's pattern that ran out of time),
+        each an error naming the log's file and line and the rule's pattern with its file and line."""
+        problems, self._problems = self._problems, []
+        return problems
 
     def _offered(self, kind: str, fields: tuple[str, ...]) -> list[tuple[Rule, _MatchState]]:
         key = (kind, fields)

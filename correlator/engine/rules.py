@@ -249,7 +249,9 @@ class _RuleLoader(DefinitionFile):
             values = frozenset(arg)
             return (lambda e: _value(e, name) in values) if op == "in" else (lambda e: _value(e, name) not in values)
         if op in ("regex", "not_regex"):
-            regex = self.regex(str(arg), key)
+            # bounded (formats/patterns.py): a rule's pattern on a hostile line raises
+            # PatternTimeout instead of backtracking for hours; the engine reports it
+            regex = self.pattern(str(arg), key, key_path(key))
             if op == "regex":
                 return lambda e: (v := _value(e, name)) is not None and regex.search(str(v)) is not None
             return lambda e: (v := _value(e, name)) is None or regex.search(str(v)) is None

@@ -448,17 +448,8 @@ class _Loader(DefinitionFile):
 
     def __init__(self, file: Path) -> None:
         super().__init__(file)
+        # a built-in format's patterns stay on `re` (formats/patterns.py says why)
         self.bounded = file.resolve().parent != builtin_dir("parsers").resolve()
-        """A user's format: its patterns run under a time bound (formats/patterns.py)."""
-
-    def pattern(self, source: str, key: str, at: KeyPath) -> FormatPattern:
-        """One of the format's patterns, compiled as its origin says (`re` for a built-in format,
-        `regex` under a time bound for a user's)."""
-        try:
-            return compile_pattern(source, bounded=self.bounded, file=self.file, what=f"format {self.name}, {key}",
-                                   at=at)
-        except PATTERN_ERRORS as exc:
-            raise self.error(f"regex does not compile: {exc}", key, at=at) from exc
 
     def check_keys(self, table: Any, allowed: set[str], key: str) -> dict[str, Any]:
         return self.keys(table, allowed, key)
