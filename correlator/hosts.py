@@ -36,7 +36,7 @@ from correlator.engine.facts import CHECKS, NEEDS, Artifacts
 from correlator.errors import CorrelatorError
 from correlator.formats.parse import line_host
 from correlator.model import Event
-from correlator.report_model import HostReport
+from correlator.report_model import HostOutline, HostReport
 from correlator.sources.bundle import Bundle
 from correlator.sources.files import LogFile, base_name, decode
 from correlator.sources.lines import iter_chunks
@@ -69,16 +69,9 @@ def _host_name(part: str) -> str:
 
 
 @dataclass
-class Host:
+class Host(HostOutline):
     """One machine of the bundle: its files and what the analysis learnt about it."""
 
-    name: str
-    how: str
-    """Why these files are one host: 'folder', 'archive', 'syslog host name', 'the whole bundle'."""
-    root: str = ""
-    """The display path its files share ('' for the whole bundle)."""
-    logs: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
     ports: set[int] = field(default_factory=set)
     """The ports its broker listens on (mosquitto.conf and the broker's own log)."""
     syslog_names: set[str] = field(default_factory=set)
@@ -99,9 +92,10 @@ class Host:
         """The host as the report shows it (no artifacts, only their names)."""
         arts = self.artifacts
         return HostReport(self.name, self.how, self.root, list(self.logs), list(self.sources), sorted(self.ports),
-                          sorted(self.syslog_names), [arts.name(c.path) for c in arts.confs],
-                          [arts.name(a.path) for a in arts.acls], [arts.name(p.path) for p in arts.passwds],
-                          sorted({arts.name(c.path) for c in arts.certs}))
+                          sorted(self.syslog_names), configs=[arts.name(c.path) for c in arts.confs],
+                          acl_files=[arts.name(a.path) for a in arts.acls],
+                          password_files=[arts.name(p.path) for p in arts.passwds],
+                          certificates=sorted({arts.name(c.path) for c in arts.certs}))
 
 
 @dataclass

@@ -311,14 +311,23 @@ class SourceReport:
 
 
 @dataclass
-class HostReport:
-    """One machine of the bundle as the report shows it (correlator.hosts groups the bundle)."""
+class HostOutline:
+    """One machine of the bundle as grouping found it (correlator.hosts): declared once for the
+    host being grouped (`hosts.Host`) and the host as the report shows it (HostReport)."""
 
     name: str
     how: str
+    """Why these files are one host: 'folder', 'archive', 'syslog host name', 'the whole bundle'."""
     root: str = ""
+    """The display path its files share ('' for the whole bundle)."""
     logs: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HostReport(HostOutline):
+    """One machine of the bundle as the report shows it (`hosts.Host.report`)."""
+
     ports: list[int] = field(default_factory=list)
     syslog_names: list[str] = field(default_factory=list)
     configs: list[str] = field(default_factory=list)
