@@ -186,6 +186,16 @@ class Scene:
     def broker(self, config: str, folder: str = "broker", **kwargs: Any) -> Mosquitto:
         return Mosquitto(self.root / folder, config, **kwargs)
 
+    def login_listener(self, users: dict[str, str], acl: str | None = None, *, settings: str = "") -> str:
+        """A broker that wants a user name and password: the password file (and the ACL) written
+        to broker/, and the config of one listener that uses them (`settings`: lines to add
+        before the logging ones)."""
+        self.passwd(users)
+        if acl is not None:
+            self.acl(acl)
+        return (f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\n"
+                + ("acl_file acl\n" if acl is not None else "") + settings + LOG_ALL)
+
     # ---- clients
 
     def _add(self, name: str, info: dict[str, Any], cmd: list[str], env: dict[str, str] | None,
@@ -301,6 +311,23 @@ class Scene:
             info["username"] = username
         return self.start(self._add(name, info, cmd, None))
 
+    def hmi(self, name: str, port: int, *, duration: float, args: Sequence[str] = (), login: bool = True,
+            **paho: Any) -> Client:
+        """The healthy client beside the failing ones: a paho application (id `name`) subscribed to
+        spBv1.0/# for `duration` s, as user HMI unless `login` is false (`args` go first: TLS
+        options, a log layout)."""
+        users = {"username": "HMI", "password": USERS["HMI"]} if login else {}
+        return self.paho(name, port, [*args, "--subscribe", "spBv1.0/#", "--attempts", "1"], client_id=name,
+                         duration=duration, **users, **paho)
+
+    def end(self, broker: Mosquitto, *first: Client, timeout: float = 20.0) -> None:
+        """The scenario's end: the clients given first, then every other, each within `timeout`
+        seconds, and the broker stopped once it has logged the last disconnects."""
+        if first:
+            self.wait(*first, timeout=timeout)
+        self.wait(timeout=timeout)
+        _settle(broker)
+
     def wait(self, *clients: Client, timeout: float = 30.0) -> None:
         """Wait for the given clients (all when none given); kill what hangs, since a hung client
         is itself evidence, but say so in expected.json."""
@@ -414,6 +441,12 @@ def _check_id(rid: str) -> None:
         raise IncidentFailed(f"{rid!r} is not an id in ROOT_CAUSES.md")
 
 
+def need_faketime() -> None:
+    """A scenario with a host's clock off runs its processes under faketime."""
+    if shutil.which("faketime") is None:
+        raise IncidentUnavailable("faketime is not installed (Debian: apt-get install faketime)")
+
+
 def _require(text: str, pattern: str, what: str) -> None:
     """Fail loudly when real software did not print what the scenario is about."""
     if not re.search(pattern, text, re.M):
@@ -503,8 +536,7 @@ def _server_cert_incident(out: Path, name: str, description: str, rid: str,
                                           "-q", "1"], client_id="edge-01")
             scene.wait(pub, timeout=10)
             time.sleep(0.5)
-        scene.wait(timeout=20)
-        _settle(broker)
+        scene.end(broker)
     _require(broker.log_text(), expect_broker, f"{name}: broker log")
     _require(_read(scene.root / "clients/edge-01-pub.log"), expect_pub, f"{name}: mosquitto_pub log")
     _require(_read(scene.root / "clients/edge-02.log"), expect_paho, f"{name}: paho log")
@@ -594,8 +626,7 @@ def make_listener_certs(out: Path) -> None:
                                      ["--cafile", "certs/ca.pem", "-t", "spBv1.0/Plant7/NDATA/edge-72", "-m", "on",
                                       "-q", "1"], client_id="edge-72")
         scene.wait(pub, timeout=10)
-        scene.wait(timeout=20)
-        _settle(broker)
+        scene.end(broker)
     _require(broker.log_text(), r"certificate expired", "listener_certs: broker log")
     _require(broker.log_text(), r"Received PUBLISH from edge-71", "listener_certs: edge-71 publishes")
     _require(_read(scene.root / "clients/edge-70.log"), r"certificate has expired", "listener_certs: edge-70")
@@ -653,8 +684,7 @@ def _client_cert_incident(out: Path, name: str, description: str, rid: str,
                                          client_id="edge-03")
             scene.wait(pub, timeout=10)
             time.sleep(0.5)
-        scene.wait(timeout=20)
-        _settle(broker)
+        scene.end(broker)
     _require(broker.log_text(), expect_broker, f"{name}: broker log")
     _require(_read(scene.root / "clients/edge-03-pub.log"), expect_pub, f"{name}: mosquitto_pub log")
     _require(_read(scene.root / "clients/edge-04.log"), expect_paho, f"{name}: paho log")
@@ -823,8 +853,7 @@ def make_connection_refused(out: Path) -> None:
                                client_id="edge-01")
         scene.paho("edge-02", wrong, ["--publish", "spBv1.0/Plant1/NDATA/edge-02", "--attempts", "3",
                                       "--retry-delay", "0.5"], client_id="edge-02", duration=3)
-        scene.wait(timeout=20)
-        _settle(broker)
+        scene.end(broker)
     _require(_read(scene.root / "clients/edge-01-pub.log"), r"Connection refused", "connection_refused: pub")
     scene.finish([("net.connection_refused", ["edge-01-pub", "edge-02"])], broker=broker)
 
@@ -880,17 +909,14 @@ def make_bad_credentials(out: Path) -> None:
     with scene.broker(config) as broker:
         port = broker.port
         tls = ["--tls", "--cafile", "certs/ca.pem"]
-        ok = scene.paho("hmi-01", port, [*tls, "--subscribe", "spBv1.0/#", "--attempts", "1"],
-                        client_id="hmi-01", username="HMI", password=USERS["HMI"], duration=4)
+        ok = scene.hmi("hmi-01", port, args=tls, duration=4)
         scene.paho("edge-10", port, [*tls, "--publish", "spBv1.0/Plant1/NDATA/edge-10", "--attempts", "3",
                                      "--retry-delay", "0.5"], client_id="edge-10", username="MyEACM",
                    password="eacm-secret-OLD", duration=3)
         scene.mosquitto_client("edge-11-pub", "mosquitto_pub", port,
                                ["--cafile", "certs/ca.pem", "-t", "spBv1.0/Plant1/NDATA/edge-11", "-m", "flow=12",
                                 "-q", "1"], client_id="edge-11", username="EdgeNode11", password="edge11-secret")
-        scene.wait(ok, timeout=20)
-        scene.wait(timeout=20)
-        _settle(broker)
+        scene.end(broker, ok)
     _require(broker.log_text(), r"not authorised", "bad_credentials: broker log")
     scene.finish([("auth.bad_credentials", ["edge-10", "edge-11-pub"])], broker=broker)
 
@@ -910,8 +936,7 @@ def make_anonymous_denied(out: Path) -> None:
                                client_id="edge-12")
         scene.paho("edge-13", port, ["--publish", "spBv1.0/Plant1/NDATA/edge-13", "--attempts", "2",
                                      "--retry-delay", "0.5"], client_id="edge-13", duration=3)
-        scene.wait(timeout=20)
-        _settle(broker)
+        scene.end(broker)
     _require(broker.log_text(), r"not authorised", "anonymous_denied: broker log")
     scene.extra["broker"] = {"log_dest": "stdout"}
     scene.finish([("auth.anonymous_denied", ["edge-12-pub", "edge-13"])], broker=broker)
@@ -922,10 +947,7 @@ def make_client_id_takeover(out: Path) -> None:
                          "Two edge devices were cloned from one image and both use client id edge-07; each "
                          "reconnect kicks the other off. The broker log uses log_timestamp_format "
                          "%Y-%m-%dT%H:%M:%S (local time, UTC here).")
-    scene.passwd(USERS)
-    scene.acl(SPARKPLUG_ACL)
-    config = (f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\nacl_file acl\n"
-              "log_timestamp_format %Y-%m-%dT%H:%M:%S\n" + LOG_ALL)
+    config = scene.login_listener(USERS, SPARKPLUG_ACL, settings="log_timestamp_format %Y-%m-%dT%H:%M:%S\n")
     with scene.broker(config, env={"TZ": "UTC"}) as broker:
         port = broker.port
         for suffix in ("a", "b"):
@@ -953,8 +975,7 @@ def make_client_id_rejected(out: Path) -> None:
     config = f"listener {{port0}} {HOST}\nallow_anonymous true\nallow_zero_length_clientid false\n" + LOG_ALL
     with scene.broker(config) as broker:
         port = broker.port
-        ok = scene.paho("hmi-60", port, ["--subscribe", "spBv1.0/#", "--attempts", "1"], client_id="hmi-60",
-                        duration=4)
+        ok = scene.hmi("hmi-60", port, login=False, duration=4)
         time.sleep(0.5)
         scene.paho("edge-60", port, ["--publish", "spBv1.0/Plant6/NDATA/edge-60", "--attempts", "2",
                                      "--retry-delay", "0.5"], client_id="", duration=3)
@@ -963,9 +984,7 @@ def make_client_id_rejected(out: Path) -> None:
         scene.mosquitto_client("edge-62-pub", "mosquitto_pub", port,
                                ["-t", "spBv1.0/Plant6/NDATA/edge-62", "-m", "temperature=19.5", "-q", "1"],
                                client_id=None)
-        scene.wait(ok, timeout=20)
-        scene.wait(timeout=20)
-        _settle(broker)
+        scene.end(broker, ok)
     _require(broker.log_text(), r"Sending CONNACK to 127\.0\.0\.1 \(0, 2\)", "client_id_rejected: broker, MQTT 3.1.1")
     # mosquitto 2.0.11 refuses an empty id over MQTT 5 with 128 (Unspecified error), not 0x85
     _require(broker.log_text(), r"Sending CONNACK to 127\.0\.0\.1 \(0, 128\)", "client_id_rejected: broker, MQTT 5")
@@ -997,22 +1016,17 @@ def make_publish_denied(out: Path) -> None:
                          "MQTT 5; ScadaHost publishes its Sparkplug 3.0 state topic spBv1.0/STATE/scada-01, "
                          "but its ACL grants only the Sparkplug 2.2 STATE/+. Denials are logged at debug "
                          "level only (log_type all).")
-    scene.passwd(USERS_ACL)
-    scene.acl(ACL_SPARKPLUG_22_HOST)
-    config = f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\nacl_file acl\n" + LOG_ALL
+    config = scene.login_listener(USERS_ACL, ACL_SPARKPLUG_22_HOST)
     with scene.broker(config) as broker:
         port = broker.port
-        watcher = scene.paho("hmi-01", port, ["--subscribe", "spBv1.0/#", "--attempts", "1"], client_id="hmi-01",
-                             username="HMI", password=USERS["HMI"], duration=4.5)
+        watcher = scene.hmi("hmi-01", port, duration=4.5)
         time.sleep(0.8)
         scene.mosquitto_client("viewer-01-pub", "mosquitto_pub", port,
                                ["-V", "mqttv5", "-t", "spBv1.0/Plant1/NCMD/edge-01", "-m", "rebirth=true", "-q", "1"],
                                client_id="viewer-01", username="SparkplugViewer", password=USERS["SparkplugViewer"])
         scene.paho("scada-01", port, ["--publish", "spBv1.0/STATE/scada-01", "--attempts", "1", "--interval", "1"],
                    client_id="scada-01", username="ScadaHost", password=USERS_ACL["ScadaHost"], duration=3)
-        scene.wait(watcher, timeout=20)
-        scene.wait(timeout=20)
-        _settle(broker)
+        scene.end(broker, watcher)
     _require(broker.log_text(), r"Denied PUBLISH", "publish_denied: broker log")
     scene.finish([("acl.publish_denied", ["viewer-01-pub", "scada-01"])], broker=broker)
 
@@ -1022,9 +1036,7 @@ def make_subscribe_denied(out: Path) -> None:
                          "ACL: user Historian may read only STATE/+, but subscribes to spBv1.0/#. mosquitto "
                          "2.0 grants the subscription and silently drops every message: the historians "
                          "receive nothing while edge-01 publishes.")
-    scene.passwd(USERS_ACL)
-    scene.acl(ACL_SPARKPLUG_22_HOST)
-    config = f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\nacl_file acl\n" + LOG_ALL
+    config = scene.login_listener(USERS_ACL, ACL_SPARKPLUG_22_HOST)
     with scene.broker(config) as broker:
         port = broker.port
         scene.mosquitto_client("historian-01-sub", "mosquitto_sub", port, ["-v", "-t", "spBv1.0/#", "-q", "1",
@@ -1035,8 +1047,7 @@ def make_subscribe_denied(out: Path) -> None:
         time.sleep(0.8)
         scene.paho("edge-01", port, ["--publish", SPB_TOPIC, "--attempts", "1", "--interval", "0.5"],
                    client_id="edge-01", username="MyEACM", password=USERS["MyEACM"], duration=2.5)
-        scene.wait(timeout=20)
-        _settle(broker)
+        scene.end(broker)
     _require(_read(scene.root / "clients/historian-02.log"), r"0 received", "subscribe_denied: paho subscriber")
     scene.finish([("acl.subscribe_denied", ["historian-01-sub", "historian-02"])], broker=broker)
 
@@ -1126,8 +1137,7 @@ def make_multi_broker_acl(out: Path) -> None:
 def make_gateway_clock(out: Path) -> None:
     """A gateway host with its own clock beside the central broker: every process on the gateway
     runs under one faketime offset, as on a machine whose clock drifted."""
-    if shutil.which("faketime") is None:
-        raise IncidentUnavailable("faketime is not installed (Debian: apt-get install faketime)")
+    need_faketime()
     from lab.opcua_lab import SERVER_URI
 
     scene = Scene.create(out, "gateway_clock",
@@ -1254,8 +1264,7 @@ def make_healthy_noisy(out: Path) -> None:
 
 
 def make_mixed(out: Path) -> None:
-    if shutil.which("faketime") is None:
-        raise IncidentUnavailable("faketime is not installed (Debian: apt-get install faketime)")
+    need_faketime()
     scene = Scene.create(out, "mixed",
                          "One broker, a TLS listener with require_certificate and a plain one, both with "
                          "passwords and the Sparkplug ACL. Three causes at once next to healthy traffic: "
@@ -1328,10 +1337,7 @@ def make_paho_logging_layouts(out: Path) -> None:
                          "`name; LEVEL; time;`, padded levels with ISO T and msecs). edge-40 sends a wrong "
                          "password, edge-42 a user the password file does not know, viewer-41 (read-only) "
                          "publishes a node command; edge-43 and hmi-44 are healthy.")
-    scene.passwd(USERS)
-    scene.acl(SPARKPLUG_ACL)
-    config = (f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\nacl_file acl\n"
-              + LOG_ALL)
+    config = scene.login_listener(USERS, SPARKPLUG_ACL)
 
     def layout(name: str) -> list[str]:
         form, datefmt = PAHO_LAYOUTS[name]
@@ -1339,8 +1345,7 @@ def make_paho_logging_layouts(out: Path) -> None:
 
     with scene.broker(config) as broker:
         port = broker.port
-        scene.paho("hmi-44", port, [*layout("hmi-44"), "--subscribe", "spBv1.0/#", "--attempts", "1"],
-                   client_id="hmi-44", username="HMI", password=USERS["HMI"], duration=5)
+        scene.hmi("hmi-44", port, args=layout("hmi-44"), duration=5)
         time.sleep(0.4)
         scene.paho("edge-43", port, [*layout("edge-43"), "--publish", "spBv1.0/Plant4/NDATA/edge-43",
                                      "--interval", "0.5", "--attempts", "1"], client_id="edge-43", duration=4,
@@ -1437,8 +1442,7 @@ def make_go_paho_clients(out: Path) -> None:
         scene.go_paho("edge-62", f"tcp://{HOST}:{plain}", ["-pub", "spBv1.0/Plant6/NDATA/edge-62", "-count", "3",
                                                             "-duration", "1s"], client_id="edge-62",
                       username="MyEACM", password=USERS["MyEACM"])
-        scene.wait(timeout=20)
-        _settle(broker)
+        scene.end(broker)
     text = broker.log_text()
     _require(text, r"not authorised", "go_paho_clients: refused login")
     _require(text, r"OpenSSL Error|bad certificate|unknown ca", "go_paho_clients: broker's TLS failure")

@@ -6,7 +6,6 @@ They live apart from lab/incidents.py to keep that file's size in hand; lab.inci
 
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,13 +16,13 @@ from lab.incidents import (
     LOG_ALL,
     SPARKPLUG_ACL,
     USERS,
-    IncidentUnavailable,
     Pki,
     Scene,
     _measured_offset,
     _read,
     _require,
     _settle,
+    need_faketime,
     tls_listener,
 )
 
@@ -38,13 +37,9 @@ def make_login_per_connection(out: Path) -> None:
                          "password; viewer-73 (paho over MQTT 5, read-only SparkplugViewer) logs in, then "
                          "publishes a node command and gets PUBACK reason 135 (Not authorized): an ACL denial "
                          "after CONNACK 0, not a refused login. hmi-74 logs in and subscribes.")
-    scene.passwd(USERS)
-    scene.acl(SPARKPLUG_ACL)
-    config = f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\nacl_file acl\n" + LOG_ALL
-    with scene.broker(config) as broker:
+    with scene.broker(scene.login_listener(USERS, SPARKPLUG_ACL)) as broker:
         port = broker.port
-        ok = scene.paho("hmi-74", port, ["--subscribe", "spBv1.0/#", "--attempts", "1"], client_id="hmi-74",
-                        username="HMI", password=USERS["HMI"], duration=5)
+        ok = scene.hmi("hmi-74", port, duration=5)
         time.sleep(0.5)
         scene.paho("edge-70", port, ["--publish", "spBv1.0/Plant7/NDATA/edge-70", "--attempts", "2",
                                      "--retry-delay", "0.7"], client_id="edge-70", duration=3)
@@ -56,9 +51,7 @@ def make_login_per_connection(out: Path) -> None:
         scene.paho("viewer-73", port, ["--mqtt-version", "5", "--publish", "spBv1.0/Plant7/NCMD/edge-70",
                                        "--attempts", "1", "--interval", "1"], client_id="viewer-73",
                    username="SparkplugViewer", password=USERS["SparkplugViewer"], duration=2.5)
-        scene.wait(ok, timeout=20)
-        scene.wait(timeout=20)
-        _settle(broker)
+        scene.end(broker, ok)
     text = broker.log_text()
     _require(text, r"not authorised", "login_per_connection: broker log")
     _require(_read(scene.root / "clients/edge-70.log"), r"Sending CONNECT \(u0, p0", "login_per_connection: edge-70")
@@ -88,8 +81,7 @@ def make_login_undecided(out: Path) -> None:
     info = ["--log-level", "INFO"]
     with scene.broker(config, listeners=2) as broker:
         first, second = broker.ports
-        ok = scene.paho("hmi-82", first, [*info, "--subscribe", "spBv1.0/#", "--attempts", "1"], client_id="hmi-82",
-                        username="HMI", password=USERS["HMI"], duration=4)
+        ok = scene.hmi("hmi-82", first, args=info, duration=4)
         time.sleep(0.3)
         scene.paho("edge-81", second, [*info, "--publish", "spBv1.0/Plant8/NDATA/edge-81", "--attempts", "2",
                                        "--retry-delay", "0.6"], client_id="edge-81", username="MyEACM",
@@ -101,8 +93,7 @@ def make_login_undecided(out: Path) -> None:
         scene.wait(scene.mosquitto_client("edge-80-pub", "mosquitto_pub", first,
                                           ["-t", "spBv1.0/Plant8/NDATA/edge-80", "-m", "rpm=900", "-q", "1"],
                                           client_id="edge-80"), timeout=10)
-        scene.wait(ok, timeout=20)
-        _settle(broker)
+        scene.end(broker, ok)
     text = broker.log_text()
     _require(text, r"not authorised", "login_undecided: broker log")
     _require(text, r"New client connected from \S+ as edge-83 ",
@@ -143,8 +134,7 @@ def make_same_name_ca(out: Path) -> None:
         def tls(ca: str, name: str) -> list[str]:
             return ["--tls", "--cafile", f"certs/{ca}", "--cert", f"certs/{name}.pem", "--key", f"keys/{name}.key"]
 
-        ok = scene.paho("hmi-93", port, [*tls("ca.pem", "hmi-93"), "--subscribe", "spBv1.0/#", "--attempts", "1"],
-                        client_id="hmi-93", duration=4)
+        ok = scene.hmi("hmi-93", port, args=tls("ca.pem", "hmi-93"), login=False, duration=4)
         time.sleep(0.5)
         edge90 = scene.paho("edge-90", port, [*tls("ca-2025.pem", "edge-90"), "--publish",
                                               "spBv1.0/Plant9/NDATA/edge-90", "--attempts", "2",
@@ -155,9 +145,7 @@ def make_same_name_ca(out: Path) -> None:
         time.sleep(3)
         scene.paho("edge-92", port, [*tls("ca.pem", "edge-92"), "--publish", "spBv1.0/Plant9/NDATA/edge-92",
                                      "--attempts", "2", "--retry-delay", "0.6"], client_id="edge-92", duration=2.5)
-        scene.wait(ok, timeout=20)
-        scene.wait(timeout=20)
-        _settle(broker)
+        scene.end(broker, ok)
     text = broker.log_text()
     _require(text, r"decrypt error", "same_name_ca: broker hears the client's decrypt error alert")
     _require(_read(scene.root / "clients/edge-90.log"), r"certificate signature failure", "same_name_ca: edge-90")
@@ -172,8 +160,7 @@ def make_same_name_ca(out: Path) -> None:
 def make_clock_a_day_behind(out: Path) -> None:
     """A client clock off by a whole day: a time zone cannot explain it and the certificate says
     so; beside it, a client in another zone whose timestamps nothing contradicts."""
-    if shutil.which("faketime") is None:
-        raise IncidentUnavailable("faketime is not installed (Debian: apt-get install faketime)")
+    need_faketime()
     scene = Scene.create(out, "clock_a_day_behind",
                          "The broker's certificate was issued 6 hours before the run. edge-95's clock is one "
                          "day behind (faketime -86400 s): to it the certificate is not yet valid, though it is "
@@ -195,9 +182,7 @@ def make_clock_a_day_behind(out: Path) -> None:
         time.sleep(0.5)
         scene.paho("edge-95", port, [*tls, "--publish", "spBv1.0/Plant9/NDATA/edge-95", "--attempts", "3",
                                      "--retry-delay", "0.7"], client_id="edge-95", duration=3.5, clock_offset=offset)
-        scene.wait(ok, timeout=20)
-        scene.wait(timeout=20)
-        _settle(broker)
+        scene.end(broker, ok)
     _require(_read(scene.root / "clients/edge-95.log"), r"certificate is not yet valid", "clock_a_day_behind: edge-95")
     _require(broker.log_text(), r"bad certificate", "clock_a_day_behind: broker")
     _require(broker.log_text(), r"New client connected from \S+ as hmi-97", "clock_a_day_behind: hmi-97")
