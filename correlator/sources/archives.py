@@ -47,6 +47,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from correlator.errors import InputError
+from correlator.printable import printable
 from correlator.sources.lines import compression_of
 
 #: Limits of one input (every archive in it, at every nesting level): a bundle is a few hundred MB
@@ -120,11 +121,10 @@ class _Member:
     open: Callable[[], IO[bytes]]
 
 
-def printable(name: str) -> str:
-    """A name as text any report can write: bytes that were not UTF-8 as \\x escapes, control
-    characters escaped."""
-    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", text)
+def shown_name(name: str) -> str:
+    """A file or member name as text any report can write: bytes that were not UTF-8 as \\x
+    escapes (`caf\\xe9.log`), then drawn as all bundle text is (correlator.printable)."""
+    return printable(name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
 
 
 def make_temp() -> Path:
@@ -169,7 +169,7 @@ def extract(archive: Path, target: Path, errors: list[InputError], budget: Budge
                 errors.append(exc.with_traceback(None))
                 continue
             if out is not None:
-                placed[out] = printable(member.name)
+                placed[out] = shown_name(member.name)
     except Refused as exc:
         errors.append(exc.with_traceback(None))
     except _DAMAGE as exc:
@@ -187,7 +187,7 @@ def _extract_member(archive: Path, target: Path, member: _Member, budget: Budget
     parts = _safe_parts(name, archive)
     if member.kind != "file":
         what = "symbolic link" if member.kind == "link" else "special file"
-        raise InputError(f"refused archive member {printable(name)!r}: {what}", file=archive)
+        raise InputError(f"refused archive member {shown_name(name)!r}: {what}", file=archive)
     budget.add_file(archive, name)
     out = _place(target, parts, len(placed))
     written = 0
@@ -200,10 +200,10 @@ def _extract_member(archive: Path, target: Path, member: _Member, budget: Budget
                     break
                 written += len(block)
                 if member.size is not None and written > member.size:
-                    raise InputError(f"refused archive member {printable(name)!r}: it holds more than the "
+                    raise InputError(f"refused archive member {shown_name(name)!r}: it holds more than the "
                                      f"{member.size:,} bytes its header says", file=archive)
                 if packed is not None and written > MEMBER_RATIO_FLOOR and written > MAX_RATIO * max(1, packed()):
-                    raise InputError(f"refused archive member {printable(name)!r}: compression ratio "
+                    raise InputError(f"refused archive member {shown_name(name)!r}: compression ratio "
                                      f"{written // max(1, packed()):,}:1 looks like a decompression bomb",
                                      file=archive)
                 budget.add_bytes(archive, name, len(block))
@@ -215,7 +215,7 @@ def _extract_member(archive: Path, target: Path, member: _Member, budget: Budget
         out.unlink(missing_ok=True)
         if isinstance(exc, tarfile.TarError | EOFError):
             raise  # a tar stream cannot go on after damage: the members before it are kept
-        raise InputError(f"archive member {printable(name)!r} is damaged: {exc}", file=archive) from exc
+        raise InputError(f"archive member {shown_name(name)!r} is damaged: {exc}", file=archive) from exc
     if member.mtime is not None:
         # a log without timestamps is dated by its file's time: keep the member's
         with contextlib.suppress(OSError, OverflowError, ValueError):
@@ -226,13 +226,13 @@ def _extract_member(archive: Path, target: Path, member: _Member, budget: Budget
 def _safe_parts(name: str, archive: Path) -> list[str]:
     member = PurePosixPath(name.replace("\\", "/"))
     if member.is_absolute() or re.match(r"^[A-Za-z]:", name) or ".." in member.parts:
-        raise InputError(f"refused archive member {printable(name)!r}: its path leaves the extraction folder",
+        raise InputError(f"refused archive member {shown_name(name)!r}: its path leaves the extraction folder",
                          file=archive)
     parts = [p for p in member.parts if p not in ("", ".")]
     if not parts:
-        raise InputError(f"refused archive member {printable(name)!r}: it has no name", file=archive)
+        raise InputError(f"refused archive member {shown_name(name)!r}: it has no name", file=archive)
     if len(parts) > MAX_DEPTH:
-        raise InputError(f"refused archive member {printable(name)[:80]!r}...: {len(parts):,} folders deep "
+        raise InputError(f"refused archive member {shown_name(name)[:80]!r}...: {len(parts):,} folders deep "
                          f"(at most {MAX_DEPTH})", file=archive)
     return [_short(p) for p in parts]
 
@@ -306,7 +306,7 @@ def _head(path: Path) -> bytes:
 def _tar_open(tf: tarfile.TarFile, tinfo: tarfile.TarInfo) -> IO[bytes]:
     source = tf.extractfile(tinfo)
     if source is None:
-        raise InputError(f"refused archive member {printable(tinfo.name)!r}: not a regular file")
+        raise InputError(f"refused archive member {shown_name(tinfo.name)!r}: not a regular file")
     return source
 
 
@@ -344,14 +344,14 @@ def _salvage_zip(archive: Path, errors: list[InputError]) -> Iterator[_Member]:
                 name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", "surrogateescape")
             described = bool(flags & 0x8)  # sizes and CRC follow the data instead
             if method not in (0, 8) or (method == 0 and described):
-                errors.append(InputError(f"archive member {printable(name)!r}: compression method {method} cannot "
+                errors.append(InputError(f"archive member {shown_name(name)!r}: compression method {method} cannot "
                                          "be salvaged", file=archive))
                 if described:
                     return  # its end cannot be found
                 handle.seek(packed, os.SEEK_CUR)
                 continue
             data_start = handle.tell()
-            reader = _LocalReader(handle, printable(name), method, None if described else packed,
+            reader = _LocalReader(handle, shown_name(name), method, None if described else packed,
                                   None if described else crc)
             kind = "dir" if name.endswith("/") else "file"
             yield _Member(name, kind, None if described else size, partial(getattr, reader, "taken"),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from correlator.artifacts.client_config import looks_like_config, read_client_configs
 from correlator.errors import ArtifactError, InputError
-from correlator.sources.archives import MAX_NESTING, Budget, extract, make_temp, printable
+from correlator.sources.archives import MAX_NESTING, Budget, extract, make_temp, shown_name
 from correlator.sources.lines import compression_of, text_encoding
 
 SNIFF_BYTES = 64 * 1024
@@ -206,7 +206,7 @@ def _walk(root: Path, errors: list[InputError]) -> Iterator[Path]:
             with os.scandir(folder) as entries:
                 found = sorted(entries, key=lambda e: e.name)
         except OSError as exc:
-            errors.append(InputError(f"cannot read folder: {exc.strerror or exc}", file=printable(str(folder))))
+            errors.append(InputError(f"cannot read folder: {exc.strerror or exc}", file=shown_name(str(folder))))
             continue
         subfolders = []
         for entry in found:
@@ -305,7 +305,7 @@ def _fill(bundle: Bundle, inputs: list[str | Path], shown_as: dict[Path, str]) -
         if shown is not None:
             bundle.places[str(path)] = shown
         if not path.exists():
-            bundle.errors.append(InputError("no such file or folder", file=shown or printable(str(path))))
+            bundle.errors.append(InputError("no such file or folder", file=shown or shown_name(str(path))))
         elif path.is_file() and is_archive(path):
             budget.given += path.stat().st_size
             _expand(bundle, budget, path, shown or path.name, 0, work, named=shown or str(path))
@@ -323,9 +323,9 @@ def _fill(bundle: Bundle, inputs: list[str | Path], shown_as: dict[Path, str]) -
         in_pki = tuple(str(p) + os.sep for p in bundle.pki_roots)
         for file in files:
             if names is not None:
-                display = prefix + names.get(file, printable(str(file.relative_to(root))))
+                display = prefix + names.get(file, shown_name(str(file.relative_to(root))))
             else:
-                display = printable((prefix or str(file)) if root.is_file() else prefix + str(file.relative_to(root)))
+                display = shown_name((prefix or str(file)) if root.is_file() else prefix + str(file.relative_to(root)))
             bundle.display[file] = display
             if str(file).startswith(in_pki):
                 continue
@@ -333,7 +333,7 @@ def _fill(bundle: Bundle, inputs: list[str | Path], shown_as: dict[Path, str]) -
                 if nesting == 0 and names is None:
                     budget.given += file.stat().st_size  # an archive in a folder the user gave
                 _expand(bundle, budget, file, display, nesting + (names is not None), work,
-                        named=None if names is not None else printable(str(file)))
+                        named=None if names is not None else shown_name(str(file)))
                 continue
             kind = classify(file)
             if kind == "log" and looks_like_config(file):
