@@ -18,7 +18,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from correlator.definitions import DefinitionFile, KeyPath
+from correlator.definitions import DefinitionFile
 from correlator.formats.patterns import PATTERN_ERRORS, FormatPattern, PatternTimeout, compile_pattern
 from correlator.formats.scan import RoutineSpec, ScanPatternError, epoch_digits
 from correlator.formats.timeparse import TimeParser

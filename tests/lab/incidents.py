@@ -316,9 +316,9 @@ class Scene:
         """The healthy client beside the failing ones: a paho application (id `name`) subscribed to
         spBv1.0/# for `duration` s, as user HMI unless `login` is false (`args` go first: TLS
         options, a log layout)."""
-        users = {"username": "HMI", "password": USERS["HMI"]} if login else {}
         return self.paho(name, port, [*args, "--subscribe", "spBv1.0/#", "--attempts", "1"], client_id=name,
-                         duration=duration, **users, **paho)
+                         username="HMI" if login else None, password=USERS["HMI"] if login else None,
+                         duration=duration, **paho)
 
     def end(self, broker: Mosquitto, *first: Client, timeout: float = 20.0) -> None:
         """The scenario's end: the clients given first, then every other, each within `timeout`
