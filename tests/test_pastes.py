@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from correlator.analysis import analyze
+from correlator.analysis import Options, analyze
 from correlator.formats.registry import default_registry
 from correlator.sources.paste import recognisable, unwrap
 
@@ -106,6 +106,34 @@ def test_a_real_log_is_never_unwrapped() -> None:
     assert unwrap(BROKER).changed is False
     lines = ["INFO   | jvm 1    | 2026/11/23 14:20:00 | I [MqttServerConnection] [14:20:00.101] [MQTT-1]: up"] * 5
     assert unwrap(lines).prefix == ""
+
+
+def test_a_log_with_its_own_bar_field_is_no_compose_paste(tmp_path: Path) -> None:
+    """The README's gateway log (`GW|time|LEVEL|text`) starts every line with one name and a bar,
+    as one service's compose paste would; compose pads its names to one column before ` | ` and
+    numbers its containers (`mosquitto-1`), so neither `GW|` nor `GW | ` is taken for its column,
+    and the gateway's own format reads the file as it is."""
+    gateway = ["GW|2026-11-23T14:20:00|ERROR|uplink 10.3.0.11 down", "GW|2026-11-23T14:20:05|INFO|uplink 10.3.0.11 up"]
+    assert unwrap(gateway * 3).prefix == ""
+    assert unwrap([line.replace("|", " | ") for line in gateway] * 3).prefix == ""
+    from test_formats import _user_format
+
+    _user_format(tmp_path / "formats")
+    log = tmp_path / "gw.log"
+    log.write_text("\n".join(gateway) + "\n")
+    analysis = analyze([log], Options(formats_dirs=[str(tmp_path / "formats")]))
+    (source,) = analysis.sources
+    assert (source.info.path, source.info.format, source.info.unparsed) == (str(log), "plc_gateway", 0)
+
+
+def test_a_compose_column_is_its_padded_names() -> None:
+    """Compose's column: one service with its replica number, or several services padded to one
+    width, each split into its own stream."""
+    assert unwrap(_compose_one(BROKER[:10])).prefix == "compose"
+    both = [f"mosquitto  | {line}" for line in BROKER[:10]] + [f"edge-10    | {line}" for line in CLIENT[:5]]
+    assert set(unwrap(both).streams) == {"mosquitto", "edge-10"}
+    ragged = [f"mosquitto | {line}" for line in BROKER[:10]] + [f"edge-10 | {line}" for line in CLIENT[:5]]
+    assert unwrap(ragged).prefix == ""  # no compose pads names so: a log's own field
 
 
 def test_nothing_recognisable() -> None:

@@ -37,12 +37,14 @@ _QUOTE = re.compile(r"^> ?")
 _EMPHASIS = re.compile(r"\*\*|__(?=\S)|(?<=\S)__|(?<![\w*])\*(?=\S)|(?<=\S)\*(?![\w*])|`")
 #: Container and machine columns: (kind, regex with `name` and `rest`).
 _PREFIXES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("compose", re.compile(r"^(?P<name>[A-Za-z0-9][\w.-]*?)\s*\|\s?(?P<rest>.*)$")),
+    ("compose", re.compile(r"^(?P<name>[A-Za-z0-9][\w.-]*?) +\|\s?(?P<rest>.*)$")),
     ("kubectl", re.compile(r"^\[pod/(?P<pod>[^/\]\s]+)/(?P<name>[^\]\s]+)\]\s(?P<rest>.*)$")),
     ("vagrant", re.compile(r"^\s*(?P<name>[A-Za-z][\w-]*): (?P<rest>.*)$")),
 )
 #: A prefix is taken when at least this share of the (non-blank) lines carry it.
 PREFIX_SHARE = 0.8
+#: Docker compose's replica number ends a container's name: `mosquitto-1`, `plant_edge_2`.
+_REPLICA = re.compile(r"[-_]\d+$")
 #: Level words that a compose-like column must not be (java wrapper.log writes `INFO   | jvm 1 |`).
 _LEVEL_WORDS = frozenset({"trace", "debug", "info", "notice", "warn", "warning", "error", "fatal", "critical",
                           "status", "severe"})
@@ -133,6 +135,8 @@ def _split(lines: list[str], found: Unwrapped) -> dict[str, list[str]]:
             continue
         if kind == "vagrant" and len(names) > 3:
             continue  # `word: text` on most lines with many words is a log's own wording
+        if kind == "compose" and not _compose(matches, names):
+            continue
         found.artifacts.append(f"{kind} prefix")
         found.prefix = kind
         streams: dict[str, list[str]] = {name: [] for name in names}
@@ -148,6 +152,14 @@ def _split(lines: list[str], found: Unwrapped) -> dict[str, list[str]]:
                     body.append(match.group("rest") if match is not None else line)
         return streams
     return {"": lines}
+
+
+def _compose(matches: list[re.Match[str] | None], names: Counter[str]) -> bool:
+    """Whether a `NAME | ` column is docker compose's: it pads every name to one width, so the
+    bar stands in one column, and it names containers with their replica number or several of
+    them. A log's own `GW|...` or `GW | ...` field is neither."""
+    bars = {match.string.index("|", match.end("name")) for match in matches if match is not None}
+    return len(bars) == 1 and (len(names) > 1 or all(_REPLICA.search(name) for name in names))
 
 
 #: A file larger than this is not read whole to be unwrapped (pastes are small; a big log with a
