@@ -82,10 +82,12 @@ class Session:
     events in time order (`feed`), move its clock (`tick`), read `findings()` at any time."""
 
     def __init__(self, rules: Sequence[Rule], artifacts: Artifacts | None = None, *,
-                 hosts: HostPlan | None = None) -> None:
+                 hosts: HostPlan | None = None, live: bool = False) -> None:
         """With `hosts`, each host's events are judged by its own artifacts and its findings kept
-        apart (correlator.hosts); without, the artifacts are one host's."""
+        apart (correlator.hosts); without, the artifacts are one host's. `live`: logs followed as
+        they grow, whose untimed lines are dated by their arrival, not by their file's time."""
         self.artifacts = artifacts or Artifacts()
+        self.live = live
         self.hosts = hosts
         facts = HostFacts(hosts, self.artifacts) if hosts is not None else self.artifacts
         self.engine = Engine(rules, facts, host_of=hosts.host_of if hosts is not None else None)
@@ -220,11 +222,14 @@ class Session:
                     f"{'its log file' if len(by_file) == 1 else 'their log files'} (no client id in "
                     f"{'its' if len(by_file) == 1 else 'their'} lines)")
             if only:
-                # the pairing rests on a file's modification time, not on anything the lines say
+                # the pairing rests on when the lines were written (their file's modification time;
+                # live, the moment each arrived), not on anything the lines say
+                one = len(only) == 1
+                when = ("when its lines arrived" if one else "when their lines arrived") if self.live else \
+                    ("its log file's time" if one else "their log files' times")
                 finding.confidence_reason += (
-                    f"; {only[0]} is named by its log file's time only (its lines carry no time or port)"
-                    if len(only) == 1 else
-                    f"; {', '.join(only)} are named by their log files' times only (their lines carry no time or port)")
+                    f"; {', '.join(only)} {'is' if one else 'are'} named by {when} only "
+                    f"({'its' if one else 'their'} lines carry no time or port)")
         return found
 
 

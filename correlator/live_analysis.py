@@ -99,7 +99,7 @@ class LiveAnalysis:
             with open_bundle(folders) as bundle:
                 artifacts = load_artifacts(bundle, self.options, self.errors)
                 plan = self._plan_hosts(bundle, artifacts)
-        self.session = Session(prepared.rules, artifacts, hosts=plan)
+        self.session = Session(prepared.rules, artifacts, hosts=plan, live=True)
         self.on_update = on_update
         self.on_error = on_error
         self.sources: dict[str, LiveSource] = {}

@@ -4,12 +4,19 @@ real incident appear while its logs are read, and grow when lines are appended."
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from correlator.analysis import analyze
 from correlator.live_analysis import LiveAnalysis, LiveUpdate
+from correlator.report_model import Finding
+from lab import pki
+from lab.broker import Mosquitto
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 
@@ -90,3 +97,41 @@ def test_lines_per_second_counts_lines_read_and_falls_to_zero_when_the_logs_go_q
         assert live.lines_per_second() == len(lines) / RATE_WINDOW
         now[0] += RATE_WINDOW + 0.1
         assert live.lines_per_second() == 0.0
+
+
+@pytest.mark.broker
+def test_a_client_named_by_its_untimed_lines_says_they_were_dated_by_their_arrival(
+        tmp_path: Path, mosquitto_available: str) -> None:
+    """mosquitto_pub -d (no times, no ports) fails a real broker's handshake while the watch runs:
+    its lines are dated by their arrival and tie it to the broker's connection, and the finding's
+    confidence says that is what names the client (not "its log file's time", the batch's words)."""
+    now = datetime.now(UTC)
+    root = tmp_path / "incident"
+    ca = pki.make_ca("plant CA", not_before=now - timedelta(days=30), days=3650)
+    ca.write(root / "certs" / "ca.pem")
+    pki.make_leaf("broker.lab", ca, sans=("localhost", "127.0.0.1"), usage=("server",),
+                  not_before=now - timedelta(days=30), not_after=now + timedelta(days=300),
+                  ).write(root / "certs" / "server.pem", root / "keys" / "server.key")
+    pki.make_ca("other CA", not_before=now - timedelta(days=30), days=3650).write(tmp_path / "other-ca.pem")
+    config = ("listener {port0} 127.0.0.1\ncafile ../certs/ca.pem\ncertfile ../certs/server.pem\n"
+              "keyfile ../keys/server.key\nallow_anonymous true\nlog_dest file mosquitto.log\nlog_type all\n")
+    log = root / "clients" / "edge-07.log"
+    log.parent.mkdir(parents=True)
+
+    def fail(port: int) -> None:
+        with log.open("ab") as out:  # appended as a user's shell redirect would
+            subprocess.run(["mosquitto_pub", "-d", "-h", "127.0.0.1", "-p", str(port), "--cafile",
+                            str(tmp_path / "other-ca.pem"), "-i", "edge-07", "-t", "plant/edge-07", "-m", "21.5"],
+                           stdout=out, stderr=subprocess.STDOUT, timeout=20, check=False)
+
+    with Mosquitto(root / "broker", config) as broker, LiveAnalysis([root]) as live:
+        time.sleep(1.0)
+        fail(broker.port)
+
+        def untrusted() -> Finding | None:
+            return next((f for f in live.findings() if f.id == "tls.server_cert_untrusted" and f.clients), None)
+        assert _wait(lambda: untrusted() is not None, timeout=20)
+    finding = untrusted()
+    assert finding is not None and finding.clients == {"edge-07"}
+    assert "edge-07 is named by when its lines arrived only (its lines carry no time or port)" in \
+        finding.confidence_reason
