@@ -29,7 +29,7 @@ from textual.css.query import NoMatches
 from textual.events import Resize
 from textual.geometry import Size
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
 from correlator.cancel import Cancelled
@@ -42,7 +42,7 @@ from correlator.tui.histogram import StoreCounts
 from correlator.tui.screens import FilterScreen, HelpScreen, HistogramScreen
 from correlator.tui.search import SearchIndex, find_rows
 from correlator.tui.sources import EventSource
-from correlator.tui.widgets import Activity, FindingsTable, StatusBar, Timeline, source_colour
+from correlator.tui.widgets import Activity, FindingsTable, KeysFooter, StatusBar, Timeline, source_colour
 
 #: Below this many rows a filter or a search runs at once on the UI thread (it takes a few ms);
 #: above, on a worker thread so the screen never stalls.
@@ -151,7 +151,7 @@ class CorrelatorApp(App[None]):
         with Horizontal(id="search-bar"):
             yield Input(placeholder="search the timeline (enter keeps, esc drops)", id="search")
             yield Static("", id="search-count")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         search = self.query_one("#search", Input)

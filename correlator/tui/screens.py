@@ -17,11 +17,12 @@ from textual.geometry import Size
 from textual.screen import ModalScreen, Screen
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.widgets import Footer, Input, Label, Select, SelectionList, Static
+from textual.widgets import Input, Label, Select, SelectionList, Static
 
 from correlator.model import LEVELS
 from correlator.tui.event_store import Filter
 from correlator.tui.histogram import Bucket, CountFeed, Histogram, build, opening_size, zoom
+from correlator.tui.widgets import KeysFooter
 
 KEYS: list[tuple[str, str]] = [
     ("Findings", ""),
@@ -143,7 +144,7 @@ class HistogramScreen(Screen[float | None]):
     def compose(self) -> ComposeResult:
         yield Static("", id="histogram-title")
         yield HistogramView(id="histogram")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         view = self.query_one(HistogramView)

@@ -11,13 +11,14 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
-from textual.events import Click
+from textual.events import Click, Resize
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Footer, Static
+from textual.widgets._footer import FooterKey
 
 from correlator.printable import printable
 from correlator.report_model import Finding
@@ -343,6 +344,28 @@ class Activity(Static):
             lines.insert(0, Text(f" {'source':<14} {label:<{spark_width}} {'events':>6} {'':11} zone offset",
                                  style="dim"))
         self.update(Text("\n").join(lines))
+
+
+class KeysFooter(Footer):
+    """The footer with whole keys only: Textual's cuts the keys that do not fit mid-word (`x` at 80
+    columns), which reads as nothing and cannot be scrolled with the keyboard. The keys from the
+    first one that does not fit on are left out (`?` lists every key)."""
+
+    async def recompose(self) -> None:
+        await super().recompose()
+        self.call_after_refresh(self._fit)
+
+    def on_resize(self, _: Resize) -> None:
+        for key in self.query(FooterKey):
+            key.display = True
+        self.call_after_refresh(self._fit)
+
+    def _fit(self) -> None:
+        right = self.content_region.right
+        cut = False
+        for key in self.query(FooterKey):
+            cut = cut or key.region.right > right
+            key.display = not cut
 
 
 class StatusBar(Static):
