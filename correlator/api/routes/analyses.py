@@ -347,10 +347,10 @@ def get_timeline(row: FinishedDep, store: StoreDep,
                  kind: Annotated[list[str] | None, Query(description="event kinds; 'tls.' or 'tls.*' matches an "
                                                          "area")] = None,
                  level: Annotated[list[Level] | None, Query(description="event levels")] = None,
-                 q: Annotated[str | None, Query(max_length=200, description="text the raw line contains")] = None,
+                 q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$",
+                                                description="text the raw line contains (no NUL character: "
+                                                            "neither store can search for one)")] = None,
                  ) -> TimelinePage:
-    if q is not None and "\x00" in q:
-        raise HTTPException(422, "q: a NUL character cannot be searched for")
     query = TimelineQuery(after=after, limit=limit, since=_epoch(since, "since"), until=_epoch(until, "until"),
                           sources=source or (),
                           clients=client or (), kinds=kind or (), levels=level or (), text=q or None)
