@@ -265,9 +265,13 @@ def open_logs(bundle: Bundle, registry: Registry, options: Options, errors: list
     return logs
 
 
-def skew_events(sources: Sequence[SourceTimeline]) -> list[Event]:
+def skew_events(sources: Sequence[SourceTimeline], homes: Mapping[str, str] | None = None) -> list[Event]:
     """The timeline's clock estimates as events, so `client.clock_skew` is a rule like the others
-    with the estimate as its evidence (the pairs it rests on are in the source report)."""
+    with the estimate as its evidence (the pairs it rests on are in the source report).
+
+    `homes` (source -> host, for the logs of a host with no broker of its own, a gateway: see
+    HostPlan.clock_groups) names the clock: a clock is a machine's, so the finding says which
+    machine is off, and through which of its logs that showed."""
     out = []
     for source in sources:
         skew = source.skew
@@ -278,13 +282,15 @@ def skew_events(sources: Sequence[SourceTimeline]) -> list[Event]:
         text = (f"{abs(skew.offset):.0f} seconds" if minutes < 2 else f"{minutes:.0f} minutes" if minutes < 120
                 else f"{minutes / 60:.1f} hours")
         direction = "ahead of" if skew.offset > 0 else "behind"
+        host = (homes or {}).get(skew.source)
+        clock_of = f"host {host} (as its log {skew.source} shows)" if host else skew.source
         out.append(Event(
             # the pair's client line as read by the look-ahead, not yet corrected: place it on broker time
             ts=first.ts - skew.offset if first else 0.0, time_text="", source=skew.source, file=source.info.path,
             line=first.line if first else 0, kind="timeline.skew", level="warning",
             raw=f"clock of {skew.source} is {text} {direction} the broker's ({skew.how})",
             fields={"source_name": skew.source, "offset": round(skew.offset, 3), "abs_offset": abs(skew.offset),
-                    "pairs": len(skew.pairs), "offset_text": f"{text} {direction} the broker's",
+                    "pairs": len(skew.pairs), "offset_text": f"{text} {direction} the broker's", "clock_of": clock_of,
                     "zone_like": skew.zone_like}))
     return out
 
@@ -434,7 +440,7 @@ def analyze(inputs: Iterable[str | Path] | Bundle, options: Options | None = Non
             if cancel is not None:
                 cancel.check()
             if reading.events == 0:
-                session.feed_derived(skew_events(line.sources()))
+                session.feed_derived(skew_events(line.sources(), plan.clock_groups()))
             reading.events += len(chunk)
             if on_events is not None:
                 on_events(chunk)

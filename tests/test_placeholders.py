@@ -37,7 +37,7 @@ def test_every_placeholder_the_rules_use_is_described() -> None:
             for text in (*(p.text for p in rule.explanation), *(s.text for s in rule.remediation),
                          *(s.command for s in rule.remediation))
             for name in re.findall(r"\{([a-z_]+)\}", text)}
-    always = {"count", "source_name", "offset_text", "pairs", "anonymous_tls_ports", "old_tls_ports",
+    always = {"count", "source_name", "clock_of", "offset_text", "pairs", "anonymous_tls_ports", "old_tls_ports",
               "old_tls_versions", "expiring_list"}
     assert used - always - set(placeholders()) == set()
 

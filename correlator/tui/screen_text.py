@@ -120,7 +120,9 @@ def detail(finding: Finding, now: float, *, copy_hint: str = "",
     parts.append(head)
     who = printable(", ".join(sorted(finding.clients)) or "-")
     span = f"{clock_time(finding.first_seen, date=True)} → {clock_time(finding.last_seen, date=True)[11:]} UTC"
-    parts.append(Text(f"{finding.count}× · {span} · clients: {who}", style="dim"))
+    # in a bundle of several machines, which one's broker (or clock) the finding is about
+    where = f" · host: {printable(finding.host)}" if finding.host else ""
+    parts.append(Text(f"{finding.count}× · {span} · clients: {who}{where}", style="dim"))
     parts.append(Text.assemble(("confidence ", "dim"), (finding.confidence, "bold"),
                                (printable(f": {finding.confidence_reason}") if finding.confidence_reason else "",
                                 "dim")))

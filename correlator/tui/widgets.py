@@ -46,9 +46,13 @@ class FindingsTable(DataTable[Text]):
 
     def on_mount(self) -> None:
         self._titled = False
+        self._hosted = False
+        """The findings name more than one host (a bundle of several machines): a column says whose."""
         self._columns()
 
     def _columns(self) -> None:
+        if self._hosted:
+            self.add_column("host", key="host", width=12)
         self.add_column("sev", key="sev", width=6)
         self.add_column("finding", key="id", width=28)
         self.add_column("×", key="count", width=5)
@@ -63,13 +67,16 @@ class FindingsTable(DataTable[Text]):
     def on_resize(self) -> None:
         titled = self.size.width >= self.TITLE_FROM
         if titled != self._titled:
-            # all columns anew: a column added to a table that has drawn keeps its old width
             self._titled = titled
-            self._signature = ()
-            self.clear(columns=True)
-            self.keys = []
-            self._columns()
+            self._recolumn()
             self.app.call_later(self._reshow)
+
+    def _recolumn(self) -> None:
+        # all columns anew: a column added to a table that has drawn keeps its old width
+        self._signature = ()
+        self.clear(columns=True)
+        self.keys = []
+        self._columns()
 
     def _reshow(self) -> None:
         if self._last is not None:
@@ -92,13 +99,19 @@ class FindingsTable(DataTable[Text]):
             return
         self._signature = signature
         current = self.keys[self.cursor_row] if self.keys and 0 <= self.cursor_row < len(self.keys) else None
+        hosted = len({f.host for f in findings}) > 1
+        if hosted != self._hosted:
+            self._hosted = hosted
+            self._recolumn()
         self.clear()
         self.keys = []
         for key, f, who, last, is_new in rows:
             who = printable(who)
             label = Text(f.id, style="bold reverse" if is_new else "bold")
             last_text = Text("NEW", style="bold black on yellow") if is_new else Text(last, style="dim")
-            cells = [fmt.badge(f.severity), label, Text(str(f.count), justify="right"),
+            host = printable(f.host or "-")
+            cells = [Text(host if len(host) <= 12 else host[:11] + "…", style="dim")] if self._hosted else []
+            cells += [fmt.badge(f.severity), label, Text(str(f.count), justify="right"),
                      Text(who if len(who) <= 18 else who[:17] + "…"), last_text]
             if self._titled:
                 cells.append(Text(printable(f.title)))

@@ -268,3 +268,21 @@ async def test_the_filter_dialog_opens_on_its_first_field(make_app: Make, size: 
         await pilot.press("tab", *"tls", "enter")
         await pilot.pause()
         assert app.filter.kind == "tls" and not app.filter.client
+
+
+async def test_a_bundle_of_several_hosts_names_each_findings_host(make_app: Make) -> None:
+    """gateway_clock holds the central broker and a gateway with its own clock: the findings list
+    says whose each finding is, the detail names the host, and the clock finding names the
+    gateway's clock, not only the log that showed it."""
+    app = make_app("gateway_clock")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        table = app.query_one(FindingsTable)
+        hosts = {str(table.get_row_at(row)[0]): table.keys[row].split("|")[0] for row in range(len(table.keys))}
+        assert hosts["central"] == "auth.bad_credentials"
+        assert {"central", "gw-01"} == set(hosts)
+        table.move_cursor(row=next(r for r, k in enumerate(table.keys) if k.startswith("client.clock_skew")))
+        await pilot.pause()
+        detail = _plain(app, "#detail-text")
+        assert "clients: gw-01-" in detail and "· host: gw-01" in detail
+        assert "The clock of host gw-01 (as its log client:gw-01-" in detail
