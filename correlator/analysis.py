@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Literal
 
 from correlator.cancel import CancelToken
-from correlator.engine.evaluate import ANONYMOUS_IDS, Engine
+from correlator.engine.evaluate import Engine
 from correlator.engine.facts import Artifacts
 from correlator.engine.rules import Rule, load_rules, side_of
 from correlator.errors import CorrelatorError, InputError
 from correlator.formats.registry import Registry, default_registry, load_registry
 from correlator.gcpolicy import batch_allocation
 from correlator.hosts import HostFacts, HostPlan, plan_hosts, split_by_syslog_host
-from correlator.model import Event, severity_rank
+from correlator.model import ANONYMOUS_IDS, Event, severity_rank
 from correlator.report_model import Analysis, Finding, SourceReport
 from correlator.sources.bundle import Bundle, open_bundle
 from correlator.sources.files import LogFile

@@ -112,3 +112,8 @@ def severity_rank(severity: str) -> int:
         return SEVERITIES.index(severity)
     except ValueError:
         return 0
+
+
+#: Client ids that say nothing about who the client is.
+ANONYMOUS_IDS = frozenset({"<unknown>", "(null)", "", "unknown"})
+"""Client ids that name no one: the broker's placeholder before CONNECT, mosquitto_pub's none."""

@@ -79,6 +79,35 @@ def test_a_refusal_nothing_decides_names_both_and_what_would_decide() -> None:
     assert any("allow_anonymous true" in fact.text for fact in decided.facts)
 
 
+def test_the_user_a_client_was_configured_with_names_its_refused_login() -> None:
+    """login_from_config: the application logs only that it was refused and the broker logs
+    'Client <unknown> disconnected, not authorised': the user is in the client's own INI file.
+    Every refusal of its connections is one wrong-password finding naming that user, with the
+    configuration and the password file as evidence and the user in the fix."""
+    analysis = analyze([SAMPLES / "login_from_config"])
+    assert [f.id for f in analysis.findings] == ["auth.bad_credentials"]
+    found = analysis.findings[0]
+    assert found.clients == {"line-3"} and found.users == {"HMI"}
+    assert found.count == 2
+    facts = {(f.file, f.text) for f in found.facts}
+    assert ("clients/line-3.ini", "mqtt: user name 'HMI'") in facts
+    assert ("broker/passwd", "user 'HMI' exists") in facts
+    assert "configuration (clients/line-3.ini:2) gives it user HMI" in found.explanation
+    assert all(step.command == "mosquitto_passwd broker/passwd HMI" for step in found.remediation[:2])
+
+
+def test_a_configuration_speaks_only_for_its_own_client(tmp_path: Path) -> None:
+    """Another client's configuration never names the user of a refusal: in login_undecided the
+    refusals stay as they were when an INI file of some other client names a user."""
+    folder = tmp_path / "bundle"
+    shutil.copytree(SAMPLES / "login_undecided", folder)
+    (folder / "clients" / "other.ini").write_text("[mqtt]\nhost = 127.0.0.1\nclient_id = other\nusername = Nobody\n")
+    before = {(f.id, f.group, f.count) for f in analyze([SAMPLES / "login_undecided"]).findings}
+    after = analyze([folder])
+    assert {(f.id, f.group, f.count) for f in after.findings} == before
+    assert not any("Nobody" in f.users for f in after.findings)
+
+
 def test_a_ca_made_again_under_the_same_name_is_named_with_both_keys() -> None:
     """A CA found by its name whose key did not sign: the finding names both CA files and both
     keys' fingerprints, both ways (the clients' trust, the broker's cafile)."""

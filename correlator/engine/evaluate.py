@@ -21,7 +21,7 @@ from correlator.errors import InputError
 from correlator.formats.patterns import PATTERN_TIMEOUT, SET_ASIDE_AFTER, BoundedPattern, PatternTimeout
 from correlator.formats.scan import FirstLines
 from correlator.kinds import kind_vocabulary
-from correlator.model import Event, severity_rank
+from correlator.model import ANONYMOUS_IDS, Event, severity_rank
 from correlator.report_model import EvidenceRef, Finding
 
 #: How many evidence lines a finding keeps from the start and from the end of its occurrences.
@@ -56,9 +56,6 @@ MAX_OMITTED = 50_000
 MAX_SEEN = 4096
 #: The group of the finding beyond MAX_GROUPS.
 OVERFLOW_GROUP = "<more groups>"
-#: Client ids that say nothing about who the client is.
-ANONYMOUS_IDS = frozenset({"<unknown>", "(null)", "", "unknown"})
-"""Client ids that name no one: the broker's placeholder before CONNECT, mosquitto_pub's none."""
 _ANONYMOUS_IDS = ANONYMOUS_IDS
 
 
@@ -587,7 +584,8 @@ class Engine:
                 self._name(key, finding, finding.clients, "clients", client)
             elif side == "client":
                 self._name(key, finding, finding.clients, "clients", event.source.split(":", 1)[-1])
-            user = event.fields.get("username") or (self._identities.get(client) if isinstance(client, str) else None)
+            user = (event.fields.get("username") or (self._identities.get(client) if isinstance(client, str) else None)
+                    or values.get("username"))  # no line names the user: a check found it (a client's configuration)
             if isinstance(user, str) and user:
                 self._name(key, finding, finding.users, "users", user)
             for host_field in ("peer_addr", "host"):

@@ -25,7 +25,7 @@ from correlator.artifacts.opcua_pki import PkiStore, load_pki, stale_copies
 from correlator.artifacts.passwd import PasswordFile, parse_passwd
 from correlator.check_result import CONNECTION_TIME, JUDGED_AT_ESTIMATE, CheckResult, CheckStatus
 from correlator.errors import CorrelatorError
-from correlator.model import Event
+from correlator.model import ANONYMOUS_IDS, Event
 from correlator.report_model import EvidenceRef
 from correlator.sources.bundle import Bundle
 
@@ -244,12 +244,31 @@ class Artifacts:
         named = [c for c in leaves if any(n and (n == c.common_name or n in Path(c.path).stem) for n in names)]
         return named or leaves
 
+    def own_configs(self, context: dict[str, Any]) -> list[ClientConfig]:
+        """The client configurations of the match's own client: the ones naming its client id, or
+        naming as client id (or called as) the client's log (its own lines, or the client side
+        the stitcher tied a broker line's connection to, `client_source`). A configuration of
+        some other client never speaks for this one."""
+        names = {str(v) for k, v in context.items() if k == "client_id" and v and v not in ANONYMOUS_IDS}
+        for key in ("source", "client_source"):
+            source = context.get(key)
+            if isinstance(source, str) and source.startswith("client:"):
+                names.add(source.split(":", 1)[1].split("@", 1)[0])
+        return [c for c in self.client_configs if (c.client_id and c.client_id in names) or c.path.stem in names]
+
     def configs_for(self, context: dict[str, Any]) -> list[ClientConfig]:
-        """The client configurations that concern the match: the ones naming its client id, else
-        (no configuration names an id the match has) all of them."""
+        """The client configurations that concern the match: its own client's (`own_configs`),
+        else (no configuration names an id the match has) all of them."""
         client = context.get("client_id")
-        named = [c for c in self.client_configs if c.client_id and c.client_id == client]
-        return named or [c for c in self.client_configs if not (client and c.client_id)]
+        return self.own_configs(context) or [c for c in self.client_configs if not (client and c.client_id)]
+
+    def configured_user(self, context: dict[str, Any]) -> tuple[str, EvidenceRef] | None:
+        """The user name the match's own client was configured with, and the line that says so;
+        None when its configuration names none (or the bundle has none)."""
+        for config in self.own_configs(context):
+            if config.username:
+                return config.username, self.config_ref(config, f"user name {config.username!r}")
+        return None
 
     def config_ref(self, config: ClientConfig, text: str) -> EvidenceRef:
         return EvidenceRef("artifact", self.name(config.path), config.line, f"{config.label}: {text}")
@@ -663,6 +682,12 @@ def _no_username(arts: Artifacts, events: list[Event], context: dict[str, Any]) 
         # the settings that refuse a client without a user name, where the bundle has them
         refusing = settings if not sent and verdict is not None and verdict.accepted is False else []
         return _verdict(not sent, refusing, {"login_reading": reading})
+    configured = arts.configured_user(context)
+    if configured is not None:
+        user, ref = configured
+        reading = (f"The client's configuration ({ref.file}{f':{ref.line}' if ref.line else ''}) gives it user "
+                   f"{user}, so its CONNECT carried a user name: the password check failed for it.")
+        return _clear([ref], {"login_reading": reading})
     if lets_anonymous_in:
         reading = (f"Listener {listener.port if listener else ''} lets clients without a user name in "
                    "(allow_anonymous true), so the refused client sent a user name and the password check "
@@ -683,17 +708,27 @@ def _user_known(arts: Artifacts, events: list[Event], context: dict[str, Any]) -
         return _unknown("no password file in the bundle", values=values)
     pw = arts.passwds[0]
     user = context.get("username")
+    named: list[EvidenceRef] = []
     if not isinstance(user, str) or not user:
-        values["user_verdict"] = f"The password file knows: {', '.join(pw.usernames) or 'no users'}."
-        return _unknown("the user name is not in the logs", values=values)
+        # the logs name no user (mosquitto names it only on success): the client's own
+        # configuration says which user it logs in as
+        configured = arts.configured_user(context)
+        if configured is None:
+            values["user_verdict"] = f"The password file knows: {', '.join(pw.usernames) or 'no users'}."
+            return _unknown("the user name is not in the logs", values=values)
+        user, ref = configured
+        values["username"] = user
+        named = [ref]
+    by = f" (the client's configuration, {named[0].file}, names it)" if named else ""
     entry = pw.user(user)
     if entry is None:
-        values["user_verdict"] = (f"User {user} is not in the password file ({arts.name(pw.path)}): an unknown user, "
-                                  "not a wrong password.")
-        return _clear([EvidenceRef("artifact", arts.name(pw.path), None, f"no user {user!r}")], values)
-    values["user_verdict"] = f"User {user} is in the password file (line {entry.line}): the password is wrong."
-    return _found([EvidenceRef("artifact", arts.name(pw.path), entry.line, f"user {user!r} exists")],
-                       values)
+        values["user_verdict"] = (f"User {user}{by} is not in the password file ({arts.name(pw.path)}): an unknown "
+                                  "user, not a wrong password.")
+        return _clear([*named, EvidenceRef("artifact", arts.name(pw.path), None, f"no user {user!r}")], values)
+    values["user_verdict"] = (f"User {user}{by} is in the password file (line {entry.line}): the password is "
+                              "wrong.")
+    return _found([*named, EvidenceRef("artifact", arts.name(pw.path), entry.line, f"user {user!r} exists")],
+                  values)
 
 
 def _acl(arts: Artifacts, context: dict[str, Any], action: str) -> CheckResult:

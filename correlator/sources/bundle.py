@@ -31,7 +31,8 @@ SNIFF_BYTES = 64 * 1024
 _CONF_LINE = re.compile(
     r"^\s*(listener|port|bind_address|cafile|capath|certfile|keyfile|allow_anonymous|password_file|acl_file|"
     r"require_certificate|per_listener_settings|log_dest|log_type|persistence|persistence_location|include_dir|"
-    r"tls_version|use_identity_as_username|max_connections|connection|address|topic|bridge_cafile)\b", re.M)
+    r"tls_version|use_identity_as_username|max_connections|connection|address|topic|bridge_cafile)\b(?!\s*[=:])",
+    re.M)
 _ACL_LINE = re.compile(r"^\s*(user|topic|pattern)\s+\S", re.M)
 #: A password file's line: `user:secret`, no blank in it (mosquitto's own hashes, argon2 or bcrypt
 #: from other tools, or the plain text mosquitto_passwd -U turns into hashes).

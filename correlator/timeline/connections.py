@@ -244,6 +244,8 @@ class _ClientState:
         self.has_username: int | None = None
         """Whether the client is configured with a user name, as its own start line said before
         any attempt: its attempts' CONNECTs carry one, or none."""
+        self.refusals: set[str] = set()
+        """The refusal kinds the current attempt logged (one CONNECT is refused once)."""
 
 
 class Stitcher:
@@ -560,9 +562,12 @@ class Stitcher:
                 conn = self._attempt(state, event)
             state.steps.add(step)
         elif kind in CLIENT_TERMINAL and kind not in CLOSES and (
-                conn is None or (state.ended and event.ts - conn.resolve().end > self.window)):
+                conn is None or (state.ended and (event.ts - conn.resolve().end > self.window
+                                                  or (kind in REFUSED_KINDS and kind in state.refusals)))):
             # A failure with no attempt open is an attempt of its own; follow-up error lines of
-            # the same failure (paho logs three) stay with it.
+            # the same failure (paho logs three) stay with it. A broker answers one CONNECT once:
+            # a second refusal of the same kind is the next attempt's, however soon it came (an
+            # application that logs only its errors retries within the stitching window).
             conn = self._attempt(state, event)
         if conn is None:
             flag = _int(event.fields.get("has_username"))
@@ -600,6 +605,7 @@ class Stitcher:
         conn.has_username = state.has_username
         state.attempt = conn
         state.steps = set()
+        state.refusals = set()
         state.ended = False
         self._wait_unlinked(self._unlinked_client, conn)
         return conn
@@ -609,6 +615,8 @@ class Stitcher:
         if kind not in CLIENT_TERMINAL:
             return
         state.ended = True
+        if kind in REFUSED_KINDS:
+            state.refusals.add(kind)
         error = fields.get("error") or fields.get("tls_reason") or fields.get("net_error") or fields.get("mqtt_reason")
         if conn.broker_source is None or conn.outcome == UNKNOWN:
             if kind in CONNACK and kind not in REFUSED_KINDS:
@@ -955,10 +963,11 @@ class Stitcher:
 
 
 #: What a connection knows that each of its lines stands for, though only one line said it: the
-#: listener it came in on (`New connection from ... on port P`) and whether its CONNECT carried a
-#: user name (the client's log). A refusal line is judged with them: one connection is classified
+#: listener it came in on (`New connection from ... on port P`), whether its CONNECT carried a
+#: user name (the client's log), and the client log its other side is in (the client's own
+#: configuration is found by it). A refusal line is judged with them: one connection is classified
 #: from all of its lines, not line by line.
-CARRIED = ("listener_port", "has_username")
+CARRIED = ("listener_port", "has_username", "client_source")
 
 
 def _carry(event: Event, conn: Connection) -> None:

@@ -250,18 +250,27 @@ class Scene:
     def paho(self, name: str, port: int, args: Sequence[str], *, client_id: str, host: str = HOST,
              username: str | None = None, password: str | None = None, tz: str | None = None,
              clock_offset: int | None = None, duration: float = 4.0, start: bool = True,
-             folder: str = "clients") -> Client:
+             folder: str = "clients", config: str | None = None) -> Client:
         """The lab's paho-mqtt application (lab.paho_client); its log goes to `folder` (a host's
-        own folder in a bundle of several hosts)."""
+        own folder in a bundle of several hosts). With `config` (a file name in `folder`), the
+        application reads its broker, client id, user name and password from that INI file, which
+        this writes, as a field application keeps them; the command line then names none of them."""
         (self.root / folder).mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "lab.paho_client", "--host", host, "--port", str(port),
-               "--client-id", client_id, "--log-file", f"{folder}/{name}.log", "--duration", str(duration)]
-        if username is not None:
-            cmd += ["--username", username]
-        if password is not None:
-            cmd += ["--password", password]
+        cmd = [sys.executable, "-m", "lab.paho_client", "--log-file", f"{folder}/{name}.log",
+               "--duration", str(duration)]
+        settings = {"host": host, "port": str(port), "client_id": client_id, "username": username,
+                    "password": password}
+        if config is not None:
+            lines = [f"{key} = {value}" for key, value in settings.items() if value is not None]
+            (self.root / folder / config).write_text("[mqtt]\n" + "\n".join(lines) + "\n", encoding="utf-8")
+            cmd += ["--config", f"{folder}/{config}"]
+        else:
+            cmd += [arg for key, value in settings.items() if value is not None
+                    for arg in (f"--{key.replace('_', '-')}", value)]
         cmd += list(args)
         info: dict[str, Any] = {"kind": "paho", "dials": f"{host}:{port}", "client_id": client_id}
+        if config is not None:
+            info["config"] = f"{folder}/{config}"
         if username is not None:
             info["username"] = username
         client = self._add(name, info, cmd, None, tz=tz, clock_offset=clock_offset,
@@ -1939,4 +1948,6 @@ _register(
                                                   "in UTC+5:30"),
     (incidents_reasoning.make_cert_judged_at_estimate, "an untimed client whose file time lies past the broker "
                                                        "certificate's end; the failure was before it"),
+    (incidents_reasoning.make_login_from_config, "a refused login whose user only the client's configuration "
+                                                 "file names"),
 )

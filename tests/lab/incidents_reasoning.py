@@ -16,6 +16,8 @@ from lab.incidents import (
     LOG_ALL,
     SPARKPLUG_ACL,
     USERS,
+    IncidentFailed,
+    IncidentUnavailable,
     Pki,
     Scene,
     _measured_offset,
@@ -222,3 +224,37 @@ def make_cert_judged_at_estimate(out: Path) -> None:
     _require(_read(scene.root / "clients/edge-98-pub.log"), r"certificate verify failed",
              "cert_judged_at_estimate: mosquitto_pub")
     scene.finish([("tls.server_cert_untrusted", ["edge-98-pub"])], broker=broker)
+
+
+# --------------------------------------------------------------------------- the user from the client's configuration
+
+
+def make_login_from_config(out: Path) -> None:
+    """A refused login that neither log names a user for: the client's own configuration file does."""
+    scene = Scene.create(out, "login_from_config",
+                         "One broker, allow_anonymous false with a password file. line-3 is a paho-mqtt "
+                         "application that reads its broker, client id, user name (HMI) and password from "
+                         "clients/line-3.ini, holding last year's password, and logs at WARNING: its log says "
+                         "only that the broker refused it, and the broker logs a refused login as "
+                         "'Client <unknown> disconnected, not authorised' without the user. hmi-85 logs in "
+                         "with the right password.")
+    scene.passwd(USERS)
+    config = f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\n" + LOG_ALL
+    with scene.broker(config) as broker:
+        port = broker.port
+        ok = scene.paho("hmi-85", port, ["--subscribe", "spBv1.0/#", "--attempts", "1"], client_id="hmi-85",
+                        username="HMI", password=USERS["HMI"], duration=4)
+        time.sleep(0.5)
+        scene.paho("line-3", port, ["--log-level", "WARNING", "--publish", "spBv1.0/Plant9/NDATA/line-3",
+                                    "--attempts", "2", "--retry-delay", "0.7"], client_id="line-3",
+                   username="HMI", password="hmi-secret-OLD", duration=3, config="line-3.ini")
+        scene.wait(ok, timeout=20)
+        scene.wait(timeout=20)
+        _settle(broker)
+    text = broker.log_text()
+    _require(text, r"Client <unknown> disconnected, not authorised", "login_from_config: broker log")
+    client_log = _read(scene.root / "clients/line-3.log")
+    _require(client_log, r"Not authorized", "login_from_config: line-3")
+    if "HMI" in client_log or "u1" in client_log:
+        raise IncidentFailed("login_from_config: line-3's log names its user; the scenario is a log that does not")
+    scene.finish([("auth.bad_credentials", ["line-3"])], broker=broker)

@@ -15,6 +15,7 @@ from ip:port` line carries, and a real application that logs it lets the two sid
 from __future__ import annotations
 
 import argparse
+import configparser
 import logging
 import ssl
 import sys
@@ -59,7 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="speak only this TLS version (an old device's stack)")
     parser.add_argument("--username")
     parser.add_argument("--password")
-    parser.add_argument("--client-id", required=True)
+    parser.add_argument("--client-id")
+    parser.add_argument("--config", help="an INI file whose [mqtt] section gives host, port, client_id, username and "
+                                         "password, as a field application keeps its settings (the command line "
+                                         "wins where it names one)")
     parser.add_argument("--mqtt-version", choices=("3.1.1", "5"), default="3.1.1")
     parser.add_argument("--publish", action="append", default=[], metavar="TOPIC")
     parser.add_argument("--subscribe", action="append", default=[], metavar="TOPIC")
@@ -80,7 +84,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the logging layout (a logging.Formatter format string)")
     parser.add_argument("--date-format", default=None, help="the logging datefmt (default: ISO with ms)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds to run in all")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    apply_config(args, parser)
+    return args
+
+
+def apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """The settings of `--config` where the command line named none (the host and port count as
+    named when they differ from their defaults)."""
+    if args.config:
+        settings = configparser.ConfigParser()
+        settings.read(args.config, encoding="utf-8")
+        mqtt_section = settings["mqtt"] if settings.has_section("mqtt") else {}
+        for name in ("host", "port", "client_id", "username", "password"):
+            value = mqtt_section.get(name)
+            if value is not None and getattr(args, name) in (None, parser.get_default(name)):
+                setattr(args, name, int(value) if name == "port" else value)
+    if not args.client_id:
+        parser.error("a client id is needed: --client-id, or client_id in the --config file's [mqtt] section")
 
 
 def make_client(args: argparse.Namespace, state: State) -> mqtt.Client:
