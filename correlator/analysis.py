@@ -248,7 +248,8 @@ def open_logs(bundle: Bundle, registry: Registry, options: Options, errors: list
         streams = unpaste(path, registry, bundle) if forced is None else None
         for stream, suffix in streams or [(path, "")]:
             try:
-                log = LogFile(stream, registry, format_name=forced, display_path=name + suffix)
+                log = LogFile(stream, registry, format_name=forced, display_path=name + suffix,
+                              end=bundle.read_to.get(path) if stream == path else None)
             except CorrelatorError as exc:
                 errors.append(str(exc))
                 continue

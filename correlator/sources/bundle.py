@@ -25,6 +25,7 @@ from correlator.artifacts.client_config import looks_like_config, read_client_co
 from correlator.errors import ArtifactError, InputError
 from correlator.sources.archives import MAX_NESTING, Budget, extract, make_temp, shown_name
 from correlator.sources.lines import compression_of, text_encoding
+from correlator.sources.overlap import find_overlaps
 
 SNIFF_BYTES = 64 * 1024
 
@@ -60,6 +61,9 @@ class Bundle:
     client_confs: list[Path] = field(default_factory=list)
     """Files that configure clients (Node-RED flows.json, paho or gateway config files)."""
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    read_to: dict[Path, int] = field(default_factory=dict)
+    """Logs read only up to a byte offset: from there on their lines are the head of another log
+    of their rotation set (correlator.sources.overlap), read there."""
     errors: list[InputError] = field(default_factory=list)
     display: dict[Path, str] = field(default_factory=dict)
     """How to name each file in reports: its path inside the bundle as the user gave it."""
@@ -255,6 +259,7 @@ def open_bundle(inputs: Iterable[str | Path], names: Mapping[Path, str] | None =
     # README, scripts and the like are not logs (JSON was sniffed: see _config_or_data)
     bundle.logs = [p for p in bundle.logs if p.suffix.lower() not in (".md", ".py", ".html", ".csv")]
     bundle.logs = _distinct_logs(bundle)
+    _shared_stretches(bundle)
     return bundle
 
 
@@ -293,6 +298,20 @@ def _distinct_logs(bundle: Bundle) -> list[Path]:
         seen.setdefault(signature, []).append(path)
         kept.append(path)
     return kept
+
+
+def _shared_stretches(bundle: Bundle) -> None:
+    """Rotated logs that share lines (a late copytruncate, logrotate's copy): each line read
+    once. A log wholly inside another is skipped; one whose end is another's start is read up to
+    there. Both are said in `skipped`."""
+    found = find_overlaps(bundle.logs)
+    for path, other in found.inside.items():
+        bundle.skipped.append((path, f"every line of it is in {bundle.name(other)}: read there"))
+    bundle.logs = [p for p in bundle.logs if p not in found.inside]
+    for path, (offset, line, other) in found.read_to.items():
+        bundle.read_to[path] = offset
+        bundle.skipped.append((path, f"lines {line} to its end are the first lines of {bundle.name(other)}: "
+                                     "read there"))
 
 
 def _fill(bundle: Bundle, inputs: list[str | Path], shown_as: dict[Path, str]) -> None:

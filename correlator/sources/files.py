@@ -74,10 +74,14 @@ class LogFile:
     """One log file opened for parsing. Iterate `chunks()` for lists of events in file order."""
 
     def __init__(self, path: str | Path, registry: Registry, *, format_name: str | None = None,
-                 tz: tzinfo | None = None, source: str | None = None, display_path: str | None = None) -> None:
+                 tz: tzinfo | None = None, source: str | None = None, display_path: str | None = None,
+                 end: int | None = None) -> None:
+        """`end`: the byte (of the decompressed text) the log is read up to; its lines from there
+        on are read in another log (a rotated log's shared stretch: correlator.sources.overlap)."""
         self.path = Path(path)
         self.registry = registry
-        self._chunks = iter_chunks(self.path)
+        self.end = end
+        self._chunks = self._until_end(iter_chunks(self.path))
         self._first: list[Line] = []
         filled = 0
         for chunk in self._chunks:
@@ -121,6 +125,18 @@ class LogFile:
         self.on_read: Callable[[], None] | None = None
         """Called after each chunk or block is read, before its events are handed on: where the
         analysis reports progress and looks at its cancel token."""
+
+    def _until_end(self, chunks: Iterator[list[Line]]) -> Iterator[list[Line]]:
+        end = self.end
+        if end is None:
+            yield from chunks
+            return
+        for lines in chunks:
+            kept = [line for line in lines if line[0] < end]
+            if kept:
+                yield kept
+            if len(kept) < len(lines):
+                return
 
     def count_routine(self, needed: tuple[frozenset[str], frozenset[str]] | None,
                       first: Mapping[str, FirstLines] | None = None) -> None:
@@ -209,6 +225,8 @@ class LogFile:
         before = 0  # lines in the blocks before this one
         try:
             blocks = iter_blocks(self.path, block_size=self.block_size)
+            if self.end is not None:
+                blocks = _blocks_until(blocks, self.end)
             for base, block, found, marks in scanner.scan_blocks(blocks, routine):
                 if thinner is not None:
                     found = thinner.select(block, found, marks, routine)
@@ -259,3 +277,14 @@ class LogFile:
         for kind, n in routine.kinds.items():
             kinds[kind] = kinds.get(kind, 0) + n
         self.info.kinds = kinds
+
+
+def _blocks_until(blocks: Iterator[tuple[int, bytes]], end: int) -> Iterator[tuple[int, bytes]]:
+    """The bulk reader's blocks cut at byte `end` (a line start: see LogFile's `end`)."""
+    for base, block in blocks:
+        if base + len(block) <= end:
+            yield base, block
+            continue
+        if end > base:
+            yield base, block[: end - base]
+        return

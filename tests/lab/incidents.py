@@ -1950,4 +1950,6 @@ _register(
                                                        "certificate's end; the failure was before it"),
     (incidents_reasoning.make_login_from_config, "a refused login whose user only the client's configuration "
                                                  "file names"),
+    (incidents_reasoning.make_rotated_overlap, "logrotate's copy and the live log's last lines share a stretch "
+                                               "holding one refusal"),
 )

@@ -6,6 +6,8 @@ They live apart from lab/incidents.py to keep that file's size in hand; lab.inci
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +27,7 @@ from lab.incidents import (
     _require,
     _settle,
     need_faketime,
+    dpkg_version,
     tls_listener,
 )
 
@@ -258,3 +261,71 @@ def make_login_from_config(out: Path) -> None:
     if "HMI" in client_log or "u1" in client_log:
         raise IncidentFailed("login_from_config: line-3's log names its user; the scenario is a log that does not")
     scene.finish([("auth.bad_credentials", ["line-3"])], broker=broker)
+
+
+# --------------------------------------------------------------------------- rotated logs that share lines
+
+
+def make_rotated_overlap(out: Path) -> None:
+    """A rotation set whose two files share a stretch of lines: logrotate's `copy` snapshot as
+    mosquitto.log.1, and the live log as a support script collects it, its last lines only."""
+    if shutil.which("logrotate") is None:
+        raise IncidentUnavailable("logrotate is not installed (Debian: apt-get install logrotate)")
+    scene = Scene.create(out, "rotated_overlap",
+                         "One broker, allow_anonymous false with a password file. logrotate (`copy`: a snapshot, "
+                         "the live file left as it is) rotates mosquitto.log while the broker runs; the support "
+                         "script then collects mosquitto.log.1 whole and the live log's last lines (tail -n), "
+                         "which begin before the rotation: the two files share a stretch of lines. Three paho "
+                         "clients send an old password once each: edge-75 before the shared stretch, edge-76 "
+                         "inside it (its refusal is in both files), edge-77 after the rotation. The broker "
+                         "refused three logins, not four. hmi-78 logs in.")
+    scene.passwd(USERS)
+    config = f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\n" + LOG_ALL
+    broker_dir = scene.root / "broker"
+    live = broker_dir / "mosquitto.log"
+    rotate_conf = scene.root / ".logrotate.conf"
+    rotate_conf.write_text(f"{live} {{\n  copy\n  rotate 3\n  missingok\n}}\n", encoding="utf-8")
+    refused = ["--publish", "spBv1.0/Plant7/NDATA/x", "--attempts", "1"]
+    with scene.broker(config) as broker:
+        port = broker.port
+        ok = scene.paho("hmi-78", port, ["--subscribe", "spBv1.0/#", "--attempts", "1"], client_id="hmi-78",
+                        username="HMI", password=USERS["HMI"], duration=7)
+        time.sleep(0.5)
+        scene.wait(scene.paho("edge-75", port, refused, client_id="edge-75", username="MyEACM",
+                              password="eacm-secret-OLD", duration=1.5), timeout=20)
+        time.sleep(1.0)
+        scene.wait(scene.paho("edge-76", port, refused, client_id="edge-76", username="MyEACM",
+                              password="eacm-secret-OLD", duration=1.5), timeout=20)
+        time.sleep(0.5)
+        subprocess.run(["logrotate", "-f", "-s", str(scene.root / ".logrotate.state"), str(rotate_conf)],
+                       check=True, capture_output=True, timeout=30)
+        time.sleep(0.5)
+        scene.wait(scene.paho("edge-77", port, refused, client_id="edge-77", username="MyEACM",
+                              password="eacm-secret-OLD", duration=1.5), timeout=20)
+        scene.wait(ok, timeout=20)
+        _settle(broker)
+    rotated = broker_dir / "mosquitto.log.1"
+    if not rotated.is_file():
+        raise IncidentFailed("rotated_overlap: logrotate made no mosquitto.log.1")
+    snapshot = rotated.read_text(encoding="utf-8").splitlines()
+    whole = live.read_text(encoding="utf-8").splitlines()
+    if whole[: len(snapshot)] != snapshot:
+        raise IncidentFailed("rotated_overlap: the live log does not begin with logrotate's copy")
+    # the support script keeps the live log's last lines: from edge-76's connection on
+    start = next(i for i, line in enumerate(snapshot) if "New connection from" in line
+                 and i > next(j for j, x in enumerate(snapshot) if "not authorised" in x))
+    keep = len(whole) - start
+    with (broker_dir / "mosquitto.log.tail").open("w", encoding="utf-8") as sink:
+        subprocess.run(["tail", "-n", str(keep), str(live)], stdout=sink, check=True, timeout=30)
+    (broker_dir / "mosquitto.log.tail").replace(live)
+    for leftover in (rotate_conf, scene.root / ".logrotate.state"):
+        leftover.unlink(missing_ok=True)
+    scene.extra["collected"] = {"broker/mosquitto.log.1": "logrotate copy (whole)",
+                                "broker/mosquitto.log": f"tail -n {keep} of the live log"}
+    shared = [line for line in snapshot if line in set(_read(live).splitlines())]
+    if sum("not authorised" in line for line in shared) != 1:
+        raise IncidentFailed("rotated_overlap: the shared stretch does not hold exactly edge-76's refusal")
+    _require(_read(live), r"not authorised", "rotated_overlap: the live log")
+    rotated.chmod(0o644)  # logrotate's copy is its owner's only; a sample is read by anyone
+    scene.finish([("auth.bad_credentials", ["edge-75", "edge-76", "edge-77"])], broker=broker,
+                 extra_versions={"logrotate": dpkg_version("logrotate")})
