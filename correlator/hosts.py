@@ -14,7 +14,8 @@ name their syslog lines carry. Then:
   belong to its host, wherever they sit in the bundle;
 - a log whose syslog lines name a host joins the host of that name;
 - a client's log belongs to the host it sits in, and talks to the broker(s) whose listener ports
-  it dials (all brokers when its lines name no port);
+  it dials (all brokers when its lines name no port); its lines are judged on the host of the
+  broker their connection was stitched to (the `broker_source` stitching carries), where one was;
 - a host with a mosquitto.conf uses what the conf names and nothing else: a broker whose config
   names no `acl_file` has no ACL, whatever other ACL the bundle holds. Shared certificates and keys
   are seen by every host; its own come first.
@@ -129,8 +130,9 @@ class HostPlan:
 
     def host_of(self, events: Sequence[Event]) -> str:
         """The host whose artifacts judge these events (and whose findings they make): a broker's
-        own; for a client's lines, the broker's host it talks to when that is one host; for the
-        timeline's clock estimate, the host of the clock."""
+        own; for a client's lines, the host of the broker their connection was stitched to, else
+        the broker's host it talks to when that is one host; for the timeline's clock estimate,
+        the host of the clock."""
         if not self.multi:
             return self.hosts[0].name if self.hosts else ""
         if not events:
@@ -140,6 +142,11 @@ class HostPlan:
                 return self.home.get(str(event.fields.get("source_name", event.source)), "")
             if event.source == "broker" or event.source.startswith("broker:"):
                 return self.home.get(event.source, "")
+        for event in events:
+            # the broker whose connection this client line was stitched to (by port, id or time)
+            broker = event.fields.get("broker_source")
+            if isinstance(broker, str) and broker in self.home:
+                return self.home[broker]
         source = events[0].source
         brokers = self.reach.get(source)
         if brokers:

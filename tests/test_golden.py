@@ -43,7 +43,9 @@ def covering(findings: list[Finding], cause: str) -> list[Finding]:
 
 def problems(analysis: Analysis, spec: dict[str, Any]) -> list[str]:
     found: list[str] = []
-    causes = {c["id"]: c["clients"] for c in spec["root_causes"]}
+    causes: dict[str, list[str]] = {}
+    for cause in spec["root_causes"]:  # one id on several hosts: each host's clients
+        causes.setdefault(cause["id"], []).extend(cause["clients"])
     allowed = set(causes) | set(spec.get("warnings", []))
     for cause, clients in causes.items():
         matching = covering(analysis.findings, cause)

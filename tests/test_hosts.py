@@ -213,3 +213,22 @@ def test_clients_in_a_shared_folder_join_the_broker_they_dial() -> None:
     for source in analysis.sources:
         if source.info.source.startswith("client:"):
             assert source.offset_how.startswith("estimated from"), source.info.source
+
+
+def test_clients_of_two_brokers_on_one_port_are_tied_by_their_connections() -> None:
+    """shared_port_brokers: site-a and site-b listen on one port with no bind address, and the
+    clients' logs (one shared folder) name no port of their own, no user and no broker address.
+    Each refused attempt is stitched to the broker whose log shows the connection at that time, and
+    the client's lines are judged on that broker's host: its password file, its finding."""
+    analysis = analyze([SAMPLES / "shared_port_brokers"])
+    assert {(f.host, f.id, tuple(sorted(f.clients))) for f in analysis.findings} == {
+        ("site-a", "auth.bad_credentials", ("hmi-a",)), ("site-b", "auth.bad_credentials", ("viewer-b",))}
+    by_host = {f.host: f for f in analysis.findings}
+    for host, client, user_verdict in (("site-a", "hmi-a", "is in the password file"),
+                                       ("site-b", "viewer-b", "is not in the password file (site-b/passwd)")):
+        found = by_host[host]
+        files = {e.file for e in found.evidence}
+        assert files == {f"{host}/mosquitto.log", f"clients/{client}.log"}
+        assert found.count == 2 and found.confidence == "high"
+        assert user_verdict in found.explanation
+        assert any(f.file == f"{host}/passwd" for f in found.facts)

@@ -964,10 +964,11 @@ class Stitcher:
 
 #: What a connection knows that each of its lines stands for, though only one line said it: the
 #: listener it came in on (`New connection from ... on port P`), whether its CONNECT carried a
-#: user name (the client's log), and the client log its other side is in (the client's own
-#: configuration is found by it). A refusal line is judged with them: one connection is classified
-#: from all of its lines, not line by line.
-CARRIED = ("listener_port", "has_username", "client_source")
+#: user name (the client's log), the client log its other side is in (the client's own
+#: configuration is found by it) and the broker log of its broker side (a client line is judged on
+#: the host of the broker it talked to, when several brokers could have been). A refusal line is
+#: judged with them: one connection is classified from all of its lines, not line by line.
+CARRIED = ("listener_port", "has_username", "client_source", "broker_source")
 
 
 def _carry(event: Event, conn: Connection) -> None:

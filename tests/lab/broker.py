@@ -65,10 +65,12 @@ class Mosquitto:
 
     def __init__(self, workdir: Path, config: str, *, listeners: int = 1, log_name: str = "mosquitto.log",
                  env: dict[str, str] | None = None, capture_stdout: bool = False,
-                 log_path: Path | None = None, ports: list[int] | None = None) -> None:
+                 log_path: Path | None = None, ports: list[int] | None = None,
+                 prefix: list[str] | None = None) -> None:
         """`capture_stdout` sends mosquitto's stdout and stderr to `log_name` (as `> log 2>&1` would),
         for configs with `log_dest stdout`; `log_path` names the file where the log appears when
-        something else writes it (a syslog daemon); `ports` fixes the listener ports."""
+        something else writes it (a syslog daemon); `ports` fixes the listener ports; `prefix` runs
+        mosquitto under another command (`ip netns exec NS`: a machine of its own)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ports = list(ports) if ports is not None else [free_port() for _ in range(listeners)]
@@ -87,6 +89,7 @@ class Mosquitto:
             text += "user root\n"
         self.conf_path.write_text(text)
         self.env = env
+        self.prefix = list(prefix or [])
         self.proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
 
@@ -101,13 +104,13 @@ class Mosquitto:
         env = dict(os.environ)
         if self.env:
             env.update(self.env)
+        cmd = [*self.prefix, mosquitto_binary(), "-c", str(self.conf_path)]
         if self.capture_stdout:
             with self.stdout_path.open("ab") as sink:
-                self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf_path)], cwd=self.workdir,
-                                             stdout=sink, stderr=subprocess.STDOUT, env=env)
+                self.proc = subprocess.Popen(cmd, cwd=self.workdir, stdout=sink, stderr=subprocess.STDOUT, env=env)
         else:
-            self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf_path)], cwd=self.workdir,
-                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+            self.proc = subprocess.Popen(cmd, cwd=self.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                         env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -200,7 +200,7 @@ class Scene:
 
     def _add(self, name: str, info: dict[str, Any], cmd: list[str], env: dict[str, str] | None,
              *, tz: str | None = None, clock_offset: int | None = None, sink: str | None = None,
-             folder: str = "clients") -> Client:
+             folder: str = "clients", netns: str | None = None) -> Client:
         if name in self.clients:  # the same client run again (a retry by hand): same file, same info
             return self.clients[name]
         full_env = child_env()
@@ -217,6 +217,9 @@ class Scene:
             self.extra.setdefault("clock_offsets", {})[name] = clock_offset
         info["log"] = f"{folder}/{name}.log"
         info["command"] = shlex.join(_show(cmd))
+        if netns is not None:  # on a machine of its own: a network namespace (see lab.netns)
+            cmd = ["ip", "netns", "exec", netns, *cmd]
+            info["network_namespace"] = netns
         client = Client(name=name, info=info, cmd=cmd, env=full_env, sink=sink)
         self.clients[name] = client
         return client
@@ -250,7 +253,7 @@ class Scene:
     def paho(self, name: str, port: int, args: Sequence[str], *, client_id: str, host: str = HOST,
              username: str | None = None, password: str | None = None, tz: str | None = None,
              clock_offset: int | None = None, duration: float = 4.0, start: bool = True,
-             folder: str = "clients", config: str | None = None) -> Client:
+             folder: str = "clients", config: str | None = None, netns: str | None = None) -> Client:
         """The lab's paho-mqtt application (lab.paho_client); its log goes to `folder` (a host's
         own folder in a bundle of several hosts). With `config` (a file name in `folder`), the
         application reads its broker, client id, user name and password from that INI file, which
@@ -274,7 +277,7 @@ class Scene:
         if username is not None:
             info["username"] = username
         client = self._add(name, info, cmd, None, tz=tz, clock_offset=clock_offset,
-                           sink=f"{folder}/{name}.stderr.txt", folder=folder)
+                           sink=f"{folder}/{name}.stderr.txt", folder=folder, netns=netns)
         return self.start(client) if start else client
 
     def paho_c(self, name: str, tool: str, port: int, args: Sequence[str], *, client_id: str,
@@ -1950,6 +1953,8 @@ _register(
                                                        "certificate's end; the failure was before it"),
     (incidents_reasoning.make_login_from_config, "a refused login whose user only the client's configuration "
                                                  "file names"),
+    (incidents_reasoning.make_shared_port_brokers, "two brokers on one port on machines of their own; client logs "
+                                                   "that name no address or port"),
     (incidents_reasoning.make_rotated_overlap, "logrotate's copy and the live log's last lines share a stretch "
                                                "holding one refusal"),
 )

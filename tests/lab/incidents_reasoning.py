@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from lab import pki
+from lab.broker import free_port
 from lab.incidents import (
     HOST,
     LOG_ALL,
@@ -329,3 +330,70 @@ def make_rotated_overlap(out: Path) -> None:
     rotated.chmod(0o644)  # logrotate's copy is its owner's only; a sample is read by anyone
     scene.finish([("auth.bad_credentials", ["edge-75", "edge-76", "edge-77"])], broker=broker,
                  extra_versions={"logrotate": dpkg_version("logrotate")})
+
+
+# --------------------------------------------------------------------------- two brokers on one port
+
+
+def make_shared_port_brokers(out: Path) -> None:
+    """Two brokers of one site on the same port, on machines of their own; the clients' logs in one
+    shared folder name neither the broker's address nor its port: only the time of each broker's
+    connections says which broker a client's attempts went to."""
+    from lab.netns import NamespaceUnavailable, network_namespace
+
+    scene = Scene.create(out, "shared_port_brokers",
+                         "A support bundle of two brokers, site-a/ and site-b/, each on its own machine and both "
+                         "listening on the same port on every address (`listener PORT`, no bind address), with "
+                         "the clients' logs in one shared folder. site-b's broker and its clients ran in a "
+                         "network namespace of their own. hmi-a (site-a) and viewer-b (site-b) are paho "
+                         "applications that read their settings from an INI file and log at WARNING: their logs "
+                         "name neither their own port nor a user, and the address they dial is no broker's. "
+                         "hmi-a's password is last year's (a wrong password: HMI is in site-a's password file); "
+                         "viewer-b logs in as SparkplugViewer, a user site-b's password file does not have. "
+                         "edge-a1 and edge-b1 log in and publish.")
+    users_b = {"MyEACM": USERS["MyEACM"], "Historian": "hist-secret-5"}
+    scene.passwd(USERS, "site-a")
+    scene.passwd(users_b, "site-b")
+    port = free_port()
+    config = "listener {port0}\nallow_anonymous false\npassword_file passwd\n" + LOG_ALL
+    publish = ["--publish", "spBv1.0/Plant1/NDATA/x", "--attempts", "1", "--interval", "0.5"]
+    refused = ["--log-level", "WARNING", "--publish", "spBv1.0/Plant1/NDATA/x", "--attempts", "2",
+               "--retry-delay", "0.6"]
+    try:
+        with network_namespace("corr-site-b") as site_b:
+            a = scene.broker(config, "site-a", ports=[port]).start()
+            b = scene.broker(config, "site-b", ports=[port], prefix=["ip", "netns", "exec", site_b]).start()
+            try:
+                scene.paho("edge-a1", port, publish, client_id="edge-a1", username="MyEACM",
+                           password=USERS["MyEACM"], duration=2)
+                scene.paho("edge-b1", port, publish, client_id="edge-b1", username="MyEACM",
+                           password=USERS["MyEACM"], duration=2, netns=site_b)
+                scene.wait(timeout=20)
+                time.sleep(0.5)
+                scene.wait(scene.paho("hmi-a", port, refused, client_id="hmi-a", username="HMI",
+                                      password="hmi-secret-OLD", duration=2, config="hmi-a.ini"), timeout=20)
+                time.sleep(2.0)  # a second of its own for each broker's refusals
+                scene.wait(scene.paho("viewer-b", port, refused, client_id="viewer-b", username="SparkplugViewer",
+                                      password=USERS["SparkplugViewer"], duration=2, config="viewer-b.ini",
+                                      netns=site_b), timeout=20)
+                time.sleep(0.3)
+            finally:
+                a.stop()
+                b.stop()
+    except NamespaceUnavailable as exc:
+        raise IncidentUnavailable(str(exc)) from exc
+    for folder, broker, client in (("site-a", a, "hmi-a"), ("site-b", b, "viewer-b")):
+        text = broker.log_text()
+        _require(text, r"Client <unknown> disconnected, not authorised", f"shared_port_brokers: {folder}")
+        if text.count("not authorised") != 2:
+            raise IncidentFailed(f"shared_port_brokers: {folder} should refuse {client}'s two attempts only")
+        log = _read(scene.root / f"clients/{client}.log")
+        _require(log, r"Not authorized", f"shared_port_brokers: {client}")
+        if "local" in log or "CONNECT" in log:
+            raise IncidentFailed(f"shared_port_brokers: {client}'s log names its own port or its CONNECT; the "
+                                 "scenario is one that does not")
+    scene.extra["brokers"] = {"site-a": {"listener_ports": [port], "exit_code": a.returncode},
+                              "site-b": {"listener_ports": [port], "exit_code": b.returncode,
+                                         "network_namespace": "its own (ip netns)"}}
+    scene.finish([], hosts={"site-a": [("auth.bad_credentials", ["hmi-a"])],
+                            "site-b": [("auth.bad_credentials", ["viewer-b"])]})
