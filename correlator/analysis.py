@@ -107,6 +107,13 @@ class Session:
         """Connection ids whose client was found only by its log file's time (link `file_time`):
         a finding that names a client through them alone says so in its confidence reason."""
 
+    def use_hosts(self, hosts: HostPlan) -> None:
+        """Judge events by host from now on (a live session whose bundle showed its hosts only
+        once their logs came: a syslog file of several hosts written after the watch began)."""
+        self.hosts = hosts
+        self.engine.facts = HostFacts(hosts, self.artifacts)
+        self.engine.host_of = hosts.host_of
+
     def note_connections(self, connections: Iterable[Connection]) -> None:
         """Remember who each finished connection was, so findings can name the clients behind
         broker lines that only say '<unknown>'."""
@@ -258,9 +265,11 @@ def open_logs(bundle: Bundle, registry: Registry, options: Options, errors: list
             for part, host in split or []:
                 try:
                     logs.append(LogFile(part, registry, format_name=log.format.name,
-                                        display_path=name + suffix + host))
+                                        display_path=name + suffix + f" [{host}]"))
                 except CorrelatorError as exc:
                     errors.append(str(exc))
+                    continue
+                logs[-1].split_from = (stream, host)
             if split is None:
                 logs.append(log)
     return logs

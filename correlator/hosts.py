@@ -190,7 +190,7 @@ class HostFacts:
 
 def split_by_syslog_host(log: LogFile, bundle: Bundle) -> list[tuple[Path, str]] | None:
     """A log whose lines come from several hosts (a central syslog server's file): one stream
-    per host name, as files in a scratch folder of the bundle, each line in its place (the other
+    (and its host name) per host name, as files in a scratch folder of the bundle, each line in its place (the other
     hosts' lines blank, so line numbers stay the file's); a line naming no host (a continuation)
     stays with the line before (lines before the first that names one are blank in every stream).
     Read and written a chunk at a time: memory does not grow with the file. None when the first
@@ -222,7 +222,7 @@ def split_by_syslog_host(log: LogFile, bundle: Bundle) -> list[tuple[Path, str]]
             stream.close()
     if len(streams) < 2:
         return None
-    return [(folder / f"{stem}@{_safe(name)}.log", f" [{name}]") for name in sorted(streams)]
+    return [(folder / f"{stem}@{_safe(name)}.log", name) for name in sorted(streams)]
 
 
 # ---------------------------------------------------------------------- grouping

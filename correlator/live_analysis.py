@@ -21,18 +21,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from correlator.analysis import Options, Session, forced_format, load_artifacts, prepare
+from correlator.analysis import Options, Session, forced_format, load_artifacts, open_logs, prepare
 from correlator.engine.facts import Artifacts
 from correlator.engine.rules import Rule
 from correlator.errors import CorrelatorError, InputError
-from correlator.formats.parse import SourceParser
+from correlator.formats.definition import Format
+from correlator.formats.parse import SourceParser, line_host
 from correlator.formats.patterns import PatternTimeout
 from correlator.formats.registry import DETECT_LINES, Registry
-from correlator.hosts import HostPlan, plan_hosts
+from correlator.hosts import Host, HostPlan, plan_hosts
 from correlator.model import Event
 from correlator.report_model import Finding
 from correlator.sources.bundle import Bundle, classify, open_bundle
-from correlator.sources.files import LogFile, decode, detection_problems, source_name
+from correlator.sources.files import decode, detection_problems, source_name
 from correlator.sources.lines import Line
 from correlator.sources.tail import LineBatch, Tailer, TailEvent
 from correlator.timeline.pipeline import LiveTimeline
@@ -42,6 +43,9 @@ RECENT_EVENTS = 50_000
 #: Seconds between clock ticks (release held events, fire absences, collapse updates): a held
 #: line waits up to one tick, so this bounds the live latency from below.
 TICK = 0.05
+#: Sub-folder levels of a followed folder whose logs are followed (a bundle's host folders and
+#: theirs), sub-folders made after the watch began included.
+FOLDER_DEPTH = 3
 #: Seconds of wall clock "lines per second" looks back over: it falls to 0 that long after the
 #: logs go quiet.
 RATE_WINDOW = 5.0
@@ -66,6 +70,13 @@ class LiveSource:
     parser: SourceParser | None = None
     waiting: list[Line] = field(default_factory=list)
     numbers: int = 0
+    split_format: Format | None = None
+    """Set for a file several hosts wrote: its lines go to one LiveSource per host
+    (`<path> [<host>]`), numbered as lines of this file."""
+    split_host: str = ""
+    """The host of the file's last line that named one."""
+    real: str = ""
+    """For one host's part of such a file: the file (whose time dates lines that carry none)."""
 
 
 def _written(path: str | Path) -> float:
@@ -95,6 +106,12 @@ class LiveAnalysis:
         plan: HostPlan | None = None
         #: A log's real path -> its source name in a bundle of several hosts (`broker:<host>`).
         self._named: dict[str, str] = {}
+        #: A file several hosts wrote (a syslog server's) -> its hosts' source names: its lines are
+        #: split per host as they arrive, as `analyze` splits the file.
+        self._split_named: dict[str, dict[str, str]] = {}
+        #: The followed folders and how a bundle names their files (`open_bundle`): a log that
+        #: appears later is placed among the hosts by its name.
+        self._roots = [(os.path.realpath(f), "" if len(folders) == 1 else f"{f.name}/") for f in folders]
         if folders:
             with open_bundle(folders) as bundle:
                 artifacts = load_artifacts(bundle, self.options, self.errors)
@@ -123,27 +140,72 @@ class LiveAnalysis:
         self._catching_up = from_beginning
         for path in self.paths:
             if path.is_dir():
-                # the tailer watches one folder level; a bundle keeps logs in sub-folders
-                for folder in [path, *sorted(p for p in path.rglob("*") if p.is_dir())]:
-                    if len(folder.relative_to(path).parts) <= 3:
-                        self._tailer.add_folder(folder, pattern)
+                # a bundle keeps logs in sub-folders, some made while the watch runs
+                self._tailer.add_folder(path, pattern, depth=FOLDER_DEPTH)
             else:
                 self._tailer.add_file(path)
 
     def _plan_hosts(self, bundle: Bundle, artifacts: Artifacts) -> HostPlan | None:
-        """The hosts of the logs the folders hold when following starts (correlator.hosts), as
-        `analyze` groups them: None for one host. Logs that appear later keep their own names."""
-        logs = []
-        for path in bundle.logs:
-            try:
-                logs.append(LogFile(path, self.registry, display_path=bundle.name(path)))
-            except CorrelatorError:
-                continue  # the tailer reports it when it reads it
+        """The hosts of the logs the folders hold when following starts (correlator.hosts), read
+        and grouped as `analyze` reads and groups them (a syslog server's file split per host):
+        None for one host. A log that appears later is placed by `_place`."""
+        logs = open_logs(bundle, self.registry, self.options, [])  # the tailer reports what is broken
+        for log in logs:
+            if log.split_from is not None:
+                origin, host = log.split_from
+                self._split_named.setdefault(os.path.realpath(origin), {})[host] = log.info.source
         plan = plan_hosts(bundle, artifacts, logs)
         if not plan.multi:
             return None
-        self._named = {os.path.realpath(log.path): log.info.source for log in logs}
+        self._named = {os.path.realpath(log.path): log.info.source for log in logs if log.split_from is None}
+        for log in logs:  # the names the plan gave the split parts
+            if log.split_from is not None:
+                origin, host = log.split_from
+                self._split_named[os.path.realpath(origin)][host] = log.info.source
         return plan
+
+    def _display(self, path: Path) -> str:
+        """A file as `analyze` names it within the followed folders."""
+        real = os.path.realpath(path)
+        for root, prefix in self._roots:
+            if real.startswith(root + os.sep):
+                return prefix + os.path.relpath(real, root)
+        return str(path)
+
+    def _place(self, path: Path, name: str, syslog_host: str | None) -> str:
+        """The source name of a log the plan did not know (it appeared after following began, or
+        it is a new host's part of a syslog file), placed among the bundle's hosts as `analyze`
+        would place it: by the host its syslog lines name, else by the host folder it sits in. A
+        broker's log is named by its host; its connections, clock and findings are that host's."""
+        plan = self.session.hosts
+        broker = name == "broker" or name.startswith("broker:")
+        if syslog_host and (plan is None or all(h.how == "syslog host name" for h in plan.hosts)):
+            # no folder told the hosts apart when the watch began: the syslog host names do now
+            if plan is None:
+                plan = HostPlan([])
+                self.session.use_hosts(plan)
+            if plan.host(syslog_host) is None:
+                plan.hosts.append(Host(syslog_host, "syslog host name", artifacts=self.session.artifacts))
+        if plan is None:
+            return name
+        display = self._display(path)
+        host = next((h for h in plan.hosts if syslog_host and (h.name == syslog_host or syslog_host in h.syslog_names)),
+                    None)
+        if host is None:
+            host = max((h for h in plan.hosts if h.root and display.startswith(h.root.rstrip("/") + "/")),
+                       key=lambda h: len(h.root), default=None)
+        if host is None:
+            return name if not syslog_host else f"{name}@{syslog_host}"
+        source = f"broker:{host.name}" if broker else name
+        if not broker and plan.home.get(source, host.name) != host.name:
+            source = f"{name}@{host.name}"  # the same log name on another host
+        plan.home[source] = host.name
+        if source not in host.sources:
+            host.sources.append(source)
+            host.logs.append(display)
+        if not any(s == "broker" or s.startswith("broker:") for s in host.sources):
+            self._timeline.tracker.clock_groups[source] = host.name  # a gateway's logs share its clock
+        return source
 
     # -- control -------------------------------------------------------------------------------
 
@@ -196,12 +258,49 @@ class LiveAnalysis:
         fmt = self.registry.get(forced) if forced else self.registry.detect(texts, slow)[0]
         for problem in detection_problems(slow, fmt, str(path)):
             self._tail_error(problem)
-        name = self._named.get(os.path.realpath(path)) or source_name(fmt, path, texts)
+        real = os.path.realpath(path)
+        hosts = {h for text in texts if (h := line_host(fmt, text))}
+        if real in self._split_named or len(hosts) > 1:
+            # a syslog server's file of several hosts: one source per host, as `analyze` splits it
+            state.split_format, state.format = fmt, fmt.name
+            self._split_named.setdefault(real, {})
+            return
+        name = self._named.get(real) or self._place(path, source_name(fmt, path, texts), next(iter(hosts), None))
+        self._start_parser(state, fmt, name, str(path), path)
+
+    def _start_parser(self, state: LiveSource, fmt: Format, name: str, file: str, path: Path) -> None:
         choice = self.zones.choose(name, str(path), broker_epoch=fmt.role == "broker")
-        state.parser = SourceParser(fmt, self.registry.evidence, source=name, file=str(path), tz=choice.zone,
+        state.parser = SourceParser(fmt, self.registry.evidence, source=name, file=file, tz=choice.zone,
                                     fallback=self.registry.fallback, fallback_time=_written(path))
         state.source, state.format, state.zone = name, fmt.name, choice.name
-        self._timeline.add_source(name, str(path))
+        self._timeline.add_source(name, file)
+
+    def _split(self, state: LiveSource, lines: list[tuple[int, int, str]]) -> None:
+        """A file of several hosts' lines: each line to its host's source (a line naming no host,
+        a continuation, stays with the line before; lines before the first that names one are no
+        host's), in runs, so each host's lines keep their order and their file line numbers."""
+        fmt = state.split_format
+        assert fmt is not None
+        path = Path(state.path)
+        names = self._split_named[os.path.realpath(path)]
+        run: list[tuple[int, int, str]] = []
+        for numbered in [*lines, None]:
+            host = state.split_host if numbered is None else (line_host(fmt, numbered[2]) or state.split_host)
+            if run and (numbered is None or host != state.split_host):
+                child = self._source(Path(f"{state.path} [{state.split_host}]"))
+                child.real = state.path
+                if child.parser is None:
+                    name = names.get(state.split_host) or self._place(
+                        path, source_name(fmt, path, [text for _, _, text in run]), state.split_host)
+                    names[state.split_host] = name
+                    self._start_parser(child, fmt, name, child.path, path)
+                self._parse_numbered(child, run)
+                run = []
+            if numbered is None:
+                break
+            state.split_host = host
+            if host:
+                run.append(numbered)
 
     def _on_batch(self, batch: LineBatch) -> None:
         if batch.path.exists() and classify(batch.path) not in ("log", "unreadable"):
@@ -211,7 +310,7 @@ class LiveAnalysis:
             if batch.event in (TailEvent.ROTATED, TailEvent.TRUNCATED):
                 state.numbers = 0
             lines = batch.lines
-            if state.parser is None:
+            if state.parser is None and state.split_format is None:
                 state.waiting.extend(lines)
                 if len(state.waiting) < 5 and batch.event is None:
                     return  # a few more lines make detection reliable; the clock flushes stragglers
@@ -220,16 +319,22 @@ class LiveAnalysis:
             self._parse(state, lines)
 
     def _parse(self, state: LiveSource, lines: Iterable[Line]) -> None:
+        numbered = []
+        for offset, raw in lines:
+            state.numbers += 1
+            numbered.append((state.numbers, offset, decode(raw)))
+        if state.split_format is not None:
+            self._split(state, numbered)
+        else:
+            self._parse_numbered(state, numbered)
+
+    def _parse_numbered(self, state: LiveSource, numbered: list[tuple[int, int, str]]) -> None:
         assert state.parser is not None
         # Lines with no time of their own (mosquitto_pub -d) are dated as the batch dates them, by
         # the file's modification time, but as it is when they are read: a followed file's new
         # lines get the time they arrived, not the time the watch began, so they stay in order
         # and the stitcher's file-time pairing ties each attempt to the broker's connection.
-        state.parser.fallback_time = _written(state.path)
-        numbered = []
-        for offset, raw in lines:
-            state.numbers += 1
-            numbered.append((state.numbers, offset, decode(raw)))
+        state.parser.fallback_time = _written(state.real or state.path)
         now = self._clock()
         self._arrivals.append((now, len(numbered)))
         self._forget_arrivals(now)
@@ -247,8 +352,8 @@ class LiveAnalysis:
     def _tick_loop(self) -> None:
         while not self._stop.wait(TICK):
             with self._lock:
-                for path, state in self.sources.items():
-                    if state.parser is None and state.waiting:
+                for path, state in list(self.sources.items()):
+                    if state.parser is None and state.split_format is None and state.waiting:
                         lines, state.waiting = state.waiting, []
                         self._open_parser(state, Path(path), lines)
                         self._parse(state, lines)

@@ -135,3 +135,80 @@ def test_a_client_named_by_its_untimed_lines_says_they_were_dated_by_their_arriv
     assert finding is not None and finding.clients == {"edge-07"}
     assert "edge-07 is named by when its lines arrived only (its lines carry no time or port)" in \
         finding.confidence_reason
+
+
+def _steady(live: LiveAnalysis, seconds: float = 30) -> set[tuple[str, str, tuple[str, ...]]]:
+    """The live findings once they stopped changing for 1.5 s (host, id, clients)."""
+    deadline = time.monotonic() + seconds
+    last: object = None
+    steady = 0
+    while time.monotonic() < deadline and steady < 15:
+        now = {(f.host, f.id, tuple(sorted(f.clients))) for f in live.findings()}
+        steady = steady + 1 if now == last else 0
+        last = now
+        time.sleep(0.1)
+    assert isinstance(last, set)
+    return last
+
+
+def test_logs_that_appear_after_the_watch_began_join_their_hosts(tmp_path: Path) -> None:
+    """watch over multi_broker_acl's three broker folders while they hold only their configs: the
+    brokers' logs arrive afterwards, and the clients' logs in a folder made afterwards. Each log
+    joins its host (its folder), so each broker's events are judged by its own ACL, as `analyze`
+    judges them once all is there."""
+    import json
+
+    sample = SAMPLES / "multi_broker_acl"
+    folder = tmp_path / "site"
+    shutil.copytree(sample, folder, ignore=shutil.ignore_patterns("*.log", "clients"))
+    spec = json.loads((sample / "expected.json").read_text())
+    wanted = {(host, cause["id"], tuple(cause["clients"]))
+              for host, found in spec["hosts"].items() for cause in found["root_causes"]}
+    with LiveAnalysis([folder], polling=True) as live:
+        time.sleep(0.5)
+        (folder / "clients").mkdir()
+        for log in sorted((sample / "clients").glob("*.log")):
+            shutil.copy(log, folder / "clients" / log.name)
+        for broker in ("broker-a", "broker-b", "broker-c"):
+            shutil.copy(sample / broker / "mosquitto.log", folder / broker / "mosquitto.log")
+        found = _steady(live)
+        sources = {s.source for s in live.sources.values()}
+    assert found == wanted
+    assert {"broker:broker-a", "broker:broker-b", "broker:broker-c", "client:viewer-a"} <= sources
+    assert {(f.host, f.id, tuple(sorted(f.clients))) for f in analyze([folder]).findings} == wanted
+
+
+def _two_hosts_syslog(lines: list[str]) -> str:
+    """The real RFC 3164 file of syslog_variants as a central syslog server's one file of two
+    brokers: every other line given another host name (as tests/test_hosts.py makes it)."""
+    mixed = [line.replace(" vm mosquitto[", " mqtt-b mosquitto[") if i % 2 else line.replace(
+        " vm mosquitto[", " mqtt-a mosquitto[") for i, line in enumerate(lines)]
+    return "\n".join(mixed) + "\n"
+
+
+def test_a_syslog_file_of_two_hosts_is_split_per_host_live(tmp_path: Path) -> None:
+    """The same file followed: one source per host with the file's line numbers, findings on the
+    hosts `analyze` gives them, whether the file was there when the watch began or came later."""
+    lines = (SAMPLES / "syslog_variants" / "broker" / "syslog-rfc3164.log").read_text().splitlines()
+    text = _two_hosts_syslog(lines)
+    before = tmp_path / "before"
+    before.mkdir()
+    (before / "messages.log").write_text(text)
+    batch = analyze([before])
+    wanted = {(f.host, f.id, tuple(sorted(f.clients))) for f in batch.findings}
+    assert {f.host for f in batch.findings} == {"mqtt-a", "mqtt-b"}
+    later = tmp_path / "later"
+    later.mkdir()
+    for folder in (before, later):
+        with LiveAnalysis([folder], polling=True) as live:
+            if folder is later:
+                time.sleep(0.5)
+                (later / "messages.log").write_text(text)
+            found = _steady(live)
+            sources = {s.source for s in live.sources.values() if s.source}
+            evidence = [(ref.file, ref.line) for f in live.findings() for ref in f.evidence]
+        assert found == wanted, folder.name
+        assert sources == {"broker:mqtt-a", "broker:mqtt-b"}
+        for file, line in evidence:
+            host = "mqtt-a" if (line or 1) % 2 else "mqtt-b"  # line numbers are the file's
+            assert file.endswith(f"messages.log [{host}]"), (file, line)

@@ -772,3 +772,26 @@ def test_reading_and_tailing_never_import_a_ui() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] in {'textual', 'fastapi', 'uvicorn'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_folder_followed_with_depth_follows_sub_folders_made_later(
+        tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer], observer: bool) -> None:
+    """A bundle's host folder (and a folder inside it) made while the watch runs: its logs are
+    read from their first line; a folder deeper than the depth is not followed."""
+    tailer = make_tailer(polling=observer)
+    tailer.add_folder(tmp_path, "*.log", depth=2)
+    tailer.start()
+    (tmp_path / "site-b" / "clients").mkdir(parents=True)
+    (tmp_path / "site-b" / "clients" / "too" / "deep").mkdir(parents=True)
+    near, far, deep = (tmp_path / "site-b" / "mosquitto.log", tmp_path / "site-b" / "clients" / "edge.log",
+                       tmp_path / "site-b" / "clients" / "too" / "deep.log")
+    for path in (near, far, deep):
+        append(path, numbered(path.stem, 0, 3))
+    collector.wait_count(near, 3)
+    collector.wait_count(far, 3)
+    append(far, numbered("more", 0, 2))
+    collector.wait_count(far, 5)
+    tailer.stop()
+    assert collector.lines[near] == numbered("mosquitto", 0, 3)
+    assert collector.lines[far] == numbered("edge", 0, 3) + numbered("more", 0, 2)
+    assert deep not in collector.lines

@@ -110,6 +110,9 @@ class LogFile:
         self.info = SourceInfo(display_path or str(path), self.parser.source, fmt.name, round(share, 3),
                                str(getattr(zone, "key", None) or zone))
         self.zone_how = "given" if tz is not None else "UTC (no zone known)"
+        self.split_from: tuple[Path, str] | None = None
+        """For one host's lines of a file several hosts wrote (a syslog server's): that file and
+        the host name (correlator.hosts.split_by_syslog_host); None for a log read as it is."""
         self.routine_spec: RoutineSpec | None = None
         """Set by `count_routine`: the lines it declares routine are counted, not parsed."""
         self.thinner: Thinner | None = None

@@ -186,6 +186,22 @@ class _Wakeup(FileSystemEventHandler):
 _STOP = object()
 
 
+def _folders_under(root: str, depth: int) -> list[str]:
+    """`root` and its sub-folders down to `depth` levels (none that cannot be listed)."""
+    out = [root]
+    level = [root]
+    for _ in range(depth):
+        below = []
+        for folder in level:
+            try:
+                below += sorted(e.path for e in os.scandir(folder) if e.is_dir(follow_symlinks=False))
+            except OSError:
+                continue
+        out += below
+        level = below
+    return out
+
+
 class Tailer:
     """Follows files and folders and calls `callback(LineBatch)` from one worker thread.
 
@@ -213,6 +229,8 @@ class Tailer:
         self._idle_close = idle_close
         self._files: dict[str, _Followed] = {}
         self._folders: dict[str, list[str]] = {}
+        self._trees: dict[str, list[tuple[str, int]]] = {}
+        """Folders followed with their sub-folders: (pattern, depth) each."""
         # Names in folders that hold a file we already read under another name (a rotated copy).
         self._ignored: dict[str, FileId] = {}
         # Files we finished and closed that still exist somewhere, with (size, mtime) at close.
@@ -239,10 +257,14 @@ class Tailer:
         """Follow one file. It need not exist yet: it is read from offset 0 once it appears."""
         self._command(("file", os.path.abspath(path), ""))
 
-    def add_folder(self, path: str | os.PathLike[str], pattern: str = "*.log") -> None:
-        """Follow every file in a folder (not its subfolders) whose name matches `pattern`,
-        including files created later."""
-        self._command(("folder", os.path.abspath(path), pattern))
+    def add_folder(self, path: str | os.PathLike[str], pattern: str = "*.log", *, depth: int = 0) -> None:
+        """Follow every file in a folder whose name matches `pattern`, including files created
+        later; with `depth`, in its sub-folders too, that many levels down, including sub-folders
+        created later (a bundle's host folders: `site-b/` appears while the watch runs)."""
+        if depth:
+            self._command(("tree", os.path.abspath(path), f"{depth}:{pattern}"))
+        else:
+            self._command(("folder", os.path.abspath(path), pattern))
 
     @property
     def observer_kind(self) -> str:
@@ -330,6 +352,13 @@ class Tailer:
 
     def _apply(self, command: tuple[str, str, str]) -> None:
         kind, path, pattern = command
+        if kind == "tree":
+            depth, _, pattern = pattern.partition(":")
+            entry = (pattern, int(depth))
+            if entry not in self._trees.setdefault(path, []):
+                self._trees[path].append(entry)
+            self._grow_trees()
+            return
         if kind == "file":
             # Named explicitly, it is kept even while absent, also if a folder found it first.
             self._files.setdefault(path, _Followed(path, discovered=False)).discovered = False
@@ -342,6 +371,15 @@ class Tailer:
             directory = path
         if self._observer is not None:
             self._watch(directory)
+
+    def _grow_trees(self) -> None:
+        """Follow the sub-folders of followed trees that are not followed yet (new ones included:
+        a later pass reads their files from the start, as any file that appears later)."""
+        for root, entries in list(self._trees.items()):
+            for pattern, depth in entries:
+                for folder in _folders_under(root, depth):
+                    if pattern not in self._folders.get(folder, []):
+                        self._apply(("folder", folder, pattern))
 
     def _directories(self) -> set[str]:
         return {os.path.dirname(p) for p in self._files} | set(self._folders)
@@ -452,6 +490,7 @@ class Tailer:
             self._scan_folder(path, at_end=not self._from_beginning)
 
     def _full_pass(self) -> None:
+        self._grow_trees()
         for directory in self._directories() - self._watched:
             self._watch(directory)
         for followed in list(self._files.values()):
