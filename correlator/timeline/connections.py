@@ -511,10 +511,22 @@ class Stitcher:
         return conn
 
     def _pending_for(self, state: _BrokerState, addr: str | None) -> Connection | None:
+        """The pending connection a line that names no client is about: of those accepted in one
+        burst (within PORT_SLACK of the newest), the first accepted. mosquitto answers CONNECTs and
+        handshakes in the order they arrive, and a client sends its CONNECT as soon as it is
+        connected, so two clients refused in one second are answered in their accept order, each
+        connection (each port) with its own answer; an older connection still pending (one that
+        never spoke) is passed over."""
+        newest: Connection | None = None
+        chosen: Connection | None = None
         for conn in reversed(state.pending.values()):
             if addr is None or conn.peer_addr is None or conn.peer_addr == addr:
-                return conn
-        return None
+                if newest is None:
+                    newest = conn
+                elif newest.start - conn.start > PORT_SLACK:
+                    break
+                chosen = conn
+        return chosen
 
     def _broker_outcome(self, state: _BrokerState, conn: Connection, event: Event) -> None:
         kind, fields = event.kind, event.fields

@@ -1955,6 +1955,8 @@ _register(
                                                  "file names"),
     (incidents_reasoning.make_shared_port_brokers, "two brokers on one port on machines of their own; client logs "
                                                    "that name no address or port"),
+    (incidents_reasoning.make_two_clients_same_second, "two clients refused in the same seconds for different "
+                                                       "reasons; only ports tell them apart"),
     (incidents_reasoning.make_rotated_overlap, "logrotate's copy and the live log's last lines share a stretch "
                                                "holding one refusal"),
 )

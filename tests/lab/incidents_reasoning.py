@@ -6,6 +6,7 @@ They live apart from lab/incidents.py to keep that file's size in hand; lab.inci
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -397,3 +398,40 @@ def make_shared_port_brokers(out: Path) -> None:
                                          "network_namespace": "its own (ip netns)"}}
     scene.finish([], hosts={"site-a": [("auth.bad_credentials", ["hmi-a"])],
                             "site-b": [("auth.bad_credentials", ["viewer-b"])]})
+
+
+# --------------------------------------------------------------------------- two clients, one second
+
+
+def make_two_clients_same_second(out: Path) -> None:
+    """Two clients refused in the same seconds for different reasons: only each connection's own
+    port tells whose refusal is whose, since the broker logs both as `Client <unknown>`."""
+    scene = Scene.create(out, "two_clients_same_second",
+                         "One broker, allow_anonymous false with a password file. edge-a (paho, user MyEACM with "
+                         "an old password) and edge-b (paho, no user name) start together and retry twice, "
+                         "0.2 s apart: their six refusals fall in the same second or two, interleaved, each "
+                         "logged by the broker as 'Client <unknown> disconnected, not authorised'. Their logs "
+                         "(DEBUG) name each connection's local port and the CONNECT's user name flag.")
+    scene.passwd(USERS)
+    config = f"listener {{port0}} {HOST}\nallow_anonymous false\npassword_file passwd\n" + LOG_ALL
+    retry = ["--publish", "spBv1.0/Plant3/NDATA/x", "--attempts", "3", "--retry-delay", "0.2"]
+    with scene.broker(config) as broker:
+        port = broker.port
+        a = scene.paho("edge-a", port, retry, client_id="edge-a", username="MyEACM", password="eacm-secret-OLD",
+                       duration=2, start=False)
+        b = scene.paho("edge-b", port, retry, client_id="edge-b", duration=2, start=False)
+        scene.start(a)
+        scene.start(b)
+        scene.wait(timeout=20)
+        _settle(broker)
+    text = broker.log_text()
+    owner = {}
+    for client in ("edge-a", "edge-b"):
+        for local in re.findall(r"socket open: local \S+:(\d+)", _read(scene.root / f"clients/{client}.log")):
+            owner[local] = client
+    seconds: dict[str, set[str]] = {}
+    for stamp, peer in re.findall(r"^(\d+): New connection from \S+:(\d+)", text, re.M):
+        seconds.setdefault(stamp, set()).add(owner.get(peer, "?"))
+    if len(owner) != 6 or not any(len(who) == 2 for who in seconds.values()):
+        raise IncidentFailed("two_clients_same_second: no second holds both clients' connections")
+    scene.finish([("auth.bad_credentials", ["edge-a"]), ("auth.anonymous_denied", ["edge-b"])], broker=broker)
