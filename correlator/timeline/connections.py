@@ -10,8 +10,9 @@ from ip:port on port P` they belong to, possibly with other, established clients
   (accepted, no MQTT session yet);
 - an event with a client id goes to the open connection with that id; `mqtt.connect` (`New client
   connected from ip:port as id`) finds the pending connection by address and port and names it;
-- an event with no client id (or `<unknown>`) goes to the newest pending connection, from the same
-  address when the event names one;
+- an event with no client id (or `<unknown>`) goes to the first pending connection of the newest
+  burst of accepts (mosquitto answers in accept order: two clients refused in one second each get
+  their own refusal), from the same address when the event names one;
 - `No will message specified.` and the tab-indented topic lines of a SUBSCRIBE follow the line
   before them;
 - the one-line TLS failure `Client connection from ip failed: reason` comes before mosquitto logs
