@@ -28,8 +28,8 @@ from lab.incidents import (
     _read,
     _require,
     _settle,
-    need_faketime,
     dpkg_version,
+    need_faketime,
     tls_listener,
 )
 
