@@ -189,11 +189,7 @@ class Session:
     def feed_derived(self, events: Iterable[Event]) -> list[Finding]:
         """Events the timeline derived rather than read (a clock estimate): the rules see them,
         but they are no log line, so they stay out of the time range and the picture."""
-        changed: dict[int, Finding] = {}
-        for event in events:
-            for finding in self.engine.feed(event):
-                changed[id(finding)] = finding
-        return list(changed.values())
+        return self.engine.feed_many(events)
 
     def tick(self, now: float) -> list[Finding]:
         return self.engine.advance_to(now)

@@ -80,6 +80,12 @@ class CheckResult:
     def not_run(cls, check: str, why: str, **fields: Any) -> CheckResult:
         return cls(check, CheckStatus.NOT_RUN, why, **fields)
 
+    def named(self, check: str) -> CheckResult:
+        """This result under the name of the check that was asked (checks build theirs nameless).
+        `dataclasses.replace` does this too, at twice the cost: it took a quarter of the engine's
+        time on a storm of refused logins, whose every line runs three checks."""
+        return CheckResult(**{**self.__dict__, "check": check})
+
     @property
     def is_problem(self) -> bool:
         return self.status is CheckStatus.PROBLEM

@@ -186,6 +186,8 @@ class Engine:
         self.refuted: dict[str, int] = {}
         self._problems: list[InputError] = []
         self._timeouts: dict[BoundedPattern, int] = {}
+        #: Findings changed since their explanation and fix were last rendered (see `_render`).
+        self._unrendered: dict[int, tuple[Rule, Finding]] = {}
 
     def needs(self) -> tuple[frozenset[str], frozenset[str]] | None:
         """What the runnable matches read line by line: the kinds their steps name and the fields
@@ -230,6 +232,14 @@ class Engine:
     # -- input ---------------------------------------------------------------------------------
 
     def feed(self, event: Event) -> list[Finding]:
+        changed: dict[int, Finding] = {}
+        self._feed(event, changed)
+        self._render()
+        return list(changed.values())
+
+    def _feed(self, event: Event, changed: dict[int, Finding]) -> None:
+        """One event in; the findings it created or changed go into `changed` (by id), their
+        explanations not yet rendered."""
         self.events_seen += 1
         if event.kind in ATTEMPT_STARTS:
             self._attempts[event.source] = self._attempts.get(event.source, 0) + 1
@@ -245,7 +255,6 @@ class Engine:
             self._connection_times[event.connection] = event.ts
             if len(self._connection_times) > MAX_CONNECTION_TIMES:
                 self._connection_times.popitem(last=False)
-        changed: dict[int, Finding] = {}
         if event.ts > self.watermark:
             for overdue in self._advance(event.ts):
                 changed[id(overdue)] = overdue
@@ -262,7 +271,6 @@ class Engine:
                 finding = self._hit(rule, events, state.match)
                 if finding is not None:
                     changed[id(finding)] = finding
-        return list(changed.values())
 
     def _timed_out(self, exc: PatternTimeout, state: _MatchState, event: Event) -> None:
         """A rule's pattern ran out of time on `event`'s line, which then does not match it: said
@@ -300,10 +308,11 @@ class Engine:
         return offered
 
     def feed_many(self, events: Iterable[Event]) -> list[Finding]:
+        """`feed` for a batch: the findings the batch created or changed, each rendered once."""
         changed: dict[int, Finding] = {}
         for event in events:
-            for finding in self.feed(event):
-                changed[id(finding)] = finding
+            self._feed(event, changed)
+        self._render()
         return list(changed.values())
 
     def advance_to(self, now: float) -> list[Finding]:
@@ -311,6 +320,7 @@ class Engine:
         absences whose deadline passed can fire."""
         changed = self._advance(now)
         self.watermark = max(self.watermark, now)
+        self._render()
         return changed
 
     def finish(self, at: float | None = None) -> list[Finding]:
@@ -330,6 +340,7 @@ class Engine:
                             finding = self._fold(rule, [], list(result.evidence), dict(result.values),
                                                  confirmed=True, host=host)
                             changed.append(finding)
+        self._render()
         return changed
 
     def overflow_notes(self) -> list[str]:
@@ -495,7 +506,8 @@ class Engine:
         return context
 
     def _hit(self, rule: Rule, events: list[Event], match: Match | None = None) -> Finding | None:
-        context = self._context(rule, events)
+        found = self._context(rule, events)
+        context = dict(found)  # the checks' (with the host); the finding's is `found` and the values
         host = self.host_of(events) if self.host_of is not None else ""
         if host:
             context["host_name"] = host
@@ -523,11 +535,12 @@ class Engine:
                 confirmed = True
                 facts.extend(result.evidence)
             values.update(result.values)
-        return self._fold(rule, events, facts, values, confirmed=confirmed, host=host)
+        return self._fold(rule, events, facts, values, confirmed=confirmed, host=host, context=found)
 
     def _fold(self, rule: Rule, events: list[Event], facts: list[EvidenceRef], values: dict[str, Any], *,
-              confirmed: bool, host: str = "") -> Finding:
-        context = self._context(rule, events)
+              confirmed: bool, host: str = "", context: dict[str, Any] | None = None) -> Finding:
+        """`context` is `_context(rule, events)` where the caller made it already."""
+        context = self._context(rule, events) if context is None else context
         context.update(values)
         group_values = tuple(context.get(name) for name in rule.group_by)
         # one host's failures never fold into another's: the host leads the key
@@ -613,11 +626,22 @@ class Engine:
         if confirmed or finding.facts:
             finding.sides.add("artifact")
         self._rate(finding)
-        context = self._render_context(finding)
-        finding.explanation = explain(rule.explanation, context)
-        finding.remediation = [step for step in (fill_step(t, context) for t in rule.remediation) if step is not None]
+        self._unrendered[id(finding)] = (rule, finding)
         finding.revision += 1
         return finding
+
+    def _render(self) -> None:
+        """Fill in the explanation and fix of the findings changed since the last call. Every
+        public way in (`feed`, `feed_many`, `advance_to`, `finish`, `findings`) ends with it, so a
+        finding is rendered once per batch of events, not once per occurrence: in a storm of one
+        failure every line is an occurrence of the same finding, and rendering cost more than
+        the rest of a hit."""
+        for rule, finding in self._unrendered.values():
+            context = self._render_context(finding)
+            finding.explanation = explain(rule.explanation, context)
+            finding.remediation = [step for step in (fill_step(t, context) for t in rule.remediation)
+                                   if step is not None]
+        self._unrendered.clear()
 
     def _name(self, key: tuple[str, tuple[Any, ...]], finding: Finding, names: set[str], what: str,
               name: str) -> None:
@@ -754,6 +778,7 @@ class Engine:
         (and names it as the alternative), or disappears when none are left; where neither is
         confirmed, one finding names both. A cause that `explains` another (a broker that never
         started explains why clients were refused) absorbs it."""
+        self._render()
         rules = {rule.id: rule for rule in self.rules}
         view = {key: replace(f, clients=set(f.clients), users=set(f.users), hosts=set(f.hosts),
                              evidence=list(f.evidence), facts=list(f.facts), sides=set(f.sides),

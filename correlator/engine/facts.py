@@ -162,7 +162,7 @@ class Artifacts:
             # one that turns out unreadable leaves this check unknown. Any other exception is a
             # bug in the check and fails the analysis.
             return CheckResult.not_run(name, f"{name} could not run: {exc}")
-        return replace(result, check=name)
+        return result.named(name)
 
     # -- lookups the checks share ---------------------------------------------------------------
 

@@ -28,6 +28,11 @@ from correlator.sources.blocks import BLOCK_SIZE, iter_blocks
 from correlator.sources.lines import MAX_LINE, TRUNCATION_MARK, Line, iter_chunks
 from correlator.sources.thinning import Thinner
 
+#: Lines of a block parsed into events at once at most: a block of short lines that all need parsing
+#: (a storm of one failure) would otherwise be held as a block's worth of events (150,000 in 8 MB),
+#: and memory would grow with the block, not stay with a chunk (CHUNK_SIZE's lines, about as many).
+MAX_CHUNK_LINES = 16_384
+
 _ROTATION = re.compile(r"(\.(?:gz|bz2|xz))$|(\.\d+)$|(-\d{8})$")
 _LOG_SUFFIX = re.compile(r"\.(?:log|txt|out)$")
 
@@ -244,6 +249,11 @@ class LogFile:
                     if len(raw) > MAX_LINE:
                         raw = raw[:MAX_LINE] + TRUNCATION_MARK
                     lines.append((number, base + start, decode(raw)))
+                    if len(lines) >= MAX_CHUNK_LINES:
+                        events = parser.feed(lines)
+                        lines = []
+                        if events:
+                            yield events
                 before += block.count(b"\n")
                 self._read_to(base + len(block))
                 events = parser.feed(lines)
