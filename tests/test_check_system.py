@@ -84,7 +84,7 @@ def test_expiring_soon_is_judged_at_the_injected_time_with_the_one_window(ca: pk
                               not_after=NOW + timedelta(days=20)), "certs/server.pem")
     result = Artifacts(certs=[soon], now=NOW).check("cert_expiring_soon", [], {})
     assert result.status is CheckStatus.PROBLEM
-    assert result.values["expiring_list"].endswith("expires on 2026-12-13 12:00:00 UTC, in 20 days.")
+    assert result.values["expiring"].endswith(" on 2026-12-13 12:00:00 UTC, in 20 days")
     assert Artifacts(certs=[soon], now=NOW - timedelta(days=30)).check(
         "cert_expiring_soon", [], {}).status is CheckStatus.PASSED
     assert Artifacts(certs=[soon], now=NOW, window=timedelta(days=7)).check(

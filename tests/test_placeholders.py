@@ -38,7 +38,7 @@ def test_every_placeholder_the_rules_use_is_described() -> None:
                          *(s.command for s in rule.remediation))
             for name in re.findall(r"\{([a-z_]+)\}", text)}
     always = {"count", "source_name", "clock_of", "offset_text", "pairs", "anonymous_tls_ports", "old_tls_ports",
-              "old_tls_versions", "expiring_list"}
+              "old_tls_versions", "expiring"}
     assert used - always - set(placeholders()) == set()
 
 

@@ -847,7 +847,7 @@ def _broker_files(arts: Artifacts, events: list[Event], context: dict[str, Any])
     return _verdict(bool(evidence), evidence)
 
 
-@check("cert_expiring_soon", needs=("certs",), provides=("expiring_list",))
+@check("cert_expiring_soon", needs=("certs",), provides=("expiring",))
 def _expiring(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> CheckResult:
     now = arts.now
     if now is None:
@@ -857,8 +857,10 @@ def _expiring(arts: Artifacts, events: list[Event], context: dict[str, Any]) -> 
         return _clear()
     lines = [f"{c.label} ({arts.name(c.path)}) expires on {_iso(c.not_after)}, in {(c.not_after - now).days} days."
              for c in soon]
-    return _found([arts.fact(c, line) for c, line in zip(soon, lines, strict=True)],
-                       {"expiring_list": " ".join(lines)})
+    # the values are the data (which certificate, when); the sentence around them is the rule's
+    expiring = "; ".join(f"{c.label} ({arts.name(c.path)}) on {_iso(c.not_after)}, in {(c.not_after - now).days} days"
+                         for c in soon)
+    return _found([arts.fact(c, line) for c, line in zip(soon, lines, strict=True)], {"expiring": expiring})
 
 
 @check("config_insecure", provides=("anonymous_tls_ports", "old_tls_ports", "old_tls_versions"))
