@@ -36,6 +36,8 @@ from correlator.api.storage import (
     TimelineQuery,
     UploadFolders,
     analysis_row,
+    like_pattern,
+    timeline_filters,
     timeline_item,
 )
 from correlator.errors import CorrelatorError
@@ -369,35 +371,17 @@ class SqliteStore(UploadFolders):
         base = num << 32
         where = ["rowid > ?", "rowid <= ?", "num = ?", "seq > ?"]
         args: list[Any] = [base | min(after, 0xFFFFFFFF), base | 0xFFFFFFFF, num, after]
-        if query.since is not None:
-            where.append("ts >= ?")
-            args.append(query.since)
-        if query.until is not None:
-            where.append("ts <= ?")
-            args.append(query.until)
-        for column, values in (("source", query.sources), ("client", query.clients), ("level", query.levels)):
-            if values:
-                where.append(f"{column} IN ({', '.join('?' * len(values))})")
-                args.extend(values)
-        if query.kinds:
-            parts = []
-            for kind in query.kinds:
-                if kind.endswith(("*", ".")):
-                    prefix = kind.rstrip("*")
-                    parts.append("(kind >= ? AND kind < ?)")  # a range the kind index can serve
-                    args.extend([prefix, prefix + "\U0010ffff"])
-                else:
-                    parts.append("kind = ?")
-                    args.append(kind)
-            where.append(f"({' OR '.join(parts)})")
+        filters, filter_args = timeline_filters(
+            query, "?", lambda column, values: (f"{column} IN ({', '.join('?' * len(values))})", list(values)))
+        where.extend(filters)
+        args.extend(filter_args)
         if query.text:
             if len(query.text) >= 3 and self._has_text_table(num):
                 where.append(f"rowid IN (SELECT rowid FROM events_text_{int(num)} WHERE events_text_{int(num)} "
                              "MATCH ?)")
                 args.append('"' + query.text.replace('"', '""') + '"')
-            escaped = query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append("raw LIKE ? ESCAPE '\\'")
-            args.append(f"%{escaped}%")
+            args.append(like_pattern(query.text))
         sql = f"SELECT {TIMELINE_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY rowid LIMIT ?"
         rows = db.execute(sql, [*args, query.limit + 1]).fetchall()
         more = len(rows) > query.limit

@@ -56,6 +56,8 @@ from correlator.api.storage import (
     TimelineQuery,
     UploadFolders,
     analysis_row,
+    like_pattern,
+    timeline_filters,
     timeline_item,
 )
 from correlator.errors import CorrelatorError
@@ -374,31 +376,13 @@ class PostgresStore(UploadFolders):
                 return [], None
             where = ["num = %s", "seq > %s"]
             args: list[Any] = [num, after]
-            if query.since is not None:
-                where.append("ts >= %s")
-                args.append(query.since)
-            if query.until is not None:
-                where.append("ts <= %s")
-                args.append(query.until)
-            for column, values in (("source", query.sources), ("client", query.clients), ("level", query.levels)):
-                if values:
-                    where.append(f"{column} = ANY(%s)")
-                    args.append([_put(v) for v in values])
-            if query.kinds:
-                parts = []
-                for kind in query.kinds:
-                    if kind.endswith(("*", ".")):
-                        prefix = kind.rstrip("*")
-                        parts.append("(kind >= %s AND kind < %s)")  # a range the kind index can serve
-                        args.extend([prefix, prefix + "\U0010ffff"])
-                    else:
-                        parts.append("kind = %s")
-                        args.append(kind)
-                where.append(f"({' OR '.join(parts)})")
+            filters, filter_args = timeline_filters(
+                query, "%s", lambda column, values: (f"{column} = ANY(%s)", [[_put(v) for v in values]]))
+            where.extend(filters)
+            args.extend(filter_args)
             if query.text:
-                escaped = query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 where.append("raw ILIKE %s ESCAPE '\\'")
-                args.append(f"%{escaped}%")
+                args.append(like_pattern(query.text))
             rows = db.execute(f"SELECT {TIMELINE_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq "
                               "LIMIT %s", [*args, query.limit + 1]).fetchall()
         more = len(rows) > query.limit

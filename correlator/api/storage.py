@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,6 +109,45 @@ class TimelineQuery:
     """Exact kinds, or prefixes ending in '.' or '*' ('tls.' and 'tls.*' match every TLS kind)."""
     levels: Sequence[str] = ()
     text: str | None = None
+
+
+def timeline_filters(query: TimelineQuery, mark: str,
+                     one_of: Callable[[str, Sequence[str]], tuple[str, list[Any]]]) -> tuple[list[str], list[Any]]:
+    """The timeline filters both stores apply alike (times, sources, clients, levels, kinds) as
+    WHERE clauses in the backend's placeholder `mark` ('?' or '%s') with their arguments;
+    `one_of(column, values)` writes a column-is-one-of test the backend's way. The text filter is
+    each backend's own (SQLite has a trigram index; `like_pattern` is their common part)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if query.since is not None:
+        where.append(f"ts >= {mark}")
+        args.append(query.since)
+    if query.until is not None:
+        where.append(f"ts <= {mark}")
+        args.append(query.until)
+    for column, values in (("source", query.sources), ("client", query.clients), ("level", query.levels)):
+        if values:
+            clause, more = one_of(column, values)
+            where.append(clause)
+            args.extend(more)
+    if query.kinds:
+        parts = []
+        for kind in query.kinds:
+            if kind.endswith(("*", ".")):
+                prefix = kind.rstrip("*")
+                parts.append(f"(kind >= {mark} AND kind < {mark})")  # a range the kind index can serve
+                args.extend([prefix, prefix + "\U0010ffff"])
+            else:
+                parts.append(f"kind = {mark}")
+                args.append(kind)
+        where.append(f"({' OR '.join(parts)})")
+    return where, args
+
+
+def like_pattern(text: str) -> str:
+    """`text` as a LIKE pattern that finds it anywhere in a line, its wildcards escaped (ESCAPE '\\')."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 #: The events table's columns a timeline page selects, in `timeline_item`'s order.
