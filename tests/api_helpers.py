@@ -9,6 +9,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,40 @@ class RunningServer:
 
 
 ServerFactory = Callable[..., RunningServer]
+
+
+@contextmanager
+def started_servers(state_of: Callable[[int], Path]) -> Iterator[ServerFactory]:
+    """Start servers with settings of the test's choosing, the n-th in the state folder
+    `state_of(n)` unless given; each is stopped at the end."""
+    started: list[RunningServer] = []
+
+    def start(**overrides: Any) -> RunningServer:
+        overrides.setdefault("state_dir", state_of(len(started)))
+        server = RunningServer(Settings(**overrides)).start()
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in reversed(started):
+            if server.thread.is_alive():
+                server.stop()
+
+
+def wait_done(client: httpx.Client, analysis_id: str, seen: list[dict[str, Any]] | None = None,
+              timeout: float = 60) -> dict[str, Any]:
+    """The analysis once done or failed (each status read on the way appended to `seen`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body: dict[str, Any] = client.get(f"/analyses/{analysis_id}").json()
+        if seen is not None:
+            seen.append(body)
+        if body["status"] in ("done", "failed"):
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"analysis {analysis_id} did not finish in {timeout:g} s")
 
 
 def zip_folder(folder: Path, target: Path) -> Path:

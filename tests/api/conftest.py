@@ -5,10 +5,9 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from api_helpers import SAMPLES, RunningServer, ServerFactory, zip_folder
+from api_helpers import SAMPLES, RunningServer, ServerFactory, started_servers, zip_folder
 
 from correlator.api import Settings
 
@@ -17,18 +16,8 @@ from correlator.api import Settings
 def start_server(tmp_path: Path) -> Iterator[ServerFactory]:
     """Start servers with settings of the test's choosing (state in the test's folder unless
     given); each is stopped at the end of the test."""
-    started: list[RunningServer] = []
-
-    def start(**overrides: Any) -> RunningServer:
-        overrides.setdefault("state_dir", tmp_path / "state")
-        server = RunningServer(Settings(**overrides)).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in reversed(started):
-        if server.thread.is_alive():
-            server.stop()
+    with started_servers(lambda _: tmp_path / "state") as start:
+        yield start
 
 
 @pytest.fixture(scope="session")

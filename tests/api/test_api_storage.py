@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from api_helpers import SAMPLES, ServerFactory
+from api_helpers import SAMPLES, ServerFactory, wait_done
 
 from correlator.api.storage import open_store
 
@@ -20,18 +18,6 @@ from correlator.api.storage import open_store
 def database(request: pytest.FixtureRequest) -> str | None:
     """The store's URL: the embedded SQLite file, or a new database of the session's PostgreSQL."""
     return None if request.param == "sqlite" else str(request.getfixturevalue("postgres_url"))
-
-
-def wait_done(client: httpx.Client, analysis_id: str, seen: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        body: dict[str, Any] = client.get(f"/analyses/{analysis_id}").json()
-        if seen is not None:
-            seen.append(body)
-        if body["status"] in ("done", "failed"):
-            return body
-        time.sleep(0.05)
-    raise AssertionError("analysis did not finish")
 
 
 def big_log(target: Path, copies: int) -> Path:
@@ -71,7 +57,7 @@ def test_an_analysis_cut_short_is_run_again_at_start(start_server: ServerFactory
     store.close()
     server = start_server(state_dir=state, database=database)
     with server.client() as client:
-        done = wait_done(client, analysis_id)
+        done = wait_done(client, analysis_id, timeout=30)
         found = client.get(f"/analyses/{analysis_id}/findings").json()["items"]
     assert done["status"] == "done" and done["progress"] == 1.0
     assert "tls.server_cert_expired" in {f["id"] for f in found}

@@ -13,42 +13,22 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import SAMPLES, RunningServer, ServerFactory, zip_folder
+from api_helpers import SAMPLES, ServerFactory, started_servers, wait_done, zip_folder
 from fleet_servers import PostgresServer
 
-from correlator.api import Settings
 from correlator.api.storage import open_store
 
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[ServerFactory]:
-    started: list[RunningServer] = []
-
-    def start(**overrides: Any) -> RunningServer:
-        overrides.setdefault("state_dir", tmp_path / f"state{len(started)}")
-        server = RunningServer(Settings(**overrides)).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in reversed(started):
-        if server.thread.is_alive():
-            server.stop()
+    """Servers each with a state folder of its own (they share only the database)."""
+    with started_servers(lambda n: tmp_path / f"state{n}") as start:
+        yield start
 
 
 @pytest.fixture(scope="module")
 def mixed_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return zip_folder(SAMPLES / "mixed", tmp_path_factory.mktemp("bundles") / "mixed.zip")
-
-
-def wait_done(client: httpx.Client, analysis_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        body: dict[str, Any] = client.get(f"/analyses/{analysis_id}").json()
-        if body["status"] in ("done", "failed"):
-            return body
-        time.sleep(0.05)
-    raise AssertionError("analysis did not finish")
 
 
 def test_two_servers_share_one_database(start_server: ServerFactory, postgres_url: str, mixed_zip: Path) -> None:
