@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from correlator.cli.options import add_service_reading_options
 from correlator.errors import CorrelatorError
 
 ORDER = 62
@@ -26,10 +27,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--state", type=Path, metavar="FILE", help="where the position reached in each file is "
                         "kept, so a restart publishes nothing twice (default: none, read the files again)")
     parser.add_argument("--config", type=Path, help="TOML file with the settings (as for serve)")
-    parser.add_argument("--tz", action="append", dest="zones", metavar="[SOURCE=]ZONE",
-                        help="time zone rules, as for analyze (repeatable)")
-    parser.add_argument("--formats-dir", action="append", dest="formats_dirs", metavar="DIR")
-    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    add_service_reading_options(parser, rules=False)
     parser.set_defaults(func=run)
 
 

@@ -10,6 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
+from correlator.cli.options import add_job_budget_options, add_service_reading_options
 from correlator.errors import CorrelatorError
 
 ORDER = 60
@@ -39,12 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--max-upload-mb", type=float, help="largest upload accepted (default 512)")
     parser.add_argument("--max-analyses", type=int, help="analyses kept, oldest deleted first (default 100)")
     parser.add_argument("--max-age-days", type=float, help="analyses older than this are deleted (default 30)")
-    parser.add_argument("--workers", type=int, help="large analyses run at once, a process each (default 2); "
-                        "small bundles have slots of their own (small_workers)")
-    parser.add_argument("--analysis-timeout", type=float, metavar="SECONDS",
-                        help="an analysis running longer is stopped and marked failed (default 3600)")
-    parser.add_argument("--analysis-memory-mb", type=int, metavar="MB",
-                        help="an analysis process growing past this is stopped and marked failed (default 2048)")
+    add_job_budget_options(parser)
     parser.add_argument("--cors-origin", action="append", dest="cors_origins", metavar="ORIGIN",
                         help="allow browser pages from ORIGIN (repeatable; default: CORS off)")
     parser.add_argument("--allowed-host", action="append", dest="allowed_hosts", metavar="NAME",
@@ -54,13 +50,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="let POST /probe connect to brokers (default: on with a token, off without)")
     parser.add_argument("--probe-network", action="append", dest="probe_networks", metavar="CIDR",
                         help="a network /probe may connect to, e.g. 10.20.0.0/16 (repeatable; default: any)")
-    parser.add_argument("--tz", action="append", dest="zones", metavar="[SOURCE=]ZONE",
-                        help="time zone rules, as for analyze (repeatable)")
-    parser.add_argument("--formats-dir", action="append", dest="formats_dirs", metavar="DIR")
-    parser.add_argument("--rules-dir", action="append", dest="rules_dirs", metavar="DIR")
     parser.add_argument("--stitch-window", type=float, metavar="SECONDS",
                         help="live: how long an event waits for the other side of its connection (default 0.01)")
-    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    add_service_reading_options(parser)
     parser.add_argument("--log-format", default="json", choices=("json", "text"),
                         help="log lines as JSON objects (default: time, level, logger, message, request_id and "
                         "the record's fields) or as text")

@@ -11,6 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
+from correlator.cli.options import add_job_budget_options, add_service_reading_options
 from correlator.errors import CorrelatorError
 
 ORDER = 61
@@ -30,17 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--state-dir", type=Path, help="where the SQLite store is (default $XDG_STATE_HOME/"
                         "correlator); fetched bundles wait in a temporary folder either way")
     parser.add_argument("--config", type=Path, help="TOML file with the settings (as for serve)")
-    parser.add_argument("--workers", type=int, help="large analyses at once (default 2); small ones have "
-                        "small_workers slots of their own")
-    parser.add_argument("--analysis-timeout", type=float, metavar="SECONDS",
-                        help="an analysis running longer is stopped and marked failed (default 3600)")
-    parser.add_argument("--analysis-memory-mb", type=int, metavar="MB",
-                        help="an analysis process growing past this is stopped and marked failed (default 2048)")
-    parser.add_argument("--tz", action="append", dest="zones", metavar="[SOURCE=]ZONE",
-                        help="time zone rules, as for analyze (repeatable; the same as the API nodes')")
-    parser.add_argument("--formats-dir", action="append", dest="formats_dirs", metavar="DIR")
-    parser.add_argument("--rules-dir", action="append", dest="rules_dirs", metavar="DIR")
-    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    add_job_budget_options(parser)
+    add_service_reading_options(parser)
     parser.set_defaults(func=run)
 
 

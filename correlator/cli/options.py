@@ -38,3 +38,25 @@ def options_from(args: argparse.Namespace) -> Options:
                    since=parse_epoch(getattr(args, "since", None), "--since"),
                    until=parse_epoch(getattr(args, "until", None), "--until"), min_severity=args.min_severity,
                    formats_dirs=args.formats_dir, rules_dirs=args.rules_dir)
+
+
+def add_service_reading_options(parser: argparse.ArgumentParser, *, rules: bool = True) -> None:
+    """How a long-running service (serve, worker, agent) reads logs: time zones and extra format
+    and rule folders, given as settings (dest names of the settings file's keys; None: the
+    file's or the default)."""
+    parser.add_argument("--tz", action="append", dest="zones", metavar="[SOURCE=]ZONE",
+                        help="time zone rules, as for analyze (repeatable; the same on every node)")
+    parser.add_argument("--formats-dir", action="append", dest="formats_dirs", metavar="DIR")
+    if rules:
+        parser.add_argument("--rules-dir", action="append", dest="rules_dirs", metavar="DIR")
+    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+
+
+def add_job_budget_options(parser: argparse.ArgumentParser) -> None:
+    """How many analyses a service runs at once and what each may take (serve, worker)."""
+    parser.add_argument("--workers", type=int, help="large analyses run at once, a process each (default 2); "
+                        "small bundles have small_workers slots of their own")
+    parser.add_argument("--analysis-timeout", type=float, metavar="SECONDS",
+                        help="an analysis running longer is stopped and marked failed (default 3600)")
+    parser.add_argument("--analysis-memory-mb", type=int, metavar="MB",
+                        help="an analysis process growing past this is stopped and marked failed (default 2048)")
