@@ -128,6 +128,13 @@ def test_a_nats_node_killed_while_jobs_flow_loses_and_repeats_none(nats_cluster:
                 found = finding_ids(client, analysis_id)
                 assert {cause["id"] for cause in expected} <= set(found), (name, found)
             assert client.get("/analyses").json()["total"] == len(INCIDENTS)
+        # a worker writes "done in" just after the store says done: wait for every job's line
+        deadline = time.monotonic() + 30
+        logs = "".join(worker.log() for worker in workers)
+        while time.monotonic() < deadline and any(f"analysis {a} done in" not in logs for a in ids.values()):
+            time.sleep(0.1)
+            logs = "".join(worker.log() for worker in workers)
+        time.sleep(1)  # a second run of a job would have ended by now too
         logs = "".join(worker.log() for worker in workers)
         for name, analysis_id in ids.items():  # analysed once: one run ended per job, over both workers
             assert logs.count(f"analysis {analysis_id} done in") == 1, name
