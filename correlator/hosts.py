@@ -36,12 +36,11 @@ from correlator.check_result import CheckResult
 from correlator.engine.facts import CHECKS, NEEDS, Artifacts
 from correlator.errors import CorrelatorError
 from correlator.formats.parse import line_host
-from correlator.model import Event
+from correlator.model import Event, is_broker_source
 from correlator.report_model import HostOutline, HostReport
 from correlator.sources.bundle import Bundle
 from correlator.sources.files import LogFile, base_name, decode
 from correlator.sources.lines import iter_chunks
-from correlator.timeline.connections import is_broker_source
 
 _PART = re.compile(r"(?<=!)|/")
 _ARCHIVE = re.compile(r"(\.(zip|tar|tgz|tbz2|txz|tar\.gz|tar\.bz2|tar\.xz))?!$", re.I)
@@ -124,7 +123,7 @@ class HostPlan:
         one clock, so an offset estimated for one of them holds for all."""
         out: dict[str, str] = {}
         for host in self.hosts:
-            if self.multi and not any(s == "broker" or s.startswith("broker:") for s in host.sources):
+            if self.multi and not any(is_broker_source(s) for s in host.sources):
                 out.update({source: host.name for source in host.sources})
         return out
 
@@ -140,7 +139,7 @@ class HostPlan:
         for event in events:
             if event.kind == "timeline.skew":
                 return self.home.get(str(event.fields.get("source_name", event.source)), "")
-            if event.source == "broker" or event.source.startswith("broker:"):
+            if is_broker_source(event.source):
                 return self.home.get(event.source, "")
         for event in events:
             # the broker whose connection this client line was stitched to (by port, id or time)

@@ -30,7 +30,7 @@ from correlator.formats.parse import SourceParser, line_host
 from correlator.formats.patterns import PatternTimeout
 from correlator.formats.registry import DETECT_LINES, Registry
 from correlator.hosts import Host, HostPlan, plan_hosts
-from correlator.model import Event
+from correlator.model import Event, is_broker_source
 from correlator.report_model import Finding
 from correlator.sources.bundle import Bundle, classify, open_bundle
 from correlator.sources.files import decode, detection_problems, source_name
@@ -178,7 +178,7 @@ class LiveAnalysis:
         would place it: by the host its syslog lines name, else by the host folder it sits in. A
         broker's log is named by its host; its connections, clock and findings are that host's."""
         plan = self.session.hosts
-        broker = name == "broker" or name.startswith("broker:")
+        broker = is_broker_source(name)
         if syslog_host and (plan is None or all(h.how == "syslog host name" for h in plan.hosts)):
             # no folder told the hosts apart when the watch began: the syslog host names do now
             if plan is None:
@@ -203,7 +203,7 @@ class LiveAnalysis:
         if source not in host.sources:
             host.sources.append(source)
             host.logs.append(display)
-        if not any(s == "broker" or s.startswith("broker:") for s in host.sources):
+        if not any(is_broker_source(s) for s in host.sources):
             self._timeline.tracker.clock_groups[source] = host.name  # a gateway's logs share its clock
         return source
 

@@ -26,6 +26,12 @@ UNPARSED = "unparsed"
 OTHER = "other"
 
 
+def is_broker_source(source: str) -> bool:
+    """Whether a source name is a broker's: 'broker', or 'broker:<host>' when a bundle holds
+    several hosts. The one test every stage uses, so a new naming changes in one place."""
+    return source == "broker" or source.startswith("broker:")
+
+
 @dataclass(slots=True)
 class Event:
     """One log record. Multi-line records (a stack trace) are one event whose raw text holds

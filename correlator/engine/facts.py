@@ -25,7 +25,7 @@ from correlator.artifacts.opcua_pki import PkiStore, load_pki, stale_copies
 from correlator.artifacts.passwd import PasswordFile, parse_passwd
 from correlator.check_result import CONNECTION_TIME, JUDGED_AT_ESTIMATE, CheckResult, CheckStatus
 from correlator.errors import CorrelatorError
-from correlator.model import ANONYMOUS_IDS, Event
+from correlator.model import ANONYMOUS_IDS, Event, is_broker_source
 from correlator.report_model import EvidenceRef
 from correlator.sources.bundle import Bundle
 
@@ -317,7 +317,7 @@ def failure_time(arts: Artifacts, events: list[Event], context: Mapping[str, Any
     if not events:
         return arts.now
     timed = [e for e in events if not e.estimated]
-    broker = [e.ts for e in timed if e.source == "broker" or e.source.startswith("broker:")]
+    broker = [e.ts for e in timed if is_broker_source(e.source)]
     if broker or timed:
         return datetime.fromtimestamp(min(broker or [e.ts for e in timed]), UTC)
     known = (context or {}).get(CONNECTION_TIME)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from correlator.definitions import DefinitionFile, definition_files
 from correlator.engine.remedy import Passage, StepTemplate
 from correlator.errors import DefinitionError
-from correlator.model import SEVERITIES, Event, Severity
+from correlator.model import SEVERITIES, Event, Severity, is_broker_source
 
 Predicate = Callable[[Event], bool]
 
@@ -40,7 +40,7 @@ _OPS = {"eq", "ne", "in", "not_in", "regex", "not_regex", "gt", "ge", "lt", "le"
 def side_of(event: Event) -> str:
     """Whose view an event is: the broker's, an OPC UA server's, or a client's."""
     source = event.source
-    if source == "broker" or source.startswith("broker:"):
+    if is_broker_source(source):
         return "broker"
     if source.startswith("opcua-server"):
         return "server"

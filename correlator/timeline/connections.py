@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from correlator.kinds import kind_vocabulary
-from correlator.model import Event, FieldValue
+from correlator.model import Event, FieldValue, is_broker_source
 
 #: Outcomes, from most to least decisive.
 CONNECTED = "connected"
@@ -137,11 +137,6 @@ def _broker_refusal(kind: str, fields: dict[str, FieldValue]) -> bool:
 
 def is_broker(event: Event) -> bool:
     return is_broker_source(event.source)
-
-
-def is_broker_source(source: str) -> bool:
-    """Whether a source name is a broker's ('broker', or 'broker:<host>' beside others)."""
-    return source == "broker" or source.startswith("broker:")
 
 
 def client_id_of(event: Event) -> str | None:

@@ -31,10 +31,10 @@ from typing import Any
 
 from correlator.errors import CorrelatorError
 from correlator.kinds import kind_vocabulary
-from correlator.model import Event
+from correlator.model import Event, is_broker_source
 from correlator.report_model import SourceInfo
 from correlator.sources.files import LogFile
-from correlator.timeline.connections import Connection, Stitcher, is_broker_source
+from correlator.timeline.connections import Connection, Stitcher
 from correlator.timeline.merge import LiveMerger, merge_chunks
 from correlator.timeline.skew import (
     OffsetRule,
