@@ -4,6 +4,7 @@ conftest: tests/conftest.py is also a module named `conftest`.)"""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ import uvicorn
 
 from correlator.api import Settings, create_app
 from correlator.api.server import uvicorn_options
+from correlator.api.storage import open_store
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 
@@ -95,6 +97,20 @@ def wait_done(client: httpx.Client, analysis_id: str, seen: list[dict[str, Any]]
             return body
         time.sleep(0.05)
     raise AssertionError(f"analysis {analysis_id} did not finish in {timeout:g} s")
+
+
+def interrupted_analysis(database: str | None, state: Path) -> tuple[str, Path, Path]:
+    """What a server killed mid-analysis leaves in `state` (and the store at `database`): a row
+    marked running, 40 % through, and its upload (a real broker log with an expired server
+    certificate). Returns the analysis id, the upload and its folder."""
+    store = open_store(database, state)
+    analysis_id, folder = store.new_upload_dir()
+    upload = folder / "mosquitto.log"
+    shutil.copy(SAMPLES / "server_cert_expired" / "broker" / "mosquitto.log", upload)
+    store.create(analysis_id, upload.name, upload, upload.stat().st_size)
+    store.update(analysis_id, status="running", phase="analysing", progress=0.4)
+    store.close()
+    return analysis_id, upload, folder
 
 
 def zip_folder(folder: Path, target: Path) -> Path:

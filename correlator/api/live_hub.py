@@ -129,6 +129,12 @@ class LiveHub:
         with self._lock:
             self._subscribers.discard(sub)
 
+    @property
+    def subscriber_count(self) -> int:
+        """Streams open now (a test or a caller waits on it rather than on time)."""
+        with self._lock:
+            return len(self._subscribers)
+
     def snapshot(self) -> list[dict[str, Any]]:
         """The current findings as dicts, taken under the analysis's lock: its worker threads
         update findings in place."""

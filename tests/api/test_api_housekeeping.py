@@ -81,7 +81,10 @@ def test_shutdown_ends_open_streams_at_once(start_server: ServerFactory, tmp_pat
 
     reader = threading.Thread(target=follow, daemon=True)
     reader.start()
-    time.sleep(0.5)  # the stream is open
+    deadline = time.monotonic() + 10
+    while server.app.state.live.subscriber_count == 0:  # the stream is open: the server has subscribed it
+        assert reader.is_alive() and time.monotonic() < deadline, "the stream did not open"
+        time.sleep(0.01)
     said: list[str] = []
     handler = logging.Handler(logging.INFO)
     handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]

@@ -3,15 +3,12 @@ are analysed in the background with progress, and the kept count and age are bou
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
-from api_helpers import SAMPLES, ServerFactory, wait_done
-
-from correlator.api.storage import open_store
+from api_helpers import SAMPLES, ServerFactory, interrupted_analysis, wait_done
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -48,13 +45,7 @@ def test_restart_loses_nothing(start_server: ServerFactory, mixed_zip: Path, dat
 def test_an_analysis_cut_short_is_run_again_at_start(start_server: ServerFactory, tmp_path: Path,
                                                      database: str | None) -> None:
     state = tmp_path / "state"
-    store = open_store(database, state)  # what a server killed mid-analysis leaves: a queued row and its upload
-    analysis_id, folder = store.new_upload_dir()
-    upload = folder / "mosquitto.log"
-    shutil.copy(SAMPLES / "server_cert_expired" / "broker" / "mosquitto.log", upload)
-    store.create(analysis_id, upload.name, upload, upload.stat().st_size)
-    store.update(analysis_id, status="running", phase="analysing", progress=0.4)
-    store.close()
+    analysis_id, _, folder = interrupted_analysis(database, state)
     server = start_server(state_dir=state, database=database)
     with server.client() as client:
         done = wait_done(client, analysis_id, timeout=30)

@@ -5,7 +5,6 @@ restarting the server."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import SAMPLES, ServerFactory, started_servers, wait_done, zip_folder
+from api_helpers import SAMPLES, ServerFactory, interrupted_analysis, started_servers, wait_done, zip_folder
 from fleet_servers import PostgresServer
-
-from correlator.api.storage import open_store
 
 
 @pytest.fixture
@@ -83,13 +80,7 @@ def test_a_server_resumes_only_the_analyses_it_holds_the_upload_of(start_server:
     """Servers sharing a database each resume, at start, the analyses a restart cut short whose
     upload waits in their own state folder, and leave the others' alone."""
     mine = tmp_path / "mine"
-    store = open_store(postgres_url, mine)
-    analysis_id, folder = store.new_upload_dir()
-    upload = folder / "mosquitto.log"
-    shutil.copy(SAMPLES / "server_cert_expired" / "broker" / "mosquitto.log", upload)
-    store.create(analysis_id, upload.name, upload, upload.stat().st_size)
-    store.update(analysis_id, status="running", phase="analysing", progress=0.4)
-    store.close()
+    analysis_id, upload, _ = interrupted_analysis(postgres_url, mine)
     other = start_server(database=postgres_url, state_dir=tmp_path / "other")
     assert other.app.state.analyser.future(analysis_id) is None, "not queued by the server without its upload"
     with other.client() as client:
