@@ -9,6 +9,10 @@ a clock thread moves time on so held events are released and absences fire while
 
 Surfaces (the TUI, the HTTP API) build a LiveAnalysis, call `start()`, and either pass `on_update`
 (called from a worker thread with what changed) or poll `snapshot()` / `events_since()`.
+
+A surface that does not show every line (the edge agent) passes `every_line=False`: appended lines
+a format declares routine and no rule reads line by line are then counted, as the batch reader
+counts them (correlator/sources/routine.py), and handed to `on_routine` instead of being parsed.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +39,7 @@ from correlator.report_model import Finding
 from correlator.sources.bundle import Bundle, classify, open_bundle
 from correlator.sources.files import decode, detection_problems, source_name
 from correlator.sources.lines import Line
+from correlator.sources.routine import AppendedLines, RoutineLine, routine_spec
 from correlator.sources.tail import LineBatch, Tailer, TailEvent
 from correlator.timeline.pipeline import LiveTimeline
 
@@ -60,6 +65,15 @@ class LiveUpdate:
 
 
 @dataclass
+class RoutineBatch:
+    """Routine lines of one batch of a followed file, counted instead of parsed."""
+
+    source: str
+    file: str
+    lines: list[RoutineLine]
+
+
+@dataclass
 class LiveSource:
     path: str
     source: str = ""
@@ -77,6 +91,10 @@ class LiveSource:
     """The host of the file's last line that named one."""
     real: str = ""
     """For one host's part of such a file: the file (whose time dates lines that carry none)."""
+    routine: AppendedLines | None = None
+    counted: int = 0
+    """Routine lines counted instead of parsed."""
+    """Set when routine lines are counted, not parsed (`every_line=False`)."""
 
 
 def _written(path: str | Path) -> float:
@@ -94,7 +112,10 @@ class LiveAnalysis:
                  from_beginning: bool = True, pattern: str = "*.log", registry: Registry | None = None,
                  rules: Sequence[Rule] | None = None, on_update: Callable[[LiveUpdate], None] | None = None,
                  on_error: Callable[[CorrelatorError], None] | None = None, polling: bool = False,
-                 stitch_window: float = 0.3, clock: Callable[[], float] = time.monotonic) -> None:
+                 stitch_window: float = 0.3, clock: Callable[[], float] = time.monotonic,
+                 every_line: bool = True, on_routine: Callable[[RoutineBatch], None] | None = None) -> None:
+        """`every_line=False`: routine lines no rule reads are counted (`on_routine` sees them,
+        on the reading thread, before the events of their batch), not parsed."""
         self.options = options or Options()
         self.paths = [Path(p) for p in paths]
         prepared = prepare(self.options, registry=registry, rules=rules)
@@ -119,6 +140,9 @@ class LiveAnalysis:
         self.session = Session(prepared.rules, artifacts, hosts=plan, live=True)
         self.on_update = on_update
         self.on_error = on_error
+        self.on_routine = on_routine
+        self._needed = None if every_line else self.session.engine.needs()
+        self._every_line = every_line
         self.sources: dict[str, LiveSource] = {}
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self.total_events = 0
@@ -273,6 +297,8 @@ class LiveAnalysis:
         state.parser = SourceParser(fmt, self.registry.evidence, source=name, file=file, tz=choice.zone,
                                     fallback=self.registry.fallback, fallback_time=_written(path))
         state.source, state.format, state.zone = name, fmt.name, choice.name
+        spec = None if self._every_line else routine_spec(fmt, self._needed)
+        state.routine = AppendedLines(fmt, spec) if spec is not None else None
         self._timeline.add_source(name, file)
 
     def _split(self, state: LiveSource, lines: list[tuple[int, int, str]]) -> None:
@@ -318,11 +344,18 @@ class LiveAnalysis:
                 self._open_parser(state, batch.path, lines)
             self._parse(state, lines)
 
-    def _parse(self, state: LiveSource, lines: Iterable[Line]) -> None:
+    def _parse(self, state: LiveSource, lines: list[Line]) -> None:
         numbered = []
-        for offset, raw in lines:
-            state.numbers += 1
-            numbered.append((state.numbers, offset, decode(raw)))
+        if state.routine is not None:
+            keep, routine = state.routine.split(lines)
+            numbered = [(state.numbers + i + 1, lines[i][0], decode(lines[i][1])) for i in keep]
+            state.numbers += len(lines)
+            if routine:
+                self._count(state, routine)
+        else:
+            for offset, raw in lines:
+                state.numbers += 1
+                numbered.append((state.numbers, offset, decode(raw)))
         if state.split_format is not None:
             self._split(state, numbered)
         else:
@@ -343,9 +376,24 @@ class LiveAnalysis:
         events += state.parser.finish()
         for problem in state.parser.drain_problems():
             self._tail_error(problem)
-        state.lines = state.parser.lines_read
+        state.lines = state.parser.lines_read + state.counted
         state.unparsed = state.parser.unparsed
         self._publish(self._timeline.feed(state.source, state.path, events))
+
+    def _count(self, state: LiveSource, routine: list[RoutineLine]) -> None:
+        """Routine lines into the time range and the picture (as the batch counts them) and out
+        to `on_routine`."""
+        offset = self._timeline.tracker.offset(state.source)
+        seconds: dict[int, int] = {}
+        for line in routine:
+            seconds[line.second] = seconds.get(line.second, 0) + 1
+        for second, n in seconds.items():
+            self.session.count_lines(state.source, second - offset, n)
+        now = self._clock()
+        self._arrivals.append((now, len(routine)))
+        state.counted += len(routine)
+        if self.on_routine is not None:
+            self.on_routine(RoutineBatch(state.source, state.path, routine))
 
     # -- the clock -----------------------------------------------------------------------------
 

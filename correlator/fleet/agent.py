@@ -2,11 +2,19 @@
 plant's logs with the live analysis's own tailer and parsers (correlator/live_analysis.py) and
 publishes each normalised event to `correlator.events.<site>.<host>` on the NATS cluster.
 
+- **Routine traffic as counts.** Lines a format declares routine (a busy broker's PUBLISH/PUBACK
+  flood) that no rule reads line by line are classified as the batch reader classifies them
+  (correlator/sources/routine.py) and never become events: every COUNTS_EVERY seconds each file's
+  routine lines since the last count go to `correlator.counts.<site>.<host>` as one message of
+  counts per kind, client and second (`{"source", "file", "first", "last", "lines", "counts":
+  [[kind, client, second, n], ...]}`, offsets of the first and last line counted). A plant's
+  uplink carries the few events that matter and a few hundred bytes a second of numbers.
 - **Once, whatever happens to the link.** Each event's `Nats-Msg-Id` is built from its source,
-  file, byte offset and time, so a publish retried after a lost answer (a node that died, a link
-  that dropped) is recognised by the stream and stored once. Across a restart of the agent, the
-  position reached in each file is kept in a small state file (`--state FILE`): what was
-  published before is not read again.
+  file, byte offset and time (a count's from the offsets of its first and last line), so a
+  publish retried after a lost answer (a node that died, a link that dropped) is recognised by
+  the stream and stored once. Across a restart of the agent, the positions reached in each file
+  (by events, and by counts) are kept in a small state file (`--state FILE`): what was
+  published before is not published again.
 - **In order, through an outage.** One publisher sends the events in the order the timeline
   released them and waits for each to be stored before the next; while no node answers, the
   events wait in memory (`BUFFER_EVENTS` at most, then the tailer waits too and the log files
@@ -33,25 +41,30 @@ from correlator.errors import CorrelatorError
 from correlator.fleet import QueueUnavailable
 from correlator.fleet.layout import DUPLICATE_WINDOW, Limits, ensure_stream
 from correlator.fleet.link import Link, retrying, server_urls
-from correlator.live_analysis import LiveAnalysis, LiveUpdate
+from correlator.live_analysis import LiveAnalysis, LiveUpdate, RoutineBatch
 from correlator.model import Event
+from correlator.sources.routine import RoutineLine
 
 log = logging.getLogger("correlator.fleet")
 
 EVENTS_STREAM = "CORRELATOR_EVENTS"
 EVENTS_SUBJECTS = "correlator.events.>"
+COUNTS_SUBJECTS = "correlator.counts.>"
+#: Seconds between two count messages of a file (its routine lines are summed meanwhile).
+COUNTS_EVERY = 1.0
 #: Events waiting for the link at most before the tailer is held back.
 BUFFER_EVENTS = 200_000
 #: What a site or host name may hold: one NATS subject token.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def subject(site: str, host: str) -> str:
-    for what, value in (("site", site), ("host", host)):
+def subject(site: str, host: str, what: str = "events") -> str:
+    """`correlator.<what>.<site>.<host>`: what = events or counts."""
+    for name, value in (("site", site), ("host", host)):
         if not _TOKEN.fullmatch(value):
-            raise CorrelatorError(f"the {what} {value!r} must be 1-64 letters, digits, '-' or '_' (it is part of the "
+            raise CorrelatorError(f"the {name} {value!r} must be 1-64 letters, digits, '-' or '_' (it is part of the "
                                   "NATS subject correlator.events.<site>.<host>)")
-    return f"correlator.events.{site}.{host}"
+    return f"correlator.{what}.{site}.{host}"
 
 
 def message_id(site: str, host: str, event: Event) -> str:
@@ -65,18 +78,51 @@ def payload(event: Event) -> bytes:
                       separators=(",", ":")).encode()
 
 
+class Counting:
+    """A file's routine lines since its last count message."""
+
+    def __init__(self, source: str, file: str) -> None:
+        self.source = source
+        self.file = file
+        self.first = -1
+        self.last = -1
+        self.lines = 0
+        self.table: dict[tuple[str, str, int], int] = {}
+
+    def add(self, line: RoutineLine) -> None:
+        if self.first < 0:
+            self.first = line.offset
+        self.last = line.offset
+        self.lines += 1
+        key = (line.kind, line.client, line.second)
+        self.table[key] = self.table.get(key, 0) + 1
+
+    def message_id(self, site: str, host: str) -> str:
+        """The offsets of the first and last line counted, and the first second (a rotated
+        file's offsets start again at 0)."""
+        first = min(second for _, _, second in self.table)
+        return f"{site}/{host}/{self.source}/{self.file}@{self.first}-{self.last}/{first}/counts"
+
+    def payload(self) -> bytes:
+        counts = [[kind, client, second, n] for (kind, client, second), n in sorted(self.table.items())]
+        return json.dumps({"source": self.source, "file": self.file, "first": self.first, "last": self.last,
+                           "lines": self.lines, "counts": counts}, separators=(",", ":")).encode()
+
+
 async def ensure_events(js: JetStreamContext, limits: Limits, max_bytes: int) -> None:
     await ensure_stream(js, StreamConfig(
-        name=EVENTS_STREAM, subjects=[EVENTS_SUBJECTS], retention=RetentionPolicy.LIMITS,
+        name=EVENTS_STREAM, subjects=[EVENTS_SUBJECTS, COUNTS_SUBJECTS], retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE, num_replicas=limits.replicas, max_age=limits.retention, max_bytes=max_bytes,
         discard=DiscardPolicy.OLD, duplicate_window=DUPLICATE_WINDOW,
-        description="correlator: normalised events of the edge agents, by site and host"))
+        description="correlator: normalised events and routine counts of the edge agents, by site and host"))
 
 
 class Positions:
     """How far each file was published (`{path: [inode, offset]}` in a JSON file), so a restarted
     agent does not publish again what it read before. An offset is taken only for the file that
-    has that inode now: a log rotated since starts from its beginning."""
+    has that inode now: a log rotated since starts from its beginning. Events and counts keep
+    positions of their own (the counts under `<path> counts`): a file's counts go out every
+    COUNTS_EVERY seconds, its events as the timeline releases them."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -91,18 +137,23 @@ class Positions:
         self._dirty = False
 
     def published(self, event: Event) -> bool:
-        kept = self.offsets.get(event.file)
-        if kept is None or event.offset < 0:
-            return False
+        return event.offset >= 0 and self.reached_in(event.file) >= event.offset
+
+    def reached_in(self, key: str) -> int:
+        """The last offset published of the file `key` names as it is now (-1: none)."""
+        kept = self.offsets.get(key)
+        if kept is None:
+            return -1
         try:
-            inode = Path(event.file).stat().st_ino
+            inode = Path(key.removesuffix(COUNTS_KEY)).stat().st_ino
         except OSError:
-            return False
-        return inode == kept[0] and event.offset <= kept[1]
+            return -1
+        return kept[1] if inode == kept[0] else -1
 
     def reached(self, file: str, offset: int) -> None:
+        """`file` (key: a path, or a path and COUNTS_KEY) published up to `offset`."""
         try:
-            inode = Path(file).stat().st_ino
+            inode = Path(file.removesuffix(COUNTS_KEY)).stat().st_ino
         except OSError:
             return
         kept = self.offsets.get(file)
@@ -120,12 +171,17 @@ class Positions:
         self._dirty = False
 
 
+COUNTS_KEY = " counts"
+"""Appended to a file's path: the key of its counts' position."""
+
+
 class EdgeAgent:
     def __init__(self, paths: Sequence[Path], nats: str, site: str, host: str | None, options: Options,
                  limits: Limits, events_max_bytes: int, state: Path | None = None) -> None:
         self.site = site
         self.host = host or socket.gethostname().split(".")[0]
         self.subject = subject(site, self.host)
+        self.counts_subject = subject(site, self.host, "counts")
         self.link = Link(server_urls(nats), name=f"correlator-agent@{site}.{self.host}")
         try:
             self.link.run(retrying(lambda: ensure_events(self.link.js, limits, events_max_bytes),
@@ -133,13 +189,20 @@ class EdgeAgent:
         except BaseException:
             self.link.close()
             raise
-        self._buffer: deque[tuple[str, int, str, bytes]] = deque()
-        """(file, offset, message id, payload) of the events the link has not taken yet."""
+        self._buffer: deque[tuple[str, str, int, str, bytes]] = deque()
+        """(subject, position key, offset, message id, payload) of the messages the link has not
+        taken yet, in order."""
+        self._counting: dict[str, Counting] = {}
+        """Per file, its routine lines since its last count message (moved to the buffer every
+        COUNTS_EVERY seconds)."""
         self._room = threading.Condition()
         self._wake = asyncio.Event()
         self.published = 0
+        self.counted = 0
+        """Routine lines sent as counts."""
         self.positions = Positions(state)
-        self.live = LiveAnalysis(paths, options, on_update=self._on_update)
+        self.live = LiveAnalysis(paths, options, on_update=self._on_update, every_line=False,
+                                 on_routine=self._on_routine)
 
     def _on_update(self, update: LiveUpdate) -> None:
         """On the tailer's thread: queue the new events in order (waits while the buffer is full)."""
@@ -148,22 +211,49 @@ class EdgeAgent:
         with self._room:
             while len(self._buffer) >= BUFFER_EVENTS:
                 self._room.wait(1.0)
-            self._buffer.extend((e.file, e.offset, message_id(self.site, self.host, e), payload(e))
+            self._buffer.extend((self.subject, e.file, e.offset, message_id(self.site, self.host, e), payload(e))
                                 for e in update.events if not self.positions.published(e))
         self.link.loop.call_soon_threadsafe(self._wake.set)
+
+    def _on_routine(self, batch: RoutineBatch) -> None:
+        """On the tailer's thread: a file's routine lines into its running count (those a
+        previous run of the agent counted are left out)."""
+        key = batch.file + COUNTS_KEY
+        with self._room:
+            done = self.positions.reached_in(key)
+            counting = self._counting.get(batch.file)
+            if counting is None:
+                counting = self._counting[batch.file] = Counting(batch.source, batch.file)
+            for line in batch.lines:
+                if line.offset > done:
+                    counting.add(line)
+
+    async def _count_forever(self) -> None:
+        """Every COUNTS_EVERY seconds, each file's running count into the buffer, in order."""
+        while True:
+            await asyncio.sleep(COUNTS_EVERY)
+            with self._room:
+                ready = [c for c in self._counting.values() if c.lines]
+                for counting in ready:
+                    del self._counting[counting.file]
+                    self._buffer.append((self.counts_subject, counting.file + COUNTS_KEY, counting.last,
+                                         counting.message_id(self.site, self.host), counting.payload()))
+                    self.counted += counting.lines
+            if ready:
+                self._wake.set()
 
     async def _publish_forever(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._buffer:
-                file, offset, msg_id, data = self._buffer[0]
+                to, file, offset, msg_id, data = self._buffer[0]
                 while True:  # the same message until it is stored: order is kept through an outage
                     try:
-                        await self.link.publish(self.subject, data, msg_id)
+                        await self.link.publish(to, data, msg_id)
                         break
                     except QueueUnavailable as exc:
-                        log.warning("the cluster does not answer; %d events wait (%s)", len(self._buffer), exc)
+                        log.warning("the cluster does not answer; %d messages wait (%s)", len(self._buffer), exc)
                 with self._room:
                     self._buffer.popleft()
                     self._room.notify_all()
@@ -173,11 +263,13 @@ class EdgeAgent:
 
     def run(self) -> None:
         publisher = self.link.submit(self._publish_forever())
+        counter = self.link.submit(self._count_forever())
         self.live.start()
         log.info("agent %s.%s publishing to %s", self.site, self.host, self.subject)
         try:
             publisher.result()
         finally:
             self.live.stop()
+            counter.cancel()
             publisher.cancel()
             self.link.close()

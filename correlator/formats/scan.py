@@ -538,9 +538,10 @@ class Classifier:
         self.marked = marked
 
     @cached_property
-    def _routine(self) -> re.Pattern[bytes]:
-        """The routine messages as one `re` alternation (built when first scanned with: the
-        Hyperscan path never needs it)."""
+    def routine(self) -> re.Pattern[bytes]:
+        """The routine messages as one `re` alternation, group `m<index>` per message, matching
+        a routine line from its start (built when first scanned with: the Hyperscan path never
+        needs it; the live reader of appended lines, correlator/sources/routine.py, does)."""
         alternatives = "|".join(f"(?P<m{i}>{positive(compile_automaton([self.spec.prefix + body]))})"
                                 for i, body in enumerate(self.spec.bodies))
         return re.compile(f"^(?:{alternatives})".encode(), re.M)
@@ -555,7 +556,7 @@ class Classifier:
         seconds = counts.seconds
         max_line = self.max_line
         marked, marks = self.marked, counts.marks
-        for match in self._routine.finditer(block):
+        for match in self.routine.finditer(block):
             start, end = match.span()
             if end - start > max_line:
                 continue  # the full reader cuts such a line: it is not this message any more

@@ -26,6 +26,7 @@ from correlator.model import Event
 from correlator.report_model import SourceInfo
 from correlator.sources.blocks import BLOCK_SIZE, iter_blocks
 from correlator.sources.lines import MAX_LINE, TRUNCATION_MARK, Line, iter_chunks
+from correlator.sources.routine import routine_spec
 from correlator.sources.thinning import Thinner
 
 #: Lines of a block parsed into events at once at most: a block of short lines that all need parsing
@@ -164,7 +165,7 @@ class LogFile:
             if thinner.active:
                 self.thinner = thinner
                 kinds = kinds - {thinner.kind}  # counted, its first lines of a key parsed all the same
-        self.routine_spec = spec.restricted(kinds, fields)
+        self.routine_spec = routine_spec(self.format, (kinds, fields))
         if self.routine_spec is None or (self.thinner is not None and self.thinner.kind not in self.routine_spec.kinds):
             self.thinner = None
 

@@ -1,0 +1,94 @@
+"""Routine lines of a followed log kept as numbers: the live form of the bulk reader's split.
+
+The batch reader (files.py) classifies whole blocks of a file with the routine declaration of its
+format (correlator/formats/scan.py) and parses only the rest. The live tailer hands over the lines
+appended since its last read, one bytes object each, a few at a time; they are classified here
+with the same declaration and the same compiled pattern the pure-Python classifier scans blocks
+with (the batch joined into one block, one `re` scan at C speed), so a line is routine live
+exactly when the batch reader counts it. The live analysis (correlator/live_analysis.py) parses
+the others and counts these; the edge agent (correlator/fleet/agent.py) sends them up as counts.
+
+Each routine line is kept as its offset, message kind, client and second (the epoch seconds it
+starts with: the batch reader's time bucket), so the counts can be summed per kind, client and
+second, and a reader that has already sent some of them (a restarted agent) can leave those out.
+The client is the message's own `client_id` field, read with the message's regex.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from correlator.formats.definition import Format
+from correlator.formats.scan import RoutineSpec, classifier, scan_engine
+from correlator.sources.lines import MAX_LINE, Line
+
+Needed = tuple[frozenset[str], frozenset[str]]
+"""The kinds and fields some rule reads line by line (`Engine.needs`)."""
+
+
+def routine_spec(fmt: Format, needed: Needed | None) -> RoutineSpec | None:
+    """The routine declaration of `fmt` without the messages some rule reads line by line
+    (`needed`; None: a rule reads every line), or None when nothing is left to count or the
+    bulk reader is off (`CORRELATOR_SCAN=off`)."""
+    spec = fmt.routine
+    if spec is None or needed is None or scan_engine() == "off":
+        return None
+    return spec.restricted(*needed)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutineLine:
+    """One routine line, as numbers."""
+
+    offset: int
+    kind: str
+    client: str
+    """The message's client_id ('' when it names none)."""
+    second: int
+
+
+class AppendedLines:
+    """Splits batches of appended lines of one format into the lines to parse and the routine ones."""
+
+    def __init__(self, fmt: Format, spec: RoutineSpec) -> None:
+        self.spec = spec
+        self._routine = classifier(spec, MAX_LINE, engine="python").routine
+        by_name = {m.name: m for m in fmt.messages}
+        self._clients: list[re.Pattern[bytes] | None] = []
+        for name in spec.names:
+            message = by_name.get(name)
+            pattern = None
+            if message is not None and "client_id" in message.regex.groupindex:
+                try:
+                    pattern = re.compile((spec.prefix + message.regex.pattern.removeprefix("^")).encode())
+                except re.error:  # the message's regex says what bytes cannot: the client goes unnamed
+                    pattern = None
+            self._clients.append(pattern)
+
+    def split(self, lines: Sequence[Line]) -> tuple[list[int], list[RoutineLine]]:
+        """The indexes in `lines` of the lines to parse, in order, and the routine lines."""
+        if not lines:
+            return [], []
+        block = b"\n".join(raw for _, raw in lines) + b"\n"
+        starts: dict[int, int] = {}
+        at = 0
+        for number, (_, raw) in enumerate(lines):
+            starts[at] = number
+            at += len(raw) + 1
+        routine: list[RoutineLine] = []
+        taken: set[int] = set()
+        kinds, digits, clients = self.spec.kinds, self.spec.digits, self._clients
+        for match in self._routine.finditer(block):
+            start, end = match.span()
+            at_line = starts.get(start)
+            if at_line is None or end - start > MAX_LINE or block[end:end + 1] != b"\n":
+                continue  # not a whole line the bulk reader would count
+            message = int(match.lastgroup[1:])  # type: ignore[index]
+            pattern = clients[message]
+            found = pattern.match(block, start, end) if pattern is not None else None
+            client = found.group("client_id").decode("utf-8", "replace") if found is not None else ""
+            taken.add(at_line)
+            routine.append(RoutineLine(lines[at_line][0], kinds[message], client, int(block[start:start + digits])))
+        return [i for i in range(len(lines)) if i not in taken], routine

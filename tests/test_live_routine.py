@@ -1,0 +1,81 @@
+"""Live reading counts routine lines as the batch reader does: the lines of a real broker log
+appended in pieces of every size give the live analysis (with `every_line=False`, as the edge agent
+reads) the batch reader's events and its counts per kind and second."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+from correlator.engine.evaluate import Engine
+from correlator.engine.facts import Artifacts
+from correlator.engine.rules import load_rules
+from correlator.formats.registry import default_registry
+from correlator.live_analysis import LiveAnalysis, LiveUpdate, RoutineBatch
+from correlator.sources.files import LogFile
+from correlator.sources.lines import iter_lines
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
+REGISTRY = default_registry()
+
+
+def _broker_lines() -> list[bytes]:
+    """Every line of the real broker logs in sample_logs/ written with epoch prefixes."""
+    return [raw for path in sorted(SAMPLES.glob("*/broker/mosquitto.log"))
+            for _, raw in iter_lines(path) if raw[:10].isdigit()]
+
+
+def test_live_reading_gives_the_batch_reader_s_events_and_counts(tmp_path: Path) -> None:
+    rng = random.Random(19)
+    pool = _broker_lines()
+    lines = sorted((rng.choice(pool) for _ in range(6000)), key=lambda raw: raw[:10])
+    path = tmp_path / "mosquitto.log"
+    path.write_bytes(b"\n".join(lines[:2500]) + b"\n")
+
+    events: dict[int, str] = {}
+    kinds: dict[str, int] = {}
+    seconds: dict[int, int] = {}
+    clients: set[str] = set()
+    lock = threading.Lock()
+
+    def updated(update: LiveUpdate) -> None:
+        with lock:
+            for event in update.events:
+                if event.offset >= 0:
+                    events[event.offset] = event.kind
+
+    def counted(batch: RoutineBatch) -> None:
+        with lock:
+            for line in batch.lines:
+                kinds[line.kind] = kinds.get(line.kind, 0) + 1
+                seconds[line.second] = seconds.get(line.second, 0) + 1
+                clients.add(line.client)
+
+    live = LiveAnalysis([path], every_line=False, on_update=updated, on_routine=counted)
+    live.start()
+    try:
+        at = 2500
+        while at < len(lines):  # appended as a busy broker writes: pieces of every size
+            step = rng.choice([1, 7, 60, 400])
+            with path.open("ab") as out:
+                out.write(b"\n".join(lines[at:at + step]) + b"\n")
+            at += step
+            time.sleep(0.005)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and sum(s.lines for s in live.sources.values()) < len(lines):
+            time.sleep(0.1)
+    finally:
+        live.stop()
+
+    batch = LogFile(path, REGISTRY)
+    rules, _ = load_rules([])
+    batch.count_routine(Engine(rules, Artifacts()).needs())
+    assert batch.routine_spec is not None
+    expected = {e.offset: e.kind for e in batch.events()}
+    assert 0 < len(expected) < len(lines) // 2 < batch.routine.lines
+    assert events == expected
+    assert kinds == batch.routine.kinds
+    assert seconds == batch.routine.seconds
+    assert "" not in clients and len(clients) > 3  # each counted line names its client
