@@ -59,8 +59,6 @@ _CATEGORIES = {
     sre_c.CATEGORY_SPACE: _SPACE, sre_c.CATEGORY_NOT_SPACE: _ALL & ~_SPACE,
     sre_c.CATEGORY_WORD: _WORD, sre_c.CATEGORY_NOT_WORD: _ALL & ~_WORD,
 }
-#: Steps of the automaton run over all line starts at once before the rest is left to Python.
-_VECTOR_DEPTH = 96
 #: Threads scanning blocks of one file: Hyperscan and numpy run without the GIL, so two cores help.
 WORKERS = min(2, os.cpu_count() or 1)
 
@@ -483,9 +481,6 @@ class RoutineCounts:
     kinds: dict[str, int] = field(default_factory=dict)
     seconds: dict[int, int] = field(default_factory=dict)
     alarming: int = 0
-    marks: list[int] = field(default_factory=list)
-    """Where in the block just scanned the lines of the classifier's `marked` messages start
-    (routine, counted): the few of them a rule needs are read from there (sources/thinning.py)."""
 
     def add(self, kind: str, n: int) -> None:
         self.kinds[kind] = self.kinds.get(kind, 0) + n
@@ -524,6 +519,20 @@ Found = list[tuple[int, int]]
 """(start, end) byte ranges in a block of the lines that are not routine."""
 
 
+@dataclass
+class BlockScan:
+    """One block classified: its non-routine lines with their line indexes in the block (so the
+    reader numbers them without counting newlines again), where the lines of the classifier's
+    `marked` messages start (routine, counted: the few of them a rule needs are read from there,
+    sources/thinning.py), and how many lines the block holds."""
+
+    found: Found = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+    marks: list[int] = field(default_factory=list)
+    mark_rows: list[int] = field(default_factory=list)
+    lines: int = 0
+
+
 class Classifier:
     """Splits a block (whole lines, ending in a newline) into its non-routine lines and routine
     counts. `engine` says which way: 'hyperscan' or 'python'."""
@@ -531,8 +540,8 @@ class Classifier:
     engine = "python"
 
     def __init__(self, spec: RoutineSpec, max_line: int, marked: frozenset[int] = frozenset()) -> None:
-        """`marked`: messages (indexes in the spec) whose lines' starts each scan leaves in the
-        counts' `marks`."""
+        """`marked`: messages (indexes in the spec) whose lines' starts each scan gives in its
+        `marks`."""
         self.spec = spec
         self.max_line = max_line
         self.marked = marked
@@ -548,52 +557,102 @@ class Classifier:
 
     def scan(self, block: bytes, counts: RoutineCounts) -> Found:
         """The non-routine lines of `block`; the routine ones are added to `counts`."""
-        found: Found = []
-        at = 0
+        return self.scan_block(block, counts).found
+
+    def scan_block(self, block: bytes, counts: RoutineCounts) -> BlockScan:
+        """`block` classified; its routine lines are added to `counts`."""
+        out = BlockScan()
+        at = row = 0
         kinds = self.spec.kinds
         digits = self.spec.digits
         per_kind = [0] * len(kinds)
         seconds = counts.seconds
         max_line = self.max_line
-        marked, marks = self.marked, counts.marks
+        marked = self.marked
         for match in self.routine.finditer(block):
             start, end = match.span()
             if end - start > max_line:
                 continue  # the full reader cuts such a line: it is not this message any more
             if start > at:
-                _lines(block, at, start, found)
+                row = _lines(block, at, start, row, out)
             at = end + 1
             index = int(match.lastgroup[1:])  # type: ignore[index]
             per_kind[index] += 1
             if index in marked:
-                marks.append(start)
+                out.marks.append(start)
+                out.mark_rows.append(row)
+            row += 1
             second = int(block[start:start + digits])
             seconds[second] = seconds.get(second, 0) + 1
         if at < len(block):
-            _lines(block, at, len(block), found)
+            row = _lines(block, at, len(block), row, out)
+        out.lines = row
         for index, n in enumerate(per_kind):
             if n:
                 counts.add(kinds[index], n)
-        return found
-
+        return out
 
     def scan_blocks(self, blocks: Iterable[tuple[int, bytes]], counts: RoutineCounts,
-                    ) -> Iterator[tuple[int, bytes, Found, list[int]]]:
-        """`scan` over a file's blocks, in order: (offset, block, its non-routine lines, the
-        starts of its lines of the marked messages)."""
+                    ) -> Iterator[tuple[int, bytes, BlockScan]]:
+        """`scan_block` over a file's blocks, in order: (offset, block, its classification)."""
         for base, block in blocks:
-            counts.marks = []
-            yield base, block, self.scan(block, counts), counts.marks
+            yield base, block, self.scan_block(block, counts)
 
 
-def _lines(block: bytes, start: int, end: int, out: Found) -> None:
-    """The lines in block[start:end] (which ends at a newline or the block's end)."""
+def _lines(block: bytes, start: int, end: int, row: int, out: BlockScan) -> int:
+    """The lines in block[start:end] (which ends at a newline or the block's end) into `out`,
+    the first being line `row`; returns the row after them."""
     while start < end:
         stop = block.find(b"\n", start, end)
         if stop < 0:
             stop = end
-        out.append((start, stop))
+        out.found.append((start, stop))
+        out.rows.append(row)
+        row += 1
         start = stop + 1
+    return row
+
+
+@dataclass(frozen=True)
+class _Branch:
+    """A step of the decision: the byte at `column` of a line (its start at `column` 0) takes it
+    to `children[table[byte]]`. A child is a message index (decided), a _Branch, or None: the
+    rest is decided line by line (a looping state came first)."""
+
+    column: int
+    table: Any
+    children: tuple[int | _Branch | None, ...]
+
+
+def _decision(automaton: Automaton, state: int, column: int, budget: list[int]) -> int | _Branch | None:
+    """How the message of an accepted line is told from the state it is in at `column`: bytes a
+    state has only one way on from are never read (an accepted line holds that byte), so only the
+    columns where the messages part are gathered."""
+    delta = automaton.delta
+    while True:
+        if automaton.decided[state] >= 0:
+            return automaton.decided[state]
+        if automaton.loops[state] or budget[0] <= 0:
+            return None
+        targets = _successors(delta, state)
+        if len(targets) == 1 and automaton.accepts[state] < 0:
+            state = targets.pop()
+            column += 1
+            continue
+        budget[0] -= 1
+        children: list[int | _Branch | None] = []
+        index: dict[int, int] = {}
+        table = [len(targets) + 1] * 256  # a byte no accepted line holds here: not reached
+        for byte, target in enumerate(delta[state]):
+            if target >= 0 and target != state:
+                if target not in index:
+                    index[target] = len(children)
+                    children.append(_decision(automaton, target, column + 1, budget))
+                table[byte] = index[target]
+        if automaton.accepts[state] >= 0:  # the line may end here: its newline is at `column`
+            table[NEWLINE] = len(children)
+            children.append(automaton.accepts[state])
+        return _Branch(column, table, tuple(children))
 
 
 class HyperscanClassifier(Classifier):
@@ -614,14 +673,18 @@ class HyperscanClassifier(Classifier):
         self._scratches: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._scratches.put(hyperscan.Scratch(self._db))
         self._cloned = False
-        self._delta = numpy.array([*automaton.delta, [-1] * 256], dtype=numpy.int32)
-        self._decided = numpy.array([*automaton.decided, -1], dtype=numpy.int32)
-        self._delta[:, NEWLINE] = -1
-        self._delta[self._delta < 0] = len(automaton.delta)  # the sink state, rejecting
-        self._depth = _decision_depth(automaton)
+        skip, first = automaton.chain
+        decision = _decision(automaton, first, skip, [256])
+        self._tree = self._arrays(decision)
+
+    def _arrays(self, node: int | _Branch | None) -> int | _Branch | None:
+        if not isinstance(node, _Branch):
+            return node
+        return _Branch(node.column, self._np.array(node.table, dtype=self._np.intp),
+                       tuple(self._arrays(child) for child in node.children))
 
     def scan_blocks(self, blocks: Iterable[tuple[int, bytes]], counts: RoutineCounts,
-                    ) -> Iterator[tuple[int, bytes, Found, list[int]]]:
+                    ) -> Iterator[tuple[int, bytes, BlockScan]]:
         """Blocks scanned on both cores: Hyperscan and numpy let go of the GIL, so while the
         caller parses one block's few lines, the next ones are scanned (in order, at most
         `WORKERS` blocks ahead, each with its own scratch and counts)."""
@@ -634,13 +697,13 @@ class HyperscanClassifier(Classifier):
             for _ in range(WORKERS - 1):
                 self._scratches.put(scratch.clone())
             self._cloned = True
-        pending: deque[tuple[int, bytes, Future[tuple[Found, RoutineCounts]]]] = deque()
+        pending: deque[tuple[int, bytes, Future[tuple[BlockScan, RoutineCounts]]]] = deque()
 
-        def ready() -> tuple[int, bytes, Found, list[int]]:
+        def ready() -> tuple[int, bytes, BlockScan]:
             first, data, job = pending.popleft()
-            found, part = job.result()
+            result, part = job.result()
             counts.merge(part)
-            return first, data, found, part.marks
+            return first, data, result
 
         with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="scan") as pool:
             try:
@@ -659,11 +722,11 @@ class HyperscanClassifier(Classifier):
                 for _, _, job in pending:
                     job.cancel()
 
-    def _scan_alone(self, block: bytes) -> tuple[Found, RoutineCounts]:
+    def _scan_alone(self, block: bytes) -> tuple[BlockScan, RoutineCounts]:
         counts = RoutineCounts()
-        return self.scan(block, counts), counts
+        return self.scan_block(block, counts), counts
 
-    def scan(self, block: bytes, counts: RoutineCounts) -> Found:
+    def scan_block(self, block: bytes, counts: RoutineCounts) -> BlockScan:
         np = self._np
         ends: list[int] = []
 
@@ -680,60 +743,95 @@ class HyperscanClassifier(Classifier):
         starts = np.empty(len(newlines), dtype=np.int64)
         starts[0:1] = 0
         starts[1:] = newlines[:-1] + 1
-        routine = np.ones(len(starts), dtype=bool)
-        found: Found = []
+        out = BlockScan(lines=len(newlines))
+        odd = np.flatnonzero((newlines - starts) > self.max_line)
         if ends:
             # a deviation ends inside its line or at its newline: the line is the last one starting
             # at or before the match's end
-            rows = np.unique(np.searchsorted(starts, np.array(ends, dtype=np.int64), side="right") - 1)
-            routine[rows] = False
-        too_long = (newlines - starts) > self.max_line
-        if too_long.any():
-            routine &= ~too_long
-        odd = np.flatnonzero(~routine)
-        found = [(int(starts[i]), int(newlines[i])) for i in odd]
-        self._count(data, starts[routine], counts)
-        return found
+            deviating = np.searchsorted(starts, np.array(ends, dtype=np.int64), side="right") - 1
+            odd = np.union1d(odd, deviating)
+        if len(odd):
+            rows = odd.tolist()
+            out.rows = rows
+            out.found = list(zip(starts[odd].tolist(), newlines[odd].tolist(), strict=True))
+            keep = np.ones(len(starts), dtype=bool)
+            keep[odd] = False
+            routine = np.flatnonzero(keep)
+        else:
+            routine = None
+        self._count(block, data, starts, routine, counts, out)
+        return out
 
-    def _count(self, data: Any, starts: Any, counts: RoutineCounts) -> None:
-        """Per message and second, all at once: the first bytes of every routine line are
-        gathered into one matrix, its prefix columns read as epoch digits, and the automaton run
-        column by column from where the lines part (the fixed prefix skipped) until each line's
-        message is decided."""
+    def _count(self, block: bytes, data: Any, starts: Any, routine: Any, counts: RoutineCounts,
+               out: BlockScan) -> None:
+        """Per message and second, all at once: the message from the few columns where the
+        messages part (`_decision`), the seconds as runs of equal epoch digits, each run's digits
+        read once (a log is in time order, so a block holds few runs)."""
         np = self._np
         spec = self.spec
-        if not len(starts):
+        rows = routine if routine is not None else np.arange(len(starts))
+        if not len(rows):
             return
-        automaton = spec.automaton
-        skip, first = automaton.chain
-        width = skip + self._depth
-        # column by column: an index matrix of the whole block would cost eight bytes a cell
-        head = np.empty((len(starts), width), dtype=np.uint8)
-        starts32 = starts.astype(np.int32)
-        last = len(data) - 1
-        for column in range(width):
-            head[:, column] = data[np.minimum(starts32 + column, last)]
-        digits = spec.digits
-        seconds = (head[:, :digits].astype(np.int64) - 48) @ (10 ** np.arange(digits - 1, -1, -1, dtype=np.int64))
-        state = np.full(len(starts), first, dtype=np.int32)
-        delta = self._delta
-        for column in range(skip, width):
-            state = delta[state, head[:, column]]
-        message = self._decided[state]
-        late = np.flatnonzero(message < 0)
-        for row in late.tolist():  # decided past the matrix (a long shared stretch): line by line
-            start = int(starts[row])
-            stop = data[start:].tobytes().find(b"\n")
-            message[row] = automaton.run(data[start:start + stop].tobytes())
-        for index_, n in enumerate(np.bincount(message, minlength=len(spec.kinds)).tolist()):
+        per_message = [0] * len(spec.kinds)
+        marked: list[Any] = []
+        todo: list[tuple[int | _Branch | None, Any]] = [(self._tree, rows)]
+        while todo:
+            node, part = todo.pop()
+            if isinstance(node, _Branch):
+                step = node.table[data[starts[part] + node.column]]
+                for index, child in enumerate(node.children):
+                    chosen = part[step == index]
+                    if len(chosen):
+                        todo.append((child, chosen))
+            elif node is None:  # decided past a loop: line by line (a long shared stretch)
+                late = []
+                for row in part.tolist():
+                    start = int(starts[row])
+                    message = spec.automaton.run(block[start:block.index(b"\n", start)])
+                    per_message[message] += 1
+                    if message in self.marked:
+                        late.append(row)
+                if late:
+                    marked.append(np.array(late, dtype=np.int64))
+            else:
+                per_message[node] += len(part)
+                if node in self.marked:
+                    marked.append(part)
+        if marked:  # in file order, as the thinning reads them
+            chosen = np.sort(np.concatenate(marked))
+            out.marks = starts[chosen].tolist()
+            out.mark_rows = chosen.tolist()
+        for message, n in enumerate(per_message):
             if n:
-                counts.add(spec.kinds[index_], n)
-        if self.marked:
-            counts.marks.extend(starts[np.isin(message, list(self.marked))].tolist())
-        values, numbers = np.unique(seconds, return_counts=True)
+                counts.add(spec.kinds[message], n)
+        self._seconds(block, starts[rows] if routine is not None else starts, counts)
+
+    def _seconds(self, block: bytes, starts: Any, counts: RoutineCounts) -> None:
+        """Routine lines per second: the epoch digits of every line compared as two 8-byte words
+        (the first eight digits, and the eight ending at the last), so only where they change is
+        a second read as a number."""
+        np = self._np
+        digits = self.spec.digits
         table = counts.seconds
-        for second, n in zip(values.tolist(), numbers.tolist(), strict=True):
-            table[second] = table.get(second, 0) + n
+        if len(block) < 8 or digits > 16:
+            for start in starts.tolist():
+                second = int(block[start:start + digits])
+                table[second] = table.get(second, 0) + 1
+            return
+        words = np.ndarray((len(block) - 7,), dtype=np.uint64, buffer=block, strides=(1,))
+        last = len(block) - 8
+        first = words[np.minimum(starts, last)]
+        change = first[1:] != first[:-1]
+        if digits > 8:
+            change |= np.diff(words[np.minimum(starts + (digits - 8), last)]) != 0
+        clamped = starts > last  # a line in the block's last 8 bytes: a run of its own
+        if clamped[-1]:
+            change |= clamped[1:] | clamped[:-1]
+        bounds = np.flatnonzero(change) + 1
+        edges = [0, *bounds.tolist(), len(starts)]
+        for start, run in zip(starts[edges[:-1]].tolist(), np.diff(edges).tolist(), strict=True):
+            second = int(block[start:start + digits])
+            table[second] = table.get(second, 0) + run
 
 
 _DATABASES: dict[tuple[str, ...], Any] = {}
@@ -767,25 +865,6 @@ def _database(patterns: tuple[str, ...]) -> Any:
                 partial.replace(cache)
         _DATABASES[patterns] = db
         return db
-
-
-def _decision_depth(automaton: Automaton) -> int:
-    """Steps past the fixed prefix after which every accepted line's message is decided: the
-    longest walk through undecided states (a looping undecided state: the vector depth, and the
-    few lines still undecided there are run one by one)."""
-    _skip, first = automaton.chain
-    longest: dict[int, int] = {}
-
-    def walk(state: int) -> int:
-        if automaton.decided[state] >= 0:
-            return 0
-        if automaton.loops[state]:
-            return _VECTOR_DEPTH
-        if state not in longest:
-            longest[state] = 1 + max((walk(t) for t in _successors(automaton.delta, state)), default=0)
-        return min(longest[state], _VECTOR_DEPTH)
-
-    return walk(first)
 
 
 def hyperscan_available() -> bool:

@@ -236,26 +236,25 @@ class LogFile:
             blocks = iter_blocks(self.path, block_size=self.block_size)
             if self.end is not None:
                 blocks = _blocks_until(blocks, self.end)
-            for base, block, found, marks in scanner.scan_blocks(blocks, routine):
+            for base, block, scan in scanner.scan_blocks(blocks, routine):
                 if thinner is not None:
-                    found = thinner.select(block, found, marks, routine)
+                    found = thinner.select(block, scan, routine)
+                else:
+                    found = [(start, end, row) for (start, end), row in zip(scan.found, scan.rows, strict=True)]
                 lines: list[tuple[int, int, str]] = []
-                number, at = before + 1, 0
-                for start, end in found:
-                    number += block.count(b"\n", at, start)
-                    at = start
+                for start, end, row in found:
                     raw = block[start:end]
                     if raw[-1:] == b"\r":
                         raw = raw[:-1]
                     if len(raw) > MAX_LINE:
                         raw = raw[:MAX_LINE] + TRUNCATION_MARK
-                    lines.append((number, base + start, decode(raw)))
+                    lines.append((before + row + 1, base + start, decode(raw)))
                     if len(lines) >= MAX_CHUNK_LINES:
                         events = parser.feed(lines)
                         lines = []
                         if events:
                             yield events
-                before += block.count(b"\n")
+                before += scan.lines
                 self._read_to(base + len(block))
                 events = parser.feed(lines)
                 if events:

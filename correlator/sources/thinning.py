@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from correlator.formats.definition import Format, Sample
 from correlator.formats.evidence import Evidence
 from correlator.formats.parse import match_line
-from correlator.formats.scan import Automaton, FirstLines, Found, RoutineCounts, RoutineSpec, compile_automaton
+from correlator.formats.scan import Automaton, BlockScan, FirstLines, RoutineCounts, RoutineSpec, compile_automaton
 from correlator.redaction import may_hold_secret
 
 _ANONYMOUS = frozenset({b"<unknown>", b"(null)", b"", b"unknown"})
@@ -123,21 +123,24 @@ class Thinner:
         other.parsed_lines = 0
         return other
 
-    def select(self, block: bytes, found: Found, marks: list[int], counts: RoutineCounts) -> Found:
-        """The lines of `block` to parse, in order: the non-routine ones (`found`) and the marked
-        routine lines that are the first of their key since its reset (taken out of `counts`)."""
+    def select(self, block: bytes, scan: BlockScan, counts: RoutineCounts) -> list[tuple[int, int, int]]:
+        """The lines of `block` to parse, in order, as (start, end, line index in the block): the
+        non-routine ones and the marked routine lines that are the first of their key since its
+        reset (taken out of `counts`)."""
+        found, rows, marks = scan.found, scan.rows, scan.marks
         if not marks:
             for start, end in found:
                 self._parsed(block[start:end])
-            return found
-        out: Found = []
+            return [(start, end, row) for (start, end), row in zip(found, rows, strict=True)]
+        out: list[tuple[int, int, int]] = []
         seen = self._seen
         skip, end_byte = self.place
         sep = bytes([end_byte])
         digits = self.digits
         kind = self.kind
+        mark_rows = scan.mark_rows
         at, count = 0, len(marks)
-        for start, end in [*found, (len(block), len(block))]:
+        for (start, end), row in zip([*found, (len(block), len(block))], [*rows, -1], strict=True):
             while at < count and marks[at] < start:
                 line = marks[at]
                 at += 1
@@ -147,11 +150,11 @@ class Thinner:
                     continue
                 if not may_hold_secret(block[line:stop]):
                     seen.add(key)
-                out.append((line, block.find(b"\n", line)))
+                out.append((line, block.find(b"\n", line), mark_rows[at - 1]))
                 counts.remove(kind, int(block[line:line + digits]))
                 self.parsed_lines += 1
             if start < len(block):
-                out.append((start, end))
+                out.append((start, end, row))
                 self._parsed(block[start:end])
         return out
 
