@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -36,122 +36,171 @@ def iso(ts: float) -> str:
 # -- the schema --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class About:
+    """A field's words in the JSON schema: its description, examples and string format. Pydantic
+    reads it where the API serves the schema, through the hook any annotation may carry
+    (`__get_pydantic_json_schema__`), so this ground layer needs no pydantic; and it travels with
+    the annotation, so a model that extends one of these TypedDicts (the API's FindingOut) keeps
+    its fields' words. Several apply in order, a later one's words over an earlier one's."""
+
+    description: str = ""
+    examples: tuple[Any, ...] = ()
+    format: str = ""
+    """Given to the string the field holds (in an optional field, to its string branch)."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = dict(handler(core_schema))
+        if self.description:
+            schema["description"] = self.description
+        if self.examples:
+            schema["examples"] = list(self.examples)
+        if self.format:
+            for branch in [schema, *schema.get("anyOf", [])]:
+                if branch.get("type") == "string":
+                    branch["format"] = self.format
+        return schema
+
+
+#: A time as the report writes it (`iso`).
+IsoTime = Annotated[str, About(format="date-time", examples=("2026-11-23T14:39:55Z",))]
+
 #: How sure a finding is: high when both sides of the connection and the artifacts agree, medium
 #: when the artifacts or both sides show it, low when one side alone does.
 Confidence = Literal["high", "medium", "low"]
+#: Whose view a piece of evidence is: a broker's log, an OPC UA server's, a client's, or an
+#: artifact (a certificate, mosquitto.conf, an ACL or password file).
+Side = Literal["broker", "server", "client", "artifact"]
+#: What a fix step's command is: a command to run, or a line for a configuration file.
+FixKind = Literal["shell", "config"]
 
 
 class EvidenceDict(TypedDict):
-    side: str
-    """broker, client or artifact: whose view it is."""
-    file: str
-    line: int | None
-    time: str | None
-    source: str
-    kind: str
-    text: str
-    estimated: bool
+    side: Annotated[Side, About("Whose view it is: the broker's, an OPC UA server's or a client's log, or an "
+                                "artifact of the bundle")]
+    file: Annotated[str, About("The file, by its place in the bundle", ("broker/mosquitto.log",))]
+    line: Annotated[int | None, About("Its line in the file (1 is the first); null for an artifact's fact")]
+    time: Annotated[IsoTime | None, About("When the line says it happened, in UTC after the source's zone and "
+                                          "clock offset; null for an artifact")]
+    source: Annotated[str, About("The source that wrote it: `broker`, `client:<name>` ... ('' for an artifact)",
+                                 ("client:edge-02",))]
+    kind: Annotated[str, About("What the line says, in the one vocabulary of event kinds (an artifact's check "
+                               "for a fact)", ("tls.handshake_failed",))]
+    text: Annotated[str, About("The line itself, or what the artifact says (secrets redacted)")]
+    estimated: Annotated[bool, About("The line had no time of its own: `time` is its neighbours' or its file's, "
+                                     "so it is not lined up to the second with the other side")]
 
 
 class FixStepDict(TypedDict):
-    text: str
-    command: str
-    """A shell command, or a line for a configuration file (`kind`); '' when the step has none."""
-    kind: str
-    warning: str
-    """Why the step's command is not shown: a value from the bundle in it is unsafe to run."""
+    text: Annotated[str, About("What to do, in words")]
+    command: Annotated[str, About("A shell command, or a line for a configuration file (`kind`); '' when the step "
+                                  "has none", ("openssl x509 -in certs/server.pem -noout -subject -enddate",))]
+    kind: Annotated[FixKind, About("`shell`: `command` is a command to run; `config`: a line to write in a "
+                                   "configuration file")]
+    warning: Annotated[str, About("Why the step's command is not shown: a value from the bundle in it is unsafe "
+                                  "to run ('' when shown)")]
 
 
 class FindingDict(TypedDict):
-    id: str
-    severity: Severity
-    title: str
-    explanation: str
-    group: str
-    host: NotRequired[str]
-    """The host of the bundle it was found on (see HostDict); '' when nothing names one. Reports
-    made before hosts were told apart lack it."""
-    clients: list[str]
-    users: list[str]
-    hosts: list[str]
-    first_seen: str
-    last_seen: str
-    count: int
-    confidence: Confidence
-    confidence_reason: str
-    confirm_with: str
-    alternatives: list[str]
-    tell_apart: str
-    evidence: list[EvidenceDict]
-    facts: list[EvidenceDict]
-    remediation: list[FixStepDict]
-    omitted: dict[str, int]
-    """Clients, users and hosts beyond the hundred of each listed, counted."""
-    revision: int
+    id: Annotated[str, About("The root cause's id, from the catalogue of root causes", ("tls.server_cert_expired",))]
+    severity: Annotated[Severity, About("How bad it is")]
+    title: Annotated[str, About("The root cause in one line", ("The broker's TLS certificate has expired",))]
+    explanation: Annotated[str, About("What happened and why, in plain words, with this bundle's names and times")]
+    group: Annotated[str, About("What the finding is about beyond its id (a listener, a client, a user): its "
+                                "aggregation key; '' when the id alone is the finding")]
+    host: NotRequired[Annotated[str, About(
+        "The host of the bundle it was found on (see the analysis's hosts); '' when nothing names one. Reports "
+        "made before hosts were told apart lack it")]]
+    clients: Annotated[list[str], About("Client ids affected (at most 100; `omitted` counts the rest)",
+                                        (["edge-01-pub", "edge-02"],))]
+    users: Annotated[list[str], About("User names involved (at most 100; `omitted` counts the rest)")]
+    hosts: Annotated[list[str], About("Peer addresses and host names involved (at most 100; `omitted` counts "
+                                      "the rest)")]
+    first_seen: Annotated[IsoTime, About("Its first occurrence, in UTC")]
+    last_seen: Annotated[IsoTime, About("Its last occurrence, in UTC")]
+    count: Annotated[int, About("Occurrences: connections or attempts that failed this way", (4,))]
+    confidence: Annotated[Confidence, About("How sure it is: high when both sides of the connection and the "
+                                            "artifacts agree, medium when the artifacts or both sides show it, "
+                                            "low when one side alone does")]
+    confidence_reason: Annotated[str, About("Why that confidence, in words",
+                                            ("both sides of the connection and the artifacts agree",))]
+    confirm_with: Annotated[str, About("What would settle it when the confidence is not high ('' when it is)")]
+    alternatives: Annotated[list[str], About("Other root-cause ids the same evidence fits, when the artifacts "
+                                             "could not decide")]
+    tell_apart: Annotated[str, About("How to tell it from its alternatives ('' without alternatives)")]
+    evidence: Annotated[list[EvidenceDict], About("The log lines it rests on: the first and the last ones")]
+    facts: Annotated[list[EvidenceDict], About("What the artifacts (certificates, configs, ACL and password files) "
+                                               "say that bears on it")]
+    remediation: Annotated[list[FixStepDict], About("The fix, step by step")]
+    omitted: Annotated[dict[str, int], About("Clients, users and hosts beyond the hundred of each listed, counted",
+                                             ({"clients": 412},))]
+    revision: Annotated[int, About("Grows with every update of a live finding, so a dashboard can tell a changed "
+                                   "finding from an unchanged one (0 in a batch analysis's)")]
 
 
 class SourceInfoDict(TypedDict):
-    path: str
-    source: str
-    format: str
-    detected: float
-    zone: str
-    lines_read: int
-    unparsed: int
-    estimated: int
-    kinds: dict[str, int]
+    path: Annotated[str, About("The file, by its place in the bundle", ("broker/mosquitto.log",))]
+    source: Annotated[str, About("Who wrote it: `broker`, `client:<name>` ...", ("broker", "client:edge-02"))]
+    format: Annotated[str, About("The log format it was read with", ("mosquitto",))]
+    detected: Annotated[float, About("Share of the first lines the chosen format explained (1.0 when forced)",
+                                     (0.98,))]
+    zone: Annotated[str, About("The time zone its times were read in", ("UTC", "Europe/Berlin"))]
+    lines_read: Annotated[int, About("Lines read")]
+    unparsed: Annotated[int, About("Lines no pattern of the format explained (kept on the timeline as they are)")]
+    estimated: Annotated[int, About("Lines with no time of their own, dated by their neighbours or their file")]
+    kinds: Annotated[dict[str, int], About("Events per kind", ({"mqtt.connect": 12, "tls.handshake_failed": 4},))]
 
 
 class SourceDict(SourceInfoDict):
-    zone_how: str
-    offset: float
-    offset_how: str
+    zone_how: Annotated[str, About("How its zone was chosen (given, the host's, guessed from the other sources ...)")]
+    offset: Annotated[float, About("Seconds its clock was found off by (already corrected in its events' times)")]
+    offset_how: Annotated[str, About("How the offset was found ('none' when there is none)")]
 
 
 class SummaryDict(TypedDict):
-    findings: int
-    worst_severity: Severity | None
-    events: int
-    first_event: str | None
-    last_event: str | None
-    connections: int
-    unparsed: int
+    findings: Annotated[int, About("How many findings")]
+    worst_severity: Annotated[Severity | None, About("The worst finding's severity; null without findings")]
+    events: Annotated[int, About("Events on the timeline")]
+    first_event: Annotated[IsoTime | None, About("The timeline's first event, in UTC; null when empty")]
+    last_event: Annotated[IsoTime | None, About("The timeline's last event, in UTC; null when empty")]
+    connections: Annotated[int, About("Connections stitched: a broker's accept joined to its client's lines")]
+    unparsed: Annotated[int, About("Lines of every source that no pattern of their format explained")]
 
 
 class ToolDict(TypedDict):
-    name: str
-    version: str
+    name: Annotated[str, About("The tool that made the report", ("correlator",))]
+    version: Annotated[str, About("Its version")]
 
 
 class HostDict(TypedDict):
-    name: str
-    how: str
-    """Why its files are one host: folder, archive, syslog host name, the whole bundle."""
-    root: str
-    logs: list[str]
-    sources: list[str]
-    ports: list[int]
-    syslog_names: list[str]
-    configs: list[str]
-    acl_files: list[str]
-    password_files: list[str]
-    certificates: list[str]
-    findings: list[str]
-    """The ids found on it."""
+    name: Annotated[str, About("The machine's name", ("broker-1",))]
+    how: Annotated[str, About("Why its files are one host: folder, archive, syslog host name, the whole bundle",
+                              ("folder",))]
+    root: Annotated[str, About("The place in the bundle its files share ('' for the whole bundle)")]
+    logs: Annotated[list[str], About("Its log files, by their place in the bundle")]
+    sources: Annotated[list[str], About("The sources its logs were read as")]
+    ports: Annotated[list[int], About("The ports its brokers listen on", ([1883, 8883],))]
+    syslog_names: Annotated[list[str], About("The host names its syslog lines give")]
+    configs: Annotated[list[str], About("Its mosquitto.conf files")]
+    acl_files: Annotated[list[str], About("Its ACL files")]
+    password_files: Annotated[list[str], About("Its password files")]
+    certificates: Annotated[list[str], About("Its certificate files")]
+    findings: Annotated[list[str], About("The ids of the findings found on it")]
 
 
 class AnalysisDict(TypedDict):
-    schema: str
+    schema: Annotated[str, About("The report's schema and version", (REPORT_SCHEMA,))]
     tool: ToolDict
-    made_at: str
+    made_at: Annotated[IsoTime, About("When the report was made, in UTC")]
     summary: SummaryDict
-    findings: list[FindingDict]
-    sources: list[SourceDict]
-    hosts: list[HostDict]
-    artifacts: dict[str, int]
-    errors: list[str]
-    skipped: list[str]
-    notes: list[str]
+    findings: Annotated[list[FindingDict], About("The root causes found, worst first")]
+    sources: Annotated[list[SourceDict], About("The logs read, and how each was placed in time")]
+    hosts: Annotated[list[HostDict], About("The machines of the bundle")]
+    artifacts: Annotated[dict[str, int], About("Certificates, keys, configs, ACL and password files read, counted",
+                                               ({"certificates": 2, "configs": 1},))]
+    errors: Annotated[list[str], About("What could not be read, naming the file (and line)")]
+    skipped: Annotated[list[str], About("Files that are neither logs nor artifacts, with what they were taken for")]
+    notes: Annotated[list[str], About("What the reader had to cut short (kept events, --since/--until)")]
 
 
 # -- the objects -------------------------------------------------------------------------------
@@ -162,7 +211,7 @@ class EvidenceRef:
     """One piece of evidence a finding rests on: a log record (file and line) or an artifact fact
     (file, and what it says). `side` says whose view it is: broker, client or artifact."""
 
-    side: str
+    side: Side
     file: str
     line: int | None
     text: str
@@ -199,7 +248,7 @@ class FixStep:
 
     text: str
     command: str = ""
-    kind: str = "shell"
+    kind: FixKind = "shell"
     """'shell': a command to run; 'config': a line to write in a configuration file."""
     warning: str = ""
 

@@ -1,6 +1,8 @@
 """HTTP conventions the routes would otherwise each have to keep, as one ASGI middleware:
 
-- `HEAD` on every GET route: the GET's status and headers (its `Content-Length` too), no body;
+- `HEAD` on every GET route: the GET's status and headers (its `Content-Length` too), no body. A
+  HEAD whose GET streams (the live server-sent events) is answered once its headers are out: the
+  answer is complete at once, so the stream sees its client gone and ends;
 - `OPTIONS` on every route: 204 with `Allow` (a CORS preflight, when `--cors-origin` is given,
   is answered before, by the CORS middleware);
 - a weak `ETag` on every GET answer that is not a stream (a hash of the body), and 304 with no
@@ -84,14 +86,20 @@ class _Cached:
         self.parts: list[bytes] = []
         self.size = 0
         self.passing = False
+        self.answered = False
+        """A HEAD's answer is complete: what the route still sends is dropped."""
 
     async def __call__(self, message: Message) -> None:
+        if self.answered:
+            return
         if message["type"] == "http.response.start":
             headers = Headers(raw=message["headers"])
             streamed = headers.get("content-type", "").startswith("text/event-stream")
             if message["status"] != 200 or streamed or "etag" in headers:
                 self.passing = True
                 await self.send(message)
+                if self.head:  # the headers are the whole answer, a stream's too (it would never end)
+                    await self._end_head()
             else:
                 self.start = message
             return
@@ -116,10 +124,15 @@ class _Cached:
 
     async def _body(self, message: Message) -> None:
         if self.head:
-            if not message.get("more_body", False):
-                await self.send({"type": "http.response.body", "body": b""})
+            await self._end_head()
             return
         await self.send(message)
+
+    async def _end_head(self) -> None:
+        """Complete a HEAD's answer with an empty body. The server then tells the route that its
+        client is gone (its `receive` says `http.disconnect`), which ends a stream."""
+        self.answered = True
+        await self.send({"type": "http.response.body", "body": b""})
 
     async def _finish(self, body: bytes) -> None:
         assert self.start is not None

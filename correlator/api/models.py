@@ -10,12 +10,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, with_config
 
 from correlator.model import Level, Severity
-from correlator.report_model import FindingDict, HostDict, SourceDict, SummaryDict
+from correlator.report_model import About, FindingDict, HostDict, IsoTime, SourceDict, SummaryDict
 
 Status = Literal["queued", "running", "done", "failed"]
 FieldValue = str | int | float | bool
-#: A time as the API writes it: ISO 8601 in UTC.
-Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, examples=["2026-11-23T14:42:30Z"])]
+#: A time as the API writes it: ISO 8601 in UTC, as the report does.
+Timestamp = IsoTime
 AnalysisId = Annotated[str, Field(description="The analysis's id (16 hex digits)", examples=["d7cb9213372d47d2"])]
 
 
@@ -93,14 +93,16 @@ class FindingOut(FindingDict):
     group (`auth.bad_credentials~3f9a2c1b`); stable across analyses of the same logs, so a
     dashboard updates a live finding in place (api/finding_keys.py)."""
 
-    key: str
+    key: Annotated[str, About("Its address: `/findings/{key}` of its analysis, the same for a live finding",
+                              ("auth.bad_credentials~3f9a2c1b", "tls.server_cert_expired"))]
 
 
 class FindingList(ApiModel):
-    analysis_id: str
+    analysis_id: AnalysisId
     total: int
     """Findings that pass the filters (all of them: a finding list is never paged)."""
     items: list[FindingOut]
+    """The findings, worst first."""
 
 
 # -- analyses ----------------------------------------------------------------------------------
@@ -118,12 +120,15 @@ class AnalysisOut(ApiModel):
     """While queued: 1 for the next to start among analyses of its size (small bundles have
     slots of their own)."""
     progress: float = Field(ge=0, le=1)
+    """How far it is, from 0 to 1 (1 once done)."""
     events: int
     """Timeline events stored so far."""
     size: int
     """Bytes uploaded."""
     created: Timestamp
+    """When it was uploaded, in UTC."""
     updated: Timestamp
+    """When its status or progress last changed, in UTC."""
     message: str | None
     """Why a failed analysis failed."""
     summary: SummaryDict | None
@@ -143,23 +148,30 @@ class AnalysisOut(ApiModel):
 class AnalysisBrief(ApiModel):
     id: AnalysisId
     name: str
+    """The upload's name."""
     status: Status
+    """queued and running analyses are polled until done or failed."""
     progress: float = Field(ge=0, le=1)
+    """How far it is, from 0 to 1."""
     created: Timestamp
+    """When it was uploaded, in UTC."""
     findings: int | None
     """How many findings (null until done)."""
     worst_severity: Severity | None
+    """The worst finding's severity (null until done, or without findings)."""
 
 
 class AnalysisList(ApiModel):
     total: int
     """Analyses that pass the `status` filter, over all pages."""
     items: list[AnalysisBrief]
+    """This page's analyses, newest first."""
 
 
 class SourceList(ApiModel):
-    analysis_id: str
+    analysis_id: AnalysisId
     items: list[SourceDict]
+    """The logs read, and how each was placed in time."""
 
 
 class EventOut(ApiModel):
@@ -172,11 +184,15 @@ class EventOut(ApiModel):
     estimated: bool
     """The line had no time of its own: it takes its neighbours' (or its file's)."""
     source: str = Field(examples=["broker", "client:edge-02"])
+    """The source that wrote it: `broker`, `client:<name>` ..."""
     host: str
+    """The host of the bundle it comes from ('' when nothing names one)."""
     file: str
     """The file, by its place in the bundle."""
     line: int
+    """Its line in the file (1 is the first)."""
     level: Level
+    """How bad the line itself says it is."""
     kind: str = Field(examples=["tls.handshake_failed"])
     """What the line says, in the one vocabulary of event kinds."""
     fields: dict[str, FieldValue]
@@ -184,6 +200,7 @@ class EventOut(ApiModel):
     raw: str
     """The line itself (secrets redacted)."""
     format: str
+    """The log format it was read with."""
     skew: float
     """Seconds the source's clock was found off by (already corrected in `time`)."""
     connection: str | None
@@ -193,8 +210,9 @@ class EventOut(ApiModel):
 
 
 class TimelinePage(ApiModel):
-    analysis_id: str
+    analysis_id: AnalysisId
     items: list[EventOut]
+    """The page's events, in time order."""
     next_cursor: int | None
     """Pass as `after` for the next page; null on the last page."""
 

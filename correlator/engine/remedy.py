@@ -28,7 +28,7 @@ from typing import Any, Literal
 from correlator.errors import DefinitionError
 from correlator.printable import printable
 from correlator.redaction import redact
-from correlator.report_model import FixStep
+from correlator.report_model import FixKind, FixStep
 from correlator.resources import builtin_dir
 
 #: Characters that make a value a command of its own in a shell, quoted or not (a reader may
@@ -145,7 +145,7 @@ class StepTemplate:
 
     text: str
     command: str = ""
-    kind: Literal["shell", "config"] = "shell"
+    kind: FixKind = "shell"
     """'shell' (the rule's `command`) or 'config' (its `config`: a line for a configuration file)."""
     when: str = ""
     """A value the step needs: without it the step is left out (the fix of a setting not found)."""

@@ -22,12 +22,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from correlator.definitions import DefinitionFile, definition_files
 from correlator.engine.remedy import Passage, StepTemplate
 from correlator.errors import DefinitionError
 from correlator.model import SEVERITIES, Event, Severity, is_broker_source
+from correlator.report_model import FixKind, Side
 
 Predicate = Callable[[Event], bool]
 
@@ -37,7 +38,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0
 _OPS = {"eq", "ne", "in", "not_in", "regex", "not_regex", "gt", "ge", "lt", "le", "exists", "startswith"}
 
 
-def side_of(event: Event) -> str:
+def side_of(event: Event) -> Side:
     """Whose view an event is: the broker's, an OPC UA server's, or a client's."""
     source = event.source
     if is_broker_source(source):
@@ -201,7 +202,7 @@ class _RuleLoader(DefinitionFile):
             raise self.error("a step needs 'text' and takes strings only", key)
         if "command" in table and "config" in table:
             raise self.error("a step has a 'command' or a 'config' line, not both", key)
-        kind: Literal["shell", "config"] = "config" if "config" in table else "shell"
+        kind: FixKind = "config" if "config" in table else "shell"
         return StepTemplate(table["text"], table.get("command") or table.get("config") or "", kind,
                             table.get("when", ""))
 

@@ -5,6 +5,7 @@ bad values, ETag/304 and gzip, and /docs that works offline."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,44 @@ def test_head_answers_as_get_without_a_body(shared: RunningServer, done: dict[st
             assert head.status_code == got.status_code and head.content == b"", path
             assert head.headers["content-type"] == got.headers["content-type"]
             assert head.headers.get("etag") == got.headers.get("etag")
+
+
+def test_every_get_route_answers_head_and_every_path_names_its_methods(start_server: ServerFactory,
+                                                                        mixed_zip: Path, tmp_path: Path) -> None:
+    """Every GET route, the live ones and the server-sent-event stream among them:
+    HEAD answers as GET without a body (the stream's HEAD at once, ending the stream), and a
+    method the path lacks is 405 with an `Allow` naming exactly the methods its routes have."""
+    log = tmp_path / "mosquitto.log"
+    log.write_bytes(LOG)
+    server = start_server(live_paths=[log])
+    with server.client() as client:
+        schema = client.get("/openapi.json").json()
+        # every route of the schema, and the schema's and the docs' own (left out of it)
+        methods_at = {path: {m.upper() for m in ops} for path, ops in schema["paths"].items()}
+        methods_at |= {"/api/v1/openapi.json": {"GET"}, "/docs": {"GET"}}
+        created = client.post("/analyses", content=mixed_zip.read_bytes(), params={"name": "mixed.zip"}).json()
+        key = client.get(f"/analyses/{created['id']}/findings").json()["items"][0]["key"]
+    values = {"analysis_id": created["id"], "key": key}
+    assert "/api/v1/live/stream" in methods_at
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for template, methods in methods_at.items():
+            path = re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values.get(m[1], "x"), template)
+            if "GET" in methods:
+                with client.stream("GET", path) as got:  # a stream's headers, without waiting for its end
+                    status, content_type = got.status_code, got.headers.get("content-type")
+                head = client.head(path)
+                assert (head.status_code, head.headers.get("content-type"), head.content) == \
+                    (status, content_type, b""), path
+            allowed = methods | ({"HEAD"} if "GET" in methods else set())
+            lacking = next(m for m in ("PUT", "PATCH", "DELETE", "POST") if m not in allowed)
+            refused = client.request(lacking, path)
+            expected = [m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE") if m in allowed]
+            assert refused.status_code == 405, (lacking, path)
+            assert refused.headers["allow"] == ", ".join([*expected, "OPTIONS"]), (path, refused.headers)
+    deadline = time.monotonic() + 5
+    while server.app.state.live.subscriber_count:  # the streams HEAD and GET opened have ended
+        assert time.monotonic() < deadline, "a stream outlived its request"
+        time.sleep(0.02)
 
 
 def test_created_and_accepted_analyses_have_a_location(start_server: ServerFactory, done: dict[str, Any]) -> None:
@@ -119,3 +158,16 @@ def test_schema_describes_times_levels_and_confidence(shared: RunningServer) -> 
     assert set(parts["FindingOut"]["properties"]["confidence"]["enum"]) == {"high", "medium", "low"}
     assert parts["EventOut"]["properties"]["raw"]["description"]
     assert parts["ErrorOut"]["properties"]["status"]["examples"] == [404]
+    # the report's own schema (a finding, its evidence and fix, the sources, the summary, the hosts)
+    # and the analysis and timeline models: every property says what it holds
+    for name in ("FindingOut", "EvidenceDict", "FixStepDict", "SourceDict", "SummaryDict", "HostDict", "AnalysisOut",
+                 "AnalysisBrief", "AnalysisList", "FindingList", "SourceList", "EventOut", "TimelinePage"):
+        undescribed = [p for p, v in parts[name]["properties"].items() if not v.get("description")]
+        assert not undescribed, (name, undescribed)
+    finding, evidence = parts["FindingOut"]["properties"], parts["EvidenceDict"]["properties"]
+    assert finding["first_seen"]["format"] == finding["last_seen"]["format"] == "date-time"
+    assert {"type": "string", "format": "date-time"}.items() <= evidence["time"]["anyOf"][0].items()
+    assert parts["SummaryDict"]["properties"]["first_event"]["anyOf"][0]["format"] == "date-time"
+    assert evidence["side"]["enum"] == ["broker", "server", "client", "artifact"]
+    assert parts["FixStepDict"]["properties"]["kind"]["enum"] == ["shell", "config"]
+    assert finding["id"]["examples"] == ["tls.server_cert_expired"]
