@@ -36,6 +36,7 @@ from correlator.api.storage import (
     TimelineQuery,
     UploadFolders,
     analysis_row,
+    check_fence,
     like_pattern,
     timeline_filters,
     timeline_item,
@@ -43,12 +44,13 @@ from correlator.api.storage import (
 from correlator.errors import CorrelatorError
 
 #: Bumped whenever the tables change, so an old state folder is refused with a message, not misread.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: What turns an older layout into this one (version: statements), run before _SCHEMA.
 _MIGRATIONS = {
     1: ["ALTER TABLE analyses ADD COLUMN digest TEXT", "ALTER TABLE analyses ADD COLUMN idem_key TEXT",
         "ALTER TABLE analyses ADD COLUMN webhook TEXT", "ALTER TABLE findings ADD COLUMN key TEXT"],
+    2: ["ALTER TABLE analyses ADD COLUMN run_token INTEGER"],
 }
 
 _SCHEMA = """
@@ -68,7 +70,8 @@ CREATE TABLE IF NOT EXISTS analyses (
     report TEXT,
     digest TEXT,
     idem_key TEXT,
-    webhook TEXT
+    webhook TEXT,
+    run_token INTEGER
 );
 CREATE INDEX IF NOT EXISTS analyses_digest ON analyses (digest);
 CREATE UNIQUE INDEX IF NOT EXISTS analyses_idem_key ON analyses (idem_key);
@@ -246,9 +249,24 @@ class SqliteStore(UploadFolders):
                                     "ORDER BY num").fetchall()
         return [analysis_row(r) for r in rows]
 
-    def update(self, analysis_id: str, **values: Any) -> None:
+    def update(self, analysis_id: str, *, fence: int | None = None, **values: Any) -> None:
         with self.connect() as db:
+            if fence is not None:
+                self._check_fence(db, analysis_id, fence)
             self._update(db, analysis_id, values)
+
+    def fence_run(self, analysis_id: str, token: int) -> bool:
+        with self.connect() as db:
+            changed = db.execute("UPDATE analyses SET run_token = ? WHERE id = ? AND (run_token IS NULL OR "
+                                 "run_token <= ?)", (token, analysis_id, token)).rowcount
+        return changed == 1
+
+    @staticmethod
+    def _check_fence(db: sqlite3.Connection, analysis_id: str, fence: int, num: int | None = None) -> None:
+        """Inside the writing transaction (IMMEDIATE: no other writer between this and the write)."""
+        found = (db.execute("SELECT run_token FROM analyses WHERE id = ?", (analysis_id,)) if num is None
+                 else db.execute("SELECT run_token FROM analyses WHERE num = ?", (num,))).fetchone()
+        check_fence(analysis_id if num is None else f"#{num}", found, fence)
 
     @staticmethod
     def _update(db: sqlite3.Connection, analysis_id: str, values: dict[str, Any]) -> None:
@@ -305,9 +323,11 @@ class SqliteStore(UploadFolders):
     # -- results -------------------------------------------------------------------------------
 
     def save_results(self, analysis_id: str, findings: Sequence[Mapping[str, Any]], reports: Mapping[str, str],
-                     **values: Any) -> None:
+                     *, fence: int | None = None, **values: Any) -> None:
         keys = keys_of(findings)
         with self.connect() as db:
+            if fence is not None:
+                self._check_fence(db, analysis_id, fence)
             found = db.execute("SELECT num FROM analyses WHERE id = ?", (analysis_id,)).fetchone()
             if found is None:  # deleted while it was analysed
                 return
@@ -335,8 +355,8 @@ class SqliteStore(UploadFolders):
 
     # -- events --------------------------------------------------------------------------------
 
-    def writer(self, num: int) -> SqliteEventWriter:
-        return SqliteEventWriter(self, num)
+    def writer(self, num: int, fence: int | None = None) -> SqliteEventWriter:
+        return SqliteEventWriter(self, num, fence)
 
     def text_table(self, num: int) -> str | None:
         """The analysis's trigram index, made if missing; None where SQLite lacks FTS5 trigram
@@ -353,8 +373,10 @@ class SqliteStore(UploadFolders):
         return self._conn().execute("SELECT 1 FROM sqlite_master WHERE name = ?",
                                     (f"events_text_{int(num)}",)).fetchone() is not None
 
-    def drop_events(self, num: int) -> None:
+    def drop_events(self, num: int, fence: int | None = None) -> None:
         with self.connect() as db:
+            if fence is not None:
+                self._check_fence(db, "", fence, num)
             db.execute("DELETE FROM events WHERE rowid BETWEEN ? AND ?", (num << 32, (num << 32) | 0xFFFFFFFF))
             db.execute(f"DROP TABLE IF EXISTS events_text_{int(num)}")
 
@@ -394,14 +416,16 @@ class SqliteEventWriter(EventBatches):
     """Appends an analysis's timeline events in batches on the analysing thread (the rowid is
     `num << 32 | seq`, see the module's docstring), each batch in the trigram index too."""
 
-    def __init__(self, store: SqliteStore, num: int) -> None:
-        super().__init__(num)
+    def __init__(self, store: SqliteStore, num: int, fence: int | None = None) -> None:
+        super().__init__(num, fence)
         self.store = store
         self.text_table = store.text_table(num)
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         base = self.num << 32
         with self.store.connect() as db:
+            if self.fence is not None:
+                self.store._check_fence(db, "", self.fence, self.num)
             db.executemany(f"INSERT INTO events (rowid, {EVENT_COLUMNS}) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            [(base | row[1], *row) for row in rows])
@@ -412,6 +436,8 @@ class SqliteEventWriter(EventBatches):
     def finish(self) -> None:
         self.flush()
         with self.store.connect() as db:
+            if self.fence is not None:
+                self.store._check_fence(db, "", self.fence, self.num)
             db.executemany("UPDATE events SET client = ? WHERE num = ? AND connection = ? AND client IS NULL",
                            self.client_names())
         # statistics for the query planner (sampled: cheap), so a filter on a common source does
@@ -422,5 +448,5 @@ class SqliteEventWriter(EventBatches):
 
     def discard(self) -> None:
         self.restart()
-        self.store.drop_events(self.num)
+        self.store.drop_events(self.num, self.fence)
         self.text_table = self.store.text_table(self.num)

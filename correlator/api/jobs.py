@@ -18,6 +18,7 @@ run on that thread when a job ends.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -37,7 +38,7 @@ import psutil
 from correlator.api.context import request_id
 from correlator.api.lanes import Lane, lane_of
 from correlator.api.settings import Settings
-from correlator.api.storage import AnalysisRow, Store, StoreUnavailable
+from correlator.api.storage import AnalysisRow, StaleRun, Store, StoreUnavailable
 from correlator.api.worker import JobSpec, run
 
 log = logging.getLogger("correlator.api")
@@ -89,6 +90,8 @@ class Job:
     """The request that queued it: its lifecycle log lines carry that id."""
     upload: Path | None = None
     """The bundle to analyse when it is not the row's own upload (a fleet worker's fetched copy)."""
+    fence: int | None = None
+    """A fleet worker's run token (Store.fence_run): every write of the run carries it."""
 
     def log(self, message: str, *args: object, **fields: object) -> None:
         log.info(message, *args, extra={"request_id": self.request_id, "analysis_id": self.id, "lane": self.lane,
@@ -154,9 +157,11 @@ class Analyser:
         """Decided before submitting (it may read an archive's headers: call it off the loop)."""
         return lane_of(upload, self.settings.background_bytes)
 
-    def submit(self, analysis_id: str, lane: Lane, upload: Path | None = None) -> Future[None]:
-        """Queue it; `upload` names the bundle when it is not the row's (a fleet worker's copy)."""
-        job = Job(analysis_id, lane, upload=upload)
+    def submit(self, analysis_id: str, lane: Lane, upload: Path | None = None,
+               fence: int | None = None) -> Future[None]:
+        """Queue it; `upload` names the bundle when it is not the row's (a fleet worker's copy),
+        `fence` the run's token when a fleet worker runs it."""
+        job = Job(analysis_id, lane, upload=upload, fence=fence)
         with self._cond:
             self._queues[lane].append(job)
             position = len(self._queues[lane])
@@ -265,14 +270,15 @@ class Analyser:
             while queue and busy < self.slots[lane]:
                 job = queue.popleft()
                 job.started = time.monotonic()
-                job.process = process_context().Process(target=run, args=(self.spec, job.id, job.upload),
+                job.process = process_context().Process(target=run, args=(self.spec, job.id, job.upload, job.fence),
                                                         name=f"correlator-analysis-{job.id}", daemon=True)
                 try:
                     job.process.start()
                 except OSError as exc:
                     log.error("cannot start analysis %s: %s", job.id, exc)
-                    self.store.update(job.id, status="failed", phase="failed",
-                                      message=f"the server could not start the analysis ({exc.strerror})")
+                    with contextlib.suppress(StaleRun):
+                        self.store.update(job.id, status="failed", phase="failed", fence=job.fence,
+                                          message=f"the server could not start the analysis ({exc.strerror})")
                     job.future.set_result(None)
                     continue
                 job.log("analysis %s started (%s lane, pid %s)", job.id, lane, job.process.pid, event="started")
@@ -325,8 +331,11 @@ class Analyser:
             if reason is not None or row.status not in ("done", "failed"):
                 why = reason or (f"the analysis process ended unexpectedly (exit code {process.exitcode}); the "
                                  "server log may say more")
-                self.store.writer(row.num).discard()
-                self.store.update(job.id, status="failed", phase="failed", message=why)
+                try:
+                    self.store.writer(row.num, job.fence).discard()
+                    self.store.update(job.id, status="failed", phase="failed", message=why, fence=job.fence)
+                except StaleRun:  # another worker's run holds it: its result stands
+                    return
                 row = self.store.get(job.id)
                 assert row is not None
             job.log("analysis %s %s in %.2f s%s", job.id, row.status, seconds,

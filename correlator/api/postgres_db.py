@@ -56,6 +56,7 @@ from correlator.api.storage import (
     TimelineQuery,
     UploadFolders,
     analysis_row,
+    check_fence,
     like_pattern,
     timeline_filters,
     timeline_item,
@@ -63,7 +64,7 @@ from correlator.api.storage import (
 from correlator.errors import CorrelatorError
 
 #: Bumped whenever the tables change, so a newer database is refused with a message, not misread.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Connections one process keeps at most (an API node's request threads, an analysis's writer).
 POOL_SIZE = 8
 #: Seconds a request waits for a connection before it is answered 503.
@@ -72,6 +73,10 @@ POOL_TIMEOUT = 3.0
 CONNECT_TIMEOUT = 5
 #: Seconds the first connection may take at start-up before the server gives up with a message.
 START_TIMEOUT = 15.0
+#: Seconds a session may sit in an open transaction without a statement before the server ends
+#: it: a process frozen mid-transaction (SIGSTOP, a paused VM) must not hold the rows it locked
+#: (and so every other worker) for as long as it stays frozen.
+IDLE_IN_TRANSACTION = 10
 #: Key of the advisory lock that serialises the schema's creation by nodes starting at once.
 _SCHEMA_LOCK = 0x636F7272  # "corr"
 
@@ -96,6 +101,7 @@ CREATE TABLE IF NOT EXISTS analyses (
     digest TEXT,
     idem_key TEXT,
     webhook TEXT,
+    run_token BIGINT,
     CONSTRAINT analyses_idem_key UNIQUE (idem_key)
 );
 CREATE INDEX IF NOT EXISTS analyses_digest ON analyses (digest);
@@ -175,7 +181,8 @@ class PostgresStore(UploadFolders):
         self._closed = threading.Event()
         self.pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
             url, min_size=1, max_size=POOL_SIZE, timeout=POOL_TIMEOUT, open=False,
-            kwargs={"connect_timeout": CONNECT_TIMEOUT, "application_name": "correlator", "autocommit": True},
+            kwargs={"connect_timeout": CONNECT_TIMEOUT, "application_name": "correlator", "autocommit": True,
+                    "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION * 1000}"},
             check=ConnectionPool.check_connection, name="correlator")
         try:
             self.pool.open(wait=True, timeout=START_TIMEOUT)
@@ -201,6 +208,9 @@ class PostgresStore(UploadFolders):
                                       f"version reads {SCHEMA_VERSION}: upgrade correlator (or use another database)")
             if version is None:
                 db.execute("INSERT INTO correlator_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+            elif version < SCHEMA_VERSION:  # layout 1 had no run tokens (fencing of fleet workers)
+                db.execute("ALTER TABLE analyses ADD COLUMN IF NOT EXISTS run_token BIGINT")
+                db.execute("UPDATE correlator_schema SET version = %s", (SCHEMA_VERSION,))
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -276,9 +286,26 @@ class PostgresStore(UploadFolders):
     def unfinished(self) -> list[AnalysisRow]:
         return self._many("WHERE status IN ('queued', 'running') ORDER BY num", ())
 
-    def update(self, analysis_id: str, **values: Any) -> None:
-        with self._connect() as db:
+    def update(self, analysis_id: str, *, fence: int | None = None, **values: Any) -> None:
+        with self._connect(transaction=fence is not None) as db:
+            if fence is not None:
+                self._check_fence(db, analysis_id, fence)
             self._update(db, analysis_id, values)
+
+    def fence_run(self, analysis_id: str, token: int) -> bool:
+        with self._connect() as db:
+            changed = db.execute("UPDATE analyses SET run_token = %s WHERE id = %s AND (run_token IS NULL OR "
+                                 "run_token <= %s)", (token, analysis_id, token)).rowcount
+        return changed == 1
+
+    @staticmethod
+    def _check_fence(db: psycopg.Connection[tuple[Any, ...]], analysis_id: str, fence: int,
+                     num: int | None = None) -> None:
+        """Inside the writing transaction: the row is locked (FOR SHARE) until it commits, so
+        `fence_run` of a newer run waits for this write, or this write sees the newer token."""
+        found = (db.execute("SELECT run_token FROM analyses WHERE id = %s FOR SHARE", (analysis_id,)) if num is None
+                 else db.execute("SELECT run_token FROM analyses WHERE num = %s FOR SHARE", (num,))).fetchone()
+        check_fence(analysis_id if num is None else f"#{num}", found, fence)
 
     @staticmethod
     def _update(db: psycopg.Connection[tuple[Any, ...]], analysis_id: str, values: dict[str, Any]) -> None:
@@ -320,9 +347,11 @@ class PostgresStore(UploadFolders):
     # -- results -------------------------------------------------------------------------------
 
     def save_results(self, analysis_id: str, findings: Sequence[Mapping[str, Any]], reports: Mapping[str, str],
-                     **values: Any) -> None:
+                     *, fence: int | None = None, **values: Any) -> None:
         keys = keys_of(findings)
         with self._connect(transaction=True) as db:
+            if fence is not None:
+                self._check_fence(db, analysis_id, fence)
             found = db.execute("SELECT num FROM analyses WHERE id = %s FOR UPDATE", (analysis_id,)).fetchone()
             if found is None:  # deleted while it was analysed
                 return
@@ -355,11 +384,13 @@ class PostgresStore(UploadFolders):
 
     # -- events --------------------------------------------------------------------------------
 
-    def writer(self, num: int) -> PostgresEventWriter:
-        return PostgresEventWriter(self, num)
+    def writer(self, num: int, fence: int | None = None) -> PostgresEventWriter:
+        return PostgresEventWriter(self, num, fence)
 
-    def drop_events(self, num: int) -> None:
-        with self._connect() as db:
+    def drop_events(self, num: int, fence: int | None = None) -> None:
+        with self._connect(transaction=fence is not None) as db:
+            if fence is not None:
+                self._check_fence(db, "", fence, num)
             db.execute("DELETE FROM events WHERE num = %s", (num,))
 
     def timeline(self, num: int, query: TimelineQuery) -> tuple[list[dict[str, Any]], int | None]:
@@ -394,12 +425,14 @@ class PostgresStore(UploadFolders):
 class PostgresEventWriter(EventBatches):
     """Appends an analysis's timeline events in batches (one transaction each)."""
 
-    def __init__(self, store: PostgresStore, num: int) -> None:
-        super().__init__(num)
+    def __init__(self, store: PostgresStore, num: int, fence: int | None = None) -> None:
+        super().__init__(num, fence)
         self.store = store
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         with self.store._connect(transaction=True) as db, db.cursor() as cursor:
+            if self.fence is not None:
+                self.store._check_fence(db, "", self.fence, self.num)
             cursor.executemany(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "
                                f"({', '.join(['%s'] * 18)}) ON CONFLICT (num, seq) DO NOTHING",
                                [(*row[:-1], _put(row[-1])) for row in rows])
@@ -407,9 +440,11 @@ class PostgresEventWriter(EventBatches):
     def finish(self) -> None:
         self.flush()
         with self.store._connect(transaction=True) as db, db.cursor() as cursor:
+            if self.fence is not None:
+                self.store._check_fence(db, "", self.fence, self.num)
             cursor.executemany("UPDATE events SET client = %s WHERE num = %s AND connection = %s AND client IS NULL",
                                self.client_names())
 
     def discard(self) -> None:
         self.restart()
-        self.store.drop_events(self.num)
+        self.store.drop_events(self.num, self.fence)

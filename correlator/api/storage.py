@@ -17,6 +17,7 @@ Uploads wait as files in the state folder's `uploads/` with either backend (`Upl
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,8 @@ from correlator.api.private import private_dir
 from correlator.errors import CorrelatorError
 from correlator.model import Event
 
+log = logging.getLogger("correlator.api")
+
 #: What `retry_after` a client is told when the database does not answer (seconds).
 RETRY_AFTER = 5
 
@@ -40,6 +43,22 @@ class StoreUnavailable(Exception):
 
 class KeyTaken(Exception):
     """Another analysis holds this Idempotency-Key (two requests with one key at once)."""
+
+
+class StaleRun(Exception):
+    """A write of an analysis run whose fencing token is no longer the analysis's: a fleet worker
+    that froze (SIGSTOP, a paused VM) while its job was taken over and run by another woke up. The
+    store refuses the write, so the newer run's result stands; the stale run stops."""
+
+
+def check_fence(analysis: str, found: Sequence[Any] | None, fence: int) -> None:
+    """Raise StaleRun unless `found` (the analysis's `(run_token,)`, read in the writing
+    transaction) is `fence`. A deleted analysis refuses every run's writes."""
+    if found is None or found[0] != fence:
+        now = "deleted" if found is None else f"run {found[0]}"
+        log.warning("analysis %s: a write of run %d refused: the analysis is %s's now", analysis, fence,
+                    "nobody" if found is None else now)
+        raise StaleRun(f"analysis {analysis}: run {fence} is stale ({now} holds it)")
 
 
 _UNNAMED = frozenset({"", "<unknown>", "(null)"})
@@ -192,8 +211,11 @@ class EventBatches:
 
     BATCH = 5_000
 
-    def __init__(self, num: int) -> None:
+    def __init__(self, num: int, fence: int | None = None) -> None:
         self.num = num
+        self.fence = fence
+        """The run's fencing token: each batch is refused (StaleRun) once another run holds the
+        analysis (None: unfenced, the embedded server's own runs)."""
         self.count = 0
         self._rows: list[tuple[Any, ...]] = []
         self._client_of_connection: dict[str, str] = {}
@@ -276,7 +298,13 @@ class Store(Protocol):
     def unfinished(self) -> list[AnalysisRow]:
         """Queued and running analyses, oldest first (a restart runs them again)."""
 
-    def update(self, analysis_id: str, **values: Any) -> None: ...
+    def update(self, analysis_id: str, *, fence: int | None = None, **values: Any) -> None:
+        """Set columns of the row; with `fence`, only while that run holds it (else StaleRun)."""
+
+    def fence_run(self, analysis_id: str, token: int) -> bool:
+        """Make `token` the analysis's run token unless a newer run (a greater token) holds it:
+        from then on, the writes fenced with an older token are refused. False: a newer run
+        holds it (or the analysis is gone)."""
 
     def delete(self, analysis_id: str) -> bool:
         """Remove the analysis with its findings, reports, timeline and upload; False if unknown."""
@@ -291,9 +319,10 @@ class Store(Protocol):
 
     # results
     def save_results(self, analysis_id: str, findings: Sequence[Mapping[str, Any]], reports: Mapping[str, str],
-                     **values: Any) -> None:
+                     *, fence: int | None = None, **values: Any) -> None:
         """An analysis's findings, report files and final row values, in one transaction that
-        replaces whatever an earlier run of the same analysis wrote."""
+        replaces whatever an earlier run of the same analysis wrote; with `fence`, refused
+        (StaleRun) unless that run holds the analysis."""
 
     def findings(self, num: int) -> list[tuple[str, dict[str, Any]]]:
         """(key, finding) in the report's order."""
@@ -303,9 +332,9 @@ class Store(Protocol):
     def report(self, num: int, fmt: str) -> str | None: ...
 
     # timeline
-    def writer(self, num: int) -> TimelineWriter: ...
+    def writer(self, num: int, fence: int | None = None) -> TimelineWriter: ...
 
-    def drop_events(self, num: int) -> None: ...
+    def drop_events(self, num: int, fence: int | None = None) -> None: ...
 
     def timeline(self, num: int, query: TimelineQuery) -> tuple[list[dict[str, Any]], int | None]:
         """One page of events and the cursor of the next (None: the last page)."""

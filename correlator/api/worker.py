@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 
 from correlator.analysis import Options, Progress, analyze
-from correlator.api.storage import Store, open_store
+from correlator.api.storage import StaleRun, Store, TimelineWriter, open_store
 from correlator.engine.rules import Rule, load_rules
 from correlator.errors import CorrelatorError
 from correlator.formats.registry import Registry, default_registry, load_registry
@@ -85,27 +85,32 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def run(spec: JobSpec, analysis_id: str, upload: Path | None = None) -> None:
-    """The child's entry point; `upload` as for run_analysis."""
+def run(spec: JobSpec, analysis_id: str, upload: Path | None = None, fence: int | None = None) -> None:
+    """The child's entry point; `upload` and `fence` as for run_analysis."""
     store = open_store(spec.database, spec.state_dir)
     try:
         registry, rules = _registry_and_rules(spec)
-        run_analysis(store, spec.options(), registry, rules, analysis_id, upload, owner=spec.owner)
+        run_analysis(store, spec.options(), registry, rules, analysis_id, upload, owner=spec.owner, fence=fence)
     finally:
         store.close()
 
 
 def run_analysis(store: Store, options: Options, registry: Registry, rules: list[Rule], analysis_id: str,
-                 upload: Path | None = None, *, owner: int | None = None) -> None:
+                 upload: Path | None = None, *, owner: int | None = None, fence: int | None = None) -> None:
     """Analyse the row's upload, or `upload` (a fleet worker's copy of the bundle: the row then
-    has none), and write the results keyed by the analysis: a second run replaces the first's."""
+    has none), and write the results keyed by the analysis: a second run replaces the first's.
+    `fence`: a fleet worker's run token (Store.fence_run); once another run holds the analysis,
+    the store refuses this run's writes (StaleRun) and the run ends, leaving the other's result."""
     row = store.get(analysis_id)
     if row is None or (upload is None and row.upload is None):
         return
     upload = upload or Path(str(row.upload))
-    writer = store.writer(row.num)
-    writer.discard()  # a run cut short by a restart left part of a timeline
-    store.update(analysis_id, status="running", phase="extracting", progress=0.0, events=0)
+    writer = store.writer(row.num, fence)
+    try:
+        writer.discard()  # a run cut short by a restart left part of a timeline
+        store.update(analysis_id, status="running", phase="extracting", progress=0.0, events=0, fence=fence)
+    except StaleRun:
+        return
     parent = os.getppid()
 
     def on_events(events: list[Event]) -> None:
@@ -118,39 +123,46 @@ def run_analysis(store: Store, options: Options, registry: Registry, rules: list
             raise _Orphaned
         # 0.99 at most: storing the findings is still to come
         store.update(analysis_id, phase="analysing", progress=round(min(0.99, progress.share), 3),
-                     events=writer.count)
+                     events=writer.count, fence=fence)
 
     try:
         # every line: the stored timeline pages through all of them; the upload is named as the
         # client named it, so no server path reaches a finding, an error or a report
         result = analyze([upload], options, registry=registry, rules=rules, on_events=on_events,
                          on_progress=on_progress, every_line=True, names={upload: upload.name})
-        store.update(analysis_id, phase="storing", progress=0.99, events=writer.count)
+        store.update(analysis_id, phase="storing", progress=0.99, events=writer.count, fence=fence)
         writer.finish()
-        _save(store, analysis_id, result, writer.count, row.name)
+        _save(store, analysis_id, result, writer.count, row.name, fence)
         upload_dir = upload.parent
         for leftover in upload_dir.iterdir():
             leftover.unlink()
         upload_dir.rmdir()
-    except _Orphaned:
+    except (_Orphaned, StaleRun):
         return
     except CorrelatorError as exc:
-        writer.discard()
-        store.update(analysis_id, status="failed", phase="failed", message=str(exc))
+        _failed(store, writer, analysis_id, str(exc), fence)
     except Exception as exc:  # a bug must fail one analysis, not the server
         import logging
 
         logging.getLogger("correlator.api").exception("analysis %s failed", analysis_id)
+        _failed(store, writer, analysis_id,
+                f"internal error while analysing ({type(exc).__name__}); see the server log", fence)
+
+
+def _failed(store: Store, writer: TimelineWriter, analysis_id: str, message: str, fence: int | None) -> None:
+    """The run failed: its part of a timeline goes, and the row says why (unless the run is stale)."""
+    try:
         writer.discard()
-        store.update(analysis_id, status="failed", phase="failed",
-                     message=f"internal error while analysing ({type(exc).__name__}); see the server log")
+        store.update(analysis_id, status="failed", phase="failed", message=message, fence=fence)
+    except StaleRun:
+        return
 
 
-def _save(store: Store, analysis_id: str, result: Analysis, events: int, name: str) -> None:
+def _save(store: Store, analysis_id: str, result: Analysis, events: int, name: str, fence: int | None) -> None:
     """Findings, the report files (`analyze -o`'s, titled with the upload's name) and the status,
     in one transaction keyed by the analysis: a second run replaces the first one's."""
     report = result.to_dict()
     # redacted already: the bundle's lines are redacted as they are read (correlator.redaction)
     store.save_results(analysis_id, report["findings"], {fmt: render_file(result, fmt, name) for fmt in FORMATS},
                        status="done", phase="done", progress=1.0, events=events,
-                       report={k: v for k, v in report.items() if k != "findings"}, upload=None)
+                       report={k: v for k, v in report.items() if k != "findings"}, upload=None, fence=fence)

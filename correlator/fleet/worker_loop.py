@@ -14,7 +14,12 @@ first's), and only then is the job acknowledged. So:
   next worker acknowledges it without running it again;
 - a job delivered more than `job_attempts` times (its bundle kills every worker that takes it)
   is marked failed instead of run again;
-- a stopped worker (SIGTERM, Ctrl-C) gives its jobs back at once (`nak`) for another to take.
+- a stopped worker (SIGTERM, Ctrl-C) gives its jobs back at once (`nak`) for another to take;
+- a worker that froze (SIGSTOP, a paused VM) while its job went to another cannot overwrite the
+  newer run's result when it wakes: each run has a fencing token, the revision of the lease it
+  claimed (revisions only grow), made the analysis's run token in the store before the run
+  starts (`Store.fence_run`); every write of the run carries it, and the store refuses (and logs)
+  a write whose token is no longer the analysis's.
 """
 
 from __future__ import annotations
@@ -181,14 +186,22 @@ class FleetWorker:
         if lease is None:  # another worker runs it: ask again once its lease would have lapsed
             await msg.nak(delay=self.limits.ack_wait)
             return
+        fence = lease.revision
+        if not await asyncio.to_thread(self.store.fence_run, analysis_id, fence):
+            log.warning("analysis %s: a newer run than this one (%d) holds it; leaving it", analysis_id, fence)
+            with contextlib.suppress(Exception):
+                await self.leases.release(analysis_id, lease)
+            await msg.ack()
+            return
         self._held[analysis_id] = msg
         heartbeat = asyncio.create_task(self._heartbeat(analysis_id, lease))
         folder = self.scratch / analysis_id
         try:
-            if msg.metadata.num_delivered > 1 and await self._taken_over(analysis_id, msg.metadata.num_delivered):
+            if msg.metadata.num_delivered > 1 and await self._taken_over(analysis_id, msg.metadata.num_delivered,
+                                                                         fence):
                 ended = True
             else:
-                ended = await self._analyse(analysis_id, name, lane, folder, lease)
+                ended = await self._analyse(analysis_id, name, lane, folder, lease, fence)
         finally:
             heartbeat.cancel()
             shutil.rmtree(folder, ignore_errors=True)
@@ -204,7 +217,7 @@ class FleetWorker:
         else:
             await latest.nak()  # this worker stops: another takes the job now
 
-    async def _taken_over(self, analysis_id: str, delivered: int) -> bool:
+    async def _taken_over(self, analysis_id: str, delivered: int, fence: int) -> bool:
         """Record that this worker takes the job over (for /metrics and the attempts); True when
         it has been lost `attempts` times already and is marked failed instead of run again."""
         log.warning("analysis %s delivered again (delivery %d): its last worker went silent", analysis_id,
@@ -220,12 +233,12 @@ class FleetWorker:
             return False
         if lost < self.limits.attempts:
             return False
-        await asyncio.to_thread(self.store.update, analysis_id, status="failed", phase="failed",
+        await asyncio.to_thread(self.store.update, analysis_id, status="failed", phase="failed", fence=fence,
                                 message=f"the analysis stopped its worker {lost} times (killed, or out of memory); "
                                 "it is not tried again")
         return True
 
-    async def _analyse(self, analysis_id: str, name: str, lane: str, folder: Path, lease: Lease) -> bool:
+    async def _analyse(self, analysis_id: str, name: str, lane: str, folder: Path, lease: Lease, fence: int) -> bool:
         """Run it; True when its row says done or failed (or is gone) afterwards."""
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -233,7 +246,7 @@ class FleetWorker:
         try:
             await self._fetch_bundle(analysis_id, upload)
         except (NotFoundError, ObjectNotFoundError):
-            await asyncio.to_thread(self.store.update, analysis_id, status="failed", phase="failed",
+            await asyncio.to_thread(self.store.update, analysis_id, status="failed", phase="failed", fence=fence,
                                     message="the bundle is no longer in the cluster's bundle store (expired or "
                                     "deleted)")
             return True
@@ -242,7 +255,7 @@ class FleetWorker:
             return False
         # the scheduler's lock may be held while it starts a process: never on this loop
         future = await asyncio.to_thread(self.analyser.submit, analysis_id, "small" if lane == "small" else "large",
-                                         upload)
+                                         upload, fence)
         await asyncio.wrap_future(future)
         row = await asyncio.to_thread(self.store.get, analysis_id)
         if row is not None and row.status == "done":

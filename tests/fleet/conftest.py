@@ -24,6 +24,16 @@ def nats_server() -> str:
         raise
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fleet_database(request: pytest.FixtureRequest) -> str | None:
+    """The store the API nodes and workers of a test share: SQLite in their shared state folder
+    (None), or a new database of the session's real PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 @pytest.fixture
 def nats_cluster(nats_server: str, tmp_path: Path) -> Iterator[NatsCluster]:
     """A fresh 3-node cluster for one test (fault tests kill its nodes)."""

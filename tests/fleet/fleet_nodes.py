@@ -5,6 +5,7 @@ analyse: real sample incidents, zipped."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+import psutil
 from api_helpers import SAMPLES, RunningServer, zip_folder
 
 from correlator.api import Settings
@@ -33,9 +35,11 @@ class WorkerProcess:
     """`python -m correlator worker --nats URL --state-dir DIR` with its log in `log_path`."""
 
     def __init__(self, nats: str, state_dir: Path, log_path: Path, *extra: str,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, database: str | None = None) -> None:
         self.log_path = log_path
         environment = {**os.environ, "CORRELATOR_JOB_ACK_WAIT": str(TEST_ACK_WAIT), **(env or {})}
+        if database:
+            extra = ("--database", database, *extra)
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "correlator", "worker", "--nats", nats, "--state-dir", str(state_dir),
@@ -56,6 +60,15 @@ class WorkerProcess:
             assert time.monotonic() < deadline, f"the worker did not start: {self.log()[-3000:]}"
             time.sleep(0.05)
         return self
+
+    def freeze(self, frozen: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) the worker and every process it started (the fork server, its
+        analyses), as a paused VM or a machine that stops answering for a while freezes them."""
+        processes = [psutil.Process(self.pid)]
+        processes += processes[0].children(recursive=True)
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
 
     def kill(self) -> None:
         """SIGKILL, as a lost machine or the OOM killer ends it."""

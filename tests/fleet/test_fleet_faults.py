@@ -55,18 +55,26 @@ STORM_LINES = 150_000
 
 
 @pytest.mark.timeout(600)
-def test_a_worker_killed_mid_job_gives_it_to_another_which_stores_one_result(nats_cluster: NatsCluster,
-                                                                              tmp_path: Path) -> None:
+def _storm_bundle(tmp_path: Path) -> tuple[Path, int]:
+    """A bundle of STORM_LINES refused logins: seconds of work for a worker, one finding."""
     log = write(tmp_path / "storm" / "broker" / "mosquitto.log", repeated_error(STORM_LINES))
     lines = len(log.read_bytes().splitlines())
     bundle = tmp_path / "storm.tar.gz"
     with tarfile.open(bundle, "w:gz") as archive:
         archive.add(log, "storm/broker/mosquitto.log")
+    return bundle, lines
 
+
+@pytest.mark.timeout(600)
+def test_a_worker_killed_mid_job_gives_it_to_another_which_stores_one_result(
+        nats_cluster: NatsCluster, fleet_database: str | None, tmp_path: Path) -> None:
+    """On SQLite in a shared state folder and on PostgreSQL alike."""
+    bundle, lines = _storm_bundle(tmp_path)
     state = tmp_path / "shared"
-    node = api_node(nats_cluster.url, state, background_bytes=0)
+    node = api_node(nats_cluster.url, state, background_bytes=0, database=fleet_database)
     try:
-        with node.client() as client, WorkerProcess(nats_cluster.url, state, tmp_path / "first.log") as first:
+        with node.client() as client, WorkerProcess(nats_cluster.url, state, tmp_path / "first.log",
+                                                    database=fleet_database) as first:
             first.wait_taking_jobs()
             created = client.post("/analyses", params={"name": "storm.tar.gz"}, content=bundle.read_bytes())
             assert created.status_code == 202, created.text
@@ -74,7 +82,7 @@ def test_a_worker_killed_mid_job_gives_it_to_another_which_stores_one_result(nat
             _wait_running(client, analysis_id)
             first.kill()
             assert "delivered again" not in first.log()
-            with WorkerProcess(nats_cluster.url, state, tmp_path / "second.log") as second:
+            with WorkerProcess(nats_cluster.url, state, tmp_path / "second.log", database=fleet_database) as second:
                 done = wait_status(client, analysis_id, timeout=400)
                 assert done["status"] == "done", done
                 assert f"analysis {analysis_id} delivered again (delivery 2)" in second.log()
@@ -85,6 +93,44 @@ def test_a_worker_killed_mid_job_gives_it_to_another_which_stores_one_result(nat
                 assert [(f["id"], f["count"]) for f in findings] == [("auth.bad_credentials", STORM_LINES // 3)]
                 assert client.get("/analyses").json()["total"] == 1
                 _metric(node, "correlator_jobs_redelivered_total", 1.0)
+    finally:
+        node.stop()
+
+
+@pytest.mark.timeout(600)
+def test_a_frozen_worker_that_wakes_after_its_job_was_rerun_cannot_overwrite_the_result(
+        nats_cluster: NatsCluster, postgres_url: str, tmp_path: Path) -> None:
+    """SIGSTOP a worker (and its analysis process) mid-job: the job goes to another worker, which
+    stores the result. SIGCONT: the woken run's next write carries a stale fencing token, the store
+    refuses and logs it, and the one result stands."""
+    bundle, lines = _storm_bundle(tmp_path)
+    state = tmp_path / "shared"
+    node = api_node(nats_cluster.url, state, background_bytes=0, database=postgres_url)
+    try:
+        with node.client() as client, WorkerProcess(nats_cluster.url, state, tmp_path / "first.log",
+                                                    database=postgres_url) as first:
+            first.wait_taking_jobs()
+            created = client.post("/analyses", params={"name": "storm.tar.gz"}, content=bundle.read_bytes())
+            assert created.status_code == 202, created.text
+            analysis_id = created.json()["id"]
+            _wait_running(client, analysis_id)
+            first.freeze()
+            try:
+                with WorkerProcess(nats_cluster.url, state, tmp_path / "second.log", database=postgres_url) as second:
+                    done = wait_status(client, analysis_id, timeout=400)
+                    assert done["status"] == "done", done
+                    assert f"analysis {analysis_id} delivered again (delivery 2)" in second.log()
+            finally:
+                first.freeze(False)
+            deadline = time.monotonic() + 60
+            while "a write of run" not in first.log():  # the store's refusal, logged by the woken run
+                assert time.monotonic() < deadline, first.log()[-3000:]
+                time.sleep(0.2)
+            time.sleep(2)  # whatever the woken run still does, it does now
+            after = client.get(f"/analyses/{analysis_id}").json()
+            assert after["status"] == "done" and after["events"] == lines, after
+            findings = client.get(f"/analyses/{analysis_id}/findings").json()["items"]
+            assert [(f["id"], f["count"]) for f in findings] == [("auth.bad_credentials", STORM_LINES // 3)]
     finally:
         node.stop()
 

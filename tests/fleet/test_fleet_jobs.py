@@ -13,8 +13,9 @@ from fleet.nats_cluster import NatsCluster
 from correlator.api import Settings
 
 
-def test_an_upload_to_one_node_is_analysed_by_a_worker_and_read_from_another(nats_cluster: NatsCluster,
-                                                                               tmp_path: Path) -> None:
+def test_an_upload_to_one_node_is_analysed_by_a_worker_and_read_from_another(
+        nats_cluster: NatsCluster, fleet_database: str | None, tmp_path: Path) -> None:
+    """On SQLite in a shared state folder and on PostgreSQL alike."""
     bundle = incident_zip("mixed", tmp_path / "bundles")
     embedded = RunningServer(Settings(state_dir=tmp_path / "embedded")).start()
     try:
@@ -27,9 +28,10 @@ def test_an_upload_to_one_node_is_analysed_by_a_worker_and_read_from_another(nat
     assert expected
 
     state = tmp_path / "shared"
-    with WorkerProcess(nats_cluster.url, state, tmp_path / "worker.log") as worker:
-        one = api_node(nats_cluster.url, state)
-        other = api_node(nats_cluster.url, state, background_bytes=0)  # every upload is a background job here
+    with WorkerProcess(nats_cluster.url, state, tmp_path / "worker.log", database=fleet_database) as worker:
+        one = api_node(nats_cluster.url, state, database=fleet_database)
+        # every upload is a background job on the other node
+        other = api_node(nats_cluster.url, state, background_bytes=0, database=fleet_database)
         try:
             worker.wait_taking_jobs()
             with one.client() as a, other.client() as b:

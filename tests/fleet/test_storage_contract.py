@@ -19,7 +19,7 @@ from fleet_servers import PostgresServer, free_port
 
 from correlator.analysis import Options
 from correlator.api.settings import load_settings
-from correlator.api.storage import KeyTaken, Store, TimelineQuery, open_store
+from correlator.api.storage import KeyTaken, StaleRun, Store, TimelineQuery, open_store
 from correlator.api.worker import run_analysis
 from correlator.engine.rules import Rule, load_rules
 from correlator.errors import CorrelatorError
@@ -200,6 +200,41 @@ def test_an_analysis_written_twice_leaves_one_result(store: Store, mixed_bundle:
         thread.join()
     assert not errors
     assert store.findings(once.num) == findings and store.report(once.num, "text") == "report"
+
+
+def test_a_stale_run_s_writes_are_refused(store: Store, mixed_bundle: Path,
+                                          engine: tuple[Registry, list[Rule]]) -> None:
+    """Fencing: once a newer run (a greater token) holds the analysis, every write of the older
+    run is refused (row, timeline, results), and an older token cannot take it back."""
+    analysis_id = queue(store, mixed_bundle)
+    row = store.get(analysis_id)
+    assert row is not None
+    assert store.fence_run(analysis_id, 5)
+    old = store.writer(row.num, 5)
+    old.add([Event(ts=1.0, time_text="1", source="broker", file="m.log", line=1, kind="mqtt.connect", raw="x")])
+    old.flush()
+    assert store.fence_run(analysis_id, 9)  # the job was taken over
+    assert not store.fence_run(analysis_id, 7)  # an older run cannot take it back
+    run_analysis(store, Options(), *engine, analysis_id, fence=9)
+    done = store.get(analysis_id)
+    assert done is not None and done.status == "done"
+    findings = store.findings(row.num)
+    timeline = whole_timeline(store, row.num, TimelineQuery(limit=1000))
+    assert findings and len(timeline) == done.events
+    with pytest.raises(StaleRun):
+        store.update(analysis_id, fence=5, status="failed", message="stale")
+    with pytest.raises(StaleRun):
+        store.save_results(analysis_id, [], {}, fence=5, status="done")
+    old.add([Event(ts=2.0, time_text="2", source="broker", file="m.log", line=2, kind="mqtt.connect", raw="y")])
+    with pytest.raises(StaleRun):
+        old.flush()
+    with pytest.raises(StaleRun):
+        old.discard()
+    run_analysis(store, Options(), *engine, analysis_id, fence=5)  # a woken stale run ends, writing nothing
+    after = store.get(analysis_id)
+    assert after is not None and (after.status, after.events, after.message) == ("done", done.events, done.message)
+    assert store.findings(row.num) == findings
+    assert whole_timeline(store, row.num, TimelineQuery(limit=1000)) == timeline
 
 
 def test_timeline_writer(store: Store, mixed_bundle: Path) -> None:
