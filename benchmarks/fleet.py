@@ -1,0 +1,275 @@
+"""The fleet on this machine: N sites of edge agents and batch workers on 3 real NATS nodes and a
+real PostgreSQL, with figures, never timed tests.
+
+1. **Agents.** `--sites` agents (1,000 by default) run as asyncio coroutines in this process, over
+   `--connections` NATS connections spread over the three nodes (a real agent has one of its own;
+   a thousand in one process on two cores would measure this process's sockets, not the
+   cluster). Each site replays the timeline events of one real sample incident (sample_logs/,
+   read as `correlator analyze` reads them) to `correlator.events.<site>.<host>` the way
+   `correlator agent` publishes: the agent's own payload and Nats-Msg-Id, each publish waiting for
+   its acknowledgement (stored on a quorum of the 3 replicas) before the next. Meanwhile a
+   consumer reads the stream as central analysis does (a durable pull consumer over
+   `correlator.events.>`).
+   - paced: every site sends `--rate` events a second for `--seconds`: the events/s the cluster
+     sustained, publish→stored (the acknowledgement) and agent→consumer latencies, p50/p99;
+   - flat out: every site sends as fast as its acknowledgements come: the ceiling.
+   Agent→finding latency needs the central live analysis; where it is not in this version the
+   agent→consumer latency is its lower bound (the analysis starts from that delivery).
+2. **Bundles.** `--bundles` uploads of real sample incidents (each zip made distinct by its
+   comment, so none is answered from an earlier analysis of the same bytes) to an API node with
+   `--nats` and PostgreSQL, analysed by 1, then 2 `correlator worker` processes of one analysis
+   slot each: bundles analysed per minute.
+
+    .venv/bin/python benchmarks/fleet.py [--sites 1000] [--rate 2] [--seconds 20] [--bundles 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# this script is named as the tests' fleet/ folder, whose harness it imports: not its own folder
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import nats  # noqa: E402
+from api_helpers import SAMPLES, zip_folder  # noqa: E402
+from fleet.fleet_nodes import WorkerProcess, api_node, wait_status  # noqa: E402
+from fleet.nats_cluster import NatsCluster, nats_binary  # noqa: E402
+from fleet_servers import PostgresServer  # noqa: E402
+from nats.aio.client import Client  # noqa: E402
+from nats.errors import TimeoutError as NatsTimeout  # noqa: E402
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: E402
+
+from correlator.analysis import analyze  # noqa: E402
+from correlator.fleet.agent import EVENTS_STREAM, ensure_events, message_id, payload, subject  # noqa: E402
+from correlator.fleet.layout import Limits  # noqa: E402
+from correlator.model import Event  # noqa: E402
+
+#: Real incidents, each a different cause: site i replays INCIDENTS[i % len].
+INCIDENTS = ("server_cert_expired", "bad_credentials", "client_cert_expired", "publish_denied",
+             "server_hostname_mismatch", "anonymous_denied", "client_id_takeover", "subscribe_denied",
+             "tls_version_mismatch", "connection_refused", "server_chain_incomplete", "mixed")
+SENT = "Correlator-Sent"
+"""A header of this benchmark's messages only: when the agent published it (for the consumer's latency)."""
+
+
+def incident_events() -> list[list[Event]]:
+    """Each incident's timeline events, as `analyze` reads them (and the agent publishes them)."""
+    out = []
+    for name in INCIDENTS:
+        events: list[Event] = []
+        analyze([SAMPLES / name], on_events=events.extend, every_line=True)
+        out.append(events)
+    return out
+
+
+def pct(values: Sequence[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+class Agents:
+    def __init__(self, urls: list[str], sites: int, connections: int, incidents: list[list[Event]]) -> None:
+        self.urls = urls
+        self.sites = sites
+        self.connections = connections
+        self.incidents = incidents
+        self.clients: list[Client] = []
+        self.acks: list[float] = []
+        self.seen: list[float] = []
+        self.published = 0
+        self.consumed = 0
+        self._round = 0
+
+    async def connect(self) -> None:
+        for i in range(self.connections):
+            self.clients.append(await nats.connect(servers=[self.urls[i % len(self.urls)], *self.urls],
+                                                   name=f"bench-agents-{i}"))
+        await ensure_events(self.clients[0].jetstream(), Limits(), 8 * 1024**3)
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+
+    async def site(self, number: int, until: float, interval: float | None) -> None:
+        js = self.clients[number % len(self.clients)].jetstream(timeout=10)
+        site, host = f"site-{number:04d}", "gw-1"
+        to = subject(site, host)
+        events = self.incidents[number % len(self.incidents)]
+        loop = asyncio.get_running_loop()
+        at, tick = 0, loop.time()
+        while loop.time() < until:
+            event = events[at % len(events)]
+            round_ = at // len(events)
+            at += 1
+            msg_id = f"{message_id(site, host, event)}#{self._round}.{round_}"  # a replay is a new line
+            sent = time.time()
+            start = loop.time()
+            await js.publish(to, payload(event), headers={"Nats-Msg-Id": msg_id, SENT: f"{sent:.6f}"})
+            self.acks.append(loop.time() - start)
+            self.published += 1
+            if interval is not None:
+                tick += interval
+                delay = tick - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    tick = loop.time()
+
+    async def consume(self, stop: asyncio.Event) -> None:
+        """A durable pull consumer over every site's events, as central analysis reads them."""
+        client = await nats.connect(servers=self.urls, name="bench-central")
+        try:
+            js = client.jetstream(timeout=10)
+            name = f"bench-central-{self._round}"
+            await js.add_consumer(EVENTS_STREAM, ConsumerConfig(
+                durable_name=name, ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.NEW,
+                filter_subject="correlator.events.>", max_ack_pending=-1))
+            sub = await js.pull_subscribe_bind(durable=name, stream=EVENTS_STREAM)
+            while not stop.is_set():
+                try:
+                    messages = await sub.fetch(500, timeout=0.5)
+                except (TimeoutError, NatsTimeout):
+                    continue
+                now = time.time()
+                for msg in messages:
+                    sent = (msg.headers or {}).get(SENT)
+                    if sent is not None:
+                        self.seen.append(now - float(sent))
+                self.consumed += len(messages)
+                if messages:
+                    await messages[-1].ack()
+        finally:
+            await client.close()
+
+    async def run(self, seconds: float, rate: float | None) -> tuple[float, list[float], list[float]]:
+        """(events/s, publish->stored latencies, agent->consumer latencies)."""
+        self._round += 1
+        self.acks, self.seen, self.published, self.consumed = [], [], 0, 0
+        stop = asyncio.Event()
+        consumer = asyncio.create_task(self.consume(stop))
+        await asyncio.sleep(1)  # the consumer exists before the first event
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        until = started + seconds
+        interval = None if rate is None else 1 / rate
+        await asyncio.gather(*(self.site(i, until, interval) for i in range(self.sites)))
+        took = loop.time() - started
+        deadline = loop.time() + 30
+        while self.consumed < self.published and loop.time() < deadline:
+            await asyncio.sleep(0.2)
+        stop.set()
+        await consumer
+        return self.published / took, self.acks, self.seen
+
+
+def report_agents(label: str, result: tuple[float, list[float], list[float]]) -> None:
+    rate, acks, seen = result
+    print(f"  {label}: {rate:,.0f} events/s sustained; publish->stored p50 {pct(acks, 50) * 1000:.0f} ms, "
+          f"p99 {pct(acks, 99) * 1000:.0f} ms; agent->consumer p50 {pct(seen, 50) * 1000:.0f} ms, "
+          f"p99 {pct(seen, 99) * 1000:.0f} ms ({len(seen):,} of {len(acks):,} read)")
+
+
+def distinct_bundles(count: int, folder: Path) -> list[Path]:
+    """`count` zips of the sample incidents, each made distinct by its comment."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(count):
+        name = INCIDENTS[i % len(INCIDENTS)]
+        target = zip_folder(SAMPLES / name, folder / f"{name}-{i}.zip")
+        with zipfile.ZipFile(target, "a") as archive:
+            archive.comment = f"bundle {i}".encode()
+        out.append(target)
+    return out
+
+
+def bundles_per_minute(cluster: NatsCluster, database: str, bundles: list[Path], workers: int, work: Path) -> float:
+    state = work / f"state-{workers}"
+    node = api_node(cluster.url, state, background_bytes=0, database=database)
+    processes = [WorkerProcess(cluster.url, state, work / f"worker-{workers}-{i}.log", "--workers", "1",
+                               database=database, env={"CORRELATOR_SMALL_WORKERS": "1"})
+                 for i in range(workers)]
+    try:
+        for process in processes:
+            process.wait_taking_jobs()
+        with node.client() as client:
+            started = time.monotonic()
+            ids = []
+            for bundle in bundles:
+                answer = client.post("/analyses", params={"name": bundle.name}, content=bundle.read_bytes())
+                assert answer.status_code == 202, answer.text
+                ids.append(answer.json()["id"])
+            for analysis_id in ids:
+                done = wait_status(client, analysis_id, timeout=1800)
+                assert done["status"] == "done", done
+            took = time.monotonic() - started
+    finally:
+        for process in processes:
+            process.stop()
+        node.stop()
+    return len(bundles) / took * 60
+
+
+async def agents_phase(cluster: NatsCluster, args: argparse.Namespace) -> None:
+    incidents = incident_events()
+    print(f"{args.sites} sites replaying {len(incidents)} real incidents "
+          f"({statistics.mean(len(e) for e in incidents):.0f} events each), {args.connections} connections, "
+          "3 NATS nodes, stream replicas 3")
+    agents = Agents(cluster.urls, args.sites, args.connections, incidents)
+    await agents.connect()
+    try:
+        report_agents(f"paced at {args.rate:g} events/s per site", await agents.run(args.seconds, args.rate))
+        report_agents("flat out", await agents.run(args.seconds, None))
+    finally:
+        await agents.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sites", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=2.0, help="events a second per site when paced")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--bundles", type=int, default=24)
+    parser.add_argument("--skip-agents", action="store_true")
+    parser.add_argument("--skip-bundles", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="correlator-fleet-bench-") as tmp:
+        work = Path(tmp)
+        cluster = NatsCluster(work / "nats", size=3, binary=nats_binary())
+        cluster.start()
+        try:
+            if not args.skip_agents:
+                asyncio.run(agents_phase(cluster, args))
+            if not args.skip_bundles:
+                postgres = PostgresServer()
+                postgres.start()
+                try:
+                    bundles = distinct_bundles(args.bundles, work / "bundles")
+                    one = bundles_per_minute(cluster, postgres.new_database(), bundles, 1, work)
+                    two = bundles_per_minute(cluster, postgres.new_database(), bundles, 2, work)
+                    print(f"{len(bundles)} sample bundles, workers of one analysis at a time, PostgreSQL store:")
+                    print(f"  1 worker: {one:.1f} bundles/min; 2 workers: {two:.1f} bundles/min "
+                          f"({two / one:.2f}x)")
+                finally:
+                    postgres.close()
+        finally:
+            cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
