@@ -200,3 +200,14 @@ def test_key_checks_ask_cert_checks(ca: pki.Issued, tmp_path: Path) -> None:
     locked = run("locked.key")
     assert locked.status is CheckStatus.PROBLEM
     assert "encrypted and no password was given" in locked.message  # cert_checks.check_key_loaded's words
+
+
+def test_every_reason_of_the_built_in_vocabularies_compiles() -> None:
+    """A reason's own regex is compiled when a line first needs it (its vocabulary's union, which
+    holds every phrase, compiles at load): each of them must compile, and find its own phrases."""
+    from correlator.formats.registry import default_registry
+
+    for vocab in default_registry().evidence.vocabularies:
+        for reason in vocab.reasons:
+            plain = [p for p in reason.patterns if p.replace(" ", "").isalnum()]
+            assert all(reason.regex.search(p) for p in plain), (vocab.file, reason.id)

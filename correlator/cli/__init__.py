@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import pkgutil
 import signal
 import sys
@@ -24,7 +25,10 @@ from correlator.errors import CorrelatorError
 EXIT_USAGE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of `command` alone when a module of that name holds it:
+    the other commands' modules import what only they need (certificates, the API, the TUI),
+    which would only slow the start of this one."""
     parser = argparse.ArgumentParser(
         prog="correlator",
         description="Names the root cause of MQTT/OPC UA connection failures from logs, certificates "
@@ -32,10 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"correlator {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modules = []
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("cmd_"):
-            modules.append(importlib.import_module(f"{__name__}.{info.name}"))
+    names = [info.name for info in pkgutil.iter_modules(__path__) if info.name.startswith("cmd_")]
+    if command is not None and f"cmd_{command}" in names:
+        names = [f"cmd_{command}"]
+    modules = [importlib.import_module(f"{__name__}.{name}") for name in names]
     for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 50), m.__name__)):
         module.register(sub)
     return parser
@@ -46,7 +50,10 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # numpy (the bulk reader's counts) never calls its BLAS, whose threads only cost start-up time
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else None)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:

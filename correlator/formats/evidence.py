@@ -19,6 +19,7 @@ import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import regex
@@ -39,7 +40,6 @@ EXTRACT_MEMO = 8192
 class Reason:
     id: str
     title: str
-    regex: regex.Pattern[str]
     patterns: tuple[str, ...]
     """The reason's phrases and patterns as written (case-blind)."""
     probe_with_cert: str | None = None
@@ -47,6 +47,15 @@ class Reason:
     client certificate (the reason's `probe_cause_with_cert`, else `probe_cause`)."""
     probe_without_cert: str | None = None
     """The same when it sent none (`probe_cause_without_cert`, else `probe_cause`)."""
+    file: Path = Path()
+    where: str = ""
+
+    @cached_property
+    def regex(self) -> regex.Pattern[str]:
+        """Compiled when a line first passes its vocabulary's union (`Vocabulary.quick`), which
+        already proved that it compiles: most analyses never need most reasons, and compiling
+        them all was a good part of every start."""
+        return _compile(self.file, self.where, self.patterns)
 
 
 @dataclass(frozen=True)
@@ -185,11 +194,15 @@ def load_vocabulary(file: Path) -> Vocabulary:
             raise DefinitionError("a reason needs 'id' and 'patterns'", file=file, context=where)
         patterns = tuple(str(p) for p in entry["patterns"])
         both = _probe_cause(file, where, entry, "probe_cause")
-        reasons.append(Reason(str(entry["id"]), str(entry.get("title", entry["id"])),
-                              _compile(file, where, patterns), patterns,
+        reasons.append(Reason(str(entry["id"]), str(entry.get("title", entry["id"])), patterns,
                               _probe_cause(file, where, entry, "probe_cause_with_cert") or both,
-                              _probe_cause(file, where, entry, "probe_cause_without_cert") or both))
-    quick = _compile(file, "all patterns", [p for r in reasons for p in r.patterns])
+                              _probe_cause(file, where, entry, "probe_cause_without_cert") or both, file, where))
+    try:
+        quick = _compile(file, "all patterns", [p for r in reasons for p in r.patterns])
+    except DefinitionError:
+        for reason in reasons:  # the reason whose pattern does not compile says so itself
+            _compile(file, reason.where, reason.patterns)
+        raise
     markers = data.get("alert_markers")
     alert = _compile(file, "alert_markers", markers) if markers else None
     return Vocabulary(data["field"], data["kind"], tuple(reasons), quick, str(file), alert)

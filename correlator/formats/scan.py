@@ -191,7 +191,7 @@ class Automaton:
             steps += 1
         return steps, state
 
-    def run(self, line: bytes) -> int:
+    def run(self, line: bytes | bytearray) -> int:
         """The message `line` is, or -1: the reference every faster path must agree with."""
         state = 0
         delta = self.delta
@@ -518,6 +518,9 @@ class RoutineCounts:
 Found = list[tuple[int, int]]
 """(start, end) byte ranges in a block of the lines that are not routine."""
 
+Block = bytes | bytearray
+"""Whole lines ending in a newline (the reader's blocks are bytearrays, read in place)."""
+
 
 @dataclass
 class BlockScan:
@@ -530,7 +533,16 @@ class BlockScan:
     rows: list[int] = field(default_factory=list)
     marks: list[int] = field(default_factory=list)
     mark_rows: list[int] = field(default_factory=list)
+    keys: list[bytes] = field(default_factory=list)
+    """The marks' keys (the text at the classifier's `key` place), each once."""
+    key_marks: list[list[int]] = field(default_factory=list)
+    """Per key, the positions in `marks` of its marks, in order."""
     lines: int = 0
+
+
+KeyPlace = tuple[int, int]
+"""Where a marked line's key is: the bytes before it from the line's start, and the byte ending it
+(sources/thinning.py's `key_place`)."""
 
 
 class Classifier:
@@ -539,12 +551,30 @@ class Classifier:
 
     engine = "python"
 
-    def __init__(self, spec: RoutineSpec, max_line: int, marked: frozenset[int] = frozenset()) -> None:
+    def __init__(self, spec: RoutineSpec, max_line: int, marked: frozenset[int] = frozenset(),
+                 key: KeyPlace | None = None) -> None:
         """`marked`: messages (indexes in the spec) whose lines' starts each scan gives in its
-        `marks`."""
+        `marks`, with their keys read at `key` (when given)."""
         self.spec = spec
         self.max_line = max_line
         self.marked = marked
+        self.key = key
+
+    def _key_ids(self, block: Block, out: BlockScan, marks: Sequence[int]) -> list[int]:
+        """The keys of the lines starting at `marks`, read one by one, as indexes into
+        `out.keys` (new keys added)."""
+        assert self.key is not None
+        skip, sep = self.key
+        ids = {key: index for index, key in enumerate(out.keys)}
+        found = []
+        for start in marks:
+            key = bytes(block[start + skip:block.find(sep, start + skip)])
+            index = ids.get(key)
+            if index is None:
+                index = ids[key] = len(out.keys)
+                out.keys.append(key)
+            found.append(index)
+        return found
 
     @cached_property
     def routine(self) -> re.Pattern[bytes]:
@@ -555,11 +585,11 @@ class Classifier:
                                 for i, body in enumerate(self.spec.bodies))
         return re.compile(f"^(?:{alternatives})".encode(), re.M)
 
-    def scan(self, block: bytes, counts: RoutineCounts) -> Found:
+    def scan(self, block: Block, counts: RoutineCounts) -> Found:
         """The non-routine lines of `block`; the routine ones are added to `counts`."""
         return self.scan_block(block, counts).found
 
-    def scan_block(self, block: bytes, counts: RoutineCounts) -> BlockScan:
+    def scan_block(self, block: Block, counts: RoutineCounts) -> BlockScan:
         """`block` classified; its routine lines are added to `counts`."""
         out = BlockScan()
         at = row = 0
@@ -587,19 +617,25 @@ class Classifier:
         if at < len(block):
             row = _lines(block, at, len(block), row, out)
         out.lines = row
+        if self.key is not None and out.marks:
+            out.key_marks = [[] for _ in out.keys]
+            for at, index in enumerate(self._key_ids(block, out, out.marks)):
+                if index == len(out.key_marks):
+                    out.key_marks.append([])
+                out.key_marks[index].append(at)
         for index, n in enumerate(per_kind):
             if n:
                 counts.add(kinds[index], n)
         return out
 
-    def scan_blocks(self, blocks: Iterable[tuple[int, bytes]], counts: RoutineCounts,
-                    ) -> Iterator[tuple[int, bytes, BlockScan]]:
+    def scan_blocks(self, blocks: Iterable[tuple[int, Block]], counts: RoutineCounts,
+                    ) -> Iterator[tuple[int, Block, BlockScan]]:
         """`scan_block` over a file's blocks, in order: (offset, block, its classification)."""
         for base, block in blocks:
             yield base, block, self.scan_block(block, counts)
 
 
-def _lines(block: bytes, start: int, end: int, row: int, out: BlockScan) -> int:
+def _lines(block: Block, start: int, end: int, row: int, out: BlockScan) -> int:
     """The lines in block[start:end] (which ends at a newline or the block's end) into `out`,
     the first being line `row`; returns the row after them."""
     while start < end:
@@ -661,8 +697,9 @@ class HyperscanClassifier(Classifier):
 
     engine = "hyperscan"
 
-    def __init__(self, spec: RoutineSpec, max_line: int, marked: frozenset[int] = frozenset()) -> None:
-        super().__init__(spec, max_line, marked)
+    def __init__(self, spec: RoutineSpec, max_line: int, marked: frozenset[int] = frozenset(),
+                 key: KeyPlace | None = None) -> None:
+        super().__init__(spec, max_line, marked, key)
         import hyperscan
         import numpy
 
@@ -683,8 +720,8 @@ class HyperscanClassifier(Classifier):
         return _Branch(node.column, self._np.array(node.table, dtype=self._np.intp),
                        tuple(self._arrays(child) for child in node.children))
 
-    def scan_blocks(self, blocks: Iterable[tuple[int, bytes]], counts: RoutineCounts,
-                    ) -> Iterator[tuple[int, bytes, BlockScan]]:
+    def scan_blocks(self, blocks: Iterable[tuple[int, Block]], counts: RoutineCounts,
+                    ) -> Iterator[tuple[int, Block, BlockScan]]:
         """Blocks scanned on both cores: Hyperscan and numpy let go of the GIL, so while the
         caller parses one block's few lines, the next ones are scanned (in order, at most
         `WORKERS` blocks ahead, each with its own scratch and counts)."""
@@ -697,9 +734,9 @@ class HyperscanClassifier(Classifier):
             for _ in range(WORKERS - 1):
                 self._scratches.put(scratch.clone())
             self._cloned = True
-        pending: deque[tuple[int, bytes, Future[tuple[BlockScan, RoutineCounts]]]] = deque()
+        pending: deque[tuple[int, Block, Future[tuple[BlockScan, RoutineCounts]]]] = deque()
 
-        def ready() -> tuple[int, bytes, BlockScan]:
+        def ready() -> tuple[int, Block, BlockScan]:
             first, data, job = pending.popleft()
             result, part = job.result()
             counts.merge(part)
@@ -722,11 +759,11 @@ class HyperscanClassifier(Classifier):
                 for _, _, job in pending:
                     job.cancel()
 
-    def _scan_alone(self, block: bytes) -> tuple[BlockScan, RoutineCounts]:
+    def _scan_alone(self, block: Block) -> tuple[BlockScan, RoutineCounts]:
         counts = RoutineCounts()
         return self.scan_block(block, counts), counts
 
-    def scan_block(self, block: bytes, counts: RoutineCounts) -> BlockScan:
+    def scan_block(self, block: Block, counts: RoutineCounts) -> BlockScan:
         np = self._np
         ends: list[int] = []
 
@@ -762,7 +799,7 @@ class HyperscanClassifier(Classifier):
         self._count(block, data, starts, routine, counts, out)
         return out
 
-    def _count(self, block: bytes, data: Any, starts: Any, routine: Any, counts: RoutineCounts,
+    def _count(self, block: Block, data: Any, starts: Any, routine: Any, counts: RoutineCounts,
                out: BlockScan) -> None:
         """Per message and second, all at once: the message from the few columns where the
         messages part (`_decision`), the seconds as runs of equal epoch digits, each run's digits
@@ -801,12 +838,49 @@ class HyperscanClassifier(Classifier):
             chosen = np.sort(np.concatenate(marked))
             out.marks = starts[chosen].tolist()
             out.mark_rows = chosen.tolist()
+            if self.key is not None:
+                self._keys(block, starts[chosen], out)
         for message, n in enumerate(per_message):
             if n:
                 counts.add(spec.kinds[message], n)
         self._seconds(block, starts[rows] if routine is not None else starts, counts)
 
-    def _seconds(self, block: bytes, starts: Any, counts: RoutineCounts) -> None:
+    def _keys(self, block: Block, starts: Any, out: BlockScan) -> None:
+        """The marks' keys all at once: the 32 bytes at each key's place as four 8-byte words,
+        cut at the key's end byte, told apart by sorting (a few thousand lines of some dozens of
+        clients); a key that does not end within them is read line by line."""
+        np = self._np
+        assert self.key is not None
+        skip, sep = self.key
+        width = 32
+        places = starts + skip
+        fits = places + width <= len(block)
+        words = np.ndarray((max(len(block) - 7, 0),), dtype=np.uint64, buffer=block, strides=(1,))
+        at = np.where(fits, places, 0)
+        window = np.empty((len(starts), width // 8), dtype=np.uint64)
+        for column in range(width // 8):
+            window[:, column] = words[at + 8 * column] if len(words) else 0
+        text = window.view(np.uint8).reshape(len(starts), width)
+        ends = text == sep
+        short = fits & ends.any(axis=1)
+        length = np.where(short, ends.argmax(axis=1), width)
+        text[np.arange(width) >= length[:, None]] = 0  # what follows the key is not the key
+        text[:, width - 1] = length  # nor is a key its own text with a NUL added
+        rows = np.flatnonzero(short)
+        ids = np.zeros(len(starts), dtype=np.int64)
+        if len(rows):
+            _, first, inverse = np.unique(window[rows].view(np.dtype((np.void, width))).ravel(),
+                                          return_index=True, return_inverse=True)
+            out.keys = [bytes(text[rows[i], :length[rows[i]]]) for i in first.tolist()]
+            ids[rows] = inverse.ravel()
+        long = np.flatnonzero(~short)
+        if len(long):
+            ids[long] = self._key_ids(block, out, starts[long].tolist())
+        order = np.argsort(ids, kind="stable")
+        bounds = np.cumsum(np.bincount(ids, minlength=len(out.keys)))[:-1]
+        out.key_marks = [part.tolist() for part in np.split(order, bounds)]
+
+    def _seconds(self, block: Block, starts: Any, counts: RoutineCounts) -> None:
         """Routine lines per second: the epoch digits of every line compared as two 8-byte words
         (the first eight digits, and the eight ending at the last), so only where they change is
         a second read as a number."""
@@ -888,24 +962,24 @@ def scan_engine() -> str:
     return engine
 
 
-_CLASSIFIERS: dict[tuple[int, int, str, frozenset[int]], tuple[RoutineSpec, Classifier]] = {}
+_CLASSIFIERS: dict[tuple[int, int, str, frozenset[int], KeyPlace | None], tuple[RoutineSpec, Classifier]] = {}
 _CLASSIFIERS_LOCK = threading.Lock()
 
 
 def classifier(spec: RoutineSpec, max_line: int, engine: str | None = None,
-               marked: frozenset[int] = frozenset()) -> Classifier:
+               marked: frozenset[int] = frozenset(), key: KeyPlace | None = None) -> Classifier:
     """The classifier `engine` names (default: `scan_engine()`); 'auto' is the fastest here.
     Kept per spec for the process: a classifier is read-only while scanning (each scan takes a
     scratch of its own), so the look-ahead, every file of a format and a server's analyses share
     one instead of compiling it again."""
     engine = engine or scan_engine()
     python = engine == "python" or (engine == "auto" and not hyperscan_available())
-    key = (id(spec), max_line, "python" if python else "hyperscan", marked)
+    which = (id(spec), max_line, "python" if python else "hyperscan", marked, key)
     with _CLASSIFIERS_LOCK:
-        found = _CLASSIFIERS.get(key)
+        found = _CLASSIFIERS.get(which)
         if found is None or found[0] is not spec:  # the spec itself is kept, so its id is not reused
             if len(_CLASSIFIERS) >= 64:  # a server loading users' formats again and again
                 _CLASSIFIERS.clear()
-            found = _CLASSIFIERS[key] = (spec, Classifier(spec, max_line, marked) if python
-                                         else HyperscanClassifier(spec, max_line, marked))
+            found = _CLASSIFIERS[which] = (spec, Classifier(spec, max_line, marked, key) if python
+                                           else HyperscanClassifier(spec, max_line, marked, key))
         return found[1]

@@ -15,6 +15,7 @@ import lzma
 import os
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 from correlator.errors import InputError
 from correlator.sources.lines import CHUNK_SIZE, open_log
@@ -23,39 +24,58 @@ from correlator.sources.lines import CHUNK_SIZE, open_log
 BLOCK_SIZE = 8 << 20
 
 
-def iter_blocks(path: str | os.PathLike[str], *, block_size: int = BLOCK_SIZE) -> Iterator[tuple[int, bytes]]:
+def iter_blocks(path: str | os.PathLike[str], *, block_size: int = BLOCK_SIZE) -> Iterator[tuple[int, bytearray]]:
     """(offset of the block's first byte, the block), each block whole lines ending in a newline.
 
-    A compressed file is read a chunk at a time, so damage half-way loses at most one chunk: what
-    was whole before it comes out, then an InputError says after which byte."""
+    A plain file is read straight into the block's buffer (one copy from the kernel, none to
+    join pieces); only the cut line at the end is carried over to the next block. A compressed
+    file is read a chunk at a time, so damage half-way loses at most one chunk: what was whole
+    before it comes out, then an InputError says after which byte."""
     offset = 0
     carry = b""
     with open_log(path) as stream:
-        step = block_size if isinstance(stream, io.RawIOBase) else min(CHUNK_SIZE, block_size)
+        plain = isinstance(stream, io.FileIO)
+        step = block_size if plain else min(CHUNK_SIZE, block_size)
         while True:
-            pieces, size, done = [carry], len(carry), False
+            block = bytearray(len(carry) + block_size)
+            block[:len(carry)] = carry
+            size, done = len(carry), False
             error: Exception | None = None
-            while not done and (size < block_size or len(pieces) == 1):  # at least one read
-                try:
-                    piece = stream.read(step)
-                except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
-                    error, done = exc, True
-                    break
-                done = not piece
-                pieces.append(piece)
-                size += len(piece)
-            data = b"".join(pieces) if len(pieces) > 2 or carry else pieces[-1]
+            with memoryview(block) as view:
+                while size < len(block):
+                    try:
+                        got = _read_into(stream, view[size:size + step], plain)
+                    except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+                        error, done = exc, True
+                        break
+                    if not got:
+                        done = True
+                        break
+                    size += got
+            del block[size:]
             if done:
-                if data:
-                    yield offset, data if data.endswith(b"\n") else data + b"\n"
+                if block:
+                    if not block.endswith(b"\n"):
+                        block += b"\n"
+                    yield offset, block
                 if error is not None:
-                    raise InputError(f"unreadable data after byte {offset + len(data)}: {error}",
+                    raise InputError(f"unreadable data after byte {offset + size}: {error}",
                                      file=os.fspath(path)) from error
                 return
-            cut = data.rfind(b"\n") + 1
+            cut = block.rfind(b"\n") + 1
             if cut == 0:  # no newline yet: one very long line, keep reading
-                carry = data
+                carry = bytes(block)
                 continue
-            carry = data[cut:]
-            yield offset, data[:cut] if carry else data
+            carry = bytes(block[cut:])
+            del block[cut:]
+            yield offset, block
             offset += cut
+
+
+def _read_into(stream: Any, view: memoryview, plain: bool) -> int:
+    """Bytes read from `stream` into `view` (0 at its end)."""
+    if plain:
+        return int(stream.readinto(view) or 0)
+    piece = stream.read(len(view))
+    view[:len(piece)] = piece
+    return len(piece)

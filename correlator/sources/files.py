@@ -131,6 +131,8 @@ class LogFile:
         """Bytes on disk: with `position`, how far the read is."""
         self.position = 0
         """Bytes read so far (of the decompressed text for a compressed log)."""
+        self.lines = 0
+        """Lines read so far (when `on_read` is called: those of the chunks or blocks before)."""
         self.on_read: Callable[[], None] | None = None
         """Called after each chunk or block is read, before its events are handed on: where the
         analysis reports progress and looks at its cancel token."""
@@ -199,6 +201,7 @@ class LogFile:
             if lines:
                 offset, raw = lines[-1]
                 self._read_to(offset + len(raw) + 1)
+                self.lines = number
             return out
 
         try:
@@ -228,7 +231,7 @@ class LogFile:
         self._first = []
         thinner = self.thinner
         marked = frozenset(i for i, kind in enumerate(spec.kinds) if thinner is not None and kind == thinner.kind)
-        scanner = classifier(spec, MAX_LINE, marked=marked)
+        scanner = classifier(spec, MAX_LINE, marked=marked, key=thinner.place if thinner is not None else None)
         parser = self.parser
         routine = self.routine
         before = 0  # lines in the blocks before this one
@@ -243,7 +246,7 @@ class LogFile:
                     found = [(start, end, row) for (start, end), row in zip(scan.found, scan.rows, strict=True)]
                 lines: list[tuple[int, int, str]] = []
                 for start, end, row in found:
-                    raw = block[start:end]
+                    raw = bytes(block[start:end])
                     if raw[-1:] == b"\r":
                         raw = raw[:-1]
                     if len(raw) > MAX_LINE:
@@ -254,8 +257,9 @@ class LogFile:
                         lines = []
                         if events:
                             yield events
-                before += scan.lines
                 self._read_to(base + len(block))
+                before += scan.lines
+                self.lines = before
                 events = parser.feed(lines)
                 if events:
                     yield events
@@ -292,7 +296,7 @@ class LogFile:
         self.info.kinds = kinds
 
 
-def _blocks_until(blocks: Iterator[tuple[int, bytes]], end: int) -> Iterator[tuple[int, bytes]]:
+def _blocks_until(blocks: Iterator[tuple[int, bytearray]], end: int) -> Iterator[tuple[int, bytearray]]:
     """The bulk reader's blocks cut at byte `end` (a line start: see LogFile's `end`)."""
     for base, block in blocks:
         if base + len(block) <= end:

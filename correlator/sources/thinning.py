@@ -16,12 +16,21 @@ parsed line the format cannot read as the parser will makes every key start over
 from __future__ import annotations
 
 import copy
+from bisect import bisect_left
 from collections.abc import Mapping
 
 from correlator.formats.definition import Format, Sample
 from correlator.formats.evidence import Evidence
 from correlator.formats.parse import match_line
-from correlator.formats.scan import Automaton, BlockScan, FirstLines, RoutineCounts, RoutineSpec, compile_automaton
+from correlator.formats.scan import (
+    Automaton,
+    Block,
+    BlockScan,
+    FirstLines,
+    RoutineCounts,
+    RoutineSpec,
+    compile_automaton,
+)
 from correlator.redaction import may_hold_secret
 
 _ANONYMOUS = frozenset({b"<unknown>", b"(null)", b"", b"unknown"})
@@ -123,56 +132,76 @@ class Thinner:
         other.parsed_lines = 0
         return other
 
-    def select(self, block: bytes, scan: BlockScan, counts: RoutineCounts) -> list[tuple[int, int, int]]:
+    def select(self, block: Block, scan: BlockScan, counts: RoutineCounts) -> list[tuple[int, int, int]]:
         """The lines of `block` to parse, in order, as (start, end, line index in the block): the
         non-routine ones and the marked routine lines that are the first of their key since its
-        reset (taken out of `counts`)."""
+        reset (taken out of `counts`). Keys only start over at the non-routine lines, so between
+        two of them each key not yet seen gives its first mark there (the classifier listed each
+        key's marks), and the marks of keys already seen are never looked at."""
         found, rows, marks = scan.found, scan.rows, scan.marks
         if not marks:
             for start, end in found:
-                self._parsed(block[start:end])
+                self._parsed(bytes(block[start:end]))
             return [(start, end, row) for (start, end), row in zip(found, rows, strict=True)]
         out: list[tuple[int, int, int]] = []
         seen = self._seen
-        skip, end_byte = self.place
-        sep = bytes([end_byte])
+        keys, key_marks, mark_rows = scan.keys, scan.key_marks, scan.mark_rows
+        skip = self.place[0]
         digits = self.digits
         kind = self.kind
-        mark_rows = scan.mark_rows
-        at, count = 0, len(marks)
+        passed = self._passed(keys)
+        low = 0  # the first mark after the last non-routine line
         for (start, end), row in zip([*found, (len(block), len(block))], [*rows, -1], strict=True):
-            while at < count and marks[at] < start:
-                line = marks[at]
-                at += 1
-                stop = block.find(sep, line + skip)
-                key = block[line + skip:stop]
-                if key in seen or key in _ANONYMOUS:
+            high = bisect_left(marks, start, low)
+            taken: list[int] = []
+            for index, places in enumerate(key_marks):
+                if index in passed:
                     continue
-                if not may_hold_secret(block[line:stop]):
-                    seen.add(key)
-                out.append((line, block.find(b"\n", line), mark_rows[at - 1]))
+                key = keys[index]
+                for at in range(bisect_left(places, low), len(places)):
+                    mark = places[at]
+                    if mark >= high:
+                        break
+                    taken.append(mark)
+                    line = marks[mark]
+                    if not may_hold_secret(bytes(block[line:line + skip + len(key)])):
+                        seen.add(key)
+                        passed.add(index)
+                        break
+            for mark in sorted(taken):
+                line = marks[mark]
+                out.append((line, block.find(b"\n", line), mark_rows[mark]))
                 counts.remove(kind, int(block[line:line + digits]))
-                self.parsed_lines += 1
+            self.parsed_lines += len(taken)
+            low = high
             if start < len(block):
                 out.append((start, end, row))
-                self._parsed(block[start:end])
+                if self._parsed(bytes(block[start:end])):
+                    passed = self._passed(keys)
         return out
 
-    def _parsed(self, raw: bytes) -> None:
+    def _passed(self, keys: list[bytes]) -> set[int]:
+        """The indexes of `keys` whose marks are passed over: seen since their reset, or naming no one."""
+        seen = self._seen
+        return {index for index, key in enumerate(keys) if key in seen or key in _ANONYMOUS}
+
+    def _parsed(self, raw: bytes) -> bool:
         """A non-routine line goes to the parser: when it is of a resetting kind, its key starts
-        over (every key when it cannot be read here as the parser will read it)."""
+        over (every key when it cannot be read here as the parser will read it). True when a key
+        started over."""
         if not self._seen:
-            return
+            return False
         text = raw.decode("utf-8", "replace").rstrip("\r")
         found = match_line(self.fmt, text, self.evidence) if not may_hold_secret(raw) else None
         if found is None:  # the parser reads it another way (redacted, or with the fallback format)
             self._seen.clear()
-            return
+            return True
         if found.kind not in self._resets:
-            return
+            return False
         assert self.need is not None
         key = found.fields.get(self.need.by[0])
         if isinstance(key, str):
             self._seen.discard(key.encode())
         else:
             self._seen.clear()  # a reset whose key is not text: every key starts over
+        return True

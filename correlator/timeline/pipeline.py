@@ -87,6 +87,10 @@ class _Buffer:
     seen: set[int] = field(default_factory=set)
 
 
+class _FarEnough(Exception):
+    """The look-ahead has read every line the tracker would look at."""
+
+
 class SkewTracker:
     """Clock offsets per source name, from look-ahead buffers (see the module doc). One source
     name is one host's clock: rotated files of one log share it."""
@@ -289,10 +293,19 @@ class BatchTimeline:
                             source=source, display_path=log.info.path)
             probe.routine_spec, probe.block_size = log.routine_spec, 1 << 20
             probe.thinner = log.thinner.fresh() if log.thinner is not None else None
+            limit = self.tracker.max_scan
+
+            def far_enough() -> None:
+                # a busy log's blocks past the lines the tracker reads may hold no event at all:
+                # stop reading there, not at the next event (which may be half the file on)
+                if probe.lines > limit:
+                    raise _FarEnough
+
+            probe.on_read = far_enough
             for chunk in probe.chunks():
                 if not self.tracker.observe(source, log.info.path, chunk):
                     break
-        except (OSError, CorrelatorError):
+        except (OSError, CorrelatorError, _FarEnough):
             pass  # the real pass reports it; this source just gets no estimate
         self.tracker.finish(source)
 
