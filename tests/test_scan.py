@@ -35,6 +35,7 @@ from correlator.report_model import SourceInfoDict
 from correlator.sources.blocks import iter_blocks
 from correlator.sources.files import LogFile
 from correlator.sources.lines import MAX_LINE, iter_lines
+from correlator.sources.thinning import key_place
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 REGISTRY = default_registry()
@@ -317,3 +318,33 @@ def test_a_rule_that_reads_a_client_s_first_publish_gets_it_and_the_rest_are_cou
     publishes = (folder / "broker" / "mosquitto.log").read_bytes().count(b" Received PUBLISH from ")
     assert publishes == 12 * 25 and 0 < parsed <= 12
     assert log.info.kinds["mqtt.publish"] == publishes
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_marks_keys_are_read_whole_however_long(engine: str) -> None:
+    """The classifier lists each client's `Received PUBLISH` lines for the thinning: ids longer
+    than the 32 bytes read at once, ids one is the start of the other, and the shortest ids are
+    each told apart exactly."""
+    _engine(engine)
+    index = SPEC.names.index("received_publish")
+    place = key_place(compile_automaton([SPEC.prefix + SPEC.bodies[index]]))
+    assert place is not None
+    publish = [line for line in ROUTINE if b" Received PUBLISH from " in line][:40]
+    ids = [b"a", b"ab", b"x" * 31, b"x" * 32, b"x" * 40, b"x" * 40 + b"y", b"x" * 300, b"plc-7"]
+    rng = random.Random(3)
+    lines, where = [], {}
+    at = 0
+    for n in range(400):
+        line = rng.choice(publish)
+        head, rest = line.split(b" Received PUBLISH from ", 1)
+        client = ids[n % len(ids)] if n < 390 else ids[-1]
+        line = head + b" Received PUBLISH from " + client + rest[rest.index(b" ("):]
+        assert SPEC.automaton.run(line) == index
+        where.setdefault(client, []).append(at)
+        lines.append(line)
+        at += len(line) + 1
+    block = b"\n".join(lines) + b"\n"
+    scan = classifier(SPEC, MAX_LINE, engine, marked=frozenset({index}), key=place).scan_block(block, RoutineCounts())
+    assert scan.marks == sorted(start for starts in where.values() for start in starts)
+    got = {scan.keys[key]: [scan.marks[mark] for mark in marks] for key, marks in enumerate(scan.key_marks)}
+    assert got == where
