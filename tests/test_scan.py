@@ -332,7 +332,8 @@ def test_the_marks_keys_are_read_whole_however_long(engine: str) -> None:
     publish = [line for line in ROUTINE if b" Received PUBLISH from " in line][:40]
     ids = [b"a", b"ab", b"x" * 31, b"x" * 32, b"x" * 40, b"x" * 40 + b"y", b"x" * 300, b"plc-7"]
     rng = random.Random(3)
-    lines, where = [], {}
+    lines: list[bytes] = []
+    where: dict[bytes, list[int]] = {}
     at = 0
     for n in range(400):
         line = rng.choice(publish)
