@@ -43,11 +43,14 @@ def iter_blocks(path: str | os.PathLike[str], *, block_size: int = BLOCK_SIZE) -
             error: Exception | None = None
             with memoryview(block) as view:
                 while size < len(block):
-                    try:
-                        got = _read_into(stream, view[size:size + step], plain)
-                    except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
-                        error, done = exc, True
-                        break
+                    # each window released at once: a reader's error keeps its frame (and so the
+                    # window) alive, and a buffer still exported cannot be cut to size below
+                    with view[size:size + step] as window:
+                        try:
+                            got = _read_into(stream, window, plain)
+                        except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+                            error, done = exc, True
+                            break
                     if not got:
                         done = True
                         break
