@@ -22,10 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
 from correlator.report_model import EvidenceRef
+
+#: Default warning window for cert.expiring_soon (ROOT_CAUSES.md).
+EXPIRY_WINDOW = timedelta(days=30)
 
 Severity = Literal["info", "warning", "error"]
 

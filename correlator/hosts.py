@@ -29,9 +29,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from correlator.artifacts.certs import CertFacts
 from correlator.check_result import CheckResult
 from correlator.engine.facts import CHECKS, NEEDS, Artifacts
 from correlator.errors import CorrelatorError
@@ -41,6 +40,9 @@ from correlator.report_model import HostOutline, HostReport
 from correlator.sources.bundle import Bundle
 from correlator.sources.files import LogFile, base_name, decode
 from correlator.sources.lines import iter_chunks
+
+if TYPE_CHECKING:
+    from correlator.artifacts.certs import CertFacts
 
 _PART = re.compile(r"(?<=!)|/")
 _ARCHIVE = re.compile(r"(\.(zip|tar|tgz|tbz2|txz|tar\.gz|tar\.bz2|tar\.xz))?!$", re.I)

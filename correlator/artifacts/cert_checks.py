@@ -30,12 +30,10 @@ from cryptography.x509.verification import (
 )
 
 from correlator.artifacts.certs import CertFacts, KeyFacts, issued_by
+from correlator.check_result import EXPIRY_WINDOW as EXPIRY_WINDOW  # defined where no cryptography is needed
 from correlator.check_result import CheckResult, Severity
 
 Role = Literal["server", "client"]
-
-#: Default warning window for cert.expiring_soon (ROOT_CAUSES.md).
-EXPIRY_WINDOW = timedelta(days=30)
 #: Below this RSA modulus OpenSSL 3 at Debian's default security level 2 refuses the key.
 MIN_RSA_BITS = 2048
 MIN_EC_BITS = 256

@@ -30,12 +30,17 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from correlator.errors import ArtifactError
+
+if TYPE_CHECKING:
+    import yaml
+else:
+    from correlator.lazy import lazy_module
+
+    yaml = lazy_module("yaml")  # imported when a bundle holds a YAML file
 
 #: File name endings read as configurations (JSON is sniffed whatever it is called).
 SUFFIXES = (".json", ".yaml", ".yml", ".ini", ".cfg", ".toml", ".conf")

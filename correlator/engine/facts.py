@@ -14,20 +14,29 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from correlator.artifacts import cert_checks
 from correlator.artifacts.acl import AclFile, parse_acl
-from correlator.artifacts.certs import CertFacts, KeyFacts, load_paths
 from correlator.artifacts.client_config import ClientConfig, read_client_configs, resolve
 from correlator.artifacts.mosquitto_conf import Config, Listener, parse_mosquitto_conf
-from correlator.artifacts.opcua_pki import PkiStore, load_pki, stale_copies
 from correlator.artifacts.passwd import PasswordFile, parse_passwd
-from correlator.check_result import CONNECTION_TIME, JUDGED_AT_ESTIMATE, CheckResult, CheckStatus
+from correlator.check_result import CONNECTION_TIME, EXPIRY_WINDOW, JUDGED_AT_ESTIMATE, CheckResult, CheckStatus
 from correlator.errors import CorrelatorError
 from correlator.model import ANONYMOUS_IDS, Event, is_broker_source
 from correlator.report_model import EvidenceRef
 from correlator.sources.bundle import Bundle
+
+if TYPE_CHECKING:
+    from correlator.artifacts import cert_checks, certs, opcua_pki
+    from correlator.artifacts.certs import CertFacts, KeyFacts
+    from correlator.artifacts.opcua_pki import PkiStore
+else:
+    from correlator.lazy import lazy_module
+
+    # cryptography is imported when a bundle has certificates, keys or PKI folders, not by every analysis
+    cert_checks = lazy_module("correlator.artifacts.cert_checks")
+    certs = lazy_module("correlator.artifacts.certs")
+    opcua_pki = lazy_module("correlator.artifacts.opcua_pki")
 
 Check = Callable[["Artifacts", list[Event], dict[str, Any]], CheckResult]
 CHECKS: dict[str, Check] = {}
@@ -100,13 +109,15 @@ class Artifacts:
     errors: list[CorrelatorError] = field(default_factory=list)
     display: dict[str, str] = field(default_factory=dict)
     now: datetime | None = None
-    window: timedelta = cert_checks.EXPIRY_WINDOW
+    window: timedelta = EXPIRY_WINDOW
     """cert.expiring_soon warns about certificates that expire within it."""
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> Artifacts:
-        loaded = load_paths(bundle.certs)
-        arts = cls(certs=list(loaded.certs), keys=list(loaded.keys), errors=list(loaded.errors))
+        arts = cls()
+        if bundle.certs:
+            loaded = certs.load_paths(bundle.certs)
+            arts.certs, arts.keys, arts.errors = list(loaded.certs), list(loaded.keys), list(loaded.errors)
         arts.display = {str(p): bundle.name(p) for p in bundle.display}
         root = bundle.roots[0] if bundle.roots and bundle.roots[0].is_dir() else None
         for path in bundle.confs:
@@ -126,7 +137,7 @@ class Artifacts:
                 arts.errors.append(exc)
         for folder in bundle.pki_roots:
             try:
-                arts.pki.append(load_pki(folder))
+                arts.pki.append(opcua_pki.load_pki(folder))
             except CorrelatorError as exc:
                 arts.errors.append(exc)
         files = [*bundle.certs, *bundle.display]
@@ -287,7 +298,7 @@ class Artifacts:
                 f"{prefix}_san": ", ".join([*cert.san_dns, *cert.san_ip, *cert.san_uri]) or "(none)"}
 
     def fact(self, cert_or_path: CertFacts | str | Path, text: str, line: int | None = None) -> EvidenceRef:
-        path = cert_or_path.path if isinstance(cert_or_path, CertFacts) else str(cert_or_path)
+        path = cert_or_path.path if isinstance(cert_or_path, certs.CertFacts) else str(cert_or_path)
         return EvidenceRef("artifact", self.name(path), line, text)
 
 
@@ -802,7 +813,7 @@ def _opcua_cert_changed(arts: Artifacts, events: list[Event], context: dict[str,
     new one."""
     if not arts.pki:
         return _unknown("no OPC UA PKI folder in the bundle")
-    stale = stale_copies(arts.pki)
+    stale = opcua_pki.stale_copies(arts.pki)
     if not stale:
         owns = [c for store in arts.pki for c in store.own]
         if not owns:

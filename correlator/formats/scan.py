@@ -580,10 +580,20 @@ class Classifier:
     def routine(self) -> re.Pattern[bytes]:
         """The routine messages as one `re` alternation, group `m<index>` per message, matching
         a routine line from its start (built when first scanned with: the Hyperscan path never
-        needs it; the live reader of appended lines, correlator/sources/routine.py, does)."""
+        needs it)."""
         alternatives = "|".join(f"(?P<m{i}>{positive(compile_automaton([self.spec.prefix + body]))})"
                                 for i, body in enumerate(self.spec.bodies))
         return re.compile(f"^(?:{alternatives})".encode(), re.M)
+
+    def routine_lines(self, block: Block) -> Iterator[tuple[int, int, int]]:
+        """(start, end, message index) of each routine line of `block`, in order, one `re` scan of
+        the whole block: the pure-Python classification, which the live reader of appended lines
+        (correlator/sources/routine.py) shares, so a line is routine live exactly when here."""
+        max_line = self.max_line
+        for match in self.routine.finditer(block):
+            start, end = match.span()
+            if end - start <= max_line:  # the full reader cuts a longer line: not this message any more
+                yield start, end, int(match.lastgroup[1:])  # type: ignore[index]
 
     def scan(self, block: Block, counts: RoutineCounts) -> Found:
         """The non-routine lines of `block`; the routine ones are added to `counts`."""
@@ -597,16 +607,11 @@ class Classifier:
         digits = self.spec.digits
         per_kind = [0] * len(kinds)
         seconds = counts.seconds
-        max_line = self.max_line
         marked = self.marked
-        for match in self.routine.finditer(block):
-            start, end = match.span()
-            if end - start > max_line:
-                continue  # the full reader cuts such a line: it is not this message any more
+        for start, end, index in self.routine_lines(block):
             if start > at:
                 row = _lines(block, at, start, row, out)
             at = end + 1
-            index = int(match.lastgroup[1:])  # type: ignore[index]
             per_kind[index] += 1
             if index in marked:
                 out.marks.append(start)

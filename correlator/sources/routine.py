@@ -3,9 +3,9 @@
 The batch reader (files.py) classifies whole blocks of a file with the routine declaration of its
 format (correlator/formats/scan.py) and parses only the rest. The live tailer hands over the lines
 appended since its last read, one bytes object each, a few at a time; they are classified here
-with the same declaration and the same compiled pattern the pure-Python classifier scans blocks
-with (the batch joined into one block, one `re` scan at C speed), so a line is routine live
-exactly when the batch reader counts it. The live analysis (correlator/live_analysis.py) parses
+with the same declaration by the pure-Python classifier's own `routine_lines` (the batch joined
+into one block, one `re` scan at C speed), so a line is routine live exactly when the batch reader
+counts it. The live analysis (correlator/live_analysis.py) parses
 the others and counts these; the edge agent (correlator/fleet/agent.py) sends them up as counts.
 
 Each routine line is kept as its offset, message kind, client and second (the epoch seconds it
@@ -54,7 +54,7 @@ class AppendedLines:
 
     def __init__(self, fmt: Format, spec: RoutineSpec) -> None:
         self.spec = spec
-        self._routine = classifier(spec, MAX_LINE, engine="python").routine
+        self._classifier = classifier(spec, MAX_LINE, engine="python")
         by_name = {m.name: m for m in fmt.messages}
         self._clients: list[re.Pattern[bytes] | None] = []
         for name in spec.names:
@@ -80,12 +80,10 @@ class AppendedLines:
         routine: list[RoutineLine] = []
         taken: set[int] = set()
         kinds, digits, clients = self.spec.kinds, self.spec.digits, self._clients
-        for match in self._routine.finditer(block):
-            start, end = match.span()
+        for start, end, message in self._classifier.routine_lines(block):
             at_line = starts.get(start)
-            if at_line is None or end - start > MAX_LINE or block[end:end + 1] != b"\n":
+            if at_line is None or block[end:end + 1] != b"\n":
                 continue  # not a whole line the bulk reader would count
-            message = int(match.lastgroup[1:])  # type: ignore[index]
             pattern = clients[message]
             found = pattern.match(block, start, end) if pattern is not None else None
             client = found.group("client_id").decode("utf-8", "replace") if found is not None else ""
