@@ -211,3 +211,22 @@ def test_every_reason_of_the_built_in_vocabularies_compiles() -> None:
         for reason in vocab.reasons:
             plain = [p for p in reason.patterns if p.replace(" ", "").isalnum()]
             assert all(reason.regex.search(p) for p in plain), (vocab.file, reason.id)
+
+
+def test_an_analysis_of_logs_alone_never_imports_cryptography(tmp_path: Path) -> None:
+    """cryptography takes about a tenth of a second to import: only a bundle with certificates,
+    keys or PKI folders pays for it (correlator/lazy.py); the one with them still finds the
+    expired certificate."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1] / "sample_logs" / "mixed"
+    script = ("import sys; from correlator.analysis import analyze; a = analyze([sys.argv[1]]); "
+              "print('cryptography' in sys.modules, sorted({f.id for f in a.findings}))")
+    (tmp_path / "mosquitto.log").write_bytes((root / "broker" / "mosquitto.log").read_bytes())
+    logs = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                          check=True).stdout
+    assert logs.startswith("False ")
+    whole = subprocess.run([sys.executable, "-c", script, str(root)], capture_output=True, text=True,
+                           check=True).stdout
+    assert whole.startswith("True ") and "tls.client_cert_expired" in whole

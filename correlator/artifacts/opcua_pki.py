@@ -42,14 +42,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from correlator.artifacts.certs import issued_by
+from correlator.artifacts.pki_layout import OPEN62541_GROUPS as OPEN62541_GROUPS
+from correlator.artifacts.pki_layout import ROLES as ROLES
+from correlator.artifacts.pki_layout import Layout as Layout
+from correlator.artifacts.pki_layout import Role as Role
+from correlator.artifacts.pki_layout import detect_layout as detect_layout
 from correlator.errors import ArtifactError
 
-Role = Literal["trusted", "issuer", "rejected", "own"]
-Layout = Literal["ua-netstandard", "open62541", "plain"]
 State = Literal["trusted", "rejected", "unknown"]
 
-ROLES: tuple[Role, ...] = ("trusted", "issuer", "rejected", "own")
-OPEN62541_GROUPS = ("ApplCerts", "HttpCerts", "UserTokenCerts")
 #: `CN[THUMB]` (open62541) and `CN [THUMB].der` (UA-.NETStandard).
 _NAMED_THUMBPRINT = re.compile(r"^(?P<name>.*?)\s?\[(?P<thumb>[0-9A-Fa-f]{40})\](?:\.[A-Za-z0-9]+)?$")
 _MAX_FILE = 1 << 20
@@ -258,22 +259,6 @@ def stale_copies(stores: list[PkiStore]) -> list[StaleCopy]:
 
 # -- loading ---------------------------------------------------------------------------------
 
-def detect_layout(path: Path) -> Layout | None:
-    """Which layout a folder is, or None when it is not a PKI folder."""
-    try:
-        children = {p.name for p in path.iterdir() if p.is_dir()}
-    except OSError:
-        return None
-    if path.name in OPEN62541_GROUPS and _roles_present(children) >= 2:
-        return "open62541"
-    if _roles_present(children) >= 2:
-        if any((path / role / "certs").is_dir() for role in ROLES):
-            return "ua-netstandard"
-        if "trusted" in children:
-            return "plain"
-    return None
-
-
 def load_pki(path: str | os.PathLike[str]) -> PkiStore:
     """Load one PKI folder (for open62541, the folder holding `ApplCerts` works too). Never raises
     for bad input: unreadable folders and files that are not certificates become problems."""
@@ -328,10 +313,6 @@ def find_pki_stores(root: str | os.PathLike[str], *, max_depth: int = 6) -> list
 
 def normalise_thumbprint(text: str) -> str:
     return re.sub(r"[^0-9A-Fa-f]", "", text).upper()
-
-
-def _roles_present(children: set[str]) -> int:
-    return sum(1 for role in ROLES if role in children)
 
 
 def _files(folder: Path, store: PkiStore) -> list[Path]:

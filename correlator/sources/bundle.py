@@ -229,7 +229,7 @@ def _walk(root: Path, errors: list[InputError]) -> Iterator[Path]:
 
 def _pki_roots(root: Path) -> Iterator[Path]:
     """OPC UA PKI folders under `root` (not looked into further), iteratively."""
-    from correlator.artifacts.opcua_pki import detect_layout
+    from correlator.artifacts.pki_layout import detect_layout
 
     stack = [root]
     while stack:
