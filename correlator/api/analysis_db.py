@@ -29,17 +29,23 @@ from correlator.api.private import private_file
 from correlator.api.storage import (
     ANALYSIS_COLUMNS,
     EVENT_COLUMNS,
+    SITE_COLUMNS,
     TIMELINE_COLUMNS,
     AnalysisRow,
     EventBatches,
     KeyTaken,
+    SiteRow,
     TimelineQuery,
     UploadFolders,
     analysis_row,
     check_fence,
     like_pattern,
+    site_finding_rows,
+    site_row,
+    site_writes,
     timeline_filters,
     timeline_item,
+    worst_first,
 )
 from correlator.errors import CorrelatorError
 
@@ -116,6 +122,23 @@ CREATE INDEX IF NOT EXISTS events_source ON events (num, source, seq);
 CREATE INDEX IF NOT EXISTS events_kind ON events (num, kind, seq);
 CREATE INDEX IF NOT EXISTS events_client ON events (num, client, seq);
 CREATE INDEX IF NOT EXISTS events_connection ON events (num, connection);
+CREATE TABLE IF NOT EXISTS live_sites (
+    site TEXT PRIMARY KEY,
+    hosts TEXT NOT NULL,
+    events INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    last_event REAL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS site_findings (
+    site TEXT NOT NULL,
+    key TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (site, key)
+);
 """
 
 class SqliteStore(UploadFolders):
@@ -410,6 +433,40 @@ class SqliteStore(UploadFolders):
         rows = rows[:query.limit]
         items = [timeline_item(r) for r in rows]
         return items, (rows[-1][0] if more and rows else None)
+
+    # -- the fleet's live sites ------------------------------------------------------------------
+
+    def save_site(self, site: str, *, position: int, events: int, hosts: Sequence[str], last_event: float | None,
+                  findings: Sequence[tuple[str, Mapping[str, Any]]], removed: Sequence[str]) -> bool:
+        site_sql, finding_sql, removal_sql = site_writes("?")
+        with self.connect() as db:
+            kept = db.execute(site_sql, (site, json.dumps(sorted(hosts)), events, position, last_event,
+                                         time.time())).fetchone()
+            if kept is None:
+                return False
+            db.executemany(finding_sql, site_finding_rows(site, findings))
+            db.executemany(removal_sql, [(site, key) for key in removed])
+        return True
+
+    def sites(self) -> list[SiteRow]:
+        conn = self._conn()
+        rows = conn.execute(f"SELECT {SITE_COLUMNS} FROM live_sites ORDER BY site").fetchall()
+        severities: dict[str, list[str]] = {}
+        for site, severity in conn.execute("SELECT site, severity FROM site_findings"):
+            severities.setdefault(site, []).append(severity)
+        return [site_row(r, severities.get(r[0], [])) for r in rows]
+
+    def site(self, site: str) -> SiteRow | None:
+        conn = self._conn()
+        row = conn.execute(f"SELECT {SITE_COLUMNS} FROM live_sites WHERE site = ?", (site,)).fetchone()
+        if row is None:
+            return None
+        severities = [r[0] for r in conn.execute("SELECT severity FROM site_findings WHERE site = ?", (site,))]
+        return site_row(row, severities)
+
+    def site_findings(self, site: str) -> list[tuple[str, dict[str, Any]]]:
+        rows = self._conn().execute("SELECT key, data FROM site_findings WHERE site = ?", (site,)).fetchall()
+        return worst_first([(str(key), json.loads(data)) for key, data in rows])
 
 
 class SqliteEventWriter(EventBatches):

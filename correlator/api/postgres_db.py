@@ -48,18 +48,24 @@ from correlator.api.finding_keys import keys_of
 from correlator.api.storage import (
     ANALYSIS_COLUMNS,
     EVENT_COLUMNS,
+    SITE_COLUMNS,
     TIMELINE_COLUMNS,
     AnalysisRow,
     EventBatches,
     KeyTaken,
+    SiteRow,
     StoreUnavailable,
     TimelineQuery,
     UploadFolders,
     analysis_row,
     check_fence,
     like_pattern,
+    site_finding_rows,
+    site_row,
+    site_writes,
     timeline_filters,
     timeline_item,
+    worst_first,
 )
 from correlator.errors import CorrelatorError
 
@@ -148,6 +154,23 @@ CREATE INDEX IF NOT EXISTS events_source ON events (num, source, seq);
 CREATE INDEX IF NOT EXISTS events_kind ON events (num, kind, seq);
 CREATE INDEX IF NOT EXISTS events_client ON events (num, client, seq);
 CREATE INDEX IF NOT EXISTS events_connection ON events (num, connection);
+CREATE TABLE IF NOT EXISTS live_sites (
+    site TEXT PRIMARY KEY,
+    hosts TEXT NOT NULL,
+    events BIGINT NOT NULL,
+    position BIGINT NOT NULL,
+    last_event DOUBLE PRECISION,
+    updated DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS site_findings (
+    site TEXT NOT NULL,
+    key TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    revision BIGINT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (site, key)
+);
 """
 
 
@@ -420,6 +443,42 @@ class PostgresStore(UploadFolders):
         rows = rows[:query.limit]
         items = [timeline_item([*r[:11], _got(r[11]), *r[12:]]) for r in rows]
         return items, (rows[-1][0] if more and rows else None)
+
+    # -- the fleet's live sites ------------------------------------------------------------------
+
+    def save_site(self, site: str, *, position: int, events: int, hosts: Sequence[str], last_event: float | None,
+                  findings: Sequence[tuple[str, Mapping[str, Any]]], removed: Sequence[str]) -> bool:
+        site_sql, finding_sql, removal_sql = site_writes("%s")
+        with self._connect(transaction=True) as db:
+            # the site's row first: its lock orders two writers of one site (an owner that lost it)
+            kept = db.execute(site_sql, (site, json.dumps(sorted(hosts)), events, position, last_event,
+                                         time.time())).fetchone()
+            if kept is None:
+                return False
+            with db.cursor() as cursor:
+                cursor.executemany(finding_sql, site_finding_rows(site, findings))
+                cursor.executemany(removal_sql, [(site, key) for key in removed])
+        return True
+
+    def sites(self) -> list[SiteRow]:
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {SITE_COLUMNS} FROM live_sites ORDER BY site").fetchall()
+            found = db.execute("SELECT site, severity FROM site_findings").fetchall()
+        severities: dict[str, list[str]] = {}
+        for site, severity in found:
+            severities.setdefault(site, []).append(severity)
+        return [site_row(r, severities.get(r[0], [])) for r in rows]
+
+    def site(self, site: str) -> SiteRow | None:
+        with self._connect() as db:
+            row = db.execute(f"SELECT {SITE_COLUMNS} FROM live_sites WHERE site = %s", (site,)).fetchone()
+            severities = [r[0] for r in db.execute("SELECT severity FROM site_findings WHERE site = %s", (site,))]
+        return None if row is None else site_row(row, severities)
+
+    def site_findings(self, site: str) -> list[tuple[str, dict[str, Any]]]:
+        with self._connect() as db:
+            rows = db.execute("SELECT key, data FROM site_findings WHERE site = %s", (site,)).fetchall()
+        return worst_first([(str(key), json.loads(data)) for key, data in rows])
 
 
 class PostgresEventWriter(EventBatches):

@@ -12,6 +12,12 @@ last event of a page), and writes keyed by analysis: an analysis run twice (a jo
 after its worker died) leaves one result, never two.
 
 Uploads wait as files in the state folder's `uploads/` with either backend (`UploadFolders`).
+
+The central live analysis of the fleet's sites (correlator/fleet/live_worker.py) keeps each
+site's current findings here too (`save_site`): one row per finding key, with the position (the
+site's last analysed event on the cluster) in the same transaction, so a worker that takes a site
+over reads where its findings stand, and a write from an owner that lost the site (its position
+is behind the stored one) changes nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any, Protocol
 
 from correlator.api.private import private_dir
 from correlator.errors import CorrelatorError
-from correlator.model import Event
+from correlator.model import Event, severity_rank
 
 log = logging.getLogger("correlator.api")
 
@@ -114,6 +120,63 @@ def analysis_row(values: Sequence[Any]) -> AnalysisRow:
                        phase=phase, progress=progress, events=events, size=size, upload=upload, message=message,
                        report=json.loads(report) if report else None, digest=digest, idem_key=idem_key,
                        webhook=webhook)
+
+
+@dataclass(frozen=True)
+class SiteRow:
+    """A site of the fleet's live analysis as the store knows it."""
+
+    site: str
+    hosts: list[str]
+    """The machines whose agents sent its events (the last token of their subject)."""
+    events: int
+    """Events analysed."""
+    position: int
+    """Stream sequence of the last analysed event: where a worker taking the site over resumes."""
+    last_event: float | None
+    """Time of the newest analysed event."""
+    updated: float
+    findings: int
+    worst: str | None
+    """The highest severity among its current findings."""
+
+
+#: The sites table's columns in SiteRow's order (findings and worst are counted from site_findings).
+SITE_COLUMNS = "site, hosts, events, position, last_event, updated"
+
+
+def site_row(values: Sequence[Any], severities: Sequence[str]) -> SiteRow:
+    """A row selected as SITE_COLUMNS, with the severities of the site's current findings."""
+    site, hosts, events, position, last_event, updated = values
+    worst = max(severities, key=severity_rank) if severities else None
+    return SiteRow(site=site, hosts=json.loads(hosts), events=int(events), position=int(position),
+                   last_event=last_event, updated=updated, findings=len(severities), worst=worst)
+
+
+def site_writes(mark: str) -> tuple[str, str, str]:
+    """The statements of `save_site` both backends run, in their placeholder `mark`: the site's
+    row (written only when its stored position is not ahead: RETURNING says whether it was), one
+    finding's upsert, one finding's removal."""
+    site = (f"INSERT INTO live_sites ({SITE_COLUMNS}) VALUES ({', '.join([mark] * 6)}) ON CONFLICT (site) DO UPDATE "
+            "SET hosts = EXCLUDED.hosts, events = EXCLUDED.events, position = EXCLUDED.position, "
+            "last_event = EXCLUDED.last_event, updated = EXCLUDED.updated "
+            "WHERE live_sites.position <= EXCLUDED.position RETURNING site")
+    finding = (f"INSERT INTO site_findings (site, key, rule_id, severity, revision, data) VALUES "
+               f"({', '.join([mark] * 6)}) ON CONFLICT (site, key) DO UPDATE SET rule_id = EXCLUDED.rule_id, "
+               "severity = EXCLUDED.severity, revision = EXCLUDED.revision, data = EXCLUDED.data")
+    removal = f"DELETE FROM site_findings WHERE site = {mark} AND key = {mark}"
+    return site, finding, removal
+
+
+def site_finding_rows(site: str, findings: Sequence[tuple[str, Mapping[str, Any]]]) -> list[tuple[Any, ...]]:
+    """`save_site`'s findings as site_findings rows."""
+    return [(site, key, f["id"], f["severity"], int(f.get("revision", 0)), json.dumps(dict(f)))
+            for key, f in findings]
+
+
+def worst_first(found: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """(key, finding) pairs as every finding list is ordered: worst severity first, then by key."""
+    return sorted(found, key=lambda item: (-severity_rank(item[1].get("severity", "info")), item[0]))
 
 
 @dataclass(frozen=True)
@@ -338,6 +401,22 @@ class Store(Protocol):
 
     def timeline(self, num: int, query: TimelineQuery) -> tuple[list[dict[str, Any]], int | None]:
         """One page of events and the cursor of the next (None: the last page)."""
+
+    # the fleet's live sites
+    def save_site(self, site: str, *, position: int, events: int, hosts: Sequence[str], last_event: float | None,
+                  findings: Sequence[tuple[str, Mapping[str, Any]]], removed: Sequence[str]) -> bool:
+        """One step of a site's live analysis, in one transaction: the findings new or updated
+        since the last step (key, finding), those no longer current (`removed` keys), and where
+        the analysis stands. False, with nothing written, when the stored position is ahead of
+        `position` (a worker that lost the site to another writes nothing over its results)."""
+
+    def sites(self) -> list[SiteRow]:
+        """Every site the live workers analysed, by name."""
+
+    def site(self, site: str) -> SiteRow | None: ...
+
+    def site_findings(self, site: str) -> list[tuple[str, dict[str, Any]]]:
+        """(key, finding) of the site's current findings, worst first."""
 
 
 class UploadFolders:

@@ -24,7 +24,7 @@ from correlator.api.worker import run_analysis
 from correlator.engine.rules import Rule, load_rules
 from correlator.errors import CorrelatorError
 from correlator.formats.registry import Registry, default_registry
-from correlator.model import Event
+from correlator.model import Event, severity_rank
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -270,6 +270,46 @@ def test_timeline_writer(store: Store, mixed_bundle: Path) -> None:
     assert [e["seq"] for e in store.timeline(row.num, TimelineQuery())[0]] == [1]
     store.drop_events(row.num)
     assert store.timeline(row.num, TimelineQuery())[0] == []
+
+
+def test_live_sites(store: Store, mixed_bundle: Path, engine: tuple[Registry, list[Rule]]) -> None:
+    """A site's live findings: upserted by key, removed by key, worst first; the site's position
+    only moves on, and a write behind it (an owner that lost the site) changes nothing."""
+    row = store.get(analyse(store, mixed_bundle, engine))
+    assert row is not None
+    real = store.findings(row.num)
+    assert len(real) >= 3
+    assert store.sites() == [] and store.site("plant-1") is None and store.site_findings("plant-1") == []
+    assert store.save_site("plant-1", position=10, events=10, hosts=["gw-2", "gw-1"], last_event=1.5e9,
+                           findings=real[:2], removed=[])
+    assert store.save_site("plant-2", position=3, events=3, hosts=["gw-1"], last_event=None, findings=[],
+                           removed=[])
+    site = store.site("plant-1")
+    assert site is not None and (site.hosts, site.events, site.position, site.last_event) == (
+        ["gw-1", "gw-2"], 10, 10, 1.5e9)
+    assert site.findings == 2 and site.worst == max((f["severity"] for _, f in real[:2]), key=severity_rank)
+    assert [s.site for s in store.sites()] == ["plant-1", "plant-2"]
+    assert store.sites()[1].findings == 0 and store.sites()[1].worst is None
+    assert {key for key, _ in store.site_findings("plant-1")} == {key for key, _ in real[:2]}
+    # the next step updates one finding (a new revision), adds one and removes one
+    updated = {**real[0][1], "revision": 99, "count": 1234}
+    assert store.save_site("plant-1", position=20, events=20, hosts=["gw-1", "gw-2"], last_event=1.6e9,
+                           findings=[(real[0][0], updated), real[2]], removed=[real[1][0]])
+    found = dict(store.site_findings("plant-1"))
+    assert found.keys() == {real[0][0], real[2][0]} and found[real[0][0]] == updated
+    ranks = [severity_rank(f["severity"]) for _, f in store.site_findings("plant-1")]
+    assert ranks == sorted(ranks, reverse=True), "worst first"
+    # the same step again (a new owner analysing events the last one had not acknowledged): one result
+    assert store.save_site("plant-1", position=20, events=20, hosts=["gw-1", "gw-2"], last_event=1.6e9,
+                           findings=[(real[0][0], updated), real[2]], removed=[real[1][0]])
+    assert dict(store.site_findings("plant-1")) == found
+    # a write from behind the stored position is refused whole
+    assert not store.save_site("plant-1", position=15, events=15, hosts=["gw-1"], last_event=1.55e9,
+                               findings=[real[1]], removed=[real[0][0]])
+    assert dict(store.site_findings("plant-1")) == found
+    kept = store.site("plant-1")
+    assert kept is not None and (kept.position, kept.events, kept.hosts) == (20, 20, ["gw-1", "gw-2"])
+    assert store.site_findings("plant-2") == []
 
 
 def test_both_backends_answer_alike(postgres_url: str, tmp_path: Path, mixed_bundle: Path,
