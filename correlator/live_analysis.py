@@ -13,6 +13,9 @@ Surfaces (the TUI, the HTTP API) build a LiveAnalysis, call `start()`, and eithe
 A surface that does not show every line (the edge agent) passes `every_line=False`: appended lines
 a format declares routine and no rule reads line by line are then counted, as the batch reader
 counts them (correlator/sources/routine.py), and handed to `on_routine` instead of being parsed.
+
+Events another machine read, ordered and stitched (an edge agent's, correlator/fleet) enter after
+the timeline stage with `feed_events`: a LiveAnalysis of no paths is the analysis of a remote site.
 """
 
 from __future__ import annotations
@@ -414,6 +417,14 @@ class LiveAnalysis:
                     findings = self.session.tick(self.session.last + TICK)
                     if findings and not self._paused and self.on_update is not None:
                         self.on_update(LiveUpdate([], findings))
+
+    def feed_events(self, events: Sequence[Event]) -> None:
+        """Events that went through the timeline stage elsewhere (an edge agent's LiveAnalysis
+        read, ordered and stitched them): into the engine and out to the surface, as this
+        analysis's own would go. Their analysis depends on them alone, not on when they come:
+        the same events fed again in other batches make the same findings, revisions included."""
+        with self._lock:
+            self._publish(list(events))
 
     def _publish(self, stitched: list[Event]) -> None:
         """Timeline events (ordered, corrected, stitched) into the engine and out to the surface."""

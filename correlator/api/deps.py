@@ -23,6 +23,7 @@ from correlator.api.jobs import JobRunner
 from correlator.api.live_hub import LiveHub
 from correlator.api.settings import Settings
 from correlator.api.storage import AnalysisRow, Store
+from correlator.fleet.site_feed import SiteFeed
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -81,6 +82,17 @@ async def get_live(request: Request) -> LiveHub:
 
 
 LiveDep = Annotated[LiveHub, Depends(get_live)]
+
+
+async def get_site_feed(request: Request) -> SiteFeed:
+    feed: SiteFeed | None = request.app.state.sites
+    if feed is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the sites' live findings come from the NATS cluster: start "
+                            "`correlator serve` with --nats (and `correlator worker --live` to analyse them)")
+    return feed
+
+
+SiteFeedDep = Annotated[SiteFeed, Depends(get_site_feed)]
 
 
 async def get_analysis(analysis_id: str, store: StoreDep) -> AnalysisRow:

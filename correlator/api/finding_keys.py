@@ -13,6 +13,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from correlator.report_model import Finding
+
 #: Between the rule id and the group's hash: not in any rule id, and safe in a URL.
 SEPARATOR = "~"
 
@@ -36,3 +38,29 @@ def keys_of(findings: Iterable[Mapping[str, Any]]) -> list[str]:
         seen[key] = seen.get(key, 0) + 1
         keys.append(key if seen[key] == 1 else f"{key}-{seen[key]}")
     return keys
+
+
+def finding_dict(finding: Finding) -> dict[str, Any]:
+    """A live finding as the API and the fleet give it: the report's Finding object with its key."""
+    # redacted already: the live sources are redacted as they are read (correlator.redaction)
+    return {"key": finding_key(finding.id, finding.group, finding.host), **finding.to_dict()}
+
+
+class ShownFindings:
+    """What a live stream has shown: each step gives the findings new or updated since the last
+    one and the keys of those no longer current (a more specific cause now explains them, or they
+    fell below the severity floor), so a dashboard, the fleet's findings subject and its store see
+    the same changes (api/live_hub.py, fleet/live_worker.py)."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+
+    def step(self, current: Iterable[Finding], changed: Iterable[Finding]) -> tuple[list[dict[str, Any]], list[str]]:
+        """(finding dicts new or updated, by key; keys removed) given the current findings and
+        those the last step changed."""
+        now = {finding_key(f.id, f.group, f.host): f for f in current}
+        touched = {finding_key(f.id, f.group, f.host) for f in changed} & now.keys()
+        self.keys |= touched
+        gone = sorted(self.keys - now.keys())
+        self.keys -= set(gone)
+        return [finding_dict(now[key]) for key in sorted(touched)], gone

@@ -30,7 +30,7 @@ from correlator.api.limits import BodyLimit
 from correlator.api.live_hub import LiveHub
 from correlator.api.models import ErrorOut
 from correlator.api.observability import Metrics, RequestMiddleware
-from correlator.api.routes import analyses, artifacts, live, operations, reports, service
+from correlator.api.routes import analyses, artifacts, live, operations, reports, service, sites
 from correlator.api.settings import Settings
 from correlator.api.storage import open_store
 from correlator.api.webhooks import Notifier
@@ -75,6 +75,16 @@ def create_app(settings: Settings) -> FastAPI:
             elif not settings.nats:  # (in the fleet, a row without an upload has its bundle in the cluster)
                 store.update(row.id, status="failed", phase="failed", message="the upload was lost")
         analyser.purge()
+        feed = None
+        if settings.nats:  # the sites' live findings, on the fleet's connection
+            from correlator.fleet.queue import FleetQueue
+            from correlator.fleet.site_feed import SiteFeed
+            from correlator.fleet.sites import SiteLimits
+
+            assert isinstance(analyser, FleetQueue)
+            feed = await asyncio.to_thread(SiteFeed, analyser.link, SiteLimits.of(settings), store)
+            metrics.watch_sites(feed)
+        app.state.sites = feed
         hub = None
         if settings.live_paths:
             hub = LiveHub(settings.live_paths, settings.analysis_options(), registry=registry, rules=rules,
@@ -86,6 +96,8 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if hub is not None:
                 hub.stop()
+            if feed is not None:
+                feed.stop()
             analyser.shutdown()
             notifier.stop()
             store.close()
@@ -93,8 +105,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="correlator", version=__version__, lifespan=lifespan,
                   description="Root causes of MQTT (mosquitto) and OPC UA connection failures: upload a bundle of "
                   "logs, certificates and configs, read the findings and page through the timeline, follow "
-                  "live findings of the files the server tails. Every route but health wants the server's "
-                  "bearer token when it has one.",
+                  "live findings of the files the server tails and of the fleet's sites. Every route but health "
+                  "wants the server's bearer token when it has one.",
                   generate_unique_id_function=_operation_id, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     metrics = Metrics()
@@ -103,6 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.registry = registry
     app.state.rules = rules
     app.state.live = None
+    app.state.sites = None
     error_bodies.install(app)
     # the last added is the outermost: Host and Origin first, then the body limit, CORS, gzip, and
     # HEAD, OPTIONS and ETags next to the routes (the ETag is the hash of the uncompressed body)
@@ -118,7 +131,8 @@ def create_app(settings: Settings) -> FastAPI:
     api.include_router(operations.ready_router)
     protected = APIRouter(dependencies=[Depends(require_token)],
                           responses={401: {"model": ErrorOut, "description": "Missing or wrong bearer token"}})
-    for router in (service.router, analyses.router, reports.router, artifacts.router, live.router):
+    for router in (service.router, analyses.router, reports.router, artifacts.router, live.router,
+                   sites.router):
         protected.include_router(router)
     api.include_router(protected)
     app.include_router(api)

@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from correlator.analysis import Options
-from correlator.api.finding_keys import finding_key
+from correlator.api.finding_keys import ShownFindings, finding_dict
 from correlator.engine.rules import Rule
 from correlator.formats.registry import Registry
 from correlator.live_analysis import LiveAnalysis, LiveUpdate
-from correlator.report_model import Finding
 
 #: Updates a subscriber may have pending before the oldest are dropped.
 QUEUE_BOUND = 1_000
@@ -44,12 +43,12 @@ class StreamEvent:
     data: dict[str, Any]
 
 
-def finding_dict(finding: Finding) -> dict[str, Any]:
-    # redacted already: the live sources are redacted as they are read (correlator.redaction)
-    return {"key": finding_key(finding.id, finding.group, finding.host), **finding.to_dict()}
+def removal(key: str) -> dict[str, Any]:
+    """The data of a `removed` event: the finding's key and rule id."""
+    return {"key": key, "id": key.split("~", 1)[0]}
 
 
-class _Subscriber:
+class Subscriber:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
@@ -65,12 +64,11 @@ class LiveHub:
     def __init__(self, paths: Sequence[Path], options: Options, *, registry: Registry, rules: Sequence[Rule],
                  stitch_window: float) -> None:
         self.paths = list(paths)
-        self._subscribers: set[_Subscriber] = set()
+        self._subscribers: set[Subscriber] = set()
         self._lock = threading.Lock()
         self._seq = 0
         self._recent: deque[StreamEvent] = deque(maxlen=REPLAY)
-        self._shown: set[str] = set()
-        """Keys of the findings the stream has shown and not removed."""
+        self._shown = ShownFindings()
         self.analysis = LiveAnalysis(self.paths, options, registry=registry, rules=rules,
                                      on_update=self._on_update, stitch_window=stitch_window)
 
@@ -89,15 +87,11 @@ class LiveHub:
         """On the analysis's thread, under its lock (the findings are a consistent copy)."""
         if not update.findings:
             return
-        current = {finding_key(f.id, f.group, f.host): f for f in self.analysis.session.findings(
-            self.analysis.options.min_severity)}
-        changed = {finding_key(f.id, f.group, f.host) for f in update.findings}
+        current = self.analysis.session.findings(self.analysis.options.min_severity)
         with self._lock:
-            events = [self._event("finding", finding_dict(current[key])) for key in sorted(changed & current.keys())]
-            self._shown |= changed & current.keys()
-            gone = sorted(self._shown - current.keys())
-            self._shown -= set(gone)
-            events += [self._event("removed", {"key": key, "id": key.split("~", 1)[0]}) for key in gone]
+            updated, gone = self._shown.step(current, update.findings)
+            events = [self._event("finding", item) for item in updated]
+            events += [self._event("removed", removal(key)) for key in gone]
             subscribers = list(self._subscribers)
         for sub in subscribers:
             for event in events:
@@ -111,21 +105,21 @@ class LiveHub:
         self._recent.append(event)
         return event
 
-    def subscribe(self, last_event_id: int | None = None) -> tuple[_Subscriber, list[StreamEvent]]:
+    def subscribe(self, last_event_id: int | None = None) -> tuple[Subscriber, list[StreamEvent]]:
         """A new subscriber and what it is to be sent first: the events after `last_event_id` when
         they are all still kept, else the findings as they stand (so a dashboard that connects late
         starts complete). Registered under the lock that orders events: nothing falls between."""
-        sub = _Subscriber(asyncio.get_running_loop())
+        sub = Subscriber(asyncio.get_running_loop())
         with self.analysis._lock, self._lock:  # the order _on_update takes them in
             self._subscribers.add(sub)
             oldest = self._recent[0].seq if self._recent else self._seq + 1
             if last_event_id is not None and oldest - 1 <= last_event_id <= self._seq:
                 return sub, [e for e in self._recent if e.seq > last_event_id]
             current = self.snapshot()
-            self._shown |= {item["key"] for item in current}
+            self._shown.keys |= {item["key"] for item in current}
             return sub, [StreamEvent(self._seq, "finding", item) for item in current]
 
-    def unsubscribe(self, sub: _Subscriber) -> None:
+    def unsubscribe(self, sub: Subscriber) -> None:
         with self._lock:
             self._subscribers.discard(sub)
 

@@ -379,3 +379,36 @@ class LiveEventPage(ApiModel):
     items: list[EventOut]
     next_cursor: int
     """Pass as `after` to get only newer events (older ones beyond the kept window are gone)."""
+
+
+SiteName = Annotated[str, Field(description="The site's name, as its agents give it (`--site`)",
+                                examples=["plant-7"])]
+
+
+class SiteOut(ApiModel):
+    """A site of the fleet's central live analysis (`correlator worker --live`)."""
+
+    site: SiteName
+    hosts: list[str] = Field(examples=[["gw-1", "broker-2"]])
+    """The machines whose agents sent its events."""
+    events: int
+    """Events the live workers have analysed."""
+    findings: int
+    """Its current findings."""
+    worst_severity: Severity | None
+    last_event: Timestamp | None
+    """The time of the newest event analysed."""
+    updated: Timestamp
+    """When a live worker last stored its analysis."""
+    lag: int | None
+    """Events on the cluster no live worker has analysed yet (null when this server has no `--nats`)."""
+
+
+class SiteList(ApiModel):
+    items: list[SiteOut]
+
+
+class SiteFindingList(ApiModel):
+    site: SiteName
+    items: list[FindingOut]
+    """Its current findings, worst first."""

@@ -9,6 +9,8 @@ Metrics live in a registry per app (tests run several apps in one process):
 - `correlator_jobs_redelivered_total` (with `--nats`): jobs a worker received again after the one
   that had them went silent (killed, cut off), over the whole cluster;
 - `correlator_analyses{status}`: kept analyses by status (queued, running, done, failed);
+- `correlator_site_lag{site}` (with `--nats`): events of each site on the cluster that no live
+  worker has analysed yet (fleet/site_feed.py);
 - `correlator_analysis_seconds{status}`: how long finished analyses took;
 - `correlator_http_request_duration_seconds{method,route,status}`: request latency, by route
   template (`/api/v1/analyses/{analysis_id}`), so ids do not explode the label set.
@@ -36,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from correlator.api.context import request_id
 from correlator.api.jobs import JobRunner
 from correlator.api.storage import AnalysisRow, Store
+from correlator.fleet.site_feed import SiteFeed
 
 log = logging.getLogger("correlator.api")
 access = logging.getLogger("correlator.api.access")
@@ -83,6 +86,21 @@ class _StateCollector(Collector):
         yield kept
 
 
+class _SiteLagCollector(Collector):
+    """The sites' lag as the feed last read it (it reads the cluster every few seconds: a scrape
+    never waits for NATS)."""
+
+    def __init__(self, feed: SiteFeed) -> None:
+        self.feed = feed
+
+    def collect(self) -> Iterable[Metric]:
+        lag = GaugeMetricFamily("correlator_site_lag", "Events of a site on the cluster no live worker has "
+                                "analysed yet", labels=["site"])
+        for site, count in sorted(self.feed.lags.items()):
+            lag.add_metric([site], count)
+        yield lag
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -94,6 +112,9 @@ class Metrics:
     def watch(self, analyser: JobRunner, store: Store) -> None:
         self.registry.register(_StateCollector(analyser, store))
         analyser.on_finished.append(self.finished)
+
+    def watch_sites(self, feed: SiteFeed) -> None:
+        self.registry.register(_SiteLagCollector(feed))
 
     def finished(self, row: AnalysisRow, seconds: float) -> None:
         self.analysis.labels(row.status).observe(seconds)

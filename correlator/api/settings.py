@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     """Bytes of bundles the cluster keeps at most; beyond, uploads are refused (503)."""
     events_max_bytes: int = Field(default=1024**3, gt=0)
     """Bytes of the edge agents' events the cluster keeps at most (the oldest are dropped)."""
+    findings_max_bytes: int = Field(default=256 * 1024**2, gt=0)
+    """Bytes of the sites' live findings the cluster keeps at most (the oldest are dropped)."""
+    site_lease: float = Field(default=10.0, ge=1, le=600)
+    """Seconds a live worker may go silent before another takes its sites over (it renews its
+    leases every third of it)."""
     live_stitch_window: float = Field(default=0.01, gt=0, le=10)
     """Seconds (of log time) a live event waits for the other side of its connection before it
     is analysed: most of the delay from a line to its finding, which benchmarks/api.py measures

@@ -1,5 +1,8 @@
 """`correlator tui BUNDLE...`: the TUI over a finished bundle (files, folders, archives). The
-screen comes up at once and fills while the bundle is read on a worker thread."""
+screen comes up at once and fills while the bundle is read on a worker thread.
+
+`correlator tui --nats URL --site SITE`: the live screens over a remote site, whose agents publish
+its events to the NATS cluster (correlator/fleet/remote_site.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +17,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "tui", help="explore a log bundle in a TUI: findings, timeline, evidence and the fix",
         description="Analyse files, folders and bundles (.zip, .tar.gz ...) as `analyze` does and explore the "
-                    "result: findings worst first, the merged timeline, the evidence of each finding, the fix.")
-    parser.add_argument("paths", nargs="+", metavar="BUNDLE", help="log files, folders, or bundles")
+                    "result: findings worst first, the merged timeline, the evidence of each finding, the fix. "
+                    "With --nats and --site: a remote site live, from the events its agents publish.")
+    parser.add_argument("paths", nargs="*", metavar="BUNDLE", help="log files, folders, or bundles")
+    parser.add_argument("--nats", metavar="URL", help="with --site: the NATS servers the site's agents publish to "
+                        "(comma-separated; or CORRELATOR_NATS)")
+    parser.add_argument("--site", help="show this site live, as `watch` shows local logs (with --nats)")
     add_analysis_options(parser)
     parser.set_defaults(func=run)
 
@@ -23,10 +30,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from correlator.errors import InputError
+    from correlator.errors import CorrelatorError, InputError
     from correlator.tui.app import ScreenSettings, create_app
     from correlator.tui.sources import BundleEventSource
 
+    if args.site is not None:
+        import os
+
+        from correlator.fleet.remote_site import RemoteSiteSource
+
+        nats = args.nats or os.environ.get("CORRELATOR_NATS")
+        if args.paths or not nats:
+            raise CorrelatorError("--site shows a remote site: give --nats URL (or CORRELATOR_NATS) and no BUNDLE")
+        remote = RemoteSiteSource(nats, args.site, options_from(args))
+        create_app(ScreenSettings(title=f"correlator tui --site {args.site}"), remote).run()
+        return 0
+    if not args.paths:
+        raise CorrelatorError("give a BUNDLE (files, folders, archives), or --nats URL --site SITE")
     for path in args.paths:
         if not Path(path).exists():
             raise InputError(f"{path}: no such file or folder")

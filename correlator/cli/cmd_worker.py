@@ -1,6 +1,7 @@
 """`correlator worker --nats URL`: analyses the jobs that `correlator serve --nats URL` queues
 (correlator/fleet/worker_loop.py). Run as many as there is work for, on any machines that reach
-the NATS cluster and the shared store.
+the NATS cluster and the shared store. With `--live`, it analyses the sites whose edge agents
+publish events instead, each site on one live worker at a time (correlator/fleet/live_worker.py).
 
 The fleet and the store are imported inside `run`, so `correlator --help` does not pay for them.
 """
@@ -31,6 +32,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--state-dir", type=Path, help="where the SQLite store is (default $XDG_STATE_HOME/"
                         "correlator); fetched bundles wait in a temporary folder either way")
     parser.add_argument("--config", type=Path, help="TOML file with the settings (as for serve)")
+    parser.add_argument("--live", action="store_true", help="analyse the sites' live events (`correlator agent`) "
+                        "instead of uploaded bundles: each site is one live worker's at a time, its findings go to "
+                        "correlator.findings.<site> and the store")
     add_job_budget_options(parser)
     add_service_reading_options(parser)
     parser.set_defaults(func=run)
@@ -42,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from correlator.api.private import PRIVATE_UMASK, private_dir
     from correlator.api.settings import load_settings
     from correlator.api.storage import open_store
+    from correlator.fleet.live_worker import LiveWorker
     from correlator.fleet.worker_loop import FleetWorker
     from correlator.sources.archives import remove_stale_temp
 
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     remove_stale_temp()
     store = open_store(settings.database, settings.state_dir)
     try:
-        FleetWorker(settings, store).run()
+        (LiveWorker(settings, store) if args.live else FleetWorker(settings, store)).run()
     finally:
         store.close()
     return 0

@@ -1,0 +1,306 @@
+"""The central live analysis on a real 3-node NATS cluster and a real PostgreSQL: edge agents tail
+real broker logs (sample incidents made by real mosquitto and clients) at two sites, live workers
+(`correlator worker --live`) own one site each at a time, and their findings reach the store and
+`correlator.findings.<site>`. The worker owning a site is killed with SIGKILL while its events
+flow: another takes the site over, and every finding is made once, with the counts and revisions
+of one uninterrupted analysis of the same events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+from api.test_api_live_stream import sse_events
+from api_helpers import SAMPLES
+from fleet.fleet_nodes import WorkerProcess, api_node
+from fleet.nats_cluster import NatsCluster
+
+from correlator.analysis import Options, prepare
+from correlator.api.finding_keys import finding_key
+from correlator.api.storage import Store, open_store
+from correlator.errors import CorrelatorError
+from correlator.fleet.agent import EVENTS_STREAM
+from correlator.fleet.live_worker import SiteAnalysis
+from correlator.fleet.remote_site import RemoteSiteSource
+from correlator.fleet.sites import FINDINGS_STREAM, event_of, host_of
+from correlator.tui.app import ScreenSettings, create_app
+from correlator.tui.widgets import Timeline
+
+#: The lease the tests give a site: a killed worker's sites go to another after it.
+TEST_LEASE = "2"
+#: The sites and the sample incident each one's broker logs.
+SITES = {"plant-1": "mixed", "plant-2": "client_id_takeover"}
+
+
+def live_worker(cluster: NatsCluster, database: str, tmp_path: Path, name: str) -> WorkerProcess:
+    return WorkerProcess(cluster.url, tmp_path / "state", tmp_path / f"{name}.log", "--live", "--database", database,
+                         env={"CORRELATOR_SITE_LEASE": TEST_LEASE, "CORRELATOR_NATS_REPLICAS": "3"})
+
+
+def wait_logged(worker: WorkerProcess, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in worker.log():
+        assert worker.process.poll() is None, f"the worker exited: {worker.log()[-3000:]}"
+        assert time.monotonic() < deadline, f"no {text!r} in the worker's log: {worker.log()[-3000:]}"
+        time.sleep(0.05)
+
+
+def agent(cluster: NatsCluster, folder: Path, site: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "correlator", "agent", str(folder), "--nats", cluster.url,
+                                 "--site", site, "--host", "gw-1"], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env={**os.environ, "CORRELATOR_NATS_REPLICAS": "3"})
+
+
+async def _stream(cluster: NatsCluster, stream: str, subject: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """(sequence, subject, message) of every message kept on `subject` (a filter), in order."""
+    client = await nats.connect(servers=cluster.urls)
+    try:
+        js = client.jetstream()
+        reader = await js.pull_subscribe(subject, stream=stream)
+        found: list[tuple[int, str, dict[str, Any]]] = []
+        while True:
+            try:
+                messages = await reader.fetch(500, timeout=1)
+            except nats.errors.TimeoutError:
+                return found
+            for msg in messages:
+                found.append((msg.metadata.sequence.stream, msg.subject, json.loads(msg.data)))
+                await msg.ack()
+    finally:
+        await client.close()
+
+
+def reference(cluster: NatsCluster, site: str) -> tuple[dict[str, tuple[int, int]], int]:
+    """{key: (count, revision)} of one uninterrupted analysis of the site's events, and the
+    sequence of its last event."""
+    messages = asyncio.run(_stream(cluster, EVENTS_STREAM, f"correlator.events.{site}.>"))
+    prepared = prepare(Options())
+    analysis = SiteAnalysis(site, Options(), prepared.registry, prepared.rules)
+    analysis.feed([event_of(json.dumps(m).encode()) for _, _, m in messages], {host_of(s) for _, s, _ in messages},
+                  messages[-1][0])
+    found = {finding_key(f.id, f.group, f.host): (f.count, f.revision) for f in analysis.live.findings()}
+    return found, messages[-1][0]
+
+
+def write_slowly(log: Path, lines: list[bytes], chunks: int, pause: float) -> Iterator[int]:
+    """Append the lines in `chunks` parts, `pause` seconds apart; yields the part written."""
+    size = -(-len(lines) // chunks)
+    for part in range(chunks):
+        with log.open("ab") as out:
+            out.write(b"".join(lines[part * size:(part + 1) * size]))
+        yield part
+        time.sleep(pause)
+
+
+def wait_analysed(store: Store, site: str, position: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        row = store.site(site)
+        if row is not None and row.position >= position:
+            return
+        assert time.monotonic() < deadline, f"site {site} analysed up to {row.position if row else 0} of {position}"
+        time.sleep(0.1)
+
+
+def owner_of(workers: list[WorkerProcess], site: str) -> WorkerProcess:
+    taken = [w for w in workers if f"site {site} taken by" in w.log()]
+    assert len(taken) == 1, [w.log()[-2000:] for w in workers]
+    return taken[0]
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_live_worker_hands_its_site_over_and_every_finding_is_made_once(
+        nats_cluster: NatsCluster, postgres_url: str, tmp_path: Path) -> None:
+    store = open_store(postgres_url, tmp_path / "reader")
+    workers = [live_worker(nats_cluster, postgres_url, tmp_path, f"live-{i}") for i in range(2)]
+    agents: list[subprocess.Popen[bytes]] = []
+    try:
+        for worker in workers:
+            wait_logged(worker, "taking sites")
+        logs = {}
+        for site, sample in SITES.items():
+            folder = tmp_path / site
+            folder.mkdir()
+            logs[site] = folder / "mosquitto.log"
+            lines = (SAMPLES / sample / "broker" / "mosquitto.log").read_bytes().splitlines(keepends=True)
+            logs[site].write_bytes(b"".join(lines[:10]))
+            agents.append(agent(nats_cluster, folder, site, tmp_path / f"agent-{site}.log"))
+        for site in SITES:
+            deadline = time.monotonic() + 60
+            while not any(f"site {site} taken by" in w.log() for w in workers):
+                assert time.monotonic() < deadline, [w.log()[-2000:] for w in workers]
+                time.sleep(0.1)
+        victim = owner_of(workers, "plant-1")
+        heir = next(w for w in workers if w is not victim)
+        wait_analysed(store, "plant-1", 1)
+        rest = (SAMPLES / SITES["plant-1"] / "broker" / "mosquitto.log").read_bytes().splitlines(keepends=True)[10:]
+        for part in write_slowly(logs["plant-1"], rest, chunks=6, pause=0.3):
+            if part == 2:  # events flowing: the owner dies mid-stream
+                victim.kill()
+        more = (SAMPLES / SITES["plant-2"] / "broker" / "mosquitto.log").read_bytes().splitlines(keepends=True)[10:]
+        logs["plant-2"].open("ab").write(b"".join(more))
+        wait_logged(heir, "site plant-1 taken by")
+        for site, sample in SITES.items():
+            lines = (SAMPLES / sample / "broker" / "mosquitto.log").read_bytes().splitlines()
+            deadline = time.monotonic() + 60
+            while len(asyncio.run(_stream(nats_cluster, EVENTS_STREAM, f"correlator.events.{site}.>"))) < len(lines):
+                assert time.monotonic() < deadline, f"the agent of {site} did not publish every line"
+                time.sleep(0.2)
+            expected, last = reference(nats_cluster, site)
+            wait_analysed(store, site, last)
+            stored = dict(store.site_findings(site))
+            assert {key: (f["count"], f["revision"]) for key, f in stored.items()} == expected, site
+            row = store.site(site)
+            assert row is not None and row.events == len(lines) and row.hosts == ["gw-1"]
+            # the findings subject: each finding once per revision, never going back
+            published: dict[str, list[int]] = {}
+            for _, _, message in asyncio.run(_stream(nats_cluster, FINDINGS_STREAM, f"correlator.findings.{site}")):
+                assert message["site"] == site and message["kind"] == "finding"
+                published.setdefault(message["key"], []).append(message["finding"]["revision"])
+            assert published.keys() == expected.keys()
+            for key, revisions in published.items():
+                assert revisions == sorted(set(revisions)), (key, revisions)
+                assert revisions[-1] == expected[key][1]
+        assert "Traceback" not in heir.log() and " ERROR " not in heir.log(), heir.log()[-3000:]
+        assert {f["id"] for _, f in store.site_findings("plant-1")} == {
+            "acl.publish_denied", "tls.client_cert_expired", "auth.bad_credentials"}
+        assert {f["id"] for _, f in store.site_findings("plant-2")} == {"session.client_id_takeover"}
+    finally:
+        for process in agents:
+            process.send_signal(signal.SIGTERM)
+        for process in agents:
+            process.wait(timeout=30)
+        for worker in workers:
+            worker.stop()
+        store.close()
+
+
+@pytest.mark.timeout(300)
+def test_the_api_serves_the_sites_findings_and_streams_them_with_removals_and_resume(
+        nats_cluster: NatsCluster, postgres_url: str, tmp_path: Path) -> None:
+    """A site's client log shows refused connections; then its broker's log arrives, whose TLS
+    listener never started: a more specific cause, so the stream retracts the first finding."""
+    incident = SAMPLES / "broker_tls_config_error"
+    folder = tmp_path / "plant-3"
+    (folder / "clients").mkdir(parents=True)
+    shutil.copy(incident / "clients" / "edge-02.log", folder / "clients" / "edge-02.log")
+    worker = live_worker(nats_cluster, postgres_url, tmp_path, "live")
+    site_agent = None
+    try:
+        wait_logged(worker, "taking sites")
+        server = api_node(nats_cluster.url, tmp_path / "api", database=postgres_url, nats_replicas=3)
+        try:
+            with server.client(timeout=httpx.Timeout(30)) as client:
+                assert client.get("/sites").json() == {"items": []}
+                no_site = client.get("/sites/plant-3/findings")
+                assert no_site.status_code == 404 and no_site.json()["error"] == "not_found"
+                assert client.get("/sites/no.such/findings").status_code == 422
+                site_agent = agent(nats_cluster, folder, "plant-3", tmp_path / "agent.log")
+                with client.stream("GET", "/sites/plant-3/stream") as response:
+                    events = sse_events(response)
+                    ident, kind, refused = next(events)
+                    assert kind == "finding" and refused["id"] == "net.connection_refused"
+                    assert refused["site"] == "plant-3" and refused["key"].startswith("net.connection_refused")
+                    first_id = int(ident)
+                    threading.Timer(0.2, shutil.copy, (incident / "broker" / "mosquitto.log",
+                                                       folder / "mosquitto.log")).start()
+                    seen = []
+                    for ident, kind, data in events:
+                        seen.append((kind, data["id"]))
+                        if kind == "removed":
+                            assert data == {"site": "plant-3", "key": refused["key"], "id": "net.connection_refused"}
+                            removed_id = int(ident)
+                            break
+                    assert ("finding", "broker.tls_config_error") in seen and removed_id > first_id
+                # what the store says now, on any API node
+                deadline = time.monotonic() + 30
+                while True:
+                    found = client.get("/sites/plant-3/findings").json()
+                    if {f["id"] for f in found["items"]} == {"broker.tls_config_error"}:
+                        break
+                    assert time.monotonic() < deadline, found
+                    time.sleep(0.2)
+                assert found["site"] == "plant-3" and found["items"][0]["key"].startswith("broker.tls_config_error")
+                sites = client.get("/sites").json()["items"]
+                assert [s["site"] for s in sites] == ["plant-3"]
+                assert sites[0]["hosts"] == ["gw-1"] and sites[0]["findings"] == 1 and sites[0]["events"] > 0
+                assert sites[0]["worst_severity"] == found["items"][0]["severity"]
+                # resume after the first event: the rest comes again, in order, the removal included
+                with client.stream("GET", "/sites/plant-3/stream", headers={"Last-Event-ID": str(first_id)}
+                                   ) as response:
+                    resumed = []
+                    for ident, kind, _ in sse_events(response):
+                        resumed.append(int(ident))
+                        if int(ident) == removed_id:
+                            assert kind == "removed"
+                            break
+                    assert resumed == sorted(resumed) and resumed[0] > first_id
+                # a new client of every site: the current findings first
+                with client.stream("GET", "/sites/stream", headers={"Last-Event-ID": "99999999"}) as response:
+                    _, kind, current = next(sse_events(response))
+                    assert kind == "finding" and current["site"] == "plant-3"
+                    assert current["id"] == "broker.tls_config_error"
+                deadline = time.monotonic() + 30
+                while 'correlator_site_lag{site="plant-3"} 0.0' not in (
+                        metrics := httpx.get(server.url + "/metrics").text):
+                    assert time.monotonic() < deadline, metrics
+                    time.sleep(0.2)
+                schema = client.get("/openapi.json").json()["paths"]
+                for path in ("/api/v1/sites", "/api/v1/sites/{site}/findings", "/api/v1/sites/stream",
+                             "/api/v1/sites/{site}/stream"):
+                    assert schema[path]["get"]["summary"], path
+        finally:
+            server.stop()
+    finally:
+        if site_agent is not None:
+            site_agent.send_signal(signal.SIGTERM)
+            site_agent.wait(timeout=30)
+        worker.stop()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(120)
+async def test_the_tui_shows_a_remote_site_live(nats_cluster: NatsCluster, tmp_path: Path) -> None:
+    """`correlator tui --nats URL --site SITE`: the live screens fill from the site's events on
+    the cluster, with the finding a local watch of its logs makes."""
+    folder = tmp_path / "plant-4"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "bad_credentials" / "broker" / "mosquitto.log", folder / "mosquitto.log")
+    site_agent = agent(nats_cluster, folder, "plant-4", tmp_path / "agent.log")
+    try:
+        source = RemoteSiteSource(nats_cluster.url, "plant-4")
+        app = create_app(ScreenSettings(title="remote", clock=time.time, tick=0.2, history=1e12), source)
+        async with app.run_test(size=(120, 30)) as pilot:
+            timeline = app.query_one(Timeline)
+            lines = len((folder / "mosquitto.log").read_text().splitlines())
+            deadline = time.monotonic() + 60
+            while not any(f.id == "auth.bad_credentials" for f in app.ordered) or timeline.count < lines:
+                assert time.monotonic() < deadline, f"not on screen: {app.ordered}, {timeline.count} events"
+                await pilot.pause(0.1)
+            assert timeline.count == lines
+            assert source.status() == "live: site plant-4"
+            assert [s.name for s in source.source_info()] == ["broker@gw-1"]
+    finally:
+        site_agent.send_signal(signal.SIGTERM)
+        site_agent.wait(timeout=30)
+    with pytest.raises(CorrelatorError):
+        RemoteSiteSource(nats_cluster.url, "no.such")
