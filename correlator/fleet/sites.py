@@ -29,7 +29,8 @@ from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageT
 from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
-from correlator.fleet.agent import EVENTS_STREAM, ensure_events, subject
+from correlator.fleet.agent import EVENTS_STREAM, ensure_events
+from correlator.fleet.agent import subject as event_subject
 from correlator.fleet.layout import DUPLICATE_WINDOW, SETUP_PATIENCE, STREAM_NAME_IN_USE, Limits, ensure_stream
 from correlator.fleet.link import retrying
 from correlator.model import Event
@@ -69,7 +70,7 @@ class SiteLimits:
 
 def check_site(site: str) -> str:
     """The site's name, or CorrelatorError when it cannot be one token of a subject."""
-    subject(site, "_")
+    event_subject(site, "_")
     return site
 
 
@@ -156,8 +157,8 @@ async def site_subjects(js: JetStreamContext) -> dict[str, int]:
     """Events kept per site on the cluster (every site an agent has published for)."""
     info = await js.stream_info(EVENTS_STREAM, subjects_filter="correlator.events.>")
     counts: dict[str, int] = {}
-    for subject, count in (info.state.subjects or {}).items():
-        site = site_of(subject)
+    for name, count in (info.state.subjects or {}).items():
+        site = site_of(name)
         if site is not None:
             counts[site] = counts.get(site, 0) + count
     return counts
