@@ -27,6 +27,7 @@ from correlator.engine.facts import Artifacts
 from correlator.engine.rules import Rule, load_rules, side_of
 from correlator.errors import CorrelatorError, InputError
 from correlator.formats.registry import Registry, default_registry, load_registry
+from correlator.formats.scan import RoutineLines
 from correlator.gcpolicy import batch_allocation
 from correlator.hosts import HostFacts, HostPlan, plan_hosts, split_by_syslog_host
 from correlator.model import ANONYMOUS_IDS, Event, severity_rank
@@ -362,6 +363,21 @@ class Progress:
 PROGRESS_EVERY = 0.25
 
 
+@dataclass(frozen=True)
+class RoutineBlock:
+    """Where the routine lines of one block of a log are (what `analyze`'s `on_routine` gets):
+    their line numbers are `before` + the block's numbers + 1, their offsets `base` + the
+    block's starts, their times their seconds + `correction` (the log's clock correction)."""
+
+    file: str
+    """The log as events name it."""
+    source: str
+    correction: float
+    base: int
+    before: int
+    lines: RoutineLines
+
+
 class _Reading:
     """Called by each log between blocks (LogFile.on_read): looks at the cancel token, and
     reports progress every PROGRESS_EVERY seconds."""
@@ -387,11 +403,21 @@ class _Reading:
         return Progress(phase, read, self.total, self.events)
 
 
+def _routine_hook(log: LogFile, on_routine: Callable[[RoutineBlock], None],
+                  offset: Callable[[str], float]) -> Callable[[int, int, RoutineLines], None]:
+    def hook(base: int, before: int, lines: RoutineLines) -> None:
+        source = log.info.source
+        on_routine(RoutineBlock(log.info.path, source, -offset(source), base, before, lines))
+
+    return hook
+
+
 def analyze(inputs: Iterable[str | Path] | Bundle, options: Options | None = None, *,
             registry: Registry | None = None, rules: Sequence[Rule] | None = None,
             on_events: Callable[[list[Event]], None] | None = None, every_line: bool = False,
             on_progress: Callable[[Progress], None] | None = None, cancel: CancelToken | None = None,
-            names: Mapping[Path, str] | None = None) -> Analysis:
+            names: Mapping[Path, str] | None = None, on_findings: Callable[[list[Finding]], None] | None = None,
+            on_routine: Callable[[RoutineBlock], None] | None = None) -> Analysis:
     """Analyse files, folders and archives to the end: the batch path of the one pipeline, the one
     every surface calls (the CLI, the TUI, the API's jobs).
 
@@ -409,6 +435,13 @@ def analyze(inputs: Iterable[str | Path] | Bundle, options: Options | None = Non
       with phase "finishing" when they are.
     - `cancel` is looked at between blocks of every log; once cancelled, analyze() raises
       Cancelled (correlator.cancel) and leaves nothing behind.
+    - `on_findings` gets the findings so far (copies) while the logs are read, at most every
+      PROGRESS_EVERY seconds and only when they changed: a screen shows the first causes of a big
+      bundle long before its end. The final ones are the returned Analysis's.
+    - `on_routine` gets, block by block, where the routine lines the bulk reader counts instead of
+      parsing are (`RoutineBlock`), where `scan.keeps_lines()`: a surface that draws every line
+      (the TUI) keeps them as rows without their becoming events. Lines outside --since/--until
+      are among them.
 
     `names` reports an input file by another name than its path (see `open_bundle`)."""
     from correlator.timeline.pipeline import BatchTimeline
@@ -435,6 +468,8 @@ def analyze(inputs: Iterable[str | Path] | Bundle, options: Options | None = Non
             log.on_read = reading
             if not every_line:
                 log.count_routine(needed, first)
+                if on_routine is not None:
+                    log.keep_routine_lines(_routine_hook(log, on_routine, lambda source: line.tracker.offset(source)))
 
         def broken(log: LogFile, exc: CorrelatorError) -> None:
             errors.append(str(exc))
@@ -442,6 +477,8 @@ def analyze(inputs: Iterable[str | Path] | Bundle, options: Options | None = Non
         line = BatchTimeline(logs, zones=prepared.zones, offsets=prepared.offsets, since=options.since,
                              until=options.until, on_connection=lambda conn: session.note_connections([conn]),
                              on_error=broken, reach=plan.reach, clock_groups=plan.clock_groups())
+        told = float("-inf")  # the first findings are told at once
+        changed = False
         for chunk in line.chunks():
             if cancel is not None:
                 cancel.check()
@@ -450,7 +487,10 @@ def analyze(inputs: Iterable[str | Path] | Bundle, options: Options | None = Non
             reading.events += len(chunk)
             if on_events is not None:
                 on_events(chunk)
-            session.feed(chunk)
+            changed = bool(session.feed(chunk)) or changed
+            if on_findings is not None and changed and time.monotonic() - told >= PROGRESS_EVERY:
+                on_findings(session.findings(options.min_severity))
+                told, changed = time.monotonic(), False
         count = reading.events
         for source, ts, lines in line.routine():
             count += lines

@@ -481,6 +481,9 @@ class RoutineCounts:
     kinds: dict[str, int] = field(default_factory=dict)
     seconds: dict[int, int] = field(default_factory=dict)
     alarming: int = 0
+    keep: bool = False
+    """Also say where each routine line is (`BlockScan.where`), for a surface that draws every
+    line (the TUI): only the Hyperscan classifier does (it has them at hand as arrays)."""
 
     def add(self, kind: str, n: int) -> None:
         self.kinds[kind] = self.kinds.get(kind, 0) + n
@@ -518,6 +521,20 @@ class RoutineCounts:
 Found = list[tuple[int, int]]
 """(start, end) byte ranges in a block of the lines that are not routine."""
 
+
+@dataclass(frozen=True)
+class RoutineLines:
+    """The routine lines of one block, as numpy arrays in block order: where each starts in the
+    block, its index among the block's lines, its epoch second, and its message (an index into
+    `kinds` and `levels`, the classifier's spec's)."""
+
+    starts: Any
+    numbers: Any
+    seconds: Any
+    messages: Any
+    kinds: Sequence[str]
+    levels: Sequence[str]
+
 Block = bytes | bytearray
 """Whole lines ending in a newline (the reader's blocks are bytearrays, read in place)."""
 
@@ -538,6 +555,8 @@ class BlockScan:
     key_marks: list[list[int]] = field(default_factory=list)
     """Per key, the positions in `marks` of its marks, in order."""
     lines: int = 0
+    where: RoutineLines | None = None
+    """With `RoutineCounts.keep`: where the block's routine lines are."""
 
 
 KeyPlace = tuple[int, int]
@@ -751,7 +770,7 @@ class HyperscanClassifier(Classifier):
             try:
                 try:
                     for base, block in blocks:
-                        pending.append((base, block, pool.submit(self._scan_alone, block)))
+                        pending.append((base, block, pool.submit(self._scan_alone, block, counts.keep)))
                         if len(pending) >= WORKERS:
                             yield ready()
                 except Exception:
@@ -764,8 +783,8 @@ class HyperscanClassifier(Classifier):
                 for _, _, job in pending:
                     job.cancel()
 
-    def _scan_alone(self, block: Block) -> tuple[BlockScan, RoutineCounts]:
-        counts = RoutineCounts()
+    def _scan_alone(self, block: Block, keep: bool) -> tuple[BlockScan, RoutineCounts]:
+        counts = RoutineCounts(keep=keep)
         return self.scan_block(block, counts), counts
 
     def scan_block(self, block: Block, counts: RoutineCounts) -> BlockScan:
@@ -815,6 +834,8 @@ class HyperscanClassifier(Classifier):
         if not len(rows):
             return
         per_message = [0] * len(spec.kinds)
+        # kept places: each row's message (read back by the TUI); -1 for rows that are not routine
+        messages = np.full(len(starts), -1, dtype=np.int32) if counts.keep else None
         marked: list[Any] = []
         todo: list[tuple[int | _Branch | None, Any]] = [(self._tree, rows)]
         while todo:
@@ -831,12 +852,16 @@ class HyperscanClassifier(Classifier):
                     start = int(starts[row])
                     message = spec.automaton.run(block[start:block.index(b"\n", start)])
                     per_message[message] += 1
+                    if messages is not None:
+                        messages[row] = message
                     if message in self.marked:
                         late.append(row)
                 if late:
                     marked.append(np.array(late, dtype=np.int64))
             else:
                 per_message[node] += len(part)
+                if messages is not None:
+                    messages[part] = node
                 if node in self.marked:
                     marked.append(part)
         if marked:  # in file order, as the thinning reads them
@@ -848,7 +873,9 @@ class HyperscanClassifier(Classifier):
         for message, n in enumerate(per_message):
             if n:
                 counts.add(spec.kinds[message], n)
-        self._seconds(block, starts[rows] if routine is not None else starts, counts)
+        seconds = self._seconds(block, starts[rows] if routine is not None else starts, counts)
+        if messages is not None:
+            out.where = RoutineLines(starts[rows], rows, seconds, messages[rows], spec.kinds, spec.levels)
 
     def _keys(self, block: Block, starts: Any, out: BlockScan) -> None:
         """The marks' keys all at once: the 32 bytes at each key's place as four 8-byte words,
@@ -885,18 +912,18 @@ class HyperscanClassifier(Classifier):
         bounds = np.cumsum(np.bincount(ids, minlength=len(out.keys)))[:-1]
         out.key_marks = [part.tolist() for part in np.split(order, bounds)]
 
-    def _seconds(self, block: Block, starts: Any, counts: RoutineCounts) -> None:
+    def _seconds(self, block: Block, starts: Any, counts: RoutineCounts) -> Any:
         """Routine lines per second: the epoch digits of every line compared as two 8-byte words
         (the first eight digits, and the eight ending at the last), so only where they change is
-        a second read as a number."""
+        a second read as a number. With `counts.keep`, each line's second (numpy), else None."""
         np = self._np
         digits = self.spec.digits
         table = counts.seconds
         if len(block) < 8 or digits > 16:
-            for start in starts.tolist():
-                second = int(block[start:start + digits])
+            each = [int(block[start:start + digits]) for start in starts.tolist()]
+            for second in each:
                 table[second] = table.get(second, 0) + 1
-            return
+            return np.array(each, dtype=np.int64) if counts.keep else None
         words = np.ndarray((len(block) - 7,), dtype=np.uint64, buffer=block, strides=(1,))
         last = len(block) - 8
         first = words[np.minimum(starts, last)]
@@ -908,9 +935,13 @@ class HyperscanClassifier(Classifier):
             change |= clamped[1:] | clamped[:-1]
         bounds = np.flatnonzero(change) + 1
         edges = [0, *bounds.tolist(), len(starts)]
-        for start, run in zip(starts[edges[:-1]].tolist(), np.diff(edges).tolist(), strict=True):
+        runs = np.diff(edges)
+        found = []
+        for start, run in zip(starts[edges[:-1]].tolist(), runs.tolist(), strict=True):
             second = int(block[start:start + digits])
             table[second] = table.get(second, 0) + run
+            found.append(second)
+        return np.repeat(np.array(found, dtype=np.int64), runs) if counts.keep else None
 
 
 _DATABASES: dict[tuple[str, ...], Any] = {}
@@ -956,6 +987,14 @@ def hyperscan_available() -> bool:
 
 
 ENGINES = ("auto", "hyperscan", "python", "off")
+
+
+def keeps_lines() -> bool:
+    """Whether the bulk reader here can say where each routine line is (`RoutineCounts.keep`): the
+    Hyperscan classifier can, the pure-Python one cannot (a surface that draws every line then
+    asks for every line as an event), and with the reader off every line is an event anyway."""
+    engine = scan_engine()
+    return engine == "off" or (engine != "python" and hyperscan_available())
 
 
 def scan_engine() -> str:

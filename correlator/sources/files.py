@@ -21,7 +21,7 @@ from correlator.formats.definition import Format
 from correlator.formats.parse import SourceParser
 from correlator.formats.patterns import PatternTimeout
 from correlator.formats.registry import DETECT_LINES, Registry
-from correlator.formats.scan import FirstLines, RoutineCounts, RoutineSpec, classifier, scan_engine
+from correlator.formats.scan import FirstLines, RoutineCounts, RoutineLines, RoutineSpec, classifier, scan_engine
 from correlator.model import Event
 from correlator.report_model import SourceInfo
 from correlator.sources.blocks import BLOCK_SIZE, iter_blocks
@@ -136,6 +136,17 @@ class LogFile:
         self.on_read: Callable[[], None] | None = None
         """Called after each chunk or block is read, before its events are handed on: where the
         analysis reports progress and looks at its cancel token."""
+        self.on_routine: Callable[[int, int, RoutineLines], None] | None = None
+        """Set by `keep_routine_lines`."""
+
+    def keep_routine_lines(self, callback: Callable[[int, int, RoutineLines], None]) -> None:
+        """Have the bulk reader say where the routine lines it counts are: `callback(offset of the
+        block, lines before it, its routine lines)` after each block, on the reading thread (the
+        TUI keeps them as timeline rows, read back from the file when drawn). Only where
+        `scan.keeps_lines()`; a routine line a rule took after all (sources/thinning.py) may be
+        among them as well as among the events."""
+        self.on_routine = callback
+        self.routine.keep = True
 
     def _until_end(self, chunks: Iterator[list[Line]]) -> Iterator[list[Line]]:
         end = self.end
@@ -258,6 +269,8 @@ class LogFile:
                         if events:
                             yield events
                 self._read_to(base + len(block))
+                if self.on_routine is not None and scan.where is not None:
+                    self.on_routine(base, before, scan.where)
                 before += scan.lines
                 self.lines = before
                 events = parser.feed(lines)

@@ -208,12 +208,36 @@ class CorrelatorApp(App[None]):
 
     def refresh_data(self) -> None:
         self.refreshes += 1
+        moved = self.source.store.renumber()
+        if moved is not None:
+            self._renumbered(moved)
         if not self.paused:
             self._take_findings()
             self._show_findings()
             self._show_timeline()
             self._show_activity()
         self._show_status()
+
+    def _renumbered(self, moved: array[int]) -> None:
+        """The store's rows moved (a bundle's routine lines joined the timeline when its read
+        ended): the cursor stays on its line, marks on theirs, and the filter and the search are
+        worked out again over the new rows."""
+        timeline = self.query_one("#timeline", Timeline)
+        row = timeline.row_at(timeline.cursor)
+        follow = timeline.follow
+        timeline.marked = {moved[r] for r in timeline.marked if r < len(moved)}
+        with self._index_lock:
+            self._index = SearchIndex(self.source.store)
+        if self.filter.active:
+            marked = timeline.marked
+            self._apply_filter(self.filter)
+            timeline.marked = marked
+        else:
+            timeline.set_view(None, len(self.source.store))
+            if row is not None and row < len(moved) and not follow:
+                timeline.go(moved[row])
+        self.evidence_positions = sorted(p for r in timeline.marked if (p := timeline.position_of(r)) is not None)
+        self._research()
 
     def _take_findings(self) -> None:
         now = self.settings.clock()

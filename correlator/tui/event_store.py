@@ -24,11 +24,15 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from correlator.model import LEVELS, Event, level_rank
-from correlator.redaction import REMOVED
+from correlator.redaction import REMOVED, redact
 
-_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+if TYPE_CHECKING:
+    from correlator.tui.routine_rows import Merged
+
+COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 #: Rows whose text is kept in a small cache after a read-back (a screenful, twice, plus search).
 TEXT_CACHE = 4096
 #: The longest piece of a line the screen reads back (longer lines are cut; the file has the rest).
@@ -37,6 +41,9 @@ ERROR_RANK = LEVELS.index("error")
 WARNING_RANK = LEVELS.index("warning")
 #: Row flags: the line had no time of its own (its time is its neighbours', its file's or its arrival's).
 ESTIMATED = 1
+#: Row flags: a routine line the bulk reader counted (correlator.tui.routine_rows), never an event:
+#: its text is redacted as it is read back, as an event's was when it was parsed.
+ROUTINE = 2
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,10 @@ class EventStore:
         self._lock = threading.Lock()
         self.real_paths: dict[str, Path] = {}
         """Where a file named one way in events (a bundle's display name) really is on disk."""
+        self.pending: Merged | None = None
+        """Rows renumbered off-screen (routine lines merged in), for the screen to `renumber`."""
+        self.generation = 0
+        """Bumped by `renumber`: row numbers from before are stale."""
 
     def __len__(self) -> int:
         return self._count
@@ -133,6 +144,50 @@ class EventStore:
             values.append(value)
         return found
 
+    def file_index(self, name: str) -> int:
+        with self._lock:
+            found = self._file_ix.get(name)
+            return found if found is not None else self._file_index(name)
+
+    def source_index(self, name: str) -> int:
+        with self._lock:
+            found = self._source_ix.get(name)
+            if found is None:
+                self.stats.append(SourceStats(name))  # stats first, as `extend` does
+                found = self._intern(self._source_ix, self.sources, name)
+            return found
+
+    def kind_index(self, name: str) -> int:
+        with self._lock:
+            return self._intern(self._kind_ix, self.kinds, name)
+
+    def renumber(self) -> array[int] | None:
+        """Swap in the `pending` rows (on the screen's thread: no frame sees half of them);
+        returns where each old row went, None when nothing was pending."""
+        merged = self.pending
+        if merged is None:
+            return None
+        with self._lock:
+            self.pending = None
+            moved = array("q", merged.moved.tobytes())
+            for name, column in merged.columns.items():
+                setattr(self, name, column)
+            self._raw = {moved[row]: text for row, text in self._raw.items()}
+            self._skew = {moved[row]: value for row, value in self._skew.items()}
+            self._cache.clear()
+            for src, (rows, alarming, seconds, errors) in merged.added.items():
+                stats = self.stats[src]
+                stats.rows += rows
+                stats.alarming += alarming
+                for table, more in ((stats.per_second, seconds), (stats.errors_per_second, errors)):
+                    for second, n in more.items():
+                        table[second] = table.get(second, 0) + n
+            self._ordered = merged.ordered
+            self._max_ts = max(self._max_ts, merged.max_ts)
+            self._count = len(self.ts)
+            self.generation += 1
+        return moved
+
     def _file_index(self, name: str) -> int:
         found = self._file_ix.get(name)
         if found is not None:
@@ -142,7 +197,7 @@ class EventStore:
         try:
             with path.open("rb") as handle:
                 head = handle.read(6)
-            if not any(head.startswith(magic) for magic in _COMPRESSED_MAGIC):
+            if not any(head.startswith(magic) for magic in COMPRESSED_MAGIC):
                 readable = path
         except OSError:
             readable = None
@@ -232,6 +287,8 @@ class EventStore:
             except OSError:
                 data = b""
             text = data.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
+            if self.flags[row] & ROUTINE:
+                text = redact(text)
         self._cache[row] = text
         if len(self._cache) > TEXT_CACHE:
             self._cache.popitem(last=False)

@@ -8,7 +8,8 @@ flood of lines costs the screen one repaint, not thousands.
 
 - `LiveEventSource`: `correlator watch`, over LiveAnalysis (tailers and the incremental engine).
 - `BundleEventSource`: `correlator tui BUNDLE`, the batch pipeline of `analyze()` run on a worker
-  thread, keeping every event's (file, offset) for the timeline.
+  thread, keeping every event's (file, offset) for the timeline, and with the fast reader the
+  routine lines' places (correlator.tui.routine_rows): the findings so far show while it reads.
 - `StaticEventSource`: a finished Analysis plus its events, given (tests, fixtures).
 
 No textual import here (the core-never-imports-textual test covers correlator.tui.sources too).
@@ -22,15 +23,19 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from correlator.analysis import Options, Progress, analyze
 from correlator.cancel import Cancelled, CancelToken
 from correlator.errors import CorrelatorError
+from correlator.formats.scan import keeps_lines
 from correlator.model import Event, severity_rank
 from correlator.report_model import Analysis, Finding, SourceReport
 from correlator.sources.bundle import Bundle, open_bundle
-from correlator.tui.event_store import EventStore
+from correlator.tui.event_store import COMPRESSED_MAGIC, EventStore
+
+if TYPE_CHECKING:
+    from correlator.tui.routine_rows import RoutineRows
 
 Changed = Callable[[], None]
 
@@ -125,6 +130,12 @@ class BundleEventSource:
     its `on_events` hook), so the TUI shows exactly the findings, zones and clock corrections of
     `correlator analyze`.
 
+    With the fast reader (`scan.keeps_lines()`), analyze() reads as the batch does, routine
+    traffic counted rather than parsed, and says where those lines are (`on_routine`): they join
+    the timeline when the read is over, so a two-million-line bundle is read at the batch's speed
+    and its findings show as they are found (`on_findings`), not after it. A compressed log's
+    lines cannot be read back from its file, so a bundle holding one is read line by line.
+
     The timeline reads lines back from their files long after the analysis, so the bundle is
     opened here (archives extracted once), handed to analyze(), and kept open until `stop()`.
     Leaving early cancels the analysis through its token.
@@ -146,6 +157,9 @@ class BundleEventSource:
         self._cancel = CancelToken()
         self._state = "starting"
         self._progress: Progress | None = None
+        self._so_far: list[Finding] = []
+        self.routine: RoutineRows | None = None
+        """The routine lines' places while a fast read goes on (None: every line is an event)."""
 
     def start(self, changed: Changed) -> None:
         self._changed = changed
@@ -161,8 +175,21 @@ class BundleEventSource:
             for path in self._bundle.logs:
                 self.store.real_paths[self._bundle.name(path)] = path
             self._state = "reading"
-            self.analysis = analyze(self._bundle, self.options, on_events=self._take, every_line=True,
-                                    on_progress=self._on_progress, cancel=self._cancel)
+            fast = keeps_lines() and not any(_compressed(path) for path in self._bundle.logs)
+            if fast:
+                from correlator.tui.routine_rows import RoutineRows
+
+                self.routine = RoutineRows(self.options.since, self.options.until)
+            self.analysis = analyze(self._bundle, self.options, on_events=self._take, every_line=not fast,
+                                    on_progress=self._on_progress, cancel=self._cancel,
+                                    on_findings=self._take_findings,
+                                    on_routine=self.routine.add if self.routine is not None else None)
+            if self.routine is not None:
+                from correlator.tui.routine_rows import merge
+
+                self._state = "merging"
+                self._changed()
+                self.store.pending = merge(self.store, self.routine)
             self.errors[:0] = self.analysis.errors
         except Cancelled:
             pass
@@ -178,6 +205,10 @@ class BundleEventSource:
 
     def _on_progress(self, progress: Progress) -> None:
         self._progress = progress
+        self._changed()
+
+    def _take_findings(self, findings: list[Finding]) -> None:
+        self._so_far = findings  # analyze() made them for us: copies nobody else changes
         self._changed()
 
     def _take(self, events: list[Event]) -> None:
@@ -198,7 +229,9 @@ class BundleEventSource:
         self.store.close()
 
     def findings(self) -> list[Finding]:
-        return [snapshot(f) for f in self.analysis.findings] if self.analysis is not None else []
+        if self.analysis is None:
+            return [snapshot(f) for f in self._so_far]
+        return [snapshot(f) for f in self.analysis.findings]
 
     def source_info(self) -> list[SourceStatus]:
         return _infos(self.analysis.sources) if self.analysis is not None else []
@@ -207,6 +240,8 @@ class BundleEventSource:
         return 0.0
 
     def status(self) -> str:
+        if self._state == "merging":
+            return f"placing {self.routine.lines if self.routine is not None else 0:,} routine lines"
         if self._state == "reading":
             progress = self._progress
             if progress is None or not progress.total:
@@ -294,6 +329,15 @@ class LiveEventSource:
         return "live"
 
 
+def _compressed(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(6)
+    except OSError:
+        return False
+    return any(head.startswith(magic) for magic in COMPRESSED_MAGIC)
+
+
 def analyse_with_events(inputs: Sequence[str | Path], options: Options | None = None) -> StaticEventSource:
     """A finished bundle as a StaticEventSource, read to the end before returning (tests, and
     callers that want the whole answer before the first screen)."""
@@ -302,6 +346,7 @@ def analyse_with_events(inputs: Sequence[str | Path], options: Options | None = 
     source.wait()
     if source.analysis is None:
         raise CorrelatorError("; ".join(source.errors) or "analysis failed")
+    source.store.renumber()  # no screen to do it: the routine lines join now
     static = StaticEventSource.__new__(StaticEventSource)
     static.analysis = source.analysis
     static.store = source.store

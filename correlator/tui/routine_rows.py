@@ -1,0 +1,179 @@
+"""The routine lines of a bundle as timeline rows, without their ever becoming events.
+
+The bulk reader (correlator/formats/scan.py) counts a busy broker's routine traffic instead of
+parsing it, and says where each of those lines is (`analyze(on_routine=...)`): its offset, line
+number, second and message. The TUI keeps that here, block by block, as numpy arrays (about
+23 bytes a line), and once the read is over merges them with the events into one timeline in time
+order (`merge`), so every line is still drawn, scrolled and searched, its text read back from the
+file at its offset as an event's is.
+
+The merge keeps the events' order and a log's own order: a routine line goes right after the event
+before it in its log (by offset) among the rows of its second, as if it had been an event. It is
+computed on the reading thread and swapped in on the screen's (`EventStore.renumber`), which then
+moves its cursor, marks and search to the rows' new numbers.
+
+numpy is the fast reader's (the `fast` extra); without it the bulk reader keeps no places and the
+TUI reads every line as an event, so nothing here is imported.
+"""
+
+from __future__ import annotations
+
+import threading
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+from correlator.analysis import RoutineBlock
+from correlator.model import level_rank
+from correlator.tui.event_store import ERROR_RANK, ROUTINE, WARNING_RANK, EventStore
+
+#: The store's columns: name, array typecode, numpy dtype.
+COLUMNS = (("ts", "d", "float64"), ("src", "H", "uint16"), ("level", "B", "uint8"), ("kind", "H", "uint16"),
+           ("client", "I", "uint32"), ("file", "H", "uint16"), ("line", "I", "uint32"), ("offset", "q", "int64"),
+           ("flags", "B", "uint8"), ("conn", "I", "uint32"))
+
+
+@dataclass
+class _Part:
+    """One block's routine lines in the store's terms."""
+
+    file: str
+    source: str
+    offsets: Any
+    lines: Any
+    ts: Any
+    kinds: Any
+    """Index into `kind_names`."""
+    kind_names: tuple[str, ...]
+    levels: Any
+    """Level ranks."""
+
+
+@dataclass
+class Merged:
+    """A store's new columns with the routine rows among the events, and how its rows moved."""
+
+    columns: dict[str, array[Any]]
+    moved: Any
+    """Old row -> new row (numpy)."""
+    added: dict[int, tuple[int, int, dict[int, int], dict[int, int]]] = field(default_factory=dict)
+    """Per source index: rows, alarming rows, rows per second, errors per second, to add."""
+    ordered: bool = True
+    max_ts: float = float("-inf")
+
+
+class RoutineRows:
+    """Collects `analyze`'s routine blocks (on the reading thread), within --since/--until."""
+
+    def __init__(self, since: float | None = None, until: float | None = None) -> None:
+        self.since = since
+        self.until = until
+        self.parts: list[_Part] = []
+        self.lines = 0
+        self.per_second: dict[str, dict[int, int]] = {}
+        """Source -> second -> routine lines so far: the histogram counts them while reading."""
+        self._lock = threading.Lock()
+
+    def add(self, block: RoutineBlock) -> None:
+        import numpy as np
+
+        where = block.lines
+        ts = where.seconds.astype(np.float64) + block.correction
+        keep = None
+        if self.since is not None:
+            keep = ts >= self.since
+        if self.until is not None:
+            keep = (ts <= self.until) if keep is None else keep & (ts <= self.until)
+        offsets = where.starts.astype(np.int64) + block.base
+        lines = (where.numbers + (block.before + 1)).astype(np.uint32)
+        messages = where.messages
+        if keep is not None:
+            ts, offsets, lines, messages = ts[keep], offsets[keep], lines[keep], messages[keep]
+        if not len(ts):
+            return
+        ranks = np.array([level_rank(level) for level in where.levels], dtype=np.uint8)
+        part = _Part(block.file, block.source, offsets, lines, ts, messages.astype(np.uint16), tuple(where.kinds),
+                     ranks[messages])
+        seconds, counts = np.unique(np.floor(ts).astype(np.int64), return_counts=True)
+        with self._lock:
+            self.parts.append(part)
+            self.lines += len(ts)
+            table = self.per_second.setdefault(block.source, {})
+            for second, n in zip(seconds.tolist(), counts.tolist(), strict=True):
+                table[second] = table.get(second, 0) + n
+
+    def seconds(self) -> dict[str, dict[int, int]]:
+        """A copy of the routine lines per source and second so far."""
+        with self._lock:
+            return {source: dict(table) for source, table in self.per_second.items()}
+
+
+def merge(store: EventStore, rows: RoutineRows) -> Merged | None:
+    """The store's rows and the routine ones in one time order (None when there are none). Call
+    once the store is complete (nothing is appended while this runs); the store is not changed
+    here but for names it learns (files, sources, kinds), which readers may see early."""
+    import numpy as np
+
+    parts = rows.parts
+    if not parts:
+        return None
+    n = len(store)
+    old = {name: np.frombuffer(getattr(store, name)[:n], dtype=dtype) for name, _, dtype in COLUMNS}
+    files = np.array([store.file_index(p.file) for p in parts], dtype=np.uint16)
+    sizes = np.array([len(p.ts) for p in parts], dtype=np.int64)
+    r_file = np.repeat(files, sizes)
+    r_off = np.concatenate([p.offsets for p in parts])
+    r_ts = np.concatenate([p.ts for p in parts])
+    r_line = np.concatenate([p.lines for p in parts])
+    r_level = np.concatenate([p.levels for p in parts])
+    r_src = np.repeat(np.array([store.source_index(p.source) for p in parts], dtype=np.uint16), sizes)
+    r_kind = np.concatenate([np.array([store.kind_index(k) for k in p.kind_names], dtype=np.uint16)[p.kinds]
+                             for p in parts])
+    # a routine line a rule took after all (sources/thinning.py) is an event already; and each
+    # routine line goes right after the event before it in its file (by offset) among its
+    # second's rows, as the timeline's merge keeps a log's lines of one second together
+    keep = np.ones(len(r_ts), dtype=bool)
+    seq = np.empty(len(r_ts), dtype=np.int64)
+    for f in np.unique(r_file).tolist():
+        mine = np.flatnonzero(r_file == f)
+        events = np.flatnonzero(old["file"] == f)
+        offsets = old["offset"][events]
+        order = np.argsort(offsets, kind="stable")
+        offsets, events = offsets[order], events[order]
+        if len(offsets):
+            at = np.minimum(np.searchsorted(offsets, r_off[mine]), len(offsets) - 1)
+            keep[mine[offsets[at] == r_off[mine]]] = False
+        before = np.searchsorted(offsets, r_off[mine], side="left")
+        seq[mine] = 2 * np.append(-1, events)[before] + 1
+    r = {"ts": r_ts[keep], "src": r_src[keep], "level": r_level[keep], "kind": r_kind[keep],
+         "client": np.zeros(int(keep.sum()), dtype=np.uint32), "file": r_file[keep], "line": r_line[keep],
+         "offset": r_off[keep], "flags": np.full(int(keep.sum()), ROUTINE, dtype=np.uint8),
+         "conn": np.zeros(int(keep.sum()), dtype=np.uint32)}
+    seq = seq[keep]
+    order = np.lexsort((np.concatenate((old["offset"], r["offset"])),
+                        np.concatenate((2 * np.arange(n, dtype=np.int64), seq)),
+                        np.concatenate((old["ts"], r["ts"]))))
+    total = len(order)
+    columns: dict[str, array[Any]] = {}
+    for name, code, dtype in COLUMNS:
+        joined = np.concatenate((old[name], r[name].astype(dtype)))[order]
+        columns[name] = array(code, joined.tobytes())
+    moved = np.empty(total, dtype=np.int64)
+    moved[order] = np.arange(total, dtype=np.int64)
+    merged = Merged(columns, moved[:n])
+    ts = np.frombuffer(columns["ts"], dtype=np.float64)
+    merged.ordered = bool(store.ordered and (total < 2 or (np.diff(ts) >= 0).all()))
+    merged.max_ts = float(ts.max()) if total else float("-inf")
+    del ts
+    for src in np.unique(r["src"]).tolist():
+        mine = r["src"] == src
+        seconds, counts = np.unique(np.floor(r["ts"][mine]).astype(np.int64), return_counts=True)
+        levels = r["level"][mine]
+        bad = levels >= ERROR_RANK
+        errors: dict[int, int] = {}
+        if bad.any():
+            e_seconds, e_counts = np.unique(np.floor(r["ts"][mine][bad]).astype(np.int64), return_counts=True)
+            errors = dict(zip(e_seconds.tolist(), e_counts.tolist(), strict=True))
+        merged.added[src] = (int(mine.sum()), int((levels >= WARNING_RANK).sum()),
+                             dict(zip(seconds.tolist(), counts.tolist(), strict=True)), errors)
+    return merged

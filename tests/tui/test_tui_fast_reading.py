@@ -1,0 +1,123 @@
+"""`correlator tui BUNDLE` on the fast reader: routine traffic is counted, not parsed, yet every
+line is on the timeline (read back from its file at the offset the bulk reader gave), and the
+findings show while the bundle is still being read."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from tui_helpers import SAMPLES, screen_lines, settings
+
+from correlator.analysis import Options, analyze
+from correlator.formats.scan import hyperscan_available
+from correlator.report_model import Finding
+from correlator.tui import sources
+from correlator.tui.app import create_app
+from correlator.tui.event_store import ROUTINE, EventStore
+from correlator.tui.sources import BundleEventSource, analyse_with_events
+from correlator.tui.widgets import Timeline
+
+needs_engine = pytest.mark.skipif(not hyperscan_available(),
+                                  reason="the fast extra (hyperscan, numpy) is not installed")
+
+
+def _rows(store: EventStore) -> list[tuple[object, ...]]:
+    return [(store.ts[r], store.source(r), store.files[store.file[r]], store.line[r], store.kinds[store.kind[r]],
+             store.level_name(r), store.text(r)) for r in range(len(store))]
+
+
+@needs_engine
+@pytest.mark.parametrize("name", ["mixed", "healthy_noisy", "multi_broker_acl", "paho_logging_layouts",
+                                  "shared_port_brokers"])
+def test_the_fast_read_draws_the_timeline_of_reading_every_line(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same rows in the same order, with the same times, files, line numbers, kinds, levels and
+    text, whether routine lines were parsed into events or only placed by the bulk reader."""
+    fast = analyse_with_events([SAMPLES / name])
+    monkeypatch.setattr(sources, "keeps_lines", lambda: False)
+    slow = analyse_with_events([SAMPLES / name])
+    try:
+        routine = sum(1 for r in range(len(fast.store)) if fast.store.flags[r] & ROUTINE)
+        assert routine, "the sample has routine traffic the bulk reader counts"
+        assert not any(slow.store.flags[r] & ROUTINE for r in range(len(slow.store)))
+        assert _rows(fast.store) == _rows(slow.store)
+        assert fast.store.ordered
+        assert [f.to_dict() for f in fast.analysis.findings] == [f.to_dict() for f in slow.analysis.findings]
+        # the activity chart and the histogram count the routine lines too
+        assert [s.rows for s in fast.store.stats] == [s.rows for s in slow.store.stats]
+        assert [s.per_second for s in fast.store.stats] == [s.per_second for s in slow.store.stats]
+    finally:
+        fast.store.close()
+        slow.store.close()
+
+
+@needs_engine
+def test_a_compressed_log_is_read_line_by_line(tmp_path: Path) -> None:
+    """Its lines cannot be read back from the file at an offset, so they are kept as events."""
+    folder = tmp_path / "healthy_noisy"
+    shutil.copytree(SAMPLES / "healthy_noisy", folder)
+    log = folder / "broker" / "mosquitto.log"
+    with log.open("rb") as plain, gzip.open(log.with_suffix(".log.gz"), "wb") as packed:
+        shutil.copyfileobj(plain, packed)
+    lines = log.read_bytes().splitlines()
+    log.unlink()
+    source = analyse_with_events([folder])
+    store = source.store
+    broker = [r for r in range(len(store)) if store.source(r) == "broker"]
+    assert len(broker) == len(lines)
+    assert not any(store.flags[r] & ROUTINE for r in range(len(store)))
+    assert store.text(broker[-1]) == lines[-1].decode()
+    store.close()
+
+
+@needs_engine
+def test_routine_lines_outside_since_until_stay_off_the_timeline() -> None:
+    whole = analyse_with_events([SAMPLES / "healthy_noisy"])
+    stamps = sorted(set(whole.store.ts))
+    since, until = stamps[len(stamps) // 3], stamps[2 * len(stamps) // 3]
+    part = analyse_with_events([SAMPLES / "healthy_noisy"], Options(since=since, until=until))
+    kept = [row for row in _rows(whole.store) if since <= float(row[0]) <= until]  # type: ignore[arg-type]
+    assert _rows(part.store) == kept
+    assert any(part.store.flags[r] & ROUTINE for r in range(len(part.store)))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_findings_are_on_screen_while_the_bundle_is_still_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader is held right after analyze() told the first findings: they are on screen, the
+    status says it is reading, and the rest arrives when it goes on."""
+    told = threading.Event()
+    go_on = threading.Event()
+    take = BundleEventSource._take_findings
+
+    def held(self: BundleEventSource, findings: list[Finding]) -> None:
+        take(self, findings)
+        told.set()
+        go_on.wait(30)
+
+    monkeypatch.setattr(BundleEventSource, "_take_findings", held)
+    source = BundleEventSource([SAMPLES / "mixed"])
+    app = create_app(settings(), source)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            while not app.ordered:
+                await pilot.pause(0.05)
+            assert told.is_set() and source.analysis is None
+            assert source.status().startswith("reading")
+            screen = "\n".join(screen_lines(app))
+            assert "auth.bad_credentials" in screen
+            assert "reading" in screen
+            go_on.set()
+            while source.status() != "done":
+                await pilot.pause(0.05)
+            await pilot.pause(0.1)
+            final = analyze([SAMPLES / "mixed"])
+            assert sorted(f.id for f in app.ordered) == sorted(f.id for f in final.findings)
+            store = app.query_one(Timeline).store
+            assert len(store) == final.events  # the events and the routine lines counted
+            assert any(store.flags[r] & ROUTINE for r in range(len(store)))
+    finally:
+        go_on.set()
