@@ -19,10 +19,18 @@ Every figure is given with a baseline measured in the same run, as a ratio:
   draw), the median of 3 runs each, with the mosquitto format benchmarks/analyze.py installs;
 - finding on screen: a refused TLS handshake appended to a followed broker log, until the finding's
   count changes in the findings table, against LiveAnalysis's own callback reporting it (no
-  screen), with LiveAnalysis's default stitch window (0.3 s), watch's (0.1 s) and a shorter one (0.05 s).
+  screen), with LiveAnalysis's default stitch window (0.3 s), watch's (0.1 s) and a shorter one (0.05 s);
+- first finding of a big bundle: `correlator tui` on the busy plant of benchmarks/busy_plant.py
+  (a real mosquitto with `log_type all` and fifty live clients, 1,000,000 broker lines, its first
+  failures a third of the way in) until the first finding is drawn, and until the whole timeline
+  is (every line placed), against lnav indexing the same broker log in the same run (as
+  benchmarks/analyze.py measures it), median of 3; `--every-line` adds one run of the TUI reading
+  every line as an event (as it did before the fast reader). The machine's load average is printed
+  beside it: the figure is only as good as the cores it got.
 
     .venv/bin/python benchmarks/tui.py [--lines 2000000] [--search-lines 1000000] [--appends 8]
-                                       [--only timeline|search|latency]
+                                       [--plant-lines 1000000] [--every-line]
+                                       [--only timeline|search|latency|bundle]
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from correlator.tui.sources import BundleEventSource, LiveEventSource, SourceSta
 from correlator.tui.widgets import FindingsTable, Timeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import busy_plant
 from analyze import LNAV_FORMAT
 
 REPO = Path(__file__).resolve().parent.parent
@@ -416,18 +425,87 @@ def finding_on_screen(tmp: Path, appends: int) -> None:
               f"ratio {statistics.median(ours) / base:.2f}")
 
 
+# -- first finding of a big bundle ---------------------------------------------------------------------
+
+
+async def _bundle_read(folder: Path) -> tuple[float, float, str]:
+    """Seconds from the app's start to the first finding drawn and to the whole timeline drawn,
+    and the first finding's id."""
+    started = time.perf_counter()
+    source = BundleEventSource([folder])
+    app = create_app(ScreenSettings(tick=3600, notify_new=False), source)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(FindingsTable)
+        while not table.keys:
+            await asyncio.sleep(0.005)
+        drawn = asyncio.Event()
+        app.call_after_refresh(drawn.set)
+        await drawn.wait()
+        first = time.perf_counter() - started
+        name = table.keys[0].split("|")[0]
+        while source.status() != "done" or source.store.pending is not None:
+            await pilot.pause(0.01)
+        await pilot.pause()
+        whole = time.perf_counter() - started
+    source.wait(120)
+    return first, whole, name
+
+
+def first_finding(plant_lines: int, every_line: bool, tmp: Path) -> None:
+    from correlator.tui import sources
+
+    folder = busy_plant.ensure(plant_lines)
+    log = folder / "broker" / "mosquitto.log"
+    lines = busy_plant.line_count(log)
+    asyncio.run(_bundle_read(SAMPLE))  # warm imports, CSS and the scan database
+    load = os.getloadavg()
+    runs = [asyncio.run(_bundle_read(folder)) for _ in range(3)]
+    first = statistics.median(r[0] for r in runs)
+    whole = statistics.median(r[1] for r in runs)
+    lnav = shutil.which("lnav")
+    theirs = None
+    if lnav:
+        home = tmp / "home-bundle"
+        (home / ".lnav" / "formats" / "installed").mkdir(parents=True)
+        (home / ".lnav" / "formats" / "installed" / "mosquitto_log.json").write_text(json.dumps(LNAV_FORMAT))
+        env = dict(os.environ, HOME=str(home))
+        theirs = _lnav_seconds(lnav, env, "-c", ";SELECT count(*) FROM mosquitto_log", str(log))
+    after = os.getloadavg()
+    files = len([p for p in folder.rglob("*") if p.is_file()])
+    what = f"{lines:,}-line busy plant ({log.stat().st_size / 1e6:.0f} MB broker log, {files} files)"
+    peer = f"; lnav indexes the broker log in {theirs:.2f} s; ratio {first / theirs:.2f}" if theirs else ""
+    print(f"first finding     {first * 1000:8.0f} ms ({runs[0][2]}) on screen for a {what}{peer}")
+    peer = f"; ratio to lnav {whole / theirs:.2f}" if theirs else ""
+    print(f"whole timeline    {whole * 1000:8.0f} ms, every line placed{peer}")
+    if every_line:
+        keep = sources.keeps_lines
+        sources.keeps_lines = lambda: False
+        try:
+            old = asyncio.run(_bundle_read(folder))
+        finally:
+            sources.keeps_lines = keep
+        print(f"every line parsed {old[0] * 1000:8.0f} ms to the first finding, {old[1] * 1000:.0f} ms to the whole "
+              f"timeline (the TUI before the fast reader); ratio {first / old[0]:.2f} and {whole / old[1]:.2f}")
+    print(f"load average      {load[0]:.2f} before, {after[0]:.2f} after (2 cores: above 2 the figures are slowed)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=2_000_000)
     parser.add_argument("--appends", type=int, default=8)
     parser.add_argument("--search-lines", type=int, default=1_000_000)
-    parser.add_argument("--only", choices=("timeline", "search", "latency"), help="run one part of the figures")
+    parser.add_argument("--plant-lines", type=int, default=1_000_000)
+    parser.add_argument("--every-line", action="store_true", help="also time the TUI reading every line as an event")
+    parser.add_argument("--only", choices=("timeline", "search", "latency", "bundle"),
+                        help="run one part of the figures")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="correlator-tui-bench-") as folder:
         tmp = Path(folder)
         big, small = tmp / "big" / "mosquitto.log", tmp / "small" / "mosquitto.log"
         big.parent.mkdir()
         small.parent.mkdir()
+        if args.only in (None, "bundle"):
+            first_finding(args.plant_lines, args.every_line, tmp)
         if args.only in (None, "search"):
             searching(tmp, args.search_lines)
         if args.only in (None, "timeline"):
