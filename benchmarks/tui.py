@@ -58,6 +58,7 @@ from correlator.model import Event
 from correlator.report_model import Finding
 from correlator.tui.app import ScreenSettings, create_app
 from correlator.tui.event_store import EventStore, Filter
+from correlator.tui.histogram import CountFeed, StoreCounts
 from correlator.tui.sources import BundleEventSource, LiveEventSource, SourceStatus
 from correlator.tui.widgets import FindingsTable, Timeline
 
@@ -227,6 +228,9 @@ class _Fixed:
 
     def lines_per_second(self) -> float:
         return 0.0
+
+    def counts(self) -> list[CountFeed]:
+        return [StoreCounts(self.store)]
 
     def status(self) -> str:
         return "done"

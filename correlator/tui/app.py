@@ -38,7 +38,6 @@ from correlator.printable import printable
 from correlator.report_model import Finding
 from correlator.tui import screen_text as fmt
 from correlator.tui.event_store import ERROR_RANK, Filter
-from correlator.tui.histogram import StoreCounts
 from correlator.tui.screens import FilterScreen, HelpScreen, HistogramScreen
 from correlator.tui.search import SearchIndex, find_rows
 from correlator.tui.sources import EventSource
@@ -420,7 +419,7 @@ class CorrelatorApp(App[None]):
             if start is not None:
                 self.jump_to_time(start)
 
-        self.push_screen(HistogramScreen([StoreCounts(self.source.store)], evidence, at, source_colour), chosen)
+        self.push_screen(HistogramScreen(self.source.counts(), evidence, at, source_colour), chosen)
 
     def jump_to_time(self, ts: float) -> None:
         """The timeline's cursor to the first line of the view at or after `ts` (the last line

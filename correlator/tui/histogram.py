@@ -2,9 +2,10 @@
 and the finding evidence in each bucket, so an engineer sees when it started.
 
 The numbers come through `CountFeed`, a small interface: lines and errors per source per epoch
-second. The timeline store is one feed (`StoreCounts`); the fast reader's routine-line counts
-(lines it keeps as numbers, never as rows) are meant to be another, added to the same
-histogram by source name. No textual import here.
+second. The timeline store is one feed (`StoreCounts`); while a bundle is read, the fast reader's
+routine lines (counted, not yet rows of the store: correlator.tui.routine_rows) are another
+(`SecondCounts`), added to the same histogram by source name, so its numbers are exact from the
+first frame. No textual import here.
 """
 
 from __future__ import annotations
@@ -51,6 +52,24 @@ class StoreCounts:
 
     def errors(self, source: int) -> Mapping[int, int]:
         return self.store.stats[source].errors_per_second
+
+
+class SecondCounts:
+    """Lines per source and second given as numbers (none of them errors: the fast reader's
+    routine lines never are)."""
+
+    def __init__(self, counts: Mapping[str, Mapping[int, int]]) -> None:
+        self.counts = dict(counts)
+        self._names = list(self.counts)
+
+    def source_names(self) -> list[str]:
+        return self._names
+
+    def lines(self, source: int) -> Mapping[int, int]:
+        return self.counts[self._names[source]]
+
+    def errors(self, source: int) -> Mapping[int, int]:
+        return {}
 
 
 @dataclass(frozen=True)

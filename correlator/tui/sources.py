@@ -33,6 +33,7 @@ from correlator.model import Event, severity_rank
 from correlator.report_model import Analysis, Finding, SourceReport
 from correlator.sources.bundle import Bundle, open_bundle
 from correlator.tui.event_store import COMPRESSED_MAGIC, EventStore
+from correlator.tui.histogram import CountFeed, SecondCounts, StoreCounts
 
 if TYPE_CHECKING:
     from correlator.tui.routine_rows import RoutineRows
@@ -71,6 +72,10 @@ class EventSource(Protocol):
     def source_info(self) -> list[SourceStatus]: ...
 
     def lines_per_second(self) -> float: ...
+
+    def counts(self) -> list[CountFeed]:
+        """What the time histogram counts: the store's rows, and lines counted but not (yet) rows."""
+        ...
 
     def status(self) -> str:
         """'live', 'reading 40%', 'done': what the status bar says about the input."""
@@ -120,6 +125,9 @@ class StaticEventSource:
 
     def lines_per_second(self) -> float:
         return 0.0
+
+    def counts(self) -> list[CountFeed]:
+        return [StoreCounts(self.store)]
 
     def status(self) -> str:
         return "done"
@@ -239,6 +247,13 @@ class BundleEventSource:
     def lines_per_second(self) -> float:
         return 0.0
 
+    def counts(self) -> list[CountFeed]:
+        feeds: list[CountFeed] = [StoreCounts(self.store)]
+        if self.routine is not None and not self.store.generation:
+            # counted by the fast reader, not yet rows: the screen has not swapped them in
+            feeds.append(SecondCounts(self.routine.seconds()))
+        return feeds
+
     def status(self) -> str:
         if self._state == "merging":
             return f"placing {self.routine.lines if self.routine is not None else 0:,} routine lines"
@@ -324,6 +339,9 @@ class LiveEventSource:
 
     def lines_per_second(self) -> float:
         return self.analysis.lines_per_second()
+
+    def counts(self) -> list[CountFeed]:
+        return [StoreCounts(self.store)]
 
     def status(self) -> str:
         return "live"

@@ -18,6 +18,8 @@ from correlator.report_model import Finding
 from correlator.tui import sources
 from correlator.tui.app import create_app
 from correlator.tui.event_store import ROUTINE, EventStore
+from correlator.tui.histogram import build
+from correlator.tui.screens import HistogramView
 from correlator.tui.sources import BundleEventSource, analyse_with_events
 from correlator.tui.widgets import Timeline
 
@@ -121,3 +123,51 @@ async def test_findings_are_on_screen_while_the_bundle_is_still_read(monkeypatch
             assert any(store.flags[r] & ROUTINE for r in range(len(store)))
     finally:
         go_on.set()
+
+
+@needs_engine
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_histogram_counts_routine_lines_exactly_while_reading_and_after(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mid-read, the routine lines counted so far are in the histogram though not yet rows; once
+    they are rows, they are counted once, and every bucket equals reading every line."""
+    told = threading.Event()
+    go_on = threading.Event()
+    take = BundleEventSource._take_findings
+
+    def held(self: BundleEventSource, findings: list[Finding]) -> None:
+        take(self, findings)
+        told.set()
+        go_on.wait(30)
+
+    monkeypatch.setattr(BundleEventSource, "_take_findings", held)
+    source = BundleEventSource([SAMPLES / "mixed"])
+    app = create_app(settings(), source)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            while not told.is_set():
+                await pilot.pause(0.05)
+            assert source.routine is not None and source.routine.lines
+            await pilot.press("i")
+            await pilot.pause()
+            view = app.screen.query_one(HistogramView)
+            assert sum(b.total for b in view.histogram.buckets) == len(source.store) + source.routine.lines
+            await pilot.press("escape")
+            go_on.set()
+            while source.status() != "done":
+                await pilot.pause(0.05)
+            await pilot.pause(0.1)
+            await pilot.press("i")
+            await pilot.pause()
+            view = app.screen.query_one(HistogramView)
+            assert source.analysis is not None
+            assert sum(b.total for b in view.histogram.buckets) == source.analysis.events == len(source.store)
+    finally:
+        go_on.set()
+    monkeypatch.setattr(sources, "keeps_lines", lambda: False)
+    slow = analyse_with_events([SAMPLES / "mixed"])
+    every = build(slow.counts(), view.histogram.size)
+    assert view.histogram.sources == every.sources
+    assert [b.counts for b in view.histogram.buckets] == [b.counts for b in every.buckets]
+    slow.store.close()
