@@ -159,3 +159,39 @@ def test_watch_dates_live_untimed_client_lines_and_ties_them_to_the_broker(
         times = [at for _, at, _, _ in rows]
         assert times == sorted(times), f"the timeline is out of order:\n{screen}"
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+
+
+def test_tui_in_tmux_searches_the_routine_lines_of_a_busy_broker(tmp_path: Path) -> None:
+    """`correlator tui` on a healthy busy broker's bundle, in a real 80x24 terminal: its PUBACK
+    traffic is counted by the fast reader, not parsed, yet every such line is a timeline row the
+    search finds and counts, and the histogram and its jump answer."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    bundle = REPO / "sample_logs" / "healthy_noisy"
+    wanted = sum(1 for log in bundle.rglob("*.log") for line in log.read_text().splitlines()
+                 if "puback" in line.lower())
+    assert wanted > 1000
+    session = f"correlator-tui-{os.getpid()}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24",
+                    f"{sys.executable} -m correlator tui {bundle}"], check=True, env=env, cwd=REPO)
+    try:
+        _wait_screen(session, r"■ BUNDLE", timeout=30)
+        for key in ("t", "/"):
+            subprocess.run(["tmux", "send-keys", "-t", session, "-l", key], check=True)
+        _wait_screen(session, r"search the timeline", timeout=10)
+        subprocess.run(["tmux", "send-keys", "-t", session, "-l", "puback"], check=True)
+        screen = _wait_screen(session, rf"1/{wanted:,} 'puback'|1/{wanted} 'puback'", timeout=20)
+        rows = [text for _, _, source, text in ROW.findall(screen) if source == "broker"]
+        assert any("PUBACK" in text for text in rows), screen
+        subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)  # keeps the search
+        _wait_until(session, lambda s: not re.search(r"^\s*puback\s", s, re.M), "the search bar closing", timeout=10)
+        subprocess.run(["tmux", "send-keys", "-t", session, "-l", "i"], check=True)
+        _wait_screen(session, r"messages per \d+ (s|min)", timeout=10)
+        subprocess.run(["tmux", "send-keys", "-t", session, "-l", "G"], check=True)
+        subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
+        # back on the timeline, at the last bucket's first line
+        _wait_until(session, lambda s: "messages per" not in s and bool(ROW.search(s)), "the timeline", timeout=10)
+        subprocess.run(["tmux", "send-keys", "-t", session, "-l", "q"], check=True)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
