@@ -159,11 +159,12 @@ class HistogramScreen(Screen[float | None]):
         title = Text(no_wrap=True, overflow="ellipsis")
         title.append(f" messages per {_size_label(hist.size)}", "bold")
         title.append(" stacked " if view.stacked else " per source ", "italic")
+        # the marks' legend before the sources: at 80 columns the sources are what gets cut
+        title.append(" ✗ errors", "red")
+        title.append("  ◆ evidence ", "bold yellow")
         for index, name in enumerate(hist.sources):
             title.append(" ▌", self.colour(index))
             title.append(name.split(":", 1)[-1], self.colour(index))
-        title.append("   ✗ errors", "red")
-        title.append("  ◆ evidence", "bold yellow")
         self.query_one("#histogram-title", Static).update(title)
 
     def action_zoom(self, step: int) -> None:

@@ -1,6 +1,7 @@
-"""Every screen at 80x24 and 200x50 (issue 18): the findings, the detail, the timeline, a search
-and the help, each as an SVG snapshot (pytest-textual-snapshot) and audited from Textual's own
-layout, so a change that clips or overlaps text fails even when nobody looks at the picture:
+"""Every screen at 80x24 and 200x50 (issue 18): the findings, the detail, the timeline, a search,
+the help and the time histogram (stacked, and zoomed out per source), each as an SVG snapshot
+(pytest-textual-snapshot) and audited from Textual's own layout, so a change that clips or
+overlaps text fails even when nobody looks at the picture:
 
 - every row of the screen is exactly as wide as the terminal (no wide character spills over);
 - no two widgets that draw text cover the same cells;
@@ -36,6 +37,8 @@ SCREENS: dict[str, tuple[list[str], list[str]]] = {
     "timeline": (["down", "enter"], ["OpenSSL Error[0]: error:0A000086:SSL routines::certificate verify"]),
     "search": (["t", "slash", *"not authorised"], ["1/4 'not authorised'"]),
     "help": (["question_mark"], ["correlator: keys", "search as you type", "time histogram"]),
+    "histogram": (["i"], ["messages per 1 s", "stacked", "✗ errors", "◆ evidence"]),
+    "histogram-zoomed-out": (["i", "minus", "s"], ["messages per 2 s", "per source"]),
 }
 
 
