@@ -4,8 +4,9 @@ The timeline keeps offsets, not lines, so reading a million rows back one `pread
 test each (what the screen used to do) took 7.5 s. Instead each log file is read in large blocks,
 lowered and searched with `bytes.find` (C speed), and every hit is turned into the row whose line
 starts where the hit's line starts, through a per-file index of row offsets (built on the first
-search, then extended as rows arrive). The answer is every matching row, so the screen can say
-"3/6" and announce a wrap; a search can be cancelled between blocks. Rows whose file cannot be
+search that finds something, then extended as rows arrive: a miss costs the read alone). The
+answer is every matching row, so the screen can say "3/6" and announce a wrap; a search can be
+cancelled between blocks. Rows whose file cannot be
 read back (their text is kept) and needles that are not ASCII (bytes.lower only folds ASCII) are
 tested row by row, as the screen draws them.
 
@@ -17,8 +18,8 @@ from __future__ import annotations
 import operator
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
-from itertools import compress, islice, repeat
+from collections.abc import Callable
+from itertools import compress, repeat
 
 from correlator.cancel import Cancelled
 from correlator.printable import printable
@@ -31,14 +32,15 @@ INDEX_STEP = 262_144
 
 
 class SearchIndex:
-    """For each readable file of a store: its rows' line offsets, sorted, and the rows."""
+    """For each readable file of a store: its rows' line offsets and the rows, in row order (a
+    log read in time order is in file order, so they are nearly always sorted: `row_of` bisects,
+    and scans when a log's times went backwards)."""
 
     def __init__(self, store: EventStore) -> None:
         self.store = store
         self.upto = 0
         self.offsets: dict[int, array[int]] = {}
         self.rows: dict[int, array[int]] = {}
-        self._sorted: dict[int, bool] = {}
 
     def update(self, count: int, cancelled: Callable[[], bool]) -> None:
         """Index rows up to `count` (the store only grows). Each step is a pipeline of C iterators
@@ -53,32 +55,29 @@ class SearchIndex:
             end = min(count, start + INDEX_STEP)
             files = store.file[start:end]
             for f in readable:
-                if f in self._sorted:
-                    offsets, rows = self.offsets[f], self.rows[f]
-                else:
-                    offsets = self.offsets[f] = array("q")
-                    rows = self.rows[f] = array("I")
-                    self._sorted[f] = True
+                offsets = self.offsets.setdefault(f, array("q"))
+                rows = self.rows.setdefault(f, array("I"))
                 if len(readable) == 1 and files.count(f) == len(files):
-                    mine: Iterable[int] = range(start, end)
-                    rows.extend(mine)
-                    added = store.offset[start:end]
+                    rows.extend(range(start, end))
+                    offsets.extend(store.offset[start:end])
                 else:
                     chosen = list(map(operator.eq, files, repeat(f)))
                     rows.extend(compress(range(start, end), chosen))
-                    added = array("q", compress(store.offset[start:end], chosen))
-                before = offsets[-1] if offsets else None
-                offsets.extend(added)
-                if added and ((before is not None and added[0] < before)
-                              or not all(map(operator.le, added, islice(added, 1, None)))):
-                    self._sorted[f] = False
+                    offsets.extend(compress(store.offset[start:end], chosen))
             start = self.upto = end
-        for f, ordered in list(self._sorted.items()):
-            if not ordered:
-                pairs = sorted(zip(self.offsets[f], self.rows[f], strict=True))
-                self.offsets[f] = array("q", (p[0] for p in pairs))
-                self.rows[f] = array("I", (p[1] for p in pairs))
-                self._sorted[f] = True
+
+    def row_of(self, file: int, offset: int) -> int | None:
+        """The row of the line of `file` starting at `offset` (None: no row starts there)."""
+        offsets = self.offsets.get(file)
+        if offsets is None:
+            return None
+        at = bisect_left(offsets, offset)
+        if not (at < len(offsets) and offsets[at] == offset):
+            try:  # not in order here (a log's time went backwards): look at each
+                at = offsets.index(offset)
+            except ValueError:
+                return None
+        return self.rows[file][at]
 
 
 def find_rows(store: EventStore, index: SearchIndex, needle: str, count: int,
@@ -90,11 +89,18 @@ def find_rows(store: EventStore, index: SearchIndex, needle: str, count: int,
     lowered = needle.lower()
     found: set[int] = set()
     if lowered.isascii() and "\t" not in lowered:
-        index.update(count, cancelled)
         want = lowered.encode()
-        for f, offsets in index.offsets.items():
-            path = store.readable_files()[f]
-            found.update(_scan_file(path, want, offsets, index.rows[f], count, cancelled))
+        for f, path in store.readable_files().items():
+            starts = _lines_holding(path, want, cancelled)
+            if not starts:
+                continue  # a miss never builds the index
+            index.update(count, cancelled)
+            for number, start in enumerate(starts):
+                if number % INDEX_STEP == INDEX_STEP - 1 and cancelled():  # 'e' hits nearly every line
+                    raise Cancelled
+                row = index.row_of(f, start)
+                if row is not None and row < count:
+                    found.add(row)
         # a row whose text is kept (redacted) is tested on that text below, not on its file's line
         kept = store.kept_rows()
         found = {row for row in found if row not in kept}
@@ -109,14 +115,12 @@ def find_rows(store: EventStore, index: SearchIndex, needle: str, count: int,
     return sorted(found)
 
 
-def _scan_file(path: str, want: bytes, offsets: array[int], rows: array[int], count: int,
-               cancelled: Callable[[], bool]) -> list[int]:
-    """The rows (below `count`) of one file whose first line holds `want` (lowercase ASCII)."""
+def _lines_holding(path: str, want: bytes, cancelled: Callable[[], bool]) -> list[int]:
+    """Where the lines of a file that hold `want` (lowercase ASCII) start, in file order."""
     out: list[int] = []
-    last = offsets[-1] if offsets else -1
     with open(path, "rb", buffering=0) as handle:
         base = 0
-        while base <= last:
+        while True:
             if cancelled():
                 raise Cancelled
             block = handle.read(BLOCK)
@@ -126,19 +130,11 @@ def _scan_file(path: str, want: bytes, offsets: array[int], rows: array[int], co
                 block += handle.readline()  # end the block at a line's end
             lower = block.lower()
             at = lower.find(want)
-            previous = -1
             while at >= 0:
-                start = lower.rfind(b"\n", 0, at) + 1
-                i = bisect_left(offsets, base + start)
-                if i < len(offsets) and offsets[i] == base + start:
-                    row = rows[i]
-                    if row != previous and row < count:
-                        out.append(row)
-                        previous = row
+                out.append(base + lower.rfind(b"\n", 0, at) + 1)
                 end = lower.find(b"\n", at)
                 if end < 0:
                     break
                 at = lower.find(want, end)
             base += len(block)
     return out
-

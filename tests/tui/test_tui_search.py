@@ -54,6 +54,8 @@ def test_find_rows_matches_reading_every_row_back(tmp_path: Path) -> None:
     store.extend([Event(ts=1795444900.0, time_text="", source="client:edge-02", file=str(tmp_path / "gone.log"),
                         line=1, kind="other", raw="Connection Refused: NOT AUTHORISED.", offset=0)])
     store.extend(_big_log(tmp_path / "b.log", 2000))
+    # a log whose rows came out of file order (its time went backwards): found all the same
+    store.extend(reversed(_big_log(tmp_path / "c.log", 1500)))
     index = SearchIndex(store)
     for needle in ("not authorised", "NOT AUTH", "edge-03 (", "m0, 'spb", "nowhere at all", "é"):
         assert find_rows(store, index, needle, len(store)) == _naive(store, needle), needle
