@@ -26,13 +26,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+# the tests' fleet/ harness (a namespace package) is imported before this folder is on the path:
+# a module named fleet (benchmarks/fleet.py) would be found instead
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(HERE))
 
 import nats  # noqa: E402
-from busy_plant import cache_dir, line_count  # noqa: E402
 from fleet.nats_cluster import NatsCluster, nats_binary  # noqa: E402
+
+sys.path.append(str(HERE))
+from busy_plant import cache_dir, line_count  # noqa: E402
 
 from correlator.fleet.agent import EVENTS_STREAM  # noqa: E402
 

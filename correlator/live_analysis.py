@@ -42,7 +42,7 @@ from correlator.report_model import Finding
 from correlator.sources.bundle import Bundle, classify, open_bundle
 from correlator.sources.files import decode, detection_problems, source_name
 from correlator.sources.lines import Line
-from correlator.sources.routine import AppendedLines, RoutineLine, routine_spec
+from correlator.sources.routine import AppendedLines, RoutineLine, routine_reading, routine_spec
 from correlator.sources.tail import LineBatch, Tailer, TailEvent
 from correlator.timeline.pipeline import LiveTimeline
 
@@ -95,6 +95,8 @@ class LiveSource:
     real: str = ""
     """For one host's part of such a file: the file (whose time dates lines that carry none)."""
     routine: AppendedLines | None = None
+    format_of: Format | None = None
+    """The format its lines are parsed with (set when routine lines may be counted)."""
     counted: int = 0
     """Routine lines counted instead of parsed."""
     """Set when routine lines are counted, not parsed (`every_line=False`)."""
@@ -145,6 +147,7 @@ class LiveAnalysis:
         self.on_error = on_error
         self.on_routine = on_routine
         self._needed = None if every_line else self.session.engine.needs()
+        self._first = None if every_line else self.session.engine.first_lines()
         self._every_line = every_line
         self.sources: dict[str, LiveSource] = {}
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
@@ -300,9 +303,25 @@ class LiveAnalysis:
         state.parser = SourceParser(fmt, self.registry.evidence, source=name, file=file, tz=choice.zone,
                                     fallback=self.registry.fallback, fallback_time=_written(path))
         state.source, state.format, state.zone = name, fmt.name, choice.name
-        spec = None if self._every_line else routine_spec(fmt, self._needed)
-        state.routine = AppendedLines(fmt, spec) if spec is not None else None
+        if not self._every_line:
+            self._read_routine(state, fmt)
         self._timeline.add_source(name, file)
+
+    def _read_routine(self, state: LiveSource, fmt: Format) -> None:
+        """Count the routine lines of a new source (`every_line=False`), thinning a rule's
+        first-of-key lines as `analyze` does: in one file's order, so only while a single log of
+        a format with routine lines is followed (a second one ends the thinning of the first)."""
+        state.format_of = fmt
+        others = [s for s in self.sources.values() if s is not state and s.format_of is not None
+                  and s.format_of.routine is not None]
+        if fmt.routine is None:
+            return
+        spec, thinner = routine_reading(fmt, self.registry.evidence, self._needed, None if others else self._first)
+        state.routine = AppendedLines(fmt, spec, thinner) if spec is not None else None
+        for other in others:
+            if other.routine is not None and other.routine.thinner is not None and other.format_of is not None:
+                plain = routine_spec(other.format_of, self._needed)
+                other.routine = AppendedLines(other.format_of, plain) if plain is not None else None
 
     def _split(self, state: LiveSource, lines: list[tuple[int, int, str]]) -> None:
         """A file of several hosts' lines: each line to its host's source (a line naming no host,

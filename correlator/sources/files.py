@@ -26,7 +26,7 @@ from correlator.model import Event
 from correlator.report_model import SourceInfo
 from correlator.sources.blocks import BLOCK_SIZE, iter_blocks
 from correlator.sources.lines import MAX_LINE, TRUNCATION_MARK, Line, iter_chunks
-from correlator.sources.routine import routine_spec
+from correlator.sources.routine import routine_reading
 from correlator.sources.thinning import Thinner
 
 #: Lines of a block parsed into events at once at most: a block of short lines that all need parsing
@@ -168,19 +168,7 @@ class LogFile:
         the first of their key after a reset: `Engine.first_lines`), routine lines are passed on
         only when they are that first one (correlator/sources/thinning.py). Call before iterating
         `chunks()`."""
-        spec = self.format.routine
-        self.routine_spec = self.thinner = None
-        if spec is None or needed is None or scan_engine() == "off":
-            return
-        kinds, fields = needed
-        if first and not self.format.multiline:
-            thinner = Thinner(self.format, spec, self.registry.evidence, first)
-            if thinner.active:
-                self.thinner = thinner
-                kinds = kinds - {thinner.kind}  # counted, its first lines of a key parsed all the same
-        self.routine_spec = routine_spec(self.format, (kinds, fields))
-        if self.routine_spec is None or (self.thinner is not None and self.thinner.kind not in self.routine_spec.kinds):
-            self.thinner = None
+        self.routine_spec, self.thinner = routine_reading(self.format, self.registry.evidence, needed, first)
 
     def peek_events(self) -> list[Event]:
         """Events of the first lines, parsed aside (in UTC) without consuming them, so the zone can

@@ -8,6 +8,11 @@ into one block, one `re` scan at C speed), so a line is routine live exactly whe
 counts it. The live analysis (correlator/live_analysis.py) parses
 the others and counts these; the edge agent (correlator/fleet/agent.py) sends them up as counts.
 
+Routine lines some rule reads only as the first of their key after a reset (a client's first
+`Received PUBLISH` after its CONNECT, when an ACL file is there) are thinned as the batch reader
+thins them (sources/thinning.py, the same Thinner fed the same block scan): that first one is
+parsed, the rest counted.
+
 Each routine line is kept as its offset, message kind, client and second (the epoch seconds it
 starts with: the batch reader's time bucket), so the counts can be summed per kind, client and
 second, and a reader that has already sent some of them (a restarted agent) can leave those out.
@@ -17,12 +22,14 @@ The client is the message's own `client_id` field, read with the message's regex
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from correlator.formats.definition import Format
-from correlator.formats.scan import RoutineSpec, classifier, scan_engine
+from correlator.formats.evidence import Evidence
+from correlator.formats.scan import FirstLines, RoutineCounts, RoutineSpec, classifier, scan_engine
 from correlator.sources.lines import MAX_LINE, Line
+from correlator.sources.thinning import Thinner
 
 Needed = tuple[frozenset[str], frozenset[str]]
 """The kinds and fields some rule reads line by line (`Engine.needs`)."""
@@ -36,6 +43,28 @@ def routine_spec(fmt: Format, needed: Needed | None) -> RoutineSpec | None:
     if spec is None or needed is None or scan_engine() == "off":
         return None
     return spec.restricted(*needed)
+
+
+def routine_reading(fmt: Format, evidence: Evidence, needed: Needed | None,
+                    first: Mapping[str, FirstLines] | None) -> tuple[RoutineSpec | None, Thinner | None]:
+    """How a reader that need not see every line reads a log of `fmt`: the routine declaration
+    it counts (`routine_spec`), and the thinning of the kinds in `first` (lines rules read only as
+    the first of their key after a reset: `Engine.first_lines`), whose kind is then counted but
+    for those first lines. Both readers, batch (files.py) and live (AppendedLines), take it here."""
+    spec = fmt.routine
+    if spec is None or needed is None or scan_engine() == "off":
+        return None, None
+    kinds, fields = needed
+    thinner = None
+    if first and not fmt.multiline:
+        found = Thinner(fmt, spec, evidence, first)
+        if found.active:
+            thinner = found
+            kinds = kinds - {found.kind}  # counted, its first lines of a key parsed all the same
+    restricted = spec.restricted(kinds, fields)
+    if restricted is None or (thinner is not None and thinner.kind not in restricted.kinds):
+        thinner = None
+    return restricted, thinner
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +81,14 @@ class RoutineLine:
 class AppendedLines:
     """Splits batches of appended lines of one format into the lines to parse and the routine ones."""
 
-    def __init__(self, fmt: Format, spec: RoutineSpec) -> None:
+    def __init__(self, fmt: Format, spec: RoutineSpec, thinner: Thinner | None = None) -> None:
         self.spec = spec
+        self.thinner = thinner
+        """Set: the lines of its kind are counted but for the first of each key (`routine_reading`)."""
         self._classifier = classifier(spec, MAX_LINE, engine="python")
+        marked = frozenset(i for i, kind in enumerate(spec.kinds) if thinner is not None and kind == thinner.kind)
+        self._marked = (classifier(spec, MAX_LINE, marked=marked, key=thinner.place)
+                        if marked and thinner is not None else None)
         by_name = {m.name: m for m in fmt.messages}
         self._clients: list[re.Pattern[bytes] | None] = []
         for name in spec.names:
@@ -77,8 +111,7 @@ class AppendedLines:
         for number, (_, raw) in enumerate(lines):
             starts[at] = number
             at += len(raw) + 1
-        routine: list[RoutineLine] = []
-        taken: set[int] = set()
+        routine: dict[int, RoutineLine] = {}
         kinds, digits, clients = self.spec.kinds, self.spec.digits, self._clients
         for start, end, message in self._classifier.routine_lines(block):
             at_line = starts.get(start)
@@ -87,6 +120,11 @@ class AppendedLines:
             pattern = clients[message]
             found = pattern.match(block, start, end) if pattern is not None else None
             client = found.group("client_id").decode("utf-8", "replace") if found is not None else ""
-            taken.add(at_line)
-            routine.append(RoutineLine(lines[at_line][0], kinds[message], client, int(block[start:start + digits])))
-        return [i for i in range(len(lines)) if i not in taken], routine
+            routine[at_line] = RoutineLine(lines[at_line][0], kinds[message], client, int(block[start:start + digits]))
+        if self.thinner is not None and self._marked is not None:
+            # the batch reader's thinning on the same scan of the block: the first marked line of
+            # each key is parsed (a non-routine line of a resetting kind starts its key over)
+            counts = RoutineCounts()
+            for _, _, row in self.thinner.select(block, self._marked.scan_block(block, counts), counts):
+                routine.pop(row, None)
+        return [i for i in range(len(lines)) if i not in routine], list(routine.values())
