@@ -21,7 +21,7 @@ from correlator.formats.definition import Format
 from correlator.formats.parse import SourceParser
 from correlator.formats.patterns import PatternTimeout
 from correlator.formats.registry import DETECT_LINES, Registry
-from correlator.formats.scan import FirstLines, RoutineCounts, RoutineLines, RoutineSpec, classifier, scan_engine
+from correlator.formats.scan import FirstLines, RoutineCounts, RoutineLines, RoutineSpec, classifier
 from correlator.model import Event
 from correlator.report_model import SourceInfo
 from correlator.sources.blocks import BLOCK_SIZE, iter_blocks
