@@ -7,7 +7,9 @@ repeated, hundreds of thousands of distinct client ids), the mixed sample beside
 log (storms.busy_broker: real mosquitto lines replayed with moving times), and a folder of random
 bytes named *.log beside a real incident (tests/hostile/corpus.py; one 4 MB file per 20,000
 lines of N). The peer of each case is the same tool on a plain busy broker log of the same size, in
-the same run: the `x busy` column is the case's time over the peer's.
+the same run: the `x busy` column is the case's CPU time over the peer's. Wall and CPU seconds
+are both printed (on a shared machine the wall time counts the other programs' turns), with the
+load average at the start and the end.
 
     .venv/bin/python benchmarks/hostile.py [--lines 80000] [--case reconnect_storm ...]
 
@@ -23,6 +25,7 @@ time grows 4 times; a backtracking pattern's grows 16 times or more).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import sys
@@ -39,7 +42,7 @@ _tests = types.ModuleType("hostile")
 _tests.__path__ = [str(ROOT / "tests" / "hostile")]
 sys.modules.setdefault("hostile", _tests)
 
-from analyze import timed  # noqa: E402
+from analyze import timed_cpu  # noqa: E402
 from hostile import corpus  # noqa: E402
 from hostile.storms import STORMS, hostile_lines, write  # noqa: E402
 from parse import build  # noqa: E402
@@ -66,10 +69,12 @@ def make(case: str, lines: int, work: Path) -> Path:
     return write(work / f"{case}-{lines}.log", STORMS[case](lines))
 
 
-def run(path: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of `correlator analyze` on `path`, in a child process."""
-    seconds, rss, _ = timed([sys.executable, "-m", "correlator", "analyze", str(path), "--format", "json"])
-    return seconds, rss
+def run(path: Path) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds of `correlator analyze` on `path`, in a child
+    process (on a shared machine the wall time counts the other programs' turns; the CPU time
+    does not)."""
+    seconds, rss, cpu, _ = timed_cpu([sys.executable, "-m", "correlator", "analyze", str(path), "--format", "json"])
+    return seconds, rss, cpu
 
 
 def _parse_all(registry: Registry, work: list[tuple[str, list[tuple[int, int, str]]]]) -> float:
@@ -168,15 +173,20 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="correlator-hostile-"))
     try:
         sizes = (args.lines, 2 * args.lines, 4 * args.lines)
-        start, start_rss = run(corpus.HEALTHY)  # start-up, imports and a small incident: paid once per run
+        start, start_rss, start_cpu = run(corpus.HEALTHY)  # start-up, imports and a small incident: paid once
         peer = {size: run(make("busy", size, work)) for size in sizes}
-        print(f"start-up (the incident alone): {start:.2f} s, {start_rss:.0f} MB; us/line leaves it out")
-        print(f"{'case':<18} {'lines':>9} {'seconds':>8} {'x busy':>7} {'peak MB':>8} {'us/line':>8}")
+        print(f"start-up (the incident alone): {start:.2f} s, {start_cpu:.2f} CPU s, {start_rss:.0f} MB; "
+              "us/line leaves it out; load average at start "
+              + " ".join(f"{n:.2f}" for n in os.getloadavg()))
+        print(f"{'case':<18} {'lines':>9} {'seconds':>8} {'CPU s':>7} {'x busy':>7} {'peak MB':>8} {'us/line':>8}"
+              f" {'CPU us/line':>11}")
         for case in ["busy", *(args.case or CASES)]:
             for size in sizes:
-                seconds, rss = peer[size] if case == "busy" else run(make(case, size, work))
-                print(f"{case:<18} {size:>9,} {seconds:>8.2f} {seconds / peer[size][0]:>7.2f} {rss:>8.0f} "
-                      f"{max(seconds - start, 0.0) / size * 1e6:>8.1f}", flush=True)
+                seconds, rss, cpu = peer[size] if case == "busy" else run(make(case, size, work))
+                print(f"{case:<18} {size:>9,} {seconds:>8.2f} {cpu:>7.2f} {cpu / peer[size][2]:>7.2f} {rss:>8.0f} "
+                      f"{max(seconds - start, 0.0) / size * 1e6:>8.1f} "
+                      f"{max(cpu - start_cpu, 0.0) / size * 1e6:>11.1f}", flush=True)
+        print("load average at the end " + " ".join(f"{n:.2f}" for n in os.getloadavg()))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

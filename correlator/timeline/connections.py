@@ -120,6 +120,12 @@ MAX_HOLD = 20_000
 PORT_SLACK = 1.5
 #: Events a connection keeps per side (the first ones: the clock estimate and reports use them).
 MAX_CONNECTION_EVENTS = 32
+#: Events an open connection of the analysis pipelines keeps per side: its first, whose time and
+#: `estimated` the pairing reads; the rest is summed up in counts (`broker_lines`, `client_lines`)
+#: and fields (outcome, errors, ids). Up to MAX_OPEN connections are open at once (millions of
+#: clients that stay connected), so what each keeps is what memory holds: 32 events each cost
+#: 40-60 MB at 20,000 open connections.
+SUMMARY_EVENTS = 1
 
 
 #: What marks the last entry of OpenSSL's error queue for a failed handshake (1.1: `SSL
@@ -192,6 +198,8 @@ class Connection:
     client_events: list[Event] = field(default_factory=list)
     dropped_events: int = 0
     """Events beyond `max_events` per side: counted, not kept."""
+    broker_lines: int = 0
+    """The broker's events of the connection, kept or not."""
     merged_into: Connection | None = field(default=None, repr=False)
     reissued: bool = False
     """It came out of the stitcher before without a client side and comes out again because an
@@ -216,7 +224,7 @@ class Connection:
                 "connack_code": self.connack_code, "errors": list(self.errors), "link": self.link,
                 "broker_events": [f"{e.file}:{e.line}" for e in self.broker_events],
                 "client_events": [f"{e.file}:{e.line}" for e in self.client_events],
-                "dropped_events": self.dropped_events, "reissued": self.reissued}
+                "dropped_events": self.dropped_events, "broker_lines": self.broker_lines, "reissued": self.reissued}
 
 
 class _BrokerState:
@@ -227,6 +235,8 @@ class _BrokerState:
         self.by_client: dict[str, Connection] = {}
         self.by_port: dict[tuple[str | None, int], Connection] = {}
         self.previous: Connection | None = None
+        self.previous_event: Event | None = None
+        """The line `previous` was given last (a connection keeps only its first lines)."""
 
 
 class _ClientState:
@@ -463,21 +473,20 @@ class Stitcher:
             if conn is None and kind in BEFORE_SESSION:
                 conn = self._pending_for(state, None)
         if conn is None:
-            state.previous = None
+            state.previous = state.previous_event = None
             return None
         self._add(conn, event, broker=True)
         self._broker_outcome(state, conn, event)
-        state.previous = conn
+        state.previous, state.previous_event = conn, event
         return conn
 
     @staticmethod
     def _queue_continued(state: _BrokerState, event: Event) -> Connection | None:
         """The connection whose failed accept this line goes on reporting: the line before was a
         one-line failure from the same address whose error was not yet the SSL routines' own."""
-        prev = state.previous
-        if prev is None or not prev.broker_events or prev.peer_addr != _str(event.fields.get("peer_addr")):
+        prev, last = state.previous, state.previous_event
+        if prev is None or last is None or prev.peer_addr != _str(event.fields.get("peer_addr")):
             return None
-        last = prev.broker_events[-1]
         if last.format != event.format or last.ts > event.ts + 1 or event.ts - last.ts > 1:
             return None
         return None if _SSL_ROUTINES in str(last.fields.get("error", "")) else prev
@@ -530,7 +539,7 @@ class Stitcher:
             if conn.outcome != CONNECTED:
                 conn.outcome = TLS_FAILED
             self._error(conn, fields.get("error"))
-            if not conn.broker_events[:-1]:  # the one-line failure: nothing more will come
+            if conn.broker_lines == 1:  # the one-line failure: nothing more will come
                 self._close(conn, "error")
         elif kind in CONNACK:
             conn.connack_code = _int(fields.get("connack_code"))
@@ -830,6 +839,8 @@ class Stitcher:
     # ------------------------------------------------------------------ bookkeeping
 
     def _add(self, conn: Connection, event: Event, *, broker: bool) -> None:
+        if broker:
+            conn.broker_lines += 1
         events = conn.broker_events if broker else conn.client_events
         if len(events) < self.max_events:
             events.append(event)

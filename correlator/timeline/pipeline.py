@@ -34,7 +34,7 @@ from correlator.kinds import kind_vocabulary
 from correlator.model import Event, is_broker_source
 from correlator.report_model import SourceInfo
 from correlator.sources.files import LogFile
-from correlator.timeline.connections import Connection, Stitcher
+from correlator.timeline.connections import SUMMARY_EVENTS, Connection, Stitcher
 from correlator.timeline.merge import LiveMerger, merge_chunks
 from correlator.timeline.skew import (
     OffsetRule,
@@ -229,7 +229,7 @@ class BatchTimeline:
                                    clock_groups=clock_groups)
         self.since = since
         self.until = until
-        self.stitcher = stitcher or Stitcher(reach=reach)
+        self.stitcher = stitcher or Stitcher(reach=reach, max_events=SUMMARY_EVENTS)
         self.on_connection = on_connection
         self.on_error = on_error
         self.connections = 0
@@ -377,7 +377,7 @@ class LiveTimeline:
         self.clock = clock or time.monotonic
         self.tracker = SkewTracker(offsets, lookahead=lookahead, reach=reach, clock_groups=clock_groups)
         self.merger = LiveMerger(delay=delay, clock=self.clock)
-        self.stitcher = Stitcher(window=window, reach=reach)
+        self.stitcher = Stitcher(window=window, reach=reach, max_events=SUMMARY_EVENTS)
         self._last = self.clock()
         self._paths: dict[str, str] = {}
         self._holding = False

@@ -14,8 +14,11 @@ from correlator.engine import evaluate
 from correlator.engine.evaluate import Engine
 from correlator.engine.rules import load_rule
 from correlator.engine.selftest import make_event
+from correlator.formats.registry import default_registry
 from correlator.model import Event
-from correlator.timeline.connections import Stitcher
+from correlator.sources.files import LogFile
+from correlator.timeline.connections import Connection, Stitcher
+from correlator.timeline.pipeline import BatchTimeline
 
 
 def accept(line: int, ts: float, port: int, addr: str = "127.0.0.1") -> Event:
@@ -46,6 +49,22 @@ def test_a_reused_port_ends_the_connection_that_had_it() -> None:
     assert len(stitcher.open_connections()) == 1
     stitcher.flush()
     assert stitcher.overflow == {}
+
+
+def test_an_open_connection_of_the_pipeline_keeps_a_summary_not_its_lines(tmp_path: Path) -> None:
+    """A client that stays connected and publishes for ever: the connection the analysis keeps
+    open holds its first line and counts, however many lines it has had."""
+    head = "1795444950: New connection from 10.0.0.7:50000 on port 1883.\n" \
+        "1795444950: New client connected from 10.0.0.7:50000 as dev-1 (p2, c1, k60, u'fleet').\n"
+    denied = "1795444951: Denied PUBLISH from dev-1 (d0, q1, r0, m1, 'spBv1.0/Plant3/NDATA/dev-1', ... (12 bytes))\n"
+    log = tmp_path / "mosquitto.log"
+    log.write_text(head + denied * 500)
+    connections: list[Connection] = []
+    for _ in BatchTimeline([LogFile(log, default_registry())], on_connection=connections.append).chunks():
+        pass
+    (conn,) = connections  # open to the end (the log's end closes it)
+    assert (conn.client_id, conn.broker_lines) == ("dev-1", 502)
+    assert [e.kind for e in conn.broker_events] == ["net.accept"] and conn.dropped_events == 501
 
 
 def _engine(tmp_path: Path, body: str) -> Engine:
