@@ -508,9 +508,10 @@ class Engine:
     def _hit(self, rule: Rule, events: list[Event], match: Match | None = None) -> Finding | None:
         found = self._context(rule, events)
         context = dict(found)  # the checks' (with the host); the finding's is `found` and the values
-        host = self.host_of(events) if self.host_of is not None else ""
-        if host:
-            context["host_name"] = host
+        host = ""
+        if self.host_of is not None:
+            # named even when '': the checks then need not find the events' host again
+            host = context["host_name"] = self.host_of(events)
         confirmed = False
         facts: list[EvidenceRef] = []
         values: dict[str, Any] = {}
@@ -524,8 +525,9 @@ class Engine:
         for check in rule.checks:
             result = self.facts.check(check.name, events, context)
             # a check looks for what is wrong: found is the rule's on_true, not found its on_false
-            effect = {CheckStatus.PROBLEM: check.on_true, CheckStatus.PASSED: check.on_false}.get(
-                result.status, check.on_unknown)
+            status = result.status
+            effect = (check.on_true if status is CheckStatus.PROBLEM
+                      else check.on_false if status is CheckStatus.PASSED else check.on_unknown)
             if effect == "refute":
                 self.refuted[rule.id] = self.refuted.get(rule.id, 0) + 1
                 return None
@@ -579,8 +581,9 @@ class Engine:
         if times and (not estimated or key in self._span_estimated):
             finding.first_seen = min(finding.first_seen, min(times))
             finding.last_seen = max(finding.last_seen, max(times))
-        for name, value in context.items():
-            finding.context.setdefault(name, value)
+        if not context.keys() <= finding.context.keys():  # (an occurrence like the last adds nothing)
+            for name, value in context.items():
+                finding.context.setdefault(name, value)
         if events and not values.get(JUDGED_AT_ESTIMATE):
             # an occurrence judged at a reliable time: the finding no longer rests on an estimate
             self._judged_reliably.add(key)
@@ -618,15 +621,15 @@ class Engine:
             else:
                 del finding.evidence[EVIDENCE_HEAD]
                 finding.evidence.append(evidence)
-        known = {(f.file, f.line) for f in finding.facts}
-        for fact in facts:
-            if (fact.file, fact.line) not in known:
-                known.add((fact.file, fact.line))
-                finding.facts.append(fact)
+        if facts:
+            known = {(f.file, f.line) for f in finding.facts}
+            for fact in facts:
+                if (fact.file, fact.line) not in known:
+                    known.add((fact.file, fact.line))
+                    finding.facts.append(fact)
         if confirmed or finding.facts:
             finding.sides.add("artifact")
-        self._rate(finding)
-        self._unrendered[id(finding)] = (rule, finding)
+        self._unrendered[id(finding)] = (rule, finding)  # rated and rendered once per batch
         finding.revision += 1
         return finding
 
@@ -637,6 +640,7 @@ class Engine:
         failure every line is an occurrence of the same finding, and rendering cost more than
         the rest of a hit."""
         for rule, finding in self._unrendered.values():
+            self._rate(finding)
             context = self._render_context(finding)
             finding.explanation = explain(rule.explanation, context)
             finding.remediation = [step for step in (fill_step(t, context) for t in rule.remediation)
@@ -670,8 +674,13 @@ class Engine:
         counts = self._side_counts.setdefault(key, {})
         if not events:  # a fact about the artifacts alone
             counts["artifact"] = counts.get("artifact", 0) + 1
-        for side in {side_of(e) for e in events}:
-            last = next(e for e in reversed(events) if side_of(e) == side)
+        if len(events) == 1:  # most hits: one line
+            last_of = {side_of(events[0]): events[0]}
+        else:
+            last_of = {}
+            for event in events:  # the side's last line (later ones overwrite)
+                last_of[side_of(event)] = event
+        for side, last in last_of.items():
             if unit != "event":
                 unit_id = last.connection or (last.source, self._attempts.get(last.source, 0))
                 recent = self._side_units.setdefault(key, {}).setdefault(side, OrderedDict())

@@ -260,6 +260,8 @@ class Artifacts:
         naming as client id (or called as) the client's log (its own lines, or the client side
         the stitcher tied a broker line's connection to, `client_source`). A configuration of
         some other client never speaks for this one."""
+        if not self.client_configs:
+            return []
         names = {str(v) for k, v in context.items() if k == "client_id" and v and v not in ANONYMOUS_IDS}
         for key in ("source", "client_source"):
             source = context.get(key)

@@ -54,6 +54,19 @@ def _value(event: Event, name: str) -> Any:
     return event.get(name)
 
 
+def _all(tests: list[Predicate]) -> Predicate:
+    """Every test passes. One or two tests (nearly every rule's) are called directly: `all()` over
+    a generator costs a generator per event and rule, and a predicate runs for every event each
+    rule is offered."""
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        first, second = tests
+        return lambda event: first(event) and second(event)
+
+    return lambda event: all(test(event) for test in tests)
+
+
 @dataclass(frozen=True)
 class Step:
     where: Predicate
@@ -219,10 +232,7 @@ class _RuleLoader(DefinitionFile):
     def predicate(self, where: Any, key: str) -> Predicate:
         if not isinstance(where, dict) or not where:
             raise self.error("'where' must be a non-empty table of field predicates", key)
-        tests: list[Predicate] = [self.field_test(name, spec, f"{key}.{name}") for name, spec in where.items()]
-        if len(tests) == 1:
-            return tests[0]
-        return lambda event: all(test(event) for test in tests)
+        return _all([self.field_test(name, spec, f"{key}.{name}") for name, spec in where.items()])
 
     def field_test(self, name: str, spec: Any, key: str) -> Predicate:
         if isinstance(spec, list):
@@ -234,10 +244,7 @@ class _RuleLoader(DefinitionFile):
         if unknown:
             raise self.error(f"unknown operator(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(_OPS))})",
                              key)
-        parts: list[Predicate] = []
-        for op, arg in spec.items():
-            parts.append(self.operator(name, op, arg, f"{key}.{op}"))
-        return lambda event: all(part(event) for part in parts)
+        return _all([self.operator(name, op, arg, f"{key}.{op}") for op, arg in spec.items()])
 
     def operator(self, name: str, op: str, arg: Any, key: str) -> Predicate:
         if op == "eq":
