@@ -29,8 +29,8 @@ from correlator.sources.files import LogFile
 SUBJECT = "correlator.events.plant-1.gw-1"
 
 
-async def _events(cluster: NatsCluster) -> list[tuple[str, dict[str, object]]]:
-    """(message id, event) of every event stored for the agent's subject, in stream order."""
+async def _stored(cluster: NatsCluster, subject: str) -> list[tuple[str, dict[str, Any]]]:
+    """(message id, body) of every message stored for `subject`, in stream order."""
     client = await nats.connect(servers=cluster.urls)
     try:
         js = client.jetstream()
@@ -38,7 +38,7 @@ async def _events(cluster: NatsCluster) -> list[tuple[str, dict[str, object]]]:
         found = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             msg = await js.get_msg(EVENTS_STREAM, seq)
-            if msg.subject == SUBJECT:
+            if msg.subject == subject:
                 found.append(((msg.headers or {}).get("Nats-Msg-Id", ""), json.loads(msg.data or b"{}")))
         return found
     finally:
@@ -49,7 +49,7 @@ def _wait_events(cluster: NatsCluster, count: int, timeout: float = 90) -> list[
     deadline = time.monotonic() + timeout
     while True:
         try:
-            found = asyncio.run(_events(cluster))
+            found = asyncio.run(_stored(cluster, SUBJECT))
         except Exception:  # the cluster is still electing its leaders
             found = []
         if len(found) >= count or time.monotonic() > deadline:
@@ -98,26 +98,12 @@ def test_the_agent_publishes_each_line_once_in_order_through_an_outage_and_a_res
     again = _agent(nats_cluster, folder, state, tmp_path / "agent2.log")
     try:
         time.sleep(5)
-        assert len(asyncio.run(_events(nats_cluster))) == len(lines)
+        assert len(asyncio.run(_stored(nats_cluster, SUBJECT))) == len(lines)
     finally:
         again.send_signal(signal.SIGTERM)
         again.wait(timeout=30)
 
 
-async def _stored(cluster: NatsCluster, subject: str) -> list[tuple[str, dict[str, Any]]]:
-    """(message id, body) of every message stored for `subject`, in stream order."""
-    client = await nats.connect(servers=cluster.urls)
-    try:
-        js = client.jetstream()
-        info = await js.stream_info(EVENTS_STREAM)
-        found = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msg = await js.get_msg(EVENTS_STREAM, seq)
-            if msg.subject == subject:
-                found.append(((msg.headers or {}).get("Nats-Msg-Id", ""), json.loads(msg.data or b"{}")))
-        return found
-    finally:
-        await client.close()
 
 
 def test_routine_traffic_goes_up_as_counts_equal_to_the_batch_reader_s(

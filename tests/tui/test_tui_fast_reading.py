@@ -32,6 +32,22 @@ def _rows(store: EventStore) -> list[tuple[object, ...]]:
              store.level_name(r), store.text(r)) for r in range(len(store))]
 
 
+def _hold_after_first_findings(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Hold the reader right after analyze() tells its first findings: `told` is set then, and
+    the reader goes on when the test sets `go_on` (or after 30 s, so a failing test never hangs)."""
+    told = threading.Event()
+    go_on = threading.Event()
+    take = BundleEventSource._take_findings
+
+    def held(self: BundleEventSource, findings: list[Finding]) -> None:
+        take(self, findings)
+        told.set()
+        go_on.wait(30)
+
+    monkeypatch.setattr(BundleEventSource, "_take_findings", held)
+    return told, go_on
+
+
 @needs_engine
 @pytest.mark.parametrize("name", ["mixed", "healthy_noisy", "multi_broker_acl", "paho_logging_layouts",
                                   "shared_port_brokers"])
@@ -91,16 +107,7 @@ def test_routine_lines_outside_since_until_stay_off_the_timeline() -> None:
 async def test_findings_are_on_screen_while_the_bundle_is_still_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """The reader is held right after analyze() told the first findings: they are on screen, the
     status says it is reading, and the rest arrives when it goes on."""
-    told = threading.Event()
-    go_on = threading.Event()
-    take = BundleEventSource._take_findings
-
-    def held(self: BundleEventSource, findings: list[Finding]) -> None:
-        take(self, findings)
-        told.set()
-        go_on.wait(30)
-
-    monkeypatch.setattr(BundleEventSource, "_take_findings", held)
+    told, go_on = _hold_after_first_findings(monkeypatch)
     source = BundleEventSource([SAMPLES / "mixed"])
     app = create_app(settings(), source)
     try:
@@ -132,16 +139,7 @@ async def test_the_histogram_counts_routine_lines_exactly_while_reading_and_afte
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Mid-read, the routine lines counted so far are in the histogram though not yet rows; once
     they are rows, they are counted once, and every bucket equals reading every line."""
-    told = threading.Event()
-    go_on = threading.Event()
-    take = BundleEventSource._take_findings
-
-    def held(self: BundleEventSource, findings: list[Finding]) -> None:
-        take(self, findings)
-        told.set()
-        go_on.wait(30)
-
-    monkeypatch.setattr(BundleEventSource, "_take_findings", held)
+    told, go_on = _hold_after_first_findings(monkeypatch)
     source = BundleEventSource([SAMPLES / "mixed"])
     app = create_app(settings(), source)
     try:
