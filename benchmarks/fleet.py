@@ -13,20 +13,32 @@ real PostgreSQL, with figures, never timed tests.
    - paced: every site sends `--rate` events a second for `--seconds`: the events/s the cluster
      sustained, publish→stored (the acknowledgement) and agent→consumer latencies, p50/p99;
    - flat out: every site sends as fast as its acknowledgements come: the ceiling.
-   Agent→finding latency needs the central live analysis; where it is not in this version the
-   agent→consumer latency is its lower bound (the analysis starts from that delivery).
-2. **Bundles.** `--bundles` uploads of real sample incidents (each zip made distinct by its
+2. **Findings.** Two real `correlator worker --live` processes (PostgreSQL store) take the sites;
+   each site's agent coroutine replays its incident once, its events spread over
+   `--finding-seconds` (the first one beforehand, so every site is taken before the clock runs),
+   while a subscriber on `correlator.findings.>` notes when each finding arrives. A finding's
+   latency runs from the moment the agent published the event that completes it (the first event
+   after which an analysis of the incident fed one event at a time holds the finding; the
+   incident's last event otherwise) to its arrival: agent→finding p50/p99, findings made against
+   expected, the sites each worker took, and the CPU seconds of each part (NATS nodes, live
+   workers, PostgreSQL, this process), to say where the time goes.
+3. **Bundles.** `--bundles` uploads of real sample incidents (each zip made distinct by its
    comment, so none is answered from an earlier analysis of the same bytes) to an API node with
    `--nats` and PostgreSQL, analysed by 1, then 2 `correlator worker` processes of one analysis
    slot each: bundles analysed per minute.
 
-    .venv/bin/python benchmarks/fleet.py [--sites 1000] [--rate 2] [--seconds 20] [--bundles 24]
+    .venv/bin/python benchmarks/fleet.py [--sites 1000] [--rate 2] [--seconds 20] [--finding-seconds 60]
+        [--bundles 24] [--skip-agents] [--skip-findings] [--skip-bundles]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import random
+import re
 import statistics
 import sys
 import tempfile
@@ -43,17 +55,22 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import nats  # noqa: E402
+import psutil  # noqa: E402
 from api_helpers import SAMPLES, zip_folder  # noqa: E402
 from fleet.fleet_nodes import WorkerProcess, api_node, wait_status  # noqa: E402
 from fleet.nats_cluster import NatsCluster, nats_binary  # noqa: E402
 from fleet_servers import PostgresServer  # noqa: E402
 from nats.aio.client import Client  # noqa: E402
+from nats.aio.msg import Msg  # noqa: E402
 from nats.errors import TimeoutError as NatsTimeout  # noqa: E402
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: E402
 
-from correlator.analysis import analyze  # noqa: E402
+from correlator.analysis import Options, analyze, prepare  # noqa: E402
+from correlator.api.finding_keys import finding_key  # noqa: E402
 from correlator.fleet.agent import EVENTS_STREAM, ensure_events, message_id, payload, subject  # noqa: E402
 from correlator.fleet.layout import Limits  # noqa: E402
+from correlator.fleet.live_worker import SiteAnalysis  # noqa: E402
+from correlator.fleet.sites import FINDINGS_SUBJECTS, event_of  # noqa: E402
 from correlator.model import Event  # noqa: E402
 
 #: Real incidents, each a different cause: site i replays INCIDENTS[i % len].
@@ -183,6 +200,173 @@ def report_agents(label: str, result: tuple[float, list[float], list[float]]) ->
           f"p99 {pct(seen, 99) * 1000:.0f} ms ({len(seen):,} of {len(acks):,} read)")
 
 
+def completing_events(events: list[Event]) -> dict[str, int]:
+    """{finding key: index of the event that completes it} for one incident: the first event after
+    which its analysis, fed one event at a time as a live worker's (the agent's payloads read
+    back), holds the finding; a finding held only once the whole incident is in gets the last."""
+    prepared = prepare(Options())
+    analysis = SiteAnalysis("bench", Options(), prepared.registry, prepared.rules)
+    read = [event_of(payload(event)) for event in events]
+    first: dict[str, int] = {}
+    for index, event in enumerate(read):
+        analysis.feed([event], {"gw-1"}, index + 1)
+        for finding in analysis.live.findings():
+            first.setdefault(finding_key(finding.id, finding.group, finding.host), index)
+    whole = SiteAnalysis("bench", Options(), prepared.registry, prepared.rules)
+    whole.feed(read, {"gw-1"}, len(read))
+    return {finding_key(f.id, f.group, f.host): first.get(finding_key(f.id, f.group, f.host), len(read) - 1)
+            for f in whole.live.findings()}
+
+
+def cpu_seconds(pids: Sequence[int], children: bool = True) -> float:
+    """User and system CPU seconds of these processes (and their children) so far."""
+    total = 0.0
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            for each in [process, *(process.children(recursive=True) if children else [])]:
+                times = each.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+class Findings:
+    """Sites replaying their incident once to two live workers, and the findings they make."""
+
+    def __init__(self, urls: list[str], sites: int, connections: int, incidents: list[list[Event]]) -> None:
+        self.urls = urls
+        self.sites = sites
+        self.connections = connections
+        self.incidents = incidents
+        self.completing = [completing_events(events) for events in incidents]
+        self.clients: list[Client] = []
+        self.sent: dict[str, list[float]] = {}
+        """When the agent published each event of a site (before the publish, as `agent→consumer`)."""
+        self.acks: list[float] = []
+        self.arrived: dict[tuple[str, str], float] = {}
+        """When each (site, finding key) first arrived on the findings subject."""
+
+    def expected(self) -> int:
+        return sum(len(self.completing[i % len(self.incidents)]) for i in range(self.sites))
+
+    async def connect(self) -> None:
+        for i in range(self.connections):
+            self.clients.append(await nats.connect(servers=[self.urls[i % len(self.urls)], *self.urls],
+                                                   name=f"bench-finding-agents-{i}"))
+        listener = await nats.connect(servers=self.urls, name="bench-findings")
+        self.clients.append(listener)
+
+        async def arrived(msg: Msg) -> None:
+            now = time.time()
+            body = json.loads(msg.data)
+            if body.get("kind") == "finding":
+                self.arrived.setdefault((str(body["site"]), str(body["key"])), now)
+
+        await listener.subscribe(FINDINGS_SUBJECTS, cb=arrived)
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+
+    async def publish(self, number: int, index: int) -> None:
+        js = self.clients[number % self.connections].jetstream(timeout=30)
+        site, host = f"site-{number:04d}", "gw-1"
+        event = self.incidents[number % len(self.incidents)][index]
+        sent = time.time()
+        started = time.monotonic()
+        await js.publish(subject(site, host), payload(event), headers={"Nats-Msg-Id": message_id(site, host, event)})
+        self.acks.append(time.monotonic() - started)
+        self.sent.setdefault(site, []).append(sent)
+
+    async def replay(self, number: int, seconds: float) -> None:
+        """The incident's events after the first, spread evenly over `seconds` from a random start."""
+        events = self.incidents[number % len(self.incidents)]
+        loop = asyncio.get_running_loop()
+        interval = seconds / max(1, len(events) - 1)
+        tick = loop.time() + random.uniform(0, interval)
+        for index in range(1, len(events)):
+            delay = tick - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.publish(number, index)
+            tick += interval
+
+    def latencies(self) -> list[float]:
+        out = []
+        for (site, key), at in self.arrived.items():
+            index = self.completing[int(site.split("-")[1]) % len(self.incidents)].get(key)
+            sent = self.sent.get(site, [])
+            if index is not None and index < len(sent):
+                out.append(at - sent[index])
+        return out
+
+
+def sites_taken(workers: Sequence[WorkerProcess]) -> list[int]:
+    return [len(set(re.findall(r"site (\S+) taken by", worker.log()))) for worker in workers]
+
+
+async def findings_phase(cluster: NatsCluster, postgres: PostgresServer, args: argparse.Namespace,
+                         work: Path) -> None:
+    incidents = incident_events()
+    findings = Findings(cluster.urls, args.sites, args.connections, incidents)
+    state = work / "live-state"
+    database = postgres.new_database()
+    workers = [WorkerProcess(cluster.url, state, work / f"live-{i}.log", "--live", "--log-level", "info",
+                             database=database, env={"CORRELATOR_NATS_REPLICAS": "3"})
+               for i in range(2)]
+    try:
+        for worker in workers:
+            deadline = time.monotonic() + 120
+            while "taking sites" not in worker.log():
+                assert worker.process.poll() is None and time.monotonic() < deadline, worker.log()[-3000:]
+                await asyncio.sleep(0.1)
+        await findings.connect()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.gather(*(findings.publish(i, 0) for i in range(args.sites)))
+        while sum(sites_taken(workers)) < args.sites and loop.time() - started < 600:
+            await asyncio.sleep(0.5)
+        taking = loop.time() - started
+        pids = {"NATS nodes": [node.process.pid for node in cluster.nodes if node.process is not None],
+                "live workers": [worker.pid for worker in workers],
+                "PostgreSQL": [postgres.process.pid] if postgres.process is not None else [],
+                "this process (agents, subscriber)": [os.getpid()]}
+        # this process's children are the servers and workers, counted on their own
+        own = {name: name.startswith("this process") for name in pids}
+        cpu_before = {name: cpu_seconds(p, not own[name]) for name, p in pids.items()}
+        findings.acks = []
+        started = loop.time()
+        await asyncio.gather(*(findings.replay(i, args.finding_seconds) for i in range(args.sites)))
+        published = loop.time() - started
+        expected = findings.expected()
+        deadline = loop.time() + 120
+        while len(findings.arrived) < expected and loop.time() < deadline:
+            await asyncio.sleep(0.2)
+        took = loop.time() - started
+        cpu = {name: cpu_seconds(p, not own[name]) - cpu_before[name] for name, p in pids.items()}
+        load = os.getloadavg()
+        events = sum(len(v) for v in findings.sent.values())
+        latencies = findings.latencies()
+        made = sum(1 for site, key in findings.arrived
+                   if key in findings.completing[int(site.split("-")[1]) % len(incidents)])
+        print(f"{args.sites} sites, each replaying its incident once over {args.finding_seconds:g} s "
+              f"({events:,} events, {(events - args.sites) / published:,.0f} events/s), 2 live workers, PostgreSQL:")
+        print(f"  agent->finding p50 {pct(latencies, 50) * 1000:.0f} ms, p99 {pct(latencies, 99) * 1000:.0f} ms, "
+              f"max {max(latencies, default=float('nan')) * 1000:.0f} ms; findings made {made:,} of {expected:,} "
+              f"expected ({len(findings.arrived) - made} others); publish->stored p50 "
+              f"{pct(findings.acks, 50) * 1000:.0f} ms, p99 {pct(findings.acks, 99) * 1000:.0f} ms")
+        print(f"  sites taken per worker: {' + '.join(str(n) for n in sites_taken(workers))} "
+              f"(all {args.sites} taken {taking:.1f} s after their first event)")
+        print(f"  CPU over the {took:.0f} s: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in cpu.items())
+              + f"; load average {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}")
+    finally:
+        await findings.close()
+        for worker in workers:
+            worker.stop()
+
+
 def distinct_bundles(count: int, folder: Path) -> list[Path]:
     """`count` zips of the sample incidents, each made distinct by its comment."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -243,8 +427,11 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rate", type=float, default=2.0, help="events a second per site when paced")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--finding-seconds", type=float, default=60.0,
+                        help="seconds over which each site replays its incident to the live workers")
     parser.add_argument("--bundles", type=int, default=24)
     parser.add_argument("--skip-agents", action="store_true")
+    parser.add_argument("--skip-findings", action="store_true")
     parser.add_argument("--skip-bundles", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="correlator-fleet-bench-") as tmp:
@@ -254,16 +441,19 @@ def main() -> int:
         try:
             if not args.skip_agents:
                 asyncio.run(agents_phase(cluster, args))
-            if not args.skip_bundles:
+            if not (args.skip_findings and args.skip_bundles):
                 postgres = PostgresServer()
                 postgres.start()
                 try:
-                    bundles = distinct_bundles(args.bundles, work / "bundles")
-                    one = bundles_per_minute(cluster, postgres.new_database(), bundles, 1, work)
-                    two = bundles_per_minute(cluster, postgres.new_database(), bundles, 2, work)
-                    print(f"{len(bundles)} sample bundles, workers of one analysis at a time, PostgreSQL store:")
-                    print(f"  1 worker: {one:.1f} bundles/min; 2 workers: {two:.1f} bundles/min "
-                          f"({two / one:.2f}x)")
+                    if not args.skip_findings:
+                        asyncio.run(findings_phase(cluster, postgres, args, work))
+                    if not args.skip_bundles:
+                        bundles = distinct_bundles(args.bundles, work / "bundles")
+                        one = bundles_per_minute(cluster, postgres.new_database(), bundles, 1, work)
+                        two = bundles_per_minute(cluster, postgres.new_database(), bundles, 2, work)
+                        print(f"{len(bundles)} sample bundles, workers of one analysis at a time, PostgreSQL store:")
+                        print(f"  1 worker: {one:.1f} bundles/min; 2 workers: {two:.1f} bundles/min "
+                              f"({two / one:.2f}x)")
                 finally:
                     postgres.close()
         finally:
