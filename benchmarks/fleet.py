@@ -5,7 +5,7 @@ real PostgreSQL, with figures, never timed tests.
    `--connections` NATS connections spread over the three nodes (a real agent has one of its own;
    a thousand in one process on two cores would measure this process's sockets, not the
    cluster). Each site replays the timeline events of one real sample incident (sample_logs/,
-   read as `correlator analyze` reads them) to `correlator.events.<site>.<host>` the way
+   read as `correlator analyze` reads them) to `correlator.events.<shard>.<site>.<host>` the way
    `correlator agent` publishes: the agent's own payload and Nats-Msg-Id, each publish waiting for
    its acknowledgement (stored on a quorum of the 3 replicas) before the next. Meanwhile a
    consumer reads the stream as central analysis does (a durable pull consumer over
@@ -15,12 +15,13 @@ real PostgreSQL, with figures, never timed tests.
    - flat out: every site sends as fast as its acknowledgements come: the ceiling.
 2. **Findings.** Two real `correlator worker --live` processes (PostgreSQL store) take the sites;
    each site's agent coroutine replays its incident once, its events spread over
-   `--finding-seconds` (the first one beforehand, so every site is taken before the clock runs),
+   `--finding-seconds` (the first one beforehand, once the workers share the shards, so every
+   site is known to its worker before the clock runs),
    while a subscriber on `correlator.findings.>` notes when each finding arrives. A finding's
    latency runs from the moment the agent published the event that completes it (the first event
    after which an analysis of the incident fed one event at a time holds the finding; the
    incident's last event otherwise) to its arrival: agent→finding p50/p99, findings made against
-   expected, the sites each worker took, and the CPU seconds of each part (NATS nodes, live
+   expected, the shards each worker holds, and the CPU seconds of each part (NATS nodes, live
    workers, PostgreSQL, this process), to say where the time goes.
 3. **Bundles.** `--bundles` uploads of real sample incidents (each zip made distinct by its
    comment, so none is answered from an earlier analysis of the same bytes) to an API node with
@@ -67,7 +68,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: E402
 
 from correlator.analysis import Options, analyze, prepare  # noqa: E402
 from correlator.api.finding_keys import finding_key  # noqa: E402
-from correlator.fleet.agent import EVENTS_STREAM, ensure_events, message_id, payload, subject  # noqa: E402
+from correlator.api.storage import open_store  # noqa: E402
+from correlator.fleet.agent import EVENTS_STREAM, SHARDS, ensure_events, message_id, payload, subject  # noqa: E402
 from correlator.fleet.layout import Limits  # noqa: E402
 from correlator.fleet.live_worker import SiteAnalysis  # noqa: E402
 from correlator.fleet.sites import FINDINGS_SUBJECTS, event_of  # noqa: E402
@@ -303,8 +305,14 @@ class Findings:
         return out
 
 
-def sites_taken(workers: Sequence[WorkerProcess]) -> list[int]:
-    return [len(set(re.findall(r"site (\S+) taken by", worker.log()))) for worker in workers]
+def shards_held(workers: Sequence[WorkerProcess]) -> list[int]:
+    """Shards each worker holds, as its log tells: taken and not given back since."""
+    held = []
+    for worker in workers:
+        log = worker.log()
+        held.append(sum(1 for shard in set(re.findall(r"shard (\d+) taken by", log))
+                        if log.count(f"shard {shard} taken by") > log.count(f"shard {shard} given back")))
+    return held
 
 
 async def findings_phase(cluster: NatsCluster, postgres: PostgresServer, args: argparse.Namespace,
@@ -322,12 +330,20 @@ async def findings_phase(cluster: NatsCluster, postgres: PostgresServer, args: a
             while "taking sites" not in worker.log():
                 assert worker.process.poll() is None and time.monotonic() < deadline, worker.log()[-3000:]
                 await asyncio.sleep(0.1)
-        await findings.connect()
         loop = asyncio.get_running_loop()
         started = loop.time()
+        while shards_held(workers) != [SHARDS // 2, SHARDS - SHARDS // 2] and loop.time() - started < 120:
+            await asyncio.sleep(0.2)
+        balancing = loop.time() - started
+        await findings.connect()
+        started = loop.time()
         await asyncio.gather(*(findings.publish(i, 0) for i in range(args.sites)))
-        while sum(sites_taken(workers)) < args.sites and loop.time() - started < 600:
-            await asyncio.sleep(0.5)
+        store = open_store(database, work / "reader")
+        try:
+            while len(await asyncio.to_thread(store.sites)) < args.sites and loop.time() - started < 600:
+                await asyncio.sleep(0.2)
+        finally:
+            store.close()
         taking = loop.time() - started
         pids = {"NATS nodes": [node.process.pid for node in cluster.nodes if node.process is not None],
                 "live workers": [worker.pid for worker in workers],
@@ -357,8 +373,9 @@ async def findings_phase(cluster: NatsCluster, postgres: PostgresServer, args: a
               f"max {max(latencies, default=float('nan')) * 1000:.0f} ms; findings made {made:,} of {expected:,} "
               f"expected ({len(findings.arrived) - made} others); publish->stored p50 "
               f"{pct(findings.acks, 50) * 1000:.0f} ms, p99 {pct(findings.acks, 99) * 1000:.0f} ms")
-        print(f"  sites taken per worker: {' + '.join(str(n) for n in sites_taken(workers))} "
-              f"(all {args.sites} taken {taking:.1f} s after their first event)")
+        print(f"  shards held per worker: {' + '.join(str(n) for n in shards_held(workers))} of {SHARDS} "
+              f"({balancing:.1f} s after both started); every site's first event analysed {taking:.1f} s after "
+              "it was published")
         print(f"  CPU over the {took:.0f} s: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in cpu.items())
               + f"; load average {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}")
     finally:

@@ -38,7 +38,7 @@ from fleet.nats_cluster import NatsCluster, nats_binary  # noqa: E402
 sys.path.append(str(HERE))
 from busy_plant import cache_dir, line_count  # noqa: E402
 
-from correlator.fleet.agent import EVENTS_STREAM  # noqa: E402
+from correlator.fleet.agent import COUNTS_TOKEN, EVENTS_STREAM  # noqa: E402
 
 
 async def _stored(urls: list[str], site: str) -> tuple[int, int, int, int]:
@@ -55,7 +55,7 @@ async def _stored(urls: list[str], site: str) -> tuple[int, int, int, int]:
                 continue
             size = len(msg.data or b"") + sum(len(k) + len(v) + 4 for k, v in (msg.headers or {}).items())
             size += len(subject)
-            if subject.startswith("correlator.counts."):
+            if subject.endswith(f".{COUNTS_TOKEN}"):
                 counted += int(json.loads(msg.data or b"{}")["lines"])
                 count_bytes += size
             else:

@@ -1,11 +1,16 @@
 """`correlator agent PATH... --nats URL --site SITE [--host HOST]`: an edge agent that follows a
 plant's logs with the live analysis's own tailer and parsers (correlator/live_analysis.py) and
-publishes each normalised event to `correlator.events.<site>.<host>` on the NATS cluster.
+publishes each normalised event to `correlator.events.<shard>.<site>.<host>` on the NATS cluster.
+
+- **Sharded subjects.** The subject names the site's shard (`shard_of`: a hash of the site into
+  SHARDS), so the central live analysis reads a shard's sites with one durable consumer (a filter
+  `correlator.events.<shard>.>`): its cost on the cluster follows the shards, not the sites.
 
 - **Routine traffic as counts.** Lines a format declares routine (a busy broker's PUBLISH/PUBACK
   flood) that no rule reads line by line are classified as the batch reader classifies them
   (correlator/sources/routine.py) and never become events: every COUNTS_EVERY seconds each file's
-  routine lines since the last count go to `correlator.counts.<site>.<host>` as one message of
+  routine lines since the last count go to `correlator.events.<shard>.<site>.<host>.counts` (the
+  shard's consumer reads them with the events, in one order) as one message of
   counts per kind, client and second (`{"source", "file", "first", "last", "lines", "counts":
   [[kind, client, second, n], ...]}`, offsets of the first and last line counted). A plant's
   uplink carries the few events that matter and a few hundred bytes a second of numbers.
@@ -29,6 +34,7 @@ import logging
 import re
 import socket
 import threading
+import zlib
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,7 +55,11 @@ log = logging.getLogger("correlator.fleet")
 
 EVENTS_STREAM = "CORRELATOR_EVENTS"
 EVENTS_SUBJECTS = "correlator.events.>"
-COUNTS_SUBJECTS = "correlator.counts.>"
+#: The last token of a counts subject (`correlator.events.<shard>.<site>.<host>.counts`).
+COUNTS_TOKEN = "counts"
+#: Shards the sites are hashed into: a constant of the subject layout (every agent and live worker
+#: of a cluster must share it), so at most this many live workers share the sites.
+SHARDS = 32
 #: Seconds between two count messages of a file (its routine lines are summed meanwhile).
 COUNTS_EVERY = 1.0
 #: Events waiting for the link at most before the tailer is held back.
@@ -58,13 +68,20 @@ BUFFER_EVENTS = 200_000
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def subject(site: str, host: str, what: str = "events") -> str:
-    """`correlator.<what>.<site>.<host>`: what = events or counts."""
+def shard_of(site: str) -> int:
+    """The site's shard: every host of a site publishes into the same one, so its events keep one
+    order on the shard's consumer."""
+    return zlib.crc32(site.encode()) % SHARDS
+
+
+def subject(site: str, host: str, counts: bool = False) -> str:
+    """`correlator.events.<shard>.<site>.<host>` (events), with `.counts` after it (counts)."""
     for name, value in (("site", site), ("host", host)):
         if not _TOKEN.fullmatch(value):
             raise CorrelatorError(f"the {name} {value!r} must be 1-64 letters, digits, '-' or '_' (it is part of the "
-                                  "NATS subject correlator.events.<site>.<host>)")
-    return f"correlator.{what}.{site}.{host}"
+                                  "NATS subject correlator.events.<shard>.<site>.<host>)")
+    events = f"correlator.events.{shard_of(site)}.{site}.{host}"
+    return f"{events}.{COUNTS_TOKEN}" if counts else events
 
 
 def message_id(site: str, host: str, event: Event) -> str:
@@ -111,7 +128,7 @@ class Counting:
 
 async def ensure_events(js: JetStreamContext, limits: Limits, max_bytes: int) -> None:
     await ensure_stream(js, StreamConfig(
-        name=EVENTS_STREAM, subjects=[EVENTS_SUBJECTS, COUNTS_SUBJECTS], retention=RetentionPolicy.LIMITS,
+        name=EVENTS_STREAM, subjects=[EVENTS_SUBJECTS], retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE, num_replicas=limits.replicas, max_age=limits.retention, max_bytes=max_bytes,
         discard=DiscardPolicy.OLD, duplicate_window=DUPLICATE_WINDOW,
         description="correlator: normalised events and routine counts of the edge agents, by site and host"))
@@ -181,7 +198,7 @@ class EdgeAgent:
         self.site = site
         self.host = host or socket.gethostname().split(".")[0]
         self.subject = subject(site, self.host)
-        self.counts_subject = subject(site, self.host, "counts")
+        self.counts_subject = subject(site, self.host, counts=True)
         self.link = Link(server_urls(nats), name=f"correlator-agent@{site}.{self.host}")
         try:
             self.link.run(retrying(lambda: ensure_events(self.link.js, limits, events_max_bytes),

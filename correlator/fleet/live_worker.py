@@ -1,29 +1,36 @@
 """`correlator worker --live`: the central live analysis of the sites whose edge agents publish
-events (agent.py), sharded by site over any number of live workers.
+events (agent.py), sharded over any number of live workers.
 
-- **Each site is one worker's.** A worker analyses a site only while it holds the site's lease in
-  the bucket `correlator-site-owners` (leases.py, as jobs are held: created atomically, renewed
-  with a revision check every third of `site_lease`, left to lapse by a worker that dies). Each
-  worker takes sites until it has its share (the sites with events over the live workers that
-  keep a key in `correlator-live-workers`), so sites spread over the workers.
-- **A site's events in order.** The owner reads them through the site's durable consumer
-  (acknowledge-all) and analyses each batch with the live analysis of one machine
-  (live_analysis.LiveAnalysis, fed after its timeline stage: the agent ordered and stitched them).
-  The findings new, updated or no longer current are written into the store with the position
-  reached (`Store.save_site`), published to `correlator.findings.<site>`, and only then is the
-  batch acknowledged.
-- **A worker's death hands its sites over.** When its leases lapse, other workers claim its sites.
-  The new owner resumes after the consumer's last acknowledged event: it first reads the site's
-  earlier events again, without publishing, so the rules stand where they stood (the analysis
-  depends on the events alone, so it makes the same findings with the same revisions), then
-  creates the consumer anew from there (the dead owner's unacknowledged deliveries would
-  otherwise come back after newer ones) and goes on. Events the dead worker analysed and stored
-  but did not acknowledge are analysed again: the store already holds their step (it is not
-  written twice), and their findings are published again with the same `Nats-Msg-Id` (dropped as
-  duplicates); a finding is published only at a revision at least the stored one, so a site's
-  findings subject never goes back to an older revision.
-- **A worker cut off** stops a site whose lease it could not renew for two thirds of `site_lease`
-  before another can take it (leases.py), and a write from behind the stored position changes
+- **Sites are hashed into shards, and each shard is one worker's.** The agents publish a site's
+  events under its shard (agent.shard_of, a fixed SHARDS of them), so a worker reads a shard's
+  sites through one durable consumer and holds one lease for them: what the cluster spends on the
+  live analysis (replicated consumers, pull requests, lease renewals) follows the shards and the
+  workers, not the sites. A worker analyses a shard only while it holds the shard's lease in the
+  bucket `correlator-site-owners` (leases.py, as jobs are held: created atomically, renewed with a
+  revision check every third of `site_lease`, left to lapse by a worker that dies). Each worker
+  takes shards up to its share (the shards over the live workers that keep a key in
+  `correlator-live-workers`); one that holds more than its share once another worker has joined
+  gives the rest back between two batches, and the newcomer takes them.
+- **A site's events in order.** The shard's consumer (acknowledge-all) delivers its sites'
+  messages in the order they were stored; each batch is split by site, and each site is analysed
+  with the live analysis of one machine (live_analysis.LiveAnalysis, fed after its timeline
+  stage: the agent ordered and stitched them). The findings new, updated or no longer current are
+  written into the store with the site's position reached (`Store.save_site`), published to
+  `correlator.findings.<site>`, and only then is the batch acknowledged.
+- **A worker's death hands its shards over.** When its leases lapse, other workers claim its
+  shards. The new owner resumes after the consumer's last acknowledged message: it first reads the
+  shard's earlier messages again, without publishing, so each site's rules stand where they stood
+  (the analysis depends on the events alone, so it makes the same findings with the same
+  revisions), then creates the consumer anew from there (the dead owner's unacknowledged
+  deliveries would otherwise come back after newer ones) and goes on. Messages the dead worker
+  analysed and stored but did not acknowledge are analysed again: the store already holds their
+  step (it is not written twice), and their findings are published again with the same
+  `Nats-Msg-Id` (dropped as duplicates); a finding is published only at a revision at least the
+  stored one, so a site's findings subject never goes back to an older revision. A shard whose
+  consumer is gone (the cluster removed it after `fleet_retention_days` unread) resumes from the
+  lowest position the store holds for its sites.
+- **A worker cut off** stops a shard whose lease it could not renew for two thirds of `site_lease`
+  before another can take it (leases.py), and a write from behind a site's stored position changes
   nothing (`save_site`).
 - **A stopped worker** (SIGTERM, Ctrl-C) gives its leases back at once.
 
@@ -43,6 +50,7 @@ import socket
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -56,7 +64,7 @@ from correlator.api.finding_keys import ShownFindings
 from correlator.api.settings import Settings
 from correlator.api.storage import Store
 from correlator.engine.rules import Rule
-from correlator.fleet.agent import EVENTS_STREAM
+from correlator.fleet.agent import EVENTS_STREAM, SHARDS, shard_of
 from correlator.fleet.leases import Lease, Leases
 from correlator.fleet.link import Link, retrying, server_urls
 from correlator.fleet.sites import (
@@ -64,13 +72,14 @@ from correlator.fleet.sites import (
     SiteLimits,
     ensure_live,
     event_of,
-    events_filter,
     finding_message,
     findings_subject,
-    host_of,
+    read_subject,
     removal_message,
-    site_consumer,
-    site_subjects,
+    remove_old_consumers,
+    shard_consumer,
+    shard_filter,
+    shard_lease,
 )
 from correlator.formats.registry import Registry
 from correlator.live_analysis import LiveAnalysis, LiveUpdate
@@ -79,22 +88,22 @@ from correlator.report_model import Finding
 
 log = logging.getLogger("correlator.fleet")
 
-#: Events one fetch takes at most (one step of a site's analysis, one store transaction).
+#: Messages one fetch takes at most (one step of a shard's analysis).
 BATCH = 500
-#: Seconds one fetch waits on a quiet site before asking again.
-FETCH_WAIT = 0.5
-#: Seconds between two looks for sites to take.
+#: Seconds one fetch waits on a quiet shard before asking again (a message ends the wait at once).
+FETCH_WAIT = 2.0
+#: Seconds between two looks for shards to take or give back.
 SCAN_EVERY = 0.5
 #: Seconds a delivered event may stay unacknowledged before the consumer sends it again: long,
 #: since an owner acknowledges each batch once analysed, and a new owner recreates the consumer.
 ACK_WAIT = 300.0
-#: Seconds a site whose analysis failed waits before its lease is given back.
+#: Seconds a shard whose analysis failed waits before its lease is given back.
 FAILED_PAUSE = 1.0
 STOP_TIMEOUT = 15.0
 
 
-class SiteLost(Exception):
-    """Another worker owns the site now (this one was cut off, or too slow to renew)."""
+class ShardLost(Exception):
+    """Another worker owns the shard now (this one was cut off, or too slow to renew)."""
 
 
 class SiteAnalysis:
@@ -135,19 +144,59 @@ class SiteAnalysis:
         return updated, removed
 
 
-def read_batch(messages: Sequence[Msg], site: str) -> tuple[list[Event], set[str]]:
-    """The events of fetched messages and the hosts that sent them; a message that is no event is
-    logged and skipped (it is still acknowledged with the batch)."""
-    events = []
-    hosts = set()
+@dataclass
+class SitePart:
+    """A site's messages in one batch of its shard."""
+
+    events: list[Event] = field(default_factory=list)
+    hosts: set[str] = field(default_factory=set)
+    position: int = 0
+    """Stream sequence of the site's last message in the batch."""
+
+
+def read_batch(messages: Sequence[Msg], shard: int) -> dict[str, SitePart]:
+    """The fetched messages by site (in the order each site first comes): its events, the hosts
+    that sent them, its last position. A message that is no event is logged and skipped (it is
+    still acknowledged with the batch)."""
+    parts: dict[str, SitePart] = {}
     for msg in messages:
+        found = read_subject(msg.subject)
+        if found is None:
+            log.warning("shard %d: message %s on %s skipped: not an agent's subject", shard,
+                        msg.metadata.sequence.stream, msg.subject)
+            continue
+        site, host, counts = found
+        part = parts.setdefault(site, SitePart())
+        part.position = msg.metadata.sequence.stream
+        if counts:
+            continue
         try:
-            events.append(event_of(msg.data))
+            part.events.append(event_of(msg.data))
         except ValueError as exc:
             log.warning("site %s: message %s on %s skipped: %s", site, msg.metadata.sequence.stream, msg.subject, exc)
             continue
-        hosts.add(host_of(msg.subject))
-    return events, hosts
+        part.hosts.add(host)
+    return parts
+
+
+class OwnedSite:
+    """A site of a shard this worker owns: its analysis, the position the store holds for it, and
+    the revision from which each finding is published."""
+
+    def __init__(self, analysis: SiteAnalysis, stored: int, published: dict[str, int]) -> None:
+        self.analysis = analysis
+        self.stored = stored
+        self.published = published
+
+
+@dataclass
+class Step:
+    """One site's step in a batch: what its analysis changed."""
+
+    site: OwnedSite
+    position: int
+    updated: list[dict[str, Any]]
+    removed: list[tuple[str, int]]
 
 
 class LiveWorker:
@@ -171,9 +220,14 @@ class LiveWorker:
         self.options = settings.analysis_options()
         prepared = prepare(self.options)  # formats and rules load once, for every site
         self.registry, self.rules = prepared.registry, prepared.rules
-        self.runs: dict[str, asyncio.Task[None]] = {}
+        self.runs: dict[int, asyncio.Task[None]] = {}
+        self.giving_back: set[int] = set()
+        """Shards this worker holds beyond its share: each stops after its current batch."""
         self._stopping = asyncio.Event()
         self._present = 0.0
+        self._order = sorted(range(SHARDS), key=lambda n: zlib.crc32(f"{self.name}/{n}".encode()))
+        """The order in which this worker tries the shards (each worker its own, so they do not all
+        race for the same ones); it gives back from the end."""
 
     def run(self) -> None:
         main = self.link.submit(self._main())
@@ -183,7 +237,7 @@ class LiveWorker:
             self.close(main)
 
     def close(self, main: Future[None] | None = None) -> None:
-        """Give the sites back (their leases removed: another worker takes them at once)."""
+        """Give the shards back (their leases removed: another worker takes them at once)."""
         self.link.loop.call_soon_threadsafe(self._stopping.set)
         if main is not None:
             with contextlib.suppress(Exception):
@@ -191,12 +245,15 @@ class LiveWorker:
         self.link.close()
 
     async def _main(self) -> None:
+        with contextlib.suppress(Exception):  # the next worker's start tries again
+            if removed := await remove_old_consumers(self.link.js):
+                log.info("removed %d consumers of the per-site layout", removed)
         log.info("live worker %s taking sites", self.name)
         while not self._stopping.is_set():
             try:
                 await self._balance()
             except Exception as exc:  # the cluster does not answer now: look again
-                log.debug("looking for sites: %s", exc)
+                log.debug("looking for shards: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), SCAN_EVERY)
         runs = list(self.runs.values())
@@ -205,158 +262,213 @@ class LiveWorker:
         await asyncio.gather(*runs, return_exceptions=True)
 
     async def _balance(self) -> None:
-        """Say this worker runs, and take free sites up to its share."""
+        """Say this worker runs; give back the shards beyond its share, or take free ones up to it."""
         loop = asyncio.get_running_loop()
         if loop.time() - self._present >= self.limits.heartbeat:
             await self.workers.put(self.key, self.name.encode())
             self._present = loop.time()
-        sites = await site_subjects(self.link.js)
         present = await self.link.js.stream_info(f"KV_{LIVE_WORKERS}", subjects_filter=f"$KV.{LIVE_WORKERS}.>")
         workers = max(1, len(present.state.subjects or {}))
-        share = -(-len(sites) // workers)
-        # each worker tries the sites in an order of its own, so they do not all race for the same
-        for site in sorted(sites, key=lambda s: zlib.crc32(f"{self.name}/{s}".encode())):
+        share = -(-SHARDS // workers)
+        kept = [n for n in self._order if n in self.runs and n not in self.giving_back]
+        if len(kept) > share:
+            for shard in kept[share:]:
+                log.info("shard %d given back: %d live workers share %d shards", shard, workers, SHARDS,
+                         extra={"shard": shard, "event": "shard_given_back"})
+                self.giving_back.add(shard)
+            return
+        for shard in self._order:
             if len(self.runs) >= share:
                 break
-            if site in self.runs:
+            if shard in self.runs:
                 continue
-            lease = await self.leases.claim(site)
+            lease = await self.leases.claim(shard_lease(shard))
             if lease is None:
                 continue
-            task = asyncio.create_task(self._own(site, lease))
-            self.runs[site] = task
-            task.add_done_callback(lambda _, site=site: self.runs.pop(site, None))  # type: ignore[misc]
+            task = asyncio.create_task(self._own(shard, lease))
+            self.runs[shard] = task
+            task.add_done_callback(lambda _, shard=shard: self._ended(shard))  # type: ignore[misc]
 
-    async def _own(self, site: str, lease: Lease) -> None:
+    def _ended(self, shard: int) -> None:
+        self.runs.pop(shard, None)
+        self.giving_back.discard(shard)
+
+    async def _own(self, shard: int, lease: Lease) -> None:
         run = asyncio.current_task()
         assert run is not None
-        beat = asyncio.create_task(self._heartbeat(site, lease, run))
+        key = shard_lease(shard)
+        beat = asyncio.create_task(self._heartbeat(shard, lease, run))
         lost = False
         try:
-            await self._analyse(site, lease)
-        except SiteLost:
+            await self._analyse(shard, lease)
+        except ShardLost:
             lost = True
-            log.warning("site %s: another worker owns it now; this one stops analysing it", site)
+            log.warning("shard %d: another worker owns it now; this one stops analysing it", shard)
         except asyncio.CancelledError:
             lost = self.leases.expired(lease)
             if not self._stopping.is_set() and not lost:
                 raise
         except Exception:
-            log.exception("site %s: its analysis stopped; the site is given back", site)
+            log.exception("shard %d: its analysis stopped; the shard is given back", shard)
             await asyncio.sleep(FAILED_PAUSE)
         finally:
             beat.cancel()
             if not lost:
                 with contextlib.suppress(Exception):  # else its lease lapses by itself
-                    await self.leases.release(site, lease)
+                    await self.leases.release(key, lease)
 
-    async def _heartbeat(self, site: str, lease: Lease, run: asyncio.Task[None]) -> None:
-        """Renew the site's lease; a run whose lease went to another worker, or could not be
+    async def _heartbeat(self, shard: int, lease: Lease, run: asyncio.Task[None]) -> None:
+        """Renew the shard's lease; a run whose lease went to another worker, or could not be
         renewed in time, is stopped (leases.py)."""
+        key = shard_lease(shard)
         while True:
             await asyncio.sleep(self.limits.heartbeat)
             try:
-                kept = await self.leases.renew(site, lease)
+                kept = await self.leases.renew(key, lease)
             except Exception as exc:
-                log.debug("renewing the lease of site %s: %s", site, exc)
+                log.debug("renewing the lease of shard %d: %s", shard, exc)
                 kept = not self.leases.expired(lease)
             if not kept:
-                log.warning("site %s: this worker lost its lease (cut off from the cluster); stopping", site)
+                log.warning("shard %d: this worker lost its lease (cut off from the cluster); stopping", shard)
                 lease.renewed = float("-inf")  # expired: the run's end does not give back another's lease
                 run.cancel()
                 return
 
-    async def _analyse(self, site: str, lease: Lease) -> None:
+    def _open_site(self, site: str) -> OwnedSite:
+        """A site met in an owned shard: a fresh analysis, and what the store holds of it."""
+        row = self.store.site(site)
+        published = {key: int(f.get("revision", 0)) for key, f in self.store.site_findings(site)}
+        analysis = SiteAnalysis(site, self.options, self.registry, self.rules)
+        return OwnedSite(analysis, row.position if row is not None else 0, published)
+
+    def _resume_floor(self, shard: int) -> int:
+        """Where a shard without a consumer resumes: after the lowest position stored for its sites."""
+        return min((row.position for row in self.store.sites() if shard_of(row.site) == shard), default=0)
+
+    async def _sites_of(self, parts: dict[str, SitePart], sites: dict[str, OwnedSite]) -> None:
+        """Open the sites of a batch met for the first time."""
+        for name in parts:
+            if name not in sites:
+                sites[name] = await asyncio.to_thread(self._open_site, name)
+
+    async def _analyse(self, shard: int, lease: Lease) -> None:
         js = self.link.js
-        durable = site_consumer(site)
-        stored = await asyncio.to_thread(self.store.site, site)
-        stored_position = stored.position if stored is not None else 0
+        durable = shard_consumer(shard)
         try:
             info = await retrying(lambda: js.consumer_info(EVENTS_STREAM, durable),
-                                  what=f"reading the consumer of site {site}")
+                                  what=f"reading the consumer of shard {shard}")
             floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
             if not floor and info.config.opt_start_seq:  # made by an owner that acknowledged nothing yet
                 floor = info.config.opt_start_seq - 1
             await retrying(lambda: js.delete_consumer(EVENTS_STREAM, durable),
-                           what=f"recreating the consumer of site {site}")
-        except NotFoundError:  # a site never analysed (or its consumer was removed): from the store's position
-            floor = stored_position
-        published = {key: int(f.get("revision", 0))
-                     for key, f in await asyncio.to_thread(self.store.site_findings, site)}
-        analysis = await asyncio.to_thread(SiteAnalysis, site, self.options, self.registry, self.rules)
-        await self._replay(site, analysis, floor)
+                           what=f"recreating the consumer of shard {shard}")
+        except NotFoundError:  # a shard never analysed (or its consumer was removed): from the store's positions
+            floor = await asyncio.to_thread(self._resume_floor, shard)
+        sites: dict[str, OwnedSite] = {}
+        await self._replay(shard, sites, floor)
         await retrying(lambda: js.add_consumer(EVENTS_STREAM, ConsumerConfig(
-            durable_name=durable, name=durable, filter_subject=events_filter(site), ack_policy=AckPolicy.ALL,
+            durable_name=durable, name=durable, filter_subject=shard_filter(shard), ack_policy=AckPolicy.ALL,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=floor + 1, ack_wait=ACK_WAIT,
-            max_deliver=-1, description=f"correlator: the events of site {site} for its live worker")),
-            what=f"creating the consumer of site {site}")
+            max_deliver=-1, inactive_threshold=self.limits.fleet.retention,
+            description=f"correlator: the events of shard {shard}'s sites for its live worker")),
+            what=f"creating the consumer of shard {shard}")
         events = await js.pull_subscribe_bind(durable=durable, stream=EVENTS_STREAM)
-        log.info("site %s taken by %s: resuming after event %d", site, self.name, floor,
-                 extra={"site": site, "event": "site_taken", "position": floor})
+        log.info("shard %d taken by %s: resuming after message %d", shard, self.name, floor,
+                 extra={"shard": shard, "event": "shard_taken", "position": floor})
         try:
-            while True:
+            while shard not in self.giving_back:
                 try:
                     messages = await events.fetch(BATCH, timeout=FETCH_WAIT)
-                except (TimeoutError, NatsError) as exc:  # a quiet site, or a node failing over
+                except (TimeoutError, NatsError) as exc:  # a quiet shard, or a node failing over
                     if not isinstance(exc, NatsTimeout):
-                        log.debug("site %s: fetching events: %s", site, exc)
+                        log.debug("shard %d: fetching events: %s", shard, exc)
                         await asyncio.sleep(0.2)
                     continue
-                if not messages:
-                    continue
-                batch, hosts = read_batch(messages, site)
-                position = messages[-1].metadata.sequence.stream
-                updated, removed = await asyncio.to_thread(analysis.feed, batch, hosts, position)
-                if self.leases.expired(lease):
-                    raise SiteLost(site)
-                if position > stored_position:
-                    saved = await asyncio.to_thread(
-                        self.store.save_site, site, position=position, events=analysis.events,
-                        hosts=sorted(analysis.hosts), last_event=analysis.last_event,
-                        findings=[(f["key"], f) for f in updated], removed=[key for key, _ in removed])
-                    if not saved:
-                        raise SiteLost(site)
-                    stored_position = position
-                subject = findings_subject(site)
-                for finding in updated:
-                    revision = int(finding.get("revision", 0))
-                    if revision >= published.get(finding["key"], 0):
-                        await self.link.publish(subject, *finding_message(site, finding))
-                        published[finding["key"]] = revision + 1
-                for key, revision in removed:
-                    published.pop(key, None)
-                    await self.link.publish(subject, *removal_message(site, key, revision))
-                await messages[-1].ack()  # acknowledges the whole batch
+                if messages:
+                    await self._step(shard, lease, messages, sites)
         finally:
             with contextlib.suppress(Exception):
                 await events.unsubscribe()
 
-    async def _replay(self, site: str, analysis: SiteAnalysis, floor: int) -> None:
-        """Feed the site's events up to `floor` (those already analysed) without publishing, so
-        the rules stand where the last owner left them."""
+    async def _step(self, shard: int, lease: Lease, messages: list[Msg], sites: dict[str, OwnedSite]) -> None:
+        """Analyse one batch of the shard, store and publish what it changed, then acknowledge it."""
+        parts = read_batch(messages, shard)
+        await self._sites_of(parts, sites)
+
+        def feed() -> list[Step]:
+            return [Step(sites[name], part.position, *sites[name].analysis.feed(part.events, part.hosts,
+                                                                                part.position))
+                    for name, part in parts.items()]
+
+        steps = await asyncio.to_thread(feed)
+        if self.leases.expired(lease):
+            raise ShardLost(shard)
+        if not await asyncio.to_thread(self._save, steps):
+            raise ShardLost(shard)
+        for step in steps:
+            await self._publish(step)
+        await messages[-1].ack()  # acknowledges the whole batch
+
+    def _save(self, steps: Sequence[Step]) -> bool:
+        """Each site's step into the store, unless the store holds it already; False when a site's
+        stored position is ahead (another worker wrote it: this one lost the shard)."""
+        for step in steps:
+            owned, analysis = step.site, step.site.analysis
+            if step.position <= owned.stored:
+                continue
+            if not self.store.save_site(analysis.site, position=step.position, events=analysis.events,
+                                        hosts=sorted(analysis.hosts), last_event=analysis.last_event,
+                                        findings=[(f["key"], f) for f in step.updated],
+                                        removed=[key for key, _ in step.removed]):
+                return False
+            owned.stored = step.position
+        return True
+
+    async def _publish(self, step: Step) -> None:
+        site, published = step.site.analysis.site, step.site.published
+        subject = findings_subject(site)
+        for finding in step.updated:
+            revision = int(finding.get("revision", 0))
+            if revision >= published.get(finding["key"], 0):
+                await self.link.publish(subject, *finding_message(site, finding))
+                published[finding["key"]] = revision + 1
+        for key, revision in step.removed:
+            published.pop(key, None)
+            await self.link.publish(subject, *removal_message(site, key, revision))
+
+    async def _replay(self, shard: int, sites: dict[str, OwnedSite], floor: int) -> None:
+        """Feed the shard's messages up to `floor` (those already analysed) without publishing, so
+        each site's rules stand where the last owner left them."""
         if floor <= 0:
             return
         js = self.link.js
-        reader = await retrying(lambda: js.pull_subscribe(events_filter(site), stream=EVENTS_STREAM, config=(
+        reader = await retrying(lambda: js.pull_subscribe(shard_filter(shard), stream=EVENTS_STREAM, config=(
             ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0,
-                           mem_storage=True, num_replicas=1))), what=f"reading site {site} again")
+                           mem_storage=True, num_replicas=1))), what=f"reading shard {shard} again")
         replayed = 0
         try:
-            while analysis.position < floor:
+            while True:
                 try:
-                    messages = await reader.fetch(BATCH, timeout=FETCH_WAIT * 4)
+                    messages = await reader.fetch(BATCH, timeout=FETCH_WAIT * 2)
                 except TimeoutError:
                     break  # the rest is gone from the stream (its retention)
                 kept = [m for m in messages if m.metadata.sequence.stream <= floor]
                 if kept:
-                    batch, hosts = read_batch(kept, site)
-                    await asyncio.to_thread(analysis.feed, batch, hosts, kept[-1].metadata.sequence.stream)
+                    parts = read_batch(kept, shard)
+                    await self._sites_of(parts, sites)
+
+                    def feed(parts: dict[str, SitePart] = parts) -> None:
+                        for name, part in parts.items():
+                            sites[name].analysis.feed(part.events, part.hosts, part.position)
+
+                    await asyncio.to_thread(feed)
                     replayed += len(kept)
-                if len(kept) < len(messages):
+                if len(kept) < len(messages) or kept[-1].metadata.sequence.stream >= floor:
                     break
         finally:
             with contextlib.suppress(Exception):
                 name = (await reader.consumer_info()).name
                 await reader.unsubscribe()
                 await js.delete_consumer(EVENTS_STREAM, name)
-        log.info("site %s: %d earlier events read again to resume after event %d", site, replayed, floor)
+        log.info("shard %d: %d earlier messages of %d sites read again to resume after message %d", shard, replayed,
+                 len(sites), floor)

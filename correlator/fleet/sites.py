@@ -1,14 +1,18 @@
 """What the central live analysis keeps in JetStream, and how its messages read: one place, stated
 in the README.
 
-- The agents' events (`CORRELATOR_EVENTS`, agent.py) are read per site through a durable pull
-  consumer, `correlator-site-<site>` (filter `correlator.events.<site>.>`, acknowledge-all): its
-  acknowledged floor is the site's last analysed event, its pending count the site's lag
-  (`/metrics`). The worker that owns the site creates it.
-- The key-value bucket `correlator-site-owners`: the lease of the worker that analyses each site
-  (leases.py, as for jobs), removed `site_lease` seconds after its worker stopped renewing it.
+- The agents' events and counts (`CORRELATOR_EVENTS`, agent.py) are read per shard (the sites
+  hashed into agent.SHARDS) through a durable pull consumer, `correlator-shard-<n>` (filter
+  `correlator.events.<n>.>`, acknowledge-all): its acknowledged floor is the shard's last
+  analysed message, its pending count the shard's lag (`/metrics`). The worker that owns the
+  shard creates it; the cluster removes one no worker has read for `fleet_retention_days` (by
+  then its events are gone too). The consumers of the per-site layout before it
+  (`correlator-site-<site>`) are removed by the first live worker that starts.
+- The key-value bucket `correlator-site-owners`: the lease of the worker that analyses each shard
+  (key `shard-<n>`; leases.py, as for jobs), removed `site_lease` seconds after its worker stopped
+  renewing it.
 - The key-value bucket `correlator-live-workers`: one key per running live worker, renewed as its
-  leases are; how many there are decides each one's share of the sites.
+  leases are; how many there are decides each one's share of the shards.
 - `CORRELATOR_FINDINGS` (subjects `correlator.findings.<site>`): each finding of a site as it is
   made or updated (`{"kind": "finding", "site", "key", "finding"}`) and each that is no longer
   current (`{"kind": "removed", "site", "key", "id"}`). Its `Nats-Msg-Id` is the site, the key and
@@ -21,15 +25,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.api import ConsumerInfo, DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 
-from correlator.fleet.agent import EVENTS_STREAM, ensure_events
+from correlator.fleet.agent import COUNTS_TOKEN, EVENTS_STREAM, ensure_events, shard_of
 from correlator.fleet.agent import subject as event_subject
 from correlator.fleet.layout import DUPLICATE_WINDOW, SETUP_PATIENCE, STREAM_NAME_IN_USE, Limits, ensure_stream
 from correlator.fleet.link import retrying
@@ -44,8 +49,10 @@ FINDINGS_STREAM = "CORRELATOR_FINDINGS"
 FINDINGS_SUBJECTS = "correlator.findings.>"
 SITE_OWNERS = "correlator-site-owners"
 LIVE_WORKERS = "correlator-live-workers"
-#: The durable consumer of a site's events: this prefix and the site.
-SITE_CONSUMER = "correlator-site-"
+#: The durable consumer of a shard's events: this prefix and the shard's number.
+SHARD_CONSUMER = "correlator-shard-"
+#: The prefix of the per-site consumers of the layout before the shards (removed at start).
+OLD_SITE_CONSUMER = "correlator-site-"
 
 
 @dataclass(frozen=True)
@@ -79,22 +86,38 @@ def findings_subject(site: str) -> str:
 
 
 def events_filter(site: str) -> str:
-    return f"correlator.events.{site}.>"
+    """The site's events, without its counts (one token after the host's)."""
+    return f"correlator.events.{shard_of(site)}.{site}.*"
 
 
-def site_consumer(site: str) -> str:
-    return SITE_CONSUMER + site
+def shard_filter(shard: int) -> str:
+    """Every event and count of the shard's sites."""
+    return f"correlator.events.{shard}.>"
 
 
-def site_of(subject: str) -> str | None:
-    """The site of an events or findings subject (`correlator.events.<site>.<host>`)."""
+def shard_consumer(shard: int) -> str:
+    return f"{SHARD_CONSUMER}{shard}"
+
+
+def shard_lease(shard: int) -> str:
+    """The shard's key in the owners' bucket."""
+    return f"shard-{shard}"
+
+
+def read_subject(subject: str) -> tuple[str, str, bool] | None:
+    """(site, host, counts?) of an events or counts subject
+    (`correlator.events.<shard>.<site>.<host>[.counts]`); None for any other subject."""
     parts = subject.split(".")
-    return parts[2] if len(parts) >= 3 and parts[0] == "correlator" else None
+    if parts[:2] != ["correlator", "events"] or len(parts) not in (5, 6):
+        return None
+    if len(parts) == 6 and parts[5] != COUNTS_TOKEN:
+        return None
+    return parts[3], parts[4], len(parts) == 6
 
 
 def host_of(subject: str) -> str:
-    parts = subject.split(".")
-    return parts[3] if len(parts) >= 4 else ""
+    found = read_subject(subject)
+    return found[1] if found is not None else ""
 
 
 def event_of(data: bytes) -> Event:
@@ -154,26 +177,52 @@ async def ensure_live(js: JetStreamContext, limits: SiteLimits) -> tuple[KeyValu
 
 
 async def site_subjects(js: JetStreamContext) -> dict[str, int]:
-    """Events kept per site on the cluster (every site an agent has published for)."""
+    """Events and counts kept per site on the cluster (every site an agent has published for)."""
     info = await js.stream_info(EVENTS_STREAM, subjects_filter="correlator.events.>")
     counts: dict[str, int] = {}
     for name, count in (info.state.subjects or {}).items():
-        site = site_of(name)
-        if site is not None:
-            counts[site] = counts.get(site, 0) + count
+        found = read_subject(name)
+        if found is not None:
+            counts[found[0]] = counts.get(found[0], 0) + count
     return counts
 
 
-async def site_lags(js: JetStreamContext) -> dict[str, int]:
-    """Events of each site no live worker has analysed yet: its consumer's pending and
-    unacknowledged events, or every kept event of a site no worker has taken."""
-    lags = {site: count for site, count in (await site_subjects(js)).items()}
+async def consumers(js: JetStreamContext) -> AsyncIterator[ConsumerInfo]:
+    """Every consumer of the events stream, page by page."""
     offset = 0
     while True:
         page = await js.consumers_info(EVENTS_STREAM, offset=offset)
         for info in page:
-            if info.name.startswith(SITE_CONSUMER):
-                lags[info.name[len(SITE_CONSUMER):]] = (info.num_pending or 0) + (info.num_ack_pending or 0)
+            yield info
         if len(page) < 256:  # the server's page
-            return lags
+            return
         offset += len(page)
+
+
+async def shard_lags(js: JetStreamContext) -> dict[int, int]:
+    """Messages of each shard whose consumer exists that no live worker has analysed yet."""
+    lags = {}
+    async for info in consumers(js):
+        if info.name.startswith(SHARD_CONSUMER) and info.name[len(SHARD_CONSUMER):].isdigit():
+            lags[int(info.name[len(SHARD_CONSUMER):])] = (info.num_pending or 0) + (info.num_ack_pending or 0)
+    return lags
+
+
+async def site_lags(js: JetStreamContext) -> dict[str, int]:
+    """Each site's lag as far as the cluster can tell it: its shard's (the messages of the site's
+    shard not analysed yet; sites share a consumer), or every kept message of a site whose shard
+    no worker has taken."""
+    shards = await shard_lags(js)
+    return {site: shards.get(shard_of(site), kept) for site, kept in (await site_subjects(js)).items()}
+
+
+async def remove_old_consumers(js: JetStreamContext) -> int:
+    """Remove the per-site consumers of the layout before the shards; how many there were."""
+    old = [info.name async for info in consumers(js) if info.name.startswith(OLD_SITE_CONSUMER)]
+    for name in old:
+        try:
+            await js.delete_consumer(EVENTS_STREAM, name)
+        except NotFoundError:  # another worker removed it first
+            continue
+    return len(old)
+

@@ -1,5 +1,6 @@
 """The edge agent against a real 3-node NATS cluster: every line of a real broker log becomes one
-event on correlator.events.<site>.<host> (routine traffic: a count on correlator.counts.<site>.<host>),
+event on correlator.events.<shard>.<site>.<host> (routine traffic: a count on the same subject with
+`.counts` after it),
 in order, also when the whole cluster is down for a while (the agent buffers, then catches up) and
 when the agent itself restarts."""
 
@@ -22,15 +23,15 @@ from fleet.nats_cluster import NatsCluster
 from correlator.engine.evaluate import Engine
 from correlator.engine.facts import Artifacts
 from correlator.engine.rules import load_rules
-from correlator.fleet.agent import EVENTS_STREAM
+from correlator.fleet.agent import EVENTS_STREAM, subject
 from correlator.formats.registry import default_registry
 from correlator.sources.files import LogFile
 
-SUBJECT = "correlator.events.plant-1.gw-1"
+SUBJECT = subject("plant-1", "gw-1")
 
 
-async def _stored(cluster: NatsCluster, subject: str) -> list[tuple[str, dict[str, Any]]]:
-    """(message id, body) of every message stored for `subject`, in stream order."""
+async def _stored(cluster: NatsCluster, to: str) -> list[tuple[str, dict[str, Any]]]:
+    """(message id, body) of every message stored for the subject `to`, in stream order."""
     client = await nats.connect(servers=cluster.urls)
     try:
         js = client.jetstream()
@@ -38,7 +39,7 @@ async def _stored(cluster: NatsCluster, subject: str) -> list[tuple[str, dict[st
         found = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             msg = await js.get_msg(EVENTS_STREAM, seq)
-            if msg.subject == subject:
+            if msg.subject == to:
                 found.append(((msg.headers or {}).get("Nats-Msg-Id", ""), json.loads(msg.data or b"{}")))
         return found
     finally:
@@ -124,7 +125,7 @@ def test_routine_traffic_goes_up_as_counts_equal_to_the_batch_reader_s(
         while True:
             try:
                 events = asyncio.run(_stored(nats_cluster, SUBJECT))
-                counts = asyncio.run(_stored(nats_cluster, SUBJECT.replace(".events.", ".counts.")))
+                counts = asyncio.run(_stored(nats_cluster, subject("plant-1", "gw-1", counts=True)))
             except Exception:  # the cluster is still electing its leaders
                 events, counts = [], []
             if len(events) + sum(int(c["lines"]) for _, c in counts) >= len(expected) + batch.routine.lines:

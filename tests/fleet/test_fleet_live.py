@@ -1,15 +1,16 @@
 """The central live analysis on a real 3-node NATS cluster and a real PostgreSQL: edge agents tail
 real broker logs (sample incidents made by real mosquitto and clients) at two sites, live workers
 (`correlator worker --live`) own one site each at a time, and their findings reach the store and
-`correlator.findings.<site>`. The worker owning a site is killed with SIGKILL while its events
-flow: another takes the site over, and every finding is made once, with the counts and revisions
-of one uninterrupted analysis of the same events."""
+`correlator.findings.<site>`. The worker owning a site's shard is killed with SIGKILL while its
+events flow: another takes the shard over, and every finding is made once, with the counts and
+revisions of one uninterrupted analysis of the same events."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -32,10 +33,10 @@ from correlator.analysis import Options, prepare
 from correlator.api.finding_keys import finding_key
 from correlator.api.storage import Store, open_store
 from correlator.errors import CorrelatorError
-from correlator.fleet.agent import EVENTS_STREAM
+from correlator.fleet.agent import EVENTS_STREAM, SHARDS, shard_of
 from correlator.fleet.live_worker import SiteAnalysis
 from correlator.fleet.remote_site import RemoteSiteSource
-from correlator.fleet.sites import FINDINGS_STREAM, event_of, host_of
+from correlator.fleet.sites import FINDINGS_STREAM, event_of, events_filter, host_of
 from correlator.tui.app import ScreenSettings, create_app
 from correlator.tui.widgets import Timeline
 
@@ -86,15 +87,15 @@ async def _stream(cluster: NatsCluster, stream: str, subject: str) -> list[tuple
 
 def published_lines(cluster: NatsCluster, site: str) -> int:
     """Lines of the site's logs on the cluster: its events and the routine lines sent as counts."""
-    events = asyncio.run(_stream(cluster, EVENTS_STREAM, f"correlator.events.{site}.>"))
-    counts = asyncio.run(_stream(cluster, EVENTS_STREAM, f"correlator.counts.{site}.>"))
+    events = asyncio.run(_stream(cluster, EVENTS_STREAM, events_filter(site)))
+    counts = asyncio.run(_stream(cluster, EVENTS_STREAM, events_filter(site) + ".counts"))
     return sum(int(e.get("line_count", 1)) for _, _, e in events) + sum(int(c["lines"]) for _, _, c in counts)
 
 
 def reference(cluster: NatsCluster, site: str) -> tuple[dict[str, tuple[int, int]], int]:
     """{key: (count, revision)} of one uninterrupted analysis of the site's events, and the
     sequence of its last event."""
-    messages = asyncio.run(_stream(cluster, EVENTS_STREAM, f"correlator.events.{site}.>"))
+    messages = asyncio.run(_stream(cluster, EVENTS_STREAM, events_filter(site)))
     prepared = prepare(Options())
     analysis = SiteAnalysis(site, Options(), prepared.registry, prepared.rules)
     analysis.feed([event_of(json.dumps(m).encode()) for _, _, m in messages], {host_of(s) for _, s, _ in messages},
@@ -123,21 +124,45 @@ def wait_analysed(store: Store, site: str, position: int, timeout: float = 60) -
         time.sleep(0.1)
 
 
+def taken(site: str) -> str:
+    """What a worker logs when it takes the site's shard."""
+    return f"shard {shard_of(site)} taken by"
+
+
+def held(worker: WorkerProcess) -> set[int]:
+    """The shards the worker holds, as its log tells: taken and not given back since."""
+    log = worker.log()
+    return {int(shard) for shard in set(re.findall(r"shard (\d+) taken by", log))
+            if log.count(f"shard {shard} taken by") > log.count(f"shard {shard} given back")}
+
+
+def wait_held(workers: list[WorkerProcess], counts: list[int], timeout: float = 60) -> None:
+    """Until each worker holds as many shards as `counts` says."""
+    deadline = time.monotonic() + timeout
+    while [len(held(w)) for w in workers] != counts:
+        assert time.monotonic() < deadline, ([len(held(w)) for w in workers], [w.log()[-2000:] for w in workers])
+        time.sleep(0.1)
+
+
 def owner_of(workers: list[WorkerProcess], site: str) -> WorkerProcess:
-    taken = [w for w in workers if f"site {site} taken by" in w.log()]
-    assert len(taken) == 1, [w.log()[-2000:] for w in workers]
-    return taken[0]
+    """The worker that holds the site's shard now."""
+    holders = [w for w in workers if shard_of(site) in held(w)]
+    assert len(holders) == 1, [w.log()[-2000:] for w in workers]
+    return holders[0]
 
 
 @pytest.mark.timeout(300)
 def test_a_killed_live_worker_hands_its_site_over_and_every_finding_is_made_once(
         nats_cluster: NatsCluster, postgres_url: str, tmp_path: Path) -> None:
+    """The second worker joins while the first analyses both sites: the first gives half the
+    shards back between two batches and the newcomer takes them; then the owner of plant-1's
+    shard is killed mid-flow."""
     store = open_store(postgres_url, tmp_path / "reader")
-    workers = [live_worker(nats_cluster, postgres_url, tmp_path, f"live-{i}") for i in range(2)]
+    workers = [live_worker(nats_cluster, postgres_url, tmp_path, "live-0")]
     agents: list[subprocess.Popen[bytes]] = []
     try:
-        for worker in workers:
-            wait_logged(worker, "taking sites")
+        wait_logged(workers[0], "taking sites")
+        wait_held(workers, [SHARDS])
         logs = {}
         for site, sample in SITES.items():
             folder = tmp_path / site
@@ -148,9 +173,14 @@ def test_a_killed_live_worker_hands_its_site_over_and_every_finding_is_made_once
             agents.append(agent(nats_cluster, folder, site, tmp_path / f"agent-{site}.log"))
         for site in SITES:
             deadline = time.monotonic() + 60
-            while not any(f"site {site} taken by" in w.log() for w in workers):
+            while not any(taken(site) in w.log() for w in workers):
                 assert time.monotonic() < deadline, [w.log()[-2000:] for w in workers]
                 time.sleep(0.1)
+        for site in SITES:
+            wait_analysed(store, site, 1)
+        workers.append(live_worker(nats_cluster, postgres_url, tmp_path, "live-1"))
+        wait_held(workers, [SHARDS // 2, SHARDS // 2])
+        assert "given back" in workers[0].log() and "given back" not in workers[1].log()
         victim = owner_of(workers, "plant-1")
         heir = next(w for w in workers if w is not victim)
         wait_analysed(store, "plant-1", 1)
@@ -160,7 +190,7 @@ def test_a_killed_live_worker_hands_its_site_over_and_every_finding_is_made_once
                 victim.kill()
         more = (SAMPLES / SITES["plant-2"] / "broker" / "mosquitto.log").read_bytes().splitlines(keepends=True)[10:]
         logs["plant-2"].open("ab").write(b"".join(more))
-        wait_logged(heir, "site plant-1 taken by")
+        wait_logged(heir, taken("plant-1"))
         for site, sample in SITES.items():
             lines = (SAMPLES / sample / "broker" / "mosquitto.log").read_bytes().splitlines()
             deadline = time.monotonic() + 60
@@ -172,7 +202,7 @@ def test_a_killed_live_worker_hands_its_site_over_and_every_finding_is_made_once
             stored = dict(store.site_findings(site))
             assert {key: (f["count"], f["revision"]) for key, f in stored.items()} == expected, site
             row = store.site(site)
-            events = asyncio.run(_stream(nats_cluster, EVENTS_STREAM, f"correlator.events.{site}.>"))
+            events = asyncio.run(_stream(nats_cluster, EVENTS_STREAM, events_filter(site)))
             assert row is not None and row.events == len(events) and row.hosts == ["gw-1"]
             # the findings subject: each finding once per revision, never going back
             published: dict[str, list[int]] = {}
