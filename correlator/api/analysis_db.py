@@ -34,12 +34,15 @@ from correlator.api.storage import (
     AnalysisRow,
     EventBatches,
     KeyTaken,
+    SiteBehind,
     SiteRow,
+    SiteStep,
     TimelineQuery,
     UploadFolders,
     analysis_row,
     check_fence,
     like_pattern,
+    lock_order,
     site_finding_rows,
     site_row,
     site_writes,
@@ -436,16 +439,22 @@ class SqliteStore(UploadFolders):
 
     # -- the fleet's live sites ------------------------------------------------------------------
 
-    def save_site(self, site: str, *, position: int, events: int, hosts: Sequence[str], last_event: float | None,
-                  findings: Sequence[tuple[str, Mapping[str, Any]]], removed: Sequence[str]) -> bool:
+    def save_sites(self, steps: Sequence[SiteStep]) -> bool:
+        if not steps:
+            return True
         site_sql, finding_sql, removal_sql = site_writes("?")
-        with self.connect() as db:
-            kept = db.execute(site_sql, (site, json.dumps(sorted(hosts)), events, position, last_event,
-                                         time.time())).fetchone()
-            if kept is None:
-                return False
-            db.executemany(finding_sql, site_finding_rows(site, findings))
-            db.executemany(removal_sql, [(site, key) for key in removed])
+        ordered = lock_order(steps)
+        findings, removals = site_finding_rows(ordered)
+        now = time.time()
+        try:
+            with self.connect() as db:
+                for step in ordered:
+                    if db.execute(site_sql, step.values(now)).fetchone() is None:
+                        raise SiteBehind
+                db.executemany(finding_sql, findings)
+                db.executemany(removal_sql, removals)
+        except SiteBehind:
+            return False
         return True
 
     def sites(self) -> list[SiteRow]:

@@ -53,13 +53,16 @@ from correlator.api.storage import (
     AnalysisRow,
     EventBatches,
     KeyTaken,
+    SiteBehind,
     SiteRow,
+    SiteStep,
     StoreUnavailable,
     TimelineQuery,
     UploadFolders,
     analysis_row,
     check_fence,
     like_pattern,
+    lock_order,
     site_finding_rows,
     site_row,
     site_writes,
@@ -446,18 +449,30 @@ class PostgresStore(UploadFolders):
 
     # -- the fleet's live sites ------------------------------------------------------------------
 
-    def save_site(self, site: str, *, position: int, events: int, hosts: Sequence[str], last_event: float | None,
-                  findings: Sequence[tuple[str, Mapping[str, Any]]], removed: Sequence[str]) -> bool:
+    def save_sites(self, steps: Sequence[SiteStep]) -> bool:
+        if not steps:
+            return True
         site_sql, finding_sql, removal_sql = site_writes("%s")
-        with self._connect(transaction=True) as db:
-            # the site's row first: its lock orders two writers of one site (an owner that lost it)
-            kept = db.execute(site_sql, (site, json.dumps(sorted(hosts)), events, position, last_event,
-                                         time.time())).fetchone()
-            if kept is None:
-                return False
-            with db.cursor() as cursor:
-                cursor.executemany(finding_sql, site_finding_rows(site, findings))
-                cursor.executemany(removal_sql, [(site, key) for key in removed])
+        ordered = lock_order(steps)
+        findings, removals = site_finding_rows(ordered)
+        now = time.time()
+        try:
+            with self._connect(transaction=True) as db, db.cursor() as cursor:
+                # the sites' rows first (pipelined): their locks order two writers of one site
+                cursor.executemany(site_sql, [step.values(now) for step in ordered], returning=True)
+                kept = 0
+                while True:
+                    kept += cursor.fetchone() is not None
+                    if not cursor.nextset():
+                        break
+                if kept < len(ordered):
+                    raise SiteBehind
+                if findings:
+                    cursor.executemany(finding_sql, findings)
+                if removals:
+                    cursor.executemany(removal_sql, removals)
+        except SiteBehind:
+            return False
         return True
 
     def sites(self) -> list[SiteRow]:

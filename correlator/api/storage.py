@@ -14,10 +14,11 @@ after its worker died) leaves one result, never two.
 Uploads wait as files in the state folder's `uploads/` with either backend (`UploadFolders`).
 
 The central live analysis of the fleet's sites (correlator/fleet/live_worker.py) keeps each
-site's current findings here too (`save_site`): one row per finding key, with the position (the
+site's current findings here too (`save_sites`): one row per finding key, with the position (the
 site's last analysed event on the cluster) in the same transaction, so a worker that takes a site
 over reads where its findings stand, and a write from an owner that lost the site (its position
-is behind the stored one) changes nothing.
+is behind the stored one) changes nothing. The sites a batch of their shard touched are written
+in one transaction: its cost follows the batches, not the sites.
 """
 
 from __future__ import annotations
@@ -141,6 +142,30 @@ class SiteRow:
     """The highest severity among its current findings."""
 
 
+@dataclass(frozen=True)
+class SiteStep:
+    """One step of a site's live analysis, as `Store.save_sites` writes it."""
+
+    site: str
+    position: int
+    """Stream sequence of the site's last message analysed."""
+    events: int
+    hosts: Sequence[str]
+    last_event: float | None
+    findings: Sequence[tuple[str, Mapping[str, Any]]] = ()
+    """(key, finding) of those new or updated since the last step."""
+    removed: Sequence[str] = ()
+    """Keys of the findings no longer current."""
+
+    def values(self, now: float) -> tuple[Any, ...]:
+        """The site's row, in SITE_COLUMNS' order."""
+        return self.site, json.dumps(sorted(self.hosts)), self.events, self.position, self.last_event, now
+
+
+class SiteBehind(Exception):
+    """A step from behind its site's stored position: `save_sites` rolls its transaction back."""
+
+
 #: The sites table's columns in SiteRow's order (findings and worst are counted from site_findings).
 SITE_COLUMNS = "site, hosts, events, position, last_event, updated"
 
@@ -154,7 +179,7 @@ def site_row(values: Sequence[Any], severities: Sequence[str]) -> SiteRow:
 
 
 def site_writes(mark: str) -> tuple[str, str, str]:
-    """The statements of `save_site` both backends run, in their placeholder `mark`: the site's
+    """The statements of `save_sites` both backends run, in their placeholder `mark`: the site's
     row (written only when its stored position is not ahead: RETURNING says whether it was), one
     finding's upsert, one finding's removal."""
     site = (f"INSERT INTO live_sites ({SITE_COLUMNS}) VALUES ({', '.join([mark] * 6)}) ON CONFLICT (site) DO UPDATE "
@@ -168,10 +193,16 @@ def site_writes(mark: str) -> tuple[str, str, str]:
     return site, finding, removal
 
 
-def site_finding_rows(site: str, findings: Sequence[tuple[str, Mapping[str, Any]]]) -> list[tuple[Any, ...]]:
-    """`save_site`'s findings as site_findings rows."""
-    return [(site, key, f["id"], f["severity"], int(f.get("revision", 0)), json.dumps(dict(f)))
-            for key, f in findings]
+def site_finding_rows(steps: Sequence[SiteStep]) -> tuple[list[tuple[Any, ...]], list[tuple[str, str]]]:
+    """The steps' findings as site_findings rows, and the (site, key) of those removed."""
+    return ([(step.site, key, f["id"], f["severity"], int(f.get("revision", 0)), json.dumps(dict(f)))
+             for step in steps for key, f in step.findings],
+            [(step.site, key) for step in steps for key in step.removed])
+
+
+def lock_order(steps: Sequence[SiteStep]) -> list[SiteStep]:
+    """The steps in the one order every writer locks the sites' rows in (no two deadlock)."""
+    return sorted(steps, key=lambda step: step.site)
 
 
 def worst_first(found: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
@@ -403,12 +434,11 @@ class Store(Protocol):
         """One page of events and the cursor of the next (None: the last page)."""
 
     # the fleet's live sites
-    def save_site(self, site: str, *, position: int, events: int, hosts: Sequence[str], last_event: float | None,
-                  findings: Sequence[tuple[str, Mapping[str, Any]]], removed: Sequence[str]) -> bool:
-        """One step of a site's live analysis, in one transaction: the findings new or updated
-        since the last step (key, finding), those no longer current (`removed` keys), and where
-        the analysis stands. False, with nothing written, when the stored position is ahead of
-        `position` (a worker that lost the site to another writes nothing over its results)."""
+    def save_sites(self, steps: Sequence[SiteStep]) -> bool:
+        """A step of each of these sites' live analysis, in one transaction: the findings new or
+        updated since the last step, those no longer current, and where each analysis stands.
+        False, with nothing written, when the stored position of any of them is ahead of its
+        step's (a worker that lost the sites to another writes nothing over its results)."""
 
     def sites(self) -> list[SiteRow]:
         """Every site the live workers analysed, by name."""

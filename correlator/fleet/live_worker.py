@@ -15,8 +15,9 @@ events (agent.py), sharded over any number of live workers.
   messages in the order they were stored; each batch is split by site, and each site is analysed
   with the live analysis of one machine (live_analysis.LiveAnalysis, fed after its timeline
   stage: the agent ordered and stitched them). The findings new, updated or no longer current are
-  written into the store with the site's position reached (`Store.save_site`), published to
-  `correlator.findings.<site>`, and only then is the batch acknowledged.
+  written into the store with each site's position reached (`Store.save_sites`: one transaction
+  for the batch), published to `correlator.findings.<site>`, and only then is the batch
+  acknowledged.
 - **A worker's death hands its shards over.** When its leases lapse, other workers claim its
   shards. The new owner resumes after the consumer's last acknowledged message: it first reads the
   shard's earlier messages again, without publishing, so each site's rules stand where they stood
@@ -31,7 +32,7 @@ events (agent.py), sharded over any number of live workers.
   lowest position the store holds for its sites.
 - **A worker cut off** stops a shard whose lease it could not renew for two thirds of `site_lease`
   before another can take it (leases.py), and a write from behind a site's stored position changes
-  nothing (`save_site`).
+  nothing (`save_sites`).
 - **A stopped worker** (SIGTERM, Ctrl-C) gives its leases back at once.
 
 What the analysis does not have centrally: the artifacts (configs, certificates) of the sites,
@@ -62,7 +63,7 @@ from nats.js.errors import NotFoundError
 from correlator.analysis import Options, prepare
 from correlator.api.finding_keys import ShownFindings
 from correlator.api.settings import Settings
-from correlator.api.storage import Store
+from correlator.api.storage import SiteStep, Store
 from correlator.engine.rules import Rule
 from correlator.fleet.agent import EVENTS_STREAM, SHARDS, shard_of
 from correlator.fleet.leases import Lease, Leases
@@ -410,18 +411,17 @@ class LiveWorker:
         await messages[-1].ack()  # acknowledges the whole batch
 
     def _save(self, steps: Sequence[Step]) -> bool:
-        """Each site's step into the store, unless the store holds it already; False when a site's
-        stored position is ahead (another worker wrote it: this one lost the shard)."""
-        for step in steps:
-            owned, analysis = step.site, step.site.analysis
-            if step.position <= owned.stored:
-                continue
-            if not self.store.save_site(analysis.site, position=step.position, events=analysis.events,
-                                        hosts=sorted(analysis.hosts), last_event=analysis.last_event,
-                                        findings=[(f["key"], f) for f in step.updated],
-                                        removed=[key for key, _ in step.removed]):
-                return False
-            owned.stored = step.position
+        """The batch's site steps the store does not hold yet, in one transaction; False when a
+        site's stored position is ahead (another worker wrote it: this one lost the shard)."""
+        new = [step for step in steps if step.position > step.site.stored]
+        if new and not self.store.save_sites([
+                SiteStep(site=(a := step.site.analysis).site, position=step.position, events=a.events,
+                         hosts=sorted(a.hosts), last_event=a.last_event,
+                         findings=[(f["key"], f) for f in step.updated], removed=[key for key, _ in step.removed])
+                for step in new]):
+            return False
+        for step in new:
+            step.site.stored = step.position
         return True
 
     async def _publish(self, step: Step) -> None:

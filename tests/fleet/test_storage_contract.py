@@ -19,7 +19,7 @@ from fleet_servers import PostgresServer, free_port
 
 from correlator.analysis import Options
 from correlator.api.settings import load_settings
-from correlator.api.storage import KeyTaken, StaleRun, Store, TimelineQuery, open_store
+from correlator.api.storage import KeyTaken, SiteStep, StaleRun, Store, TimelineQuery, open_store
 from correlator.api.worker import run_analysis
 from correlator.engine.rules import Rule, load_rules
 from correlator.errors import CorrelatorError
@@ -274,16 +274,16 @@ def test_timeline_writer(store: Store, mixed_bundle: Path) -> None:
 
 def test_live_sites(store: Store, mixed_bundle: Path, engine: tuple[Registry, list[Rule]]) -> None:
     """A site's live findings: upserted by key, removed by key, worst first; the site's position
-    only moves on, and a write behind it (an owner that lost the site) changes nothing."""
+    only moves on, and a write behind it (an owner that lost the site) changes nothing, nor does
+    the rest of its batch."""
     row = store.get(analyse(store, mixed_bundle, engine))
     assert row is not None
     real = store.findings(row.num)
     assert len(real) >= 3
     assert store.sites() == [] and store.site("plant-1") is None and store.site_findings("plant-1") == []
-    assert store.save_site("plant-1", position=10, events=10, hosts=["gw-2", "gw-1"], last_event=1.5e9,
-                           findings=real[:2], removed=[])
-    assert store.save_site("plant-2", position=3, events=3, hosts=["gw-1"], last_event=None, findings=[],
-                           removed=[])
+    assert store.save_sites([
+        SiteStep("plant-2", position=3, events=3, hosts=["gw-1"], last_event=None),
+        SiteStep("plant-1", position=10, events=10, hosts=["gw-2", "gw-1"], last_event=1.5e9, findings=real[:2])])
     site = store.site("plant-1")
     assert site is not None and (site.hosts, site.events, site.position, site.last_event) == (
         ["gw-1", "gw-2"], 10, 10, 1.5e9)
@@ -293,23 +293,27 @@ def test_live_sites(store: Store, mixed_bundle: Path, engine: tuple[Registry, li
     assert {key for key, _ in store.site_findings("plant-1")} == {key for key, _ in real[:2]}
     # the next step updates one finding (a new revision), adds one and removes one
     updated = {**real[0][1], "revision": 99, "count": 1234}
-    assert store.save_site("plant-1", position=20, events=20, hosts=["gw-1", "gw-2"], last_event=1.6e9,
-                           findings=[(real[0][0], updated), real[2]], removed=[real[1][0]])
+    step = SiteStep("plant-1", position=20, events=20, hosts=["gw-1", "gw-2"], last_event=1.6e9,
+                    findings=[(real[0][0], updated), real[2]], removed=[real[1][0]])
+    assert store.save_sites([step])
     found = dict(store.site_findings("plant-1"))
     assert found.keys() == {real[0][0], real[2][0]} and found[real[0][0]] == updated
     ranks = [severity_rank(f["severity"]) for _, f in store.site_findings("plant-1")]
     assert ranks == sorted(ranks, reverse=True), "worst first"
     # the same step again (a new owner analysing events the last one had not acknowledged): one result
-    assert store.save_site("plant-1", position=20, events=20, hosts=["gw-1", "gw-2"], last_event=1.6e9,
-                           findings=[(real[0][0], updated), real[2]], removed=[real[1][0]])
+    assert store.save_sites([step])
     assert dict(store.site_findings("plant-1")) == found
-    # a write from behind the stored position is refused whole
-    assert not store.save_site("plant-1", position=15, events=15, hosts=["gw-1"], last_event=1.55e9,
-                               findings=[real[1]], removed=[real[0][0]])
+    # a batch with a write from behind the stored position is refused whole
+    assert not store.save_sites([
+        SiteStep("plant-2", position=30, events=4, hosts=["gw-1"], last_event=None, findings=[real[1]]),
+        SiteStep("plant-1", position=15, events=15, hosts=["gw-1"], last_event=1.55e9, findings=[real[1]],
+                 removed=[real[0][0]])])
     assert dict(store.site_findings("plant-1")) == found
     kept = store.site("plant-1")
     assert kept is not None and (kept.position, kept.events, kept.hosts) == (20, 20, ["gw-1", "gw-2"])
-    assert store.site_findings("plant-2") == []
+    other = store.site("plant-2")
+    assert other is not None and other.position == 3 and store.site_findings("plant-2") == []
+    assert store.save_sites([])
 
 
 def test_both_backends_answer_alike(postgres_url: str, tmp_path: Path, mixed_bundle: Path,
