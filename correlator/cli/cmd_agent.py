@@ -18,8 +18,9 @@ ORDER = 62
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("agent", help="follow logs at a site and publish their events to a NATS cluster",
                             description="Follows files and folders as `watch` does and publishes its normalised "
-                            "events to correlator.events.<site>.<host>, and its routine traffic as counts per second "
-                            "to correlator.counts.<site>.<host>, on the NATS JetStream cluster, each once and in "
+                            "events to correlator.events.<shard>.<site>.<host>, and its routine traffic as counts per "
+                            "second to the same subject with .counts after it, on the NATS JetStream cluster, each "
+                            "once and in "
                             "order, buffering while the link is down.")
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="log files or folders to follow")
     parser.add_argument("--nats", metavar="URL", help="the NATS servers, comma-separated; or CORRELATOR_NATS")

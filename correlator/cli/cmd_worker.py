@@ -1,7 +1,8 @@
 """`correlator worker --nats URL`: analyses the jobs that `correlator serve --nats URL` queues
 (correlator/fleet/worker_loop.py). Run as many as there is work for, on any machines that reach
 the NATS cluster and the shared store. With `--live`, it analyses the sites whose edge agents
-publish events instead, each site on one live worker at a time (correlator/fleet/live_worker.py).
+publish events instead, the sites hashed into shards, each on one live worker at a time
+(correlator/fleet/live_worker.py).
 
 The fleet and the store are imported inside `run`, so `correlator --help` does not pay for them.
 """
@@ -33,8 +34,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "correlator); fetched bundles wait in a temporary folder either way")
     parser.add_argument("--config", type=Path, help="TOML file with the settings (as for serve)")
     parser.add_argument("--live", action="store_true", help="analyse the sites' live events (`correlator agent`) "
-                        "instead of uploaded bundles: each site is one live worker's at a time, its findings go to "
-                        "correlator.findings.<site> and the store")
+                        "instead of uploaded bundles: the sites are hashed into shards, each shard one live "
+                        "worker's at a time; findings go to correlator.findings.<site> and the store")
     add_job_budget_options(parser)
     add_service_reading_options(parser)
     parser.set_defaults(func=run)

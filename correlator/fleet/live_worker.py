@@ -406,8 +406,7 @@ class LiveWorker:
             raise ShardLost(shard)
         if not await asyncio.to_thread(self._save, steps):
             raise ShardLost(shard)
-        for step in steps:
-            await self._publish(step)
+        await asyncio.gather(*(self._publish(step) for step in steps))  # the sites' subjects at once
         await messages[-1].ack()  # acknowledges the whole batch
 
     def _save(self, steps: Sequence[Step]) -> bool:
