@@ -3,6 +3,7 @@ errors naming the file, and never any key material in the facts."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -19,7 +20,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import correlator
-from correlator.artifacts.certs import CertFacts, LoadResult, load_bytes, load_certificates, load_file, load_paths
+from correlator.artifacts.certs import (
+    BAD_CRYPTO_DATA,
+    CertFacts,
+    LoadResult,
+    load_bytes,
+    load_certificates,
+    load_file,
+    load_paths,
+)
 from correlator.errors import ArtifactError
 from lab import pki
 
@@ -151,6 +160,47 @@ def test_keys_encrypted_plain_der_and_never_exposed(server: pki.Issued, tmp_path
         text = repr(key) + json.dumps(key.to_dict())
         assert str(secret) not in text and format(secret, "x") not in text.lower()
         assert not hasattr(key, "private_key")
+
+
+@pytest.mark.parametrize("encoding", ["pem", "pkcs8"])
+def test_a_damaged_rsa_key_reads_as_openssls_full_check_says(encoding: str) -> None:
+    """Keys load without OpenSSL's slow primality check (`unsafe_skip_rsa_key_validation`) and are
+    checked for consistency here instead: every one-bit flip across a real key gives the same
+    outcome as cryptography's fully checked load (the key, or 'Invalid private key', or the
+    parser's own error). A 1024-bit key and 60 flips each: the full check costs tens of ms a key."""
+    from correlator.artifacts import certs
+
+    key = pki.make_key("rsa", 1024)
+    fmt = serialization.PrivateFormat.PKCS8 if encoding == "pkcs8" else serialization.PrivateFormat.TraditionalOpenSSL
+    der = key.private_bytes(serialization.Encoding.DER, fmt, serialization.NoEncryption())
+    damaged = 0
+    for position in range(16, len(der), len(der) // 60):
+        data = bytearray(der)
+        data[position] ^= 1 << (position % 8)
+        blob = bytes(data)
+        if encoding == "pem":
+            label = b"RSA PRIVATE KEY"
+            body = base64.encodebytes(blob)
+            blob = b"-----BEGIN " + label + b"-----\n" + body + b"-----END " + label + b"-----\n"
+            loader = serialization.load_pem_private_key
+        else:
+            loader = serialization.load_der_private_key
+        expected: bytes | str
+        try:
+            expected = loader(blob, password=None).public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        except BAD_CRYPTO_DATA as exc:
+            expected = certs._reason(exc)
+        result = load_bytes(blob, path="k.key")
+        if result.keys:
+            assert result.errors == [] and result.keys[0].public_key is not None
+            assert expected == result.keys[0].public_key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo), position
+        else:
+            assert isinstance(expected, str), position
+            damaged += expected == "Invalid private key"
+            assert len(result.errors) == 1 and f"({expected}" in str(result.errors[0]), (position, result.errors)
+    assert damaged > 40  # most flips land in the key's numbers
 
 
 def test_folder_loads_everything_and_collects_errors(server: pki.Issued, ca: pki.Issued, tmp_path: Path) -> None:
