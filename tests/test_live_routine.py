@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from correlator.engine.evaluate import Engine
 from correlator.engine.facts import Artifacts
 from correlator.engine.rules import load_rules
@@ -29,12 +31,16 @@ def _broker_lines() -> list[bytes]:
             for _, raw in iter_lines(path) if raw[:10].isdigit()]
 
 
-def test_live_reading_gives_the_batch_reader_s_events_and_counts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+def test_live_reading_gives_the_batch_reader_s_events_and_counts(tmp_path: Path, ending: bytes) -> None:
+    """Also with the real lines ended in CRLF, as a log written on Windows is: both readers strip
+    the carriage return, so a routine line is counted in either and the counts are those of the
+    same lines ended in LF."""
     rng = random.Random(19)
     pool = _broker_lines()
     lines = sorted((rng.choice(pool) for _ in range(6000)), key=lambda raw: raw[:10])
     path = tmp_path / "mosquitto.log"
-    path.write_bytes(b"\n".join(lines[:2500]) + b"\n")
+    path.write_bytes(ending.join(lines[:2500]) + ending)
 
     events: dict[int, str] = {}
     kinds: dict[str, int] = {}
@@ -62,7 +68,7 @@ def test_live_reading_gives_the_batch_reader_s_events_and_counts(tmp_path: Path)
         while at < len(lines):  # appended as a busy broker writes: pieces of every size
             step = rng.choice([1, 7, 60, 400])
             with path.open("ab") as out:
-                out.write(b"\n".join(lines[at:at + step]) + b"\n")
+                out.write(ending.join(lines[at:at + step]) + ending)
             at += step
             time.sleep(0.005)
         deadline = time.monotonic() + 30
@@ -81,6 +87,12 @@ def test_live_reading_gives_the_batch_reader_s_events_and_counts(tmp_path: Path)
     assert kinds == batch.routine.kinds
     assert seconds == batch.routine.seconds
     assert "" not in clients and len(clients) > 3  # each counted line names its client
+    plain = tmp_path / "lf.log"
+    plain.write_bytes(b"\n".join(lines) + b"\n")
+    lf = LogFile(plain, REGISTRY)
+    lf.count_routine(Engine(rules, Artifacts()).needs())
+    assert [e.kind for e in lf.events()] == [expected[offset] for offset in sorted(expected)]
+    assert lf.routine.kinds == batch.routine.kinds and lf.routine.seconds == batch.routine.seconds
 
 
 def test_live_reading_thins_a_client_s_publishes_as_the_batch_reader_does(tmp_path: Path) -> None:

@@ -424,7 +424,15 @@ class RoutineSpec:
 
     @cached_property
     def automaton(self) -> Automaton:
-        return compile_automaton([self.prefix + body for body in self.bodies])
+        return compile_automaton(self.lines)
+
+    @property
+    def lines(self) -> list[str]:
+        """Per message, the regex of its whole line: the prefix and the body, allowed a carriage
+        return before the newline. The line splitter strips it (a log written on Windows, or
+        through a CRLF pipe), so a CRLF-ended routine line is counted in blocks as it is when the
+        lines are read one by one (live)."""
+        return [rf"{self.prefix}(?:{body})\r?" for body in self.bodies]
 
     @cached_property
     def _restricted(self) -> dict[tuple[int, ...], RoutineSpec]:
@@ -600,8 +608,8 @@ class Classifier:
         """The routine messages as one `re` alternation, group `m<index>` per message, matching
         a routine line from its start (built when first scanned with: the Hyperscan path never
         needs it)."""
-        alternatives = "|".join(f"(?P<m{i}>{positive(compile_automaton([self.spec.prefix + body]))})"
-                                for i, body in enumerate(self.spec.bodies))
+        alternatives = "|".join(f"(?P<m{i}>{positive(compile_automaton([line]))})"
+                                for i, line in enumerate(self.spec.lines))
         return re.compile(f"^(?:{alternatives})".encode(), re.M)
 
     def routine_lines(self, block: Block) -> Iterator[tuple[int, int, int]]:

@@ -97,7 +97,7 @@ class Thinner:
             field = need.by[0]
             if field not in message.regex.groupindex or fmt.kind_of(field) != "str" or field in message.const:
                 continue  # the key is not the line's text as it stands
-            automaton = compile_automaton([full.prefix + full.bodies[index]])
+            automaton = compile_automaton([full.lines[index]])
             place = key_place(automaton)
             if place is None or not self._confirmed(automaton, place, field, message.samples):
                 continue
