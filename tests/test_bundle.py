@@ -4,6 +4,7 @@ and archives that try to escape, link out or explode refused member by member.""
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import stat
 import tarfile
@@ -30,6 +31,19 @@ def test_files_are_sorted_by_content_not_name(tmp_path: Path) -> None:
         assert [p.name for p in bundle.certs] == ["trust.crt.old"]
         assert [p.name for p in bundle.logs] == ["messages"]
     assert classify(src / "keys" / "server.key") == "cert"
+
+
+def test_a_file_of_numbers_alone_is_not_a_log(tmp_path: Path) -> None:
+    """A pid file or a marker (the busy-plant benchmark's READY holds its log's line count) is
+    listed as skipped, not read as a client's log of one unparsed line (the TUI showed it as one)."""
+    shutil.copytree(SAMPLES / "mixed", tmp_path / "mixed")
+    log = tmp_path / "mixed" / "broker" / "mosquitto.log"
+    lines = log.read_bytes().count(b"\n")
+    (tmp_path / "mixed" / "READY").write_text(f"{lines}\n")
+    (tmp_path / "mixed" / "broker" / "mosquitto.pid").write_text(f"{os.getpid()}\n")
+    with open_bundle([tmp_path / "mixed"]) as bundle:
+        assert {p.name for p in bundle.logs} == {p.name for p in (SAMPLES / "mixed").rglob("*.log")}
+        assert {(p.name, why) for p, why in bundle.skipped} >= {("READY", "number"), ("mosquitto.pid", "number")}
 
 
 def _zip_with(tmp_path: Path, members: dict[str, bytes], links: tuple[str, ...] = ()) -> Path:

@@ -127,7 +127,7 @@ def _binary(block: bytes) -> bool:
 
 
 def classify(path: Path) -> str:
-    """'log', 'cert', 'conf', 'acl', 'passwd' or 'binary' from the first bytes of a file."""
+    """'log', 'cert', 'conf', 'acl', 'passwd', 'binary' or 'number' from the first bytes of a file."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(SNIFF_BYTES)
@@ -148,6 +148,8 @@ def classify(path: Path) -> str:
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         return "conf" if "mosquitto" in path.name.lower() and path.suffix == ".conf" else "log"
+    if all(line.strip().isdigit() for line in lines):
+        return "number"  # a pid file (mosquitto.pid), a counter or a marker: no log holds numbers alone
     if _is_passwd(lines):
         return "passwd"
     acl = len(_ACL_LINE.findall(text))
