@@ -1,14 +1,14 @@
 """Text search over the timeline, all of it at once: every row whose line holds the needle.
 
 The timeline keeps offsets, not lines, so reading a million rows back one `pread` at a time to
-test each (what the screen used to do) took 7.5 s. Instead each log file is read in large blocks,
-lowered and searched with `bytes.find` (C speed), and every hit is turned into the row whose line
-starts where the hit's line starts, through a per-file index of row offsets (built on the first
-search that finds something, then extended as rows arrive: a miss costs the read alone). The
-answer is every matching row, so the screen can say "3/6" and announce a wrap; a search can be
-cancelled between blocks. Rows whose file cannot be
-read back (their text is kept) and needles that are not ASCII (bytes.lower only folds ASCII) are
-tested row by row, as the screen draws them.
+test each (what the screen used to do) took 7.5 s. Instead each log file is read in the bulk
+reader's blocks of whole lines (sources/blocks.py), lowered and searched with `bytes.find` (C
+speed), and every hit is turned into the row whose line starts where the hit's line starts,
+through a per-file index of row offsets (built on the first search that finds something, then
+extended as rows arrive: a miss costs the read alone). The answer is every matching row, so the
+screen can say "3/6" and announce a wrap; a search can be cancelled between blocks. Rows whose
+file cannot be read back (their text is kept) and needles that are not ASCII (bytes.lower only
+folds ASCII) are tested row by row, as the screen draws them.
 
 No textual import here: the search is tested and benchmarked without a screen.
 """
@@ -23,10 +23,9 @@ from itertools import compress, repeat
 
 from correlator.cancel import Cancelled
 from correlator.printable import printable
+from correlator.sources.blocks import iter_blocks
 from correlator.tui.event_store import EventStore
 
-#: Bytes read and searched at a time (a cancelled search stops within one block).
-BLOCK = 8 << 20
 #: Rows indexed between two looks at the cancel flag.
 INDEX_STEP = 262_144
 
@@ -116,25 +115,18 @@ def find_rows(store: EventStore, index: SearchIndex, needle: str, count: int,
 
 
 def _lines_holding(path: str, want: bytes, cancelled: Callable[[], bool]) -> list[int]:
-    """Where the lines of a file that hold `want` (lowercase ASCII) start, in file order."""
+    """Where the lines of a file that hold `want` (lowercase ASCII) start, in file order: the bulk
+    reader's blocks of whole lines (sources/blocks.py), so the offsets are the reader's."""
     out: list[int] = []
-    with open(path, "rb", buffering=0) as handle:
-        base = 0
-        while True:
-            if cancelled():
-                raise Cancelled
-            block = handle.read(BLOCK)
-            if not block:
+    for base, block in iter_blocks(path):
+        if cancelled():
+            raise Cancelled
+        lower = block.lower()
+        at = lower.find(want)
+        while at >= 0:
+            out.append(base + lower.rfind(b"\n", 0, at) + 1)
+            end = lower.find(b"\n", at)
+            if end < 0:
                 break
-            if len(block) == BLOCK:
-                block += handle.readline()  # end the block at a line's end
-            lower = block.lower()
-            at = lower.find(want)
-            while at >= 0:
-                out.append(base + lower.rfind(b"\n", 0, at) + 1)
-                end = lower.find(b"\n", at)
-                if end < 0:
-                    break
-                at = lower.find(want, end)
-            base += len(block)
+            at = lower.find(want, end)
     return out
