@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--engines", action="store_true", help="also time each engine forced (slow: 'off')")
     args = parser.parse_args()
     plant = ensure(args.lines)
+    load_start = os.getloadavg()[0]  # the machine is shared: ratios mean little above a load of ~1
     broker = plant / "broker" / "mosquitto.log"
     with broker.open("rb") as handle:
         lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 24), b""))
@@ -124,8 +125,8 @@ def main() -> None:
                 rows.append((f"  broker.log, CORRELATOR_SCAN={engine}", seconds, rss, cpu))
         base = rows[0][1] if lnav else None
         load = os.getloadavg()[0]
-        print(f"medians of {args.repeat} runs (load average {load:.1f} on {os.cpu_count()} cores; CPU: user + "
-              "system seconds, which the other programs' turns do not count):")
+        print(f"medians of {args.repeat} runs (load average {load_start:.1f} at the start, {load:.1f} at the end, on "
+              f"{os.cpu_count()} cores; CPU: user + system seconds, which the other programs' turns do not count):")
         for name, seconds, rss, cpu in rows:
             ratio = f"{seconds / base:5.2f}x lnav" if base else ""
             cpu_ratio = f" (CPU {cpu / rows[0][3]:4.2f}x)" if base and rows[0][3] else ""
