@@ -189,6 +189,8 @@ def test_patterns_the_scanner_cannot_hold_are_refused() -> None:
         compile_automaton(["a[a-z]+", "ab+"])
     with pytest.raises(ScanPatternError, match="look-arounds"):
         compile_automaton(["a(?!b)"])
+    with pytest.raises(ScanPatternError, match="carriage return"):  # is a CR the line's or its end's?
+        compile_automaton(["a[^\n]*"])
 
 
 def test_blocks_are_whole_lines_and_the_last_line_gets_its_newline(tmp_path: Path) -> None:
