@@ -53,13 +53,14 @@ from correlator.api.storage import (
 from correlator.errors import CorrelatorError
 
 #: Bumped whenever the tables change, so an old state folder is refused with a message, not misread.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: What turns an older layout into this one (version: statements), run before _SCHEMA.
 _MIGRATIONS = {
     1: ["ALTER TABLE analyses ADD COLUMN digest TEXT", "ALTER TABLE analyses ADD COLUMN idem_key TEXT",
         "ALTER TABLE analyses ADD COLUMN webhook TEXT", "ALTER TABLE findings ADD COLUMN key TEXT"],
     2: ["ALTER TABLE analyses ADD COLUMN run_token INTEGER"],
+    3: [],  # live_sites gains `lines` (added after _SCHEMA: a layout-2 database may not have the table)
 }
 
 _SCHEMA = """
@@ -129,6 +130,7 @@ CREATE TABLE IF NOT EXISTS live_sites (
     site TEXT PRIMARY KEY,
     hosts TEXT NOT NULL,
     events INTEGER NOT NULL,
+    lines INTEGER NOT NULL DEFAULT 0,
     position INTEGER NOT NULL,
     last_event REAL,
     updated REAL NOT NULL
@@ -189,6 +191,8 @@ class SqliteStore(UploadFolders):
                                  [(key, num, seq) for (seq, _), key in zip(found, keys_of(f for _, f in found),
                                                                              strict=True)])
         conn.executescript(_SCHEMA)
+        if "lines" not in {row[1] for row in conn.execute("PRAGMA table_info(live_sites)")}:
+            conn.execute("ALTER TABLE live_sites ADD COLUMN lines INTEGER NOT NULL DEFAULT 0")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- connections ---------------------------------------------------------------------------

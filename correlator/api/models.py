@@ -393,6 +393,9 @@ class SiteOut(ApiModel):
     """The machines whose agents sent its events."""
     events: int
     """Events the live workers have analysed."""
+    lines: int
+    """Lines of its logs the agents read: those sent as events and the routine lines (a busy
+    broker's PUBLISH/PUBACK flood) sent as counts."""
     findings: int
     """Its current findings."""
     worst_severity: Severity | None

@@ -73,7 +73,7 @@ from correlator.api.storage import (
 from correlator.errors import CorrelatorError
 
 #: Bumped whenever the tables change, so a newer database is refused with a message, not misread.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Connections one process keeps at most (an API node's request threads, an analysis's writer).
 POOL_SIZE = 8
 #: Seconds a request waits for a connection before it is answered 503.
@@ -161,6 +161,7 @@ CREATE TABLE IF NOT EXISTS live_sites (
     site TEXT PRIMARY KEY,
     hosts TEXT NOT NULL,
     events BIGINT NOT NULL,
+    lines BIGINT NOT NULL DEFAULT 0,
     position BIGINT NOT NULL,
     last_event DOUBLE PRECISION,
     updated DOUBLE PRECISION NOT NULL
@@ -234,8 +235,10 @@ class PostgresStore(UploadFolders):
                                       f"version reads {SCHEMA_VERSION}: upgrade correlator (or use another database)")
             if version is None:
                 db.execute("INSERT INTO correlator_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
-            elif version < SCHEMA_VERSION:  # layout 1 had no run tokens (fencing of fleet workers)
+            elif version < SCHEMA_VERSION:
+                # layout 1 had no run tokens (fencing of fleet workers), layout 2 no lines per site
                 db.execute("ALTER TABLE analyses ADD COLUMN IF NOT EXISTS run_token BIGINT")
+                db.execute("ALTER TABLE live_sites ADD COLUMN IF NOT EXISTS lines BIGINT NOT NULL DEFAULT 0")
                 db.execute("UPDATE correlator_schema SET version = %s", (SCHEMA_VERSION,))
 
     # -- connections ---------------------------------------------------------------------------

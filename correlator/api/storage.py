@@ -132,6 +132,8 @@ class SiteRow:
     """The machines whose agents sent its events (the last token of their subject)."""
     events: int
     """Events analysed."""
+    lines: int
+    """Lines of its logs the agents read: those sent as events and the routine lines sent as counts."""
     position: int
     """Stream sequence of the last analysed event: where a worker taking the site over resumes."""
     last_event: float | None
@@ -156,10 +158,13 @@ class SiteStep:
     """(key, finding) of those new or updated since the last step."""
     removed: Sequence[str] = ()
     """Keys of the findings no longer current."""
+    lines: int = 0
+    """Lines of its logs read so far (SiteRow.lines)."""
 
     def values(self, now: float) -> tuple[Any, ...]:
         """The site's row, in SITE_COLUMNS' order."""
-        return self.site, json.dumps(sorted(self.hosts)), self.events, self.position, self.last_event, now
+        return (self.site, json.dumps(sorted(self.hosts)), self.events, self.lines, self.position, self.last_event,
+                now)
 
 
 class SiteBehind(Exception):
@@ -167,14 +172,14 @@ class SiteBehind(Exception):
 
 
 #: The sites table's columns in SiteRow's order (findings and worst are counted from site_findings).
-SITE_COLUMNS = "site, hosts, events, position, last_event, updated"
+SITE_COLUMNS = "site, hosts, events, lines, position, last_event, updated"
 
 
 def site_row(values: Sequence[Any], severities: Sequence[str]) -> SiteRow:
     """A row selected as SITE_COLUMNS, with the severities of the site's current findings."""
-    site, hosts, events, position, last_event, updated = values
+    site, hosts, events, lines, position, last_event, updated = values
     worst = max(severities, key=severity_rank) if severities else None
-    return SiteRow(site=site, hosts=json.loads(hosts), events=int(events), position=int(position),
+    return SiteRow(site=site, hosts=json.loads(hosts), events=int(events), lines=int(lines), position=int(position),
                    last_event=last_event, updated=updated, findings=len(severities), worst=worst)
 
 
@@ -182,9 +187,9 @@ def site_writes(mark: str) -> tuple[str, str, str]:
     """The statements of `save_sites` both backends run, in their placeholder `mark`: the site's
     row (written only when its stored position is not ahead: RETURNING says whether it was), one
     finding's upsert, one finding's removal."""
-    site = (f"INSERT INTO live_sites ({SITE_COLUMNS}) VALUES ({', '.join([mark] * 6)}) ON CONFLICT (site) DO UPDATE "
-            "SET hosts = EXCLUDED.hosts, events = EXCLUDED.events, position = EXCLUDED.position, "
-            "last_event = EXCLUDED.last_event, updated = EXCLUDED.updated "
+    site = (f"INSERT INTO live_sites ({SITE_COLUMNS}) VALUES ({', '.join([mark] * 7)}) ON CONFLICT (site) DO UPDATE "
+            "SET hosts = EXCLUDED.hosts, events = EXCLUDED.events, lines = EXCLUDED.lines, "
+            "position = EXCLUDED.position, last_event = EXCLUDED.last_event, updated = EXCLUDED.updated "
             "WHERE live_sites.position <= EXCLUDED.position RETURNING site")
     finding = (f"INSERT INTO site_findings (site, key, rule_id, severity, revision, data) VALUES "
                f"({', '.join([mark] * 6)}) ON CONFLICT (site, key) DO UPDATE SET rule_id = EXCLUDED.rule_id, "

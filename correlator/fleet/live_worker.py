@@ -71,6 +71,7 @@ from correlator.fleet.link import Link, retrying, server_urls
 from correlator.fleet.sites import (
     LIVE_WORKERS,
     SiteLimits,
+    counted_lines,
     ensure_live,
     event_of,
     finding_message,
@@ -120,20 +121,23 @@ class SiteAnalysis:
         """The last revision of each finding shown (the id of its removal)."""
         self.hosts: set[str] = set()
         self.events = 0
+        self.lines = 0
+        """Lines of the site's logs read: its events' and the routine lines its agents counted."""
         self.position = 0
         self.last_event: float | None = None
 
     def _on_update(self, update: LiveUpdate) -> None:
         self._changed.extend(update.findings)
 
-    def feed(self, events: Sequence[Event], hosts: set[str], position: int
+    def feed(self, events: Sequence[Event], hosts: set[str], position: int, counted: int = 0
              ) -> tuple[list[dict[str, Any]], list[tuple[str, int]]]:
-        """Analyse one batch: (the findings new or updated, by key; (key, last revision) of those
-        no longer current)."""
+        """Analyse one batch (and `counted` routine lines, which make no finding): (the findings
+        new or updated, by key; (key, last revision) of those no longer current)."""
         self._changed = []
         self.live.feed_events(events)
         updated, gone = self.shown.step(self.live.findings(), self._changed)
         self.events += len(events)
+        self.lines += sum(e.line_count for e in events) + counted
         self.position = position
         self.hosts |= hosts
         if events:
@@ -151,14 +155,16 @@ class SitePart:
 
     events: list[Event] = field(default_factory=list)
     hosts: set[str] = field(default_factory=set)
+    counted: int = 0
+    """Routine lines its count messages hold."""
     position: int = 0
     """Stream sequence of the site's last message in the batch."""
 
 
 def read_batch(messages: Sequence[Msg], shard: int) -> dict[str, SitePart]:
     """The fetched messages by site (in the order each site first comes): its events, the hosts
-    that sent them, its last position. A message that is no event is logged and skipped (it is
-    still acknowledged with the batch)."""
+    that sent them or their counts, the routine lines counted, its last position. A message that
+    is neither event nor count is logged and skipped (it is still acknowledged with the batch)."""
     parts: dict[str, SitePart] = {}
     for msg in messages:
         found = read_subject(msg.subject)
@@ -169,10 +175,11 @@ def read_batch(messages: Sequence[Msg], shard: int) -> dict[str, SitePart]:
         site, host, counts = found
         part = parts.setdefault(site, SitePart())
         part.position = msg.metadata.sequence.stream
-        if counts:
-            continue
         try:
-            part.events.append(event_of(msg.data))
+            if counts:
+                part.counted += counted_lines(msg.data)
+            else:
+                part.events.append(event_of(msg.data))
         except ValueError as exc:
             log.warning("site %s: message %s on %s skipped: %s", site, msg.metadata.sequence.stream, msg.subject, exc)
             continue
@@ -398,7 +405,7 @@ class LiveWorker:
 
         def feed() -> list[Step]:
             return [Step(sites[name], part.position, *sites[name].analysis.feed(part.events, part.hosts,
-                                                                                part.position))
+                                                                                part.position, part.counted))
                     for name, part in parts.items()]
 
         steps = await asyncio.to_thread(feed)
@@ -415,7 +422,7 @@ class LiveWorker:
         new = [step for step in steps if step.position > step.site.stored]
         if new and not self.store.save_sites([
                 SiteStep(site=(a := step.site.analysis).site, position=step.position, events=a.events,
-                         hosts=sorted(a.hosts), last_event=a.last_event,
+                         lines=a.lines, hosts=sorted(a.hosts), last_event=a.last_event,
                          findings=[(f["key"], f) for f in step.updated], removed=[key for key, _ in step.removed])
                 for step in new]):
             return False
@@ -458,7 +465,7 @@ class LiveWorker:
 
                     def feed(parts: dict[str, SitePart] = parts) -> None:
                         for name, part in parts.items():
-                            sites[name].analysis.feed(part.events, part.hosts, part.position)
+                            sites[name].analysis.feed(part.events, part.hosts, part.position, part.counted)
 
                     await asyncio.to_thread(feed)
                     replayed += len(kept)

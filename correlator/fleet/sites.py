@@ -134,6 +134,17 @@ def event_of(data: bytes) -> Event:
         raise ValueError(f"not an event ({type(exc).__name__}: {exc})") from None
 
 
+def counted_lines(data: bytes) -> int:
+    """The routine lines a count message (agent.Counting) holds; ValueError when it is not one."""
+    try:
+        lines = json.loads(data)["lines"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a count ({type(exc).__name__}: {exc})") from None
+    if not isinstance(lines, int) or isinstance(lines, bool) or lines < 0:
+        raise ValueError(f"not a count (lines {lines!r})")
+    return lines
+
+
 def finding_message(site: str, finding: dict[str, Any]) -> tuple[bytes, str]:
     """(payload, Nats-Msg-Id) of a new or updated finding."""
     key = finding["key"]

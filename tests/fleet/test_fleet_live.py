@@ -28,12 +28,14 @@ from api.test_api_live_stream import sse_events
 from api_helpers import SAMPLES
 from fleet.fleet_nodes import WorkerProcess, api_node
 from fleet.nats_cluster import NatsCluster
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from correlator.analysis import Options, prepare
 from correlator.api.finding_keys import finding_key
 from correlator.api.storage import Store, open_store
 from correlator.errors import CorrelatorError
-from correlator.fleet.agent import EVENTS_STREAM, SHARDS, shard_of
+from correlator.fleet.agent import EVENTS_STREAM, SHARDS, ensure_events, shard_of
+from correlator.fleet.layout import Limits
 from correlator.fleet.live_worker import SiteAnalysis
 from correlator.fleet.remote_site import RemoteSiteSource
 from correlator.fleet.sites import FINDINGS_STREAM, event_of, events_filter, host_of
@@ -81,6 +83,29 @@ async def _stream(cluster: NatsCluster, stream: str, subject: str) -> list[tuple
             for msg in messages:
                 found.append((msg.metadata.sequence.stream, msg.subject, json.loads(msg.data)))
                 await msg.ack()
+    finally:
+        await client.close()
+
+
+async def _old_site_consumer(cluster: NatsCluster, site: str) -> None:
+    """The events stream with a durable consumer of the per-site layout, as that layout left it."""
+    client = await nats.connect(servers=cluster.urls)
+    try:
+        js = client.jetstream()
+        await ensure_events(js, Limits(replicas=3), 1024**2)
+        await js.add_consumer(EVENTS_STREAM, ConsumerConfig(
+            durable_name=f"correlator-site-{site}", filter_subject=f"correlator.events.{site}.>",
+            ack_policy=AckPolicy.ALL))
+    finally:
+        await client.close()
+
+
+async def _consumers(cluster: NatsCluster) -> dict[str, float | None]:
+    """{name: inactive threshold} of the events stream's consumers."""
+    client = await nats.connect(servers=cluster.urls)
+    try:
+        return {info.name: info.config.inactive_threshold
+                for info in await client.jetstream().consumers_info(EVENTS_STREAM)}
     finally:
         await client.close()
 
@@ -197,13 +222,17 @@ def test_a_killed_live_worker_hands_its_site_over_and_every_finding_is_made_once
             while published_lines(nats_cluster, site) < len(lines):
                 assert time.monotonic() < deadline, f"the agent of {site} did not publish every line"
                 time.sleep(0.2)
-            expected, last = reference(nats_cluster, site)
-            wait_analysed(store, site, last)
+            expected, _ = reference(nats_cluster, site)
+            # its last message: an event, or a count (the agent sends those every second)
+            wait_analysed(store, site, asyncio.run(_stream(nats_cluster, EVENTS_STREAM, events_filter(site)[:-1] + ">")
+                                                   )[-1][0])
             stored = dict(store.site_findings(site))
             assert {key: (f["count"], f["revision"]) for key, f in stored.items()} == expected, site
             row = store.site(site)
             events = asyncio.run(_stream(nats_cluster, EVENTS_STREAM, events_filter(site)))
             assert row is not None and row.events == len(events) and row.hosts == ["gw-1"]
+            # every line of the log once: those sent as events and the routine ones sent as counts
+            assert row.lines == len(lines), (row.lines, len(lines))
             # the findings subject: each finding once per revision, never going back
             published: dict[str, list[int]] = {}
             for _, _, message in asyncio.run(_stream(nats_cluster, FINDINGS_STREAM, f"correlator.findings.{site}")):
@@ -231,15 +260,20 @@ def test_a_killed_live_worker_hands_its_site_over_and_every_finding_is_made_once
 def test_the_api_serves_the_sites_findings_and_streams_them_with_removals_and_resume(
         nats_cluster: NatsCluster, postgres_url: str, tmp_path: Path) -> None:
     """A site's client log shows refused connections; then its broker's log arrives, whose TLS
-    listener never started: a more specific cause, so the stream retracts the first finding."""
+    listener never started: a more specific cause, so the stream retracts the first finding. The
+    cluster held a consumer of the per-site layout before the shards: the worker removes it, and
+    its shards' consumers are left for the cluster to remove once unread."""
     incident = SAMPLES / "broker_tls_config_error"
     folder = tmp_path / "plant-3"
     (folder / "clients").mkdir(parents=True)
     shutil.copy(incident / "clients" / "edge-02.log", folder / "clients" / "edge-02.log")
+    asyncio.run(_old_site_consumer(nats_cluster, "plant-0"))
     worker = live_worker(nats_cluster, postgres_url, tmp_path, "live")
     site_agent = None
     try:
         wait_logged(worker, "taking sites")
+        assert "removed 1 consumers of the per-site layout" in worker.log()
+        assert "correlator-site-plant-0" not in asyncio.run(_consumers(nats_cluster))
         server = api_node(nats_cluster.url, tmp_path / "api", database=postgres_url, nats_replicas=3)
         try:
             with server.client(timeout=httpx.Timeout(30)) as client:
@@ -276,6 +310,7 @@ def test_the_api_serves_the_sites_findings_and_streams_them_with_removals_and_re
                 sites = client.get("/sites").json()["items"]
                 assert [s["site"] for s in sites] == ["plant-3"]
                 assert sites[0]["hosts"] == ["gw-1"] and sites[0]["findings"] == 1 and sites[0]["events"] > 0
+                assert sites[0]["lines"] >= sites[0]["events"]
                 assert sites[0]["worst_severity"] == found["items"][0]["severity"]
                 # resume after the first event: the rest comes again, in order, the removal included
                 with client.stream("GET", "/sites/plant-3/stream", headers={"Last-Event-ID": str(first_id)}
@@ -292,6 +327,8 @@ def test_the_api_serves_the_sites_findings_and_streams_them_with_removals_and_re
                     _, kind, current = next(sse_events(response))
                     assert kind == "finding" and current["site"] == "plant-3"
                     assert current["id"] == "broker.tls_config_error"
+                shards = asyncio.run(_consumers(nats_cluster))
+                assert shards[f"correlator-shard-{shard_of('plant-3')}"] == 7 * 86400  # fleet_retention_days
                 deadline = time.monotonic() + 30
                 while 'correlator_site_lag{site="plant-3"} 0.0' not in (
                         metrics := httpx.get(server.url + "/metrics").text):

@@ -283,10 +283,11 @@ def test_live_sites(store: Store, mixed_bundle: Path, engine: tuple[Registry, li
     assert store.sites() == [] and store.site("plant-1") is None and store.site_findings("plant-1") == []
     assert store.save_sites([
         SiteStep("plant-2", position=3, events=3, hosts=["gw-1"], last_event=None),
-        SiteStep("plant-1", position=10, events=10, hosts=["gw-2", "gw-1"], last_event=1.5e9, findings=real[:2])])
+        SiteStep("plant-1", position=10, events=10, hosts=["gw-2", "gw-1"], last_event=1.5e9, findings=real[:2],
+                 lines=2500)])
     site = store.site("plant-1")
-    assert site is not None and (site.hosts, site.events, site.position, site.last_event) == (
-        ["gw-1", "gw-2"], 10, 10, 1.5e9)
+    assert site is not None and (site.hosts, site.events, site.lines, site.position, site.last_event) == (
+        ["gw-1", "gw-2"], 10, 2500, 10, 1.5e9)
     assert site.findings == 2 and site.worst == max((f["severity"] for _, f in real[:2]), key=severity_rank)
     assert [s.site for s in store.sites()] == ["plant-1", "plant-2"]
     assert store.sites()[1].findings == 0 and store.sites()[1].worst is None

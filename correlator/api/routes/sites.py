@@ -36,7 +36,7 @@ async def list_sites(store: StoreDep, request: Request) -> SiteList:
     feed = request.app.state.sites
     lags = feed.lags if feed is not None else None
     rows = await off_loop(store, store.sites)
-    return SiteList(items=[SiteOut(site=r.site, hosts=r.hosts, events=r.events, findings=r.findings,
+    return SiteList(items=[SiteOut(site=r.site, hosts=r.hosts, events=r.events, lines=r.lines, findings=r.findings,
                                    worst_severity=r.worst,  # type: ignore[arg-type]
                                    last_event=iso(r.last_event) if r.last_event is not None else None,
                                    updated=iso(r.updated), lag=None if lags is None else lags.get(r.site, 0))
