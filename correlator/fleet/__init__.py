@@ -5,7 +5,9 @@ per analysis on a work-queue stream (queue.py); `correlator worker --nats URL` t
 that stream, on any number of processes and machines, and runs each the one way the embedded
 server runs it (correlator/api/jobs.py and worker.py), writing the results into the shared store
 keyed by analysis id (worker_loop.py). The streams, the bucket and their limits are in layout.py;
-link.py holds the one NATS connection each process keeps. Nothing here imports the web stack.
+link.py holds the one NATS connection each process keeps, process.py what both kinds of worker
+(jobs, and the live sites of live_worker.py) share in running and stopping. Nothing here imports
+the web stack.
 """
 
 from __future__ import annotations

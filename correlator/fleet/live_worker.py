@@ -50,7 +50,6 @@ import re
 import socket
 import zlib
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +67,7 @@ from correlator.engine.rules import Rule
 from correlator.fleet.agent import EVENTS_STREAM, SHARDS, shard_of
 from correlator.fleet.leases import Lease, Leases
 from correlator.fleet.link import Link, retrying, server_urls
+from correlator.fleet.process import LinkedWorker
 from correlator.fleet.sites import (
     LIVE_WORKERS,
     SiteLimits,
@@ -101,7 +101,6 @@ SCAN_EVERY = 0.5
 ACK_WAIT = 300.0
 #: Seconds a shard whose analysis failed waits before its lease is given back.
 FAILED_PAUSE = 1.0
-STOP_TIMEOUT = 15.0
 
 
 class ShardLost(Exception):
@@ -207,11 +206,13 @@ class Step:
     removed: list[tuple[str, int]]
 
 
-class LiveWorker:
-    """One live worker process: `run()` until stopped (SIGTERM, Ctrl-C)."""
+class LiveWorker(LinkedWorker):
+    """One live worker process: `run()` until stopped (SIGTERM, Ctrl-C), which gives its shards
+    back (their leases removed: another worker takes them at once)."""
 
     def __init__(self, settings: Settings, store: Store) -> None:
         assert settings.nats
+        super().__init__()
         self.settings = settings
         self.store = store
         self.limits = SiteLimits.of(settings)
@@ -231,26 +232,10 @@ class LiveWorker:
         self.runs: dict[int, asyncio.Task[None]] = {}
         self.giving_back: set[int] = set()
         """Shards this worker holds beyond its share: each stops after its current batch."""
-        self._stopping = asyncio.Event()
         self._present = 0.0
         self._order = sorted(range(SHARDS), key=lambda n: zlib.crc32(f"{self.name}/{n}".encode()))
         """The order in which this worker tries the shards (each worker its own, so they do not all
         race for the same ones); it gives back from the end."""
-
-    def run(self) -> None:
-        main = self.link.submit(self._main())
-        try:
-            main.result()
-        finally:
-            self.close(main)
-
-    def close(self, main: Future[None] | None = None) -> None:
-        """Give the shards back (their leases removed: another worker takes them at once)."""
-        self.link.loop.call_soon_threadsafe(self._stopping.set)
-        if main is not None:
-            with contextlib.suppress(Exception):
-                main.result(timeout=STOP_TIMEOUT)
-        self.link.close()
 
     async def _main(self) -> None:
         with contextlib.suppress(Exception):  # the next worker's start tries again

@@ -31,7 +31,6 @@ import logging
 import os
 import shutil
 import socket
-from concurrent.futures import Future
 from pathlib import Path
 
 from nats.aio.msg import Msg
@@ -56,6 +55,7 @@ from correlator.fleet.layout import (
 )
 from correlator.fleet.leases import Lease, Leases
 from correlator.fleet.link import Link, retrying, server_urls
+from correlator.fleet.process import LinkedWorker
 from correlator.sources.archives import make_temp
 
 log = logging.getLogger("correlator.fleet")
@@ -64,16 +64,17 @@ log = logging.getLogger("correlator.fleet")
 FETCH_WAIT = 1.0
 #: Seconds a bundle may be missing from the bucket before its analysis fails for want of it.
 MISSING_PATIENCE = 10.0
-#: Seconds a stopping worker waits for its jobs to be given back.
-STOP_TIMEOUT = 15.0
 FINISHED = ("done", "failed")
 
 
-class FleetWorker:
-    """One worker process: `run()` until stopped (SIGTERM, Ctrl-C); `slots` jobs at once."""
+class FleetWorker(LinkedWorker):
+    """One worker process: `run()` until stopped (SIGTERM, Ctrl-C); `slots` jobs at once. Stopping
+    gives back what is held: running analyses stop (their rows stay 'running') and their jobs are
+    naked for another worker; then the connection closes."""
 
     def __init__(self, settings: Settings, store: Store, slots: int | None = None) -> None:
         assert settings.nats
+        super().__init__()
         self.settings = settings
         self.store = store
         self.limits = Limits.of(settings)
@@ -96,26 +97,15 @@ class FleetWorker:
         """The latest delivery of each job this worker runs."""
         self._lost: set[str] = set()
         self.leases = Leases(self.link.run(leases(self.link.js, self.limits)), self.name, self.limits.ack_wait)
-        self._stopping = asyncio.Event()
 
-    def run(self) -> None:
+    def starting(self) -> None:
         warm_up()  # the fork server with the formats and rules loaded, before the first job waits for it
-        main = self.link.submit(self._main())
-        try:
-            main.result()
-        finally:
-            self.close(main)
 
-    def close(self, main: Future[None] | None = None) -> None:
-        """Give back what is held: running analyses stop (their rows stay 'running') and their
-        jobs are naked for another worker; then the connection closes."""
-        self.link.loop.call_soon_threadsafe(self._stopping.set)
+    def stopping(self) -> None:
         self.analyser.shutdown()
-        if main is not None:
-            with contextlib.suppress(Exception):
-                main.result(timeout=STOP_TIMEOUT)
+
+    def stopped(self) -> None:
         self.notifier.stop()
-        self.link.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
     async def _main(self) -> None:
