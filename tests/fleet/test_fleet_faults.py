@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import nats
+import psutil
 import pytest
 from api_helpers import SAMPLES, RunningServer
 from fleet.fleet_nodes import WorkerProcess, api_node, finding_ids, incident_zip, wait_status
@@ -38,23 +39,59 @@ def _metric(node: RunningServer, name: str, expected: float, timeout: float = 10
         time.sleep(0.2)
 
 
-def _wait_running(client: httpx.Client, analysis_id: str, timeout: float = 60) -> None:
-    """Until a worker has the job and has read part of the bundle."""
+#: Seconds a held analysis runs between two looks at its row (held_mid_job).
+SLICE = 0.2
+
+
+def _analysis_process(worker: WorkerProcess, analysis_id: str, timeout: float = 60) -> psutil.Process:
+    """The process the worker started for the analysis (its scheduler logs the pid)."""
+    started = re.compile(rf"analysis {analysis_id} started \(\w+ lane, pid (\d+)\)")
+    deadline = time.monotonic() + timeout
+    while not (found := started.search(worker.log())):
+        assert worker.process.poll() is None, f"the worker exited: {worker.log()[-3000:]}"
+        assert time.monotonic() < deadline, f"the analysis did not start: {worker.log()[-3000:]}"
+        time.sleep(0.02)
+    return psutil.Process(int(found.group(1)))
+
+
+def _held_mid_job(worker: WorkerProcess, client: httpx.Client, analysis_id: str, lines: int,
+                  timeout: float = 120) -> psutil.Process:
+    """The job's analysis process, stopped (SIGSTOP) once it has stored part of the timeline and
+    not all of it: a run cut in the middle. It runs in slices of SLICE seconds and is stopped
+    while the row is read between them, so it is caught mid-job however fast or loaded the
+    machine is, and a storm of a few blocks is enough."""
+    analysis = _analysis_process(worker, analysis_id)
+    analysis.suspend()
     deadline = time.monotonic() + timeout
     while True:
         body = client.get(f"/analyses/{analysis_id}").json()
-        if body["status"] == "running" and body["events"] > 0:
-            return
+        if body["status"] == "running" and 0 < body["events"] < lines:
+            return analysis
         assert body["status"] in ("queued", "running"), body
         assert time.monotonic() < deadline, body
+        analysis.resume()
+        time.sleep(SLICE)
+        analysis.suspend()
+
+
+def _wait_ended(process: psutil.Process, timeout: float = 60) -> None:
+    """Until the process has exited (a zombie its stopped parent has not reaped yet counts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        assert time.monotonic() < deadline, f"process {process.pid} still runs"
         time.sleep(0.05)
 
 
-#: Lines of the storm a worker is killed in the middle of: seconds of work, one finding.
-STORM_LINES = 150_000
+#: Lines of the storm a worker is killed in the middle of: a few blocks of the line reader (still
+#: read while the first events are stored), one finding.
+STORM_LINES = 60_000
 
 
-@pytest.mark.timeout(600)
 def _storm_bundle(tmp_path: Path) -> tuple[Path, int]:
     """A bundle of STORM_LINES refused logins: seconds of work for a worker, one finding."""
     log = write(tmp_path / "storm" / "broker" / "mosquitto.log", repeated_error(STORM_LINES))
@@ -79,8 +116,9 @@ def test_a_worker_killed_mid_job_gives_it_to_another_which_stores_one_result(
             created = client.post("/analyses", params={"name": "storm.tar.gz"}, content=bundle.read_bytes())
             assert created.status_code == 202, created.text
             analysis_id = created.json()["id"]
-            _wait_running(client, analysis_id)
+            analysis = _held_mid_job(first, client, analysis_id, lines)
             first.kill()
+            analysis.resume()  # as if the kill had come in the middle of its run: it finds its worker gone
             assert "delivered again" not in first.log()
             with WorkerProcess(nats_cluster.url, state, tmp_path / "second.log", database=fleet_database) as second:
                 done = wait_status(client, analysis_id, timeout=400)
@@ -102,7 +140,8 @@ def test_a_frozen_worker_that_wakes_after_its_job_was_rerun_cannot_overwrite_the
         nats_cluster: NatsCluster, postgres_url: str, tmp_path: Path) -> None:
     """SIGSTOP a worker (and its analysis process) mid-job: the job goes to another worker, which
     stores the result. SIGCONT: the woken run's next write carries a stale fencing token, the store
-    refuses and logs it, and the one result stands."""
+    refuses and logs it, and the one result stands. The analysis process wakes first: its write
+    is tried before its woken worker, which finds its lease gone, stops it."""
     bundle, lines = _storm_bundle(tmp_path)
     state = tmp_path / "shared"
     node = api_node(nats_cluster.url, state, background_bytes=0, database=postgres_url)
@@ -113,20 +152,27 @@ def test_a_frozen_worker_that_wakes_after_its_job_was_rerun_cannot_overwrite_the
             created = client.post("/analyses", params={"name": "storm.tar.gz"}, content=bundle.read_bytes())
             assert created.status_code == 202, created.text
             analysis_id = created.json()["id"]
-            _wait_running(client, analysis_id)
+            analysis = _held_mid_job(first, client, analysis_id, lines)
             first.freeze()
             try:
                 with WorkerProcess(nats_cluster.url, state, tmp_path / "second.log", database=postgres_url) as second:
                     done = wait_status(client, analysis_id, timeout=400)
                     assert done["status"] == "done", done
                     assert f"analysis {analysis_id} delivered again (delivery 2)" in second.log()
+                analysis.resume()
+                deadline = time.monotonic() + 60
+                while "a write of run" not in first.log():  # the store's refusal, logged by the woken run
+                    assert time.monotonic() < deadline, first.log()[-3000:]
+                    time.sleep(0.05)
+                _wait_ended(analysis)  # a refused run ends
             finally:
                 first.freeze(False)
+            # its worker sees the run end; whatever it still writes, it has written then
+            ended = re.compile(rf"analysis {analysis_id} (done in|failed in|stopped)")
             deadline = time.monotonic() + 60
-            while "a write of run" not in first.log():  # the store's refusal, logged by the woken run
+            while not ended.search(first.log()):
                 assert time.monotonic() < deadline, first.log()[-3000:]
-                time.sleep(0.2)
-            time.sleep(2)  # whatever the woken run still does, it does now
+                time.sleep(0.05)
             after = client.get(f"/analyses/{analysis_id}").json()
             assert after["status"] == "done" and after["events"] == lines, after
             findings = client.get(f"/analyses/{analysis_id}/findings").json()["items"]
