@@ -18,6 +18,7 @@ from api_helpers import SAMPLES, RunningServer
 from fleet.fleet_nodes import WorkerProcess, api_node, finding_ids, incident_zip, wait_status
 from fleet.nats_cluster import NatsCluster
 from hostile.storms import repeated_error, write
+from nats.js.api import StreamInfo
 
 from correlator.fleet.layout import JOBS_STREAM
 
@@ -181,14 +182,27 @@ def test_a_frozen_worker_that_wakes_after_its_job_was_rerun_cannot_overwrite_the
         node.stop()
 
 
-async def _jobs_leader(cluster: NatsCluster) -> str:
+async def _jobs_stream(cluster: NatsCluster) -> StreamInfo:
     client = await nats.connect(servers=cluster.urls)
     try:
-        info = await client.jetstream().stream_info(JOBS_STREAM)
-        assert info.cluster is not None and info.cluster.leader
-        return info.cluster.leader
+        return await client.jetstream().stream_info(JOBS_STREAM)
     finally:
         await client.close()
+
+
+def _jobs_leader(cluster: NatsCluster) -> str:
+    info = asyncio.run(_jobs_stream(cluster))
+    assert info.cluster is not None and info.cluster.leader
+    return info.cluster.leader
+
+
+def _wait_jobs_acknowledged(cluster: NatsCluster, timeout: float = 60) -> None:
+    """Until the job queue is empty: every job acknowledged (work-queue retention removes it then),
+    so none can be delivered, and run, again."""
+    deadline = time.monotonic() + timeout
+    while (left := asyncio.run(_jobs_stream(cluster)).state.messages) > 0:
+        assert time.monotonic() < deadline, f"{left} jobs never acknowledged"
+        time.sleep(0.2)
 
 
 def test_a_nats_node_killed_while_jobs_flow_loses_and_repeats_none(nats_cluster: NatsCluster,
@@ -207,7 +221,7 @@ def test_a_nats_node_killed_while_jobs_flow_loses_and_repeats_none(nats_cluster:
                 answer = client.post("/analyses", params={"name": f"{name}.zip"}, content=bundles[name].read_bytes())
                 assert answer.status_code == 202, answer.text
                 ids[name] = answer.json()["id"]
-            leader = asyncio.run(_jobs_leader(nats_cluster))
+            leader = _jobs_leader(nats_cluster)
             nats_cluster.kill(next(i for i, n in enumerate(nats_cluster.nodes) if n.name == leader))
             for name in names[6:]:  # uploads keep being taken while the stream elects a new leader
                 answer = client.post("/analyses", params={"name": f"{name}.zip"}, content=bundles[name].read_bytes())
@@ -226,7 +240,7 @@ def test_a_nats_node_killed_while_jobs_flow_loses_and_repeats_none(nats_cluster:
         while time.monotonic() < deadline and any(f"analysis {a} done in" not in logs for a in ids.values()):
             time.sleep(0.1)
             logs = "".join(worker.log() for worker in workers)
-        time.sleep(1)  # a second run of a job would have ended by now too
+        _wait_jobs_acknowledged(nats_cluster)  # a job runs until its worker acknowledges it
         logs = "".join(worker.log() for worker in workers)
         for name, analysis_id in ids.items():  # analysed once: one run ended per job, over both workers
             assert logs.count(f"analysis {analysis_id} done in") == 1, name
