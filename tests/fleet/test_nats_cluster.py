@@ -9,8 +9,8 @@ import nats
 from fleet.nats_cluster import NatsCluster
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import StreamConfig
-from nats.js.errors import NoStreamResponseError
+from nats.js.api import StreamConfig, StreamInfo
+from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
 
 async def _publish(js: JetStreamContext, subject: str, number: int) -> None:
@@ -42,6 +42,26 @@ async def _fetch_all(subscription: JetStreamContext.PullSubscription, wanted: in
     return got
 
 
+async def _settled(js: JetStreamContext, stream: str, leader_not: str | None = None,
+                   timeout: float = 30) -> StreamInfo:
+    """The stream's info once it has a leader (other than `leader_not`) and both replicas are
+    current: a stream that just lost its leader, or whose node just rejoined, answers late or
+    from a replica still catching up for a moment; one that never settles fails the test."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            info = await js.stream_info(stream)
+        except (NatsTimeout, ServiceUnavailableError):
+            info = None
+        if info is not None and info.cluster is not None and info.cluster.leader not in (None, leader_not):
+            replicas = info.cluster.replicas or []
+            if len(replicas) == 2 and all(peer.current for peer in replicas):
+                return info
+        assert loop.time() < deadline, f"the stream did not settle: {info}"
+        await asyncio.sleep(0.2)
+
+
 async def _roundtrip(cluster: NatsCluster) -> None:
     client = await nats.connect(servers=cluster.urls, connect_timeout=2, max_reconnect_attempts=-1,
                                 reconnect_time_wait=0.2)
@@ -50,8 +70,8 @@ async def _roundtrip(cluster: NatsCluster) -> None:
         await js.add_stream(StreamConfig(name="HARNESS", subjects=["harness.>"], num_replicas=3))
         for i in range(10):
             await _publish(js, "harness.before", i)
-        info = await js.stream_info("HARNESS")
-        assert info.cluster is not None and len(info.cluster.replicas or []) == 2  # the leader and two replicas
+        info = await _settled(js, "HARNESS")  # the leader and two replicas
+        assert info.cluster is not None and info.cluster.leader
         leader = info.cluster.leader
         index = next(i for i, node in enumerate(cluster.nodes) if node.name == leader)
         cluster.kill(index)
@@ -61,6 +81,8 @@ async def _roundtrip(cluster: NatsCluster) -> None:
         assert info.state.messages == 20  # each once: the retries were recognised by their id
         assert info.cluster is not None and info.cluster.leader != leader
         cluster.restart(index)
+        # the node rejoins on its own store and catches up with what it missed
+        assert (await _settled(js, "HARNESS")).state.messages == 20
         subscription = await js.pull_subscribe("harness.>", durable="reader")
         assert sorted(await _fetch_all(subscription, 20)) == list(range(20))
     finally:
