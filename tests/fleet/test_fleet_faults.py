@@ -15,7 +15,7 @@ import nats
 import psutil
 import pytest
 from api_helpers import SAMPLES, RunningServer
-from fleet.fleet_nodes import WorkerProcess, api_node, finding_ids, incident_zip, wait_status
+from fleet.fleet_nodes import WorkerProcess, api_node, finding_ids, incident_zip, stop_all, wait_status
 from fleet.nats_cluster import NatsCluster
 from hostile.storms import repeated_error, write
 from nats.js.api import StreamInfo
@@ -245,6 +245,5 @@ def test_a_nats_node_killed_while_jobs_flow_loses_and_repeats_none(nats_cluster:
         for name, analysis_id in ids.items():  # analysed once: one run ended per job, over both workers
             assert logs.count(f"analysis {analysis_id} done in") == 1, name
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_all(workers)
         node.stop()
