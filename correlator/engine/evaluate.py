@@ -186,6 +186,9 @@ class Engine:
         self.refuted: dict[str, int] = {}
         self._problems: list[InputError] = []
         self._timeouts: dict[BoundedPattern, int] = {}
+        #: The last line made into evidence, and its record: the rules a line hits (a refused login
+        #: is both a wrong password and a missing user name until the artifacts tell) share it.
+        self._last_evidence: tuple[Event, EvidenceRef] | None = None
         #: Findings changed since their explanation and fix were last rendered (see `_render`).
         self._unrendered: dict[int, tuple[Rule, Finding]] = {}
 
@@ -487,11 +490,16 @@ class Engine:
     # -- findings ------------------------------------------------------------------------------
 
     def _context(self, rule: Rule, events: list[Event]) -> dict[str, Any]:
-        context: dict[str, Any] = {}
-        for event in events:
-            for name, value in event.fields.items():
-                context.setdefault(name, value)
+        if len(events) == 1:  # most hits: one line, whose fields are the context as they are
+            event = events[0]
+            context = dict(event.fields)
             context.setdefault("source", event.source)
+        else:
+            context = {}
+            for event in events:
+                for name, value in event.fields.items():
+                    context.setdefault(name, value)
+                context.setdefault("source", event.source)
         client = context.get("client_id")
         if "username" not in context and isinstance(client, str) and client in self._identities:
             # the broker names the user only at CONNECT; a later denial still belongs to that user
@@ -614,8 +622,13 @@ class Engine:
             seen[ref] = None
             if len(seen) > MAX_SEEN:
                 seen.popitem(last=False)
-            evidence = EvidenceRef(side, event.file, event.line, event.raw.splitlines()[0] if event.raw else "",
-                                   event.ts, event.source, event.kind, event.estimated)
+            last = self._last_evidence
+            if last is not None and last[0] is event:
+                evidence = last[1]  # the line another rule's finding took just now: one record for both
+            else:
+                evidence = EvidenceRef(side, event.file, event.line, event.raw.splitlines()[0] if event.raw else "",
+                                       event.ts, event.source, event.kind, event.estimated)
+                self._last_evidence = (event, evidence)
             if len(finding.evidence) < EVIDENCE_HEAD + EVIDENCE_TAIL:
                 finding.evidence.append(evidence)
             else:
@@ -671,7 +684,9 @@ class Engine:
         client logged, in two lines each, is one, and it stays one when the two sides could not
         be stitched. Only the last SIDE_UNITS units per side are remembered: the lines of one
         connection come close together."""
-        counts = self._side_counts.setdefault(key, {})
+        counts = self._side_counts.get(key)
+        if counts is None:
+            counts = self._side_counts[key] = {}
         if not events:  # a fact about the artifacts alone
             counts["artifact"] = counts.get("artifact", 0) + 1
         if len(events) == 1:  # most hits: one line
@@ -683,7 +698,12 @@ class Engine:
         for side, last in last_of.items():
             if unit != "event":
                 unit_id = last.connection or (last.source, self._attempts.get(last.source, 0))
-                recent = self._side_units.setdefault(key, {}).setdefault(side, OrderedDict())
+                units = self._side_units.get(key)
+                if units is None:
+                    units = self._side_units[key] = {}
+                recent = units.get(side)
+                if recent is None:  # (setdefault would build an OrderedDict per hit, to throw it away)
+                    recent = units[side] = OrderedDict()
                 if unit_id in recent:
                     recent.move_to_end(unit_id)
                     continue
