@@ -422,6 +422,8 @@ class LiveAnalysis:
     def _tick_loop(self) -> None:
         while not self._stop.wait(TICK):
             with self._lock:
+                # a folder may fall back to polling at any time (an inotify watch limit)
+                self._timeline.set_prompt(self._tailer.observer_kind == "inotify")
                 for path, state in list(self.sources.items()):
                     if state.parser is None and state.split_format is None and state.waiting:
                         lines, state.waiting = state.waiting, []

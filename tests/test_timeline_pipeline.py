@@ -11,7 +11,14 @@ import pytest
 from correlator.formats.registry import Registry, load_registry
 from correlator.model import Event
 from correlator.sources.files import LogFile
-from correlator.timeline.pipeline import BatchTimeline, LiveTimeline, SkewTracker, timeline
+from correlator.timeline.pipeline import (
+    PROMPT_DELAY,
+    WATERMARK_DELAY,
+    BatchTimeline,
+    LiveTimeline,
+    SkewTracker,
+    timeline,
+)
 from correlator.timeline.skew import parse_offset_options
 from correlator.timeline.zones import parse_zone_options
 
@@ -168,3 +175,20 @@ def test_live_catching_up_on_existing_files_stitches_like_batch(registry: Regist
     assert [(e.file, e.line) for e in out] == [(e.file, e.line) for e in batch_events]
     assert sorted(e.ts for e in out) == sorted(e.ts for e in batch_events)
     assert live.merger.late == 0
+
+
+def test_a_prompt_tailer_shortens_the_wait_for_quiet_sources() -> None:
+    """With inotify a line written to any followed log arrives within milliseconds, so a broker
+    line waits PROMPT_DELAY for a quiet client log, not the polling watermark."""
+    now = [0.0]
+    live = LiveTimeline(window=0.0, clock=lambda: now[0])
+    live.add_source("client:edge-02", "edge-02.log")
+    line = Event(ts=100.0, time_text="100", source="broker", file="b.log", line=1, kind="tls.handshake_failed", raw="")
+    assert live.feed("broker", "b.log", [line]) == []
+    now[0] = PROMPT_DELAY
+    assert live.tick() == []  # polling: still held
+    live.set_prompt(True)
+    assert live.merger.pending() == 1
+    assert live.merger.release(now[0]) == [line]
+    live.set_prompt(False)
+    assert live.merger.delay == WATERMARK_DELAY

@@ -54,6 +54,13 @@ MAX_LOOKAHEAD_EVENTS = 20_000
 MAX_LOOKAHEAD_SCAN = 50_000
 #: Events LiveTimeline.hold() keeps back at most while existing files are read.
 HOLD_EVENTS = 200_000
+#: Seconds a live event waits for a quiet source (the merger's watermark) when the tailer polls
+#: files: a line another log wrote at the same moment is only seen at the next poll.
+WATERMARK_DELAY = 0.25
+#: The same wait when the tailer is woken by inotify: a line written to any followed file reaches
+#: the merger within milliseconds, so a longer wait guards against nothing but costs every live
+#: line its latency (benchmarks/api.py: append -> SSE with client logs tailed).
+PROMPT_DELAY = 0.03
 #: The stitching window of the batch path (Stitcher's default), used for what live files held
 #: before they were followed.
 BATCH_STITCH_WINDOW = 2.0
@@ -370,7 +377,7 @@ class LiveTimeline:
     """
 
     def __init__(self, *, offsets: Sequence[OffsetRule] = (), lookahead: float = LOOKAHEAD,
-                 delay: float = 0.25, window: float = 2.0, clock: Callable[[], float] | None = None,
+                 delay: float = WATERMARK_DELAY, window: float = 2.0, clock: Callable[[], float] | None = None,
                  reach: Mapping[str, frozenset[str]] | None = None,
                  clock_groups: Mapping[str, str] | None = None) -> None:
         """`reach` and `clock_groups`: as BatchTimeline's (correlator.hosts)."""
@@ -383,6 +390,11 @@ class LiveTimeline:
         self._holding = False
         self._held: list[tuple[str, list[Event]]] = []
         self._held_events = 0
+
+    def set_prompt(self, prompt: bool) -> None:
+        """Whether new lines reach `feed` within milliseconds of being written (an inotify-woken
+        tailer): events then wait PROMPT_DELAY for a quiet source instead of WATERMARK_DELAY."""
+        self.merger.delay = PROMPT_DELAY if prompt else WATERMARK_DELAY
 
     def add_source(self, source: str, path: str) -> None:
         self._paths[source] = path
