@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, with_config
 
+from correlator.artifacts.certs import KeyState, SourceFormat
+from correlator.artifacts.probe import StepStatus
 from correlator.model import Level, Severity
 from correlator.report_model import About, FindingDict, HostDict, IsoTime, SourceDict, SummaryDict
 
@@ -28,7 +30,8 @@ class ApiModel(BaseModel):
 class ErrorDetail(ApiModel):
     loc: list[str | int] = Field(examples=[["query", "level"]])
     """Where: `query`, `path` or the body, then the parameter's name."""
-    message: str
+    message: str = Field(examples=["Input should be 'debug', 'info', 'notice', 'warning', 'error' or 'critical'"])
+    """What is wrong with it."""
 
 
 class ErrorOut(ApiModel):
@@ -49,38 +52,57 @@ class ErrorOut(ApiModel):
 
 class HealthOut(ApiModel):
     status: Literal["ok"] = "ok"
+    """Always `ok`: the process answers (readiness is `/ready`)."""
 
 
 class ReadyOut(ApiModel):
     status: Literal["ready", "not ready"]
+    """Whether the server takes work now."""
     problems: list[str]
     """Why not (the database, the scheduler, disk space), empty when ready."""
 
 
 class VersionOut(ApiModel):
-    name: str
-    version: str
-    api: str
-    report_schema: str
+    name: str = Field(examples=["correlator"])
+    """The program's name."""
+    version: str = Field(examples=["0.9.0"])
+    """Its version."""
+    api: str = Field(examples=["v1"])
+    """The API's version: the prefix of every route (`/api/v1`)."""
+    report_schema: str = Field(examples=["correlator.analysis/2"])
+    """The version of the report's JSON (`GET /analyses/{id}/report?format=json`, `analyze --json`)."""
 
 
 class FormatOut(ApiModel):
-    name: str
-    title: str
-    role: str
-    file: str
+    name: str = Field(examples=["mosquitto"])
+    """The format's name (`--source-format`, a source's `format`)."""
+    title: str = Field(examples=["Eclipse Mosquitto broker log"])
+    """What it reads, for a person."""
+    role: str = Field(examples=["broker", "client", "gateway"])
+    """Who writes such logs: a log read with it is named after this (`broker`, `client:<name>` ...)."""
+    file: str = Field(examples=["parsers/mosquitto.toml"])
+    """The definition file it was loaded from."""
     multiline: bool
-    messages: int
+    """Whether a record may span lines (a stack trace under its head line)."""
+    messages: int = Field(ge=0, examples=[84])
+    """How many kinds of message it tells apart."""
     fallback: bool
+    """Whether it is the generic format that reads lines no other format explains."""
 
 
 class RuleOut(ApiModel):
-    id: str
-    title: str
+    id: str = Field(examples=["tls.server_cert_expired"])
+    """The root cause's id: a finding's `id`."""
+    title: str = Field(examples=["The broker's certificate has expired"])
+    """What the cause is, in a line."""
     severity: Severity
-    file: str
-    look_alike: list[str]
-    explains: list[str]
+    """The severity of its findings."""
+    file: str = Field(examples=["rules/tls/server_cert_expired.toml"])
+    """The definition file it was loaded from."""
+    look_alike: list[str] = Field(examples=[["tls.untrusted_ca"]])
+    """Causes whose symptoms look the same: the finding says how this one was told apart."""
+    explains: list[str] = Field(examples=[["tls.handshake_failed"]])
+    """Causes that are consequences of this one: their findings are folded into this one's."""
 
 
 # -- findings ----------------------------------------------------------------------------------
@@ -221,77 +243,141 @@ class TimelinePage(ApiModel):
 
 
 class SanOut(ApiModel):
-    dns: list[str]
-    ip: list[str]
+    """A certificate's subject alternative names, by type."""
+
+    dns: list[str] = Field(examples=[["broker.plant.local"]])
+    """DNS names."""
+    ip: list[str] = Field(examples=[["10.0.0.5"]])
+    """IP addresses."""
     uri: list[str]
+    """URIs (OPC UA application URIs among them)."""
 
 
 class CertificateOut(ApiModel):
-    path: str
-    index: int
-    format: str
-    subject: str
-    issuer: str
-    common_name: str | None
-    serial: str
+    """The facts of one certificate, as `correlator certs` reads them."""
+
+    path: str = Field(examples=["server.crt"])
+    """The file it came from, as uploaded."""
+    index: int = Field(ge=0)
+    """Its place in that file (0 for the first certificate of a PEM bundle)."""
+    format: SourceFormat
+    """How the file holds it."""
+    subject: str = Field(examples=["CN=broker.plant.local,O=Plant"])
+    """Its subject (RFC 4514)."""
+    issuer: str = Field(examples=["CN=Plant CA,O=Plant"])
+    """Its issuer (RFC 4514)."""
+    common_name: str | None = Field(examples=["broker.plant.local"])
+    """The subject's common name, if it has one."""
+    serial: str = Field(examples=["4f:0a:91:2c"])
+    """Its serial number in hex."""
     san: SanOut
+    """Its subject alternative names."""
     has_san: bool
-    not_before: str
-    not_after: str
-    key_type: str
-    key_size: int | None
-    signature_algorithm: str
-    signature_hash: str | None
-    key_usage: list[str]
-    extended_key_usage: list[str]
+    """Whether it has the extension at all (clients check host names against it, not the CN)."""
+    not_before: Timestamp
+    """When it becomes valid."""
+    not_after: Timestamp
+    """When it expires."""
+    key_type: str = Field(examples=["RSA", "EC"])
+    """Its public key's algorithm."""
+    key_size: int | None = Field(examples=[2048])
+    """Its public key's size in bits (null for keys without one)."""
+    signature_algorithm: str = Field(examples=["sha256WithRSAEncryption"])
+    """How its issuer signed it."""
+    signature_hash: str | None = Field(examples=["sha256"])
+    """The hash of that signature (null when the algorithm names none)."""
+    key_usage: list[str] = Field(examples=[["digital_signature", "key_encipherment"]])
+    """Its key usages."""
+    extended_key_usage: list[str] = Field(examples=[["serverAuth"]])
+    """Its extended key usages (empty: unrestricted)."""
     is_ca: bool | None
+    """Its basic constraints' CA flag (null without the extension)."""
     path_length: int | None
+    """Its basic constraints' path length (null when unlimited or absent)."""
     sha1: str
+    """SHA-1 fingerprint of the certificate (hex, colon-separated)."""
     sha256: str
+    """SHA-256 fingerprint of the certificate (hex, colon-separated)."""
     self_signed: bool
+    """Whether it signed itself."""
     public_key_sha256: str
+    """SHA-256 of its public key: a private key with the same value belongs to it."""
 
 
 class KeyOut(ApiModel):
     """A private key described by its public half: no key material ever leaves the server."""
 
-    path: str
-    index: int
-    format: str
-    state: str
+    path: str = Field(examples=["server.key"])
+    """The file it came from, as uploaded."""
+    index: int = Field(ge=0)
+    """Its place in that file."""
+    format: SourceFormat
+    """How the file holds it."""
+    state: KeyState
+    """Whether it could be read: `encrypted_no_password` and `wrong_password` leave the rest null."""
     encrypted: bool
-    key_type: str | None
-    key_size: int | None
+    """Whether the file protects it with a password."""
+    key_type: str | None = Field(examples=["RSA"])
+    """Its algorithm."""
+    key_size: int | None = Field(examples=[2048])
+    """Its size in bits."""
     public_key_sha256: str | None
+    """SHA-256 of its public key: the certificate with the same value is its own."""
 
 
 class CheckOut(ApiModel):
-    check: str
-    status: str
-    severity: str
-    cause: str | None
-    subject: str
-    message: str
-    details: dict[str, JsonValue]
+    """One check on one certificate, key or connection."""
+
+    check: str = Field(examples=["expiry", "hostname", "chain"])
+    """Which check."""
+    status: Literal["ok", "problem", "not_run"]
+    """What it found; `not_run` when it could not run (the message says why)."""
+    severity: Literal["info", "warning", "error"]
+    """How bad a problem is."""
+    cause: str | None = Field(examples=["tls.server_cert_expired"])
+    """The root cause a problem points to, if one does."""
+    subject: str = Field(examples=["server.crt", "server.crt#1"])
+    """What was checked: a file, or `file#index` for a later certificate in it."""
+    message: str = Field(examples=["expired 12 days ago (2026-11-11T00:00:00Z)"])
+    """What it found, for a person."""
+    details: dict[str, JsonValue] = Field(examples=[{"days_left": -12}])
+    """The check's own measurements (days left, the host-name verdicts, the chain built)."""
 
 
 class CertReportOut(ApiModel):
+    """A certificate with the checks that ran on it."""
+
     certificate: CertificateOut
+    """Its facts."""
     leaf: bool
+    """Whether it is used as an end entity (a server's or client's own certificate, not a CA)."""
     checks: list[CheckOut]
+    """The checks on it."""
 
 
 class InspectOut(ApiModel):
-    at: str
+    """What `correlator certs` says of the uploaded certificates and keys."""
+
+    at: Timestamp
+    """The time validity was judged at."""
     role: Literal["server", "client"]
-    host: str | None
+    """The role the leaf certificates were checked for."""
+    host: str | None = Field(examples=["broker.plant.local"])
+    """The host name checked against the server certificate, if one was given."""
     ok: bool
-    causes: list[str]
-    problems: int
+    """True when no check found a problem."""
+    causes: list[str] = Field(examples=[["tls.server_cert_expired"]])
+    """The root causes the problems point to."""
+    problems: int = Field(ge=0)
+    """How many checks found a problem."""
     certificates: list[CertReportOut]
+    """Each certificate with its checks."""
     keys: list[KeyOut]
+    """Each private key."""
     checks: list[CheckOut]
+    """Checks across files (a key that matches no certificate, a chain to the CA)."""
     errors: list[str]
+    """Files that could not be read, and why."""
 
 
 class ProbeRequest(ApiModel):
@@ -300,83 +386,146 @@ class ProbeRequest(ApiModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    host: str = Field(min_length=1, max_length=253)
+    host: str = Field(min_length=1, max_length=253, examples=["broker.plant.local"])
+    """The broker's host name or address."""
     port: int = Field(default=8883, ge=1, le=65535)
+    """Its port."""
     tls: bool = True
+    """Whether to speak TLS."""
     servername: str | None = Field(default=None, max_length=253)
+    """The name to send as SNI and check the certificate against (default: `host`)."""
     mqtt: bool = False
+    """Also send an MQTT CONNECT and report the broker's answer."""
     username: str | None = None
+    """The CONNECT's user name."""
     password: str | None = None
+    """The CONNECT's password (never logged nor echoed)."""
     client_id: str | None = Field(default=None, max_length=256)
+    """The CONNECT's client id (default: a generated one)."""
     timeout: float = Field(default=5.0, gt=0, le=30)
+    """Seconds each step may take."""
     ca_pem: str | None = None
+    """CA certificates to trust, as PEM (default: the system's)."""
     cert_pem: str | None = None
+    """A client certificate to present, as PEM."""
     key_pem: str | None = None
+    """Its private key, as PEM."""
     key_password: str | None = None
+    """The password of that key."""
 
 
 class MqttOut(ApiModel):
-    status: str
-    return_code: int | None
-    meaning: str
+    """What the broker answered to the probe's CONNECT."""
+
+    status: StepStatus
+    """Whether the CONNECT was answered with an acceptance."""
+    return_code: int | None = Field(examples=[5])
+    """The CONNACK's return code (null when none came)."""
+    meaning: str = Field(examples=["not authorised"])
+    """That code in words."""
     session_present: bool
+    """The CONNACK's session-present flag."""
 
 
 class ProblemOut(ApiModel):
-    cause: str | None
+    """One thing the probe found wrong."""
+
+    cause: str | None = Field(examples=["tls.server_cert_expired"])
+    """Its root cause, where one applies (an unresolvable host name has none)."""
     message: str
+    """What is wrong, for a person."""
 
 
 class ProbeOut(ApiModel):
-    host: str
-    port: int
+    """Everything one probe learnt, step by step."""
+
+    host: str = Field(examples=["broker.plant.local"])
+    """The host probed."""
+    port: int = Field(examples=[8883])
+    """Its port."""
     tls: bool
+    """Whether TLS was spoken."""
     servername: str | None
+    """The SNI name sent."""
     ok: bool
-    cause: str | None
+    """True when every step succeeded and no check found a problem."""
+    cause: str | None = Field(examples=["tls.server_cert_expired"])
+    """The root cause a real client would hit first (null when all is well)."""
     causes: list[str]
+    """Every root cause found, most blocking first."""
     message: str
-    tcp: str
-    tls_handshake: str
-    tls_version: str | None
-    cipher: str | None
+    """The outcome in a sentence."""
+    tcp: StepStatus
+    """The TCP connection."""
+    tls_handshake: StepStatus
+    """The TLS handshake."""
+    tls_version: str | None = Field(examples=["TLSv1.3"])
+    """The TLS version agreed."""
+    cipher: str | None = Field(examples=["TLS_AES_256_GCM_SHA384"])
+    """The cipher agreed."""
     tls_error: str | None
+    """Why the handshake failed, as the TLS library says."""
     chain: list[CertificateOut]
+    """The certificates the broker presented, its own first."""
     checks: list[CheckOut]
+    """The checks on that chain (expiry, host name, trust)."""
     mqtt: MqttOut | None
+    """The CONNECT's outcome, when asked for (`mqtt`)."""
     problems: list[ProblemOut]
+    """Every problem found."""
     notes: list[str]
-    elapsed_ms: int
-    at: str
+    """Remarks that are not problems."""
+    elapsed_ms: int = Field(ge=0)
+    """How long the probe took."""
+    at: Timestamp
+    """When it ran."""
 
 
 # -- live --------------------------------------------------------------------------------------
 
 
 class LiveSourceOut(ApiModel):
-    path: str
-    source: str
-    format: str
-    zone: str
-    lines: int
-    unparsed: int
+    """A tailed log."""
+
+    path: str = Field(examples=["/var/log/mosquitto/mosquitto.log"])
+    """The file."""
+    source: str = Field(examples=["broker", "client:edge-02"])
+    """Who writes it."""
+    format: str = Field(examples=["mosquitto"])
+    """The format it is read with."""
+    zone: str = Field(examples=["UTC"])
+    """The time zone its times are read in."""
+    lines: int = Field(ge=0)
+    """Lines read so far."""
+    unparsed: int = Field(ge=0)
+    """Lines no pattern of the format explained."""
 
 
 class LiveStatus(ApiModel):
+    """The live analysis of the logs `serve` tails."""
+
     paths: list[str]
+    """The files and folders it follows."""
     sources: list[LiveSourceOut]
-    events: int
-    findings: int
-    lines_per_second: float
+    """The logs found in them."""
+    events: int = Field(ge=0)
+    """Events analysed so far."""
+    findings: int = Field(ge=0)
+    """Current findings."""
+    lines_per_second: float = Field(ge=0)
+    """Lines read per second over the last few seconds."""
     errors: list[str]
+    """Problems reading the logs (unreadable files, patterns that ran out of time)."""
 
 
 class LiveFindingList(ApiModel):
     items: list[FindingOut]
+    """The live findings as they stand, worst first."""
 
 
 class LiveEventPage(ApiModel):
     items: list[EventOut]
+    """The newest events, oldest first."""
     next_cursor: int
     """Pass as `after` to get only newer events (older ones beyond the kept window are gone)."""
 
@@ -399,6 +548,7 @@ class SiteOut(ApiModel):
     findings: int
     """Its current findings."""
     worst_severity: Severity | None
+    """The worst severity among its current findings (null without findings)."""
     last_event: Timestamp | None
     """The time of the newest event analysed."""
     updated: Timestamp
@@ -410,6 +560,7 @@ class SiteOut(ApiModel):
 
 class SiteList(ApiModel):
     items: list[SiteOut]
+    """Every site the live workers analysed, by name."""
 
 
 class SiteFindingList(ApiModel):

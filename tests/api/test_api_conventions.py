@@ -158,12 +158,16 @@ def test_schema_describes_times_levels_and_confidence(shared: RunningServer) -> 
     assert set(parts["FindingOut"]["properties"]["confidence"]["enum"]) == {"high", "medium", "low"}
     assert parts["EventOut"]["properties"]["raw"]["description"]
     assert parts["ErrorOut"]["properties"]["status"]["examples"] == [404]
-    # the report's own schema (a finding, its evidence and fix, the sources, the summary, the hosts)
-    # and the analysis and timeline models: every property says what it holds
-    for name in ("FindingOut", "EvidenceDict", "FixStepDict", "SourceDict", "SummaryDict", "HostDict", "AnalysisOut",
-                 "AnalysisBrief", "AnalysisList", "FindingList", "SourceList", "EventOut", "TimelinePage"):
-        undescribed = [p for p, v in parts[name]["properties"].items() if not v.get("description")]
-        assert not undescribed, (name, undescribed)
+    # every model (the report's own schema, the analyses and timeline, certificates, the probe,
+    # rules, formats, live status, sites, forms): every property says what it holds
+    undescribed = {name: [p for p, v in part.get("properties", {}).items() if not v.get("description")]
+                   for name, part in parts.items()}
+    assert {name: props for name, props in undescribed.items() if props} == {}
+    certificate = parts["CertificateOut"]["properties"]
+    assert certificate["not_after"]["format"] == parts["ProbeOut"]["properties"]["at"]["format"] == "date-time"
+    assert parts["CheckOut"]["properties"]["status"]["enum"] == ["ok", "problem", "not_run"]
+    assert parts["KeyOut"]["properties"]["state"]["enum"] == ["loaded", "encrypted_no_password", "wrong_password"]
+    assert parts["ProbeOut"]["properties"]["tcp"]["enum"] == ["ok", "failed", "not_run"]
     finding, evidence = parts["FindingOut"]["properties"], parts["EvidenceDict"]["properties"]
     assert finding["first_seen"]["format"] == finding["last_seen"]["format"] == "date-time"
     assert {"type": "string", "format": "date-time"}.items() <= evidence["time"]["anyOf"][0].items()

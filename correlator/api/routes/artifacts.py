@@ -47,7 +47,8 @@ async def inspect_certificates(
                                                 "keys may be included (only their public half is reported)")],
         ca: Annotated[list[UploadFile], File(default_factory=list, description="CA files the peer trusts")],
         host: Annotated[str | None, Form(max_length=253, description="the host name or IP clients dial")] = None,
-        role: Annotated[Literal["server", "client"], Form()] = "server",
+        role: Annotated[Literal["server", "client"], Form(description="the role the leaf certificates are "
+                                                          "checked for")] = "server",
         at: Annotated[str | None, Form(description="check validity at this time (ISO 8601 or epoch seconds; default "
                                        "now)",
                                        json_schema_extra={"format": "date-time"})] = None,
