@@ -298,8 +298,8 @@ def jobs(folder: Path, args: argparse.Namespace) -> None:
                 print(f"small uploads during it ({len(uploads)}): p50 {percentile(uploads, 0.5):7.1f} ms  "
                       f"max {max(uploads):7.1f} ms  (aim <= 1000 ms); findings GET meanwhile p50 "
                       f"{percentile(during, 0.5):.1f} ms max {max(during):.1f} ms")
-            print(f"big analysis {state['status']} in {took_big:.1f} s, {state['events']:,} events stored "
-                  f"({state['events'] / took_big:,.0f} events/s)")
+            print(f"big analysis {state['status']} in {took_big:.1f} s, {state['events']:,} timeline lines "
+                  f"({state['events'] / took_big:,.0f} lines/s; routine lines kept as places in the log)")
     finally:
         server.stop()
 

@@ -24,8 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from correlator.api import routine_lines
 from correlator.api.finding_keys import keys_of
 from correlator.api.private import private_file
+from correlator.api.routine_lines import RoutineCache
 from correlator.api.storage import (
     ANALYSIS_COLUMNS,
     EVENT_COLUMNS,
@@ -51,6 +53,7 @@ from correlator.api.storage import (
     worst_first,
 )
 from correlator.errors import CorrelatorError
+from correlator.formats.registry import Registry
 
 #: Bumped whenever the tables change, so an old state folder is refused with a message, not misread.
 SCHEMA_VERSION = 4
@@ -126,6 +129,11 @@ CREATE INDEX IF NOT EXISTS events_source ON events (num, source, seq);
 CREATE INDEX IF NOT EXISTS events_kind ON events (num, kind, seq);
 CREATE INDEX IF NOT EXISTS events_client ON events (num, client, seq);
 CREATE INDEX IF NOT EXISTS events_connection ON events (num, connection);
+CREATE TABLE IF NOT EXISTS routine_lines (
+    num INTEGER PRIMARY KEY,
+    meta TEXT NOT NULL,
+    data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS live_sites (
     site TEXT PRIMARY KEY,
     hosts TEXT NOT NULL,
@@ -163,6 +171,8 @@ class SqliteStore(UploadFolders):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self.routine = RoutineCache(self._routine_stored, self.uploads)
+        self.registry: Registry | None = None
         conn = self._conn()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -408,9 +418,25 @@ class SqliteStore(UploadFolders):
             if fence is not None:
                 self._check_fence(db, "", fence, num)
             db.execute("DELETE FROM events WHERE rowid BETWEEN ? AND ?", (num << 32, (num << 32) | 0xFFFFFFFF))
+            db.execute("DELETE FROM routine_lines WHERE num = ?", (num,))
             db.execute(f"DROP TABLE IF EXISTS events_text_{int(num)}")
+        self.routine.forget(num)
+
+    def save_routine(self, num: int, meta: Mapping[str, Any], data: bytes, fence: int | None = None) -> None:
+        with self.connect() as db:
+            if fence is not None:
+                self._check_fence(db, "", fence, num)
+            db.execute("INSERT OR REPLACE INTO routine_lines (num, meta, data) VALUES (?, ?, ?)",
+                       (num, json.dumps(meta), data))
+
+    def _routine_stored(self, num: int) -> tuple[str, bytes] | None:
+        row = self._conn().execute("SELECT meta, data FROM routine_lines WHERE num = ?", (num,)).fetchone()
+        return None if row is None else (str(row[0]), bytes(row[1]))
 
     def timeline(self, num: int, query: TimelineQuery) -> tuple[list[dict[str, Any]], int | None]:
+        return routine_lines.timeline(self.routine, num, query, lambda q: self._events(num, q), self.registry)
+
+    def _events(self, num: int, query: TimelineQuery) -> tuple[list[dict[str, Any]], int | None]:
         db = self._conn()
         after = query.after
         if query.since is not None:

@@ -8,7 +8,9 @@ while a big analysis runs.
 
 Two lanes with their own slots: `small` (bundles that read at most `background_bytes`, answered
 finished to the waiting client) and `large` (`workers` slots, answered 202 with a queue position).
-So a small upload never waits behind big ones, and big ones cannot take every core.
+So a small upload never waits behind big ones, and big ones cannot take every core; the large
+lane's processes also run at a lower CPU priority (LARGE_NICENESS), so a small analysis is not
+slowed by a big one sharing its core.
 
 One scheduler thread starts queued jobs in free slots and watches the running ones every
 `TICK` seconds: their end, their time budget (`analysis_timeout`) and their memory budget
@@ -49,6 +51,9 @@ TICK = 0.05
 HOUSEKEEPING = 600.0
 #: Seconds a killed process gets to be reaped before we move on.
 REAP = 2.0
+#: How much lower the large lane's analyses run in the OS's CPU priority (os.nice): a small upload's
+#: analysis, waited for by its client, takes the CPU first when the cores are busy.
+LARGE_NICENESS = 10
 
 _context_lock = threading.Lock()
 _context: ForkServerContext | SpawnContext | None = None
@@ -270,7 +275,9 @@ class Analyser:
             while queue and busy < self.slots[lane]:
                 job = queue.popleft()
                 job.started = time.monotonic()
-                job.process = process_context().Process(target=run, args=(self.spec, job.id, job.upload, job.fence),
+                niceness = LARGE_NICENESS if lane == "large" else 0
+                job.process = process_context().Process(target=run, args=(self.spec, job.id, job.upload, job.fence,
+                                                                          niceness),
                                                         name=f"correlator-analysis-{job.id}", daemon=True)
                 try:
                     job.process.start()

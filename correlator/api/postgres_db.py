@@ -44,7 +44,9 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from correlator.api import routine_lines
 from correlator.api.finding_keys import keys_of
+from correlator.api.routine_lines import RoutineCache
 from correlator.api.storage import (
     ANALYSIS_COLUMNS,
     EVENT_COLUMNS,
@@ -71,6 +73,7 @@ from correlator.api.storage import (
     worst_first,
 )
 from correlator.errors import CorrelatorError
+from correlator.formats.registry import Registry
 
 #: Bumped whenever the tables change, so a newer database is refused with a message, not misread.
 SCHEMA_VERSION = 3
@@ -157,6 +160,11 @@ CREATE INDEX IF NOT EXISTS events_source ON events (num, source, seq);
 CREATE INDEX IF NOT EXISTS events_kind ON events (num, kind, seq);
 CREATE INDEX IF NOT EXISTS events_client ON events (num, client, seq);
 CREATE INDEX IF NOT EXISTS events_connection ON events (num, connection);
+CREATE TABLE IF NOT EXISTS routine_lines (
+    num BIGINT PRIMARY KEY,
+    meta TEXT NOT NULL,
+    data BYTEA NOT NULL
+);
 CREATE TABLE IF NOT EXISTS live_sites (
     site TEXT PRIMARY KEY,
     hosts TEXT NOT NULL,
@@ -200,6 +208,8 @@ class PostgresStore(UploadFolders):
     def __init__(self, url: str, state_dir: Path) -> None:
         super().__init__(state_dir)
         self.url: str | None = url
+        self.routine = RoutineCache(self._routine_stored, self.uploads)
+        self.registry: Registry | None = None
         try:  # once by hand first: libpq's own reason (refused, no such database, bad password) at once
             psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT).close()
         except psycopg.Error as exc:
@@ -421,8 +431,25 @@ class PostgresStore(UploadFolders):
             if fence is not None:
                 self._check_fence(db, "", fence, num)
             db.execute("DELETE FROM events WHERE num = %s", (num,))
+            db.execute("DELETE FROM routine_lines WHERE num = %s", (num,))
+        self.routine.forget(num)
+
+    def save_routine(self, num: int, meta: Mapping[str, Any], data: bytes, fence: int | None = None) -> None:
+        with self._connect(transaction=True) as db:
+            if fence is not None:
+                self._check_fence(db, "", fence, num)
+            db.execute("INSERT INTO routine_lines (num, meta, data) VALUES (%s, %s, %s) ON CONFLICT (num) DO UPDATE "
+                       "SET meta = EXCLUDED.meta, data = EXCLUDED.data", (num, json.dumps(meta), data))
+
+    def _routine_stored(self, num: int) -> tuple[str, bytes] | None:
+        with self._connect() as db:
+            row = db.execute("SELECT meta, data FROM routine_lines WHERE num = %s", (num,)).fetchone()
+        return None if row is None else (str(row[0]), bytes(row[1]))
 
     def timeline(self, num: int, query: TimelineQuery) -> tuple[list[dict[str, Any]], int | None]:
+        return routine_lines.timeline(self.routine, num, query, lambda q: self._events(num, q), self.registry)
+
+    def _events(self, num: int, query: TimelineQuery) -> tuple[list[dict[str, Any]], int | None]:
         with self._connect() as db:
             after = query.after
             if query.since is not None:

@@ -31,11 +31,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from correlator.api.private import private_dir
 from correlator.errors import CorrelatorError
 from correlator.model import Event, severity_rank
+
+if TYPE_CHECKING:
+    from correlator.api.routine_lines import RoutineCache
+    from correlator.formats.registry import Registry
 
 log = logging.getLogger("correlator.api")
 
@@ -366,6 +370,11 @@ class Store(Protocol):
     url: str | None
     """What `open_store` was given: an analysis process opens the same store with it."""
     embedded: bool
+    routine: RoutineCache
+    """The analyses' routine lines, loaded as timeline pages need them."""
+    registry: Registry | None
+    """The formats routine lines are parsed with when a timeline page shows them (None: the
+    built-in ones); the server sets its own."""
     """True when a call is a local file read (SQLite), cheap enough to make on the event loop;
     False when it goes over the network and is made on a worker thread (see deps.off_loop)."""
 
@@ -433,7 +442,11 @@ class Store(Protocol):
     # timeline
     def writer(self, num: int, fence: int | None = None) -> TimelineWriter: ...
 
-    def drop_events(self, num: int, fence: int | None = None) -> None: ...
+    def drop_events(self, num: int, fence: int | None = None) -> None:
+        """Drop the analysis's timeline: its events and its routine lines."""
+
+    def save_routine(self, num: int, meta: Mapping[str, Any], data: bytes, fence: int | None = None) -> None:
+        """The analysis's routine lines, as places in its kept logs (correlator/api/routine_lines.py)."""
 
     def timeline(self, num: int, query: TimelineQuery) -> tuple[list[dict[str, Any]], int | None]:
         """One page of events and the cursor of the next (None: the last page)."""

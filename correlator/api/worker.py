@@ -15,20 +15,28 @@ small upload pays a fork, not the seconds the formats take to compile.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from correlator.analysis import Options, Progress, analyze
+from correlator.api.private import open_private, private_dir
+from correlator.api.routine_lines import RoutinePlaces
 from correlator.api.storage import StaleRun, Store, TimelineWriter, open_store
 from correlator.engine.rules import Rule, load_rules
 from correlator.errors import CorrelatorError
 from correlator.formats.registry import Registry, default_registry, load_registry
+from correlator.formats.scan import keeps_lines
 from correlator.model import Event
 from correlator.report_model import Analysis
 from correlator.reports.files import FORMATS, render_file
+from correlator.sources.bundle import open_bundle
+from correlator.tui.sources import compressed
 
+#: The folder of an analysis's upload folder that keeps the logs its routine lines are read from.
+KEPT = "text"
 #: Seconds between progress writes: often enough for a progress bar, rare enough to cost nothing.
 PROGRESS_EVERY = 0.5
 
@@ -85,8 +93,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def run(spec: JobSpec, analysis_id: str, upload: Path | None = None, fence: int | None = None) -> None:
-    """The child's entry point; `upload` and `fence` as for run_analysis."""
+def run(spec: JobSpec, analysis_id: str, upload: Path | None = None, fence: int | None = None,
+        niceness: int = 0) -> None:
+    """The child's entry point; `upload` and `fence` as for run_analysis; `niceness` lowers the
+    process's CPU priority (the large lane's, so small analyses go first on a busy machine)."""
+    if niceness:
+        os.nice(niceness)
     store = open_store(spec.database, spec.state_dir)
     try:
         registry, rules = _registry_and_rules(spec)
@@ -104,6 +116,7 @@ def run_analysis(store: Store, options: Options, registry: Registry, rules: list
     row = store.get(analysis_id)
     if row is None or (upload is None and row.upload is None):
         return
+    local = upload is None  # the store's own upload folder: its logs can be kept for the timeline
     upload = upload or Path(str(row.upload))
     writer = store.writer(row.num, fence)
     try:
@@ -111,12 +124,18 @@ def run_analysis(store: Store, options: Options, registry: Registry, rules: list
         store.update(analysis_id, status="running", phase="extracting", progress=0.0, events=0, fence=fence)
     except StaleRun:
         return
+    kept_dir = upload.parent / KEPT
+    if local:
+        shutil.rmtree(kept_dir, ignore_errors=True)
     parent = os.getppid()
+    places: RoutinePlaces | None = None
 
     def on_events(events: list[Event]) -> None:
         if os.getppid() != parent or (owner is not None and not _alive(owner)):
             raise _Orphaned
         writer.add(events)
+        if places is not None:
+            places.on_events(events)
 
     def on_progress(progress: Progress) -> None:
         if owner is not None and not _alive(owner):
@@ -126,17 +145,34 @@ def run_analysis(store: Store, options: Options, registry: Registry, rules: list
                      events=writer.count, fence=fence)
 
     try:
-        # every line: the stored timeline pages through all of them; the upload is named as the
-        # client named it, so no server path reaches a finding, an error or a report
-        result = analyze([upload], options, registry=registry, rules=rules, on_events=on_events,
-                         on_progress=on_progress, every_line=True, names={upload: upload.name})
-        store.update(analysis_id, phase="storing", progress=0.99, events=writer.count, fence=fence)
-        writer.finish()
-        _save(store, analysis_id, result, writer.count, row.name, fence)
+        # the upload is named as the client named it, so no server path reaches a finding, an
+        # error or a report
+        with open_bundle([upload], {upload: upload.name}) as bundle:
+            real = {bundle.name(path): path for path in bundle.logs}
+            if local and keeps_lines() and not any(compressed(path) for path in bundle.logs):
+                # routine lines are kept as places in their logs, not as events (routine_lines.py)
+                places = RoutinePlaces(lambda name: f"{upload.parent.name}/{KEPT}/{list(real).index(name)}"
+                                       if name in real else None)
+            result = analyze(bundle, options, registry=registry, rules=rules, on_events=on_events,
+                             on_progress=on_progress, every_line=places is None,
+                             on_routine=places.add if places is not None else None)
+            store.update(analysis_id, phase="storing", progress=0.99, events=writer.count, fence=fence)
+            writer.finish()
+            routine = 0
+            built = places.build({s.info.path: s.info.format for s in result.sources}) if places else None
+            if built is not None:
+                meta, data = built
+                for file in meta["files"]:
+                    _keep(real[file["name"]], store.uploads / file["path"])
+                store.save_routine(row.num, meta, data, fence)
+                routine = int(meta["lines"])
+        _save(store, analysis_id, result, writer.count + routine, row.name, fence)
         upload_dir = upload.parent
         for leftover in upload_dir.iterdir():
-            leftover.unlink()
-        upload_dir.rmdir()
+            if leftover.name != KEPT:
+                leftover.unlink()
+        if not any(upload_dir.iterdir()):
+            upload_dir.rmdir()
     except (_Orphaned, StaleRun):
         return
     except CorrelatorError as exc:
@@ -147,6 +183,17 @@ def run_analysis(store: Store, options: Options, registry: Registry, rules: list
         logging.getLogger("correlator.api").exception("analysis %s failed", analysis_id)
         _failed(store, writer, analysis_id,
                 f"internal error while analysing ({type(exc).__name__}); see the server log", fence)
+
+
+def _keep(path: Path, target: Path) -> None:
+    """Keep a log its routine lines are read back from: a link when it is on the same file system
+    (the upload itself), else a copy (a file extracted from an archive to a temporary folder)."""
+    private_dir(target.parent)
+    try:
+        os.link(path, target)
+    except OSError:
+        with path.open("rb") as source, open_private(target) as out:
+            shutil.copyfileobj(source, out)
 
 
 def _failed(store: Store, writer: TimelineWriter, analysis_id: str, message: str, fence: int | None) -> None:

@@ -183,7 +183,7 @@ class BundleEventSource:
             for path in self._bundle.logs:
                 self.store.real_paths[self._bundle.name(path)] = path
             self._state = "reading"
-            fast = keeps_lines() and not any(_compressed(path) for path in self._bundle.logs)
+            fast = keeps_lines() and not any(compressed(path) for path in self._bundle.logs)
             if fast:
                 from correlator.tui.routine_rows import RoutineRows
 
@@ -347,7 +347,8 @@ class LiveEventSource:
         return "live"
 
 
-def _compressed(path: Path) -> bool:
+def compressed(path: Path) -> bool:
+    """Whether a log is compressed: its lines cannot be read back at their offsets."""
     try:
         with path.open("rb") as handle:
             head = handle.read(6)

@@ -114,16 +114,29 @@ def test_analyses_rows(store: Store, mixed_bundle: Path) -> None:
     assert store.get(first) is None and not (store.uploads / first).exists()
 
 
-def test_results_and_timeline_pages(store: Store, mixed_bundle: Path, engine: tuple[Registry, list[Rule]]) -> None:
-    analysis_id = analyse(store, mixed_bundle, engine)
+@pytest.fixture(scope="module")
+def noisy_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A healthy plant's logs: 3,254 of its broker lines are routine traffic (PUBLISH, PUBACK)."""
+    return zip_folder(SAMPLES / "healthy_noisy", tmp_path_factory.mktemp("bundle") / "noisy.zip")
+
+
+@pytest.mark.parametrize("sample", ["mixed", "healthy_noisy"])
+def test_results_and_timeline_pages(store: Store, sample: str, request: pytest.FixtureRequest,
+                                    engine: tuple[Registry, list[Rule]]) -> None:
+    bundle = request.getfixturevalue("mixed_bundle" if sample == "mixed" else "noisy_bundle")
+    analysis_id = analyse(store, bundle, engine)
     row = store.get(analysis_id)
     assert row is not None and row.status == "done" and row.progress == 1.0 and row.upload is None
     assert row.report is not None and row.report["summary"]["findings"] == len(store.findings(row.num))
+    assert row.events == row.report["summary"]["events"], "every line is on the timeline"
     found = store.findings(row.num)
-    assert {f["id"] for _, f in found} >= {"tls.client_cert_expired", "auth.bad_credentials", "acl.publish_denied"}
-    key, first = found[0]
-    assert store.finding(row.num, key) == first and store.finding(row.num, "nope") is None
-    assert store.report(row.num, "md") is not None and "mixed" in (store.report(row.num, "text") or "")
+    if sample == "mixed":
+        assert {f["id"] for _, f in found} >= {"tls.client_cert_expired", "auth.bad_credentials",
+                                                "acl.publish_denied"}
+        key, first = found[0]
+        assert store.finding(row.num, key) == first
+    assert store.finding(row.num, "nope") is None
+    assert store.report(row.num, "md") is not None and bundle.stem in (store.report(row.num, "text") or "")
     assert store.report(row.num, "nope") is None
 
     everything = whole_timeline(store, row.num, TimelineQuery(limit=1000))
@@ -131,6 +144,10 @@ def test_results_and_timeline_pages(store: Store, mixed_bundle: Path, engine: tu
     assert whole_timeline(store, row.num, TimelineQuery(limit=7)) == everything
     times = sorted({e["time"] for e in everything})
     middle = everything[len(everything) // 2]
+    if sample == "healthy_noisy":  # the routine lines are kept as places in the log, read back
+        kept = store.routine.get(row.num)
+        assert kept is not None and len(kept) >= 3_000
+        assert sum(1 for e in everything if e["kind"] == "mqtt.packet" and "PUBACK" in e["raw"]) >= 3_000
     client = next(e["client"] for e in everything if e["client"])
     queries: list[tuple[TimelineQuery, Any]] = [
         (TimelineQuery(sources=["broker"]), lambda e: e["source"] == "broker"),
@@ -144,9 +161,18 @@ def test_results_and_timeline_pages(store: Store, mixed_bundle: Path, engine: tu
         (TimelineQuery(text="100%"), lambda e: "100%" in e["raw"]),
         (TimelineQuery(after=middle["seq"]), lambda e: e["seq"] > middle["seq"]),
     ]
+    if sample == "healthy_noisy":  # filters over routine lines: a client their text names, their kind, text
+        routine_client = next(e["client"] for e in everything if e["client"] and "PUBACK" in e["raw"])
+        queries += [
+            (TimelineQuery(clients=[routine_client]), lambda e: e["client"] == routine_client),
+            (TimelineQuery(kinds=["mqtt.packet"], levels=["debug"]), lambda e: e["kind"] == "mqtt.packet"
+             and e["level"] == "debug"),
+            (TimelineQuery(text="puback", after=middle["seq"]), lambda e: "puback" in e["raw"].lower()
+             and e["seq"] > middle["seq"]),
+        ]
     for query, wanted in queries:
         expected = [e for e in everything if wanted(e)]
-        assert expected or query.text == "100%", query
+        assert expected or query.text == "100%" or sample != "mixed", query
         assert whole_timeline(store, row.num, TimelineQuery(**{**query.__dict__, "limit": 5})) == expected, query
     since, until = _epoch(times[len(times) // 3]), _epoch(times[2 * len(times) // 3])
     page = whole_timeline(store, row.num, TimelineQuery(since=since, until=until, limit=3))
@@ -351,3 +377,32 @@ def test_the_database_setting_names_a_backend(postgres_server: PostgresServer, t
     with pytest.raises(CorrelatorError, match=r"no_such_database.*does not exist") as absent:
         open_store(missing, tmp_path)
     assert "s3cret" not in str(refused.value) + str(absent.value)
+
+
+def test_routine_lines_read_back_as_the_events_they_were(tmp_path: Path, noisy_bundle: Path,
+                                                         engine: tuple[Registry, list[Rule]],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The timeline of a bundle whose routine lines are kept as places equals the one of the same
+    bundle with every line stored as an event (the bulk reader off): the same lines in the same
+    order, with the same cursors, times, kinds, levels, redacted text, time texts and clients.
+    Only what the timeline's stitcher adds to a line is missing: its connection and the fields
+    the connection lends it."""
+    fast = open_store(None, tmp_path / "fast")
+    kept = fast.get(analyse(fast, noisy_bundle, engine))
+    monkeypatch.setenv("CORRELATOR_SCAN", "off")
+    slow = open_store(None, tmp_path / "slow")
+    every = slow.get(analyse(slow, noisy_bundle, engine))
+    assert kept is not None and every is not None and kept.events == every.events
+    assert fast.routine.get(kept.num) is not None and slow.routine.get(every.num) is None
+    ours = whole_timeline(fast, kept.num, TimelineQuery(limit=500))
+    theirs = whole_timeline(slow, every.num, TimelineQuery(limit=500))
+    routine = 0
+    for a, b in zip(ours, theirs, strict=True):
+        if a["connection"] is None and b["connection"] is not None:  # a routine line
+            routine += 1
+            assert a["fields"].items() <= b["fields"].items()
+            a, b = {**a, "fields": {}, "connection": None}, {**b, "fields": {}, "connection": None}
+        assert a == b
+    assert routine >= 3_000
+    fast.close()
+    slow.close()
