@@ -14,7 +14,7 @@ import pytest
 from api_helpers import RunningServer, ServerFactory
 from hostile.storms import repeated_error, write
 
-from correlator.api.jobs import Analyser
+from correlator.api.jobs import LARGE_NICENESS, Analyser
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,9 @@ def test_small_uploads_have_their_own_lane_and_large_ones_queue_with_a_position(
         queued = client.get(f"/analyses/{second.json()['id']}").json()
         assert queued["status"] == "queued" and queued["queue_position"] == 1
         assert running["queue_position"] is None
+        # the large lane runs below the server's CPU priority: a small analysis goes first
+        assert psutil.Process(pid_of(server, first.json()["id"])).nice() == min(19, psutil.Process().nice()
+                                                                                  + LARGE_NICENESS)
 
         # the one large slot is taken: a small bundle is analysed on its own lane meanwhile
         small = client.post("/analyses", params={"name": "mixed.zip"}, content=mixed_zip.read_bytes())
@@ -97,6 +100,22 @@ def test_small_uploads_have_their_own_lane_and_large_ones_queue_with_a_position(
     captured = capfd.readouterr()
     assert "Traceback" not in captured.err + captured.out
     assert "no such table" not in captured.err + captured.out
+
+
+def test_workers_analyse_that_many_large_bundles_at_once(start_server: ServerFactory,
+                                                           big_bundles: list[Path]) -> None:
+    """`--workers 2`: two large bundles run side by side, each in its own process."""
+    server = start_server(workers=2, background_bytes=1024 * 1024)
+    with server.client() as client:
+        ids = [client.post("/analyses", params={"name": "storm.tar.gz"}, content=bundle.read_bytes()).json()["id"]
+               for bundle in big_bundles]
+        pids = {pid_of(server, analysis_id) for analysis_id in ids}  # both started: neither waits in the queue
+        assert len(pids) == 2
+        assert all(client.get(f"/analyses/{i}").json()["queue_position"] is None for i in ids)
+        assert all(wait_for(client, i, "running")["status"] == "running" for i in ids)
+        for analysis_id in ids:
+            assert client.delete(f"/analyses/{analysis_id}").status_code == 204
+    server.stop()
 
 
 def test_an_analysis_over_its_time_budget_fails_with_the_reason(start_server: ServerFactory,
