@@ -136,9 +136,12 @@ def purge(store: Store, settings: Settings) -> None:
 
 
 class Analyser:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, large_niceness: int = LARGE_NICENESS) -> None:
+        """`large_niceness`: how much lower the large lane runs (0 for a fleet worker, whose
+        machine is there for its analyses: a lower priority would only starve them)."""
         self.settings = settings
         self.store = store
+        self.large_niceness = large_niceness
         self.spec = JobSpec(state_dir=settings.state_dir.resolve(), database=settings.database, owner=os.getpid(),
                             zones=tuple(settings.zones),
                             formats_dirs=tuple(settings.formats_dirs), rules_dirs=tuple(settings.rules_dirs))
@@ -275,7 +278,7 @@ class Analyser:
             while queue and busy < self.slots[lane]:
                 job = queue.popleft()
                 job.started = time.monotonic()
-                niceness = LARGE_NICENESS if lane == "large" else 0
+                niceness = self.large_niceness if lane == "large" else 0
                 job.process = process_context().Process(target=run, args=(self.spec, job.id, job.upload, job.fence,
                                                                           niceness),
                                                         name=f"correlator-analysis-{job.id}", daemon=True)

@@ -86,7 +86,7 @@ class FleetWorker(LinkedWorker):
         except BaseException:
             self.link.close()
             raise
-        self.analyser = Analyser(settings, store)
+        self.analyser = Analyser(settings, store, large_niceness=0)  # the machine is there for the analyses
         self.notifier = Notifier(settings)
         self.analyser.on_finished.append(self.notifier.finished)
         # bundles fetched for analysis: a folder a killed worker leaves is removed by the next
