@@ -5,7 +5,6 @@ conftest: tests/conftest.py is also a module named `conftest`.)"""
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 import zipfile
@@ -20,14 +19,9 @@ import uvicorn
 from correlator.api import Settings, create_app
 from correlator.api.server import uvicorn_options
 from correlator.api.storage import open_store
+from lab.ports import free_port
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RunningServer:

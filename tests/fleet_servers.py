@@ -15,7 +15,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from lab.ports import free_port
 
 REQUIRE_FLEET = os.environ.get("CI", "").lower() in {"1", "true", "yes"} or bool(
     os.environ.get("CORRELATOR_REQUIRE_FLEET"))
@@ -41,12 +42,6 @@ def unavailable(what: str, why: str) -> None:
     if REQUIRE_FLEET:
         pytest.fail(f"{what} is required in CI but cannot start: {why}", pytrace=False)
     pytest.skip(f"{what} cannot start: {why}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def as_service_user(command: list[str]) -> list[str]:

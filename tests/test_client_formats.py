@@ -112,7 +112,8 @@ def test_mosquitto_clients_do_not_claim_a_broker_log(tmp_path: Path) -> None:
 
 @pytest.mark.broker
 def test_real_mosquitto_clients_output(tmp_path: Path, mosquitto_available: str) -> None:
-    from lab.broker import Mosquitto, free_port
+    from lab.broker import Mosquitto
+    from lab.ports import free_port
 
     passwd = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "alice", "secret"], check=True,

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from api_helpers import SAMPLES, ServerFactory, free_port
+from api_helpers import SAMPLES, ServerFactory
+
+from lab.ports import free_port
 
 
 def test_inspect_names_the_expired_server_certificate(start_server: ServerFactory) -> None:

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_helpers import SAMPLES, ServerFactory, free_port
+from api_helpers import SAMPLES, ServerFactory
 from pydantic import ValidationError
 
 from correlator.api import Settings, load_settings
 from correlator.errors import CorrelatorError
+from lab.ports import free_port
 
 TOKEN = "0123456789abcdef-token"
 EVIL = "http://evil.example"

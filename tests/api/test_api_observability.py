@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from api_helpers import ServerFactory, free_port
+from api_helpers import ServerFactory
 from prometheus_client.parser import text_string_to_metric_families
+
+from lab.ports import free_port
 
 TOKEN = "observer-token-0123456789"
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_helpers import free_port
 
 from correlator.api import load_settings
 from correlator.errors import CorrelatorError
+from lab.ports import free_port
 
 TOKEN = "serve-test-token-0123456789"
 

@@ -10,7 +10,8 @@ import pytest
 
 from correlator.cli import main
 from lab import pki
-from lab.broker import Mosquitto, free_port
+from lab.broker import Mosquitto
+from lab.ports import free_port
 
 AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -17,7 +17,8 @@ from correlator.artifacts.certs import load_paths
 from correlator.artifacts.probe import ProbeResult, connect_packet, parse_connack, parse_target, probe
 from correlator.errors import ProbeError
 from lab import pki
-from lab.broker import Mosquitto, free_port
+from lab.broker import Mosquitto
+from lab.ports import free_port
 
 pytestmark = pytest.mark.broker
 

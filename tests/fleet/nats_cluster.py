@@ -22,11 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from lab.broker import free_port
+from lab.ports import free_port
 
 NATS_CANDIDATES = ("nats-server", "/usr/sbin/nats-server", "/usr/bin/nats-server")
 #: Seconds the cluster has to form and elect its JetStream meta leader.
 START_TIMEOUT = 30.0
+#: Starts tried when a node finds one of its ports taken by another process.
+START_ATTEMPTS = 3
+#: What nats-server logs when a port it was given is taken.
+PORT_TAKEN = "address already in use"
 
 
 class NatsUnavailable(RuntimeError):
@@ -98,10 +102,13 @@ class NatsCluster:
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._configure()
+
+    def _configure(self) -> None:
+        """New ports for every node, and each node's configuration file naming them."""
         routes = [free_port() for _ in range(self.size)]
-        for i in range(self.size):
-            self.nodes.append(NatsNode(name=f"n{i + 1}", port=free_port(), cluster_port=routes[i],
-                                       monitor_port=free_port(), workdir=self.workdir))
+        self.nodes = [NatsNode(name=f"n{i + 1}", port=free_port(), cluster_port=routes[i],
+                               monitor_port=free_port(), workdir=self.workdir) for i in range(self.size)]
         for node in self.nodes:
             store = self.workdir / node.name / "store"
             store.mkdir(parents=True, exist_ok=True)
@@ -119,10 +126,23 @@ class NatsCluster:
         return ",".join(self.urls)
 
     def start(self) -> NatsCluster:
-        for node in self.nodes:
-            self._spawn(node)
-        self.wait_ready(self.nodes)
-        return self
+        """Start every node and wait for the cluster. A port that another process took between
+        its choice and the node's bind (the node logs "address already in use") is a race of
+        the machine, not a fault of the cluster: the nodes get new ports and start again."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            for node in self.nodes:
+                self._spawn(node)
+            try:
+                self.wait_ready(self.nodes)
+                return self
+            except NatsStartFailed:
+                self.stop()
+                if attempt == START_ATTEMPTS or not any(PORT_TAKEN in self.log_tail(n, 20) for n in self.nodes):
+                    raise
+                for node in self.nodes:
+                    node.log_path.unlink(missing_ok=True)
+                self._configure()
+        raise AssertionError("unreachable")
 
     def _spawn(self, node: NatsNode) -> None:
         log = node.log_path.open("ab")

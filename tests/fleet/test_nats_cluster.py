@@ -4,6 +4,8 @@ kept on all three survives the SIGKILL of one node, and the node rejoins on its 
 from __future__ import annotations
 
 import asyncio
+import socket
+from pathlib import Path
 
 import nats
 from fleet.nats_cluster import NatsCluster
@@ -99,3 +101,17 @@ def test_three_nodes_form_one_cluster_that_survives_a_killed_node(nats_cluster: 
         leaders.add(meta["leader"])
     assert len(leaders) == 1  # every node names the same JetStream meta leader
     asyncio.run(_roundtrip(nats_cluster))
+
+
+def test_a_port_taken_before_a_node_binds_it_gets_the_cluster_new_ports(nats_server: str, tmp_path: Path) -> None:
+    """Another process listening on a node's route port between the ports' choice and the start
+    (a CI run lost its cluster to this race) costs a restart on new ports, not the test."""
+    cluster = NatsCluster(tmp_path / "nats", size=3, binary=nats_server)
+    taken = cluster.nodes[2].cluster_port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        with cluster:
+            assert taken not in {port for node in cluster.nodes
+                                 for port in (node.port, node.cluster_port, node.monitor_port)}
+            assert all(node.alive for node in cluster.nodes)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from api_helpers import SAMPLES, zip_folder
-from fleet_servers import PostgresServer, free_port
+from fleet_servers import PostgresServer
 
 from correlator.analysis import Options
 from correlator.api.settings import load_settings
@@ -25,6 +25,7 @@ from correlator.engine.rules import Rule, load_rules
 from correlator.errors import CorrelatorError
 from correlator.formats.registry import Registry, default_registry
 from correlator.model import Event, severity_rank
+from lab.ports import free_port
 
 BACKENDS = ["sqlite", "postgresql"]
 

@@ -12,11 +12,12 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+
+from lab.ports import free_port
 
 MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
@@ -35,12 +36,6 @@ def mosquitto_binary() -> str:
         if found:
             return found
     raise BrokerUnavailable("mosquitto is not installed (Debian: apt-get install mosquitto)")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def listening_ports() -> set[int]:

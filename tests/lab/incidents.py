@@ -36,7 +36,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from lab import child_env, pki
-from lab.broker import BrokerUnavailable, Mosquitto, free_port, mosquitto_binary
+from lab.broker import BrokerUnavailable, Mosquitto, mosquitto_binary
+from lab.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from lab import pki
-from lab.broker import free_port
 from lab.incidents import (
     HOST,
     LOG_ALL,
@@ -32,6 +31,7 @@ from lab.incidents import (
     need_faketime,
     tls_listener,
 )
+from lab.ports import free_port
 
 # --------------------------------------------------------------------------- one connection at a time
 
