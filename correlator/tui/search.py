@@ -23,7 +23,7 @@ from itertools import compress, repeat
 
 from correlator.cancel import Cancelled
 from correlator.printable import printable
-from correlator.sources.blocks import iter_blocks
+from correlator.sources.blocks import lines_holding
 from correlator.tui.event_store import EventStore
 
 #: Rows indexed between two looks at the cancel flag.
@@ -88,9 +88,8 @@ def find_rows(store: EventStore, index: SearchIndex, needle: str, count: int,
     lowered = needle.lower()
     found: set[int] = set()
     if lowered.isascii() and "\t" not in lowered:
-        want = lowered.encode()
         for f, path in store.readable_files().items():
-            starts = _lines_holding(path, want, cancelled)
+            starts = lines_holding(path, lowered, cancelled)
             if not starts:
                 continue  # a miss never builds the index
             index.update(count, cancelled)
@@ -112,21 +111,3 @@ def find_rows(store: EventStore, index: SearchIndex, needle: str, count: int,
         if lowered in printable(store.text(row)).lower():
             found.add(row)
     return sorted(found)
-
-
-def _lines_holding(path: str, want: bytes, cancelled: Callable[[], bool]) -> list[int]:
-    """Where the lines of a file that hold `want` (lowercase ASCII) start, in file order: the bulk
-    reader's blocks of whole lines (sources/blocks.py), so the offsets are the reader's."""
-    out: list[int] = []
-    for base, block in iter_blocks(path):
-        if cancelled():
-            raise Cancelled
-        lower = block.lower()
-        at = lower.find(want)
-        while at >= 0:
-            out.append(base + lower.rfind(b"\n", 0, at) + 1)
-            end = lower.find(b"\n", at)
-            if end < 0:
-                break
-            at = lower.find(want, end)
-    return out

@@ -166,6 +166,8 @@ def test_results_and_timeline_pages(store: Store, sample: str, request: pytest.F
         routine_client = next(e["client"] for e in everything if e["client"] and "PUBACK" in e["raw"])
         queries += [
             (TimelineQuery(clients=[routine_client]), lambda e: e["client"] == routine_client),
+            (TimelineQuery(clients=[""]), lambda e: e["client"] == ""),  # no client is named ""
+            (TimelineQuery(clients=["", routine_client]), lambda e: e["client"] == routine_client),
             (TimelineQuery(kinds=["mqtt.packet"], levels=["debug"]), lambda e: e["kind"] == "mqtt.packet"
              and e["level"] == "debug"),
             (TimelineQuery(text="puback", after=middle["seq"]), lambda e: "puback" in e["raw"].lower()
