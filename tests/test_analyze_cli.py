@@ -52,6 +52,18 @@ def test_markdown_and_html_reports(tmp_path: Path) -> None:
     assert not re.search(r"""(src|href)=["']https?://""", page)  # self-contained
 
 
+@pytest.mark.parametrize(("name", "starts"), [("report.HTML", "<!DOCTYPE html>"), ("report.md", "# correlator report"),
+                                            ("report.json", "{"), ("report.txt", "correlator ")])
+def test_the_output_files_suffix_chooses_the_format_unless_format_says(tmp_path: Path, name: str,
+                                                                        starts: str) -> None:
+    """`-o report.html` is a page a browser draws, not the terminal's text in a file named .html."""
+    out = tmp_path / name
+    run("analyze", str(SAMPLES / "publish_denied"), "-o", str(out))
+    assert out.read_text().startswith(starts) and "acl.publish_denied" in out.read_text()
+    run("analyze", str(SAMPLES / "publish_denied"), "--format", "md", "-o", str(out))
+    assert out.read_text().startswith("# correlator report")
+
+
 def test_healthy_log_exits_zero_and_says_so() -> None:
     result = run("analyze", str(SAMPLES / "healthy_noisy"), "--min-severity", "high")
     assert result.returncode == 0

@@ -34,10 +34,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "medium or worse, 3 medium, 4 high, 5 critical, 2 usage error.")
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="log files, folders, or bundles (.zip, .tar.gz); - reads a pasted excerpt from stdin")
-    parser.add_argument("--format", dest="output", choices=("text", "json", "md", "html"), default="text")
+    parser.add_argument("--format", dest="output", choices=("text", "json", "md", "html"), default=None,
+                        help="the report's format (default: from the -o file's suffix, .html .htm .md .json; "
+                             "else text)")
     parser.add_argument("-o", "--output", dest="out", type=Path, metavar="FILE", help="write the report here")
     add_analysis_options(parser)
     parser.set_defaults(func=run)
+
+
+#: The report format a -o file's suffix asks for when --format does not say.
+FORMAT_BY_SUFFIX = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json"}
+
+
+def report_format(chosen: str | None, out: Path | None) -> str:
+    """--format when given; else what the output file's name says (`-o report.html` is a page,
+    not the terminal text in a file named .html); else text."""
+    if chosen is not None:
+        return chosen
+    return FORMAT_BY_SUFFIX.get(out.suffix.lower(), "text") if out is not None else "text"
 
 
 #: Logs smaller than this finish before a progress bar would be read.
@@ -95,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     with _stdin_paste(args.paths) as paths, _progress_bar() as on_progress:
         analysis = analyze(paths, options_from(args), on_progress=on_progress)
     title = ", ".join(str(p) for p in args.paths)
-    if args.output == "text" and args.out is None:
+    output = report_format(args.output, args.out)
+    if output == "text" and args.out is None:
         from rich.console import Console
 
         from correlator.reports.text import render as render_text
@@ -104,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from correlator.reports.files import render_file
 
-        text = render_file(analysis, args.output, title)
+        text = render_file(analysis, output, title)
         if args.out is not None:
             args.out.write_text(text, encoding="utf-8")
             print(f"report written to {args.out}", file=sys.stderr)
