@@ -16,6 +16,7 @@ from correlator.model import severity_rank
 
 if TYPE_CHECKING:
     from correlator.analysis import Progress  # imported when analysing: `correlator --help` stays quick
+    from correlator.reports.files import ReportFormat
 
 ORDER = 10
 
@@ -43,10 +44,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 #: The report format a -o file's suffix asks for when --format does not say.
-FORMAT_BY_SUFFIX = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json"}
+FORMAT_BY_SUFFIX: dict[str, ReportFormat] = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md",
+                                             ".json": "json"}
 
 
-def report_format(chosen: str | None, out: Path | None) -> str:
+def report_format(chosen: ReportFormat | None, out: Path | None) -> ReportFormat:
     """--format when given; else what the output file's name says (`-o report.html` is a page,
     not the terminal text in a file named .html); else text."""
     if chosen is not None:
