@@ -134,6 +134,17 @@ class Format:
         for word, messages in keyed.items():
             self.by_word[word] = sorted(messages + self.unkeyed, key=lambda m: order[id(m)])
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (correlator/startup_cache.py) without the alternations compiled so far: they are
+        compiled when a line needs them, as after a cold start."""
+        return {**self.__dict__, "_combined": {}}
+
+    def __copy__(self) -> Format:
+        """A shallow copy that shares the alternations compiled so far (see `with_learned`)."""
+        derived = Format.__new__(Format)
+        derived.__dict__.update(self.__dict__)
+        return derived
+
     def find_message(self, body: str) -> tuple[MessagePattern, dict[str, FieldValue]] | None:
         """The first catalogue message (in catalogue order) that matches `body`, with its fields
         already typed. One regex call per line: the candidates of a first word are

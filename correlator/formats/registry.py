@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 
+from correlator import startup_cache
 from correlator.definitions import definition_files, line_in
 from correlator.errors import DefinitionError
 from correlator.formats.definition import Format, LinePattern, load_format
@@ -276,12 +277,25 @@ def format_files(extra_dirs: Sequence[str | Path] | None = None) -> list[Path]:
 
 
 def load_registry(extra_dirs: Sequence[str | Path] | None = None, *, collect: bool = False) -> Registry:
+    """The formats of the built-in folder and `extra_dirs` (and CORRELATOR_PARSERS), checked.
+    Unless `collect`, the result is kept between runs (correlator/startup_cache.py): loading takes
+    longer than reading a big log's non-routine lines, and is the same while the files are."""
+    if collect:
+        return _load_registry(extra_dirs, collect=True)
+    files = format_files(extra_dirs)
+    vocab = builtin_dir("parsers") / "vocab"
+    return startup_cache.cached("formats", [*sorted(vocab.glob("*.toml")), *files],
+                                lambda: _load_registry(extra_dirs, files=files), Registry)
+
+
+def _load_registry(extra_dirs: Sequence[str | Path] | None = None, *, collect: bool = False,
+                   files: list[Path] | None = None) -> Registry:
     evidence = load_evidence(builtin_dir("parsers") / "vocab")
     layouts = load_layouts(builtin_dir("parsers") / "vocab" / "layouts.toml")
     formats: dict[str, Format] = {}
     errors: list[DefinitionError] = []
     builtin = builtin_dir("parsers")
-    for file in format_files(extra_dirs):
+    for file in format_files(extra_dirs) if files is None else files:
         try:
             fmt = load_format(file)
         except DefinitionError as exc:

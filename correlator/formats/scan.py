@@ -40,8 +40,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
+
+from correlator.startup_cache import cache_folder
 
 # The regex parser's private modules: typeshed lists them for some Python versions and not others,
 # so a typed import would need a type: ignore that is "unused" on half the machines.
@@ -992,7 +993,7 @@ def _database(patterns: tuple[str, ...]) -> Any:
         if found is not None:
             return found
         digest = hashlib.sha256("\0".join((getattr(hyperscan, "__version__", ""), *patterns)).encode()).hexdigest()[:32]
-        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "correlator" / f"scan-{digest}.hsdb"
+        cache = cache_folder() / f"scan-{digest}.hsdb"
         db = None
         with contextlib.suppress(OSError, hyperscan.error):
             db = hyperscan.loadb(cache.read_bytes(), hyperscan.HS_MODE_BLOCK)

@@ -40,6 +40,22 @@ class TimeParseError(ValueError):
     """The text is not a timestamp of the declared form."""
 
 
+def _epoch(text: str, tz: tzinfo, year: int) -> float:
+    return float(text)
+
+
+def _epoch_ms(text: str, tz: tzinfo, year: int) -> float:
+    return float(text) / 1e3
+
+
+def _epoch_us(text: str, tz: tzinfo, year: int) -> float:
+    return float(text) / 1e6
+
+
+_EPOCHS: dict[str, Callable[[str, tzinfo, int], float]] = {
+    "epoch": _epoch, "epoch_ms": _epoch_ms, "epoch_us": _epoch_us}
+
+
 class TimeParser:
     """Parses one format pattern's timestamps. `spec` is one of:
     epoch, epoch_ms, epoch_us, iso, syslog, time_of_day, auto, or a strptime pattern."""
@@ -53,16 +69,17 @@ class TimeParser:
         self._ref: float | None = None
         self._last: tuple[str, tzinfo | None, int | None, float | None, float] = ("", None, None, None, 0.0)
         self._parse: Callable[[str, tzinfo, int], float]
-        if spec == "epoch":
-            self._parse = lambda text, tz, year: float(text)
-        elif spec == "epoch_ms":
-            self._parse = lambda text, tz, year: float(text) / 1e3
-        elif spec == "epoch_us":
-            self._parse = lambda text, tz, year: float(text) / 1e6
+        if spec in _EPOCHS:
+            self._parse = _EPOCHS[spec]
         elif spec == "time_of_day":
             self._parse = self._parse_time_of_day
         else:
             self._parse = self._parse_calendar
+
+    def __reduce__(self) -> tuple[type[TimeParser], tuple[str]]:
+        """Pickled as its spec (correlator/startup_cache.py): its parse function and caches are
+        made again, so the cache names no function."""
+        return TimeParser, (self.spec,)
 
     @property
     def is_epoch(self) -> bool:
