@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from correlator.cancel import CancelToken
 from correlator.engine.evaluate import Engine
@@ -107,6 +107,21 @@ class Session:
         """Client logs whose lines name no client id (yet): such a client is named by its file."""
         """Connection ids whose client was found only by its log file's time (link `file_time`):
         a finding that names a client through them alone says so in its confidence reason."""
+
+    #: What a session holds that its making gave it, not its events: left out of `state()`.
+    _GIVEN = frozenset({"engine", "artifacts", "hosts", "live"})
+
+    def state(self) -> dict[str, Any]:
+        """What the events fed so far made, the engine's included, for a checkpoint
+        (fleet/checkpoints.py)."""
+        return {"engine": self.engine.state(), **{k: v for k, v in vars(self).items() if k not in self._GIVEN}}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take up where the session whose `state()` this is left off (same rules and artifacts)."""
+        state = dict(state)
+        self.engine.restore(state.pop("engine"))
+        for name, value in state.items():
+            setattr(self, name, value)
 
     def use_hosts(self, hosts: HostPlan) -> None:
         """Judge events by host from now on (a live session whose bundle showed its hosts only

@@ -458,7 +458,8 @@ class LiveAnalysis:
         self.recent.extend(stitched)
         self.total_events += len(stitched)
         if self.on_update is not None and not self._paused:
-            visible = {f.id + "|" + f.group: f for f in self.session.findings()}
+            # the view of every finding only when the rules changed one (it is the costly part)
+            visible = {f.id + "|" + f.group: f for f in self.session.findings()} if changed else {}
             self.on_update(LiveUpdate(stitched, [visible.get(f.id + "|" + f.group, f) for f in changed]))
 
     # -- reading the state ---------------------------------------------------------------------

@@ -121,6 +121,15 @@ class Settings(BaseSettings):
     """Bytes of the edge agents' events the cluster keeps at most (the oldest are dropped)."""
     findings_max_bytes: int = Field(default=256 * 1024**2, gt=0)
     """Bytes of the sites' live findings the cluster keeps at most (the oldest are dropped)."""
+    fleet_shards: int = Field(default=32, ge=1, le=1024)
+    """Shards the sites are hashed into (the subjects `correlator.events.<shard>.<site>.<host>`):
+    at most this many live workers share the sites. Every agent, live worker and API node of a
+    cluster must have the same: the first to start stores it on the cluster, and one with another
+    count refuses to start (fleet/agent.py, `agree_shards`)."""
+    site_checkpoint_seconds: float = Field(default=30.0, ge=0, le=86400)
+    """Seconds between two checkpoints of a site's live analysis (its state, kept on the cluster):
+    a live worker that takes a shard over resumes each site from its checkpoint and reads again
+    about this much of the shard's messages, not all it keeps. 0: after every batch."""
     site_lease: float = Field(default=10.0, ge=1, le=600)
     """Seconds a live worker may go silent before another takes its sites over (it renews its
     leases every third of it)."""

@@ -192,6 +192,31 @@ class Engine:
         #: Findings changed since their explanation and fix were last rendered (see `_render`).
         self._unrendered: dict[int, tuple[Rule, Finding]] = {}
 
+    #: What an engine holds that its rules and facts make (a new engine of the same rules makes
+    #: it again), or that does not outlive a batch: left out of `state()`. `_timeouts` counts a
+    #: pattern's timeouts towards setting it aside; a restored engine counts them afresh.
+    _MADE_BY_RULES = frozenset({"rules", "facts", "host_of", "_any_kind", "_by_kind", "_by_field", "_for_kind",
+                                "_problems", "_timeouts"})
+
+    def state(self) -> dict[str, Any]:
+        """What the events fed so far made, for a checkpoint (fleet/checkpoints.py pickles it,
+        naming the rules and matches it holds rather than copying them)."""
+        return {name: value for name, value in vars(self).items() if name not in self._MADE_BY_RULES}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take up where the engine whose `state()` this is left off: this engine must have the
+        same rules and facts (ValueError otherwise)."""
+        states = state.get("_states")
+        if not isinstance(states, list) or len(states) != len(self._states) or any(
+                rule is not mine_rule or saved.match is not mine.match
+                for (rule, saved), (mine_rule, mine) in zip(states, self._states, strict=True)):
+            raise ValueError("the checkpoint was made with other rules")
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._for_kind.clear()  # it held the matches' states this engine had
+        # keyed by the findings' ids, which unpickling changed
+        self._unrendered = {id(finding): (rule, finding) for rule, finding in self._unrendered.values()}
+
     def needs(self) -> tuple[frozenset[str], frozenset[str]] | None:
         """What the runnable matches read line by line: the kinds their steps name and the fields
         their kind-less steps test (None: a step takes any line). The bulk reader counts the other

@@ -3,8 +3,10 @@ plant's logs with the live analysis's own tailer and parsers (correlator/live_an
 publishes each normalised event to `correlator.events.<shard>.<site>.<host>` on the NATS cluster.
 
 - **Sharded subjects.** The subject names the site's shard (`shard_of`: a hash of the site into
-  SHARDS), so the central live analysis reads a shard's sites with one durable consumer (a filter
-  `correlator.events.<shard>.>`): its cost on the cluster follows the shards, not the sites.
+  the setting `fleet_shards`, 32 by default), so the central live analysis reads a shard's sites
+  with one durable consumer (a filter `correlator.events.<shard>.>`): its cost on the cluster
+  follows the shards, not the sites. The count decides every site's subject, so every agent,
+  live worker and API node of a cluster must have the same (`agree_shards`).
 
 - **Routine traffic as counts.** Lines a format declares routine (a busy broker's PUBLISH/PUBACK
   flood) that no rule reads line by line are classified as the batch reader classifies them
@@ -40,12 +42,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, KeyWrongLastSequenceError
 
 from correlator.analysis import Options
 from correlator.errors import CorrelatorError
 from correlator.fleet import QueueUnavailable
-from correlator.fleet.layout import DUPLICATE_WINDOW, Limits, ensure_stream
+from correlator.fleet.layout import DUPLICATE_WINDOW, STREAM_NAME_IN_USE, Limits, ensure_stream
 from correlator.fleet.link import Link, retrying, server_urls
 from correlator.live_analysis import LiveAnalysis, LiveUpdate, RoutineBatch
 from correlator.model import Event
@@ -57,9 +60,12 @@ EVENTS_STREAM = "CORRELATOR_EVENTS"
 EVENTS_SUBJECTS = "correlator.events.>"
 #: The last token of a counts subject (`correlator.events.<shard>.<site>.<host>.counts`).
 COUNTS_TOKEN = "counts"
-#: Shards the sites are hashed into: a constant of the subject layout (every agent and live worker
-#: of a cluster must share it), so at most this many live workers share the sites.
-SHARDS = 32
+#: Shards the sites are hashed into unless the setting `fleet_shards` says otherwise (every agent,
+#: live worker and API node of a cluster must share it), so at most this many live workers share
+#: the sites.
+DEFAULT_SHARDS = 32
+#: The key-value bucket of what every node of a cluster must agree on (key `shards`).
+LAYOUT_BUCKET = "correlator-fleet-layout"
 #: Seconds between two count messages of a file (its routine lines are summed meanwhile).
 COUNTS_EVERY = 1.0
 #: Events waiting for the link at most before the tailer is held back.
@@ -68,19 +74,19 @@ BUFFER_EVENTS = 200_000
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def shard_of(site: str) -> int:
+def shard_of(site: str, shards: int = DEFAULT_SHARDS) -> int:
     """The site's shard: every host of a site publishes into the same one, so its events keep one
     order on the shard's consumer."""
-    return zlib.crc32(site.encode()) % SHARDS
+    return zlib.crc32(site.encode()) % shards
 
 
-def subject(site: str, host: str, counts: bool = False) -> str:
+def subject(site: str, host: str, counts: bool = False, shards: int = DEFAULT_SHARDS) -> str:
     """`correlator.events.<shard>.<site>.<host>` (events), with `.counts` after it (counts)."""
     for name, value in (("site", site), ("host", host)):
         if not _TOKEN.fullmatch(value):
             raise CorrelatorError(f"the {name} {value!r} must be 1-64 letters, digits, '-' or '_' (it is part of the "
                                   "NATS subject correlator.events.<shard>.<site>.<host>)")
-    events = f"correlator.events.{shard_of(site)}.{site}.{host}"
+    events = f"correlator.events.{shard_of(site, shards)}.{site}.{host}"
     return f"{events}.{COUNTS_TOKEN}" if counts else events
 
 
@@ -127,11 +133,40 @@ class Counting:
 
 
 async def ensure_events(js: JetStreamContext, limits: Limits, max_bytes: int) -> None:
+    """Create the events stream if missing (else give it these limits), once this node's shard
+    count is the cluster's (`agree_shards`)."""
+    await agree_shards(js, limits)
     await ensure_stream(js, StreamConfig(
         name=EVENTS_STREAM, subjects=[EVENTS_SUBJECTS], retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE, num_replicas=limits.replicas, max_age=limits.retention, max_bytes=max_bytes,
         discard=DiscardPolicy.OLD, duplicate_window=DUPLICATE_WINDOW,
         description="correlator: normalised events and routine counts of the edge agents, by site and host"))
+
+
+async def agree_shards(js: JetStreamContext, limits: Limits) -> None:
+    """The first node to start stores its shard count on the cluster (key `shards` of the bucket
+    LAYOUT_BUCKET, no TTL); a node with another count raises CorrelatorError instead of starting:
+    its sites' events would go to (or be read from) other shards' subjects, and two workers could
+    analyse one site. A cluster made before the count was a setting had 32."""
+    try:
+        kv = await js.create_key_value(KeyValueConfig(
+            bucket=LAYOUT_BUCKET, description="correlator: what every agent and worker of the cluster must agree on",
+            history=1, storage=StorageType.FILE, replicas=limits.replicas))
+    except BadRequestError as exc:
+        if exc.err_code != STREAM_NAME_IN_USE:
+            raise
+        kv = await js.key_value(LAYOUT_BUCKET)
+    try:
+        await kv.create("shards", str(limits.shards).encode())
+        return
+    except KeyWrongLastSequenceError:
+        entry = await kv.get("shards")
+    stored = int(entry.value or b"0")
+    if stored != limits.shards:
+        raise CorrelatorError(f"this node's fleet_shards is {limits.shards} but the cluster's is {stored}: every "
+                              "agent, live worker and API node of a cluster must have the same (it decides the "
+                              f"subject of every site's events); set fleet_shards = {stored}, or see the README to "
+                              "change it")
 
 
 class Positions:
@@ -197,8 +232,8 @@ class EdgeAgent:
                  limits: Limits, events_max_bytes: int, state: Path | None = None) -> None:
         self.site = site
         self.host = host or socket.gethostname().split(".")[0]
-        self.subject = subject(site, self.host)
-        self.counts_subject = subject(site, self.host, counts=True)
+        self.subject = subject(site, self.host, shards=limits.shards)
+        self.counts_subject = subject(site, self.host, counts=True, shards=limits.shards)
         self.link = Link(server_urls(nats), name=f"correlator-agent@{site}.{self.host}")
         try:
             self.link.run(retrying(lambda: ensure_events(self.link.js, limits, events_max_bytes),

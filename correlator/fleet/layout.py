@@ -81,12 +81,15 @@ class Limits:
     retention_days: float = 7.0
     jobs_max: int = 10_000
     bundles_max_bytes: int = 10 * 1024**3
+    shards: int = 32
+    """Shards the sites are hashed into (agent.shard_of)."""
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
         return cls(replicas=settings.nats_replicas, ack_wait=settings.job_ack_wait,
                    attempts=settings.job_attempts, retention_days=settings.fleet_retention_days,
-                   jobs_max=settings.jobs_max, bundles_max_bytes=settings.bundles_max_bytes)
+                   jobs_max=settings.jobs_max, bundles_max_bytes=settings.bundles_max_bytes,
+                   shards=settings.fleet_shards)
 
     @property
     def heartbeat(self) -> float:

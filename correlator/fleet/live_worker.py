@@ -2,7 +2,7 @@
 events (agent.py), sharded over any number of live workers.
 
 - **Sites are hashed into shards, and each shard is one worker's.** The agents publish a site's
-  events under its shard (agent.shard_of, a fixed SHARDS of them), so a worker reads a shard's
+  events under its shard (agent.shard_of, `fleet_shards` of them), so a worker reads a shard's
   sites through one durable consumer and holds one lease for them: what the cluster spends on the
   live analysis (replicated consumers, pull requests, lease renewals) follows the shards and the
   workers, not the sites. A worker analyses a shard only while it holds the shard's lease in the
@@ -19,11 +19,14 @@ events (agent.py), sharded over any number of live workers.
   for the batch), published to `correlator.findings.<site>`, and only then is the batch
   acknowledged.
 - **A worker's death hands its shards over.** When its leases lapse, other workers claim its
-  shards. The new owner resumes after the consumer's last acknowledged message: it first reads the
-  shard's earlier messages again, without publishing, so each site's rules stand where they stood
-  (the analysis depends on the events alone, so it makes the same findings with the same
-  revisions), then creates the consumer anew from there (the dead owner's unacknowledged
-  deliveries would otherwise come back after newer ones) and goes on. Messages the dead worker
+  shards. The new owner resumes after the consumer's last acknowledged message: it restores each
+  of the shard's sites from its checkpoint (checkpoints.py: its analysis state at a position, put
+  every `site_checkpoint_seconds` once the batch is acknowledged), reads again, without
+  publishing, the shard's messages after the oldest checkpoint up to the floor, each site's from
+  its own position, so each site's rules stand where they stood (the analysis depends on the
+  events alone, so it makes the same findings with the same revisions), then creates the consumer
+  anew from there (the dead owner's unacknowledged deliveries would otherwise come back after
+  newer ones) and goes on. Messages the dead worker
   analysed and stored but did not acknowledge are analysed again: the store already holds their
   step (it is not written twice), and their findings are published again with the same
   `Nats-Msg-Id` (dropped as duplicates); a finding is published only at a revision at least the
@@ -33,7 +36,8 @@ events (agent.py), sharded over any number of live workers.
 - **A worker cut off** stops a shard whose lease it could not renew for two thirds of `site_lease`
   before another can take it (leases.py), and a write from behind a site's stored position changes
   nothing (`save_sites`).
-- **A stopped worker** (SIGTERM, Ctrl-C) gives its leases back at once.
+- **A stopped worker** (SIGTERM, Ctrl-C) removes its key from `correlator-live-workers` and gives
+  its leases back at once: the others take its shards without waiting for either to lapse.
 
 What the analysis does not have centrally: the artifacts (configs, certificates) of the sites,
 which agents do not send, and absences while a site is quiet (time moves with the events only,
@@ -48,6 +52,7 @@ import logging
 import os
 import re
 import socket
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,15 +61,17 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from correlator.analysis import Options, prepare
 from correlator.api.finding_keys import ShownFindings
 from correlator.api.settings import Settings
 from correlator.api.storage import SiteStep, Store
 from correlator.engine.rules import Rule
-from correlator.fleet.agent import EVENTS_STREAM, SHARDS, shard_of
+from correlator.fleet.agent import EVENTS_STREAM, shard_of
+from correlator.fleet.checkpoints import Checkpoints
 from correlator.fleet.leases import Lease, Leases
 from correlator.fleet.link import Link, retrying, server_urls
 from correlator.fleet.process import LinkedWorker
@@ -128,13 +135,31 @@ class SiteAnalysis:
     def _on_update(self, update: LiveUpdate) -> None:
         self._changed.extend(update.findings)
 
+    def state(self) -> dict[str, Any]:
+        """What its events made, for a checkpoint (checkpoints.py)."""
+        return {"session": self.live.session.state(), "total_events": self.live.total_events,
+                "shown": self.shown.keys, "revisions": self.revisions, "hosts": self.hosts, "events": self.events,
+                "lines": self.lines, "position": self.position, "last_event": self.last_event}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Stand where the analysis whose `state()` this is stood (ValueError: other rules)."""
+        self.live.session.restore(state["session"])
+        self.live.total_events = int(state["total_events"])
+        self.shown.keys = set(state["shown"])
+        self.revisions = dict(state["revisions"])
+        self.hosts = set(state["hosts"])
+        self.events, self.lines, self.position = int(state["events"]), int(state["lines"]), int(state["position"])
+        self.last_event = state["last_event"]
+
     def feed(self, events: Sequence[Event], hosts: set[str], position: int, counted: int = 0
              ) -> tuple[list[dict[str, Any]], list[tuple[str, int]]]:
         """Analyse one batch (and `counted` routine lines, which make no finding): (the findings
         new or updated, by key; (key, last revision) of those no longer current)."""
         self._changed = []
         self.live.feed_events(events)
-        updated, gone = self.shown.step(self.live.findings(), self._changed)
+        # the view of every finding is built only when the rules changed one: most steps of a
+        # site (a line or two that no rule reads) change none, and none can then end
+        updated, gone = self.shown.step(self.live.findings(), self._changed) if self._changed else ([], [])
         self.events += len(events)
         self.lines += sum(e.line_count for e in events) + counted
         self.position = position
@@ -194,6 +219,8 @@ class OwnedSite:
         self.analysis = analysis
         self.stored = stored
         self.published = published
+        self.checkpointed = float("-inf")
+        """When (time.monotonic) its last checkpoint was made: none yet."""
 
 
 @dataclass
@@ -221,7 +248,7 @@ class LiveWorker(LinkedWorker):
         """The worker's key in the workers' bucket (a key takes no '@' or ':')."""
         self.link = Link(server_urls(settings.nats), name=self.name)
         try:
-            owners, self.workers = self.link.run(ensure_live(self.link.js, self.limits))
+            owners, self.workers, self.checkpoints = self.link.run(ensure_live(self.link.js, self.limits))
         except BaseException:
             self.link.close()
             raise
@@ -229,11 +256,13 @@ class LiveWorker(LinkedWorker):
         self.options = settings.analysis_options()
         prepared = prepare(self.options)  # formats and rules load once, for every site
         self.registry, self.rules = prepared.registry, prepared.rules
+        self.checkpointing = Checkpoints(self.rules)
         self.runs: dict[int, asyncio.Task[None]] = {}
         self.giving_back: set[int] = set()
         """Shards this worker holds beyond its share: each stops after its current batch."""
         self._present = 0.0
-        self._order = sorted(range(SHARDS), key=lambda n: zlib.crc32(f"{self.name}/{n}".encode()))
+        self.shards = self.limits.fleet.shards
+        self._order = sorted(range(self.shards), key=lambda n: zlib.crc32(f"{self.name}/{n}".encode()))
         """The order in which this worker tries the shards (each worker its own, so they do not all
         race for the same ones); it gives back from the end."""
 
@@ -249,6 +278,8 @@ class LiveWorker(LinkedWorker):
                 log.debug("looking for shards: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), SCAN_EVERY)
+        with contextlib.suppress(Exception):  # else its key lapses after site_lease
+            await self._absent()
         runs = list(self.runs.values())
         for task in runs:
             task.cancel()
@@ -262,11 +293,11 @@ class LiveWorker(LinkedWorker):
             self._present = loop.time()
         present = await self.link.js.stream_info(f"KV_{LIVE_WORKERS}", subjects_filter=f"$KV.{LIVE_WORKERS}.>")
         workers = max(1, len(present.state.subjects or {}))
-        share = -(-SHARDS // workers)
+        share = -(-self.shards // workers)
         kept = [n for n in self._order if n in self.runs and n not in self.giving_back]
         if len(kept) > share:
             for shard in kept[share:]:
-                log.info("shard %d given back: %d live workers share %d shards", shard, workers, SHARDS,
+                log.info("shard %d given back: %d live workers share %d shards", shard, workers, self.shards,
                          extra={"shard": shard, "event": "shard_given_back"})
                 self.giving_back.add(shard)
             return
@@ -281,6 +312,12 @@ class LiveWorker(LinkedWorker):
             task = asyncio.create_task(self._own(shard, lease))
             self.runs[shard] = task
             task.add_done_callback(lambda _, shard=shard: self._ended(shard))  # type: ignore[misc]
+
+    async def _absent(self) -> None:
+        """Remove this worker's key from the workers' bucket, as a stopping worker does: the others
+        count one worker less at once and take its shards as it gives them back (a KV delete would
+        leave a marker that counts as a key until it lapses, so the key's messages are purged)."""
+        await self.link.js.purge_stream(f"KV_{LIVE_WORKERS}", subject=f"$KV.{LIVE_WORKERS}.{self.key}")
 
     def _ended(self, shard: int) -> None:
         self.runs.pop(shard, None)
@@ -336,7 +373,7 @@ class LiveWorker(LinkedWorker):
 
     def _resume_floor(self, shard: int) -> int:
         """Where a shard without a consumer resumes: after the lowest position stored for its sites."""
-        return min((row.position for row in self.store.sites() if shard_of(row.site) == shard), default=0)
+        return min((row.position for row in self.store.sites() if shard_of(row.site, self.shards) == shard), default=0)
 
     async def _sites_of(self, parts: dict[str, SitePart], sites: dict[str, OwnedSite]) -> None:
         """Open the sites of a batch met for the first time."""
@@ -384,22 +421,42 @@ class LiveWorker(LinkedWorker):
                 await events.unsubscribe()
 
     async def _step(self, shard: int, lease: Lease, messages: list[Msg], sites: dict[str, OwnedSite]) -> None:
-        """Analyse one batch of the shard, store and publish what it changed, then acknowledge it."""
-        parts = read_batch(messages, shard)
-        await self._sites_of(parts, sites)
+        """Analyse one batch of the shard, store and publish what it changed, then acknowledge it.
+        Reading, analysing and storing the batch are one hand-over to a thread (the loop stays
+        free for the other shards, the leases and the acknowledgements); the findings of all its
+        sites are published at once, then the batch is acknowledged with one message."""
 
-        def feed() -> list[Step]:
-            return [Step(sites[name], part.position, *sites[name].analysis.feed(part.events, part.hosts,
-                                                                                part.position, part.counted))
-                    for name, part in parts.items()]
+        def work() -> tuple[list[tuple[str, bytes, str]], list[tuple[str, bytes]]]:
+            parts = read_batch(messages, shard)
+            for name in parts:
+                if name not in sites:
+                    sites[name] = self._open_site(name)
+            steps = [Step(sites[name], part.position, *sites[name].analysis.feed(part.events, part.hosts,
+                                                                                 part.position, part.counted))
+                     for name, part in parts.items()]
+            if self.leases.expired(lease) or not self._save(steps):
+                raise ShardLost(shard)
+            return [message for step in steps for message in self._messages(step)], self._checkpoints(steps)
 
-        steps = await asyncio.to_thread(feed)
-        if self.leases.expired(lease):
-            raise ShardLost(shard)
-        if not await asyncio.to_thread(self._save, steps):
-            raise ShardLost(shard)
-        await asyncio.gather(*(self._publish(step) for step in steps))  # the sites' subjects at once
+        sends, checkpoints = await asyncio.to_thread(work)
+        # in order on the one connection (each task writes its message before the next starts)
+        await asyncio.gather(*(self.link.publish(subject, payload, msg_id) for subject, payload, msg_id in sends))
         await messages[-1].ack()  # acknowledges the whole batch
+        if checkpoints:  # once acknowledged: a checkpoint never stands beyond the shard's floor
+            await asyncio.gather(*(self.checkpoints.put(site, data) for site, data in checkpoints),
+                                 return_exceptions=True)  # one missed costs a longer read at a takeover only
+
+    def _checkpoints(self, steps: Sequence[Step]) -> list[tuple[str, bytes]]:
+        """(site, checkpoint) of the batch's sites whose last checkpoint is older than
+        `site_checkpoint_seconds`."""
+        now = time.monotonic()
+        out = []
+        for step in steps:
+            if now - step.site.checkpointed >= self.limits.checkpoint_every:
+                analysis = step.site.analysis
+                out.append((analysis.site, self.checkpointing.dumps(analysis.position, analysis.state())))
+                step.site.checkpointed = now
+        return out
 
     def _save(self, steps: Sequence[Step]) -> bool:
         """The batch's site steps the store does not hold yet, in one transaction; False when a
@@ -415,51 +472,102 @@ class LiveWorker(LinkedWorker):
             step.site.stored = step.position
         return True
 
-    async def _publish(self, step: Step) -> None:
+    @staticmethod
+    def _messages(step: Step) -> list[tuple[str, bytes, str]]:
+        """(subject, payload, Nats-Msg-Id) of what a site's step changed: each finding new or
+        updated at a revision not published yet, then each removal."""
         site, published = step.site.analysis.site, step.site.published
         subject = findings_subject(site)
+        out = []
         for finding in step.updated:
             revision = int(finding.get("revision", 0))
             if revision >= published.get(finding["key"], 0):
-                await self.link.publish(subject, *finding_message(site, finding))
+                out.append((subject, *finding_message(site, finding)))
                 published[finding["key"]] = revision + 1
         for key, revision in step.removed:
             published.pop(key, None)
-            await self.link.publish(subject, *removal_message(site, key, revision))
+            out.append((subject, *removal_message(site, key, revision)))
+        return out
+
+    async def _restore(self, shard: int, sites: dict[str, OwnedSite], floor: int) -> dict[str, int]:
+        """Open the shard's stored sites, each from its checkpoint when it has one at or before
+        `floor`; {site: the position it stands at} (0: from the start)."""
+        names = await asyncio.to_thread(
+            lambda: [row.site for row in self.store.sites() if shard_of(row.site, self.shards) == shard])
+        standing: dict[str, int] = {}
+        for name in names:
+            sites[name] = await asyncio.to_thread(self._open_site, name)
+            standing[name] = 0
+            try:
+                entry = await retrying(lambda name=name: self.checkpoints.get(name),  # type: ignore[misc]
+                                       what=f"reading the checkpoint of site {name}")
+            except (KeyNotFoundError, NotFoundError):
+                continue
+            try:
+                position, state = self.checkpointing.loads(entry.value or b"")
+                if position > floor:
+                    raise ValueError(f"it stands at message {position}, beyond the shard's floor {floor}")
+                await asyncio.to_thread(sites[name].analysis.restore, state)
+            except (ValueError, KeyError, TypeError) as exc:  # a fresh analysis reads its events again
+                log.warning("site %s: checkpoint not used: %s", name, exc)
+                sites[name] = await asyncio.to_thread(self._open_site, name)
+                continue
+            standing[name] = position
+        return standing
 
     async def _replay(self, shard: int, sites: dict[str, OwnedSite], floor: int) -> None:
         """Feed the shard's messages up to `floor` (those already analysed) without publishing, so
-        each site's rules stand where the last owner left them."""
+        each site's rules stand where the last owner left them: each site from its checkpoint, so
+        the read starts after the oldest checkpoint (or at the start, for a site that has none)."""
         if floor <= 0:
             return
-        js = self.link.js
-        reader = await retrying(lambda: js.pull_subscribe(shard_filter(shard), stream=EVENTS_STREAM, config=(
-            ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0,
-                           mem_storage=True, num_replicas=1))), what=f"reading shard {shard} again")
+        standing = await self._restore(shard, sites, floor)
+        start = min(standing.values(), default=floor) + 1
+        restored = sum(1 for position in standing.values() if position)
         replayed = 0
-        try:
-            while True:
-                try:
-                    messages = await reader.fetch(BATCH, timeout=FETCH_WAIT * 2)
-                except TimeoutError:
-                    break  # the rest is gone from the stream (its retention)
-                kept = [m for m in messages if m.metadata.sequence.stream <= floor]
-                if kept:
-                    parts = read_batch(kept, shard)
-                    await self._sites_of(parts, sites)
+        js = self.link.js
+        if start <= floor:
+            reader = await retrying(lambda: js.pull_subscribe(shard_filter(shard), stream=EVENTS_STREAM, config=(
+                ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                               opt_start_seq=start, inactive_threshold=30.0, mem_storage=True, num_replicas=1))),
+                what=f"reading shard {shard} again")
+            try:
+                replayed = await self._read_again(shard, reader, sites, floor, standing)
+            finally:
+                with contextlib.suppress(Exception):
+                    name = (await reader.consumer_info()).name
+                    await reader.unsubscribe()
+                    await js.delete_consumer(EVENTS_STREAM, name)
+        log.info("shard %d: %d of its sites from their checkpoints, %d earlier messages read again from message %d "
+                 "to resume after message %d", shard, restored, replayed, start, floor,
+                 extra={"shard": shard, "event": "shard_resumed", "position": floor})
 
-                    def feed(parts: dict[str, SitePart] = parts) -> None:
-                        for name, part in parts.items():
-                            sites[name].analysis.feed(part.events, part.hosts, part.position, part.counted)
+    async def _read_again(self, shard: int, reader: JetStreamContext.PullSubscription, sites: dict[str, OwnedSite],
+                          floor: int, standing: dict[str, int]) -> int:
+        """Feed the messages up to `floor` to each site beyond where it stands; how many were fed."""
+        replayed = 0
+        while True:
+            try:
+                messages = await reader.fetch(BATCH, timeout=FETCH_WAIT * 2)
+            except TimeoutError:
+                break  # the rest is gone from the stream (its retention)
+            upto = [m for m in messages if m.metadata.sequence.stream <= floor]
+            kept = [m for m in upto if m.metadata.sequence.stream > standing.get(_site_of(m.subject), 0)]
+            replayed += len(kept)
+            if kept:
+                parts = read_batch(kept, shard)
+                await self._sites_of(parts, sites)
 
-                    await asyncio.to_thread(feed)
-                    replayed += len(kept)
-                if len(kept) < len(messages) or kept[-1].metadata.sequence.stream >= floor:
-                    break
-        finally:
-            with contextlib.suppress(Exception):
-                name = (await reader.consumer_info()).name
-                await reader.unsubscribe()
-                await js.delete_consumer(EVENTS_STREAM, name)
-        log.info("shard %d: %d earlier messages of %d sites read again to resume after message %d", shard, replayed,
-                 len(sites), floor)
+                def feed(parts: dict[str, SitePart] = parts) -> None:
+                    for name, part in parts.items():
+                        sites[name].analysis.feed(part.events, part.hosts, part.position, part.counted)
+
+                await asyncio.to_thread(feed)
+            if len(upto) < len(messages) or not upto or upto[-1].metadata.sequence.stream >= floor:
+                break
+        return replayed
+
+
+def _site_of(subject: str) -> str:
+    found = read_subject(subject)
+    return found[0] if found is not None else ""

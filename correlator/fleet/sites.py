@@ -2,7 +2,7 @@
 in the README.
 
 - The agents' events and counts (`CORRELATOR_EVENTS`, agent.py) are read per shard (the sites
-  hashed into agent.SHARDS) through a durable pull consumer, `correlator-shard-<n>` (filter
+  hashed into the setting `fleet_shards`) through a durable pull consumer, `correlator-shard-<n>` (filter
   `correlator.events.<n>.>`, acknowledge-all): its acknowledged floor is the shard's last
   analysed message, its pending count the shard's lag (`/metrics`). The worker that owns the
   shard creates it; the cluster removes one no worker has read for `fleet_retention_days` (by
@@ -13,6 +13,8 @@ in the README.
   renewing it.
 - The key-value bucket `correlator-live-workers`: one key per running live worker, renewed as its
   leases are; how many there are decides each one's share of the shards.
+- The key-value bucket `correlator-site-checkpoints`: each site's analysis state at a position
+  (checkpoints.py), read by a worker that takes its shard over.
 - `CORRELATOR_FINDINGS` (subjects `correlator.findings.<site>`): each finding of a site as it is
   made or updated (`{"kind": "finding", "site", "key", "finding"}`) and each that is no longer
   current (`{"kind": "removed", "site", "key", "id"}`). Its `Nats-Msg-Id` is the site, the key and
@@ -34,8 +36,9 @@ from nats.js.api import ConsumerInfo, DiscardPolicy, KeyValueConfig, RetentionPo
 from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 
-from correlator.fleet.agent import COUNTS_TOKEN, EVENTS_STREAM, ensure_events, shard_of
+from correlator.fleet.agent import COUNTS_TOKEN, EVENTS_STREAM, ensure_events
 from correlator.fleet.agent import subject as event_subject
+from correlator.fleet.checkpoints import CHECKPOINTS
 from correlator.fleet.layout import DUPLICATE_WINDOW, SETUP_PATIENCE, STREAM_NAME_IN_USE, Limits, ensure_stream
 from correlator.fleet.link import retrying
 from correlator.model import Event
@@ -63,11 +66,13 @@ class SiteLimits:
     lease: float = 10.0
     events_max_bytes: int = 1024**3
     findings_max_bytes: int = 256 * 1024**2
+    checkpoint_every: float = 30.0
 
     @classmethod
     def of(cls, settings: Settings) -> SiteLimits:
         return cls(fleet=Limits.of(settings), lease=settings.site_lease, events_max_bytes=settings.events_max_bytes,
-                   findings_max_bytes=settings.findings_max_bytes)
+                   findings_max_bytes=settings.findings_max_bytes,
+                   checkpoint_every=settings.site_checkpoint_seconds)
 
     @property
     def heartbeat(self) -> float:
@@ -86,8 +91,8 @@ def findings_subject(site: str) -> str:
 
 
 def events_filter(site: str) -> str:
-    """The site's events, without its counts (one token after the host's)."""
-    return f"correlator.events.{shard_of(site)}.{site}.*"
+    """The site's events, without its counts (one token after the host's), whatever its shard."""
+    return f"correlator.events.*.{site}.*"
 
 
 def shard_filter(shard: int) -> str:
@@ -158,22 +163,23 @@ def removal_message(site: str, key: str, revision: int) -> tuple[bytes, str]:
     return json.dumps(body, separators=(",", ":")).encode(), f"{site}/{key}/removed@{revision}"
 
 
-async def ensure_live(js: JetStreamContext, limits: SiteLimits) -> tuple[KeyValue, KeyValue]:
-    """Create the events and findings streams and the two buckets if missing (every live worker
-    and API node calls this at its start); (owners, workers)."""
+async def ensure_live(js: JetStreamContext, limits: SiteLimits) -> tuple[KeyValue, KeyValue, KeyValue]:
+    """Create the events and findings streams and the three buckets if missing (every live worker
+    and API node calls this at its start); (owners, workers, checkpoints)."""
 
-    async def bucket(name: str, description: str) -> KeyValue:
+    async def bucket(name: str, description: str, ttl: float | None = None) -> KeyValue:
         try:
             return await js.create_key_value(KeyValueConfig(
-                bucket=name, description=description, ttl=limits.lease, history=1, storage=StorageType.FILE,
+                bucket=name, description=description, ttl=ttl or limits.lease, history=1, storage=StorageType.FILE,
                 replicas=limits.fleet.replicas))
         except BadRequestError as exc:
             if exc.err_code != STREAM_NAME_IN_USE:
                 raise
-            log.warning("the bucket %s exists with another TTL: every live worker needs the same site_lease", name)
+            if ttl is None:
+                log.warning("the bucket %s exists with another TTL: every live worker needs the same site_lease", name)
             return await js.key_value(name)
 
-    async def setup() -> tuple[KeyValue, KeyValue]:
+    async def setup() -> tuple[KeyValue, KeyValue, KeyValue]:
         await ensure_events(js, limits.fleet, limits.events_max_bytes)
         await ensure_stream(js, StreamConfig(
             name=FINDINGS_STREAM, subjects=[FINDINGS_SUBJECTS], retention=RetentionPolicy.LIMITS,
@@ -182,19 +188,22 @@ async def ensure_live(js: JetStreamContext, limits: SiteLimits) -> tuple[KeyValu
             description="correlator: the live findings of each site as they are made, updated and removed"))
         owners = await bucket(SITE_OWNERS, "correlator: the live worker analysing each site")
         workers = await bucket(LIVE_WORKERS, "correlator: the live workers running")
-        return owners, workers
+        checkpoints = await bucket(CHECKPOINTS, "correlator: each site's live analysis at a position",
+                                   ttl=limits.fleet.retention)
+        return owners, workers, checkpoints
 
     return await retrying(setup, what="creating the live analysis's streams", patience=SETUP_PATIENCE)
 
 
-async def site_subjects(js: JetStreamContext) -> dict[str, int]:
-    """Events and counts kept per site on the cluster (every site an agent has published for)."""
+async def site_subjects(js: JetStreamContext) -> dict[str, tuple[int, int]]:
+    """(shard, events and counts kept) per site on the cluster (every site an agent has published
+    for; the shard as its subjects name it)."""
     info = await js.stream_info(EVENTS_STREAM, subjects_filter="correlator.events.>")
-    counts: dict[str, int] = {}
+    counts: dict[str, tuple[int, int]] = {}
     for name, count in (info.state.subjects or {}).items():
-        found = read_subject(name)
-        if found is not None:
-            counts[found[0]] = counts.get(found[0], 0) + count
+        found, shard = read_subject(name), name.split(".")[2]
+        if found is not None and shard.isdigit():
+            counts[found[0]] = (int(shard), counts.get(found[0], (0, 0))[1] + count)
     return counts
 
 
@@ -224,7 +233,7 @@ async def site_lags(js: JetStreamContext) -> dict[str, int]:
     shard not analysed yet; sites share a consumer), or every kept message of a site whose shard
     no worker has taken."""
     shards = await shard_lags(js)
-    return {site: shards.get(shard_of(site), kept) for site, kept in (await site_subjects(js)).items()}
+    return {site: shards.get(shard, kept) for site, (shard, kept) in (await site_subjects(js)).items()}
 
 
 async def remove_old_consumers(js: JetStreamContext) -> int:

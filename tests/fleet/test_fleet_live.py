@@ -34,7 +34,7 @@ from correlator.analysis import Options, prepare
 from correlator.api.finding_keys import finding_key
 from correlator.api.storage import Store, open_store
 from correlator.errors import CorrelatorError
-from correlator.fleet.agent import EVENTS_STREAM, SHARDS, ensure_events, shard_of
+from correlator.fleet.agent import DEFAULT_SHARDS, EVENTS_STREAM, ensure_events, shard_of
 from correlator.fleet.layout import Limits
 from correlator.fleet.live_worker import SiteAnalysis
 from correlator.fleet.remote_site import RemoteSiteSource
@@ -44,13 +44,16 @@ from correlator.tui.widgets import Timeline
 
 #: The lease the tests give a site: a killed worker's sites go to another after it.
 TEST_LEASE = "2"
+#: Seconds between a site's checkpoints in the tests: a takeover resumes from a recent one.
+TEST_CHECKPOINT = "0.5"
 #: The sites and the sample incident each one's broker logs.
 SITES = {"plant-1": "mixed", "plant-2": "client_id_takeover"}
 
 
 def live_worker(cluster: NatsCluster, database: str, tmp_path: Path, name: str) -> WorkerProcess:
     return WorkerProcess(cluster.url, tmp_path / "state", tmp_path / f"{name}.log", "--live", "--database", database,
-                         env={"CORRELATOR_SITE_LEASE": TEST_LEASE, "CORRELATOR_NATS_REPLICAS": "3"})
+                         env={"CORRELATOR_SITE_LEASE": TEST_LEASE, "CORRELATOR_NATS_REPLICAS": "3",
+                              "CORRELATOR_SITE_CHECKPOINT_SECONDS": TEST_CHECKPOINT})
 
 
 def wait_logged(worker: WorkerProcess, text: str, timeout: float = 60) -> None:
@@ -187,7 +190,7 @@ def test_a_killed_live_worker_hands_its_site_over_and_every_finding_is_made_once
     agents: list[subprocess.Popen[bytes]] = []
     try:
         wait_logged(workers[0], "taking sites")
-        wait_held(workers, [SHARDS])
+        wait_held(workers, [DEFAULT_SHARDS])
         logs = {}
         for site, sample in SITES.items():
             folder = tmp_path / site
@@ -204,18 +207,29 @@ def test_a_killed_live_worker_hands_its_site_over_and_every_finding_is_made_once
         for site in SITES:
             wait_analysed(store, site, 1)
         workers.append(live_worker(nats_cluster, postgres_url, tmp_path, "live-1"))
-        wait_held(workers, [SHARDS // 2, SHARDS // 2])
+        wait_held(workers, [DEFAULT_SHARDS // 2, DEFAULT_SHARDS // 2])
         assert "given back" in workers[0].log() and "given back" not in workers[1].log()
         victim = owner_of(workers, "plant-1")
         heir = next(w for w in workers if w is not victim)
         wait_analysed(store, "plant-1", 1)
         rest = (SAMPLES / SITES["plant-1"] / "broker" / "mosquitto.log").read_bytes().splitlines(keepends=True)[10:]
+        takes = heir.log().count(taken("plant-1"))  # it may have held the shard before the second worker came
         for part in write_slowly(logs["plant-1"], rest, chunks=6, pause=0.3):
             if part == 2:  # events flowing: the owner dies mid-stream
                 victim.kill()
         more = (SAMPLES / SITES["plant-2"] / "broker" / "mosquitto.log").read_bytes().splitlines(keepends=True)[10:]
         logs["plant-2"].open("ab").write(b"".join(more))
-        wait_logged(heir, taken("plant-1"))
+        deadline = time.monotonic() + 60
+        while heir.log().count(taken("plant-1")) == takes:
+            assert time.monotonic() < deadline, heir.log()[-3000:]
+            time.sleep(0.1)
+        # the heir resumed plant-1 from its checkpoint: it read again only what followed it
+        resumed = re.findall(rf"shard {shard_of('plant-1')}: (\d+) of its sites from their checkpoints, (\d+) "
+                             r"earlier messages read again from message (\d+) to resume after message (\d+)",
+                             heir.log())
+        assert resumed, heir.log()[-3000:]
+        restored, again, start, floor = map(int, resumed[-1])
+        assert restored >= 1 and start > 1 and again < floor, resumed
         for site, sample in SITES.items():
             lines = (SAMPLES / sample / "broker" / "mosquitto.log").read_bytes().splitlines()
             deadline = time.monotonic() + 60
@@ -254,6 +268,37 @@ def test_a_killed_live_worker_hands_its_site_over_and_every_finding_is_made_once
         for worker in workers:
             worker.stop()
         store.close()
+
+
+async def _agree(cluster: NatsCluster, shards: int) -> None:
+    client = await nats.connect(servers=cluster.urls)
+    try:
+        await ensure_events(client.jetstream(), Limits(replicas=3, shards=shards), 1024**2)
+    finally:
+        await client.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_stopped_live_worker_hands_its_shards_over_at_once_and_every_node_has_the_same_shard_count(
+        nats_cluster: NatsCluster, postgres_url: str, tmp_path: Path) -> None:
+    """With a lease of 60 s, a worker stopped with SIGTERM leaves its shards to the other within
+    seconds: its key in the workers' bucket and its leases are gone, not left to lapse. A node
+    whose `fleet_shards` differs from the cluster's refuses to start."""
+    env = {"CORRELATOR_SITE_LEASE": "60", "CORRELATOR_NATS_REPLICAS": "3"}
+    workers = [WorkerProcess(nats_cluster.url, tmp_path / "state", tmp_path / f"live-{i}.log", "--live", "--database",
+                             postgres_url, env=env) for i in range(2)]
+    try:
+        wait_held(workers, [DEFAULT_SHARDS // 2, DEFAULT_SHARDS // 2])
+        stopped = time.monotonic()
+        workers[1].stop()
+        wait_held(workers[:1], [DEFAULT_SHARDS], timeout=30)
+        assert time.monotonic() - stopped < 20, "the shards waited for the stopped worker's lease to lapse"
+        asyncio.run(_agree(nats_cluster, DEFAULT_SHARDS))  # the same count: agreed
+        with pytest.raises(CorrelatorError, match=f"fleet_shards is 16 but the cluster's is {DEFAULT_SHARDS}"):
+            asyncio.run(_agree(nats_cluster, 16))
+    finally:
+        for worker in workers:
+            worker.stop()
 
 
 @pytest.mark.timeout(300)

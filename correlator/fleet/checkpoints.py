@@ -1,0 +1,109 @@
+"""Checkpoints of the sites' live analyses, so a live worker that takes a shard over resumes each
+site from its last checkpoint instead of analysing every kept message of the shard again.
+
+- **What is checkpointed**: a site's whole analysis state as the events fed so far made it
+  (live_worker.SiteAnalysis.state: the rules engine's partial matches, windows and findings,
+  the session's clients and histogram, the findings shown, their revisions, the counters), and
+  the stream position it stands at. Not the rules: the pickle names each rule and match it holds
+  by its place in the worker's rules, and a worker whose rules or version differ (the
+  fingerprint) ignores the checkpoint and reads the site's events again instead.
+- **Where**: the key-value bucket `correlator-site-checkpoints`, one key per site (history 1, kept
+  `fleet_retention_days`, on `nats_replicas` nodes), zlib-compressed: a few kB a site.
+- **When**: after a batch is acknowledged, for each site of it whose last checkpoint is older than
+  `site_checkpoint_seconds` (and a new site at its first batch). So a checkpoint never stands
+  beyond the shard's acknowledged floor, and a new owner reads again at most about
+  `site_checkpoint_seconds` of the shard's messages (a checkpoint beyond the floor, which cannot
+  be written by a live owner, is ignored).
+- The pickle is read with an unpickler that makes only correlator's own classes and a few
+  standard containers: a key written by anything else fails to load (and is ignored) rather than
+  running code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from correlator import __version__
+from correlator.engine.rules import Match, Rule
+
+CHECKPOINTS = "correlator-site-checkpoints"
+#: Modules whose classes a checkpoint may hold (the rest is refused on load).
+_ALLOWED = ("correlator.", "collections", "builtins", "datetime", "copyreg")
+#: The builtins a pickle of these states names (no callable that could run code).
+_BUILTINS = frozenset({"set", "frozenset", "dict", "list", "tuple", "bytearray", "complex", "slice", "range",
+                       "object", "float", "int", "str", "bytes", "bool"})
+
+
+def fingerprint(rules: Sequence[Rule]) -> str:
+    """The version and the rules' definitions: a checkpoint is read only by a worker with both."""
+    digest = hashlib.blake2s(json.dumps([rule.data for rule in rules], sort_keys=True, default=str).encode(),
+                             digest_size=8).hexdigest()
+    return f"{__version__}/{digest}"
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, file: io.BytesIO, names: dict[int, tuple[str, int, int]]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.names = names
+
+    def persistent_id(self, obj: Any) -> tuple[str, int, int] | None:
+        return self.names.get(id(obj))
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, objects: dict[tuple[str, int, int], Any]) -> None:
+        super().__init__(file)
+        self.objects = objects
+
+    def persistent_load(self, pid: Any) -> Any:
+        try:
+            return self.objects[tuple(pid)]
+        except (KeyError, TypeError):
+            raise pickle.UnpicklingError(f"no rule or match {pid!r}") from None
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module == "builtins" and name not in _BUILTINS) or not module.startswith(_ALLOWED):
+            raise pickle.UnpicklingError(f"a checkpoint does not hold {module}.{name}")
+        return super().find_class(module, name)
+
+
+class Checkpoints:
+    """Pickles and reads site states made with one worker's rules."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.fingerprint = fingerprint(rules).encode()
+        self._names: dict[int, tuple[str, int, int]] = {}
+        self._objects: dict[tuple[str, int, int], Rule | Match] = {}
+        for r, rule in enumerate(rules):
+            self._names[id(rule)] = ("rule", r, 0)
+            self._objects["rule", r, 0] = rule
+            for m, match in enumerate(rule.matches):
+                self._names[id(match)] = ("match", r, m)
+                self._objects["match", r, m] = match
+
+    def dumps(self, position: int, state: dict[str, Any]) -> bytes:
+        """The checkpoint of a state at a stream position: fingerprint, position, pickle."""
+        buffer = io.BytesIO()
+        _Pickler(buffer, self._names).dump(state)
+        return self.fingerprint + b"\n" + str(position).encode() + b"\n" + zlib.compress(buffer.getvalue(), 1)
+
+    def loads(self, data: bytes) -> tuple[int, dict[str, Any]]:
+        """(position, state); ValueError for a checkpoint of other rules, or not one at all."""
+        try:
+            made_with, position, body = data.split(b"\n", 2)
+        except ValueError:
+            raise ValueError("not a checkpoint") from None
+        if made_with != self.fingerprint:
+            raise ValueError(f"made by {made_with.decode(errors='replace')}, not {self.fingerprint.decode()}")
+        try:
+            state = _Unpickler(io.BytesIO(zlib.decompress(body)), self._objects).load()
+            return int(position), state
+        except (pickle.UnpicklingError, zlib.error, EOFError, AttributeError, ImportError, TypeError,
+                ValueError) as exc:
+            raise ValueError(f"not a checkpoint ({type(exc).__name__}: {exc})") from None

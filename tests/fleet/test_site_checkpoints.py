@@ -1,0 +1,71 @@
+"""A site's live analysis checkpointed mid-incident and restored by another worker's analysis
+(fleet/checkpoints.py) goes on exactly as the uninterrupted one: same findings, counts and
+revisions. No servers: the cluster's part (a real kill -9 takeover) is in test_fleet_live.py."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zlib
+
+import pytest
+from api_helpers import SAMPLES
+
+from correlator.analysis import Options, analyze, prepare
+from correlator.api.finding_keys import finding_key
+from correlator.fleet.agent import payload
+from correlator.fleet.checkpoints import Checkpoints
+from correlator.fleet.live_worker import SiteAnalysis
+from correlator.fleet.sites import event_of
+from correlator.model import Event
+
+
+def incident(name: str) -> list[Event]:
+    """The incident's events as a live worker reads them from the agent's messages."""
+    events: list[Event] = []
+    analyze([SAMPLES / name], on_events=events.extend, every_line=True)
+    return [event_of(payload(event)) for event in events]
+
+
+def outcome(analysis: SiteAnalysis) -> dict[str, tuple[int, int, list[str]]]:
+    return {finding_key(f.id, f.group, f.host): (f.count, f.revision, sorted(f.clients))
+            for f in analysis.live.findings()}
+
+
+@pytest.mark.parametrize("name", ["mixed", "client_id_takeover", "bad_credentials"])
+def test_a_restored_checkpoint_goes_on_as_the_uninterrupted_analysis(name: str) -> None:
+    prepared = prepare(Options())
+    events = incident(name)
+    whole = SiteAnalysis("plant-1", Options(), prepared.registry, prepared.rules)
+    for at in range(0, len(events), 7):
+        whole.feed(events[at:at + 7], {"gw-1"}, at + 7)
+    half = len(events) // 2
+    first = SiteAnalysis("plant-1", Options(), prepared.registry, prepared.rules)
+    first.feed(events[:half], {"gw-1"}, half)
+    data = Checkpoints(prepared.rules).dumps(half, first.state())
+    # another worker: its own rules, loaded again
+    other = prepare(Options())
+    position, state = Checkpoints(other.rules).loads(data)
+    heir = SiteAnalysis("plant-1", Options(), other.registry, other.rules)
+    heir.restore(state)
+    assert position == half and heir.events == half
+    for at in range(half, len(events), 7):
+        heir.feed(events[at:at + 7], {"gw-1"}, at + 7)
+    assert outcome(heir) == outcome(whole) and outcome(whole)
+    assert heir.events == whole.events and heir.lines == whole.lines and heir.revisions == whole.revisions
+
+
+def test_a_checkpoint_of_other_rules_or_holding_anything_else_is_refused() -> None:
+    prepared = prepare(Options())
+    analysis = SiteAnalysis("plant-1", Options(), prepared.registry, prepared.rules)
+    analysis.feed(incident("bad_credentials"), {"gw-1"}, 10)
+    checkpoints = Checkpoints(prepared.rules)
+    data = checkpoints.dumps(10, analysis.state())
+    with pytest.raises(ValueError, match="made by"):
+        Checkpoints(prepared.rules[1:]).loads(data)
+    with pytest.raises(ValueError, match=r"does not hold \w+\.system"):
+        evil = pickle.dumps(os.system)  # a pickle that names a function
+        checkpoints.loads(checkpoints.fingerprint + b"\n1\n" + zlib.compress(evil))
+    with pytest.raises(ValueError, match="other rules"):
+        fewer = SiteAnalysis("plant-1", Options(), prepared.registry, prepared.rules[1:])
+        fewer.restore(checkpoints.loads(data)[1])
