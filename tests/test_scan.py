@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from correlator.formats.scan import (
     ScanPatternError,
     classifier,
     compile_automaton,
+    complement,
     hyperscan_available,
 )
 from correlator.report_model import SourceInfoDict
@@ -169,6 +171,26 @@ def test_both_engines_and_the_automaton_agree_on_random_blocks(lines: list[bytes
         results.append((found, counts.kinds, counts.seconds))
         assert sorted(found) == expected
     assert results[0] == results[1]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_LINE)
+def test_the_merged_automaton_reads_a_line_as_the_declared_regexes_do(line: bytes) -> None:
+    """The automaton's equivalent states are merged (`_minimal`): a line is still the message
+    whose whole-line regex matches it (a carriage return at its end aside), and no other."""
+    text = line.decode("latin-1").removesuffix("\r")
+    matching = [i for i, pattern in enumerate(SPEC.lines) if re.fullmatch(pattern, text, re.DOTALL)]
+    assert SPEC.automaton.run(line) == (matching[0] if matching else -1)
+    assert len(matching) <= 1
+
+
+def test_merging_keeps_one_state_per_behaviour() -> None:
+    """A repeated class makes twin states (its first character's and its loop's); merged, the
+    complement of the mosquitto format fits one Hyperscan pattern."""
+    automaton = SPEC.automaton
+    rows = {(tuple(row), automaton.accepts[state]) for state, row in enumerate(automaton.delta)}
+    assert len(rows) == len(automaton.delta)
+    assert len(complement(automaton)) == 1
 
 
 def test_a_routine_line_longer_than_the_cut_is_parsed_not_counted() -> None:

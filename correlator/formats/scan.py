@@ -261,9 +261,53 @@ def compile_automaton(patterns: Sequence[str]) -> Automaton:
         if message >= 0 and delta[state][CR] >= 0:
             raise ScanPatternError(f"a routine pattern may go on after its line's end with a carriage return "
                                    f"({patterns[message]}): a CRLF line could not be told apart")
+    delta, accepts = _minimal(delta, accepts)
     automaton = Automaton(delta, accepts, _decided(delta, accepts))
     _check_loops(automaton)
     return automaton
+
+
+def _minimal(delta: list[list[int]], accepts: list[int]) -> tuple[list[list[int]], list[int]]:
+    """The same automaton with equivalent states merged (Moore's refinement: states that accept
+    the same message and go to equivalent states on every byte are one), numbered from the start
+    in breadth-first order. The subset construction leaves such twins: after a repeated class,
+    the state of its first character and that of its loop (`m[0-9]+,`). Each twin doubled the rest
+    of the complement pattern: on the busy plant's broker log the mosquitto format's complement
+    went from two patterns (13.9k and 14.8k characters, 474 MB/s) to one of 7.4k (606 MB/s)."""
+    # bytes every state treats alike are one column (a few dozen instead of 256)
+    columns: dict[tuple[int, ...], int] = {}
+    for byte in range(256):
+        columns.setdefault(tuple(row[byte] for row in delta), byte)
+    rows = [[row[byte] for byte in columns.values()] for row in delta]
+    label: dict[int, int] = {}
+    classes = [label.setdefault(a, len(label)) for a in accepts]
+    count = len(label)
+    while True:
+        lookup = [*classes, -1]  # a missing edge (-1) reads the last entry: no class
+        signatures: dict[tuple[int, tuple[int, ...]], int] = {}
+        refined = [signatures.setdefault((classes[state], tuple(map(lookup.__getitem__, row))), len(signatures))
+                   for state, row in enumerate(rows)]
+        classes = refined
+        if len(signatures) == count:
+            break
+        count = len(signatures)
+    first: dict[int, int] = {}
+    for state, group in enumerate(classes):
+        first.setdefault(group, state)
+    number = {classes[0]: 0}
+    queue = [classes[0]]
+    for group in queue:
+        for target in delta[first[group]]:
+            if target >= 0 and classes[target] not in number:
+                number[classes[target]] = len(number)
+                queue.append(classes[target])
+    out_delta = [[-1] * 256 for _ in number]
+    out_accepts = [-1] * len(number)
+    for group, index in number.items():
+        state = first[group]
+        out_delta[index] = [number[classes[t]] if t >= 0 else -1 for t in delta[state]]
+        out_accepts[index] = accepts[state]
+    return out_delta, out_accepts
 
 
 def _bits(mask: int) -> Iterator[int]:
@@ -876,7 +920,15 @@ class HyperscanClassifier(Classifier):
             node, part = todo.pop()
             if isinstance(node, _Branch):
                 step = node.table[data[starts[part] + node.column]]
+                tally = None
                 for index, child in enumerate(node.children):
+                    if messages is None and isinstance(child, int) and child not in self.marked:
+                        # a message that is only counted: how many lines, not which (one pass
+                        # for all such children instead of a comparison and a copy for each)
+                        if tally is None:
+                            tally = np.bincount(step, minlength=len(node.children)).tolist()
+                        per_message[child] += tally[index]
+                        continue
                     chosen = part[step == index]
                     if len(chosen):
                         todo.append((child, chosen))
