@@ -53,7 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = open_store(settings.database, settings.state_dir)
+        store = open_store(settings.database, settings.state_dir, pool_timeout=settings.pool_timeout)
         store.registry = registry  # routine lines of a timeline page are parsed with the server's formats
         analyser: JobRunner
         if settings.nats:  # the fleet: jobs for `correlator worker`s on the cluster (it connects: off the loop)

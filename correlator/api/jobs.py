@@ -142,7 +142,8 @@ class Analyser:
         self.settings = settings
         self.store = store
         self.large_niceness = large_niceness
-        self.spec = JobSpec(state_dir=settings.state_dir.resolve(), database=settings.database, owner=os.getpid(),
+        self.spec = JobSpec(state_dir=settings.state_dir.resolve(), database=settings.database,
+                            pool_timeout=settings.pool_timeout, owner=os.getpid(),
                             zones=tuple(settings.zones),
                             formats_dirs=tuple(settings.formats_dirs), rules_dirs=tuple(settings.rules_dirs))
         self.slots: dict[Lane, int] = {"small": settings.small_workers, "large": settings.workers}

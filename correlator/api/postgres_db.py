@@ -50,6 +50,7 @@ from correlator.api.routine_lines import RoutineCache
 from correlator.api.storage import (
     ANALYSIS_COLUMNS,
     EVENT_COLUMNS,
+    POOL_TIMEOUT,
     SITE_COLUMNS,
     TIMELINE_COLUMNS,
     AnalysisRow,
@@ -79,8 +80,6 @@ from correlator.formats.registry import Registry
 SCHEMA_VERSION = 3
 #: Connections one process keeps at most (an API node's request threads, an analysis's writer).
 POOL_SIZE = 8
-#: Seconds a request waits for a connection before it is answered 503.
-POOL_TIMEOUT = 3.0
 #: Seconds a new connection may take (a host that does not answer at all).
 CONNECT_TIMEOUT = 5
 #: Seconds the first connection may take at start-up before the server gives up with a message.
@@ -205,7 +204,7 @@ class PostgresStore(UploadFolders):
 
     embedded = False
 
-    def __init__(self, url: str, state_dir: Path) -> None:
+    def __init__(self, url: str, state_dir: Path, *, pool_timeout: float = POOL_TIMEOUT) -> None:
         super().__init__(state_dir)
         self.url: str | None = url
         self.routine = RoutineCache(self._routine_stored, self.uploads)
@@ -217,7 +216,7 @@ class PostgresStore(UploadFolders):
             raise CorrelatorError(f"cannot reach the PostgreSQL database at {where_is(url)}: {reason}") from None
         self._closed = threading.Event()
         self.pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
-            url, min_size=1, max_size=POOL_SIZE, timeout=POOL_TIMEOUT, open=False,
+            url, min_size=1, max_size=POOL_SIZE, timeout=pool_timeout, open=False,
             kwargs={"connect_timeout": CONNECT_TIMEOUT, "application_name": "correlator", "autocommit": True,
                     "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION * 1000}"},
             check=ConnectionPool.check_connection, name="correlator")

@@ -18,7 +18,7 @@ from pydantic_settings import (
 )
 
 from correlator.analysis import Options
-from correlator.api.storage import check_database_url
+from correlator.api.storage import POOL_TIMEOUT, check_database_url
 from correlator.errors import CorrelatorError
 
 #: The environment variable naming a config file when `--config` is not given.
@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     `state_dir` (the embedded default); `postgresql://user@host:port/dbname` a PostgreSQL database
     that several servers and workers share (correlator/api/storage.py). Uploads wait in
     `state_dir` either way."""
+    pool_timeout: float = Field(default=POOL_TIMEOUT, gt=0, le=60)
+    """Seconds a request waits for a PostgreSQL connection before it is answered 503 (the
+    database down or restarting, or every connection busy): shorter answers sooner, longer rides
+    out a busier database."""
     max_upload_bytes: int = Field(default=512 * 1024**2, gt=0)
     max_analyses: int = Field(default=100, gt=0)
     """Oldest analyses are deleted beyond this count."""

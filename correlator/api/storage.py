@@ -488,6 +488,9 @@ class UploadFolders:
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+#: Seconds a request waits for a PostgreSQL connection before it is answered 503: the default of
+#: the `pool_timeout` setting.
+POOL_TIMEOUT = 3.0
 
 
 def check_database_url(url: str | None) -> str | None:
@@ -501,8 +504,9 @@ def check_database_url(url: str | None) -> str | None:
                      "postgresql://[user[:password]@]host[:port]/dbname URL")
 
 
-def open_store(url: str | None, state_dir: Path) -> Store:
-    """The store `url` names (see the module's docstring)."""
+def open_store(url: str | None, state_dir: Path, *, pool_timeout: float = POOL_TIMEOUT) -> Store:
+    """The store `url` names (see the module's docstring); `pool_timeout`: seconds a call waits for
+    a PostgreSQL connection before StoreUnavailable (SQLite has no pool)."""
     try:
         url = check_database_url(url)
     except ValueError as exc:
@@ -510,7 +514,7 @@ def open_store(url: str | None, state_dir: Path) -> Store:
     if url is not None and url.startswith(POSTGRES_SCHEMES):
         from correlator.api.postgres_db import PostgresStore  # psycopg loads only when asked for
 
-        return PostgresStore(url, state_dir)
+        return PostgresStore(url, state_dir, pool_timeout=pool_timeout)
     from correlator.api.analysis_db import SqliteStore
 
     return SqliteStore(state_dir)

@@ -24,7 +24,7 @@ import psutil
 from correlator.analysis import Options, Progress, analyze
 from correlator.api.private import open_private, private_dir
 from correlator.api.routine_lines import RoutinePlaces
-from correlator.api.storage import StaleRun, Store, TimelineWriter, open_store
+from correlator.api.storage import POOL_TIMEOUT, StaleRun, Store, TimelineWriter, open_store
 from correlator.engine.rules import Rule, load_rules
 from correlator.errors import CorrelatorError
 from correlator.formats.registry import Registry, default_registry, load_registry
@@ -50,6 +50,7 @@ class JobSpec:
     state_dir: Path
     database: str | None = None
     """The store's URL (None: SQLite in state_dir)."""
+    pool_timeout: float = POOL_TIMEOUT
     owner: int | None = None
     """The pid of the process whose scheduler runs the job: the job stops when it is gone."""
     zones: tuple[str, ...] = ()
@@ -99,7 +100,7 @@ def run(spec: JobSpec, analysis_id: str, upload: Path | None = None, fence: int 
     process's CPU priority (the large lane's, so small analyses go first on a busy machine)."""
     if niceness:
         os.nice(niceness)
-    store = open_store(spec.database, spec.state_dir)
+    store = open_store(spec.database, spec.state_dir, pool_timeout=spec.pool_timeout)
     try:
         registry, rules = _registry_and_rules(spec)
         run_analysis(store, spec.options(), registry, rules, analysis_id, upload, owner=spec.owner, fence=fence)

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CorrelatorError(f"cannot create the state folder: {exc.strerror}", file=settings.state_dir) from None
     remove_stale_temp()
-    store = open_store(settings.database, settings.state_dir)
+    store = open_store(settings.database, settings.state_dir, pool_timeout=settings.pool_timeout)
     try:
         (LiveWorker(settings, store) if args.live else FleetWorker(settings, store)).run()
     finally:

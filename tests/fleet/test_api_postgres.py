@@ -95,7 +95,8 @@ def test_a_server_resumes_only_the_analyses_it_holds_the_upload_of(start_server:
 
 def test_postgresql_restart_answers_503_then_recovers(start_server: ServerFactory, postgres_server: PostgresServer,
                                                       postgres_url: str, mixed_zip: Path) -> None:
-    server = start_server(database=postgres_url)
+    # each request while the database is down waits the pool's timeout for a connection: a short one
+    server = start_server(database=postgres_url, pool_timeout=0.5)
     with server.client() as client:
         analysis = client.post("/analyses", content=mixed_zip.read_bytes()).json()
         assert client.get("/ready").status_code == 200
