@@ -107,7 +107,7 @@ def go_paho_binary() -> Path:
                                   "golang-github-eclipse-paho.mqtt.golang-dev)")
     out = Path(tempfile.gettempdir()) / "correlator-lab-go"
     out.mkdir(exist_ok=True)
-    binary = out / "go_paho"
+    binary = out / f"go_paho-{os.getpid()}"  # its own: another process may be running its copy (ETXTBSY)
     env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(gocode), "GOCACHE": str(out / "cache"),
            "GOFLAGS": ""}
     done = subprocess.run(["go", "build", "-o", str(binary), str(GO_PAHO_SOURCE)], env=env, capture_output=True,

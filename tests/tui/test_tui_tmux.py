@@ -25,11 +25,19 @@ CONFIG = ("listener {port0} 127.0.0.1\ncafile ../certs/ca.pem\ncertfile ../certs
           "keyfile ../keys/server.key\nallow_anonymous true\nlog_dest file mosquitto.log\nlog_type all\n")
 #: A timeline row on the screen: ≈ (dated by arrival), its time, its source and its text.
 ROW = re.compile(r"▌(≈?)(\d\d:\d\d:\d\d)\S*\s+(broker|edge-\d+)\s+(.*)")
+#: This test process's own tmux server: a pane runs with the environment of the process that
+#: started its server, so a server shared with another test run (another checkout, another pytest
+#: worker) would run that one's PYTHONPATH.
+TMUX_SERVER = f"correlator-tests-{os.getpid()}"
+
+
+def _tmux(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["tmux", "-L", TMUX_SERVER, *args], capture_output=True, text=True, check=check, env=env,
+                          cwd=REPO)
 
 
 def _screen(session: str) -> str:
-    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True,
-                          check=True).stdout
+    return _tmux("capture-pane", "-p", "-t", session).stdout
 
 
 def _wait_until(session: str, holds: Callable[[str], bool], what: str, timeout: float) -> str:
@@ -69,15 +77,14 @@ def watch() -> Iterator[Callable[[Path, int, int], str]]:
     def start(folder: Path, width: int, height: int) -> str:
         session = f"correlator-e2e-{os.getpid()}-{len(sessions)}"
         command = f"{sys.executable} -m correlator watch {folder}"
-        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), command],
-                       check=True, env=env, cwd=REPO)
+        _tmux("new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), command, env=env)
         sessions.append(session)
-        _wait_screen(session, r"LIVE", timeout=20)
+        _wait_screen(session, r"LIVE", timeout=60)
         return session
 
     yield start
     for session in sessions:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        _tmux("kill-session", "-t", session, check=False)
 
 
 @pytest.mark.broker
@@ -100,9 +107,15 @@ def test_watch_in_tmux_names_the_expired_broker_certificate(
         assert found is not None and found.group(1) == "tls.server_cert_expired", screen
         _wait_screen(session, r"expired 12 days ago", timeout=12)  # cert facts (a toast may cover them)
         assert took < 10, f"the finding took {took:.1f}s to reach the screen"
-        subprocess.run(["tmux", "send-keys", "-t", session, "enter"], check=True)
+        _tmux("send-keys", "-t", session, "enter")
         _wait_screen(session, r"◆", timeout=5)  # its evidence marked in the timeline
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        _tmux("send-keys", "-t", session, "q")
+
+
+def _wait_client_rows(session: str, count: int, timeout: float) -> None:
+    """Until the screen's timeline holds `count` rows of the client edge-07."""
+    _wait_until(session, lambda screen: sum(source == "edge-07" for _, _, source, _ in ROW.findall(screen)) == count,
+                f"{count} rows of edge-07", timeout)
 
 
 def _fail_publish(log: Path, port: int, cafile: Path, client_id: str) -> int:
@@ -135,13 +148,17 @@ def test_watch_dates_live_untimed_client_lines_and_ties_them_to_the_broker(
         # a run before the watch: the file the watch opens already holds lines, dated its mtime
         before = _fail_publish(client_log, broker.port, other_ca, "edge-07")
         session = watch(root, 160, 60)
+        _wait_client_rows(session, before, timeout=60)  # the watch has read what the file held
         time.sleep(2)  # the file's time when the watch opened it is well before the new lines
         started = datetime.now(UTC).strftime("%H:%M:%S")
-        _fail_publish(client_log, broker.port, other_ca, "edge-07")
+        second = _fail_publish(client_log, broker.port, other_ca, "edge-07")
+        # each live run is read (and dated) before the next begins: a watch slowed by a busy machine
+        # would otherwise read two runs at once and date both by the later one
+        _wait_client_rows(session, second, timeout=60)
         time.sleep(1.5)  # the two live runs a second apart
         written = _fail_publish(client_log, broker.port, other_ca, "edge-07")
         # stitched: the finding names the id only the client's own log says
-        _wait_screen(session, r"CRIT\s+tls\.server_cert_untrusted\s+\d+\s+edge-07", timeout=20)
+        _wait_screen(session, r"CRIT\s+tls\.server_cert_untrusted\s+\d+\s+edge-07", timeout=60)
 
         def all_read(screen: str) -> bool:
             """Every line the client's log holds is a timeline row, and the broker's three connections."""
@@ -149,7 +166,7 @@ def test_watch_dates_live_untimed_client_lines_and_ties_them_to_the_broker(
             return (sum(source == "edge-07" for _, _, source, _ in rows) == written
                     and sum(source == "broker" and "New connection" in text for _, _, source, text in rows) == 3)
 
-        screen = _wait_until(session, all_read, f"{written} client rows and 3 broker connections", timeout=20)
+        screen = _wait_until(session, all_read, f"{written} client rows and 3 broker connections", timeout=60)
         rows: list[tuple[str, str, str, str]] = ROW.findall(screen)
         client = [(mark, at) for mark, at, source, _ in rows if source == "edge-07"]
         assert all(mark == "≈" for mark, _ in client), screen
@@ -158,7 +175,7 @@ def test_watch_dates_live_untimed_client_lines_and_ties_them_to_the_broker(
         assert len(live) == written - before, f"the new lines are dated before they were written ({started}):\n{screen}"
         times = [at for _, at, _, _ in rows]
         assert times == sorted(times), f"the timeline is out of order:\n{screen}"
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        _tmux("send-keys", "-t", session, "q")
 
 
 def test_tui_in_tmux_searches_the_routine_lines_of_a_busy_broker(tmp_path: Path) -> None:
@@ -173,25 +190,25 @@ def test_tui_in_tmux_searches_the_routine_lines_of_a_busy_broker(tmp_path: Path)
     assert wanted > 1000
     session = f"correlator-tui-{os.getpid()}"
     env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24",
-                    f"{sys.executable} -m correlator tui {bundle}"], check=True, env=env, cwd=REPO)
+    _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", f"{sys.executable} -m correlator tui {bundle}",
+          env=env)
     try:
         _wait_screen(session, r"■ BUNDLE", timeout=30)
         for key in ("t", "/"):
-            subprocess.run(["tmux", "send-keys", "-t", session, "-l", key], check=True)
+            _tmux("send-keys", "-t", session, "-l", key)
         _wait_screen(session, r"search the timeline", timeout=10)
-        subprocess.run(["tmux", "send-keys", "-t", session, "-l", "puback"], check=True)
+        _tmux("send-keys", "-t", session, "-l", "puback")
         screen = _wait_screen(session, rf"1/{wanted:,} 'puback'|1/{wanted} 'puback'", timeout=20)
         rows = [text for _, _, source, text in ROW.findall(screen) if source == "broker"]
         assert any("PUBACK" in text for text in rows), screen
-        subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)  # keeps the search
+        _tmux("send-keys", "-t", session, "Enter")  # keeps the search
         _wait_until(session, lambda s: not re.search(r"^\s*puback\s", s, re.M), "the search bar closing", timeout=10)
-        subprocess.run(["tmux", "send-keys", "-t", session, "-l", "i"], check=True)
+        _tmux("send-keys", "-t", session, "-l", "i")
         _wait_screen(session, r"messages per \d+ (s|min)", timeout=10)
-        subprocess.run(["tmux", "send-keys", "-t", session, "-l", "G"], check=True)
-        subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
+        _tmux("send-keys", "-t", session, "-l", "G")
+        _tmux("send-keys", "-t", session, "Enter")
         # back on the timeline, at the last bucket's first line
         _wait_until(session, lambda s: "messages per" not in s and bool(ROW.search(s)), "the timeline", timeout=10)
-        subprocess.run(["tmux", "send-keys", "-t", session, "-l", "q"], check=True)
+        _tmux("send-keys", "-t", session, "-l", "q")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        _tmux("kill-session", "-t", session, check=False)
