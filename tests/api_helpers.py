@@ -22,6 +22,9 @@ from correlator.api.storage import open_store
 from lab.ports import free_port
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
+#: Seconds a test's HTTP request may take: generous, as a server sharing a busy machine (the suite
+#: runs on every core) answers late; httpx's own 5 s is not a property of the server under test.
+HTTP_TIMEOUT = 30.0
 
 
 class RunningServer:
@@ -52,7 +55,7 @@ class RunningServer:
 
     def client(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        kwargs.setdefault("timeout", 30)
+        kwargs.setdefault("timeout", HTTP_TIMEOUT)
         return httpx.Client(base_url=self.url + "/api/v1", headers=headers, **kwargs)
 
 

@@ -12,7 +12,7 @@ from typing import Any, get_type_hints
 
 import httpx
 import pytest
-from api_helpers import SAMPLES, RunningServer
+from api_helpers import HTTP_TIMEOUT, SAMPLES, RunningServer
 
 from correlator.api.models import FindingOut
 
@@ -205,7 +205,7 @@ def test_service_routes(shared: RunningServer) -> None:
         version = client.get("/version").json()
         formats = {f["name"] for f in client.get("/formats").json()}
         rules = {r["id"] for r in client.get("/rules").json()}
-        docs = httpx.get(shared.url + "/docs")
+        docs = httpx.get(shared.url + "/docs", timeout=HTTP_TIMEOUT)
         schema = client.get("/openapi.json").json()
     assert version["report_schema"] == "correlator.analysis/2"
     assert {"mosquitto", "python_logging"} <= formats

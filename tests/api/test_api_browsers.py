@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_helpers import SAMPLES, ServerFactory
+from api_helpers import HTTP_TIMEOUT, SAMPLES, ServerFactory
 from pydantic import ValidationError
 
 from correlator.api import Settings, load_settings
@@ -85,13 +85,15 @@ def test_a_token_is_at_least_16_characters_and_no_blank(tmp_path: Path, token: s
 def test_docs_and_schema_want_the_token(start_server: ServerFactory) -> None:
     server = start_server(token=TOKEN)
     for path in ("/docs", "/api/v1/openapi.json"):
-        assert httpx.get(server.url + path).status_code == 401, path
-        assert httpx.get(server.url + path, headers={"Authorization": "Bearer wrong-token-wrong-token"}
-                         ).status_code == 401
-        assert httpx.get(server.url + path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
-    assert httpx.get(server.url + "/api/v1/health").status_code == 200
+        assert httpx.get(server.url + path, timeout=HTTP_TIMEOUT).status_code == 401, path
+        assert httpx.get(server.url + path, headers={"Authorization": "Bearer wrong-token-wrong-token"},
+                         timeout=HTTP_TIMEOUT).status_code == 401
+        assert httpx.get(server.url + path, headers={"Authorization": f"Bearer {TOKEN}"},
+                         timeout=HTTP_TIMEOUT).status_code == 200
+    assert httpx.get(server.url + "/api/v1/health", timeout=HTTP_TIMEOUT).status_code == 200
     open_server = start_server(state_dir=server.settings.state_dir.parent / "open")
-    assert httpx.get(open_server.url + "/docs").status_code == 200  # no token: nothing to protect them with
+    # no token: nothing to protect them with
+    assert httpx.get(open_server.url + "/docs", timeout=HTTP_TIMEOUT).status_code == 200
 
 
 def _closed_port() -> int:

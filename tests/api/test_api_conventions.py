@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import SAMPLES, RunningServer, ServerFactory
+from api_helpers import HTTP_TIMEOUT, SAMPLES, RunningServer, ServerFactory
 
 LOG = (SAMPLES / "mixed" / "broker" / "mosquitto.log").read_bytes()
 
@@ -128,7 +128,8 @@ def test_finished_analyses_answer_304_to_their_etag_and_gzip(shared: RunningServ
         etag = first.headers["etag"]
         again = client.get(url, params={"limit": 1000}, headers={"If-None-Match": etag})
         other = client.get(url, params={"limit": 10}, headers={"If-None-Match": etag})  # another page
-        raw = httpx.get(f"{shared.url}/api/v1{url}", params={"limit": 1000}, headers={"Accept-Encoding": "gzip"})
+        raw = httpx.get(f"{shared.url}/api/v1{url}", params={"limit": 1000}, headers={"Accept-Encoding": "gzip"},
+                        timeout=HTTP_TIMEOUT)
     assert first.status_code == 200 and etag.startswith('W/"')
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
     assert other.status_code == 200
@@ -137,12 +138,12 @@ def test_finished_analyses_answer_304_to_their_etag_and_gzip(shared: RunningServ
 
 
 def test_docs_come_from_the_server_itself(shared: RunningServer) -> None:
-    page = httpx.get(f"{shared.url}/docs")
+    page = httpx.get(f"{shared.url}/docs", timeout=HTTP_TIMEOUT)
     assert page.status_code == 200
     assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
     assert assets and all(a.startswith("/") for a in assets), assets  # nothing from a CDN
     for asset in assets:
-        got = httpx.get(shared.url + asset)
+        got = httpx.get(shared.url + asset, timeout=HTTP_TIMEOUT)
         assert got.status_code == 200 and len(got.content) > 1000, asset
     assert "cdn" not in page.text.lower()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from api_helpers import ServerFactory
+from api_helpers import HTTP_TIMEOUT, ServerFactory
 from prometheus_client.parser import text_string_to_metric_families
 
 from lab.ports import free_port
@@ -33,7 +33,7 @@ def test_metrics_count_queue_analyses_and_requests(start_server: ServerFactory, 
               (("method", "POST"), ("route", "/api/v1/analyses"), ("status", "201")))
     deadline = time.monotonic() + 5
     while True:  # a request is counted once its answer is sent: moments after the client has it
-        scraped = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        scraped = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=HTTP_TIMEOUT)
         assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
         found = samples(scraped.text)
         if posted in found or time.monotonic() > deadline:
@@ -47,8 +47,8 @@ def test_metrics_count_queue_analyses_and_requests(start_server: ServerFactory, 
     assert found[("correlator_analysis_seconds_count", (("status", "done"),))] == 1
     assert found[posted] == 1, sorted(k for k in found if k[0].endswith("_count"))
     # the token guards the metrics; readiness, like health, is for the platform and needs none
-    assert httpx.get(f"{server.url}/metrics").status_code == 401
-    ready = httpx.get(f"{server.url}/api/v1/ready")
+    assert httpx.get(f"{server.url}/metrics", timeout=HTTP_TIMEOUT).status_code == 401
+    ready = httpx.get(f"{server.url}/api/v1/ready", timeout=HTTP_TIMEOUT)
     assert ready.status_code == 200 and ready.json() == {"status": "ready", "problems": []}
 
 
@@ -60,7 +60,7 @@ def test_json_logs_carry_the_request_id_through_the_analysis(tmp_path: Path, mix
         deadline = time.monotonic() + 30
         while True:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/api/v1/health")
+                httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=HTTP_TIMEOUT)
                 break
             except httpx.TransportError:
                 assert server.poll() is None and time.monotonic() < deadline, "serve did not start"
@@ -68,7 +68,7 @@ def test_json_logs_carry_the_request_id_through_the_analysis(tmp_path: Path, mix
         created = httpx.post(f"http://127.0.0.1:{port}/api/v1/analyses", content=mixed_zip.read_bytes(),
                              headers={"X-Request-ID": "ticket-4711"}, timeout=60)
         assert created.status_code == 201 and created.headers["x-request-id"] == "ticket-4711"
-        other = httpx.get(f"http://127.0.0.1:{port}/api/v1/health")
+        other = httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=HTTP_TIMEOUT)
         assert len(other.headers["x-request-id"]) == 32  # a new id when the client sends none
     finally:
         server.send_signal(signal.SIGINT)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from api_helpers import HTTP_TIMEOUT
 
 from correlator.api import load_settings
 from correlator.errors import CorrelatorError
@@ -75,13 +76,14 @@ def test_serve_command_serves_and_stops_cleanly(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/live", headers={"Authorization": f"Bearer {TOKEN}"})
+                answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/live", headers={"Authorization": f"Bearer {TOKEN}"},
+                                   timeout=HTTP_TIMEOUT)
                 break
             except httpx.TransportError:
                 assert server.poll() is None and time.monotonic() < deadline, "serve did not start"
                 time.sleep(0.1)
         assert answer.status_code == 200 and answer.json()["paths"] == [str(log)]
-        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/version").status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/version", timeout=HTTP_TIMEOUT).status_code == 401
     finally:
         server.send_signal(signal.SIGINT)
         output, _ = server.communicate(timeout=30)

@@ -12,7 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import SAMPLES, ServerFactory, interrupted_analysis, started_servers, wait_done, zip_folder
+from api_helpers import (
+    HTTP_TIMEOUT,
+    SAMPLES,
+    ServerFactory,
+    interrupted_analysis,
+    started_servers,
+    wait_done,
+    zip_folder,
+)
 from fleet_servers import PostgresServer
 
 
@@ -71,7 +79,7 @@ def test_background_analysis_writes_through_postgresql(start_server: ServerFacto
         assert done["status"] == "done" and done["events"] > 0
         timeline = client.get(f"/analyses/{done['id']}/timeline", params={"kind": "tls.", "limit": 1000}).json()
         assert timeline["items"] and all(e["kind"].startswith("tls.") for e in timeline["items"])
-        metrics = httpx.get(server.url + "/metrics").text
+        metrics = httpx.get(server.url + "/metrics", timeout=HTTP_TIMEOUT).text
         assert 'correlator_analyses{status="done"} 1.0' in metrics
 
 

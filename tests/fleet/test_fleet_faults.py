@@ -14,7 +14,7 @@ import httpx
 import nats
 import psutil
 import pytest
-from api_helpers import SAMPLES, RunningServer
+from api_helpers import HTTP_TIMEOUT, SAMPLES, RunningServer
 from fleet.fleet_nodes import WorkerProcess, api_node, finding_ids, incident_zip, stop_all, wait_status
 from fleet.nats_cluster import NatsCluster
 from hostile.storms import repeated_error, write
@@ -32,7 +32,7 @@ def _metric(node: RunningServer, name: str, expected: float, timeout: float = 10
     """Until /metrics says `name` is `expected` (the node reads the queue's numbers every second)."""
     deadline = time.monotonic() + timeout
     while True:
-        text = httpx.get(node.url + "/metrics").text
+        text = httpx.get(node.url + "/metrics", timeout=HTTP_TIMEOUT).text
         found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
         if found and float(found.group(1)) == expected:
             return

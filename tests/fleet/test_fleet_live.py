@@ -25,7 +25,7 @@ import httpx
 import nats
 import pytest
 from api.test_api_live_stream import sse_events
-from api_helpers import SAMPLES
+from api_helpers import HTTP_TIMEOUT, SAMPLES
 from fleet.fleet_nodes import WorkerProcess, api_node
 from fleet.nats_cluster import NatsCluster
 from nats.js.api import AckPolicy, ConsumerConfig
@@ -376,7 +376,7 @@ def test_the_api_serves_the_sites_findings_and_streams_them_with_removals_and_re
                 assert shards[f"correlator-shard-{shard_of('plant-3')}"] == 7 * 86400  # fleet_retention_days
                 deadline = time.monotonic() + 30
                 while 'correlator_site_lag{site="plant-3"} 0.0' not in (
-                        metrics := httpx.get(server.url + "/metrics").text):
+                        metrics := httpx.get(server.url + "/metrics", timeout=HTTP_TIMEOUT).text):
                     assert time.monotonic() < deadline, metrics
                     time.sleep(0.2)
                 schema = client.get("/openapi.json").json()["paths"]
