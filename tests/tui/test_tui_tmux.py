@@ -36,6 +36,14 @@ def _tmux(*args: str, check: bool = True, env: dict[str, str] | None = None) -> 
                           cwd=REPO)
 
 
+def _pane_env() -> dict[str, str]:
+    """The environment of a program in a pane: this one's, without COLUMNS and LINES (a pytest-xdist
+    worker has them, 80 and 24, and Textual takes them over the terminal's own size, so the app
+    would draw 80x24 in a 160x60 window)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    return {**env, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
+
+
 def _screen(session: str) -> str:
     return _tmux("capture-pane", "-p", "-t", session).stdout
 
@@ -72,7 +80,7 @@ def watch() -> Iterator[Callable[[Path, int, int], str]]:
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed")
     sessions: list[str] = []
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
+    env = _pane_env()
 
     def start(folder: Path, width: int, height: int) -> str:
         session = f"correlator-e2e-{os.getpid()}-{len(sessions)}"
@@ -189,7 +197,7 @@ def test_tui_in_tmux_searches_the_routine_lines_of_a_busy_broker(tmp_path: Path)
                  if "puback" in line.lower())
     assert wanted > 1000
     session = f"correlator-tui-{os.getpid()}"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
+    env = _pane_env()
     _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", f"{sys.executable} -m correlator tui {bundle}",
           env=env)
     try:
