@@ -554,8 +554,8 @@ class SiteOut(ApiModel):
     updated: Timestamp
     """When a live worker last stored its analysis."""
     lag: int | None
-    """Messages of the site's shard on the cluster no live worker has analysed yet (the sites of a
-    shard share one consumer; null when this server has no `--nats`)."""
+    """Messages of the site on the cluster no live worker has analysed yet (null when this server
+    has no `--nats`)."""
 
 
 class SiteList(ApiModel):

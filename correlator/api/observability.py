@@ -9,8 +9,8 @@ Metrics live in a registry per app (tests run several apps in one process):
 - `correlator_jobs_redelivered_total` (with `--nats`): jobs a worker received again after the one
   that had them went silent (killed, cut off), over the whole cluster;
 - `correlator_analyses{status}`: kept analyses by status (queued, running, done, failed);
-- `correlator_site_lag{site}` (with `--nats`): messages of each site's shard on the cluster that
-  no live worker has analysed yet (the sites of a shard share its consumer; fleet/sites.py);
+- `correlator_site_lag{site}` (with `--nats`): messages of each site on the cluster that no live
+  worker has analysed yet (fleet/sites.py, `site_lags`);
 - `correlator_analysis_seconds{status}`: how long finished analyses took;
 - `correlator_http_request_duration_seconds{method,route,status}`: request latency, by route
   template (`/api/v1/analyses/{analysis_id}`), so ids do not explode the label set.
@@ -94,8 +94,8 @@ class _SiteLagCollector(Collector):
         self.feed = feed
 
     def collect(self) -> Iterable[Metric]:
-        lag = GaugeMetricFamily("correlator_site_lag", "Messages of a site's shard on the cluster no live worker "
-                                "has analysed yet", labels=["site"])
+        lag = GaugeMetricFamily("correlator_site_lag", "Messages of a site on the cluster no live worker has "
+                                "analysed yet", labels=["site"])
         for site, count in sorted(self.feed.lags.items()):
             lag.add_metric([site], count)
         yield lag

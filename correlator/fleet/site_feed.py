@@ -26,8 +26,15 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from correlator.api.live_hub import StreamEvent, Subscriber, removal
 from correlator.api.storage import Store
 from correlator.fleet.link import Link, retrying
-from correlator.fleet.sites import FINDINGS_STREAM, FINDINGS_SUBJECTS, SiteLimits, ensure_live, findings_subject
-from correlator.fleet.sites import site_lags as read_site_lags
+from correlator.fleet.sites import (
+    FINDINGS_STREAM,
+    FINDINGS_SUBJECTS,
+    SiteLimits,
+    ensure_live,
+    findings_subject,
+    lag_view,
+    site_lags,
+)
 
 log = logging.getLogger("correlator.api")
 
@@ -60,7 +67,7 @@ class SiteFeed:
         self.store = store
         link.run(ensure_live(link.js, limits))
         self.lags: dict[str, int] = {}
-        """Events of each site no live worker has analysed yet (refreshed every LAG_EVERY s)."""
+        """Messages of each site no live worker has analysed yet (refreshed every LAG_EVERY s)."""
         self._subscribers: set[Subscriber] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -70,9 +77,15 @@ class SiteFeed:
     def _watch_lags(self) -> None:
         while not self._stopping.wait(LAG_EVERY):
             try:
-                self.lags = self.link.run(read_site_lags(self.link.js), timeout=LAG_TIMEOUT)
+                self.lags = self._read_lags()
             except Exception as exc:  # keep the last numbers; readiness says when the link is down
                 log.debug("reading the sites' lag failed: %s", exc)
+
+    def _read_lags(self) -> dict[str, int]:
+        """Each site's lag (sites.site_lags); the store's positions are read only when a shard lags."""
+        view = self.link.run(lag_view(self.link.js), timeout=LAG_TIMEOUT)
+        positions = {row.site: row.position for row in self.store.sites()} if view.lagging() else {}
+        return self.link.run(site_lags(self.link.js, view, positions), timeout=LAG_TIMEOUT * 4)
 
     def stop(self) -> None:
         """End the open streams (the link is its owner's to close)."""

@@ -25,6 +25,7 @@ in the README.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -32,7 +33,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerInfo, DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    ConsumerInfo,
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 
@@ -56,6 +67,10 @@ LIVE_WORKERS = "correlator-live-workers"
 SHARD_CONSUMER = "correlator-shard-"
 #: The prefix of the per-site consumers of the layout before the shards (removed at start).
 OLD_SITE_CONSUMER = "correlator-site-"
+#: Sites of lagging shards whose own lag one look counts at most (a short-lived consumer each).
+LAG_SITES = 200
+#: Seconds the cluster keeps such a consumer if its maker could not remove it.
+LAG_CONSUMER_TTL = 10.0
 
 
 @dataclass(frozen=True)
@@ -228,12 +243,59 @@ async def shard_lags(js: JetStreamContext) -> dict[int, int]:
     return lags
 
 
-async def site_lags(js: JetStreamContext) -> dict[str, int]:
-    """Each site's lag as far as the cluster can tell it: its shard's (the messages of the site's
-    shard not analysed yet; sites share a consumer), or every kept message of a site whose shard
-    no worker has taken."""
-    shards = await shard_lags(js)
-    return {site: shards.get(shard, kept) for site, (shard, kept) in (await site_subjects(js)).items()}
+@dataclass
+class LagView:
+    """What the cluster says of the sites' lag in two requests: each shard's (its consumer's
+    pending and unacknowledged messages) and each site's shard and kept messages."""
+
+    shards: dict[int, int]
+    sites: dict[str, tuple[int, int]]
+
+    def lagging(self) -> list[str]:
+        """The sites whose shard's consumer has messages not analysed yet."""
+        return [site for site, (shard, _) in self.sites.items() if self.shards.get(shard)]
+
+
+async def lag_view(js: JetStreamContext) -> LagView:
+    return LagView(await shard_lags(js), await site_subjects(js))
+
+
+async def site_pending(js: JetStreamContext, site: str, shard: int, position: int) -> int:
+    """The site's messages the cluster keeps after `position` (the last one a live worker
+    analysed): the pending count of a short-lived consumer of the site's subjects from there."""
+    info = await js.add_consumer(EVENTS_STREAM, ConsumerConfig(
+        filter_subject=f"correlator.events.{shard}.{site}.>", deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=position + 1, ack_policy=AckPolicy.NONE, mem_storage=True, num_replicas=1,
+        inactive_threshold=LAG_CONSUMER_TTL))
+    try:
+        return info.num_pending or 0
+    finally:
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(EVENTS_STREAM, info.name)
+
+
+async def site_lags(js: JetStreamContext, view: LagView, positions: dict[str, int],
+                    most: int = LAG_SITES) -> dict[str, int]:
+    """Each site's lag: the messages of its own the cluster keeps that no live worker has analysed.
+    - a site whose shard's consumer has nothing pending or unacknowledged: 0, with no request;
+    - a site of a lagging shard: its messages after its stored position (`positions`, the store's),
+      counted by the cluster (`site_pending`), for `most` sites per call at most (the others
+      report their shard's lag, an upper bound, until a later call counts them);
+    - a site whose shard no worker has taken: every kept message of its own."""
+    lags: dict[str, int] = {}
+    asked = 0
+    for site, (shard, kept) in view.sites.items():
+        pending = view.shards.get(shard)
+        if pending is None:
+            lags[site] = kept
+        elif pending == 0:
+            lags[site] = 0
+        elif asked < most:
+            asked += 1
+            lags[site] = min(pending, await site_pending(js, site, shard, positions.get(site, 0)))
+        else:
+            lags[site] = pending
+    return lags
 
 
 async def remove_old_consumers(js: JetStreamContext) -> int:

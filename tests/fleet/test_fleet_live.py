@@ -34,11 +34,20 @@ from correlator.analysis import Options, prepare
 from correlator.api.finding_keys import finding_key
 from correlator.api.storage import Store, open_store
 from correlator.errors import CorrelatorError
-from correlator.fleet.agent import DEFAULT_SHARDS, EVENTS_STREAM, ensure_events, shard_of
+from correlator.fleet.agent import DEFAULT_SHARDS, EVENTS_STREAM, ensure_events, shard_of, subject
 from correlator.fleet.layout import Limits
 from correlator.fleet.live_worker import SiteAnalysis
 from correlator.fleet.remote_site import RemoteSiteSource
-from correlator.fleet.sites import FINDINGS_STREAM, event_of, events_filter, host_of
+from correlator.fleet.sites import (
+    FINDINGS_STREAM,
+    event_of,
+    events_filter,
+    host_of,
+    lag_view,
+    shard_consumer,
+    shard_filter,
+    site_lags,
+)
 from correlator.tui.app import ScreenSettings, create_app
 from correlator.tui.widgets import Timeline
 
@@ -299,6 +308,48 @@ def test_a_stopped_live_worker_hands_its_shards_over_at_once_and_every_node_has_
     finally:
         for worker in workers:
             worker.stop()
+
+
+def test_a_sites_lag_counts_its_own_messages_not_analysed(nats_cluster: NatsCluster) -> None:
+    """Two sites of one shard: the shard's consumer lags by both sites' messages, each site by its
+    own messages after the position a worker stored for it."""
+    first = "plant-0"
+    second = next(f"plant-{n}" for n in range(1, 1000) if shard_of(f"plant-{n}") == shard_of(first))
+    shard = shard_of(first)
+
+    async def check() -> None:
+        client = await nats.connect(servers=nats_cluster.urls)
+        try:
+            js = client.jetstream()
+            await ensure_events(js, Limits(replicas=3), 1024**2)
+            seqs: dict[str, list[int]] = {}
+            for site, count in ((first, 3), (second, 2)):
+                for n in range(count):
+                    ack = await js.publish(subject(site, "gw-1"), b"{}", headers={"Nats-Msg-Id": f"{site}/{n}"})
+                    seqs.setdefault(site, []).append(ack.seq)
+            # no worker took the shard yet: every kept message of each site
+            assert await site_lags(js, await lag_view(js), {}) == {first: 3, second: 2}
+            # the shard's consumer as its worker makes it, nothing acknowledged: the shard lags by 5
+            await js.add_consumer(EVENTS_STREAM, ConsumerConfig(
+                durable_name=shard_consumer(shard), filter_subject=shard_filter(shard), ack_policy=AckPolicy.ALL))
+            view = await lag_view(js)
+            assert view.shards[shard] == 5 and set(view.lagging()) == {first, second}
+            assert await site_lags(js, view, {first: seqs[first][-1]}) == {first: 0, second: 2}
+            assert await site_lags(js, view, {first: seqs[first][0]}) == {first: 2, second: 2}
+            # one site counted per call at most: the other reports its shard's lag until a later call
+            assert await site_lags(js, view, {first: seqs[first][-1]}, most=1) == {first: 0, second: 5}
+            # everything acknowledged: no site lags, and none is asked about
+            reader = await js.pull_subscribe_bind(durable=shard_consumer(shard), stream=EVENTS_STREAM)
+            messages = await reader.fetch(5, timeout=5)
+            await messages[-1].ack_sync()
+            view = await lag_view(js)
+            assert view.lagging() == [] and await site_lags(js, view, {}) == {first: 0, second: 0}
+            # the short-lived counting consumers are gone
+            assert [info.name for info in await js.consumers_info(EVENTS_STREAM)] == [shard_consumer(shard)]
+        finally:
+            await client.close()
+
+    asyncio.run(check())
 
 
 @pytest.mark.timeout(300)
