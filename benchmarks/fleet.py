@@ -14,9 +14,12 @@ real PostgreSQL, with figures, never timed tests.
      sustained, publish→stored (the acknowledgement) and agent→consumer latencies, p50/p99;
    - flat out: every site sends as fast as its acknowledgements come: the ceiling.
 2. **Findings.** Two real `correlator worker --live` processes (PostgreSQL store) take the sites;
-   each site's agent coroutine replays its incident once, its events spread over
-   `--finding-seconds` (the first one beforehand, once the workers share the shards, so every
-   site is known to its worker before the clock runs),
+   each site replays its incident once, its events spread over `--finding-seconds` (the first
+   one beforehand, once the workers share the shards, so every site is known to its worker
+   before the clock runs), all sites' schedules sent by one coroutine with `publish_async` (the
+   agent's payloads and ids, made before the clock runs; each site's events in order on its
+   connection; each acknowledgement timed by a callback: the publishers stand for 1,000 agents
+   and must cost this machine as little as they can),
    while a subscriber on `correlator.findings.>` notes when each finding arrives. A finding's
    latency runs from the moment the agent published the event that completes it (the first event
    after which an analysis of the incident fed one event at a time holds the finding; the
