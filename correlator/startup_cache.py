@@ -15,9 +15,9 @@ and loaded in about a tenth of that time:
   Python's own validator when it is loaded), not as its source: pickle would compile it again.
   A `regex` pattern pickles as its program already.
 - The file holds a SHA-256 digest of its payload, checked before anything is unpickled; the
-  unpickler resolves only the classes and functions listed in `_ALLOWED` (no `getattr`, no
-  module-level functions beyond the two pattern builders), and only files owned by the user and
-  not writable by others are read. A cache that is unreadable, truncated, corrupt, stale or
+  unpickler resolves only the classes and functions listed in `_ALLOWED` (no `getattr`; the only
+  functions are the pattern builders and the field conversions), and only files owned by the user
+  and not writable by others are read. A cache that is unreadable, truncated, corrupt, stale or
   refused is ignored and written again: it can make a start slower, never the findings other.
 """
 
@@ -123,7 +123,8 @@ _ALLOWED: dict[str, frozenset[str]] = {
     "correlator.startup_cache": frozenset({"_rebuild_re"}),
     "regex._regex": frozenset({"compile"}),
     "correlator.formats.registry": frozenset({"Registry"}),
-    "correlator.formats.definition": frozenset({"Format", "LinePattern", "MessagePattern", "Sample"}),
+    "correlator.formats.definition": frozenset({"Format", "LinePattern", "MessagePattern", "Sample", "_Combined",
+                                                 "_Fields", "_to_int", "_to_float", "_lower"}),
     "correlator.formats.evidence": frozenset({"Evidence", "Vocabulary", "Reason"}),
     "correlator.formats.layout": frozenset({"LayoutVocabulary", "TimeShape"}),
     "correlator.formats.timeparse": frozenset({"TimeParser"}),
@@ -131,7 +132,7 @@ _ALLOWED: dict[str, frozenset[str]] = {
     "correlator.formats.patterns": frozenset({"BoundedPattern"}),
     "correlator.kinds": frozenset({"Kind", "KindVocabulary"}),
     "pathlib": frozenset({"PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath", "Path"}),
-    "builtins": frozenset({"set", "frozenset"}),
+    "builtins": frozenset({"set", "frozenset", "int"}),
 }
 
 

@@ -60,6 +60,8 @@ def test_a_start_from_the_cache_finds_what_a_cold_start_finds(cache: Path, monke
     warm = load_registry()
     assert len(cold_loads) == 1, "the second start read the format files again"
     assert warm is not cold and list(warm.formats) == list(cold.formats)
+    # kept compiled: a run from the cache compiles none of the formats' message alternations
+    assert all(word in fmt._combined for fmt in warm.formats.values() for word in [*fmt.by_word, None])
     for incident in INCIDENTS:
         assert _report(warm, incident) == _report(cold, incident), incident
 

@@ -134,17 +134,6 @@ class Format:
         for word, messages in keyed.items():
             self.by_word[word] = sorted(messages + self.unkeyed, key=lambda m: order[id(m)])
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickled (correlator/startup_cache.py) without the alternations compiled so far: they are
-        compiled when a line needs them, as after a cold start."""
-        return {**self.__dict__, "_combined": {}}
-
-    def __copy__(self) -> Format:
-        """A shallow copy that shares the alternations compiled so far (see `with_learned`)."""
-        derived = Format.__new__(Format)
-        derived.__dict__.update(self.__dict__)
-        return derived
-
     def find_message(self, body: str) -> tuple[MessagePattern, dict[str, FieldValue]] | None:
         """The first catalogue message (in catalogue order) that matches `body`, with its fields
         already typed. One regex call per line: the candidates of a first word are
@@ -154,6 +143,13 @@ class Format:
         combined = (self._alternation(word) if word in self.by_word else None) or self._alternation(None)
         return None if combined is None else combined.match(body)
 
+    def compile_ahead(self) -> None:
+        """Every alternation compiled now (for the start-up cache, correlator/startup_cache.py, which
+        keeps them compiled: a busy log's first lines and the detection of a folder's logs needed
+        dozens, each a large regex)."""
+        for word in [*self.by_word, None]:
+            self._alternation(word)
+
     def _alternation(self, word: str | None) -> _Combined | None:
         """The first word's alternation (None: of the unkeyed messages), compiled when a line
         first needs it: most formats never read a line, and a log uses a few of its words."""
@@ -161,7 +157,7 @@ class Format:
             return self._combined[word]
         except KeyError:
             group = self.by_word[word] if word is not None else self.unkeyed
-            combined = self._combined[word] = _Combined.build(group, self.kind_of, self) if group else None
+            combined = self._combined[word] = _Combined.build(group, self) if group else None
             return combined
 
     def role_of(self, lines: list[str]) -> str:
@@ -244,7 +240,12 @@ def _to_float(value: str) -> FieldValue:
 
 
 #: How a field type turns text into a value (str needs nothing); `typed` says the same per call.
-_CONVERT: dict[str, Callable[[str], FieldValue]] = {"int": _to_int, "float": _to_float, "lower": str.lower}
+def _lower(value: str) -> FieldValue:
+    return value.lower()
+
+
+#: Conversions by a field's type: functions of this module (the start-up cache names them).
+_CONVERT: dict[str, Callable[[str], FieldValue]] = {"int": _to_int, "float": _to_float, "lower": _lower}
 
 
 _DIGITS_ONLY = re.compile(r"^(?:\\d|\[0-9\])(?:[+*]|\{\d+(?:,\d*)?\})?$")
@@ -313,10 +314,14 @@ class _Combined:
     regex: FormatPattern | None
     messages: dict[str, tuple[MessagePattern, _Fields]]
     fallback: list[MessagePattern]
-    kind_of: Callable[[str], str]
+    fmt: Format
+    """Whose field types the values take (`Format.kind_of`)."""
+
+    def kind_of(self, name: str) -> str:
+        return self.fmt.kind_of(name)
 
     @classmethod
-    def build(cls, group: list[MessagePattern], kind_of: Callable[[str], str], fmt: Format) -> _Combined:
+    def build(cls, group: list[MessagePattern], fmt: Format) -> _Combined:
         parts = []
         keys: dict[str, tuple[MessagePattern, list[tuple[str, str]]]] = {}
         for index, message in enumerate(group):
@@ -338,12 +343,12 @@ class _Combined:
             for marker, (message, fields) in keys.items():
                 convert: list[Callable[[str], FieldValue] | None] = []
                 for _, name in fields:
-                    kind = kind_of(name)
+                    kind = fmt.kind_of(name)
                     digits = _DIGITS_ONLY.match(group_source(message.regex.pattern, name) or "")
                     convert.append(int if kind == "int" and digits else _CONVERT.get(kind))
                 messages[marker] = (message, _Fields(tuple(regex.groupindex[key] for key, _ in fields),
                                                      tuple(name for _, name in fields), tuple(convert)))
-        return cls(regex, messages, group, kind_of)
+        return cls(regex, messages, group, fmt)
 
     def match(self, body: str) -> tuple[MessagePattern, dict[str, FieldValue]] | None:
         if self.regex is None:

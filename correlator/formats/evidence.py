@@ -70,6 +70,15 @@ class Vocabulary:
     alert: regex.Pattern[str] | None = None
     """Words saying the reason was the peer's alert (`alert_markers`), for the field tls_alert."""
 
+    def compile_ahead(self) -> None:
+        """Every reason's regex compiled now (for the start-up cache: see `Reason.regex`). A reason
+        whose patterns do not compile stays lazy, to be reported where it is first needed."""
+        for reason in self.reasons:
+            try:
+                reason.regex  # noqa: B018 - a cached property: compiled and kept
+            except DefinitionError:
+                continue
+
     def find(self, text: str) -> Reason | None:
         if self.quick.search(text) is None:
             return None

@@ -285,7 +285,18 @@ def load_registry(extra_dirs: Sequence[str | Path] | None = None, *, collect: bo
     files = format_files(extra_dirs)
     vocab = builtin_dir("parsers") / "vocab"
     return startup_cache.cached("formats", [*sorted(vocab.glob("*.toml")), *files],
-                                lambda: _load_registry(extra_dirs, files=files), Registry)
+                                lambda: _compiled_ahead(_load_registry(extra_dirs, files=files)), Registry)
+
+
+def _compiled_ahead(registry: Registry) -> Registry:
+    """`registry` with every regex that is otherwise compiled when first needed compiled now, so
+    the start-up cache keeps them: a run from the cache then compiles none (a folder's analysis
+    compiled about 70, 0.06 s)."""
+    for fmt in registry.formats.values():
+        fmt.compile_ahead()
+    for vocabulary in registry.evidence.vocabularies:
+        vocabulary.compile_ahead()
+    return registry
 
 
 def _load_registry(extra_dirs: Sequence[str | Path] | None = None, *, collect: bool = False,
