@@ -443,8 +443,11 @@ class LiveWorker(LinkedWorker):
         await asyncio.gather(*(self.link.publish(subject, payload, msg_id) for subject, payload, msg_id in sends))
         await messages[-1].ack()  # acknowledges the whole batch
         if checkpoints:  # once acknowledged: a checkpoint never stands beyond the shard's floor
-            await asyncio.gather(*(self.checkpoints.put(site, data) for site, data in checkpoints),
-                                 return_exceptions=True)  # one missed costs a longer read at a takeover only
+            kept = await asyncio.gather(*(self.checkpoints.put(site, data) for site, data in checkpoints),
+                                        return_exceptions=True)
+            for (site, data), result in zip(checkpoints, kept, strict=True):
+                if isinstance(result, BaseException):  # it costs a longer read at a takeover only
+                    log.warning("site %s: its checkpoint (%d bytes) was not kept: %s", site, len(data), result)
 
     def _checkpoints(self, steps: Sequence[Step]) -> list[tuple[str, bytes]]:
         """(site, checkpoint) of the batch's sites whose last checkpoint is older than
