@@ -33,6 +33,7 @@ import pickle
 import re
 import stat
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -186,7 +187,8 @@ def store(kind: str, key: str, value: object) -> None:
     target = folder / f"{kind}-{key}.pickle"
     with contextlib.suppress(OSError):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        partial = folder / f".{kind}-{key}.{os.getpid()}.tmp"
+        # one partial file per writer: two processes, or two threads of a server, may write at once
+        partial = folder / f".{kind}-{key}.{os.getpid()}.{threading.get_ident()}.tmp"
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(_MAGIC + hashlib.sha256(payload).digest() + payload)

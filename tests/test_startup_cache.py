@@ -86,6 +86,7 @@ def test_a_user_s_formats_are_kept_under_their_own_key(cache: Path, tmp_path: Pa
 def test_a_damaged_cache_is_rebuilt(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     expected = _report(load_registry(), "mixed")
     (kept,) = _kept(cache)
+    key = kept.stem.removeprefix("formats-")
     data = kept.read_bytes()
     cold_loads = _cold_loads(monkeypatch)
     flipped = bytearray(data)
@@ -93,7 +94,9 @@ def test_a_damaged_cache_is_rebuilt(cache: Path, monkeypatch: pytest.MonkeyPatch
     for broken in (bytes(flipped), data[:-100], b""):
         kept.write_bytes(broken)
         assert _report(load_registry(), "mixed") == expected
-        assert kept.read_bytes() == data, "the damaged cache was not written again"
+        # written again, whole (not byte for byte the first: pickle's sharing of equal patterns
+        # follows `re`'s own cache)
+        assert isinstance(startup_cache.load("formats", key), Registry), "the damaged cache was not written again"
     assert len(cold_loads) == 3
 
 
