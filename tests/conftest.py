@@ -1,6 +1,6 @@
-"""Shared fixtures. Real-broker tests use `mosquitto_available`: locally they skip when mosquitto
-is missing, but under CI (CI=true or CORRELATOR_REQUIRE_BROKER=1) they fail, so a machine that
-cannot run them never passes silently."""
+"""Shared fixtures. Real-broker tests use `mosquitto_available` (and `tmux_available`,
+`faketime_available`): locally they skip when the program is missing, but under CI (CI=true or
+CORRELATOR_REQUIRE_BROKER=1) they fail, so a machine that cannot run them never passes silently."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 from fleet_servers import PostgresServer, ServerUnavailable, unavailable
@@ -18,7 +19,7 @@ REQUIRE_BROKER = os.environ.get("CI", "").lower() in {"1", "true", "yes"} or boo
     os.environ.get("CORRELATOR_REQUIRE_BROKER"))
 
 
-def _missing(what: str) -> None:
+def _missing(what: str) -> NoReturn:
     if REQUIRE_BROKER:
         pytest.fail(f"{what} is required in CI but is not installed", pytrace=False)
     pytest.skip(f"{what} is not installed")
@@ -36,6 +37,26 @@ def mosquitto_available() -> str:
         if shutil.which(client) is None:
             _missing(client)
     return binary
+
+
+def _tool(name: str) -> str:
+    """Path of a command the real-world tests drive (missing: fails in CI, skips elsewhere)."""
+    found = shutil.which(name)
+    if found is None:
+        _missing(name)
+    return found
+
+
+@pytest.fixture(scope="session")
+def tmux_available() -> str:
+    """Path of tmux: the terminal the end-to-end TUI tests run the app in."""
+    return _tool("tmux")
+
+
+@pytest.fixture(scope="session")
+def faketime_available() -> str:
+    """Path of faketime (libfaketime): a client run with a clock of its own."""
+    return _tool("faketime")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,7 +4,6 @@ must not assume the clocks are close; ambiguity and missing evidence say so inst
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -30,11 +29,8 @@ SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 
 
 @pytest.fixture(scope="module")
-def faketime() -> str:
-    found = shutil.which("faketime")
-    if found is None:
-        pytest.skip("faketime is not installed (Debian: apt-get install faketime)")
-    return found
+def faketime(faketime_available: str) -> str:
+    return faketime_available
 
 
 @pytest.mark.broker

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -74,11 +73,9 @@ def _incident(root: Path, ca_name: str, not_before: datetime, not_after: datetim
 
 
 @pytest.fixture
-def watch() -> Iterator[Callable[[Path, int, int], str]]:
+def watch(tmux_available: str) -> Iterator[Callable[[Path, int, int], str]]:
     """Starts `correlator watch FOLDER` in a tmux session of the given width and height and gives
     its name; every session started is killed after the test, whatever happened."""
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
     sessions: list[str] = []
     env = _pane_env()
 
@@ -186,12 +183,10 @@ def test_watch_dates_live_untimed_client_lines_and_ties_them_to_the_broker(
         _tmux("send-keys", "-t", session, "q")
 
 
-def test_tui_in_tmux_searches_the_routine_lines_of_a_busy_broker(tmp_path: Path) -> None:
+def test_tui_in_tmux_searches_the_routine_lines_of_a_busy_broker(tmp_path: Path, tmux_available: str) -> None:
     """`correlator tui` on a healthy busy broker's bundle, in a real 80x24 terminal: its PUBACK
     traffic is counted by the fast reader, not parsed, yet every such line is a timeline row the
     search finds and counts, and the histogram and its jump answer."""
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
     bundle = REPO / "sample_logs" / "healthy_noisy"
     wanted = sum(1 for log in bundle.rglob("*.log") for line in log.read_text().splitlines()
                  if "puback" in line.lower())
