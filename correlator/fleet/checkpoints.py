@@ -15,8 +15,9 @@ site from its last checkpoint instead of analysing every kept message of the sha
   `site_checkpoint_seconds` of the shard's messages (a checkpoint beyond the floor, which cannot
   be written by a live owner, is ignored).
 - The pickle is read with an unpickler that makes only correlator's own classes and a few
-  standard containers: a key written by anything else fails to load (and is ignored) rather than
-  running code.
+  standard containers, never a function (anything that can write the bucket could otherwise
+  have a worker call any function of the package with arguments of its choosing): a key written
+  by anything else fails to load (and is ignored) rather than running code.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from correlator.engine.rules import Match, Rule
 CHECKPOINTS = "correlator-site-checkpoints"
 #: Modules whose classes a checkpoint may hold (the rest is refused on load).
 _ALLOWED = ("correlator.", "collections", "builtins", "datetime", "copyreg")
+#: The functions of copyreg a pickle names to make an instance of an allowed class.
+_COPYREG = frozenset({"_reconstructor", "__newobj__", "__newobj_ex__"})
 #: The builtins a pickle of these states names (no callable that could run code).
 _BUILTINS = frozenset({"set", "frozenset", "dict", "list", "tuple", "bytearray", "complex", "slice", "range",
                        "object", "float", "int", "str", "bytes", "bool"})
@@ -68,9 +71,13 @@ class _Unpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"no rule or match {pid!r}") from None
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module == "builtins" and name not in _BUILTINS) or not module.startswith(_ALLOWED):
+        if ((module == "builtins" and name not in _BUILTINS) or (module == "copyreg" and name not in _COPYREG)
+                or not module.startswith(_ALLOWED)):
             raise pickle.UnpicklingError(f"a checkpoint does not hold {module}.{name}")
-        return super().find_class(module, name)
+        found = super().find_class(module, name)
+        if module != "copyreg" and not isinstance(found, type):
+            raise pickle.UnpicklingError(f"a checkpoint does not hold {module}.{name} (not a class)")
+        return found
 
 
 class Checkpoints:

@@ -14,7 +14,7 @@ from api_helpers import SAMPLES
 from correlator.analysis import Options, analyze, prepare
 from correlator.api.finding_keys import finding_key
 from correlator.fleet.agent import payload
-from correlator.fleet.checkpoints import Checkpoints
+from correlator.fleet.checkpoints import Checkpoints, fingerprint
 from correlator.fleet.live_worker import SiteAnalysis
 from correlator.fleet.sites import event_of
 from correlator.model import Event
@@ -65,6 +65,9 @@ def test_a_checkpoint_of_other_rules_or_holding_anything_else_is_refused() -> No
         Checkpoints(prepared.rules[1:]).loads(data)
     with pytest.raises(ValueError, match=r"does not hold \w+\.system"):
         evil = pickle.dumps(os.system)  # a pickle that names a function
+        checkpoints.loads(checkpoints.fingerprint + b"\n1\n" + zlib.compress(evil))
+    with pytest.raises(ValueError, match=r"does not hold correlator\.fleet\.checkpoints\.fingerprint \(not a class\)"):
+        evil = pickle.dumps(fingerprint)  # a function of the package's own, callable with any arguments
         checkpoints.loads(checkpoints.fingerprint + b"\n1\n" + zlib.compress(evil))
     with pytest.raises(ValueError, match="other rules"):
         fewer = SiteAnalysis("plant-1", Options(), prepared.registry, prepared.rules[1:])
