@@ -375,11 +375,12 @@ class LiveWorker(LinkedWorker):
         """Where a shard without a consumer resumes: after the lowest position stored for its sites."""
         return min((row.position for row in self.store.sites() if shard_of(row.site, self.shards) == shard), default=0)
 
-    async def _sites_of(self, parts: dict[str, SitePart], sites: dict[str, OwnedSite]) -> None:
-        """Open the sites of a batch met for the first time."""
+    def _open_sites(self, parts: dict[str, SitePart], sites: dict[str, OwnedSite]) -> None:
+        """Open the sites of a batch met for the first time (in the batch's thread: it reads the
+        store)."""
         for name in parts:
             if name not in sites:
-                sites[name] = await asyncio.to_thread(self._open_site, name)
+                sites[name] = self._open_site(name)
 
     async def _analyse(self, shard: int, lease: Lease) -> None:
         js = self.link.js
@@ -428,9 +429,7 @@ class LiveWorker(LinkedWorker):
 
         def work() -> tuple[list[tuple[str, bytes, str]], list[tuple[str, bytes]]]:
             parts = read_batch(messages, shard)
-            for name in parts:
-                if name not in sites:
-                    sites[name] = self._open_site(name)
+            self._open_sites(parts, sites)
             steps = [Step(sites[name], part.position, *sites[name].analysis.feed(part.events, part.hosts,
                                                                                  part.position, part.counted))
                      for name, part in parts.items()]
@@ -559,9 +558,9 @@ class LiveWorker(LinkedWorker):
             replayed += len(kept)
             if kept:
                 parts = read_batch(kept, shard)
-                await self._sites_of(parts, sites)
 
                 def feed(parts: dict[str, SitePart] = parts) -> None:
+                    self._open_sites(parts, sites)
                     for name, part in parts.items():
                         sites[name].analysis.feed(part.events, part.hosts, part.position, part.counted)
 
