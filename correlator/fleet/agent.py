@@ -42,13 +42,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, KeyWrongLastSequenceError
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import KeyWrongLastSequenceError
 
 from correlator.analysis import Options
 from correlator.errors import CorrelatorError
 from correlator.fleet import QueueUnavailable
-from correlator.fleet.layout import DUPLICATE_WINDOW, STREAM_NAME_IN_USE, Limits, ensure_stream
+from correlator.fleet.layout import DUPLICATE_WINDOW, Limits, ensure_bucket, ensure_stream
 from correlator.fleet.link import Link, retrying, server_urls
 from correlator.live_analysis import LiveAnalysis, LiveUpdate, RoutineBatch
 from correlator.model import Event
@@ -148,14 +148,8 @@ async def agree_shards(js: JetStreamContext, limits: Limits) -> None:
     LAYOUT_BUCKET, no TTL); a node with another count raises CorrelatorError instead of starting:
     its sites' events would go to (or be read from) other shards' subjects, and two workers could
     analyse one site. A cluster made before the count was a setting had 32."""
-    try:
-        kv = await js.create_key_value(KeyValueConfig(
-            bucket=LAYOUT_BUCKET, description="correlator: what every agent and worker of the cluster must agree on",
-            history=1, storage=StorageType.FILE, replicas=limits.replicas))
-    except BadRequestError as exc:
-        if exc.err_code != STREAM_NAME_IN_USE:
-            raise
-        kv = await js.key_value(LAYOUT_BUCKET)
+    kv = await ensure_bucket(js, LAYOUT_BUCKET, "correlator: what every agent and worker of the cluster must agree on",
+                             replicas=limits.replicas)
     try:
         await kv.create("shards", str(limits.shards).encode())
         return

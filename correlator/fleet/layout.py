@@ -129,6 +129,23 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.update_stream(config)  # the limits of this version (settings changed since)
 
 
+async def ensure_bucket(js: JetStreamContext, bucket: str, description: str, *, replicas: int,
+                        ttl: float | None = None, if_other: str | None = None) -> KeyValue:
+    """Create the key-value bucket (history 1, on file, `replicas` copies, keys lapsing after
+    `ttl` seconds or never) if missing, else open it. One made before with another configuration
+    is used as it is, and `if_other` (what must then agree) is logged."""
+    try:
+        return await js.create_key_value(KeyValueConfig(
+            bucket=bucket, description=description, ttl=ttl, history=1, storage=StorageType.FILE,
+            replicas=replicas))
+    except BadRequestError as exc:
+        if exc.err_code != STREAM_NAME_IN_USE:
+            raise
+        if if_other is not None:
+            log.warning("the bucket %s exists with another TTL: %s", bucket, if_other)
+        return await js.key_value(bucket)
+
+
 async def leases(js: JetStreamContext, limits: Limits) -> KeyValue:
     """The lease bucket (made by `ensure`)."""
     return await js.key_value(LEASES)
@@ -153,15 +170,8 @@ async def ensure(js: JetStreamContext, limits: Limits) -> ObjectStore:
             durable_name=WORKERS, name=WORKERS, ack_policy=AckPolicy.EXPLICIT, ack_wait=limits.ack_wait,
             max_deliver=-1, filter_subject=JOB_SUBJECT, max_ack_pending=-1,
             description="correlator workers: each job to one of them at a time"))
-        try:
-            await js.create_key_value(KeyValueConfig(
-                bucket=LEASES, description="correlator: the worker analysing each job", ttl=limits.ack_wait,
-                history=1, storage=StorageType.FILE, replicas=limits.replicas))
-        except BadRequestError as exc:
-            if exc.err_code != STREAM_NAME_IN_USE:
-                raise
-            log.warning("the lease bucket %s exists with another TTL: every worker and API node needs the same "
-                        "job_ack_wait", LEASES)
+        await ensure_bucket(js, LEASES, "correlator: the worker analysing each job", replicas=limits.replicas,
+                            ttl=limits.ack_wait, if_other="every worker and API node needs the same job_ack_wait")
         try:
             return await js.create_object_store(BUNDLES, ObjectStoreConfig(
                 description="correlator: uploaded bundles waiting for (or kept after a failed) analysis",

@@ -39,18 +39,17 @@ from nats.js.api import (
     ConsumerInfo,
     DeliverPolicy,
     DiscardPolicy,
-    KeyValueConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from correlator.fleet.agent import COUNTS_TOKEN, EVENTS_STREAM, ensure_events
 from correlator.fleet.agent import subject as event_subject
 from correlator.fleet.checkpoints import CHECKPOINTS
-from correlator.fleet.layout import DUPLICATE_WINDOW, SETUP_PATIENCE, STREAM_NAME_IN_USE, Limits, ensure_stream
+from correlator.fleet.layout import DUPLICATE_WINDOW, SETUP_PATIENCE, Limits, ensure_bucket, ensure_stream
 from correlator.fleet.link import retrying
 from correlator.model import Event
 
@@ -182,18 +181,6 @@ async def ensure_live(js: JetStreamContext, limits: SiteLimits) -> tuple[KeyValu
     """Create the events and findings streams and the three buckets if missing (every live worker
     and API node calls this at its start); (owners, workers, checkpoints)."""
 
-    async def bucket(name: str, description: str, ttl: float | None = None) -> KeyValue:
-        try:
-            return await js.create_key_value(KeyValueConfig(
-                bucket=name, description=description, ttl=ttl or limits.lease, history=1, storage=StorageType.FILE,
-                replicas=limits.fleet.replicas))
-        except BadRequestError as exc:
-            if exc.err_code != STREAM_NAME_IN_USE:
-                raise
-            if ttl is None:
-                log.warning("the bucket %s exists with another TTL: every live worker needs the same site_lease", name)
-            return await js.key_value(name)
-
     async def setup() -> tuple[KeyValue, KeyValue, KeyValue]:
         await ensure_events(js, limits.fleet, limits.events_max_bytes)
         await ensure_stream(js, StreamConfig(
@@ -201,10 +188,13 @@ async def ensure_live(js: JetStreamContext, limits: SiteLimits) -> tuple[KeyValu
             storage=StorageType.FILE, num_replicas=limits.fleet.replicas, max_age=limits.fleet.retention,
             max_bytes=limits.findings_max_bytes, discard=DiscardPolicy.OLD, duplicate_window=DUPLICATE_WINDOW,
             description="correlator: the live findings of each site as they are made, updated and removed"))
-        owners = await bucket(SITE_OWNERS, "correlator: the live worker analysing each site")
-        workers = await bucket(LIVE_WORKERS, "correlator: the live workers running")
-        checkpoints = await bucket(CHECKPOINTS, "correlator: each site's live analysis at a position",
-                                   ttl=limits.fleet.retention)
+        replicas, same_lease = limits.fleet.replicas, "every live worker needs the same site_lease"
+        owners = await ensure_bucket(js, SITE_OWNERS, "correlator: the live worker analysing each site",
+                                     replicas=replicas, ttl=limits.lease, if_other=same_lease)
+        workers = await ensure_bucket(js, LIVE_WORKERS, "correlator: the live workers running", replicas=replicas,
+                                      ttl=limits.lease, if_other=same_lease)
+        checkpoints = await ensure_bucket(js, CHECKPOINTS, "correlator: each site's live analysis at a position",
+                                          replicas=replicas, ttl=limits.fleet.retention)
         return owners, workers, checkpoints
 
     return await retrying(setup, what="creating the live analysis's streams", patience=SETUP_PATIENCE)
