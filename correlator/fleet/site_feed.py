@@ -29,6 +29,7 @@ from correlator.fleet.link import Link, retrying
 from correlator.fleet.sites import (
     FINDINGS_STREAM,
     FINDINGS_SUBJECTS,
+    LAG_SITES,
     SiteLimits,
     ensure_live,
     findings_subject,
@@ -68,6 +69,8 @@ class SiteFeed:
         link.run(ensure_live(link.js, limits))
         self.lags: dict[str, int] = {}
         """Messages of each site no live worker has analysed yet (refreshed every LAG_EVERY s)."""
+        self._lag_turn = 0
+        """Where among the lagging sites the next look starts counting (sites.site_lags)."""
         self._subscribers: set[Subscriber] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -85,7 +88,10 @@ class SiteFeed:
         """Each site's lag (sites.site_lags); the store's positions are read only when a shard lags."""
         view = self.link.run(lag_view(self.link.js), timeout=LAG_TIMEOUT)
         positions = {row.site: row.position for row in self.store.sites()} if view.lagging() else {}
-        return self.link.run(site_lags(self.link.js, view, positions), timeout=LAG_TIMEOUT * 4)
+        lags = self.link.run(site_lags(self.link.js, view, positions, LAG_SITES, self._lag_turn),
+                             timeout=LAG_TIMEOUT * 4)
+        self._lag_turn += LAG_SITES
+        return lags
 
     def stop(self) -> None:
         """End the open streams (the link is its owner's to close)."""

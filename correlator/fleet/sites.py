@@ -265,23 +265,24 @@ async def site_pending(js: JetStreamContext, site: str, shard: int, position: in
 
 
 async def site_lags(js: JetStreamContext, view: LagView, positions: dict[str, int],
-                    most: int = LAG_SITES) -> dict[str, int]:
+                    most: int = LAG_SITES, first: int = 0) -> dict[str, int]:
     """Each site's lag: the messages of its own the cluster keeps that no live worker has analysed.
     - a site whose shard's consumer has nothing pending or unacknowledged: 0, with no request;
     - a site of a lagging shard: its messages after its stored position (`positions`, the store's),
-      counted by the cluster (`site_pending`), for `most` sites per call at most (the others
-      report their shard's lag, an upper bound, until a later call counts them);
+      counted by the cluster (`site_pending`), for `most` sites per call at most: the lagging
+      sites from the `first`-th on, round the list (the others report their shard's lag, an upper
+      bound, until a call whose `first` reaches them: the caller moves it on by `most`);
     - a site whose shard no worker has taken: every kept message of its own."""
+    lagging = view.lagging()
+    counted = {lagging[(first + n) % len(lagging)] for n in range(min(most, len(lagging)))}
     lags: dict[str, int] = {}
-    asked = 0
     for site, (shard, kept) in view.sites.items():
         pending = view.shards.get(shard)
         if pending is None:
             lags[site] = kept
         elif pending == 0:
             lags[site] = 0
-        elif asked < most:
-            asked += 1
+        elif site in counted:
             lags[site] = min(pending, await site_pending(js, site, shard, positions.get(site, 0)))
         else:
             lags[site] = pending

@@ -338,6 +338,8 @@ def test_a_sites_lag_counts_its_own_messages_not_analysed(nats_cluster: NatsClus
             assert await site_lags(js, view, {first: seqs[first][0]}) == {first: 2, second: 2}
             # one site counted per call at most: the other reports its shard's lag until a later call
             assert await site_lags(js, view, {first: seqs[first][-1]}, most=1) == {first: 0, second: 5}
+            # and the next call, one further round the lagging sites, counts the other
+            assert await site_lags(js, view, {first: seqs[first][-1]}, most=1, first=1) == {first: 5, second: 2}
             # everything acknowledged: no site lags, and none is asked about
             reader = await js.pull_subscribe_bind(durable=shard_consumer(shard), stream=EVENTS_STREAM)
             messages = await reader.fetch(5, timeout=5)
