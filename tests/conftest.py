@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from typing import NoReturn
 
@@ -92,3 +93,22 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """The URL of a new, empty database of the session's PostgreSQL."""
     return postgres_server.new_database()
+
+
+_PRIVATE_CACHE = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite's start-up caches (correlator/startup_cache.py) go to a folder of this test run,
+    not the user's `~/.cache/correlator`: a test never reads what another checkout or version
+    left there, and a run leaves nothing behind. Set before collection, since test modules load
+    formats at import; processes the tests start inherit it; each xdist worker has its own."""
+    folder = tempfile.mkdtemp(prefix="correlator-test-cache-")
+    config.stash[_PRIVATE_CACHE] = folder
+    os.environ["XDG_CACHE_HOME"] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_PRIVATE_CACHE, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
