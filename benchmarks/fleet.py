@@ -32,7 +32,7 @@ real PostgreSQL, with figures, never timed tests.
    slot each: bundles analysed per minute.
 
     .venv/bin/python benchmarks/fleet.py [--sites 1000] [--rate 2] [--seconds 20] [--finding-seconds 60]
-        [--bundles 24] [--skip-agents] [--skip-findings] [--skip-bundles]
+        [--bundles 24] [--skip-agents] [--skip-findings] [--skip-bundles] [--nats-profile DIR]
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,7 +64,7 @@ import nats  # noqa: E402
 import psutil  # noqa: E402
 from api_helpers import SAMPLES, zip_folder  # noqa: E402
 from fleet.fleet_nodes import WorkerProcess, api_node, wait_status  # noqa: E402
-from fleet.nats_cluster import NatsCluster, nats_binary  # noqa: E402
+from fleet.nats_cluster import NatsCluster, NatsNode, nats_binary  # noqa: E402
 from fleet_servers import PostgresServer  # noqa: E402
 from nats.aio.client import Client  # noqa: E402
 from nats.aio.msg import Msg  # noqa: E402
@@ -393,6 +394,8 @@ async def findings_phase(cluster: NatsCluster, postgres: PostgresServer, args: a
         own = {name: name.startswith("this process") for name in pids}
         cpu_before = {name: cpu_seconds(p, not own[name]) for name, p in pids.items()}
         findings.acks = []
+        profiles = [asyncio.create_task(asyncio.to_thread(profile, node, args.finding_seconds, args.nats_profile))
+                    for node in cluster.nodes] if args.nats_profile else []
         started = loop.time()
         await findings.replay(args.finding_seconds)
         published = loop.time() - started
@@ -403,6 +406,8 @@ async def findings_phase(cluster: NatsCluster, postgres: PostgresServer, args: a
         took = loop.time() - started
         cpu = {name: cpu_seconds(p, not own[name]) - cpu_before[name] for name, p in pids.items()}
         load = os.getloadavg()
+        for saved in await asyncio.gather(*profiles):
+            print(f"  NATS CPU profile over the replay: {saved}")
         events = sum(len(v) for v in findings.sent.values())
         latencies = findings.latencies()
         made = sum(1 for site, key in findings.arrived
@@ -423,6 +428,16 @@ async def findings_phase(cluster: NatsCluster, postgres: PostgresServer, args: a
         await findings.close()
         for worker in workers:
             worker.stop()
+
+
+def profile(node: NatsNode, seconds: float, folder: Path) -> Path:
+    """A node's Go CPU profile over `seconds` (its `prof_port`), saved in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{node.name}.pprof"
+    url = f"http://127.0.0.1:{node.prof_port}/debug/pprof/profile?seconds={max(1, round(seconds))}"
+    with urllib.request.urlopen(url, timeout=seconds + 60) as answer:
+        target.write_bytes(answer.read())
+    return target
 
 
 def distinct_bundles(count: int, folder: Path) -> list[Path]:
@@ -491,10 +506,12 @@ def main() -> int:
     parser.add_argument("--skip-agents", action="store_true")
     parser.add_argument("--skip-findings", action="store_true")
     parser.add_argument("--skip-bundles", action="store_true")
+    parser.add_argument("--nats-profile", type=Path, metavar="DIR",
+                        help="save each NATS node's Go CPU profile over the findings' replay in DIR (<node>.pprof)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="correlator-fleet-bench-") as tmp:
         work = Path(tmp)
-        cluster = NatsCluster(work / "nats", size=3, binary=nats_binary())
+        cluster = NatsCluster(work / "nats", size=3, binary=nats_binary(), profiled=args.nats_profile is not None)
         cluster.start()
         try:
             if not args.skip_agents:

@@ -400,7 +400,7 @@ class LiveWorker(LinkedWorker):
         await retrying(lambda: js.add_consumer(EVENTS_STREAM, ConsumerConfig(
             durable_name=durable, name=durable, filter_subject=shard_filter(shard), ack_policy=AckPolicy.ALL,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=floor + 1, ack_wait=ACK_WAIT,
-            max_deliver=-1, inactive_threshold=self.limits.fleet.retention,
+            max_deliver=-1, inactive_threshold=self.limits.fleet.retention, mem_storage=True,
             description=f"correlator: the events of shard {shard}'s sites for its live worker")),
             what=f"creating the consumer of shard {shard}")
         events = await js.pull_subscribe_bind(durable=durable, stream=EVENTS_STREAM)

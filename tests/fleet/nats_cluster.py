@@ -50,11 +50,14 @@ def nats_binary() -> str:
 
 
 def node_config(name: str, port: int, cluster_port: int, monitor_port: int, store: Path, routes: list[int],
-                cluster: str = "correlator") -> str:
-    """One node's configuration file, as the README shows it (loopback addresses)."""
+                cluster: str = "correlator", prof_port: int | None = None) -> str:
+    """One node's configuration file, as the README shows it (loopback addresses); with
+    `prof_port`, the node serves Go's CPU profiles there (`/debug/pprof/profile`: the benchmark's
+    `--nats-profile`)."""
     route_urls = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes)
     return (f"server_name: {name}\n"
-            f"listen: 127.0.0.1:{port}\n"
+            + (f"prof_port: {prof_port}\n" if prof_port is not None else "")
+            + f"listen: 127.0.0.1:{port}\n"
             f"http: 127.0.0.1:{monitor_port}\n"
             f'jetstream {{ store_dir: "{store}" }}\n'
             f"cluster {{ name: {cluster}, listen: 127.0.0.1:{cluster_port}, routes: [{route_urls}] }}\n")
@@ -68,6 +71,7 @@ class NatsNode:
     monitor_port: int
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    prof_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -99,6 +103,8 @@ class NatsCluster:
     size: int = 3
     binary: str = field(default_factory=nats_binary)
     nodes: list[NatsNode] = field(default_factory=list)
+    profiled: bool = False
+    """Each node serves CPU profiles on a port of its own (NatsNode.prof_port)."""
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -108,12 +114,14 @@ class NatsCluster:
         """New ports for every node, and each node's configuration file naming them."""
         routes = [free_port() for _ in range(self.size)]
         self.nodes = [NatsNode(name=f"n{i + 1}", port=free_port(), cluster_port=routes[i],
-                               monitor_port=free_port(), workdir=self.workdir) for i in range(self.size)]
+                               monitor_port=free_port(), workdir=self.workdir,
+                               prof_port=free_port() if self.profiled else None) for i in range(self.size)]
         for node in self.nodes:
             store = self.workdir / node.name / "store"
             store.mkdir(parents=True, exist_ok=True)
             (self.workdir / f"{node.name}.conf").write_text(
-                node_config(node.name, node.port, node.cluster_port, node.monitor_port, store, routes))
+                node_config(node.name, node.port, node.cluster_port, node.monitor_port, store, routes,
+                            prof_port=node.prof_port))
 
     @property
     def urls(self) -> list[str]:
