@@ -4,7 +4,10 @@ in the README.
 - The agents' events and counts (`CORRELATOR_EVENTS`, agent.py) are read per shard (the sites
   hashed into the setting `fleet_shards`) through a durable pull consumer, `correlator-shard-<n>` (filter
   `correlator.events.<n>.>`, acknowledge-all): its acknowledged floor is the shard's last
-  analysed message, its pending count the shard's lag (`/metrics`). The worker that owns the
+  analysed message, its pending count the shard's lag (`/metrics`). Its state is kept in memory
+  on `nats_replicas` nodes, not on disk: writing each consumer's state file on every change was
+  about a seventh of the nodes' CPU, and a replicated consumer in memory survives a node's loss
+  (one lost with the whole cluster resumes from the store's positions). The worker that owns the
   shard creates it; the cluster removes one no worker has read for `fleet_retention_days` (by
   then its events are gone too). The consumers of the per-site layout before it
   (`correlator-site-<site>`) are removed by the first live worker that starts.
