@@ -74,6 +74,8 @@ class Link:
         self._thread = threading.Thread(target=self.loop.run_forever, name=f"correlator-nats-{name}", daemon=True)
         self._thread.start()
         self.connected = threading.Event()
+        self.reconnects = 0
+        """Reconnections so far: a live worker then checks that its consumers were kept."""
         try:
             self.client: Client = self.run(self._connect(name), timeout=CONNECT_TIMEOUT + 5)
         except BaseException:
@@ -87,6 +89,7 @@ class Link:
             log.warning("lost the NATS server; reconnecting to another node")
 
         async def reconnected() -> None:
+            self.reconnects += 1
             self.connected.set()
             log.info("reconnected to NATS at %s", self.client.connected_url.netloc if self.client.connected_url
                      else "?")

@@ -397,15 +397,10 @@ class LiveWorker(LinkedWorker):
             floor = await asyncio.to_thread(self._resume_floor, shard)
         sites: dict[str, OwnedSite] = {}
         await self._replay(shard, sites, floor)
-        await retrying(lambda: js.add_consumer(EVENTS_STREAM, ConsumerConfig(
-            durable_name=durable, name=durable, filter_subject=shard_filter(shard), ack_policy=AckPolicy.ALL,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=floor + 1, ack_wait=ACK_WAIT,
-            max_deliver=-1, inactive_threshold=self.limits.fleet.retention, mem_storage=True,
-            description=f"correlator: the events of shard {shard}'s sites for its live worker")),
-            what=f"creating the consumer of shard {shard}")
-        events = await js.pull_subscribe_bind(durable=durable, stream=EVENTS_STREAM)
+        events = await self._consumer(shard, floor)
         log.info("shard %d taken by %s: resuming after message %d", shard, self.name, floor,
                  extra={"shard": shard, "event": "shard_taken", "position": floor})
+        reconnects = self.link.reconnects
         try:
             while shard not in self.giving_back:
                 try:
@@ -414,12 +409,63 @@ class LiveWorker(LinkedWorker):
                     if not isinstance(exc, NatsTimeout):
                         log.debug("shard %d: fetching events: %s", shard, exc)
                         await asyncio.sleep(0.2)
+                    if self.link.reconnects != reconnects:  # the node went: was the consumer lost with the cluster?
+                        seen = self.link.reconnects
+                        kept = await self._kept_consumer(shard, events, floor)
+                        if kept is not None:
+                            events, reconnects = kept, seen
                     continue
-                if messages:
-                    await self._step(shard, lease, messages, sites)
+                # a consumer whose leader failed over sends again what its new leader had not
+                # heard acknowledged: those messages were analysed already, and are skipped
+                fresh = [m for m in messages if m.metadata.sequence.stream > floor]
+                if fresh:
+                    await self._step(shard, lease, fresh, sites)
+                    floor = fresh[-1].metadata.sequence.stream
+                elif messages:
+                    await messages[-1].ack()
         finally:
             with contextlib.suppress(Exception):
                 await events.unsubscribe()
+
+    async def _consumer(self, shard: int, floor: int) -> JetStreamContext.PullSubscription:
+        """Create the shard's consumer from after message `floor`, and bind to it."""
+        js = self.link.js
+        durable = shard_consumer(shard)
+        await retrying(lambda: js.add_consumer(EVENTS_STREAM, ConsumerConfig(
+            durable_name=durable, name=durable, filter_subject=shard_filter(shard), ack_policy=AckPolicy.ALL,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=floor + 1, ack_wait=ACK_WAIT,
+            max_deliver=-1, inactive_threshold=self.limits.fleet.retention, mem_storage=True,
+            description=f"correlator: the events of shard {shard}'s sites for its live worker")),
+            what=f"creating the consumer of shard {shard}")
+        return await js.pull_subscribe_bind(durable=durable, stream=EVENTS_STREAM)
+
+    async def _kept_consumer(self, shard: int, events: JetStreamContext.PullSubscription,
+                             floor: int) -> JetStreamContext.PullSubscription | None:
+        """The shard's subscription, after a reconnection: the same while its consumer stands where
+        this worker does (a node went, the others kept it), else a new consumer from after `floor`,
+        the last message this worker analysed and acknowledged (a consumer's state is in memory: a
+        cluster restarted whole has lost it, while the events are on disk). None when the cluster
+        did not answer: asked again after the next fetch."""
+        js = self.link.js
+        durable = shard_consumer(shard)
+        try:
+            info = await js.consumer_info(EVENTS_STREAM, durable)
+            if info.delivered is not None and (info.delivered.stream_seq or 0) >= floor:
+                return events
+            lost = "its consumer lost its state"
+        except NotFoundError:
+            lost = "its consumer was lost"
+        except (TimeoutError, NatsError) as exc:
+            log.debug("shard %d: looking for its consumer: %s", shard, exc)
+            return None
+        log.warning("shard %d: %s with the cluster; resuming after message %d", shard, lost, floor,
+                    extra={"shard": shard, "event": "shard_resumed", "position": floor})
+        with contextlib.suppress(Exception):
+            await events.unsubscribe()
+        with contextlib.suppress(NotFoundError):
+            await retrying(lambda: js.delete_consumer(EVENTS_STREAM, durable),
+                           what=f"recreating the consumer of shard {shard}")
+        return await self._consumer(shard, floor)
 
     async def _step(self, shard: int, lease: Lease, messages: list[Msg], sites: dict[str, OwnedSite]) -> None:
         """Analyse one batch of the shard, store and publish what it changed, then acknowledge it.

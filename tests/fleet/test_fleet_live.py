@@ -59,9 +59,10 @@ TEST_CHECKPOINT = "0.5"
 SITES = {"plant-1": "mixed", "plant-2": "client_id_takeover"}
 
 
-def live_worker(cluster: NatsCluster, database: str, tmp_path: Path, name: str) -> WorkerProcess:
+def live_worker(cluster: NatsCluster, database: str, tmp_path: Path, name: str, lease: str = TEST_LEASE
+                ) -> WorkerProcess:
     return WorkerProcess(cluster.url, tmp_path / "state", tmp_path / f"{name}.log", "--live", "--database", database,
-                         env={"CORRELATOR_SITE_LEASE": TEST_LEASE, "CORRELATOR_NATS_REPLICAS": "3",
+                         env={"CORRELATOR_SITE_LEASE": lease, "CORRELATOR_NATS_REPLICAS": "3",
                               "CORRELATOR_SITE_CHECKPOINT_SECONDS": TEST_CHECKPOINT})
 
 
@@ -188,6 +189,37 @@ def owner_of(workers: list[WorkerProcess], site: str) -> WorkerProcess:
     return holders[0]
 
 
+def assert_analysed_once(cluster: NatsCluster, store: Store, site: str, sample: str) -> None:
+    """Once the agent has published every line of the site's log: the store holds the findings,
+    counts and revisions of one uninterrupted analysis of its events, every line counted once, and
+    the findings subject has each finding once per revision, never going back."""
+    lines = (SAMPLES / sample / "broker" / "mosquitto.log").read_bytes().splitlines()
+    deadline = time.monotonic() + 60
+    while published_lines(cluster, site) < len(lines):
+        assert time.monotonic() < deadline, f"the agent of {site} did not publish every line"
+        time.sleep(0.2)
+    expected, _ = reference(cluster, site)
+    # its last message: an event, or a count (the agent sends those every second)
+    wait_analysed(store, site, asyncio.run(_stream(cluster, EVENTS_STREAM, events_filter(site)[:-1] + ">")
+                                           )[-1][0])
+    stored = dict(store.site_findings(site))
+    assert {key: (f["count"], f["revision"]) for key, f in stored.items()} == expected, site
+    row = store.site(site)
+    events = asyncio.run(_stream(cluster, EVENTS_STREAM, events_filter(site)))
+    assert row is not None and row.events == len(events) and row.hosts == ["gw-1"]
+    # every line of the log once: those sent as events and the routine ones sent as counts
+    assert row.lines == len(lines), (row.lines, len(lines))
+    # the findings subject: each finding once per revision, never going back
+    published: dict[str, list[int]] = {}
+    for _, _, message in asyncio.run(_stream(cluster, FINDINGS_STREAM, f"correlator.findings.{site}")):
+        assert message["site"] == site and message["kind"] == "finding"
+        published.setdefault(message["key"], []).append(message["finding"]["revision"])
+    assert published.keys() == expected.keys()
+    for key, revisions in published.items():
+        assert revisions == sorted(set(revisions)), (key, revisions)
+        assert revisions[-1] == expected[key][1]
+
+
 @pytest.mark.timeout(300)
 def test_a_killed_live_worker_hands_its_site_over_and_every_finding_is_made_once(
         nats_cluster: NatsCluster, postgres_url: str, tmp_path: Path) -> None:
@@ -240,31 +272,7 @@ def test_a_killed_live_worker_hands_its_site_over_and_every_finding_is_made_once
         restored, again, start, floor = map(int, resumed[-1])
         assert restored >= 1 and start > 1 and again < floor, resumed
         for site, sample in SITES.items():
-            lines = (SAMPLES / sample / "broker" / "mosquitto.log").read_bytes().splitlines()
-            deadline = time.monotonic() + 60
-            while published_lines(nats_cluster, site) < len(lines):
-                assert time.monotonic() < deadline, f"the agent of {site} did not publish every line"
-                time.sleep(0.2)
-            expected, _ = reference(nats_cluster, site)
-            # its last message: an event, or a count (the agent sends those every second)
-            wait_analysed(store, site, asyncio.run(_stream(nats_cluster, EVENTS_STREAM, events_filter(site)[:-1] + ">")
-                                                   )[-1][0])
-            stored = dict(store.site_findings(site))
-            assert {key: (f["count"], f["revision"]) for key, f in stored.items()} == expected, site
-            row = store.site(site)
-            events = asyncio.run(_stream(nats_cluster, EVENTS_STREAM, events_filter(site)))
-            assert row is not None and row.events == len(events) and row.hosts == ["gw-1"]
-            # every line of the log once: those sent as events and the routine ones sent as counts
-            assert row.lines == len(lines), (row.lines, len(lines))
-            # the findings subject: each finding once per revision, never going back
-            published: dict[str, list[int]] = {}
-            for _, _, message in asyncio.run(_stream(nats_cluster, FINDINGS_STREAM, f"correlator.findings.{site}")):
-                assert message["site"] == site and message["kind"] == "finding"
-                published.setdefault(message["key"], []).append(message["finding"]["revision"])
-            assert published.keys() == expected.keys()
-            for key, revisions in published.items():
-                assert revisions == sorted(set(revisions)), (key, revisions)
-                assert revisions[-1] == expected[key][1]
+            assert_analysed_once(nats_cluster, store, site, sample)
         assert "Traceback" not in heir.log() and " ERROR " not in heir.log(), heir.log()[-3000:]
         assert {f["id"] for _, f in store.site_findings("plant-1")} == {
             "acl.publish_denied", "tls.client_cert_expired", "auth.bad_credentials"}
@@ -276,6 +284,68 @@ def test_a_killed_live_worker_hands_its_site_over_and_every_finding_is_made_once
             process.wait(timeout=30)
         for worker in workers:
             worker.stop()
+        store.close()
+
+
+async def _consumer_leader(cluster: NatsCluster, shard: int) -> str:
+    client = await nats.connect(servers=cluster.urls)
+    try:
+        info = await client.jetstream().consumer_info(EVENTS_STREAM, shard_consumer(shard))
+        assert info.cluster is not None and info.cluster.leader is not None, info
+        return str(info.cluster.leader)
+    finally:
+        await client.close()
+
+
+@pytest.mark.timeout(300)
+def test_nats_nodes_killed_while_a_live_worker_analyses_lose_and_repeat_nothing(
+        nats_cluster: NatsCluster, postgres_url: str, tmp_path: Path) -> None:
+    """While events flow, the node leading plant-1's shard consumer is killed with SIGKILL (the
+    consumer, kept in memory on three nodes, goes on from another), and later all three nodes at
+    once (a consumer in memory is lost with them: the worker, whose lease outlives the outage,
+    makes it again from the last message it analysed): every line analysed once, every finding
+    stored and published once per revision."""
+    store = open_store(postgres_url, tmp_path / "reader")
+    worker = live_worker(nats_cluster, postgres_url, tmp_path, "live-0", lease="60")
+    agents: list[subprocess.Popen[bytes]] = []
+    try:
+        wait_held([worker], [DEFAULT_SHARDS])
+        logs, rests = {}, {}
+        for site, sample in SITES.items():
+            folder = tmp_path / site
+            folder.mkdir()
+            logs[site] = folder / "mosquitto.log"
+            lines = (SAMPLES / sample / "broker" / "mosquitto.log").read_bytes().splitlines(keepends=True)
+            logs[site].write_bytes(b"".join(lines[:10]))
+            rests[site] = lines[10:]
+            agents.append(agent(nats_cluster, folder, site, tmp_path / f"agent-{site}.log"))
+        for site in SITES:
+            wait_analysed(store, site, 1)
+        leader = asyncio.run(_consumer_leader(nats_cluster, shard_of("plant-1")))
+        half = len(rests["plant-1"]) // 2
+        for part in write_slowly(logs["plant-1"], rests["plant-1"][:half], chunks=4, pause=0.3):
+            if part == 1:
+                nats_cluster.kill(next(i for i, n in enumerate(nats_cluster.nodes) if n.name == leader))
+        nats_cluster.restart_all()
+        wait_analysed(store, "plant-1", 1)
+        for index in range(len(nats_cluster.nodes)):
+            nats_cluster.kill(index)
+        logs["plant-1"].open("ab").write(b"".join(rests["plant-1"][half:]))
+        logs["plant-2"].open("ab").write(b"".join(rests["plant-2"]))
+        time.sleep(1)
+        nats_cluster.restart_all()
+        for site, sample in SITES.items():
+            assert_analysed_once(nats_cluster, store, site, sample)
+        log = worker.log()
+        assert re.search(rf"shard {shard_of('plant-1')}: its consumer (was lost|lost its state) with the "
+                         "cluster", log), log[-3000:]
+        assert log.count(taken("plant-1")) == 1, log[-3000:]  # the same run went on throughout
+    finally:
+        for process in agents:
+            process.send_signal(signal.SIGTERM)
+        for process in agents:
+            process.wait(timeout=30)
+        worker.stop()
         store.close()
 
 
