@@ -9,7 +9,6 @@ formats, the timeline and the engine all read it.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -67,6 +66,8 @@ class KindVocabulary:
 
     def suggest(self, name: str) -> str:
         """' (did you mean X?)' for a misspelt kind, or nothing."""
+        import difflib  # an error's hint only: not imported by every start
+
         close = difflib.get_close_matches(name, list(self.kinds), n=1)
         return f" (did you mean {close[0]!r}?)" if close else ""
 

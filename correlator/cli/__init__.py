@@ -17,6 +17,7 @@ import pkgutil
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from correlator import __version__
 from correlator.errors import CorrelatorError
@@ -50,6 +51,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    own = argv is None  # this process's own command line, not a caller's (a test) in-process
     argv = sys.argv[1:] if argv is None else list(argv)
     # numpy (the bulk reader's counts) never calls its BLAS, whose threads only cost start-up time
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -64,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.suppress(ValueError):  # only the main thread may; an embedding caller keeps its own
         signal.signal(signal.SIGTERM, _terminate)
     try:
-        return int(func(args))
+        code = int(func(args))
     except CorrelatorError as exc:
         print(f"correlator: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -72,3 +74,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
+    if own and getattr(args, "exit_when_done", False):
+        exit_now(code)
+    return code
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process once a batch command has written its output, without the interpreter's
+    teardown: freeing every module, compiled pattern and rule object one by one took about 0.05 s
+    after a big log's analysis, 7 % of its run. What a command leaves open is closed by the time
+    it returns (its `with` blocks: extracted archives, threads); logging's exit handler, the only
+    one such a run registers, is run here, and the output flushed."""
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`) or stream
+            stream.flush()
+    os._exit(code)

@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                              "else text)")
     parser.add_argument("-o", "--output", dest="out", type=Path, metavar="FILE", help="write the report here")
     add_analysis_options(parser)
-    parser.set_defaults(func=run)
+    # a batch: nothing of the process is needed once the report is out (cli.exit_now)
+    parser.set_defaults(func=run, exit_when_done=True)
 
 
 #: The report format a -o file's suffix asks for when --format does not say.

@@ -16,10 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from correlator.artifacts.acl import AclFile, parse_acl
 from correlator.artifacts.client_config import ClientConfig, read_client_configs, resolve
-from correlator.artifacts.mosquitto_conf import Config, Listener, parse_mosquitto_conf
-from correlator.artifacts.passwd import PasswordFile, parse_passwd
 from correlator.check_result import CONNECTION_TIME, EXPIRY_WINDOW, JUDGED_AT_ESTIMATE, CheckResult, CheckStatus
 from correlator.errors import CorrelatorError
 from correlator.model import ANONYMOUS_IDS, Event, is_broker_source
@@ -27,9 +24,15 @@ from correlator.report_model import EvidenceRef
 from correlator.sources.bundle import Bundle
 
 if TYPE_CHECKING:
+    from correlator.artifacts import acl as acl_reader
     from correlator.artifacts import cert_checks, certs, opcua_pki
+    from correlator.artifacts import mosquitto_conf as conf_reader
+    from correlator.artifacts import passwd as passwd_reader
+    from correlator.artifacts.acl import AclFile
     from correlator.artifacts.certs import CertFacts, KeyFacts
+    from correlator.artifacts.mosquitto_conf import Config, Listener
     from correlator.artifacts.opcua_pki import PkiStore
+    from correlator.artifacts.passwd import PasswordFile
 else:
     from correlator.lazy import lazy_module
 
@@ -37,6 +40,11 @@ else:
     cert_checks = lazy_module("correlator.artifacts.cert_checks")
     certs = lazy_module("correlator.artifacts.certs")
     opcua_pki = lazy_module("correlator.artifacts.opcua_pki")
+    # and the readers of mosquitto.conf, ACL and password files (16 dataclasses made at import, a
+    # tenth of the start's) when it has such files: a broker's log on its own needs none of them
+    acl_reader = lazy_module("correlator.artifacts.acl")
+    conf_reader = lazy_module("correlator.artifacts.mosquitto_conf")
+    passwd_reader = lazy_module("correlator.artifacts.passwd")
 
 Check = Callable[["Artifacts", list[Event], dict[str, Any]], CheckResult]
 CHECKS: dict[str, Check] = {}
@@ -122,17 +130,17 @@ class Artifacts:
         root = bundle.roots[0] if bundle.roots and bundle.roots[0].is_dir() else None
         for path in bundle.confs:
             try:
-                arts.confs.append(parse_mosquitto_conf(path, bundle_root=root))
+                arts.confs.append(conf_reader.parse_mosquitto_conf(path, bundle_root=root))
             except CorrelatorError as exc:
                 arts.errors.append(exc)
         for path in bundle.acls:
             try:
-                arts.acls.append(parse_acl(path, display_name=bundle.name(path)))
+                arts.acls.append(acl_reader.parse_acl(path, display_name=bundle.name(path)))
             except CorrelatorError as exc:
                 arts.errors.append(exc)
         for path in bundle.passwds:
             try:
-                arts.passwds.append(parse_passwd(path, display_name=bundle.name(path)))
+                arts.passwds.append(passwd_reader.parse_passwd(path, display_name=bundle.name(path)))
             except CorrelatorError as exc:
                 arts.errors.append(exc)
         for folder in bundle.pki_roots:

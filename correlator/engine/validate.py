@@ -11,7 +11,6 @@ rules validate` shows them all.
 
 from __future__ import annotations
 
-import difflib
 import string
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -86,6 +85,8 @@ def _names(value: Any) -> list[str]:
 def check_names(rule: Rule, known: Known) -> Iterator[tuple[str, KeyPath]]:
     """Every `require`, fact `check` and `[[check]]` name is a check engine/facts.py has."""
     def unknown(name: str) -> str:
+        import difflib  # an error's hint only: every analysis validates its rules, and loads no difflib for it
+
         close = difflib.get_close_matches(name, list(known.checks), n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known.checks))}"
         return f"unknown check {name!r} ({hint})"

@@ -63,6 +63,9 @@ _CATEGORIES = {
 }
 #: Threads scanning blocks of one file: Hyperscan and numpy run without the GIL, so two cores help.
 WORKERS = min(2, os.cpu_count() or 1)
+#: Blocks handed to the scanning threads ahead of the one the reader waits for: with only one per
+#: thread, a thread idles while the caller parses the block it got and reads the next one.
+AHEAD = WORKERS + 2
 
 
 class ScanPatternError(ValueError):
@@ -827,7 +830,7 @@ class HyperscanClassifier(Classifier):
                     ) -> Iterator[tuple[int, Block, BlockScan]]:
         """Blocks scanned on both cores: Hyperscan and numpy let go of the GIL, so while the
         caller parses one block's few lines, the next ones are scanned (in order, at most
-        `WORKERS` blocks ahead, each with its own scratch and counts)."""
+        `AHEAD` blocks ahead, each with its own scratch and counts)."""
         if WORKERS < 2:
             yield from super().scan_blocks(blocks, counts)
             return
@@ -850,7 +853,7 @@ class HyperscanClassifier(Classifier):
                 try:
                     for base, block in blocks:
                         pending.append((base, block, pool.submit(self._scan_alone, block, counts.keep)))
-                        if len(pending) >= WORKERS:
+                        if len(pending) >= AHEAD:
                             yield ready()
                 except Exception:
                     while pending:  # what was read before the reader failed comes out first
