@@ -107,9 +107,14 @@ def _stdin_paste(paths: list[str]) -> Iterator[list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from correlator.analysis import analyze
+    from correlator.sources.early import EarlyReads
 
-    with _stdin_paste(args.paths) as paths, _progress_bar() as on_progress:
+    with _stdin_paste(args.paths) as paths, \
+            EarlyReads(paths, forced=args.source_format or (), formats_dirs=args.formats_dir or ()), \
+            _progress_bar() as on_progress:
+        # a big log's scan runs from here on beside the start: imports, rules, artifacts, engine
+        from correlator.analysis import analyze
+
         analysis = analyze(paths, options_from(args), on_progress=on_progress)
     title = ", ".join(str(p) for p in args.paths)
     output = report_format(args.output, args.out)

@@ -149,6 +149,8 @@ class Format:
         dozens, each a large regex)."""
         for word in [*self.by_word, None]:
             self._alternation(word)
+        if self.routine is not None:
+            _ = self.routine.patterns  # the bulk reader's Hyperscan patterns
 
     def _alternation(self, word: str | None) -> _Combined | None:
         """The first word's alternation (None: of the unkeyed messages), compiled when a line

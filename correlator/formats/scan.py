@@ -40,7 +40,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 from correlator.startup_cache import cache_folder
 
@@ -502,6 +502,12 @@ class RoutineSpec:
     def automaton(self) -> Automaton:
         return compile_automaton(self.lines)
 
+    @cached_property
+    def patterns(self) -> tuple[str, ...]:
+        """The complement of the automaton as Hyperscan patterns (`complement`): made when the
+        formats are loaded, so the start-up cache keeps them (8-12 ms a start otherwise)."""
+        return tuple(complement(self.automaton))
+
     @property
     def lines(self) -> list[str]:
         """Per message, the regex of its whole line: the prefix and the body (a carriage return
@@ -641,6 +647,14 @@ class BlockScan:
     """With `RoutineCounts.keep`: where the block's routine lines are."""
 
 
+class KnownEnds(Protocol):
+    """Where Hyperscan's complement scan of a file's blocks ended its matches, found before the
+    reader got there (correlator/sources/early.py): `ends(base, block)` gives them for the block
+    at byte `base`, or None when they are not known (the reader scans the block itself)."""
+
+    def ends(self, base: int, block: Block) -> Sequence[int] | None: ...
+
+
 KeyPlace = tuple[int, int]
 """Where a marked line's key is: the bytes before it from the line's start, and the byte ending it
 (sources/thinning.py's `key_place`)."""
@@ -735,8 +749,9 @@ class Classifier:
         return out
 
     def scan_blocks(self, blocks: Iterable[tuple[int, Block]], counts: RoutineCounts,
-                    ) -> Iterator[tuple[int, Block, BlockScan]]:
-        """`scan_block` over a file's blocks, in order: (offset, block, its classification)."""
+                    known: KnownEnds | None = None) -> Iterator[tuple[int, Block, BlockScan]]:
+        """`scan_block` over a file's blocks, in order: (offset, block, its classification).
+        `known`: the complement scan's ends found ahead, which only the Hyperscan classifier reads."""
         for base, block in blocks:
             yield base, block, self.scan_block(block, counts)
 
@@ -811,7 +826,7 @@ class HyperscanClassifier(Classifier):
 
         self._np = numpy
         automaton = spec.automaton
-        self._db = _database(tuple(complement(automaton)))
+        self._db = complement_database(spec)
         # a scratch serves one scan at a time: one per worker thread
         self._scratches: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._scratches.put(hyperscan.Scratch(self._db))
@@ -827,12 +842,14 @@ class HyperscanClassifier(Classifier):
                        tuple(self._arrays(child) for child in node.children))
 
     def scan_blocks(self, blocks: Iterable[tuple[int, Block]], counts: RoutineCounts,
-                    ) -> Iterator[tuple[int, Block, BlockScan]]:
+                    known: KnownEnds | None = None) -> Iterator[tuple[int, Block, BlockScan]]:
         """Blocks scanned on both cores: Hyperscan and numpy let go of the GIL, so while the
         caller parses one block's few lines, the next ones are scanned (in order, at most
-        `AHEAD` blocks ahead, each with its own scratch and counts)."""
+        `AHEAD` blocks ahead, each with its own scratch and counts). A block whose complement
+        scan `known` holds is not scanned again: only its lines are counted."""
         if WORKERS < 2:
-            yield from super().scan_blocks(blocks, counts)
+            for base, block in blocks:
+                yield base, block, self.scan_block(block, counts, known.ends(base, block) if known else None)
             return
         if not self._cloned:
             scratch = self._scratches.get()
@@ -852,7 +869,8 @@ class HyperscanClassifier(Classifier):
             try:
                 try:
                     for base, block in blocks:
-                        pending.append((base, block, pool.submit(self._scan_alone, block, counts.keep)))
+                        pending.append((base, block, pool.submit(self._scan_alone, base, block, counts.keep,
+                                                                  known)))
                         if len(pending) >= AHEAD:
                             yield ready()
                 except Exception:
@@ -865,22 +883,20 @@ class HyperscanClassifier(Classifier):
                 for _, _, job in pending:
                     job.cancel()
 
-    def _scan_alone(self, block: Block, keep: bool) -> tuple[BlockScan, RoutineCounts]:
+    def _scan_alone(self, base: int, block: Block, keep: bool, known: KnownEnds | None,
+                    ) -> tuple[BlockScan, RoutineCounts]:
         counts = RoutineCounts(keep=keep)
-        return self.scan_block(block, counts), counts
+        return self.scan_block(block, counts, known.ends(base, block) if known is not None else None), counts
 
-    def scan_block(self, block: Block, counts: RoutineCounts) -> BlockScan:
+    def scan_block(self, block: Block, counts: RoutineCounts, ends: Sequence[int] | None = None) -> BlockScan:
+        """`block` classified; `ends`: its complement scan's, when already known."""
         np = self._np
-        ends: list[int] = []
-
-        def record(_id: int, _start: int, end: int, _flags: int, _context: Any) -> None:
-            ends.append(end)  # a deviation's end: the line it is in is not routine
-
-        scratch = self._scratches.get()
-        try:
-            self._db.scan(block, match_event_handler=record, scratch=scratch)
-        finally:
-            self._scratches.put(scratch)
+        if ends is None:
+            scratch = self._scratches.get()
+            try:
+                ends = complement_ends(self._db, block, scratch)
+            finally:
+                self._scratches.put(scratch)
         data = np.frombuffer(block, dtype=np.uint8)
         newlines = np.flatnonzero(data == NEWLINE)
         starts = np.empty(len(newlines), dtype=np.int64)
@@ -1031,6 +1047,24 @@ class HyperscanClassifier(Classifier):
             table[second] = table.get(second, 0) + run
             found.append(second)
         return np.repeat(np.array(found, dtype=np.int64), runs) if counts.keep else None
+
+
+def complement_ends(db: Any, block: Block, scratch: Any) -> list[int]:
+    """Where the matches of the complement database `db` (`complement_database`) in `block` end:
+    one place in each line that is not routine. `scratch` serves one scan at a time."""
+    ends: list[int] = []
+
+    def record(_id: int, _start: int, end: int, _flags: int, _context: Any) -> None:
+        ends.append(end)  # a deviation's end: the line it is in is not routine
+
+    db.scan(block, match_event_handler=record, scratch=scratch)
+    return ends
+
+
+def complement_database(spec: RoutineSpec) -> Any:
+    """The Hyperscan database of `spec`'s complement (`complement`), shared by every classifier
+    of the spec and the scans started ahead (correlator/sources/early.py). Needs no numpy."""
+    return _database(spec.patterns)
 
 
 _DATABASES: dict[tuple[str, ...], Any] = {}

@@ -24,6 +24,7 @@ from correlator.formats.registry import DETECT_LINES, Registry
 from correlator.formats.scan import FirstLines, RoutineCounts, RoutineLines, RoutineSpec, classifier
 from correlator.model import Event
 from correlator.report_model import SourceInfo
+from correlator.sources import early
 from correlator.sources.blocks import BLOCK_SIZE, iter_blocks
 from correlator.sources.lines import MAX_LINE, TRUNCATION_MARK, Line, iter_chunks
 from correlator.sources.routine import routine_reading
@@ -236,9 +237,12 @@ class LogFile:
         before = 0  # lines in the blocks before this one
         try:
             blocks = iter_blocks(self.path, block_size=self.block_size)
+            ahead = None
             if self.end is not None:
                 blocks = _blocks_until(blocks, self.end)
-            for base, block, scan in scanner.scan_blocks(blocks, routine):
+            elif scanner.engine == "hyperscan":
+                ahead = early.take(self.path, spec, self.block_size)  # the scan `analyze` started at once
+            for base, block, scan in scanner.scan_blocks(blocks, routine, ahead):
                 if thinner is not None:
                     found = thinner.select(block, scan, routine)
                 else:
