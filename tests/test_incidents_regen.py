@@ -120,3 +120,22 @@ def test_multi_broker_acl_made_and_diagnosed_afresh(tmp_path: Path, mosquitto_av
     found = {(f.host, f.id, tuple(sorted(f.clients))) for f in analyze([folder]).findings}
     assert found == {(host, cause["id"], tuple(cause["clients"]))
                      for host, spec in expected["hosts"].items() for cause in spec["root_causes"]}
+
+
+def test_mosquitto_21_disconnects_made_and_diagnosed_afresh(tmp_path: Path, mosquitto_available: str) -> None:
+    """The real 2.1.2 broker still words its disconnects `Client ID [ADDR:PORT] disconnected: ...`,
+    and the analysis of a fresh run names every cause and client. Runs where the lab's 2.1.2 build
+    is there already (`python -m lab.mosquitto_build`): building it takes minutes."""
+    from correlator.analysis import analyze
+    from lab.mosquitto_build import CACHE, MOSQUITTO_21, Built
+
+    if not Built(MOSQUITTO_21, CACHE / f"mosquitto-{MOSQUITTO_21}").ready():
+        pytest.skip(f"mosquitto {MOSQUITTO_21} is not built here (PYTHONPATH=tests python -m lab.mosquitto_build)")
+    folder, expected = _make("mosquitto_21_disconnects", tmp_path)
+    broker = _text(folder / "broker" / "mosquitto.log")
+    for reason in ("not authorised", "session taken over", "exceeded timeout", "connection closed by client"):
+        assert re.search(rf"^\d+: Client edge-2\d \[127\.0\.0\.1:\d+\] disconnected: {reason}\.$", broker, re.M), reason
+    found = {(f.id, tuple(sorted(f.clients))) for f in analyze([folder]).findings if f.id != "config.insecure"}
+    clients = {name: info["client_id"] for name, info in expected["clients"].items()}
+    assert found == {(cause["id"], tuple(sorted({clients[c] for c in cause["clients"]})))
+                     for cause in expected["root_causes"]}

@@ -13,6 +13,11 @@ from ip:port on port P` they belong to, possibly with other, established clients
 - an event with no client id (or `<unknown>`) goes to the first pending connection of the newest
   burst of accepts (mosquitto answers in accept order: two clients refused in one second each get
   their own refusal), from the same address when the event names one;
+- a line that names the peer address and port (mosquitto 2.1.1+: `Client id [ip:port]
+  disconnected: reason.`) goes to the open connection accepted from them, and names it when it was
+  nameless; a refusing CONNACK that names a client no session has (2.1: `Sending CONNACK to id (0,
+  5)` before any session line) goes with the next line when that line is the same client's (the
+  disconnect, which names the port), since several connections may be pending;
 - `No will message specified.` and the tab-indented topic lines of a SUBSCRIBE follow the line
   before them;
 - the one-line TLS failure `Client connection from ip failed: reason` comes before mosquitto logs
@@ -238,6 +243,9 @@ class _BrokerState:
         self.previous: Connection | None = None
         self.previous_event: Event | None = None
         """The line `previous` was given last (a connection keeps only its first lines)."""
+        self.awaiting: Event | None = None
+        """A refusing CONNACK that named a client no session has (mosquitto 2.1): it belongs to the
+        connection of the next line, the disconnect that names the port."""
 
 
 class _ClientState:
@@ -458,8 +466,18 @@ class Stitcher:
                 conn = self._named(state, event, cid)
             elif kind in TAKEOVER and cid is not None:
                 conn = state.by_client.pop(cid, None)
+            elif (at_port := self._at_port(state, fields)) is not None:
+                # mosquitto 2.1.1+ names the connection's address and port in its disconnect lines
+                conn = at_port
+                if cid is not None and conn.client_id is None:
+                    conn.client_id = cid
             elif cid is not None:
                 conn = state.by_client.get(cid)
+                if conn is None and kind in CONNACK:
+                    # mosquitto 2.1 names the client in the CONNACK that refuses it, before any
+                    # session line; its next line, the disconnect, names the connection's port
+                    state.awaiting = event
+                    return None
                 if conn is None and kind not in BEFORE_SESSION:
                     # A session from before the log began: group its lines anyway.
                     conn = self._new(event)
@@ -473,9 +491,14 @@ class Stitcher:
                 conn = self._pending_for(state, _str(fields.get("peer_addr")))
             if conn is None and kind in BEFORE_SESSION:
                 conn = self._pending_for(state, None)
+        waiting, state.awaiting = state.awaiting, None
         if conn is None:
             state.previous = state.previous_event = None
             return None
+        if waiting is not None and client_id_of(waiting) == conn.client_id:
+            self._add(conn, waiting, broker=True)
+            self._broker_outcome(state, conn, waiting)
+            self._rehold(waiting, conn)
         self._add(conn, event, broker=True)
         self._broker_outcome(state, conn, event)
         state.previous, state.previous_event = conn, event
@@ -515,6 +538,25 @@ class Stitcher:
         if id(conn) in self._unlinked_broker:
             self._link_broker(conn)
         return conn
+
+    def _rehold(self, event: Event, conn: Connection) -> None:
+        """Give an event that waited for its connection (still in the hold, near its end) that
+        connection."""
+        hold = self._hold
+        for i in range(len(hold) - 1, max(-1, len(hold) - 64), -1):
+            if hold[i][1] is event:
+                hold[i] = (hold[i][0], event, conn)
+                return
+
+    @staticmethod
+    def _at_port(state: _BrokerState, fields: Mapping[str, FieldValue]) -> Connection | None:
+        """The open connection accepted from the line's own peer address and port, when it names
+        them (`Client ID [ADDR:PORT] disconnected...`)."""
+        port = _int(fields.get("peer_port"))
+        if port is None:
+            return None
+        conn = state.by_port.get((_str(fields.get("peer_addr")), port))
+        return None if conn is None or conn.closed else conn
 
     def _pending_for(self, state: _BrokerState, addr: str | None) -> Connection | None:
         """The pending connection a line that names no client is about: of those accepted in one

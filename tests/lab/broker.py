@@ -61,11 +61,12 @@ class Mosquitto:
     def __init__(self, workdir: Path, config: str, *, listeners: int = 1, log_name: str = "mosquitto.log",
                  env: dict[str, str] | None = None, capture_stdout: bool = False,
                  log_path: Path | None = None, ports: list[int] | None = None,
-                 prefix: list[str] | None = None) -> None:
+                 prefix: list[str] | None = None, binary: Path | None = None) -> None:
         """`capture_stdout` sends mosquitto's stdout and stderr to `log_name` (as `> log 2>&1` would),
         for configs with `log_dest stdout`; `log_path` names the file where the log appears when
         something else writes it (a syslog daemon); `ports` fixes the listener ports; `prefix` runs
-        mosquitto under another command (`ip netns exec NS`: a machine of its own)."""
+        mosquitto under another command (`ip netns exec NS`: a machine of its own); `binary` is
+        another mosquitto than the installed one (a release built by lab.mosquitto_build)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ports = list(ports) if ports is not None else [free_port() for _ in range(listeners)]
@@ -85,6 +86,7 @@ class Mosquitto:
         self.conf_path.write_text(text)
         self.env = env
         self.prefix = list(prefix or [])
+        self.binary = binary
         self.proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
 
@@ -99,7 +101,8 @@ class Mosquitto:
         env = dict(os.environ)
         if self.env:
             env.update(self.env)
-        cmd = [*self.prefix, mosquitto_binary(), "-c", str(self.conf_path)]
+        binary = str(self.binary) if self.binary is not None else mosquitto_binary()
+        cmd = [*self.prefix, binary, "-c", str(self.conf_path)]
         if self.capture_stdout:
             with self.stdout_path.open("ab") as sink:
                 self.proc = subprocess.Popen(cmd, cwd=self.workdir, stdout=sink, stderr=subprocess.STDOUT, env=env)

@@ -169,14 +169,15 @@ class Scene:
         (self.root / "certs" / f"{stem}.pem").write_bytes(
             b"".join(c.cert.public_bytes(serialization.Encoding.PEM) for c in certs))
 
-    def passwd(self, users: dict[str, str], folder: str = "broker") -> None:
+    def passwd(self, users: dict[str, str], folder: str = "broker", *, tool: str = "mosquitto_passwd") -> None:
         """A real mosquitto password file, made the way an operator makes it (in `folder`: a
-        bundle of several hosts has one folder per broker)."""
+        bundle of several hosts has one folder per broker; `tool`: the mosquitto_passwd of the
+        release the broker is)."""
         (self.root / folder).mkdir(parents=True, exist_ok=True)
         path = self.root / folder / "passwd"
         first = True
         for user, password in users.items():
-            cmd = ["mosquitto_passwd", "-b", *(["-c"] if first else []), str(path), user, password]
+            cmd = [tool, "-b", *(["-c"] if first else []), str(path), user, password]
             subprocess.run(cmd, check=True, capture_output=True, timeout=20)
             first = False
 
@@ -235,9 +236,10 @@ class Scene:
     def mosquitto_client(self, name: str, tool: str, port: int, args: Sequence[str], *, client_id: str | None,
                          host: str = HOST, username: str | None = None, password: str | None = None,
                          tz: str | None = None, clock_offset: int | None = None, start: bool = True,
-                         ) -> Client:
+                         bin_dir: Path | None = None) -> Client:
         """mosquitto_pub / mosquitto_sub with -d, the way people reproduce a failure by hand; with
-        `client_id=None`, no -i at all (mosquitto 2.0's tools then send an empty client id)."""
+        `client_id=None`, no -i at all (mosquitto 2.0's tools then send an empty client id);
+        `bin_dir`: the folder of another release's tools (lab.mosquitto_build) than the installed."""
         cmd = [tool, "-d", "-h", host, "-p", str(port), *(["-i", client_id] if client_id is not None else [])]
         if username is not None:
             cmd += ["-u", username]
@@ -248,7 +250,12 @@ class Scene:
                                 "client_id": client_id if client_id is not None else ""}
         if username is not None:
             info["username"] = username
-        client = self._add(name, info, cmd, None, tz=tz, clock_offset=clock_offset)
+        env = None
+        if bin_dir is not None:  # that release's tools first on the PATH; the command names the tool as usual
+            env = {"PATH": os.pathsep.join((str(bin_dir), os.environ.get("PATH", "")))}
+            home = Path.home()
+            info["path_first"] = f"~/{bin_dir.relative_to(home)}" if bin_dir.is_relative_to(home) else str(bin_dir)
+        client = self._add(name, info, cmd, env, tz=tz, clock_offset=clock_offset)
         return self.start(client) if start else client
 
     def paho(self, name: str, port: int, args: Sequence[str], *, client_id: str, host: str = HOST,
@@ -1960,4 +1967,12 @@ _register(
                                                        "reasons; only ports tell them apart"),
     (incidents_reasoning.make_rotated_overlap, "logrotate's copy and the live log's last lines share a stretch "
                                                "holding one refusal"),
+)
+
+# An incident on the mosquitto release the distribution does not ship yet, built from source.
+from lab import incidents_mosquitto21  # noqa: E402
+
+_register(
+    (incidents_mosquitto21.make_mosquitto_21_disconnects, "mosquitto 2.1.2's reworded disconnect lines: refused "
+                                                          "logins, takeovers, keepalive, TLS"),
 )
