@@ -17,7 +17,8 @@ events (agent.py), sharded over any number of live workers.
   stage: the agent ordered and stitched them). The findings new, updated or no longer current are
   written into the store with each site's position reached (`Store.save_sites`: one transaction
   for the batch), published to `correlator.findings.<site>`, and only then is the batch
-  acknowledged.
+  acknowledged. The batches a worker's shards fetch while it stores one wait for its next step,
+  which takes them all: one hand-over to a thread, one transaction, one round of publishes.
 - **A worker's death hands its shards over.** When its leases lapse, other workers claim its
   shards. The new owner resumes after the consumer's last acknowledged message: it restores each
   of the shard's sites from its checkpoint (checkpoints.py: its analysis state at a position, put
@@ -106,6 +107,10 @@ SCAN_EVERY = 0.5
 #: Seconds a delivered event may stay unacknowledged before the consumer sends it again: long,
 #: since an owner acknowledges each batch once analysed, and a new owner recreates the consumer.
 ACK_WAIT = 300.0
+#: Steps of a worker that analyse at once (each takes all the batches waiting when it starts): two,
+#: so one's store transaction and the other's analysis overlap, while a busy worker's steps still
+#: grow rather than their count.
+STEPPERS = 2
 #: Seconds a shard whose analysis failed waits before its lease is given back.
 FAILED_PAUSE = 1.0
 
@@ -233,6 +238,19 @@ class Step:
     removed: list[tuple[str, int]]
 
 
+@dataclass
+class Batch:
+    """One fetch of a shard, waiting for the next step of all the shards' batches."""
+
+    shard: int
+    lease: Lease
+    messages: list[Msg]
+    sites: dict[str, OwnedSite]
+    done: asyncio.Future[None]
+    steps: list[Step] = field(default_factory=list)
+    failed: BaseException | None = None
+
+
 class LiveWorker(LinkedWorker):
     """One live worker process: `run()` until stopped (SIGTERM, Ctrl-C), which gives its shards
     back (their leases removed: another worker takes them at once)."""
@@ -262,6 +280,12 @@ class LiveWorker(LinkedWorker):
         """Shards this worker holds beyond its share: each stops after its current batch."""
         self._present = 0.0
         self.shards = self.limits.fleet.shards
+        self._waiting: list[Batch] = []
+        """Batches fetched while a step ran: the next step takes them all."""
+        self._stepping: set[asyncio.Task[None]] = set()
+        """The steps running (STEPPERS at most)."""
+        self._finishing: set[asyncio.Task[None]] = set()
+        """Steps publishing and acknowledging (kept here: the loop holds tasks weakly)."""
         self._order = sorted(range(self.shards), key=lambda n: zlib.crc32(f"{self.name}/{n}".encode()))
         """The order in which this worker tries the shards (each worker its own, so they do not all
         race for the same ones); it gives back from the end."""
@@ -468,25 +492,84 @@ class LiveWorker(LinkedWorker):
         return await self._consumer(shard, floor)
 
     async def _step(self, shard: int, lease: Lease, messages: list[Msg], sites: dict[str, OwnedSite]) -> None:
-        """Analyse one batch of the shard, store and publish what it changed, then acknowledge it.
-        Reading, analysing and storing the batch are one hand-over to a thread (the loop stays
-        free for the other shards, the leases and the acknowledgements); the findings of all its
-        sites are published at once, then the batch is acknowledged with one message."""
+        """Analyse one batch of the shard, store and publish what it changed, then acknowledge it;
+        ShardLost when another worker owns the shard now. The batches the worker's shards fetch
+        while a step runs wait for the next, which takes them all: one hand-over to a thread, one
+        transaction and one round of publishes for all of them (a busy worker's steps grow, and
+        with them its shards' fetches, rather than their count)."""
+        batch = Batch(shard, lease, messages, sites, asyncio.get_running_loop().create_future())
+        self._waiting.append(batch)
+        if len(self._stepping) < STEPPERS:
+            task = asyncio.create_task(self._steps())
+            self._stepping.add(task)
+            task.add_done_callback(self._stepping.discard)
+        await asyncio.shield(batch.done)
 
-        def work() -> tuple[list[tuple[str, bytes, str]], list[tuple[str, bytes]]]:
-            parts = read_batch(messages, shard)
-            self._open_sites(parts, sites)
-            steps = [Step(sites[name], part.position, *sites[name].analysis.feed(part.events, part.hosts,
-                                                                                 part.position, part.counted))
-                     for name, part in parts.items()]
-            if self.leases.expired(lease) or not self._save(steps):
-                raise ShardLost(shard)
-            return [message for step in steps for message in self._messages(step)], self._checkpoints(steps)
+    async def _steps(self) -> None:
+        """Take the waiting batches, step after step, until none waits. A step's publishes and
+        acknowledgements are sent while the next step is analysed (a shard has one batch in a step
+        at most, so each site's findings still go out in order)."""
+        while self._waiting:
+            batches, self._waiting = self._waiting, []
+            try:
+                sends, checkpoints = await asyncio.to_thread(self._work, batches)
+            except Exception as exc:  # each batch's run stops (its shard is given back)
+                self._fail(batches, exc)
+                continue
+            task = asyncio.create_task(self._finish(batches, sends, checkpoints))
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
+            await asyncio.sleep(0)  # its publishes go out first
 
-        sends, checkpoints = await asyncio.to_thread(work)
-        # in order on the one connection (each task writes its message before the next starts)
-        await asyncio.gather(*(self.link.publish(subject, payload, msg_id) for subject, payload, msg_id in sends))
-        await messages[-1].ack()  # acknowledges the whole batch
+    @staticmethod
+    def _fail(batches: Sequence[Batch], exc: BaseException) -> None:
+        for batch in batches:
+            if not batch.done.done():
+                batch.done.set_exception(exc)
+
+    def _work(self, batches: Sequence[Batch]) -> tuple[list[tuple[str, bytes, str]], list[tuple[str, bytes]]]:
+        """Read, analyse and store the batches of several shards (in a thread: the loop stays free
+        for the fetches, the leases and the acknowledgements), in one transaction; a batch whose
+        analysis fails, or whose shard is lost, fails alone. (subject, payload, Nats-Msg-Id) of the
+        findings to publish, and the checkpoints due."""
+        for batch in batches:
+            try:
+                parts = read_batch(batch.messages, batch.shard)
+                self._open_sites(parts, batch.sites)
+                batch.steps = [Step(batch.sites[name], part.position, *batch.sites[name].analysis.feed(
+                    part.events, part.hosts, part.position, part.counted)) for name, part in parts.items()]
+                if self.leases.expired(batch.lease):
+                    raise ShardLost(batch.shard)
+            except Exception as exc:
+                batch.failed = exc
+        kept = [batch for batch in batches if batch.failed is None]
+        if not self._save([step for batch in kept for step in batch.steps]):
+            for batch in kept:  # one of them is behind the store: which, each on its own
+                if not self._save(batch.steps):
+                    batch.failed = ShardLost(batch.shard)
+        steps = [step for batch in kept if batch.failed is None for step in batch.steps]
+        return [message for step in steps for message in self._messages(step)], self._checkpoints(steps)
+
+    async def _finish(self, batches: Sequence[Batch], sends: list[tuple[str, bytes, str]],
+                      checkpoints: list[tuple[str, bytes]]) -> None:
+        """Publish a step's findings at once, then acknowledge each batch with one message, then
+        put the checkpoints due."""
+        try:
+            # in order on the one connection (each task writes its message before the next starts)
+            await asyncio.gather(*(self.link.publish(subject, payload, msg_id)
+                                   for subject, payload, msg_id in sends))
+            for batch in batches:
+                if batch.failed is None:
+                    await batch.messages[-1].ack()  # acknowledges the whole batch
+        except Exception as exc:
+            self._fail(batches, exc)
+            return
+        for batch in batches:
+            if not batch.done.done():
+                if batch.failed is None:
+                    batch.done.set_result(None)
+                else:
+                    batch.done.set_exception(batch.failed)
         if checkpoints:  # once acknowledged: a checkpoint never stands beyond the shard's floor
             kept = await asyncio.gather(*(self.checkpoints.put(site, data) for site, data in checkpoints),
                                         return_exceptions=True)
