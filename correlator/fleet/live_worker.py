@@ -498,6 +498,8 @@ class LiveWorker(LinkedWorker):
         transaction and one round of publishes for all of them (a busy worker's steps grow, and
         with them its shards' fetches, rather than their count)."""
         batch = Batch(shard, lease, messages, sites, asyncio.get_running_loop().create_future())
+        # a run stopped meanwhile (its lease lost, the worker stopping) no longer awaits it
+        batch.done.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._waiting.append(batch)
         if len(self._stepping) < STEPPERS:
             task = asyncio.create_task(self._steps())
