@@ -55,6 +55,12 @@ def tmux_available() -> str:
 
 
 @pytest.fixture(scope="session")
+def java_available() -> str:
+    """Path of java: the lab's JSSE client (lab/java/TlsEdge.java) runs from source."""
+    return _tool("java")
+
+
+@pytest.fixture(scope="session")
 def faketime_available() -> str:
     """Path of faketime (libfaketime): a client run with a clock of its own."""
     return _tool("faketime")

@@ -139,3 +139,21 @@ def test_mosquitto_21_disconnects_made_and_diagnosed_afresh(tmp_path: Path, mosq
     clients = {name: info["client_id"] for name, info in expected["clients"].items()}
     assert found == {(cause["id"], tuple(sorted({clients[c] for c in cause["clients"]})))
                      for cause in expected["root_causes"]}
+
+
+def test_java_clients_made_and_diagnosed_afresh(tmp_path: Path, mosquitto_available: str,
+                                                java_available: str) -> None:
+    """Today's JDK still answers a broker certificate it cannot chain with the bare alert
+    'certificate unknown', and the broker's log alone still names the untrusted certificate, as a
+    guess with its look-alikes."""
+    from correlator.analysis import analyze
+
+    folder, expected = _make("java_clients", tmp_path)
+    assert _ids(expected) == ["tls.server_cert_untrusted"]
+    broker = folder / "broker" / "mosquitto.log"
+    assert "alert certificate unknown" in _text(broker)
+    assert "PKIX path building failed" in _text(folder / "clients" / "java-edge-70.log")
+    assert "CONNACK return code 0" in _text(folder / "clients" / "java-edge-72.log")
+    [alone] = [f for f in analyze([broker]).findings if f.id != "config.insecure"]
+    assert (alone.id, alone.confidence) == ("tls.server_cert_untrusted", "low")
+    assert "tls.server_hostname_mismatch" in alone.alternatives

@@ -176,6 +176,10 @@ class Engine:
         self._connection_times: OrderedDict[str, float] = OrderedDict()
         #: Findings with at least one occurrence judged at a reliable time.
         self._judged_reliably: set[tuple[str, tuple[Any, ...]]] = set()
+        # findings resting only on hits a `require_if_known` check could not decide (no artifact to
+        # say): their rule's look-alikes are named beside them, since the log alone does not tell
+        # them apart, and a look-alike with evidence of its own wins over them
+        self._undecided: set[tuple[str, tuple[Any, ...]]] = set()
         self._groups: dict[str, int] = {}
         self._omitted: dict[tuple[tuple[str, tuple[Any, ...]], str], set[int]] = {}
         self._order = 0
@@ -555,6 +559,17 @@ class Engine:
             confirmed = True
             facts.extend(required.evidence)
             values.update(required.values)
+        undecided = False
+        for name in match.require_if_known if match is not None else ():
+            required = self.facts.check(name, events, context)
+            if required.status is CheckStatus.PASSED:
+                return None  # the artifacts show otherwise; unknown: the log alone decides
+            if required.is_problem:
+                confirmed = True
+                facts.extend(required.evidence)
+            else:
+                undecided = True
+            values.update(required.values)
         for check in rule.checks:
             result = self.facts.check(check.name, events, context)
             # a check looks for what is wrong: found is the rule's on_true, not found its on_false
@@ -570,11 +585,14 @@ class Engine:
                 confirmed = True
                 facts.extend(result.evidence)
             values.update(result.values)
-        return self._fold(rule, events, facts, values, confirmed=confirmed, host=host, context=found)
+        return self._fold(rule, events, facts, values, confirmed=confirmed, host=host, context=found,
+                          undecided=undecided)
 
     def _fold(self, rule: Rule, events: list[Event], facts: list[EvidenceRef], values: dict[str, Any], *,
-              confirmed: bool, host: str = "", context: dict[str, Any] | None = None) -> Finding:
-        """`context` is `_context(rule, events)` where the caller made it already."""
+              confirmed: bool, host: str = "", context: dict[str, Any] | None = None,
+              undecided: bool = False) -> Finding:
+        """`context` is `_context(rule, events)` where the caller made it already; `undecided`: a
+        `require_if_known` check of the hit could not be made."""
         context = self._context(rule, events) if context is None else context
         context.update(values)
         group_values = tuple(context.get(name) for name in rule.group_by)
@@ -604,6 +622,8 @@ class Engine:
                               confirm_with=rule.confirm_with, tell_apart=rule.tell_apart, host=host)
             self._findings[key] = finding
             self._groups[rule.id] = self._groups.get(rule.id, 0) + 1
+            if undecided:
+                self._undecided.add(key)
             self._evidence_seen[key] = OrderedDict()
             if estimated and times:
                 self._span_estimated.add(key)
@@ -622,6 +642,8 @@ class Engine:
             self._judged_reliably.add(key)
         if key in self._judged_reliably:
             finding.context.pop(JUDGED_AT_ESTIMATE, None)
+        if not undecided:
+            self._undecided.discard(key)
         seen = self._evidence_seen[key]
         for event in events:
             side = side_of(event)
@@ -828,7 +850,7 @@ class Engine:
     def findings(self, name_of: Callable[[str], str | None] | None = None) -> list[Finding]:
         """Current findings, worst first, as a view (copies: the engine's own stay as evidence
         arrived). Look-alike causes are folded: where artifacts confirmed one cause, an unconfirmed
-        look-alike sharing its evidence keeps only the clients the confirmed one does not explain
+        look-alike sharing its evidence or a connection keeps only the clients the confirmed one does not explain
         (and names it as the alternative), or disappears when none are left; where neither is
         confirmed, one finding names both. A cause that `explains` another (a broker that never
         started explains why clients were refused) absorbs it."""
@@ -838,6 +860,12 @@ class Engine:
                              evidence=list(f.evidence), facts=list(f.facts), sides=set(f.sides),
                              alternatives=list(f.alternatives), connections=set(f.connections), omitted=dict(f.omitted))
                 for key, f in self._findings.items()}
+        undecided: set[int] = set()
+        for key, finding in view.items():
+            if key in self._undecided and "artifact" not in finding.sides:
+                undecided.add(id(finding))
+                finding.alternatives.extend(a for a in rules[finding.id].look_alike
+                                            if a in rules and a not in finding.alternatives)
         hidden = self._fold_partial_groups(view, rules, name_of)
         by_id: dict[str, list[Finding]] = {}
         for finding in view.values():
@@ -858,7 +886,10 @@ class Engine:
             mine = {(e.file, e.line) for e in finding.evidence}
             for other_id in rule.look_alike:
                 for other in by_id.get(other_id, []):
-                    if id(other) in hidden or not mine & {(e.file, e.line) for e in other.evidence}:
+                    # the same failure: the same lines, or the same connection told by other lines
+                    # (the broker's bare alert, the client's own reason for it)
+                    if id(other) in hidden or not (mine & {(e.file, e.line) for e in other.evidence}
+                                                   or finding.connections & other.connections):
                         continue
                     other_confirmed = "artifact" in other.sides
                     if confirmed and not other_confirmed:
@@ -869,12 +900,16 @@ class Engine:
                         else:
                             hidden.add(id(other))
                     elif not confirmed and not other_confirmed:
-                        # the cause more views agree on wins; then the rule's own priority
+                        # a cause its own evidence names wins over one the artifacts could not
+                        # decide; then the cause more views agree on; then the rule's own priority
                         better, worse = sorted((finding, other),
-                                               key=lambda f: (-len(f.sides), rules[f.id].priority, f.id))
+                                               key=lambda f: (id(f) in undecided, -len(f.sides),
+                                                              rules[f.id].priority, f.id))
                         hidden.add(id(worse))
                         better.clients |= worse.clients
-                        if worse.id not in better.alternatives:
+                        # (a guess its evidence outweighed is no alternative worth naming)
+                        if worse.id not in better.alternatives and (id(worse) not in undecided
+                                                                    or id(better) in undecided):
                             better.alternatives.append(worse.id)
         visible = [f for f in view.values() if id(f) not in hidden]
         return sorted(visible, key=lambda f: (-severity_rank(f.severity), -f.count, f.first_seen, f.id))

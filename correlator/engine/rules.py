@@ -92,8 +92,15 @@ class Match:
     count: int = 1
     check: str | None = None
     require: tuple[str, ...] = ()
-    """Artifact checks that must be true for this match to count (evidence too vague alone, like a
-    client's bare 'certificate verify failed', that artifacts can pin to one cause)."""
+    """Artifact checks that must be true for this match to count (evidence that says nothing alone,
+    like a PUBLISH the broker received, that only the artifacts make a failure)."""
+    require_if_known: tuple[str, ...] = ()
+    """Artifact checks that must not be false: the match counts when the artifacts confirm the
+    check, and also when they cannot say (the certificate or CA file is not in the input), then on
+    the log alone, with low confidence and the rule's `confirm_with`; it is refused only when the
+    artifacts show the check false. For evidence that fits a few causes (a client's bare
+    'certificate verify failed', the broker hearing the alert 'certificate unknown'): a user who
+    pasted only the log still gets the likeliest cause, its look-alikes named beside it."""
 
 
 @dataclass(frozen=True)
@@ -310,15 +317,20 @@ class _RuleLoader(DefinitionFile):
                    "fact": {"type", "check"}}
         if kind not in allowed:
             raise self.error(f"'type' must be one of {', '.join(allowed)}", f"{key}.type")
-        table = self.keys(table, allowed[kind] | {"require"}, key)
-        require = table.get("require", [])
-        if isinstance(require, str):
-            require = [require]
-        if not isinstance(require, list) or not all(isinstance(r, str) for r in require):
-            raise self.error("'require' must be a check name or a list of them", f"{key}.require")
+        table = self.keys(table, allowed[kind] | {"require", "require_if_known"}, key)
         match = self._match(kind, table, key)
-        match.require = tuple(require)
+        match.require = self.check_names(table, "require", key)
+        match.require_if_known = self.check_names(table, "require_if_known", key)
         return match
+
+    def check_names(self, table: dict[str, Any], name: str, key: str) -> tuple[str, ...]:
+        """A match's `require` or `require_if_known`: a check name or a list of them."""
+        names = table.get(name, [])
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise self.error(f"'{name}' must be a check name or a list of them", f"{key}.{name}")
+        return tuple(names)
 
     def _match(self, kind: str, table: dict[str, Any], key: str) -> Match:
         default_by = self.by(table.get("by"), f"{key}.by")

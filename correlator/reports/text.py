@@ -93,7 +93,9 @@ def render(analysis: Analysis, console: Console, *, title: str = "") -> None:
             console.print(block(textwrap.fill(fact.text, width=width - 8, initial_indent="        ",
                                                subsequent_indent="          ")))
         if finding.alternatives:
-            console.print(f"\n    [bold]Also possible:[/] {escape(', '.join(finding.alternatives))}")
+            also = wrap.fill("Also possible: " + ", ".join(finding.alternatives))  # indented like the rest
+            console.print()
+            console.print(block(also).replace("Also possible:", "[bold]Also possible:[/]", 1))
             if finding.tell_apart:
                 console.print(block(wrap.fill("To tell them apart: " + finding.tell_apart)))
         if finding.confidence != "high" and finding.confirm_with:

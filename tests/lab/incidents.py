@@ -1976,3 +1976,11 @@ _register(
     (incidents_mosquitto21.make_mosquitto_21_disconnects, "mosquitto 2.1.2's reworded disconnect lines: refused "
                                                           "logins, takeovers, keepalive, TLS"),
 )
+
+# Incidents with Java (JSSE) clients (lab/incidents_java.py).
+from lab import incidents_java  # noqa: E402
+
+_register(
+    (incidents_java.make_java_clients, "Java (JSSE) clients: an untrusted broker certificate the broker hears only as "
+                                       "\"certificate unknown\""),
+)

@@ -1,0 +1,76 @@
+"""Incidents with Java clients: the JDK's own TLS (JSSE), as Paho Java, the HiveMQ client, Ignition's
+MQTT modules and Android apps use it, against a real mosquitto. JSSE refuses a certificate with the
+alert "certificate unknown" and no reason, so a broker's log alone cannot say why: the case where
+a support engineer holds only the broker's log. Made by real software like the rest of
+lab.incidents, which registers them.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+from lab import pki
+from lab.incidents import (
+    HOST,
+    LOG_ALL,
+    Client,
+    IncidentUnavailable,
+    Pki,
+    Scene,
+    _read,
+    _require,
+    _run_text,
+    tls_listener,
+)
+
+JAVA_CLIENT = Path(__file__).resolve().parent / "java" / "TlsEdge.java"
+#: java.util.logging's SimpleFormatter in a log4j2-like layout: date, level, logger, message, and
+#: the stack trace on the lines that follow.
+JUL_LAYOUT = "%1$tF %1$tT,%1$tL %4$-7s [%3$s] - %5$s%6$s%n"
+
+
+def java_binary() -> str:
+    found = shutil.which("java")
+    if found is None:
+        raise IncidentUnavailable("java is not installed (Debian: apt-get install default-jdk-headless)")
+    return found
+
+
+def java_client(scene: Scene, name: str, port: int, *, client_id: str, cafile: str, attempts: int = 2) -> Client:
+    """The lab's JSSE client (lab/java/TlsEdge.java, run from source) dialing `port` with TLS,
+    trusting only `cafile` and checking the broker's host name as Paho Java does."""
+    cmd = [java_binary(), f"-Djava.util.logging.SimpleFormatter.format={JUL_LAYOUT}", str(JAVA_CLIENT),
+           HOST, str(port), client_id, cafile, str(attempts)]
+    info = {"kind": "java-jsse", "dials": f"{HOST}:{port}", "client_id": client_id}
+    return scene.start(scene._add(name, info, cmd, None))
+
+
+def make_java_clients(out: Path) -> None:
+    scene = Scene.create(out, "java_clients",
+                         "Java clients on the JDK's TLS (JSSE). java-edge-70 trusts another CA than the one that "
+                         "signed the broker's certificate: JSSE answers with the alert \"certificate unknown\", "
+                         "which is all the broker logs. java-edge-72 trusts the right CA and connects.")
+    lab = Pki.create(scene.now)
+    other = pki.make_ca("other site CA", not_before=lab.now - timedelta(days=400))
+    other.write(scene.root / "certs" / "ca.pem")
+    lab.ca.write(scene.root / "certs" / "broker-ca.pem")
+    scene.save_cert(lab.server(), "server")
+    config = tls_listener(cafile="../certs/broker-ca.pem") + "allow_anonymous true\n" + LOG_ALL
+    java_binary()
+    with scene.broker(config) as broker:
+        refused = java_client(scene, "java-edge-70", broker.port, client_id="java-edge-70", cafile="certs/ca.pem")
+        scene.wait(refused, timeout=60)
+        healthy = java_client(scene, "java-edge-72", broker.port, client_id="java-edge-72",
+                              cafile="certs/broker-ca.pem", attempts=1)
+        scene.wait(healthy, timeout=60)
+        scene.end(broker)
+    _require(broker.log_text(), r"alert certificate unknown", "java_clients: the broker hears JSSE's alert")
+    _require(broker.log_text(), r"New client connected .* as java-edge-72", "java_clients: the healthy client")
+    _require(_read(scene.root / "clients/java-edge-70.log"), r"PKIX path building failed",
+             "java_clients: java-edge-70's log")
+    match = re.search(r'version "([^"]+)"', _run_text([java_binary(), "-version"]))
+    scene.finish([("tls.server_cert_untrusted", ["java-edge-70"])], broker=broker,
+                 extra_versions={"java": match.group(1) if match else "unknown"})
