@@ -62,6 +62,27 @@ class Event:
     """Seconds added to `ts` by clock-skew correction (already included in `ts`)."""
     connection: str | None = None
     """Id of the stitched connection this event belongs to, once the timeline knows it."""
+    head_lines: int = 1
+    """How many of the record's first lines say what it is (what a finding quotes as evidence): 2
+    when the first line names no message and the next carries it (java.util.logging's "date Class
+    method" then "SEVERE: ..."; Microsoft.Extensions.Logging's "fail: Category[0]")."""
+
+    reason_line: int = 0
+    """Index in the record of the later line its evidence came from (a Java "Caused by: ...PKIX
+    path building failed", the last line of a Python traceback); 0 when the head said it."""
+
+    @property
+    def head(self) -> str:
+        """The record's first line, or first lines (`head_lines`), and the later line that says why
+        (`reason_line`): its evidence as a finding quotes it; the rest of a stack trace stays in
+        `raw`."""
+        if self.head_lines == 1 and not self.reason_line:
+            return self.raw.split("\n", 1)[0]
+        lines = self.raw.split("\n")
+        shown = lines[:self.head_lines]
+        if self.head_lines <= self.reason_line < len(lines):
+            shown.append(lines[self.reason_line].strip())
+        return "\n".join(shown)
 
     @property
     def time(self) -> datetime:

@@ -398,3 +398,23 @@ def test_other_client_evidence_lines() -> None:
                                    "RemoteCertificateNameMismatch")["tls_reason"] == "hostname_mismatch"
     state = _line("eacm", "2026-11-23 14:20:00.300 [INFO] [Sparkplug] Primary host spBv1.0/STATE/scada-01 is ONLINE")
     assert (state["kind"], state["host_id"], state["state"]) == ("sparkplug.state", "scada-01", "ONLINE")
+
+
+# ---------------------------------------------------------------- java.util.logging's default layout
+
+
+def test_jul_two_line_records_take_the_level_and_message_of_their_second_line() -> None:
+    """A JDK program's log through java.util.logging's default SimpleFormatter (the lab's JSSE
+    client, as Paho Java logs): the head line names date, class and method, the next line the
+    level and message, then the stack trace; each record is one event with that level, and JSSE's
+    'PKIX path building failed' is its evidence."""
+    path = SAMPLE_LOGS / "java_clients" / "clients" / "java-edge-70.log"
+    events = _assert_format(path, "java_logging")
+    lines = path.read_text().splitlines()
+    failed = [e for e in events if e.kind == "tls.error"]
+    assert len(failed) == 2
+    for event in failed:
+        assert lines[event.line].startswith("SEVERE: connection to ssl://127.0.0.1:")
+        assert (event.level, event.fields["logger"], event.fields["tls_reason"]) == ("error", "TlsEdge", "unknown_ca")
+    assert {e.level for e in events if e.kind != "tls.error"} <= {"info", "error"}
+    assert sum(e.line_count for e in events) == sum(1 for line in lines if line.strip())  # every line kept

@@ -52,7 +52,8 @@ def test_the_clients_own_reason_decides_beside_the_bare_alert() -> None:
     assert finding.clients == {"java-edge-70"}
     assert finding.confidence == "medium"
     assert finding.alternatives == []
-    assert any("PKIX path building failed" in e.text for e in finding.evidence)
+    assert any("SEVERE: connection to ssl://" in e.text and "PKIX path building failed" in e.text
+               for e in finding.evidence)  # the head and the line that says why
 
 
 def test_a_look_alike_with_evidence_of_its_own_wins_over_the_undecided_guess(tmp_path: Path) -> None:

@@ -673,7 +673,7 @@ class Engine:
             if last is not None and last[0] is event:
                 evidence = last[1]  # the line another rule's finding took just now: one record for both
             else:
-                evidence = EvidenceRef(side, event.file, event.line, event.raw.splitlines()[0] if event.raw else "",
+                evidence = EvidenceRef(side, event.file, event.line, event.head,
                                        event.ts, event.source, event.kind, event.estimated)
                 self._last_evidence = (event, evidence)
             if len(finding.evidence) < EVIDENCE_HEAD + EVIDENCE_TAIL:

@@ -60,6 +60,11 @@ class LinePattern:
     require_message: bool = False
     """The pattern only counts when the body is a known message (for lines with no prefix at all,
     which would otherwise claim every line of every file)."""
+    strip_time: TimeParser | None = None
+    """How to read the `(?P<ts>...)` of the `strip` pattern (`strip_time`, "epoch" by default): when
+    the stripped prefix carries a time of its own, it dates the line, not the outer one. A syslog
+    header's date has no year and the receiver's zone; the mosquitto epoch behind it has both
+    (a journal pasted years later would otherwise be dated this year)."""
     groups: tuple[int, int, int, int] = field(init=False, repr=False)
     """Group numbers of ts, body, level and host (0 when the regex has none). Worked out once, so a
     line costs one `groups()` call instead of a groupdict and the dict juggling after it."""
@@ -454,7 +459,8 @@ def first_word(pattern: str) -> str | None:
 
 _FORMAT_KEYS = {"name", "title", "role", "roles", "multiline", "priority", "line", "levels", "types", "continuation",
                 "fallback", "notes", "description", "extract_continuation", "routine"}
-_LINE_KEYS = {"name", "regex", "time", "strip", "decode", "json", "json_match", "level", "sample", "require_message"}
+_LINE_KEYS = {"name", "regex", "time", "strip", "strip_time", "decode", "json", "json_match", "level", "sample",
+              "require_message"}
 _MESSAGE_KEYS = {"name", "kind", "regex", "level", "extract", "set", "samples", "notes", "routine"}
 _ROUTINE_KEYS = {"line", "prefix"}
 _SAMPLE_KEYS = {"line", "kind", "fields", "message"}
@@ -561,10 +567,15 @@ class _Loader(DefinitionFile):
             if time_spec is not None and not has_ts:
                 raise self.error("'time' is set but the pattern captures no (?P<ts>...)", f"{key}.time", "time")
             strip = self.pattern(entry["strip"], f"{key}.strip", (*self.at, "strip")) if "strip" in entry else None
+            strip_time = entry.get("strip_time", "epoch" if strip is not None and "ts" in strip.groupindex else None)
+            if strip_time is not None and (strip is None or "ts" not in strip.groupindex):
+                raise self.error("'strip_time' is set but the strip pattern captures no (?P<ts>...)",
+                                 f"{key}.strip_time", "strip_time")
             lines.append(LinePattern(name, regex, TimeParser(time_spec) if time_spec else None, strip, decode,
                                      dict(json_keys), dict(entry.get("json_match", {})),
                                      self.level(entry.get("level"), f"{key}.level"),
-                                     bool(entry.get("require_message", False))))
+                                     bool(entry.get("require_message", False)),
+                                     TimeParser(strip_time) if strip_time else None))
             samples += self.samples(entry.get("sample", []), f"{key}.sample", None, None,
                                     ("format", "line", index, "sample"))
         messages = []

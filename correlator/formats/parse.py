@@ -48,9 +48,9 @@ class LineMatch:
 
 
 def _split_line(fmt: Format, lp: LinePattern, text: str) -> tuple[str, str, str | None, str,
-                                                                   dict[str, FieldValue]] | None:
-    """A line's time text, body, level word, host and other fields, or None when `lp` does not
-    match it."""
+                                                                   dict[str, FieldValue], bool] | None:
+    """A line's time text, body, level word, host and other fields, and whether the time is the
+    stripped prefix's (`lp.strip_time`), or None when `lp` does not match it."""
     match = lp.regex.match(text)
     if match is None:
         return None
@@ -77,11 +77,14 @@ def _split_line(fmt: Format, lp: LinePattern, text: str) -> tuple[str, str, str 
         host = (groups[host_at - 1] or "") if host_at else ""
         fields = {name: fmt.convert(name, value) for number, name in lp.extras
                   if (value := groups[number - 1]) is not None} if lp.extras else {}
+    inner = False
     if lp.strip is not None:
         stripped = lp.strip.match(body)
         if stripped is not None:
             body = body[stripped.end():]
-    return time_text, body, level, host, fields
+            if lp.strip_time is not None and (own := stripped.group("ts")):
+                time_text, inner = own, True
+    return time_text, body, level, host, fields, inner
 
 
 def split_body(fmt: Format, lp: LinePattern, text: str) -> str | None:
@@ -112,11 +115,12 @@ def _read(fmt: Format, lp: LinePattern, text: str, evidence: Evidence, tz: tzinf
     split = _split_line(fmt, lp, text)
     if split is None:
         return None
-    time_text, body, level_word, host, fields = split
+    time_text, body, level_word, host, fields, inner = split
     ts: float | None = None
-    if time_text and lp.time is not None:
+    parser = lp.strip_time if inner else lp.time
+    if time_text and parser is not None:
         try:
-            ts = lp.time.parse(time_text, tz, year, ref)
+            ts = parser.parse(time_text, tz, year, ref)
         except TimeParseError:
             return None
         if ts < PLACEHOLDER_BEFORE:
@@ -252,7 +256,7 @@ class SourceParser:
                     self._start = index
                     break
             if read is None and fmt.multiline and self._pending is not None and (
-                    fmt.continuation is None or fmt.continuation.match(text)):
+                    self._body_next or fmt.continuation is None or fmt.continuation.match(text)):
                 self._continue(self._pending, text, number)
                 return None
         except PatternTimeout as exc:
@@ -314,6 +318,7 @@ class SourceParser:
         event.line_count += 1
         if self._body_next:
             self._body_next = False
+            event.head_lines = 2
             try:
                 self._message_into(event, text.strip())
             except PatternTimeout as exc:
@@ -326,6 +331,8 @@ class SourceParser:
         failure is often only in a `Caused by:` or the last line of the traceback. What the first
         line already said wins; a record that had no kind of its own takes the evidence's."""
         found, suggested = self.evidence.extract(text)
+        if not event.reason_line and any(key not in event.fields for key in found):
+            event.reason_line = event.line_count - 1  # this line told what the head did not
         for key, value in found.items():
             event.fields.setdefault(key, value)
         if suggested is not None and event.kind == OTHER:
@@ -335,7 +342,12 @@ class SourceParser:
 
     def _message_into(self, event: Event, body: str) -> None:
         """Reads the continuation line that carries an empty head line's message as its body:
-        catalogue first, then evidence, as match_line does for a one-line record."""
+        catalogue first, then evidence, as match_line does for a one-line record. A level word
+        before a colon starts it in java.util.logging's two-line record ("SEVERE: ...")."""
+        word, colon, rest = body.partition(": ")
+        level = self.fmt.level_of(word) if colon and word.isalpha() else None
+        if level is not None:
+            event.level, body = level, rest
         found = self.fmt.find_message(body)
         extract = True
         if found is not None:

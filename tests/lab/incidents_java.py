@@ -27,9 +27,6 @@ from lab.incidents import (
 )
 
 JAVA_CLIENT = Path(__file__).resolve().parent / "java" / "TlsEdge.java"
-#: java.util.logging's SimpleFormatter in a log4j2-like layout: date, level, logger, message, and
-#: the stack trace on the lines that follow.
-JUL_LAYOUT = "%1$tF %1$tT,%1$tL %4$-7s [%3$s] - %5$s%6$s%n"
 
 
 def java_binary() -> str:
@@ -41,9 +38,9 @@ def java_binary() -> str:
 
 def java_client(scene: Scene, name: str, port: int, *, client_id: str, cafile: str, attempts: int = 2) -> Client:
     """The lab's JSSE client (lab/java/TlsEdge.java, run from source) dialing `port` with TLS,
-    trusting only `cafile` and checking the broker's host name as Paho Java does."""
-    cmd = [java_binary(), f"-Djava.util.logging.SimpleFormatter.format={JUL_LAYOUT}", str(JAVA_CLIENT),
-           HOST, str(port), client_id, cafile, str(attempts)]
+    trusting only `cafile` and checking the broker's host name as Paho Java does; it logs through
+    java.util.logging's default two-line layout, as Paho Java does."""
+    cmd = [java_binary(), str(JAVA_CLIENT), HOST, str(port), client_id, cafile, str(attempts)]
     info = {"kind": "java-jsse", "dials": f"{HOST}:{port}", "client_id": client_id}
     return scene.start(scene._add(name, info, cmd, None))
 

@@ -1,8 +1,8 @@
 // The lab's Java MQTT edge client: JSSE (the JDK's own TLS, as Paho Java, the HiveMQ client and
 // Android apps use it) dials a broker, trusting only the CA certificates of a PEM file, checks the
 // broker's host name as Paho Java does (endpoint identification "HTTPS"), sends an MQTT 3.1.1
-// CONNECT and reads the CONNACK. It logs through java.util.logging in a log4j2-like layout, stack
-// traces included, the way a Java gateway's log reaches support.
+// CONNECT and reads the CONNACK. It logs through java.util.logging's default layout (the two-line
+// record Paho Java's own log has), stack traces included.
 //
 //   java TlsEdge.java HOST PORT CLIENT_ID CA_PEM [ATTEMPTS]
 
