@@ -17,7 +17,7 @@ import pytest
 from correlator.formats.parse import match_line
 from correlator.formats.registry import default_registry
 from correlator.model import Event
-from correlator.sources.files import LogFile
+from correlator.sources.files import LogFile, decode
 
 REGISTRY = default_registry()
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def _assert_format(path: Path, expected: str) -> list[Event]:
-    lines = path.read_text(errors="replace").splitlines()
+    lines = [decode(raw) for raw in path.read_bytes().splitlines()]  # as the reader decodes them
     fmt, _ = REGISTRY.detect(lines)
     assert fmt.name == expected, f"{path} detected as {fmt.name}"
     name, events = _parse(path)
@@ -155,7 +155,7 @@ def test_real_mosquitto_clients_output(tmp_path: Path, mosquitto_available: str)
 
 PYTHON_LOGS = sorted(p for p in SAMPLE_LOGS.glob("*/*/*.log")
                      if p.parent.name in ("clients", "server") and not p.name.endswith(("-pub.log", "-sub.log"))
-                     and p.read_text(errors="replace")[:4].isdigit())
+                     and p.read_text(errors="replace")[:4].isdigit() and " mqttjs" not in p.read_text()[:200])
 
 
 @pytest.mark.parametrize("path", PYTHON_LOGS, ids=[f"{p.parent.parent.name}/{p.name}" for p in PYTHON_LOGS])
@@ -418,3 +418,28 @@ def test_jul_two_line_records_take_the_level_and_message_of_their_second_line() 
         assert (event.level, event.fields["logger"], event.fields["tls_reason"]) == ("error", "TlsEdge", "unknown_ca")
     assert {e.level for e in events if e.kind != "tls.error"} <= {"info", "error"}
     assert sum(e.line_count for e in events) == sum(1 for line in lines if line.strip())  # every line kept
+
+
+# ---------------------------------------------------------------- MQTT.js (DEBUG=mqttjs*)
+
+
+def test_mqtt_js_traces_to_a_file_and_on_a_terminal_name_the_client_and_its_failure() -> None:
+    """The same library's trace in both of debug's layouts, from real runs: to a file (ISO time
+    first) and on a terminal (indented, coloured, '+1ms' at the end, CR LF): every line read, the
+    colour codes gone from what a finding quotes, the client id named, and the failure each says
+    (the program's 'Connection error:' lines carry the reason into the record before them)."""
+    folder = SAMPLE_LOGS / "mqtt_js_clients" / "clients"
+    file_trace = _assert_format(folder / "js-edge-80.log", "mqtt_js")
+    assert {e.fields.get("client_id") for e in file_trace if e.kind == "client.start"} == {"js-edge-80"}
+    tls = [e for e in file_trace if e.kind == "tls.error"]
+    assert tls and {e.fields["tls_reason"] for e in tls} <= {"self_signed", "unknown_ca"}
+    assert not any(e.estimated for e in file_trace)
+
+    terminal = folder / "js-edge-81.log"
+    assert b"\x1b[" in terminal.read_bytes() and b"\r\n" in terminal.read_bytes()
+    tty_trace = _assert_format(terminal, "mqtt_js")
+    assert {e.fields.get("client_id") for e in tty_trace if e.kind == "client.start"} == {"js-edge-81"}
+    refused = [e for e in tty_trace if e.kind == "mqtt.refused"]
+    assert len(refused) == 3 and {e.fields["mqtt_reason"] for e in refused} == {"not_authorized"}
+    assert not any("\x1b" in e.raw for e in tty_trace)
+    assert all(e.raw.lstrip().startswith(("mqttjs", "connected", "Connection error")) for e in tty_trace)

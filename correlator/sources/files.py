@@ -39,12 +39,21 @@ _ROTATION = re.compile(r"(\.(?:gz|bz2|xz))$|(\.\d+)$|(-\d{8})$")
 _LOG_SUFFIX = re.compile(r"\.(?:log|txt|out)$")
 
 
+#: Terminal control sequences: colours (CSI ... m) and the rest of CSI, OSC titles, two-byte
+#: escapes. A log captured from a terminal (a program's coloured output under `script`, `docker
+#: logs` of a container with a tty, a Node `debug` trace) carries them around its words.
+_TERMINAL = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
 def decode(raw: bytes) -> str:
-    """Logs are mostly UTF-8 with the odd Latin-1 byte or NUL; a bad byte must never cost a line."""
+    """Logs are mostly UTF-8 with the odd Latin-1 byte or NUL; a bad byte must never cost a line.
+    Terminal colour and control sequences are dropped: they are how a line looked, not what it
+    says, and would hide its words from every pattern."""
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return raw.decode("utf-8", "replace")
+        text = raw.decode("utf-8", "replace")
+    return _TERMINAL.sub("", text) if "\x1b" in text else text
 
 
 def base_name(path: str | Path) -> str:

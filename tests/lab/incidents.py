@@ -1984,3 +1984,11 @@ _register(
     (incidents_java.make_java_clients, "Java (JSSE) clients: an untrusted broker certificate the broker hears only as "
                                        "\"certificate unknown\""),
 )
+
+# Incidents with MQTT.js clients (lab/incidents_node.py).
+from lab import incidents_node  # noqa: E402
+
+_register(
+    (incidents_node.make_mqtt_js_clients, "MQTT.js clients traced with DEBUG=mqttjs* (to a file and on a terminal); "
+                                          "untrusted broker certificate, bad password"),
+)

@@ -1,0 +1,113 @@
+"""Incidents with MQTT.js clients (the `mqtt` package of Node.js) traced with DEBUG=mqttjs*, once
+to a file (the `debug` package's ISO-dated lines) and once on a terminal (`script`: the indented,
+coloured lines with the time since the last one, as users paste them). Made by real software like
+the rest of lab.incidents, which registers them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+from lab import pki
+from lab.incidents import (
+    HOST,
+    LOG_ALL,
+    USERS,
+    Client,
+    IncidentUnavailable,
+    Pki,
+    Scene,
+    _read,
+    _require,
+    _run_text,
+    tls_listener,
+)
+
+MQTT_JS_VERSION = "5.15.2"
+MQTT_JS_CLIENT = Path(__file__).resolve().parent / "mqtt_js" / "client.js"
+
+
+def mqtt_js_module() -> Path:
+    """The `mqtt` package: $CORRELATOR_MQTT_JS, the copy in the lab's Node-RED install, or the
+    lab's own (installed once with npm into ~/.cache/correlator-lab/mqtt-js)."""
+    if shutil.which("node") is None:
+        raise IncidentUnavailable("MQTT.js needs node (Debian: apt-get install nodejs npm)")
+    lab = Path.home() / ".cache" / "correlator-lab"
+    for module in (lab / "node-red" / "node_modules" / "mqtt", lab / "mqtt-js" / "node_modules" / "mqtt"):
+        if (module / "package.json").is_file():
+            return module
+    if shutil.which("npm") is None:
+        raise IncidentUnavailable("MQTT.js needs npm (Debian: apt-get install npm)")
+    prefix = lab / "mqtt-js"
+    prefix.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
+                           f"mqtt@{MQTT_JS_VERSION}"], capture_output=True, text=True, timeout=600, check=False)
+    module = prefix / "node_modules" / "mqtt"
+    if done.returncode != 0 or not module.is_dir():
+        raise IncidentUnavailable(f"npm install mqtt failed: {done.stderr.strip()[-500:]}")
+    return module
+
+
+def mqtt_js_client(scene: Scene, name: str, url: str, args: list[str], *, client_id: str,
+                   terminal: bool = False) -> Client:
+    """The lab's MQTT.js program with DEBUG=mqttjs*; `terminal`: run on a pseudo-terminal
+    (`script`), so the trace is written as on a user's screen, colours and all."""
+    node = shutil.which("node")
+    if node is None:
+        raise IncidentUnavailable("MQTT.js needs node")
+    cmd = [node, str(MQTT_JS_CLIENT), url, client_id, *args]
+    env = {"DEBUG": "mqttjs*", "CORRELATOR_MQTT_JS": str(mqtt_js_module())}
+    info = {"kind": "mqtt.js", "dials": url.split("://", 1)[1], "client_id": client_id,
+            "trace": "terminal (script)" if terminal else "stderr to file"}
+    if terminal:
+        if shutil.which("script") is None:
+            raise IncidentUnavailable("script (util-linux) is needed for a terminal trace")
+        cmd = ["script", "-q", "-e", "-c", " ".join(cmd), "/dev/null"]
+    return scene.start(scene._add(name, info, cmd, env))
+
+
+def make_mqtt_js_clients(out: Path) -> None:
+    scene = Scene.create(out, "mqtt_js_clients",
+                         "MQTT.js 5 clients traced with DEBUG=mqttjs*. js-edge-80 trusts another CA than the one that "
+                         "signed the broker's certificate (trace to a file); js-edge-81 sends a wrong password (trace "
+                         "on a terminal: indented, coloured, untimed lines); js-edge-82 logs in and publishes.")
+    module = mqtt_js_module()
+    lab = Pki.create(scene.now)
+    other = pki.make_ca("other site CA", not_before=lab.now - timedelta(days=400))
+    other.write(scene.root / "certs" / "ca.pem")
+    lab.ca.write(scene.root / "certs" / "broker-ca.pem")
+    scene.save_cert(lab.server(), "server")
+    scene.passwd(USERS)
+    config = ("per_listener_settings true\n" + tls_listener("{port0}", cafile="../certs/broker-ca.pem")
+              + "allow_anonymous true\n"
+              + f"listener {{port1}} {HOST}\nallow_anonymous false\npassword_file passwd\n" + LOG_ALL)
+    with scene.broker(config, listeners=2) as broker:
+        tls, plain = broker.ports
+        untrusted = mqtt_js_client(scene, "js-edge-80", f"mqtts://{HOST}:{tls}", ["--ca", "certs/ca.pem"],
+                                   client_id="js-edge-80")
+        scene.wait(untrusted, timeout=30)
+        refused = mqtt_js_client(scene, "js-edge-81", f"mqtt://{HOST}:{plain}",
+                                 ["--username", "MyEACM", "--password", "eacm-secret-OLD"], client_id="js-edge-81",
+                                 terminal=True)
+        scene.wait(refused, timeout=30)
+        healthy = mqtt_js_client(scene, "js-edge-82", f"mqtt://{HOST}:{plain}",
+                                 ["--username", "MyEACM", "--password", USERS["MyEACM"], "--seconds", "2"],
+                                 client_id="js-edge-82")
+        scene.wait(healthy, timeout=30)
+        scene.end(broker)
+    text = broker.log_text()
+    _require(text, r"disconnected, not authorised", "mqtt_js_clients: refused login")
+    _require(text, r"New client connected .* as js-edge-82", "mqtt_js_clients: the healthy client")
+    _require(_read(scene.root / "clients/js-edge-80.log"), r"mqttjs:client streamErrorHandler :: error .*certificate",
+             "mqtt_js_clients: js-edge-80's trace")
+    _require(_read(scene.root / "clients/js-edge-81.log"), "\x1b\\[", "mqtt_js_clients: js-edge-81's coloured trace")
+    _require(_read(scene.root / "clients/js-edge-81.log"), r"Not authorized", "mqtt_js_clients: js-edge-81's error")
+    version = (module / "package.json").read_text()
+    scene.finish([("tls.server_cert_untrusted", ["js-edge-80"]), ("auth.bad_credentials", ["js-edge-81"])],
+                 broker=broker,
+                 extra_versions={"node": _run_text(["node", "--version"]) or "unknown",
+                                 "mqtt.js": version.split('"version": "', 1)[1].split('"', 1)[0]
+                                 if '"version": "' in version else "unknown"})
