@@ -605,12 +605,26 @@ def make_server_hostname_mismatch(out: Path) -> None:
         expect_paho=r"mismatch")
 
 
+def trust_another_ca(scene: Scene, lab: Pki) -> None:
+    """The clients' certs/ca.pem is another site's CA; the broker's certificate (certs/server.pem,
+    keys/server.key) comes from the lab's CA, kept as certs/broker-ca.pem."""
+    pki.make_ca("other site CA", not_before=lab.now - timedelta(days=400)).write(scene.root / "certs" / "ca.pem")
+    lab.ca.write(scene.root / "certs" / "broker-ca.pem")
+    scene.save_cert(lab.server(), "server")
+
+
+def tls_and_login_listeners(*, acl: bool = False) -> str:
+    """{port0}: TLS with the certificate `trust_another_ca` made, anonymous clients welcome;
+    {port1}: plain, the password file (and the ACL) decide."""
+    return ("per_listener_settings true\n" + tls_listener("{port0}", cafile="../certs/broker-ca.pem")
+            + "allow_anonymous true\n"
+            + f"listener {{port1}} {HOST}\nallow_anonymous false\npassword_file passwd\n"
+            + ("acl_file acl\n" if acl else "") + LOG_ALL)
+
+
 def make_server_cert_untrusted(out: Path) -> None:
     def setup(scene: Scene, lab: Pki) -> str:
-        other = pki.make_ca("other site CA", not_before=lab.now - timedelta(days=400))
-        other.write(scene.root / "certs" / "ca.pem")
-        lab.ca.write(scene.root / "certs" / "broker-ca.pem")
-        scene.save_cert(lab.server(), "server")
+        trust_another_ca(scene, lab)
         return "broker-ca.pem"
 
     _server_cert_incident(
@@ -1437,15 +1451,10 @@ def make_go_paho_clients(out: Path) -> None:
                          "than the one that signed the broker's certificate; edge-61 sends a wrong password; "
                          "edge-62 publishes and is healthy.")
     lab = Pki.create(scene.now)
-    other = pki.make_ca("other site CA", not_before=lab.now - timedelta(days=400))
-    other.write(scene.root / "certs" / "ca.pem")
-    lab.ca.write(scene.root / "certs" / "broker-ca.pem")
-    scene.save_cert(lab.server(), "server")
+    trust_another_ca(scene, lab)
     scene.passwd(USERS)
     scene.acl(SPARKPLUG_ACL)
-    config = ("per_listener_settings true\n" + tls_listener("{port0}", cafile="../certs/broker-ca.pem")
-              + "allow_anonymous true\n"
-              + f"listener {{port1}} {HOST}\nallow_anonymous false\npassword_file passwd\nacl_file acl\n" + LOG_ALL)
+    config = tls_and_login_listeners(acl=True)
     go_paho_binary()  # built before the broker starts, so the clients' times are not the compiler's
     with scene.broker(config, listeners=2) as broker:
         tls, plain = broker.ports

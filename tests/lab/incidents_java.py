@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import re
 import shutil
-from datetime import timedelta
 from pathlib import Path
 
-from lab import pki
 from lab.incidents import (
     HOST,
     LOG_ALL,
@@ -24,6 +22,7 @@ from lab.incidents import (
     _require,
     _run_text,
     tls_listener,
+    trust_another_ca,
 )
 
 JAVA_CLIENT = Path(__file__).resolve().parent / "java" / "TlsEdge.java"
@@ -51,10 +50,7 @@ def make_java_clients(out: Path) -> None:
                          "signed the broker's certificate: JSSE answers with the alert \"certificate unknown\", "
                          "which is all the broker logs. java-edge-72 trusts the right CA and connects.")
     lab = Pki.create(scene.now)
-    other = pki.make_ca("other site CA", not_before=lab.now - timedelta(days=400))
-    other.write(scene.root / "certs" / "ca.pem")
-    lab.ca.write(scene.root / "certs" / "broker-ca.pem")
-    scene.save_cert(lab.server(), "server")
+    trust_another_ca(scene, lab)
     config = tls_listener(cafile="../certs/broker-ca.pem") + "allow_anonymous true\n" + LOG_ALL
     java_binary()
     with scene.broker(config) as broker:

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from datetime import timedelta
 from pathlib import Path
 
-from lab import pki
 from lab.incidents import (
     HOST,
-    LOG_ALL,
     USERS,
     Client,
     IncidentUnavailable,
@@ -23,7 +20,8 @@ from lab.incidents import (
     _read,
     _require,
     _run_text,
-    tls_listener,
+    tls_and_login_listeners,
+    trust_another_ca,
 )
 
 MQTT_JS_VERSION = "5.15.2"
@@ -76,14 +74,9 @@ def make_mqtt_js_clients(out: Path) -> None:
                          "on a terminal: indented, coloured, untimed lines); js-edge-82 logs in and publishes.")
     module = mqtt_js_module()
     lab = Pki.create(scene.now)
-    other = pki.make_ca("other site CA", not_before=lab.now - timedelta(days=400))
-    other.write(scene.root / "certs" / "ca.pem")
-    lab.ca.write(scene.root / "certs" / "broker-ca.pem")
-    scene.save_cert(lab.server(), "server")
+    trust_another_ca(scene, lab)
     scene.passwd(USERS)
-    config = ("per_listener_settings true\n" + tls_listener("{port0}", cafile="../certs/broker-ca.pem")
-              + "allow_anonymous true\n"
-              + f"listener {{port1}} {HOST}\nallow_anonymous false\npassword_file passwd\n" + LOG_ALL)
+    config = tls_and_login_listeners()
     with scene.broker(config, listeners=2) as broker:
         tls, plain = broker.ports
         untrusted = mqtt_js_client(scene, "js-edge-80", f"mqtts://{HOST}:{tls}", ["--ca", "certs/ca.pem"],
