@@ -103,8 +103,9 @@ def test_lines_per_second_counts_lines_read_and_falls_to_zero_when_the_logs_go_q
 def test_a_client_named_by_its_untimed_lines_says_they_were_dated_by_their_arrival(
         tmp_path: Path, mosquitto_available: str) -> None:
     """mosquitto_pub -d (no times, no ports) fails a real broker's handshake while the watch runs:
-    its lines are dated by their arrival and tie it to the broker's connection, and the finding's
-    confidence says that is what names the client (not "its log file's time", the batch's words)."""
+    its lines are dated by their arrival and tie it to the broker's connection. Its own bare
+    "certificate verify failed" joins the broker's "unknown ca" (the artifacts cannot say which CA
+    file it used), so the client is named by what it says, not by the pairing alone."""
     now = datetime.now(UTC)
     root = tmp_path / "incident"
     ca = pki.make_ca("plant CA", not_before=now - timedelta(days=30), days=3650)
@@ -128,13 +129,16 @@ def test_a_client_named_by_its_untimed_lines_says_they_were_dated_by_their_arriv
         time.sleep(1.0)
         fail(broker.port)
 
-        def untrusted() -> Finding | None:
-            return next((f for f in live.findings() if f.id == "tls.server_cert_untrusted" and f.clients), None)
+        def untrusted() -> Finding | None:  # once the client's own lines have joined the broker's
+            return next((f for f in live.findings() if f.id == "tls.server_cert_untrusted" and f.clients
+                         and any(e.side == "client" for e in f.evidence)), None)
         assert _wait(lambda: untrusted() is not None, timeout=20)
     finding = untrusted()
     assert finding is not None and finding.clients == {"edge-07"}
-    assert "edge-07 is named by when its lines arrived only (its lines carry no time or port)" in \
-        finding.confidence_reason
+    assert finding.confidence_reason.startswith("both sides of the connection agree")
+    assert "arrived" not in finding.confidence_reason  # not the pairing alone: its own words
+    spoken = [e for e in finding.evidence if e.side == "client"]
+    assert spoken and all(e.estimated and "certificate verify failed" in e.text for e in spoken)
 
 
 def _steady(live: LiveAnalysis, seconds: float = 30) -> set[tuple[str, str, tuple[str, ...]]]:

@@ -39,21 +39,23 @@ _ROTATION = re.compile(r"(\.(?:gz|bz2|xz))$|(\.\d+)$|(-\d{8})$")
 _LOG_SUFFIX = re.compile(r"\.(?:log|txt|out)$")
 
 
-#: Terminal control sequences: colours (CSI ... m) and the rest of CSI, OSC titles, two-byte
-#: escapes. A log captured from a terminal (a program's coloured output under `script`, `docker
-#: logs` of a container with a tty, a Node `debug` trace) carries them around its words.
-_TERMINAL = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+#: Terminal colours (SGR, `ESC [ ... m`) and erase-to-end-of-line (`ESC [ K`, which coloured output
+#: writes after a line): a log captured from a terminal (a program's coloured output under
+#: `script`, `docker logs` of a container with a tty, a Node `debug` trace) carries them around its
+#: words. Nothing else is dropped: any other control sequence is data, shown harmless by the reports
+#: (correlator/printable.py).
+_COLOURS = re.compile(r"\x1b\[[0-9;:]*[mK]")
 
 
 def decode(raw: bytes) -> str:
     """Logs are mostly UTF-8 with the odd Latin-1 byte or NUL; a bad byte must never cost a line.
-    Terminal colour and control sequences are dropped: they are how a line looked, not what it
-    says, and would hide its words from every pattern."""
+    Terminal colours are dropped: they are how a line looked, not what it says, and would hide
+    its words from every pattern."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("utf-8", "replace")
-    return _TERMINAL.sub("", text) if "\x1b" in text else text
+    return _COLOURS.sub("", text) if "\x1b" in text else text
 
 
 def base_name(path: str | Path) -> str:
