@@ -8,7 +8,12 @@ site from its last checkpoint instead of analysing every kept message of the sha
   by its place in the worker's rules, and a worker whose rules or version differ (the
   fingerprint) ignores the checkpoint and reads the site's events again instead.
 - **Where**: the key-value bucket `correlator-site-checkpoints`, one key per site (history 1, kept
-  `fleet_retention_days`, on `nats_replicas` nodes), zlib-compressed: a few kB a site.
+  `fleet_retention_days`, on `nats_replicas` nodes), zlib-compressed: a few kB a site. One larger
+  than a NATS message may be (the server's `max_payload`, 1 MB by default: a site with very many
+  clients or open windows) goes to the object store `correlator-site-checkpoints-large` (in
+  chunks, the same retention and replicas) under the site's name, and the site's key then says
+  so (CheckpointStore): the object first, then the key, so the key never names a checkpoint that
+  is not there whole.
 - **When**: after a batch is acknowledged, for each site of it whose last checkpoint is older than
   `site_checkpoint_seconds` (and a new site at its first batch). So a checkpoint never stands
   beyond the shard's acknowledged floor, and a new owner reads again at most about
@@ -22,18 +27,39 @@ site from its last checkpoint instead of analysing every kept message of the sha
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
+import logging
 import pickle
 import zlib
 from collections.abc import Sequence
 from typing import Any
 
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import ObjectStoreConfig, StorageType
+from nats.js.errors import BadRequestError, KeyNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
 from correlator import __version__
 from correlator.engine.rules import Match, Rule
 
+log = logging.getLogger("correlator.fleet")
+
 CHECKPOINTS = "correlator-site-checkpoints"
+#: The object store of the checkpoints larger than a NATS message may be.
+LARGE_CHECKPOINTS = "correlator-site-checkpoints-large"
+#: What a site's key holds when its checkpoint is in LARGE_CHECKPOINTS (then its size).
+IN_OBJECT_STORE = b"in-object-store\n"
+#: Bytes of a message's max_payload left for its subject, headers and framing.
+PAYLOAD_MARGIN = 4096
+#: Seconds a large checkpoint's chunks may take to arrive (else the site reads its events again).
+OBJECT_PATIENCE = 30.0
+#: JetStream's error code for "stream name already in use with a different configuration".
+_NAME_IN_USE = 10058
 #: Modules whose classes a checkpoint may hold (the rest is refused on load).
 _ALLOWED = ("correlator.", "collections", "builtins", "datetime", "copyreg")
 #: The functions of copyreg a pickle names to make an instance of an allowed class.
@@ -114,3 +140,55 @@ class Checkpoints:
         except (pickle.UnpicklingError, zlib.error, EOFError, AttributeError, ImportError, TypeError,
                 ValueError) as exc:
             raise ValueError(f"not a checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+class CheckpointStore:
+    """The sites' checkpoints on the cluster: each in the bucket `correlator-site-checkpoints` under
+    the site's name, or, when larger than a message may be, in the object store
+    LARGE_CHECKPOINTS (made at the first such checkpoint) with the site's key saying so."""
+
+    def __init__(self, js: JetStreamContext, bucket: KeyValue, max_payload: int, replicas: int,
+                 ttl: float) -> None:
+        self.js = js
+        self.bucket = bucket
+        self.largest = max_payload - PAYLOAD_MARGIN
+        """Bytes a checkpoint may have to go in the bucket."""
+        self.replicas = replicas
+        self.ttl = ttl
+        self._objects: ObjectStore | None = None
+
+    async def objects(self) -> ObjectStore:
+        if self._objects is None:
+            try:
+                self._objects = await self.js.create_object_store(LARGE_CHECKPOINTS, ObjectStoreConfig(
+                    description="correlator: the sites' live analyses too large for one message",
+                    ttl=self.ttl, storage=StorageType.FILE, replicas=self.replicas))
+            except BadRequestError as exc:
+                if exc.err_code != _NAME_IN_USE:
+                    raise
+                self._objects = await self.js.object_store(LARGE_CHECKPOINTS)
+        return self._objects
+
+    async def put(self, site: str, data: bytes) -> None:
+        if len(data) <= self.largest:
+            await self.bucket.put(site, data)
+            return
+        await (await self.objects()).put(site, data)
+        await self.bucket.put(site, IN_OBJECT_STORE + str(len(data)).encode())
+
+    async def get(self, site: str) -> bytes | None:
+        """The site's checkpoint, or None when it has none (or its large one could not be read
+        whole: the site reads its events again)."""
+        try:
+            entry = await self.bucket.get(site)
+        except (KeyNotFoundError, NotFoundError):
+            return None
+        data = entry.value or b""
+        if not data.startswith(IN_OBJECT_STORE):
+            return data
+        try:
+            result = await asyncio.wait_for((await self.objects()).get(site), OBJECT_PATIENCE)
+        except (TimeoutError, NatsError) as exc:  # replaced while read, or gone with its retention
+            log.warning("site %s: its large checkpoint could not be read: %s", site, exc)
+            return None
+        return bytes(result.data or b"")

@@ -64,7 +64,7 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from correlator.analysis import Options, prepare
 from correlator.api.finding_keys import ShownFindings
@@ -72,7 +72,7 @@ from correlator.api.settings import Settings
 from correlator.api.storage import SiteStep, Store
 from correlator.engine.rules import Rule
 from correlator.fleet.agent import EVENTS_STREAM, shard_of
-from correlator.fleet.checkpoints import Checkpoints
+from correlator.fleet.checkpoints import Checkpoints, CheckpointStore
 from correlator.fleet.leases import Lease, Leases
 from correlator.fleet.link import Link, retrying, server_urls
 from correlator.fleet.process import LinkedWorker
@@ -266,7 +266,7 @@ class LiveWorker(LinkedWorker):
         """The worker's key in the workers' bucket (a key takes no '@' or ':')."""
         self.link = Link(server_urls(settings.nats), name=self.name)
         try:
-            owners, self.workers, self.checkpoints = self.link.run(ensure_live(self.link.js, self.limits))
+            owners, self.workers, bucket = self.link.run(ensure_live(self.link.js, self.limits))
         except BaseException:
             self.link.close()
             raise
@@ -275,6 +275,8 @@ class LiveWorker(LinkedWorker):
         prepared = prepare(self.options)  # formats and rules load once, for every site
         self.registry, self.rules = prepared.registry, prepared.rules
         self.checkpointing = Checkpoints(self.rules)
+        self.checkpoints = CheckpointStore(self.link.js, bucket, self.link.client.max_payload,
+                                           self.limits.fleet.replicas, self.limits.fleet.retention)
         self.runs: dict[int, asyncio.Task[None]] = {}
         self.giving_back: set[int] = set()
         """Shards this worker holds beyond its share: each stops after its current batch."""
@@ -631,13 +633,12 @@ class LiveWorker(LinkedWorker):
         for name in names:
             sites[name] = await asyncio.to_thread(self._open_site, name)
             standing[name] = 0
-            try:
-                entry = await retrying(lambda name=name: self.checkpoints.get(name),  # type: ignore[misc]
-                                       what=f"reading the checkpoint of site {name}")
-            except (KeyNotFoundError, NotFoundError):
+            data = await retrying(lambda name=name: self.checkpoints.get(name),  # type: ignore[misc]
+                                  what=f"reading the checkpoint of site {name}")
+            if data is None:
                 continue
             try:
-                position, state = self.checkpointing.loads(entry.value or b"")
+                position, state = self.checkpointing.loads(data)
                 if position > floor:
                     raise ValueError(f"it stands at message {position}, beyond the shard's floor {floor}")
                 await asyncio.to_thread(sites[name].analysis.restore, state)

@@ -1,20 +1,26 @@
 """A site's live analysis checkpointed mid-incident and restored by another worker's analysis
 (fleet/checkpoints.py) goes on exactly as the uninterrupted one: same findings, counts and
-revisions. No servers: the cluster's part (a real kill -9 takeover) is in test_fleet_live.py."""
+revisions; one larger than a NATS message is kept in the object store of a real cluster. The
+takeover itself (a real kill -9) is in test_fleet_live.py."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 import zlib
 
+import nats
 import pytest
 from api_helpers import SAMPLES
+from fleet.nats_cluster import NatsCluster
+from nats.errors import MaxPayloadError
 
 from correlator.analysis import Options, analyze, prepare
 from correlator.api.finding_keys import finding_key
 from correlator.fleet.agent import payload
-from correlator.fleet.checkpoints import Checkpoints, fingerprint
+from correlator.fleet.checkpoints import CHECKPOINTS, Checkpoints, CheckpointStore, fingerprint
+from correlator.fleet.layout import ensure_bucket
 from correlator.fleet.live_worker import SiteAnalysis
 from correlator.fleet.sites import event_of
 from correlator.model import Event
@@ -72,3 +78,44 @@ def test_a_checkpoint_of_other_rules_or_holding_anything_else_is_refused() -> No
     with pytest.raises(ValueError, match="other rules"):
         fewer = SiteAnalysis("plant-1", Options(), prepared.registry, prepared.rules[1:])
         fewer.restore(checkpoints.loads(data)[1])
+
+
+async def _checkpoints_on_the_cluster(cluster: NatsCluster) -> None:
+    client = await nats.connect(servers=cluster.urls)
+    try:
+        js = client.jetstream()
+        bucket = await ensure_bucket(js, CHECKPOINTS, "checkpoints", replicas=3, ttl=3600)
+        store = CheckpointStore(js, bucket, client.max_payload, replicas=3, ttl=3600)
+        prepared = prepare(Options())
+        analysis = SiteAnalysis("plant-1", Options(), prepared.registry, prepared.rules)
+        analysis.feed(incident("mixed"), {"gw-1"}, 10)
+        small = Checkpoints(prepared.rules).dumps(10, analysis.state())
+        # compressed state is as dense as random bytes: three times what one message may carry
+        large = small + os.urandom(3 * client.max_payload)
+        with pytest.raises(MaxPayloadError):  # what a site this large met before: no checkpoint at all
+            await bucket.put("plant-1", large)
+        assert await store.get("plant-1") is None
+        await store.put("plant-1", large)
+        assert await store.get("plant-1") == large
+        await store.put("plant-1", small)  # the site's state shrank again
+        assert await store.get("plant-1") == small
+        assert Checkpoints(prepared.rules).loads(small)[0] == 10
+        larger = large + os.urandom(client.max_payload)
+        await store.put("plant-1", larger)
+        # another worker (its own connection) reads it whole
+        other = await nats.connect(servers=cluster.urls)
+        try:
+            ojs = other.jetstream()
+            heir = CheckpointStore(ojs, await ojs.key_value(CHECKPOINTS), other.max_payload, replicas=3, ttl=3600)
+            assert await heir.get("plant-1") == larger
+        finally:
+            await other.close()
+    finally:
+        await client.close()
+
+
+def test_a_checkpoint_larger_than_a_message_is_kept_in_the_object_store(nats_cluster: NatsCluster) -> None:
+    """A site whose checkpoint is over the 1 MB a NATS message may carry keeps it all the same, in
+    chunks in the object store, and a worker taking its shard over reads it whole; one that shrinks
+    goes back to the bucket."""
+    asyncio.run(_checkpoints_on_the_cluster(nats_cluster))
