@@ -74,6 +74,22 @@ def wait_logged(worker: WorkerProcess, text: str, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+def agents_on_first_lines(cluster: NatsCluster, tmp_path: Path, agents: list[subprocess.Popen[bytes]],
+                          ) -> tuple[dict[str, Path], dict[str, list[bytes]]]:
+    """Each site's broker log begun with its sample's first 10 lines and an agent following it
+    (added to `agents`): the sites' logs, and the lines each has still to be written."""
+    logs, rests = {}, {}
+    for site, sample in SITES.items():
+        folder = tmp_path / site
+        folder.mkdir()
+        logs[site] = folder / "mosquitto.log"
+        lines = (SAMPLES / sample / "broker" / "mosquitto.log").read_bytes().splitlines(keepends=True)
+        logs[site].write_bytes(b"".join(lines[:10]))
+        rests[site] = lines[10:]
+        agents.append(agent(cluster, folder, site, tmp_path / f"agent-{site}.log"))
+    return logs, rests
+
+
 def agent(cluster: NatsCluster, folder: Path, site: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "correlator", "agent", str(folder), "--nats", cluster.url,
@@ -232,14 +248,7 @@ def test_a_killed_live_worker_hands_its_site_over_and_every_finding_is_made_once
     try:
         wait_logged(workers[0], "taking sites")
         wait_held(workers, [DEFAULT_SHARDS])
-        logs = {}
-        for site, sample in SITES.items():
-            folder = tmp_path / site
-            folder.mkdir()
-            logs[site] = folder / "mosquitto.log"
-            lines = (SAMPLES / sample / "broker" / "mosquitto.log").read_bytes().splitlines(keepends=True)
-            logs[site].write_bytes(b"".join(lines[:10]))
-            agents.append(agent(nats_cluster, folder, site, tmp_path / f"agent-{site}.log"))
+        logs, _ = agents_on_first_lines(nats_cluster, tmp_path, agents)
         for site in SITES:
             deadline = time.monotonic() + 60
             while not any(taken(site) in w.log() for w in workers):
@@ -310,15 +319,7 @@ def test_nats_nodes_killed_while_a_live_worker_analyses_lose_and_repeat_nothing(
     agents: list[subprocess.Popen[bytes]] = []
     try:
         wait_held([worker], [DEFAULT_SHARDS])
-        logs, rests = {}, {}
-        for site, sample in SITES.items():
-            folder = tmp_path / site
-            folder.mkdir()
-            logs[site] = folder / "mosquitto.log"
-            lines = (SAMPLES / sample / "broker" / "mosquitto.log").read_bytes().splitlines(keepends=True)
-            logs[site].write_bytes(b"".join(lines[:10]))
-            rests[site] = lines[10:]
-            agents.append(agent(nats_cluster, folder, site, tmp_path / f"agent-{site}.log"))
+        logs, rests = agents_on_first_lines(nats_cluster, tmp_path, agents)
         for site in SITES:
             wait_analysed(store, site, 1)
         leader = asyncio.run(_consumer_leader(nats_cluster, shard_of("plant-1")))
