@@ -102,7 +102,15 @@ async def _stream(cluster: NatsCluster, stream: str, subject: str) -> list[tuple
     client = await nats.connect(servers=cluster.urls)
     try:
         js = client.jetstream()
-        reader = await js.pull_subscribe(subject, stream=stream)
+        deadline = time.monotonic() + 60
+        while True:  # a cluster just restarted whole answers once the stream has a leader again
+            try:
+                reader = await js.pull_subscribe(subject, stream=stream)
+                break
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
         found: list[tuple[int, str, dict[str, Any]]] = []
         while True:
             try:
