@@ -6,6 +6,7 @@ the rest of lab.incidents, which registers them.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -98,9 +99,8 @@ def make_mqtt_js_clients(out: Path) -> None:
              "mqtt_js_clients: js-edge-80's trace")
     _require(_read(scene.root / "clients/js-edge-81.log"), "\x1b\\[", "mqtt_js_clients: js-edge-81's coloured trace")
     _require(_read(scene.root / "clients/js-edge-81.log"), r"Not authorized", "mqtt_js_clients: js-edge-81's error")
-    version = (module / "package.json").read_text()
+    package = json.loads((module / "package.json").read_text())
     scene.finish([("tls.server_cert_untrusted", ["js-edge-80"]), ("auth.bad_credentials", ["js-edge-81"])],
                  broker=broker,
                  extra_versions={"node": _run_text(["node", "--version"]) or "unknown",
-                                 "mqtt.js": version.split('"version": "', 1)[1].split('"', 1)[0]
-                                 if '"version": "' in version else "unknown"})
+                                 "mqtt.js": str(package.get("version", "unknown"))})
