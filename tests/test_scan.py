@@ -11,6 +11,8 @@ import json
 import os
 import random
 import re
+import threading
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from correlator.analysis import analyze
 from correlator.engine.evaluate import Engine
 from correlator.engine.facts import Artifacts
 from correlator.engine.rules import load_rules
+from correlator.errors import InputError
 from correlator.formats.parse import match_line
 from correlator.formats.registry import default_registry
 from correlator.formats.scan import (
@@ -34,7 +37,7 @@ from correlator.formats.scan import (
     hyperscan_available,
 )
 from correlator.report_model import SourceInfoDict
-from correlator.sources.blocks import iter_blocks
+from correlator.sources.blocks import iter_blocks, read_ahead
 from correlator.sources.files import LogFile
 from correlator.sources.lines import MAX_LINE, iter_lines
 from correlator.sources.thinning import key_place
@@ -222,6 +225,41 @@ def test_blocks_are_whole_lines_and_the_last_line_gets_its_newline(tmp_path: Pat
     assert b"".join(b for _, b in blocks) == path.read_bytes() + b"\n"
     assert all(b.endswith(b"\n") for _, b in blocks)
     assert [o for o, _ in blocks] == [sum(len(b) for _, b in blocks[:i]) for i in range(len(blocks))]
+
+
+def test_blocks_read_ahead_come_in_order_with_the_reader_s_error_after_them(tmp_path: Path) -> None:
+    """read_ahead hands out iter_blocks' blocks unchanged, raises its error where it would have
+    (after the blocks read before it), and closes the reader when its caller stops early."""
+    path = tmp_path / "x.log"
+    path.write_bytes(b"".join(b"%d line of the log\n" % i for i in range(2000)))
+    plain = [(base, bytes(block)) for base, block in iter_blocks(path, block_size=1000)]
+    assert [(base, bytes(block)) for base, block in read_ahead(iter_blocks(path, block_size=1000))] == plain
+
+    def failing() -> Iterator[tuple[int, bytes]]:
+        yield from plain[:3]
+        raise InputError("unreadable data", file="x.log")
+
+    got: list[tuple[int, bytes]] = []
+    with pytest.raises(InputError):
+        for item in read_ahead(failing(), depth=1):
+            got.append(item)
+    assert got == plain[:3]
+
+    closed = threading.Event()
+
+    def endless() -> Iterator[tuple[int, bytes]]:
+        try:
+            while True:
+                yield plain[0]
+        finally:
+            closed.set()
+
+    ahead = read_ahead(endless())
+    assert next(ahead) == plain[0]
+    assert isinstance(ahead, Generator)
+    ahead.close()
+    assert closed.is_set()
+    assert not [t for t in threading.enumerate() if t.name == "read-ahead"]
 
 
 def _events(path: Path, bulk: bool) -> tuple[list[tuple[int, int, str, str]], SourceInfoDict]:

@@ -21,11 +21,11 @@ from correlator.formats.definition import Format
 from correlator.formats.parse import SourceParser
 from correlator.formats.patterns import PatternTimeout
 from correlator.formats.registry import DETECT_LINES, Registry
-from correlator.formats.scan import FirstLines, RoutineCounts, RoutineLines, RoutineSpec, classifier
+from correlator.formats.scan import WORKERS, FirstLines, RoutineCounts, RoutineLines, RoutineSpec, classifier
 from correlator.model import Event
 from correlator.report_model import SourceInfo
 from correlator.sources import early
-from correlator.sources.blocks import BLOCK_SIZE, iter_blocks
+from correlator.sources.blocks import BLOCK_SIZE, iter_blocks, read_ahead
 from correlator.sources.lines import MAX_LINE, TRUNCATION_MARK, Line, iter_chunks
 from correlator.sources.routine import routine_reading
 from correlator.sources.thinning import Thinner
@@ -253,6 +253,9 @@ class LogFile:
                 blocks = _blocks_until(blocks, self.end)
             elif scanner.engine == "hyperscan":
                 ahead = early.take(self.path, spec, self.block_size)  # the scan `analyze` started at once
+            if scanner.engine == "hyperscan" and WORKERS > 1:
+                # the scanner's threads classify while this one parses: the reads go to a third
+                blocks = read_ahead(blocks)
             for base, block, scan in scanner.scan_blocks(blocks, routine, ahead):
                 if thinner is not None:
                     found = thinner.select(block, scan, routine)
