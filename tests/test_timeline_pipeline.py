@@ -11,6 +11,7 @@ import pytest
 from correlator.formats.registry import Registry, load_registry
 from correlator.model import Event
 from correlator.sources.files import LogFile
+from correlator.timeline import pipeline
 from correlator.timeline.pipeline import (
     PROMPT_DELAY,
     WATERMARK_DELAY,
@@ -192,3 +193,43 @@ def test_a_prompt_tailer_shortens_the_wait_for_quiet_sources() -> None:
     assert live.merger.release(now[0]) == [line]
     live.set_prompt(False)
     assert live.merger.delay == WATERMARK_DELAY
+
+
+def _bulk_timeline(name: str, registry: Registry) -> tuple[list[tuple[str, int, float, str]], list[dict[str, object]]]:
+    """The events (source, line, corrected time, kind) and sources of an incident's timeline, its
+    broker log read with the bulk reader, as `analyze` reads it."""
+    logs = incident(name, registry)
+    for log in logs:
+        log.count_routine((frozenset(), frozenset()))
+    line = BatchTimeline(logs)
+    events = [(e.source, e.line, round(e.ts, 6), e.kind) for chunk in line.chunks() for e in chunk]
+    return events, [s.to_dict() for s in line.sources()]
+
+
+@pytest.mark.parametrize("name", ["mixed", "clock_a_day_behind", "gateway_clock"])
+def test_a_bulk_read_log_s_look_ahead_is_its_real_pass_s_start(name: str, registry: Registry,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The look-ahead of a log read with the bulk reader keeps the chunks it read for the real
+    pass, which goes on with the same reader: the same events and offsets as when a second reader
+    reads the start again (past PRIME_EVENTS kept events, the rest of the look-ahead is read that
+    way); no second reader is opened for it."""
+    monkeypatch.setattr(pipeline, "PRIME_EVENTS", 10**9)
+    kept = _bulk_timeline(name, registry)
+    assert kept[0]
+    assert any(s["offset"] for s in kept[1]) or name != "mixed"
+    monkeypatch.setattr(pipeline, "PRIME_EVENTS", 1)
+    assert _bulk_timeline(name, registry) == kept
+    monkeypatch.setattr(BatchTimeline, "_prime", BatchTimeline._probe)  # every look-ahead by a second reader
+    assert _bulk_timeline(name, registry) == kept
+
+    probed: list[str] = []
+    probe = BatchTimeline._probe
+
+    def second_reader(self: BatchTimeline, log: LogFile, after: int = 0) -> None:
+        probed.append(log.info.source)
+        probe(self, log, after)
+
+    monkeypatch.undo()
+    monkeypatch.setattr(BatchTimeline, "_probe", second_reader)
+    _bulk_timeline(name, registry)
+    assert probed and "broker" not in probed  # the client logs' look-ahead reads them again

@@ -52,6 +52,9 @@ LOOKAHEAD = 600.0
 MAX_LOOKAHEAD_EVENTS = 20_000
 #: Events per source the look-ahead reads at most (it parses them twice: keep that cost bounded).
 MAX_LOOKAHEAD_SCAN = 50_000
+#: Events the look-ahead of a log read with the bulk reader keeps for its real pass at most (see
+#: BatchTimeline._prime); past them the rest of its look-ahead is read by a second reader.
+PRIME_EVENTS = 10_000
 #: Events LiveTimeline.hold() keeps back at most while existing files are read.
 HOLD_EVENTS = 200_000
 #: Seconds a live event waits for a quiet source (the merger's watermark) when the tailer polls
@@ -96,6 +99,16 @@ class _Buffer:
 
 class _FarEnough(Exception):
     """The look-ahead has read every line the tracker would look at."""
+
+
+@dataclass
+class _Primed:
+    """A log's first chunks, read by its own reader for the look-ahead, and that reader to go on
+    with (or the input error it stopped at, raised where the real pass would have met it)."""
+
+    chunks: list[list[Event]]
+    rest: Iterator[list[Event]]
+    error: Exception | None = None
 
 
 class SkewTracker:
@@ -243,6 +256,7 @@ class BatchTimeline:
         #: Events --since/--until left out, so a report can say why it saw so little.
         self.outside = 0
         self._zones: list[ZoneChoice] = []
+        self._primed: dict[int, _Primed] = {}
 
     def sources(self) -> list[SourceTimeline]:
         return [SourceTimeline(log.info, zone, self.tracker.estimate(log.info.source))
@@ -291,9 +305,43 @@ class BatchTimeline:
                     self.outside += lines
 
     def _look_ahead(self, log: LogFile) -> None:
-        """First pass: the beginning of the file, parsed by a second reader of the same file in
-        the same format and zone, feeds the skew tracker; only connection events are kept, so a
-        look-ahead costs re-parsing a few minutes of log, not holding them."""
+        """First pass: the beginning of the file feeds the skew tracker. A log read with the bulk
+        reader is read ahead by its own reader (`_prime`), any other by a second reader of the
+        same file in the same format and zone (`_probe`)."""
+        if log.routine_spec is not None and log.on_routine is None:
+            self._prime(log)
+        else:
+            self._probe(log)
+        self.tracker.finish(log.info.source)
+
+    def _prime(self, log: LogFile) -> None:
+        """The look-ahead of a log read with the bulk reader, by the reader of its real pass: its
+        events are a few lines in a thousand (routine traffic is counted), so the chunks read are
+        kept and the real pass starts with them, then goes on with the same reader. Reading the
+        start twice cost a busy broker's analysis a tenth of a second (its connects are where
+        its clients start: most of its events). The tracker sees the same events in the same
+        order as from a second reader; past PRIME_EVENTS the rest is read by one (`_probe`)."""
+        source = log.info.source
+        limit = self.tracker.max_scan
+        rest = log.chunks()
+        primed = self._primed[id(log)] = _Primed([], rest)
+        held = 0
+        try:
+            for chunk in rest:
+                primed.chunks.append(chunk)
+                held += len(chunk)
+                if not self.tracker.observe(source, log.info.path, chunk) or log.lines > limit:
+                    return  # the next line is past what the tracker reads
+                if held >= PRIME_EVENTS:
+                    self._probe(log, after=chunk[-1].line)
+                    return
+        except (OSError, CorrelatorError) as exc:
+            primed.error = exc  # the real pass reports it, after the chunks before it
+
+    def _probe(self, log: LogFile, after: int = 0) -> None:
+        """The look-ahead by a second reader of the same file, in the same format and zone; only
+        connection events are kept, so a look-ahead costs re-parsing a few minutes of log, not
+        holding them. `after`: the line the tracker has seen the events up to."""
         source = log.info.source
         try:
             probe = LogFile(log.path, log.registry, format_name=log.format.name, tz=log.parser.tz,
@@ -310,11 +358,12 @@ class BatchTimeline:
 
             probe.on_read = far_enough
             for chunk in probe.chunks():
+                if after:
+                    chunk = [event for event in chunk if event.line > after]
                 if not self.tracker.observe(source, log.info.path, chunk):
                     break
         except (OSError, CorrelatorError, _FarEnough):
             pass  # the real pass reports it; this source just gets no estimate
-        self.tracker.finish(source)
 
     def _corrected(self, log: LogFile) -> Iterator[list[Event]]:
         offset = self.tracker.offset(log.info.source)
@@ -327,8 +376,15 @@ class BatchTimeline:
         gave and is reported with its file and line; the rest go on. Only CorrelatorError is
         caught: the readers turn every input fault into one, so anything else is a bug and must
         fail the analysis (and the tests), not become a line in the report."""
+        primed = self._primed.pop(id(log), None)
         try:
-            yield from log.chunks()
+            if primed is None:
+                yield from log.chunks()
+            else:
+                yield from primed.chunks
+                if primed.error is not None:
+                    raise primed.error
+                yield from primed.rest
         except CorrelatorError as exc:
             if self.on_error is None:
                 raise
