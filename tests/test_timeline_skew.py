@@ -16,6 +16,7 @@ from correlator.timeline.skew import (
     CLOCK_SKEW_THRESHOLD,
     Anchor,
     SkewError,
+    SkewEstimate,
     apply_offset,
     configured_offset,
     estimate,
@@ -118,6 +119,20 @@ def test_wrong_zone_looks_like_whole_hours() -> None:
     # the capture ran that client in Europe/Berlin and its log has no zone: read as UTC it is an
     # hour ahead, and the estimate says that looks like a zone, not a clock
     assert abs(found.offset - 3600) < 1.5 and found.zone_like and found.significant(CLOCK_SKEW_THRESHOLD)
+
+
+def test_a_zone_is_at_most_its_own_offset_from_absolute_broker_times() -> None:
+    """Against an epoch-stamped broker a naive client log can be off by its own zone only
+    (UTC-12 to UTC+14); between two naive logs by as much as two zones apart (26 h)."""
+    def skew(offset: float, absolute: bool) -> SkewEstimate:
+        return SkewEstimate("client:c", offset, "estimated from 3 pairs", reference_absolute=absolute)
+
+    assert skew(-86400.0, absolute=False).zone_like
+    assert not skew(-86400.0, absolute=True).zone_like
+    assert skew(-12 * 3600.0, absolute=True).zone_like and skew(14 * 3600.0, absolute=True).zone_like
+    assert not skew(-13 * 3600.0, absolute=True).zone_like and not skew(15 * 3600.0, absolute=True).zone_like
+    assert skew(19800.0, absolute=True).zone_like  # UTC+5:30
+    assert not skew(19800.0 + 300, absolute=True).zone_like
 
 
 def test_configured_offsets() -> None:

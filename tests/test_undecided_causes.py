@@ -67,10 +67,43 @@ def test_a_look_alike_with_evidence_of_its_own_wins_over_the_undecided_guess(tmp
     assert "tls.server_cert_untrusted" not in finding.alternatives
 
 
-def test_a_wrong_client_clock_is_not_taken_for_an_untrusted_certificate(tmp_path: Path) -> None:
-    """clock_a_day_behind: the broker's bare alert is stitched to edge-95, whose own log says the
-    certificate is not yet valid: with the certificates, the clock; without, not yet valid."""
+def test_a_broker_log_alone_names_a_tls_hello_at_a_plain_listener() -> None:
+    """mosquitto reads a TLS ClientHello at a plain listener as a broken packet: 'protocol error'
+    right after the accept, no CONNECT. Without mosquitto.conf that still names the mismatch, with
+    low confidence and what would decide."""
+    analysis = analyze([SAMPLES / "tls_to_plain_port" / "broker" / "mosquitto.log"])
+    [finding] = _failures(analysis.findings)
+    assert finding.id == "tls.protocol_mismatch"
+    assert finding.confidence == "low"
+    assert finding.count == 3
+    assert [e.line for e in finding.evidence] == [5, 6, 7, 8, 9, 10]
+    assert "mosquitto.conf" in finding.confirm_with
+
+
+def test_a_protocol_error_after_an_openssl_error_is_no_plain_listener(tmp_path: Path) -> None:
+    """At a TLS listener mosquitto 2.0 ends a failed handshake with 'Protocol error' too, after its
+    OpenSSL error: that connection shows the listener speaks TLS, so no mismatch is guessed."""
+    for incident, cause in (("server_cert_expired", "tls.server_cert_expired"),
+                            ("client_cert_missing", "tls.client_cert_missing"),
+                            ("tls_version_mismatch", "tls.version_mismatch")):
+        analysis = analyze([_logs_only(tmp_path, incident)])
+        assert [f.id for f in _failures(analysis.findings)] == [cause], incident
+
+
+def test_a_clock_no_zone_explains_is_named_over_the_certificate_it_blames(tmp_path: Path) -> None:
+    """edge-95's naive log runs a whole day behind a broker stamping epoch times: no zone is 24 h
+    from UTC, so that is its clock, and its 'certificate is not yet valid' joins the clock finding,
+    the certificate cause named beside it, even without the certificate to check."""
     with_artifacts = _failures(analyze([SAMPLES / "clock_a_day_behind"]).findings)
-    assert [f.id for f in with_artifacts] == ["client.clock_skew"]
-    logs_only = _failures(analyze([_logs_only(tmp_path, "clock_a_day_behind")]).findings)
-    assert [f.id for f in logs_only] == ["tls.server_cert_not_yet_valid"]
+    assert [f.id for f in with_artifacts] == ["client.clock_skew"]  # (no untrusted guess either)
+    analysis = analyze([_logs_only(tmp_path, "clock_a_day_behind")])
+    [finding] = _failures(analysis.findings)
+    assert finding.id == "client.clock_skew"
+    assert finding.clients == {"edge-95"}
+    assert finding.alternatives == ["tls.server_cert_not_yet_valid"]
+    assert any("certificate is not yet valid" in e.text and e.file.endswith("edge-95.log")
+               for e in finding.evidence)
+    offsets = {s.info.source: s.offset for s in analysis.sources}
+    assert round(offsets["client:edge-95"] / 3600) == -24
+    # hmi-97 (Asia/Kolkata, +5:30 against the epoch broker) is still read as a zone, not a clock
+    assert not any(f.id == "client.clock_skew" and "hmi-97" in f.clients for f in analysis.findings)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from correlator.errors import CorrelatorError
@@ -71,6 +71,11 @@ BATCH_STITCH_WINDOW = 2.0
 #: stitching roles of parsers/vocab/kinds.toml but `follows`, whose lines say nothing of time).
 ANCHOR_KINDS = kind_vocabulary().with_any(("opens", "names", "takeover", "closes", "restart", "pending", "step",
                                            "ends_attempt"))
+
+
+#: How a broker log's zone was found when its stamps are absolute times (ZoneConfig.choose): a
+#: client's offset from it can be a zone of the client's own only (SkewEstimate.zone_like).
+ABSOLUTE_ZONES = frozenset({"broker epoch", "from timestamps"})
 
 
 def choose_zones(logs: Sequence[LogFile], config: ZoneConfig) -> list[ZoneChoice]:
@@ -259,8 +264,15 @@ class BatchTimeline:
         self._primed: dict[int, _Primed] = {}
 
     def sources(self) -> list[SourceTimeline]:
-        return [SourceTimeline(log.info, zone, self.tracker.estimate(log.info.source))
-                for log, zone in zip(self.logs, self._zones, strict=False)]
+        absolute = {log.info.source for log, zone in zip(self.logs, self._zones, strict=False)
+                    if zone.how in ABSOLUTE_ZONES}
+        out = []
+        for log, zone in zip(self.logs, self._zones, strict=False):
+            skew = self.tracker.estimate(log.info.source)
+            if skew.pairs and all(p.broker.event.source in absolute for p in skew.pairs):
+                skew = replace(skew, reference_absolute=True)
+            out.append(SourceTimeline(log.info, zone, skew))
+        return out
 
     def chunks(self) -> Iterator[list[Event]]:
         """Stitched events in timeline order, in chunks."""

@@ -22,7 +22,10 @@ without a fraction are taken at t + 0.5. That keeps the estimate unbiased (withi
 
 The estimate is the evidence for the root cause `client.clock_skew`: `SkewEstimate.significant()`
 says when |offset| exceeds `CLOCK_SKEW_THRESHOLD`. An offset within a minute of a whole number of
-quarter hours is flagged `zone_like`: a wrong time zone for a naive log looks exactly like that.
+quarter hours is flagged `zone_like`: a wrong time zone for a naive log looks exactly like that,
+as long as a zone could make it. Against a broker whose times are absolute (epoch stamps, or stamps
+that carry their zone) a naive log can be off by its own zone only, UTC-12 to UTC+14: a client a
+whole day behind such a broker has its clock wrong, however round the offset.
 """
 
 from __future__ import annotations
@@ -38,6 +41,13 @@ from correlator.timeline.zones import pattern_matches
 
 #: |offset| above which a client's clock counts as wrong (the `client.clock_skew` finding).
 CLOCK_SKEW_THRESHOLD = 120.0
+#: The offsets a zone can have from UTC (UTC-12 to UTC+14), in seconds: what a naive log read as
+#: UTC can be off by against a broker whose times are absolute.
+ZONE_RANGE = (-12 * 3600.0, 14 * 3600.0)
+#: What two naive logs' zones can differ by.
+ZONES_APART = 26 * 3600.0
+#: Seconds from a whole number of quarter hours an offset may be and still read like a zone.
+ZONE_SLACK = 60.0
 #: Width of the cluster of candidate offsets that count as one estimate. Whole-second broker
 #: stamps spread true pairs over about a second; network and logging latency add a little.
 TOLERANCE = 1.5
@@ -93,6 +103,9 @@ class SkewEstimate:
     """The pairs agree on the client's port or client id, not only on time and outcome."""
     shared_from: str = ""
     """The source of the same host whose estimate this is (a gateway's logs share one clock), or ''."""
+    reference_absolute: bool = False
+    """The brokers it was paired with stamp absolute times (epoch, or a zone in the stamp): the
+    offset can then be a zone of the client's own only (`ZONE_RANGE`), not two zones apart."""
 
     @property
     def found(self) -> bool:
@@ -100,10 +113,13 @@ class SkewEstimate:
 
     @property
     def zone_like(self) -> bool:
-        """A whole number of quarter hours (±60 s), at most the 26 h two zones can differ by:
-        more likely a wrong zone for a naive log than a wrong clock."""
+        """A whole number of quarter hours (±60 s) that a zone could make: more likely a wrong zone
+        for a naive log than a wrong clock. Against absolute broker times that is the client's own
+        zone (`ZONE_RANGE`); between two naive logs, at most the 26 h two zones can differ by."""
         quarters = round(self.offset / 900.0)
-        return quarters != 0 and abs(self.offset) <= 26 * 3600 and abs(self.offset - quarters * 900.0) <= 60.0
+        low, high = ZONE_RANGE if self.reference_absolute else (-ZONES_APART, ZONES_APART)
+        return (quarters != 0 and low - ZONE_SLACK <= self.offset <= high + ZONE_SLACK
+                and abs(self.offset - quarters * 900.0) <= ZONE_SLACK)
 
     def significant(self, threshold: float = CLOCK_SKEW_THRESHOLD) -> bool:
         """Evidence for `client.clock_skew`: a found offset beyond the threshold."""
