@@ -54,3 +54,7 @@ def test_without_pki_folders_the_server_log_still_names_it(tmp_path: Path) -> No
     assert finding.confidence != "high"
     assert any(e.side == "server" and e.file == "server/opcua-server.log" for e in finding.evidence)
     assert "artifact" not in finding.sides
+    # each missing folder is asked for once, with all it would tell
+    assert finding.explanation.count("The server's own/ PKI folder is not in the bundle") == 1
+    assert ("The server's own/ PKI folder is not in the bundle; add it to compare thumbprints and read "
+            "the ApplicationUri from its certificate.") in " ".join(finding.explanation.split())

@@ -20,7 +20,7 @@ import shlex
 import string
 import tomllib
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -103,6 +103,30 @@ class _Filler(string.Formatter):
         return shlex.quote(text) if self.mode == "shell" else text
 
 
+def _missing_once(missing: Iterable[str]) -> list[str]:
+    """What the input lacks, each thing once: several gaps often lack one file (a PKI folder gives
+    a thumbprint and an ApplicationUri), said as "X is not in the bundle; add it" by each, with
+    its own purpose or none. One sentence per thing, its purposes joined."""
+    tails: dict[str, list[str]] = {}
+    for text in missing:
+        head, _, tail = text.partition("; ")
+        said = tails.setdefault(head[:1].upper() + head[1:], [])
+        if tail and tail not in said:
+            said.append(tail)
+    out = []
+    for head, said in tails.items():
+        # "add it" says nothing "add it to compare thumbprints" does not
+        said = [t for t in said if not any(o != t and o.startswith(t + " ") for o in said)]
+        words = [t.split() for t in said]
+        common = 0
+        while len(said) > 1 and all(len(w) > common + 1 and w[common] == words[0][common] for w in words):
+            common += 1
+        tail = (" ".join(words[0][:common]) + " " + " and ".join(" ".join(w[common:]) for w in words)
+                if common else "; ".join(said))
+        out.append(f"{head}; {tail}." if tail else f"{head}.")
+    return out
+
+
 def render(template: str, context: dict[str, Any]) -> str:
     """Prose filled from `context`; what the input lacks is said at the end ("Not in the input")."""
     filler = _Filler("prose")
@@ -112,7 +136,7 @@ def render(template: str, context: dict[str, Any]) -> str:
         return template
     if not filler.gaps:
         return text
-    notes = " ".join(f"{p.missing[0].upper()}{p.missing[1:]}." for p in filler.gaps.values())
+    notes = " ".join(_missing_once(p.missing for p in filler.gaps.values()))
     return f"{text.rstrip()}\nNot in the input: {notes}"
 
 
