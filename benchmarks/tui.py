@@ -30,10 +30,16 @@ Every figure is given with a baseline measured in the same run, as a ratio:
   benchmarks/analyze.py measures it), median of 3; `--every-line` adds one run of the TUI reading
   every line as an event (as it did before the fast reader). The machine's load average is printed
   beside it: the figure is only as good as the cores it got.
+- first finding watching a big existing log: `correlator watch` on the same busy plant (its files
+  read from their start, then followed) until the first finding is drawn, and until the whole
+  timeline is (the routine lines of the first read placed), median of 3, with the CPU seconds the
+  process used (the figure to trust on a loaded machine), against one run of the watch reading the
+  existing lines through the tailer, one Python object per line (as it did before it read them
+  with the bulk reader; `--watch-before 0` leaves it out), and lnav as above.
 
     .venv/bin/python benchmarks/tui.py [--lines 2000000] [--search-lines 1000000] [--appends 8]
-                                       [--plant-lines 1000000] [--every-line]
-                                       [--only timeline|search|latency|bundle]
+                                       [--plant-lines 1000000] [--every-line] [--watch-before 1]
+                                       [--only timeline|search|latency|bundle|watch]
 """
 
 from __future__ import annotations
@@ -505,6 +511,73 @@ def first_finding(plant_lines: int, every_line: bool, tmp: Path) -> None:
     print(f"load average      {load[0]:.2f} before, {after[0]:.2f} after (2 cores: above 2 the figures are slowed)")
 
 
+# -- first finding watching a big existing log ----------------------------------------------------------
+
+
+async def _watch_read(folder: Path) -> tuple[float, float, float, str]:
+    """Seconds from the app's start to the first finding drawn and to the whole timeline drawn,
+    the CPU seconds the process used until then, and the first finding's id."""
+    started, cpu = time.perf_counter(), time.process_time()
+    source = LiveEventSource([folder])
+    app = create_app(ScreenSettings(tick=3600, notify_new=False), source)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(FindingsTable)
+        while not table.keys:
+            await asyncio.sleep(0.005)
+        drawn = asyncio.Event()
+        app.call_after_refresh(drawn.set)
+        await drawn.wait()
+        first = time.perf_counter() - started
+        name = table.keys[0].split("|")[0]
+        lines = busy_plant.line_count(folder / "broker" / "mosquitto.log")
+        while not source.analysis.caught_up or source.store.pending is not None or \
+                sum(s.lines for s in source.source_info() if s.name == "broker") < lines:
+            await pilot.pause(0.01)
+        await pilot.pause()
+        whole = time.perf_counter() - started
+        used = time.process_time() - cpu
+    return first, whole, used, name
+
+
+def first_finding_watching(plant_lines: int, before_runs: int, tmp: Path) -> None:
+    from correlator.tui import sources
+
+    folder = busy_plant.ensure(plant_lines)
+    log = folder / "broker" / "mosquitto.log"
+    lines = busy_plant.line_count(log)
+    asyncio.run(_watch_read(SAMPLE))  # warm imports, CSS and the scan database
+    load = os.getloadavg()
+    runs = [asyncio.run(_watch_read(folder)) for _ in range(3)]
+    first, whole, cpu = (statistics.median(r[i] for r in runs) for i in range(3))
+    old = None
+    if before_runs:
+        keep = sources.keeps_lines
+        sources.keeps_lines = lambda: False  # the bulk reader is not offered: every line through the tailer
+        try:
+            olds = [asyncio.run(_watch_read(folder)) for _ in range(before_runs)]
+        finally:
+            sources.keeps_lines = keep
+        old = tuple(statistics.median(r[i] for r in olds) for i in range(3))
+    lnav = shutil.which("lnav")
+    theirs = None
+    if lnav:
+        home = tmp / "home-watch"
+        (home / ".lnav" / "formats" / "installed").mkdir(parents=True, exist_ok=True)
+        (home / ".lnav" / "formats" / "installed" / "mosquitto_log.json").write_text(json.dumps(LNAV_FORMAT))
+        env = dict(os.environ, HOME=str(home))
+        theirs = _lnav_seconds(lnav, env, "-c", ";SELECT count(*) FROM mosquitto_log", str(log))
+    after = os.getloadavg()
+    what = f"{lines:,}-line busy plant ({log.stat().st_size / 1e6:.0f} MB broker log)"
+    peer = f"; lnav indexes the broker log in {theirs:.2f} s; ratio {first / theirs:.2f}" if theirs else ""
+    print(f"watch: first finding {first * 1000:8.0f} ms ({runs[0][3]}) on screen watching a {what}{peer}")
+    print(f"watch: whole timeline {whole * 1000:7.0f} ms, every line placed; CPU {cpu:.2f} s")
+    if old is not None:
+        print(f"watch, every line through the tailer: first finding {old[0] * 1000:.0f} ms, whole timeline "
+              f"{old[1] * 1000:.0f} ms, CPU {old[2]:.2f} s (before the bulk first read); ratio {first / old[0]:.2f}, "
+              f"CPU {cpu / old[2]:.2f}")
+    print(f"load average      {load[0]:.2f} before, {after[0]:.2f} after (2 cores: above 2 the figures are slowed)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=2_000_000)
@@ -512,7 +585,9 @@ def main() -> None:
     parser.add_argument("--search-lines", type=int, default=1_000_000)
     parser.add_argument("--plant-lines", type=int, default=1_000_000)
     parser.add_argument("--every-line", action="store_true", help="also time the TUI reading every line as an event")
-    parser.add_argument("--only", choices=("timeline", "search", "latency", "bundle"),
+    parser.add_argument("--watch-before", type=int, default=1,
+                        help="runs of the watch reading every existing line through the tailer (0: none)")
+    parser.add_argument("--only", choices=("timeline", "search", "latency", "bundle", "watch"),
                         help="run one part of the figures")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="correlator-tui-bench-") as folder:
@@ -522,6 +597,8 @@ def main() -> None:
         small.parent.mkdir()
         if args.only in (None, "bundle"):
             first_finding(args.plant_lines, args.every_line, tmp)
+        if args.only in (None, "watch"):
+            first_finding_watching(args.plant_lines, args.watch_before, tmp)
         if args.only in (None, "search"):
             searching(tmp, args.search_lines)
         if args.only in (None, "timeline"):

@@ -14,6 +14,11 @@ A surface that does not show every line (the edge agent) passes `every_line=Fals
 a format declares routine and no rule reads line by line are then counted, as the batch reader
 counts them (correlator/sources/routine.py), and handed to `on_routine` instead of being parsed.
 
+A surface that shows the files' existing content too (`watch`, the TUI's live mode) passes
+`bulk=True`: what a file holds when following starts is read by `analyze`'s two-tier reader
+(routine traffic counted at C speed, not parsed: `on_routine_block` hears where those lines are),
+and the tailer goes on from the byte where that read stopped (correlator/sources/tail.py).
+
 Events another machine read, ordered and stitched (an edge agent's, correlator/fleet) enter after
 the timeline stage with `feed_events`: a LiveAnalysis of no paths is the analysis of a remote site.
 """
@@ -28,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from correlator.analysis import Options, Session, forced_format, load_artifacts, open_logs, prepare
+from correlator.analysis import Options, RoutineBlock, Session, forced_format, load_artifacts, open_logs, prepare
 from correlator.engine.facts import Artifacts
 from correlator.engine.rules import Rule
 from correlator.errors import CorrelatorError, InputError
@@ -36,12 +41,13 @@ from correlator.formats.definition import Format
 from correlator.formats.parse import SourceParser, line_host
 from correlator.formats.patterns import PatternTimeout
 from correlator.formats.registry import DETECT_LINES, Registry
+from correlator.formats.scan import RoutineLines
 from correlator.hosts import Host, HostPlan, plan_hosts
 from correlator.model import Event, is_broker_source
 from correlator.report_model import Finding
 from correlator.sources.bundle import Bundle, classify, open_bundle
-from correlator.sources.files import decode, detection_problems, source_name
-from correlator.sources.lines import Line
+from correlator.sources.files import LogFile, decode, detection_problems, source_name
+from correlator.sources.lines import Line, compression_of, iter_chunks
 from correlator.sources.routine import AppendedLines, RoutineLine, routine_reading, routine_spec
 from correlator.sources.tail import LineBatch, Tailer, TailEvent
 from correlator.timeline.pipeline import LiveTimeline
@@ -118,9 +124,17 @@ class LiveAnalysis:
                  rules: Sequence[Rule] | None = None, on_update: Callable[[LiveUpdate], None] | None = None,
                  on_error: Callable[[CorrelatorError], None] | None = None, polling: bool = False,
                  stitch_window: float = 0.3, clock: Callable[[], float] = time.monotonic,
-                 every_line: bool = True, on_routine: Callable[[RoutineBatch], None] | None = None) -> None:
+                 every_line: bool = True, on_routine: Callable[[RoutineBatch], None] | None = None,
+                 bulk: bool = False, on_routine_block: Callable[[RoutineBlock], None] | None = None,
+                 on_caught_up: Callable[[], None] | None = None) -> None:
         """`every_line=False`: routine lines no rule reads are counted (`on_routine` sees them,
-        on the reading thread, before the events of their batch), not parsed."""
+        on the reading thread, before the events of their batch), not parsed.
+
+        `bulk=True` (with `from_beginning`): the files' existing content is read as `analyze`
+        reads it (`_read_existing`), its routine lines counted, and where they are told to
+        `on_routine_block` (as `analyze`'s `on_routine`, where `scan.keeps_lines()`).
+        `on_caught_up` is called, under the analysis's lock (no update runs meanwhile), once
+        the existing content has all been read and published."""
         self.options = options or Options()
         self.paths = [Path(p) for p in paths]
         prepared = prepare(self.options, registry=registry, rules=rules)
@@ -163,8 +177,10 @@ class LiveAnalysis:
         self._started = clock()
         self._arrivals: deque[tuple[float, int]] = deque()
         """(clock, lines) per batch read within the last RATE_WINDOW seconds."""
+        self.on_routine_block = on_routine_block
+        self.on_caught_up = on_caught_up
         self._tailer = Tailer(self._on_batch, from_beginning=from_beginning, polling=polling,
-                              on_error=self._tail_error)
+                              on_error=self._tail_error, bulk=self._read_existing if bulk else None)
         if from_beginning:
             self._timeline.hold()  # until the files' existing lines are all read (see _tick_loop)
         self._catching_up = from_beginning
@@ -260,6 +276,12 @@ class LiveAnalysis:
         self.stop()
 
     @property
+    def caught_up(self) -> bool:
+        """Whether what the files held at the start has been read and published (with
+        `from_beginning`; at once without)."""
+        return not self._catching_up
+
+    @property
     def paused(self) -> bool:
         return self._paused
 
@@ -322,6 +344,76 @@ class LiveAnalysis:
             if other.routine is not None and other.routine.thinner is not None and other.format_of is not None:
                 plain = routine_spec(other.format_of, self._needed)
                 other.routine = AppendedLines(other.format_of, plain) if plain is not None else None
+
+    def _read_existing(self, path: Path, reader: str, end: int) -> bool:
+        """The tailer's bulk reader (`bulk=True`): the bytes of `path` before `end`, read through
+        `reader` (the file the tailer holds), as `analyze` reads a log: only the lines that are
+        not routine traffic (or that a rule reads line by line) become events; the routine ones
+        are counted per second, as `_count` counts appended ones. The source is opened as the
+        tailer's first batch would open it; a log this reader does not help (no routine traffic,
+        a compressed one, a file of several hosts) is left to the tailer (False)."""
+        if path.exists() and classify(path) not in ("log", "unreadable"):
+            return False
+        try:
+            with open(reader, "rb") as handle:
+                if compression_of(handle.read(6)) is not None:
+                    return False
+            first: list[Line] = []
+            for chunk in iter_chunks(reader):
+                first.extend(line for line in chunk if line[0] < end)
+                if len(first) >= DETECT_LINES or len(first) < len(chunk):
+                    break
+        except OSError:
+            return False
+        with self._lock:
+            state = self._source(path)
+            if state.parser is not None or state.split_format is not None or not first:
+                return False
+            self._open_parser(state, path, first)
+            parser = state.parser
+            if parser is None or routine_spec(parser.fmt, self.session.engine.needs()) is None:
+                return False  # nothing to count (or several hosts' lines): the tailer reads them
+            source = state.source
+        log = LogFile(reader, self.registry, format_name=parser.fmt.name, display_path=state.path, end=end,
+                      source=source)
+        log.parser = parser
+        log.count_routine(self.session.engine.needs())
+        if log.routine_spec is None:
+            return False
+        parser.fallback_time = _written(path)
+        if self.on_routine_block is not None:
+            hook = self.on_routine_block
+
+            def blocks(base: int, before: int, lines: RoutineLines) -> None:
+                correction = -self._timeline.tracker.offset(source)
+                hook(RoutineBlock(state.path, source, correction, base, before, lines))
+
+            log.keep_routine_lines(blocks)
+        read = 0
+        try:
+            for events in log.chunks():
+                with self._lock:
+                    now = self._clock()
+                    self._arrivals.append((now, log.lines - read))
+                    read = log.lines
+                    self._forget_arrivals(now)
+                    state.lines = log.lines
+                    for problem in log.problems():
+                        self._tail_error(problem)
+                    self._publish(self._timeline.feed(source, state.path, events))
+        except InputError as error:
+            self._tail_error(error)
+        with self._lock:
+            for problem in log.problems():
+                self._tail_error(problem)
+            offset = self._timeline.tracker.offset(source)
+            for second, n in log.routine.seconds.items():
+                self.session.count_lines(source, second - offset, n)
+            state.counted += log.routine.lines
+            state.numbers = log.lines
+            state.lines = parser.lines_read + state.counted
+            state.unparsed = parser.unparsed
+        return True
 
     def _split(self, state: LiveSource, lines: list[tuple[int, int, str]]) -> None:
         """A file of several hosts' lines: each line to its host's source (a line naming no host,
@@ -432,6 +524,8 @@ class LiveAnalysis:
                 if self._catching_up and self._tailer.caught_up.is_set():
                     self._catching_up = False
                     self._publish(self._timeline.resume())
+                    if self.on_caught_up is not None:
+                        self.on_caught_up()
                 self._publish(self._timeline.tick())
                 if self.session.last is not None:
                     # event time moves with the wall clock while logs are quiet, so absences fire

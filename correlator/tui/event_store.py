@@ -170,8 +170,14 @@ class EventStore:
         with self._lock:
             self.pending = None
             moved = array("q", merged.moved.tobytes())
+            # rows a live source appended after the merge was made follow the merged ones
+            n, grown = len(moved), len(merged.columns["ts"])
+            later = self._count - n
+            ordered = merged.ordered and (not later or (self._ordered and self.ts[n] >= merged.max_ts))
             for name, column in merged.columns.items():
+                column.extend(getattr(self, name)[n:self._count])
                 setattr(self, name, column)
+            moved.extend(range(grown, grown + later))
             self._raw = {moved[row]: text for row, text in self._raw.items()}
             self._skew = {moved[row]: value for row, value in self._skew.items()}
             self._cache.clear()
@@ -182,7 +188,7 @@ class EventStore:
                 for table, more in ((stats.per_second, seconds), (stats.errors_per_second, errors)):
                     for second, n in more.items():
                         table[second] = table.get(second, 0) + n
-            self._ordered = merged.ordered
+            self._ordered = ordered
             self._max_ts = max(self._max_ts, merged.max_ts)
             self._count = len(self.ts)
             self.generation += 1

@@ -6,7 +6,9 @@ file or a thread). Every source fills an EventStore from its own thread and call
 callback it was started with; the app collapses those calls into at most one pending refresh, so a
 flood of lines costs the screen one repaint, not thousands.
 
-- `LiveEventSource`: `correlator watch`, over LiveAnalysis (tailers and the incremental engine).
+- `LiveEventSource`: `correlator watch`, over LiveAnalysis (tailers and the incremental engine);
+  with the fast reader, what the files hold at the start is read as `tui BUNDLE` reads a bundle
+  (routine lines kept as places, merged into the timeline once that read is over).
 - `BundleEventSource`: `correlator tui BUNDLE`, the batch pipeline of `analyze()` run on a worker
   thread, keeping every event's (file, offset) for the timeline, and with the fast reader the
   routine lines' places (correlator.tui.routine_rows): the findings so far show while it reads.
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 from correlator.analysis import Options, Progress, analyze
 from correlator.cancel import Cancelled, CancelToken
 from correlator.errors import CorrelatorError
-from correlator.formats.scan import keeps_lines
+from correlator.formats.scan import keeps_lines, scan_engine
 from correlator.model import Event, severity_rank
 from correlator.report_model import Analysis, Finding, SourceReport
 from correlator.sources.bundle import Bundle, open_bundle
@@ -274,6 +276,11 @@ class LiveEventSource:
     0.3 s: a live connection's broker and client lines arrive within milliseconds of each other,
     and the window is most of the time from a line to its finding on screen (benchmarks/tui.py).
 
+    With the fast reader (`scan.keeps_lines()`), the files' existing content is read by
+    `analyze`'s two-tier reader (LiveAnalysis `bulk`): routine lines are kept as places
+    (correlator.tui.routine_rows) and merged among the events once it is read, as BundleEventSource
+    merges them; the lines appended later are events, as before.
+
     Pausing is the screen's business (it stops moving so a human can read); the engine is never
     paused, because LiveAnalysis drops the updates it does not publish and the timeline would get
     a hole."""
@@ -293,9 +300,33 @@ class LiveEventSource:
         self._changed: Changed | None = None
         self.roots = [Path(p) for p in paths]
         """What the user named: evidence paths are shown relative to these."""
+        self.routine: RoutineRows | None = None
+        """The routine lines' places while the existing content is read (None: every line an event)."""
+        self._merging = False
+        bulk = from_beginning and keeps_lines() and scan_engine() != "off"
+        if bulk:
+            from correlator.tui.routine_rows import RoutineRows
+
+            self.routine = RoutineRows()
         self.analysis = LiveAnalysis(paths, self.options, on_update=self._on_update, on_error=self._on_error,
                                      stitch_window=stitch_window, polling=polling, from_beginning=from_beginning,
-                                     pattern=pattern)
+                                     pattern=pattern, bulk=bulk,
+                                     on_routine_block=self.routine.add if self.routine is not None else None,
+                                     on_caught_up=self._caught_up if self.routine is not None else None)
+
+    def _caught_up(self) -> None:
+        """The existing content is read (on LiveAnalysis's thread, no update running): its routine
+        lines join the timeline, swapped in by the screen (`EventStore.renumber`)."""
+        from correlator.tui.routine_rows import merge
+
+        assert self.routine is not None
+        self._merging = True
+        try:
+            self.store.pending = merge(self.store, self.routine)
+        finally:
+            self._merging = False
+        if self._changed is not None:
+            self._changed()
 
     def _on_update(self, update: object) -> None:
         from correlator.live_analysis import LiveUpdate
@@ -341,9 +372,15 @@ class LiveEventSource:
         return self.analysis.lines_per_second()
 
     def counts(self) -> list[CountFeed]:
-        return [StoreCounts(self.store)]
+        feeds: list[CountFeed] = [StoreCounts(self.store)]
+        if self.routine is not None and not self.store.generation:
+            # counted by the fast reader, not yet rows: the screen has not swapped them in
+            feeds.append(SecondCounts(self.routine.seconds()))
+        return feeds
 
     def status(self) -> str:
+        if self._merging:
+            return f"placing {self.routine.lines if self.routine is not None else 0:,} routine lines"
         return "live"
 
 
