@@ -61,7 +61,6 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -76,6 +75,7 @@ from correlator.fleet.checkpoints import Checkpoints, CheckpointStore
 from correlator.fleet.leases import Lease, Leases
 from correlator.fleet.link import Link, retrying, server_urls
 from correlator.fleet.process import LinkedWorker
+from correlator.fleet.shard_pull import ShardPull
 from correlator.fleet.sites import (
     LIVE_WORKERS,
     SiteLimits,
@@ -430,9 +430,9 @@ class LiveWorker(LinkedWorker):
         try:
             while shard not in self.giving_back:
                 try:
-                    messages = await events.fetch(BATCH, timeout=FETCH_WAIT)
+                    messages = await events.fetch(BATCH, FETCH_WAIT)
                 except (TimeoutError, NatsError) as exc:  # a quiet shard, or a node failing over
-                    if not isinstance(exc, NatsTimeout):
+                    if not isinstance(exc, TimeoutError):
                         log.debug("shard %d: fetching events: %s", shard, exc)
                         await asyncio.sleep(0.2)
                     if self.link.reconnects != reconnects:  # the node went: was the consumer lost with the cluster?
@@ -450,10 +450,9 @@ class LiveWorker(LinkedWorker):
                 elif messages:
                     await messages[-1].ack()
         finally:
-            with contextlib.suppress(Exception):
-                await events.unsubscribe()
+            await events.close()
 
-    async def _consumer(self, shard: int, floor: int) -> JetStreamContext.PullSubscription:
+    async def _consumer(self, shard: int, floor: int) -> ShardPull:
         """Create the shard's consumer from after message `floor`, and bind to it."""
         js = self.link.js
         durable = shard_consumer(shard)
@@ -463,10 +462,9 @@ class LiveWorker(LinkedWorker):
             max_deliver=-1, inactive_threshold=self.limits.fleet.retention, mem_storage=True,
             description=f"correlator: the events of shard {shard}'s sites for its live worker")),
             what=f"creating the consumer of shard {shard}")
-        return await js.pull_subscribe_bind(durable=durable, stream=EVENTS_STREAM)
+        return await ShardPull(self.link.client, EVENTS_STREAM, durable).start()
 
-    async def _kept_consumer(self, shard: int, events: JetStreamContext.PullSubscription,
-                             floor: int) -> JetStreamContext.PullSubscription | None:
+    async def _kept_consumer(self, shard: int, events: ShardPull, floor: int) -> ShardPull | None:
         """The shard's subscription, after a reconnection: the same while its consumer stands where
         this worker does (a node went, the others kept it), else a new consumer from after `floor`,
         the last message this worker analysed and acknowledged (a consumer's state is in memory: a
@@ -486,8 +484,7 @@ class LiveWorker(LinkedWorker):
             return None
         log.warning("shard %d: %s with the cluster; resuming after message %d", shard, lost, floor,
                     extra={"shard": shard, "event": "shard_resumed", "position": floor})
-        with contextlib.suppress(Exception):
-            await events.unsubscribe()
+        await events.close()
         with contextlib.suppress(NotFoundError):
             await retrying(lambda: js.delete_consumer(EVENTS_STREAM, durable),
                            what=f"recreating the consumer of shard {shard}")
