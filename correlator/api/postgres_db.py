@@ -20,8 +20,9 @@ replaces findings and reports in one transaction with the analysis's row locked,
 two workers ran (one presumed dead) leaves one result.
 
 When the database does not answer (a restart, a lost network) every call raises
-StoreUnavailable (the API answers 503 with Retry-After); the pool checks each connection before
-lending it, drops the broken ones and reconnects in the background, so the server recovers by
+StoreUnavailable (the API answers 503 with Retry-After); the pool checks each connection idle for
+more than a second before lending it (CHECK_IDLE), drops the broken ones and reconnects in the
+background, so the server recovers by
 itself once the database is back.
 
 PostgreSQL's text cannot hold a NUL character, which a log line can: NUL is stored as U+FFFF
@@ -34,6 +35,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,6 +90,11 @@ START_TIMEOUT = 15.0
 #: it: a process frozen mid-transaction (SIGSTOP, a paused VM) must not hold the rows it locked
 #: (and so every other worker) for as long as it stays frozen.
 IDLE_IN_TRANSACTION = 10
+#: Seconds after a connection came back to the pool in good order during which it is lent again
+#: without a round trip to check it: a busy process (a live worker's steps, several a second)
+#: lends its connections again and again, and a check per loan was a round trip per step; one idle
+#: for longer is checked, as a database restarted meanwhile left it broken.
+CHECK_IDLE = 1.0
 #: Key of the advisory lock that serialises the schema's creation by nodes starting at once.
 _SCHEMA_LOCK = 0x636F7272  # "corr"
 
@@ -215,11 +222,14 @@ class PostgresStore(UploadFolders):
             reason = " ".join(str(exc).split())
             raise CorrelatorError(f"cannot reach the PostgreSQL database at {where_is(url)}: {reason}") from None
         self._closed = threading.Event()
+        self._returned: weakref.WeakKeyDictionary[psycopg.Connection[tuple[Any, ...]], float] = \
+            weakref.WeakKeyDictionary()
+        """When each pooled connection last came back in good order (time.monotonic)."""
         self.pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
             url, min_size=1, max_size=POOL_SIZE, timeout=pool_timeout, open=False,
             kwargs={"connect_timeout": CONNECT_TIMEOUT, "application_name": "correlator", "autocommit": True,
                     "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION * 1000}"},
-            check=ConnectionPool.check_connection, name="correlator")
+            check=self._check, reset=self._came_back, name="correlator")
         try:
             self.pool.open(wait=True, timeout=START_TIMEOUT)
         except PoolTimeout:
@@ -266,6 +276,14 @@ class PostgresStore(UploadFolders):
                     yield conn
         except psycopg.OperationalError as exc:  # PoolTimeout is one too
             raise StoreUnavailable(f"{where_is(self.url or '')}: {exc}") from exc
+
+    def _came_back(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        self._returned[conn] = time.monotonic()
+
+    def _check(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        """The pool's check before a loan: a round trip, for a connection idle over CHECK_IDLE."""
+        if time.monotonic() - self._returned.get(conn, float("-inf")) > CHECK_IDLE:
+            ConnectionPool.check_connection(conn)
 
     def close(self) -> None:
         self.pool.close()
