@@ -97,8 +97,15 @@ def message_id(site: str, host: str, event: Event) -> str:
 
 
 def payload(event: Event) -> bytes:
-    return json.dumps({**event.to_dict(), "ts": event.ts, "offset": event.offset, "line_count": event.line_count},
-                      separators=(",", ":")).encode()
+    """The event as JSON. A multi-line record's `head_lines` and `reason_line` go along when they
+    are not the defaults, so a finding made centrally quotes the same lines as one made locally
+    (a JUL record's head and its SEVERE line, the PKIX line inside a stack trace)."""
+    item = {**event.to_dict(), "ts": event.ts, "offset": event.offset, "line_count": event.line_count}
+    if event.head_lines != 1:
+        item["head_lines"] = event.head_lines
+    if event.reason_line:
+        item["reason_line"] = event.reason_line
+    return json.dumps(item, separators=(",", ":")).encode()
 
 
 class Counting:

@@ -151,7 +151,8 @@ def event_of(data: bytes) -> Event:
                      level=str(item["level"]), host=str(item.get("host", "")), fields=dict(item.get("fields") or {}),
                      format=str(item.get("format", "")), estimated=bool(item.get("estimated", False)),
                      line_count=int(item.get("line_count", 1)), offset=int(item.get("offset", -1)),
-                     skew=float(item.get("skew", 0.0)), connection=item.get("connection"))
+                     skew=float(item.get("skew", 0.0)), connection=item.get("connection"),
+                     head_lines=int(item.get("head_lines", 1)), reason_line=int(item.get("reason_line", 0)))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"not an event ({type(exc).__name__}: {exc})") from None
 

@@ -38,6 +38,20 @@ def outcome(analysis: SiteAnalysis) -> dict[str, tuple[int, int, list[str]]]:
             for f in analysis.live.findings()}
 
 
+def test_a_finding_made_from_the_agents_messages_quotes_what_analyze_quotes() -> None:
+    """java_clients: Paho Java's JUL record is a head line and a SEVERE line, with JSSE's reason
+    deep in its stack trace; the messages carry which lines a finding quotes, so the central
+    worker's evidence reads as the local analysis's."""
+    prepared = prepare(Options())
+    site = SiteAnalysis("plant-1", Options(), prepared.registry, prepared.rules)
+    site.feed(incident("java_clients"), {"gw-1"}, 1)
+    [central] = [f for f in site.live.findings() if f.id == "tls.server_cert_untrusted"]
+    [local] = [f for f in analyze([SAMPLES / "java_clients"]).findings if f.id == "tls.server_cert_untrusted"]
+    quoted = [e.text for e in central.evidence if "PKIX path building failed" in e.text]
+    assert quoted and all("SEVERE: connection to ssl://" in text for text in quoted)
+    assert quoted == [e.text for e in local.evidence if "PKIX path building failed" in e.text]
+
+
 @pytest.mark.parametrize("name", ["mixed", "client_id_takeover", "bad_credentials"])
 def test_a_restored_checkpoint_goes_on_as_the_uninterrupted_analysis(name: str) -> None:
     prepared = prepare(Options())
