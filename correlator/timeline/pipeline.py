@@ -52,8 +52,8 @@ LOOKAHEAD = 600.0
 MAX_LOOKAHEAD_EVENTS = 20_000
 #: Events per source the look-ahead reads at most (it parses them twice: keep that cost bounded).
 MAX_LOOKAHEAD_SCAN = 50_000
-#: Events the look-ahead of a log read with the bulk reader keeps for its real pass at most (see
-#: BatchTimeline._prime); past them the rest of its look-ahead is read by a second reader.
+#: Events a log's look-ahead keeps for its real pass at most (see BatchTimeline._prime); past
+#: them the rest of its look-ahead is read by a second reader.
 PRIME_EVENTS = 10_000
 #: Events LiveTimeline.hold() keeps back at most while existing files are read.
 HOLD_EVENTS = 200_000
@@ -317,22 +317,26 @@ class BatchTimeline:
                     self.outside += lines
 
     def _look_ahead(self, log: LogFile) -> None:
-        """First pass: the beginning of the file feeds the skew tracker. A log read with the bulk
-        reader is read ahead by its own reader (`_prime`), any other by a second reader of the
-        same file in the same format and zone (`_probe`)."""
-        if log.routine_spec is not None and log.on_routine is None:
+        """First pass: the beginning of the file feeds the skew tracker, read by the log's own
+        reader (`_prime`); by a second reader of the same file in the same format and zone
+        (`_probe`) for a surface that keeps where routine lines are (their rows take the final
+        offsets) and for a log read up to a rotated log's shared stretch (the second reader
+        reads past it, as before)."""
+        if log.on_routine is None and log.end is None:
             self._prime(log)
         else:
             self._probe(log)
         self.tracker.finish(log.info.source)
 
     def _prime(self, log: LogFile) -> None:
-        """The look-ahead of a log read with the bulk reader, by the reader of its real pass: its
-        events are a few lines in a thousand (routine traffic is counted), so the chunks read are
-        kept and the real pass starts with them, then goes on with the same reader. Reading the
-        start twice cost a busy broker's analysis a tenth of a second (its connects are where
-        its clients start: most of its events). The tracker sees the same events in the same
-        order as from a second reader; past PRIME_EVENTS the rest is read by one (`_probe`)."""
+        """The look-ahead by the reader of the log's real pass: the chunks read are kept and the
+        real pass starts with them, then goes on with the same reader. A log read with the bulk
+        reader has events for a few lines in a thousand (routine traffic is counted), and reading
+        a busy broker's start twice cost its analysis a tenth of a second (its connects are where
+        its clients start: most of its events); a small client log is read once instead of
+        opened twice. The tracker sees the same events in the same order as from a second
+        reader; past PRIME_EVENTS kept events the rest is read by one (`_probe`), so memory stays
+        bounded however many lines the start makes events of."""
         source = log.info.source
         limit = self.tracker.max_scan
         rest = log.chunks()
