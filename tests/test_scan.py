@@ -382,12 +382,15 @@ def test_a_rule_that_reads_a_client_s_first_publish_gets_it_and_the_rest_are_cou
     assert log.info.kinds["mqtt.publish"] == publishes
 
 
+@pytest.mark.parametrize("mix", ["hashed", "every-hash-equal"])
 @pytest.mark.parametrize("engine", ENGINES)
-def test_the_marks_keys_are_read_whole_however_long(engine: str) -> None:
+def test_the_marks_keys_are_read_whole_however_long(engine: str, mix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The classifier lists each client's `Received PUBLISH` lines for the thinning: ids longer
     than the 32 bytes read at once, ids one is the start of the other, and the shortest ids are
-    each told apart exactly."""
+    each told apart exactly, also when their hashes are equal (the bytes decide)."""
     _engine(engine)
+    if mix != "hashed":
+        monkeypatch.setattr("correlator.formats.scan._MIX", (0, 0, 0, 0))
     index = SPEC.names.index("received_publish")
     place = key_place(compile_automaton([SPEC.prefix + SPEC.bodies[index]]))
     assert place is not None
