@@ -320,9 +320,11 @@ class BatchTimeline:
         """First pass: the beginning of the file feeds the skew tracker, read by the log's own
         reader (`_prime`); by a second reader of the same file in the same format and zone
         (`_probe`) for a surface that keeps where routine lines are (their rows take the final
-        offsets) and for a log read up to a rotated log's shared stretch (the second reader
-        reads past it, as before)."""
-        if log.on_routine is None and log.end is None:
+        offsets), for a log read up to a rotated log's shared stretch (the second reader reads
+        past it) and for a log read in a layout learned from its lines (the second reader reads
+        it in the listed format the layout was added to): there the two readers' events differ,
+        and every surface estimates the clocks from the second reader's, as before."""
+        if log.on_routine is None and log.end is None and log.format is log.registry.formats.get(log.format.name):
             self._prime(log)
         else:
             self._probe(log)
