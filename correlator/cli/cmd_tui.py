@@ -31,6 +31,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from correlator.errors import CorrelatorError, InputError
+
+    if args.site is None and args.paths and all(Path(path).exists() for path in args.paths):
+        # a big log's scan starts now, beside the start (the screen's imports, rules, engine), as
+        # `analyze` starts it; the bundle's reader takes it, and ends it when its read is over
+        from correlator.sources.early import EarlyReads
+
+        early: EarlyReads | None = EarlyReads(args.paths, forced=args.source_format or (),
+                                              formats_dirs=args.formats_dir or ()).__enter__()
+    else:
+        early = None
     from correlator.tui.app import ScreenSettings, create_app
     from correlator.tui.sources import BundleEventSource
 
@@ -50,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
     for path in args.paths:
         if not Path(path).exists():
             raise InputError(f"{path}: no such file or folder")
-    source = BundleEventSource(args.paths, options_from(args))
+    source = BundleEventSource(args.paths, options_from(args), early=early)
     title = "correlator tui " + " ".join(str(p) for p in args.paths)
-    create_app(ScreenSettings(title=title), source).run()
+    try:
+        create_app(ScreenSettings(title=title), source).run()
+    finally:
+        source.end_early()
     return 0

@@ -38,6 +38,7 @@ from correlator.tui.event_store import COMPRESSED_MAGIC, EventStore
 from correlator.tui.histogram import CountFeed, SecondCounts, StoreCounts
 
 if TYPE_CHECKING:
+    from correlator.sources.early import EarlyReads
     from correlator.tui.routine_rows import RoutineRows
 
 Changed = Callable[[], None]
@@ -153,8 +154,13 @@ class BundleEventSource:
 
     live = False
 
-    def __init__(self, inputs: Sequence[str | Path], options: Options | None = None) -> None:
+    def __init__(self, inputs: Sequence[str | Path], options: Options | None = None, *,
+                 early: EarlyReads | None = None) -> None:
+        """`early`: the scans of the big logs started ahead (correlator/sources/early.py, entered),
+        ended here once the read is over (`end_early`)."""
         self.inputs = list(inputs)
+        self._early = early
+        self._early_lock = threading.Lock()
         self.options = options or Options()
         self.store = EventStore()
         self.errors: list[str] = []
@@ -206,12 +212,21 @@ class BundleEventSource:
         except CorrelatorError as exc:
             self.errors.append(str(exc))
         finally:
+            self.end_early()
             self._state = "done"
             self._done.set()
             if self._cancel.cancelled and self._bundle is not None:
                 self._bundle.close()
             else:
                 self._changed()
+
+    def end_early(self) -> None:
+        """Stop the scans started ahead (once; also when the read never ran): they are of no use
+        after the read, and the switch interval they lowered is restored."""
+        with self._early_lock:
+            early, self._early = self._early, None
+        if early is not None:
+            early.__exit__(None, None, None)
 
     def _on_progress(self, progress: Progress) -> None:
         self._progress = progress

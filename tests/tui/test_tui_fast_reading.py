@@ -169,3 +169,31 @@ async def test_the_histogram_counts_routine_lines_exactly_while_reading_and_afte
     assert view.histogram.sources == every.sources
     assert [b.counts for b in view.histogram.buckets] == [b.counts for b in every.buckets]
     slow.store.close()
+
+
+@needs_engine
+def test_the_scan_started_ahead_is_taken_by_the_read_and_ended_with_it() -> None:
+    """`correlator tui` starts a big log's scan before the screen's imports, as `analyze` does
+    (correlator/sources/early.py): the bundle's read takes it, gives the findings and timeline of
+    a read without it, and ends it (the switch interval it lowered restored) once it is over."""
+    import sys
+
+    from correlator.sources import early
+
+    incident = SAMPLES / "healthy_noisy"
+    interval = sys.getswitchinterval()
+    plain = analyse_with_events([incident])
+    reads = early.EarlyReads([incident], min_bytes=0).__enter__()
+    assert reads.passes
+    source = BundleEventSource([incident], early=reads)
+    source.start(lambda: None)
+    assert source.wait(60)
+    assert reads.taken and not reads.passes
+    assert reads not in early._ACTIVE and sys.getswitchinterval() == interval
+    assert source.analysis is not None
+    assert [f.to_dict() for f in source.analysis.findings] == [f.to_dict() for f in plain.analysis.findings]
+    source.store.renumber()
+    assert _rows(source.store) == _rows(plain.store)
+    source.end_early()  # once only: a second end (the command's, after the screen) does nothing
+    source.stop()
+    plain.stop()
