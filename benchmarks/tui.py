@@ -65,6 +65,7 @@ from textual.widgets import Input
 from correlator.live_analysis import LiveAnalysis, LiveUpdate
 from correlator.model import Event
 from correlator.report_model import Finding
+from correlator.sources.early import EarlyReads
 from correlator.tui.app import ScreenSettings, create_app
 from correlator.tui.event_store import EventStore, Filter
 from correlator.tui.histogram import CountFeed, StoreCounts
@@ -454,7 +455,8 @@ async def _bundle_read(folder: Path) -> tuple[float, float, str]:
     """Seconds from the app's start to the first finding drawn and to the whole timeline drawn,
     and the first finding's id."""
     started = time.perf_counter()
-    source = BundleEventSource([folder])
+    # as `correlator tui` does: a big log's scan starts before the screen, the read ends it
+    source = BundleEventSource([folder], early=EarlyReads([folder]).__enter__())
     app = create_app(ScreenSettings(tick=3600, notify_new=False), source)
     async with app.run_test(size=SIZE) as pilot:
         table = app.query_one(FindingsTable)

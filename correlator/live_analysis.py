@@ -144,6 +144,8 @@ class LiveAnalysis:
         artifacts = Artifacts()
         folders = [p for p in self.paths if p.is_dir()]
         plan: HostPlan | None = None
+        #: How many of the logs there at the start have routine traffic (`_read_existing`).
+        self._routine_logs = 0
         #: A log's real path -> its source name in a bundle of several hosts (`broker:<host>`).
         self._named: dict[str, str] = {}
         #: A file several hosts wrote (a syslog server's) -> its hosts' source names: its lines are
@@ -161,6 +163,13 @@ class LiveAnalysis:
         self.on_error = on_error
         self.on_routine = on_routine
         self._needed = None if every_line else self.session.engine.needs()
+        #: The first read's thinning (`_read_existing`): as `analyze` thins, only when one log there
+        #: at the start has routine traffic (a key's reset in one log, its lines in another).
+        self._bulk_first = None
+        if bulk and from_beginning:
+            self._routine_logs += sum(1 for path in self.paths if path.is_file() and self._has_routine(path))
+            if self._routine_logs == 1:
+                self._bulk_first = self.session.engine.first_lines()
         self._first = None if every_line else self.session.engine.first_lines()
         self._every_line = every_line
         self.sources: dict[str, LiveSource] = {}
@@ -196,6 +205,7 @@ class LiveAnalysis:
         and grouped as `analyze` reads and groups them (a syslog server's file split per host):
         None for one host. A log that appears later is placed by `_place`."""
         logs = open_logs(bundle, self.registry, self.options, [])  # the tailer reports what is broken
+        self._routine_logs += sum(1 for log in logs if log.format.routine is not None)
         for log in logs:
             if log.split_from is not None:
                 origin, host = log.split_from
@@ -345,6 +355,14 @@ class LiveAnalysis:
                 plain = routine_spec(other.format_of, self._needed)
                 other.routine = AppendedLines(other.format_of, plain) if plain is not None else None
 
+    def _has_routine(self, path: Path) -> bool:
+        """Whether a log named on the command line is of a format with routine traffic."""
+        forced = forced_format(str(path), self.options.formats)
+        try:
+            return LogFile(path, self.registry, format_name=forced).format.routine is not None
+        except (OSError, CorrelatorError):
+            return False  # the tailer reports it
+
     def _read_existing(self, path: Path, reader: str, end: int) -> bool:
         """The tailer's bulk reader (`bulk=True`): the bytes of `path` before `end`, read through
         `reader` (the file the tailer holds), as `analyze` reads a log: only the lines that are
@@ -377,7 +395,7 @@ class LiveAnalysis:
         log = LogFile(reader, self.registry, format_name=parser.fmt.name, display_path=state.path, end=end,
                       source=source)
         log.parser = parser
-        log.count_routine(self.session.engine.needs())
+        log.count_routine(self.session.engine.needs(), self._bulk_first)
         if log.routine_spec is None:
             return False
         parser.fallback_time = _written(path)
