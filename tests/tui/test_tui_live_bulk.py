@@ -20,7 +20,7 @@ from correlator.live_analysis import LiveAnalysis
 from correlator.report_model import Analysis, Finding
 from correlator.tui.sources import LiveEventSource
 from lab.broker import Mosquitto
-from lab.incidents import USERS, Scene
+from lab.incidents import SPARKPLUG_ACL, USERS, Scene
 
 pytestmark = pytest.mark.skipif(not keeps_lines() or scan_engine() == "off",
                                 reason="the bulk reader keeps no line places here (no Hyperscan)")
@@ -128,7 +128,8 @@ def _starts(path: Path) -> list[int]:
 
 def test_watch_reads_a_busy_log_in_bulk_then_follows_it_as_analyze_reads_the_final_file(tmp_path: Path) -> None:
     scene = Scene.create(tmp_path, "busy", "a busy broker watched mid-flow")
-    config = scene.login_listener(USERS)
+    # with an ACL the rules read each client's first Received PUBLISH: the first read thins them
+    config = scene.login_listener(USERS, SPARKPLUG_ACL)
     log = scene.root / "broker" / "mosquitto.log"
     with scene.broker(config) as broker:
         _busy_plant(scene, broker)
