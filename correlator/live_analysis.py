@@ -25,6 +25,7 @@ the timeline stage with `feed_events`: a LiveAnalysis of no paths is the analysi
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -114,6 +115,20 @@ def _written(path: str | Path) -> float:
         return Path(path).stat().st_mtime
     except OSError:
         return time.time()
+
+
+def _without(lines: RoutineLines, base: int, offsets: set[int]) -> RoutineLines:
+    """A block's routine lines (block at byte `base`) less those starting at `offsets`."""
+    import numpy as np
+
+    taken = [at - base for at in offsets if base <= at]
+    if not taken:
+        return lines
+    keep = ~np.isin(lines.starts, np.array(taken, dtype=np.int64))
+    if keep.all():
+        return lines
+    return dataclasses.replace(lines, starts=lines.starts[keep], numbers=lines.numbers[keep],
+                               seconds=lines.seconds[keep], messages=lines.messages[keep])
 
 
 class LiveAnalysis:
@@ -399,17 +414,17 @@ class LiveAnalysis:
         if log.routine_spec is None:
             return False
         parser.fallback_time = _written(path)
+        # the routine lines' places, told once the read is over without the few a rule took as
+        # events after all (sources/thinning.py): those may reach the surface only after it
+        # placed the routine lines (the stitcher holds a connection's lines a while)
+        places: list[tuple[int, int, RoutineLines]] = []
+        parsed: set[int] = set()
         if self.on_routine_block is not None:
-            hook = self.on_routine_block
-
-            def blocks(base: int, before: int, lines: RoutineLines) -> None:
-                correction = -self._timeline.tracker.offset(source)
-                hook(RoutineBlock(state.path, source, correction, base, before, lines))
-
-            log.keep_routine_lines(blocks)
+            log.keep_routine_lines(lambda base, before, lines: places.append((base, before, lines)))
         read = 0
         try:
             for events in log.chunks():
+                parsed.update(event.offset for event in events)
                 with self._lock:
                     now = self._clock()
                     self._arrivals.append((now, log.lines - read))
@@ -421,6 +436,12 @@ class LiveAnalysis:
                     self._publish(self._timeline.feed(source, state.path, events))
         except InputError as error:
             self._tail_error(error)
+        if self.on_routine_block is not None:
+            correction = -self._timeline.tracker.offset(source)
+            for base, before, lines in places:
+                if log.thinner is not None:
+                    lines = _without(lines, base, parsed)
+                self.on_routine_block(RoutineBlock(state.path, source, correction, base, before, lines))
         with self._lock:
             for problem in log.problems():
                 self._tail_error(problem)
