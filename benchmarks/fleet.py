@@ -75,7 +75,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: E402
 from correlator.analysis import Options, analyze, prepare  # noqa: E402
 from correlator.api.finding_keys import finding_key  # noqa: E402
 from correlator.api.storage import open_store  # noqa: E402
-from correlator.fleet.agent import DEFAULT_SHARDS, EVENTS_STREAM, ensure_events, message_id, payload, subject  # noqa: E402
+from correlator.fleet import DEFAULT_SHARDS  # noqa: E402
+from correlator.fleet.agent import EVENTS_STREAM, ensure_events, message_id, payload, subject  # noqa: E402
 from correlator.fleet.layout import Limits  # noqa: E402
 from correlator.fleet.live_worker import SiteAnalysis  # noqa: E402
 from correlator.fleet.sites import FINDINGS_SUBJECTS, event_of  # noqa: E402

@@ -20,6 +20,7 @@ from pydantic_settings import (
 from correlator.analysis import Options
 from correlator.api.storage import POOL_TIMEOUT, check_database_url
 from correlator.errors import CorrelatorError
+from correlator.fleet import DEFAULT_SHARDS
 
 #: The environment variable naming a config file when `--config` is not given.
 CONFIG_ENV = "CORRELATOR_CONFIG"
@@ -125,7 +126,7 @@ class Settings(BaseSettings):
     """Bytes of the edge agents' events the cluster keeps at most (the oldest are dropped)."""
     findings_max_bytes: int = Field(default=256 * 1024**2, gt=0)
     """Bytes of the sites' live findings the cluster keeps at most (the oldest are dropped)."""
-    fleet_shards: int = Field(default=32, ge=1, le=1024)
+    fleet_shards: int = Field(default=DEFAULT_SHARDS, ge=1, le=1024)
     """Shards the sites are hashed into (the subjects `correlator.events.<shard>.<site>.<host>`):
     at most this many live workers share the sites. Every agent, live worker and API node of a
     cluster must have the same: the first to start stores it on the cluster, and one with another

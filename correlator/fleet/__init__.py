@@ -14,6 +14,11 @@ from __future__ import annotations
 
 from correlator.errors import CorrelatorError
 
+#: Shards the sites are hashed into unless the setting `fleet_shards` says otherwise (every agent,
+#: live worker and API node of a cluster must share it), so at most this many live workers share
+#: the sites. Here, beside nothing of NATS, so the settings can name it without loading the client.
+DEFAULT_SHARDS = 32
+
 
 class QueueUnavailable(CorrelatorError):
     """The NATS cluster does not answer, or refuses (a full stream): the API answers 503. Here,

@@ -47,7 +47,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 
 from correlator.analysis import Options
 from correlator.errors import CorrelatorError
-from correlator.fleet import QueueUnavailable
+from correlator.fleet import DEFAULT_SHARDS, QueueUnavailable
 from correlator.fleet.layout import DUPLICATE_WINDOW, Limits, ensure_bucket, ensure_stream
 from correlator.fleet.link import Link, retrying, server_urls
 from correlator.live_analysis import LiveAnalysis, LiveUpdate, RoutineBatch
@@ -60,10 +60,6 @@ EVENTS_STREAM = "CORRELATOR_EVENTS"
 EVENTS_SUBJECTS = "correlator.events.>"
 #: The last token of a counts subject (`correlator.events.<shard>.<site>.<host>.counts`).
 COUNTS_TOKEN = "counts"
-#: Shards the sites are hashed into unless the setting `fleet_shards` says otherwise (every agent,
-#: live worker and API node of a cluster must share it), so at most this many live workers share
-#: the sites.
-DEFAULT_SHARDS = 32
 #: The key-value bucket of what every node of a cluster must agree on (key `shards`).
 LAYOUT_BUCKET = "correlator-fleet-layout"
 #: Seconds between two count messages of a file (its routine lines are summed meanwhile).

@@ -46,6 +46,7 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from correlator.api.lanes import Lane
+from correlator.fleet import DEFAULT_SHARDS
 from correlator.fleet.link import retrying
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class Limits:
     retention_days: float = 7.0
     jobs_max: int = 10_000
     bundles_max_bytes: int = 10 * 1024**3
-    shards: int = 32
+    shards: int = DEFAULT_SHARDS
     """Shards the sites are hashed into (agent.shard_of)."""
 
     @classmethod

@@ -34,7 +34,8 @@ from correlator.analysis import Options, prepare
 from correlator.api.finding_keys import finding_key
 from correlator.api.storage import Store, open_store
 from correlator.errors import CorrelatorError
-from correlator.fleet.agent import DEFAULT_SHARDS, EVENTS_STREAM, ensure_events, shard_of, subject
+from correlator.fleet import DEFAULT_SHARDS
+from correlator.fleet.agent import EVENTS_STREAM, ensure_events, shard_of, subject
 from correlator.fleet.layout import Limits
 from correlator.fleet.live_worker import SiteAnalysis
 from correlator.fleet.remote_site import RemoteSiteSource
