@@ -66,7 +66,7 @@ from correlator.live_analysis import LiveAnalysis, LiveUpdate
 from correlator.model import Event
 from correlator.report_model import Finding
 from correlator.sources.early import EarlyReads
-from correlator.tui.app import ScreenSettings, create_app
+from correlator.tui.app import CorrelatorApp, ScreenSettings, create_app
 from correlator.tui.event_store import EventStore, Filter
 from correlator.tui.histogram import CountFeed, StoreCounts
 from correlator.tui.sources import BundleEventSource, LiveEventSource, SourceStatus
@@ -451,6 +451,17 @@ def finding_on_screen(tmp: Path, appends: int) -> None:
 # -- first finding of a big bundle ---------------------------------------------------------------------
 
 
+async def _first_drawn(app: CorrelatorApp, started: float) -> tuple[float, str]:
+    """Seconds from `started` until the first finding is drawn on the app's screen, and its id."""
+    table = app.query_one(FindingsTable)
+    while not table.keys:
+        await asyncio.sleep(0.005)
+    drawn = asyncio.Event()
+    app.call_after_refresh(drawn.set)
+    await drawn.wait()
+    return time.perf_counter() - started, table.keys[0].split("|")[0]
+
+
 async def _bundle_read(folder: Path) -> tuple[float, float, str]:
     """Seconds from the app's start to the first finding drawn and to the whole timeline drawn,
     and the first finding's id."""
@@ -459,14 +470,7 @@ async def _bundle_read(folder: Path) -> tuple[float, float, str]:
     source = BundleEventSource([folder], early=EarlyReads([folder]).__enter__())
     app = create_app(ScreenSettings(tick=3600, notify_new=False), source)
     async with app.run_test(size=SIZE) as pilot:
-        table = app.query_one(FindingsTable)
-        while not table.keys:
-            await asyncio.sleep(0.005)
-        drawn = asyncio.Event()
-        app.call_after_refresh(drawn.set)
-        await drawn.wait()
-        first = time.perf_counter() - started
-        name = table.keys[0].split("|")[0]
+        first, name = await _first_drawn(app, started)
         while source.status() != "done" or source.store.pending is not None:
             await pilot.pause(0.01)
         await pilot.pause()
@@ -523,14 +527,7 @@ async def _watch_read(folder: Path) -> tuple[float, float, float, str]:
     source = LiveEventSource([folder])
     app = create_app(ScreenSettings(tick=3600, notify_new=False), source)
     async with app.run_test(size=SIZE) as pilot:
-        table = app.query_one(FindingsTable)
-        while not table.keys:
-            await asyncio.sleep(0.005)
-        drawn = asyncio.Event()
-        app.call_after_refresh(drawn.set)
-        await drawn.wait()
-        first = time.perf_counter() - started
-        name = table.keys[0].split("|")[0]
+        first, name = await _first_drawn(app, started)
         lines = busy_plant.line_count(folder / "broker" / "mosquitto.log")
         while not source.analysis.caught_up or source.store.pending is not None or \
                 sum(s.lines for s in source.source_info() if s.name == "broker") < lines:
