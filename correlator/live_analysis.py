@@ -10,9 +10,13 @@ a clock thread moves time on so held events are released and absences fire while
 Surfaces (the TUI, the HTTP API) build a LiveAnalysis, call `start()`, and either pass `on_update`
 (called from a worker thread with what changed) or poll `snapshot()` / `events_since()`.
 
-A surface that does not show every line (the edge agent) passes `every_line=False`: appended lines
-a format declares routine and no rule reads line by line are then counted, as the batch reader
-counts them (correlator/sources/routine.py), and handed to `on_routine` instead of being parsed.
+A surface that need not parse every line passes `every_line=False`: appended lines a format
+declares routine and no rule reads line by line are then counted, as the batch reader counts them
+(correlator/sources/routine.py), instead of being parsed. The edge agent, which sends them up per
+client, gets them one by one in `on_routine`; the others (`watch` and the TUI's live mode, `serve
+PATH`) have each batch classified by the batch reader's own classifier (Hyperscan and numpy where
+installed) and get where the routine lines are in `on_routine_block`, as the first read gives it:
+the TUI draws them as timeline rows read back from the file, as it draws a bundle's.
 
 A surface that shows the files' existing content too (`watch`, the TUI's live mode) passes
 `bulk=True`: what a file holds when following starts is read by `analyze`'s two-tier reader
@@ -46,7 +50,7 @@ from correlator.formats.scan import RoutineLines
 from correlator.hosts import Host, HostPlan, plan_hosts
 from correlator.model import Event, is_broker_source
 from correlator.report_model import Finding
-from correlator.sources.bundle import Bundle, classify, open_bundle
+from correlator.sources.bundle import SNIFF_BYTES, Bundle, classify, open_bundle
 from correlator.sources.files import LogFile, decode, detection_problems, source_name
 from correlator.sources.lines import Line, compression_of, iter_chunks
 from correlator.sources.routine import AppendedLines, RoutineLine, routine_reading, routine_spec
@@ -105,8 +109,9 @@ class LiveSource:
     format_of: Format | None = None
     """The format its lines are parsed with (set when routine lines may be counted)."""
     counted: int = 0
-    """Routine lines counted instead of parsed."""
-    """Set when routine lines are counted, not parsed (`every_line=False`)."""
+    """Routine lines counted instead of parsed (`every_line=False`)."""
+    kind: str | None = None
+    """What the file is (`classify`), once its first 64 KB were there to tell."""
 
 
 def _written(path: str | Path) -> float:
@@ -141,7 +146,8 @@ class LiveAnalysis:
                  stitch_window: float = 0.3, clock: Callable[[], float] = time.monotonic,
                  every_line: bool = True, on_routine: Callable[[RoutineBatch], None] | None = None,
                  bulk: bool = False, on_routine_block: Callable[[RoutineBlock], None] | None = None,
-                 on_caught_up: Callable[[], None] | None = None) -> None:
+                 on_caught_up: Callable[[], None] | None = None,
+                 on_tick: Callable[[], None] | None = None) -> None:
         """`every_line=False`: routine lines no rule reads are counted (`on_routine` sees them,
         on the reading thread, before the events of their batch), not parsed.
 
@@ -149,7 +155,13 @@ class LiveAnalysis:
         reads it (`_read_existing`), its routine lines counted, and where they are told to
         `on_routine_block` (as `analyze`'s `on_routine`, where `scan.keeps_lines()`).
         `on_caught_up` is called, under the analysis's lock (no update runs meanwhile), once
-        the existing content has all been read and published."""
+        the existing content has all been read and published.
+
+        With `every_line=False` and no `on_routine`, the routine lines of appended batches are
+        told to `on_routine_block` too (where `AppendedLines.keeps_places`; each block's `base`
+        is 0, its lines' starts their offsets in the file), on the reading thread under the
+        analysis's lock, before the events of their batch. `on_tick` is called under that lock
+        after each clock tick (a surface placing those lines among the events it was given)."""
         self.options = options or Options()
         self.paths = [Path(p) for p in paths]
         prepared = prepare(self.options, registry=registry, rules=rules)
@@ -203,6 +215,7 @@ class LiveAnalysis:
         """(clock, lines) per batch read within the last RATE_WINDOW seconds."""
         self.on_routine_block = on_routine_block
         self.on_caught_up = on_caught_up
+        self.on_tick = on_tick
         self._tailer = Tailer(self._on_batch, from_beginning=from_beginning, polling=polling,
                               on_error=self._tail_error, bulk=self._read_existing if bulk else None)
         if from_beginning:
@@ -450,6 +463,12 @@ class LiveAnalysis:
                 self.session.count_lines(source, second - offset, n)
             state.counted += log.routine.lines
             state.numbers = log.lines
+            appended = state.routine
+            if (appended is not None and appended.thinner is not None and log.thinner is not None
+                    and appended.thinner.kind == log.thinner.kind):
+                # the lines appended later are thinned on from where the first read left off, as
+                # reading the whole file would: a client's first line since its reset was parsed
+                appended.thinner = log.thinner
             state.lines = parser.lines_read + state.counted
             state.unparsed = parser.unparsed
         return True
@@ -482,10 +501,11 @@ class LiveAnalysis:
                 run.append(numbered)
 
     def _on_batch(self, batch: LineBatch) -> None:
-        if batch.path.exists() and classify(batch.path) not in ("log", "unreadable"):
-            return  # a certificate or config dropped into a watched folder is not a log
         with self._lock:
             state = self._source(batch.path)
+        if not self._is_log(state, batch):
+            return  # a certificate or config dropped into a watched folder is not a log
+        with self._lock:
             if batch.event in (TailEvent.ROTATED, TailEvent.TRUNCATED):
                 state.numbers = 0
             lines = batch.lines
@@ -497,9 +517,34 @@ class LiveAnalysis:
                 self._open_parser(state, batch.path, lines)
             self._parse(state, lines)
 
+    def _is_log(self, state: LiveSource, batch: LineBatch) -> bool:
+        """Whether a followed file is a log, as a bundle tells (`classify`, from its first bytes):
+        looked at again only when it is another file (rotated, truncated) or its head was not
+        complete when last looked at, not at every batch of a flood (it reads 64 KB)."""
+        if not batch.path.exists():
+            return True
+        if batch.event is not None or state.kind is None:
+            state.kind = None
+            kind = classify(batch.path)
+            try:
+                whole = batch.path.stat().st_size >= SNIFF_BYTES
+            except OSError:
+                whole = False
+            if not whole:
+                return kind in ("log", "unreadable")
+            state.kind = kind
+        return state.kind in ("log", "unreadable")
+
     def _parse(self, state: LiveSource, lines: list[Line]) -> None:
         numbered = []
-        if state.routine is not None:
+        if state.routine is not None and self.on_routine is None and state.routine.keeps_places:
+            keep, where = state.routine.places(lines)
+            numbered = [(state.numbers + i + 1, lines[i][0], decode(lines[i][1])) for i in keep]
+            before = state.numbers
+            state.numbers += len(lines)
+            if where is not None:
+                self._count_places(state, before, where)
+        elif state.routine is not None:
             keep, routine = state.routine.split(lines)
             numbered = [(state.numbers + i + 1, lines[i][0], decode(lines[i][1])) for i in keep]
             state.numbers += len(lines)
@@ -532,6 +577,23 @@ class LiveAnalysis:
         state.lines = state.parser.lines_read + state.counted
         state.unparsed = state.parser.unparsed
         self._publish(self._timeline.feed(state.source, state.path, events))
+
+    def _count_places(self, state: LiveSource, before: int, where: RoutineLines) -> None:
+        """Routine lines of a batch, as the batch reader's arrays (`AppendedLines.places`: their
+        offsets, their indexes in the batch, whose first line is line `before` + 1), into the time
+        range and the picture, and out to `on_routine_block`."""
+        import numpy as np
+
+        offset = self._timeline.tracker.offset(state.source)
+        seconds, counts = np.unique(where.seconds, return_counts=True)
+        for second, n in zip(seconds.tolist(), counts.tolist(), strict=True):
+            self.session.count_lines(state.source, second - offset, n)
+        now = self._clock()
+        lines = len(where.numbers)
+        self._arrivals.append((now, lines))
+        state.counted += lines
+        if self.on_routine_block is not None:
+            self.on_routine_block(RoutineBlock(state.path, state.source, -offset, 0, before, where))
 
     def _count(self, state: LiveSource, routine: list[RoutineLine]) -> None:
         """Routine lines into the time range and the picture (as the batch counts them) and out
@@ -571,6 +633,8 @@ class LiveAnalysis:
                     findings = self.session.tick(self.session.last + TICK)
                     if findings and not self._paused and self.on_update is not None:
                         self.on_update(LiveUpdate([], findings))
+                if self.on_tick is not None:
+                    self.on_tick()
 
     def feed_events(self, events: Sequence[Event]) -> None:
         """Events that went through the timeline stage elsewhere (an edge agent's LiveAnalysis
@@ -596,6 +660,13 @@ class LiveAnalysis:
             self.on_update(LiveUpdate(stitched, [visible.get(f.id + "|" + f.group, f) for f in changed]))
 
     # -- reading the state ---------------------------------------------------------------------
+
+    def held_from(self) -> float:
+        """The earliest time of a line read and not published yet (inf: none): the routine lines
+        of appended batches (`on_routine_block`) of an earlier time can be shown before the events
+        still to come. Under the analysis's lock (`on_tick` has it)."""
+        with self._lock:
+            return self._timeline.earliest_held()
 
     def findings(self) -> list[Finding]:
         with self._lock:

@@ -1,6 +1,11 @@
 """The tailed sources of a running server: one LiveAnalysis (the same pipeline as the CLI's live
 mode) and the fan-out of its updates to server-sent-event subscribers.
 
+The files are read as `analyze` and `watch` read them: what they hold when the server starts by the
+two-tier reader (routine traffic counted at C speed, not parsed), and the routine lines appended
+later classified alike and counted, so only the other lines become events (`/live/events`), while
+`/live`'s line counts stay exact.
+
 LiveAnalysis calls back on its worker threads; each subscriber is an asyncio queue on the
 server's loop, fed with `call_soon_threadsafe`, so a slow dashboard never blocks the analysis
 (its queue drops the oldest update past a bound; the finding's next revision brings it back).
@@ -69,8 +74,11 @@ class LiveHub:
         self._seq = 0
         self._recent: deque[StreamEvent] = deque(maxlen=REPLAY)
         self._shown = ShownFindings()
+        # read as `analyze` reads: what the files hold at the start by the two-tier reader, and the
+        # routine lines of appended batches counted (the API keeps no live line that is not an event)
         self.analysis = LiveAnalysis(self.paths, options, registry=registry, rules=rules,
-                                     on_update=self._on_update, stitch_window=stitch_window)
+                                     on_update=self._on_update, stitch_window=stitch_window,
+                                     every_line=False, bulk=True)
 
     def start(self) -> None:
         self.analysis.start()

@@ -17,6 +17,12 @@ Each routine line is kept as its offset, message kind, client and second (the ep
 starts with: the batch reader's time bucket), so the counts can be summed per kind, client and
 second, and a reader that has already sent some of them (a restarted agent) can leave those out.
 The client is the message's own `client_id` field, read with the message's regex.
+
+A reader that needs no client per line (the TUI, `watch`, `serve PATH`) asks for `places` instead:
+the batch joined into one block is classified by the very classifier the batch reader uses
+(`scan.classifier`: Hyperscan and numpy when installed), and the routine lines come back as that
+reader's `RoutineLines` arrays (file offsets, line indexes in the batch, seconds, messages), never
+one Python object a line: what the TUI turns into timeline rows, as it does the batch reader's.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from dataclasses import dataclass
 
 from correlator.formats.definition import Format
 from correlator.formats.evidence import Evidence
-from correlator.formats.scan import FirstLines, RoutineCounts, RoutineSpec, classifier, scan_engine
+from correlator.formats.scan import FirstLines, RoutineCounts, RoutineLines, RoutineSpec, classifier, scan_engine
 from correlator.sources.lines import MAX_LINE, Line
 from correlator.sources.thinning import Thinner
 
@@ -87,6 +93,8 @@ class AppendedLines:
         """Set: the lines of its kind are counted but for the first of each key (`routine_reading`)."""
         self._classifier = classifier(spec, MAX_LINE, engine="python")
         marked = frozenset(i for i, kind in enumerate(spec.kinds) if thinner is not None and kind == thinner.kind)
+        # the batch reader's own classifier (Hyperscan where installed), for `places`
+        self._fast = classifier(spec, MAX_LINE, marked=marked, key=thinner.place if thinner is not None else None)
         self._marked = (classifier(spec, MAX_LINE, marked=marked, key=thinner.place)
                         if marked and thinner is not None else None)
         by_name = {m.name: m for m in fmt.messages}
@@ -128,3 +136,36 @@ class AppendedLines:
             for _, _, row in self.thinner.select(block, self._marked.scan_block(block, counts), counts):
                 routine.pop(row, None)
         return [i for i in range(len(lines)) if i not in routine], list(routine.values())
+
+    @property
+    def keeps_places(self) -> bool:
+        """Whether `places` can say where the routine lines are (the Hyperscan classifier can)."""
+        return self._fast.engine == "hyperscan"
+
+    def places(self, lines: Sequence[Line]) -> tuple[list[int], RoutineLines | None]:
+        """The indexes in `lines` of the lines to parse, in order, and where the routine ones are,
+        as the batch reader says it (`RoutineLines`, but `starts` are the lines' offsets in the
+        file and `numbers` their indexes in `lines`); None when none is routine. The same scan,
+        thinning included, as the batch reader's of a block: only where `keeps_places`."""
+        import numpy as np
+
+        if not lines:
+            return [], None
+        block = b"\n".join(raw for _, raw in lines) + b"\n"
+        counts = RoutineCounts(keep=True)
+        scan = self._fast.scan_block(block, counts)
+        where = scan.where
+        if self.thinner is not None:
+            parse = [row for _, _, row in self.thinner.select(block, scan, counts)]
+        else:
+            parse = scan.rows
+        if where is None or not len(where.numbers):
+            return parse, None
+        rows = where.numbers
+        if len(parse) > len(scan.rows):  # lines the thinning took from the routine ones: parsed
+            keep = ~np.isin(rows, np.array(parse, dtype=np.int64))
+            rows, seconds, messages = rows[keep], where.seconds[keep], where.messages[keep]
+        else:
+            seconds, messages = where.seconds, where.messages
+        offsets = np.fromiter((offset for offset, _ in lines), dtype=np.int64, count=len(lines))[rows]
+        return parse, RoutineLines(offsets, rows, seconds, messages, where.kinds, where.levels)

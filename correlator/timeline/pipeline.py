@@ -546,6 +546,15 @@ class LiveTimeline:
     def pop_closed(self) -> list[Connection]:
         return self.stitcher.pop_closed()
 
+    def earliest_held(self) -> float:
+        """The earliest time of an event fed and not released yet (inf: none): a line of a later
+        time that bypasses the timeline (a routine line the TUI draws, not an event) would be
+        shown before it."""
+        held = [event.ts for _, events in self._held for event in events]
+        held += [item[3].ts for item in self.merger._heap]
+        held += [item[1].ts for item in self.stitcher._hold]
+        return min(held, default=float("inf"))
+
     def estimates(self) -> dict[str, SkewEstimate]:
         return self.tracker.estimates()
 

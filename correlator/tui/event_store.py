@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from correlator.model import LEVELS, Event, level_rank
 from correlator.redaction import REMOVED, redact
@@ -193,6 +193,30 @@ class EventStore:
             self._count = len(self.ts)
             self.generation += 1
         return moved
+
+    def append_columns(self, columns: dict[str, array[Any]], added: dict[int, tuple[int, int, dict[int, int],
+                       dict[int, int]]], max_ts: float, ordered: bool) -> None:
+        """Rows given as whole columns (the routine rows of lines appended to a followed log:
+        correlator.tui.routine_rows.LiveRows), after the rows there; `added`, `max_ts` and
+        `ordered` as a `Merged`'s (`ordered`: their times never go down)."""
+        with self._lock:
+            n = len(columns["ts"])
+            if not n:
+                return
+            first = columns["ts"][0]
+            if (self._count and first < self.ts[self._count - 1]) or not ordered:
+                self._ordered = False
+            for name, column in columns.items():
+                getattr(self, name).extend(column)
+            for src, (rows, alarming, seconds, errors) in added.items():
+                stats = self.stats[src]
+                stats.rows += rows
+                stats.alarming += alarming
+                for table, more in ((stats.per_second, seconds), (stats.errors_per_second, errors)):
+                    for second, k in more.items():
+                        table[second] = table.get(second, 0) + k
+            self._max_ts = max(self._max_ts, max_ts)
+            self._count += n
 
     def _file_index(self, name: str) -> int:
         found = self._file_ix.get(name)

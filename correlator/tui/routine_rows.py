@@ -12,6 +12,12 @@ before it in its log (by offset) among the rows of its second, as if it had been
 computed on the reading thread and swapped in on the screen's (`EventStore.renumber`), which then
 moves its cursor, marks and search to the rows' new numbers.
 
+Followed live (`watch`), the lines appended to a log are classified the same way
+(LiveAnalysis, sources/routine.py `AppendedLines.places`), and their routine ones come here as the
+same blocks (`LiveRows`): held a moment, they join the timeline as rows among the live events in
+time order (a routine line before the first event of a later second, or of its second and file
+further on in the file), so a flood of PUBLISH traffic is never parsed and is still drawn.
+
 numpy is the fast reader's (the `fast` extra); without it the bulk reader keeps no places and the
 TUI reads every line as an event, so nothing here is imported.
 """
@@ -19,12 +25,14 @@ TUI reads every line as an event, so nothing here is imported.
 from __future__ import annotations
 
 import threading
+import time
 from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from correlator.analysis import RoutineBlock
-from correlator.model import level_rank
+from correlator.model import Event, level_rank
 from correlator.tui.event_store import ERROR_RANK, ROUTINE, WARNING_RANK, EventStore
 
 #: The store's columns: name, array typecode, numpy dtype.
@@ -165,15 +173,146 @@ def merge(store: EventStore, rows: RoutineRows) -> Merged | None:
     merged.ordered = bool(store.ordered and (total < 2 or (np.diff(ts) >= 0).all()))
     merged.max_ts = float(ts.max()) if total else float("-inf")
     del ts
-    for src in np.unique(r["src"]).tolist():
-        mine = r["src"] == src
-        seconds, counts = np.unique(np.floor(r["ts"][mine]).astype(np.int64), return_counts=True)
-        levels = r["level"][mine]
+    merged.added = _added(r["src"], r["ts"], r["level"])
+    return merged
+
+
+def _added(src: Any, ts: Any, level: Any) -> dict[int, tuple[int, int, dict[int, int], dict[int, int]]]:
+    """Per source index of new routine rows: rows, alarming rows, rows per second, errors per second."""
+    import numpy as np
+
+    added = {}
+    for source in np.unique(src).tolist():
+        mine = src == source
+        seconds, counts = np.unique(np.floor(ts[mine]).astype(np.int64), return_counts=True)
+        levels = level[mine]
         bad = levels >= ERROR_RANK
         errors: dict[int, int] = {}
         if bad.any():
-            e_seconds, e_counts = np.unique(np.floor(r["ts"][mine][bad]).astype(np.int64), return_counts=True)
+            e_seconds, e_counts = np.unique(np.floor(ts[mine][bad]).astype(np.int64), return_counts=True)
             errors = dict(zip(e_seconds.tolist(), e_counts.tolist(), strict=True))
-        merged.added[src] = (int(mine.sum()), int((levels >= WARNING_RANK).sum()),
-                             dict(zip(seconds.tolist(), counts.tolist(), strict=True)), errors)
-    return merged
+        added[source] = (int(mine.sum()), int((levels >= WARNING_RANK).sum()),
+                         dict(zip(seconds.tolist(), counts.tolist(), strict=True)), errors)
+    return added
+
+
+#: The pending rows' columns (LiveRows): the store's that a routine row does not leave empty, and
+#: when it arrived.
+_PENDING = (("ts", "float64"), ("src", "uint16"), ("level", "uint8"), ("kind", "uint16"), ("file", "uint16"),
+            ("line", "uint32"), ("offset", "int64"), ("arrived", "float64"))
+
+
+class LiveRows:
+    """The routine rows of lines appended to followed logs, on their way into the store among the
+    live events (LiveEventSource). A block's rows wait until an event after them in time comes out
+    of the timeline (`place`: they go in just before it), or until no event the timeline holds is
+    of an earlier time and they have waited `hold` seconds (`release`, every clock tick: as long as
+    the timeline waits for a quiet log's lines). Every call on the one thread the store's writes
+    come from (LiveAnalysis's, under its lock)."""
+
+    def __init__(self, store: EventStore, hold: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.hold = hold
+        self.clock = clock
+        self._pending: dict[str, Any] = {}
+        self.rows = 0
+        """Rows placed so far."""
+
+    @property
+    def waiting(self) -> int:
+        return len(self._pending["ts"]) if self._pending else 0
+
+    def add(self, block: RoutineBlock) -> None:
+        """One block's routine lines (LiveAnalysis's `on_routine_block`), to wait for their place."""
+        import numpy as np
+
+        store = self.store
+        where = block.lines
+        n = len(where.numbers)
+        if not n:
+            return
+        ranks = np.array([level_rank(level) for level in where.levels], dtype=np.uint8)
+        kinds = np.array([store.kind_index(kind) for kind in where.kinds], dtype=np.uint16)
+        part = {"ts": where.seconds.astype(np.float64) + block.correction,
+                "src": np.full(n, store.source_index(block.source), dtype=np.uint16),
+                "level": ranks[where.messages], "kind": kinds[where.messages],
+                "file": np.full(n, store.file_index(block.file), dtype=np.uint16),
+                "line": (where.numbers + (block.before + 1)).astype(np.uint32),
+                "offset": where.starts.astype(np.int64) + block.base,
+                "arrived": np.full(n, self.clock(), dtype=np.float64)}
+        if self._pending:
+            part = {name: np.concatenate((self._pending[name], part[name])) for name, _ in _PENDING}
+        self._pending = part
+
+    def place(self, events: Sequence[Event]) -> None:
+        """Events in timeline order into the store, each after the waiting rows that come before
+        it: of an earlier second, or of its second and file and earlier in the file."""
+        import numpy as np
+
+        if not self._pending or not events:
+            self.store.extend(events)
+            return
+        store = self.store
+        pending = self._pending
+        ts = np.array([event.ts for event in events], dtype=np.float64)
+        at = np.searchsorted(ts, pending["ts"], side="right")
+        for j in np.flatnonzero(np.isin(ts, pending["ts"])).tolist():
+            event = events[j]
+            mine = ((at > j) & (pending["ts"] == ts[j]) & (pending["file"] == store.file_index(event.file))
+                    & (pending["offset"] < event.offset))
+            at[mine] = j
+        placed = at < len(events)
+        if not placed.any():
+            store.extend(events)
+            return
+        chosen = np.flatnonzero(placed)
+        order = chosen[np.lexsort((pending["ts"][chosen], at[chosen]))]
+        rows = {name: pending[name][order] for name, _ in _PENDING}
+        self._keep(~placed)
+        before = at[order]
+        done = 0
+        for j in np.unique(before).tolist():
+            store.extend(events[done:j])
+            lo, hi = np.searchsorted(before, j, side="left"), np.searchsorted(before, j, side="right")
+            self._append({name: column[lo:hi] for name, column in rows.items()})
+            done = j
+        store.extend(events[done:])
+
+    def release(self, held_from: float = float("inf"), everything: bool = False) -> None:
+        """The rows that have waited `hold` seconds and are of an earlier time than every event the
+        timeline holds (`held_from`), with every waiting row of no later time, in time order, into
+        the store; all of them with `everything` (the follow is over)."""
+        import numpy as np
+
+        if not self._pending:
+            return
+        pending = self._pending
+        if everything:
+            due = np.ones(len(pending["ts"]), dtype=bool)
+        else:
+            ready = (pending["arrived"] <= self.clock() - self.hold) & (pending["ts"] < held_from)
+            if not ready.any():
+                return
+            due = pending["ts"] <= pending["ts"][ready].max()
+        order = np.flatnonzero(due)
+        order = order[np.argsort(pending["ts"][order], kind="stable")]
+        rows = {name: pending[name][order] for name, _ in _PENDING}
+        self._keep(~due)
+        self._append(rows)
+
+    def _keep(self, mask: Any) -> None:
+        self._pending = {name: column[mask] for name, column in self._pending.items()} if mask.any() else {}
+
+    def _append(self, rows: dict[str, Any]) -> None:
+        import numpy as np
+
+        n = len(rows["ts"])
+        if not n:
+            return
+        rows = {**rows, "client": np.zeros(n, dtype=np.uint32), "flags": np.full(n, ROUTINE, dtype=np.uint8),
+                "conn": np.zeros(n, dtype=np.uint32)}
+        columns = {name: array(code, rows[name].astype(dtype).tobytes()) for name, code, dtype in COLUMNS}
+        ts = rows["ts"]
+        self.store.append_columns(columns, _added(rows["src"], ts, rows["level"]), float(ts.max()),
+                                  bool(n < 2 or (np.diff(ts) >= 0).all()))
+        self.rows += n

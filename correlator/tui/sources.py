@@ -38,8 +38,9 @@ from correlator.tui.event_store import COMPRESSED_MAGIC, EventStore
 from correlator.tui.histogram import CountFeed, SecondCounts, StoreCounts
 
 if TYPE_CHECKING:
+    from correlator.analysis import RoutineBlock
     from correlator.sources.early import EarlyReads
-    from correlator.tui.routine_rows import RoutineRows
+    from correlator.tui.routine_rows import LiveRows, RoutineRows
 
 Changed = Callable[[], None]
 
@@ -294,7 +295,10 @@ class LiveEventSource:
     With the fast reader (`scan.keeps_lines()`), the files' existing content is read by
     `analyze`'s two-tier reader (LiveAnalysis `bulk`): routine lines are kept as places
     (correlator.tui.routine_rows) and merged among the events once it is read, as BundleEventSource
-    merges them; the lines appended later are events, as before.
+    merges them. The lines appended later are classified alike (LiveAnalysis with
+    `every_line=False`): their routine ones are counted, never parsed, and join the timeline as
+    rows among the live events (`routine_rows.LiveRows`); without the fast reader every line is
+    an event (`routine_rows=False` asks for that too: benchmarks compare the two).
 
     Pausing is the screen's business (it stops moving so a human can read); the engine is never
     paused, because LiveAnalysis drops the updates it does not publish and the timeline would get
@@ -304,8 +308,9 @@ class LiveEventSource:
 
     def __init__(self, paths: Sequence[str | Path], options: Options | None = None, *,
                  stitch_window: float = 0.05, polling: bool = False, from_beginning: bool = True,
-                 pattern: str = "*.log") -> None:
-        from correlator.live_analysis import LiveAnalysis
+                 pattern: str = "*.log", routine_rows: bool | None = None) -> None:
+        from correlator.live_analysis import TICK, LiveAnalysis
+        from correlator.timeline.pipeline import WATERMARK_DELAY
 
         self.store = EventStore()
         self.errors: list[str] = []
@@ -318,16 +323,38 @@ class LiveEventSource:
         self.routine: RoutineRows | None = None
         """The routine lines' places while the existing content is read (None: every line an event)."""
         self._merging = False
-        bulk = from_beginning and keeps_lines() and scan_engine() != "off"
-        if bulk:
-            from correlator.tui.routine_rows import RoutineRows
+        self.live_rows: LiveRows | None = None
+        """The routine rows of appended lines on their way into the store (None: those lines are events)."""
+        if routine_rows is None:
+            routine_rows = keeps_lines() and scan_engine() != "off"
+        bulk = from_beginning and routine_rows
+        if routine_rows:
+            from correlator.tui.routine_rows import LiveRows, RoutineRows
 
-            self.routine = RoutineRows()
+            # as long as the timeline waits for a quiet log's lines (those not read yet)
+            self.live_rows = LiveRows(self.store, hold=WATERMARK_DELAY + TICK)
+            if bulk:
+                self.routine = RoutineRows()
         self.analysis = LiveAnalysis(paths, self.options, on_update=self._on_update, on_error=self._on_error,
                                      stitch_window=stitch_window, polling=polling, from_beginning=from_beginning,
-                                     pattern=pattern, bulk=bulk,
-                                     on_routine_block=self.routine.add if self.routine is not None else None,
-                                     on_caught_up=self._caught_up if self.routine is not None else None)
+                                     pattern=pattern, bulk=bulk, every_line=not routine_rows,
+                                     on_routine_block=self._routine_block if routine_rows else None,
+                                     on_caught_up=self._caught_up if self.routine is not None else None,
+                                     on_tick=self._release if self.live_rows is not None else None)
+
+    def _release(self) -> None:
+        """Each clock tick (under LiveAnalysis's lock): the routine rows no held event precedes."""
+        assert self.live_rows is not None
+        self.live_rows.release(self.analysis.held_from())
+
+    def _routine_block(self, block: RoutineBlock) -> None:
+        """Where routine lines are (on LiveAnalysis's thread): those of what the files held at the
+        start (and of lines appended while that was read) are merged in once it is read; those of
+        lines appended later go in among the live events."""
+        if self.routine is not None and not self.analysis.caught_up:
+            self.routine.add(block)
+        elif self.live_rows is not None:
+            self.live_rows.add(block)
 
     def _caught_up(self) -> None:
         """The existing content is read (on LiveAnalysis's thread, no update running): its routine
@@ -348,7 +375,10 @@ class LiveEventSource:
 
         assert isinstance(update, LiveUpdate)
         if update.events:
-            self.store.extend(update.events)
+            if self.live_rows is not None:
+                self.live_rows.place(update.events)
+            else:
+                self.store.extend(update.events)
         if update.findings:
             floor = severity_rank(self.options.min_severity)
             with self._lock:
@@ -369,6 +399,9 @@ class LiveEventSource:
 
     def stop(self) -> None:
         self.analysis.stop()
+        if self.live_rows is not None:
+            with self.analysis._lock:  # the follow is over: what waits for its place goes in
+                self.live_rows.release(everything=True)
         self.store.close()
 
     def findings(self) -> list[Finding]:

@@ -1,0 +1,155 @@
+"""Appended lines classified by the batch reader's own classifier (`AppendedLines.places`, what
+`watch`, the TUI's live mode and `serve PATH` read appended lines with): the lines of real broker
+logs appended in pieces of every size, ended in LF and in CRLF, give the live analysis the batch
+reader's events, and the routine lines' places (offsets, line numbers, kinds, seconds) are exactly
+the other lines, counted per second as the batch reader counts them. With an ACL file, a client's
+first `Received PUBLISH` after its CONNECT is parsed and the rest are places, as `analyze` thins."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from correlator.analysis import RoutineBlock
+from correlator.engine.evaluate import Engine
+from correlator.engine.facts import Artifacts
+from correlator.engine.rules import load_rules
+from correlator.formats.registry import default_registry
+from correlator.formats.scan import keeps_lines, scan_engine
+from correlator.live_analysis import LiveAnalysis, LiveUpdate
+from correlator.sources.bundle import open_bundle
+from correlator.sources.files import LogFile
+from correlator.sources.lines import iter_lines
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
+REGISTRY = default_registry()
+
+pytestmark = pytest.mark.skipif(not keeps_lines() or scan_engine() == "off",
+                                reason="only the Hyperscan classifier says where routine lines are")
+
+
+def _broker_lines() -> list[bytes]:
+    """Every line of the real broker logs in sample_logs/ written with epoch prefixes."""
+    return [raw for path in sorted(SAMPLES.glob("*/broker/mosquitto.log"))
+            for _, raw in iter_lines(path) if raw[:10].isdigit()]
+
+
+class _Heard:
+    """What a live analysis told: events by offset, and the routine lines' places."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.events: dict[int, str] = {}
+        self.places: dict[int, tuple[int, str, int]] = {}
+        """offset -> (line number, kind, second)"""
+        self.lock = threading.Lock()
+
+    def updated(self, update: LiveUpdate) -> None:
+        with self.lock:
+            self.events.update((e.offset, e.kind) for e in update.events if e.file == self.file)
+
+    def block(self, block: RoutineBlock) -> None:
+        where = block.lines
+        assert block.base == 0 and block.file == self.file
+        with self.lock:
+            for offset, number, second, message in zip(where.starts.tolist(), where.numbers.tolist(),
+                                                       where.seconds.tolist(), where.messages.tolist(), strict=True):
+                assert offset not in self.places
+                self.places[offset] = (block.before + number + 1, where.kinds[message], second)
+
+
+def _starts(data: bytes) -> list[int]:
+    return [0] + [i + 1 for i in range(len(data) - 1) if data[i] == 10]
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+def test_appended_places_are_the_batch_reader_s_routine_lines(tmp_path: Path, ending: bytes) -> None:
+    rng = random.Random(23)
+    pool = _broker_lines()
+    lines = sorted((rng.choice(pool) for _ in range(6000)), key=lambda raw: raw[:10])
+    path = tmp_path / "mosquitto.log"
+    path.write_bytes(ending.join(lines[:2500]) + ending)
+    heard = _Heard(str(path))
+    live = LiveAnalysis([path], every_line=False, on_update=heard.updated, on_routine_block=heard.block)
+    live.start()
+    try:
+        at = 2500
+        while at < len(lines):  # appended as a busy broker writes: pieces of every size
+            step = rng.choice([1, 7, 60, 400])
+            with path.open("ab") as out:
+                out.write(ending.join(lines[at:at + step]) + ending)
+            at += step
+            time.sleep(0.005)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and sum(s.lines for s in live.sources.values()) < len(lines):
+            time.sleep(0.1)
+    finally:
+        live.stop()
+
+    batch = LogFile(path, REGISTRY)
+    rules, _ = load_rules([])
+    batch.count_routine(Engine(rules, Artifacts()).needs())
+    expected = {e.offset: e.kind for e in batch.events()}
+    assert 0 < len(expected) < len(lines) // 2 < batch.routine.lines
+    assert heard.events == expected
+    data = path.read_bytes()
+    starts = _starts(data)
+    assert sorted([*heard.places, *heard.events]) == starts  # every line once: an event or a place
+    numbers = {offset: number + 1 for number, offset in enumerate(starts)}
+    assert all(numbers[offset] == number for offset, (number, _, _) in heard.places.items())
+    kinds: dict[str, int] = {}
+    seconds: dict[int, int] = {}
+    for offset, (_, kind, second) in heard.places.items():
+        kinds[kind] = kinds.get(kind, 0) + 1
+        seconds[second] = seconds.get(second, 0) + 1
+        assert data[offset:offset + 10] == str(second).encode()
+    assert kinds == batch.routine.kinds
+    assert seconds == batch.routine.seconds
+    counted = {second: cell[0] for second, cell in live.session.histogram.get("broker", {}).items()}
+    assert sum(counted.values()) == len(lines)  # the picture counts events and places alike
+
+
+def test_appended_places_thin_a_client_s_publishes_as_the_batch_reader_does(tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    shutil.copytree(SAMPLES / "mixed", folder)
+    log = folder / "broker" / "mosquitto.log"
+    lines = [line * (25 if b" Received PUBLISH from " in line else 1)
+             for line in log.read_bytes().splitlines(keepends=True)]
+    half = len(lines) // 2
+    log.write_bytes(b"".join(lines[:half]))
+    heard = _Heard(str(log))
+    total = b"".join(lines).count(b"\n")
+    live = LiveAnalysis([folder], every_line=False, on_update=heard.updated, on_routine_block=heard.block)
+    live.start()
+    try:
+        time.sleep(1)
+        with log.open("ab") as out:
+            out.write(b"".join(lines[half:]))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and sum(s.lines for s in live.sources.values() if s.path == str(log)) < total:
+            time.sleep(0.1)
+        found = {f.id for f in live.findings()}
+    finally:
+        live.stop()
+
+    rules, _ = load_rules([])
+    with open_bundle([folder]) as bundle:
+        engine = Engine(rules, Artifacts.from_bundle(bundle))
+    batch = LogFile(log, REGISTRY)
+    batch.count_routine(engine.needs(), engine.first_lines())
+    assert batch.thinner is not None
+    expected = {e.offset: e.kind for e in batch.events()}
+    publishes = b"".join(lines).count(b" Received PUBLISH from ")
+    assert 0 < sum(1 for kind in expected.values() if kind == "mqtt.publish") < publishes // 10
+    assert heard.events == expected
+    assert sorted([*heard.places, *heard.events]) == _starts(log.read_bytes())
+    kinds: dict[str, int] = {}
+    for _, kind, _ in heard.places.values():
+        kinds[kind] = kinds.get(kind, 0) + 1
+    assert kinds == batch.routine.kinds
+    assert "acl.publish_denied" in found
