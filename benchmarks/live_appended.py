@@ -27,6 +27,7 @@ are noisy. The lines read and the timeline's rows are checked (each line once).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -42,11 +43,12 @@ _TREE = sys.argv[sys.argv.index("--tree") + 1] if "--tree" in sys.argv[:-1] else
 sys.path.insert(0, _TREE)
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from busy_plant import cache_dir  # noqa: E402
-
 from correlator.analysis import analyze  # noqa: E402
 from correlator.formats.scan import keeps_lines  # noqa: E402
 from correlator.tui.sources import LiveEventSource  # noqa: E402
+
+# imported after correlator: busy_plant puts this checkout first on the path
+cache_dir = importlib.import_module("busy_plant").cache_dir
 
 #: Lines the file holds before it is followed (its start-up: the format is known at once).
 HEAD = 200
@@ -143,6 +145,7 @@ def main() -> None:
     flood = plant_lines(log, args.plant // 10, args.lines)
     per = 100_000 / len(flood)
     if args.tree:
+        assert Path(sys.modules["correlator"].__file__ or "").is_relative_to(Path(args.tree)), "not the code before"
         cpu, wall, _ = follow(head, flood, args.rate, routine_rows=None)
         print(json.dumps({"cpu": cpu, "wall": wall}))
         return

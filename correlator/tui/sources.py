@@ -345,7 +345,8 @@ class LiveEventSource:
     def _release(self) -> None:
         """Each clock tick (under LiveAnalysis's lock): the routine rows no held event precedes."""
         assert self.live_rows is not None
-        self.live_rows.release(self.analysis.held_from())
+        if self.live_rows.waiting:  # (what the timeline holds is looked through only then)
+            self.live_rows.release(self.analysis.held_from())
 
     def _routine_block(self, block: RoutineBlock) -> None:
         """Where routine lines are (on LiveAnalysis's thread): those of what the files held at the
