@@ -24,6 +24,7 @@ from correlator.api import Settings
 from correlator.formats.scan import keeps_lines, scan_engine
 from correlator.report_model import Analysis, Finding
 from correlator.tui.event_store import ROUTINE
+from correlator.tui.search import SearchIndex, find_rows
 from correlator.tui.sources import LiveEventSource
 from lab.broker import Mosquitto
 from lab.incidents import SPARKPLUG_ACL, USERS, Scene
@@ -154,6 +155,10 @@ def test_watch_counts_appended_routine_lines_as_analyze_does_and_draws_each_once
                        store.kinds[store.kind[b]], store.line[a], store.line[b]) for a, b in back[:10]]
     text = log.read_text().splitlines()
     assert all(store.text(row) == text[store.line[row] - 1] for row in rows[:: max(1, len(rows) // 500)])
+    # and the search finds them: every PUBACK line of the log is a row it finds
+    hits = find_rows(store, SearchIndex(store), "puback", len(store))
+    assert len(hits) == sum(1 for line in text if "puback" in line.lower()) > APPENDED // 4
+    assert all(store.flags[row] & ROUTINE for row in hits)
     # the histogram's picture and the timeline's per-second counts are the batch's
     assert _line_counts(live.session.histogram, "broker") == _line_counts(batch.histogram, "broker")
     assert store.stats[store.sources.index("broker")].per_second == _line_counts(batch.histogram, "broker")
