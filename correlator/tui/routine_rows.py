@@ -214,13 +214,15 @@ class LiveRows:
         self.store = store
         self.hold = hold
         self.clock = clock
-        self._pending: dict[str, Any] = {}
+        self._parts: list[dict[str, Any]] = []
+        """The waiting rows, a part per block (joined when looked at: a flood adds many blocks a tick)."""
+        self._waiting = 0
         self.rows = 0
         """Rows placed so far."""
 
     @property
     def waiting(self) -> int:
-        return len(self._pending["ts"]) if self._pending else 0
+        return self._waiting
 
     def add(self, block: RoutineBlock) -> None:
         """One block's routine lines (LiveAnalysis's `on_routine_block`), to wait for their place."""
@@ -240,27 +242,45 @@ class LiveRows:
                 "line": (where.numbers + (block.before + 1)).astype(np.uint32),
                 "offset": where.starts.astype(np.int64) + block.base,
                 "arrived": np.full(n, self.clock(), dtype=np.float64)}
-        if self._pending:
-            part = {name: np.concatenate((self._pending[name], part[name])) for name, _ in _PENDING}
-        self._pending = part
+        self._parts.append(part)
+        self._waiting += n
+
+    def _pending(self) -> dict[str, Any]:
+        """The waiting rows, in the order they came (one part; empty when none waits)."""
+        import numpy as np
+
+        if len(self._parts) > 1:
+            self._parts = [{name: np.concatenate([part[name] for part in self._parts]) for name, _ in _PENDING}]
+        return self._parts[0] if self._parts else {}
 
     def place(self, events: Sequence[Event]) -> None:
         """Events in timeline order into the store, each after the waiting rows that come before
         it: of an earlier second, or of its second and file and earlier in the file."""
         import numpy as np
 
-        if not self._pending or not events:
+        if not self._waiting or not events:
             self.store.extend(events)
             return
         store = self.store
-        pending = self._pending
+        pending = self._pending()
         ts = np.array([event.ts for event in events], dtype=np.float64)
         at = np.searchsorted(ts, pending["ts"], side="right")
+        # of its second, a row goes before its file's first event further on in the file: the
+        # events of each second and file, in order (their offsets grow), searched at once
+        groups: dict[tuple[float, int], tuple[list[int], list[int]]] = {}
         for j in np.flatnonzero(np.isin(ts, pending["ts"])).tolist():
             event = events[j]
-            mine = ((at > j) & (pending["ts"] == ts[j]) & (pending["file"] == store.file_index(event.file))
-                    & (pending["offset"] < event.offset))
-            at[mine] = j
+            offsets, places = groups.setdefault((event.ts, store.file_index(event.file)), ([], []))
+            offsets.append(event.offset)
+            places.append(j)
+        for (second, file), (offsets, places) in groups.items():
+            mine = np.flatnonzero((pending["ts"] == second) & (pending["file"] == file))
+            if not len(mine) or offsets != sorted(offsets):
+                continue
+            after = np.searchsorted(np.array(offsets, dtype=np.int64), pending["offset"][mine], side="right")
+            found = after < len(places)
+            rows, first = mine[found], np.array(places, dtype=np.int64)[after[found]]
+            at[rows] = np.minimum(at[rows], first)
         placed = at < len(events)
         if not placed.any():
             store.extend(events)
@@ -284,9 +304,9 @@ class LiveRows:
         the store; all of them with `everything` (the follow is over)."""
         import numpy as np
 
-        if not self._pending:
+        if not self._waiting:
             return
-        pending = self._pending
+        pending = self._pending()
         if everything:
             due = np.ones(len(pending["ts"]), dtype=bool)
         else:
@@ -301,7 +321,9 @@ class LiveRows:
         self._append(rows)
 
     def _keep(self, mask: Any) -> None:
-        self._pending = {name: column[mask] for name, column in self._pending.items()} if mask.any() else {}
+        pending = self._pending()
+        self._parts = [{name: column[mask] for name, column in pending.items()}] if mask.any() else []
+        self._waiting = int(mask.sum())
 
     def _append(self, rows: dict[str, Any]) -> None:
         import numpy as np
