@@ -110,10 +110,39 @@ class RoutineRows:
             for second, n in zip(seconds.tolist(), counts.tolist(), strict=True):
                 table[second] = table.get(second, 0) + n
 
+    def take_from(self, ts: float) -> list[_Part]:
+        """The rows of time `ts` or later, taken out: the end of a live source's first read,
+        whose events the timeline still holds, is placed among them as they come out (`LiveRows`)
+        rather than merged before them."""
+        taken: list[_Part] = []
+        kept: list[_Part] = []
+        with self._lock:
+            for part in self.parts:
+                late = part.ts >= ts
+                if not late.any():
+                    kept.append(part)
+                    continue
+                taken.append(_part(part, late))
+                if not late.all():
+                    kept.append(_part(part, ~late))
+            self.parts = kept
+            for part in taken:  # (`lines` stays what the read counted)
+                table = self.per_second.get(part.source, {})
+                for second in part.ts.astype("int64").tolist():
+                    table[second] -= 1
+                    if not table[second]:
+                        del table[second]
+        return taken
+
     def seconds(self) -> dict[str, dict[int, int]]:
         """A copy of the routine lines per source and second so far."""
         with self._lock:
             return {source: dict(table) for source, table in self.per_second.items()}
+
+
+def _part(part: _Part, chosen: Any) -> _Part:
+    return _Part(part.file, part.source, part.offsets[chosen], part.lines[chosen], part.ts[chosen],
+                 part.kinds[chosen], part.kind_names, part.levels[chosen])
 
 
 def merge(store: EventStore, rows: RoutineRows) -> Merged | None:
@@ -243,6 +272,21 @@ class LiveRows:
                 "offset": where.starts.astype(np.int64) + block.base,
                 "arrived": np.full(n, self.clock(), dtype=np.float64)}
         self._parts.append(part)
+        self._waiting += n
+
+    def add_part(self, part: _Part) -> None:
+        """Rows of a first read (`RoutineRows.take_from`), in file order: they have waited already."""
+        import numpy as np
+
+        store = self.store
+        n = len(part.ts)
+        if not n:
+            return
+        kinds = np.array([store.kind_index(kind) for kind in part.kind_names], dtype=np.uint16)
+        self._parts.append({"ts": part.ts, "src": np.full(n, store.source_index(part.source), dtype=np.uint16),
+                            "level": part.levels, "kind": kinds[part.kinds],
+                            "file": np.full(n, store.file_index(part.file), dtype=np.uint16), "line": part.lines,
+                            "offset": part.offsets, "arrived": np.full(n, self.clock() - self.hold)})
         self._waiting += n
 
     def _pending(self) -> dict[str, Any]:

@@ -365,6 +365,11 @@ class LiveEventSource:
         assert self.routine is not None
         self._merging = True
         try:
+            if self.live_rows is not None:
+                # the timeline still holds the read's last events (the stitcher waits for their
+                # connections): the routine rows of their time go in among them as they come out
+                for part in self.routine.take_from(self.analysis.held_from()):
+                    self.live_rows.add_part(part)
             self.store.pending = merge(self.store, self.routine)
         finally:
             self._merging = False

@@ -152,6 +152,11 @@ def test_watch_reads_a_busy_log_in_bulk_then_follows_it_as_analyze_reads_the_fin
     assert source.errors == []
     # every line once (the timeline's order is time's: the stitcher may move a connection's lines)
     assert sorted(_store_rows(source, str(log))) == _starts(log)
+    # in time order: the first read's routine rows of the time of its last events, which the
+    # timeline still held when the read ended, went in among them, not before them
+    store = source.store
+    times = [store.ts[row] for row in range(len(store)) if store.files[store.file[row]] == str(log)]
+    assert times == sorted(times)
     _same_findings(source.analysis.findings(), batch)
 
 
