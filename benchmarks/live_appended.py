@@ -22,6 +22,7 @@ are noisy. The lines read and the timeline's rows are checked (each line once).
 
     .venv/bin/python benchmarks/live_appended.py [--lines 200000] [--rate 50000] [--plant 2000000]
         [--before DIR]
+    .venv/bin/python benchmarks/live_appended.py --whole   # the plant's whole broker log, and its findings
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import argparse
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -127,6 +129,62 @@ def batch(head: list[bytes], flood: list[bytes]) -> float:
         return cpu
 
 
+def whole(plant: Path) -> None:
+    """The plant's whole broker log appended while its folder (conf, ACL, passwd, certificates; not
+    the client logs, written at other times) is watched, in 1 MB writes of whole lines: CPU, and
+    the findings, lines and rows against `analyze` of the final folder."""
+    with tempfile.TemporaryDirectory(prefix="live-appended-") as tmp:
+        folder = Path(tmp) / "plant"
+        shutil.copytree(plant, folder, ignore=shutil.ignore_patterns("clients", "expected.json", "READY"))
+        log = folder / "broker" / "mosquitto.log"
+        data = (plant / "broker" / "mosquitto.log").read_bytes()
+        cut = data.index(b"\n", 100_000) + 1
+        log.write_bytes(data[:cut])
+        total = data.count(b"\n")
+        source = LiveEventSource([folder])
+        source.start(lambda: None)
+
+        def append() -> None:
+            at = cut
+            with log.open("ab", buffering=0) as out:
+                while at < len(data):
+                    end = data.find(b"\n", at + (1 << 20))
+                    end = len(data) if end < 0 else end + 1
+                    out.write(data[at:end])
+                    at = end
+                    time.sleep(0.01)
+
+        try:
+            while not source.analysis.caught_up:
+                time.sleep(0.01)
+            writer = threading.Thread(target=append, daemon=True)
+            cpu, wall = time.process_time(), time.monotonic()
+            writer.start()
+            while sum(s.lines for s in source.source_info()) < total:
+                time.sleep(0.05)
+            cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+            writer.join()
+            time.sleep(1.0)  # the stitcher's last wait
+        finally:
+            source.stop()
+        source.store.renumber()
+        store = source.store
+        print(f"the plant's {total - data[:cut].count(10):,} broker lines appended while watched: {cpu:.1f} CPU s "
+              f"({cpu * 100_000 / total:.2f} per 100k lines), read in {wall:.1f} s; load {load()}")
+        cpu = time.process_time()
+        result = analyze([folder])
+        print(f"analyze of the final folder: {time.process_time() - cpu:.1f} CPU s; load {load()}")
+        live = {f.id: sorted(f.clients) for f in source.analysis.findings()}
+        expected = {f.id: sorted(f.clients) for f in result.findings}
+        lines = {s.name: s.lines for s in source.source_info()}
+        rows = sorted(store.offset[row] for row in range(len(store)) if store.files[store.file[row]] == str(log))
+        times = [store.ts[row] for row in range(len(store))]
+        print(f"findings the same: {live == expected} ({', '.join(sorted(expected))}); lines the same: "
+              f"{lines == {s.info.source: s.info.lines_read for s in result.sources}}; every line a row once: "
+              f"{rows == sorted(set(rows)) and len(rows) == total}; in time order: {times == sorted(times)}; "
+              f"events {source.analysis.total_events:,}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=200_000, help="lines appended (default 200,000)")
@@ -134,6 +192,8 @@ def main() -> None:
     parser.add_argument("--plant", type=int, default=2_000_000, help="the busy plant's size (its cache is used)")
     parser.add_argument("--cache", type=Path, help="where busy_plant.py keeps its plants")
     parser.add_argument("--before", type=Path, help="a checkout of the code before, measured as `before`")
+    parser.add_argument("--whole", action="store_true", help="the plant's whole broker log appended while its "
+                        "folder is watched, in 1 MB writes: CPU, and findings, lines and rows against analyze")
     parser.add_argument("--tree", help=argparse.SUPPRESS)  # the child measuring `--before`
     args = parser.parse_args()
     if not keeps_lines():
@@ -141,6 +201,9 @@ def main() -> None:
     log = cache_dir(args.plant, args.cache) / "broker" / "mosquitto.log"
     if not (cache_dir(args.plant, args.cache) / "READY").exists():
         sys.exit(f"no busy plant of {args.plant:,} lines: make it with benchmarks/busy_plant.py --lines {args.plant}")
+    if args.whole:
+        whole(cache_dir(args.plant, args.cache))
+        return
     head = plant_lines(log, 0, HEAD)
     flood = plant_lines(log, args.plant // 10, args.lines)
     per = 100_000 / len(flood)
