@@ -192,6 +192,31 @@ CREATE TABLE IF NOT EXISTS site_findings (
 """
 
 
+#: What makes `save_sites`' statement fail when a site's stored position is ahead of its step.
+_BEHIND = "correlator: sites behind their stored position"
+#: `save_sites`' statement, each table's rows as one array per column. A site's row is written
+#: only when its stored position is not ahead (RETURNING says which were); when one was not, the
+#: last SELECT casts a text to a number, which fails the statement: nothing of it is written.
+_SAVE_SITES_SQL = (
+    f"WITH up AS (INSERT INTO live_sites ({SITE_COLUMNS}) SELECT * FROM unnest(%b::text[], %b::text[], "
+    "%b::bigint[], %b::bigint[], %b::bigint[], %b::float8[], %b::float8[]) ON CONFLICT (site) DO UPDATE "
+    "SET hosts = EXCLUDED.hosts, events = EXCLUDED.events, lines = EXCLUDED.lines, position = EXCLUDED.position, "
+    "last_event = EXCLUDED.last_event, updated = EXCLUDED.updated "
+    "WHERE live_sites.position <= EXCLUDED.position RETURNING site), "
+    "found AS (INSERT INTO site_findings (site, key, rule_id, severity, revision, data) SELECT * FROM "
+    "unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[], %b::text[]) AS f(site, key, rule_id, "
+    "severity, revision, data) WHERE f.site IN (SELECT site FROM up) ON CONFLICT (site, key) DO UPDATE "
+    "SET rule_id = EXCLUDED.rule_id, severity = EXCLUDED.severity, revision = EXCLUDED.revision, "
+    "data = EXCLUDED.data), "
+    "gone AS (DELETE FROM site_findings WHERE (site, key) IN (SELECT * FROM unnest(%b::text[], %b::text[])) "
+    "AND site IN (SELECT site FROM up)) "
+    f"SELECT CASE WHEN count(*) = %s THEN count(*) ELSE ('{_BEHIND}: ' || count(*))::bigint END FROM up")
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as their columns (`width` of them, empty for no rows)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
 def _put(text: str | None) -> str | None:
     return text.replace(_NUL, _NUL_STAND_IN) if text and _NUL in text else text
 
@@ -497,15 +522,38 @@ class PostgresStore(UploadFolders):
     # -- the fleet's live sites ------------------------------------------------------------------
 
     def save_sites(self, steps: Sequence[SiteStep]) -> bool:
+        """One statement, one round trip (a live worker saves a step of many sites many times a
+        second): each table's rows as arrays (`unnest`, no per-row work in the client), the
+        sites' rows first (in lock_order: their locks order two writers of one site), then their
+        findings and removals; a site whose stored position is ahead makes the statement fail
+        (_BEHIND), so nothing of the call is written."""
         if not steps:
             return True
-        site_sql, finding_sql, removal_sql = site_writes("%s")
         ordered = lock_order(steps)
+        if len({step.site for step in ordered}) < len(ordered):  # a site twice: its steps in turn
+            return self._save_sites_each(ordered)
+        findings, removals = site_finding_rows(ordered)
+        # one row per (site, key), the last written (as one statement per row would leave it)
+        findings = list({(row[0], row[1]): row for row in findings}.values())
+        now = time.time()
+        columns = [*_columns([step.values(now) for step in ordered], 7), *_columns(findings, 6),
+                   *_columns(removals, 2), len(ordered)]
+        try:
+            with self._connect() as db:
+                db.execute(_SAVE_SITES_SQL, columns, prepare=True)
+        except psycopg.errors.InvalidTextRepresentation as exc:
+            if _BEHIND not in str(exc):
+                raise
+            return False
+        return True
+
+    def _save_sites_each(self, ordered: Sequence[SiteStep]) -> bool:
+        """`save_sites` one row per statement (steps that name a site more than once)."""
+        site_sql, finding_sql, removal_sql = site_writes("%s")
         findings, removals = site_finding_rows(ordered)
         now = time.time()
         try:
             with self._connect(transaction=True) as db, db.cursor() as cursor:
-                # the sites' rows first (pipelined): their locks order two writers of one site
                 cursor.executemany(site_sql, [step.values(now) for step in ordered], returning=True)
                 kept = 0
                 while True:

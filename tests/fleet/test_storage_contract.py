@@ -344,6 +344,14 @@ def test_live_sites(store: Store, mixed_bundle: Path, engine: tuple[Registry, li
     other = store.site("plant-2")
     assert other is not None and other.position == 3 and store.site_findings("plant-2") == []
     assert store.save_sites([])
+    # one site twice in a call: its steps in turn, the later one standing
+    assert store.save_sites([
+        SiteStep("plant-3", position=1, events=1, hosts=["gw-1"], last_event=None, findings=[real[0]]),
+        SiteStep("plant-3", position=2, events=2, hosts=["gw-1"], last_event=None, findings=[real[1]],
+                 removed=[real[0][0]])])
+    third = store.site("plant-3")
+    assert third is not None and third.position == 2
+    assert [key for key, _ in store.site_findings("plant-3")] == [real[1][0]]
 
 
 def test_both_backends_answer_alike(postgres_url: str, tmp_path: Path, mixed_bundle: Path,
