@@ -21,8 +21,9 @@ site from its last checkpoint instead of analysing every kept message of the sha
   be written by a live owner, is ignored).
 - The pickle is read with an unpickler that makes only correlator's own classes and a few
   standard containers, never a function (anything that can write the bucket could otherwise
-  have a worker call any function of the package with arguments of its choosing): a key written
-  by anything else fails to load (and is ignored) rather than running code.
+  have a worker call any function of the package with arguments of its choosing), and finds
+  the rules and matches it names among the worker's own: a key written by anything else fails
+  to load (and is ignored) rather than running code.
 """
 
 from __future__ import annotations
@@ -76,13 +77,26 @@ def fingerprint(rules: Sequence[Rule]) -> str:
     return f"{__version__}/{digest}"
 
 
+def _reference(key: tuple[str, int, int]) -> Any:
+    """What a checkpoint names in place of one of the worker's rules or matches (`key`: its place
+    in the rules); _Unpickler reads it as its own rules' object, never by calling this."""
+    raise pickle.UnpicklingError(f"no rule or match {key!r} outside a checkpoint's unpickler")
+
+
 class _Pickler(pickle.Pickler):
+    """The worker's rules and matches as references to their place (_reference), each the first
+    time it is met (later ones are the pickle's memo): through the dispatch table, which the
+    pickler asks of these two classes only (a `persistent_id` is asked of every object: half of
+    a checkpoint's time)."""
+
     def __init__(self, file: io.BytesIO, names: dict[int, tuple[str, int, int]]) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.names = names
+        self.dispatch_table = {Rule: self._reduce, Match: self._reduce}
 
-    def persistent_id(self, obj: Any) -> tuple[str, int, int] | None:
-        return self.names.get(id(obj))
+    def _reduce(self, obj: Any) -> Any:
+        key = self.names.get(id(obj))
+        return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL) if key is None else (_reference, (key,))
 
 
 class _Unpickler(pickle.Unpickler):
@@ -91,12 +105,17 @@ class _Unpickler(pickle.Unpickler):
         self.objects = objects
 
     def persistent_load(self, pid: Any) -> Any:
+        return self._reference(pid)
+
+    def _reference(self, key: Any) -> Any:
         try:
-            return self.objects[tuple(pid)]
+            return self.objects[tuple(key)]
         except (KeyError, TypeError):
-            raise pickle.UnpicklingError(f"no rule or match {pid!r}") from None
+            raise pickle.UnpicklingError(f"no rule or match {key!r}") from None
 
     def find_class(self, module: str, name: str) -> Any:
+        if module == __name__ and name == _reference.__name__:
+            return self._reference
         if ((module == "builtins" and name not in _BUILTINS) or (module == "copyreg" and name not in _COPYREG)
                 or not module.startswith(_ALLOWED)):
             raise pickle.UnpicklingError(f"a checkpoint does not hold {module}.{name}")

@@ -19,7 +19,7 @@ from nats.errors import MaxPayloadError
 from correlator.analysis import Options, analyze, prepare
 from correlator.api.finding_keys import finding_key
 from correlator.fleet.agent import payload
-from correlator.fleet.checkpoints import CHECKPOINTS, Checkpoints, CheckpointStore, fingerprint
+from correlator.fleet.checkpoints import CHECKPOINTS, Checkpoints, CheckpointStore, _reference, fingerprint
 from correlator.fleet.layout import ensure_bucket
 from correlator.fleet.live_worker import SiteAnalysis
 from correlator.fleet.sites import event_of
@@ -89,9 +89,17 @@ def test_a_checkpoint_of_other_rules_or_holding_anything_else_is_refused() -> No
     with pytest.raises(ValueError, match=r"does not hold correlator\.fleet\.checkpoints\.fingerprint \(not a class\)"):
         evil = pickle.dumps(fingerprint)  # a function of the package's own, callable with any arguments
         checkpoints.loads(checkpoints.fingerprint + b"\n1\n" + zlib.compress(evil))
+    with pytest.raises(ValueError, match="no rule or match"):
+        evil = pickle.dumps(_NoSuchRule())  # a rule beyond the worker's, by reference
+        checkpoints.loads(checkpoints.fingerprint + b"\n1\n" + zlib.compress(evil))
     with pytest.raises(ValueError, match="other rules"):
         fewer = SiteAnalysis("plant-1", Options(), prepared.registry, prepared.rules[1:])
         fewer.restore(checkpoints.loads(data)[1])
+
+
+class _NoSuchRule:
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return _reference, (("rule", 10**6, 0),)
 
 
 async def _checkpoints_on_the_cluster(cluster: NatsCluster) -> None:
