@@ -48,6 +48,7 @@ so a site analysed again makes the same findings).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -75,7 +76,7 @@ from correlator.fleet.checkpoints import Checkpoints, CheckpointStore
 from correlator.fleet.leases import Lease, Leases
 from correlator.fleet.link import Link, retrying, server_urls
 from correlator.fleet.process import LinkedWorker
-from correlator.fleet.shard_pull import ShardPull
+from correlator.fleet.shard_pull import ShardPull, stream_position
 from correlator.fleet.sites import (
     LIVE_WORKERS,
     SiteLimits,
@@ -113,6 +114,11 @@ ACK_WAIT = 300.0
 STEPPERS = 2
 #: Seconds a shard whose analysis failed waits before its lease is given back.
 FAILED_PAUSE = 1.0
+#: A shard's batches analysed and stored whose findings' publishes and acknowledgement the cluster
+#: has not confirmed yet when the shard fetches its next batch: one, so a shard's reads and
+#: analyses do not wait for the cluster's replies to its last batch, while its acknowledged floor
+#: trails what it analysed by one batch at most.
+UNSETTLED = 1
 
 
 class ShardLost(Exception):
@@ -199,18 +205,18 @@ def read_batch(messages: Sequence[Msg], shard: int) -> dict[str, SitePart]:
         found = read_subject(msg.subject)
         if found is None:
             log.warning("shard %d: message %s on %s skipped: not an agent's subject", shard,
-                        msg.metadata.sequence.stream, msg.subject)
+                        stream_position(msg), msg.subject)
             continue
         site, host, counts = found
         part = parts.setdefault(site, SitePart())
-        part.position = msg.metadata.sequence.stream
+        part.position = stream_position(msg)
         try:
             if counts:
                 part.counted += counted_lines(msg.data)
             else:
                 part.events.append(event_of(msg.data))
         except ValueError as exc:
-            log.warning("site %s: message %s on %s skipped: %s", site, msg.metadata.sequence.stream, msg.subject, exc)
+            log.warning("site %s: message %s on %s skipped: %s", site, stream_position(msg), msg.subject, exc)
             continue
         part.hosts.add(host)
     return parts
@@ -247,8 +253,17 @@ class Batch:
     messages: list[Msg]
     sites: dict[str, OwnedSite]
     done: asyncio.Future[None]
+    """Resolved once the batch is analysed and stored (its shard fetches its next batch)."""
+    settled: asyncio.Future[None]
+    """Resolved once its findings are published and the batch acknowledged."""
+    previous: asyncio.Future[None] | None
+    """`settled` of the shard's batch before it, while that one was not settled yet."""
     steps: list[Step] = field(default_factory=list)
     failed: BaseException | None = None
+    sends: list[tuple[str, bytes, str]] = field(default_factory=list)
+    """(subject, payload, Nats-Msg-Id) of the findings it changed."""
+    checkpoints: list[tuple[str, bytes]] = field(default_factory=list)
+    """(site, checkpoint) due once it is acknowledged."""
 
 
 class LiveWorker(LinkedWorker):
@@ -427,8 +442,13 @@ class LiveWorker(LinkedWorker):
         log.info("shard %d taken by %s: resuming after message %d", shard, self.name, floor,
                  extra={"shard": shard, "event": "shard_taken", "position": floor})
         reconnects = self.link.reconnects
+        settling: collections.deque[asyncio.Future[None]] = collections.deque()
+        """`settled` of the shard's batches analysed whose publishes and acknowledgement are not
+        confirmed yet, oldest first (one whose findings could not be published stops the run)."""
         try:
             while shard not in self.giving_back:
+                while settling and (settling[0].done() or len(settling) > UNSETTLED):
+                    await settling.popleft()
                 try:
                     messages = await events.fetch(BATCH, FETCH_WAIT)
                 except (TimeoutError, NatsError) as exc:  # a quiet shard, or a node failing over
@@ -436,6 +456,7 @@ class LiveWorker(LinkedWorker):
                         log.debug("shard %d: fetching events: %s", shard, exc)
                         await asyncio.sleep(0.2)
                     if self.link.reconnects != reconnects:  # the node went: was the consumer lost with the cluster?
+                        await _settle_all(settling)  # a consumer made anew starts after an acknowledged floor
                         seen = self.link.reconnects
                         kept = await self._kept_consumer(shard, events, floor)
                         if kept is not None:
@@ -443,12 +464,14 @@ class LiveWorker(LinkedWorker):
                     continue
                 # a consumer whose leader failed over sends again what its new leader had not
                 # heard acknowledged: those messages were analysed already, and are skipped
-                fresh = [m for m in messages if m.metadata.sequence.stream > floor]
+                fresh = [m for m in messages if stream_position(m) > floor]
                 if fresh:
-                    await self._step(shard, lease, fresh, sites)
-                    floor = fresh[-1].metadata.sequence.stream
+                    settling.append(await self._step(shard, lease, fresh, sites, settling[-1] if settling else None))
+                    floor = stream_position(fresh[-1])
                 elif messages:
+                    await _settle_all(settling)  # never acknowledged before its findings are stored
                     await messages[-1].ack()
+            await _settle_all(settling)  # given back: acknowledged before its lease goes
         finally:
             await events.close()
 
@@ -490,34 +513,45 @@ class LiveWorker(LinkedWorker):
                            what=f"recreating the consumer of shard {shard}")
         return await self._consumer(shard, floor)
 
-    async def _step(self, shard: int, lease: Lease, messages: list[Msg], sites: dict[str, OwnedSite]) -> None:
-        """Analyse one batch of the shard, store and publish what it changed, then acknowledge it;
-        ShardLost when another worker owns the shard now. The batches the worker's shards fetch
-        while a step runs wait for the next, which takes them all: one hand-over to a thread, one
-        transaction and one round of publishes for all of them (a busy worker's steps grow, and
+    async def _step(self, shard: int, lease: Lease, messages: list[Msg], sites: dict[str, OwnedSite],
+                    previous: asyncio.Future[None] | None) -> asyncio.Future[None]:
+        """Analyse and store one batch of the shard (ShardLost when another worker owns the shard
+        now); its `settled`, resolved once what it changed is published and the batch acknowledged
+        (`previous`: the shard's batch before it, settled first). The batches the worker's shards
+        fetch while a step runs wait for the next, which takes them all: one hand-over to a thread,
+        one transaction and one round of publishes for all of them (a busy worker's steps grow, and
         with them its shards' fetches, rather than their count)."""
-        batch = Batch(shard, lease, messages, sites, asyncio.get_running_loop().create_future())
-        # a run stopped meanwhile (its lease lost, the worker stopping) no longer awaits it
-        batch.done.add_done_callback(lambda done: done.cancelled() or done.exception())
+        loop = asyncio.get_running_loop()
+        batch = Batch(shard, lease, messages, sites, loop.create_future(), loop.create_future(), previous)
+        # a run stopped meanwhile (its lease lost, the worker stopping) no longer awaits them
+        for future in (batch.done, batch.settled):
+            future.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._waiting.append(batch)
         if len(self._stepping) < STEPPERS:
             task = asyncio.create_task(self._steps())
             self._stepping.add(task)
             task.add_done_callback(self._stepping.discard)
         await asyncio.shield(batch.done)
+        return batch.settled
 
     async def _steps(self) -> None:
         """Take the waiting batches, step after step, until none waits. A step's publishes and
-        acknowledgements are sent while the next step is analysed (a shard has one batch in a step
-        at most, so each site's findings still go out in order)."""
+        acknowledgements are sent while the next step is analysed, and its shards fetch their next
+        batches meanwhile: each batch's are sent once the shard's batch before it is settled, so a
+        site's findings go out, and its shard's acknowledgements, in order."""
         while self._waiting:
             batches, self._waiting = self._waiting, []
             try:
-                sends, checkpoints = await asyncio.to_thread(self._work, batches)
+                await asyncio.to_thread(self._work, batches)
             except Exception as exc:  # each batch's run stops (its shard is given back)
                 self._fail(batches, exc)
                 continue
-            task = asyncio.create_task(self._finish(batches, sends, checkpoints))
+            for batch in batches:
+                if batch.failed is None:
+                    batch.done.set_result(None)
+                else:
+                    self._fail([batch], batch.failed)
+            task = asyncio.create_task(self._finish([batch for batch in batches if batch.failed is None]))
             self._finishing.add(task)
             task.add_done_callback(self._finishing.discard)
             await asyncio.sleep(0)  # its publishes go out first
@@ -525,14 +559,15 @@ class LiveWorker(LinkedWorker):
     @staticmethod
     def _fail(batches: Sequence[Batch], exc: BaseException) -> None:
         for batch in batches:
-            if not batch.done.done():
-                batch.done.set_exception(exc)
+            for future in (batch.done, batch.settled):
+                if not future.done():
+                    future.set_exception(exc)
 
-    def _work(self, batches: Sequence[Batch]) -> tuple[list[tuple[str, bytes, str]], list[tuple[str, bytes]]]:
+    def _work(self, batches: Sequence[Batch]) -> None:
         """Read, analyse and store the batches of several shards (in a thread: the loop stays free
         for the fetches, the leases and the acknowledgements), in one transaction; a batch whose
-        analysis fails, or whose shard is lost, fails alone. (subject, payload, Nats-Msg-Id) of the
-        findings to publish, and the checkpoints due."""
+        analysis fails, or whose shard is lost, fails alone. Each batch's (subject, payload,
+        Nats-Msg-Id) of the findings to publish, and its checkpoints due, are kept with it."""
         for batch in batches:
             try:
                 parts = read_batch(batch.messages, batch.shard)
@@ -548,33 +583,51 @@ class LiveWorker(LinkedWorker):
             for batch in kept:  # one of them is behind the store: which, each on its own
                 if not self._save(batch.steps):
                     batch.failed = ShardLost(batch.shard)
-        steps = [step for batch in kept if batch.failed is None for step in batch.steps]
-        return [message for step in steps for message in self._messages(step)], self._checkpoints(steps)
+        for batch in kept:
+            if batch.failed is None:
+                batch.sends = [message for step in batch.steps for message in self._messages(step)]
+                batch.checkpoints = self._checkpoints(batch.steps)
 
-    async def _finish(self, batches: Sequence[Batch], sends: list[tuple[str, bytes, str]],
-                      checkpoints: list[tuple[str, bytes]]) -> None:
-        """Publish a step's findings at once, then acknowledge each batch with one message, then
-        put the checkpoints due."""
+    async def _finish(self, batches: Sequence[Batch]) -> None:
+        """Settle a step's batches: those whose shard's batch before is settled at once, together,
+        each other after the batch before it."""
+        ready = [batch for batch in batches if batch.previous is None or batch.previous.done()]
+        later = [batch for batch in batches if not (batch.previous is None or batch.previous.done())]
+        await asyncio.gather(self._settle(ready), *(self._settle([batch]) for batch in later))
+
+    async def _settle(self, batches: Sequence[Batch]) -> None:
+        """Publish the batches' findings at once, then acknowledge each batch with one message, then
+        put the checkpoints due. A batch whose shard's batch before it was not settled (its
+        publishes failed) fails too: neither published nor acknowledged."""
+        if not batches:
+            return
+        waiting = [batch.previous for batch in batches if batch.previous is not None and not batch.previous.done()]
+        if waiting:
+            await asyncio.wait(waiting)
+        kept = []
+        for batch in batches:
+            before = batch.previous
+            failed = None if before is None else ShardLost(batch.shard) if before.cancelled() else before.exception()
+            if failed is not None:
+                self._fail([batch], failed)
+            else:
+                kept.append(batch)
         try:
             # in order on the one connection (each task writes its message before the next starts)
             await asyncio.gather(*(self.link.publish(subject, payload, msg_id)
-                                   for subject, payload, msg_id in sends))
-            for batch in batches:
-                if batch.failed is None:
-                    await batch.messages[-1].ack()  # acknowledges the whole batch
+                                   for batch in kept for subject, payload, msg_id in batch.sends))
+            for batch in kept:
+                await batch.messages[-1].ack()  # acknowledges the whole batch
         except Exception as exc:
-            self._fail(batches, exc)
+            self._fail(kept, exc)
             return
-        for batch in batches:
-            if not batch.done.done():
-                if batch.failed is None:
-                    batch.done.set_result(None)
-                else:
-                    batch.done.set_exception(batch.failed)
+        for batch in kept:
+            batch.settled.set_result(None)
+        checkpoints = [checkpoint for batch in kept for checkpoint in batch.checkpoints]
         if checkpoints:  # once acknowledged: a checkpoint never stands beyond the shard's floor
-            kept = await asyncio.gather(*(self.checkpoints.put(site, data) for site, data in checkpoints),
-                                        return_exceptions=True)
-            for (site, data), result in zip(checkpoints, kept, strict=True):
+            results = await asyncio.gather(*(self.checkpoints.put(site, data) for site, data in checkpoints),
+                                           return_exceptions=True)
+            for (site, data), result in zip(checkpoints, results, strict=True):
                 if isinstance(result, BaseException):  # it costs a longer read at a takeover only
                     log.warning("site %s: its checkpoint (%d bytes) was not kept: %s", site, len(data), result)
 
@@ -682,8 +735,8 @@ class LiveWorker(LinkedWorker):
                 messages = await reader.fetch(BATCH, timeout=FETCH_WAIT * 2)
             except TimeoutError:
                 break  # the rest is gone from the stream (its retention)
-            upto = [m for m in messages if m.metadata.sequence.stream <= floor]
-            kept = [m for m in upto if m.metadata.sequence.stream > standing.get(_site_of(m.subject), 0)]
+            upto = [m for m in messages if stream_position(m) <= floor]
+            kept = [m for m in upto if stream_position(m) > standing.get(_site_of(m.subject), 0)]
             replayed += len(kept)
             if kept:
                 parts = read_batch(kept, shard)
@@ -694,9 +747,15 @@ class LiveWorker(LinkedWorker):
                         sites[name].analysis.feed(part.events, part.hosts, part.position, part.counted)
 
                 await asyncio.to_thread(feed)
-            if len(upto) < len(messages) or not upto or upto[-1].metadata.sequence.stream >= floor:
+            if len(upto) < len(messages) or not upto or stream_position(upto[-1]) >= floor:
                 break
         return replayed
+
+
+async def _settle_all(settling: collections.deque[asyncio.Future[None]]) -> None:
+    """Wait until each batch is settled (raising the failure of one that could not be)."""
+    while settling:
+        await settling.popleft()
 
 
 def _site_of(subject: str) -> str:

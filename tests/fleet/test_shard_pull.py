@@ -1,5 +1,6 @@
 """A shard's consumer read in batches (fleet/shard_pull.py) on a real 3-node cluster: what is
-stored comes at once and in order, at most a batch at a time; a quiet consumer's request waits for
+stored comes at once and in order, at most a batch at a time, each message's stream position read
+from its reply subject as nats-py's metadata reads it; a quiet consumer's request waits for
 the next message and ends at its expiry; a consumer gone never holds the read past it."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from fleet.nats_cluster import NatsCluster
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from correlator.fleet.shard_pull import ShardPull
+from correlator.fleet.shard_pull import ShardPull, stream_position
 
 
 def test_a_shards_messages_come_in_batches_in_order_and_a_quiet_one_waits(nats_cluster: NatsCluster) -> None:
@@ -32,6 +33,9 @@ def test_a_shards_messages_come_in_batches_in_order_and_a_quiet_one_waits(nats_c
                 rest = await pull.fetch(5, wait=2)
                 assert [int(m.data) for m in first + rest] == list(range(7))
                 assert len(first) == 5
+                # the stream position read from the reply subject alone is the metadata's
+                assert [stream_position(m) for m in first + rest] == [m.metadata.sequence.stream
+                                                                      for m in first + rest] == list(range(1, 8))
                 await rest[-1].ack()  # acknowledges all seven
                 started = time.monotonic()
                 with pytest.raises(TimeoutError):
