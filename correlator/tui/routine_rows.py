@@ -246,6 +246,9 @@ class LiveRows:
         self._parts: list[dict[str, Any]] = []
         """The waiting rows, a part per block (joined when looked at: a flood adds many blocks a tick)."""
         self._waiting = 0
+        self._seconds: dict[int, dict[int, int]] = {}
+        """Source index -> second -> waiting rows (the histogram counts them before they are rows)."""
+        self._lock = threading.Lock()
         self.rows = 0
         """Rows placed so far."""
 
@@ -273,6 +276,7 @@ class LiveRows:
                 "arrived": np.full(n, self.clock(), dtype=np.float64)}
         self._parts.append(part)
         self._waiting += n
+        self._count(part, 1)
 
     def add_part(self, part: _Part) -> None:
         """Rows of a first read (`RoutineRows.take_from`), in file order: they have waited already."""
@@ -288,6 +292,27 @@ class LiveRows:
                             "file": np.full(n, store.file_index(part.file), dtype=np.uint16), "line": part.lines,
                             "offset": part.offsets, "arrived": np.full(n, self.clock() - self.hold)})
         self._waiting += n
+        self._count(self._parts[-1], 1)
+
+    def _count(self, rows: dict[str, Any], sign: int) -> None:
+        """Waiting rows per source and second, `sign` 1: in, -1: out."""
+        import numpy as np
+
+        for src in np.unique(rows["src"]).tolist():
+            seconds, counts = np.unique(np.floor(rows["ts"][rows["src"] == src]).astype(np.int64), return_counts=True)
+            with self._lock:
+                table = self._seconds.setdefault(src, {})
+                for second, k in zip(seconds.tolist(), counts.tolist(), strict=True):
+                    left = table.get(second, 0) + sign * k
+                    if left:
+                        table[second] = left
+                    else:
+                        table.pop(second, None)
+
+    def seconds(self) -> dict[str, dict[int, int]]:
+        """A copy of the waiting rows per source name and second (any thread)."""
+        with self._lock:
+            return {self.store.sources[src]: dict(table) for src, table in self._seconds.items() if table}
 
     def _pending(self) -> dict[str, Any]:
         """The waiting rows, in the order they came (one part; empty when none waits)."""
@@ -375,6 +400,7 @@ class LiveRows:
         n = len(rows["ts"])
         if not n:
             return
+        self._count(rows, -1)
         rows = {**rows, "client": np.zeros(n, dtype=np.uint32), "flags": np.full(n, ROUTINE, dtype=np.uint8),
                 "conn": np.zeros(n, dtype=np.uint32)}
         columns = {name: array(code, rows[name].astype(dtype).tobytes()) for name, code, dtype in COLUMNS}

@@ -430,6 +430,9 @@ class LiveEventSource:
         if self.routine is not None and not self.store.generation:
             # counted by the fast reader, not yet rows: the screen has not swapped them in
             feeds.append(SecondCounts(self.routine.seconds()))
+        if self.live_rows is not None and self.live_rows.waiting:
+            # appended routine lines waiting for their place among the events still held
+            feeds.append(SecondCounts(self.live_rows.seconds()))
         return feeds
 
     def status(self) -> str:

@@ -55,7 +55,7 @@ def test_routine_rows_go_before_the_events_after_them_in_time_and_file() -> None
     # other two wait (nothing of a later time came out yet)
     rows.place([_event("/b.log", 10, 20)])
     assert _rows(store) == [("/b.log", 0, True), ("/b.log", 10, True), ("/b.log", 20, False)]
-    assert rows.waiting == 2
+    assert rows.waiting == 2 and rows.seconds() == {"broker": {10: 1, 11: 1}}  # the histogram counts them
     # an event of another log, of second 10 too: no routine row of this file goes before it
     rows.place([_event("/c.log", 10, 5, "client:c")])
     assert _rows(store)[-1] == ("/c.log", 5, False) and rows.waiting == 2
@@ -63,7 +63,7 @@ def test_routine_rows_go_before_the_events_after_them_in_time_and_file() -> None
     rows.place([_event("/c.log", 12, 9, "client:c")])
     assert _rows(store)[3:] == [("/c.log", 5, False), ("/b.log", 30, True), ("/b.log", 40, True),
                                 ("/c.log", 9, False)]
-    assert rows.waiting == 0 and rows.rows == 4 and store.ordered
+    assert rows.waiting == 0 and rows.rows == 4 and store.ordered and rows.seconds() == {}
     # at a tick: not before they have waited, nor while an earlier event is still held
     rows.add(_block("/b.log", [(12, 50), (13, 60)], before=4))
     rows.release(held_from=float("inf"))
