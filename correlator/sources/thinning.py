@@ -149,14 +149,14 @@ class Thinner:
             return [(start, end, row) for (start, end), row in zip(found, rows, strict=True)]
         out: list[tuple[int, int, int]] = []
         seen = self._seen
-        keys, key_marks, mark_rows = scan.keys, scan.key_marks, scan.mark_rows
+        keys, mark_rows = scan.keys, scan.mark_rows
         index_of = {key: index for index, key in enumerate(keys)}
         skip = self.place[0]
         digits = self.digits
         kind = self.kind
         # the keys of the block not passed over (seen since their reset, or naming no one) that
         # have marks ahead: (their next mark, key index), the nearest first
-        ahead = self._ahead(keys, key_marks, 0)
+        ahead = self._ahead(scan, 0)
         waiting = {index for _, index in ahead}
         low = 0  # the first mark after the last non-routine line
         for (start, end), row in zip([*found, (len(block), len(block))], [*rows, -1], strict=True):
@@ -164,7 +164,7 @@ class Thinner:
             taken: list[int] = []
             while ahead and ahead[0][0] < high:
                 _, index = heappop(ahead)
-                places = key_marks[index]
+                places = scan.key_marks[index]
                 at = bisect_left(places, low)
                 while at < len(places) and places[at] < high:
                     mark = places[at]
@@ -189,26 +189,31 @@ class Thinner:
                 out.append((start, end, row))
                 again = self._parsed(bytes(block[start:end]))
                 if again is True:
-                    ahead = self._ahead(keys, key_marks, low)
+                    ahead = self._ahead(scan, low)
                     waiting = {index for _, index in ahead}
                 elif isinstance(again, bytes):
                     index = index_of.get(again, -1)
                     if index >= 0 and again not in _ANONYMOUS and index not in waiting:
-                        places = key_marks[index]
+                        places = scan.key_marks[index]
                         at = bisect_left(places, low)
                         if at < len(places):
                             heappush(ahead, (places[at], index))
                             waiting.add(index)
         return out
 
-    def _ahead(self, keys: list[bytes], key_marks: list[list[int]], low: int) -> list[tuple[int, int]]:
+    def _ahead(self, scan: BlockScan, low: int) -> list[tuple[int, int]]:
         """The keys whose next marks are taken (none seen since their reset, none naming no one)
-        and that have marks from `low` on, as a heap of (that first mark, key index)."""
+        and that have marks from `low` on, as a heap of (that first mark, key index). From the
+        block's start, each key's first mark is known without grouping the marks by key (which
+        a block whose keys were all seen since their reset never needs)."""
         seen = self._seen
         ahead = []
-        for index, key in enumerate(keys):
+        for index, key in enumerate(scan.keys):
             if key not in seen and key not in _ANONYMOUS:
-                places = key_marks[index]
+                if low == 0:
+                    ahead.append((scan.key_first[index], index))
+                    continue
+                places = scan.key_marks[index]
                 at = bisect_left(places, low)
                 if at < len(places):
                     ahead.append((places[at], index))
