@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copyreg
+import functools
 import hashlib
 import importlib
 import io
@@ -59,9 +60,11 @@ def cache_folder() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "correlator"
 
 
+@functools.cache
 def _code_fingerprint() -> bytes:
     """Name, size and change time of every module of the package: a checkout's edits make a new
-    cache without a new version number."""
+    cache without a new version number. Once per process (the formats and the rules each ask;
+    walking the package takes 2-3 ms), for the code this process runs."""
     parts = []
     for folder, _dirs, files in os.walk(_PACKAGE):
         for name in sorted(files):
