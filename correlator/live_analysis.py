@@ -511,8 +511,10 @@ class LiveAnalysis:
             lines = batch.lines
             if state.parser is None and state.split_format is None:
                 state.waiting.extend(lines)
-                if len(state.waiting) < 5 and batch.event is None:
-                    return  # a few more lines make detection reliable; the clock flushes stragglers
+                if len(state.waiting) < 5 and (batch.event is None or not state.waiting):
+                    # a few more lines make detection reliable (the clock flushes stragglers); and
+                    # a file followed from its end (`--new-only`) opens with no line to detect by
+                    return
                 lines, state.waiting = state.waiting, []
                 self._open_parser(state, batch.path, lines)
             self._parse(state, lines)

@@ -1,9 +1,13 @@
 """The routine rows of appended lines join the live timeline in time order (routine_rows.LiveRows):
 before the first event of a later second, or of their second and file further on in the file; and
 at a tick only once they have waited and no event the timeline still holds is of an earlier time.
-The places and events here are numbers (offsets, seconds), not log text: the order is the point."""
+The places and events of the first tests are numbers (offsets, seconds), not log text: the order
+is the point; the last follows a real broker log (a sample's) with `watch --new-only`."""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +15,7 @@ from correlator.analysis import RoutineBlock
 from correlator.formats.scan import RoutineLines, keeps_lines
 from correlator.model import Event
 from correlator.tui.event_store import ROUTINE, EventStore
+from correlator.tui.sources import LiveEventSource
 
 pytestmark = pytest.mark.skipif(not keeps_lines(), reason="routine rows need numpy (the fast reader)")
 
@@ -90,3 +95,36 @@ def test_what_still_waits_when_the_follow_ends_goes_in() -> None:
     rows.release(everything=True)
     assert [store.ts[row] for row in range(len(store))] == [19.0, 20.0, 21.0]
     assert rows.waiting == 0 and rows.rows == 3
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_logs"
+
+
+def test_watch_new_only_draws_appended_routine_lines_as_rows(tmp_path: Path) -> None:
+    """`watch --new-only`: no first read; the lines appended to a real busy broker's log (the
+    healthy_noisy sample's, in pieces) are each a timeline row once, the routine ones counted."""
+    lines = (SAMPLES / "healthy_noisy" / "broker" / "mosquitto.log").read_bytes().splitlines(keepends=True)
+    log = tmp_path / "mosquitto.log"
+    log.write_bytes(b"".join(lines[:100]))
+    source = LiveEventSource([log], from_beginning=False, stitch_window=0.05)
+    source.start(lambda: None)
+    try:
+        time.sleep(0.5)
+        for at in range(100, len(lines), 250):
+            with log.open("ab") as out:
+                out.write(b"".join(lines[at:at + 250]))
+            time.sleep(0.02)
+        appended = len(lines) - 100
+        deadline = time.monotonic() + 30
+        while sum(s.lines for s in source.source_info()) < appended and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        source.stop()
+    assert sum(s.lines for s in source.source_info()) == appended
+    store = source.store
+    start = len(b"".join(lines[:100]))
+    offsets = [start + len(b"".join(lines[100:i])) for i in range(100, len(lines))]
+    assert sorted(store.offset[row] for row in range(len(store))) == offsets
+    routine = sum(1 for row in range(len(store)) if store.flags[row] & ROUTINE)
+    assert routine == sum(s.counted for s in source.analysis.sources.values()) > appended // 2
+    assert source.analysis.total_events == appended - routine
