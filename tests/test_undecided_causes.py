@@ -107,3 +107,28 @@ def test_a_clock_no_zone_explains_is_named_over_the_certificate_it_blames(tmp_pa
     assert round(offsets["client:edge-95"] / 3600) == -24
     # hmi-97 (Asia/Kolkata, +5:30 against the epoch broker) is still read as a zone, not a clock
     assert not any(f.id == "client.clock_skew" and "hmi-97" in f.clients for f in analysis.findings)
+
+
+def test_a_reasonless_node_red_failure_and_the_brokers_eof_name_the_refused_certificate(tmp_path: Path) -> None:
+    """Node-RED says only 'Connection failed to broker' and the broker 'unexpected eof': Node's TLS
+    checks the certificate after the handshake and closes the socket. Stitched into one connection
+    (time and the listener's port), the two name the refused certificate from the logs alone, with
+    low confidence (nothing decides it from its look-alikes) and those named beside it."""
+    analysis = analyze([_logs_only(tmp_path, "node_red_untrusted_ca")])
+    [finding] = _failures(analysis.findings)
+    assert finding.id == "tls.server_cert_untrusted"
+    assert finding.clients == {"nodered-gw"}
+    assert finding.confidence == "low"
+    assert "look-alikes" in finding.confidence_reason
+    assert {"tls.server_hostname_mismatch", "tls.server_cert_expired"} <= set(finding.alternatives)
+    texts = [e.text for e in finding.evidence]
+    assert any("unexpected eof while reading" in t for t in texts)
+    assert any("Connection failed to broker: nodered-gw@mqtts://" in t for t in texts)
+
+
+def test_the_brokers_eof_alone_or_node_reds_failure_alone_names_nothing(tmp_path: Path) -> None:
+    """Either half alone is no evidence of a refused certificate: an 'unexpected eof' is also a
+    port check or a killed client, and Node-RED says 'Connection failed' for any failure."""
+    logs = _logs_only(tmp_path, "node_red_untrusted_ca")
+    assert _failures(analyze([logs / "broker" / "mosquitto.log"]).findings) == []
+    assert _failures(analyze([logs / "clients" / "nodered.log"]).findings) == []

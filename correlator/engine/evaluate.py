@@ -115,6 +115,14 @@ class _MatchState:
             self.dropped += 1
 
 
+def _doubt(finding: Finding) -> None:
+    """A finding that rests on a check the input could not make (`require_if_known` with no
+    artifact to decide it) is one step less sure than its sides alone say: the logs agree that
+    something failed, not which of the look-alikes it was."""
+    finding.confidence = "medium" if finding.confidence == "high" else "low"
+    finding.confidence_reason += "; nothing in the input tells it from the look-alikes named with it"
+
+
 def _key(step: Step, event: Event) -> tuple[Any, ...] | None:
     values = []
     for name in step.by:
@@ -866,6 +874,7 @@ class Engine:
                 undecided.add(id(finding))
                 finding.alternatives.extend(a for a in rules[finding.id].look_alike
                                             if a in rules and a not in finding.alternatives)
+                _doubt(finding)
         hidden = self._fold_partial_groups(view, rules, name_of)
         by_id: dict[str, list[Finding]] = {}
         for finding in view.values():
