@@ -58,3 +58,26 @@ def test_without_pki_folders_the_server_log_still_names_it(tmp_path: Path) -> No
     assert finding.explanation.count("The server's own/ PKI folder is not in the bundle") == 1
     assert ("The server's own/ PKI folder is not in the bundle; add it to compare thumbprints and read "
             "the ApplicationUri from its certificate.") in " ".join(finding.explanation.split())
+
+
+def test_open62541s_policy_rejection_without_pki_names_both_causes(tmp_path: Path) -> None:
+    """Without the PKI folders, open62541's BadSecurityPolicyRejected fits a real policy mismatch
+    and a renewed server certificate alike: the policy is named with low confidence, the renewed
+    certificate beside it, and what would decide (the PKI folders) said. With a client that trusts
+    the server's current certificate, the policy stands alone."""
+    folder = copy_sample("opcua_server_cert_changed_open62541", tmp_path)
+    shutil.rmtree(folder / "pki")
+    [finding] = analyze([folder]).findings
+    assert finding.id == "opcua.security_policy_rejected"
+    assert finding.confidence == "low"
+    assert finding.alternatives == [CAUSE]
+    assert "PKI folders" in finding.confirm_with
+    assert any(e.side == "server" and "BadSecurityPolicyRejected" in e.text for e in finding.evidence)
+
+    decided = copy_sample("opcua_server_cert_changed_open62541", tmp_path / "decided")
+    shutil.copy(decided / "pki/server/own/certs/opcua-server.der",
+                decided / "pki/client/trusted/certs/opcua-server.der")
+    [finding] = analyze([decided]).findings
+    assert finding.id == "opcua.security_policy_rejected"
+    assert finding.alternatives == []
+    assert "look-alikes" not in finding.confidence_reason

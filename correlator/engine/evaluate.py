@@ -116,9 +116,9 @@ class _MatchState:
 
 
 def _doubt(finding: Finding) -> None:
-    """A finding that rests on a check the input could not make (`require_if_known` with no
-    artifact to decide it) is one step less sure than its sides alone say: the logs agree that
-    something failed, not which of the look-alikes it was."""
+    """A finding that rests on a check the input could not make (`require_if_known` or
+    `unless_known` with no artifact to decide it) is one step less sure than its sides alone say:
+    the logs agree that something failed, not which of the look-alikes it was."""
     finding.confidence = "medium" if finding.confidence == "high" else "low"
     finding.confidence_reason += "; nothing in the input tells it from the look-alikes named with it"
 
@@ -578,6 +578,12 @@ class Engine:
             else:
                 undecided = True
             values.update(required.values)
+        for name in match.unless_known if match is not None else ():
+            excluded = self.facts.check(name, events, context)
+            if excluded.is_problem:
+                return None  # the artifacts show the look-alike this line also fits
+            if excluded.status is not CheckStatus.PASSED:
+                undecided = True
         for check in rule.checks:
             result = self.facts.check(check.name, events, context)
             # a check looks for what is wrong: found is the rule's on_true, not found its on_false

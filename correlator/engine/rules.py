@@ -103,6 +103,11 @@ class Match:
     artifacts show the check false. For evidence that fits a few causes (a client's bare
     'certificate verify failed', the broker hearing the alert 'certificate unknown'): a user who
     pasted only the log still gets the likeliest cause, its look-alikes named beside it."""
+    unless_known: tuple[str, ...] = ()
+    """Artifact checks that must not be true: the match is refused when the artifacts show the
+    check's problem (a look-alike cause the same line fits: open62541's BadSecurityPolicyRejected
+    for a renewed server certificate), and counts undecided when they cannot say (low confidence,
+    the rule's look-alikes beside it), as `require_if_known` does."""
 
 
 @dataclass(frozen=True)
@@ -333,14 +338,15 @@ class _RuleLoader(DefinitionFile):
                    "fact": {"type", "check"}}
         if kind not in allowed:
             raise self.error(f"'type' must be one of {', '.join(allowed)}", f"{key}.type")
-        table = self.keys(table, allowed[kind] | {"require", "require_if_known"}, key)
+        table = self.keys(table, allowed[kind] | {"require", "require_if_known", "unless_known"}, key)
         match = self._match(kind, table, key)
         match.require = self.check_names(table, "require", key)
         match.require_if_known = self.check_names(table, "require_if_known", key)
+        match.unless_known = self.check_names(table, "unless_known", key)
         return match
 
     def check_names(self, table: dict[str, Any], name: str, key: str) -> tuple[str, ...]:
-        """A match's `require` or `require_if_known`: a check name or a list of them."""
+        """A match's `require`, `require_if_known` or `unless_known`: a check name or a list of them."""
         names = table.get(name, [])
         if isinstance(names, str):
             names = [names]

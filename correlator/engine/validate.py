@@ -83,7 +83,7 @@ def _names(value: Any) -> list[str]:
 
 
 def check_names(rule: Rule, known: Known) -> Iterator[tuple[str, KeyPath]]:
-    """Every `require`, `require_if_known`, fact `check` and `[[check]]` name is a check engine/facts.py
+    """Every `require`, `require_if_known`, `unless_known`, fact `check` and `[[check]]` name is a check engine/facts.py
     has."""
     def unknown(name: str) -> str:
         import difflib  # an error's hint only: every analysis validates its rules, and loads no difflib for it
@@ -92,7 +92,7 @@ def check_names(rule: Rule, known: Known) -> Iterator[tuple[str, KeyPath]]:
         hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known.checks))}"
         return f"unknown check {name!r} ({hint})"
     for index, match in enumerate(_matches(rule)):
-        for key in ("require", "require_if_known"):
+        for key in ("require", "require_if_known", "unless_known"):
             for name in _names(match.get(key, [])):
                 if name not in known.checks:
                     yield unknown(name), ("match", index, key)
@@ -153,7 +153,8 @@ def _provided(rule: Rule, known: Known) -> frozenset[str]:
     names = set(ENGINE_VALUES) | set(rule.group_by)
     for index, match in enumerate(_matches(rule)):
         names.update(_names(match.get("by")))
-        for name in _names(match.get("require", [])) + _names(match.get("require_if_known", [])):
+        for name in _names(match.get("require", [])) + _names(match.get("require_if_known", [])) + \
+                _names(match.get("unless_known", [])):
             names |= known.checks.get(name, frozenset())
         if match.get("type") == "fact":
             names |= known.checks.get(str(match.get("check")), frozenset())
