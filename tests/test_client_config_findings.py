@@ -51,7 +51,15 @@ def test_the_right_ca_file_clears_it(tmp_path: Path) -> None:
     assert CAUSE not in [f.id for f in analyze([folder]).findings]
 
 
-def test_without_the_configuration_nothing_is_guessed(tmp_path: Path) -> None:
+def test_without_the_configuration_the_likeliest_cause_is_a_low_confidence_guess(tmp_path: Path) -> None:
+    """Without flows.json nothing says which CA file Node-RED trusts: the two logs on one
+    connection (the broker's 'unexpected eof', Node-RED's reasonless failure) still say the client
+    broke off the handshake, so the commonest cause is named with low confidence, its look-alikes
+    beside it and the configuration asked for; no artifact is quoted as if it decided."""
     folder = copy(tmp_path)
     shutil.rmtree(folder / "nodered")
-    assert CAUSE not in [f.id for f in analyze([folder]).findings]
+    [finding] = [f for f in analyze([folder]).findings if f.id == CAUSE]
+    assert finding.confidence == "low"
+    assert finding.facts == []
+    assert "tls.server_hostname_mismatch" in finding.alternatives
+    assert "flows.json" in finding.confirm_with

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from correlator.analysis import analyze
 from correlator.formats.parse import match_line
 from correlator.formats.registry import default_registry
 from correlator.model import Event
@@ -418,6 +419,26 @@ def test_jul_two_line_records_take_the_level_and_message_of_their_second_line() 
         assert (event.level, event.fields["logger"], event.fields["tls_reason"]) == ("error", "TlsEdge", "unknown_ca")
     assert {e.level for e in events if e.kind != "tls.error"} <= {"info", "error"}
     assert sum(e.line_count for e in events) == sum(1 for line in lines if line.strip())  # every line kept
+
+
+def test_a_records_sharpest_reason_wins_over_its_head_line() -> None:
+    """JSSE against an expired broker certificate (java_cert_expired, a real run): the head says
+    'PKIX path validation failed' (no reason), the last 'Caused by:' says
+    'CertificateExpiredException'. The record's reason is the sharper one and its reason line
+    that 'Caused by:', so the client's log alone names the expired certificate, quoting it."""
+    path = SAMPLE_LOGS / "java_cert_expired" / "clients" / "java-edge-80.log"
+    events = _assert_format(path, "java_logging")
+    lines = path.read_text().splitlines()
+    failed = [e for e in events if e.kind == "tls.error"]
+    assert len(failed) == 2  # two attempts
+    for event in failed:
+        assert lines[event.line].startswith("SEVERE: connection to ssl://127.0.0.1:")
+        assert (event.fields["tls_reason"], event.fields["tls_alert"]) == ("cert_expired", False)
+        reason = event.raw.splitlines()[event.reason_line]
+        assert reason.startswith("Caused by: java.security.cert.CertificateExpiredException: NotAfter:")
+    [finding] = analyze([path]).findings
+    assert (finding.id, finding.clients) == ("tls.server_cert_expired", {"java-edge-80"})
+    assert "CertificateExpiredException" in finding.evidence[0].text
 
 
 # ---------------------------------------------------------------- MQTT.js (DEBUG=mqttjs*)

@@ -97,6 +97,14 @@ class Evidence:
         self.opcua_by_hex = {code.lower(): name for name, code in opcua.items()}
         self.fields = (*(v.field for v in vocabularies), "tls_alert", "opcua_status", "opcua_status_code")
         self._memo: dict[str, tuple[dict[str, FieldValue], str | None]] = {}
+        self._rank = {(v.field, reason.id): i for v in vocabularies for i, reason in enumerate(v.reasons)}
+
+    def sharper(self, field: str, new: FieldValue, old: FieldValue) -> bool:
+        """Whether reason `new` of `field` says more than `old`: a vocabulary lists its specific
+        reasons before its generic ones ("certificate has expired" before "certificate verify
+        failed"), so the earlier one is the sharper."""
+        a, b = self._rank.get((field, str(new))), self._rank.get((field, str(old)))
+        return a is not None and b is not None and a < b
 
     def extract(self, text: str) -> tuple[dict[str, FieldValue], str | None]:
         """Fields found in `text`, and the kind the first vocabulary that matched suggests.

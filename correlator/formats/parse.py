@@ -328,13 +328,23 @@ class SourceParser:
 
     def _extract_into(self, event: Event, text: str) -> None:
         """Evidence in a continuation line belongs to its record: the reason of a Java or Python
-        failure is often only in a `Caused by:` or the last line of the traceback. What the first
-        line already said wins; a record that had no kind of its own takes the evidence's."""
+        failure is often only in a `Caused by:` or the last line of the traceback. What an earlier
+        line said stays, unless this line's reason is sharper in its vocabulary: JSSE heads
+        "PKIX path validation failed" (no reason given) and says "CertificateExpiredException"
+        three causes down, .NET's "Authentication failed, see inner exception" has the OpenSSL
+        reason in the inner one. A record that had no kind of its own takes the evidence's."""
         found, suggested = self.evidence.extract(text)
-        if not event.reason_line and any(key not in event.fields for key in found):
+        fields = event.fields
+        sharper = [key for key, value in found.items()
+                   if key in fields and self.evidence.sharper(key, value, fields[key])]
+        if sharper or (not event.reason_line and any(key not in fields for key in found)):
             event.reason_line = event.line_count - 1  # this line told what the head did not
+        for key in sharper:
+            fields[key] = found[key]
+            if key == "tls_reason":  # whose alert it was goes with the reason
+                fields["tls_alert"] = found.get("tls_alert", False)
         for key, value in found.items():
-            event.fields.setdefault(key, value)
+            fields.setdefault(key, value)
         if suggested is not None and event.kind == OTHER:
             self.kinds[OTHER] -= 1
             self.kinds[suggested] = self.kinds.get(suggested, 0) + 1

@@ -1992,6 +1992,8 @@ from lab import incidents_java  # noqa: E402
 _register(
     (incidents_java.make_java_clients, "Java (JSSE) clients: an untrusted broker certificate the broker hears only as "
                                        "\"certificate unknown\""),
+    (incidents_java.make_java_cert_expired, "a Java (JSSE) client against an expired broker certificate: the reason "
+                                            "only in the stack trace's last 'Caused by:'"),
 )
 
 # Incidents with MQTT.js clients (lab/incidents_node.py).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 from lab.incidents import (
@@ -66,4 +67,32 @@ def make_java_clients(out: Path) -> None:
              "java_clients: java-edge-70's log")
     match = re.search(r'version "([^"]+)"', _run_text([java_binary(), "-version"]))
     scene.finish([("tls.server_cert_untrusted", ["java-edge-70"])], broker=broker,
+                 extra_versions={"java": match.group(1) if match else "unknown"})
+
+
+def make_java_cert_expired(out: Path) -> None:
+    """JSSE heads its failure with "PKIX path validation failed" (no reason) and says why three
+    causes down the stack trace ("CertificateExpiredException: NotAfter ..."); the broker hears
+    only "certificate unknown". The reader keeps the sharper reason of the record."""
+    scene = Scene.create(out, "java_cert_expired",
+                         "A Java client on the JDK's TLS (JSSE) against a broker whose certificate expired 12 days "
+                         "ago: the client's log says so only in the last 'Caused by:' of its stack trace, the "
+                         "broker hears the alert \"certificate unknown\".")
+    lab = Pki.create(scene.now)
+    lab.ca.write(scene.root / "certs" / "ca.pem")
+    scene.save_cert(lab.server(not_before=lab.now - timedelta(days=377), not_after=lab.now - timedelta(days=12)),
+                    "server")
+    config = tls_listener(cafile="../certs/ca.pem") + "allow_anonymous true\n" + LOG_ALL
+    java_binary()
+    with scene.broker(config) as broker:
+        refused = java_client(scene, "java-edge-80", broker.port, client_id="java-edge-80", cafile="certs/ca.pem")
+        scene.wait(refused, timeout=60)
+        scene.end(broker)
+    _require(broker.log_text(), r"alert certificate unknown", "java_cert_expired: the broker hears JSSE's alert")
+    log = _read(scene.root / "clients/java-edge-80.log")
+    _require(log, r"PKIX path validation failed", "java_cert_expired: JSSE's head line")
+    _require(log, r"Caused by: java\.security\.cert\.CertificateExpiredException",
+             "java_cert_expired: the reason down the stack trace")
+    match = re.search(r'version "([^"]+)"', _run_text([java_binary(), "-version"]))
+    scene.finish([("tls.server_cert_expired", ["java-edge-80"])], broker=broker,
                  extra_versions={"java": match.group(1) if match else "unknown"})
