@@ -7,6 +7,8 @@ import io
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -117,3 +119,23 @@ def test_archive_members_keep_their_file_times(tmp_path: Path) -> None:
         with open_bundle([archive]) as bundle:
             (log,) = bundle.logs
             assert abs(log.stat().st_mtime - source.stat().st_mtime) <= 2  # zip keeps 2-second steps
+
+
+def test_a_client_log_without_times_that_starts_with_an_option_word_is_a_log(tmp_path: Path) -> None:
+    """The lab's paho client logging messages alone (as an app's console or a pasted excerpt has
+    them) against a port nothing listens on: its first line starts "connection to ...", the word
+    of mosquitto.conf's bridge option. A sentence is not an option and its value: the file is a
+    log, and the refused connection is named."""
+    from lab import child_env
+    from lab.ports import free_port
+
+    log = tmp_path / "edge-05.log"
+    subprocess.run([sys.executable, "-m", "lab.paho_client", "--host", "127.0.0.1", "--port", str(free_port()),
+                    "--client-id", "edge-05", "--log-file", str(log), "--log-level", "ERROR",
+                    "--log-format", "%(message)s", "--attempts", "1", "--duration", "2"],
+                   timeout=60, capture_output=True, env=child_env())
+    assert log.read_text().startswith("connection to 127.0.0.1:")
+    assert classify(log) == "log"
+    [finding] = analyze([log]).findings
+    assert (finding.id, finding.clients) == ("net.connection_refused", {"edge-05"})
+    assert "Connection refused" in finding.evidence[0].text

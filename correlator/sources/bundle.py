@@ -32,8 +32,12 @@ SNIFF_BYTES = 64 * 1024
 _CONF_LINE = re.compile(
     r"^\s*(listener|port|bind_address|cafile|capath|certfile|keyfile|allow_anonymous|password_file|acl_file|"
     r"require_certificate|per_listener_settings|log_dest|log_type|persistence|persistence_location|include_dir|"
-    r"tls_version|use_identity_as_username|max_connections|connection|address|topic|bridge_cafile)\b(?!\s*[=:])",
+    r"tls_version|use_identity_as_username|max_connections|connection|address|topic|bridge_cafile)\b(?!\s*[=:])"
+    r"(?:[ \t]+\S+){0,5}[ \t\r]*$",
     re.M)
+"""An option and its value: a few words at most (`topic spBv1.0/# both 1 "" ""` is the longest). A
+message that starts with one of the words ("connection to 10.0.0.5:8883 failed: ...", a client
+log written without times) is a sentence, not an option."""
 _ACL_LINE = re.compile(r"^\s*(user|topic|pattern)\s+\S", re.M)
 #: A password file's line: `user:secret`, no blank in it (mosquitto's own hashes, argon2 or bcrypt
 #: from other tools, or the plain text mosquitto_passwd -U turns into hashes).
