@@ -81,3 +81,23 @@ def test_open62541s_policy_rejection_without_pki_names_both_causes(tmp_path: Pat
     assert finding.id == "opcua.security_policy_rejected"
     assert finding.alternatives == []
     assert "look-alikes" not in finding.confidence_reason
+
+
+def test_logs_alone_stitch_the_client_to_the_servers_connection(tmp_path: Path) -> None:
+    """Without PKI folders: the server's accept and lost connection name the client's port, so the
+    client's attempt (asyncua's connect, then its timeout) is stitched to the server's connection
+    whose OpenSecureChannel failed to decrypt. One finding: the renewed certificate, naming the
+    client (its explanation too), the client's timeout on that connection joined as its view (both
+    sides agree: medium), and the timeout named as what it looks like."""
+    folder = copy(tmp_path)
+    shutil.rmtree(folder / "pki")
+    analysis = analyze([folder])
+    [finding] = analysis.findings
+    assert (finding.id, finding.clients, finding.confidence) == (CAUSE, {"opcua-client"}, "medium")
+    assert finding.alternatives == ["net.timeout"]
+    assert "clients: opcua-client" in " ".join(finding.explanation.split())
+    assert "No log names the clients" not in finding.explanation
+    sides = {(e.side, e.file) for e in finding.evidence}
+    assert sides == {("server", "server/opcua-server.log"), ("client", "clients/opcua-client.log")}
+    assert any("TimeoutError" in e.text for e in finding.evidence if e.side == "client")
+    assert analysis.connections == 2  # the client's two attempts, each with its server side

@@ -132,3 +132,16 @@ def test_the_brokers_eof_alone_or_node_reds_failure_alone_names_nothing(tmp_path
     logs = _logs_only(tmp_path, "node_red_untrusted_ca")
     assert _failures(analyze([logs / "broker" / "mosquitto.log"]).findings) == []
     assert _failures(analyze([logs / "clients" / "nodered.log"]).findings) == []
+
+
+def test_the_brokers_view_of_the_same_failure_joins_the_clients_reason(tmp_path: Path) -> None:
+    """Logs only: the clients say 'IP address mismatch' (their own reason), the broker hears 'alert
+    bad certificate' on the same connections (alone, an undecided guess). The client's reason
+    wins, and the broker's lines join it as the other side's view: both sides agree, medium, the
+    client's own line first."""
+    [finding] = _failures(analyze([_logs_only(tmp_path, "server_hostname_mismatch")]).findings)
+    assert (finding.id, finding.confidence) == ("tls.server_hostname_mismatch", "medium")
+    assert finding.confidence_reason.startswith("both sides of the connection agree")
+    assert "IP address mismatch" in finding.evidence[0].text
+    assert any(e.side == "broker" and "alert bad certificate" in e.text for e in finding.evidence)
+    assert finding.alternatives == []

@@ -781,6 +781,24 @@ class Engine:
                        hosts=", ".join(sorted(finding.hosts)), count=finding.count)
         return context
 
+    def _join_views(self, better: Finding, worse: Finding) -> bool:
+        """The failure `worse` told too (the same lines, or the same connection seen from its
+        other side: the broker's bare alert beside the client's own reason) joins `better` as
+        evidence, and its side as one more view that agrees. Returns whether the sides grew (the
+        confidence is then rated again)."""
+        have = {(e.file, e.line) for e in better.evidence}
+        extra = [e for e in worse.evidence if e.side != "artifact" and (e.file, e.line) not in have]
+        extra = extra[:max(0, EVIDENCE_HEAD + EVIDENCE_TAIL - len(better.evidence))]
+        if not extra:
+            return False
+        better.evidence = [*better.evidence, *extra]  # its own reason first, then the other view
+        sides = {e.side for e in extra}
+        if sides <= better.sides:
+            return False
+        better.sides |= sides
+        self._rate(better)
+        return True
+
     @staticmethod
     def _rate(finding: Finding) -> None:
         logs = finding.sides - {"artifact"}
@@ -882,6 +900,7 @@ class Engine:
                                             if a in rules and a not in finding.alternatives)
                 _doubt(finding)
         hidden = self._fold_partial_groups(view, rules, name_of)
+        grown: set[int] = set()  # findings that took clients from one they absorbed: rendered again
         by_id: dict[str, list[Finding]] = {}
         for finding in view.values():
             if id(finding) not in hidden:  # a folded partial group lives on in its fuller finding
@@ -895,7 +914,9 @@ class Engine:
                     if other.host != finding.host:
                         continue  # a broker that never started explains its own clients' failures only
                     hidden.add(id(other))
-                    finding.clients |= other.clients
+                    if not other.clients <= finding.clients:
+                        finding.clients |= other.clients
+                        grown.add(id(finding))
                     finding.count += other.count
             confirmed = "artifact" in finding.sides
             mine = {(e.file, e.line) for e in finding.evidence}
@@ -921,10 +942,20 @@ class Engine:
                                                key=lambda f: (id(f) in undecided, -len(f.sides),
                                                               rules[f.id].priority, f.id))
                         hidden.add(id(worse))
-                        better.clients |= worse.clients
+                        if not worse.clients <= better.clients:
+                            better.clients |= worse.clients
+                            grown.add(id(better))
+                        if self._join_views(better, worse) and id(better) in undecided:
+                            _doubt(better)
                         # (a guess its evidence outweighed is no alternative worth naming)
                         if worse.id not in better.alternatives and (id(worse) not in undecided
                                                                     or id(better) in undecided):
                             better.alternatives.append(worse.id)
         visible = [f for f in view.values() if id(f) not in hidden]
+        for finding in visible:
+            if id(finding) in grown:  # its explanation named the clients it knew then
+                context = self._render_context(finding)
+                finding.explanation = explain(rules[finding.id].explanation, context)
+                finding.remediation = [step for step in (fill_step(t, context) for t in rules[finding.id].remediation)
+                                       if step is not None]
         return sorted(visible, key=lambda f: (-severity_rank(f.severity), -f.count, f.first_seen, f.id))

@@ -147,7 +147,9 @@ def _broker_refusal(kind: str, fields: dict[str, FieldValue]) -> bool:
 
 
 def is_broker(event: Event) -> bool:
-    return is_broker_source(event.source)
+    """Whether the event is the server side of a connection: a broker's, or an OPC UA server's
+    (its accepts and lost connections name the peer's address and port as mosquitto's do)."""
+    return is_broker_source(event.source) or event.source.startswith("opcua-server")
 
 
 def client_id_of(event: Event) -> str | None:

@@ -35,8 +35,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from correlator.errors import CorrelatorError
-from correlator.model import Event
-from correlator.timeline.connections import UNKNOWN, Connection, Stitcher, compatible, is_broker
+from correlator.model import Event, is_broker_source
+from correlator.timeline.connections import UNKNOWN, Connection, Stitcher, compatible
 from correlator.timeline.zones import pattern_matches
 
 #: |offset| above which a client's clock counts as wrong (the `client.clock_skew` finding).
@@ -285,14 +285,16 @@ def estimate_sources(events_by_source: Mapping[str, Sequence[Event]], *, toleran
     """Estimates for every client source against the broker source(s), from buffered events. With
     `reach`, a client is paired only with the brokers it can talk to (correlator.hosts): another
     host's broker is another clock."""
-    if all(not events or is_broker(events[0]) for events in events_by_source.values()):
+    # the reference clocks are the brokers': an OPC UA server, though the stitcher pairs its
+    # connections too, is a clock to estimate like any client's (it may run on a gateway's clock)
+    if all(not events or is_broker_source(events[0].source) for events in events_by_source.values()):
         return {}
     per_broker = {source: anchors(events) for source, events in events_by_source.items()
-                  if events and is_broker(events[0])}
+                  if events and is_broker_source(events[0].source)}
     everyone = sorted((a for found in per_broker.values() for a in found), key=lambda a: a.ts)
     out: dict[str, SkewEstimate] = {}
     for source, events in events_by_source.items():
-        if not events or is_broker(events[0]):
+        if not events or is_broker_source(events[0].source):
             continue
         brokers = (reach or {}).get(source)
         pool = everyone if brokers is None else sorted(
