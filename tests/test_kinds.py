@@ -80,7 +80,7 @@ def test_stitching_roles_come_from_the_vocabulary() -> None:
     from correlator.timeline.pipeline import ANCHOR_KINDS
 
     assert CLIENT_STEPS == {"net.connecting": 0, "net.connect": 1, "net.connected": 1, "tls.connected": 2,
-                            "mqtt.connecting": 3, "mqtt.connect": 3}
+                            "mqtt.connecting": 3, "mqtt.connect": 3, "opcua.connect": 0, "opcua.connecting": 1}
     assert "tls.error" in BROKER_UNNAMED and "tls.error" in CLIENT_TERMINAL
     assert VOCABULARY.with_role("attempt_start") == ATTEMPT_STARTS
     assert {"net.accept", "mqtt.takeover", "broker.stop", *CLIENT_STEPS} <= ANCHOR_KINDS
