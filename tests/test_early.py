@@ -102,6 +102,25 @@ def test_a_pass_that_got_too_far_ahead_waits_for_its_reader(tmp_path: Path, monk
     assert ahead.served >= 3
 
 
+@pytest.mark.parametrize("size", [64, 100, 1000, BLOCK])
+@pytest.mark.parametrize("ending", ["newline", "none", "exact"])
+def test_the_pass_maps_the_blocks_the_reader_reads(tmp_path: Path, size: int, ending: str) -> None:
+    """The child scans views of the file mapped into memory, cut where iter_blocks cuts its reads:
+    lines longer than a block, a last line without its newline, a file ending at a block's end."""
+    path = _busy_log(tmp_path, 300)
+    data = path.read_bytes()
+    if ending == "none":
+        data = data[:-1]
+    elif ending == "exact":
+        data = data[:len(data) - len(data) % size] or data
+    long = data.index(b"\n") + 1
+    data = data[:long] + data[long:long + 5 * size].replace(b"\n", b" ") + data[long + 5 * size:]
+    path.write_bytes(data)
+    mapped = [(base, bytes(block)) for base, block in early._mapped_blocks(path, size)]
+    assert mapped == [(base, bytes(block)) for base, block in iter_blocks(path, block_size=size)]
+    assert len(mapped) >= 2
+
+
 @pytest.mark.parametrize("incident", INCIDENTS, ids=[p.name for p in INCIDENTS])
 def test_every_sample_gives_the_same_report_with_its_logs_scanned_ahead(incident: Path) -> None:
     def report() -> str:

@@ -1105,7 +1105,7 @@ class HyperscanClassifier(Classifier):
         return np.repeat(np.array(found, dtype=np.int64), runs) if counts.keep else None
 
 
-def complement_ends(db: Any, block: Block, scratch: Any) -> list[int]:
+def complement_ends(db: Any, block: Block | memoryview, scratch: Any) -> list[int]:
     """Where the matches of the complement database `db` (`complement_database`) in `block` end:
     one place in each line that is not routine. `scratch` serves one scan at a time."""
     ends: list[int] = []

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import mmap
 import os
 import select
 import signal
@@ -35,13 +36,14 @@ import threading
 import time
 import weakref
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from correlator.errors import CorrelatorError
 from correlator.formats.scan import (
+    NEWLINE,
     WORKERS,
     Block,
     RoutineSpec,
@@ -49,7 +51,7 @@ from correlator.formats.scan import (
     complement_ends,
     scan_engine,
 )
-from correlator.sources.blocks import BLOCK_SIZE, iter_blocks
+from correlator.sources.blocks import BLOCK_SIZE
 from correlator.sources.lines import compression_of
 
 #: Logs smaller than this are not scanned ahead: their whole scan takes less than the start.
@@ -264,7 +266,7 @@ def _scan_ahead(path: Path, block_size: int, db: Any, out: int, tokens: int) -> 
     try:
         scratch = hyperscan.Scratch(db)
         ahead = 0
-        blocks = iter_blocks(path, block_size=block_size)
+        blocks = _mapped_blocks(path, block_size)
         while True:
             while ahead >= MAX_AHEAD:
                 got = os.read(tokens, 4096)
@@ -279,10 +281,49 @@ def _scan_ahead(path: Path, block_size: int, db: Any, out: int, tokens: int) -> 
             ends = array("q", complement_ends(db, block, scratch))
             tail = bytes(block[-TAIL:])
             _write(out, _HEADER.pack(_DONE, base, len(block), len(tail), len(ends)) + tail + ends.tobytes())
-            del item, block  # the block's buffer is reused for the next one (blocks.iter_blocks)
+            del item, block  # the view is let go before the next block is mapped
             ahead += 1
     except (OSError, CorrelatorError, hyperscan.error):
         return
+
+
+def _mapped_blocks(path: Path, block_size: int) -> Iterator[tuple[int, Block | memoryview]]:
+    """The blocks `iter_blocks` reads from a plain file (each read fills `block_size` bytes after
+    the carried partial line, and is cut after its last newline; the last block gets a newline
+    of its own), as views of the file mapped into memory: scanned where the page cache holds
+    them, not copied first (the copies were 0.03-0.04 s of the child's CPU for the busy plant's
+    broker log). A block that still differs from the reader's is found out by its length and
+    tail (`EarlyPass.ends`)."""
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
+            return
+        with mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ) as mapped, memoryview(mapped) as whole:
+            with contextlib.suppress(AttributeError, OSError):  # Linux: read ahead of the scan
+                mapped.madvise(mmap.MADV_SEQUENTIAL)
+            offset = window = released = 0
+            while True:
+                window += block_size  # where iter_blocks' read of this block stops
+                if window > size:  # its read meets the end: what is left, with a newline of its own
+                    if offset < size:
+                        if mapped[size - 1] == NEWLINE:
+                            with whole[offset:size] as block:
+                                yield offset, block
+                        else:
+                            yield offset, bytes(whole[offset:size]) + b"\n"
+                    return
+                cut = mapped.rfind(b"\n", offset, window) + 1
+                if cut == 0:
+                    continue  # no newline yet: one very long line, read on
+                with whole[offset:cut] as block:
+                    yield offset, block
+                offset = cut
+                # the scanned pages leave this process (not the page cache): its resident memory
+                # stays a block or two, as the reader's (mapped pages count to it)
+                done = offset - offset % mmap.PAGESIZE
+                with contextlib.suppress(AttributeError, OSError, ValueError):
+                    mapped.madvise(mmap.MADV_DONTNEED, released, done - released)
+                released = max(released, done)
 
 
 def _write(fd: int, data: bytes) -> None:
