@@ -63,10 +63,26 @@ def _compose_one(lines: list[str]) -> list[str]:
     return ["mosquitto-1  | " + line for line in lines]
 
 
+def _tool(*command: str) -> Callable[[list[str]], list[str]]:
+    """The lines as a command prints them (the real `grep -n`, `cat -n`, `nl`)."""
+    def run(lines: list[str]) -> list[str]:
+        done = subprocess.run(list(command), input="\n".join(lines) + "\n", capture_output=True, text=True,
+                              check=True)
+        return done.stdout.splitlines()
+    return run
+
+
+def _grep_context(lines: list[str]) -> list[str]:
+    """`grep -n -C1` of the refusals: numbered matches (`12:`), context (`12-`), `--` between groups."""
+    return _tool("grep", "-n", "-C1", "-e", "CONNACK", "-e", "not authorised", "-e", "New connection")(lines)
+
+
 WRAPPERS: dict[str, Callable[[list[str]], list[str]]] = {
     "code fence": _fenced, "indentation": _indented, "quote marks": _quoted, "emphasis": _emphasised,
     "shell prompt": _prompted, "issue comment": _issue_comment, "bare lines": _bare, "vagrant": _vagrant,
     "kubectl --prefix": _kubectl, "compose column": _compose_one,
+    "grep -n": _tool("grep", "-n", ""), "grep -n -C1": _grep_context, "cat -n": _tool("cat", "-n"),
+    "nl": _tool("nl", "-ba"),
 }
 
 
@@ -102,8 +118,10 @@ def test_a_compose_log_is_split_into_its_services(tmp_path: Path) -> None:
 
 def test_a_real_log_is_never_unwrapped() -> None:
     """A format that reads the file as it is wins: wrapper.log's `INFO   | jvm 1 |` column is the
-    Java Service Wrapper's, not a container's."""
+    Java Service Wrapper's, not a container's. A log's own leading numbers (epoch seconds, a year)
+    repeat, so they are no line numbers."""
     assert unwrap(BROKER).changed is False
+    assert unwrap(CLIENT).changed is False
     lines = ["INFO   | jvm 1    | 2026/11/23 14:20:00 | I [MqttServerConnection] [14:20:00.101] [MQTT-1]: up"] * 5
     assert unwrap(lines).prefix == ""
 

@@ -1,7 +1,8 @@
 """Logs the way support tickets carry them: pasted into a markdown issue, an e-mail or a terminal.
 
 A pasted excerpt wears artifacts around its lines that no log format knows: the markdown code
-fence and four-space indentation, `> ` quoting, `**emphasis**` on the line that matters, the shell
+fence and four-space indentation, `> ` quoting, line numbers (`grep -n`, `cat -n`, an editor's
+gutter), `**emphasis**` on the line that matters, the shell
 prompt and command that printed it (`$ docker compose logs mosquitto`), and a column naming the
 container or machine each line came from (docker compose `mosquitto-1  | `, kubectl
 `logs --prefix` `[pod/mosquitto-7d9f/mosquitto] `, Vagrant `    default: `). A compose log
@@ -17,6 +18,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 from correlator.formats.registry import DETECT_LINES, EXPLAINED, Registry
@@ -33,6 +35,13 @@ _PROMPT = re.compile(
     r"python\S*|node|npm|java|go|dotnet|systemctl|sed|awk|Get-Content|type)\b")
 #: Markdown quoting.
 _QUOTE = re.compile(r"^> ?")
+#: A line-number column: `grep -n` (`12:`, and `12-` on its context lines), `cat -n` and `nl` (the
+#: number right-aligned, then a tab), a viewer's or an editor's gutter (`12 | `, `12│`). Taken only
+#: when the numbers rise from line to line: a log's own leading numbers (epoch seconds, the hour
+#: of a time, a year) repeat.
+_NUMBERED = re.compile(r"^\s*(?P<n>\d{1,7})(?::|-|\t| ?[|\u2502] ?)(?P<rest>.*)$")
+#: `grep -C`'s line between two groups of context.
+_GREP_GAP = "--"
 #: Markdown emphasis and inline code marks around (part of) a line.
 _EMPHASIS = re.compile(r"\*\*|__(?=\S)|(?<=\S)__|(?<![\w*])\*(?=\S)|(?<=\S)\*(?![\w*])|`")
 #: Container and machine columns: (kind, regex with `name` and `rest`).
@@ -71,6 +80,7 @@ def unwrap(lines: list[str]) -> Unwrapped:
     found = Unwrapped()
     kept = _drop_frames(lines, found)
     kept = _unquote(kept, found)
+    kept = _unnumber(kept, found)
     kept = _dedent(kept, found)
     kept = _plain(kept, found)
     streams = _split(kept, found)
@@ -99,6 +109,22 @@ def _unquote(lines: list[str], found: Unwrapped) -> list[str]:
         found.artifacts.append("quote marks")
         return [_QUOTE.sub("", line, count=1) for line in lines]
     return lines
+
+
+def _unnumber(lines: list[str], found: Unwrapped) -> list[str]:
+    text = [line for line in lines if line.strip() and line.strip() != _GREP_GAP]
+    matches = [_NUMBERED.match(line) for line in text]
+    numbers = [int(match.group("n")) for match in matches if match is not None]
+    if len(numbers) < 3 or len(numbers) < PREFIX_SHARE * len(text):
+        return lines
+    if any(later <= earlier for earlier, later in pairwise(numbers)):
+        return lines
+    found.artifacts.append("line numbers")
+    out = []
+    for line in lines:
+        match = _NUMBERED.match(line)
+        out.append(match.group("rest") if match is not None else "" if line.strip() == _GREP_GAP else line)
+    return out
 
 
 def _dedent(lines: list[str], found: Unwrapped) -> list[str]:
