@@ -156,6 +156,7 @@ class Format:
             self._alternation(word)
         if self.routine is not None:
             _ = self.routine.patterns  # the bulk reader's Hyperscan patterns
+            _ = self.routine.key_places  # where the thinning reads a routine line's key
 
     def _alternation(self, word: str | None) -> _Combined | None:
         """The first word's alternation (None: of the unkeyed messages), compiled when a line

@@ -30,53 +30,14 @@ from correlator.formats.scan import (
     FirstLines,
     RoutineCounts,
     RoutineSpec,
-    compile_automaton,
+    key_place,
 )
 from correlator.redaction import may_hold_secret
 
+__all__ = ["Thinner", "key_place"]
+
 _ANONYMOUS = frozenset({b"<unknown>", b"(null)", b"", b"unknown"})
 """Client ids that name no one (as the engine's): such a line completes no sequence."""
-
-
-def key_place(automaton: Automaton) -> tuple[int, int] | None:
-    """Where a line of this one-message automaton holds its first free field: the fixed number of
-    bytes before it (each step has one way on), and the byte that ends it (every way out of the
-    field's states is that byte, to one state, and no line ends inside it). None when the shape
-    has no such place."""
-    delta = automaton.delta
-    path, widths = [0], []  # the states of the fixed steps, and how many bytes lead each one on
-    while not automaton.loops[path[-1]]:
-        targets = {t for t in delta[path[-1]] if t >= 0}
-        if len(targets) != 1:
-            break
-        widths.append(sum(1 for t in delta[path[-1]] if t >= 0))
-        path.append(targets.pop())
-    steps = len(path) - 1
-    while steps and widths[steps - 1] > 1:  # the field's first bytes are a class too: back to its start
-        steps -= 1
-    state, end = path[steps], path[-1]
-    near = [end, *(t for t in delta[end] if t >= 0)]
-    looping = next((s for s in near if automaton.loops[s]), None)
-    if looping is None:
-        return None
-    for sep in sorted({b for b, t in enumerate(delta[looping]) if t >= 0 and t != looping}):
-        inside, todo, exits = {state}, [state], set()
-        while todo:
-            current = todo.pop()
-            if automaton.accepts[current] >= 0:
-                break
-            for byte, target in enumerate(delta[current]):
-                if target < 0:
-                    continue
-                if byte == sep:
-                    exits.add(target)
-                elif target not in inside:
-                    inside.add(target)
-                    todo.append(target)
-        else:
-            if len(exits) == 1 and not exits & inside:
-                return steps, sep
-    return None
 
 
 class Thinner:
@@ -98,9 +59,8 @@ class Thinner:
             field = need.by[0]
             if field not in message.regex.groupindex or fmt.kind_of(field) != "str" or field in message.const:
                 continue  # the key is not the line's text as it stands
-            automaton = compile_automaton([full.lines[index]])
-            place = key_place(automaton)
-            if place is None or not self._confirmed(automaton, place, field, message.samples):
+            place = full.key_places[index]
+            if place is None or not self._confirmed(full.automaton, index, place, field, message.samples):
                 continue
             self.kind, self.need, self.place = full.kinds[index], need, place
         self._resets = self.need.resets if self.need is not None else frozenset()
@@ -108,12 +68,14 @@ class Thinner:
         self.parsed_lines = 0
 
     @staticmethod
-    def _confirmed(automaton: Automaton, place: tuple[int, int], field: str, samples: list[Sample]) -> bool:
-        """The format's samples of the message say the key is where `place` reads it."""
+    def _confirmed(automaton: Automaton, index: int, place: tuple[int, int], field: str,
+                   samples: list[Sample]) -> bool:
+        """The format's samples of message `index` (of `automaton`) say the key is where `place`
+        reads it."""
         checked = 0
         for sample in samples:
             raw = sample.line.encode()
-            if automaton.run(raw) < 0 or field not in sample.fields:
+            if automaton.run(raw) != index or field not in sample.fields:
                 continue
             skip, end = place
             stop = raw.find(bytes([end]), skip)
