@@ -14,6 +14,7 @@ import pytest
 
 from correlator.analysis import Options, analyze
 from correlator.formats.registry import default_registry
+from correlator.report_model import Analysis
 from correlator.sources.paste import recognisable, unwrap
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
@@ -167,3 +168,28 @@ def test_analyze_reads_a_paste_from_stdin() -> None:
     assert done.returncode == 4, done.stderr  # high: a refused login
     assert '"id": "auth.bad_credentials"' in done.stdout
     assert "stdin.log" in done.stdout
+
+
+def test_a_tail_of_several_files_is_one_source_per_file(tmp_path: Path) -> None:
+    """`tail -n +1 broker/mosquitto.log clients/*.log` pasted whole (the real tail): each
+    `==> FILE <==` section is a source of its own, named by its file as the folder would name it,
+    and the findings are the folder's; the evidence keeps the pasted file's line numbers."""
+    folder = SAMPLES / "bad_credentials"
+    files = ["broker/mosquitto.log", *sorted(str(p.relative_to(folder)) for p in (folder / "clients").glob("*.log"))]
+    printed = subprocess.run(["tail", "-n", "+1", *files], cwd=folder, capture_output=True, text=True,
+                             check=True).stdout
+    paste = tmp_path / "ticket.txt"
+    paste.write_text(printed)
+    analysis = analyze([paste])
+    roles = {s.info.path: (s.info.source, s.info.unparsed) for s in analysis.sources}
+    assert roles[f"{paste} [broker/mosquitto.log]"] == ("broker", 0)
+    assert roles[f"{paste} [clients/edge-10.log]"] == ("client:edge-10", 0)
+    assert len(roles) == len(files)
+
+    def found(a: Analysis) -> set[tuple[str, frozenset[str]]]:
+        return {(f.id, frozenset(f.clients)) for f in a.findings}
+
+    assert found(analysis) == found(analyze([folder])) != set()
+    lines = printed.splitlines()
+    quoted = [e for f in analysis.findings for e in f.evidence if e.side != "artifact"]
+    assert quoted and all(e.line is not None and e.text in lines[e.line - 1] for e in quoted)

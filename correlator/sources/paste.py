@@ -2,11 +2,12 @@
 
 A pasted excerpt wears artifacts around its lines that no log format knows: the markdown code
 fence and four-space indentation, `> ` quoting, line numbers (`grep -n`, `cat -n`, an editor's
-gutter), `**emphasis**` on the line that matters, the shell
-prompt and command that printed it (`$ docker compose logs mosquitto`), and a column naming the
-container or machine each line came from (docker compose `mosquitto-1  | `, kubectl
-`logs --prefix` `[pod/mosquitto-7d9f/mosquitto] `, Vagrant `    default: `). A compose log
-interleaves several services, each a source with its own role.
+gutter), `**emphasis**` on the line that matters, the shell prompt and command that printed it
+(`$ docker compose logs mosquitto`), a column naming the container or machine each line came from
+(docker compose `mosquitto-1  | `, kubectl `logs --prefix` `[pod/mosquitto-7d9f/mosquitto] `,
+Vagrant `    default: `), and the `==> FILE <==` headers of `tail` or `head` given several files. A
+compose log interleaves several services, and a tail several files: each is a source with its own
+role.
 
 `unwrap` peels these off the lines of a file whose format does not already read it, and splits a
 prefixed log into one stream per container. Only what most lines share is taken for a prefix, so
@@ -50,6 +51,8 @@ _PREFIXES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("kubectl", re.compile(r"^\[pod/(?P<pod>[^/\]\s]+)/(?P<name>[^\]\s]+)\]\s(?P<rest>.*)$")),
     ("vagrant", re.compile(r"^\s*(?P<name>[A-Za-z][\w-]*): (?P<rest>.*)$")),
 )
+#: The header `tail` and `head` print before each file when given several (`tail -n 50 *.log`).
+_TAIL_HEADER = re.compile(r"^==> (?P<name>.+) <==\s*$")
 #: A prefix is taken when at least this share of the (non-blank) lines carry it.
 PREFIX_SHARE = 0.8
 #: Docker compose's replica number ends a container's name: `mosquitto-1`, `plant_edge_2`.
@@ -152,6 +155,8 @@ def _plain(lines: list[str], found: Unwrapped) -> list[str]:
 
 def _split(lines: list[str], found: Unwrapped) -> dict[str, list[str]]:
     text = [line for line in lines if line.strip()]
+    if text and _TAIL_HEADER.match(text[0]):
+        return _tail_sections(lines, found)
     for kind, regex in _PREFIXES:
         matches = [regex.match(line) for line in text]
         names = Counter(match.group("name") for match in matches if match is not None)
@@ -180,6 +185,24 @@ def _split(lines: list[str], found: Unwrapped) -> dict[str, list[str]]:
     return {"": lines}
 
 
+def _tail_sections(lines: list[str], found: Unwrapped) -> dict[str, list[str]]:
+    """`tail`/`head` of several files: each `==> NAME <==` section is a stream of its own, named
+    by the file (its path as printed, so two hosts' mosquitto.log stay apart); a file printed twice
+    (`tail -f` switching back to it) continues its stream."""
+    found.artifacts.append("tail headers")
+    found.prefix = "tail"
+    streams: dict[str, list[str]] = {}
+    current: str | None = None
+    for index, line in enumerate(lines):
+        header = _TAIL_HEADER.match(line)
+        if header is not None:
+            current = header.group("name").strip()
+            streams.setdefault(current, [""] * index)
+        for name, body in streams.items():
+            body.append(line if name == current and header is None else "")
+    return streams
+
+
 def _compose(matches: list[re.Match[str] | None], names: Counter[str]) -> bool:
     """Whether a `NAME | ` column is docker compose's: it pads every name to one width, so the
     bar stands in one column, and it names containers with their replica number or several of
@@ -197,8 +220,12 @@ def write_streams(unwrapped: Unwrapped, folder: Path, stem: str) -> list[tuple[P
     """The streams as files in `folder`, named so a log's source name is its container's (or the
     pasted file's own stem when nothing split it); with the suffix each display name gets."""
     out = []
+    stems = Counter(Path(name).stem for name in unwrapped.streams)
     for name, body in unwrapped.streams.items():
-        path = folder / f"{_safe(name) if name else stem}.log"
+        # a tailed file's stream is named by its file (edge-10.log: client edge-10), unless two
+        # files of one name (two hosts' mosquitto.log) need their paths to stay apart
+        own = Path(name).stem if name.endswith(".log") and stems[Path(name).stem] == 1 else name
+        path = folder / f"{_safe(own) if name else stem}.log"
         path.write_text("\n".join(body) + "\n", encoding="utf-8")
         out.append((path, f" [{name}]" if name else ""))
     return out
