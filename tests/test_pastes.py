@@ -170,14 +170,16 @@ def test_analyze_reads_a_paste_from_stdin() -> None:
     assert "stdin.log" in done.stdout
 
 
-def test_a_tail_of_several_files_is_one_source_per_file(tmp_path: Path) -> None:
-    """`tail -n +1 broker/mosquitto.log clients/*.log` pasted whole (the real tail): each
-    `==> FILE <==` section is a source of its own, named by its file as the folder would name it,
-    and the findings are the folder's; the evidence keeps the pasted file's line numbers."""
+@pytest.mark.parametrize("command", [["tail", "-n", "+1"], ["grep", ""], ["grep", "-n", ""]])
+def test_several_files_printed_together_are_one_source_per_file(tmp_path: Path, command: list[str]) -> None:
+    """`tail -n +1 broker/mosquitto.log clients/*.log` (each file under its `==> FILE <==` header)
+    or `grep [-n] PATTERN` over the same files (each line after its file's name, and its number)
+    pasted whole, run with the real tools: each file is a source of its own, named by its file as
+    the folder would name it, and the findings are the folder's; the evidence keeps the pasted
+    file's line numbers."""
     folder = SAMPLES / "bad_credentials"
     files = ["broker/mosquitto.log", *sorted(str(p.relative_to(folder)) for p in (folder / "clients").glob("*.log"))]
-    printed = subprocess.run(["tail", "-n", "+1", *files], cwd=folder, capture_output=True, text=True,
-                             check=True).stdout
+    printed = subprocess.run([*command, *files], cwd=folder, capture_output=True, text=True, check=True).stdout
     paste = tmp_path / "ticket.txt"
     paste.write_text(printed)
     analysis = analyze([paste])

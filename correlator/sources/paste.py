@@ -5,9 +5,9 @@ fence and four-space indentation, `> ` quoting, line numbers (`grep -n`, `cat -n
 gutter), `**emphasis**` on the line that matters, the shell prompt and command that printed it
 (`$ docker compose logs mosquitto`), a column naming the container or machine each line came from
 (docker compose `mosquitto-1  | `, kubectl `logs --prefix` `[pod/mosquitto-7d9f/mosquitto] `,
-Vagrant `    default: `), and the `==> FILE <==` headers of `tail` or `head` given several files. A
-compose log interleaves several services, and a tail several files: each is a source with its own
-role.
+Vagrant `    default: `, grep's `FILE:` over several files), and the `==> FILE <==` headers of
+`tail` or `head` given several files. A compose log interleaves several services, and a tail or a
+grep several files: each is a source with its own role.
 
 `unwrap` peels these off the lines of a file whose format does not already read it, and splits a
 prefixed log into one stream per container. Only what most lines share is taken for a prefix, so
@@ -50,6 +50,9 @@ _PREFIXES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("compose", re.compile(r"^(?P<name>[A-Za-z0-9][\w.-]*?) +\|\s?(?P<rest>.*)$")),
     ("kubectl", re.compile(r"^\[pod/(?P<pod>[^/\]\s]+)/(?P<name>[^\]\s]+)\]\s(?P<rest>.*)$")),
     ("vagrant", re.compile(r"^\s*(?P<name>[A-Za-z][\w-]*): (?P<rest>.*)$")),
+    # grep over several files: `broker/mosquitto.log:LINE`, `...log-LINE` on -C context lines (the
+    # line numbers of -n are then each file's own column, peeled off per stream)
+    ("grep", re.compile(r"^(?P<name>[^\s:]*[\w-]\.(?:log|txt|out|err)(?:\.\d+)?)[:-](?P<rest>.*)$")),
 )
 #: The header `tail` and `head` print before each file when given several (`tail -n 50 *.log`).
 _TAIL_HEADER = re.compile(r"^==> (?P<name>.+) <==\s*$")
@@ -87,7 +90,8 @@ def unwrap(lines: list[str]) -> Unwrapped:
     kept = _dedent(kept, found)
     kept = _plain(kept, found)
     streams = _split(kept, found)
-    found.streams = {name: _dedent(_plain(body, found), found) for name, body in streams.items()}
+    found.streams = {name: _dedent(_plain(_unnumber(body, found) if name else body, found), found)
+                     for name, body in streams.items()}
     found.artifacts = list(dict.fromkeys(found.artifacts))
     return found
 
