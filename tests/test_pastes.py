@@ -34,6 +34,11 @@ def _quoted(lines: list[str]) -> list[str]:
     return ["> " + line for line in lines]
 
 
+def _reply_quoted(lines: list[str]) -> list[str]:
+    """Quoted again in an e-mail reply: `> > ` and `>> ` levels."""
+    return [("> > " if n % 2 else ">> ") + line for n, line in enumerate(lines)]
+
+
 def _emphasised(lines: list[str]) -> list[str]:
     return [f"**{line}**" if "not authorised" in line else line for line in lines]
 
@@ -79,7 +84,8 @@ def _grep_context(lines: list[str]) -> list[str]:
 
 
 WRAPPERS: dict[str, Callable[[list[str]], list[str]]] = {
-    "code fence": _fenced, "indentation": _indented, "quote marks": _quoted, "emphasis": _emphasised,
+    "code fence": _fenced, "indentation": _indented, "quote marks": _quoted, "reply quotes": _reply_quoted,
+    "emphasis": _emphasised,
     "shell prompt": _prompted, "issue comment": _issue_comment, "bare lines": _bare, "vagrant": _vagrant,
     "kubectl --prefix": _kubectl, "compose column": _compose_one,
     "grep -n": _tool("grep", "-n", ""), "grep -n -C1": _grep_context, "cat -n": _tool("cat", "-n"),

@@ -34,8 +34,8 @@ _PROMPT = re.compile(
     r"^\s*(?:(?:\([\w.-]+\)\s*)?[\w.-]+@[\w.-]+(?::[^$#\s]*)?\s*[$#%]|[$#%]|PS [A-Z]:\\[^>]*>|[A-Z]:\\[^>]*>)\s+"
     r"(?:sudo\s+)?(?:docker|podman|kubectl|oc|journalctl|tail|cat|less|more|grep|zcat|head|vagrant|mosquitto\S*|"
     r"python\S*|node|npm|java|go|dotnet|systemctl|sed|awk|Get-Content|type)\b")
-#: Markdown quoting.
-_QUOTE = re.compile(r"^> ?")
+#: Markdown or e-mail quoting, nested as replies nest it (`> > `, `>> `).
+_QUOTE = re.compile(r"^(?:> ?)+")
 #: A line-number column: `grep -n` (`12:`, and `12-` on its context lines), `cat -n` and `nl` (the
 #: number right-aligned, then a tab), a viewer's or an editor's gutter (`12 | `, `12│`). Taken only
 #: when the numbers rise from line to line: a log's own leading numbers (epoch seconds, the hour
