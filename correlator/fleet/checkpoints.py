@@ -14,8 +14,10 @@ site from its last checkpoint instead of analysing every kept message of the sha
   chunks, the same retention and replicas) under the site's name, and the site's key then says
   so (CheckpointStore): the object first, then the key, so the key never names a checkpoint that
   is not there whole.
-- **When**: after a batch is acknowledged, for each site of it whose last checkpoint is older than
-  `site_checkpoint_seconds` (and a new site at its first batch). So a checkpoint never stands
+- **When**: after a batch is acknowledged, for each site of it whose checkpoint is due: a new
+  site at its first batch, then a random two thirds to all of `site_checkpoint_seconds` after
+  its last (so the sites a worker took together do not all come due in the same second again),
+  32 a step at most (live_worker.STEP_CHECKPOINTS; the rest with the next). So a checkpoint never stands
   beyond the shard's acknowledged floor, and a new owner reads again at most about
   `site_checkpoint_seconds` of the shard's messages (a checkpoint beyond the floor, which cannot
   be written by a live owner, is ignored).
