@@ -145,3 +145,18 @@ def test_no_pass_with_a_forced_format_or_the_python_engine(tmp_path: Path, monke
     assert not EarlyReads([path]).passes  # smaller than EARLY_BYTES
     monkeypatch.setenv("CORRELATOR_SCAN", "python")
     assert not EarlyReads([path], min_bytes=0).passes
+
+
+def test_a_pass_that_cannot_fork_leaves_the_scan_to_the_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No process to spare (a limit, a sandbox): the pass starts nothing and the reader scans."""
+    path = _busy_log(tmp_path)
+    own, _ = _scans(path, None)
+
+    def refused() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr("os.fork", refused)
+    ahead = EarlyPass(path, _spec(), BLOCK).start()
+    monkeypatch.undo()
+    taken, _ = _scans(path, ahead)
+    assert taken == own and ahead.served == 0

@@ -109,7 +109,12 @@ class EarlyPass:
             import fcntl
 
             fcntl.fcntl(record_sink, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no process to spare (a limit, a sandbox): the reader scans it all
+            for fd in (records, record_sink, token_source, tokens):
+                os.close(fd)
+            return self
         if pid == 0:  # the child: scan, write, and leave without running anything of the parent's
             try:
                 os.close(records)
