@@ -18,7 +18,10 @@ events (agent.py), sharded over any number of live workers.
   written into the store with each site's position reached (`Store.save_sites`: one transaction
   for the batch), published to `correlator.findings.<site>`, and only then is the batch
   acknowledged. The batches a worker's shards fetch while it stores one wait for its next step,
-  which takes them all: one hand-over to a thread, one transaction, one round of publishes.
+  which takes them all: one hand-over to a thread, one transaction, one round of publishes. A
+  shard fetches its next batch once its last is stored, not once the cluster has confirmed that
+  one's publishes: a batch's findings are published, and it is acknowledged, after the shard's
+  batch before it (one batch of a shard at most waits so).
 - **A worker's death hands its shards over.** When its leases lapse, other workers claim its
   shards. The new owner resumes after the consumer's last acknowledged message: it restores each
   of the shard's sites from its checkpoint (checkpoints.py: its analysis state at a position, put
