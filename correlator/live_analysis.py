@@ -23,16 +23,24 @@ A surface that shows the files' existing content too (`watch`, the TUI's live mo
 (routine traffic counted at C speed, not parsed: `on_routine_block` hears where those lines are),
 and the tailer goes on from the byte where that read stopped (correlator/sources/tail.py).
 
+A surface that reads lines back from the files at their offsets (the TUI) passes `read_back=True`:
+through a rotation (renamed and reopened, or copytruncate) each file the path held is kept open
+and a later file's offsets go on from the earlier one's (`ReadBack`), so a row read from the
+renamed old file reads back from it, not from the new file at the same offset.
+
 Events another machine read, ordered and stitched (an edge agent's, correlator/fleet) enter after
 the timeline stage with `feed_events`: a LiveAnalysis of no paths is the analysis of a remote site.
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import dataclasses
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -114,6 +122,101 @@ class LiveSource:
     """What the file is (`classify`), once its first 64 KB were there to tell."""
 
 
+#: Files a followed path held (it was rotated, truncated) kept open for reading lines back: the
+#: oldest are let go (their rows' text is then not shown, rather than another file's).
+KEPT_FILES = 16
+
+
+class ReadBack:
+    """Where the lines of one followed path are, through its rotations: each file the path held
+    (the renamed old log mosquitto goes on writing to until SIGHUP, the new one; the copy
+    copytruncate made of the lines before the truncation, then the truncated file) has its own
+    offsets from 0, and lines of a later one are given offsets past the earlier one's (`base`):
+    a row's offset says which file holds its line, read back from a descriptor kept open on that
+    very file (whatever its name is now, even deleted). Offsets of the first file are the file's:
+    a path never rotated reads back as before.
+
+    Written on LiveAnalysis's thread, read on the screen's: `parts` is replaced, never changed."""
+
+    def __init__(self) -> None:
+        self.parts: tuple[tuple[int, int, tuple[int, int]], ...] = ()
+        """(base, descriptor or -1 when let go or unreadable, file identity), by base."""
+        self.end = 0
+        """Past the last byte of a line given so far: where the next file's offsets start."""
+        self._fds: list[int] = []
+        weakref.finalize(self, ReadBack._close, self._fds)
+
+    @staticmethod
+    def _close(fds: list[int]) -> None:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        fds.clear()
+
+    def _open(self, batch: LineBatch) -> int:
+        """A descriptor on the very file of the batch (-1 when it cannot be had)."""
+        try:
+            fd = os.open(batch.reader or str(batch.path), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return -1
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != batch.file_id:
+            os.close(fd)  # the name holds another file by now (no /proc to reopen the very one)
+            return -1
+        self._fds.append(fd)
+        return fd
+
+    def _let_go(self, fd: int) -> None:
+        if fd in self._fds:
+            self._fds.remove(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def add(self, batch: LineBatch) -> int:
+        """Note the batch's file; the base to add to its lines' offsets."""
+        parts = self.parts
+        if not parts or batch.event is not None:
+            # a file whose offsets start at 0: the first, the next at the name, the truncated one
+            base = self.end if parts else 0
+            if parts and parts[-1][2] == batch.file_id:
+                # truncated in place, no copy found: its old lines are gone from it
+                self._let_go(parts[-1][1])
+                parts = (*parts[:-1], (parts[-1][0], -1, parts[-1][2]))
+            parts = (*parts, (base, self._open(batch), batch.file_id))
+            if len(parts) > KEPT_FILES:
+                oldest = parts[-KEPT_FILES - 1]
+                self._let_go(oldest[1])
+                parts = (*parts[:-KEPT_FILES - 1], (oldest[0], -1, oldest[2]), *parts[-KEPT_FILES:])
+            self.parts = parts
+        elif batch.file_id != parts[-1][2]:
+            # the copy of a truncated file: the lines read from it so far are there now
+            base, fd, _ = parts[-1]
+            self._let_go(fd)
+            self.parts = (*parts[:-1], (base, self._open(batch), batch.file_id))
+        base = self.parts[-1][0]
+        if batch.lines:
+            offset, raw = batch.lines[-1]
+            self.end = max(self.end, base + offset + len(raw) + 1)
+        return base
+
+    @property
+    def rotated(self) -> bool:
+        """Whether the path's lines are in more than one file (it was rotated or truncated)."""
+        return len(self.parts) > 1
+
+    def find(self, offset: int) -> tuple[int, int] | None:
+        """(descriptor, offset in its file) of a line at `offset` (descriptor -1: not readable
+        back); None before the path's first file is known (read it by name)."""
+        parts = self.parts
+        if not parts:
+            return None
+        at = bisect.bisect_right(parts, offset, key=lambda part: part[0]) - 1
+        if at < 0:
+            return None
+        base, fd, _ = parts[at]
+        return fd, offset - base
+
+
 def _written(path: str | Path) -> float:
     """When the file was last written (now, when it cannot be read): the latest time its lines can have."""
     try:
@@ -147,7 +250,7 @@ class LiveAnalysis:
                  every_line: bool = True, on_routine: Callable[[RoutineBatch], None] | None = None,
                  bulk: bool = False, on_routine_block: Callable[[RoutineBlock], None] | None = None,
                  on_caught_up: Callable[[], None] | None = None,
-                 on_tick: Callable[[], None] | None = None) -> None:
+                 on_tick: Callable[[], None] | None = None, read_back: bool = False) -> None:
         """`every_line=False`: routine lines no rule reads are counted (`on_routine` sees them,
         on the reading thread, before the events of their batch), not parsed.
 
@@ -161,7 +264,11 @@ class LiveAnalysis:
         told to `on_routine_block` too (where `AppendedLines.keeps_places`; each block's `base`
         is 0, its lines' starts their offsets in the file), on the reading thread under the
         analysis's lock, before the events of their batch. `on_tick` is called under that lock
-        after each clock tick (a surface placing those lines among the events it was given)."""
+        after each clock tick (a surface placing those lines among the events it was given).
+
+        `read_back=True`: the surface reads lines back from the files at their offsets (the TUI):
+        the files a path holds through its rotations are kept open (`read_back`), and a later
+        file's offsets go on from the earlier one's, so a row's offset says which file has it."""
         self.options = options or Options()
         self.paths = [Path(p) for p in paths]
         prepared = prepare(self.options, registry=registry, rules=rules)
@@ -200,6 +307,11 @@ class LiveAnalysis:
         self._first = None if every_line else self.session.engine.first_lines()
         self._every_line = every_line
         self.sources: dict[str, LiveSource] = {}
+        self.read_back: dict[str, ReadBack] = {}
+        """With `read_back`, where the lines of each followed path are (by the events' file
+        name): a row's offset is read back with `read_back[file].find(offset)` (the offsets of a
+        rotated path's later files go on from its earlier ones')."""
+        self._reads_back = read_back
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self.total_events = 0
         self._timeline = LiveTimeline(offsets=prepared.offsets, window=stitch_window,
@@ -506,9 +618,18 @@ class LiveAnalysis:
         if not self._is_log(state, batch):
             return  # a certificate or config dropped into a watched folder is not a log
         with self._lock:
+            base = 0
+            if self._reads_back:
+                read_back = self.read_back.get(state.path)
+                if read_back is None:
+                    read_back = self.read_back[state.path] = ReadBack()
+                base = read_back.add(batch)
+            if not batch.lines and batch.event is None:
+                return  # the lines read so far are in a copy now (copytruncate)
             if batch.event in (TailEvent.ROTATED, TailEvent.TRUNCATED):
                 state.numbers = 0
-            lines = batch.lines
+            # a later file's lines go on from the offsets of the one before (ReadBack)
+            lines = [(offset + base, raw) for offset, raw in batch.lines] if base else batch.lines
             if state.parser is None and state.split_format is None:
                 state.waiting.extend(lines)
                 if len(state.waiting) < 5 and (batch.event is None or not state.waiting):

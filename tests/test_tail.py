@@ -387,6 +387,52 @@ def test_truncation_without_a_copy_starts_over_without_duplicates(
     assert [offset for batch in collector.batches for offset, _ in batch.lines][10:] == [i * 15 for i in range(5)]
 
 
+class OpeningCollector(Collector):
+    """Opens each batch's `reader` while the callback runs, as a consumer reading lines back does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: list[tuple[tuple[int, int], tuple[int, int]]] = []
+
+    def __call__(self, batch: LineBatch) -> None:
+        fd = os.open(batch.reader, os.O_RDONLY)
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        with self.cond:
+            self.opened.append((batch.file_id, (st.st_dev, st.st_ino)))
+        super().__call__(batch)
+
+
+def test_copytruncate_of_a_file_read_to_its_end_says_where_its_lines_are_now(tmp_path: Path) -> None:
+    """The copy holds the lines read before the cut and nothing more: a batch of no lines from the
+    copy says so (a consumer reads those lines back from the copy, not the truncated file), and
+    every batch's reader opens the very file it names, the copy too."""
+    path = tmp_path / "ct.log"
+    copy = tmp_path / "ct.log.1"
+    append(path, numbered("a", 0, 10))
+    collector = OpeningCollector()
+    tailer = Tailer(collector, poll_interval=0.25, from_beginning=True)
+    try:
+        tailer.start()
+        tailer.add_file(path)
+        collector.wait_count(path, 10)
+        shutil.copyfile(path, copy)
+        os.truncate(path, 0)
+        append(path, numbered("b", 0, 5))
+        collector.wait_count(path, 15)
+    finally:
+        tailer.stop()
+    copy_id = (copy.stat().st_dev, copy.stat().st_ino)
+    path_id = (path.stat().st_dev, path.stat().st_ino)
+    told = [(b.file_id, b.event, b.lines) for b in collector.batches]
+    assert (copy_id, None, []) in told
+    assert [file_id for file_id, _, _ in told if file_id != path_id] == [copy_id]
+    assert all(named == opened for named, opened in collector.opened)
+    assert collector.lines[path] == numbered("a", 0, 10) + numbered("b", 0, 5)
+
+
 def test_copytruncate_while_the_writer_keeps_appending(
         tmp_path: Path, collector: Collector, make_tailer: Callable[..., Tailer], observer: bool) -> None:
     path = tmp_path / "ct.log"

@@ -28,7 +28,9 @@ truncation during the bulk read is then caught as any other.
 Copytruncate (copy the log, then truncate it in place) is lossy by design: a line written between
 the copy and the truncation exists nowhere. What can be saved is saved: when a followed file
 shrinks, the rotated copy beside it (same name prefix, same bytes just before our read position) is
-read from our position to its end before the truncated file is restarted at offset 0.
+read from our position to its end before the truncated file is restarted at offset 0. Its batches
+carry its identity (one of no lines when we had read all it holds): the lines read before the cut
+are in the copy now, and a consumer that reads lines back at their offsets reads them there.
 
 A rotated file whose new name matches a folder's pattern (`mosquitto-1.log` under `*.log`) is not a
 new log: it is recognised by inode (a renamed file we hold or finished) and by content (a copy
@@ -121,6 +123,12 @@ class LineBatch:
     event: TailEvent | None = None
     file_id: FileId = (0, 0)
     """The file the bytes were read from; a rotation or a recovered copy shows as a change."""
+    reader: str = ""
+    """A name that opens the file `file_id` while the callback runs, whatever its name is now (its
+    descriptor's /proc name on Linux; elsewhere the name it was found at): a consumer that reads
+    lines back later at their offsets opens it then and keeps it (the renamed old log, the copy
+    copytruncate made). A batch of no lines and no event from a copy says that the bytes read so
+    far from the truncated file are the copy's: read them back from there."""
 
 
 class _Handle:
@@ -240,7 +248,8 @@ class Tailer:
         self._callback = callback
         self._from_beginning = from_beginning
         # a descriptor is reopened by its /proc name; elsewhere the bulk reader is not offered
-        self._bulk = bulk if from_beginning and os.path.isdir(_FD_NAMES) else None
+        self._proc = os.path.isdir(_FD_NAMES)
+        self._bulk = bulk if from_beginning and self._proc else None
         self._positioning = False
         self._poll = poll_interval
         self._polling = polling
@@ -768,38 +777,52 @@ class Tailer:
             return
         self._emit(followed, handle, [])
 
+    def _reader(self, fd: int, path: str) -> str:
+        return os.path.join(_FD_NAMES, str(fd)) if self._proc else path
+
     def _truncated(self, followed: _Followed, handle: _Handle) -> None:
         """The file shrank or its bytes before our position changed: read what we missed from
-        the rotated copy when one is found, then start over at 0."""
+        the rotated copy when one is found, then start over at 0. The batches from the copy (one
+        of no lines when we had read all it holds) carry its identity: the lines read before are
+        in it now, no longer in the truncated file."""
         copy = self._find_copy(followed, handle)
         if copy is not None:
-            fd, ident = copy
+            fd, ident, name = copy
+            reader = self._reader(fd, name)
             try:
+                told = False
                 while data := _pread(fd, self._chunk, handle.splitter.offset):
                     lines = handle.splitter.feed(data)
                     if lines:
-                        self._callback(LineBatch(followed.path_obj, lines, None, ident))
+                        self._callback(LineBatch(followed.path_obj, lines, None, ident, reader))
+                        told = True
+                tail = handle.splitter.flush()
+                if tail or not told:
+                    self._callback(LineBatch(followed.path_obj, tail, None, ident, reader))
             finally:
                 os.close(fd)
-        tail = handle.splitter.flush()
-        if tail:
-            self._callback(LineBatch(followed.path_obj, tail, None, handle.ident))
+        else:
+            tail = handle.splitter.flush()
+            if tail:
+                self._callback(LineBatch(followed.path_obj, tail, None, handle.ident,
+                                         self._reader(handle.fd, followed.path)))
         self._remember_head(handle)
         handle.head = b""
         handle.splitter.reset(0)
         handle.sample = b""
         handle.event = TailEvent.TRUNCATED
 
-    def _find_copy(self, followed: _Followed, handle: _Handle) -> tuple[int, FileId] | None:
+    def _find_copy(self, followed: _Followed, handle: _Handle) -> tuple[int, FileId, str] | None:
         """The rotated copy of a truncated log: a regular file beside it whose name shares its
-        stem, that is longer than our position and holds our sample just before it."""
+        stem, that reaches our position at least and holds our sample just before it (its
+        descriptor, identity and name)."""
         offset = handle.splitter.offset
         sample = handle.sample
         if not sample:
             return None
         directory, name = os.path.split(followed.path)
         stem = name.partition(".")[0] or name
-        best: tuple[int, int, FileId] | None = None
+        best: tuple[int, int, FileId, str] | None = None
         held = {h.ident for f in self._files.values() for h in f.handles}
         try:
             entries = list(os.scandir(directory))
@@ -811,7 +834,7 @@ class Tailer:
             try:
                 st = entry.stat()
                 ident = (st.st_dev, st.st_ino)
-                if not stat.S_ISREG(st.st_mode) or st.st_size <= offset or ident in held:
+                if not stat.S_ISREG(st.st_mode) or st.st_size < offset or ident in held:
                     continue
                 fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
             except OSError:
@@ -822,12 +845,12 @@ class Tailer:
                         and (best is None or st.st_mtime_ns > best[1])):
                     if best is not None:
                         os.close(best[0])
-                    best = (fd, st.st_mtime_ns, ident)
+                    best = (fd, st.st_mtime_ns, ident, entry.path)
                     continue
             except OSError:
                 pass
             os.close(fd)
-        return None if best is None else (best[0], best[2])
+        return None if best is None else (best[0], best[2], best[3])
 
     def _retire(self, followed: _Followed, handle: _Handle) -> None:
         """A file that will not be written again under this name: its unfinished last line is
@@ -849,7 +872,8 @@ class Tailer:
         if not lines and event is None:
             return
         handle.event = None
-        self._callback(LineBatch(followed.path_obj, lines, event, handle.ident))
+        self._callback(LineBatch(followed.path_obj, lines, event, handle.ident,
+                                 self._reader(handle.fd, followed.path)))
 
     def _report(self, path: str, error: OSError) -> None:
         """Tell about an unreadable file once per distinct problem, not on every pass."""

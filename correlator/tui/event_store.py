@@ -21,7 +21,7 @@ import threading
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,6 +122,12 @@ class EventStore:
         self._lock = threading.Lock()
         self.real_paths: dict[str, Path] = {}
         """Where a file named one way in events (a bundle's display name) really is on disk."""
+        self.locate: Callable[[str, int], tuple[int, int] | None] | None = None
+        """A followed log's rows through its rotations (LiveAnalysis.read_back): (file name, row
+        offset) -> (descriptor, offset in the file that holds the line; descriptor -1: it is
+        gone), or None to read the file at its name."""
+        self.rotated: Callable[[str], bool] | None = None
+        """Whether a file name's rows are in more files than the one at its name now."""
         self.pending: Merged | None = None
         """Rows renumbered off-screen (routine lines merged in), for the screen to `renumber`."""
         self.generation = 0
@@ -309,11 +315,18 @@ class EventStore:
         path = self._readable[file_ix]
         text = ""
         if path is not None:
-            fd = self._fds.get(file_ix)
+            found = self.locate(self.files[file_ix], self.offset[row]) if self.locate is not None else None
             try:
-                if fd is None:
-                    fd = self._fds[file_ix] = os.open(path, os.O_RDONLY)
-                data = os.pread(fd, READ_BACK, self.offset[row])
+                if found is not None:
+                    # a followed log's line, in the file that holds it (the renamed or copied
+                    # old one after a rotation), not the one at its name
+                    held, at = found
+                    data = os.pread(held, READ_BACK, at) if held >= 0 else b""
+                else:
+                    fd = self._fds.get(file_ix)
+                    if fd is None:
+                        fd = self._fds[file_ix] = os.open(path, os.O_RDONLY)
+                    data = os.pread(fd, READ_BACK, self.offset[row])
             except OSError:
                 data = b""
             text = data.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
@@ -327,6 +340,13 @@ class EventStore:
     def readable_files(self) -> dict[int, str]:
         """The files whose lines are read back from disk, by index."""
         return {i: str(path) for i, path in enumerate(list(self._readable)) if path is not None}
+
+    def rotated_files(self) -> set[int]:
+        """Readable files whose rows are not all in the file at their name (a followed log
+        rotated): their lines are read back row by row (`text`), not searched in that file."""
+        if self.rotated is None:
+            return set()
+        return {i for i, path in enumerate(list(self._readable)) if path is not None and self.rotated(self.files[i])}
 
     def kept_rows(self) -> dict[int, str]:
         """Rows whose text is kept in memory (their file cannot be read back)."""

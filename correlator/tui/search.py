@@ -88,7 +88,10 @@ def find_rows(store: EventStore, index: SearchIndex, needle: str, count: int,
     lowered = needle.lower()
     found: set[int] = set()
     if lowered.isascii() and "\t" not in lowered:
+        rotated = store.rotated_files()
         for f, path in store.readable_files().items():
+            if f in rotated:
+                continue  # its rows are in several files: tested one by one below
             starts = lines_holding(path, lowered, cancelled)
             if not starts:
                 continue  # a miss never builds the index
@@ -103,6 +106,8 @@ def find_rows(store: EventStore, index: SearchIndex, needle: str, count: int,
         kept = store.kept_rows()
         found = {row for row in found if row not in kept}
         candidates: range | list[int] = sorted(r for r in store.kept_rows() if r < count)
+        if rotated:
+            candidates = sorted({*candidates, *(r for r in range(count) if store.file[r] in rotated)})
     else:
         candidates = range(count)
     for checked, row in enumerate(candidates):

@@ -340,7 +340,19 @@ class LiveEventSource:
                                      pattern=pattern, bulk=bulk, every_line=not routine_rows,
                                      on_routine_block=self._routine_block if routine_rows else None,
                                      on_caught_up=self._caught_up if self.routine is not None else None,
-                                     on_tick=self._release if self.live_rows is not None else None)
+                                     on_tick=self._release if self.live_rows is not None else None,
+                                     read_back=True)
+        # a followed log's rows are read back from the file that holds them, through rotations
+        self.store.locate = self._locate
+        self.store.rotated = self._rotated
+
+    def _locate(self, file: str, offset: int) -> tuple[int, int] | None:
+        read_back = self.analysis.read_back.get(file)
+        return None if read_back is None else read_back.find(offset)
+
+    def _rotated(self, file: str) -> bool:
+        read_back = self.analysis.read_back.get(file)
+        return read_back is not None and read_back.rotated
 
     def _release(self) -> None:
         """Each clock tick (under LiveAnalysis's lock): the routine rows no held event precedes."""
