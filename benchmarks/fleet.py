@@ -13,8 +13,8 @@ real PostgreSQL, with figures, never timed tests.
    - paced: every site sends `--rate` events a second for `--seconds`: the events/s the cluster
      sustained, publish→stored (the acknowledgement) and agent→consumer latencies, p50/p99;
    - flat out: every site sends as fast as its acknowledgements come: the ceiling.
-2. **Findings.** Two real `correlator worker --live` processes (PostgreSQL store) take the sites;
-   each site replays its incident once, its events spread over `--finding-seconds` (the first
+2. **Findings.** `--live-workers` (2) real `correlator worker --live` processes (PostgreSQL store)
+   take the sites; each site replays its incident once, its events spread over `--finding-seconds` (the first
    one beforehand, once the workers share the shards, so every site is known to its worker
    before the clock runs), all sites' schedules sent by one coroutine with `publish_async` (the
    agent's payloads and ids, made before the clock runs; each site's events in order on its
@@ -32,7 +32,7 @@ real PostgreSQL, with figures, never timed tests.
    slot each: bundles analysed per minute.
 
     .venv/bin/python benchmarks/fleet.py [--sites 1000] [--rate 2] [--seconds 20] [--finding-seconds 60]
-        [--bundles 24] [--skip-agents] [--skip-findings] [--skip-bundles] [--nats-profile DIR]
+        [--live-workers 2] [--bundles 24] [--skip-agents] [--skip-findings] [--skip-bundles] [--nats-profile DIR]
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ def cpu_seconds(pids: Sequence[int], children: bool = True) -> float:
 
 
 class Findings:
-    """Sites replaying their incident once to two live workers, and the findings they make."""
+    """Sites replaying their incident once to the live workers, and the findings they make."""
 
     def __init__(self, urls: list[str], sites: int, connections: int, incidents: list[list[Event]]) -> None:
         self.urls = urls
@@ -346,6 +346,11 @@ class Findings:
         return out
 
 
+def _shared(held: list[int], share: int) -> bool:
+    """Every shard held, none by a worker beyond its share."""
+    return sum(held) == DEFAULT_SHARDS and max(held) <= share
+
+
 def shards_held(workers: Sequence[WorkerProcess]) -> list[int]:
     """Shards each worker holds, as its log tells: taken and not given back since."""
     held = []
@@ -364,7 +369,7 @@ async def findings_phase(cluster: NatsCluster, postgres: PostgresServer, args: a
     database = postgres.new_database()
     workers = [WorkerProcess(cluster.url, state, work / f"live-{i}.log", "--live", "--log-level", "info",
                              database=database, env={"CORRELATOR_NATS_REPLICAS": "3"})
-               for i in range(2)]
+               for i in range(args.live_workers)]
     try:
         for worker in workers:
             deadline = time.monotonic() + 120
@@ -373,8 +378,8 @@ async def findings_phase(cluster: NatsCluster, postgres: PostgresServer, args: a
                 await asyncio.sleep(0.1)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        halves = [DEFAULT_SHARDS // 2, DEFAULT_SHARDS - DEFAULT_SHARDS // 2]
-        while shards_held(workers) != halves and loop.time() - started < 120:
+        share = -(-DEFAULT_SHARDS // len(workers))  # each worker takes up to its share (live_worker._balance)
+        while not _shared(shards_held(workers), share) and loop.time() - started < 120:
             await asyncio.sleep(0.2)
         balancing = loop.time() - started
         await findings.connect()
@@ -419,14 +424,15 @@ async def findings_phase(cluster: NatsCluster, postgres: PostgresServer, args: a
         made = sum(1 for site, key in findings.arrived
                    if key in findings.completing[int(site.split("-")[1]) % len(incidents)])
         print(f"{args.sites} sites, each replaying its incident once over {args.finding_seconds:g} s "
-              f"({events:,} events, {(events - args.sites) / published:,.0f} events/s), 2 live workers, PostgreSQL:")
+              f"({events:,} events, {(events - args.sites) / published:,.0f} events/s), "
+              f"{len(workers)} live worker{'s' if len(workers) > 1 else ''}, PostgreSQL:")
         print(f"  agent->finding p50 {pct(latencies, 50) * 1000:.0f} ms, p99 {pct(latencies, 99) * 1000:.0f} ms, "
               f"max {max(latencies, default=float('nan')) * 1000:.0f} ms; findings made {made:,} of {expected:,} "
               f"expected ({len(findings.arrived) - made} others); publish->stored p50 "
               f"{pct(findings.acks, 50) * 1000:.0f} ms, p99 {pct(findings.acks, 99) * 1000:.0f} ms"
               + (f"; {findings.failed} publishes failed" if findings.failed else ""))
         print(f"  shards held per worker: {' + '.join(str(n) for n in shards_held(workers))} of {DEFAULT_SHARDS} "
-              f"({balancing:.1f} s after both started); every site's first event analysed {taking:.1f} s after "
+              f"({balancing:.1f} s after the workers started); every site's first event analysed {taking:.1f} s after "
               "it was published")
         print(f"  CPU over the {took:.0f} s: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in cpu.items())
               + f"; load average {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}")
@@ -508,6 +514,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--finding-seconds", type=float, default=60.0,
                         help="seconds over which each site replays its incident to the live workers")
+    parser.add_argument("--live-workers", type=int, default=2, help="live workers taking the sites' findings")
     parser.add_argument("--bundles", type=int, default=24)
     parser.add_argument("--skip-agents", action="store_true")
     parser.add_argument("--skip-findings", action="store_true")
