@@ -236,7 +236,8 @@ class EventStore:
             if not any(head.startswith(magic) for magic in COMPRESSED_MAGIC):
                 readable = path
         except OSError:
-            readable = None
+            # a followed log renamed away (rotated, not reopened yet) is read back where it is
+            readable = path if self.locate is not None and self.locate(name, 0) is not None else None
         self._readable.append(readable)
         return self._intern(self._file_ix, self.files, name)
 

@@ -3,6 +3,7 @@ neither), and the timeline store keeps offsets, not lines."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,25 @@ def test_store_keeps_the_text_when_the_file_cannot_be_read_back(tmp_path: Path) 
     store = EventStore()
     store.extend([event])
     assert store.text(0) == "kept in memory"
+
+
+def test_a_followed_log_missing_at_its_name_is_read_back_where_it_is(tmp_path: Path) -> None:
+    """Rows of a followed log whose name is missing when the store first meets it (renamed by a
+    rotation, the writer not reopened yet) are read back from the file that holds them
+    (`EventStore.locate`, LiveAnalysis.read_back), not kept as unreadable."""
+    name = str(tmp_path / "mosquitto.log")
+    old = tmp_path / "mosquitto.log.1"
+    old.write_bytes(b"first\nsecond\n")
+    fd = os.open(old, os.O_RDONLY)
+    try:
+        store = EventStore()
+        store.locate = lambda file, offset: (fd, offset) if file == name else None
+        event = Event(ts=1.0, time_text="", source="broker", file=name, line=2, kind="other", raw="second", offset=6)
+        store.extend([event])
+        assert store.readable_files() == {0: name} and not store.kept_rows()
+        assert store.text(0) == "second"
+    finally:
+        os.close(fd)
 
 
 def test_the_command_line_loads_textual_only_when_a_tui_runs() -> None:
