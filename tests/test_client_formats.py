@@ -441,6 +441,22 @@ def test_a_records_sharpest_reason_wins_over_its_head_line() -> None:
     assert "CertificateExpiredException" in finding.evidence[0].text
 
 
+def test_a_catch_all_message_does_not_make_a_client_log_the_brokers() -> None:
+    """log4js's layout (log4js_clients, real Node.js edges): no format lists it, and the only line
+    of edge-60's log a catalogue knows is its `Error: connect ECONNREFUSED ...`, which mosquitto's
+    `Error: ...` catch-all also reads. A catch-all says nothing of whose log a file is: the file is
+    a client's, so there is one broker and the refused connection is named for edge-60."""
+    analysis = analyze([SAMPLE_LOGS / "log4js_clients"])
+    roles = {s.info.path: s.info.source for s in analysis.sources}
+    assert [path for path, source in roles.items() if source == "broker"] == ["broker/mosquitto.log"]
+    assert roles["clients/edge-60.log"] == "client:edge-60"
+    found = {(f.id, frozenset(f.clients)) for f in analysis.findings}
+    assert found == {("net.connection_refused", frozenset({"edge-60"})),
+                     ("auth.bad_credentials", frozenset({"edge-61"}))}
+    refused = next(f for f in analysis.findings if f.id == "net.connection_refused")
+    assert "Error: connect ECONNREFUSED 127.0.0.1:" in refused.evidence[0].text
+
+
 # ---------------------------------------------------------------- MQTT.js (DEBUG=mqttjs*)
 
 

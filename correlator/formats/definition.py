@@ -92,6 +92,9 @@ class MessagePattern:
     routine: str | None = None
     """A narrower pattern for this message's routine lines, which the bulk reader counts without
     parsing (see correlator/formats/scan.py); None: every line of it is parsed."""
+    generic: bool = False
+    """A catch-all (`Error: ...`): it reads the format's own lines, but says nothing of whose log
+    a file is, so detection counts it as a line pattern's match, not a known message."""
 
 
 @dataclass
@@ -462,7 +465,7 @@ _FORMAT_KEYS = {"name", "title", "role", "roles", "multiline", "priority", "line
                 "fallback", "notes", "description", "extract_continuation", "routine"}
 _LINE_KEYS = {"name", "regex", "time", "strip", "strip_time", "decode", "json", "json_match", "level", "sample",
               "require_message"}
-_MESSAGE_KEYS = {"name", "kind", "regex", "level", "extract", "set", "samples", "notes", "routine"}
+_MESSAGE_KEYS = {"name", "kind", "regex", "level", "extract", "set", "samples", "notes", "routine", "generic"}
 _ROUTINE_KEYS = {"line", "prefix"}
 _SAMPLE_KEYS = {"line", "kind", "fields", "message"}
 
@@ -605,7 +608,7 @@ class _Loader(DefinitionFile):
             messages.append(MessagePattern(
                 name, kind, regex, level,
                 bool(entry.get("extract", False)), dict(entry.get("set", {})), first_words(pattern),
-                message_samples, routine))
+                message_samples, routine, bool(entry.get("generic", False))))
             samples += message_samples
         samples += self.samples(data.get("sample", []), "sample", None, None, ("sample",))
         self.at = ("format",)

@@ -123,12 +123,14 @@ class Registry:
         return out + [0.0] * (len(sample) - len(out))
 
     def _score(self, fmt: Format, text: str, slow: list[PatternTimeout], first: int = 0) -> float:
-        """How well `fmt` reads `text`: 2 a known message, 1 a line pattern only, +0.5 a time; 0
-        nothing, -1 a user's pattern ran out of time (at most `_MOST`)."""
+        """How well `fmt` reads `text`: 2 a known message, 1 a line pattern only (or a catch-all
+        message: `Error: ...` is anybody's), +0.5 a time; 0 nothing, -1 a user's pattern ran out of
+        time (at most `_MOST`)."""
         found = self._match(fmt, text, slow, first)
         if not isinstance(found, LineMatch):
             return -1.0 if found is False else 0.0
-        return (2.0 if found.message is not None else 1.0) + (0.5 if found.ts is not None else 0.0)
+        known = found.message is not None and not found.message.generic
+        return (2.0 if known else 1.0) + (0.5 if found.ts is not None else 0.0)
 
     def _trial(self, fmt: Format, own: list[float], sample: list[str], slow: list[PatternTimeout],
                first: int) -> list[float] | None:

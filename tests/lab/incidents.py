@@ -2002,4 +2002,6 @@ from lab import incidents_node  # noqa: E402
 _register(
     (incidents_node.make_mqtt_js_clients, "MQTT.js clients traced with DEBUG=mqttjs* (to a file and on a terminal); "
                                           "untrusted broker certificate, bad password"),
+    (incidents_node.make_log4js_clients, "Node.js edges logging through log4js's layout; a refused connection and a "
+                                         "bad password, each its client's"),
 )

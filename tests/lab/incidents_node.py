@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lab.incidents import (
     HOST,
+    LOG_ALL,
     USERS,
     Client,
     IncidentUnavailable,
@@ -104,3 +105,71 @@ def make_mqtt_js_clients(out: Path) -> None:
                  broker=broker,
                  extra_versions={"node": _run_text(["node", "--version"]) or "unknown",
                                  "mqtt.js": str(package.get("version", "unknown"))})
+
+
+LOG4JS_VERSION = "6.9.1"
+LOG4JS_EDGE = Path(__file__).resolve().parent / "log4js" / "edge.js"
+
+
+def log4js_module() -> Path:
+    """The `log4js` package: $CORRELATOR_LOG4JS, or the lab's own (installed once with npm into
+    ~/.cache/correlator-lab/log4js)."""
+    prefix = Path.home() / ".cache" / "correlator-lab" / "log4js"
+    module = prefix / "node_modules" / "log4js"
+    if (module / "package.json").is_file():
+        return module
+    if shutil.which("npm") is None:
+        raise IncidentUnavailable("log4js needs npm (Debian: apt-get install npm)")
+    prefix.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
+                           f"log4js@{LOG4JS_VERSION}"], capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0 or not module.is_dir():
+        raise IncidentUnavailable(f"npm install log4js failed: {done.stderr.strip()[-500:]}")
+    return module
+
+
+def log4js_edge(scene: Scene, name: str, url: str, args: list[str], *, client_id: str) -> Client:
+    """The lab's MQTT.js application logging through log4js's file appender (lab/log4js/edge.js)."""
+    node = shutil.which("node")
+    if node is None:
+        raise IncidentUnavailable("the log4js edge needs node")
+    cmd = [node, str(LOG4JS_EDGE), url, client_id, f"clients/{name}.log", *args]
+    env = {"CORRELATOR_MQTT_JS": str(mqtt_js_module()), "CORRELATOR_LOG4JS": str(log4js_module())}
+    info = {"kind": "mqtt.js + log4js", "dials": url.split("://", 1)[1], "client_id": client_id}
+    return scene.start(scene._add(name, info, cmd, env, sink=f"clients/{name}.stderr.txt"))
+
+
+def make_log4js_clients(out: Path) -> None:
+    """Client logs in log4js's layout, `[time] [LEVEL] category - message`: a layout no format
+    lists, whose only catalogue-like line is the `Error: ...` of the error event. Such a file is a
+    client's, not the broker's (mosquitto's own `Error: ...` catch-all says nothing of whose log it
+    is), so each failure is named for its client."""
+    scene = Scene.create(out, "log4js_clients",
+                         "Node.js edge applications (MQTT.js) logging through log4js's file layout. edge-60 dials a "
+                         "port nothing listens on; edge-61 sends an old password; edge-62 logs in and publishes.")
+    scene.passwd(USERS)
+    config = "listener {port0} 127.0.0.1\nallow_anonymous false\npassword_file passwd\n" + LOG_ALL
+    from lab.ports import free_port
+
+    with scene.broker(config) as broker:
+        closed = free_port()
+        refused = log4js_edge(scene, "edge-60", f"mqtt://{HOST}:{closed}", ["--seconds", "2"], client_id="edge-60")
+        scene.wait(refused, timeout=30)
+        denied = log4js_edge(scene, "edge-61", f"mqtt://{HOST}:{broker.port}",
+                             ["--username", "MyEACM", "--password", "eacm-secret-OLD", "--seconds", "2"],
+                             client_id="edge-61")
+        scene.wait(denied, timeout=30)
+        healthy = log4js_edge(scene, "edge-62", f"mqtt://{HOST}:{broker.port}",
+                              ["--username", "MyEACM", "--password", USERS["MyEACM"], "--seconds", "2"],
+                              client_id="edge-62")
+        scene.wait(healthy, timeout=30)
+        scene.end(broker)
+    _require(broker.log_text(), r"New client connected .* as edge-62", "log4js_clients: the healthy client")
+    _require(_read(scene.root / "clients/edge-60.log"), r"\] \[ERROR\] edge-60 - Error: connect ECONNREFUSED",
+             "log4js_clients: edge-60's refused connection")
+    _require(_read(scene.root / "clients/edge-61.log"), r"\[ERROR\] edge-61 - .*Not authorized",
+             "log4js_clients: edge-61's refused login")
+    package = json.loads((log4js_module() / "package.json").read_text())
+    scene.finish([("net.connection_refused", ["edge-60"]), ("auth.bad_credentials", ["edge-61"])], broker=broker,
+                 extra_versions={"node": _run_text(["node", "--version"]) or "unknown",
+                                 "log4js": str(package.get("version", "unknown"))})
