@@ -8,12 +8,12 @@ first `Received PUBLISH` after its CONNECT is parsed and the rest are places, as
 from __future__ import annotations
 
 import random
-import shutil
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from live_plant import busy_mixed, follow_second_half, thinned_batch
 
 from correlator.analysis import RoutineBlock
 from correlator.engine.evaluate import Engine
@@ -22,7 +22,6 @@ from correlator.engine.rules import load_rules
 from correlator.formats.registry import default_registry
 from correlator.formats.scan import keeps_lines, scan_engine
 from correlator.live_analysis import LiveAnalysis, LiveUpdate
-from correlator.sources.bundle import open_bundle
 from correlator.sources.files import LogFile
 from correlator.sources.lines import iter_lines
 
@@ -115,37 +114,10 @@ def test_appended_places_are_the_batch_reader_s_routine_lines(tmp_path: Path, en
 
 
 def test_appended_places_thin_a_client_s_publishes_as_the_batch_reader_does(tmp_path: Path) -> None:
-    folder = tmp_path / "mixed"
-    shutil.copytree(SAMPLES / "mixed", folder)
-    log = folder / "broker" / "mosquitto.log"
-    lines = [line * (25 if b" Received PUBLISH from " in line else 1)
-             for line in log.read_bytes().splitlines(keepends=True)]
-    half = len(lines) // 2
-    log.write_bytes(b"".join(lines[:half]))
+    folder, log, lines = busy_mixed(tmp_path)
     heard = _Heard(str(log))
-    total = b"".join(lines).count(b"\n")
-    live = LiveAnalysis([folder], every_line=False, on_update=heard.updated, on_routine_block=heard.block)
-    live.start()
-    try:
-        time.sleep(1)
-        with log.open("ab") as out:
-            out.write(b"".join(lines[half:]))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and sum(s.lines for s in live.sources.values() if s.path == str(log)) < total:
-            time.sleep(0.1)
-        found = {f.id for f in live.findings()}
-    finally:
-        live.stop()
-
-    rules, _ = load_rules([])
-    with open_bundle([folder]) as bundle:
-        engine = Engine(rules, Artifacts.from_bundle(bundle))
-    batch = LogFile(log, REGISTRY)
-    batch.count_routine(engine.needs(), engine.first_lines())
-    assert batch.thinner is not None
-    expected = {e.offset: e.kind for e in batch.events()}
-    publishes = b"".join(lines).count(b" Received PUBLISH from ")
-    assert 0 < sum(1 for kind in expected.values() if kind == "mqtt.publish") < publishes // 10
+    found = follow_second_half(folder, log, lines, on_update=heard.updated, on_routine_block=heard.block)
+    batch, expected = thinned_batch(folder, log, lines)
     assert heard.events == expected
     assert sorted([*heard.places, *heard.events]) == _starts(log.read_bytes())
     kinds: dict[str, int] = {}

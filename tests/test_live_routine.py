@@ -5,19 +5,18 @@ reads) the batch reader's events and its counts per kind and second."""
 from __future__ import annotations
 
 import random
-import shutil
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from live_plant import busy_mixed, follow_second_half, thinned_batch
 
 from correlator.engine.evaluate import Engine
 from correlator.engine.facts import Artifacts
 from correlator.engine.rules import load_rules
 from correlator.formats.registry import default_registry
 from correlator.live_analysis import LiveAnalysis, LiveUpdate, RoutineBatch
-from correlator.sources.bundle import open_bundle
 from correlator.sources.files import LogFile
 from correlator.sources.lines import iter_lines
 
@@ -99,13 +98,7 @@ def test_live_reading_thins_a_client_s_publishes_as_the_batch_reader_does(tmp_pa
     """With an ACL file, acl.publish_denied reads a client's first `Received PUBLISH` after its
     CONNECT: live reading parses that one and counts the rest, as `analyze` does (a real incident,
     its publishes repeated as a busy broker repeats them, the second half appended while followed)."""
-    folder = tmp_path / "mixed"
-    shutil.copytree(SAMPLES / "mixed", folder)
-    log = folder / "broker" / "mosquitto.log"
-    lines = [line * (25 if b" Received PUBLISH from " in line else 1)
-             for line in log.read_bytes().splitlines(keepends=True)]
-    half = len(lines) // 2
-    log.write_bytes(b"".join(lines[:half]))
+    folder, log, lines = busy_mixed(tmp_path)
     events: dict[int, str] = {}
     kinds: dict[str, int] = {}
     lock = threading.Lock()
@@ -119,29 +112,8 @@ def test_live_reading_thins_a_client_s_publishes_as_the_batch_reader_does(tmp_pa
             for line in batch.lines:
                 kinds[line.kind] = kinds.get(line.kind, 0) + 1
 
-    total = b"".join(lines).count(b"\n")
-    live = LiveAnalysis([folder], every_line=False, on_update=updated, on_routine=counted)
-    live.start()
-    try:
-        time.sleep(1)
-        with log.open("ab") as out:
-            out.write(b"".join(lines[half:]))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and sum(s.lines for s in live.sources.values() if s.path == str(log)) < total:
-            time.sleep(0.1)
-        found = {f.id for f in live.findings()}
-    finally:
-        live.stop()
-
-    rules, _ = load_rules([])
-    with open_bundle([folder]) as bundle:
-        engine = Engine(rules, Artifacts.from_bundle(bundle))
-    batch = LogFile(log, REGISTRY)
-    batch.count_routine(engine.needs(), engine.first_lines())
-    assert batch.thinner is not None
-    expected = {e.offset: e.kind for e in batch.events()}
-    publishes = b"".join(lines).count(b" Received PUBLISH from ")
-    assert 0 < sum(1 for kind in expected.values() if kind == "mqtt.publish") < publishes // 10
+    found = follow_second_half(folder, log, lines, on_update=updated, on_routine=counted)
+    batch, expected = thinned_batch(folder, log, lines)
     assert events == expected
     assert kinds == batch.routine.kinds
     assert "acl.publish_denied" in found

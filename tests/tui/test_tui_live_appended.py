@@ -8,9 +8,7 @@ histogram and finding `analyze` gives on the final files, every line a timeline 
 
 from __future__ import annotations
 
-import signal
 import time
-from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -18,15 +16,15 @@ from typing import Any
 import httpx
 import pytest
 from api_helpers import RunningServer
+from live_plant import busy_plant, finding, line_count, line_starts, stop_plant, wait_until, wrong_password
 
 from correlator.analysis import analyze
 from correlator.api import Settings
 from correlator.formats.scan import keeps_lines, scan_engine
-from correlator.report_model import Analysis, Finding
+from correlator.report_model import Analysis
 from correlator.tui.event_store import ROUTINE
 from correlator.tui.search import SearchIndex, find_rows
 from correlator.tui.sources import LiveEventSource
-from lab.broker import Mosquitto
 from lab.incidents import SPARKPLUG_ACL, USERS, Scene
 
 pytestmark = pytest.mark.skipif(not keeps_lines() or scan_engine() == "off",
@@ -36,68 +34,9 @@ pytestmark = pytest.mark.skipif(not keeps_lines() or scan_engine() == "off",
 APPENDED = 6000
 
 
-def _lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n")
-
-
-def _starts(path: Path) -> list[int]:
-    data = path.read_bytes()
-    starts = [0]
-    at = data.find(b"\n")
-    while at >= 0 and at + 1 < len(data):
-        starts.append(at + 1)
-        at = data.find(b"\n", at + 1)
-    return starts
-
-
-def _until(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def _busy_plant(scene: Scene, broker: Mosquitto) -> None:
-    """A subscriber and two QoS 1 publishers (real paho clients) that keep the broker writing
-    routine PUBLISH/PUBACK traffic until they are stopped (logging errors only: they have none)."""
-    port = broker.port
-    scene.paho("hmi-01", port, ["--subscribe", "spBv1.0/#", "--attempts", "1000", "--log-level", "ERROR"],
-               client_id="hmi-01", username="HMI", password=USERS["HMI"], duration=120)
-    time.sleep(0.5)
-    for j in range(2):
-        topics = [arg for k in range(10) for arg in ("--publish", f"spBv1.0/Plant1/NDATA/edge-0{j}/{k}")]
-        scene.paho(f"edge-0{j}", port, [*topics, "--interval", "0.005", "--qos", "1", "--attempts", "1000",
-                                        "--log-level", "ERROR"],
-                   client_id=f"edge-0{j}", username="MyEACM", password=USERS["MyEACM"], duration=120)
-
-
-def _wrong_password(scene: Scene, broker: Mosquitto) -> None:
-    """A paho client (its DEBUG log names its client id and its socket's port) with a wrong password."""
-    client = scene.paho("edge-10", broker.port, ["--publish", "spBv1.0/Plant1/NDATA/edge-10", "--attempts", "1"],
-                        client_id="edge-10", username="MyEACM", password="eacm-secret-OLD", duration=3)
-    broker.wait_for_log(r"not authorised", timeout=60)
-    scene.wait(client)
-
-
-def _stop_plant(scene: Scene, broker: Mosquitto) -> None:
-    time.sleep(0.5)  # some more flood after the failure
-    for client in scene.clients.values():
-        if client.proc is not None and client.proc.poll() is None:
-            client.proc.send_signal(signal.SIGINT)
-    scene.wait(timeout=20)
-    broker.stop()
-
-
-def _finding(findings: list[Finding], rule: str) -> Finding:
-    found = [f for f in findings if f.id == rule]
-    assert found, f"no {rule} among {[f.id for f in findings]}"
-    return found[0]
-
-
 def _refusal(batch: Analysis) -> tuple[set[str], set[tuple[int | None, str]]]:
     """The refused login `analyze` names: its clients and its broker evidence lines."""
-    expected = _finding(batch.findings, "auth.bad_credentials")
+    expected = finding(batch.findings, "auth.bad_credentials")
     assert "edge-10" in expected.clients
     lines = {(e.line, e.text) for e in expected.evidence if e.side == "broker"}
     assert any("not authorised" in text for _, text in lines)
@@ -114,31 +53,31 @@ def test_watch_counts_appended_routine_lines_as_analyze_does_and_draws_each_once
     config = scene.login_listener(USERS, SPARKPLUG_ACL)
     log = scene.root / "broker" / "mosquitto.log"
     with scene.broker(config) as broker:
-        _until(lambda: log.exists() and _lines(log) > 0, "the broker's first lines")
+        wait_until(lambda: log.exists() and line_count(log) > 0, "the broker's first lines")
         source = LiveEventSource([scene.root], stitch_window=0.5)
         source.start(lambda: None)
         try:
-            _until(lambda: source.analysis.caught_up, "the first read")
-            at_start = _lines(log)
-            _busy_plant(scene, broker)
-            _until(lambda: _lines(log) >= at_start + APPENDED, f"{APPENDED} appended broker lines")
-            _wrong_password(scene, broker)
-            _stop_plant(scene, broker)
+            wait_until(lambda: source.analysis.caught_up, "the first read")
+            at_start = line_count(log)
+            busy_plant(scene, broker)
+            wait_until(lambda: line_count(log) >= at_start + APPENDED, f"{APPENDED} appended broker lines")
+            wrong_password(scene, broker)
+            stop_plant(scene, broker)
             batch = analyze([scene.root])
             expected = {s.info.source: s.info.lines_read for s in batch.sources if s.info.lines_read}
-            assert expected["broker"] == _lines(log)
+            assert expected["broker"] == line_count(log)
 
             def lines() -> dict[str, int]:
                 return {s.name: s.lines for s in source.source_info() if s.lines}
 
-            _until(lambda: lines() == expected, f"the watch to read {expected} lines ({lines()} so far)", 90)
+            wait_until(lambda: lines() == expected, f"the watch to read {expected} lines ({lines()} so far)", 90)
         finally:
             source.stop()
     source.store.renumber()  # the first read's routine rows, had it any (the screen does this)
     live = source.analysis
     assert source.errors == [] and live.errors == []
     broker_state = next(s for s in live.sources.values() if s.source == "broker")
-    total = _lines(log)
+    total = line_count(log)
     # the appended routine lines were counted, not parsed: only the rest are events
     assert live_rows(source) >= APPENDED // 2
     assert broker_state.counted >= live_rows(source)
@@ -147,7 +86,7 @@ def test_watch_counts_appended_routine_lines_as_analyze_does_and_draws_each_once
     store = source.store
     file = store.files.index(str(log))
     rows = [row for row in range(len(store)) if store.file[row] == file]
-    assert sorted(store.offset[row] for row in rows) == _starts(log)
+    assert sorted(store.offset[row] for row in rows) == line_starts(log)
     assert sum(1 for row in rows if store.flags[row] & ROUTINE) == broker_state.counted
     # in time order, every row's text its line's
     back = [(a, b) for a, b in pairwise(rows) if store.ts[a] > store.ts[b]]
@@ -199,27 +138,27 @@ def test_serve_reads_a_busy_log_in_bulk_and_counts_appended_routine_lines(tmp_pa
     config = scene.login_listener(USERS, SPARKPLUG_ACL)
     log = scene.root / "broker" / "mosquitto.log"
     with scene.broker(config) as broker:
-        _busy_plant(scene, broker)
-        _until(lambda: log.exists() and _lines(log) >= BEFORE, f"{BEFORE} broker lines")
+        busy_plant(scene, broker)
+        wait_until(lambda: log.exists() and line_count(log) >= BEFORE, f"{BEFORE} broker lines")
         server = RunningServer(Settings(state_dir=tmp_path / "state", live_paths=[scene.root],
                                         live_stitch_window=0.5)).start()
         try:
             hub = server.app.state.live
             with server.client() as client:
-                _until(lambda: hub.analysis.caught_up, "the first read")
+                wait_until(lambda: hub.analysis.caught_up, "the first read")
                 first = sum(s.counted for s in hub.analysis.sources.values())
                 assert first >= BEFORE // 2  # the existing lines' routine traffic was counted, not parsed
-                at_start = _lines(log)
-                _until(lambda: _lines(log) >= at_start + APPENDED, f"{APPENDED} appended broker lines")
-                _wrong_password(scene, broker)
-                _stop_plant(scene, broker)
+                at_start = line_count(log)
+                wait_until(lambda: line_count(log) >= at_start + APPENDED, f"{APPENDED} appended broker lines")
+                wrong_password(scene, broker)
+                stop_plant(scene, broker)
                 batch = analyze([scene.root])
                 expected = {s.info.source: s.info.lines_read for s in batch.sources if s.info.lines_read}
 
                 def lines() -> dict[str, int]:
                     return {s["source"]: s["lines"] for s in _status(client)["sources"] if s["lines"]}
 
-                _until(lambda: lines() == expected, f"the server to read {expected} lines ({lines()} so far)", 90)
+                wait_until(lambda: lines() == expected, f"the server to read {expected} lines ({lines()} so far)", 90)
                 time.sleep(1.0)  # the stitcher's window and the engine's last revisions
                 status = _status(client)
                 items = client.get("/live/findings").json()["items"]

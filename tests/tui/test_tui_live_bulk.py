@@ -7,12 +7,11 @@ every line once, none lost, none twice, also when the log is rotated right after
 
 from __future__ import annotations
 
-import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from live_plant import busy_plant, finding, line_count, line_starts, stop_plant, wait_until, wrong_password
 
 from correlator.analysis import analyze
 from correlator.formats.scan import keeps_lines, scan_engine
@@ -30,50 +29,6 @@ pytestmark = pytest.mark.skipif(not keeps_lines() or scan_engine() == "off",
 BEFORE = 6000
 
 
-def _lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n")
-
-
-def _until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def _busy_plant(scene: Scene, broker: Mosquitto) -> None:
-    """A subscriber and two QoS 1 publishers (real paho clients) that keep the broker writing
-    routine PUBLISH/PUBACK traffic until they are stopped (logging errors only: they have none)."""
-    port = broker.port
-    scene.paho("hmi-01", port, ["--subscribe", "spBv1.0/#", "--attempts", "1000", "--log-level", "ERROR"],
-               client_id="hmi-01", username="HMI", password=USERS["HMI"], duration=120)
-    time.sleep(0.5)
-    for j in range(2):
-        # ten topics each: the client's loop waits up to 50 ms between two rounds of publishes
-        topics = [arg for k in range(10) for arg in ("--publish", f"spBv1.0/Plant1/NDATA/edge-0{j}/{k}")]
-        scene.paho(f"edge-0{j}", port, [*topics, "--interval", "0.005", "--qos", "1", "--attempts", "1000",
-                                        "--log-level", "ERROR"],
-                   client_id=f"edge-0{j}", username="MyEACM", password=USERS["MyEACM"], duration=120)
-
-
-def _wrong_password(scene: Scene, broker: Mosquitto) -> None:
-    """A paho client (its DEBUG log names its client id and its socket's port) with a wrong password."""
-    client = scene.paho("edge-10", broker.port, ["--publish", "spBv1.0/Plant1/NDATA/edge-10", "--attempts", "1"],
-                        client_id="edge-10", username="MyEACM", password="eacm-secret-OLD", duration=3)
-    broker.wait_for_log(r"not authorised", timeout=60)  # a loaded machine starts Python slowly
-    scene.wait(client)
-
-
-def _stop_plant(scene: Scene, broker: Mosquitto) -> None:
-    time.sleep(0.5)  # some more flood after the failure
-    for client in scene.clients.values():
-        if client.proc is not None and client.proc.poll() is None:
-            client.proc.send_signal(signal.SIGINT)
-    scene.wait(timeout=20)
-    broker.stop()
-
-
 def _settled(source: LiveEventSource, expected: dict[str, int]) -> None:
     """Wait until the watch has read every line of every log: as many as `analyze` counts (logs
     with no line yet are no source live)."""
@@ -88,12 +43,6 @@ def _settled(source: LiveEventSource, expected: dict[str, int]) -> None:
         time.sleep(0.05)
 
 
-def _finding(findings: list[Finding], rule: str) -> Finding:
-    found = [f for f in findings if f.id == rule]
-    assert found, f"no {rule} among {[f.id for f in findings]}"
-    return found[0]
-
-
 def _same_findings(live: list[Finding], batch: Analysis) -> None:
     """The same causes; the refused login named by its client id, on the same broker lines.
 
@@ -101,7 +50,7 @@ def _same_findings(live: list[Finding], batch: Analysis) -> None:
     can stay a finding of its own group beside the one they completed, whatever read the log first."""
     assert {f.id for f in live} == {f.id for f in batch.findings}
     refused = [f for f in live if f.id == "auth.bad_credentials"]
-    expected = _finding(batch.findings, "auth.bad_credentials")
+    expected = finding(batch.findings, "auth.bad_credentials")
     assert "edge-10" in expected.clients
     assert any("edge-10" in f.clients for f in refused)
     lines = {(e.line, e.text) for f in refused for e in f.evidence if e.side == "broker"}
@@ -116,42 +65,32 @@ def _store_rows(source: LiveEventSource, file: str) -> list[int]:
     return [store.offset[row] for row in range(len(store)) if store.file[row] == index]
 
 
-def _starts(path: Path) -> list[int]:
-    data = path.read_bytes()
-    starts = [0]
-    at = data.find(b"\n")
-    while at >= 0 and at + 1 < len(data):
-        starts.append(at + 1)
-        at = data.find(b"\n", at + 1)
-    return starts
-
-
 def test_watch_reads_a_busy_log_in_bulk_then_follows_it_as_analyze_reads_the_final_file(tmp_path: Path) -> None:
     scene = Scene.create(tmp_path, "busy", "a busy broker watched mid-flow")
     # with an ACL the rules read each client's first Received PUBLISH: the first read thins them
     config = scene.login_listener(USERS, SPARKPLUG_ACL)
     log = scene.root / "broker" / "mosquitto.log"
     with scene.broker(config) as broker:
-        _busy_plant(scene, broker)
-        _until(lambda: _lines(log) >= BEFORE, f"{BEFORE} broker lines", timeout=60)
+        busy_plant(scene, broker)
+        wait_until(lambda: line_count(log) >= BEFORE, f"{BEFORE} broker lines", timeout=60)
         # a broker line waits this long for its client's lines: ample, on a loaded machine too
         source = LiveEventSource([scene.root], stitch_window=0.5)
         source.start(lambda: None)
         try:
-            _until(lambda: source.analysis.caught_up, "the first read")
+            wait_until(lambda: source.analysis.caught_up, "the first read")
             assert source.routine is not None and source.routine.lines > BEFORE // 2  # counted, not parsed
-            _wrong_password(scene, broker)
-            _stop_plant(scene, broker)
+            wrong_password(scene, broker)
+            stop_plant(scene, broker)
             batch = analyze([scene.root])
             expected = {s.info.source: s.info.lines_read for s in batch.sources}
-            assert expected["broker"] == _lines(log)
+            assert expected["broker"] == line_count(log)
             _settled(source, expected)
         finally:
             source.stop()
     source.store.renumber()  # the routine rows of the first read join the timeline (the screen does this)
     assert source.errors == []
     # every line once (the timeline's order is time's: the stitcher may move a connection's lines)
-    assert sorted(_store_rows(source, str(log))) == _starts(log)
+    assert sorted(_store_rows(source, str(log))) == line_starts(log)
     # in time order: the first read's routine rows of the time of its last events, which the
     # timeline still held when the read ended, went in among them, not before them
     store = source.store
@@ -171,7 +110,7 @@ class _RotatedAfterFirstRead(LiveAnalysis):
         done = super()._read_existing(path, reader, end)
         path.rename(path.with_name(path.name + ".1"))
         self.broker.reopen_log()
-        _until(path.exists, "mosquitto to reopen its log")
+        wait_until(path.exists, "mosquitto to reopen its log")
         return done
 
 
@@ -181,17 +120,17 @@ def test_a_log_rotated_right_after_the_first_read_loses_and_repeats_no_line(tmp_
     log = scene.root / "broker" / "mosquitto.log"
     rotated = log.with_name("mosquitto.log.1")
     with scene.broker(config) as broker:
-        _busy_plant(scene, broker)
-        _until(lambda: _lines(log) >= BEFORE, f"{BEFORE} broker lines", timeout=60)
+        busy_plant(scene, broker)
+        wait_until(lambda: line_count(log) >= BEFORE, f"{BEFORE} broker lines", timeout=60)
         _RotatedAfterFirstRead.broker = broker
         live = _RotatedAfterFirstRead([log, scene.root / "clients"], bulk=True, stitch_window=0.5)
         live.start()
         try:
-            _until(lambda: rotated.exists() and live.caught_up, "the rotation")
-            _wrong_password(scene, broker)
-            _stop_plant(scene, broker)
-            total = _lines(rotated) + _lines(log) + _lines(scene.root / "clients" / "edge-10.log")
-            _until(lambda: sum(s.lines for s in live.sources.values()) == total,
+            wait_until(lambda: rotated.exists() and live.caught_up, "the rotation")
+            wrong_password(scene, broker)
+            stop_plant(scene, broker)
+            total = line_count(rotated) + line_count(log) + line_count(scene.root / "clients" / "edge-10.log")
+            wait_until(lambda: sum(s.lines for s in live.sources.values()) == total,
                    f"the watch to read all {total} lines of both files", timeout=90)
             time.sleep(0.3)
             assert sum(s.lines for s in live.sources.values()) == total  # and none read twice

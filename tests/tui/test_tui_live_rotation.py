@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from live_plant import line_count, wait_until
 
 from correlator.analysis import analyze
 from correlator.formats.scan import keeps_lines, scan_engine
@@ -37,21 +38,6 @@ from lab.incidents import USERS, Scene
 
 pytestmark = pytest.mark.skipif(not keeps_lines() or scan_engine() == "off",
                                 reason="the bulk reader keeps no line places here (no Hyperscan)")
-
-
-def _lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
-def _until(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _flood(scene: Scene, broker: Mosquitto, name: str) -> None:
@@ -108,25 +94,25 @@ def _watch(tmp_path: Path, what: str, rotate: Callable[[Scene, Mosquitto, Path, 
     log = scene.root / "broker" / "mosquitto.log"
     old = log.with_name("mosquitto.log.1")
     with scene.broker(config) as broker:
-        _until(lambda: _lines(log) > 0, "the broker's first lines")
+        wait_until(lambda: line_count(log) > 0, "the broker's first lines")
         _login(scene, broker, "edge-20", USERS["MyEACM"])  # events in the existing content
         source = LiveEventSource([log], stitch_window=0.5)
         source.start(lambda: None)
         try:
-            _until(lambda: source.analysis.caught_up, "the first read")
+            wait_until(lambda: source.analysis.caught_up, "the first read")
             _flood(scene, broker, "edge-00")
-            _until(lambda: _lines(log) >= 1500, "routine traffic before the rotation")
+            wait_until(lambda: line_count(log) >= 1500, "routine traffic before the rotation")
             rotate(scene, broker, log, old)
-            _until(lambda: _lines(log) >= 1500, "routine traffic after the rotation")
+            wait_until(lambda: line_count(log) >= 1500, "routine traffic after the rotation")
             _login(scene, broker, "edge-10", "eacm-secret-OLD")  # a refused login in the new file
             _stop(scene, "edge-00")
             broker.stop()
-            total = _lines(old) + _lines(log)
+            total = line_count(old) + line_count(log)
 
             def read() -> int:
                 return sum(s.lines for s in source.source_info() if s.name == "broker")
 
-            _until(lambda: read() == total, f"the watch to read {total} lines ({read()} so far)", 90)
+            wait_until(lambda: read() == total, f"the watch to read {total} lines ({read()} so far)", 90)
             time.sleep(1.0)  # the held events and routine rows out of the timeline
         finally:
             source.stop()
@@ -137,12 +123,12 @@ def _watch(tmp_path: Path, what: str, rotate: Callable[[Scene, Mosquitto, Path, 
 def _rename(scene: Scene, broker: Mosquitto, log: Path, old: Path) -> None:
     """mosquitto.log renamed; mosquitto writes on to the renamed file (events too) until SIGHUP."""
     os.rename(log, old)
-    at_rename = _lines(old)
+    at_rename = line_count(old)
     _login(scene, broker, "edge-30", USERS["MyEACM"])
-    _until(lambda: _lines(old) >= at_rename + 1000 and b"edge-30" in old.read_bytes(),
+    wait_until(lambda: line_count(old) >= at_rename + 1000 and b"edge-30" in old.read_bytes(),
            "lines written to the renamed file")
     broker.reopen_log()
-    _until(lambda: _lines(log) > 0, "the reopened log")
+    wait_until(lambda: line_count(log) > 0, "the reopened log")
 
 
 def _copytruncate(scene: Scene, broker: Mosquitto, log: Path, old: Path) -> None:
@@ -154,7 +140,7 @@ def _copytruncate(scene: Scene, broker: Mosquitto, log: Path, old: Path) -> None
     os.truncate(log, 0)
     _login(scene, broker, "edge-30", USERS["MyEACM"])
     _flood(scene, broker, "edge-01")
-    _until(lambda: _lines(log) >= 1500, "routine traffic after the truncation")
+    wait_until(lambda: line_count(log) >= 1500, "routine traffic after the truncation")
     _stop(scene, "edge-01")
     scene.clients["edge-00"] = scene.clients["edge-01"]  # what _watch stops next
 
