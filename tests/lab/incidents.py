@@ -1688,24 +1688,31 @@ def make_opcua_server_cert_changed(out: Path) -> None:
 NODE_RED_VERSION = "4.1.15"
 
 
+def npm_package(package: str, version: str, folder: str, wanted: str | None = None) -> Path:
+    """`package@version` installed once with npm into ~/.cache/correlator-lab/FOLDER; the path
+    `wanted` inside it (default: the package's own folder under node_modules), which is there when
+    the install worked."""
+    prefix = Path.home() / ".cache" / "correlator-lab" / folder
+    found = prefix / (wanted or f"node_modules/{package}")
+    if found.exists():
+        return found
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        raise IncidentUnavailable(f"{package} needs node and npm (Debian: apt-get install nodejs npm)")
+    prefix.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
+                           f"{package}@{version}"], capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0 or not found.exists():
+        raise IncidentUnavailable(f"npm install {package} failed: {done.stderr.strip()[-500:]}")
+    return found
+
+
 def node_red_binary() -> Path:
     """Node-RED from npm: $CORRELATOR_NODE_RED, a `node-red` on the PATH, or the lab's own copy
     (installed once with npm into ~/.cache/correlator-lab/node-red)."""
     given = os.environ.get("CORRELATOR_NODE_RED") or shutil.which("node-red")
     if given:
         return Path(given)
-    prefix = Path.home() / ".cache" / "correlator-lab" / "node-red"
-    binary = prefix / "node_modules" / ".bin" / "node-red"
-    if binary.exists():
-        return binary
-    if shutil.which("npm") is None or shutil.which("node") is None:
-        raise IncidentUnavailable("Node-RED needs node and npm (Debian: apt-get install nodejs npm)")
-    prefix.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
-                           f"node-red@{NODE_RED_VERSION}"], capture_output=True, text=True, timeout=600, check=False)
-    if done.returncode != 0 or not binary.exists():
-        raise IncidentUnavailable(f"npm install node-red failed: {done.stderr.strip()[-500:]}")
-    return binary
+    return npm_package("node-red", NODE_RED_VERSION, "node-red", "node_modules/.bin/node-red")
 
 
 def make_node_red_untrusted_ca(out: Path) -> None:

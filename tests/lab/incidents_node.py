@@ -7,8 +7,8 @@ the rest of lab.incidents, which registers them.
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from lab.incidents import (
@@ -22,6 +22,7 @@ from lab.incidents import (
     _read,
     _require,
     _run_text,
+    npm_package,
     tls_and_login_listeners,
     trust_another_ca,
 )
@@ -39,16 +40,7 @@ def mqtt_js_module() -> Path:
     for module in (lab / "node-red" / "node_modules" / "mqtt", lab / "mqtt-js" / "node_modules" / "mqtt"):
         if (module / "package.json").is_file():
             return module
-    if shutil.which("npm") is None:
-        raise IncidentUnavailable("MQTT.js needs npm (Debian: apt-get install npm)")
-    prefix = lab / "mqtt-js"
-    prefix.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
-                           f"mqtt@{MQTT_JS_VERSION}"], capture_output=True, text=True, timeout=600, check=False)
-    module = prefix / "node_modules" / "mqtt"
-    if done.returncode != 0 or not module.is_dir():
-        raise IncidentUnavailable(f"npm install mqtt failed: {done.stderr.strip()[-500:]}")
-    return module
+    return npm_package("mqtt", MQTT_JS_VERSION, "mqtt-js")
 
 
 def mqtt_js_client(scene: Scene, name: str, url: str, args: list[str], *, client_id: str,
@@ -114,18 +106,8 @@ LOG4JS_EDGE = Path(__file__).resolve().parent / "log4js" / "edge.js"
 def log4js_module() -> Path:
     """The `log4js` package: $CORRELATOR_LOG4JS, or the lab's own (installed once with npm into
     ~/.cache/correlator-lab/log4js)."""
-    prefix = Path.home() / ".cache" / "correlator-lab" / "log4js"
-    module = prefix / "node_modules" / "log4js"
-    if (module / "package.json").is_file():
-        return module
-    if shutil.which("npm") is None:
-        raise IncidentUnavailable("log4js needs npm (Debian: apt-get install npm)")
-    prefix.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
-                           f"log4js@{LOG4JS_VERSION}"], capture_output=True, text=True, timeout=600, check=False)
-    if done.returncode != 0 or not module.is_dir():
-        raise IncidentUnavailable(f"npm install log4js failed: {done.stderr.strip()[-500:]}")
-    return module
+    given = os.environ.get("CORRELATOR_LOG4JS")
+    return Path(given) if given else npm_package("log4js", LOG4JS_VERSION, "log4js")
 
 
 def log4js_edge(scene: Scene, name: str, url: str, args: list[str], *, client_id: str) -> Client:
