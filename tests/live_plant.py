@@ -4,6 +4,7 @@ the watch against."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import signal
 import time
@@ -134,3 +135,26 @@ def thinned_batch(folder: Path, log: Path, lines: list[bytes]) -> tuple[LogFile,
     publishes = b"".join(lines).count(b" Received PUBLISH from ")
     assert 0 < sum(1 for kind in expected.values() if kind == "mqtt.publish") < publishes // 10
     return batch, expected
+
+
+def follow_in_pieces(path: Path, lines: list[bytes], ending: bytes, rng: random.Random, written: int,
+                     **hooks: Any) -> LiveAnalysis:
+    """Follow the log at `path` live, routine lines counted (`hooks`: LiveAnalysis's callbacks),
+    its first `written` lines already there, while the rest of `lines` is appended as a busy broker
+    writes them, in pieces of every size; until every line is read. The analysis, stopped."""
+    live = LiveAnalysis([path], every_line=False, **hooks)
+    live.start()
+    try:
+        at = written
+        while at < len(lines):
+            step = rng.choice([1, 7, 60, 400])
+            with path.open("ab") as out:
+                out.write(ending.join(lines[at:at + step]) + ending)
+            at += step
+            time.sleep(0.005)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and sum(s.lines for s in live.sources.values()) < len(lines):
+            time.sleep(0.1)
+    finally:
+        live.stop()
+    return live

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from pathlib import Path
 
 import pytest
-from live_plant import busy_mixed, follow_second_half, thinned_batch
+from live_plant import busy_mixed, follow_in_pieces, follow_second_half, thinned_batch
 
 from correlator.analysis import RoutineBlock
 from correlator.engine.evaluate import Engine
@@ -21,7 +20,7 @@ from correlator.engine.facts import Artifacts
 from correlator.engine.rules import load_rules
 from correlator.formats.registry import default_registry
 from correlator.formats.scan import keeps_lines, scan_engine
-from correlator.live_analysis import LiveAnalysis, LiveUpdate
+from correlator.live_analysis import LiveUpdate
 from correlator.sources.files import LogFile
 from correlator.sources.lines import iter_lines
 
@@ -74,21 +73,7 @@ def test_appended_places_are_the_batch_reader_s_routine_lines(tmp_path: Path, en
     path = tmp_path / "mosquitto.log"
     path.write_bytes(ending.join(lines[:2500]) + ending)
     heard = _Heard(str(path))
-    live = LiveAnalysis([path], every_line=False, on_update=heard.updated, on_routine_block=heard.block)
-    live.start()
-    try:
-        at = 2500
-        while at < len(lines):  # appended as a busy broker writes: pieces of every size
-            step = rng.choice([1, 7, 60, 400])
-            with path.open("ab") as out:
-                out.write(ending.join(lines[at:at + step]) + ending)
-            at += step
-            time.sleep(0.005)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and sum(s.lines for s in live.sources.values()) < len(lines):
-            time.sleep(0.1)
-    finally:
-        live.stop()
+    live = follow_in_pieces(path, lines, ending, rng, 2500, on_update=heard.updated, on_routine_block=heard.block)
 
     batch = LogFile(path, REGISTRY)
     rules, _ = load_rules([])

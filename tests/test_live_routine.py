@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from pathlib import Path
 
 import pytest
-from live_plant import busy_mixed, follow_second_half, thinned_batch
+from live_plant import busy_mixed, follow_in_pieces, follow_second_half, thinned_batch
 
 from correlator.engine.evaluate import Engine
 from correlator.engine.facts import Artifacts
 from correlator.engine.rules import load_rules
 from correlator.formats.registry import default_registry
-from correlator.live_analysis import LiveAnalysis, LiveUpdate, RoutineBatch
+from correlator.live_analysis import LiveUpdate, RoutineBatch
 from correlator.sources.files import LogFile
 from correlator.sources.lines import iter_lines
 
@@ -60,21 +59,7 @@ def test_live_reading_gives_the_batch_reader_s_events_and_counts(tmp_path: Path,
                 seconds[line.second] = seconds.get(line.second, 0) + 1
                 clients.add(line.client)
 
-    live = LiveAnalysis([path], every_line=False, on_update=updated, on_routine=counted)
-    live.start()
-    try:
-        at = 2500
-        while at < len(lines):  # appended as a busy broker writes: pieces of every size
-            step = rng.choice([1, 7, 60, 400])
-            with path.open("ab") as out:
-                out.write(ending.join(lines[at:at + step]) + ending)
-            at += step
-            time.sleep(0.005)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and sum(s.lines for s in live.sources.values()) < len(lines):
-            time.sleep(0.1)
-    finally:
-        live.stop()
+    follow_in_pieces(path, lines, ending, rng, 2500, on_update=updated, on_routine=counted)
 
     batch = LogFile(path, REGISTRY)
     rules, _ = load_rules([])
