@@ -54,10 +54,12 @@ def test_without_pki_folders_the_server_log_still_names_it(tmp_path: Path) -> No
     assert finding.confidence != "high"
     assert any(e.side == "server" and e.file == "server/opcua-server.log" for e in finding.evidence)
     assert "artifact" not in finding.sides
-    # each missing folder is asked for once, with all it would tell
-    assert finding.explanation.count("The server's own/ PKI folder is not in the bundle") == 1
-    assert ("The server's own/ PKI folder is not in the bundle; add it to compare thumbprints and read "
-            "the ApplicationUri from its certificate.") in " ".join(finding.explanation.split())
+    # the sentence of the thumbprints gives way to one that says which folders would show them
+    # (no placeholder standing in for each missing value: "thumbprint the thumbprint of ...")
+    text = " ".join(finding.explanation.split())
+    assert ("the server's own/ PKI folder and the client's trusted/ folder, not in the input, would show the "
+            "two thumbprints") in text
+    assert "thumbprint the thumbprint" not in text and "(thumbprint" not in text
 
 
 def test_open62541s_policy_rejection_without_pki_names_both_causes(tmp_path: Path) -> None:

@@ -172,3 +172,13 @@ def test_a_backtracking_rule_pattern_is_stopped_and_named_with_its_file_and_rule
     assert "ran out of time on 3 lines: its match is set aside" in stopped[1]
     assert "net.connection_refused" in {f.id for f in analysis.findings}
     assert "test.backtracks" not in {f.id for f in analysis.findings}
+
+
+def test_a_passage_can_stand_in_for_a_value_the_input_lacks() -> None:
+    """`when = "name"` says a passage only with the value, `when = "!name"` only without it: a rule
+    words what the artifacts would show instead of filling a sentence with placeholders."""
+    from correlator.engine.remedy import Passage, explain
+
+    passages = [Passage("Always."), Passage("Thumbprint {thumb}.", "thumb"), Passage("No PKI folder here.", "!thumb")]
+    assert explain(passages, {"thumb": "AB12"}) == "Always.\nThumbprint AB12."
+    assert explain(passages, {}) == "Always.\nNo PKI folder here."

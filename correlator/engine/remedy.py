@@ -141,7 +141,10 @@ def render(template: str, context: dict[str, Any]) -> str:
 
 
 def _wanted(when: str, context: dict[str, Any]) -> bool:
-    """Whether a part that needs value `when` (none: "") is shown: the input gave that value."""
+    """Whether a part that needs value `when` (none: "") is shown: the input gave that value; or,
+    written `!name`, the input did not (the words said in its place)."""
+    if when.startswith("!"):
+        return not _wanted(when[1:], context)
     return not when or context.get(when) not in (None, "")
 
 

@@ -185,7 +185,7 @@ def placeholders(rule: Rule, known: Known) -> Iterator[tuple[str, KeyPath]]:
         if step.kind == "shell":
             yield from ((message, at_step) for message in _quoted_placeholders(step.command))
     for when, at in parts:
-        if when and when not in provided:
+        if when and when.removeprefix("!") not in provided:
             yield f"'when' names {when!r}, which nothing this rule matches or checks provides", at
     for text, at in texts:
         try:
