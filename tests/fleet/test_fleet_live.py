@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from api.test_api_live_stream import sse_events
 from api_helpers import HTTP_TIMEOUT, SAMPLES
 from fleet.fleet_nodes import WorkerProcess, api_node
 from fleet.nats_cluster import NatsCluster
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from correlator.analysis import Options, prepare
@@ -41,6 +42,7 @@ from correlator.fleet.live_worker import SiteAnalysis
 from correlator.fleet.remote_site import RemoteSiteSource
 from correlator.fleet.sites import (
     FINDINGS_STREAM,
+    LagView,
     event_of,
     events_filter,
     host_of,
@@ -390,6 +392,17 @@ def test_a_stopped_live_worker_hands_its_shards_over_at_once_and_every_node_has_
             worker.stop()
 
 
+async def _settled_view(js: JetStreamContext, done: Callable[[LagView], bool], timeout: float = 10.0) -> LagView:
+    """The lag view once `done` holds of it (or the last one after `timeout`): a 3-node cluster
+    answers the consumer list from what its nodes have applied so far."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    view = await lag_view(js)
+    while not done(view) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+        view = await lag_view(js)
+    return view
+
+
 def test_a_sites_lag_counts_its_own_messages_not_analysed(nats_cluster: NatsCluster) -> None:
     """Two sites of one shard: the shard's consumer lags by both sites' messages, each site by its
     own messages after the position a worker stored for it."""
@@ -412,7 +425,8 @@ def test_a_sites_lag_counts_its_own_messages_not_analysed(nats_cluster: NatsClus
             # the shard's consumer as its worker makes it, nothing acknowledged: the shard lags by 5
             await js.add_consumer(EVENTS_STREAM, ConsumerConfig(
                 durable_name=shard_consumer(shard), filter_subject=shard_filter(shard), ack_policy=AckPolicy.ALL))
-            view = await lag_view(js)
+            # the cluster lists a new consumer, and its acknowledgements, a moment later
+            view = await _settled_view(js, lambda v: v.shards.get(shard) == 5)
             assert view.shards[shard] == 5 and set(view.lagging()) == {first, second}
             assert await site_lags(js, view, {first: seqs[first][-1]}) == {first: 0, second: 2}
             assert await site_lags(js, view, {first: seqs[first][0]}) == {first: 2, second: 2}
@@ -424,10 +438,15 @@ def test_a_sites_lag_counts_its_own_messages_not_analysed(nats_cluster: NatsClus
             reader = await js.pull_subscribe_bind(durable=shard_consumer(shard), stream=EVENTS_STREAM)
             messages = await reader.fetch(5, timeout=5)
             await messages[-1].ack_sync()
-            view = await lag_view(js)
+            view = await _settled_view(js, lambda v: v.lagging() == [])
             assert view.lagging() == [] and await site_lags(js, view, {}) == {first: 0, second: 0}
-            # the short-lived counting consumers are gone
-            assert [info.name for info in await js.consumers_info(EVENTS_STREAM)] == [shard_consumer(shard)]
+            # the short-lived counting consumers are gone (as the cluster's list says a moment later)
+            deadline = asyncio.get_running_loop().time() + 10
+            names = [info.name for info in await js.consumers_info(EVENTS_STREAM)]
+            while names != [shard_consumer(shard)] and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.1)
+                names = [info.name for info in await js.consumers_info(EVENTS_STREAM)]
+            assert names == [shard_consumer(shard)]
         finally:
             await client.close()
 
