@@ -715,11 +715,15 @@ class Engine:
         the rest of a hit."""
         for rule, finding in self._unrendered.values():
             self._rate(finding)
-            context = self._render_context(finding)
-            finding.explanation = explain(rule.explanation, context)
-            finding.remediation = [step for step in (fill_step(t, context) for t in rule.remediation)
-                                   if step is not None]
+            self._fill_text(rule, finding)
         self._unrendered.clear()
+
+    def _fill_text(self, rule: Rule, finding: Finding) -> None:
+        """The finding's explanation and fix, in the rule's words, from what it holds now."""
+        context = self._render_context(finding)
+        finding.explanation = explain(rule.explanation, context)
+        finding.remediation = [step for step in (fill_step(t, context) for t in rule.remediation)
+                               if step is not None]
 
     def _name(self, key: tuple[str, tuple[Any, ...]], finding: Finding, names: set[str], what: str,
               name: str) -> None:
@@ -954,8 +958,5 @@ class Engine:
         visible = [f for f in view.values() if id(f) not in hidden]
         for finding in visible:
             if id(finding) in grown:  # its explanation named the clients it knew then
-                context = self._render_context(finding)
-                finding.explanation = explain(rules[finding.id].explanation, context)
-                finding.remediation = [step for step in (fill_step(t, context) for t in rules[finding.id].remediation)
-                                       if step is not None]
+                self._fill_text(rules[finding.id], finding)
         return sorted(visible, key=lambda f: (-severity_rank(f.severity), -f.count, f.first_seen, f.id))
