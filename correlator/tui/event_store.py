@@ -187,18 +187,23 @@ class EventStore:
             self._raw = {moved[row]: text for row, text in self._raw.items()}
             self._skew = {moved[row]: value for row, value in self._skew.items()}
             self._cache.clear()
-            for src, (rows, alarming, seconds, errors) in merged.added.items():
-                stats = self.stats[src]
-                stats.rows += rows
-                stats.alarming += alarming
-                for table, more in ((stats.per_second, seconds), (stats.errors_per_second, errors)):
-                    for second, n in more.items():
-                        table[second] = table.get(second, 0) + n
+            self._count_added(merged.added)
             self._ordered = ordered
             self._max_ts = max(self._max_ts, merged.max_ts)
             self._count = len(self.ts)
             self.generation += 1
         return moved
+
+    def _count_added(self, added: dict[int, tuple[int, int, dict[int, int], dict[int, int]]]) -> None:
+        """Rows placed into the store, per source: (rows, alarming, rows per second, errors per
+        second) into that source's stats. The caller holds the lock."""
+        for src, (rows, alarming, seconds, errors) in added.items():
+            stats = self.stats[src]
+            stats.rows += rows
+            stats.alarming += alarming
+            for table, more in ((stats.per_second, seconds), (stats.errors_per_second, errors)):
+                for second, n in more.items():
+                    table[second] = table.get(second, 0) + n
 
     def append_columns(self, columns: dict[str, array[Any]], added: dict[int, tuple[int, int, dict[int, int],
                        dict[int, int]]], max_ts: float, ordered: bool) -> None:
@@ -214,13 +219,7 @@ class EventStore:
                 self._ordered = False
             for name, column in columns.items():
                 getattr(self, name).extend(column)
-            for src, (rows, alarming, seconds, errors) in added.items():
-                stats = self.stats[src]
-                stats.rows += rows
-                stats.alarming += alarming
-                for table, more in ((stats.per_second, seconds), (stats.errors_per_second, errors)):
-                    for second, k in more.items():
-                        table[second] = table.get(second, 0) + k
+            self._count_added(added)
             self._max_ts = max(self._max_ts, max_ts)
             self._count += n
 
