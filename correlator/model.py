@@ -32,6 +32,11 @@ def is_broker_source(source: str) -> bool:
     return source == "broker" or source.startswith("broker:")
 
 
+def is_opcua_server_source(source: str) -> bool:
+    """Whether a source name is an OPC UA server's ('opcua-server:<name>')."""
+    return source.startswith("opcua-server")
+
+
 @dataclass(slots=True)
 class Event:
     """One log record. Multi-line records (a stack trace) are one event whose raw text holds

@@ -29,7 +29,7 @@ from typing import Any
 from correlator.definitions import DefinitionFile, definition_files
 from correlator.engine.remedy import Passage, StepTemplate
 from correlator.errors import DefinitionError
-from correlator.model import SEVERITIES, Event, Severity, is_broker_source
+from correlator.model import SEVERITIES, Event, Severity, is_broker_source, is_opcua_server_source
 from correlator.report_model import FixKind, Side
 
 Predicate = Callable[[Event], bool]
@@ -45,7 +45,7 @@ def side_of(event: Event) -> Side:
     source = event.source
     if is_broker_source(source):
         return "broker"
-    if source.startswith("opcua-server"):
+    if is_opcua_server_source(source):
         return "server"
     return "client"
 

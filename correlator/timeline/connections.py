@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from correlator.kinds import kind_vocabulary
-from correlator.model import Event, FieldValue, is_broker_source
+from correlator.model import Event, FieldValue, is_broker_source, is_opcua_server_source
 
 #: Outcomes, from most to least decisive.
 CONNECTED = "connected"
@@ -149,7 +149,7 @@ def _broker_refusal(kind: str, fields: dict[str, FieldValue]) -> bool:
 def is_broker(event: Event) -> bool:
     """Whether the event is the server side of a connection: a broker's, or an OPC UA server's
     (its accepts and lost connections name the peer's address and port as mosquitto's do)."""
-    return is_broker_source(event.source) or event.source.startswith("opcua-server")
+    return is_broker_source(event.source) or is_opcua_server_source(event.source)
 
 
 def client_id_of(event: Event) -> str | None:
