@@ -119,19 +119,16 @@ def _unquote(lines: list[str], found: Unwrapped) -> list[str]:
 
 
 def _unnumber(lines: list[str], found: Unwrapped) -> list[str]:
-    text = [line for line in lines if line.strip() and line.strip() != _GREP_GAP]
-    matches = [_NUMBERED.match(line) for line in text]
+    matches = [_NUMBERED.match(line) for line in lines]
+    text = sum(1 for line in lines if line.strip() and line.strip() != _GREP_GAP)
     numbers = [int(match.group("n")) for match in matches if match is not None]
-    if len(numbers) < 3 or len(numbers) < PREFIX_SHARE * len(text):
+    if len(numbers) < 3 or len(numbers) < PREFIX_SHARE * text:
         return lines
     if any(later <= earlier for earlier, later in pairwise(numbers)):
         return lines
     found.artifacts.append("line numbers")
-    out = []
-    for line in lines:
-        match = _NUMBERED.match(line)
-        out.append(match.group("rest") if match is not None else "" if line.strip() == _GREP_GAP else line)
-    return out
+    return [match.group("rest") if match is not None else "" if line.strip() == _GREP_GAP else line
+            for line, match in zip(lines, matches, strict=True)]
 
 
 def _dedent(lines: list[str], found: Unwrapped) -> list[str]:
